@@ -1,0 +1,29 @@
+// Package bus is Symphony's kernel: an embedded NATS server with JetStream, the
+// catalogue of every subject and payload type, and typed helpers to publish,
+// subscribe, request and persist.
+//
+// It is the only package that spells a subject. Components import bus and plain
+// libraries, never each other; everything they say to one another crosses a
+// subject declared here, so the whole conversation of a running Symphony can be
+// watched with `go tool nats sub 'symphony.>'` and documented in subjects.md.
+//
+// Guarantees, in plain words:
+//
+//   - Payloads are Go types encoded as JSON. Every message carries the headers
+//     Symphony-Type (the payload's type name) and Symphony-Schema (its schema
+//     version), so a person reading `nats sub` knows what they see and a decoder
+//     refuses a message of the wrong type or a newer schema instead of guessing.
+//   - Core subjects (Kind "event" with Storage "core") are fire-and-forget: a
+//     subscriber that is not listening misses them. Anything that must survive a
+//     restart or be replayed goes to a JetStream stream (PublishDurable) and is
+//     acknowledged by the server before the call returns; a message id makes a
+//     retried publish land once.
+//   - A subscription's channel is owned by the context passed to Subscribe:
+//     cancel the context and the channel closes. Messages on one subject from
+//     one publisher arrive in order.
+//   - Request/reply carries errors back as typed RemoteErrors, and a request to
+//     a subject nobody serves fails at once with ErrNoResponder rather than
+//     waiting for the timeout.
+//   - One process owns a data directory at a time (an flock on <data-dir>/lock);
+//     a second one fails at once with a DataDirInUseError naming the holder.
+package bus

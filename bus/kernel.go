@@ -1,0 +1,372 @@
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TokenFileName is the file in the data directory holding the token that
+// protects the opt-in NATS listener. It is written with mode 0600 at every
+// start (a new token each time) and removed at a clean stop.
+const TokenFileName = "nats-token"
+
+// MaxPayload is the largest message the embedded server accepts.
+const MaxPayload = 8 << 20
+
+// ErrUnsafeListen is returned for a non-loopback --nats-listen address
+// without the explicit unsafe opt-in.
+var ErrUnsafeListen = errors.New("refusing a NATS listener on a non-loopback address")
+
+// Options configures Open.
+type Options struct {
+	// DataDir holds the JetStream store, the lock and the token file. It is
+	// created (0700) if missing.
+	DataDir string
+	// Listen is an optional host:port for a TCP listener (for the nats CLI).
+	// Empty means in-process only: no socket at all.
+	Listen string
+	// ListenUnsafe allows a Listen address that is not loopback.
+	ListenUnsafe bool
+	// SyncAlways fsyncs every JetStream write (about 12x slower; an acked
+	// message already survives kill -9 without it, not a power cut).
+	SyncAlways bool
+	// StreamMaxAge is the backstop age of stored run history; 0 means
+	// DefaultStreamMaxAge.
+	StreamMaxAge time.Duration
+	// Logger receives the kernel's and the NATS server's logs; nil discards.
+	Logger *slog.Logger
+	// ClientName names the in-process connection (visible in connz).
+	ClientName string
+}
+
+// Bus is a running kernel: the embedded server, an in-process client and its
+// JetStream context. It is safe for concurrent use.
+type Bus struct {
+	ns        *server.Server
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	lock      *dirLock
+	log       *slog.Logger
+	dataDir   string
+	listenURL string
+	tokenFile string
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts the embedded NATS server with JetStream on opts.DataDir,
+// connects to it in-process and declares every stream and bucket. It fails
+// fast with a *DataDirInUseError when another process owns the directory.
+func Open(ctx context.Context, opts Options) (b *Bus, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.DataDir == "" {
+		return nil, errors.New("bus: data directory is required")
+	}
+	dataDir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("bus: data directory: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("bus: create data directory: %w", err)
+	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	b = &Bus{lock: lock, log: log, dataDir: dataDir, closed: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			b.teardown(context.Background())
+		}
+	}()
+
+	sopts := &server.Options{
+		ServerName: "symphony",
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "jetstream"),
+		NoSigs:     true,
+		DontListen: true,
+		MaxPayload: MaxPayload,
+		SyncAlways: opts.SyncAlways,
+	}
+	var token string
+	if opts.Listen != "" {
+		host, port, err := splitListen(opts.Listen, opts.ListenUnsafe)
+		if err != nil {
+			return b, err
+		}
+		token, err = newToken()
+		if err != nil {
+			return b, err
+		}
+		sopts.DontListen = false
+		sopts.Host, sopts.Port = host, port
+		if port == 0 {
+			// The server reads 0 as "the default 4222"; the operator asked
+			// for any free port.
+			sopts.Port = server.RANDOM_PORT
+		}
+		sopts.Authorization = token
+	}
+
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return b, fmt.Errorf("bus: configure nats server: %w", err)
+	}
+	ns.SetLoggerV2(serverLogger{log.With("component", "nats")}, false, false, false)
+	ns.Start()
+	b.ns = ns
+	if !ns.ReadyForConnections(30 * time.Second) {
+		return b, errors.New("bus: embedded nats server did not become ready within 30s")
+	}
+
+	if token != "" {
+		addr, ok := ns.Addr().(*net.TCPAddr)
+		if !ok {
+			return b, errors.New("bus: listener has no TCP address")
+		}
+		b.listenURL = "nats://" + net.JoinHostPort(sopts.Host, strconv.Itoa(addr.Port))
+		b.tokenFile = filepath.Join(dataDir, TokenFileName)
+		if err := writeSecretFile(b.tokenFile, token); err != nil {
+			return b, err
+		}
+	}
+
+	name := opts.ClientName
+	if name == "" {
+		name = "symphony"
+	}
+	copts := []nats.Option{
+		nats.InProcessServer(ns),
+		nats.Name(name),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("nats client error", "subject", subject, "err", err)
+		}),
+	}
+	if token != "" {
+		copts = append(copts, nats.Token(token))
+	}
+	nc, err := nats.Connect("", copts...)
+	if err != nil {
+		return b, fmt.Errorf("bus: connect in-process: %w", err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return b, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	b.js = js
+	maxAge := opts.StreamMaxAge
+	if maxAge == 0 {
+		maxAge = DefaultStreamMaxAge
+	}
+	if err := declare(ctx, js, maxAge); err != nil {
+		return b, err
+	}
+	log.Debug("bus ready", "data_dir", dataDir, "listen", b.listenURL != "")
+	return b, nil
+}
+
+// declare creates or updates every stream and bucket of the catalogue.
+func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) error {
+	for _, st := range Streams() {
+		age := st.MaxAge
+		if age == 0 {
+			age = maxAge
+		}
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        st.Name,
+			Description: st.Doc,
+			Subjects:    st.Subjects,
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      age,
+			Duplicates:  DuplicateWindow,
+			Discard:     jetstream.DiscardOld,
+		})
+		if err != nil {
+			return fmt.Errorf("bus: declare stream %s: %w", st.Name, err)
+		}
+	}
+	for _, kv := range Buckets() {
+		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      kv.Name,
+			Description: kv.Doc,
+			History:     kv.History,
+			Storage:     jetstream.FileStorage,
+		})
+		if err != nil {
+			return fmt.Errorf("bus: declare bucket %s: %w", kv.Name, err)
+		}
+	}
+	return nil
+}
+
+// Conn is the in-process client connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// JetStream is the client's JetStream context.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// DataDir is the absolute data directory.
+func (b *Bus) DataDir() string { return b.dataDir }
+
+// ListenURL is the nats:// URL of the opt-in TCP listener, "" when none.
+func (b *Bus) ListenURL() string { return b.listenURL }
+
+// TokenFile is the path of the file holding the listener's token, "" when
+// there is no listener.
+func (b *Bus) TokenFile() string { return b.tokenFile }
+
+// ConnectHint is a ready-to-paste nats CLI invocation for the listener. It
+// reads the token from its file rather than spelling it, so the hint can be
+// printed to a terminal or a service log without leaking the secret.
+func (b *Bus) ConnectHint() string {
+	if b.listenURL == "" {
+		return ""
+	}
+	return fmt.Sprintf("go tool nats --server %s --user \"$(cat %s)\" sub 'symphony.>'", b.listenURL, shellQuote(b.tokenFile))
+}
+
+// Close shuts the kernel down cleanly: it drains the client (in-flight
+// messages are delivered, subscriptions end), waits for the connection to
+// close, shuts the server down and waits for it, and releases the data
+// directory. Components must be stopped before. ctx bounds the drain.
+func (b *Bus) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() { b.closeErr = b.teardown(ctx) })
+	return b.closeErr
+}
+
+func (b *Bus) teardown(ctx context.Context) error {
+	var errs []error
+	if b.nc != nil {
+		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("drain: %w", err))
+		}
+		select {
+		case <-b.closed:
+		case <-ctx.Done():
+			b.nc.Close()
+			errs = append(errs, fmt.Errorf("drain: %w", ctx.Err()))
+		}
+	}
+	if b.ns != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+	}
+	if b.tokenFile != "" {
+		if err := os.Remove(b.tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove token file: %w", err))
+		}
+	}
+	if err := b.lock.release(); err != nil {
+		errs = append(errs, fmt.Errorf("release lock: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// splitListen parses host:port and refuses non-loopback hosts unless unsafe.
+func splitListen(addr string, unsafe bool) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("bus: --nats-listen %q: want host:port: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bus: --nats-listen %q: port must be 0..65535", addr)
+	}
+	if !isLoopback(host) && !unsafe {
+		return "", 0, fmt.Errorf("%w: %q (use 127.0.0.1 or ::1, or pass --nats-listen-unsafe if you really mean it)", ErrUnsafeListen, addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// isLoopback accepts "localhost" and loopback IP literals only; anything that
+// needs DNS to decide is treated as not loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newToken() (string, error) {
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("bus: generate token: %w", err)
+	}
+	return hex.EncodeToString(buf), nil
+}
+
+// writeSecretFile replaces path with content, readable by the owner only.
+func writeSecretFile(path, content string) error {
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("bus: write %s: %w", path, err)
+	}
+	if _, err := f.WriteString(content + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("bus: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bus: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("bus: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, `'\''`...)
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// serverLogger routes the NATS server's logs into slog. Notices are debug
+// level: the server is an implementation detail of the kernel, and its
+// start-up banner is noise to an operator.
+type serverLogger struct{ l *slog.Logger }
+
+func (s serverLogger) Noticef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,364 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultRequestTimeout bounds a Request whose context has no deadline.
+const DefaultRequestTimeout = 10 * time.Second
+
+// ErrNoResponder is returned by Request when no component serves the subject.
+var ErrNoResponder = errors.New("no responder")
+
+// Message is a decoded message: its concrete subject and its payload.
+type Message[T any] struct {
+	Subject string
+	Data    T
+	// Seq is the stream sequence for messages read from a stream, else 0.
+	Seq uint64
+	// Time is when the stream stored the message; zero for core messages.
+	Time time.Time
+}
+
+// Publish sends v on the topic's subject for tokens (core NATS, not stored).
+// For a topic backed by a stream use PublishDurable, which waits for the
+// store's acknowledgement.
+func Publish[T any](b *Bus, t Topic[T], v T, tokens ...string) error {
+	subject, err := t.Subject(tokens...)
+	if err != nil {
+		return err
+	}
+	m, err := encode(subject, t.spec, t.spec.typeName, v)
+	if err != nil {
+		return err
+	}
+	if err := b.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Ack is the store's acknowledgement of a durable publish.
+type Ack struct {
+	Stream string
+	Seq    uint64
+	// Duplicate is true when the message id was already stored within the
+	// duplicate window: the earlier message stands and this one was dropped.
+	Duplicate bool
+}
+
+// PublishDurable stores v in the topic's stream and returns once the server
+// acknowledged it. msgID, when not empty, is sent as Nats-Msg-Id so a retried
+// publish of the same message is stored once.
+func PublishDurable[T any](ctx context.Context, b *Bus, t Topic[T], v T, msgID string, tokens ...string) (Ack, error) {
+	if t.spec.Stream == "" {
+		return Ack{}, fmt.Errorf("publish durable: %s is not stored in a stream", t.spec.Pattern)
+	}
+	subject, err := t.Subject(tokens...)
+	if err != nil {
+		return Ack{}, err
+	}
+	m, err := encode(subject, t.spec, t.spec.typeName, v)
+	if err != nil {
+		return Ack{}, err
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	pa, err := b.js.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		return Ack{}, fmt.Errorf("publish durable %s: %w", subject, err)
+	}
+	return Ack{Stream: pa.Stream, Seq: pa.Sequence, Duplicate: pa.Duplicate}, nil
+}
+
+// Subscription delivers decoded messages of one topic until its context ends.
+type Subscription[T any] struct {
+	c       chan Message[T]
+	invalid atomic.Int64
+	done    chan struct{}
+}
+
+// C is the channel of decoded messages. It is closed after the subscription's
+// context ends (or the connection closes).
+func (s *Subscription[T]) C() <-chan Message[T] { return s.c }
+
+// Done is closed when the subscription has ended and C is closed.
+func (s *Subscription[T]) Done() <-chan struct{} { return s.done }
+
+// Invalid counts messages that could not be decoded into T (wrong type
+// header, newer schema, bad JSON). They are logged and skipped.
+func (s *Subscription[T]) Invalid() int64 { return s.invalid.Load() }
+
+// Subscribe listens on the topic's subjects matching filter tokens (missing
+// trailing tokens are wildcards). The subscription is owned by ctx: when ctx
+// ends the NATS subscription is removed and C is closed. The subscription is
+// registered with the server before Subscribe returns, so a message published
+// afterwards is seen. A slow reader applies back-pressure to the
+// subscription's pending buffer (64k messages) rather than losing messages
+// silently; overflow is reported by the connection's error handler.
+func Subscribe[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) (*Subscription[T], error) {
+	subject, err := t.Filter(filter...)
+	if err != nil {
+		return nil, err
+	}
+	return subscribe[T](ctx, b, subject, t.spec, t.spec.typeName)
+}
+
+func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, typeName string) (*Subscription[T], error) {
+	ns, err := b.nc.SubscribeSync(subject)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	if err := ns.SetPendingLimits(65536, 256<<20); err != nil {
+		_ = ns.Unsubscribe()
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	if err := b.nc.Flush(); err != nil {
+		_ = ns.Unsubscribe()
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	s := &Subscription[T]{c: make(chan Message[T]), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.c)
+		defer ns.Unsubscribe() //nolint:errcheck // nothing to do if the connection is gone
+		for {
+			m, err := ns.NextMsgWithContext(ctx)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+					b.log.Error("subscription ended", "subject", subject, "err", err)
+				}
+				return
+			}
+			v, err := decode[T](m, spec, typeName)
+			if err != nil {
+				s.invalid.Add(1)
+				b.log.Warn("dropped undecodable message", "subject", m.Subject, "err", err)
+				continue
+			}
+			select {
+			case s.c <- Message[T]{Subject: m.Subject, Data: v}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return s, nil
+}
+
+// RemoteError is a failure reported by the responder of a request.
+type RemoteError struct {
+	Subject string
+	Code    string
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("%s: %s (%s)", e.Subject, e.Message, e.Code)
+}
+
+// Ask sends req on the request subject for tokens and waits for the reply.
+// Without a deadline on ctx, DefaultRequestTimeout applies. A failure
+// reported by the responder comes back as a *RemoteError; no responder at
+// all as ErrNoResponder.
+func Ask[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], req Req, tokens ...string) (Resp, error) {
+	var zero Resp
+	subject, err := r.Subject(tokens...)
+	if err != nil {
+		return zero, err
+	}
+	m, err := encode(subject, r.spec, r.spec.typeName, req)
+	if err != nil {
+		return zero, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
+		defer cancel()
+	}
+	reply, err := b.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return zero, fmt.Errorf("%w for %s (is the %s component running?)", ErrNoResponder, subject, strings.Join(r.spec.Consumers, "/"))
+		}
+		return zero, fmt.Errorf("request %s: %w", subject, err)
+	}
+	if code := reply.Header.Get(HeaderErrorCode); code != "" {
+		return zero, &RemoteError{Subject: subject, Code: code, Message: reply.Header.Get(HeaderError)}
+	}
+	return decode[Resp](reply, r.spec, r.spec.respType)
+}
+
+// Handler answers one request. A returned error is sent back to the asker as
+// a RemoteError; an error that implements Code() string sets its code,
+// otherwise the code is "error".
+type Handler[Req, Resp any] func(ctx context.Context, subject string, req Req) (Resp, error)
+
+// Serve answers requests on the topic's subjects matching filter tokens,
+// one at a time, until ctx ends. Responders share a queue group named after
+// the pattern, so with several instances each request is answered once.
+// Serve returns once the subscription is registered; the returned channel is
+// closed when serving has stopped.
+func Serve[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
+	subject, err := r.Filter(filter...)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := b.nc.QueueSubscribeSync(subject, "q."+strings.NewReplacer("{", "", "}", "").Replace(r.spec.Pattern))
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: %w", subject, err)
+	}
+	if err := b.nc.Flush(); err != nil {
+		_ = ns.Unsubscribe()
+		return nil, fmt.Errorf("serve %s: %w", subject, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer ns.Unsubscribe() //nolint:errcheck // nothing to do if the connection is gone
+		for {
+			m, err := ns.NextMsgWithContext(ctx)
+			if err != nil {
+				return
+			}
+			serveOne(ctx, b, m, r.spec, h)
+		}
+	}()
+	return done, nil
+}
+
+// serveOne decodes one request, calls the handler (a panic becomes an
+// error reply, not a crash) and sends the reply or the error.
+func serveOne[Req, Resp any](ctx context.Context, b *Bus, m *nats.Msg, spec Spec, h Handler[Req, Resp]) {
+	if m.Reply == "" {
+		b.log.Warn("request without reply subject dropped", "subject", m.Subject)
+		return
+	}
+	var reply *nats.Msg
+	req, err := decode[Req](m, spec, spec.typeName)
+	if err != nil {
+		reply = errorReply(m.Reply, "bad_request", err)
+	} else {
+		resp, herr := callHandler(ctx, m.Subject, req, h)
+		if herr != nil {
+			reply = errorReply(m.Reply, errorCode(herr), herr)
+		} else if reply, err = encode(m.Reply, spec, spec.respType, resp); err != nil {
+			reply = errorReply(m.Reply, "encode", err)
+		}
+	}
+	if err := m.RespondMsg(reply); err != nil {
+		b.log.Warn("reply failed", "subject", m.Subject, "err", err)
+	}
+}
+
+func callHandler[Req, Resp any](ctx context.Context, subject string, req Req, h Handler[Req, Resp]) (resp Resp, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler for %s panicked: %v", subject, p)
+		}
+	}()
+	return h(ctx, subject, req)
+}
+
+// errorCode is the code of an error that has one (Code() string), else
+// "error".
+func errorCode(err error) string {
+	var c interface{ Code() string }
+	if errors.As(err, &c) && c.Code() != "" {
+		return c.Code()
+	}
+	return "error"
+}
+
+func errorReply(subject, code string, err error) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(HeaderErrorCode, code)
+	// Header values are single-line.
+	m.Header.Set(HeaderError, strings.Join(strings.Fields(err.Error()), " "))
+	return m
+}
+
+// History iterates over the stored messages of a durable topic matching
+// filter tokens, oldest first, and ends once it has caught up (no matching
+// message pending); it does not wait for new ones. It reads with an ordered
+// consumer and writes nothing. Undecodable messages are yielded as errors
+// (the iteration continues if the caller continues).
+func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) iter.Seq2[Message[T], error] {
+	return func(yield func(Message[T], error) bool) {
+		if t.spec.Stream == "" {
+			yield(Message[T]{}, fmt.Errorf("history: %s is not stored in a stream", t.spec.Pattern))
+			return
+		}
+		subject, err := t.Filter(filter...)
+		if err != nil {
+			yield(Message[T]{}, err)
+			return
+		}
+		stream, err := b.js.Stream(ctx, t.spec.Stream)
+		if err != nil {
+			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
+			return
+		}
+		cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+		if err != nil {
+			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
+			return
+		}
+		// NumPending at creation is the number of stored messages matching
+		// the filter: nothing to read means done, not a wait for new ones.
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
+			return
+		}
+		if ci.NumPending == 0 {
+			return
+		}
+		it, err := cons.Messages()
+		if err != nil {
+			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
+			return
+		}
+		defer it.Stop()
+		stop := context.AfterFunc(ctx, it.Stop)
+		defer stop()
+		for {
+			jm, err := it.Next()
+			if err != nil {
+				if ctx.Err() != nil {
+					yield(Message[T]{}, ctx.Err())
+				} else if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
+				}
+				return
+			}
+			md, err := jm.Metadata()
+			if err != nil {
+				if !yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err)) {
+					return
+				}
+				continue
+			}
+			nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
+			v, derr := decode[T](nm, t.spec, t.spec.typeName)
+			msg := Message[T]{Subject: jm.Subject(), Data: v, Seq: md.Sequence.Stream, Time: md.Timestamp}
+			if !yield(msg, derr) {
+				return
+			}
+			if md.NumPending == 0 {
+				return
+			}
+		}
+	}
+}

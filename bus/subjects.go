@@ -1,0 +1,164 @@
+package bus
+
+import (
+	"strings"
+	"time"
+)
+
+// Root is the first token of every Symphony subject.
+const Root = "symphony"
+
+// Component names as they appear in the catalogue (producer and consumer
+// columns) and in component lifecycle subjects.
+const (
+	CompSupervisor  = "supervisor"
+	CompWorkflow    = "workflow"
+	CompTracker     = "tracker"
+	CompScheduler   = "scheduler"
+	CompWorkspace   = "workspace"
+	CompAgentRunner = "agentrunner"
+	CompPruner      = "pruner"
+	CompUI          = "ui"
+	CompCLI         = "cli"
+)
+
+// The subject catalogue. Each variable is one subject family; Catalogue lists
+// them all and subjects.md is rendered from that list.
+var (
+	// ComponentEvents reports component lifecycle changes made by the
+	// supervisor: started, failed (with the error), restarting (with the
+	// backoff) and stopped.
+	ComponentEvents = event[ComponentEvent](Spec{
+		Pattern:   "symphony.component.{component}",
+		Producer:  CompSupervisor,
+		Consumers: []string{CompUI},
+		Doc:       "A component started, failed, is being restarted after a backoff, or stopped.",
+	})
+
+	// RunEvents is the lifecycle of one agent run, persisted in the RUNS
+	// stream so runs can be listed and replayed after a restart.
+	RunEvents = event[RunEvent](Spec{
+		Pattern:   "symphony.run.{run_id}.{event}",
+		Producer:  CompAgentRunner,
+		Consumers: []string{CompScheduler, CompUI, CompPruner, CompCLI},
+		Stream:    StreamRuns,
+		Doc:       "A run was dispatched, started, or ended (with its terminal status); {event} is the RunEventKind.",
+	})
+)
+
+// Catalogue returns every subject family declared in this package, in the
+// order subjects.md lists them.
+func Catalogue() []Spec {
+	return []Spec{
+		ComponentEvents.Spec(),
+		RunEvents.Spec(),
+	}
+}
+
+// Stream names.
+const (
+	StreamRuns = "RUNS"
+)
+
+// DefaultStreamMaxAge is the backstop age after which JetStream itself drops
+// stored run history. It is deliberately longer than the default prune
+// retention (30 days) so that pruning, which keeps running runs, is what
+// normally bounds the store.
+const DefaultStreamMaxAge = 90 * 24 * time.Hour
+
+// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id to drop a
+// retried publish.
+const DuplicateWindow = 2 * time.Minute
+
+// StreamSpec declares a JetStream stream.
+type StreamSpec struct {
+	Name     string
+	Subjects []string
+	// MaxAge overrides Options.StreamMaxAge when non-zero.
+	MaxAge time.Duration
+	Doc    string
+}
+
+// Streams returns every stream Symphony declares, created or updated at start.
+func Streams() []StreamSpec {
+	return []StreamSpec{
+		{
+			Name:     StreamRuns,
+			Subjects: []string{Root + ".run.>"},
+			Doc:      "Run lifecycle events, one subject per run and event kind; the source of run summaries and replay.",
+		},
+	}
+}
+
+// Bucket names.
+const (
+	BucketConfig = "symphony_config"
+	BucketState  = "symphony_state"
+)
+
+// BucketSpec declares a JetStream key-value bucket.
+type BucketSpec struct {
+	Name    string
+	History uint8
+	Keys    string
+	Writer  string
+	Readers []string
+	Doc     string
+}
+
+// Buckets returns every KV bucket Symphony declares, created or updated at
+// start.
+func Buckets() []BucketSpec {
+	return []BucketSpec{
+		{
+			Name:    BucketConfig,
+			History: 10,
+			Keys:    "`current`",
+			Writer:  CompWorkflow,
+			Readers: []string{CompTracker, CompScheduler, CompWorkspace, CompAgentRunner, CompPruner, CompUI},
+			Doc:     "The last good typed configuration loaded from WORKFLOW.md, with its version and checksum; every component watches it (live reload).",
+		},
+		{
+			Name:    BucketState,
+			History: 1,
+			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`",
+			Writer:  CompScheduler,
+			Readers: []string{CompUI, CompCLI},
+			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked issues.",
+		},
+	}
+}
+
+// streamFor returns the stream whose subjects cover the pattern, or "".
+func streamFor(pattern string) string {
+	for _, st := range Streams() {
+		for _, sub := range st.Subjects {
+			if subjectCovers(sub, pattern) {
+				return st.Name
+			}
+		}
+	}
+	return ""
+}
+
+// subjectCovers reports whether filter (with * and >) matches every subject
+// the pattern can produce ({placeholders} count as single tokens).
+func subjectCovers(filter, pattern string) bool {
+	f := strings.Split(filter, ".")
+	p := strings.Split(pattern, ".")
+	for i, tok := range f {
+		if tok == ">" {
+			return len(p) > i
+		}
+		if i >= len(p) {
+			return false
+		}
+		if tok == "*" {
+			continue
+		}
+		if tok != p[i] {
+			return false
+		}
+	}
+	return len(f) == len(p)
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+)
+
+// Duration is a time.Duration flag that also accepts days ("30d", "1d12h"),
+// which operators use for retention and which time.ParseDuration rejects.
+type Duration time.Duration
+
+// Decode implements kong.MapperValue.
+func (d *Duration) Decode(ctx *kong.DecodeContext) error {
+	var s string
+	if err := ctx.Scan.PopValueInto("duration", &s); err != nil {
+		return err
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String formats the duration with days for whole-day values.
+func (d Duration) String() string {
+	v := time.Duration(d)
+	if v != 0 && v%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(v/(24*time.Hour)), 10) + "d"
+	}
+	return v.String()
+}
+
+// ParseDuration parses a Go duration ("90m", "1h30m", "10s") that may also
+// use "d" for 24-hour days ("30d", "1d12h"). Day segments are rewritten as
+// hours and the result is handed to time.ParseDuration, so precision and
+// overflow behave exactly as for a plain Go duration.
+func ParseDuration(s string) (time.Duration, error) {
+	hint := "(use e.g. 30d, 12h, 90m, 10s)"
+	rest := strings.TrimLeft(s, "+-")
+	if rest == "" {
+		return 0, fmt.Errorf("invalid duration %q: empty %s", s, hint)
+	}
+	if len(s)-len(rest) > 1 {
+		return 0, fmt.Errorf("invalid duration %q: more than one sign %s", s, hint)
+	}
+	if rest == "0" {
+		return 0, nil
+	}
+	var out strings.Builder
+	out.WriteString(s[:len(s)-len(rest)])
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] == '.' || (rest[i] >= '0' && rest[i] <= '9')) {
+			i++
+		}
+		if i == 0 {
+			return 0, fmt.Errorf("invalid duration %q: expected a number at %q %s", s, rest, hint)
+		}
+		num := rest[:i]
+		rest = rest[i:]
+		j := 0
+		for j < len(rest) && !(rest[j] == '.' || (rest[j] >= '0' && rest[j] <= '9')) {
+			j++
+		}
+		unit := rest[:j]
+		rest = rest[j:]
+		switch unit {
+		case "d":
+			days, err := strconv.ParseFloat(num, 64)
+			if err != nil {
+				return 0, fmt.Errorf("invalid duration %q: bad number %q", s, num)
+			}
+			out.WriteString(strconv.FormatFloat(days*24, 'f', -1, 64) + "h")
+		case "ns", "us", "µs", "ms", "s", "m", "h":
+			out.WriteString(num + unit)
+		case "":
+			return 0, fmt.Errorf("invalid duration %q: missing unit after %s (use d, h, m, s, ms)", s, num)
+		default:
+			return 0, fmt.Errorf("invalid duration %q: unknown unit %q (use d, h, m, s, ms)", s, unit)
+		}
+	}
+	d, err := time.ParseDuration(out.String())
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q: %w", s, err)
+	}
+	return d, nil
+}

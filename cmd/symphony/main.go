@@ -1,0 +1,184 @@
+// Command symphony runs coding agents against an issue tracker: one process,
+// an embedded NATS kernel, and the components that talk over it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// CLI is the command line.
+type CLI struct {
+	Globals
+
+	Run      RunCmd      `cmd:"" help:"Run Symphony: poll the tracker, dispatch agents, serve the dashboard."`
+	Validate ValidateCmd `cmd:"" help:"Check a WORKFLOW.md and print the effective config and a sample prompt."`
+	Runs     RunsCmd     `cmd:"" help:"List recorded runs, newest first."`
+	Replay   ReplayCmd   `cmd:"" help:"Replay a recorded run through the dashboard or to the terminal."`
+	Prune    PruneCmd    `cmd:"" help:"Delete finished runs older than a cutoff."`
+	Version  VersionCmd  `cmd:"" help:"Print the version."`
+}
+
+// Globals are flags every command takes.
+type Globals struct {
+	DataDir   string `help:"Directory for the JetStream store, the lock and the NATS token. Default: .symphony/ beside the WORKFLOW.md." placeholder:"DIR" type:"path"`
+	LogFormat string `help:"Log format: text (key=value) or json." enum:"text,json" default:"text"`
+	LogLevel  string `help:"Minimum log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+}
+
+// env is what a command needs from the process.
+type env struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// errNotImplemented is what a command whose component is not built yet
+// returns: it says so plainly instead of printing made-up output.
+func errNotImplemented(cmd string) error {
+	return fmt.Errorf("symphony %s: not implemented yet", cmd)
+}
+
+// kongExit is thrown through kong's Exit hook so that --help and parse
+// errors return from Main instead of calling os.Exit.
+type kongExit struct{ code int }
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	var cli CLI
+	defer func() {
+		if p := recover(); p != nil {
+			ke, ok := p.(kongExit)
+			if !ok {
+				panic(p)
+			}
+			code = ke.code
+		}
+	}()
+	parser, err := kong.New(&cli,
+		kong.Name("symphony"),
+		kong.Description("Symphony runs a coding agent for every active issue in your tracker, each in its own workspace, and records every run."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(kongExit{c}) }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "symphony:", err)
+		return exitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintln(stderr, "symphony:", err)
+		return exitUsage
+	}
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	if err := kctx.Run(&cli.Globals, e); err != nil {
+		fmt.Fprintln(stderr, "symphony:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return exitFailure
+	}
+	return exitOK
+}
+
+func main() {
+	ctx, stop := signalContext(os.Stderr)
+	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// signalContext returns a context cancelled by the first SIGINT or SIGTERM,
+// which starts a clean shutdown. A second signal exits at once with 130:
+// the operator has asked twice.
+func signalContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "symphony: shutting down (signal again to force)")
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "symphony: forced exit")
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
+}
+
+// logger builds the process logger from the global flags.
+func (g *Globals) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(g.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if g.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// dataDir resolves the data directory: the flag, else .symphony beside the
+// workflow file.
+func (g *Globals) dataDir(workflowPath string) (string, error) {
+	if g.DataDir != "" {
+		return filepath.Abs(g.DataDir)
+	}
+	abs, err := filepath.Abs(workflowPath)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(abs), ".symphony"), nil
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run(e *env) error {
+	fmt.Fprintf(e.stdout, "symphony %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+)
+
+// testTimeout bounds what normally takes milliseconds, so a broken test
+// fails instead of hanging.
+const testTimeout = 60 * time.Second
+
+// binary is the symphony binary built once for the process tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "symphony-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "symphony")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build symphony:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// writeWorkflow puts a minimal WORKFLOW.md in a fresh directory.
+func writeWorkflow(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "WORKFLOW.md")
+	if err := os.WriteFile(path, []byte("---\ntracker:\n  kind: files\n---\nWork on {{ issue.identifier }}.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// proc is a running `symphony` process whose output lines are collected.
+type proc struct {
+	cmd   *exec.Cmd
+	lines chan string
+	all   *bytes.Buffer
+	done  chan error
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &proc{cmd: cmd, lines: make(chan string, 1024), all: &bytes.Buffer{}, done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		p.done <- err
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return p
+}
+
+// waitFor reads output lines until one contains want.
+func (p *proc) waitFor(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.After(testTimeout)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("process ended before printing %q; output:\n%s", want, p.all)
+			}
+			p.all.WriteString(line + "\n")
+			if strings.Contains(line, want) {
+				return line
+			}
+		case <-deadline:
+			t.Fatalf("no %q within %v; output:\n%s", want, testTimeout, p.all)
+		}
+	}
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		for line := range p.lines {
+			p.all.WriteString(line + "\n")
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(testTimeout):
+		t.Fatalf("process did not exit; output:\n%s", p.all)
+	}
+	return -1
+}
+
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+func TestRunTwiceOnOneDataDirFailsFast(t *testing.T) {
+	wf := writeWorkflow(t)
+	first := start(t, "run", wf)
+	first.waitFor(t, "symphony running")
+
+	began := time.Now()
+	code, out := runCLI(t, "run", wf)
+	if code == 0 {
+		t.Fatalf("second run on the same data dir succeeded:\n%s", out)
+	}
+	want := fmt.Sprintf("is in use by process %d", first.cmd.Process.Pid)
+	if !strings.Contains(out, want) || !strings.Contains(out, filepath.Join(filepath.Dir(wf), ".symphony")) {
+		t.Errorf("second run should name the data dir and the holder (%q):\n%s", want, out)
+	}
+	if strings.Contains(out, "goroutine ") || strings.Contains(out, "nats: ") {
+		t.Errorf("second run printed internals instead of a message:\n%s", out)
+	}
+	if d := time.Since(began); d > 10*time.Second {
+		t.Errorf("second run took %v to fail", d)
+	}
+
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := first.wait(t); code != 0 {
+		t.Errorf("first run exited %d after SIGTERM:\n%s", code, first.all)
+	}
+	// Once the first is gone the data dir is free again.
+	again := start(t, "run", wf)
+	again.waitFor(t, "symphony running")
+	_ = again.cmd.Process.Signal(syscall.SIGINT)
+	if code := again.wait(t); code != 0 {
+		t.Errorf("exit %d after SIGINT:\n%s", code, again.all)
+	}
+}
+
+func TestRunNatsListener(t *testing.T) {
+	wf := writeWorkflow(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	p := start(t, "--data-dir", dataDir, "run", wf, "--nats-listen", "127.0.0.1:0")
+	hint := p.waitFor(t, "watch the bus with:")
+	p.waitFor(t, "symphony running")
+	tokenFile := filepath.Join(dataDir, "nats-token")
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(hint, tokenFile) || strings.Contains(p.all.String(), strings.TrimSpace(string(token))) {
+		t.Errorf("the token must be referenced by its file, never printed:\n%s", p.all)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit %d:\n%s", code, p.all)
+	}
+	if _, err := os.Stat(tokenFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("token file left behind after a clean stop: %v", err)
+	}
+}
+
+func TestRunRefusesNonLoopbackListener(t *testing.T) {
+	wf := writeWorkflow(t)
+	code, out := runCLI(t, "run", wf, "--nats-listen", "0.0.0.0:4222")
+	if code == 0 || !strings.Contains(out, "non-loopback") || !strings.Contains(out, "--nats-listen-unsafe") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestRunMissingWorkflow(t *testing.T) {
+	code, out := runCLI(t, "run", filepath.Join(t.TempDir(), "WORKFLOW.md"))
+	if code != 1 || !strings.Contains(out, "missing_workflow_file") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestPendingCommandsSaySo(t *testing.T) {
+	for _, args := range [][]string{{"validate"}, {"runs"}, {"replay", "r1"}, {"prune"}} {
+		code, out := runCLI(t, args...)
+		if code == 0 || !strings.Contains(out, "not implemented yet") {
+			t.Errorf("%v: exit %d:\n%s", args, code, out)
+		}
+	}
+}
+
+func TestBadDurationIsAUsageError(t *testing.T) {
+	code, out := runCLI(t, "prune", "--older-than", "3x")
+	if code != exitUsage || !strings.Contains(out, `invalid duration "3x"`) {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "symphony ") {
+		t.Errorf("exit %d: %s", code, out)
+	}
+}
+
+// TestHelpExplainsEveryFlag walks the kong model: every command and every
+// flag and argument has help text, and --help on every command exits 0.
+func TestHelpExplainsEveryFlag(t *testing.T) {
+	parser, err := kong.New(&CLI{}, kong.Name("symphony"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		if n.Type == kong.CommandNode {
+			if n.Help == "" {
+				t.Errorf("command %s has no help", n.Name)
+			}
+			code, out := runCLI(t, append(strings.Fields(n.FullPath())[1:], "--help")...)
+			if code != 0 || !strings.Contains(out, "Usage: symphony "+n.Name) {
+				t.Errorf("%s --help: exit %d\n%s", n.Name, code, out)
+			}
+		}
+		for _, f := range n.Flags {
+			if f.Help == "" {
+				t.Errorf("flag --%s of %s has no help", f.Name, n.Name)
+			}
+		}
+		for _, p := range n.Positional {
+			if p.Help == "" {
+				t.Errorf("argument %s of %s has no help", p.Name, n.Name)
+			}
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(parser.Model.Node)
+}
