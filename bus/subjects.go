@@ -35,6 +35,16 @@ var (
 		Doc:       "A component started, failed, is being restarted after a backoff, or stopped.",
 	})
 
+	// WorkflowErrors reports a WORKFLOW.md that could not be loaded. The last
+	// good configuration stays in force; the same error is kept in KV
+	// symphony_config/status for late readers.
+	WorkflowErrors = event[WorkflowError](Spec{
+		Pattern:   "symphony.workflow.error",
+		Producer:  CompWorkflow,
+		Consumers: []string{CompUI},
+		Doc:       "An edit of WORKFLOW.md was rejected (class, message, key, line); the previous config stays in force.",
+	})
+
 	// RunEvents is the lifecycle of one agent run, persisted in the RUNS
 	// stream so runs can be listed and replayed after a restart.
 	RunEvents = event[RunEvent](Spec{
@@ -51,6 +61,7 @@ var (
 func Catalogue() []Spec {
 	return []Spec{
 		ComponentEvents.Spec(),
+		WorkflowErrors.Spec(),
 		RunEvents.Spec(),
 	}
 }
@@ -113,7 +124,7 @@ func Buckets() []BucketSpec {
 		{
 			Name:    BucketConfig,
 			History: 10,
-			Keys:    "`current`",
+			Keys:    "`current` (`bus.ConfigSnapshot`), `status` (`bus.WorkflowStatus`)",
 			Writer:  CompWorkflow,
 			Readers: []string{CompTracker, CompScheduler, CompWorkspace, CompAgentRunner, CompPruner, CompUI},
 			Doc:     "The last good typed configuration loaded from WORKFLOW.md, with its version and checksum; every component watches it (live reload).",

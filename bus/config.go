@@ -1,0 +1,162 @@
+package bus
+
+import "time"
+
+// Config is the typed configuration read from WORKFLOW.md front matter, with
+// every default applied and every path resolved. It is what the workflow
+// component puts in KV symphony_config and every component reads.
+type Config struct {
+	Tracker   TrackerConfig   `json:"tracker"`
+	Polling   PollingConfig   `json:"polling"`
+	Workspace WorkspaceConfig `json:"workspace"`
+	Hooks     HooksConfig     `json:"hooks"`
+	Agent     AgentConfig     `json:"agent"`
+	Claude    ClaudeConfig    `json:"claude"`
+	Codex     CodexConfig     `json:"codex"`
+	Server    ServerConfig    `json:"server"`
+}
+
+// Tracker kinds.
+const (
+	TrackerLinear = "linear"
+	TrackerFiles  = "files"
+)
+
+// TrackerConfig is the tracker section.
+type TrackerConfig struct {
+	Kind           string          `json:"kind"`
+	Provider       TrackerProvider `json:"provider"`
+	RequiredLabels []string        `json:"required_labels"`
+	ActiveStates   []string        `json:"active_states"`
+	TerminalStates []string        `json:"terminal_states"`
+}
+
+// TrackerProvider holds the adapter keys; which apply depends on Kind.
+type TrackerProvider struct {
+	// Linear.
+	ProjectSlug string `json:"project_slug,omitempty"`
+	APIKey      Secret `json:"api_key"`
+	Endpoint    string `json:"endpoint,omitempty"`
+	// Assignee is a Linear user id or "me"; empty means no filter.
+	Assignee string `json:"assignee,omitempty"`
+	// Files: the directory of <IDENTIFIER>.md issues (absolute).
+	Path string `json:"path,omitempty"`
+}
+
+// PollingConfig is the polling section.
+type PollingConfig struct {
+	IntervalMS int64 `json:"interval_ms"`
+}
+
+// Interval is the poll interval as a duration.
+func (p PollingConfig) Interval() time.Duration { return ms(p.IntervalMS) }
+
+// WorkspaceConfig is the workspace section.
+type WorkspaceConfig struct {
+	// Root is absolute and cleaned.
+	Root string `json:"root"`
+}
+
+// HooksConfig is the hooks section: shell scripts run with bash -lc in the
+// workspace.
+type HooksConfig struct {
+	AfterCreate  string `json:"after_create,omitempty"`
+	BeforeRun    string `json:"before_run,omitempty"`
+	AfterRun     string `json:"after_run,omitempty"`
+	BeforeRemove string `json:"before_remove,omitempty"`
+	TimeoutMS    int64  `json:"timeout_ms"`
+	// InheritSecrets lets hooks see the tracker secret's environment
+	// variable; by default it is removed from their environment.
+	InheritSecrets bool `json:"inherit_secrets"`
+}
+
+// Timeout is the hook timeout as a duration.
+func (h HooksConfig) Timeout() time.Duration { return ms(h.TimeoutMS) }
+
+// Agent kinds.
+const (
+	AgentClaude = "claude"
+	AgentCodex  = "codex"
+)
+
+// AgentConfig is the agent section.
+type AgentConfig struct {
+	Kind                string `json:"kind"`
+	MaxConcurrentAgents int    `json:"max_concurrent_agents"`
+	MaxTurns            int    `json:"max_turns"`
+	MaxRetryBackoffMS   int64  `json:"max_retry_backoff_ms"`
+	// MaxConcurrentAgentsByState is keyed by normalized (trimmed,
+	// lowercased) state name.
+	MaxConcurrentAgentsByState map[string]int `json:"max_concurrent_agents_by_state"`
+}
+
+// ClaudeConfig is the claude section.
+type ClaudeConfig struct {
+	Command        string   `json:"command"`
+	Model          string   `json:"model,omitempty"`
+	PermissionMode string   `json:"permission_mode,omitempty"`
+	AllowedTools   []string `json:"allowed_tools"`
+	ExtraArgs      []string `json:"extra_args"`
+	TurnTimeoutMS  int64    `json:"turn_timeout_ms"`
+	StallTimeoutMS int64    `json:"stall_timeout_ms"`
+}
+
+// CodexConfig is the codex section.
+type CodexConfig struct {
+	Command        string `json:"command"`
+	TurnTimeoutMS  int64  `json:"turn_timeout_ms"`
+	ReadTimeoutMS  int64  `json:"read_timeout_ms"`
+	StallTimeoutMS int64  `json:"stall_timeout_ms"`
+}
+
+// ServerConfig is the dashboard's address.
+type ServerConfig struct {
+	Port int    `json:"port"`
+	Bind string `json:"bind"`
+}
+
+// ConfigSnapshot is the value of KV symphony_config/current: the last good
+// configuration and prompt template, with where they came from.
+type ConfigSnapshot struct {
+	// Version counts good loads since the bucket was created; it only grows.
+	Version int64 `json:"version"`
+	// Checksum is the hex SHA-256 of the WORKFLOW.md bytes.
+	Checksum string    `json:"checksum"`
+	Path     string    `json:"path"`
+	LoadedAt time.Time `json:"loaded_at"`
+	Config   Config    `json:"config"`
+	// PromptTemplate is the Liquid body, trimmed ("" means the default prompt).
+	PromptTemplate string `json:"prompt_template"`
+	// Warnings are non-fatal problems found while loading (ignored entries).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// WorkflowError describes why a WORKFLOW.md could not be loaded.
+type WorkflowError struct {
+	// Class is one of missing_workflow_file, workflow_parse_error,
+	// workflow_front_matter_not_a_map, template_parse_error,
+	// template_render_error, config_validation_error.
+	Class   string `json:"class"`
+	Message string `json:"message"`
+	Path    string `json:"path"`
+	// Key is the front matter key at fault ("agent.max_turns"), if any.
+	Key string `json:"key,omitempty"`
+	// Line and Column locate the problem in the file (1-based; 0 unknown).
+	Line   int       `json:"line,omitempty"`
+	Column int       `json:"column,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// WorkflowStatus is the value of KV symphony_config/status: the outcome of
+// the latest load attempt, so a dashboard that starts late still shows a
+// broken edit.
+type WorkflowStatus struct {
+	Valid bool `json:"valid"`
+	// Version is the version of the config in use (the last good one).
+	Version  int64          `json:"version"`
+	Checksum string         `json:"checksum"`
+	At       time.Time      `json:"at"`
+	Error    *WorkflowError `json:"error,omitempty"`
+}
+
+func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }

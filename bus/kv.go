@@ -1,0 +1,169 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrKeyNotFound is returned by Get when the key has no value.
+var ErrKeyNotFound = errors.New("key not found")
+
+// Key is a typed key of a KV bucket: every value stored under it is a T.
+type Key[T any] struct {
+	bucket, key string
+	typeName    string
+	schema      int
+}
+
+// Bucket is the key's bucket.
+func (k Key[T]) Bucket() string { return k.bucket }
+
+// Name is the key within the bucket.
+func (k Key[T]) Name() string { return k.key }
+
+func kvKey[T any](bucket, key string) Key[T] {
+	return Key[T]{bucket: bucket, key: key, typeName: typeName[T](), schema: 1}
+}
+
+// Typed keys of the buckets declared in Buckets.
+var (
+	// ConfigCurrent holds the last good configuration.
+	ConfigCurrent = kvKey[ConfigSnapshot](BucketConfig, "current")
+	// ConfigStatus holds the outcome of the latest load attempt.
+	ConfigStatus = kvKey[WorkflowStatus](BucketConfig, "status")
+)
+
+// kvEnvelope is how a typed value is stored: KV entries carry no headers, so
+// the type and schema travel in the body, readable with `nats kv get`.
+type kvEnvelope struct {
+	Type   string          `json:"type"`
+	Schema int             `json:"schema"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// Entry is a decoded KV value with its revision.
+type Entry[T any] struct {
+	Value    T
+	Revision uint64
+	Created  time.Time
+}
+
+func (k Key[T]) encode(v T) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s/%s: %w", k.bucket, k.key, err)
+	}
+	return json.Marshal(kvEnvelope{Type: k.typeName, Schema: k.schema, Data: data})
+}
+
+func (k Key[T]) decode(raw []byte) (T, error) {
+	var v T
+	var env kvEnvelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return v, fmt.Errorf("%w %s/%s: %v", ErrDecode, k.bucket, k.key, err)
+	}
+	if env.Type != k.typeName {
+		return v, fmt.Errorf("%w %s/%s: type %q, want %q", ErrDecode, k.bucket, k.key, env.Type, k.typeName)
+	}
+	if env.Schema < 1 || env.Schema > k.schema {
+		return v, fmt.Errorf("%w %s/%s: schema %d not understood (this build reads up to %d)", ErrDecode, k.bucket, k.key, env.Schema, k.schema)
+	}
+	if err := json.Unmarshal(env.Data, &v); err != nil {
+		return v, fmt.Errorf("%w %s/%s: %v", ErrDecode, k.bucket, k.key, err)
+	}
+	return v, nil
+}
+
+func (b *Bus) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	kv, err := b.js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}
+
+// Get reads the key's current value; ErrKeyNotFound when there is none.
+func Get[T any](ctx context.Context, b *Bus, k Key[T]) (Entry[T], error) {
+	kv, err := b.kv(ctx, k.bucket)
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	e, err := kv.Get(ctx, k.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Entry[T]{}, fmt.Errorf("%s/%s: %w", k.bucket, k.key, ErrKeyNotFound)
+	}
+	if err != nil {
+		return Entry[T]{}, fmt.Errorf("get %s/%s: %w", k.bucket, k.key, err)
+	}
+	v, err := k.decode(e.Value())
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	return Entry[T]{Value: v, Revision: e.Revision(), Created: e.Created()}, nil
+}
+
+// Put stores v under the key and returns the new revision.
+func Put[T any](ctx context.Context, b *Bus, k Key[T], v T) (uint64, error) {
+	kv, err := b.kv(ctx, k.bucket)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := k.encode(v)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := kv.Put(ctx, k.key, raw)
+	if err != nil {
+		return 0, fmt.Errorf("put %s/%s: %w", k.bucket, k.key, err)
+	}
+	return rev, nil
+}
+
+// Watch delivers the key's current value (if any) and then every new one,
+// until ctx ends; the channel is then closed. A value that cannot be decoded
+// is logged and skipped. Deletes are not delivered. Watch returns once the
+// watcher is registered, so a Put after it returns is seen.
+func Watch[T any](ctx context.Context, b *Bus, k Key[T]) (<-chan Entry[T], error) {
+	kv, err := b.kv(ctx, k.bucket)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.Watch(ctx, k.key)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s/%s: %w", k.bucket, k.key, err)
+	}
+	out := make(chan Entry[T])
+	go func() {
+		defer close(out)
+		defer w.Stop() //nolint:errcheck // stopping a watcher of a closing connection
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue // nil marks "initial values done"; deletes carry no value
+				}
+				v, err := k.decode(e.Value())
+				if err != nil {
+					b.log.Warn("skipped undecodable KV value", "bucket", k.bucket, "key", k.key, "err", err)
+					continue
+				}
+				select {
+				case out <- Entry[T]{Value: v, Revision: e.Revision(), Created: e.Created()}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
