@@ -1,0 +1,455 @@
+package workflowfile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+const secretValue = "lin_api_s3cr3t-value-never-printed"
+
+func testEnv(vars map[string]string) Env {
+	return Env{
+		LookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok },
+		Home:      "/home/op",
+		TempDir:   "/tmp/t",
+	}
+}
+
+func parse(t *testing.T, src string, vars map[string]string) (*Result, error) {
+	t.Helper()
+	return Parse("/repo/WORKFLOW.md", []byte(src), testEnv(vars))
+}
+
+func mustParse(t *testing.T, src string, vars map[string]string) *Result {
+	t.Helper()
+	r, err := parse(t, src, vars)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return r
+}
+
+const minimalFiles = "---\ntracker:\n  kind: files\n  provider:\n    path: issues\n---\nWork on {{ issue.identifier }}.\n"
+
+func TestDefaults(t *testing.T) {
+	r := mustParse(t, minimalFiles, nil)
+	want := bus.Config{
+		Tracker: bus.TrackerConfig{
+			Kind:           "files",
+			Provider:       bus.TrackerProvider{Path: "/repo/issues"},
+			RequiredLabels: []string{},
+			ActiveStates:   []string{"Todo", "In Progress"},
+			TerminalStates: []string{"Closed", "Cancelled", "Canceled", "Duplicate", "Done"},
+		},
+		Polling:   bus.PollingConfig{IntervalMS: 30000},
+		Workspace: bus.WorkspaceConfig{Root: "/tmp/t/symphony_workspaces"},
+		Hooks:     bus.HooksConfig{TimeoutMS: 60000},
+		Agent: bus.AgentConfig{Kind: "claude", MaxConcurrentAgents: 10, MaxTurns: 20, MaxRetryBackoffMS: 300000,
+			MaxConcurrentAgentsByState: map[string]int{}},
+		Claude: bus.ClaudeConfig{Command: "claude", AllowedTools: []string{}, ExtraArgs: []string{},
+			TurnTimeoutMS: 3600000, StallTimeoutMS: 300000},
+		Codex:  bus.CodexConfig{Command: "codex app-server", TurnTimeoutMS: 3600000, ReadTimeoutMS: 5000, StallTimeoutMS: 300000},
+		Server: bus.ServerConfig{Port: 4000, Bind: "127.0.0.1"},
+	}
+	if !reflect.DeepEqual(r.Config, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", r.Config, want)
+	}
+	for _, key := range []string{"polling.interval_ms", "workspace.root", "hooks.timeout_ms", "agent.kind", "agent.max_turns", "claude.command", "codex.command", "server.port", "server.bind", "tracker.active_states"} {
+		if !slices.Contains(r.Defaults, key) {
+			t.Errorf("%s not marked as a default (%v)", key, r.Defaults)
+		}
+	}
+	if slices.Contains(r.Defaults, "tracker.kind") {
+		t.Error("tracker.kind was given, not defaulted")
+	}
+	if r.PromptTemplate != "Work on {{ issue.identifier }}." {
+		t.Errorf("prompt = %q", r.PromptTemplate)
+	}
+	if len(r.Checksum) != 64 {
+		t.Errorf("checksum %q", r.Checksum)
+	}
+}
+
+func TestEveryKeyIsRead(t *testing.T) {
+	src := `---
+tracker:
+  kind: LINEAR
+  provider:
+    project_slug: $SLUG
+    api_key: $MY_KEY
+    endpoint: http://127.0.0.1:9999/graphql
+    assignee: me
+  required_labels: "Agent,  Backend ,agent"
+  active_states: [Todo, "In Progress"]
+  terminal_states: Done, Closed
+polling: {interval_ms: "5000"}
+workspace: {root: $WS/ws}
+hooks:
+  after_create: echo a
+  before_run: echo b
+  after_run: echo c
+  before_remove: echo d
+  timeout_ms: 1000
+  inherit_secrets: true
+agent:
+  kind: codex
+  max_concurrent_agents: 3
+  max_turns: 7
+  max_retry_backoff_ms: 1000
+  max_concurrent_agents_by_state: {" In Progress ": 2, Todo: "1", Review: 0, Bad: x}
+claude:
+  command: /opt/claude
+  model: m
+  permission_mode: acceptEdits
+  allowed_tools: [Read, Edit]
+  extra_args: ["--verbose"]
+  turn_timeout_ms: 10
+  stall_timeout_ms: 0
+codex: {command: codex app-server --x, turn_timeout_ms: 11, read_timeout_ms: 12, stall_timeout_ms: -1}
+server: {port: 0, bind: "::1"}
+unknown_key: {ignored: true}
+---
+body`
+	r := mustParse(t, src, map[string]string{"SLUG": "proj", "MY_KEY": secretValue, "WS": "/data"})
+	c := r.Config
+	checks := map[string][2]any{
+		"kind":        {c.Tracker.Kind, "linear"},
+		"slug":        {c.Tracker.Provider.ProjectSlug, "proj"},
+		"key env":     {c.Tracker.Provider.APIKey.Env(), "MY_KEY"},
+		"key value":   {c.Tracker.Provider.APIKey.Value(), secretValue},
+		"endpoint":    {c.Tracker.Provider.Endpoint, "http://127.0.0.1:9999/graphql"},
+		"assignee":    {c.Tracker.Provider.Assignee, "me"},
+		"labels":      {fmt.Sprint(c.Tracker.RequiredLabels), "[agent backend]"},
+		"active":      {fmt.Sprint(c.Tracker.ActiveStates), "[Todo In Progress]"},
+		"terminal":    {fmt.Sprint(c.Tracker.TerminalStates), "[Done Closed]"},
+		"interval":    {c.Polling.IntervalMS, int64(5000)},
+		"root":        {c.Workspace.Root, "/data/ws"},
+		"hooks":       {c.Hooks.AfterCreate + c.Hooks.BeforeRun + c.Hooks.AfterRun + c.Hooks.BeforeRemove, "echo aecho becho cecho d"},
+		"hook to":     {c.Hooks.TimeoutMS, int64(1000)},
+		"inherit":     {c.Hooks.InheritSecrets, true},
+		"agent kind":  {c.Agent.Kind, "codex"},
+		"concurrent":  {c.Agent.MaxConcurrentAgents, 3},
+		"turns":       {c.Agent.MaxTurns, 7},
+		"backoff":     {c.Agent.MaxRetryBackoffMS, int64(1000)},
+		"by state":    {fmt.Sprint(c.Agent.MaxConcurrentAgentsByState), "map[in progress:2 todo:1]"},
+		"claude cmd":  {c.Claude.Command, "/opt/claude"},
+		"model":       {c.Claude.Model, "m"},
+		"perm":        {c.Claude.PermissionMode, "acceptEdits"},
+		"tools":       {fmt.Sprint(c.Claude.AllowedTools), "[Read Edit]"},
+		"extra":       {fmt.Sprint(c.Claude.ExtraArgs), "[--verbose]"},
+		"turn to":     {c.Claude.TurnTimeoutMS, int64(10)},
+		"stall":       {c.Claude.StallTimeoutMS, int64(0)},
+		"codex":       {fmt.Sprint(c.Codex), "{codex app-server --x 11 12 -1}"},
+		"server":      {fmt.Sprint(c.Server), "{0 ::1}"},
+		"no defaults": {len(r.Defaults), 0},
+	}
+	for name, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("%s = %#v, want %#v", name, c[0], c[1])
+		}
+	}
+	if len(r.Warnings) != 2 || !strings.Contains(r.Warnings[0], "max_concurrent_agents_by_state.Bad") || !strings.Contains(r.Warnings[1], "Review") {
+		t.Errorf("warnings = %q", r.Warnings)
+	}
+}
+
+func TestPathsAndIndirection(t *testing.T) {
+	vars := map[string]string{"ROOT": "/srv/sym", "EMPTY": "", "LINEAR_API_KEY": secretValue, "SLUG": "from-env"}
+	cases := []struct {
+		root    string
+		want    string
+		wantErr string
+	}{
+		{"~/ws", "/home/op/ws", ""},
+		{"~", "/home/op", ""},
+		{"$ROOT", "/srv/sym", ""},
+		{"$ROOT/ws/../w2", "/srv/sym/w2", ""},
+		{"${ROOT}/x", "/srv/sym/x", ""},
+		{"rel/ws", "/repo/rel/ws", ""},
+		{"ws", "/repo/ws", ""},
+		{"/abs//ws/", "/abs/ws", ""},
+		{"$UNSET/ws", "", "workspace.root: $UNSET not set or empty"},
+		{"$EMPTY", "", "workspace.root: $EMPTY not set or empty"},
+	}
+	for _, c := range cases {
+		r, err := parse(t, fmt.Sprintf("---\ntracker: {kind: files, provider: {path: /i}}\nworkspace: {root: %q}\n---\n", c.root), vars)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("root %q: err = %v, want %q", c.root, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || r.Config.Workspace.Root != c.want {
+			t.Errorf("root %q: got %v, %v; want %q", c.root, r, err, c.want)
+		}
+	}
+	// $NAME indirection applies only when the value is exactly $NAME.
+	r := mustParse(t, "---\ntracker: {kind: linear, provider: {project_slug: $SLUG}}\n---\n", vars)
+	if r.Config.Tracker.Provider.ProjectSlug != "from-env" || r.Config.Tracker.Provider.APIKey.Env() != "LINEAR_API_KEY" {
+		t.Errorf("indirection: %+v", r.Config.Tracker.Provider)
+	}
+	r = mustParse(t, "---\ntracker: {kind: linear, provider: {project_slug: \"pre-$SLUG\", api_key: \"lit$KEY\"}}\n---\n", vars)
+	if r.Config.Tracker.Provider.ProjectSlug != "pre-$SLUG" || r.Config.Tracker.Provider.APIKey.Value() != "lit$KEY" || r.Config.Tracker.Provider.APIKey.Env() != "" {
+		t.Errorf("partial $ must stay literal: %+v", r.Config.Tracker.Provider)
+	}
+	// Hook scripts are not paths: $VAR stays for the shell.
+	r = mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\nhooks: {after_create: 'echo $ROOT ~'}\n---\n", vars)
+	if r.Config.Hooks.AfterCreate != "echo $ROOT ~" {
+		t.Errorf("hook script rewritten: %q", r.Config.Hooks.AfterCreate)
+	}
+}
+
+func TestMissingSecret(t *testing.T) {
+	for name, vars := range map[string]map[string]string{
+		"unset": {},
+		"empty": {"LINEAR_API_KEY": ""},
+		"blank": {"LINEAR_API_KEY": "   "},
+	} {
+		_, err := parse(t, "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: p\n---\n", vars)
+		var we *Error
+		if !errors.As(err, &we) || we.Class != ClassConfig || we.Key != "tracker.provider.api_key" || !strings.Contains(we.Message, "$LINEAR_API_KEY is not set or empty") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	_, err := parse(t, "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: p\n    api_key: $K\n---\n", map[string]string{"K": ""})
+	if err == nil || !strings.Contains(err.Error(), "$K is not set or empty") {
+		t.Errorf("custom variable: %v", err)
+	}
+}
+
+func TestSecretNeverLeaks(t *testing.T) {
+	vars := map[string]string{"LINEAR_API_KEY": secretValue}
+	r := mustParse(t, "---\ntracker: {kind: linear, provider: {project_slug: p}}\n---\n", vars)
+	raw, err := json.Marshal(r.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs := []string{string(raw), fmt.Sprint(r.Config), fmt.Sprintf("%+v", r.Config), fmt.Sprintf("%#v", r.Config), fmt.Sprintf("%v", r.Config.Tracker.Provider.APIKey)}
+	for _, kv := range Effective(r) {
+		outputs = append(outputs, kv.Key+"="+kv.Value)
+	}
+	for _, out := range outputs {
+		if strings.Contains(out, secretValue) {
+			t.Errorf("secret leaked: %s", out)
+		}
+	}
+	var back bus.ConfigSnapshot
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Config.Tracker.Provider.APIKey.Resolve(func(k string) string { return vars[k] }); got != secretValue {
+		t.Errorf("after a bus round trip the tracker resolves %q", got)
+	}
+	// A literal secret in the file never reaches the snapshot either.
+	r = mustParse(t, "---\ntracker: {kind: linear, provider: {project_slug: p, api_key: "+secretValue+"}}\n---\n", nil)
+	raw, _ = json.Marshal(r.Snapshot())
+	if strings.Contains(string(raw), secretValue) || !strings.Contains(string(raw), `"literal":true`) {
+		t.Errorf("literal secret: %s", raw)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	base := "---\ntracker:\n  kind: files\n  provider: {path: /i}\n"
+	cases := []struct {
+		extra, want string
+		line        int
+	}{
+		{"agent:\n  max_turns: -3\n", "agent.max_turns: must be a positive integer, got -3", 6},
+		{"agent:\n  max_turns: 2.5\n", "agent.max_turns: must be an integer, got 2.5", 6},
+		{"polling:\n  interval_ms: soon\n", `polling.interval_ms: must be an integer, got "soon"`, 6},
+		{"agent:\n  kind: gpt\n", `agent.kind: unsupported agent "gpt"`, 6},
+		{"server:\n  port: 70000\n", "server.port: must be 0..65535, got 70000", 6},
+		{"server:\n  bind: my-host\n", `server.bind: must be an IP address or localhost`, 6},
+		{"agent: 5\n", "agent: must be a map, got 5", 5},
+		{"claude:\n  command: ''\n", "claude.command: must not be empty", 6},
+		{"claude:\n  allowed_tools: {a: 1}\n", "claude.allowed_tools: must be a list of strings", 6},
+		{"hooks:\n  inherit_secrets: yes please\n", "hooks.inherit_secrets: must be true or false", 6},
+	}
+	for _, c := range cases {
+		_, err := parse(t, base+c.extra+"---\n", nil)
+		var we *Error
+		if !errors.As(err, &we) || we.Class != ClassConfig || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want %q", c.extra, err, c.want)
+			continue
+		}
+		if we.Line != c.line {
+			t.Errorf("%q: line %d, want %d", c.extra, we.Line, c.line)
+		}
+	}
+	for src, want := range map[string]string{
+		"---\ntracker: {}\n---\n":                                                     "tracker.kind: required",
+		"no front matter at all\n":                                                    "tracker.kind: required",
+		"---\ntracker: {kind: jira}\n---\n":                                           `tracker.kind: unsupported tracker "jira"`,
+		"---\ntracker: {kind: files}\n---\n":                                          "tracker.provider.path: required",
+		"---\ntracker: {kind: linear}\n---\n":                                         "tracker.provider.project_slug: required",
+		"---\ntracker: {kind: files, provider: {path: /i}, active_states: []}\n---\n": "tracker.active_states: must name at least one state",
+	} {
+		if _, err := parse(t, src, map[string]string{"LINEAR_API_KEY": "k"}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", src, err, want)
+		}
+	}
+	// hooks.timeout_ms <= 0 falls back to the default with a warning.
+	r := mustParse(t, base+"hooks: {timeout_ms: 0}\n---\n", nil)
+	if r.Config.Hooks.TimeoutMS != DefaultHookTimeoutMS || len(r.Warnings) != 1 {
+		t.Errorf("timeout 0: %d %v", r.Config.Hooks.TimeoutMS, r.Warnings)
+	}
+}
+
+func TestFrontMatterShapes(t *testing.T) {
+	r := mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\n---\n", nil)
+	if r.PromptTemplate != "" || r.Template.Source() == "" {
+		t.Errorf("empty body should use the default prompt: %q", r.Template.Source())
+	}
+	r = mustParse(t, "---\r\ntracker: {kind: files, provider: {path: /i}}\r\n---   \r\n\r\n  Body\r\n", nil)
+	if r.PromptTemplate != "Body" {
+		t.Errorf("CRLF: %q", r.PromptTemplate)
+	}
+	r = mustParse(t, "\xef\xbb\xbf---\ntracker: {kind: files, provider: {path: /i}}\n---\nB", nil)
+	if r.PromptTemplate != "B" {
+		t.Errorf("BOM: %q", r.PromptTemplate)
+	}
+	// A body line of --- after the front matter is body.
+	r = mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\n---\nA\n---\nB", nil)
+	if r.PromptTemplate != "A\n---\nB" {
+		t.Errorf("second fence: %q", r.PromptTemplate)
+	}
+}
+
+// TestBrokenWorkflows loads every file of testdata/workflows/broken; the
+// file name starts with the expected error class.
+func TestBrokenWorkflows(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/workflows/broken/*.md")
+	if err != nil || len(files) < 6 {
+		t.Fatalf("broken workflows: %v %v", files, err)
+	}
+	classes := map[string]bool{}
+	for _, f := range files {
+		want, _, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".md"), "-")
+		_, err := Load(f, testEnv(nil))
+		var we *Error
+		if !errors.As(err, &we) || we.Class != want {
+			t.Errorf("%s: err = %v, want class %s", filepath.Base(f), err, want)
+			continue
+		}
+		if we.Line == 0 {
+			t.Errorf("%s: no line in %v", filepath.Base(f), err)
+		}
+		classes[we.Class] = true
+	}
+	for _, c := range []string{ClassParse, ClassFrontMatterNotMap, ClassTemplateParse, ClassTemplateRender, ClassConfig} {
+		if !classes[c] {
+			t.Errorf("no broken example of %s", c)
+		}
+	}
+	_, err = Load(filepath.Join(t.TempDir(), "WORKFLOW.md"), testEnv(nil))
+	var we *Error
+	if !errors.As(err, &we) || we.Class != ClassMissingFile {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestBrokenTemplateLocations(t *testing.T) {
+	cases := map[string]struct {
+		line int
+		want string
+	}{
+		"template_parse_error.md":            {6, `unterminated "if"`},
+		"template_parse_error-include.md":    {5, `undefined tag "include"`},
+		"template_render_error.md":           {5, "undefined variable in {{ issue.assignee_name }}"},
+		"template_render_error-filter.md":    {4, `undefined filter "shout"`},
+		"workflow_parse_error.md":            {6, "sequence end token"},
+		"config_validation_error.md":         {6, "agent.max_turns: must be a positive integer, got -3"},
+		"workflow_front_matter_not_a_map.md": {2, "must be a map"},
+	}
+	for name, c := range cases {
+		_, err := Load("../../testdata/workflows/broken/"+name, testEnv(nil))
+		var we *Error
+		if !errors.As(err, &we) || we.Line != c.line || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v (line %d), want line %d and %q", name, err, lineOf(we), c.line, c.want)
+		}
+	}
+}
+
+func lineOf(e *Error) int {
+	if e == nil {
+		return -1
+	}
+	return e.Line
+}
+
+func TestExampleWorkflowsLoad(t *testing.T) {
+	env := testEnv(map[string]string{"LINEAR_API_KEY": secretValue})
+	r, err := Load("../../testdata/workflows/linear.WORKFLOW.md", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Config.Tracker.Provider.ProjectSlug == "" || r.Config.Agent.MaxConcurrentAgentsByState["in progress"] != 3 || r.Config.Workspace.Root != "/home/op/symphony/workspaces" {
+		t.Errorf("linear example: %+v", r.Config)
+	}
+	out, err := r.Template.Render(bus.Issue{ID: "1", Identifier: "A-1", Title: "t", State: "Todo"}, nil)
+	if err != nil || !strings.Contains(out, "A-1") {
+		t.Errorf("render: %q %v", out, err)
+	}
+	r, err = Load("../../testdata/workflows/files.WORKFLOW.md", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("../../testdata/demo/issues")
+	if r.Config.Tracker.Provider.Path != abs {
+		t.Errorf("files path %q, want %q", r.Config.Tracker.Provider.Path, abs)
+	}
+}
+
+func TestSizeBound(t *testing.T) {
+	big := make([]byte, MaxSize+1)
+	_, err := Parse("/x/WORKFLOW.md", big, testEnv(nil))
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversize: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "WORKFLOW.md")
+	if err := os.WriteFile(path, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, testEnv(nil)); err == nil {
+		t.Error("oversize file loaded")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{minimalFiles, "", "---\n", "---\n---\n", "---\n[\n---\n", "---\na: *b\n---\n", "---\ntracker: {kind: linear}\n---\n{{ x }}"} {
+		f.Add([]byte(s))
+	}
+	files, _ := filepath.Glob("../../testdata/workflows/*/*.md")
+	more, _ := filepath.Glob("../../testdata/workflows/*.md")
+	for _, p := range append(files, more...) {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	env := testEnv(map[string]string{"LINEAR_API_KEY": secretValue})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Parse("/repo/WORKFLOW.md", data, env)
+		if err != nil {
+			var we *Error
+			if !errors.As(err, &we) || we.Class == "" || we.Message == "" {
+				t.Fatalf("unclassed error %v", err)
+			}
+			if strings.Contains(err.Error(), secretValue) {
+				t.Fatalf("secret in error %v", err)
+			}
+			return
+		}
+		if r.Template == nil || r.Checksum == "" {
+			t.Fatal("incomplete result")
+		}
+	})
+}
