@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ func writeWorkflow(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "WORKFLOW.md")
-	if err := os.WriteFile(path, []byte("---\ntracker:\n  kind: files\n---\nWork on {{ issue.identifier }}.\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("---\ntracker:\n  kind: files\n  provider: {path: issues}\n---\nWork on {{ issue.identifier }}.\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -218,7 +219,7 @@ func TestRunMissingWorkflow(t *testing.T) {
 }
 
 func TestPendingCommandsSaySo(t *testing.T) {
-	for _, args := range [][]string{{"validate"}, {"runs"}, {"replay", "r1"}, {"prune"}} {
+	for _, args := range [][]string{{"runs"}, {"replay", "r1"}, {"prune"}} {
 		code, out := runCLI(t, args...)
 		if code == 0 || !strings.Contains(out, "not implemented yet") {
 			t.Errorf("%v: exit %d:\n%s", args, code, out)
@@ -273,4 +274,101 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		}
 	}
 	walk(parser.Model.Node)
+}
+
+func TestValidate(t *testing.T) {
+	const secret = "lin_api_validate_secret_value"
+	wf := "../../testdata/workflows/linear.WORKFLOW.md"
+	cmd := exec.Command(binary, "validate", wf)
+	cmd.Env = append(os.Environ(), "LINEAR_API_KEY="+secret)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	for _, want := range []string{"is valid", "tracker.provider.api_key", "(from $LINEAR_API_KEY)", "codex.command", "(default)",
+		"first run (attempt: null)", "attempt 2", "This is attempt 2", "SYM-123"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), secret) {
+		t.Error("validate printed the secret")
+	}
+
+	cmd = exec.Command(binary, "validate", "--json", wf)
+	cmd.Env = append(os.Environ(), "LINEAR_API_KEY="+secret)
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("validate --json: %v", err)
+	}
+	var res struct {
+		Valid    bool `json:"valid"`
+		Settings []struct {
+			Key, Value string
+			Default    bool
+		} `json:"settings"`
+		PromptAttempt2 string `json:"prompt_attempt_2"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || !res.Valid || len(res.Settings) < 20 || !strings.Contains(res.PromptAttempt2, "attempt 2") {
+		t.Errorf("--json: %v %+v", err, res)
+	}
+	if strings.Contains(string(out), secret) {
+		t.Error("validate --json printed the secret")
+	}
+
+	// An empty secret fails validation with the key's name.
+	cmd = exec.Command(binary, "validate", wf)
+	cmd.Env = append(os.Environ(), "LINEAR_API_KEY=")
+	out, _ = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "tracker.provider.api_key: $LINEAR_API_KEY is not set or empty") {
+		t.Errorf("empty secret: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+
+	broken, _ := filepath.Glob("../../testdata/workflows/broken/*.md")
+	for _, f := range broken {
+		class, _, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".md"), "-")
+		code, out := runCLI(t, "validate", f)
+		if code != 1 || !strings.Contains(out, class+": ") {
+			t.Errorf("%s: exit %d\n%s", filepath.Base(f), code, out)
+		}
+		code, out = runCLI(t, "validate", "--json", f)
+		if code != 1 || !strings.Contains(out, `"class": "`+class+`"`) || !strings.Contains(out, `"line": `) {
+			t.Errorf("%s --json: exit %d\n%s", filepath.Base(f), code, out)
+		}
+	}
+	if code, out := runCLI(t, "validate", filepath.Join(t.TempDir(), "nope.md")); code != 1 || !strings.Contains(out, "missing_workflow_file") {
+		t.Errorf("missing: exit %d\n%s", code, out)
+	}
+}
+
+func TestRunRefusesInvalidWorkflow(t *testing.T) {
+	code, out := runCLI(t, "run", "../../testdata/workflows/broken/template_render_error.md", "--data-dir", t.TempDir())
+	if code != 1 || !strings.Contains(out, "template_render_error") {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+}
+
+// TestRunNeverLogsTheSecret runs with debug logs on a Linear workflow and
+// looks for the key in everything the process printed.
+func TestRunNeverLogsTheSecret(t *testing.T) {
+	const secret = "lin_api_run_secret_value_42"
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../testdata/workflows/linear.WORKFLOW.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf := filepath.Join(dir, "WORKFLOW.md")
+	if err := os.WriteFile(wf, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LINEAR_API_KEY", secret)
+	p := start(t, "--log-level", "debug", "run", wf)
+	p.waitFor(t, "workflow loaded")
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit %d\n%s", code, p.all)
+	}
+	if strings.Contains(p.all.String(), secret) {
+		t.Errorf("the secret appeared in the output:\n%s", p.all)
+	}
 }

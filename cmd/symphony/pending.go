@@ -4,15 +4,6 @@ package main
 // already accurate, but their components are not built yet: they exit
 // non-zero with "not implemented yet" rather than print made-up output.
 
-// ValidateCmd is `symphony validate`.
-type ValidateCmd struct {
-	Workflow string `arg:"" optional:"" default:"WORKFLOW.md" help:"Path to the WORKFLOW.md to check (default ./WORKFLOW.md)." type:"path"`
-	JSON     bool   `help:"Print the result as JSON."`
-}
-
-// Run is not implemented yet.
-func (c *ValidateCmd) Run() error { return errNotImplemented("validate") }
-
 // RunsCmd is `symphony runs`.
 type RunsCmd struct {
 	Issue  string   `help:"Only runs of this issue identifier."`

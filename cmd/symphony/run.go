@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/components/workflow"
+	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
 // shutdownTimeout bounds the bus drain at the end of run.
@@ -26,7 +25,10 @@ type RunCmd struct {
 // Run starts the kernel and every component, and runs until a signal.
 func (c *RunCmd) Run(g *Globals, e *env) error {
 	log := g.logger(e.stderr)
-	if err := checkWorkflowFile(c.Workflow); err != nil {
+	// Startup refuses an invalid workflow; later edits are the workflow
+	// component's business (an invalid one keeps the last good config).
+	wf, err := workflowfile.Load(c.Workflow, workflowfile.OSEnv())
+	if err != nil {
 		return err
 	}
 	dataDir, err := g.dataDir(c.Workflow)
@@ -52,7 +54,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		}
 	}()
 
-	fmt.Fprintf(e.stdout, "symphony: workflow %s\n", c.Workflow)
+	fmt.Fprintf(e.stdout, "symphony: workflow %s (sha256 %s)\n", wf.Path, wf.Checksum[:12])
 	fmt.Fprintf(e.stdout, "symphony: data in %s\n", b.DataDir())
 	if b.ListenURL() != "" {
 		fmt.Fprintf(e.stdout, "symphony: NATS listening on %s (token in %s)\n", b.ListenURL(), b.TokenFile())
@@ -64,27 +66,15 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 			log.Warn("publish component event", "component", ev.Component, "err", err)
 		}
 	})
-	comps := []components.Component{}
+	wfc, err := workflow.New(workflow.Options{Path: wf.Path, Bus: b, Log: log, Env: workflowfile.OSEnv()})
+	if err != nil {
+		return err
+	}
+	comps := []components.Component{wfc}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(e.ctx, comps...); err != nil {
 		return err
 	}
 	log.Info("symphony stopped")
-	return nil
-}
-
-// checkWorkflowFile fails with a clear message when the workflow file is
-// missing or not a regular file.
-func checkWorkflowFile(path string) error {
-	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("missing_workflow_file: %s does not exist (pass the path to your WORKFLOW.md)", path)
-	}
-	if err != nil {
-		return fmt.Errorf("missing_workflow_file: %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("missing_workflow_file: %s is not a regular file", filepath.Clean(path))
-	}
 	return nil
 }

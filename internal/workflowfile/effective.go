@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -49,6 +50,10 @@ func Effective(r *Result) []Setting {
 			}
 			out = append(out, Setting{Key: prefix, Value: "[" + strings.Join(parts, ", ") + "]"})
 		case string:
+			// Multi-line values (hook scripts) are shown quoted on one line.
+			if x = strings.TrimRight(x, "\n"); strings.Contains(x, "\n") {
+				x = strconv.Quote(x)
+			}
 			out = append(out, Setting{Key: prefix, Value: x})
 		default:
 			b, _ := json.Marshal(x)

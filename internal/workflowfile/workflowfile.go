@@ -40,13 +40,14 @@ const (
 
 // Error is a classed load failure. Message never contains a secret value.
 type Error struct {
-	Class string
-	Path  string
+	Class string `json:"class"`
+	Path  string `json:"path"`
 	// Key is the front matter key at fault ("agent.max_turns"), if any.
-	Key string
+	Key string `json:"key,omitempty"`
 	// Line and Column are 1-based positions in the file; 0 when unknown.
-	Line, Column int
-	Message      string
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Message string `json:"message"`
 }
 
 func (e *Error) Error() string {
