@@ -83,7 +83,7 @@ func TestComponentsDoNotImportEachOther(t *testing.T) {
 }
 
 // subjectLiteral matches a string that spells a Symphony subject.
-var subjectLiteral = regexp.MustCompile(`(^|[^A-Za-z0-9_./-])symphony\.([a-z_]+|\*|>)`)
+var subjectLiteral = regexp.MustCompile(`(^|[^A-Za-z0-9_./-])symphony\.`)
 
 // TestSubjectsSpelledOnlyInBus: no string literal outside bus/ spells a
 // subject; everyone else uses the typed builders.
@@ -120,6 +120,10 @@ func TestSubjectLiteralPattern(t *testing.T) {
 		"symphony: data in":              false,
 		"symphony_config":                false,
 		"go tool nats sub symphony.turn": true,
+		"symphony.":                      true,
+		"symphony.%s.x":                  true,
+		"symphony.{run}":                 true,
+		"run symphony. now":              true,
 	} {
 		if got := subjectLiteral.MatchString(s); got != want {
 			t.Errorf("%q: %v, want %v", s, got, want)

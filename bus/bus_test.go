@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -388,5 +389,71 @@ func TestListenerRequiresToken(t *testing.T) {
 	}
 	if _, err := os.Stat(tokenFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("token file left after a clean stop: %v", err)
+	}
+}
+
+// TestSubscriptionSurvivesOverflow: a burst beyond the pending buffer drops
+// messages (core NATS) but the subscription goes on and counts it.
+func TestSubscriptionSurvivesOverflow(t *testing.T) {
+	b := openTest(t, Options{})
+	sub, err := Subscribe(t.Context(), b, ComponentEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 70_000 {
+		if err := Publish(b, ComponentEvents, ComponentEvent{Component: "burst", Restarts: i}, "burst"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Messages published while the buffer is still full are dropped too, so
+	// keep sending sentinels until one gets through.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(testTimeout)
+	for {
+		select {
+		case m, ok := <-sub.C():
+			if !ok {
+				t.Fatal("the subscription ended after an overflow")
+			}
+			if m.Data.Component == "sentinel" {
+				if sub.Overflows() == 0 {
+					t.Error("the overflow was not counted")
+				}
+				return
+			}
+		case <-tick.C:
+			if err := Publish(b, ComponentEvents, ComponentEvent{Component: "sentinel"}, "s"); err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatal("sentinel never arrived")
+		}
+	}
+}
+
+func TestSecretRoundTrip(t *testing.T) {
+	s := NewSecret("LINEAR_API_KEY", "v4lue")
+	raw, err := json.Marshal(s)
+	if err != nil || strings.Contains(string(raw), "v4lue") {
+		t.Fatalf("marshal: %s %v", raw, err)
+	}
+	var back Secret
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !back.IsSet() || back.Env() != "LINEAR_API_KEY" || back.Value() != "" {
+		t.Errorf("after a round trip: set=%v env=%q", back.IsSet(), back.Env())
+	}
+	if got := back.Resolve(func(k string) string { return map[string]string{"LINEAR_API_KEY": "fresh"}[k] }); got != "fresh" {
+		t.Errorf("resolve = %q", got)
+	}
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q", s, s, s, s, s), s.String()} {
+		if strings.Contains(out, "v4lue") {
+			t.Errorf("leak: %s", out)
+		}
 	}
 }

@@ -67,6 +67,32 @@ type Bus struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
+
+	// subs are the live subscriptions of Subscribe and Serve. Close removes
+	// them before draining: a drain waits for pending messages to be read,
+	// and nobody reads a subscription whose owner has stopped.
+	subsMu sync.Mutex
+	subs   map[*nats.Subscription]struct{}
+}
+
+func (b *Bus) track(s *nats.Subscription) {
+	b.subsMu.Lock()
+	defer b.subsMu.Unlock()
+	if b.subs == nil {
+		b.subs = map[*nats.Subscription]struct{}{}
+	}
+	b.subs[s] = struct{}{}
+}
+
+// untrack unsubscribes s (once) and forgets it.
+func (b *Bus) untrack(s *nats.Subscription) {
+	b.subsMu.Lock()
+	_, ok := b.subs[s]
+	delete(b.subs, s)
+	b.subsMu.Unlock()
+	if ok {
+		_ = s.Unsubscribe()
+	}
 }
 
 // Open starts the embedded NATS server with JetStream on opts.DataDir,
@@ -263,6 +289,15 @@ func (b *Bus) Close(ctx context.Context) error {
 func (b *Bus) teardown(ctx context.Context) error {
 	var errs []error
 	if b.nc != nil {
+		b.subsMu.Lock()
+		live := make([]*nats.Subscription, 0, len(b.subs))
+		for s := range b.subs {
+			live = append(live, s)
+		}
+		b.subsMu.Unlock()
+		for _, s := range live {
+			b.untrack(s)
+		}
 		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}

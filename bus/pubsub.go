@@ -86,6 +86,7 @@ func PublishDurable[T any](ctx context.Context, b *Bus, t Topic[T], v T, msgID s
 type Subscription[T any] struct {
 	c       chan Message[T]
 	invalid atomic.Int64
+	dropped atomic.Int64
 	done    chan struct{}
 }
 
@@ -96,6 +97,11 @@ func (s *Subscription[T]) C() <-chan Message[T] { return s.c }
 // Done is closed when the subscription has ended and C is closed.
 func (s *Subscription[T]) Done() <-chan struct{} { return s.done }
 
+// Overflows counts the times the pending buffer overflowed and the server
+// dropped messages for this subscriber (core NATS has no back-pressure: use a
+// stream for what must not be lost).
+func (s *Subscription[T]) Overflows() int64 { return s.dropped.Load() }
+
 // Invalid counts messages that could not be decoded into T (wrong type
 // header, newer schema, bad JSON). They are logged and skipped.
 func (s *Subscription[T]) Invalid() int64 { return s.invalid.Load() }
@@ -104,9 +110,10 @@ func (s *Subscription[T]) Invalid() int64 { return s.invalid.Load() }
 // trailing tokens are wildcards). The subscription is owned by ctx: when ctx
 // ends the NATS subscription is removed and C is closed. The subscription is
 // registered with the server before Subscribe returns, so a message published
-// afterwards is seen. A slow reader applies back-pressure to the
-// subscription's pending buffer (64k messages) rather than losing messages
-// silently; overflow is reported by the connection's error handler.
+// afterwards is seen. A slow reader has a pending buffer of 64k messages;
+// beyond that core NATS drops messages (it has no back-pressure): the
+// subscription keeps going, counts the overflow (Overflows) and logs it.
+// What must never be lost is published to a stream and read with History.
 func Subscribe[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) (*Subscription[T], error) {
 	subject, err := t.Filter(filter...)
 	if err != nil {
@@ -128,13 +135,21 @@ func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, ty
 		_ = ns.Unsubscribe()
 		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 	}
+	b.track(ns)
 	s := &Subscription[T]{c: make(chan Message[T]), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		defer close(s.c)
-		defer ns.Unsubscribe() //nolint:errcheck // nothing to do if the connection is gone
+		defer b.untrack(ns)
 		for {
 			m, err := ns.NextMsgWithContext(ctx)
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				// The pending buffer overflowed and messages were dropped;
+				// the subscription itself is intact. Count, log, go on.
+				s.dropped.Add(1)
+				b.log.Error("slow subscriber lost messages", "subject", subject)
+				continue
+			}
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
 					b.log.Error("subscription ended", "subject", subject, "err", err)
@@ -223,12 +238,17 @@ func Serve[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], h H
 		_ = ns.Unsubscribe()
 		return nil, fmt.Errorf("serve %s: %w", subject, err)
 	}
+	b.track(ns)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer ns.Unsubscribe() //nolint:errcheck // nothing to do if the connection is gone
+		defer b.untrack(ns)
 		for {
 			m, err := ns.NextMsgWithContext(ctx)
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				b.log.Error("responder overflowed; some requests were dropped (their askers time out)", "subject", subject)
+				continue
+			}
 			if err != nil {
 				return
 			}
@@ -315,48 +335,40 @@ func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) i
 			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
 			return
 		}
-		// NumPending at creation is the number of stored messages matching
-		// the filter: nothing to read means done, not a wait for new ones.
-		ci, err := cons.Info(ctx)
-		if err != nil {
-			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
-			return
-		}
-		if ci.NumPending == 0 {
-			return
-		}
-		it, err := cons.Messages()
-		if err != nil {
-			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
-			return
-		}
-		defer it.Stop()
-		stop := context.AfterFunc(ctx, it.Stop)
-		defer stop()
+		// FetchNoWait returns what is stored now and never waits for new
+		// messages, so the iteration ends even if messages are purged
+		// while it runs.
 		for {
-			jm, err := it.Next()
+			batch, err := cons.FetchNoWait(256)
 			if err != nil {
-				if ctx.Err() != nil {
-					yield(Message[T]{}, ctx.Err())
-				} else if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
-				}
+				yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
 				return
 			}
-			md, err := jm.Metadata()
-			if err != nil {
-				if !yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err)) {
+			n := 0
+			for jm := range batch.Messages() {
+				n++
+				md, err := jm.Metadata()
+				if err != nil {
+					if !yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err)) {
+						return
+					}
+					continue
+				}
+				nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
+				v, derr := decode[T](nm, t.spec, t.spec.typeName)
+				if !yield(Message[T]{Subject: jm.Subject(), Data: v, Seq: md.Sequence.Stream, Time: md.Timestamp}, derr) {
 					return
 				}
-				continue
 			}
-			nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
-			v, derr := decode[T](nm, t.spec, t.spec.typeName)
-			msg := Message[T]{Subject: jm.Subject(), Data: v, Seq: md.Sequence.Stream, Time: md.Timestamp}
-			if !yield(msg, derr) {
+			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+				yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
 				return
 			}
-			if md.NumPending == 0 {
+			if n == 0 {
+				return
+			}
+			if ctx.Err() != nil {
+				yield(Message[T]{}, ctx.Err())
 				return
 			}
 		}

@@ -14,6 +14,9 @@ import (
 type Secret struct {
 	env   string
 	value string
+	// set records, after a bus round trip (which drops the value), that
+	// the secret had a value where it was loaded.
+	set bool
 }
 
 // NewSecret returns a secret read from the environment variable env (empty
@@ -28,7 +31,7 @@ func (s Secret) Env() string { return s.env }
 
 // IsSet reports whether the secret has a non-empty value. An empty
 // environment variable counts as missing.
-func (s Secret) IsSet() bool { return s.value != "" }
+func (s Secret) IsSet() bool { return s.value != "" || s.set }
 
 // Resolve returns the value, re-reading the environment variable through
 // getenv when the secret came from one (the value is not carried across the
@@ -81,7 +84,7 @@ type secretJSON struct {
 
 // MarshalJSON writes the source of the secret, not its value.
 func (s Secret) MarshalJSON() ([]byte, error) {
-	return json.Marshal(secretJSON{Env: s.env, Literal: s.env == "" && s.value != "", Set: s.IsSet()})
+	return json.Marshal(secretJSON{Env: s.env, Literal: s.env == "" && s.IsSet(), Set: s.IsSet()})
 }
 
 // UnmarshalJSON reads the source back; the value stays empty (see Resolve).
@@ -90,7 +93,7 @@ func (s *Secret) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*s = Secret{env: j.Env}
+	*s = Secret{env: j.Env, set: j.Set}
 	return nil
 }
 

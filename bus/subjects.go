@@ -45,6 +45,46 @@ var (
 		Doc:       "An edit of WORKFLOW.md was rejected (class, message, key, line); the previous config stays in force.",
 	})
 
+	// TrackerCandidates asks for the issues in some states.
+	TrackerCandidates = request[IssuesByStates, IssueList](Spec{
+		Pattern:   "symphony.tracker.candidates",
+		Producer:  CompScheduler,
+		Consumers: []string{CompTracker},
+		Doc:       "Issues in the given (active) states, normalized; malformed records are dropped and logged.",
+	})
+
+	// TrackerTerminal asks for the issues in terminal states.
+	TrackerTerminal = request[IssuesByStates, IssueList](Spec{
+		Pattern:   "symphony.tracker.terminal",
+		Producer:  CompScheduler,
+		Consumers: []string{CompTracker},
+		Doc:       "Issues in the given terminal states, for the startup workspace sweep.",
+	})
+
+	// TrackerRefresh asks for specific issues by id.
+	TrackerRefresh = request[IssuesByIDs, IssueList](Spec{
+		Pattern:   "symphony.tracker.refresh",
+		Producer:  CompScheduler,
+		Consumers: []string{CompTracker},
+		Doc:       "Current state of specific issues (batched by 50); complete or an error, never partial.",
+	})
+
+	// TrackerSnapshots carries the candidates of every successful poll.
+	TrackerSnapshots = event[CandidateSnapshot](Spec{
+		Pattern:   "symphony.tracker.snapshot",
+		Producer:  CompTracker,
+		Consumers: []string{CompScheduler, CompUI},
+		Doc:       "The candidate issues of one poll (active states), with when they were fetched.",
+	})
+
+	// TrackerPollFailures reports a poll that failed.
+	TrackerPollFailures = event[PollFailed](Spec{
+		Pattern:   "symphony.tracker.poll_failed",
+		Producer:  CompTracker,
+		Consumers: []string{CompScheduler, CompUI},
+		Doc:       "A poll failed (class, message, retry-after); running agents keep running.",
+	})
+
 	// RunEvents is the lifecycle of one agent run, persisted in the RUNS
 	// stream so runs can be listed and replayed after a restart.
 	RunEvents = event[RunEvent](Spec{
@@ -62,6 +102,11 @@ func Catalogue() []Spec {
 	return []Spec{
 		ComponentEvents.Spec(),
 		WorkflowErrors.Spec(),
+		TrackerCandidates.Spec(),
+		TrackerTerminal.Spec(),
+		TrackerRefresh.Spec(),
+		TrackerSnapshots.Spec(),
+		TrackerPollFailures.Spec(),
 		RunEvents.Spec(),
 	}
 }

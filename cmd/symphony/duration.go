@@ -42,18 +42,18 @@ func (d Duration) String() string {
 // overflow behave exactly as for a plain Go duration.
 func ParseDuration(s string) (time.Duration, error) {
 	hint := "(use e.g. 30d, 12h, 90m, 10s)"
-	rest := strings.TrimLeft(s, "+-")
+	rest := s
 	if rest == "" {
 		return 0, fmt.Errorf("invalid duration %q: empty %s", s, hint)
 	}
-	if len(s)-len(rest) > 1 {
-		return 0, fmt.Errorf("invalid duration %q: more than one sign %s", s, hint)
+	if rest[0] == '-' || rest[0] == '+' {
+		// A negative age would put a cutoff in the future: fail closed.
+		return 0, fmt.Errorf("invalid duration %q: must not be signed %s", s, hint)
 	}
 	if rest == "0" {
 		return 0, nil
 	}
 	var out strings.Builder
-	out.WriteString(s[:len(s)-len(rest)])
 	for rest != "" {
 		i := 0
 		for i < len(rest) && (rest[i] == '.' || (rest[i] >= '0' && rest[i] <= '9')) {

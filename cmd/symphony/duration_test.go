@@ -15,9 +15,7 @@ func TestParseDuration(t *testing.T) {
 		"1.5d":   36 * time.Hour,
 		"250ms":  250 * time.Millisecond,
 		"0":      0,
-		"-2h":    -2 * time.Hour,
 		"1h30m":  90 * time.Minute,
-		"+1d":    24 * time.Hour,
 		"2d3h4m": 2*24*time.Hour + 3*time.Hour + 4*time.Minute,
 	}
 	for in, want := range ok {
@@ -26,7 +24,7 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "3x", "d", "30", "1.2.3h", "h1", "30 d", "-", "1e3d", "99999999999d"} {
+	for _, in := range []string{"", "3x", "d", "30", "1.2.3h", "h1", "30 d", "-", "1e3d", "99999999999d", "-2h", "+1d", "-0"} {
 		if got, err := ParseDuration(in); err == nil {
 			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
 		}

@@ -9,6 +9,9 @@ package workflow
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,10 +83,36 @@ func (c *Component) Name() string { return bus.CompWorkflow }
 // state is what one Run remembers between loads.
 type state struct {
 	version  int64  // version of the config in KV
-	checksum string // checksum of the config in KV
-	// lastBad is the checksum and message of the last reported failure, so
-	// a broken file is reported once, not at every re-check.
+	checksum string // checksum of the file behind the config in KV
+	// content identifies the config in KV by what components see (config,
+	// template, path), not by the file's bytes: the same file can mean a
+	// different config when the environment or the defaults changed.
+	content string
+	// statusSet is false until this Run has written the status once, so a
+	// restart clears a stale error left by a previous process.
+	statusSet bool
+	// suspect is a failure seen once; it is reported only when the next
+	// load (a debounce later) fails the same way, so an editor caught
+	// between truncate and write does not raise a false alarm.
+	suspect string
+	// lastBad is the last reported failure, so a broken file is reported
+	// once, not at every re-check.
 	lastBad string
+}
+
+// contentKey hashes what a snapshot means to its readers.
+func contentKey(s bus.ConfigSnapshot) string {
+	raw, err := json.Marshal(struct {
+		Config   bus.Config
+		Template string
+		Path     string
+		Warnings []string
+	}{s.Config, s.PromptTemplate, s.Path, s.Warnings})
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // Run loads the file, publishes it, and keeps watching until ctx ends.
@@ -92,7 +121,7 @@ func (c *Component) Run(ctx context.Context) error {
 	cur, err := bus.Get(ctx, c.opts.Bus, bus.ConfigCurrent)
 	switch {
 	case err == nil:
-		st.version, st.checksum = cur.Value.Version, cur.Value.Checksum
+		st.version, st.checksum, st.content = cur.Value.Version, cur.Value.Checksum, contentKey(cur.Value)
 	case !errors.Is(err, bus.ErrKeyNotFound):
 		return fmt.Errorf("read current config: %w", err)
 	}
@@ -114,8 +143,10 @@ func (c *Component) Run(ctx context.Context) error {
 	}
 	recheck := time.NewTicker(c.opts.Recheck)
 	defer recheck.Stop()
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
+	debounce := time.NewTimer(c.opts.Debounce)
+	if st.suspect == "" {
+		debounce.Stop()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -140,6 +171,10 @@ func (c *Component) Run(ctx context.Context) error {
 			if err := c.reload(ctx, &st); err != nil {
 				return stopped(ctx, err)
 			}
+		}
+		if st.suspect != "" {
+			// A failure seen once: look again shortly before reporting it.
+			debounce.Reset(c.opts.Debounce)
 		}
 	}
 }
@@ -166,6 +201,11 @@ func (c *Component) reload(ctx context.Context, st *state) error {
 		if key == st.lastBad {
 			return nil
 		}
+		if key != st.suspect {
+			st.suspect = key
+			return nil
+		}
+		st.suspect = ""
 		st.lastBad = key
 		payload := we.Payload()
 		payload.At = now
@@ -174,27 +214,29 @@ func (c *Component) reload(ctx context.Context, st *state) error {
 		if err := bus.Publish(c.opts.Bus, bus.WorkflowErrors, payload); err != nil {
 			return fmt.Errorf("publish workflow error: %w", err)
 		}
+		st.statusSet = true
 		if _, err := bus.Put(ctx, c.opts.Bus, bus.ConfigStatus, bus.WorkflowStatus{Valid: false, Version: st.version, Checksum: st.checksum, At: now, Error: &payload}); err != nil {
 			return fmt.Errorf("store workflow status: %w", err)
 		}
 		return nil
 	}
 	wasBad := st.lastBad != ""
-	st.lastBad = ""
-	if res.Checksum == st.checksum {
-		if wasBad {
-			// Reverted to the version in force: clear the error.
+	st.lastBad, st.suspect = "", ""
+	snap := res.Snapshot()
+	if key := contentKey(snap); key == st.content {
+		if wasBad || !st.statusSet {
+			// Unchanged, but the status may say otherwise (reverted to the
+			// version in force, or a previous process left an error).
 			return c.putStatus(ctx, st, now)
 		}
 		return nil
 	}
-	snap := res.Snapshot()
 	snap.Version = st.version + 1
 	snap.LoadedAt = now
 	if _, err := bus.Put(ctx, c.opts.Bus, bus.ConfigCurrent, snap); err != nil {
 		return fmt.Errorf("store config: %w", err)
 	}
-	st.version, st.checksum = snap.Version, snap.Checksum
+	st.version, st.checksum, st.content = snap.Version, snap.Checksum, contentKey(snap)
 	for _, w := range res.Warnings {
 		c.log.Warn("workflow warning", "warning", w)
 	}
@@ -203,6 +245,7 @@ func (c *Component) reload(ctx context.Context, st *state) error {
 }
 
 func (c *Component) putStatus(ctx context.Context, st *state, now time.Time) error {
+	st.statusSet = true
 	if _, err := bus.Put(ctx, c.opts.Bus, bus.ConfigStatus, bus.WorkflowStatus{Valid: true, Version: st.version, Checksum: st.checksum, At: now}); err != nil {
 		return fmt.Errorf("store workflow status: %w", err)
 	}

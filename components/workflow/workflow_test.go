@@ -49,6 +49,47 @@ type harness struct {
 	configs <-chan bus.Entry[bus.ConfigSnapshot]
 	errs    *bus.Subscription[bus.WorkflowError]
 	stop    func()
+	// env is the environment the component resolves against (guarded by
+	// envMu: the component reads it in its goroutine).
+	envMu         sync.Mutex
+	env           map[string]string
+	log           *slog.Logger
+	recheck       time.Duration
+	stopComponent func()
+}
+
+// runComponent starts another component on the same bus and returns its
+// stop function.
+func (h *harness) runComponent() func() {
+	h.t.Helper()
+	comp, err := New(Options{Path: h.path, Bus: h.b, Log: h.log, Env: h.environment(), Recheck: h.recheck})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- comp.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func (h *harness) setenv(k, v string) {
+	h.envMu.Lock()
+	defer h.envMu.Unlock()
+	h.env[k] = v
+}
+
+func (h *harness) environment() workflowfile.Env {
+	return workflowfile.Env{LookupEnv: func(k string) (string, bool) {
+		h.envMu.Lock()
+		defer h.envMu.Unlock()
+		v, ok := h.env[k]
+		return v, ok
+	}, Home: "/home/op", TempDir: "/tmp"}
 }
 
 func workflowText(turns int, extra string) string {
@@ -75,36 +116,42 @@ func startWith(t *testing.T, initial string, recheck time.Duration, noWatch bool
 		t.Fatal(err)
 	}
 	h.b = b
-	env := workflowfile.Env{LookupEnv: func(k string) (string, bool) {
-		if k == "LINEAR_API_KEY" {
-			return secret, true
-		}
-		return "", false
-	}, Home: "/home/op", TempDir: t.TempDir()}
-	comp, err := New(Options{Path: h.path, Bus: b, Log: log, Env: env, Recheck: recheck})
+	h.log, h.recheck = log, recheck
+	h.env = map[string]string{"LINEAR_API_KEY": secret}
+	comp, err := New(Options{Path: h.path, Bus: b, Log: log, Env: h.environment(), Recheck: recheck})
 	if err != nil {
 		t.Fatal(err)
 	}
 	comp.noWatch = noWatch
+	wctx, wcancel := context.WithCancel(context.Background())
+	if h.configs, err = bus.Watch(wctx, b, bus.ConfigCurrent); err != nil {
+		t.Fatal(err)
+	}
+	if h.errs, err = bus.Subscribe(wctx, b, bus.WorkflowErrors); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if h.configs, err = bus.Watch(ctx, b, bus.ConfigCurrent); err != nil {
-		t.Fatal(err)
-	}
-	if h.errs, err = bus.Subscribe(ctx, b, bus.WorkflowErrors); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() { done <- comp.Run(ctx) }()
+	compStopped := false
+	h.stopComponent = func() {
+		if compStopped {
+			return
+		}
+		compStopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
 	stopped := false
 	h.stop = func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+		h.stopComponent()
+		wcancel()
 		if err := b.Close(context.Background()); err != nil {
 			t.Errorf("close bus: %v", err)
 		}
@@ -234,39 +281,52 @@ func TestRecheckCatchesMissedEvents(t *testing.T) {
 }
 
 // TestRestartContinuesVersions: a component restarted on the same store
-// keeps counting versions and does not republish an unchanged file.
+// does not republish an unchanged file, clears a stale error status left by
+// the previous process, and keeps counting versions.
 func TestRestartContinuesVersions(t *testing.T) {
 	h := start(t, workflowText(5, ""), time.Hour)
 	h.nextConfig()
-	h.write(workflowText(6, ""))
-	h.nextConfig()
-	// Run a second component on the same bus: the file is unchanged, so the
-	// version stays 2; an edit makes it 3.
-	comp, err := New(Options{Path: h.path, Bus: h.b, Env: workflowfile.Env{LookupEnv: func(string) (string, bool) { return secret, true }, TempDir: "/tmp"}, Recheck: time.Hour})
-	if err != nil {
-		t.Fatal(err)
+	h.write(workflowText(-1, ""))
+	h.nextError()
+	h.status(false)
+	h.stopComponent()
+	// Fixed while nothing watched: the old config (v1) is what KV holds.
+	h.write(workflowText(5, ""))
+	second := h.runComponent()
+	if st := h.status(true); st.Version != 1 {
+		t.Errorf("after restart on the unchanged good file: %+v", st)
 	}
-	h.stopComponentFor(t, comp)
+	select {
+	case e := <-h.configs:
+		t.Fatalf("an unchanged file was republished: %+v", e.Value)
+	case <-time.After(300 * time.Millisecond):
+	}
+	h.write(workflowText(11, ""))
+	if c := h.nextConfig(); c.Version != 2 || c.Config.Agent.MaxTurns != 11 {
+		t.Errorf("after restart: %+v", c)
+	}
+	second()
 }
 
-func (h *harness) stopComponentFor(t *testing.T, comp *Component) {
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- comp.Run(ctx) }()
-	h.write(workflowText(11, ""))
-	for {
-		c := h.nextConfig()
-		if c.Config.Agent.MaxTurns == 11 {
-			if c.Version != 3 {
-				t.Errorf("version after restart = %d, want 3", c.Version)
-			}
-			break
-		}
+// TestEnvironmentChangeRepublishes: same bytes, different environment,
+// different config — it is published.
+func TestEnvironmentChangeRepublishes(t *testing.T) {
+	h := start(t, workflowText(5, ""), time.Hour)
+	h.nextConfig()
+	h.stopComponent()
+	h.write("---\ntracker: {kind: files, provider: {path: $ISSUES}}\n---\nx\n")
+	h.setenv("ISSUES", "/issuesA")
+	stop := h.runComponent()
+	if c := h.nextConfig(); c.Config.Tracker.Provider.Path != "/issuesA" || c.Version != 2 {
+		t.Fatalf("got %+v (v%d)", c.Config.Tracker.Provider, c.Version)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
+	stop()
+	h.setenv("ISSUES", "/issuesB")
+	stop = h.runComponent()
+	if c := h.nextConfig(); c.Config.Tracker.Provider.Path != "/issuesB" || c.Version != 3 {
+		t.Fatalf("got %+v (v%d)", c.Config.Tracker.Provider, c.Version)
 	}
+	stop()
 }
 
 // TestSecretNeverStored searches the raw JetStream store bytes and the logs

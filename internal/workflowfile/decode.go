@@ -305,6 +305,12 @@ func (d *decoder) claude(m map[string]any) bus.ClaudeConfig {
 		TurnTimeoutMS:  d.positive(m, "turn_timeout_ms", "claude.turn_timeout_ms", DefaultTurnTimeoutMS),
 	}
 	c.StallTimeoutMS, _ = d.integer(m, "stall_timeout_ms", "claude.stall_timeout_ms", DefaultStallTimeoutMS)
+	// CLAUDE_CLI overrides the binary (e.g. a pinned install).
+	if v, ok := d.env.LookupEnv("CLAUDE_CLI"); ok && strings.TrimSpace(v) != "" {
+		c.Command = strings.TrimSpace(v)
+		d.defaults = slices.DeleteFunc(d.defaults, func(k string) bool { return k == "claude.command" })
+		d.warnings = append(d.warnings, "claude.command: overridden by $CLAUDE_CLI ("+c.Command+")")
+	}
 	if strings.TrimSpace(c.Command) == "" {
 		d.fail("claude.command", "must not be empty")
 	}

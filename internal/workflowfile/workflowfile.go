@@ -11,7 +11,6 @@
 package workflowfile
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/frontmatter"
 	"github.com/symphony-oss/symphony/internal/prompt"
 )
 
@@ -156,11 +156,9 @@ func Parse(path string, data []byte, env Env) (*Result, error) {
 		return nil, &Error{Class: ClassParse, Path: path, Message: fmt.Sprintf("file is larger than %d bytes", MaxSize)}
 	}
 	sum := sha256.Sum256(data)
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	front, body, bodyLine, err := split(data)
-	if err != nil {
-		err.Path = path
-		return nil, err
+	front, body, bodyLine, serr := frontmatter.Split(data)
+	if serr != nil {
+		return nil, &Error{Class: ClassParse, Path: path, Line: 1, Message: serr.Error()}
 	}
 	root, file, perr := parseFrontMatter(front)
 	if perr != nil {
@@ -207,42 +205,4 @@ func Parse(path string, data []byte, env Env) (*Result, error) {
 		Defaults:       d.defaults,
 		Warnings:       d.warnings,
 	}, nil
-}
-
-// split separates the front matter from the body. bodyLine is the 1-based
-// line where the body begins.
-func split(data []byte) (front, body []byte, bodyLine int, err *Error) {
-	first, rest, found := bytes.Cut(data, []byte("\n"))
-	if !isFence(first) {
-		return nil, data, 1, nil
-	}
-	if !found {
-		return nil, nil, 0, &Error{Class: ClassParse, Line: 1, Message: "front matter opened with --- on line 1 is never closed (add a --- line after it)"}
-	}
-	line := 2
-	off := 0
-	for off <= len(rest) {
-		end := bytes.IndexByte(rest[off:], '\n')
-		var ln []byte
-		next := len(rest) + 1
-		if end < 0 {
-			ln = rest[off:]
-		} else {
-			ln = rest[off : off+end]
-			next = off + end + 1
-		}
-		if isFence(ln) {
-			if next > len(rest) {
-				return rest[:off], nil, line + 1, nil
-			}
-			return rest[:off], rest[next:], line + 1, nil
-		}
-		off = next
-		line++
-	}
-	return nil, nil, 0, &Error{Class: ClassParse, Line: 1, Message: "front matter opened with --- on line 1 is never closed (add a --- line after it)"}
-}
-
-func isFence(line []byte) bool {
-	return string(bytes.TrimRight(line, " \t\r")) == "---"
 }

@@ -162,6 +162,13 @@ body`
 	}
 }
 
+func TestClaudeCLIOverride(t *testing.T) {
+	r := mustParse(t, minimalFiles, map[string]string{"CLAUDE_CLI": "/opt/bin/claude"})
+	if r.Config.Claude.Command != "/opt/bin/claude" || slices.Contains(r.Defaults, "claude.command") || len(r.Warnings) != 1 {
+		t.Errorf("CLAUDE_CLI: %q %v %v", r.Config.Claude.Command, r.Defaults, r.Warnings)
+	}
+}
+
 func TestPathsAndIndirection(t *testing.T) {
 	vars := map[string]string{"ROOT": "/srv/sym", "EMPTY": "", "LINEAR_API_KEY": secretValue, "SLUG": "from-env"}
 	cases := []struct {

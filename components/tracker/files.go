@@ -1,0 +1,353 @@
+package tracker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/frontmatter"
+)
+
+// MaxIssueFileBytes caps one issue file of the files tracker.
+const MaxIssueFileBytes = 1 << 20
+
+// files is the local tracker: a directory of <IDENTIFIER>.md files with YAML
+// front matter and the description as body. It needs no account, so the
+// demo and the tests run on it; editing a file is how an operator (or a
+// hook) moves an issue.
+type files struct {
+	dir   string
+	rules rules
+	log   *slog.Logger
+}
+
+func newFiles(cfg bus.TrackerConfig, log *slog.Logger) (*files, error) {
+	if cfg.Provider.Path == "" {
+		return nil, errorf(bus.TrackerConfigError, "tracker.provider.path is required for the files tracker")
+	}
+	return &files{dir: cfg.Provider.Path, rules: newRules(cfg.TerminalStates, cfg.Provider.Assignee), log: log}, nil
+}
+
+// fileIssue is an issue file's front matter before normalization.
+type fileIssue struct {
+	path  string
+	issue bus.Issue
+	// blockers as written: identifiers (resolved against the other files)
+	// or explicit {id, identifier, state} maps.
+	blockers []bus.Blocker
+}
+
+// load reads every issue file; malformed ones are skipped with a logged
+// reason naming the file.
+func (f *files) load(ctx context.Context) ([]bus.Issue, int, error) {
+	entries, err := os.ReadDir(f.dir)
+	if err != nil {
+		return nil, 0, errorf(bus.TrackerRequestError, "read issues directory %s: %v", f.dir, err)
+	}
+	var parsed []fileIssue
+	dropped := 0
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".md") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		path := filepath.Join(f.dir, e.Name())
+		fi, err := parseIssueFile(path)
+		if err != nil {
+			dropped++
+			f.log.Warn("skipped a malformed issue file", "file", path, "reason", err.Error())
+			continue
+		}
+		parsed = append(parsed, fi)
+	}
+	byIdent := map[string]bus.Issue{}
+	for _, p := range parsed {
+		byIdent[p.issue.Identifier] = p.issue
+	}
+	out := make([]bus.Issue, 0, len(parsed))
+	for _, p := range parsed {
+		iss := p.issue
+		iss.BlockedBy = []bus.Blocker{}
+		for _, b := range p.blockers {
+			if b.Identifier != nil && b.State == nil {
+				if other, ok := byIdent[*b.Identifier]; ok {
+					id, state := other.ID, other.State
+					b.ID, b.State = &id, &state
+				}
+			}
+			iss.BlockedBy = append(iss.BlockedBy, b)
+		}
+		f.rules.dispatchable(&iss)
+		out = append(out, iss)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Identifier < out[j].Identifier })
+	return out, dropped, nil
+}
+
+// Candidates implements adapter.
+func (f *files) Candidates(ctx context.Context, states []string) ([]bus.Issue, int, error) {
+	return f.inStates(ctx, states)
+}
+
+// Terminal implements adapter.
+func (f *files) Terminal(ctx context.Context, states []string) ([]bus.Issue, int, error) {
+	return f.inStates(ctx, states)
+}
+
+func (f *files) inStates(ctx context.Context, states []string) ([]bus.Issue, int, error) {
+	if len(states) == 0 {
+		return []bus.Issue{}, 0, nil
+	}
+	all, dropped, err := f.load(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	want := stateSet(states)
+	out := []bus.Issue{}
+	for _, iss := range all {
+		if want[normState(iss.State)] {
+			out = append(out, iss)
+		}
+	}
+	return out, dropped, nil
+}
+
+// Refresh implements adapter.
+func (f *files) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error) {
+	ids = dedupe(ids)
+	if len(ids) == 0 {
+		return []bus.Issue{}, nil
+	}
+	all, _, err := f.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []bus.Issue{}
+	for _, iss := range all {
+		if slices.Contains(ids, iss.ID) {
+			out = append(out, iss)
+		}
+	}
+	return out, nil
+}
+
+// parseIssueFile reads one <IDENTIFIER>.md.
+func parseIssueFile(path string) (fileIssue, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileIssue{}, err
+	}
+	if st.Size() > MaxIssueFileBytes {
+		return fileIssue{}, fmt.Errorf("larger than %d bytes", MaxIssueFileBytes)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fileIssue{}, err
+	}
+	fi, err := parseIssue(strings.TrimSuffix(filepath.Base(path), ".md"), data)
+	fi.path = path
+	return fi, err
+}
+
+// parseIssue parses the bytes of an issue file whose name (without .md) is
+// stem. The identifier defaults to stem and the id to the identifier.
+func parseIssue(stem string, data []byte) (fileIssue, error) {
+	front, body, _, err := frontmatter.Split(data)
+	if err != nil {
+		return fileIssue{}, err
+	}
+	var m map[string]any
+	if len(strings.TrimSpace(string(front))) > 0 {
+		if err := yaml.Unmarshal(front, &m); err != nil {
+			return fileIssue{}, fmt.Errorf("front matter: %s", strings.Join(strings.Fields(err.Error()), " "))
+		}
+	}
+	if m == nil {
+		return fileIssue{}, fmt.Errorf("no front matter (need at least title and state)")
+	}
+	str := func(key string) (*string, error) {
+		v, ok := m[key]
+		if !ok || v == nil {
+			return nil, nil
+		}
+		switch x := v.(type) {
+		case string:
+			return &x, nil
+		case uint64, int64, float64, bool:
+			s := fmt.Sprint(x)
+			return &s, nil
+		}
+		return nil, fmt.Errorf("%s must be a string", key)
+	}
+	var fi fileIssue
+	iss := &fi.issue
+	ident, err := str("identifier")
+	if err != nil {
+		return fi, err
+	}
+	iss.Identifier = stem
+	if ident != nil && *ident != "" {
+		iss.Identifier = *ident
+	}
+	id, err := str("id")
+	if err != nil {
+		return fi, err
+	}
+	iss.ID = iss.Identifier
+	if id != nil && *id != "" {
+		iss.ID = *id
+	}
+	title, err := str("title")
+	if err != nil {
+		return fi, err
+	}
+	if title == nil || strings.TrimSpace(*title) == "" {
+		return fi, fmt.Errorf("title is required")
+	}
+	iss.Title = *title
+	state, err := str("state")
+	if err != nil {
+		return fi, err
+	}
+	if state == nil || strings.TrimSpace(*state) == "" {
+		return fi, fmt.Errorf("state is required")
+	}
+	iss.State = strings.TrimSpace(*state)
+	for key, dst := range map[string]**string{"branch_name": &iss.BranchName, "url": &iss.URL, "assignee": &iss.AssigneeID} {
+		v, err := str(key)
+		if err != nil {
+			return fi, err
+		}
+		*dst = nonEmpty(v)
+	}
+	if v, ok := m["priority"]; ok && v != nil {
+		p, ok := number(v)
+		if !ok {
+			return fi, fmt.Errorf("priority must be a number, got %v", v)
+		}
+		if p != 0 {
+			iss.Priority = &p
+		}
+	}
+	for key, dst := range map[string]**time.Time{"created_at": &iss.CreatedAt, "updated_at": &iss.UpdatedAt} {
+		t, err := timestamp(m[key])
+		if err != nil {
+			return fi, fmt.Errorf("%s: %v", key, err)
+		}
+		*dst = t
+	}
+	labels, err := stringList(m["labels"])
+	if err != nil {
+		return fi, fmt.Errorf("labels: %v", err)
+	}
+	iss.Labels = normLabels(labels)
+	if fi.blockers, err = blockers(m["blocked_by"]); err != nil {
+		return fi, fmt.Errorf("blocked_by: %v", err)
+	}
+	if d := strings.TrimSpace(string(body)); d != "" {
+		iss.Description = &d
+	}
+	return fi, nil
+}
+
+func number(v any) (int, bool) {
+	switch n := v.(type) {
+	case uint64:
+		return int(min(n, 1<<31)), true
+	case int64:
+		return int(n), true
+	case float64:
+		if math.IsNaN(n) || math.IsInf(n, 0) {
+			return 0, false
+		}
+		return int(math.Round(n)), true
+	}
+	return 0, false
+}
+
+func timestamp(v any) (*time.Time, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case time.Time:
+		t := x.UTC()
+		return &t, nil
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(x))
+		if err != nil {
+			return nil, fmt.Errorf("want an RFC 3339 time like 2026-01-02T15:04:05Z, got %q", x)
+		}
+		t = t.UTC()
+		return &t, nil
+	}
+	return nil, fmt.Errorf("want an RFC 3339 time, got %v", v)
+}
+
+func stringList(v any) ([]string, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return strings.Split(x, ","), nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("entries must be strings, got %v", e)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("want a list of strings, got %v", v)
+}
+
+// blockers reads blocked_by: identifiers, or maps with id/identifier/state.
+func blockers(v any) ([]bus.Blocker, error) {
+	list, ok := v.([]any)
+	if v == nil {
+		return nil, nil
+	}
+	if !ok {
+		if s, isStr := v.(string); isStr {
+			list = []any{s}
+		} else {
+			return nil, fmt.Errorf("want a list, got %v", v)
+		}
+	}
+	var out []bus.Blocker
+	for _, e := range list {
+		switch x := e.(type) {
+		case string:
+			s := strings.TrimSpace(x)
+			out = append(out, bus.Blocker{Identifier: &s})
+		case map[string]any:
+			var b bus.Blocker
+			for key, dst := range map[string]**string{"id": &b.ID, "identifier": &b.Identifier, "state": &b.State} {
+				if s, ok := x[key].(string); ok && s != "" {
+					*dst = &s
+				}
+			}
+			if b.ID == nil && b.Identifier == nil {
+				return nil, fmt.Errorf("a blocker needs an id or an identifier")
+			}
+			out = append(out, b)
+		default:
+			return nil, fmt.Errorf("entries must be identifiers or maps, got %v", e)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,164 @@
+package tracker
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+func writeIssue(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newTestFiles(t *testing.T, dir, assignee string, logs *logBuf) *files {
+	t.Helper()
+	f, err := newFiles(bus.TrackerConfig{Kind: bus.TrackerFiles, Provider: bus.TrackerProvider{Path: dir, Assignee: assignee}, TerminalStates: []string{"Done", "Cancelled"}},
+		slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestFilesAdapter(t *testing.T) {
+	dir := t.TempDir()
+	writeIssue(t, dir, "DEMO-1.md", `---
+id: id-1
+title: Full issue
+state: Todo
+priority: 1
+labels: [Backend, " backend", UI]
+assignee: alice
+branch_name: demo-1
+url: https://example.test/DEMO-1
+created_at: 2026-01-02T03:04:05Z
+updated_at: "2026-01-03T00:00:00Z"
+blocked_by: [DEMO-3]
+---
+The description.
+
+With two paragraphs.
+`)
+	writeIssue(t, dir, "DEMO-2.md", "---\ntitle: Partial issue\nstate: In Progress\n---\n")
+	writeIssue(t, dir, "DEMO-3.md", "---\ntitle: Blocker\nstate: Done\n---\nbody\n")
+	writeIssue(t, dir, "DEMO-4.md", "---\ntitle: Blocked by an open one\nstate: Todo\nblocked_by:\n  - {identifier: EXT-9, state: In Review}\n---\n")
+	writeIssue(t, dir, "BAD-1.md", "---\nstate: Todo\n---\nno title\n")
+	writeIssue(t, dir, "BAD-2.md", "---\ntitle: [unclosed\nstate: Todo\n---\n")
+	writeIssue(t, dir, "BAD-3.md", "---\ntitle: x\nstate: Todo\npriority: high\n---\n")
+	writeIssue(t, dir, "BAD-4.md", "no front matter\n")
+	writeIssue(t, dir, "notes.txt", "ignored")
+	logs := &logBuf{}
+	f := newTestFiles(t, dir, "", logs)
+
+	got, dropped, err := f.Candidates(t.Context(), []string{"todo", "In Progress"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped != 4 {
+		t.Errorf("dropped %d, want 4", dropped)
+	}
+	for _, bad := range []string{"BAD-1.md", "BAD-2.md", "BAD-3.md", "BAD-4.md"} {
+		if !strings.Contains(logs.String(), bad) {
+			t.Errorf("skipping %s was not logged with the file name:\n%s", bad, logs)
+		}
+	}
+	if !strings.Contains(logs.String(), "title is required") || !strings.Contains(logs.String(), "priority must be a number") {
+		t.Errorf("reasons missing from the log:\n%s", logs)
+	}
+	by := map[string]bus.Issue{}
+	for _, iss := range got {
+		by[iss.Identifier] = iss
+	}
+	if len(got) != 3 || by["DEMO-3"].ID != "" {
+		t.Fatalf("candidates %v", got)
+	}
+	d1 := by["DEMO-1"]
+	if d1.ID != "id-1" || *d1.Priority != 1 || strings.Join(d1.Labels, ",") != "backend,ui" || *d1.AssigneeID != "alice" ||
+		*d1.Description != "The description.\n\nWith two paragraphs." || d1.CreatedAt.Format("2006-01-02T15:04:05Z07:00") != "2026-01-02T03:04:05Z" || d1.UpdatedAt == nil {
+		t.Errorf("DEMO-1: %+v", d1)
+	}
+	if len(d1.BlockedBy) != 1 || *d1.BlockedBy[0].ID != "DEMO-3" || *d1.BlockedBy[0].State != "Done" || !d1.Dispatchable {
+		t.Errorf("DEMO-1 blocker resolved from DEMO-3.md: %+v dispatchable=%v", d1.BlockedBy, d1.Dispatchable)
+	}
+	d2 := by["DEMO-2"]
+	if d2.ID != "DEMO-2" || d2.Priority != nil || d2.Description != nil || len(d2.Labels) != 0 || d2.CreatedAt != nil || !d2.Dispatchable {
+		t.Errorf("DEMO-2 defaults: %+v", d2)
+	}
+	if by["DEMO-4"].Dispatchable {
+		t.Error("Todo blocked by an open issue must not be dispatchable")
+	}
+
+	// Assignee filter.
+	fa := newTestFiles(t, dir, "alice", &logBuf{})
+	got, _, _ = fa.Candidates(t.Context(), []string{"Todo", "In Progress"})
+	for _, iss := range got {
+		if iss.Dispatchable != (iss.Identifier == "DEMO-1") {
+			t.Errorf("assignee filter: %s dispatchable=%v", iss.Identifier, iss.Dispatchable)
+		}
+	}
+
+	// Terminal and refresh.
+	term, _, err := f.Terminal(t.Context(), []string{"Done"})
+	if err != nil || len(term) != 1 || term[0].Identifier != "DEMO-3" {
+		t.Errorf("terminal: %v %v", term, err)
+	}
+	ref, err := f.Refresh(t.Context(), []string{"id-1", "DEMO-2", "id-1", "gone"})
+	if err != nil || len(ref) != 2 {
+		t.Errorf("refresh: %v %v", ref, err)
+	}
+
+	// An edit between two polls is seen on the next poll.
+	writeIssue(t, dir, "DEMO-2.md", "---\ntitle: Partial issue\nstate: Done\n---\n")
+	got, _, _ = f.Candidates(t.Context(), []string{"Todo", "In Progress"})
+	for _, iss := range got {
+		if iss.Identifier == "DEMO-2" {
+			t.Error("DEMO-2 moved to Done but is still a candidate")
+		}
+	}
+	ref, _ = f.Refresh(t.Context(), []string{"DEMO-2"})
+	if len(ref) != 1 || ref[0].State != "Done" {
+		t.Errorf("refresh after the edit: %+v", ref)
+	}
+
+	// A missing directory is a request error, not a crash.
+	gone := newTestFiles(t, filepath.Join(dir, "nope"), "", &logBuf{})
+	if _, _, err := gone.Candidates(t.Context(), []string{"Todo"}); err == nil {
+		t.Error("missing directory accepted")
+	}
+}
+
+func TestDemoIssuesParse(t *testing.T) {
+	f := newTestFiles(t, "../../testdata/demo/issues", "", &logBuf{})
+	got, dropped, err := f.Candidates(t.Context(), []string{"Todo", "In Progress"})
+	if err != nil || dropped != 0 || len(got) < 3 {
+		t.Errorf("demo issues: %d, dropped %d, %v", len(got), dropped, err)
+	}
+}
+
+func FuzzParseIssueFile(f *testing.F) {
+	for _, s := range []string{"---\ntitle: t\nstate: Todo\n---\nbody", "---\nblocked_by: [{state: x}]\n---\n", "---\ncreated_at: 2026-01-01\n---\n", "", "---\n---\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > MaxIssueFileBytes {
+			return
+		}
+		fi, err := parseIssue("STEM-1", data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if fi.issue.ID == "" || fi.issue.Identifier == "" || fi.issue.Title == "" || fi.issue.State == "" || fi.issue.Labels == nil {
+			t.Fatalf("incomplete issue accepted: %+v", fi.issue)
+		}
+	})
+}

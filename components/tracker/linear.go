@@ -1,0 +1,494 @@
+package tracker
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// The GraphQL documents the Linear adapter sends. They are static: every
+// value travels in variables, so nothing from an issue or the config can
+// change a query. A test validates each one against Linear's schema.
+var (
+	//go:embed queries/issues_by_states.graphql
+	queryIssuesByStates string
+	//go:embed queries/issues_by_ids.graphql
+	queryIssuesByIDs string
+	//go:embed queries/viewer.graphql
+	queryViewer string
+)
+
+// Linear adapter limits.
+const (
+	linearPageSize = 50
+	// linearMaxPages bounds one listing (50 × 200 = 10,000 issues): a
+	// provider that keeps saying hasNextPage cannot loop us forever.
+	linearMaxPages = 200
+	// MaxResponseBytes caps a GraphQL response body.
+	MaxResponseBytes = 16 << 20
+	// DefaultRequestTimeout bounds one HTTP request.
+	DefaultRequestTimeout = 30 * time.Second
+	// defaultRateLimitWait is used when a rate limit names no reset time.
+	defaultRateLimitWait = time.Minute
+)
+
+// linear is the Linear GraphQL adapter.
+type linear struct {
+	endpoint    string
+	apiKey      string
+	projectSlug string
+	assignee    string // "", a user id, or "me"
+	terminal    []string
+	httpc       *http.Client
+	log         *slog.Logger
+	now         func() time.Time
+
+	mu          sync.Mutex
+	viewerID    string    // resolved "me"
+	limitedTill time.Time // no requests before this (rate limited)
+}
+
+func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *slog.Logger) (*linear, error) {
+	if cfg.Provider.ProjectSlug == "" {
+		return nil, errorf(bus.TrackerConfigError, "tracker.provider.project_slug is required")
+	}
+	if apiKey == "" {
+		return nil, errorf(bus.TrackerMissingSecret, "the Linear API key is not set (tracker.provider.api_key)")
+	}
+	if httpc == nil {
+		httpc = &http.Client{Timeout: DefaultRequestTimeout}
+	}
+	return &linear{
+		endpoint:    cfg.Provider.Endpoint,
+		apiKey:      apiKey,
+		projectSlug: cfg.Provider.ProjectSlug,
+		assignee:    cfg.Provider.Assignee,
+		terminal:    cfg.TerminalStates,
+		httpc:       httpc,
+		log:         log,
+		now:         time.Now,
+	}, nil
+}
+
+// gqlResponse is the envelope of every GraphQL answer.
+type gqlResponse struct {
+	Data   json.RawMessage `json:"data"`
+	Errors []gqlError      `json:"errors"`
+}
+
+type gqlError struct {
+	Message    string `json:"message"`
+	Extensions struct {
+		Code string `json:"code"`
+		Type string `json:"type"`
+	} `json:"extensions"`
+}
+
+// do sends one document with its variables and decodes data into out.
+func (l *linear) do(ctx context.Context, query string, vars map[string]any, out any) error {
+	l.mu.Lock()
+	wait := l.limitedTill.Sub(l.now())
+	l.mu.Unlock()
+	if wait > 0 {
+		return &Error{Class: bus.TrackerRateLimited, Message: "Linear rate limit in effect", RetryAfter: wait}
+	}
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		return errorf(bus.TrackerRequestError, "encode request: %v", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return errorf(bus.TrackerConfigError, "bad endpoint %q: %v", l.endpoint, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	// Personal API keys go without "Bearer".
+	req.Header.Set("Authorization", l.apiKey)
+	resp, err := l.httpc.Do(req)
+	if err != nil {
+		return &Error{Class: bus.TrackerRequestError, Message: "request to Linear failed: " + scrub(err.Error(), l.apiKey), Err: err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return &Error{Class: bus.TrackerRequestError, Message: "reading Linear's response failed: " + err.Error(), Err: err}
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return l.rateLimited(resp.Header, "HTTP 429")
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// A GraphQL error body may still explain a 400; include a little.
+		return errorf(bus.TrackerStatusError, "Linear answered HTTP %d: %s", resp.StatusCode, snippet(raw))
+	}
+	limited, err := decodeGraphQL(raw, out)
+	if limited {
+		return l.rateLimited(resp.Header, "RATELIMITED")
+	}
+	return err
+}
+
+// decodeGraphQL decodes a GraphQL response body into out. limited reports a
+// rate-limit error in the body (extensions.code RATELIMITED).
+func decodeGraphQL(raw []byte, out any) (limited bool, err error) {
+	if len(raw) > MaxResponseBytes {
+		return false, errorf(bus.TrackerMalformed, "Linear's response is larger than %d bytes", MaxResponseBytes)
+	}
+	var env gqlResponse
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return false, errorf(bus.TrackerMalformed, "Linear's response is not JSON: %v", err)
+	}
+	if len(env.Errors) > 0 {
+		msgs := make([]string, 0, len(env.Errors))
+		for _, e := range env.Errors {
+			if strings.EqualFold(e.Extensions.Code, "RATELIMITED") || strings.EqualFold(e.Extensions.Type, "ratelimited") {
+				return true, nil
+			}
+			msgs = append(msgs, e.Message)
+		}
+		return false, errorf(bus.TrackerGraphQLError, "Linear returned errors: %s", strings.Join(msgs, "; "))
+	}
+	if len(env.Data) == 0 || string(env.Data) == "null" {
+		return false, errorf(bus.TrackerMalformed, "Linear's response has no data")
+	}
+	if err := json.Unmarshal(env.Data, out); err != nil {
+		return false, errorf(bus.TrackerMalformed, "Linear's data does not have the expected shape: %v", err)
+	}
+	return false, nil
+}
+
+// rateLimited records the back-off the provider asked for and returns the
+// classed error.
+func (l *linear) rateLimited(h http.Header, why string) error {
+	wait := retryAfter(h, l.now())
+	l.mu.Lock()
+	if till := l.now().Add(wait); till.After(l.limitedTill) {
+		l.limitedTill = till
+	}
+	l.mu.Unlock()
+	return &Error{Class: bus.TrackerRateLimited, Message: "Linear rate limit (" + why + ")", RetryAfter: wait}
+}
+
+// retryAfter reads how long to wait from Retry-After (seconds or an HTTP
+// date) and Linear's X-RateLimit-*-Reset headers (epoch milliseconds),
+// taking the longest; a minute when none says.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	var wait time.Duration
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 && secs < 86400*7 {
+			wait = time.Duration(secs * float64(time.Second))
+		} else if t, err := http.ParseTime(v); err == nil {
+			wait = t.Sub(now)
+		}
+	}
+	for name, vals := range h {
+		if !strings.HasPrefix(name, "X-Ratelimit-") || !strings.HasSuffix(name, "-Reset") || len(vals) == 0 {
+			continue
+		}
+		ms, err := strconv.ParseInt(strings.TrimSpace(vals[0]), 10, 64)
+		if err != nil {
+			continue
+		}
+		if d := time.UnixMilli(ms).Sub(now); d > wait && d < 7*24*time.Hour {
+			wait = d
+		}
+	}
+	if wait <= 0 {
+		wait = defaultRateLimitWait
+	}
+	return wait
+}
+
+// gqlIssue is an Issue node as the documents above request it. Every field
+// is a pointer: what is missing must be told apart from what is empty.
+type gqlIssue struct {
+	ID          *string  `json:"id"`
+	Identifier  *string  `json:"identifier"`
+	Title       *string  `json:"title"`
+	Description *string  `json:"description"`
+	Priority    *float64 `json:"priority"`
+	BranchName  *string  `json:"branchName"`
+	URL         *string  `json:"url"`
+	CreatedAt   *string  `json:"createdAt"`
+	UpdatedAt   *string  `json:"updatedAt"`
+	State       *struct {
+		Name *string `json:"name"`
+	} `json:"state"`
+	Assignee *struct {
+		ID *string `json:"id"`
+	} `json:"assignee"`
+	Labels *struct {
+		Nodes []struct {
+			Name *string `json:"name"`
+		} `json:"nodes"`
+	} `json:"labels"`
+	InverseRelations *struct {
+		Nodes []struct {
+			Type  *string `json:"type"`
+			Issue *struct {
+				ID         *string `json:"id"`
+				Identifier *string `json:"identifier"`
+				State      *struct {
+					Name *string `json:"name"`
+				} `json:"state"`
+			} `json:"issue"`
+		} `json:"nodes"`
+	} `json:"inverseRelations"`
+}
+
+type gqlIssuePage struct {
+	Issues *struct {
+		Nodes    []json.RawMessage `json:"nodes"`
+		PageInfo *struct {
+			HasNextPage bool    `json:"hasNextPage"`
+			EndCursor   *string `json:"endCursor"`
+		} `json:"pageInfo"`
+	} `json:"issues"`
+}
+
+// normalize turns one node into a bus.Issue, or explains what is missing.
+func normalizeLinear(raw json.RawMessage, r rules) (bus.Issue, error) {
+	var n gqlIssue
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return bus.Issue{}, fmt.Errorf("issue node: %v", err)
+	}
+	who := "issue"
+	if n.ID != nil {
+		who = "issue " + *n.ID
+	}
+	switch {
+	case n.ID == nil || *n.ID == "":
+		return bus.Issue{}, fmt.Errorf("%s: missing id", who)
+	case n.Identifier == nil || *n.Identifier == "":
+		return bus.Issue{}, fmt.Errorf("%s: missing identifier", who)
+	case n.Title == nil:
+		return bus.Issue{}, fmt.Errorf("%s: missing title", who)
+	case n.State == nil || n.State.Name == nil || *n.State.Name == "":
+		return bus.Issue{}, fmt.Errorf("%s: missing state", who)
+	}
+	iss := bus.Issue{
+		ID:          *n.ID,
+		Identifier:  *n.Identifier,
+		Title:       *n.Title,
+		Description: n.Description,
+		State:       *n.State.Name,
+		BranchName:  nonEmpty(n.BranchName),
+		URL:         nonEmpty(n.URL),
+		CreatedAt:   parseTime(n.CreatedAt),
+		UpdatedAt:   parseTime(n.UpdatedAt),
+		Labels:      []string{},
+		BlockedBy:   []bus.Blocker{},
+	}
+	if n.Priority != nil && !math.IsNaN(*n.Priority) && !math.IsInf(*n.Priority, 0) {
+		// Linear's priority is a Float; 0 means "no priority".
+		if p := int(math.Round(*n.Priority)); p != 0 {
+			iss.Priority = &p
+		}
+	}
+	if n.Assignee != nil {
+		iss.AssigneeID = nonEmpty(n.Assignee.ID)
+	}
+	if n.Labels != nil {
+		var names []string
+		for _, l := range n.Labels.Nodes {
+			if l.Name != nil {
+				names = append(names, *l.Name)
+			}
+		}
+		iss.Labels = normLabels(names)
+	}
+	if n.InverseRelations != nil {
+		for _, rel := range n.InverseRelations.Nodes {
+			if rel.Type == nil || *rel.Type != "blocks" || rel.Issue == nil {
+				continue
+			}
+			b := bus.Blocker{ID: rel.Issue.ID, Identifier: rel.Issue.Identifier}
+			if rel.Issue.State != nil {
+				b.State = rel.Issue.State.Name
+			}
+			iss.BlockedBy = append(iss.BlockedBy, b)
+		}
+	}
+	r.dispatchable(&iss)
+	return iss, nil
+}
+
+func nonEmpty(s *string) *string {
+	if s == nil || *s == "" {
+		return nil
+	}
+	return s
+}
+
+func parseTime(s *string) *time.Time {
+	if s == nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *s)
+	if err != nil {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// rules resolves the assignee filter ("me" through viewer, once).
+func (l *linear) rules(ctx context.Context) (rules, error) {
+	if l.assignee != "me" {
+		return newRules(l.terminal, l.assignee), nil
+	}
+	l.mu.Lock()
+	id := l.viewerID
+	l.mu.Unlock()
+	if id == "" {
+		var v struct {
+			Viewer *struct {
+				ID *string `json:"id"`
+			} `json:"viewer"`
+		}
+		if err := l.do(ctx, queryViewer, map[string]any{}, &v); err != nil {
+			return rules{}, err
+		}
+		if v.Viewer == nil || v.Viewer.ID == nil || *v.Viewer.ID == "" {
+			return rules{}, errorf(bus.TrackerMalformed, "Linear's viewer has no id (needed for assignee: me)")
+		}
+		id = *v.Viewer.ID
+		l.mu.Lock()
+		l.viewerID = id
+		l.mu.Unlock()
+	}
+	return newRules(l.terminal, id), nil
+}
+
+// byStates lists the project's issues in states, every page, in order.
+func (l *linear) byStates(ctx context.Context, states []string) ([]bus.Issue, int, error) {
+	if len(states) == 0 {
+		return []bus.Issue{}, 0, nil
+	}
+	r, err := l.rules(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := []bus.Issue{}
+	dropped := 0
+	var after *string
+	seen := map[string]bool{}
+	for page := 1; ; page++ {
+		if page > linearMaxPages {
+			return nil, 0, errorf(bus.TrackerPaginationError, "more than %d pages of issues; refusing to go on", linearMaxPages)
+		}
+		vars := map[string]any{"projectSlug": l.projectSlug, "states": states, "first": linearPageSize, "after": after}
+		var p gqlIssuePage
+		if err := l.do(ctx, queryIssuesByStates, vars, &p); err != nil {
+			return nil, 0, fmt.Errorf("page %d: %w", page, err)
+		}
+		if p.Issues == nil || p.Issues.PageInfo == nil {
+			return nil, 0, errorf(bus.TrackerMalformed, "page %d: issues or pageInfo missing", page)
+		}
+		for _, raw := range p.Issues.Nodes {
+			iss, err := normalizeLinear(raw, r)
+			if err != nil {
+				dropped++
+				l.log.Warn("dropped a malformed issue from the listing", "reason", err.Error(), "page", page)
+				continue
+			}
+			out = append(out, iss)
+		}
+		if !p.Issues.PageInfo.HasNextPage {
+			return out, dropped, nil
+		}
+		cur := p.Issues.PageInfo.EndCursor
+		if cur == nil || *cur == "" {
+			return nil, 0, errorf(bus.TrackerPaginationError, "page %d says there is a next page but gives no cursor", page)
+		}
+		if seen[*cur] {
+			return nil, 0, errorf(bus.TrackerPaginationError, "page %d repeats cursor %q", page, *cur)
+		}
+		seen[*cur] = true
+		after = cur
+	}
+}
+
+// Candidates implements adapter.
+func (l *linear) Candidates(ctx context.Context, states []string) ([]bus.Issue, int, error) {
+	return l.byStates(ctx, states)
+}
+
+// Terminal implements adapter.
+func (l *linear) Terminal(ctx context.Context, states []string) ([]bus.Issue, int, error) {
+	return l.byStates(ctx, states)
+}
+
+// Refresh implements adapter: de-duplicated ids in batches of 50; any
+// malformed record or failed batch fails the whole call.
+func (l *linear) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error) {
+	ids = dedupe(ids)
+	if len(ids) == 0 {
+		return []bus.Issue{}, nil
+	}
+	r, err := l.rules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []bus.Issue{}
+	for batch := range slices.Chunk(ids, linearPageSize) {
+		var p gqlIssuePage
+		if err := l.do(ctx, queryIssuesByIDs, map[string]any{"ids": batch, "first": linearPageSize}, &p); err != nil {
+			return nil, err
+		}
+		if p.Issues == nil {
+			return nil, errorf(bus.TrackerMalformed, "issues missing from the refresh answer")
+		}
+		for _, raw := range p.Issues.Nodes {
+			iss, err := normalizeLinear(raw, r)
+			if err != nil {
+				return nil, errorf(bus.TrackerMalformed, "refresh: %v", err)
+			}
+			if !slices.Contains(batch, iss.ID) {
+				return nil, errorf(bus.TrackerMalformed, "refresh: Linear returned issue %s that was not asked for", iss.ID)
+			}
+			out = append(out, iss)
+		}
+	}
+	return out, nil
+}
+
+func dedupe(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// snippet is a short, single-line excerpt of a response body for messages.
+func snippet(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// scrub removes the secret from a message, whatever put it there.
+func scrub(msg, secret string) string {
+	if secret == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, secret, "[redacted]")
+}

@@ -1,0 +1,264 @@
+// Package tracker is the component that talks to the issue tracker. It is
+// the only holder of the tracker credential. It polls the active issues on
+// polling.interval_ms (re-read live from the workflow config), publishes
+// each poll's candidates on symphony.tracker.snapshot, reports failed polls,
+// and answers candidate, terminal and refresh requests at any time.
+//
+// Adapters: linear (GraphQL over HTTP) and files (a directory of Markdown
+// issues). Both normalize into bus.Issue with the same rules.
+package tracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/workflowfile"
+)
+
+// adapter is what a tracker provider implements. Listings return the
+// number of malformed records they dropped.
+type adapter interface {
+	Candidates(ctx context.Context, states []string) ([]bus.Issue, int, error)
+	Terminal(ctx context.Context, states []string) ([]bus.Issue, int, error)
+	Refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
+}
+
+// PollTimeout bounds one poll.
+const PollTimeout = 2 * time.Minute
+
+// Options configures the component.
+type Options struct {
+	Bus *bus.Bus
+	Log *slog.Logger
+	// HTTPClient is used by the Linear adapter (default: 30s timeout).
+	HTTPClient *http.Client
+	// Env resolves secrets: $NAME references are re-read from it, and a
+	// literal key is re-read from the workflow file it came from.
+	Env workflowfile.Env
+}
+
+// Component is the tracker component.
+type Component struct {
+	opts Options
+	log  *slog.Logger
+	// current is the adapter for the config in force (nil before the
+	// first config, or with the error that prevents building one).
+	current atomic.Pointer[active]
+}
+
+type active struct {
+	snap    bus.ConfigSnapshot
+	adapter adapter
+	err     error // why there is no adapter
+}
+
+// New checks the options; it starts nothing.
+func New(opts Options) (*Component, error) {
+	if opts.Bus == nil {
+		return nil, errors.New("tracker: a bus is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Env.LookupEnv == nil {
+		opts.Env = workflowfile.OSEnv()
+	}
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompTracker)}, nil
+}
+
+// Name is "tracker".
+func (c *Component) Name() string { return bus.CompTracker }
+
+// Run serves requests and polls until ctx ends.
+func (c *Component) Run(ctx context.Context) error {
+	c.current.Store(nil)
+	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
+	if err != nil {
+		return err
+	}
+	for _, serve := range []func(context.Context) (<-chan struct{}, error){c.serveCandidates, c.serveTerminal, c.serveRefresh} {
+		done, err := serve(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { <-done }()
+	}
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-configs:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("config watch ended")
+			}
+			prev := c.current.Load()
+			c.apply(e.Value)
+			if prev == nil || !reflect.DeepEqual(prev.snap.Config.Tracker, e.Value.Config.Tracker) {
+				// New tracker settings: poll now.
+				timer.Reset(0)
+			} else if prev.snap.Config.Polling != e.Value.Config.Polling {
+				timer.Reset(e.Value.Config.Polling.Interval())
+			}
+		case <-timer.C:
+			timer.Reset(c.poll(ctx))
+		}
+	}
+}
+
+// apply builds the adapter for a new config.
+func (c *Component) apply(snap bus.ConfigSnapshot) {
+	a, err := c.build(snap)
+	if err != nil {
+		c.log.Error("tracker not usable with this config", "err", err, "config_version", snap.Version)
+	} else {
+		c.log.Info("tracker configured", "kind", snap.Config.Tracker.Kind, "config_version", snap.Version)
+	}
+	c.current.Store(&active{snap: snap, adapter: a, err: err})
+}
+
+func (c *Component) build(snap bus.ConfigSnapshot) (adapter, error) {
+	tc := snap.Config.Tracker
+	log := c.log.With("tracker", tc.Kind)
+	switch tc.Kind {
+	case bus.TrackerFiles:
+		return newFiles(tc, log)
+	case bus.TrackerLinear:
+		key, err := c.secret(snap)
+		if err != nil {
+			return nil, err
+		}
+		return newLinear(tc, key, c.opts.HTTPClient, log)
+	}
+	return nil, errorf(bus.TrackerConfigError, "unsupported tracker kind %q", tc.Kind)
+}
+
+// secret resolves the API key: from its environment variable, or, for a
+// literal in the file (which never crosses the bus), from the workflow file
+// itself when it still has the checksum of the config in force.
+func (c *Component) secret(snap bus.ConfigSnapshot) (string, error) {
+	s := snap.Config.Tracker.Provider.APIKey
+	getenv := func(k string) string { v, _ := c.opts.Env.LookupEnv(k); return v }
+	if v := s.Resolve(getenv); v != "" {
+		return v, nil
+	}
+	if s.Env() != "" {
+		return "", errorf(bus.TrackerMissingSecret, "$%s is not set or empty", s.Env())
+	}
+	res, err := workflowfile.Load(snap.Path, c.opts.Env)
+	if err != nil || res.Checksum != snap.Checksum {
+		return "", errorf(bus.TrackerMissingSecret, "the literal API key of %s could not be re-read (the file changed or is invalid)", snap.Path)
+	}
+	if v := res.Config.Tracker.Provider.APIKey.Value(); v != "" {
+		return v, nil
+	}
+	return "", errorf(bus.TrackerMissingSecret, "no API key configured (tracker.provider.api_key)")
+}
+
+// use returns the adapter in force, or the reason there is none.
+func (c *Component) use() (*active, error) {
+	cur := c.current.Load()
+	if cur == nil {
+		return nil, errorf(bus.TrackerConfigError, "no workflow configuration loaded yet")
+	}
+	if cur.err != nil {
+		return nil, cur.err
+	}
+	return cur, nil
+}
+
+// poll fetches the candidates once and returns the wait before the next.
+func (c *Component) poll(ctx context.Context) time.Duration {
+	cur, err := c.use()
+	interval := bus.PollingConfig{IntervalMS: 30000}.Interval()
+	if cur != nil {
+		interval = cur.snap.Config.Polling.Interval()
+	} else if latest := c.current.Load(); latest != nil {
+		interval = latest.snap.Config.Polling.Interval()
+	}
+	var list []bus.Issue
+	var dropped int
+	states := []string{}
+	if err == nil {
+		states = cur.snap.Config.Tracker.ActiveStates
+		pctx, cancel := context.WithTimeout(ctx, PollTimeout)
+		list, dropped, err = cur.adapter.Candidates(pctx, states)
+		cancel()
+	}
+	now := time.Now().UTC()
+	if err != nil {
+		if ctx.Err() != nil {
+			return interval
+		}
+		class, retry := classOf(err)
+		c.log.Warn("poll failed; dispatch waits for the next good poll", "class", class, "err", err.Error(), "retry_after", retry)
+		if perr := bus.Publish(c.opts.Bus, bus.TrackerPollFailures, bus.PollFailed{Class: class, Message: err.Error(), At: now, RetryAfterMS: retry.Milliseconds()}); perr != nil {
+			c.log.Warn("publish poll failure", "err", perr)
+		}
+		return max(interval, retry)
+	}
+	snap := bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, States: states, ConfigVersion: cur.snap.Version}
+	if err := bus.Publish(c.opts.Bus, bus.TrackerSnapshots, snap); err != nil {
+		c.log.Warn("publish snapshot", "err", err, "issues", len(list))
+	}
+	c.log.Debug("polled", "issues", len(list), "dropped", dropped)
+	return interval
+}
+
+func (c *Component) serveCandidates(ctx context.Context) (<-chan struct{}, error) {
+	return bus.Serve(ctx, c.opts.Bus, bus.TrackerCandidates, func(ctx context.Context, _ string, req bus.IssuesByStates) (bus.IssueList, error) {
+		cur, err := c.use()
+		if err != nil {
+			return bus.IssueList{}, err
+		}
+		now := time.Now().UTC()
+		list, dropped, err := cur.adapter.Candidates(ctx, req.States)
+		if err != nil {
+			return bus.IssueList{}, fmt.Errorf("candidates: %w", err)
+		}
+		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, nil
+	})
+}
+
+func (c *Component) serveTerminal(ctx context.Context) (<-chan struct{}, error) {
+	return bus.Serve(ctx, c.opts.Bus, bus.TrackerTerminal, func(ctx context.Context, _ string, req bus.IssuesByStates) (bus.IssueList, error) {
+		cur, err := c.use()
+		if err != nil {
+			return bus.IssueList{}, err
+		}
+		now := time.Now().UTC()
+		list, dropped, err := cur.adapter.Terminal(ctx, req.States)
+		if err != nil {
+			return bus.IssueList{}, fmt.Errorf("terminal issues: %w", err)
+		}
+		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, nil
+	})
+}
+
+func (c *Component) serveRefresh(ctx context.Context) (<-chan struct{}, error) {
+	return bus.Serve(ctx, c.opts.Bus, bus.TrackerRefresh, func(ctx context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
+		cur, err := c.use()
+		if err != nil {
+			return bus.IssueList{}, err
+		}
+		now := time.Now().UTC()
+		list, err := cur.adapter.Refresh(ctx, req.IDs)
+		if err != nil {
+			return bus.IssueList{}, fmt.Errorf("refresh: %w", err)
+		}
+		return bus.IssueList{Issues: list, FetchedAt: now}, nil
+	})
+}
