@@ -7,6 +7,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/components/tracker"
 	"github.com/symphony-oss/symphony/components/workflow"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
@@ -70,7 +71,11 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	comps := []components.Component{wfc}
+	trc, err := tracker.New(tracker.Options{Bus: b, Log: log, Env: workflowfile.OSEnv()})
+	if err != nil {
+		return err
+	}
+	comps := []components.Component{wfc, trc}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(e.ctx, comps...); err != nil {
 		return err

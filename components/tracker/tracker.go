@@ -81,11 +81,17 @@ func (c *Component) Run(ctx context.Context) error {
 	c.current.Store(nil)
 	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	for _, serve := range []func(context.Context) (<-chan struct{}, error){c.serveCandidates, c.serveTerminal, c.serveRefresh} {
 		done, err := serve(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		defer func() { <-done }()
