@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -221,11 +222,21 @@ func Ask[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], req R
 type Handler[Req, Resp any] func(ctx context.Context, subject string, req Req) (Resp, error)
 
 // Serve answers requests on the topic's subjects matching filter tokens,
-// one at a time, until ctx ends. Responders share a queue group named after
+// one at a time, until ctx ends (ServeN answers several at once). Responders share a queue group named after
 // the pattern, so with several instances each request is answered once.
 // Serve returns once the subscription is registered; the returned channel is
 // closed when serving has stopped.
 func Serve[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
+	return ServeN(ctx, b, r, 1, h, filter...)
+}
+
+// ServeN is Serve with up to n requests handled concurrently (a slow hook
+// for one issue must not hold up another's). The returned channel is closed
+// once serving has stopped and every handler in flight has returned.
+func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n int, h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
+	if n < 1 {
+		n = 1
+	}
 	subject, err := r.Filter(filter...)
 	if err != nil {
 		return nil, err
@@ -240,8 +251,11 @@ func Serve[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], h H
 	}
 	b.track(ns)
 	done := make(chan struct{})
+	slots := make(chan struct{}, n)
 	go func() {
+		var inflight sync.WaitGroup
 		defer close(done)
+		defer inflight.Wait()
 		defer b.untrack(ns)
 		for {
 			m, err := ns.NextMsgWithContext(ctx)
@@ -252,7 +266,15 @@ func Serve[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], h H
 			if err != nil {
 				return
 			}
-			serveOne(ctx, b, m, r.spec, h)
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				serveOne(ctx, b, m, r.spec, h)
+			})
 		}
 	}()
 	return done, nil

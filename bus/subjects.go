@@ -85,6 +85,38 @@ var (
 		Doc:       "A poll failed (class, message, retry-after); running agents keep running.",
 	})
 
+	// WorkspacePrepare creates or reuses an issue's workspace.
+	WorkspacePrepare = request[PrepareWorkspace, WorkspaceReady](Spec{
+		Pattern:   "symphony.workspace.prepare",
+		Producer:  CompAgentRunner,
+		Consumers: []string{CompWorkspace},
+		Doc:       "Create (running after_create) or reuse <root>/<identifier>; refuses unsafe identifiers and paths outside the root.",
+	})
+
+	// WorkspaceHook runs before_run or after_run in an issue's workspace.
+	WorkspaceHook = request[RunHook, HookResult](Spec{
+		Pattern:   "symphony.workspace.hook",
+		Producer:  CompAgentRunner,
+		Consumers: []string{CompWorkspace},
+		Doc:       "Run a configured hook in the issue's workspace; failure or timeout is a hook_failed / hook_timed_out error.",
+	})
+
+	// WorkspaceRemove removes an issue's workspace.
+	WorkspaceRemove = request[RemoveWorkspace, WorkspaceRemoved](Spec{
+		Pattern:   "symphony.workspace.remove",
+		Producer:  CompScheduler,
+		Consumers: []string{CompWorkspace},
+		Doc:       "Run before_remove (failure logged) and delete the issue's workspace.",
+	})
+
+	// WorkspaceHookEvents reports hook runs.
+	WorkspaceHookEvents = event[HookEvent](Spec{
+		Pattern:   "symphony.workspace.hook_event.{hook}",
+		Producer:  CompWorkspace,
+		Consumers: []string{CompUI, CompAgentRunner},
+		Doc:       "A hook started, finished, failed or timed out, with duration and truncated output; {hook} is the hook name.",
+	})
+
 	// RunEvents is the lifecycle of one agent run, persisted in the RUNS
 	// stream so runs can be listed and replayed after a restart.
 	RunEvents = event[RunEvent](Spec{
@@ -107,6 +139,10 @@ func Catalogue() []Spec {
 		TrackerRefresh.Spec(),
 		TrackerSnapshots.Spec(),
 		TrackerPollFailures.Spec(),
+		WorkspacePrepare.Spec(),
+		WorkspaceHook.Spec(),
+		WorkspaceRemove.Spec(),
+		WorkspaceHookEvents.Spec(),
 		RunEvents.Spec(),
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"strings"
+
+	"github.com/symphony-oss/symphony/internal/safeid"
 )
 
 // Kind says how a subject is used.
@@ -70,12 +71,6 @@ func (s Spec) placeholders() []string {
 	return names
 }
 
-// tokenRE is what a value substituted into a subject placeholder must match.
-// It is the same allow-list as the workspace identifier rule: no dots (they
-// would add tokens), no wildcards, no whitespace, nothing a shell or a path
-// could misread.
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
 // ErrBadToken is returned when a value cannot be used as a subject token.
 var ErrBadToken = errors.New("bad subject token")
 
@@ -94,8 +89,10 @@ func (s Spec) build(tokens []string, wildcards bool) (string, error) {
 			continue
 		}
 		if i < len(tokens) {
-			if !tokenRE.MatchString(tokens[i]) {
-				return "", fmt.Errorf("%w: %s = %q in subject %s must match %s", ErrBadToken, names[i], truncate(tokens[i], 64), s.Pattern, tokenRE)
+			// The identifier rule: no dots (they would add tokens), no
+			// wildcards, no whitespace, nothing a shell or a path misreads.
+			if !safeid.Valid(tokens[i]) {
+				return "", fmt.Errorf("%w: %s = %s in subject %s must match %s", ErrBadToken, names[i], safeid.Quote(tokens[i]), s.Pattern, safeid.Rule)
 			}
 			parts[p] = tokens[i]
 		} else {
@@ -161,16 +158,3 @@ func request[Req, Resp any](s Spec) Request[Req, Resp] {
 	}
 	return Request[Req, Resp]{spec: s}
 }
-
-// truncate shortens s to at most n bytes (on a rune boundary) for messages.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !isRuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -9,6 +9,7 @@ import (
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/components/tracker"
 	"github.com/symphony-oss/symphony/components/workflow"
+	"github.com/symphony-oss/symphony/components/workspace"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
@@ -75,7 +76,11 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	comps := []components.Component{wfc, trc}
+	wsc, err := workspace.New(workspace.Options{Bus: b, Log: log})
+	if err != nil {
+		return err
+	}
+	comps := []components.Component{wfc, trc, wsc}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(e.ctx, comps...); err != nil {
 		return err

@@ -1,0 +1,360 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/internal/workflowfile"
+)
+
+const testTimeout = 30 * time.Second
+
+// testEnviron is the parent environment for hooks in tests: the process's,
+// with HOME pointing at an empty directory so that bash -l does not run the
+// machine's login profile (which may be slow or locked by another shell).
+func testEnviron(t *testing.T, extra ...string) []string {
+	t.Helper()
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	return append(append(env, "HOME="+t.TempDir()), extra...)
+}
+
+func cfgWith(root string, hooks bus.HooksConfig) bus.Config {
+	if hooks.TimeoutMS == 0 {
+		hooks.TimeoutMS = 10000
+	}
+	return bus.Config{Workspace: bus.WorkspaceConfig{Root: root}, Hooks: hooks,
+		Tracker: bus.TrackerConfig{Provider: bus.TrackerProvider{APIKey: bus.NewSecret("LINEAR_API_KEY", "")}}}
+}
+
+// plainRunner runs hooks without a bus.
+func plainRunner(cfg bus.Config, environ []string) hookRunner {
+	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
+		env := hookEnv(environ, cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, dir)
+		out, dur, err := runScript(ctx, name, script, dir, env, cfg.Hooks.Timeout())
+		if err != nil {
+			return bus.HookResult{}, err
+		}
+		return bus.HookResult{Hook: name, Ran: true, DurationMS: dur.Milliseconds(), Output: out}, nil
+	}
+}
+
+func issue(id string) bus.Issue {
+	return bus.Issue{ID: "id-" + id, Identifier: id, Title: "t", State: "Todo", Labels: []string{}}
+}
+
+func TestUnsafeIdentifiersNeverReachTheFileSystem(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	var m Manager
+	touched := 0
+	run := func(context.Context, string, string, bus.Issue, string) (bus.HookResult, error) {
+		touched++
+		return bus.HookResult{}, nil
+	}
+	cfg := cfgWith(root, bus.HooksConfig{AfterCreate: "true", BeforeRun: "true", BeforeRemove: "true"})
+	for _, id := range []string{"../x", "a/b", ".", "..", "", "АBC-1", "a\x00b", "a\nb", strings.Repeat("x", 10240) + "/", "$(rm -rf ~)", "/etc", "x y"} {
+		var ue *safeid.UnsafeIdentifierError
+		if _, err := m.Prepare(t.Context(), cfg, issue(id), run); !errors.As(err, &ue) {
+			t.Errorf("Prepare(%q) = %v", id, err)
+		}
+		if _, err := m.Hook(t.Context(), cfg, bus.HookBeforeRun, issue(id), run); !errors.As(err, &ue) {
+			t.Errorf("Hook(%q) = %v", id, err)
+		}
+		if _, err := m.Remove(t.Context(), cfg, issue(id), run); !errors.As(err, &ue) {
+			t.Errorf("Remove(%q) = %v", id, err)
+		}
+	}
+	if touched != 0 {
+		t.Errorf("%d hooks ran for unsafe identifiers", touched)
+	}
+	entries, _ := os.ReadDir(base)
+	if len(entries) != 0 {
+		t.Errorf("the file system was touched: %v", entries)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "ws")
+	cfg := cfgWith(root, bus.HooksConfig{AfterCreate: `echo created >> "$SYMPHONY_WORKSPACE/log"`, BeforeRun: "echo before >> log", AfterRun: "echo after >> log", BeforeRemove: "echo removing > ../removed-" + `"$ISSUE_IDENTIFIER"`})
+	var m Manager
+	run := plainRunner(cfg, testEnviron(t))
+	r, err := m.Prepare(t.Context(), cfg, issue("ABC-1"), run)
+	if err != nil || !r.CreatedNow || r.Path != filepath.Join(root, "ABC-1") {
+		t.Fatalf("first prepare: %+v %v", r, err)
+	}
+	r, err = m.Prepare(t.Context(), cfg, issue("ABC-1"), run)
+	if err != nil || r.CreatedNow {
+		t.Fatalf("second prepare: %+v %v", r, err)
+	}
+	if _, err := m.Hook(t.Context(), cfg, bus.HookBeforeRun, issue("ABC-1"), run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Hook(t.Context(), cfg, bus.HookAfterRun, issue("ABC-1"), run); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := os.ReadFile(filepath.Join(r.Path, "log"))
+	if string(log) != "created\nbefore\nafter\n" {
+		t.Errorf("after_create must run once, then the run hooks: %q", log)
+	}
+	if _, err := m.Hook(t.Context(), cfg, bus.HookAfterCreate, issue("ABC-1"), run); err == nil {
+		t.Error("after_create must not be runnable on request")
+	}
+	rm, err := m.Remove(t.Context(), cfg, issue("ABC-1"), run)
+	if err != nil || !rm.Existed {
+		t.Fatalf("remove: %+v %v", rm, err)
+	}
+	if _, err := os.Stat(r.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Error("workspace still there")
+	}
+	if _, err := os.Stat(filepath.Join(root, "removed-ABC-1")); err != nil {
+		t.Error("before_remove did not run")
+	}
+	if rm, err := m.Remove(t.Context(), cfg, issue("ABC-1"), run); err != nil || rm.Existed {
+		t.Errorf("second remove: %+v %v", rm, err)
+	}
+}
+
+func TestFailuresAndRefusals(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "ws")
+	var m Manager
+	cfg := cfgWith(root, bus.HooksConfig{AfterCreate: "echo partial > f; echo broken >&2; exit 3"})
+	_, err := m.Prepare(t.Context(), cfg, issue("ABC-2"), plainRunner(cfg, testEnviron(t)))
+	var he *HookError
+	if !errors.As(err, &he) || he.ExitCode != 3 || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("after_create failure: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ABC-2")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the half-made workspace was not removed")
+	}
+	// after_create timing out also aborts and removes.
+	cfg = cfgWith(root, bus.HooksConfig{AfterCreate: "sleep 30", TimeoutMS: 200})
+	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-3"), plainRunner(cfg, testEnviron(t))); !errors.As(err, &he) || !he.TimedOut {
+		t.Fatalf("after_create timeout: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ABC-3")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the timed-out workspace was not removed")
+	}
+	// A file where the workspace should be.
+	if err := os.WriteFile(filepath.Join(root, "ABC-4"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfgWith(root, bus.HooksConfig{})
+	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-4"), plainRunner(cfg, testEnviron(t))); !errors.Is(err, ErrNotDirectory) {
+		t.Errorf("non-directory: %v", err)
+	}
+	// A symlink planted at <root>/<id> pointing outside the root.
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(root, "ABC-5")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-5"), plainRunner(cfg, testEnviron(t))); !errors.Is(err, ErrOutsideRoot) {
+		t.Errorf("planted symlink: %v", err)
+	}
+	ran := false
+	cfg.Hooks.BeforeRemove = "true"
+	spy := func(context.Context, string, string, bus.Issue, string) (bus.HookResult, error) { ran = true; return bus.HookResult{}, nil }
+	if _, err := m.Remove(t.Context(), cfg, issue("ABC-5"), spy); err != nil || ran {
+		t.Errorf("removing a planted symlink: %v, hook ran=%v", err, ran)
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Error("the symlink's target was touched")
+	}
+	// before_run failure is returned (it aborts the attempt).
+	cfg = cfgWith(root, bus.HooksConfig{BeforeRun: "exit 7"})
+	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-6"), plainRunner(cfg, testEnviron(t))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Hook(t.Context(), cfg, bus.HookBeforeRun, issue("ABC-6"), plainRunner(cfg, testEnviron(t))); !errors.As(err, &he) || he.ExitCode != 7 {
+		t.Errorf("before_run failure: %v", err)
+	}
+	// before_remove failure: logged by the runner, removal goes on.
+	cfg = cfgWith(root, bus.HooksConfig{BeforeRemove: "exit 1"})
+	if rm, err := m.Remove(t.Context(), cfg, issue("ABC-6"), plainRunner(cfg, testEnviron(t))); err != nil || !rm.Existed {
+		t.Errorf("before_remove failure must not stop removal: %+v %v", rm, err)
+	}
+}
+
+// TestHookInputsAreOnlyEnvironment: hostile issue text reaches a hook as
+// exact bytes in environment variables and is never executed.
+func TestHookInputsAreOnlyEnvironment(t *testing.T) {
+	base := t.TempDir()
+	pwned := filepath.Join(base, "pwned")
+	root := filepath.Join(base, "ws")
+	iss := issue("ABC-7")
+	iss.Title = `"; touch ` + pwned + `; "`
+	iss.Labels = []string{"$(id)", "`touch " + pwned + "`"}
+	u := "https://x/$(touch " + pwned + ")"
+	iss.URL = &u
+	iss.State = "In Progress'; touch " + pwned + "; '"
+	cfg := cfgWith(root, bus.HooksConfig{AfterCreate: `printf '%s' "$ISSUE_TITLE" > title; printf '%s' "$ISSUE_LABELS" > labels; printf '%s' "$ISSUE_URL" > url; printf '%s' "$ISSUE_STATE" > state; printf '%s|%s' "$ISSUE_ID" "$ISSUE_IDENTIFIER" > ids`})
+	var m Manager
+	r, err := m.Prepare(t.Context(), cfg, iss, plainRunner(cfg, testEnviron(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{"title": iss.Title, "labels": "$(id),`touch " + pwned + "`", "url": u, "state": iss.State, "ids": "id-ABC-7|ABC-7"} {
+		got, _ := os.ReadFile(filepath.Join(r.Path, file))
+		if string(got) != want {
+			t.Errorf("%s = %q, want the exact bytes %q", file, got, want)
+		}
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Fatal("issue text was executed")
+	}
+}
+
+func TestSecretRemovedFromHookEnv(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "ws")
+	parent := testEnviron(t, "LINEAR_API_KEY=lin_api_hook_secret", "OTHER=kept")
+	for _, inherit := range []bool{false, true} {
+		cfg := cfgWith(root, bus.HooksConfig{AfterCreate: `env > env.txt`, InheritSecrets: inherit})
+		id := "ABC-8" + strconv.FormatBool(inherit)
+		var m Manager
+		r, err := m.Prepare(t.Context(), cfg, issue(id), plainRunner(cfg, parent))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, _ := os.ReadFile(filepath.Join(r.Path, "env.txt"))
+		if strings.Contains(string(env), "lin_api_hook_secret") != inherit || !strings.Contains(string(env), "OTHER=kept") ||
+			!strings.Contains(string(env), "SYMPHONY_WORKSPACE="+r.Path) {
+			t.Errorf("inherit=%v: env:\n%s", inherit, env)
+		}
+	}
+}
+
+// TestHookTimeoutKillsTheGroup: a hook that leaves a background job behind
+// and then hangs is killed with its whole process group.
+func TestHookTimeoutKillsTheGroup(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "bg.pid")
+	script := `sleep 600 & echo $! > ` + pidFile + `; sleep 600`
+	start := time.Now()
+	_, _, err := runScript(t.Context(), "before_run", script, dir, testEnviron(t), 2*time.Second)
+	var he *HookError
+	if !errors.As(err, &he) || !he.TimedOut || he.Code() != "hook_timed_out" {
+		t.Fatalf("err = %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("the timeout took %v to take effect", time.Since(start))
+	}
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	deadline := time.Now().Add(testTimeout)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("background job %d survived the hook's timeout", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A hook that exits normally leaves no background job either.
+	_, _, err = runScript(t.Context(), "after_run", `sleep 600 & echo $! > `+pidFile, dir, testEnviron(t), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = os.ReadFile(pidFile)
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+	deadline = time.Now().Add(testTimeout)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("background job %d outlived its hook", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat))
+	return len(fields) > 2 && fields[2] != "Z"
+}
+
+func TestOutputIsCapped(t *testing.T) {
+	out, _, err := runScript(t.Context(), "after_run", `head -c 200000 /dev/zero | tr '\0' x`, t.TempDir(), testEnviron(t), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) > MaxHookOutput+100 || !strings.Contains(out, "more bytes not kept") {
+		t.Errorf("output %d bytes", len(out))
+	}
+	if tr := truncate(out, LogHookOutput); len(tr) > LogHookOutput+40 {
+		t.Errorf("log excerpt %d bytes", len(tr))
+	}
+}
+
+// TestGitWorktreeHooks runs the example workflow's hooks for real against a
+// throwaway repository.
+func TestGitWorktreeHooks(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is required for this test")
+	}
+	base := t.TempDir()
+	src := filepath.Join(base, "src")
+	gitEnv := testEnviron(t, "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.test", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.test", "GIT_CONFIG_GLOBAL=/dev/null")
+	for _, args := range [][]string{{"init", "-q", "-b", "main", src}, {"-C", src, "commit", "-q", "--allow-empty", "-m", "init"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Env = gitEnv
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	env := map[string]string{"WORKSPACES": filepath.Join(base, "ws")}
+	res, err := workflowfile.Load("../../testdata/workflows/git-worktree.WORKFLOW.md", workflowfile.Env{
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }, TempDir: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := res.Config
+	parent := append(gitEnv, "SOURCE_REPO="+src)
+	var m Manager
+	r, err := m.Prepare(t.Context(), cfg, issue("DEMO-1"), plainRunner(cfg, parent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("git", "-C", r.Path, "rev-parse", "--abbrev-ref", "HEAD")
+	cmd.Env = gitEnv
+	if out, err := cmd.Output(); err != nil || strings.TrimSpace(string(out)) != "symphony/DEMO-1" {
+		t.Fatalf("worktree branch: %q %v", out, err)
+	}
+	if _, err := m.Remove(t.Context(), cfg, issue("DEMO-1"), plainRunner(cfg, parent)); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command("git", "-C", src, "worktree", "list", "--porcelain")
+	cmd.Env = gitEnv
+	out, _ := cmd.Output()
+	if strings.Contains(string(out), "DEMO-1") {
+		t.Errorf("worktree still registered:\n%s", out)
+	}
+	cmd = exec.Command("git", "-C", src, "branch", "--list", "symphony/DEMO-1")
+	cmd.Env = gitEnv
+	if out, _ := cmd.Output(); len(strings.TrimSpace(string(out))) != 0 {
+		t.Errorf("branch still there: %s", out)
+	}
+	if _, err := os.Stat(r.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Error("workspace still on disk")
+	}
+}

@@ -1,0 +1,181 @@
+// Package workspace is the component that owns per-issue workspace
+// directories: <workspace.root>/<identifier>, created on first use, reused
+// afterwards, removed when the issue is done. It runs the four hooks
+// (after_create, before_run, after_run, before_remove) with bash -lc in the
+// workspace, in their own process group, killed as a group at
+// hooks.timeout_ms. Issue data reaches hooks only through the fixed
+// environment variables ISSUE_ID, ISSUE_IDENTIFIER, ISSUE_TITLE,
+// ISSUE_STATE, ISSUE_URL, ISSUE_LABELS and SYMPHONY_WORKSPACE; the tracker
+// secret's variable is removed unless hooks.inherit_secrets is true.
+package workspace
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// Concurrency is how many workspace requests are handled at once.
+const Concurrency = 16
+
+// Options configures the component.
+type Options struct {
+	Bus *bus.Bus
+	Log *slog.Logger
+	// Environ is the parent environment hooks inherit (default os.Environ).
+	Environ func() []string
+}
+
+// Component is the workspace component.
+type Component struct {
+	opts Options
+	log  *slog.Logger
+	mgr  Manager
+	cfg  atomic.Pointer[bus.ConfigSnapshot]
+}
+
+// New checks the options; it starts nothing.
+func New(opts Options) (*Component, error) {
+	if opts.Bus == nil {
+		return nil, errors.New("workspace: a bus is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Environ == nil {
+		opts.Environ = os.Environ
+	}
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompWorkspace)}, nil
+}
+
+// Name is "workspace".
+func (c *Component) Name() string { return bus.CompWorkspace }
+
+// Run serves workspace requests until ctx ends.
+func (c *Component) Run(ctx context.Context) error {
+	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	var dones []<-chan struct{}
+	defer func() {
+		for _, d := range dones {
+			<-d
+		}
+	}()
+	d1, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspacePrepare, Concurrency, func(ctx context.Context, _ string, req bus.PrepareWorkspace) (bus.WorkspaceReady, error) {
+		cfg, err := c.config()
+		if err != nil {
+			return bus.WorkspaceReady{}, err
+		}
+		res, err := c.mgr.Prepare(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		c.logResult("prepare", req.Issue, err, "path", res.Path, "created_now", res.CreatedNow)
+		return res, err
+	})
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	dones = append(dones, d1)
+	d2, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspaceHook, Concurrency, func(ctx context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
+		cfg, err := c.config()
+		if err != nil {
+			return bus.HookResult{}, err
+		}
+		return c.mgr.Hook(ctx, cfg, req.Hook, req.Issue, c.runner(cfg, req.RunID))
+	})
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	dones = append(dones, d2)
+	d3, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspaceRemove, Concurrency, func(ctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
+		cfg, err := c.config()
+		if err != nil {
+			return bus.WorkspaceRemoved{}, err
+		}
+		res, err := c.mgr.Remove(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		c.logResult("remove", req.Issue, err, "path", res.Path, "existed", res.Existed)
+		return res, err
+	})
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	dones = append(dones, d3)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-configs:
+			if !ok {
+				return stopped(ctx, errors.New("config watch ended"))
+			}
+			snap := e.Value
+			c.cfg.Store(&snap)
+		}
+	}
+}
+
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (c *Component) config() (bus.Config, error) {
+	snap := c.cfg.Load()
+	if snap == nil {
+		return bus.Config{}, &codedError{code: "no_config", err: errors.New("no workflow configuration loaded yet")}
+	}
+	return snap.Config, nil
+}
+
+func (c *Component) logResult(op string, issue bus.Issue, err error, attrs ...any) {
+	attrs = append([]any{"issue_id", issue.ID, "issue_identifier", issue.Identifier}, attrs...)
+	if err != nil {
+		c.log.Warn("workspace "+op+" failed", append(attrs, "err", err)...)
+		return
+	}
+	c.log.Info("workspace "+op, attrs...)
+}
+
+// runner returns the hook runner for one request: it reads the timeout and
+// the secret's variable from cfg (live config), publishes start and end
+// events and logs the outcome.
+func (c *Component) runner(cfg bus.Config, runID string) hookRunner {
+	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
+		ref := bus.IssueRef{ID: issue.ID, Identifier: issue.Identifier, Title: issue.Title, URL: deref(issue.URL), State: issue.State}
+		log := c.log.With("issue_id", issue.ID, "issue_identifier", issue.Identifier, "hook", name, "workspace", dir)
+		c.publish(name, bus.HookEvent{Hook: name, Phase: bus.HookStarted, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC()})
+		log.Info("hook started")
+		env := hookEnv(c.opts.Environ(), cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, dir)
+		out, dur, err := runScript(ctx, name, script, dir, env, cfg.Hooks.Timeout())
+		ev := bus.HookEvent{Hook: name, Phase: bus.HookFinished, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC(),
+			DurationMS: dur.Milliseconds(), Output: truncate(out, LogHookOutput)}
+		var he *HookError
+		if errors.As(err, &he) {
+			ev.Phase, ev.ExitCode, ev.Error = bus.HookFailed, he.ExitCode, err.Error()
+			if he.TimedOut {
+				ev.Phase = bus.HookTimedOut
+			}
+			log.Warn("hook "+string(ev.Phase), "err", err, "duration", dur, "output", ev.Output)
+		} else {
+			log.Info("hook finished", "duration", dur)
+		}
+		c.publish(name, ev)
+		if err != nil {
+			return bus.HookResult{}, err
+		}
+		return bus.HookResult{Hook: name, Ran: true, DurationMS: dur.Milliseconds(), Output: truncate(out, LogHookOutput)}, nil
+	}
+}
+
+func (c *Component) publish(hook string, ev bus.HookEvent) {
+	if err := bus.Publish(c.opts.Bus, bus.WorkspaceHookEvents, ev, hook); err != nil {
+		c.log.Warn("publish hook event", "err", err, "issue_id", ev.Issue.ID, "issue_identifier", ev.Issue.Identifier)
+	}
+}
