@@ -182,4 +182,3 @@ func lastLine(s string) string {
 	}
 	return truncate(s, 200)
 }
-

@@ -167,7 +167,10 @@ func TestFailuresAndRefusals(t *testing.T) {
 	}
 	ran := false
 	cfg.Hooks.BeforeRemove = "true"
-	spy := func(context.Context, string, string, bus.Issue, string) (bus.HookResult, error) { ran = true; return bus.HookResult{}, nil }
+	spy := func(context.Context, string, string, bus.Issue, string) (bus.HookResult, error) {
+		ran = true
+		return bus.HookResult{}, nil
+	}
 	if _, err := m.Remove(t.Context(), cfg, issue("ABC-5"), spy); err != nil || ran {
 		t.Errorf("removing a planted symlink: %v, hook ran=%v", err, ran)
 	}
