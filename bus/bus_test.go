@@ -244,12 +244,12 @@ func TestServeStopsWithContext(t *testing.T) {
 
 func TestPublishDurableDedupAndHistory(t *testing.T) {
 	b := openTest(t, Options{})
-	ev := RunEvent{RunID: "r1", Event: RunStarted, Issue: IssueRef{ID: "i1", Identifier: "ABC-1"}}
-	a1, err := PublishDurable(t.Context(), b, RunEvents, ev, "r1-started", "r1", string(RunStarted))
+	ev := RunEvent{RunID: "r1", Event: RunTurnStarted, Issue: IssueRef{ID: "i1", Identifier: "ABC-1"}}
+	a1, err := PublishDurable(t.Context(), b, RunEvents, ev, "r1-started", "r1", string(RunTurnStarted))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := PublishDurable(t.Context(), b, RunEvents, ev, "r1-started", "r1", string(RunStarted))
+	a2, err := PublishDurable(t.Context(), b, RunEvents, ev, "r1-started", "r1", string(RunTurnStarted))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,11 +257,11 @@ func TestPublishDurableDedupAndHistory(t *testing.T) {
 		t.Fatalf("acks %+v %+v: the retried publish must be a duplicate of the first", a1, a2)
 	}
 	ended := ev
-	ended.Event, ended.Status = RunEnded, RunSucceeded
-	if _, err := PublishDurable(t.Context(), b, RunEvents, ended, "", "r1", string(RunEnded)); err != nil {
+	ended.Event, ended.Status = RunFinished, RunSucceeded
+	if _, err := PublishDurable(t.Context(), b, RunEvents, ended, "", "r1", string(RunFinished)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := PublishDurable(t.Context(), b, RunEvents, RunEvent{RunID: "r2", Event: RunStarted}, "", "r2", string(RunStarted)); err != nil {
+	if _, err := PublishDurable(t.Context(), b, RunEvents, RunEvent{RunID: "r2", Event: RunTurnStarted}, "", "r2", string(RunTurnStarted)); err != nil {
 		t.Fatal(err)
 	}
 	var got []RunEventKind
@@ -271,7 +271,7 @@ func TestPublishDurableDedupAndHistory(t *testing.T) {
 		}
 		got = append(got, m.Data.Event)
 	}
-	if fmt.Sprint(got) != "[started ended]" {
+	if fmt.Sprint(got) != "[turn_started run_finished]" {
 		t.Errorf("history of r1 = %v", got)
 	}
 	// A topic without a stream cannot be published durably.

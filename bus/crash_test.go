@@ -37,7 +37,7 @@ func crashHelper(dir string) int {
 	}
 	for i := range crashMessages {
 		id := fmt.Sprintf("r%d", i)
-		ack, err := PublishDurable(ctx, b, RunEvents, RunEvent{RunID: id, Event: RunStarted, Issue: IssueRef{Identifier: "ABC-" + strconv.Itoa(i)}}, id+"-started", id, string(RunStarted))
+		ack, err := PublishDurable(ctx, b, RunEvents, RunEvent{RunID: id, Event: RunTurnStarted, Issue: IssueRef{Identifier: "ABC-" + strconv.Itoa(i)}}, id+"-started", id, string(RunTurnStarted))
 		if err != nil {
 			fmt.Println("error", err)
 			return 1

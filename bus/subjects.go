@@ -117,6 +117,31 @@ var (
 		Doc:       "A hook started, finished, failed or timed out, with duration and truncated output; {hook} is the hook name.",
 	})
 
+	// AgentDispatch starts a run.
+	AgentDispatch = request[Dispatch, DispatchAccepted](Spec{
+		Pattern:   "symphony.agent.dispatch",
+		Producer:  CompScheduler,
+		Consumers: []string{CompAgentRunner},
+		Doc:       "Run an agent for an issue (snapshot, attempt, run id); accepted at once, progress on symphony.run.* and symphony.turn.*.",
+	})
+
+	// AgentCancel stops a run.
+	AgentCancel = request[CancelRun, CancelResult](Spec{
+		Pattern:   "symphony.agent.cancel",
+		Producer:  CompScheduler,
+		Consumers: []string{CompAgentRunner},
+		Doc:       "Stop a run: SIGTERM to the agent's process group, SIGKILL after 5 s; the run ends with the given status.",
+	})
+
+	// TurnEvents carries every agent event of every turn.
+	TurnEvents = event[TurnEvent](Spec{
+		Pattern:   "symphony.turn.{run_id}.{turn}",
+		Producer:  CompAgentRunner,
+		Consumers: []string{CompScheduler, CompUI, CompCLI},
+		Stream:    StreamTurns,
+		Doc:       "One agent event (prompt, init, text, thinking, tool use/result, api retry, result, parse error, stderr tail) of turn {turn}.",
+	})
+
 	// RunEvents is the lifecycle of one agent run, persisted in the RUNS
 	// stream so runs can be listed and replayed after a restart.
 	RunEvents = event[RunEvent](Spec{
@@ -124,7 +149,7 @@ var (
 		Producer:  CompAgentRunner,
 		Consumers: []string{CompScheduler, CompUI, CompPruner, CompCLI},
 		Stream:    StreamRuns,
-		Doc:       "A run was dispatched, started, or ended (with its terminal status); {event} is the RunEventKind.",
+		Doc:       "A run was dispatched, got its workspace and session, started or finished a turn, or finished (terminal status, usage, cost); {event} is the RunEventKind.",
 	})
 )
 
@@ -143,13 +168,17 @@ func Catalogue() []Spec {
 		WorkspaceHook.Spec(),
 		WorkspaceRemove.Spec(),
 		WorkspaceHookEvents.Spec(),
+		AgentDispatch.Spec(),
+		AgentCancel.Spec(),
 		RunEvents.Spec(),
+		TurnEvents.Spec(),
 	}
 }
 
 // Stream names.
 const (
-	StreamRuns = "RUNS"
+	StreamRuns  = "RUNS"
+	StreamTurns = "TURNS"
 )
 
 // DefaultStreamMaxAge is the backstop age after which JetStream itself drops
@@ -178,6 +207,11 @@ func Streams() []StreamSpec {
 			Name:     StreamRuns,
 			Subjects: []string{Root + ".run.>"},
 			Doc:      "Run lifecycle events, one subject per run and event kind; the source of run summaries and replay.",
+		},
+		{
+			Name:     StreamTurns,
+			Subjects: []string{Root + ".turn.>"},
+			Doc:      "Every agent event of every turn, one subject per run and turn; replayed in order with the original gaps.",
 		},
 	}
 }

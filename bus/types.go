@@ -29,24 +29,28 @@ type ComponentEvent struct {
 type RunEventKind string
 
 const (
-	RunDispatched RunEventKind = "dispatched"
-	RunStarted    RunEventKind = "started"
-	RunEnded      RunEventKind = "ended"
+	RunDispatched     RunEventKind = "dispatched"
+	RunWorkspaceReady RunEventKind = "workspace_ready"
+	RunSessionStarted RunEventKind = "session_started"
+	RunTurnStarted    RunEventKind = "turn_started"
+	RunTurnFinished   RunEventKind = "turn_finished"
+	RunFinished       RunEventKind = "run_finished"
 )
 
 // RunStatus is how a run ended. The values follow the reference
 // specification's run attempt outcomes, plus interrupted (the process died
-// while the run was in flight) and blocked (the agent asked for input).
+// while the run was in flight) and blocked (the agent asked for input or
+// was denied a permission it needed).
 type RunStatus string
 
 const (
-	RunSucceeded                RunStatus = "succeeded"
-	RunFailed                   RunStatus = "failed"
-	RunTimedOut                 RunStatus = "timed_out"
-	RunStalled                  RunStatus = "stalled"
-	RunCanceledByReconciliation RunStatus = "canceled_by_reconciliation"
-	RunInterrupted              RunStatus = "interrupted"
-	RunBlocked                  RunStatus = "blocked"
+	RunSucceeded   RunStatus = "succeeded"
+	RunFailed      RunStatus = "failed"
+	RunTimedOut    RunStatus = "timed_out"
+	RunStalled     RunStatus = "stalled"
+	RunCanceled    RunStatus = "canceled"
+	RunInterrupted RunStatus = "interrupted"
+	RunBlocked     RunStatus = "blocked"
 )
 
 // IssueRef is the part of an issue a run record keeps: enough to show and
@@ -59,6 +63,29 @@ type IssueRef struct {
 	State      string `json:"state,omitempty"`
 }
 
+// Ref is the issue's IssueRef.
+func (i Issue) Ref() IssueRef {
+	ref := IssueRef{ID: i.ID, Identifier: i.Identifier, Title: i.Title, State: i.State}
+	if i.URL != nil {
+		ref.URL = *i.URL
+	}
+	return ref
+}
+
+// Usage counts tokens.
+type Usage struct {
+	InputTokens              int64 `json:"input_tokens"`
+	OutputTokens             int64 `json:"output_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+}
+
+// Add sums two usages.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{u.InputTokens + o.InputTokens, u.OutputTokens + o.OutputTokens,
+		u.CacheCreationInputTokens + o.CacheCreationInputTokens, u.CacheReadInputTokens + o.CacheReadInputTokens}
+}
+
 // RunEvent is one step of a run's lifecycle, published on RunEvents and
 // persisted in the RUNS stream.
 type RunEvent struct {
@@ -68,11 +95,26 @@ type RunEvent struct {
 	Issue IssueRef     `json:"issue"`
 	// Attempt is nil on a first run, the retry or continuation number after.
 	Attempt *int `json:"attempt"`
-	// Workspace is the workspace path the agent ran in (started, ended).
+	// Workspace is the workspace path the agent runs in.
 	Workspace string `json:"workspace,omitempty"`
-	// Agent is the agent kind ("claude", "codex").
-	Agent string `json:"agent,omitempty"`
-	// Status is set on ended.
+	// Agent is the agent kind ("claude", "codex"); Command its command line.
+	Agent   string   `json:"agent,omitempty"`
+	Command []string `json:"command,omitempty"`
+	// SessionID is the agent's session (session_started and later).
+	SessionID string `json:"session_id,omitempty"`
+	// Turn is the turn number (turn_started, turn_finished; the count at
+	// run_finished).
+	Turn int `json:"turn,omitempty"`
+	// Usage and CostUSD are per turn on turn_finished and summed over the
+	// run on run_finished. CostUSD is nil when the agent reports none.
+	Usage   *Usage   `json:"usage,omitempty"`
+	CostUSD *float64 `json:"cost_usd,omitempty"`
+	// ExitCode and Signal describe how the agent process ended.
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+	// ConfigVersion is the workflow config version the run started under.
+	ConfigVersion int64 `json:"config_version,omitempty"`
+	// Status is set on run_finished (and on a failed turn_finished).
 	Status RunStatus `json:"status,omitempty"`
 	// Error explains a non-successful end.
 	Error string `json:"error,omitempty"`

@@ -1,0 +1,99 @@
+package bus
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Dispatch asks the agent runner to run an agent for an issue.
+type Dispatch struct {
+	// RunID names the run; the scheduler makes it unique.
+	RunID string `json:"run_id"`
+	Issue Issue  `json:"issue"`
+	// Attempt is nil on a first run, the retry or continuation number after.
+	Attempt *int `json:"attempt"`
+}
+
+// DispatchAccepted is the runner's answer: the run has started (its
+// progress and end arrive as RunEvents).
+type DispatchAccepted struct {
+	RunID string `json:"run_id"`
+}
+
+// CancelRun asks the runner to stop a run (SIGTERM to the agent's process
+// group, SIGKILL after a grace period).
+type CancelRun struct {
+	RunID string `json:"run_id"`
+	// Reason is recorded as the run's error.
+	Reason string `json:"reason"`
+	// Status is the terminal status to record (canceled, stalled,
+	// timed_out); canceled when empty.
+	Status RunStatus `json:"status,omitempty"`
+}
+
+// CancelResult says whether the run was found running.
+type CancelResult struct {
+	Found bool `json:"found"`
+}
+
+// TurnEventKind is what an agent event is.
+type TurnEventKind string
+
+const (
+	TurnPrompt     TurnEventKind = "prompt"      // the rendered prompt sent for the turn
+	TurnInit       TurnEventKind = "system_init" // session started (model, tools, cwd)
+	TurnSystem     TurnEventKind = "system"      // other system events (status)
+	TurnAPIRetry   TurnEventKind = "api_retry"   // the agent is retrying its model API
+	TurnText       TurnEventKind = "assistant_text"
+	TurnThinking   TurnEventKind = "thinking"
+	TurnToolUse    TurnEventKind = "tool_use"
+	TurnToolResult TurnEventKind = "tool_result"
+	TurnOutcome    TurnEventKind = "result" // the turn's outcome, usage and cost
+	TurnOther      TurnEventKind = "other"  // a well-formed event of a type this build does not know
+	TurnParseError TurnEventKind = "parse_error"
+	TurnStderr     TurnEventKind = "stderr" // the tail of the agent's stderr, at the end of a turn
+)
+
+// TurnEvent is one agent event of one turn, published on TurnEvents and
+// persisted in the TURNS stream so runs replay with their original pacing.
+type TurnEvent struct {
+	RunID string `json:"run_id"`
+	Turn  int    `json:"turn"`
+	// Seq orders the events of a run (across its turns), from 1.
+	Seq       int64         `json:"seq"`
+	At        time.Time     `json:"at"`
+	Kind      TurnEventKind `json:"kind"`
+	SessionID string        `json:"session_id,omitempty"`
+	// Text is the prompt, assistant text, thinking, a tool result's content,
+	// an api_retry's error, a result's final text, a parse error's reason
+	// or the stderr tail (bounded).
+	Text string `json:"text,omitempty"`
+	// Tool is set for tool_use and tool_result.
+	Tool *ToolCall `json:"tool,omitempty"`
+	// Result is set for result.
+	Result *TurnResult `json:"result,omitempty"`
+	// Raw keeps an unknown event (bounded).
+	Raw json.RawMessage `json:"raw,omitempty"`
+}
+
+// ToolCall is a tool use or its result.
+type ToolCall struct {
+	ID      string          `json:"id"`
+	Name    string          `json:"name,omitempty"`
+	Input   json.RawMessage `json:"input,omitempty"`
+	IsError bool            `json:"is_error,omitempty"`
+}
+
+// TurnResult is the agent's own account of a turn.
+type TurnResult struct {
+	IsError   bool     `json:"is_error"`
+	Subtype   string   `json:"subtype,omitempty"`
+	NumTurns  int      `json:"num_turns,omitempty"`
+	Duration  int64    `json:"duration_ms,omitempty"`
+	Usage     Usage    `json:"usage"`
+	CostUSD   *float64 `json:"cost_usd,omitempty"`
+	APIStatus int      `json:"api_error_status,omitempty"`
+	// PermissionDenials names the tools the agent was refused.
+	PermissionDenials []string `json:"permission_denials,omitempty"`
+	StopReason        string   `json:"stop_reason,omitempty"`
+}

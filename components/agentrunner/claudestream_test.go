@@ -1,0 +1,188 @@
+package agentrunner
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of the transcript tests")
+
+// summarize renders the events of a stream as stable text, one line per
+// event, for golden comparison.
+func summarize(data []byte) string {
+	var b strings.Builder
+	lr := newLineReader(bytes.NewReader(data), MaxLineBytes)
+	for n := 1; ; n++ {
+		line, tooLong, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if tooLong {
+			fmt.Fprintf(&b, "%d: parse_error line too long\n", n)
+			continue
+		}
+		evs, perr := parseClaudeLine(line)
+		if perr != nil {
+			fmt.Fprintf(&b, "%d: parse_error %v\n", n, perr)
+			continue
+		}
+		for _, e := range evs {
+			fmt.Fprintf(&b, "%d: %s", n, e.Kind)
+			if e.SessionID != "" {
+				fmt.Fprintf(&b, " session=%s", e.SessionID[:8])
+			}
+			if e.Tool != nil {
+				fmt.Fprintf(&b, " tool=%s/%s error=%v input=%s", e.Tool.ID, e.Tool.Name, e.Tool.IsError, e.Tool.Input)
+			}
+			if e.Result != nil {
+				r := e.Result
+				cost := "none"
+				if r.CostUSD != nil {
+					cost = fmt.Sprint(*r.CostUSD)
+				}
+				fmt.Fprintf(&b, " is_error=%v subtype=%s api_status=%d turns=%d usage=%+v cost=%s denials=%v stop=%s",
+					r.IsError, r.Subtype, r.APIStatus, r.NumTurns, r.Usage, cost, r.PermissionDenials, r.StopReason)
+			}
+			if e.Text != "" {
+				t := e.Text
+				if len(t) > 120 {
+					t = t[:120] + "…"
+				}
+				fmt.Fprintf(&b, " text=%q", t)
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+// TestTranscripts replays every recorded claude transcript through the
+// parser and compares the events with the reviewed golden files.
+func TestTranscripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/transcripts/*.jsonl")
+	if err != nil || len(files) < 10 {
+		t.Fatalf("transcripts: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := summarize(data)
+			golden := strings.TrimSuffix(f, ".jsonl") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("events differ from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+			if strings.Contains(got, "parse_error") {
+				t.Errorf("a real transcript produced parse errors")
+			}
+		})
+	}
+}
+
+func TestParseRejectsTheUnexpected(t *testing.T) {
+	for in, want := range map[string]string{
+		`[1,2]`:                          "not a JSON object",
+		`{"type":`:                       "invalid JSON",
+		`{"subtype":"init"}`:             `no "type" field`,
+		`{"type":"assistant"}`:           "without a message",
+		`{"type":"result","result":"x"}`: `without "is_error"`,
+		`{"type":7}`:                     "invalid JSON",
+		`plain text from a wrapper`:      "not a JSON object",
+	} {
+		if _, err := parseClaudeLine([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+	evs, err := parseClaudeLine([]byte(`{"type":"brand_new","x":1}`))
+	if err != nil || len(evs) != 1 || evs[0].Kind != bus.TurnOther || string(evs[0].Raw) != `{"type":"brand_new","x":1}` {
+		t.Errorf("unknown type: %+v %v", evs, err)
+	}
+	huge := `{"type":"assistant","message":{"content":[{"type":"text","text":"` + strings.Repeat("a", 200<<10) + `"}]}}`
+	evs, err = parseClaudeLine([]byte(huge))
+	if err != nil || len(evs[0].Text) > MaxTextBytes+64 {
+		t.Errorf("text not bounded: %d %v", len(evs[0].Text), err)
+	}
+}
+
+func TestLineReaderBounds(t *testing.T) {
+	in := "a\n" + strings.Repeat("x", 1000) + "\nb\r\nc"
+	lr := newLineReader(strings.NewReader(in), 100)
+	var got []string
+	for {
+		line, tooLong, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if tooLong {
+			got = append(got, "<too long>")
+			continue
+		}
+		got = append(got, string(line))
+	}
+	if strings.Join(got, "|") != "a|<too long>|b|c" {
+		t.Errorf("lines %q", got)
+	}
+}
+
+func TestTailKeepsTheEnd(t *testing.T) {
+	tl := &tail{n: 8}
+	for range 1000 {
+		tl.Write([]byte("0123456789"))
+	}
+	if s := tl.String(); !strings.HasSuffix(s, "23456789") || len(tl.buf) != 8 {
+		t.Errorf("tail %q", s)
+	}
+}
+
+func FuzzClaudeStream(f *testing.F) {
+	files, _ := filepath.Glob("testdata/transcripts/*.jsonl")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(strings.Repeat("[", 100000)))
+	f.Add([]byte(`{"type":"assistant","message":{"content":[{"type":"tool_use","input":` + strings.Repeat(`{"a":`, 5000) + `1` + strings.Repeat(`}`, 5000) + `}]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lr := newLineReader(bytes.NewReader(data), 4096)
+		for {
+			line, tooLong, err := lr.next()
+			if err != nil {
+				return
+			}
+			if tooLong {
+				continue
+			}
+			if len(line) > 4096 {
+				t.Fatalf("line of %d bytes over the cap", len(line))
+			}
+			evs, _ := parseClaudeLine(line)
+			for _, e := range evs {
+				if len(e.Text) > MaxTextBytes+64 || len(e.Raw) > MaxRawBytes {
+					t.Fatal("event not bounded")
+				}
+			}
+		}
+	})
+}

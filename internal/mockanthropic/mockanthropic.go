@@ -1,0 +1,701 @@
+// Package mockanthropic is a scripted stand-in for the Anthropic Messages API,
+// good enough to drive the real `claude` CLI offline in tests.
+//
+// A Server answers each POST /v1/messages with the next Step of its script,
+// streamed as server-sent events exactly like the real API (message_start,
+// ping, content_block_start/delta/stop, message_delta, message_stop), or as a
+// plain JSON message when the request says "stream": false. When the script
+// runs out every further request gets the text "done" with stop_reason
+// end_turn. HEAD and GET requests get 200; POST /v1/messages/count_tokens gets
+// a token count without consuming a step.
+//
+// Typical use:
+//
+//	srv := mockanthropic.New(
+//		mockanthropic.Write("hello.txt", "hi\n"), // relative: resolved against the CLI's cwd
+//		mockanthropic.Text("Done."),
+//	)
+//	defer srv.Close()
+//	bin, err := mockanthropic.CLIPath()
+//	...
+//	cmd := exec.Command(bin, "-p", "write hello.txt", "--output-format", "stream-json",
+//		"--verbose", "--permission-mode", "acceptEdits")
+//	cmd.Dir = workDir
+//	cmd.Env = append(os.Environ(), mockanthropic.Env(srv.URL(), configDir)...)
+//
+// The package uses only the standard library.
+package mockanthropic
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Usage is the token accounting reported for one answer. A zero Usage is
+// replaced by {InputTokens: 100, OutputTokens: 20}.
+type Usage struct {
+	InputTokens              int
+	OutputTokens             int
+	CacheCreationInputTokens int
+	CacheReadInputTokens     int
+}
+
+// Tool is a tool_use block of an answer.
+type Tool struct {
+	// ID of the tool_use block; a random "toolu_mock_..." id when empty.
+	ID string
+	// Name of the tool, e.g. "Write", "Bash", "Edit".
+	Name string
+	// Input of the tool call. A relative "file_path" string is resolved
+	// against the Primary working directory seen in the request (the CLI's
+	// file tools require absolute paths).
+	Input map[string]any
+}
+
+// Step is one scripted model answer: an HTTP error when Status is set,
+// otherwise a message with an optional text block followed by an optional
+// tool_use block.
+type Step struct {
+	// Text is the text block (omitted when empty and Tool is set).
+	Text string
+	// Tool, when set, adds a tool_use block; the stop_reason becomes "tool_use".
+	Tool *Tool
+	// StopReason overrides the stop_reason ("end_turn", or "tool_use" with Tool).
+	StopReason string
+
+	// Status, when non-zero, answers with this HTTP status and an Anthropic
+	// error body {"type":"error","error":{"type":ErrorType,"message":ErrorMessage}}.
+	Status int
+	// ErrorType defaults from Status (e.g. api_error, overloaded_error).
+	ErrorType string
+	// ErrorMessage defaults to "mock injected <status>".
+	ErrorMessage string
+
+	// Delay waits this long before answering (a slow model). The wait ends
+	// early when the client goes away or the server closes.
+	Delay time.Duration
+	// Gate, when non-nil, holds the answer until the channel is closed (or
+	// the client goes away, or the server closes); applied after Delay.
+	Gate <-chan struct{}
+
+	// Usage is reported in message_start/message_delta (or the JSON body).
+	Usage Usage
+}
+
+// Text is a step answering text with stop_reason end_turn.
+func Text(text string) Step { return Step{Text: text} }
+
+// ToolUse is a step answering one tool_use block (stop_reason tool_use).
+func ToolUse(name string, input map[string]any) Step {
+	return Step{Tool: &Tool{Name: name, Input: input}}
+}
+
+// Write is a step calling the Write tool. A relative filePath is resolved
+// against the working directory the CLI reports in its request.
+func Write(filePath, content string) Step {
+	return ToolUse("Write", map[string]any{"file_path": filePath, "content": content})
+}
+
+// Error is a step answering an HTTP error with an Anthropic error body.
+func Error(status int, message string) Step {
+	return Step{Status: status, ErrorMessage: message}
+}
+
+// Request is what the server recorded about one HTTP request.
+type Request struct {
+	Method string
+	Path   string // URL path without query, e.g. "/v1/messages"
+	Query  string // raw query, e.g. "beta=true"
+	Header http.Header
+	Body   []byte
+
+	// The fields below are filled for POST /v1/messages only.
+
+	// Model is the request's "model".
+	Model string
+	// Stream is the request's "stream".
+	Stream bool
+	// Cwd is the " - Primary working directory: <dir>" the CLI put in its
+	// system prompt ("" if absent).
+	Cwd string
+	// ToolResult reports whether the last message carries a tool_result
+	// block; ToolResultError whether one of them has is_error true.
+	ToolResult      bool
+	ToolResultError bool
+	// NumMessages is len(messages) (history included, e.g. after --resume).
+	NumMessages int
+	// Step is the index of the script step that answered, or -1 when the
+	// script had run out (the "done" fallback).
+	Step int
+}
+
+// IsMessages reports whether r is a POST /v1/messages (a model call).
+func (r Request) IsMessages() bool {
+	return r.Method == http.MethodPost && r.Path == "/v1/messages"
+}
+
+// Server is a running mock. It is safe for concurrent use.
+type Server struct {
+	srv   *http.Server
+	ln    net.Listener
+	url   string
+	done  chan struct{}
+	close sync.Once
+	wg    sync.WaitGroup
+
+	mu       sync.Mutex
+	steps    []Step
+	next     int
+	requests []Request
+	changed  chan struct{} // closed and replaced on every recorded request
+}
+
+// New starts a server on a random 127.0.0.1 port answering steps in order.
+// It panics if it cannot listen (as httptest.NewServer does).
+func New(steps ...Step) *Server {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(fmt.Sprintf("mockanthropic: listen: %v", err))
+	}
+	s := &Server{
+		ln:      ln,
+		url:     "http://" + ln.Addr().String(),
+		done:    make(chan struct{}),
+		steps:   append([]Step(nil), steps...),
+		changed: make(chan struct{}),
+	}
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.srv.Serve(ln)
+	}()
+	return s
+}
+
+// URL is the base URL, e.g. "http://127.0.0.1:41234" (for ANTHROPIC_BASE_URL).
+func (s *Server) URL() string { return s.url }
+
+// Close stops the server: pending delays and gates are abandoned and open
+// connections are closed. It is safe to call more than once.
+func (s *Server) Close() {
+	s.close.Do(func() {
+		close(s.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+		}
+		s.wg.Wait()
+	})
+}
+
+// Append adds steps to the end of the script (e.g. before a --resume run).
+func (s *Server) Append(steps ...Step) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.steps = append(s.steps, steps...)
+}
+
+// Requests returns every request received so far, in arrival order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Messages returns the POST /v1/messages requests received so far.
+func (s *Server) Messages() []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if r.IsMessages() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WaitMessages blocks until at least n POST /v1/messages requests have
+// arrived (answered or not), ctx ends, or the server closes.
+func (s *Server) WaitMessages(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		count := 0
+		for _, r := range s.requests {
+			if r.IsMessages() {
+				count++
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if count >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("mockanthropic: %d of %d messages requests: %w", count, n, ctx.Err())
+		case <-s.done:
+			return errors.New("mockanthropic: server closed")
+		}
+	}
+}
+
+// record appends r, assigning the next script step to a messages request.
+// It returns the step to answer and whether it is the fallback.
+func (s *Server) record(r Request) (Step, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	idx := -1
+	var st Step
+	if r.IsMessages() {
+		if s.next < len(s.steps) {
+			idx = s.next
+			st = s.steps[idx]
+			s.next++
+		} else {
+			st = Text("done")
+		}
+		r.Step = idx
+	}
+	s.requests = append(s.requests, r)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return st, idx
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec := Request{
+		Method: r.Method,
+		Path:   r.URL.Path,
+		Query:  r.URL.RawQuery,
+		Header: r.Header.Clone(),
+		Body:   body,
+	}
+	w.Header().Set("request-id", "req_mock_"+randomHex(12))
+
+	switch {
+	case r.Method == http.MethodHead || r.Method == http.MethodGet:
+		s.record(rec)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, "{}")
+		}
+		return
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/messages/count_tokens":
+		s.record(rec)
+		writeJSON(w, http.StatusOK, map[string]any{"input_tokens": 100})
+		return
+	case r.Method != http.MethodPost || r.URL.Path != "/v1/messages":
+		s.record(rec)
+		writeError(w, http.StatusNotFound, "not_found_error", "mockanthropic: no route for "+r.Method+" "+r.URL.Path)
+		return
+	}
+
+	var req messagesRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.record(rec)
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "mockanthropic: bad JSON: "+err.Error())
+		return
+	}
+	rec.Model = req.Model
+	rec.Stream = req.Stream
+	rec.Cwd = req.cwd()
+	rec.ToolResult, rec.ToolResultError = req.lastToolResult()
+	rec.NumMessages = len(req.Messages)
+	st, _ := s.record(rec)
+
+	if !s.wait(r.Context(), st) {
+		return
+	}
+	if st.Status != 0 {
+		typ := st.ErrorType
+		if typ == "" {
+			typ = errorType(st.Status)
+		}
+		msg := st.ErrorMessage
+		if msg == "" {
+			msg = fmt.Sprintf("mock injected %d", st.Status)
+		}
+		writeError(w, st.Status, typ, msg)
+		return
+	}
+	m := buildMessage(st, req.Model, rec.Cwd)
+	if req.Stream {
+		writeStream(w, m)
+	} else {
+		writeJSON(w, http.StatusOK, m.json())
+	}
+}
+
+// wait applies the step's Delay and Gate; false means give up (client gone
+// or server closed).
+func (s *Server) wait(ctx context.Context, st Step) bool {
+	if st.Delay > 0 {
+		t := time.NewTimer(st.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		case <-s.done:
+			return false
+		}
+	}
+	if st.Gate != nil {
+		select {
+		case <-st.Gate:
+		case <-ctx.Done():
+			return false
+		case <-s.done:
+			return false
+		}
+	}
+	return true
+}
+
+// messagesRequest is the part of a Messages API request the mock reads.
+type messagesRequest struct {
+	Model    string          `json:"model"`
+	Stream   bool            `json:"stream"`
+	System   json.RawMessage `json:"system"`
+	Messages []struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	} `json:"messages"`
+}
+
+var cwdPattern = regexp.MustCompile(`(?i)primary working directory:[ \t]*([^\r\n]+)`)
+
+// cwd finds " - Primary working directory: <dir>" in the system prompt
+// (the "system" field or role:"system" messages), else anywhere in messages.
+func (m *messagesRequest) cwd() string {
+	var system, other []string
+	system = collectText(m.System, system)
+	for _, msg := range m.Messages {
+		if msg.Role == "system" {
+			system = collectText(msg.Content, system)
+		} else {
+			other = collectText(msg.Content, other)
+		}
+	}
+	for _, group := range [][]string{system, other} {
+		for _, t := range group {
+			if sm := cwdPattern.FindStringSubmatch(t); sm != nil {
+				return strings.TrimSpace(sm[1])
+			}
+		}
+	}
+	return ""
+}
+
+// collectText appends the text of a string or an array of content blocks.
+func collectText(raw json.RawMessage, out []string) []string {
+	if len(raw) == 0 {
+		return out
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return append(out, s)
+	}
+	var blocks []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if json.Unmarshal(raw, &blocks) == nil {
+		for _, b := range blocks {
+			if b.Text != "" {
+				out = append(out, b.Text)
+			}
+		}
+	}
+	return out
+}
+
+// lastToolResult reports whether the last message has a tool_result block
+// and whether any such block has is_error true.
+func (m *messagesRequest) lastToolResult() (has, isErr bool) {
+	if len(m.Messages) == 0 {
+		return false, false
+	}
+	var blocks []struct {
+		Type    string `json:"type"`
+		IsError bool   `json:"is_error"`
+	}
+	if json.Unmarshal(m.Messages[len(m.Messages)-1].Content, &blocks) != nil {
+		return false, false
+	}
+	for _, b := range blocks {
+		if b.Type == "tool_result" {
+			has = true
+			isErr = isErr || b.IsError
+		}
+	}
+	return has, isErr
+}
+
+// message is one assistant answer in a wire-neutral form.
+type message struct {
+	id, model, stopReason string
+	blocks                []block
+	usage                 Usage
+}
+
+type block struct {
+	typ       string // "text" or "tool_use"
+	text      string
+	toolID    string
+	toolName  string
+	toolInput []byte // JSON object
+}
+
+func buildMessage(st Step, model, cwd string) message {
+	if model == "" {
+		model = "claude-mock"
+	}
+	m := message{id: "msg_mock_" + randomHex(12), model: model, usage: st.Usage}
+	if m.usage == (Usage{}) {
+		m.usage = Usage{InputTokens: 100, OutputTokens: 20}
+	}
+	if st.Text != "" || st.Tool == nil {
+		m.blocks = append(m.blocks, block{typ: "text", text: st.Text})
+	}
+	m.stopReason = "end_turn"
+	if st.Tool != nil {
+		id := st.Tool.ID
+		if id == "" {
+			id = "toolu_mock_" + randomHex(12)
+		}
+		input := map[string]any{}
+		for k, v := range st.Tool.Input {
+			input[k] = v
+		}
+		if p, ok := input["file_path"].(string); ok && p != "" && !filepath.IsAbs(p) && cwd != "" {
+			input["file_path"] = filepath.Join(cwd, p)
+		}
+		raw, err := json.Marshal(input)
+		if err != nil {
+			raw = []byte("{}")
+		}
+		m.blocks = append(m.blocks, block{typ: "tool_use", toolID: id, toolName: st.Tool.Name, toolInput: raw})
+		m.stopReason = "tool_use"
+	}
+	if st.StopReason != "" {
+		m.stopReason = st.StopReason
+	}
+	return m
+}
+
+func (m message) usageJSON(outputTokens int) map[string]any {
+	return map[string]any{
+		"input_tokens":                m.usage.InputTokens,
+		"output_tokens":               outputTokens,
+		"cache_creation_input_tokens": m.usage.CacheCreationInputTokens,
+		"cache_read_input_tokens":     m.usage.CacheReadInputTokens,
+	}
+}
+
+func (b block) json(started bool) map[string]any {
+	if b.typ == "text" {
+		text := b.text
+		if started {
+			text = ""
+		}
+		return map[string]any{"type": "text", "text": text}
+	}
+	var input any = json.RawMessage(b.toolInput)
+	if started {
+		input = map[string]any{}
+	}
+	return map[string]any{"type": "tool_use", "id": b.toolID, "name": b.toolName, "input": input}
+}
+
+// json is the non-streaming response body.
+func (m message) json() map[string]any {
+	content := make([]any, 0, len(m.blocks))
+	for _, b := range m.blocks {
+		content = append(content, b.json(false))
+	}
+	return map[string]any{
+		"id":            m.id,
+		"type":          "message",
+		"role":          "assistant",
+		"model":         m.model,
+		"content":       content,
+		"stop_reason":   m.stopReason,
+		"stop_sequence": nil,
+		"usage":         m.usageJSON(m.usage.OutputTokens),
+	}
+}
+
+// writeStream sends m as the Messages API's server-sent events.
+func writeStream(w http.ResponseWriter, m message) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	send := func(event string, data map[string]any) {
+		data["type"] = event
+		raw, _ := json.Marshal(data)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, raw)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	send("message_start", map[string]any{"message": map[string]any{
+		"id":            m.id,
+		"type":          "message",
+		"role":          "assistant",
+		"model":         m.model,
+		"content":       []any{},
+		"stop_reason":   nil,
+		"stop_sequence": nil,
+		"usage":         m.usageJSON(1),
+	}})
+	send("ping", map[string]any{})
+	for i, b := range m.blocks {
+		send("content_block_start", map[string]any{"index": i, "content_block": b.json(true)})
+		if b.typ == "text" {
+			for _, chunk := range split(b.text, 2) {
+				send("content_block_delta", map[string]any{"index": i, "delta": map[string]any{"type": "text_delta", "text": chunk}})
+			}
+		} else {
+			for _, chunk := range split(string(b.toolInput), 2) {
+				send("content_block_delta", map[string]any{"index": i, "delta": map[string]any{"type": "input_json_delta", "partial_json": chunk}})
+			}
+		}
+		send("content_block_stop", map[string]any{"index": i})
+	}
+	send("message_delta", map[string]any{
+		"delta": map[string]any{"stop_reason": m.stopReason, "stop_sequence": nil},
+		"usage": map[string]any{"output_tokens": m.usage.OutputTokens},
+	})
+	send("message_stop", map[string]any{})
+}
+
+// split cuts s into at most n non-empty pieces on rune boundaries (so the
+// client has to reassemble deltas as with the real API).
+func split(s string, n int) []string {
+	if s == "" {
+		return nil
+	}
+	r := []rune(s)
+	size := (len(r) + n - 1) / n
+	var out []string
+	for len(r) > 0 {
+		k := min(size, len(r))
+		out = append(out, string(r[:k]))
+		r = r[k:]
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	raw, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(raw)
+}
+
+func writeError(w http.ResponseWriter, status int, typ, msg string) {
+	writeJSON(w, status, map[string]any{
+		"type":  "error",
+		"error": map[string]any{"type": typ, "message": msg},
+	})
+}
+
+// errorType maps an HTTP status to the Anthropic error type.
+func errorType(status int) string {
+	switch status {
+	case 400:
+		return "invalid_request_error"
+	case 401:
+		return "authentication_error"
+	case 403:
+		return "permission_error"
+	case 404:
+		return "not_found_error"
+	case 413:
+		return "request_too_large"
+	case 429:
+		return "rate_limit_error"
+	case 529:
+		return "overloaded_error"
+	}
+	return "api_error"
+}
+
+func randomHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+// Env returns the environment that runs the claude CLI offline against url
+// with its state in configDir. Append it to os.Environ() (later entries win):
+//
+//	cmd.Env = append(os.Environ(), mockanthropic.Env(srv.URL(), dir)...)
+func Env(url, configDir string) []string {
+	return []string{
+		"ANTHROPIC_BASE_URL=" + url,
+		"ANTHROPIC_API_KEY=dummy",
+		"CLAUDE_CONFIG_DIR=" + configDir,
+		"DISABLE_TELEMETRY=1",
+		"DISABLE_AUTOUPDATER=1",
+		"DISABLE_ERROR_REPORTING=1",
+		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+		"CLAUDE_CODE_MAX_RETRIES=0",
+		"IS_SANDBOX=1",
+	}
+}
+
+// InstallHint says how to install the CLI that CLIPath looks for.
+const InstallHint = "install it with `go tool task tools` (runs `npm install @anthropic-ai/claude-code@2.1.197` in <module root>/.tools/claude), or point $CLAUDE_CLI at a claude binary"
+
+// CLIPath finds the claude CLI: $CLAUDE_CLI if set, else
+// <module root>/.tools/claude/node_modules/.bin/claude, the module root being
+// the nearest directory above the working directory holding go.mod.
+func CLIPath() (string, error) {
+	if p := os.Getenv("CLAUDE_CLI"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("claude CLI: $CLAUDE_CLI=%s: %w; %s", p, err, InstallHint)
+		}
+		return p, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("claude CLI: %w; %s", err, InstallHint)
+	}
+	root := wd
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			return "", fmt.Errorf("claude CLI: no go.mod above %s; %s", wd, InstallHint)
+		}
+		root = parent
+	}
+	p := filepath.Join(root, ".tools", "claude", "node_modules", ".bin", "claude")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("claude CLI not found at %s; %s", p, InstallHint)
+	}
+	return p, nil
+}
