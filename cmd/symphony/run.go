@@ -7,6 +7,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/components/agentrunner"
 	"github.com/symphony-oss/symphony/components/tracker"
 	"github.com/symphony-oss/symphony/components/workflow"
 	"github.com/symphony-oss/symphony/components/workspace"
@@ -80,7 +81,11 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	comps := []components.Component{wfc, trc, wsc}
+	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log})
+	if err != nil {
+		return err
+	}
+	comps := []components.Component{wfc, trc, wsc, arc}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(e.ctx, comps...); err != nil {
 		return err

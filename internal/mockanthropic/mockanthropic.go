@@ -135,10 +135,13 @@ type Request struct {
 	// block; ToolResultError whether one of them has is_error true.
 	ToolResult      bool
 	ToolResultError bool
+	// SessionID is the CLI session id the CLI puts in metadata.user_id
+	// (a JSON string holding {"session_id": ...}); "" if absent.
+	SessionID string
 	// NumMessages is len(messages) (history included, e.g. after --resume).
 	NumMessages int
 	// Step is the index of the script step that answered, or -1 when the
-	// script had run out (the "done" fallback).
+	// script had run out (the "done" fallback) or for other requests.
 	Step int
 }
 
@@ -254,9 +257,9 @@ func (s *Server) WaitMessages(ctx context.Context, n int) error {
 	}
 }
 
-// record appends r, assigning the next script step to a messages request.
-// It returns the step to answer and whether it is the fallback.
-func (s *Server) record(r Request) (Step, int) {
+// record appends r, assigning the next script step (or the "done"
+// fallback) to a messages request, and returns that step.
+func (s *Server) record(r Request) Step {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	idx := -1
@@ -269,12 +272,12 @@ func (s *Server) record(r Request) (Step, int) {
 		} else {
 			st = Text("done")
 		}
-		r.Step = idx
 	}
+	r.Step = idx
 	s.requests = append(s.requests, r)
 	close(s.changed)
 	s.changed = make(chan struct{})
-	return st, idx
+	return st
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -318,7 +321,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Cwd = req.cwd()
 	rec.ToolResult, rec.ToolResultError = req.lastToolResult()
 	rec.NumMessages = len(req.Messages)
-	st, _ := s.record(rec)
+	rec.SessionID = req.sessionID()
+	st := s.record(rec)
 
 	if !s.wait(r.Context(), st) {
 		return
@@ -374,10 +378,24 @@ type messagesRequest struct {
 	Model    string          `json:"model"`
 	Stream   bool            `json:"stream"`
 	System   json.RawMessage `json:"system"`
+	Metadata struct {
+		UserID string `json:"user_id"`
+	} `json:"metadata"`
 	Messages []struct {
 		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
+}
+
+// sessionID reads the session id out of metadata.user_id.
+func (m *messagesRequest) sessionID() string {
+	var u struct {
+		SessionID string `json:"session_id"`
+	}
+	if json.Unmarshal([]byte(m.Metadata.UserID), &u) != nil {
+		return ""
+	}
+	return u.SessionID
 }
 
 var cwdPattern = regexp.MustCompile(`(?i)primary working directory:[ \t]*([^\r\n]+)`)

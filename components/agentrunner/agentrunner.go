@@ -1,0 +1,213 @@
+// Package agentrunner is the component that runs coding agents. It takes a
+// dispatch, asks the workspace component for the issue's workspace, runs
+// before_run, renders the prompt, runs the agent (the claude CLI in
+// stream-json mode) with the workspace as its working directory, turns its
+// output into turn events (durable, in the TURNS stream), continues on the
+// same session with --resume while the issue stays active, up to
+// agent.max_turns, runs after_run, and publishes the run's end.
+package agentrunner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/safeid"
+)
+
+// Options configures the component.
+type Options struct {
+	Bus *bus.Bus
+	Log *slog.Logger
+	// Environ is the parent environment of agent children (default
+	// os.Environ); tracker secrets are always removed from it.
+	Environ func() []string
+}
+
+// Component is the agent runner.
+type Component struct {
+	opts Options
+	log  *slog.Logger
+	cfg  atomic.Pointer[bus.ConfigSnapshot]
+
+	mu   sync.Mutex
+	runs map[string]*run
+}
+
+// New checks the options; it starts nothing.
+func New(opts Options) (*Component, error) {
+	if opts.Bus == nil {
+		return nil, errors.New("agentrunner: a bus is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Environ == nil {
+		opts.Environ = os.Environ
+	}
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompAgentRunner), runs: map[string]*run{}}, nil
+}
+
+// Name is "agentrunner".
+func (c *Component) Name() string { return bus.CompAgentRunner }
+
+// Run serves dispatch and cancel requests until ctx ends; then it cancels
+// every run in flight and waits for them (after_run included).
+func (c *Component) Run(ctx context.Context) error {
+	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	var runs sync.WaitGroup
+	defer runs.Wait()
+	d1, err := bus.ServeN(ctx, c.opts.Bus, bus.AgentDispatch, 16, func(_ context.Context, _ string, d bus.Dispatch) (bus.DispatchAccepted, error) {
+		return c.start(ctx, &runs, d)
+	})
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	defer func() { <-d1 }()
+	d2, err := bus.ServeN(ctx, c.opts.Bus, bus.AgentCancel, 16, func(_ context.Context, _ string, req bus.CancelRun) (bus.CancelResult, error) {
+		return bus.CancelResult{Found: c.cancelRun(req)}, nil
+	})
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	defer func() { <-d2 }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-configs:
+			if !ok {
+				return stopped(ctx, errors.New("config watch ended"))
+			}
+			snap := e.Value
+			c.cfg.Store(&snap)
+		}
+	}
+}
+
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+type codedErr struct {
+	code string
+	msg  string
+}
+
+func (e *codedErr) Error() string { return e.msg }
+func (e *codedErr) Code() string  { return e.code }
+
+// start accepts a dispatch and runs it in a goroutine owned by runs and ctx.
+func (c *Component) start(ctx context.Context, runs *sync.WaitGroup, d bus.Dispatch) (bus.DispatchAccepted, error) {
+	snap := c.cfg.Load()
+	if snap == nil {
+		return bus.DispatchAccepted{}, &codedErr{"no_config", errNoConfig.Error()}
+	}
+	if !safeid.Valid(d.RunID) {
+		return bus.DispatchAccepted{}, &codedErr{"bad_request", "run id " + safeid.Quote(d.RunID) + " must match " + safeid.Rule}
+	}
+	if err := safeid.Check(d.Issue.Identifier); err != nil {
+		return bus.DispatchAccepted{}, &codedErr{"unsafe_identifier", err.Error()}
+	}
+	c.mu.Lock()
+	for _, r := range c.runs {
+		if r.d.Issue.ID == d.Issue.ID {
+			c.mu.Unlock()
+			return bus.DispatchAccepted{}, &codedErr{"already_running", "issue " + d.Issue.Identifier + " already has run " + r.d.RunID}
+		}
+	}
+	if _, dup := c.runs[d.RunID]; dup {
+		c.mu.Unlock()
+		return bus.DispatchAccepted{}, &codedErr{"duplicate_run", "run " + d.RunID + " exists"}
+	}
+	w := &run{r: c, d: d, snap: *snap, cancel: make(chan canceled, 1)}
+	c.runs[d.RunID] = w
+	c.mu.Unlock()
+	runs.Go(func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.runs, d.RunID)
+			c.mu.Unlock()
+		}()
+		w.execute(ctx)
+	})
+	return bus.DispatchAccepted{RunID: d.RunID}, nil
+}
+
+func (c *Component) cancelRun(req bus.CancelRun) bool {
+	c.mu.Lock()
+	w, ok := c.runs[req.RunID]
+	c.mu.Unlock()
+	if !ok {
+		return false
+	}
+	status := req.Status
+	if status == "" {
+		status = bus.RunCanceled
+	}
+	select {
+	case w.cancel <- canceled{status: status, reason: req.Reason}:
+	default: // already being canceled
+	}
+	return true
+}
+
+// argv is the claude command line for a turn; session resumes it.
+func (c *Component) argv(cfg bus.Config, session string) []string {
+	bin := cfg.Claude.Command
+	if v := strings.TrimSpace(getenv(c.opts.Environ(), "CLAUDE_CLI")); v != "" {
+		bin = v
+	}
+	argv := []string{bin, "-p", "--output-format", "stream-json", "--verbose"}
+	if cfg.Claude.Model != "" {
+		argv = append(argv, "--model", cfg.Claude.Model)
+	}
+	if cfg.Claude.PermissionMode != "" {
+		argv = append(argv, "--permission-mode", cfg.Claude.PermissionMode)
+	}
+	if len(cfg.Claude.AllowedTools) > 0 {
+		argv = append(argv, "--allowedTools", strings.Join(cfg.Claude.AllowedTools, ","))
+	}
+	argv = append(argv, cfg.Claude.ExtraArgs...)
+	if session != "" {
+		argv = append(argv, "--resume", session)
+	}
+	return argv
+}
+
+// childEnv is the agent's environment: the parent's minus every tracker
+// secret (LINEAR_API_KEY and the variable the config resolved).
+func (c *Component) childEnv(cfg bus.Config) []string {
+	drop := map[string]bool{"LINEAR_API_KEY": true}
+	if v := cfg.Tracker.Provider.APIKey.Env(); v != "" {
+		drop[v] = true
+	}
+	var env []string
+	for _, kv := range c.opts.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !drop[name] {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func getenv(env []string, name string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,308 @@
+package agentrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+const testTimeout = 60 * time.Second
+
+// harness runs the agent runner on a real bus, with the workspace and
+// tracker answered by small stand-ins (components do not import each other,
+// so the real ones are exercised in their own packages and end to end).
+type harness struct {
+	t      *testing.T
+	b      *bus.Bus
+	root   string
+	runEvs *bus.Subscription[bus.RunEvent]
+	mu     sync.Mutex
+	// state is what the stand-in tracker answers for refreshes.
+	state    string
+	hooks    []string
+	refreshs int
+}
+
+func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...string) *harness {
+	t.Helper()
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, b: b, root: filepath.Join(t.TempDir(), "ws"), state: "In Progress"}
+	ctx, cancel := context.WithCancel(context.Background())
+	if h.runEvs, err = bus.Subscribe(ctx, b, bus.RunEvents); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Serve(ctx, b, bus.WorkspacePrepare, func(_ context.Context, _ string, req bus.PrepareWorkspace) (bus.WorkspaceReady, error) {
+		p := filepath.Join(h.root, req.Issue.Identifier)
+		return bus.WorkspaceReady{Path: p, CreatedNow: true}, os.MkdirAll(p, 0o755)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Serve(ctx, b, bus.WorkspaceHook, func(_ context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
+		h.mu.Lock()
+		h.hooks = append(h.hooks, req.Hook)
+		h.mu.Unlock()
+		return bus.HookResult{Hook: req.Hook, Ran: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Serve(ctx, b, bus.TrackerRefresh, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.refreshs++
+		iss := testIssue()
+		iss.State = h.state
+		return bus.IssueList{Issues: []bus.Issue{iss}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bus.Config{
+		Tracker:   bus.TrackerConfig{ActiveStates: []string{"Todo", "In Progress"}, TerminalStates: []string{"Done"}, Provider: bus.TrackerProvider{APIKey: bus.NewSecret("MY_TRACKER_KEY", "")}},
+		Workspace: bus.WorkspaceConfig{Root: h.root},
+		Hooks:     bus.HooksConfig{TimeoutMS: 5000},
+		Agent:     bus.AgentConfig{Kind: "claude", MaxTurns: 3},
+		Claude:    bus.ClaudeConfig{Command: os.Args[0], TurnTimeoutMS: 20000, Model: "fake-model", PermissionMode: "acceptEdits", AllowedTools: []string{"Read", "Write"}},
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if _, err := bus.Put(t.Context(), b, bus.ConfigCurrent, bus.ConfigSnapshot{Version: 7, Config: cfg, PromptTemplate: "Do {{ issue.identifier }}{% if attempt %} (attempt {{ attempt }}){% endif %}"}); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), fakeEnv+"="+mode)
+	env = append(env, environ...)
+	comp, err := New(Options{Bus: b, Environ: func() []string { return env }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- comp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		_ = b.Close(context.Background())
+	})
+	return h
+}
+
+func testIssue() bus.Issue {
+	return bus.Issue{ID: "issue-1", Identifier: "ABC-1", Title: "Fix it", State: "Todo", Dispatchable: true, Labels: []string{}}
+}
+
+// dispatch sends a dispatch, retrying until the runner has its config.
+func (h *harness) dispatch(runID string) {
+	h.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(h.t.Context(), 2*time.Second)
+		_, err := bus.Ask(ctx, h.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: testIssue()})
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("dispatch: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// finished waits for the run's run_finished event, collecting the others.
+func (h *harness) finished() (bus.RunEvent, []bus.RunEvent) {
+	h.t.Helper()
+	var all []bus.RunEvent
+	for {
+		select {
+		case m := <-h.runEvs.C():
+			all = append(all, m.Data)
+			if m.Data.Event == bus.RunFinished {
+				return m.Data, all
+			}
+		case <-time.After(testTimeout):
+			h.t.Fatalf("no run_finished; saw %+v", all)
+		}
+	}
+}
+
+func (h *harness) turns(runID string) []bus.TurnEvent {
+	h.t.Helper()
+	var out []bus.TurnEvent
+	for m, err := range bus.History(h.t.Context(), h.b, bus.TurnEvents, runID) {
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		out = append(out, m.Data)
+	}
+	return out
+}
+
+func TestRunContinuesUntilMaxTurns(t *testing.T) {
+	h := newHarness(t, "ok", nil)
+	h.dispatch("run-1")
+	end, all := h.finished()
+	if end.Status != bus.RunSucceeded || end.Turn != 3 {
+		t.Fatalf("end %+v", end)
+	}
+	if end.Usage == nil || end.Usage.InputTokens != 30 || end.Usage.OutputTokens != 15 || end.CostUSD == nil || *end.CostUSD != 0.75 {
+		t.Errorf("usage and cost must be summed over 3 invocations: %+v %v", end.Usage, end.CostUSD)
+	}
+	kinds := map[bus.RunEventKind]int{}
+	for _, e := range all {
+		kinds[e.Event]++
+	}
+	if kinds[bus.RunDispatched] != 1 || kinds[bus.RunWorkspaceReady] != 1 || kinds[bus.RunSessionStarted] != 1 || kinds[bus.RunTurnStarted] != 3 || kinds[bus.RunTurnFinished] != 3 {
+		t.Errorf("lifecycle %v", kinds)
+	}
+	if end.ConfigVersion != 7 || end.Workspace != filepath.Join(h.root, "ABC-1") || !strings.Contains(strings.Join(end.Command, " "), "--resume 11111111-2222-4333-8444-555555555555") {
+		t.Errorf("record: %+v", end)
+	}
+	evs := h.turns("run-1")
+	var prompts []string
+	resumed := 0
+	parseErrs := 0
+	for i, e := range evs {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("seq %d at %d", e.Seq, i)
+		}
+		switch e.Kind {
+		case bus.TurnPrompt:
+			prompts = append(prompts, e.Text)
+		case bus.TurnText:
+			if strings.Contains(e.Text, "resumed=true") {
+				resumed++
+			}
+		case bus.TurnParseError:
+			parseErrs++
+		}
+	}
+	if len(prompts) != 3 || prompts[0] != "Do ABC-1" || prompts[1] != ContinuationPrompt {
+		t.Errorf("prompts %q", prompts)
+	}
+	if resumed != 2 || parseErrs != 3 {
+		t.Errorf("resumed turns %d (want 2), parse errors %d (want 3)", resumed, parseErrs)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if strings.Join(h.hooks, ",") != "before_run,after_run" || h.refreshs != 2 {
+		t.Errorf("hooks %v, refreshes %d", h.hooks, h.refreshs)
+	}
+}
+
+func TestRunStopsWhenIssueLeavesActiveStates(t *testing.T) {
+	h := newHarness(t, "ok", nil)
+	h.mu.Lock()
+	h.state = "Human Review"
+	h.mu.Unlock()
+	h.dispatch("run-2")
+	end, _ := h.finished()
+	if end.Status != bus.RunSucceeded || end.Turn != 1 {
+		t.Errorf("end %+v", end)
+	}
+}
+
+func TestRunOutcomes(t *testing.T) {
+	cases := []struct {
+		mode   string
+		status bus.RunStatus
+		err    string
+		mutate func(*bus.Config)
+	}{
+		{"exit3", bus.RunFailed, "fatal: something broke", nil},
+		{"nothing", bus.RunFailed, "without a result", nil},
+		{"api-error", bus.RunFailed, "API Error: 500 boom", nil},
+		{"denied", bus.RunBlocked, "denied permission for Write", nil},
+		{"result-then-exit1", bus.RunSucceeded, "", func(c *bus.Config) { c.Agent.MaxTurns = 1 }},
+		{"silent", bus.RunTimedOut, "no output from the agent", func(c *bus.Config) { c.Claude.TurnTimeoutMS = 300 }},
+		{"stderr-flood", bus.RunSucceeded, "", func(c *bus.Config) { c.Agent.MaxTurns = 1 }},
+	}
+	for _, c := range cases {
+		t.Run(c.mode, func(t *testing.T) {
+			h := newHarness(t, c.mode, c.mutate)
+			h.dispatch("run-" + c.mode)
+			end, _ := h.finished()
+			if end.Status != c.status || !strings.Contains(end.Error, c.err) {
+				t.Errorf("end %s %q, want %s %q", end.Status, end.Error, c.status, c.err)
+			}
+			h.mu.Lock()
+			hooks := strings.Join(h.hooks, ",")
+			h.mu.Unlock()
+			if !strings.HasSuffix(hooks, "after_run") {
+				t.Errorf("after_run did not run: %s", hooks)
+			}
+		})
+	}
+}
+
+func TestCancelKillsTheGroup(t *testing.T) {
+	h := newHarness(t, "hang", nil)
+	h.dispatch("run-c")
+	// Wait until the agent is running (its init line recorded).
+	deadline := time.Now().Add(testTimeout)
+	for len(h.turns("run-c")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("agent never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	started := time.Now()
+	res, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-c", Reason: "issue moved to Done", Status: bus.RunCanceled})
+	if err != nil || !res.Found {
+		t.Fatalf("cancel: %+v %v", res, err)
+	}
+	end, _ := h.finished()
+	if end.Status != bus.RunCanceled || end.Error != "issue moved to Done" || end.Signal != "killed" {
+		t.Errorf("end %+v (signal %q)", end, end.Signal)
+	}
+	if d := time.Since(started); d < KillGrace-time.Second || d > KillGrace+20*time.Second {
+		t.Errorf("a SIGTERM-ignoring agent was killed after %v, want about %v", d, KillGrace)
+	}
+	if res, _ := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-c"}); res.Found {
+		t.Error("a finished run is still cancelable")
+	}
+}
+
+func TestChildEnvironmentHasNoTrackerSecret(t *testing.T) {
+	h := newHarness(t, "env", func(c *bus.Config) { c.Agent.MaxTurns = 1 }, "LINEAR_API_KEY=lin_secret", "MY_TRACKER_KEY=other_secret", "KEEP_ME=yes")
+	h.dispatch("run-e")
+	if end, _ := h.finished(); end.Status != bus.RunSucceeded {
+		t.Fatalf("end %+v", end)
+	}
+	var texts []string
+	for _, e := range h.turns("run-e") {
+		if e.Kind == bus.TurnText {
+			texts = append(texts, e.Text)
+		}
+	}
+	if fmt.Sprint(texts) != "[KEEP_ME=yes]" {
+		t.Errorf("the child saw %v", texts)
+	}
+}
+
+func TestDispatchRefusals(t *testing.T) {
+	h := newHarness(t, "hang", nil)
+	h.dispatch("run-x")
+	_, err := bus.Ask(t.Context(), h.b, bus.AgentDispatch, bus.Dispatch{RunID: "run-y", Issue: testIssue()})
+	var re *bus.RemoteError
+	if !errors.As(err, &re) || re.Code != "already_running" {
+		t.Errorf("second run for the same issue: %v", err)
+	}
+	bad := testIssue()
+	bad.ID, bad.Identifier = "other", "../x"
+	if _, err := bus.Ask(t.Context(), h.b, bus.AgentDispatch, bus.Dispatch{RunID: "run-z", Issue: bad}); !errors.As(err, &re) || re.Code != "unsafe_identifier" {
+		t.Errorf("unsafe identifier: %v", err)
+	}
+	_, _ = bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-x"})
+	h.finished()
+}

@@ -1,0 +1,87 @@
+package agentrunner
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as a fake claude CLI: with FAKE_CLAUDE set it
+// behaves as the mode says and never runs tests.
+const fakeEnv = "FAKE_CLAUDE"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(fakeEnv); mode != "" {
+		os.Exit(fakeClaude(mode))
+	}
+	os.Exit(m.Run())
+}
+
+func fakeClaude(mode string) int {
+	session := "11111111-2222-4333-8444-555555555555"
+	resumed := false
+	for i, a := range os.Args {
+		if a == "--resume" && i+1 < len(os.Args) {
+			session, resumed = os.Args[i+1], true
+		}
+	}
+	line := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+	initLine := func() {
+		cwd, _ := os.Getwd()
+		line(`{"type":"system","subtype":"init","cwd":%q,"session_id":%q,"model":"fake"}`, cwd, session)
+	}
+	okResult := func(cost float64) {
+		line(`{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"done","session_id":%q,"total_cost_usd":%v,"usage":{"input_tokens":10,"output_tokens":5,"cache_creation_input_tokens":1,"cache_read_input_tokens":2}}`, session, cost)
+	}
+	switch mode {
+	case "ok":
+		initLine()
+		line(`{"type":"assistant","message":{"content":[{"type":"text","text":"working (resumed=%v)"}]},"session_id":%q}`, resumed, session)
+		line(`not json at all`)
+		okResult(0.25)
+	case "env":
+		initLine()
+		for _, kv := range os.Environ() {
+			if strings.HasPrefix(kv, "LINEAR_API_KEY=") || strings.HasPrefix(kv, "MY_TRACKER_KEY=") || strings.HasPrefix(kv, "KEEP_ME=") {
+				line(`{"type":"assistant","message":{"content":[{"type":"text","text":%q}]},"session_id":%q}`, kv, session)
+			}
+		}
+		okResult(0)
+	case "silent":
+		initLine()
+		time.Sleep(time.Hour)
+	case "hang":
+		// Ignore SIGTERM: only SIGKILL ends it.
+		signal.Ignore(syscall.SIGTERM)
+		initLine()
+		time.Sleep(time.Hour)
+	case "exit3":
+		fmt.Fprintln(os.Stderr, "fatal: something broke")
+		return 3
+	case "nothing":
+		return 0
+	case "stderr-flood":
+		chunk := strings.Repeat("e", 1<<20)
+		for range 100 {
+			fmt.Fprint(os.Stderr, chunk)
+		}
+		initLine()
+		okResult(0)
+	case "api-error":
+		initLine()
+		line(`{"type":"result","subtype":"success","is_error":true,"api_error_status":500,"result":"API Error: 500 boom","session_id":%q,"total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}`, session)
+		return 1
+	case "denied":
+		initLine()
+		line(`{"type":"result","subtype":"success","is_error":false,"result":"could not write","session_id":%q,"permission_denials":[{"tool_name":"Write","tool_use_id":"t1"}],"usage":{"input_tokens":1,"output_tokens":1}}`, session)
+	case "result-then-exit1":
+		initLine()
+		okResult(0.1)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,225 @@
+package agentrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// Process control.
+const (
+	// KillGrace is the wait between SIGTERM and SIGKILL on cancel.
+	KillGrace = 5 * time.Second
+	// StderrTail is how much of the agent's stderr is kept.
+	StderrTail = 8 << 10
+)
+
+// turnSpec is one invocation of the agent CLI.
+type turnSpec struct {
+	argv  []string // argv[0] is the binary
+	dir   string   // the workspace; the child's cwd
+	env   []string
+	stdin string // the prompt
+	// silence fails the turn when stdout stays quiet this long.
+	silence time.Duration
+}
+
+// turnOutcome is how one invocation ended.
+type turnOutcome struct {
+	status    bus.RunStatus // succeeded, failed, timed_out, canceled, blocked
+	err       string
+	sessionID string
+	result    *bus.TurnResult
+	// resultText is the result line's text (the CLI's final message, or
+	// its error).
+	resultText string
+	exitCode   *int
+	signal     string
+	stderr     string
+	parseErrs  int
+}
+
+// canceled carries the status and reason of a cancel into a turn.
+type canceled struct {
+	status bus.RunStatus
+	reason string
+}
+
+// runTurn runs one agent invocation: the child in its own process group
+// with cwd = spec.dir, stdout parsed line by line and every event handed to
+// emit (synchronously: a slow bus slows the reader, the pipe fills, and the
+// child waits — events are never dropped), stderr's tail kept. It reads
+// stdout to the end and waits for the child before deciding the outcome;
+// the result line decides, whatever order the exit and the last line come
+// in. cancel, when it fires, stops the group (SIGTERM, SIGKILL after
+// KillGrace).
+func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit func(bus.TurnEvent) error) turnOutcome {
+	cmd := exec.Command(spec.argv[0], spec.argv[1:]...)
+	cmd.Dir = spec.dir
+	cmd.Env = spec.env
+	cmd.Stdin = strings.NewReader(spec.stdin)
+	stderr := &tail{n: StderrTail}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return turnOutcome{status: bus.RunFailed, err: "agent stdout: " + err.Error()}
+	}
+	if err := cmd.Start(); err != nil {
+		return turnOutcome{status: bus.RunFailed, err: fmt.Sprintf("start agent %s: %v", spec.argv[0], err)}
+	}
+	pgid := cmd.Process.Pid
+
+	var out turnOutcome
+	lines := make(chan []byte)
+	readDone := make(chan error, 1)
+	go func() {
+		lr := newLineReader(stdout, MaxLineBytes)
+		for {
+			line, long, err := lr.next()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				readDone <- err
+				close(lines)
+				return
+			}
+			if long {
+				line = nil
+			} else if len(line) == 0 {
+				continue
+			}
+			// A copy: the reader reuses its buffer.
+			lines <- append([]byte(nil), line...)
+		}
+	}()
+
+	// stop kills the group: SIGTERM now, SIGKILL after the grace period
+	// unless the child is gone by then.
+	var killTimer *time.Timer
+	stopped := false
+	stop := func(status bus.RunStatus, reason string) {
+		if stopped {
+			return
+		}
+		stopped = true
+		out.status, out.err = status, reason
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		killTimer = time.AfterFunc(KillGrace, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	}
+	silence := time.NewTimer(spec.silence)
+	defer silence.Stop()
+	emitErr := error(nil)
+	for open := true; open; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				open = false
+				break
+			}
+			silence.Reset(spec.silence)
+			if line == nil {
+				out.parseErrs++
+				if emitErr == nil {
+					emitErr = emit(bus.TurnEvent{Kind: bus.TurnParseError, Text: fmt.Sprintf("line longer than %d bytes dropped", MaxLineBytes)})
+				}
+				continue
+			}
+			evs, perr := parseClaudeLine(line)
+			if perr != nil {
+				out.parseErrs++
+				if emitErr == nil {
+					emitErr = emit(bus.TurnEvent{Kind: bus.TurnParseError, Text: bound(perr.Error())})
+				}
+				continue
+			}
+			for _, ev := range evs {
+				if ev.SessionID != "" {
+					out.sessionID = ev.SessionID
+				}
+				if ev.Kind == bus.TurnOutcome {
+					out.result, out.resultText = ev.Result, ev.Text
+				}
+				if emitErr == nil {
+					emitErr = emit(ev)
+				}
+			}
+			if emitErr != nil {
+				// The bus refused an event: a run whose record would be
+				// incomplete must not go on.
+				stop(bus.RunFailed, "recording agent events failed: "+emitErr.Error())
+			}
+		case <-silence.C:
+			stop(bus.RunTimedOut, fmt.Sprintf("no output from the agent for %s (claude.turn_timeout_ms)", spec.silence))
+		case c := <-cancel:
+			stop(c.status, c.reason)
+		case <-ctx.Done():
+			stop(bus.RunCanceled, "symphony is shutting down")
+		}
+	}
+	readErr := <-readDone
+	werr := cmd.Wait()
+	if killTimer != nil {
+		killTimer.Stop()
+	}
+	// Nothing of the group may outlive the turn.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	out.stderr = stderr.String()
+
+	if ps := cmd.ProcessState; ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			out.signal = ws.Signal().String()
+		} else {
+			code := ps.ExitCode()
+			out.exitCode = &code
+		}
+	}
+	if stopped {
+		return out
+	}
+	switch {
+	case out.result != nil && out.result.IsError:
+		out.status = bus.RunFailed
+		out.err = "the agent reported an error"
+		if out.result.APIStatus != 0 {
+			out.err += fmt.Sprintf(" (API status %d)", out.result.APIStatus)
+		}
+		if t := strings.TrimSpace(out.resultText); t != "" {
+			out.err += ": " + lastLine(t)
+		}
+	case out.result != nil && len(out.result.PermissionDenials) > 0:
+		out.status = bus.RunBlocked
+		out.err = "the agent was denied permission for " + strings.Join(out.result.PermissionDenials, ", ") + "; it needs an operator"
+	case out.result != nil:
+		out.status = bus.RunSucceeded
+	case readErr != nil:
+		out.status, out.err = bus.RunFailed, "reading the agent's output: "+readErr.Error()
+	case werr != nil:
+		out.status, out.err = bus.RunFailed, fmt.Sprintf("the agent exited (%v) without a result", werr)
+	default:
+		out.status, out.err = bus.RunFailed, "the agent exited without a result"
+	}
+	if out.status == bus.RunFailed && out.stderr != "" {
+		out.err += ": " + lastLine(out.stderr)
+	}
+	return out
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

@@ -1,0 +1,210 @@
+package agentrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/prompt"
+)
+
+// ContinuationPrompt is sent on turns after the first, on the same session:
+// the task is already in the conversation, so only guidance follows.
+const ContinuationPrompt = `Continue working on the issue. The task and everything you did so far are above.
+If the work is complete, make sure it is committed and the issue is moved to its hand-off state; otherwise take the next step.`
+
+// hookTimeout bounds a workspace request beyond the hook's own timeout.
+const requestSlack = 30 * time.Second
+
+// run is one worker run: everything from dispatch to run_finished.
+type run struct {
+	r        *Component
+	d        bus.Dispatch
+	snap     bus.ConfigSnapshot
+	cancel   chan canceled
+	seq      atomic.Int64
+	turn     int
+	session  string
+	usage    bus.Usage
+	cost     *float64
+	command  []string
+	path     string
+	exitCode *int
+	signal   string
+}
+
+func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
+	return bus.RunEvent{RunID: w.d.RunID, Event: kind, At: time.Now().UTC(), Issue: w.d.Issue.Ref(), Attempt: w.d.Attempt,
+		Workspace: w.path, Agent: w.snap.Config.Agent.Kind, SessionID: w.session, Turn: w.turn, ConfigVersion: w.snap.Version, Command: w.command}
+}
+
+// lifecycle publishes a run event durably; a failure is logged (the run
+// goes on, the scheduler's stall detection covers a lost end).
+func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
+	id := fmt.Sprintf("%s-%s-%d", w.d.RunID, ev.Event, ev.Turn)
+	if _, err := bus.PublishDurable(context.WithoutCancel(ctx), w.r.opts.Bus, bus.RunEvents, ev, id, w.d.RunID, string(ev.Event)); err != nil {
+		w.r.log.Error("publish run event", "err", err, "run_id", w.d.RunID, "event", ev.Event, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	}
+}
+
+// record stores one turn event durably, in order.
+func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
+	ev.RunID, ev.Turn, ev.Seq = w.d.RunID, w.turn, w.seq.Add(1)
+	if ev.At.IsZero() {
+		ev.At = time.Now().UTC()
+	}
+	if ev.SessionID == "" {
+		ev.SessionID = w.session
+	}
+	_, err := bus.PublishDurable(context.WithoutCancel(ctx), w.r.opts.Bus, bus.TurnEvents, ev, fmt.Sprintf("%s-%d", w.d.RunID, ev.Seq), w.d.RunID, fmt.Sprint(w.turn))
+	return err
+}
+
+// execute runs the whole worker run and publishes its end.
+func (w *run) execute(ctx context.Context) {
+	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	w.lifecycle(ctx, w.base(bus.RunDispatched))
+	status, errText := w.work(ctx)
+	end := w.base(bus.RunFinished)
+	end.Status, end.Error = status, errText
+	u := w.usage
+	end.Usage, end.CostUSD, end.ExitCode, end.Signal = &u, w.cost, w.exitCode, w.signal
+	w.lifecycle(ctx, end)
+	if status == bus.RunSucceeded {
+		log.Info("run finished", "status", status, "turns", w.turn, "session_id", w.session)
+	} else {
+		log.Warn("run finished", "status", status, "err", errText, "turns", w.turn, "session_id", w.session)
+	}
+}
+
+// work does the run and returns its terminal status and error.
+func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
+	cfg := w.snap.Config
+	b := w.r.opts.Bus
+	timeout := cfg.Hooks.Timeout() + requestSlack
+
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	ready, err := bus.Ask(pctx, b, bus.WorkspacePrepare, bus.PrepareWorkspace{Issue: w.d.Issue, RunID: w.d.RunID})
+	cancel()
+	if err != nil {
+		return bus.RunFailed, "prepare workspace: " + err.Error()
+	}
+	// The agent must run exactly in the issue's workspace (spec §9.5).
+	want := filepath.Join(cfg.Workspace.Root, w.d.Issue.Identifier)
+	if filepath.Clean(ready.Path) != filepath.Clean(want) || !filepath.IsAbs(ready.Path) {
+		return bus.RunFailed, fmt.Sprintf("workspace %q is not %q", ready.Path, want)
+	}
+	if st, err := os.Stat(ready.Path); err != nil || !st.IsDir() {
+		return bus.RunFailed, fmt.Sprintf("workspace %s is not a directory", ready.Path)
+	}
+	w.path = ready.Path
+	w.lifecycle(ctx, w.base(bus.RunWorkspaceReady))
+
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
+	cancel()
+	if err != nil {
+		return bus.RunFailed, "before_run: " + err.Error()
+	}
+	defer func() {
+		// after_run runs whatever happened, even when the run was canceled.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		if _, err := bus.Ask(actx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookAfterRun, Issue: w.d.Issue, RunID: w.d.RunID}); err != nil {
+			w.r.log.Warn("after_run failed (ignored)", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		}
+	}()
+
+	tpl, err := prompt.Parse(w.snap.PromptTemplate, 1)
+	if err != nil {
+		return bus.RunFailed, err.Error()
+	}
+	first, err := tpl.Render(w.d.Issue, w.d.Attempt)
+	if err != nil {
+		return bus.RunFailed, err.Error()
+	}
+
+	maxTurns := max(cfg.Agent.MaxTurns, 1)
+	issue := w.d.Issue
+	for w.turn = 1; w.turn <= maxTurns; w.turn++ {
+		text := first
+		if w.turn > 1 {
+			text = ContinuationPrompt
+		}
+		argv := w.r.argv(cfg, w.session)
+		w.command = argv
+		if err := w.record(ctx, bus.TurnEvent{Kind: bus.TurnPrompt, Text: bound(text)}); err != nil {
+			return bus.RunFailed, "record prompt: " + err.Error()
+		}
+		w.lifecycle(ctx, w.base(bus.RunTurnStarted))
+		silence := time.Duration(cfg.Claude.TurnTimeoutMS) * time.Millisecond
+		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: w.r.childEnv(cfg), stdin: text, silence: silence}, w.cancel,
+			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
+		if out.sessionID != "" && w.session == "" {
+			w.session = out.sessionID
+			w.lifecycle(ctx, w.base(bus.RunSessionStarted))
+		}
+		w.exitCode, w.signal = out.exitCode, out.signal
+		fin := w.base(bus.RunTurnFinished)
+		if out.result != nil {
+			// Usage and cost are per invocation: sum them over the run.
+			u := out.result.Usage
+			fin.Usage, fin.CostUSD = &u, out.result.CostUSD
+			w.usage = w.usage.Add(u)
+			if out.result.CostUSD != nil {
+				c := *out.result.CostUSD
+				if w.cost != nil {
+					c += *w.cost
+				}
+				w.cost = &c
+			}
+		}
+		fin.ExitCode, fin.Signal = out.exitCode, out.signal
+		if out.status != bus.RunSucceeded {
+			fin.Status, fin.Error = out.status, out.err
+		}
+		if out.stderr != "" && out.status != bus.RunSucceeded {
+			_ = w.record(ctx, bus.TurnEvent{Kind: bus.TurnStderr, Text: bound(out.stderr)})
+		}
+		w.lifecycle(ctx, fin)
+		if out.status != bus.RunSucceeded {
+			return out.status, out.err
+		}
+		if w.turn == maxTurns {
+			break
+		}
+		// Continue only while the issue is still active (spec §7.1).
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		list, err := bus.Ask(rctx, b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{issue.ID}})
+		cancel()
+		if err != nil {
+			return bus.RunSucceeded, ""
+		}
+		idx := slices.IndexFunc(list.Issues, func(i bus.Issue) bool { return i.ID == issue.ID })
+		if idx < 0 || !active(cfg, list.Issues[idx]) {
+			return bus.RunSucceeded, ""
+		}
+		issue = list.Issues[idx]
+	}
+	return bus.RunSucceeded, ""
+}
+
+// active reports whether the issue may keep an agent: in an active state,
+// not terminal, dispatchable.
+func active(cfg bus.Config, iss bus.Issue) bool {
+	norm := func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+	st := norm(iss.State)
+	in := func(list []string) bool {
+		return slices.ContainsFunc(list, func(s string) bool { return norm(s) == st })
+	}
+	return in(cfg.Tracker.ActiveStates) && !in(cfg.Tracker.TerminalStates) && iss.Dispatchable
+}
+
+var errNoConfig = errors.New("no workflow configuration loaded yet")
