@@ -118,6 +118,14 @@ func TestParseRejectsTheUnexpected(t *testing.T) {
 	if err != nil || len(evs) != 1 || evs[0].Kind != bus.TurnOther || string(evs[0].Raw) != `{"type":"brand_new","x":1}` {
 		t.Errorf("unknown type: %+v %v", evs, err)
 	}
+	// Deep and huge inputs are refused or bounded, never a crash.
+	if _, err := parseClaudeLine([]byte(strings.Repeat("[", 100000))); err == nil {
+		t.Error("100k brackets accepted")
+	}
+	deep := `{"type":"assistant","message":{"content":[{"type":"tool_use","input":` + strings.Repeat(`{"a":`, 20000) + `1` + strings.Repeat(`}`, 20000) + `}]}}`
+	if evs, err := parseClaudeLine([]byte(deep)); err == nil && len(evs[0].Tool.Input) > MaxRawBytes {
+		t.Error("deep input not bounded")
+	}
 	huge := `{"type":"assistant","message":{"content":[{"type":"text","text":"` + strings.Repeat("a", 200<<10) + `"}]}}`
 	evs, err = parseClaudeLine([]byte(huge))
 	if err != nil || len(evs[0].Text) > MaxTextBytes+64 {
@@ -162,8 +170,8 @@ func FuzzClaudeStream(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	f.Add([]byte(strings.Repeat("[", 100000)))
-	f.Add([]byte(`{"type":"assistant","message":{"content":[{"type":"tool_use","input":` + strings.Repeat(`{"a":`, 5000) + `1` + strings.Repeat(`}`, 5000) + `}]}}`))
+	f.Add([]byte(strings.Repeat("[", 3000)))
+	f.Add([]byte(`{"type":"assistant","message":{"content":[{"type":"tool_use","input":` + strings.Repeat(`{"a":`, 300) + `1` + strings.Repeat(`}`, 300) + `}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lr := newLineReader(bytes.NewReader(data), 4096)
 		for {
