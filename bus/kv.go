@@ -167,3 +167,24 @@ func Watch[T any](ctx context.Context, b *Bus, k Key[T]) (<-chan Entry[T], error
 	}()
 	return out, nil
 }
+
+// Follow calls apply with the key's current value and every new one until
+// ctx ends, then returns nil. It is the loop of a component that only needs
+// the latest configuration; an error means the watch could not start or
+// ended on its own.
+func Follow[T any](ctx context.Context, b *Bus, k Key[T], apply func(T)) error {
+	values, err := Watch(ctx, b, k)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	for e := range values {
+		apply(e.Value)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("watch %s/%s ended", k.bucket, k.key)
+}

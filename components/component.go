@@ -55,3 +55,12 @@ func (f Func) Name() string { return f.ComponentName }
 
 // Run calls f.RunFunc.
 func (f Func) Run(ctx context.Context) error { return f.RunFunc(ctx) }
+
+// Stopped turns an error that happened because ctx ended into the clean
+// stop the lifecycle asks for (nil), and passes any other error through.
+func Stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/internal/safeid"
 )
 
@@ -59,45 +60,23 @@ func (c *Component) Name() string { return bus.CompAgentRunner }
 // Run serves dispatch and cancel requests until ctx ends; then it cancels
 // every run in flight and waits for them (after_run included).
 func (c *Component) Run(ctx context.Context) error {
-	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
-	if err != nil {
-		return stopped(ctx, err)
-	}
 	var runs sync.WaitGroup
 	defer runs.Wait()
 	d1, err := bus.ServeN(ctx, c.opts.Bus, bus.AgentDispatch, 16, func(_ context.Context, _ string, d bus.Dispatch) (bus.DispatchAccepted, error) {
 		return c.start(ctx, &runs, d)
 	})
 	if err != nil {
-		return stopped(ctx, err)
+		return components.Stopped(ctx, err)
 	}
 	defer func() { <-d1 }()
 	d2, err := bus.ServeN(ctx, c.opts.Bus, bus.AgentCancel, 16, func(_ context.Context, _ string, req bus.CancelRun) (bus.CancelResult, error) {
 		return bus.CancelResult{Found: c.cancelRun(req)}, nil
 	})
 	if err != nil {
-		return stopped(ctx, err)
+		return components.Stopped(ctx, err)
 	}
 	defer func() { <-d2 }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-configs:
-			if !ok {
-				return stopped(ctx, errors.New("config watch ended"))
-			}
-			snap := e.Value
-			c.cfg.Store(&snap)
-		}
-	}
-}
-
-func stopped(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.cfg.Store(&s) })
 }
 
 type codedErr struct {

@@ -24,11 +24,18 @@ import (
 // change a query. A test validates each one against Linear's schema.
 var (
 	//go:embed queries/issues_by_states.graphql
-	queryIssuesByStates string
+	docIssuesByStates string
 	//go:embed queries/issues_by_ids.graphql
-	queryIssuesByIDs string
+	docIssuesByIDs string
+	//go:embed queries/issue_fields.graphql
+	fragmentIssueFields string
 	//go:embed queries/viewer.graphql
 	queryViewer string
+
+	// The issue queries share one fragment file; joining two embedded
+	// constants is not building a query from data.
+	queryIssuesByStates = docIssuesByStates + "\n" + fragmentIssueFields
+	queryIssuesByIDs    = docIssuesByIDs + "\n" + fragmentIssueFields
 )
 
 // Linear adapter limits.

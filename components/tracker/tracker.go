@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
@@ -81,18 +82,12 @@ func (c *Component) Run(ctx context.Context) error {
 	c.current.Store(nil)
 	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
+		return components.Stopped(ctx, err)
 	}
 	for _, serve := range []func(context.Context) (<-chan struct{}, error){c.serveCandidates, c.serveTerminal, c.serveRefresh} {
 		done, err := serve(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return components.Stopped(ctx, err)
 		}
 		defer func() { <-done }()
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
@@ -139,7 +140,7 @@ func (c *Component) Run(ctx context.Context) error {
 	}
 
 	if err := c.reload(ctx, &st); err != nil {
-		return stopped(ctx, err)
+		return components.Stopped(ctx, err)
 	}
 	recheck := time.NewTicker(c.opts.Recheck)
 	defer recheck.Stop()
@@ -165,11 +166,11 @@ func (c *Component) Run(ctx context.Context) error {
 			c.log.Warn("file watcher error", "err", err)
 		case <-debounce.C:
 			if err := c.reload(ctx, &st); err != nil {
-				return stopped(ctx, err)
+				return components.Stopped(ctx, err)
 			}
 		case <-recheck.C:
 			if err := c.reload(ctx, &st); err != nil {
-				return stopped(ctx, err)
+				return components.Stopped(ctx, err)
 			}
 		}
 		if st.suspect != "" {
@@ -177,14 +178,6 @@ func (c *Component) Run(ctx context.Context) error {
 			debounce.Reset(c.opts.Debounce)
 		}
 	}
-}
-
-// stopped turns an error caused by the context ending into a clean stop.
-func stopped(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
 // reload loads the file and publishes the outcome when it changed. It

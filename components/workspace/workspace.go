@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components"
 )
 
 // Concurrency is how many workspace requests are handled at once.
@@ -58,10 +59,6 @@ func (c *Component) Name() string { return bus.CompWorkspace }
 
 // Run serves workspace requests until ctx ends.
 func (c *Component) Run(ctx context.Context) error {
-	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
-	if err != nil {
-		return stopped(ctx, err)
-	}
 	var dones []<-chan struct{}
 	defer func() {
 		for _, d := range dones {
@@ -78,7 +75,7 @@ func (c *Component) Run(ctx context.Context) error {
 		return res, err
 	})
 	if err != nil {
-		return stopped(ctx, err)
+		return components.Stopped(ctx, err)
 	}
 	dones = append(dones, d1)
 	d2, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspaceHook, Concurrency, func(ctx context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
@@ -89,7 +86,7 @@ func (c *Component) Run(ctx context.Context) error {
 		return c.mgr.Hook(ctx, cfg, req.Hook, req.Issue, c.runner(cfg, req.RunID))
 	})
 	if err != nil {
-		return stopped(ctx, err)
+		return components.Stopped(ctx, err)
 	}
 	dones = append(dones, d2)
 	d3, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspaceRemove, Concurrency, func(ctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
@@ -102,28 +99,10 @@ func (c *Component) Run(ctx context.Context) error {
 		return res, err
 	})
 	if err != nil {
-		return stopped(ctx, err)
+		return components.Stopped(ctx, err)
 	}
 	dones = append(dones, d3)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-configs:
-			if !ok {
-				return stopped(ctx, errors.New("config watch ended"))
-			}
-			snap := e.Value
-			c.cfg.Store(&snap)
-		}
-	}
-}
-
-func stopped(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.cfg.Store(&s) })
 }
 
 func (c *Component) config() (bus.Config, error) {
