@@ -97,3 +97,32 @@ type TurnResult struct {
 	PermissionDenials []string `json:"permission_denials,omitempty"`
 	StopReason        string   `json:"stop_reason,omitempty"`
 }
+
+// Claim reserves an issue for one run (KV symphony_state, claim.<issue_id>).
+type Claim struct {
+	RunID      string    `json:"run_id"`
+	IssueID    string    `json:"issue_id"`
+	Identifier string    `json:"identifier"`
+	Attempt    *int      `json:"attempt"`
+	At         time.Time `json:"at"`
+}
+
+// RetryEntry is a queued retry (KV symphony_state, retry.<issue_id>).
+type RetryEntry struct {
+	IssueID    string    `json:"issue_id"`
+	Identifier string    `json:"identifier"`
+	Attempt    int       `json:"attempt"`
+	DueAt      time.Time `json:"due_at"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// BlockedEntry is an issue waiting for an operator (KV symphony_state,
+// blocked.<issue_id>).
+type BlockedEntry struct {
+	IssueID    string    `json:"issue_id"`
+	Identifier string    `json:"identifier"`
+	State      string    `json:"state"`
+	RunID      string    `json:"run_id"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
+}

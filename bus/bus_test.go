@@ -457,3 +457,37 @@ func TestSecretRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestClaimsAreCompareAndSet(t *testing.T) {
+	b := openTest(t, Options{})
+	k, err := Claims.Key("issue-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(t.Context(), b, k, Claim{RunID: "r1", IssueID: "issue-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(t.Context(), b, k, Claim{RunID: "r2", IssueID: "issue-1"}); !errors.Is(err, ErrKeyExists) {
+		t.Fatalf("second claim: %v", err)
+	}
+	k2, _ := Claims.Key("issue-2")
+	if _, err := Create(t.Context(), b, k2, Claim{RunID: "r3", IssueID: "issue-2"}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := All(t.Context(), b, Claims)
+	if err != nil || len(all) != 2 || all["issue-1"].RunID != "r1" {
+		t.Fatalf("All: %v %v", all, err)
+	}
+	if err := Delete(t.Context(), b, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(t.Context(), b, k, Claim{RunID: "r4", IssueID: "issue-1"}); err != nil {
+		t.Errorf("claim after release: %v", err)
+	}
+	if _, err := Claims.Key("../x"); !errors.Is(err, ErrBadToken) {
+		t.Errorf("unsafe key: %v", err)
+	}
+	if r, err := All(t.Context(), b, Retries); err != nil || len(r) != 0 {
+		t.Errorf("empty family: %v %v", r, err)
+	}
+}

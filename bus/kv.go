@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/symphony-oss/symphony/internal/safeid"
 )
 
 // ErrKeyNotFound is returned by Get when the key has no value.
@@ -187,4 +190,98 @@ func Follow[T any](ctx context.Context, b *Bus, k Key[T], apply func(T)) error {
 		return nil
 	}
 	return fmt.Errorf("watch %s/%s ended", k.bucket, k.key)
+}
+
+// KeySet is a typed family of keys sharing a prefix in one bucket
+// ("claim.<issue_id>"); every value under it is a T.
+type KeySet[T any] struct {
+	bucket, prefix string
+}
+
+func keySet[T any](bucket, prefix string) KeySet[T] { return KeySet[T]{bucket: bucket, prefix: prefix} }
+
+// Key returns the key for one id (which must pass the identifier rule, as a
+// subject token does).
+func (s KeySet[T]) Key(id string) (Key[T], error) {
+	if !safeid.Valid(id) {
+		return Key[T]{}, fmt.Errorf("%w: key %s.%s must match %s", ErrBadToken, s.prefix, safeid.Quote(id), safeid.Rule)
+	}
+	return kvKey[T](s.bucket, s.prefix+"."+id), nil
+}
+
+// Typed key families of the scheduler's durable state.
+var (
+	Claims  = keySet[Claim](BucketState, "claim")
+	Retries = keySet[RetryEntry](BucketState, "retry")
+	Blocks  = keySet[BlockedEntry](BucketState, "blocked")
+)
+
+// ErrKeyExists is returned by Create when the key already has a value.
+var ErrKeyExists = errors.New("key exists")
+
+// Create stores v only if the key has no value (compare-and-set on
+// absence): the way a claim is taken, so two schedulers can never both
+// claim one issue.
+func Create[T any](ctx context.Context, b *Bus, k Key[T], v T) (uint64, error) {
+	kv, err := b.kv(ctx, k.bucket)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := k.encode(v)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := kv.Create(ctx, k.key, raw)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("%s/%s: %w", k.bucket, k.key, ErrKeyExists)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create %s/%s: %w", k.bucket, k.key, err)
+	}
+	return rev, nil
+}
+
+// Delete removes the key's value (a no-op when there is none).
+func Delete[T any](ctx context.Context, b *Bus, k Key[T]) error {
+	kv, err := b.kv(ctx, k.bucket)
+	if err != nil {
+		return err
+	}
+	if err := kv.Delete(ctx, k.key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete %s/%s: %w", k.bucket, k.key, err)
+	}
+	return nil
+}
+
+// All returns every current value of the family, keyed by id.
+func All[T any](ctx context.Context, b *Bus, s KeySet[T]) (map[string]T, error) {
+	kv, err := b.kv(ctx, s.bucket)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]T{}
+	lister, err := kv.ListKeysFiltered(ctx, s.prefix+".*")
+	if err != nil {
+		return nil, fmt.Errorf("list %s/%s.*: %w", s.bucket, s.prefix, err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for _, name := range keys {
+		id := strings.TrimPrefix(name, s.prefix+".")
+		k, err := s.Key(id)
+		if err != nil {
+			continue
+		}
+		e, err := Get(ctx, b, k)
+		if errors.Is(err, ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[id] = e.Value
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/components/agentrunner"
+	"github.com/symphony-oss/symphony/components/scheduler"
 	"github.com/symphony-oss/symphony/components/tracker"
 	"github.com/symphony-oss/symphony/components/workflow"
 	"github.com/symphony-oss/symphony/components/workspace"
@@ -85,7 +86,13 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	comps := []components.Component{wfc, trc, wsc, arc}
+	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log})
+	if err != nil {
+		return err
+	}
+	// Start order: config first, the scheduler last; stop in reverse, so
+	// the scheduler stops deciding before the parts it drives go away.
+	comps := []components.Component{wfc, trc, wsc, arc, sch}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(e.ctx, comps...); err != nil {
 		return err

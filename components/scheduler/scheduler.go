@@ -1,0 +1,529 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/internal/safeid"
+)
+
+// requestTimeout bounds one request the scheduler makes.
+const requestTimeout = time.Minute
+
+// Options configures the component.
+type Options struct {
+	Bus *bus.Bus
+	Log *slog.Logger
+}
+
+// Component is the scheduler: the single authority over which issue runs.
+// All of its state lives in Run's goroutine (actor style); durable parts
+// (claims, retries, blocked issues) are mirrored in KV symphony_state.
+type Component struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New checks the options; it starts nothing.
+func New(opts Options) (*Component, error) {
+	if opts.Bus == nil {
+		return nil, errors.New("scheduler: a bus is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompScheduler)}, nil
+}
+
+// Name is "scheduler".
+func (c *Component) Name() string { return bus.CompScheduler }
+
+// running is an issue with a live run.
+type running struct {
+	runID     string
+	issue     bus.Issue
+	attempt   *int
+	state     string // normalized state at dispatch
+	startedAt time.Time
+	lastEvent time.Time
+	// onEnd says what reconciliation decided: release the claim instead of
+	// retrying, and remove the workspace.
+	release, removeWorkspace bool
+}
+
+// actor is the scheduler's state, owned by one Run call.
+type actor struct {
+	c       *Component
+	b       *bus.Bus
+	log     *slog.Logger
+	cfg     *bus.ConfigSnapshot
+	running map[string]*running // by issue id
+	retries map[string]bus.RetryEntry
+	blocked map[string]bus.BlockedEntry
+	lastEnd map[string]time.Time // when an issue's last run ended
+	retryT  *time.Timer
+	runSeq  int
+}
+
+// Run schedules until ctx ends. Running agents are left to the agent
+// runner (which stops them with the process); their claims stay in KV so a
+// restart finds them.
+func (c *Component) Run(ctx context.Context) error {
+	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
+		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}}
+	a.retryT = time.NewTimer(time.Hour)
+	a.retryT.Stop()
+	defer a.retryT.Stop()
+
+	configs, err := bus.Watch(ctx, a.b, bus.ConfigCurrent)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
+	snaps, err := bus.Subscribe(ctx, a.b, bus.TrackerSnapshots)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
+	runEvents, err := bus.Subscribe(ctx, a.b, bus.RunEvents)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
+	turnEvents, err := bus.Subscribe(ctx, a.b, bus.TurnEvents)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
+	reconcile := time.NewTicker(time.Hour)
+	defer reconcile.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-configs:
+			if !ok {
+				return components.Stopped(ctx, errors.New("config watch ended"))
+			}
+			snap := e.Value
+			first := a.cfg == nil
+			a.cfg = &snap
+			reconcile.Reset(max(snap.Config.Polling.Interval(), 100*time.Millisecond))
+			if first {
+				a.startup(ctx)
+			}
+		case m, ok := <-snaps.C():
+			if !ok {
+				return components.Stopped(ctx, errors.New("snapshot subscription ended"))
+			}
+			if a.cfg != nil {
+				a.tick(ctx, m.Data)
+			}
+		case m, ok := <-runEvents.C():
+			if !ok {
+				return components.Stopped(ctx, errors.New("run event subscription ended"))
+			}
+			a.onRunEvent(ctx, m.Data)
+		case m, ok := <-turnEvents.C():
+			if !ok {
+				return components.Stopped(ctx, errors.New("turn event subscription ended"))
+			}
+			for _, r := range a.running {
+				if r.runID == m.Data.RunID {
+					r.lastEvent = time.Now()
+				}
+			}
+		case <-reconcile.C:
+			if a.cfg != nil {
+				a.reconcile(ctx)
+			}
+		case <-a.retryT.C:
+			a.fireRetries(ctx)
+		}
+	}
+}
+
+func (a *actor) ask(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, requestTimeout)
+}
+
+func (a *actor) issueLog(iss bus.Issue) *slog.Logger {
+	return a.log.With("issue_id", iss.ID, "issue_identifier", iss.Identifier)
+}
+
+// startup sweeps terminal workspaces and restores the durable state: retry
+// timers resume at their due times, and claims whose runs died with the
+// previous process are recorded as interrupted and dispatched again once.
+func (a *actor) startup(ctx context.Context) {
+	cfg := a.cfg.Config
+	rctx, cancel := a.ask(ctx)
+	list, err := bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: cfg.Tracker.TerminalStates})
+	cancel()
+	if err != nil {
+		a.log.Warn("startup sweep: terminal issues unavailable; continuing", "err", err)
+	} else {
+		for _, iss := range list.Issues {
+			if safeid.Valid(iss.Identifier) {
+				a.removeWorkspace(ctx, iss)
+			}
+		}
+	}
+	if blocked, err := bus.All(ctx, a.b, bus.Blocks); err == nil {
+		a.blocked = blocked
+	} else {
+		a.log.Error("restore blocked issues", "err", err)
+	}
+	retries, err := bus.All(ctx, a.b, bus.Retries)
+	if err != nil {
+		a.log.Error("restore retries", "err", err)
+	}
+	for id, r := range retries {
+		a.retries[id] = r
+	}
+	claims, err := bus.All(ctx, a.b, bus.Claims)
+	if err != nil {
+		a.log.Error("restore claims", "err", err)
+	}
+	for id, cl := range claims {
+		if _, queued := a.retries[id]; queued {
+			continue
+		}
+		// A claim with no retry queued was a run in flight when the last
+		// process stopped: record it as interrupted and try once more now.
+		attempt := 1
+		if cl.Attempt != nil {
+			attempt = *cl.Attempt + 1
+		}
+		end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
+			Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
+		if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, cl.RunID+"-interrupted", cl.RunID, string(bus.RunFinished)); err != nil {
+			a.log.Error("record interrupted run", "err", err, "run_id", cl.RunID)
+		}
+		a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
+		a.log.Warn("run interrupted by a restart; dispatching again", "issue_id", id, "issue_identifier", cl.Identifier, "run_id", cl.RunID)
+	}
+	a.armRetryTimer()
+}
+
+// occupancy is the view Check needs.
+func (a *actor) occupancy() Occupancy {
+	occ := Occupancy{Running: map[string]string{}, Claimed: map[string]bool{}, Blocked: map[string]bool{}}
+	for id, r := range a.running {
+		occ.Running[id] = r.state
+		occ.Claimed[id] = true
+	}
+	for id := range a.retries {
+		occ.Claimed[id] = true
+	}
+	for id := range a.blocked {
+		occ.Blocked[id] = true
+	}
+	return occ
+}
+
+// tick is one poll: reconcile, then dispatch from the snapshot.
+func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
+	a.reconcile(ctx)
+	if st, err := bus.Get(ctx, a.b, bus.ConfigStatus); err == nil && !st.Value.Valid {
+		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Value.Error)
+		return
+	}
+	cfg := a.cfg.Config
+	candidates := make([]bus.Issue, 0, len(snap.Issues))
+	for _, iss := range snap.Issues {
+		// A snapshot taken before this issue's last run ended is stale for
+		// it: ask for the issue now rather than trust it.
+		if ended, ok := a.lastEnd[iss.ID]; ok && !snap.FetchedAt.After(ended) {
+			fresh, ok := a.refreshOne(ctx, iss.ID)
+			if !ok {
+				continue
+			}
+			iss = fresh
+		}
+		candidates = append(candidates, iss)
+	}
+	// Blocked issues are cleared when their tracker state changes.
+	for _, iss := range candidates {
+		if bl, ok := a.blocked[iss.ID]; ok && normState(bl.State) != normState(iss.State) {
+			a.clearBlocked(ctx, iss.ID)
+		}
+	}
+	dispatch, skipped := Plan(cfg, candidates, a.occupancy())
+	for _, iss := range candidates {
+		if skipped[iss.ID] == UnsafeIdentifier {
+			a.log.Error("issue refused: unsafe identifier (never dispatched)", "issue_id", iss.ID, "identifier", safeid.Quote(iss.Identifier), "rule", safeid.Rule)
+		}
+	}
+	for _, iss := range dispatch {
+		a.dispatch(ctx, iss, nil)
+	}
+}
+
+// refreshOne asks the tracker for one issue; ok is false when it is gone
+// or the tracker failed.
+func (a *actor) refreshOne(ctx context.Context, id string) (bus.Issue, bool) {
+	rctx, cancel := a.ask(ctx)
+	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{id}})
+	cancel()
+	if err != nil {
+		a.log.Warn("refresh failed", "issue_id", id, "err", err)
+		return bus.Issue{}, false
+	}
+	for _, iss := range list.Issues {
+		if iss.ID == id {
+			return iss, true
+		}
+	}
+	return bus.Issue{}, false
+}
+
+// newRunID is unique per process and readable: <identifier>-<time>-<n>.
+func (a *actor) newRunID(iss bus.Issue) string {
+	a.runSeq++
+	return iss.Identifier + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "-" + strconv.Itoa(a.runSeq)
+}
+
+// dispatch claims the issue and asks the agent runner to run it.
+func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
+	log := a.issueLog(iss)
+	runID := a.newRunID(iss)
+	key, err := bus.Claims.Key(iss.ID)
+	if err != nil {
+		log.Error("cannot claim issue", "err", err)
+		return
+	}
+	claim := bus.Claim{RunID: runID, IssueID: iss.ID, Identifier: iss.Identifier, Attempt: attempt, At: time.Now().UTC()}
+	if _, queued := a.retries[iss.ID]; queued {
+		// A retry owns the claim already: take it over.
+		_, err = bus.Put(ctx, a.b, key, claim)
+	} else {
+		_, err = bus.Create(ctx, a.b, key, claim)
+	}
+	if errors.Is(err, bus.ErrKeyExists) {
+		log.Warn("issue already claimed; not dispatched")
+		return
+	}
+	if err != nil {
+		log.Error("claim failed; not dispatched", "err", err)
+		return
+	}
+	a.dropRetry(ctx, iss.ID)
+	dctx, cancel := a.ask(ctx)
+	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt})
+	cancel()
+	if err != nil {
+		log.Error("dispatch failed; retrying later", "err", err, "run_id", runID)
+		next := 1
+		if attempt != nil {
+			next = *attempt + 1
+		}
+		a.queueRetry(ctx, bus.RetryEntry{IssueID: iss.ID, Identifier: iss.Identifier, Attempt: next,
+			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: err.Error()})
+		a.armRetryTimer()
+		return
+	}
+	now := time.Now()
+	a.running[iss.ID] = &running{runID: runID, issue: iss, attempt: attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
+	log.Info("dispatched", "run_id", runID, "attempt", attempt)
+}
+
+// onRunEvent follows runs; run_finished decides what comes next.
+func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
+	r, ok := a.running[ev.Issue.ID]
+	if !ok || r.runID != ev.RunID {
+		return
+	}
+	if ev.Event != bus.RunFinished {
+		r.lastEvent = time.Now()
+		return
+	}
+	delete(a.running, ev.Issue.ID)
+	a.lastEnd[ev.Issue.ID] = time.Now()
+	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
+	switch {
+	case r.release || r.removeWorkspace:
+		if r.removeWorkspace {
+			a.removeWorkspace(ctx, r.issue)
+		}
+		a.release(ctx, r.issue.ID)
+		log.Info("run stopped by reconciliation; issue released")
+	case ev.Status == bus.RunSucceeded:
+		// The worker finished cleanly: check back shortly (spec §7.1).
+		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: 1, DueAt: time.Now().Add(ContinuationDelay)})
+	case ev.Status == bus.RunBlocked:
+		a.release(ctx, r.issue.ID)
+		a.block(ctx, r.issue, ev.RunID, ev.Error)
+		log.Warn("run blocked; waiting for an operator or a state change", "err", ev.Error)
+	default:
+		next := 1
+		if r.attempt != nil {
+			next = *r.attempt + 1
+		}
+		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: next,
+			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: ev.Error})
+		log.Warn("run failed; retry queued", "err", ev.Error, "attempt", next)
+	}
+	a.armRetryTimer()
+}
+
+// reconcile stops stalled runs and runs whose issues left the active
+// states (spec §8.5). A failed refresh keeps every worker running.
+func (a *actor) reconcile(ctx context.Context) {
+	cfg := a.cfg.Config
+	stall := time.Duration(cfg.Claude.StallTimeoutMS) * time.Millisecond
+	if cfg.Agent.Kind == bus.AgentCodex {
+		stall = time.Duration(cfg.Codex.StallTimeoutMS) * time.Millisecond
+	}
+	if stall > 0 {
+		for _, r := range a.running {
+			if idle := time.Since(r.lastEvent); idle > stall {
+				a.cancel(ctx, r, bus.RunStalled, fmt.Sprintf("no agent event for %s (stall_timeout_ms)", idle.Round(time.Second)))
+			}
+		}
+	}
+	if len(a.running) == 0 {
+		return
+	}
+	ids := slices.Collect(maps.Keys(a.running))
+	rctx, cancel := a.ask(ctx)
+	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids})
+	cancel()
+	if err != nil {
+		a.log.Warn("reconcile: refresh failed; workers keep running", "err", err)
+		return
+	}
+	found := map[string]bus.Issue{}
+	for _, iss := range list.Issues {
+		found[iss.ID] = iss
+	}
+	for id, r := range a.running {
+		iss, ok := found[id]
+		switch {
+		case !ok:
+			r.release = true
+			a.cancel(ctx, r, bus.RunCanceled, "the issue no longer exists in the tracker")
+		case inStates(iss.State, cfg.Tracker.TerminalStates):
+			r.release, r.removeWorkspace = true, true
+			a.cancel(ctx, r, bus.RunCanceled, "the issue moved to "+iss.State)
+		case !inStates(iss.State, cfg.Tracker.ActiveStates) || !iss.Dispatchable:
+			r.release = true
+			a.cancel(ctx, r, bus.RunCanceled, "the issue is no longer active ("+iss.State+")")
+		default:
+			r.issue = iss
+		}
+	}
+}
+
+func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, reason string) {
+	cctx, cancel := a.ask(ctx)
+	res, err := bus.Ask(cctx, a.b, bus.AgentCancel, bus.CancelRun{RunID: r.runID, Reason: reason, Status: status})
+	cancel()
+	if err != nil || !res.Found {
+		a.issueLog(r.issue).Warn("cancel did not reach the run", "run_id", r.runID, "err", err)
+		return
+	}
+	a.issueLog(r.issue).Info("run canceled", "run_id", r.runID, "status", status, "reason", reason)
+}
+
+// fireRetries handles every retry that is due (spec §8.4).
+func (a *actor) fireRetries(ctx context.Context) {
+	now := time.Now()
+	for id, r := range a.retries {
+		if r.DueAt.After(now) || a.cfg == nil {
+			continue
+		}
+		iss, ok := a.refreshOne(ctx, id)
+		cfg := a.cfg.Config
+		switch {
+		case !ok:
+			a.release(ctx, id)
+		case inStates(iss.State, cfg.Tracker.TerminalStates):
+			a.removeWorkspace(ctx, iss)
+			a.release(ctx, id)
+		default:
+			attempt := r.Attempt
+			switch reason := Check(cfg, iss, a.occupancy(), true); reason {
+			case Eligible:
+				a.dispatch(ctx, iss, &attempt)
+			case NoGlobalSlot, NoStateSlot:
+				r.DueAt, r.Error = now.Add(RetryDelay(attempt, cfg.Agent.MaxRetryBackoffMS)), ErrNoSlots
+				a.queueRetry(ctx, r)
+			default:
+				a.issueLog(iss).Info("retry released", "reason", reason)
+				a.release(ctx, id)
+			}
+		}
+	}
+	a.armRetryTimer()
+}
+
+func (a *actor) queueRetry(ctx context.Context, r bus.RetryEntry) {
+	a.retries[r.IssueID] = r
+	if k, err := bus.Retries.Key(r.IssueID); err == nil {
+		if _, err := bus.Put(ctx, a.b, k, r); err != nil {
+			a.log.Error("store retry", "err", err, "issue_id", r.IssueID)
+		}
+	}
+}
+
+func (a *actor) dropRetry(ctx context.Context, id string) {
+	delete(a.retries, id)
+	if k, err := bus.Retries.Key(id); err == nil {
+		_ = bus.Delete(ctx, a.b, k)
+	}
+}
+
+// release forgets the issue: no claim, no retry.
+func (a *actor) release(ctx context.Context, id string) {
+	a.dropRetry(ctx, id)
+	if k, err := bus.Claims.Key(id); err == nil {
+		if err := bus.Delete(ctx, a.b, k); err != nil {
+			a.log.Error("release claim", "err", err, "issue_id", id)
+		}
+	}
+}
+
+func (a *actor) block(ctx context.Context, iss bus.Issue, runID, reason string) {
+	e := bus.BlockedEntry{IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: runID, Reason: reason, At: time.Now().UTC()}
+	a.blocked[iss.ID] = e
+	if k, err := bus.Blocks.Key(iss.ID); err == nil {
+		if _, err := bus.Put(ctx, a.b, k, e); err != nil {
+			a.log.Error("store blocked issue", "err", err, "issue_id", iss.ID)
+		}
+	}
+}
+
+func (a *actor) clearBlocked(ctx context.Context, id string) {
+	delete(a.blocked, id)
+	if k, err := bus.Blocks.Key(id); err == nil {
+		_ = bus.Delete(ctx, a.b, k)
+	}
+}
+
+func (a *actor) removeWorkspace(ctx context.Context, iss bus.Issue) {
+	rctx, cancel := a.ask(ctx)
+	_, err := bus.Ask(rctx, a.b, bus.WorkspaceRemove, bus.RemoveWorkspace{Issue: iss})
+	cancel()
+	if err != nil {
+		a.issueLog(iss).Warn("remove workspace failed", "err", err)
+	}
+}
+
+// armRetryTimer sets the timer to the earliest due retry.
+func (a *actor) armRetryTimer() {
+	a.retryT.Stop()
+	if len(a.retries) == 0 {
+		return
+	}
+	next := time.Time{}
+	for _, r := range a.retries {
+		if next.IsZero() || r.DueAt.Before(next) {
+			next = r.DueAt
+		}
+	}
+	a.retryT.Reset(max(time.Until(next), 0))
+}

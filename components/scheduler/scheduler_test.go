@@ -1,0 +1,359 @@
+package scheduler
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+const testTimeout = 30 * time.Second
+
+// world stands in for the tracker, the agent runner and the workspace on a
+// real bus: the scheduler only ever talks to subjects.
+type world struct {
+	t   *testing.T
+	b   *bus.Bus
+	mu  sync.Mutex
+	iss map[string]bus.Issue
+	// outcome decides how each dispatched run ends ("" = keeps running).
+	outcome    func(d bus.Dispatch) bus.RunStatus
+	dispatches []bus.Dispatch
+	cancels    []bus.CancelRun
+	removed    []string
+	live       map[string]bus.Dispatch // run id -> dispatch, still running
+	stop       func()
+	cfg        bus.Config
+}
+
+func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
+	t.Helper()
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, b: b, iss: map[string]bus.Issue{}, live: map[string]bus.Dispatch{}}
+	for _, i := range issues {
+		w.iss[i.ID] = i
+	}
+	w.outcome = func(bus.Dispatch) bus.RunStatus { return "" }
+	ctx, cancel := context.WithCancel(context.Background())
+	serve(t, ctx, b, bus.TrackerRefresh, func(req bus.IssuesByIDs) bus.IssueList {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		var out []bus.Issue
+		for _, id := range req.IDs {
+			if i, ok := w.iss[id]; ok {
+				out = append(out, i)
+			}
+		}
+		return bus.IssueList{Issues: out, FetchedAt: time.Now()}
+	})
+	serve(t, ctx, b, bus.TrackerTerminal, func(req bus.IssuesByStates) bus.IssueList {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		var out []bus.Issue
+		for _, i := range w.iss {
+			if inStates(i.State, req.States) {
+				out = append(out, i)
+			}
+		}
+		return bus.IssueList{Issues: out}
+	})
+	serve(t, ctx, b, bus.WorkspaceRemove, func(req bus.RemoveWorkspace) bus.WorkspaceRemoved {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.removed = append(w.removed, req.Issue.Identifier)
+		return bus.WorkspaceRemoved{Existed: true}
+	})
+	serve(t, ctx, b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
+		w.mu.Lock()
+		w.dispatches = append(w.dispatches, d)
+		w.live[d.RunID] = d
+		status := w.outcome(d)
+		w.mu.Unlock()
+		if status != "" {
+			go w.finish(d, status)
+		}
+		return bus.DispatchAccepted{RunID: d.RunID}
+	})
+	serve(t, ctx, b, bus.AgentCancel, func(req bus.CancelRun) bus.CancelResult {
+		w.mu.Lock()
+		d, ok := w.live[req.RunID]
+		w.cancels = append(w.cancels, req)
+		w.mu.Unlock()
+		if ok {
+			go w.finish(d, req.Status)
+		}
+		return bus.CancelResult{Found: ok}
+	})
+	comp, err := New(Options{Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- comp.Run(ctx) }()
+	stopped := false
+	w.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		_ = b.Close(context.Background())
+	}
+	t.Cleanup(w.stop)
+	return w
+}
+
+func serve[Req, Resp any](t *testing.T, ctx context.Context, b *bus.Bus, r bus.Request[Req, Resp], f func(Req) Resp) {
+	t.Helper()
+	if _, err := bus.ServeN(ctx, b, r, 8, func(_ context.Context, _ string, req Req) (Resp, error) { return f(req), nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// finish publishes the run's end as the runner would.
+func (w *world) finish(d bus.Dispatch, status bus.RunStatus) {
+	w.mu.Lock()
+	delete(w.live, d.RunID)
+	w.mu.Unlock()
+	ev := bus.RunEvent{RunID: d.RunID, Event: bus.RunFinished, At: time.Now(), Issue: d.Issue.Ref(), Attempt: d.Attempt, Status: status}
+	if _, err := bus.PublishDurable(context.Background(), w.b, bus.RunEvents, ev, "", d.RunID, string(bus.RunFinished)); err != nil {
+		w.t.Error(err)
+	}
+}
+
+func (w *world) configure(mutate func(*bus.Config)) {
+	w.t.Helper()
+	c := bus.Config{
+		Tracker: bus.TrackerConfig{ActiveStates: []string{"Todo", "In Progress"}, TerminalStates: []string{"Done"}},
+		Polling: bus.PollingConfig{IntervalMS: 3600000},
+		Agent:   bus.AgentConfig{Kind: "claude", MaxConcurrentAgents: 2, MaxRetryBackoffMS: 300000, MaxConcurrentAgentsByState: map[string]int{}},
+		Claude:  bus.ClaudeConfig{StallTimeoutMS: 0},
+	}
+	if mutate != nil {
+		mutate(&c)
+	}
+	w.cfg = c
+	if _, err := bus.Put(w.t.Context(), w.b, bus.ConfigCurrent, bus.ConfigSnapshot{Version: 1, Config: c}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// poll publishes a snapshot of the world's active issues, as the tracker
+// does after a poll.
+func (w *world) poll() {
+	w.t.Helper()
+	w.mu.Lock()
+	var list []bus.Issue
+	for _, i := range w.iss {
+		if inStates(i.State, w.cfg.Tracker.ActiveStates) {
+			list = append(list, i)
+		}
+	}
+	w.mu.Unlock()
+	if err := bus.Publish(w.b, bus.TrackerSnapshots, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list, FetchedAt: time.Now()}}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) setState(id, state string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := w.iss[id]
+	i.State = state
+	w.iss[id] = i
+}
+
+// pollUntil publishes snapshots until cond holds: the scheduler may not
+// have its config (or its subscriptions) when the first one goes out.
+func (w *world) pollUntil(what string, cond func() bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		w.mu.Lock()
+		ok := cond()
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("never: %s", what)
+		}
+		w.poll()
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// eventually polls cond (generous bound, no fixed sleeps in assertions).
+func (w *world) eventually(what string, cond func() bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		w.mu.Lock()
+		ok := cond()
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("never: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDispatchOrderLimitsAndContinuation(t *testing.T) {
+	w := newWorld(t, t.TempDir(),
+		iss("A-3", 3, "2026-01-01T00:00:00Z", "Todo"),
+		iss("A-1", 1, "2026-01-03T00:00:00Z", "Todo"),
+		iss("A-2", 2, "2026-01-02T00:00:00Z", "Todo"),
+	)
+	w.configure(nil)
+	w.pollUntil("two dispatches", func() bool { return len(w.dispatches) == 2 })
+	if w.dispatches[0].Issue.ID != "A-1" || w.dispatches[1].Issue.ID != "A-2" || w.dispatches[0].Attempt != nil {
+		t.Fatalf("dispatch order %v", w.dispatches)
+	}
+	// The same snapshot again dispatches nothing new (claimed, no slot).
+	w.poll()
+	// A clean exit: continuation retry with attempt 1, about 1 s later; the
+	// freed slot goes to the continuation, not to A-3 ahead of it... unless
+	// a poll comes first. Finish A-1, then the continuation re-dispatches it.
+	w.mu.Lock()
+	first := w.dispatches[0]
+	w.mu.Unlock()
+	w.finish(first, bus.RunSucceeded)
+	w.eventually("continuation of A-1", func() bool {
+		for _, d := range w.dispatches[2:] {
+			if d.Issue.ID == "A-1" && d.Attempt != nil && *d.Attempt == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	w.mu.Lock()
+	n := len(w.dispatches)
+	w.mu.Unlock()
+	if n != 3 {
+		t.Errorf("%d dispatches; A-3 must wait for a slot", n)
+	}
+}
+
+func TestFailureRetryAndReconciliation(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("B-1", 1, "", "Todo"), iss("B-2", 2, "", "In Progress"))
+	w.configure(func(c *bus.Config) { c.Agent.MaxRetryBackoffMS = 200 }) // capped backoff keeps the test short
+	w.outcome = func(d bus.Dispatch) bus.RunStatus {
+		if d.Issue.ID == "B-1" && d.Attempt == nil {
+			return bus.RunFailed
+		}
+		return ""
+	}
+	w.pollUntil("B-1 dispatched", func() bool { return len(w.dispatches) > 0 })
+	w.eventually("B-1 retried with attempt 1", func() bool {
+		for _, d := range w.dispatches {
+			if d.Issue.ID == "B-1" && d.Attempt != nil && *d.Attempt == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	// B-2 goes terminal: the next reconcile cancels it and removes its
+	// workspace; B-1 leaves the active states: canceled, workspace kept.
+	w.setState("B-2", "Done")
+	w.setState("B-1", "Human Review")
+	w.poll()
+	w.eventually("both canceled", func() bool { return len(w.cancels) == 2 })
+	w.eventually("B-2 workspace removed", func() bool {
+		for _, r := range w.removed {
+			if r == "B-2" {
+				return true
+			}
+		}
+		return false
+	})
+	w.mu.Lock()
+	for _, r := range w.removed {
+		if r == "B-1" {
+			t.Error("a non-active issue's workspace must be kept")
+		}
+	}
+	w.mu.Unlock()
+	// Claims are released.
+	deadline := time.Now().Add(testTimeout)
+	for {
+		claims, err := bus.All(t.Context(), w.b, bus.Claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(claims) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("claims left: %v", claims)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestStallDetection(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("C-1", 1, "", "Todo"))
+	w.configure(func(c *bus.Config) { c.Claude.StallTimeoutMS = 100; c.Polling.IntervalMS = 50 })
+	w.pollUntil("dispatched", func() bool { return len(w.dispatches) > 0 })
+	w.eventually("stall cancel", func() bool {
+		for _, c := range w.cancels {
+			if c.Status == bus.RunStalled {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestRestartResumesDurableState: a claim left by a process that died is
+// recorded as interrupted and dispatched again once; the claim never lets
+// a second dispatch through.
+func TestRestartResumesDurableState(t *testing.T) {
+	dir := t.TempDir()
+	w := newWorld(t, dir, iss("D-1", 1, "", "Todo"))
+	w.configure(nil)
+	w.pollUntil("dispatched", func() bool { return len(w.dispatches) == 1 })
+	w.stop() // the run is still "in flight": its claim stays in KV
+
+	w2 := newWorld(t, dir, iss("D-1", 1, "", "Todo"))
+	runs, err := bus.Subscribe(t.Context(), w2.b, bus.RunEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.configure(nil) // same config: the stored one; restore happens on first config
+	w2.eventually("re-dispatched once", func() bool { return len(w2.dispatches) == 1 })
+	var interrupted bool
+	for m, err := range bus.History(t.Context(), w2.b, bus.RunEvents) {
+		if err == nil && m.Data.Status == bus.RunInterrupted {
+			interrupted = true
+		}
+	}
+	if !interrupted {
+		t.Error("the in-flight run was not recorded as interrupted")
+	}
+	_ = runs
+	w2.mu.Lock()
+	d := w2.dispatches[0]
+	w2.mu.Unlock()
+	if d.Attempt == nil || *d.Attempt != 1 {
+		t.Errorf("re-dispatch attempt %v", d.Attempt)
+	}
+	w2.poll()
+	w2.poll()
+	time.Sleep(100 * time.Millisecond)
+	w2.mu.Lock()
+	defer w2.mu.Unlock()
+	if len(w2.dispatches) != 1 {
+		t.Errorf("%d dispatches after restart; the claim must prevent a second", len(w2.dispatches))
+	}
+}
