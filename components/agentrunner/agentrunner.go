@@ -60,22 +60,32 @@ func (c *Component) Name() string { return bus.CompAgentRunner }
 // Run serves dispatch and cancel requests until ctx ends; then it cancels
 // every run in flight and waits for them (after_run included).
 func (c *Component) Run(ctx context.Context) error {
+	// Everything below is owned by this context; an early error cancels it
+	// before the deferred waits, so nothing waits on a server still live.
+	ctx, cancel := context.WithCancel(ctx)
 	var runs sync.WaitGroup
-	defer runs.Wait()
+	var dones []<-chan struct{}
+	defer func() {
+		cancel()
+		runs.Wait()
+		for _, d := range dones {
+			<-d
+		}
+	}()
 	d1, err := bus.ServeN(ctx, c.opts.Bus, bus.AgentDispatch, 16, func(_ context.Context, _ string, d bus.Dispatch) (bus.DispatchAccepted, error) {
 		return c.start(ctx, &runs, d)
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	defer func() { <-d1 }()
+	dones = append(dones, d1)
 	d2, err := bus.ServeN(ctx, c.opts.Bus, bus.AgentCancel, 16, func(_ context.Context, _ string, req bus.CancelRun) (bus.CancelResult, error) {
 		return bus.CancelResult{Found: c.cancelRun(req)}, nil
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	defer func() { <-d2 }()
+	dones = append(dones, d2)
 	return bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.cfg.Store(&s) })
 }
 
@@ -114,14 +124,17 @@ func (c *Component) start(ctx context.Context, runs *sync.WaitGroup, d bus.Dispa
 	c.runs[d.RunID] = w
 	c.mu.Unlock()
 	runs.Go(func() {
-		defer func() {
-			c.mu.Lock()
-			delete(c.runs, d.RunID)
-			c.mu.Unlock()
-		}()
+		defer c.forget(d.RunID)
 		w.execute(ctx)
 	})
 	return bus.DispatchAccepted{RunID: d.RunID}, nil
+}
+
+// forget removes a run from the live set (idempotent).
+func (c *Component) forget(runID string) {
+	c.mu.Lock()
+	delete(c.runs, runID)
+	c.mu.Unlock()
 }
 
 func (c *Component) cancelRun(req bus.CancelRun) bool {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -245,8 +246,54 @@ func TestRunOutcomes(t *testing.T) {
 	}
 }
 
+// sleeperGone waits until the fake agent's background child is dead.
+func sleeperGone(t *testing.T, pidFile string) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	var pid int
+	for pid == 0 {
+		raw, _ := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+		if time.Now().After(deadline) {
+			t.Fatal("no sleeper pid recorded")
+		}
+		if pid == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Fields(string(stat))[2] == "Z" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's child %d outlived the turn", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStragglerDoesNotHoldTheTurn: a background job holding stdout open
+// after a good result neither delays the outcome nor changes it, and is
+// killed.
+func TestStragglerDoesNotHoldTheTurn(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	h := newHarness(t, "straggler", func(c *bus.Config) { c.Agent.MaxTurns = 1 }, "SLEEPER_PID_FILE="+pidFile)
+	start := time.Now()
+	h.dispatch("run-s")
+	end, _ := h.finished()
+	if end.Status != bus.RunSucceeded {
+		t.Errorf("end %s %q", end.Status, end.Error)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the straggler held the turn for %v", d)
+	}
+	sleeperGone(t, pidFile)
+}
+
 func TestCancelKillsTheGroup(t *testing.T) {
-	h := newHarness(t, "hang", nil)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	h := newHarness(t, "hang", nil, "SLEEPER_PID_FILE="+pidFile)
 	h.dispatch("run-c")
 	// Wait until the agent is running (its init line recorded).
 	deadline := time.Now().Add(testTimeout)
@@ -271,6 +318,7 @@ func TestCancelKillsTheGroup(t *testing.T) {
 	if res, _ := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-c"}); res.Found {
 		t.Error("a finished run is still cancelable")
 	}
+	sleeperGone(t, pidFile)
 }
 
 func TestChildEnvironmentHasNoTrackerSecret(t *testing.T) {

@@ -3,7 +3,9 @@ package agentrunner
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +21,18 @@ func TestMain(m *testing.M) {
 		os.Exit(fakeClaude(mode))
 	}
 	os.Exit(m.Run())
+}
+
+// spawnSleeper starts a background "sleep 600" sharing stdout and records
+// its pid in $SLEEPER_PID_FILE.
+func spawnSleeper() {
+	cmd := exec.Command("sleep", "600")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	_ = os.WriteFile(os.Getenv("SLEEPER_PID_FILE"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 }
 
 func fakeClaude(mode string) int {
@@ -55,10 +69,17 @@ func fakeClaude(mode string) int {
 		initLine()
 		time.Sleep(time.Hour)
 	case "hang":
-		// Ignore SIGTERM: only SIGKILL ends it.
+		// Ignore SIGTERM: only SIGKILL ends it; leave a child behind too.
 		signal.Ignore(syscall.SIGTERM)
+		spawnSleeper()
 		initLine()
 		time.Sleep(time.Hour)
+	case "straggler":
+		// A good result, then exit, leaving a background job that holds
+		// stdout open.
+		spawnSleeper()
+		initLine()
+		okResult(0.1)
 	case "exit3":
 		fmt.Fprintln(os.Stderr, "fatal: something broke")
 		return 3

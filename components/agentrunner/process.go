@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -65,23 +66,42 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	cmd.Dir = spec.dir
 	cmd.Env = spec.env
 	cmd.Stdin = strings.NewReader(spec.stdin)
-	stderr := &tail{n: StderrTail}
-	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
+	// Real pipes (not Go writers): Wait then returns when the child exits,
+	// even if a background grandchild still holds an output open.
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		return turnOutcome{status: bus.RunFailed, err: "agent stdout: " + err.Error()}
 	}
-	if err := cmd.Start(); err != nil {
-		return turnOutcome{status: bus.RunFailed, err: fmt.Sprintf("start agent %s: %v", spec.argv[0], err)}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return turnOutcome{status: bus.RunFailed, err: "agent stderr: " + err.Error()}
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	startErr := cmd.Start()
+	outW.Close()
+	errW.Close()
+	if startErr != nil {
+		outR.Close()
+		errR.Close()
+		return turnOutcome{status: bus.RunFailed, err: fmt.Sprintf("start agent %s: %v", spec.argv[0], startErr)}
 	}
 	pgid := cmd.Process.Pid
 
-	var out turnOutcome
+	stderr := &tail{n: StderrTail}
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		defer errR.Close()
+		_, _ = io.Copy(stderr, errR)
+	}()
 	lines := make(chan []byte)
 	readDone := make(chan error, 1)
 	go func() {
-		lr := newLineReader(stdout, MaxLineBytes)
+		defer outR.Close()
+		lr := newLineReader(outR, MaxLineBytes)
 		for {
 			line, long, err := lr.next()
 			if err != nil {
@@ -101,9 +121,12 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 			lines <- append([]byte(nil), line...)
 		}
 	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 
-	// stop kills the group: SIGTERM now, SIGKILL after the grace period
-	// unless the child is gone by then.
+	var out turnOutcome
+	// stop ends the turn early: SIGTERM to the group now, SIGKILL after
+	// the grace period.
 	var killTimer *time.Timer
 	stopped := false
 	stop := func(status bus.RunStatus, reason string) {
@@ -117,12 +140,14 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	}
 	silence := time.NewTimer(spec.silence)
 	defer silence.Stop()
+	var werr error
+	childDone := false
 	emitErr := error(nil)
-	for open := true; open; {
+	for open := true; open || !childDone; {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				open = false
+				open, lines = false, nil
 				break
 			}
 			silence.Reset(spec.silence)
@@ -157,7 +182,18 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 				// incomplete must not go on.
 				stop(bus.RunFailed, "recording agent events failed: "+emitErr.Error())
 			}
+		case werr = <-exited:
+			childDone, exited = true, nil
+			// The agent is gone: whatever it left running in its group
+			// goes too, which also closes any pipe a straggler held open.
+			// What it already wrote stays readable.
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		case <-silence.C:
+			if out.result != nil {
+				// The result arrived; only a straggler keeps the pipe open.
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				continue
+			}
 			stop(bus.RunTimedOut, fmt.Sprintf("no output from the agent for %s (claude.turn_timeout_ms)", spec.silence))
 		case c := <-cancel:
 			stop(c.status, c.reason)
@@ -166,12 +202,12 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		}
 	}
 	readErr := <-readDone
-	werr := cmd.Wait()
 	if killTimer != nil {
 		killTimer.Stop()
 	}
 	// Nothing of the group may outlive the turn.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-stderrDone
 	out.stderr = stderr.String()
 
 	if ps := cmd.ProcessState; ps != nil {

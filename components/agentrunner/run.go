@@ -72,6 +72,9 @@ func (w *run) execute(ctx context.Context) {
 	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	w.lifecycle(ctx, w.base(bus.RunDispatched))
 	status, errText := w.work(ctx)
+	// The run is over: it must not be cancelable or block a new dispatch
+	// for the issue once its end is published.
+	w.r.forget(w.d.RunID)
 	end := w.base(bus.RunFinished)
 	end.Status, end.Error = status, errText
 	u := w.usage
@@ -84,9 +87,25 @@ func (w *run) execute(ctx context.Context) {
 	}
 }
 
+// interrupted reports a cancel (or shutdown) that arrived between phases.
+func (w *run) interrupted(ctx context.Context) (bus.RunStatus, string, bool) {
+	select {
+	case c := <-w.cancel:
+		return c.status, c.reason, true
+	default:
+	}
+	if ctx.Err() != nil {
+		return bus.RunCanceled, "symphony is shutting down", true
+	}
+	return "", "", false
+}
+
 // work does the run and returns its terminal status and error.
 func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	cfg := w.snap.Config
+	if st, why, ok := w.interrupted(ctx); ok {
+		return st, why
+	}
 	b := w.r.opts.Bus
 	timeout := cfg.Hooks.Timeout() + requestSlack
 
@@ -106,6 +125,9 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	}
 	w.path = ready.Path
 	w.lifecycle(ctx, w.base(bus.RunWorkspaceReady))
+	if st, why, ok := w.interrupted(ctx); ok {
+		return st, why
+	}
 
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
@@ -134,6 +156,9 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	maxTurns := max(cfg.Agent.MaxTurns, 1)
 	issue := w.d.Issue
 	for w.turn = 1; w.turn <= maxTurns; w.turn++ {
+		if st, why, ok := w.interrupted(ctx); ok {
+			return st, why
+		}
 		text := first
 		if w.turn > 1 {
 			text = ContinuationPrompt
@@ -180,6 +205,12 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		if w.turn == maxTurns {
 			break
 		}
+		if w.session == "" {
+			// Without a session a continuation would reach an agent that
+			// never saw the task: stop here; the scheduler checks back.
+			w.r.log.Warn("no session id from the agent; not continuing", "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+			break
+		}
 		// Continue only while the issue is still active (spec §7.1).
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		list, err := bus.Ask(rctx, b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{issue.ID}})
@@ -197,12 +228,17 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 }
 
 // active reports whether the issue may keep an agent: in an active state,
-// not terminal, dispatchable.
+// not terminal, dispatchable, carrying every required label.
 func active(cfg bus.Config, iss bus.Issue) bool {
 	norm := func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 	st := norm(iss.State)
 	in := func(list []string) bool {
 		return slices.ContainsFunc(list, func(s string) bool { return norm(s) == st })
+	}
+	for _, want := range cfg.Tracker.RequiredLabels {
+		if !slices.ContainsFunc(iss.Labels, func(l string) bool { return norm(l) == norm(want) }) {
+			return false
+		}
 	}
 	return in(cfg.Tracker.ActiveStates) && !in(cfg.Tracker.TerminalStates) && iss.Dispatchable
 }

@@ -130,7 +130,7 @@ func (f *files) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error) 
 	if len(ids) == 0 {
 		return []bus.Issue{}, nil
 	}
-	all, _, err := f.load(ctx)
+	all, dropped, err := f.load(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +139,12 @@ func (f *files) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error) 
 		if slices.Contains(ids, iss.ID) {
 			out = append(out, iss)
 		}
+	}
+	if dropped > 0 && len(out) < len(ids) {
+		// A requested issue may be one of the files that could not be
+		// read (caught half-saved, say): "gone" would stop its agent, so
+		// the answer is an error, never a partial result.
+		return nil, errorf(bus.TrackerMalformed, "refresh: %d issue file(s) in %s are malformed and %d requested issue(s) were not found", dropped, f.dir, len(ids)-len(out))
 	}
 	return out, nil
 }

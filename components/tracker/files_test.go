@@ -109,11 +109,22 @@ With two paragraphs.
 	if err != nil || len(term) != 1 || term[0].Identifier != "DEMO-3" {
 		t.Errorf("terminal: %v %v", term, err)
 	}
-	ref, err := f.Refresh(t.Context(), []string{"id-1", "DEMO-2", "id-1", "gone"})
+	ref, err := f.Refresh(t.Context(), []string{"id-1", "DEMO-2", "id-1"})
 	if err != nil || len(ref) != 2 {
 		t.Errorf("refresh: %v %v", ref, err)
 	}
+	// While malformed files exist, a requested issue that is not found may
+	// be one of them: an error, not "gone".
+	if _, err := f.Refresh(t.Context(), []string{"id-1", "BAD-1"}); err == nil || !strings.Contains(err.Error(), "malformed") {
+		t.Errorf("refresh with malformed files: %v", err)
+	}
 
+	for _, bad := range []string{"BAD-1.md", "BAD-2.md", "BAD-3.md", "BAD-4.md"} {
+		os.Remove(filepath.Join(dir, bad))
+	}
+	if ref, err := f.Refresh(t.Context(), []string{"id-1", "gone"}); err != nil || len(ref) != 1 {
+		t.Errorf("a really missing issue is absent: %v %v", ref, err)
+	}
 	// An edit between two polls is seen on the next poll.
 	writeIssue(t, dir, "DEMO-2.md", "---\ntitle: Partial issue\nstate: Done\n---\n")
 	got, _, _ = f.Candidates(t.Context(), []string{"Todo", "In Progress"})

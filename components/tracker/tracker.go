@@ -80,6 +80,15 @@ func (c *Component) Name() string { return bus.CompTracker }
 // Run serves requests and polls until ctx ends.
 func (c *Component) Run(ctx context.Context) error {
 	c.current.Store(nil)
+	// An early error cancels everything this Run started before waiting.
+	ctx, cancel := context.WithCancel(ctx)
+	var dones []<-chan struct{}
+	defer func() {
+		cancel()
+		for _, d := range dones {
+			<-d
+		}
+	}()
 	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
 	if err != nil {
 		return components.Stopped(ctx, err)
@@ -89,7 +98,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if err != nil {
 			return components.Stopped(ctx, err)
 		}
-		defer func() { <-done }()
+		dones = append(dones, done)
 	}
 
 	timer := time.NewTimer(time.Hour)

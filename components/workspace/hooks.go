@@ -79,7 +79,8 @@ func (c *capped) String() string {
 }
 
 // hookEnv is the hook's environment: the parent's, minus the tracker
-// secret's variable unless inherit, plus the fixed issue variables. Issue
+// secret's variable and LINEAR_API_KEY unless inherit, plus the fixed issue
+// variables. Issue
 // data reaches a hook only here, never in the script text.
 func hookEnv(parent []string, secretVar string, inherit bool, issue bus.Issue, dir string) []string {
 	fixed := map[string]string{
@@ -97,7 +98,7 @@ func hookEnv(parent []string, secretVar string, inherit bool, issue bus.Issue, d
 		if _, ok := fixed[name]; ok {
 			continue
 		}
-		if !inherit && secretVar != "" && name == secretVar {
+		if !inherit && (name == secretVar || name == "LINEAR_API_KEY") {
 			continue
 		}
 		env = append(env, kv)

@@ -98,13 +98,13 @@ func ensure(root, path string) (created bool, err error) {
 		return false, fmt.Errorf("inspect workspace: %w", err)
 	}
 	if st.Mode()&os.ModeSymlink != 0 {
+		// A link could point at another issue's workspace (inside the
+		// root) or anywhere else: a workspace is a real directory or
+		// nothing.
 		if err := contained(root, path); err != nil {
 			return false, err
 		}
-		st, err = os.Stat(path)
-		if err != nil {
-			return false, fmt.Errorf("inspect workspace: %w", err)
-		}
+		return false, &codedError{code: "outside_root", err: fmt.Errorf("%w: %s is a symbolic link", ErrOutsideRoot, path)}
 	}
 	if !st.IsDir() {
 		return false, &codedError{code: "not_a_directory", err: fmt.Errorf("%w: %s", ErrNotDirectory, path)}

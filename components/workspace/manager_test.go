@@ -165,6 +165,17 @@ func TestFailuresAndRefusals(t *testing.T) {
 	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-5"), plainRunner(cfg, testEnviron(t))); !errors.Is(err, ErrOutsideRoot) {
 		t.Errorf("planted symlink: %v", err)
 	}
+	// A symlink to another issue's workspace, inside the root, is refused
+	// too: one issue never works in another's directory.
+	if err := os.Mkdir(filepath.Join(root, "ABC-10"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "ABC-10"), filepath.Join(root, "ABC-11")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-11"), plainRunner(cfg, testEnviron(t))); !errors.Is(err, ErrOutsideRoot) {
+		t.Errorf("symlink to a sibling workspace: %v", err)
+	}
 	ran := false
 	cfg.Hooks.BeforeRemove = "true"
 	spy := func(context.Context, string, string, bus.Issue, string) (bus.HookResult, error) {
@@ -224,8 +235,11 @@ func TestHookInputsAreOnlyEnvironment(t *testing.T) {
 func TestSecretRemovedFromHookEnv(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "ws")
 	parent := testEnviron(t, "LINEAR_API_KEY=lin_api_hook_secret", "OTHER=kept")
+	// The config resolves the key from another variable; LINEAR_API_KEY is
+	// still removed.
 	for _, inherit := range []bool{false, true} {
 		cfg := cfgWith(root, bus.HooksConfig{AfterCreate: `env > env.txt`, InheritSecrets: inherit})
+		cfg.Tracker.Provider.APIKey = bus.NewSecret("MY_KEY", "")
 		id := "ABC-8" + strconv.FormatBool(inherit)
 		var m Manager
 		r, err := m.Prepare(t.Context(), cfg, issue(id), plainRunner(cfg, parent))

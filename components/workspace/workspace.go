@@ -59,8 +59,11 @@ func (c *Component) Name() string { return bus.CompWorkspace }
 
 // Run serves workspace requests until ctx ends.
 func (c *Component) Run(ctx context.Context) error {
+	// An early error cancels everything this Run started before waiting.
+	ctx, cancel := context.WithCancel(ctx)
 	var dones []<-chan struct{}
 	defer func() {
+		cancel()
 		for _, d := range dones {
 			<-d
 		}
