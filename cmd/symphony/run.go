@@ -24,6 +24,7 @@ type RunCmd struct {
 	NatsListen       string `help:"Also listen for NATS clients (the nats CLI) on HOST:PORT, protected by a token written to <data-dir>/nats-token. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
 	NatsListenUnsafe bool   `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
 	SyncAlways       bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
+	Once             bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
 }
 
 // Run starts the kernel and every component, and runs until a signal.
@@ -86,15 +87,29 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log})
+	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once})
 	if err != nil {
 		return err
+	}
+	ctx := e.ctx
+	if c.Once {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-sch.Done():
+				log.Info("once: the tick and its runs are done; stopping")
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 	}
 	// Start order: config first, the scheduler last; stop in reverse, so
 	// the scheduler stops deciding before the parts it drives go away.
 	comps := []components.Component{wfc, trc, wsc, arc, sch}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
-	if err := sup.Run(e.ctx, comps...); err != nil {
+	if err := sup.Run(ctx, comps...); err != nil {
 		return err
 	}
 	log.Info("symphony stopped")

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -22,15 +23,24 @@ const requestTimeout = time.Minute
 type Options struct {
 	Bus *bus.Bus
 	Log *slog.Logger
+	// Once makes the scheduler run a single tick: it dispatches from the
+	// first snapshot, queues no retries, and closes Done when those runs
+	// have finished (symphony run --once).
+	Once bool
 }
 
 // Component is the scheduler: the single authority over which issue runs.
 // All of its state lives in Run's goroutine (actor style); durable parts
 // (claims, retries, blocked issues) are mirrored in KV symphony_state.
 type Component struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
+	done     chan struct{}
+	doneOnce sync.Once
 }
+
+// Done is closed when a Once scheduler has finished its tick and its runs.
+func (c *Component) Done() <-chan struct{} { return c.done }
 
 // New checks the options; it starts nothing.
 func New(opts Options) (*Component, error) {
@@ -40,7 +50,7 @@ func New(opts Options) (*Component, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Component{opts: opts, log: opts.Log.With("component", bus.CompScheduler)}, nil
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompScheduler), done: make(chan struct{})}, nil
 }
 
 // Name is "scheduler".
@@ -71,6 +81,15 @@ type actor struct {
 	lastEnd map[string]time.Time // when an issue's last run ended
 	retryT  *time.Timer
 	runSeq  int
+	// ticked is set after the first tick (Once mode stops there).
+	ticked bool
+}
+
+// checkOnce closes Done when a Once scheduler has nothing left running.
+func (a *actor) checkOnce() {
+	if a.c.opts.Once && a.ticked && len(a.running) == 0 {
+		a.c.doneOnce.Do(func() { close(a.c.done) })
+	}
 }
 
 // Run schedules until ctx ends. Running agents are left to the agent
@@ -232,6 +251,13 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Value.Error)
 		return
 	}
+	if a.c.opts.Once && a.ticked {
+		return
+	}
+	defer func() {
+		a.ticked = true
+		a.checkOnce()
+	}()
 	cfg := a.cfg.Config
 	candidates := make([]bus.Issue, 0, len(snap.Issues))
 	for _, iss := range snap.Issues {
@@ -344,7 +370,11 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	delete(a.running, ev.Issue.ID)
 	a.lastEnd[ev.Issue.ID] = time.Now()
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
+	defer a.checkOnce()
 	switch {
+	case a.c.opts.Once && ev.Status != bus.RunBlocked:
+		a.release(ctx, r.issue.ID)
+		log.Info("run finished (once mode: no retry)", "err", ev.Error)
 	case r.release || r.removeWorkspace:
 		if r.removeWorkspace {
 			a.removeWorkspace(ctx, r.issue)

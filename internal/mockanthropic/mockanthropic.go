@@ -159,6 +159,9 @@ type Server struct {
 	close sync.Once
 	wg    sync.WaitGroup
 
+	// respond, when set, chooses every answer instead of the script.
+	respond func(Request) Step
+
 	mu       sync.Mutex
 	steps    []Step
 	next     int
@@ -186,6 +189,18 @@ func New(steps ...Step) *Server {
 		defer s.wg.Done()
 		_ = s.srv.Serve(ln)
 	}()
+	return s
+}
+
+// NewResponder starts a server whose every model answer is chosen by
+// respond from the request (its cwd, whether it carries a tool result),
+// for runs that interleave, like the demo's. respond must be safe to call
+// from one request at a time (calls are serialized).
+func NewResponder(respond func(Request) Step) *Server {
+	s := New()
+	s.mu.Lock()
+	s.respond = respond
+	s.mu.Unlock()
 	return s
 }
 
@@ -264,7 +279,9 @@ func (s *Server) record(r Request) Step {
 	defer s.mu.Unlock()
 	idx := -1
 	var st Step
-	if r.IsMessages() {
+	if r.IsMessages() && s.respond != nil {
+		st = s.respond(r)
+	} else if r.IsMessages() {
 		if s.next < len(s.steps) {
 			idx = s.next
 			st = s.steps[idx]
