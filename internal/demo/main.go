@@ -37,7 +37,7 @@ workspace:
   root: workspaces
 hooks:
   after_create: |
-    git init -q . && git config user.email demo@symphony.invalid && git config user.name "Symphony demo"
+    git init -q . && git config user.email demo@example.invalid && git config user.name "Symphony demo"
   after_run: |
     # Hand the issue to review: move its file out of the active states.
     sed -i 's/^state: .*/state: Human Review/' "$DEMO_ISSUES/$ISSUE_IDENTIFIER.md"
