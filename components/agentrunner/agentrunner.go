@@ -181,7 +181,7 @@ func (c *Component) argv(cfg bus.Config, session string) []string {
 // childEnv is the agent's environment: the parent's minus every tracker
 // secret (LINEAR_API_KEY and the variable the config resolved).
 func (c *Component) childEnv(cfg bus.Config) []string {
-	drop := map[string]bool{"LINEAR_API_KEY": true}
+	drop := map[string]bool{"LINEAR_API_KEY": true, "SYMPHONY_RUN_ID": true, "SYMPHONY_ISSUE_ID": true, "SYMPHONY_ISSUE_IDENTIFIER": true}
 	if v := cfg.Tracker.Provider.APIKey.Env(); v != "" {
 		drop[v] = true
 	}

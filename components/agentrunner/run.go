@@ -170,7 +170,10 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		}
 		w.lifecycle(ctx, w.base(bus.RunTurnStarted))
 		silence := time.Duration(cfg.Claude.TurnTimeoutMS) * time.Millisecond
-		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: w.r.childEnv(cfg), stdin: text, silence: silence}, w.cancel,
+		// The markers let a restarted scheduler find this run's processes,
+		// descendants included, if Symphony dies while they run.
+		env := append(w.r.childEnv(cfg), "SYMPHONY_RUN_ID="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
+		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence}, w.cancel,
 			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
 		if out.sessionID != "" && w.session == "" {
 			w.session = out.sessionID

@@ -13,6 +13,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/internal/safeid"
 )
 
@@ -219,6 +220,11 @@ func (a *actor) startup(ctx context.Context) {
 		}
 		end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
 			Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
+		// An agent the dead process left running must not work beside the
+		// new one: find it (and its descendants) by the run's marker.
+		if n, err := procscan.Kill("SYMPHONY_RUN_ID", cl.RunID); err != nil || n > 0 {
+			a.log.Warn("killed processes left by the interrupted run", "run_id", cl.RunID, "processes", n, "err", err, "issue_id", id, "issue_identifier", cl.Identifier)
+		}
 		if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, cl.RunID+"-interrupted", cl.RunID, string(bus.RunFinished)); err != nil {
 			a.log.Error("record interrupted run", "err", err, "run_id", cl.RunID)
 		}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/procscan"
+)
+
+// fakeAgentEnv makes the test binary act as a slow agent (see TestMain).
+const fakeAgentEnv = "SYMPHONY_TEST_FAKE_AGENT"
+
+// fakeAgent is a slow agent: it starts a background child (which inherits
+// the run marker and outlives it), prints its init line and waits. The
+// issue CRASH-5 fails at once instead, to leave a retry queued.
+func fakeAgent() int {
+	if os.Getenv("SYMPHONY_ISSUE_IDENTIFIER") == "CRASH-5" {
+		fmt.Fprintln(os.Stderr, "failing on purpose")
+		return 1
+	}
+	bg := exec.Command("sleep", "600")
+	_ = bg.Start()
+	fmt.Printf(`{"type":"system","subtype":"init","session_id":"s-%d","cwd":"x","model":"fake"}`+"\n", os.Getpid())
+	time.Sleep(10 * time.Minute)
+	return 0
+}
+
+// liveRuns maps issue identifier to the distinct run ids of its live
+// (non-zombie) processes.
+func liveRuns(t *testing.T, issues []string) map[string]map[string]bool {
+	t.Helper()
+	out := map[string]map[string]bool{}
+	for _, id := range issues {
+		pids, err := procscan.Find("SYMPHONY_ISSUE_IDENTIFIER", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range pids {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || strings.Fields(string(stat))[2] == "Z" {
+				continue
+			}
+			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			for _, kv := range strings.Split(string(env), "\x00") {
+				if run, ok := strings.CutPrefix(kv, "SYMPHONY_RUN_ID="); ok {
+					if out[id] == nil {
+						out[id] = map[string]bool{}
+					}
+					out[id][run] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestCrashAndRestart kills a real `symphony run` with kill -9 while five
+// agents run, starts it again on the same data dir, and checks that every
+// in-flight run is recorded as interrupted, every issue is dispatched again
+// exactly once, no issue ever has processes of two runs alive, and the
+// retry queue survived.
+func TestCrashAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	issuesDir := filepath.Join(dir, "issues")
+	if err := os.MkdirAll(issuesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("CRASH-%d", i)
+		ids = append(ids, id)
+		writeFile(t, filepath.Join(issuesDir, id+".md"), fmt.Sprintf("---\ntitle: crash %d\nstate: Todo\npriority: %d\n---\n", i, i%4+1))
+	}
+	wf := filepath.Join(dir, "WORKFLOW.md")
+	writeFile(t, wf, fmt.Sprintf(`---
+tracker: {kind: files, provider: {path: issues}}
+polling: {interval_ms: 500}
+workspace: {root: ws}
+agent: {max_concurrent_agents: 10, max_turns: 1, max_retry_backoff_ms: 600000}
+claude: {command: %q, turn_timeout_ms: 600000, stall_timeout_ms: 600000}
+---
+Work on {{ issue.identifier }}.
+`, os.Args[0]))
+	t.Setenv(fakeAgentEnv, "1")
+	t.Cleanup(func() {
+		for _, id := range ids {
+			_, _ = procscan.Kill("SYMPHONY_ISSUE_IDENTIFIER", id)
+		}
+	})
+
+	first := start(t, "run", wf)
+	first.waitFor(t, "symphony running")
+	first.waitFor(t, "retry queued") // CRASH-5 failed: a retry is queued
+	deadline := time.Now().Add(testTimeout)
+	for {
+		live := liveRuns(t, ids[:4])
+		if len(live) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agents never all started: %v\n%s", live, first.all)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := liveRuns(t, ids[:4])
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	first.wait(t)
+
+	second := start(t, "run", wf)
+	second.waitFor(t, "symphony running")
+	// Until every issue runs again, sample the process table: processes of
+	// two different runs of one issue must never be alive together.
+	deadline = time.Now().Add(testTimeout)
+	for {
+		live := liveRuns(t, ids[:4])
+		for id, runs := range live {
+			if len(runs) > 1 {
+				t.Fatalf("issue %s has processes of two runs alive: %v", id, runs)
+			}
+		}
+		fresh := 0
+		for id, runs := range live {
+			for run := range runs {
+				if !before[id][run] {
+					fresh++
+				}
+			}
+		}
+		if fresh == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every issue was dispatched again: %v\n%s", live, second.all)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = second.cmd.Process.Signal(syscall.SIGTERM)
+	if code := second.wait(t); code != 0 {
+		t.Fatalf("second run exited %d\n%s", code, second.all)
+	}
+
+	// Read the record with the instance stopped.
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: filepath.Join(dir, ".symphony")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	interrupted := map[string]int{}
+	dispatched := map[string]int{}
+	for m, err := range bus.History(t.Context(), b, bus.RunEvents) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case m.Data.Event == bus.RunFinished && m.Data.Status == bus.RunInterrupted:
+			interrupted[m.Data.Issue.Identifier]++
+		case m.Data.Event == bus.RunDispatched:
+			dispatched[m.Data.Issue.Identifier]++
+		}
+	}
+	for _, id := range ids[:4] {
+		if interrupted[id] != 1 || dispatched[id] != 2 {
+			t.Errorf("%s: %d interrupted, %d dispatched; want 1 and 2 (first run, one re-dispatch)", id, interrupted[id], dispatched[id])
+		}
+	}
+	if interrupted["CRASH-5"] != 0 {
+		t.Error("CRASH-5 had no run in flight; it must not be recorded as interrupted")
+	}
+	k, _ := bus.Retries.Key("CRASH-5")
+	r, err := bus.Get(t.Context(), b, k)
+	if err != nil || r.Value.Attempt != 1 || r.Value.DueAt.IsZero() {
+		t.Errorf("the retry queue did not survive: %+v %v", r.Value, err)
+	}
+	// The background children of the interrupted runs were killed.
+	for id, runs := range before {
+		for run := range runs {
+			if pids, _ := procscan.Find("SYMPHONY_RUN_ID", run); len(pids) > 0 {
+				alive := 0
+				for _, pid := range pids {
+					if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Fields(string(st))[2] != "Z" {
+						alive++
+					}
+				}
+				if alive > 0 {
+					t.Errorf("%s: %d processes of the interrupted run %s still alive", id, alive, run)
+				}
+			}
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
