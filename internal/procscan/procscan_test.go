@@ -2,9 +2,9 @@ package procscan
 
 import (
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
-	"os/exec"
 	"testing"
 	"time"
 )
