@@ -126,3 +126,35 @@ type BlockedEntry struct {
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"`
 }
+
+// ControlAction is an operator command to the scheduler.
+type ControlAction string
+
+const (
+	// ControlRefresh polls the tracker now and runs a tick (coalesced:
+	// several requests before the tick make one).
+	ControlRefresh ControlAction = "refresh"
+	// ControlCancel stops the run of an issue (or a run id); the issue is
+	// released, not retried.
+	ControlCancel ControlAction = "cancel"
+	// ControlClearBlocked lets a blocked issue be dispatched again.
+	ControlClearBlocked ControlAction = "clear_blocked"
+	// ControlPause stops new dispatches; running agents finish.
+	ControlPause ControlAction = "pause"
+	// ControlResume undoes pause and polls now.
+	ControlResume ControlAction = "resume"
+)
+
+// Control is an operator command (from the dashboard, the API or the CLI).
+type Control struct {
+	Action  ControlAction `json:"action"`
+	IssueID string        `json:"issue_id,omitempty"`
+	RunID   string        `json:"run_id,omitempty"`
+	Reason  string        `json:"reason,omitempty"`
+}
+
+// ControlResult says what the scheduler did.
+type ControlResult struct {
+	Message string `json:"message"`
+	Paused  bool   `json:"paused"`
+}

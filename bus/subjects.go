@@ -142,6 +142,14 @@ var (
 		Doc:       "One agent event (prompt, init, text, thinking, tool use/result, api retry, result, parse error, stderr tail) of turn {turn}.",
 	})
 
+	// SchedulerControl carries operator commands to the scheduler.
+	SchedulerControl = request[Control, ControlResult](Spec{
+		Pattern:   "symphony.scheduler.control",
+		Producer:  CompUI,
+		Consumers: []string{CompScheduler},
+		Doc:       "Operator command: refresh now (coalesced), cancel a run, clear a blocked issue, pause or resume dispatch.",
+	})
+
 	// RunEvents is the lifecycle of one agent run, persisted in the RUNS
 	// stream so runs can be listed and replayed after a restart.
 	RunEvents = event[RunEvent](Spec{
@@ -168,6 +176,7 @@ func Catalogue() []Spec {
 		WorkspaceHook.Spec(),
 		WorkspaceRemove.Spec(),
 		WorkspaceHookEvents.Spec(),
+		SchedulerControl.Spec(),
 		AgentDispatch.Spec(),
 		AgentCancel.Spec(),
 		RunEvents.Spec(),

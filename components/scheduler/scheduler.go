@@ -84,6 +84,17 @@ type actor struct {
 	runSeq  int
 	// ticked is set after the first tick (Once mode stops there).
 	ticked bool
+	// paused stops dispatch (operator); refreshT fires a coalesced
+	// operator refresh.
+	paused   bool
+	refreshT *time.Timer
+	refreshQ bool
+}
+
+// control is an operator command on its way into the actor.
+type control struct {
+	req   bus.Control
+	reply chan bus.ControlResult
 }
 
 // checkOnce closes Done when a Once scheduler has nothing left running.
@@ -102,6 +113,36 @@ func (c *Component) Run(ctx context.Context) error {
 	a.retryT = time.NewTimer(time.Hour)
 	a.retryT.Stop()
 	defer a.retryT.Stop()
+	a.refreshT = time.NewTimer(time.Hour)
+	a.refreshT.Stop()
+	defer a.refreshT.Stop()
+
+	// Operator commands are served on the bus but applied here, in the
+	// actor's goroutine, like every other change to the state.
+	ctx, cancelServe := context.WithCancel(ctx)
+	controls := make(chan control)
+	served, err := bus.ServeN(ctx, a.b, bus.SchedulerControl, 16, func(hctx context.Context, _ string, req bus.Control) (bus.ControlResult, error) {
+		c := control{req: req, reply: make(chan bus.ControlResult, 1)}
+		select {
+		case controls <- c:
+		case <-hctx.Done():
+			return bus.ControlResult{}, hctx.Err()
+		}
+		select {
+		case res := <-c.reply:
+			return res, nil
+		case <-hctx.Done():
+			return bus.ControlResult{}, hctx.Err()
+		}
+	})
+	if err != nil {
+		cancelServe()
+		return components.Stopped(ctx, err)
+	}
+	defer func() {
+		cancelServe()
+		<-served
+	}()
 
 	configs, err := bus.Watch(ctx, a.b, bus.ConfigCurrent)
 	if err != nil {
@@ -163,6 +204,13 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 		case <-a.retryT.C:
 			a.fireRetries(ctx)
+		case c := <-controls:
+			c.reply <- a.control(ctx, c.req)
+		case <-a.refreshT.C:
+			a.refreshQ = false
+			if a.cfg != nil {
+				a.refreshNow(ctx)
+			}
 		}
 	}
 }
@@ -257,7 +305,7 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Value.Error)
 		return
 	}
-	if a.c.opts.Once && a.ticked {
+	if (a.c.opts.Once && a.ticked) || a.paused {
 		return
 	}
 	defer func() {
@@ -468,6 +516,10 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 // fireRetries handles every retry that is due (spec §8.4).
 func (a *actor) fireRetries(ctx context.Context) {
 	now := time.Now()
+	if a.paused {
+		// Paused: retries keep their place and fire on resume.
+		return
+	}
 	for id, r := range a.retries {
 		if r.DueAt.After(now) || a.cfg == nil {
 			continue
@@ -562,4 +614,72 @@ func (a *actor) armRetryTimer() {
 		}
 	}
 	a.retryT.Reset(max(time.Until(next), 0))
+}
+
+// control applies one operator command.
+func (a *actor) control(ctx context.Context, req bus.Control) bus.ControlResult {
+	res := func(format string, args ...any) bus.ControlResult {
+		return bus.ControlResult{Message: fmt.Sprintf(format, args...), Paused: a.paused}
+	}
+	switch req.Action {
+	case bus.ControlRefresh:
+		a.queueRefresh()
+		return res("refresh queued")
+	case bus.ControlPause:
+		a.paused = true
+		a.log.Info("dispatch paused by the operator; running agents continue")
+		return res("paused: nothing new starts; %d running", len(a.running))
+	case bus.ControlResume:
+		a.paused = false
+		a.log.Info("dispatch resumed by the operator")
+		a.queueRefresh()
+		a.armRetryTimer()
+		return res("resumed")
+	case bus.ControlClearBlocked:
+		if _, ok := a.blocked[req.IssueID]; !ok {
+			return res("issue %s is not blocked", req.IssueID)
+		}
+		a.clearBlocked(ctx, req.IssueID)
+		a.queueRefresh()
+		return res("issue %s unblocked", req.IssueID)
+	case bus.ControlCancel:
+		for _, r := range a.running {
+			if r.issue.ID == req.IssueID || (req.RunID != "" && r.runID == req.RunID) {
+				reason := req.Reason
+				if reason == "" {
+					reason = "canceled by the operator"
+				}
+				r.release = true
+				a.cancel(ctx, r, bus.RunCanceled, reason)
+				return res("run %s of %s canceled", r.runID, r.issue.Identifier)
+			}
+		}
+		return res("no running run matches issue %q run %q", req.IssueID, req.RunID)
+	}
+	return res("unknown action %q", req.Action)
+}
+
+// RefreshWindow is how long a refresh request waits for others to join it
+// in one tick.
+const RefreshWindow = 50 * time.Millisecond
+
+// queueRefresh coalesces operator refreshes into one tick.
+func (a *actor) queueRefresh() {
+	if a.refreshQ {
+		return
+	}
+	a.refreshQ = true
+	a.refreshT.Reset(RefreshWindow)
+}
+
+// refreshNow polls the tracker directly and runs a tick.
+func (a *actor) refreshNow(ctx context.Context) {
+	rctx, cancel := a.ask(ctx)
+	list, err := bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: a.cfg.Config.Tracker.ActiveStates})
+	cancel()
+	if err != nil {
+		a.log.Warn("refresh: candidates unavailable", "err", err)
+		return
+	}
+	a.tick(ctx, bus.CandidateSnapshot{IssueList: list, States: a.cfg.Config.Tracker.ActiveStates, ConfigVersion: a.cfg.Version})
 }

@@ -19,13 +19,14 @@ type world struct {
 	mu  sync.Mutex
 	iss map[string]bus.Issue
 	// outcome decides how each dispatched run ends ("" = keeps running).
-	outcome    func(d bus.Dispatch) bus.RunStatus
-	dispatches []bus.Dispatch
-	cancels    []bus.CancelRun
-	removed    []string
-	live       map[string]bus.Dispatch // run id -> dispatch, still running
-	stop       func()
-	cfg        bus.Config
+	outcome       func(d bus.Dispatch) bus.RunStatus
+	dispatches    []bus.Dispatch
+	cancels       []bus.CancelRun
+	removed       []string
+	live          map[string]bus.Dispatch // run id -> dispatch, still running
+	candidateAsks int
+	stop          func()
+	cfg           bus.Config
 }
 
 func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
@@ -46,6 +47,18 @@ func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 		var out []bus.Issue
 		for _, id := range req.IDs {
 			if i, ok := w.iss[id]; ok {
+				out = append(out, i)
+			}
+		}
+		return bus.IssueList{Issues: out, FetchedAt: time.Now()}
+	})
+	serve(t, ctx, b, bus.TrackerCandidates, func(req bus.IssuesByStates) bus.IssueList {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.candidateAsks++
+		var out []bus.Issue
+		for _, i := range w.iss {
+			if inStates(i.State, req.States) {
 				out = append(out, i)
 			}
 		}
@@ -362,5 +375,81 @@ func TestRestartResumesDurableState(t *testing.T) {
 	defer w2.mu.Unlock()
 	if len(w2.dispatches) != 1 {
 		t.Errorf("%d dispatches after restart; the claim must prevent a second", len(w2.dispatches))
+	}
+}
+
+func (w *world) control(c bus.Control) bus.ControlResult {
+	w.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(w.t.Context(), 2*time.Second)
+		res, err := bus.Ask(ctx, w.b, bus.SchedulerControl, c)
+		cancel()
+		if err == nil {
+			return res
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("control %v: %v", c, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOperatorControls(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("E-1", 1, "", "Todo"), iss("E-2", 2, "", "Todo"))
+	w.configure(nil)
+	// Pause before anything runs: polls dispatch nothing.
+	if res := w.control(bus.Control{Action: bus.ControlPause}); !res.Paused {
+		t.Fatalf("pause: %+v", res)
+	}
+	for range 5 {
+		w.poll()
+	}
+	w.control(bus.Control{Action: bus.ControlRefresh}) // processed after the polls
+	w.mu.Lock()
+	if len(w.dispatches) != 0 {
+		t.Errorf("dispatched while paused: %v", w.dispatches)
+	}
+	w.mu.Unlock()
+	// Resume polls now (no snapshot needed) and dispatches both.
+	if res := w.control(bus.Control{Action: bus.ControlResume}); res.Paused {
+		t.Fatalf("resume: %+v", res)
+	}
+	w.eventually("dispatched after resume", func() bool { return len(w.dispatches) == 2 })
+	// Cancel one: it stops and is released, not retried.
+	res := w.control(bus.Control{Action: bus.ControlCancel, IssueID: "E-1", Reason: "not now"})
+	w.eventually("E-1 canceled", func() bool { return len(w.cancels) == 1 && w.cancels[0].Reason == "not now" })
+	_ = res
+	deadline := time.Now().Add(testTimeout)
+	for {
+		k, _ := bus.Claims.Key("E-1")
+		if _, err := bus.Get(t.Context(), w.b, k); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("E-1 still claimed after an operator cancel")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Refreshes coalesce: a burst makes few candidate requests.
+	w.mu.Lock()
+	before := w.candidateAsks
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { w.control(bus.Control{Action: bus.ControlRefresh}) })
+	}
+	wg.Wait()
+	w.eventually("the refresh ran", func() bool { return w.candidateAsks > before })
+	time.Sleep(4 * RefreshWindow) // let any straggling refresh run too
+	w.mu.Lock()
+	asks := w.candidateAsks - before
+	w.mu.Unlock()
+	// Concurrent refreshes that arrive within the window share a tick.
+	if asks > 3 {
+		t.Errorf("%d candidate requests for 20 concurrent refreshes", asks)
+	}
+	if res := w.control(bus.Control{Action: bus.ControlClearBlocked, IssueID: "E-2"}); res.Message != "issue E-2 is not blocked" {
+		t.Errorf("clear blocked: %+v", res)
 	}
 }
