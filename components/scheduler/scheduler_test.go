@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type world struct {
 	removed       []string
 	live          map[string]bus.Dispatch // run id -> dispatch, still running
 	candidateAsks int
+	refreshFails  bool
 	stop          func()
 	cfg           bus.Config
 }
@@ -41,17 +43,22 @@ func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 	}
 	w.outcome = func(bus.Dispatch) bus.RunStatus { return "" }
 	ctx, cancel := context.WithCancel(context.Background())
-	serve(t, ctx, b, bus.TrackerRefresh, func(req bus.IssuesByIDs) bus.IssueList {
+	if _, err := bus.ServeN(ctx, b, bus.TrackerRefresh, 8, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		if w.refreshFails {
+			return bus.IssueList{}, errors.New("tracker down")
+		}
 		var out []bus.Issue
 		for _, id := range req.IDs {
 			if i, ok := w.iss[id]; ok {
 				out = append(out, i)
 			}
 		}
-		return bus.IssueList{Issues: out, FetchedAt: time.Now()}
-	})
+		return bus.IssueList{Issues: out, FetchedAt: time.Now()}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	serve(t, ctx, b, bus.TrackerCandidates, func(req bus.IssuesByStates) bus.IssueList {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -451,5 +458,67 @@ func TestOperatorControls(t *testing.T) {
 	}
 	if res := w.control(bus.Control{Action: bus.ControlClearBlocked, IssueID: "E-2"}); res.Message != "issue E-2 is not blocked" {
 		t.Errorf("clear blocked: %+v", res)
+	}
+}
+
+// TestReconcileMissingAndRefreshFailure: a refresh that fails keeps every
+// worker running; an issue that disappeared is canceled and released.
+func TestReconcileMissingAndRefreshFailure(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("F-1", 1, "", "Todo"), iss("F-2", 2, "", "Todo"))
+	w.configure(nil)
+	w.pollUntil("both dispatched", func() bool { return len(w.dispatches) == 2 })
+	w.mu.Lock()
+	w.refreshFails = true
+	delete(w.iss, "F-1")
+	w.mu.Unlock()
+	w.poll() // reconcile with a failing refresh: nothing is canceled
+	w.control(bus.Control{Action: bus.ControlPause})
+	w.mu.Lock()
+	if len(w.cancels) != 0 {
+		t.Errorf("a failed refresh canceled workers: %v", w.cancels)
+	}
+	w.refreshFails = false
+	w.mu.Unlock()
+	w.poll()
+	w.eventually("the missing issue's run canceled", func() bool {
+		return len(w.cancels) == 1 && w.cancels[0].Reason == "the issue no longer exists in the tracker"
+	})
+}
+
+// TestStartupSweepAndLiveConcurrency: terminal issues' workspaces are
+// removed at start; a concurrency change in the config applies at the next
+// tick, and a retry that finds no slot is requeued with the spec's error.
+func TestStartupSweepAndLiveConcurrency(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("G-1", 1, "", "Todo"), iss("G-2", 2, "", "Todo"), iss("G-9", 1, "", "Done"))
+	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 1; c.Agent.MaxRetryBackoffMS = 100 })
+	w.eventually("startup sweep", func() bool { return len(w.removed) == 1 && w.removed[0] == "G-9" })
+	w.pollUntil("one dispatched", func() bool { return len(w.dispatches) == 1 })
+	// G-1 runs; a failed G-2 would need a slot: make G-1's run go on and
+	// queue a retry for G-2 by hand through a failing dispatch outcome.
+	w.mu.Lock()
+	w.outcome = func(d bus.Dispatch) bus.RunStatus {
+		if d.Issue.ID == "G-2" && d.Attempt == nil {
+			return bus.RunFailed
+		}
+		return ""
+	}
+	w.mu.Unlock()
+	// Raise the limit live: the next tick dispatches G-2, which fails and
+	// is retried.
+	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 2; c.Agent.MaxRetryBackoffMS = 100 })
+	w.pollUntil("G-2 dispatched after the limit rose", func() bool { return len(w.dispatches) >= 2 })
+	// Lower it again while G-2 waits to retry: the retry finds no slot.
+	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 1; c.Agent.MaxRetryBackoffMS = 100 })
+	deadline := time.Now().Add(testTimeout)
+	for {
+		k, _ := bus.Retries.Key("G-2")
+		e, err := bus.Get(t.Context(), w.b, k)
+		if err == nil && e.Value.Error == ErrNoSlots {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no requeue with %q: %+v %v", ErrNoSlots, e.Value, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
