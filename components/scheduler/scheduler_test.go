@@ -195,24 +195,18 @@ func (w *world) setState(id, state string) {
 // have its config (or its subscriptions) when the first one goes out.
 func (w *world) pollUntil(what string, cond func() bool) {
 	w.t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for {
-		w.mu.Lock()
-		ok := cond()
-		w.mu.Unlock()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("never: %s", what)
-		}
-		w.poll()
-		time.Sleep(50 * time.Millisecond)
-	}
+	w.wait(what, 50*time.Millisecond, w.poll, cond)
 }
 
 // eventually polls cond (generous bound, no fixed sleeps in assertions).
 func (w *world) eventually(what string, cond func() bool) {
+	w.t.Helper()
+	w.wait(what, 10*time.Millisecond, func() {}, cond)
+}
+
+// wait checks cond (under the world's lock) every step, running between
+// each check, until it holds or testTimeout passes.
+func (w *world) wait(what string, step time.Duration, between func(), cond func() bool) {
 	w.t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for {
@@ -225,7 +219,8 @@ func (w *world) eventually(what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			w.t.Fatalf("never: %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		between()
+		time.Sleep(step)
 	}
 }
 
