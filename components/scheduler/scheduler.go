@@ -183,6 +183,10 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 			if a.cfg != nil {
 				a.tick(ctx, m.Data)
+				// The tick reconciled: the standalone reconcile (for when
+				// snapshots stop coming, e.g. the tracker is failing) waits
+				// a full interval again instead of refreshing twice.
+				reconcile.Reset(max(a.cfg.Config.Polling.Interval(), 100*time.Millisecond))
 			}
 		case m, ok := <-runEvents.C():
 			if !ok {
