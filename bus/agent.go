@@ -135,7 +135,7 @@ const (
 	// several requests before the tick make one).
 	ControlRefresh ControlAction = "refresh"
 	// ControlCancel stops the run of an issue (or a run id); the issue is
-	// released, not retried.
+	// not retried but held as blocked until cleared or its state changes.
 	ControlCancel ControlAction = "cancel"
 	// ControlClearBlocked lets a blocked issue be dispatched again.
 	ControlClearBlocked ControlAction = "clear_blocked"
@@ -157,4 +157,12 @@ type Control struct {
 type ControlResult struct {
 	Message string `json:"message"`
 	Paused  bool   `json:"paused"`
+}
+
+// ListRuns asks the agent runner which runs it has in flight.
+type ListRuns struct{}
+
+// LiveRuns lists the runs in flight.
+type LiveRuns struct {
+	Runs []Dispatch `json:"runs"`
 }

@@ -133,6 +133,14 @@ var (
 		Doc:       "Stop a run: SIGTERM to the agent's process group, SIGKILL after 5 s; the run ends with the given status.",
 	})
 
+	// AgentRuns lists the runs in flight.
+	AgentRuns = request[ListRuns, LiveRuns](Spec{
+		Pattern:   "symphony.agent.runs",
+		Producer:  CompScheduler,
+		Consumers: []string{CompAgentRunner},
+		Doc:       "The runs the agent runner has in flight (a restarted scheduler adopts them instead of treating them as interrupted).",
+	})
+
 	// TurnEvents carries every agent event of every turn.
 	TurnEvents = event[TurnEvent](Spec{
 		Pattern:   "symphony.turn.{run_id}.{turn}",
@@ -179,6 +187,7 @@ func Catalogue() []Spec {
 		SchedulerControl.Spec(),
 		AgentDispatch.Spec(),
 		AgentCancel.Spec(),
+		AgentRuns.Spec(),
 		RunEvents.Spec(),
 		TurnEvents.Spec(),
 	}

@@ -86,6 +86,19 @@ func (c *Component) Run(ctx context.Context) error {
 		return components.Stopped(ctx, err)
 	}
 	dones = append(dones, d2)
+	d3, err := bus.Serve(ctx, c.opts.Bus, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		out := bus.LiveRuns{Runs: []bus.Dispatch{}}
+		for _, r := range c.runs {
+			out.Runs = append(out.Runs, r.d)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
+	dones = append(dones, d3)
 	return bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.cfg.Store(&s) })
 }
 

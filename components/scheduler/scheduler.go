@@ -68,6 +68,11 @@ type running struct {
 	// onEnd says what reconciliation decided: release the claim instead of
 	// retrying, and remove the workspace.
 	release, removeWorkspace bool
+	// cancelSent avoids canceling the same run at every tick.
+	cancelSent bool
+	// holdReason, set by an operator cancel, parks the issue as blocked
+	// when the run ends, so the next poll does not start it again.
+	holdReason string
 }
 
 // actor is the scheduler's state, owned by one Run call.
@@ -84,6 +89,8 @@ type actor struct {
 	runSeq  int
 	// ticked is set after the first tick (Once mode stops there).
 	ticked bool
+	// swept is set once the startup sweep of terminal workspaces worked.
+	swept bool
 	// paused stops dispatch (operator); refreshT fires a coalesced
 	// operator refresh.
 	paused   bool
@@ -227,23 +234,34 @@ func (a *actor) issueLog(iss bus.Issue) *slog.Logger {
 	return a.log.With("issue_id", iss.ID, "issue_identifier", iss.Identifier)
 }
 
-// startup sweeps terminal workspaces and restores the durable state: retry
-// timers resume at their due times, and claims whose runs died with the
-// previous process are recorded as interrupted and dispatched again once.
-func (a *actor) startup(ctx context.Context) {
-	cfg := a.cfg.Config
+// sweep removes the workspaces of issues already terminal (spec §8.6). It
+// is tried at start-up and on every tick until it has worked once (the
+// tracker may not be ready when the scheduler starts).
+func (a *actor) sweep(ctx context.Context) {
+	if a.swept {
+		return
+	}
 	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: cfg.Tracker.TerminalStates})
+	list, err := bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: a.cfg.Config.Tracker.TerminalStates})
 	cancel()
 	if err != nil {
-		a.log.Warn("startup sweep: terminal issues unavailable; continuing", "err", err)
-	} else {
-		for _, iss := range list.Issues {
-			if safeid.Valid(iss.Identifier) {
-				a.removeWorkspace(ctx, iss)
-			}
+		a.log.Warn("startup sweep: terminal issues unavailable; will try again next tick", "err", err)
+		return
+	}
+	a.swept = true
+	for _, iss := range list.Issues {
+		if safeid.Valid(iss.Identifier) {
+			a.removeWorkspace(ctx, iss)
 		}
 	}
+}
+
+// startup restores the durable state: retry timers resume at their due
+// times; runs the agent runner still has are adopted; claims whose runs
+// died with the previous process are recorded as interrupted (their
+// leftover processes killed first) and dispatched again once.
+func (a *actor) startup(ctx context.Context) {
+	a.sweep(ctx)
 	if blocked, err := bus.All(ctx, a.b, bus.Blocks); err == nil {
 		a.blocked = blocked
 	} else {
@@ -260,30 +278,87 @@ func (a *actor) startup(ctx context.Context) {
 	if err != nil {
 		a.log.Error("restore claims", "err", err)
 	}
+	// Runs still in flight (only the scheduler restarted) are adopted.
+	live := map[string]bus.Dispatch{}
+	lctx, cancel := a.ask(ctx)
+	if lr, err := bus.Ask(lctx, a.b, bus.AgentRuns, bus.ListRuns{}); err == nil {
+		for _, d := range lr.Runs {
+			live[d.RunID] = d
+		}
+	} else {
+		a.log.Warn("agent runner's live runs unavailable; unmatched claims count as interrupted", "err", err)
+	}
+	cancel()
 	for id, cl := range claims {
 		if _, queued := a.retries[id]; queued {
 			continue
 		}
-		// A claim with no retry queued was a run in flight when the last
-		// process stopped: record it as interrupted and try once more now.
-		attempt := 1
-		if cl.Attempt != nil {
-			attempt = *cl.Attempt + 1
+		if d, ok := live[cl.RunID]; ok {
+			now := time.Now()
+			a.running[id] = &running{runID: d.RunID, issue: d.Issue, attempt: d.Attempt, state: normState(d.Issue.State), startedAt: now, lastEvent: now}
+			a.log.Info("adopted a run in flight", "run_id", d.RunID, "issue_id", id, "issue_identifier", cl.Identifier)
+			continue
 		}
-		end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
-			Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
-		// An agent the dead process left running must not work beside the
-		// new one: find it (and its descendants) by the run's marker.
-		if n, err := procscan.Kill("SYMPHONY_RUN_ID", cl.RunID); err != nil || n > 0 {
-			a.log.Warn("killed processes left by the interrupted run", "run_id", cl.RunID, "processes", n, "err", err, "issue_id", id, "issue_identifier", cl.Identifier)
-		}
-		if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, cl.RunID+"-interrupted", cl.RunID, string(bus.RunFinished)); err != nil {
-			a.log.Error("record interrupted run", "err", err, "run_id", cl.RunID)
-		}
-		a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
-		a.log.Warn("run interrupted by a restart; dispatching again", "issue_id", id, "issue_identifier", cl.Identifier, "run_id", cl.RunID)
+		a.interrupted(ctx, id, cl)
 	}
 	a.armRetryTimer()
+}
+
+// interrupted handles a claim whose run is gone.
+func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
+	log := a.log.With("issue_id", id, "issue_identifier", cl.Identifier, "run_id", cl.RunID)
+	// An agent the dead process left running must not work beside the new
+	// one: find it and its descendants by the run's marker, until none is
+	// left. If that cannot be made sure, the claim stays and nothing is
+	// dispatched.
+	if err := killRun(cl.RunID); err != nil {
+		log.Error("processes of the interrupted run may still be alive; the issue stays claimed", "err", err)
+		return
+	}
+	finished := false
+	for m, err := range bus.History(ctx, a.b, bus.RunEvents, cl.RunID, string(bus.RunFinished)) {
+		if err == nil && m.Data.RunID == cl.RunID {
+			finished = true
+		}
+	}
+	if finished {
+		// Its end was recorded before the crash; only the follow-up was
+		// lost. Release it: the next poll decides afresh.
+		a.release(ctx, id)
+		log.Info("claim of a finished run released at start-up")
+		return
+	}
+	attempt := 1
+	if cl.Attempt != nil {
+		attempt = *cl.Attempt + 1
+	}
+	end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
+		Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
+	if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, cl.RunID+"-interrupted", cl.RunID, string(bus.RunFinished)); err != nil {
+		log.Error("record interrupted run", "err", err)
+	}
+	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
+	log.Warn("run interrupted by a restart; dispatching again")
+}
+
+// killRun kills every process marked with the run id, again and again
+// until none is left (a process may fork while it is being killed), for at
+// most five seconds.
+func killRun(runID string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := procscan.Kill("SYMPHONY_RUN_ID", runID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("run %s: processes still appearing after 5s", runID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // occupancy is the view Check needs.
@@ -304,6 +379,7 @@ func (a *actor) occupancy() Occupancy {
 
 // tick is one poll: reconcile, then dispatch from the snapshot.
 func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
+	a.sweep(ctx)
 	a.reconcile(ctx)
 	if st, err := bus.Get(ctx, a.b, bus.ConfigStatus); err == nil && !st.Value.Valid {
 		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Value.Error)
@@ -322,8 +398,8 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 		// A snapshot taken before this issue's last run ended is stale for
 		// it: ask for the issue now rather than trust it.
 		if ended, ok := a.lastEnd[iss.ID]; ok && !snap.FetchedAt.After(ended) {
-			fresh, ok := a.refreshOne(ctx, iss.ID)
-			if !ok {
+			fresh, found, err := a.refreshOne(ctx, iss.ID)
+			if err != nil || !found {
 				continue
 			}
 			iss = fresh
@@ -347,22 +423,22 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 	}
 }
 
-// refreshOne asks the tracker for one issue; ok is false when it is gone
-// or the tracker failed.
-func (a *actor) refreshOne(ctx context.Context, id string) (bus.Issue, bool) {
+// refreshOne asks the tracker for one issue: found is false when it is
+// gone; err is set when the tracker could not say.
+func (a *actor) refreshOne(ctx context.Context, id string) (iss bus.Issue, found bool, err error) {
 	rctx, cancel := a.ask(ctx)
 	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{id}})
 	cancel()
 	if err != nil {
 		a.log.Warn("refresh failed", "issue_id", id, "err", err)
-		return bus.Issue{}, false
+		return bus.Issue{}, false, err
 	}
-	for _, iss := range list.Issues {
-		if iss.ID == id {
-			return iss, true
+	for _, i := range list.Issues {
+		if i.ID == id {
+			return i, true, nil
 		}
 	}
-	return bus.Issue{}, false
+	return bus.Issue{}, false, nil
 }
 
 // newRunID is unique per process and readable: <identifier>-<time>-<n>.
@@ -412,7 +488,7 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 	}
 	now := time.Now()
 	a.running[iss.ID] = &running{runID: runID, issue: iss, attempt: attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
-	log.Info("dispatched", "run_id", runID, "attempt", attempt)
+	log.Info("dispatched", "run_id", runID, "attempt", attemptText(attempt))
 }
 
 // onRunEvent follows runs; run_finished decides what comes next.
@@ -430,15 +506,20 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
 	defer a.checkOnce()
 	switch {
-	case a.c.opts.Once && ev.Status != bus.RunBlocked:
-		a.release(ctx, r.issue.ID)
-		log.Info("run finished (once mode: no retry)", "err", ev.Error)
 	case r.release || r.removeWorkspace:
 		if r.removeWorkspace {
 			a.removeWorkspace(ctx, r.issue)
 		}
 		a.release(ctx, r.issue.ID)
+		if r.holdReason != "" {
+			a.block(ctx, r.issue, ev.RunID, r.holdReason)
+			log.Info("run canceled by the operator; issue held until cleared or its state changes")
+			break
+		}
 		log.Info("run stopped by reconciliation; issue released")
+	case a.c.opts.Once && ev.Status != bus.RunBlocked:
+		a.release(ctx, r.issue.ID)
+		log.Info("run finished (once mode: no retry)", "err", ev.Error)
 	case ev.Status == bus.RunSucceeded:
 		// The worker finished cleanly: check back shortly (spec §7.1).
 		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: 1, DueAt: time.Now().Add(ContinuationDelay)})
@@ -468,15 +549,22 @@ func (a *actor) reconcile(ctx context.Context) {
 	}
 	if stall > 0 {
 		for _, r := range a.running {
-			if idle := time.Since(r.lastEvent); idle > stall {
+			if idle := time.Since(r.lastEvent); idle > stall && !r.cancelSent {
 				a.cancel(ctx, r, bus.RunStalled, fmt.Sprintf("no agent event for %s (stall_timeout_ms)", idle.Round(time.Second)))
 			}
 		}
 	}
-	if len(a.running) == 0 {
+	if len(a.running) == 0 && len(a.blocked) == 0 {
 		return
 	}
+	// Blocked issues are refreshed too: any state change (or their
+	// disappearance) clears them, candidate or not.
 	ids := slices.Collect(maps.Keys(a.running))
+	for id := range a.blocked {
+		if _, ok := a.running[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
 	rctx, cancel := a.ask(ctx)
 	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids})
 	cancel()
@@ -488,7 +576,16 @@ func (a *actor) reconcile(ctx context.Context) {
 	for _, iss := range list.Issues {
 		found[iss.ID] = iss
 	}
+	for id, bl := range a.blocked {
+		if iss, ok := found[id]; !ok || normState(iss.State) != normState(bl.State) {
+			a.clearBlocked(ctx, id)
+			a.log.Info("blocked issue cleared: its state changed", "issue_id", id, "issue_identifier", bl.Identifier)
+		}
+	}
 	for id, r := range a.running {
+		if r.cancelSent {
+			continue
+		}
 		iss, ok := found[id]
 		switch {
 		case !ok:
@@ -501,7 +598,8 @@ func (a *actor) reconcile(ctx context.Context) {
 			r.release = true
 			a.cancel(ctx, r, bus.RunCanceled, "the issue is no longer active ("+iss.State+")")
 		default:
-			r.issue = iss
+			// Per-state slots count the issue's current state.
+			r.issue, r.state = iss, normState(iss.State)
 		}
 	}
 }
@@ -510,11 +608,25 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 	cctx, cancel := a.ask(ctx)
 	res, err := bus.Ask(cctx, a.b, bus.AgentCancel, bus.CancelRun{RunID: r.runID, Reason: reason, Status: status})
 	cancel()
-	if err != nil || !res.Found {
-		a.issueLog(r.issue).Warn("cancel did not reach the run", "run_id", r.runID, "err", err)
-		return
+	log := a.issueLog(r.issue).With("run_id", r.runID)
+	switch {
+	case err != nil:
+		log.Warn("cancel did not reach the agent runner; will try again", "err", err)
+	case !res.Found:
+		// The runner does not know the run (it restarted, say): the run is
+		// over without an end on record. Record one; it comes back through
+		// the run event subscription and takes the normal path.
+		r.cancelSent = true
+		end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
+			Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
+		if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, r.runID+"-lost", r.runID, string(bus.RunFinished)); err != nil {
+			log.Error("record lost run", "err", err)
+		}
+		log.Warn("run lost by the agent runner; recorded as interrupted")
+	default:
+		r.cancelSent = true
+		log.Info("run canceled", "status", status, "reason", reason)
 	}
-	a.issueLog(r.issue).Info("run canceled", "run_id", r.runID, "status", status, "reason", reason)
 }
 
 // fireRetries handles every retry that is due (spec §8.4).
@@ -528,10 +640,14 @@ func (a *actor) fireRetries(ctx context.Context) {
 		if r.DueAt.After(now) || a.cfg == nil {
 			continue
 		}
-		iss, ok := a.refreshOne(ctx, id)
+		iss, found, err := a.refreshOne(ctx, id)
 		cfg := a.cfg.Config
 		switch {
-		case !ok:
+		case err != nil:
+			// The tracker could not say: keep the claim and try again.
+			r.DueAt, r.Error = now.Add(RetryDelay(r.Attempt, cfg.Agent.MaxRetryBackoffMS)), "retry poll failed: "+err.Error()
+			a.queueRetry(ctx, r)
+		case !found:
 			a.release(ctx, id)
 		case inStates(iss.State, cfg.Tracker.TerminalStates):
 			a.removeWorkspace(ctx, iss)
@@ -653,9 +769,9 @@ func (a *actor) control(ctx context.Context, req bus.Control) bus.ControlResult 
 				if reason == "" {
 					reason = "canceled by the operator"
 				}
-				r.release = true
+				r.release, r.holdReason = true, reason
 				a.cancel(ctx, r, bus.RunCanceled, reason)
-				return res("run %s of %s canceled", r.runID, r.issue.Identifier)
+				return res("run %s of %s canceled; the issue is held until cleared or its state changes", r.runID, r.issue.Identifier)
 			}
 		}
 		return res("no running run matches issue %q run %q", req.IssueID, req.RunID)
@@ -686,4 +802,11 @@ func (a *actor) refreshNow(ctx context.Context) {
 		return
 	}
 	a.tick(ctx, bus.CandidateSnapshot{IssueList: list, States: a.cfg.Config.Tracker.ActiveStates, ConfigVersion: a.cfg.Version})
+}
+
+func attemptText(a *int) string {
+	if a == nil {
+		return "first"
+	}
+	return strconv.Itoa(*a)
 }

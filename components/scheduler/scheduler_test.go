@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -109,7 +111,11 @@ func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 		}
 		return bus.CancelResult{Found: ok}
 	})
-	comp, err := New(Options{Bus: b})
+	var log *slog.Logger
+	if os.Getenv("SCHED_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	comp, err := New(Options{Bus: b, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,11 +241,9 @@ func TestDispatchOrderLimitsAndContinuation(t *testing.T) {
 	if w.dispatches[0].Issue.ID != "A-1" || w.dispatches[1].Issue.ID != "A-2" || w.dispatches[0].Attempt != nil {
 		t.Fatalf("dispatch order %v", w.dispatches)
 	}
-	// More polls dispatch nothing new: both claimed, no free slot for A-3.
-	for range 5 {
-		w.poll()
-	}
-	w.pollUntil("polls processed", func() bool { return true })
+	// More ticks dispatch nothing new: both claimed, no free slot for A-3.
+	w.tickNow()
+	w.tickNow()
 	w.mu.Lock()
 	n := len(w.dispatches)
 	w.mu.Unlock()
@@ -380,6 +384,20 @@ func TestRestartResumesDurableState(t *testing.T) {
 	}
 }
 
+// tickNow asks the scheduler for a refresh and waits until it has fetched
+// the candidates: a tick has run when it returns.
+func (w *world) tickNow() {
+	w.t.Helper()
+	w.mu.Lock()
+	before := w.candidateAsks
+	w.mu.Unlock()
+	w.control(bus.Control{Action: bus.ControlRefresh})
+	w.eventually("a tick", func() bool { return w.candidateAsks > before })
+	// The actor handles one thing at a time: a command answered after the
+	// candidates were fetched means the tick that used them is complete.
+	w.control(bus.Control{Action: bus.ControlClearBlocked, IssueID: "barrier"})
+}
+
 func (w *world) control(c bus.Control) bus.ControlResult {
 	w.t.Helper()
 	deadline := time.Now().Add(testTimeout)
@@ -404,10 +422,7 @@ func TestOperatorControls(t *testing.T) {
 	if res := w.control(bus.Control{Action: bus.ControlPause}); !res.Paused {
 		t.Fatalf("pause: %+v", res)
 	}
-	for range 5 {
-		w.poll()
-	}
-	w.control(bus.Control{Action: bus.ControlRefresh}) // processed after the polls
+	w.tickNow()
 	w.mu.Lock()
 	if len(w.dispatches) != 0 {
 		t.Errorf("dispatched while paused: %v", w.dispatches)
@@ -422,20 +437,36 @@ func TestOperatorControls(t *testing.T) {
 	res := w.control(bus.Control{Action: bus.ControlCancel, IssueID: "E-1", Reason: "not now"})
 	w.eventually("E-1 canceled", func() bool { return len(w.cancels) == 1 && w.cancels[0].Reason == "not now" })
 	_ = res
+	// The issue is held (blocked), not started again by the next polls.
 	deadline := time.Now().Add(testTimeout)
 	for {
-		k, _ := bus.Claims.Key("E-1")
-		if _, err := bus.Get(t.Context(), w.b, k); err != nil {
+		k, _ := bus.Blocks.Key("E-1")
+		if e, err := bus.Get(t.Context(), w.b, k); err == nil && e.Value.Reason == "not now" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("E-1 still claimed after an operator cancel")
+			t.Fatal("E-1 not held after an operator cancel")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Refreshes coalesce: a burst makes few candidate requests.
 	w.mu.Lock()
 	before := w.candidateAsks
+	w.mu.Unlock()
+	w.control(bus.Control{Action: bus.ControlRefresh})
+	w.eventually("a tick after the cancel", func() bool { return w.candidateAsks > before })
+	w.mu.Lock()
+	if n := len(w.dispatches); n != 2 {
+		t.Errorf("%d dispatches: a held issue was started again", n)
+	}
+	w.mu.Unlock()
+	// Clearing it lets it run again.
+	if res := w.control(bus.Control{Action: bus.ControlClearBlocked, IssueID: "E-1"}); res.Message != "issue E-1 unblocked" {
+		t.Errorf("clear: %+v", res)
+	}
+	w.eventually("E-1 dispatched after clearing", func() bool { return len(w.dispatches) == 3 })
+	// Refreshes coalesce: a burst makes few candidate requests.
+	w.mu.Lock()
+	before = w.candidateAsks
 	w.mu.Unlock()
 	var wg sync.WaitGroup
 	for range 20 {

@@ -202,13 +202,16 @@ func (c *Component) poll(ctx context.Context) time.Duration {
 	var list []bus.Issue
 	var dropped int
 	states := []string{}
+	// Stamp the snapshot with when the fetch started: a run that ended
+	// after this moment may not be reflected in it (the scheduler relies
+	// on that to ignore stale candidates).
+	now := time.Now().UTC()
 	if err == nil {
 		states = cur.snap.Config.Tracker.ActiveStates
 		pctx, cancel := context.WithTimeout(ctx, PollTimeout)
 		list, dropped, err = cur.adapter.Candidates(pctx, states)
 		cancel()
 	}
-	now := time.Now().UTC()
 	if err != nil {
 		if ctx.Err() != nil {
 			return interval
