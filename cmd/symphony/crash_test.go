@@ -99,6 +99,7 @@ Work on {{ issue.identifier }}.
 	first := start(t, "run", wf)
 	first.waitFor(t, "symphony running")
 	first.waitFor(t, "retry queued") // CRASH-5 failed: a retry is queued
+	failedAt := time.Now()
 	deadline := time.Now().Add(testTimeout)
 	for {
 		live := liveRuns(t, ids[:4])
@@ -115,6 +116,10 @@ Work on {{ issue.identifier }}.
 		t.Fatal(err)
 	}
 	first.wait(t)
+
+	// With the instance dead, note the queued retry's due time.
+	dataDir := filepath.Join(dir, ".symphony")
+	dueBefore := retryDue(t, dataDir, "CRASH-5")
 
 	second := start(t, "run", wf)
 	second.waitFor(t, "symphony running")
@@ -144,13 +149,22 @@ Work on {{ issue.identifier }}.
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Keep watching for a few poll intervals: no second dispatch, no
+	// overlap.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for id, runs := range liveRuns(t, ids[:4]) {
+			if len(runs) > 1 {
+				t.Fatalf("issue %s has processes of two runs alive: %v", id, runs)
+			}
+		}
+	}
 	_ = second.cmd.Process.Signal(syscall.SIGTERM)
 	if code := second.wait(t); code != 0 {
 		t.Fatalf("second run exited %d\n%s", code, second.all)
 	}
 
 	// Read the record with the instance stopped.
-	b, err := bus.Open(t.Context(), bus.Options{DataDir: filepath.Join(dir, ".symphony")})
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +192,21 @@ Work on {{ issue.identifier }}.
 	}
 	k, _ := bus.Retries.Key("CRASH-5")
 	r, err := bus.Get(t.Context(), b, k)
-	if err != nil || r.Value.Attempt != 1 || r.Value.DueAt.IsZero() {
-		t.Errorf("the retry queue did not survive: %+v %v", r.Value, err)
+	switch {
+	case err != nil:
+		t.Errorf("the retry queue did not survive: %v", err)
+	case time.Since(failedAt) < 9*time.Second:
+		// The 10 s retry has not fired yet: it must be exactly the one
+		// queued before the crash.
+		if r.Value.Attempt != 1 || !r.Value.DueAt.Equal(dueBefore) {
+			t.Errorf("retry changed across the restart: before due %v, after %+v", dueBefore, r.Value)
+		}
+	default:
+		// A slow machine: the retry fired after the restart; it must not
+		// have fired before its original due time.
+		if r.Value.DueAt.Before(dueBefore) {
+			t.Errorf("retry fired early: %+v, due %v", r.Value, dueBefore)
+		}
 	}
 	// The background children of the interrupted runs were killed.
 	for id, runs := range before {
@@ -204,4 +231,20 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// retryDue reads a queued retry's due time from a stopped instance's store.
+func retryDue(t *testing.T, dataDir, issueID string) time.Time {
+	t.Helper()
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	k, _ := bus.Retries.Key(issueID)
+	r, err := bus.Get(t.Context(), b, k)
+	if err != nil {
+		t.Fatalf("no retry queued for %s before the crash: %v", issueID, err)
+	}
+	return r.Value.DueAt
 }
