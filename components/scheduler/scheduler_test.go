@@ -548,3 +548,79 @@ func TestStartupSweepAndLiveConcurrency(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestStaleSnapshotIsNotTrusted: a snapshot fetched before an issue's run
+// ended is checked against the tracker before that issue is dispatched
+// (a peer dispatched whole batches twice under load without this).
+func TestStaleSnapshotIsNotTrusted(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("H-1", 1, "", "Todo"))
+	w.configure(nil)
+	w.pollUntil("dispatched", func() bool { return len(w.dispatches) == 1 })
+	stale := time.Now() // a poll that fetched while the run was live
+	w.mu.Lock()
+	d := w.dispatches[0]
+	w.mu.Unlock()
+	// The agent hands the issue over, the run ends cleanly, and the
+	// continuation check (1 s) finds it no longer active: released.
+	w.setState("H-1", "Human Review")
+	w.finish(d, bus.RunSucceeded)
+	deadline := time.Now().Add(testTimeout)
+	for {
+		k, _ := bus.Claims.Key("H-1")
+		_, cerr := bus.Get(t.Context(), w.b, k)
+		rk, _ := bus.Retries.Key("H-1")
+		_, rerr := bus.Get(t.Context(), w.b, rk)
+		if cerr != nil && rerr != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("H-1 was never released")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Now the slow poll's snapshot arrives: it still says Todo.
+	old := iss("H-1", 1, "", "Todo")
+	if err := bus.Publish(w.b, bus.TrackerSnapshots, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: []bus.Issue{old}, FetchedAt: stale}}); err != nil {
+		t.Fatal(err)
+	}
+	w.tickNow()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.dispatches) != 1 {
+		t.Errorf("a stale snapshot dispatched the issue again: %d dispatches", len(w.dispatches))
+	}
+}
+
+// TestBlockedRunParksTheIssue: a run that ends blocked holds its issue
+// until the tracker state changes.
+func TestBlockedRunParksTheIssue(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("J-1", 1, "", "Todo"))
+	w.outcome = func(d bus.Dispatch) bus.RunStatus {
+		if len(w.dispatches) == 1 {
+			return bus.RunBlocked
+		}
+		return ""
+	}
+	w.configure(nil)
+	w.pollUntil("dispatched", func() bool { return len(w.dispatches) == 1 })
+	deadline := time.Now().Add(testTimeout)
+	for {
+		k, _ := bus.Blocks.Key("J-1")
+		if _, err := bus.Get(t.Context(), w.b, k); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the blocked run did not park its issue")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	w.tickNow()
+	w.mu.Lock()
+	if len(w.dispatches) != 1 {
+		t.Errorf("a blocked issue was dispatched again")
+	}
+	w.mu.Unlock()
+	// The operator moves it: the block clears and it runs again.
+	w.setState("J-1", "In Progress")
+	w.pollUntil("re-dispatched after the state change", func() bool { return len(w.dispatches) == 2 })
+}
