@@ -28,6 +28,8 @@ type Options struct {
 	// first snapshot, queues no retries, and closes Done when those runs
 	// have finished (symphony run --once).
 	Once bool
+	// Clock decides retry and stall timing (default: the wall clock).
+	Clock Clock
 }
 
 // Component is the scheduler: the single authority over which issue runs.
@@ -50,6 +52,9 @@ func New(opts Options) (*Component, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
 	}
 	return &Component{opts: opts, log: opts.Log.With("component", bus.CompScheduler), done: make(chan struct{})}, nil
 }
@@ -85,7 +90,8 @@ type actor struct {
 	retries map[string]bus.RetryEntry
 	blocked map[string]bus.BlockedEntry
 	lastEnd map[string]time.Time // when an issue's last run ended
-	retryT  *time.Timer
+	clock   Clock
+	retryT  Timer
 	runSeq  int
 	// ticked is set after the first tick (Once mode stops there).
 	ticked bool
@@ -117,7 +123,8 @@ func (a *actor) checkOnce() {
 func (c *Component) Run(ctx context.Context) error {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
 		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}}
-	a.retryT = time.NewTimer(time.Hour)
+	a.clock = c.opts.Clock
+	a.retryT = a.clock.NewTimer(time.Hour)
 	a.retryT.Stop()
 	defer a.retryT.Stop()
 	a.refreshT = time.NewTimer(time.Hour)
@@ -167,7 +174,7 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	reconcile := time.NewTicker(time.Hour)
+	reconcile := a.clock.NewTimer(time.Hour)
 	defer reconcile.Stop()
 	for {
 		select {
@@ -206,14 +213,15 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 			for _, r := range a.running {
 				if r.runID == m.Data.RunID {
-					r.lastEvent = time.Now()
+					r.lastEvent = a.clock.Now()
 				}
 			}
-		case <-reconcile.C:
+		case <-reconcile.C():
 			if a.cfg != nil {
 				a.reconcile(ctx)
+				reconcile.Reset(max(a.cfg.Config.Polling.Interval(), 100*time.Millisecond))
 			}
-		case <-a.retryT.C:
+		case <-a.retryT.C():
 			a.fireRetries(ctx)
 		case c := <-controls:
 			c.reply <- a.control(ctx, c.req)
@@ -294,7 +302,7 @@ func (a *actor) startup(ctx context.Context) {
 			continue
 		}
 		if d, ok := live[cl.RunID]; ok {
-			now := time.Now()
+			now := a.clock.Now()
 			a.running[id] = &running{runID: d.RunID, issue: d.Issue, attempt: d.Attempt, state: normState(d.Issue.State), startedAt: now, lastEvent: now}
 			a.log.Info("adopted a run in flight", "run_id", d.RunID, "issue_id", id, "issue_identifier", cl.Identifier)
 			continue
@@ -337,7 +345,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, cl.RunID+"-interrupted", cl.RunID, string(bus.RunFinished)); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
-	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
+	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
 	log.Warn("run interrupted by a restart; dispatching again")
 }
 
@@ -482,11 +490,11 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 			next = *attempt + 1
 		}
 		a.queueRetry(ctx, bus.RetryEntry{IssueID: iss.ID, Identifier: iss.Identifier, Attempt: next,
-			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: err.Error()})
+			DueAt: a.clock.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: err.Error()})
 		a.armRetryTimer()
 		return
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	a.running[iss.ID] = &running{runID: runID, issue: iss, attempt: attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
 	log.Info("dispatched", "run_id", runID, "attempt", attemptText(attempt))
 }
@@ -498,7 +506,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 		return
 	}
 	if ev.Event != bus.RunFinished {
-		r.lastEvent = time.Now()
+		r.lastEvent = a.clock.Now()
 		return
 	}
 	delete(a.running, ev.Issue.ID)
@@ -522,7 +530,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 		log.Info("run finished (once mode: no retry)", "err", ev.Error)
 	case ev.Status == bus.RunSucceeded:
 		// The worker finished cleanly: check back shortly (spec §7.1).
-		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: 1, DueAt: time.Now().Add(ContinuationDelay)})
+		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: 1, DueAt: a.clock.Now().Add(ContinuationDelay)})
 	case ev.Status == bus.RunBlocked:
 		a.release(ctx, r.issue.ID)
 		a.block(ctx, r.issue, ev.RunID, ev.Error)
@@ -533,7 +541,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 			next = *r.attempt + 1
 		}
 		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: next,
-			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: ev.Error})
+			DueAt: a.clock.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: ev.Error})
 		log.Warn("run failed; retry queued", "err", ev.Error, "attempt", next)
 	}
 	a.armRetryTimer()
@@ -549,7 +557,7 @@ func (a *actor) reconcile(ctx context.Context) {
 	}
 	if stall > 0 {
 		for _, r := range a.running {
-			if idle := time.Since(r.lastEvent); idle > stall && !r.cancelSent {
+			if idle := a.clock.Now().Sub(r.lastEvent); idle > stall && !r.cancelSent {
 				a.cancel(ctx, r, bus.RunStalled, fmt.Sprintf("no agent event for %s (stall_timeout_ms)", idle.Round(time.Second)))
 			}
 		}
@@ -631,7 +639,7 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 
 // fireRetries handles every retry that is due (spec §8.4).
 func (a *actor) fireRetries(ctx context.Context) {
-	now := time.Now()
+	now := a.clock.Now()
 	if a.paused {
 		// Paused: retries keep their place and fire on resume.
 		return
@@ -733,7 +741,7 @@ func (a *actor) armRetryTimer() {
 			next = r.DueAt
 		}
 	}
-	a.retryT.Reset(max(time.Until(next), 0))
+	a.retryT.Reset(max(next.Sub(a.clock.Now()), 0))
 }
 
 // control applies one operator command.

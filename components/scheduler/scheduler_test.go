@@ -35,6 +35,11 @@ type world struct {
 
 func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 	t.Helper()
+	return newWorldWith(t, dataDir, nil, issues...)
+}
+
+func newWorldWith(t *testing.T, dataDir string, clock Clock, issues ...bus.Issue) *world {
+	t.Helper()
 	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +120,7 @@ func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 	if os.Getenv("SCHED_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	comp, err := New(Options{Bus: b, Log: log})
+	comp, err := New(Options{Bus: b, Log: log, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,6 +386,34 @@ func TestRestartResumesDurableState(t *testing.T) {
 	defer w2.mu.Unlock()
 	if len(w2.dispatches) != 1 {
 		t.Errorf("%d dispatches after restart; the claim must prevent a second", len(w2.dispatches))
+	}
+}
+
+// barrier returns once the scheduler has handled everything sent before
+// (one command through the actor, which does one thing at a time).
+func (w *world) barrier() {
+	w.t.Helper()
+	w.control(bus.Control{Action: bus.ControlClearBlocked, IssueID: "barrier"})
+}
+
+// waitRetry waits until the issue's retry with this attempt is queued, due
+// at the given time.
+func (w *world) waitRetry(id string, attempt int, due time.Time) {
+	w.t.Helper()
+	k, _ := bus.Retries.Key(id)
+	deadline := time.Now().Add(testTimeout)
+	for {
+		e, err := bus.Get(w.t.Context(), w.b, k)
+		if err == nil && e.Value.Attempt == attempt {
+			if !e.Value.DueAt.Equal(due) {
+				w.t.Fatalf("retry %d due %v, want %v", attempt, e.Value.DueAt, due)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("retry %d never queued: %+v %v", attempt, e.Value, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
