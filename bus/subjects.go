@@ -162,7 +162,7 @@ var (
 	// stream so runs can be listed and replayed after a restart.
 	RunEvents = event[RunEvent](Spec{
 		Pattern:   "symphony.run.{run_id}.{event}",
-		Producer:  CompAgentRunner,
+		Producer:  CompAgentRunner + " (" + CompScheduler + " records interrupted and lost runs)",
 		Consumers: []string{CompScheduler, CompUI, CompPruner, CompCLI},
 		Stream:    StreamRuns,
 		Doc:       "A run was dispatched, got its workspace and session, started or finished a turn, or finished (terminal status, usage, cost); {event} is the RunEventKind.",
