@@ -14,6 +14,9 @@ type Config struct {
 	Claude    ClaudeConfig    `json:"claude"`
 	Codex     CodexConfig     `json:"codex"`
 	Server    ServerConfig    `json:"server"`
+	// RetentionMS, when positive, makes the pruner delete finished runs
+	// older than this on a schedule (WORKFLOW.md `retention: 30d`).
+	RetentionMS int64 `json:"retention_ms"`
 }
 
 // Tracker kinds.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/symphony-oss/symphony/bus"
 )
 
 // testTimeout bounds what normally takes milliseconds, so a broken test
@@ -225,7 +227,7 @@ func TestRunMissingWorkflow(t *testing.T) {
 }
 
 func TestPendingCommandsSaySo(t *testing.T) {
-	for _, args := range [][]string{{"runs"}, {"replay", "r1"}, {"prune"}} {
+	for _, args := range [][]string{{"runs"}, {"replay", "r1"}} {
 		code, out := runCLI(t, args...)
 		if code == 0 || !strings.Contains(out, "not implemented yet") {
 			t.Errorf("%v: exit %d:\n%s", args, code, out)
@@ -377,4 +379,51 @@ func TestRunNeverLogsTheSecret(t *testing.T) {
 	if strings.Contains(p.all.String(), secret) {
 		t.Errorf("the secret appeared in the output:\n%s", p.all)
 	}
+}
+
+// TestPruneCommand: prune on a stopped instance's store, dry run first; a
+// running instance is refused with a way forward.
+func TestPruneCommand(t *testing.T) {
+	wf := writeWorkflow(t)
+	dataDir := filepath.Join(filepath.Dir(wf), ".symphony")
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := time.Now().Add(-40 * 24 * time.Hour)
+	for _, ev := range []bus.RunEvent{
+		{RunID: "old-run", Event: bus.RunDispatched, At: ended.Add(-time.Hour), Issue: bus.IssueRef{ID: "1", Identifier: "OLD-1"}},
+		{RunID: "old-run", Event: bus.RunFinished, At: ended, Issue: bus.IssueRef{ID: "1", Identifier: "OLD-1"}, Status: bus.RunFailed},
+		{RunID: "new-run", Event: bus.RunDispatched, At: time.Now(), Issue: bus.IssueRef{ID: "2", Identifier: "NEW-1"}},
+	} {
+		if _, err := bus.PublishDurable(t.Context(), b, bus.RunEvents, ev, "", ev.RunID, string(ev.Event)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI(t, "--data-dir", dataDir, "prune", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would delete old-run") || !strings.Contains(out, "nothing was deleted") {
+		t.Errorf("dry run: exit %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "--data-dir", dataDir, "prune", "--older-than", "30d")
+	if code != 0 || !strings.Contains(out, "deleted old-run") || !strings.Contains(out, "deleted 1 run(s)") || !strings.Contains(out, "1 kept") {
+		t.Errorf("prune: exit %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "--data-dir", dataDir, "prune")
+	if code != 0 || !strings.Contains(out, "deleted 0 run(s)") {
+		t.Errorf("second prune: exit %d\n%s", code, out)
+	}
+	if code, out := runCLI(t, "--data-dir", dataDir, "prune", "--older-than", "0"); code != exitUsage {
+		t.Errorf("zero age: exit %d\n%s", code, out)
+	}
+	p := start(t, "--data-dir", dataDir, "run", wf)
+	p.waitFor(t, "symphony running")
+	code, out = runCLI(t, "--data-dir", dataDir, "prune")
+	if code == 0 || !strings.Contains(out, "in use by process") || !strings.Contains(out, "retention:") {
+		t.Errorf("prune while running: exit %d\n%s", code, out)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
 }

@@ -28,12 +28,3 @@ type ReplayCmd struct {
 
 // Run is not implemented yet.
 func (c *ReplayCmd) Run() error { return errNotImplemented("replay") }
-
-// PruneCmd is `symphony prune`.
-type PruneCmd struct {
-	OlderThan Duration `help:"Delete runs that ended longer ago than this (e.g. 30d, 12h)." default:"30d"`
-	DryRun    bool     `help:"Print what would be deleted and delete nothing."`
-}
-
-// Run is not implemented yet.
-func (c *PruneCmd) Run() error { return errNotImplemented("prune") }

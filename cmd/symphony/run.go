@@ -8,6 +8,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/components/agentrunner"
+	"github.com/symphony-oss/symphony/components/pruner"
 	"github.com/symphony-oss/symphony/components/scheduler"
 	"github.com/symphony-oss/symphony/components/tracker"
 	"github.com/symphony-oss/symphony/components/workflow"
@@ -87,6 +88,10 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
+	prn, err := pruner.New(pruner.Options{Bus: b, Log: log})
+	if err != nil {
+		return err
+	}
 	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once})
 	if err != nil {
 		return err
@@ -107,7 +112,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	}
 	// Start order: config first, the scheduler last; stop in reverse, so
 	// the scheduler stops deciding before the parts it drives go away.
-	comps := []components.Component{wfc, trc, wsc, arc, sch}
+	comps := []components.Component{wfc, trc, wsc, arc, prn, sch}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(ctx, comps...); err != nil {
 		return err

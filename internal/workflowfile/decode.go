@@ -18,6 +18,7 @@ import (
 	"github.com/goccy/go-yaml/token"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/duration"
 )
 
 // Defaults (CONTRACT §1 and the reference specification §6.4).
@@ -183,6 +184,14 @@ func (d *decoder) config(root map[string]any) bus.Config {
 	c.Claude = d.claude(d.section(root, "claude", "claude"))
 	c.Codex = d.codex(d.section(root, "codex", "codex"))
 	c.Server = d.server(d.section(root, "server", "server"))
+	if v := d.str(root, "retention", "retention", ""); v != "" {
+		r, err := duration.Parse(strings.TrimSpace(v))
+		if err != nil || r <= 0 {
+			d.fail("retention", "must be a positive duration like 30d or 12h, got %q", v)
+		} else {
+			c.RetentionMS = r.Milliseconds()
+		}
+	}
 	return c
 }
 

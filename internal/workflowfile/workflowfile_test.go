@@ -116,6 +116,7 @@ claude:
   stall_timeout_ms: 0
 codex: {command: codex app-server --x, turn_timeout_ms: 11, read_timeout_ms: 12, stall_timeout_ms: -1}
 server: {port: 0, bind: "::1"}
+retention: 7d
 unknown_key: {ignored: true}
 ---
 body`
@@ -151,6 +152,7 @@ body`
 		"codex":       {fmt.Sprint(c.Codex), "{codex app-server --x 11 12 -1}"},
 		"server":      {fmt.Sprint(c.Server), "{0 ::1}"},
 		"no defaults": {len(r.Defaults), 0},
+		"retention":   {c.RetentionMS, int64(7 * 24 * 3600 * 1000)},
 	}
 	for name, c := range checks {
 		if c[0] != c[1] {
@@ -159,6 +161,18 @@ body`
 	}
 	if len(r.Warnings) != 2 || !strings.Contains(r.Warnings[0], "max_concurrent_agents_by_state.Bad") || !strings.Contains(r.Warnings[1], "Review") {
 		t.Errorf("warnings = %q", r.Warnings)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	r := mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\nretention: 30d\n---\n", nil)
+	if r.Config.RetentionMS != 30*24*3600*1000 {
+		t.Errorf("retention %d", r.Config.RetentionMS)
+	}
+	for _, bad := range []string{"3x", "-1d", "0"} {
+		if _, err := parse(t, "---\ntracker: {kind: files, provider: {path: /i}}\nretention: \""+bad+"\"\n---\n", nil); err == nil || !strings.Contains(err.Error(), "retention:") {
+			t.Errorf("retention %q: %v", bad, err)
+		}
 	}
 }
 

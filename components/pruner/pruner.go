@@ -1,0 +1,128 @@
+// Package pruner bounds the store: it deletes runs — their lifecycle and
+// every turn event — that finished longer ago than the retention. A run
+// still running, or with no recorded end, is never deleted. The same Prune
+// serves `symphony prune` and the component, which applies WORKFLOW.md's
+// `retention` every hour.
+package pruner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components"
+)
+
+// Interval is how often the component applies the retention.
+const Interval = time.Hour
+
+// Result says what a prune did (or would do, dry).
+type Result struct {
+	Deleted []bus.RunEnd
+	// Kept counts runs kept: newer than the cutoff, running, or without a
+	// recorded end.
+	Kept       int
+	BytesFreed uint64
+	DryRun     bool
+}
+
+// Prune deletes the runs that finished before now−olderThan. olderThan
+// must be positive (a zero or negative age would delete everything that
+// ever finished: refused). Running again deletes nothing more: idempotent.
+func Prune(ctx context.Context, b *bus.Bus, olderThan time.Duration, dryRun bool, now time.Time) (Result, error) {
+	if olderThan <= 0 {
+		return Result{}, fmt.Errorf("prune: the age must be positive, got %s", olderThan)
+	}
+	cutoff := now.Add(-olderThan)
+	ends, err := bus.RunEnds(ctx, b)
+	if err != nil {
+		return Result{}, fmt.Errorf("prune: read runs: %w", err)
+	}
+	res := Result{DryRun: dryRun}
+	ids := make([]string, 0, len(ends))
+	for id := range ends {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r := ends[id]
+		if !r.Finished || !r.EndedAt.Before(cutoff) {
+			res.Kept++
+			continue
+		}
+		if !dryRun {
+			freed, err := bus.PurgeRun(ctx, b, id)
+			res.BytesFreed += freed
+			if err != nil {
+				return res, err
+			}
+		}
+		res.Deleted = append(res.Deleted, *r)
+	}
+	return res, nil
+}
+
+// Options configures the component.
+type Options struct {
+	Bus *bus.Bus
+	Log *slog.Logger
+}
+
+// Component applies the workflow's retention every Interval.
+type Component struct {
+	opts      Options
+	log       *slog.Logger
+	retention atomic.Int64
+}
+
+// New checks the options; it starts nothing.
+func New(opts Options) (*Component, error) {
+	if opts.Bus == nil {
+		return nil, errors.New("pruner: a bus is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompPruner)}, nil
+}
+
+// Name is "pruner".
+func (c *Component) Name() string { return bus.CompPruner }
+
+// Run prunes on schedule until ctx ends.
+func (c *Component) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	followed := make(chan error, 1)
+	go func() {
+		followed <- bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.retention.Store(s.Config.RetentionMS) })
+	}()
+	tick := time.NewTicker(Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return components.Stopped(ctx, <-followed)
+		case err := <-followed:
+			return components.Stopped(ctx, err)
+		case <-tick.C:
+			ms := c.retention.Load()
+			if ms <= 0 {
+				continue
+			}
+			res, err := Prune(ctx, c.opts.Bus, time.Duration(ms)*time.Millisecond, false, time.Now())
+			if err != nil {
+				c.log.Error("scheduled prune failed", "err", err)
+				continue
+			}
+			if len(res.Deleted) > 0 {
+				c.log.Info("pruned old runs", "runs", len(res.Deleted), "bytes", res.BytesFreed, "kept", res.Kept)
+			}
+		}
+	}
+}
