@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -174,6 +175,9 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 		if err := writeSecretFile(b.tokenFile, token); err != nil {
 			return b, err
 		}
+		if err := writeSecretFile(filepath.Join(dataDir, URLFileName), b.listenURL); err != nil {
+			return b, err
+		}
 	}
 
 	name := opts.ClientName
@@ -251,6 +255,48 @@ func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) 
 	return nil
 }
 
+// URLFileName is the file in the data directory holding the opt-in
+// listener's URL, next to the token, so `symphony runs` and `replay` can
+// reach a running instance.
+const URLFileName = "nats-url"
+
+// Connect joins a running instance as a client over its listener: no
+// server, no lock. It is how the CLI reads runs while `symphony run` holds
+// the data directory.
+func Connect(ctx context.Context, url, token string, log *slog.Logger) (*Bus, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Bus{log: log, closed: make(chan struct{}), listenURL: url}
+	nc, err := nats.Connect(url, nats.Token(token), nats.Name("symphony cli"), nats.Timeout(5*time.Second),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }))
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	b.js = js
+	return b, nil
+}
+
+// ConnectDataDir connects to the instance that holds dataDir through the
+// listener it advertised there (URL and token files).
+func ConnectDataDir(ctx context.Context, dataDir string, log *slog.Logger) (*Bus, error) {
+	url, err := os.ReadFile(filepath.Join(dataDir, URLFileName))
+	if err != nil {
+		return nil, fmt.Errorf("the running instance has no NATS listener (start it with --nats-listen 127.0.0.1:0 to read its runs while it runs, or stop it)")
+	}
+	token, err := os.ReadFile(filepath.Join(dataDir, TokenFileName))
+	if err != nil {
+		return nil, fmt.Errorf("read the listener token: %w", err)
+	}
+	return Connect(ctx, strings.TrimSpace(string(url)), strings.TrimSpace(string(token)), log)
+}
+
 // Conn is the in-process client connection.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
@@ -313,8 +359,10 @@ func (b *Bus) teardown(ctx context.Context) error {
 		b.ns.WaitForShutdown()
 	}
 	if b.tokenFile != "" {
-		if err := os.Remove(b.tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove token file: %w", err))
+		for _, f := range []string{b.tokenFile, filepath.Join(b.dataDir, URLFileName)} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove %s: %w", f, err))
+			}
 		}
 	}
 	if err := b.lock.release(); err != nil {

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// RunsCmd is `symphony runs`.
+type RunsCmd struct {
+	Issue  string   `help:"Only runs of this issue identifier."`
+	Status string   `help:"Only runs that ended with this status (succeeded, failed, timed_out, stalled, canceled, interrupted, blocked), or running."`
+	Since  Duration `help:"Only runs started within this long (e.g. 12h, 7d)."`
+	Limit  int      `help:"At most this many runs." default:"50"`
+	JSON   bool     `help:"Print JSON lines instead of a table."`
+}
+
+// runSummary is one run as `symphony runs` shows it.
+type runSummary struct {
+	RunID         string       `json:"run_id"`
+	Issue         bus.IssueRef `json:"issue"`
+	Attempt       *int         `json:"attempt"`
+	Status        string       `json:"status"`
+	Error         string       `json:"error,omitempty"`
+	Started       time.Time    `json:"started"`
+	Ended         *time.Time   `json:"ended,omitempty"`
+	Turns         int          `json:"turns"`
+	SessionID     string       `json:"session_id,omitempty"`
+	Workspace     string       `json:"workspace,omitempty"`
+	Agent         string       `json:"agent,omitempty"`
+	Command       []string     `json:"command,omitempty"`
+	Usage         bus.Usage    `json:"usage"`
+	CostUSD       *float64     `json:"cost_usd"`
+	ConfigVersion int64        `json:"config_version,omitempty"`
+}
+
+// summarize folds the lifecycle events of every stored run.
+func summarize(ctx context.Context, b *bus.Bus) (map[string]*runSummary, error) {
+	out := map[string]*runSummary{}
+	for m, err := range bus.History(ctx, b, bus.RunEvents) {
+		if errors.Is(err, bus.ErrDecode) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ev := m.Data
+		s := out[ev.RunID]
+		if s == nil {
+			s = &runSummary{RunID: ev.RunID, Issue: ev.Issue, Attempt: ev.Attempt, Status: "running", Started: ev.At}
+			out[ev.RunID] = s
+		}
+		if ev.Workspace != "" {
+			s.Workspace = ev.Workspace
+		}
+		if ev.Agent != "" {
+			s.Agent = ev.Agent
+		}
+		if len(ev.Command) > 0 {
+			s.Command = ev.Command
+		}
+		if ev.SessionID != "" {
+			s.SessionID = ev.SessionID
+		}
+		if ev.ConfigVersion != 0 {
+			s.ConfigVersion = ev.ConfigVersion
+		}
+		s.Turns = max(s.Turns, ev.Turn)
+		if ev.Event == bus.RunFinished {
+			at := ev.At
+			s.Ended, s.Status, s.Error = &at, string(ev.Status), ev.Error
+			if ev.Usage != nil {
+				s.Usage = *ev.Usage
+			}
+			s.CostUSD = ev.CostUSD
+		}
+	}
+	return out, nil
+}
+
+// Run lists runs, newest first.
+func (c *RunsCmd) Run(g *Globals, e *env) error {
+	b, err := openStore(e.ctx, g, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer b.Close(context.Background())
+	all, err := summarize(e.ctx, b)
+	if err != nil {
+		return err
+	}
+	list := make([]*runSummary, 0, len(all))
+	now := time.Now()
+	for _, s := range all {
+		switch {
+		case c.Issue != "" && !strings.EqualFold(s.Issue.Identifier, c.Issue):
+			continue
+		case c.Status != "" && s.Status != c.Status:
+			continue
+		case c.Since > 0 && s.Started.Before(now.Add(-time.Duration(c.Since))):
+			continue
+		}
+		list = append(list, s)
+	}
+	slices.SortFunc(list, func(a, b *runSummary) int { return b.Started.Compare(a.Started) })
+	if c.Limit > 0 && len(list) > c.Limit {
+		list = list[:c.Limit]
+	}
+	if c.JSON {
+		enc := json.NewEncoder(e.stdout)
+		for _, s := range list {
+			if err := enc.Encode(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tISSUE\tSTATUS\tATTEMPT\tTURNS\tSTARTED\tDURATION\tTOKENS IN/OUT\tCOST")
+	for _, s := range list {
+		attempt := "-"
+		if s.Attempt != nil {
+			attempt = fmt.Sprint(*s.Attempt)
+		}
+		dur := "-"
+		if s.Ended != nil {
+			dur = s.Ended.Sub(s.Started).Round(time.Second).String()
+		}
+		cost := "unknown"
+		if s.CostUSD != nil {
+			cost = fmt.Sprintf("$%.4f", *s.CostUSD)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", s.RunID, s.Issue.Identifier, s.Status, attempt, s.Turns,
+			s.Started.Local().Format("2006-01-02 15:04:05"), dur, s.Usage.InputTokens, s.Usage.OutputTokens, cost)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(tw, "(no runs)")
+	}
+	return tw.Flush()
+}
