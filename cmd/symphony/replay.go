@@ -98,19 +98,29 @@ func (c *ReplayCmd) Run(g *Globals, e *env) error {
 		return nil
 	}
 	color := isTerminal(e.stdout)
+	return play(e.ctx, events, c.Speed, func(ev timelineEntry) {
+		fmt.Fprintln(e.stdout, transcriptLine(ev, color))
+	})
+}
+
+// play hands the events to emit in order, keeping the original gaps
+// between them divided by speed (0: no waiting).
+func play(ctx context.Context, events []timelineEntry, speed float64, emit func(timelineEntry)) error {
 	var prev time.Time
 	for _, ev := range events {
-		if c.Speed > 0 && !prev.IsZero() {
+		if speed > 0 && !prev.IsZero() {
 			if gap := ev.At.Sub(prev); gap > 0 {
+				t := time.NewTimer(time.Duration(float64(gap) / speed))
 				select {
-				case <-time.After(time.Duration(float64(gap) / c.Speed)):
-				case <-e.ctx.Done():
-					return e.ctx.Err()
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return ctx.Err()
 				}
 			}
 		}
 		prev = ev.At
-		fmt.Fprintln(e.stdout, transcriptLine(ev, color))
+		emit(ev)
 	}
 	return nil
 }
