@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -489,5 +490,48 @@ func TestClaimsAreCompareAndSet(t *testing.T) {
 	}
 	if r, err := All(t.Context(), b, Retries); err != nil || len(r) != 0 {
 		t.Errorf("empty family: %v %v", r, err)
+	}
+}
+
+func TestRunSummaryFoldsEventsWithCompareAndSet(t *testing.T) {
+	b := openTest(t, Options{})
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ref := IssueRef{ID: "i", Identifier: "S-1"}
+	if err := RecordRunEvent(t.Context(), b, RunEvent{RunID: "r1", Event: RunDispatched, At: start, Issue: ref}, "r1-d"); err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent recorders (the runner and the scheduler) never lose an
+	// update: each turn's event lands in the summary.
+	var wg sync.WaitGroup
+	for turn := 1; turn <= 8; turn++ {
+		wg.Go(func() {
+			if err := RecordRunEvent(t.Context(), b, RunEvent{RunID: "r1", Event: RunTurnFinished, At: start.Add(time.Minute), Issue: ref, Turn: turn, Workspace: "/ws"}, ""); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	u := Usage{InputTokens: 5}
+	cost := 1.5
+	end := RunEvent{RunID: "r1", Event: RunFinished, At: start.Add(time.Hour), Issue: ref, Status: RunFailed, Error: "boom", Usage: &u, CostUSD: &cost}
+	for range 2 { // a retried publish with the same id applies once
+		if err := RecordRunEvent(t.Context(), b, end, "r1-end"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := Summaries(t.Context(), b)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("summaries: %v %v", list, err)
+	}
+	s := list[0]
+	if s.Turns != 8 || s.Status != string(RunFailed) || s.Error != "boom" || s.Workspace != "/ws" || s.Usage.InputTokens != 5 ||
+		*s.CostUSD != 1.5 || !s.Started.Equal(start) || s.Ended == nil || !s.Ended.Equal(start.Add(time.Hour)) {
+		t.Errorf("summary %+v", s)
+	}
+	if _, err := PurgeRun(t.Context(), b, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := Summaries(t.Context(), b); len(list) != 0 {
+		t.Errorf("summary left after purge: %v", list)
 	}
 }

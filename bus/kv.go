@@ -214,6 +214,8 @@ var (
 	Claims  = keySet[Claim](BucketState, "claim")
 	Retries = keySet[RetryEntry](BucketState, "retry")
 	Blocks  = keySet[BlockedEntry](BucketState, "blocked")
+	// RunSummaries holds one compact summary per run (symphony runs).
+	RunSummaries = keySet[RunSummary](BucketRuns, "run")
 )
 
 // ErrKeyExists is returned by Create when the key already has a value.

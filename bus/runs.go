@@ -9,42 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// RunEnd is what the RUNS stream says about a run's life: when it was first
-// and last heard of, and whether (and when, and how) it finished.
-type RunEnd struct {
-	RunID    string
-	Issue    IssueRef
-	First    time.Time
-	Finished bool
-	EndedAt  time.Time
-	Status   RunStatus
-}
-
-// RunEnds reads the lifecycle events of every stored run, in order.
-func RunEnds(ctx context.Context, b *Bus) (map[string]*RunEnd, error) {
-	out := map[string]*RunEnd{}
-	for m, err := range History(ctx, b, RunEvents) {
-		if err != nil {
-			if errors.Is(err, ErrDecode) {
-				continue
-			}
-			return nil, err
-		}
-		ev := m.Data
-		r := out[ev.RunID]
-		if r == nil {
-			r = &RunEnd{RunID: ev.RunID, Issue: ev.Issue, First: ev.At}
-			out[ev.RunID] = r
-		}
-		if ev.Event == RunFinished {
-			r.Finished, r.EndedAt, r.Status = true, ev.At, ev.Status
-		}
-	}
-	return out, nil
-}
-
 // PurgeRun deletes every stored event of a run (lifecycle and turns) and
-// returns how many bytes the streams shrank by.
+// its summary, and returns how many bytes the streams shrank by.
 func PurgeRun(ctx context.Context, b *Bus, runID string) (uint64, error) {
 	runs, err := RunEvents.Filter(runID)
 	if err != nil {
@@ -75,5 +41,152 @@ func PurgeRun(ctx context.Context, b *Bus, runID string) (uint64, error) {
 			freed += before.State.Bytes - after.State.Bytes
 		}
 	}
+	k, err := RunSummaries.Key(runID)
+	if err != nil {
+		return freed, err
+	}
+	kv, err := b.kv(ctx, BucketRuns)
+	if err != nil {
+		return freed, err
+	}
+	if err := kv.Purge(ctx, k.key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return freed, fmt.Errorf("purge summary of %s: %w", runID, err)
+	}
 	return freed, nil
+}
+
+// RunSummary is the compact record of one run, kept current in KV
+// symphony_runs as its lifecycle events are recorded, so listing runs reads
+// one small value per run instead of every event.
+type RunSummary struct {
+	RunID         string     `json:"run_id"`
+	Issue         IssueRef   `json:"issue"`
+	Attempt       *int       `json:"attempt"`
+	Status        string     `json:"status"` // a RunStatus, or "running"
+	Error         string     `json:"error,omitempty"`
+	Started       time.Time  `json:"started"`
+	Ended         *time.Time `json:"ended,omitempty"`
+	Turns         int        `json:"turns"`
+	SessionID     string     `json:"session_id,omitempty"`
+	Workspace     string     `json:"workspace,omitempty"`
+	Agent         string     `json:"agent,omitempty"`
+	Command       []string   `json:"command,omitempty"`
+	Usage         Usage      `json:"usage"`
+	CostUSD       *float64   `json:"cost_usd"`
+	ConfigVersion int64      `json:"config_version,omitempty"`
+}
+
+// Apply folds one lifecycle event into the summary.
+func (s *RunSummary) Apply(ev RunEvent) {
+	if s.RunID == "" {
+		*s = RunSummary{RunID: ev.RunID, Issue: ev.Issue, Attempt: ev.Attempt, Status: "running", Started: ev.At}
+	}
+	if ev.Workspace != "" {
+		s.Workspace = ev.Workspace
+	}
+	if ev.Agent != "" {
+		s.Agent = ev.Agent
+	}
+	if len(ev.Command) > 0 {
+		s.Command = ev.Command
+	}
+	if ev.SessionID != "" {
+		s.SessionID = ev.SessionID
+	}
+	if ev.ConfigVersion != 0 {
+		s.ConfigVersion = ev.ConfigVersion
+	}
+	s.Turns = max(s.Turns, ev.Turn)
+	if ev.Event == RunFinished {
+		at := ev.At
+		s.Ended, s.Status, s.Error = &at, string(ev.Status), ev.Error
+		if ev.Usage != nil {
+			s.Usage = *ev.Usage
+		}
+		s.CostUSD = ev.CostUSD
+	}
+}
+
+// RecordRunEvent stores a lifecycle event durably (msgID de-duplicates a
+// retried publish) and folds it into the run's summary with
+// compare-and-set, so two recorders never lose each other's update.
+func RecordRunEvent(ctx context.Context, b *Bus, ev RunEvent, msgID string) error {
+	ack, err := PublishDurable(ctx, b, RunEvents, ev, msgID, ev.RunID, string(ev.Event))
+	if err != nil {
+		return err
+	}
+	if ack.Duplicate {
+		return nil
+	}
+	k, err := RunSummaries.Key(ev.RunID)
+	if err != nil {
+		return err
+	}
+	kv, err := b.kv(ctx, BucketRuns)
+	if err != nil {
+		return err
+	}
+	for range 10 {
+		var s RunSummary
+		var rev uint64
+		e, err := Get(ctx, b, k)
+		switch {
+		case err == nil:
+			s, rev = e.Value, e.Revision
+		case !errors.Is(err, ErrKeyNotFound):
+			return err
+		}
+		s.Apply(ev)
+		raw, err := k.encode(s)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = kv.Create(ctx, k.key, raw)
+		} else {
+			_, err = kv.Update(ctx, k.key, raw, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSequence(err) {
+			return fmt.Errorf("update run summary %s: %w", ev.RunID, err)
+		}
+	}
+	return fmt.Errorf("update run summary %s: too many concurrent updates", ev.RunID)
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// Summaries reads every run summary (one watcher pass over the bucket).
+func Summaries(ctx context.Context, b *Bus) ([]RunSummary, error) {
+	kv, err := b.kv(ctx, BucketRuns)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read run summaries: %w", err)
+	}
+	defer w.Stop() //nolint:errcheck // read-only watcher
+	var out []RunSummary
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				return out, nil
+			}
+			k := kvKey[RunSummary](BucketRuns, e.Key())
+			s, err := k.decode(e.Value())
+			if err != nil {
+				continue
+			}
+			out = append(out, s)
+		}
+	}
 }

@@ -238,6 +238,7 @@ func Streams() []StreamSpec {
 const (
 	BucketConfig = "symphony_config"
 	BucketState  = "symphony_state"
+	BucketRuns   = "symphony_runs"
 )
 
 // BucketSpec declares a JetStream key-value bucket.
@@ -269,6 +270,14 @@ func Buckets() []BucketSpec {
 			Writer:  CompScheduler,
 			Readers: []string{CompUI, CompCLI},
 			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked issues.",
+		},
+		{
+			Name:    BucketRuns,
+			History: 1,
+			Keys:    "`run.<run_id>` (`bus.RunSummary`)",
+			Writer:  CompAgentRunner + ", " + CompScheduler,
+			Readers: []string{CompCLI, CompUI, CompPruner},
+			Doc:     "One compact summary per run, folded from its lifecycle events as they are recorded (compare-and-set), so listing runs reads one value per run.",
 		},
 	}
 }

@@ -396,7 +396,7 @@ func TestPruneCommand(t *testing.T) {
 		{RunID: "old-run", Event: bus.RunFinished, At: ended, Issue: bus.IssueRef{ID: "1", Identifier: "OLD-1"}, Status: bus.RunFailed},
 		{RunID: "new-run", Event: bus.RunDispatched, At: time.Now(), Issue: bus.IssueRef{ID: "2", Identifier: "NEW-1"}},
 	} {
-		if _, err := bus.PublishDurable(t.Context(), b, bus.RunEvents, ev, "", ev.RunID, string(ev.Event)); err != nil {
+		if err := bus.RecordRunEvent(t.Context(), b, ev, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -45,7 +45,7 @@ func (c *PruneCmd) Run(g *Globals, e *env) error {
 		if c.DryRun {
 			verb = "would delete"
 		}
-		fmt.Fprintf(e.stdout, "%s %s  %s  %s  ended %s\n", verb, r.RunID, r.Issue.Identifier, r.Status, r.EndedAt.Format(time.RFC3339))
+		fmt.Fprintf(e.stdout, "%s %s  %s  %s  ended %s\n", verb, r.RunID, r.Issue.Identifier, r.Status, r.Ended.Format(time.RFC3339))
 	}
 	if err != nil {
 		return err

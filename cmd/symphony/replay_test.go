@@ -50,7 +50,7 @@ func BenchmarkRunsList10k(b *testing.B) {
 		ref := bus.IssueRef{ID: id, Identifier: fmt.Sprintf("B-%d", i)}
 		for _, kind := range []bus.RunEventKind{bus.RunDispatched, bus.RunWorkspaceReady, bus.RunTurnStarted, bus.RunTurnFinished, bus.RunFinished} {
 			ev := bus.RunEvent{RunID: id, Event: kind, At: base.Add(time.Duration(i) * time.Millisecond), Issue: ref, Turn: 1, Status: bus.RunSucceeded}
-			if _, err := bus.PublishDurable(context.Background(), store, bus.RunEvents, ev, "", id, string(kind)); err != nil {
+			if err := bus.RecordRunEvent(context.Background(), store, ev, ""); err != nil {
 				b.Fatal(err)
 			}
 		}

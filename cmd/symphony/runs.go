@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,65 +21,15 @@ type RunsCmd struct {
 	JSON   bool     `help:"Print JSON lines instead of a table."`
 }
 
-// runSummary is one run as `symphony runs` shows it.
-type runSummary struct {
-	RunID         string       `json:"run_id"`
-	Issue         bus.IssueRef `json:"issue"`
-	Attempt       *int         `json:"attempt"`
-	Status        string       `json:"status"`
-	Error         string       `json:"error,omitempty"`
-	Started       time.Time    `json:"started"`
-	Ended         *time.Time   `json:"ended,omitempty"`
-	Turns         int          `json:"turns"`
-	SessionID     string       `json:"session_id,omitempty"`
-	Workspace     string       `json:"workspace,omitempty"`
-	Agent         string       `json:"agent,omitempty"`
-	Command       []string     `json:"command,omitempty"`
-	Usage         bus.Usage    `json:"usage"`
-	CostUSD       *float64     `json:"cost_usd"`
-	ConfigVersion int64        `json:"config_version,omitempty"`
-}
-
-// summarize folds the lifecycle events of every stored run.
-func summarize(ctx context.Context, b *bus.Bus) (map[string]*runSummary, error) {
-	out := map[string]*runSummary{}
-	for m, err := range bus.History(ctx, b, bus.RunEvents) {
-		if errors.Is(err, bus.ErrDecode) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		ev := m.Data
-		s := out[ev.RunID]
-		if s == nil {
-			s = &runSummary{RunID: ev.RunID, Issue: ev.Issue, Attempt: ev.Attempt, Status: "running", Started: ev.At}
-			out[ev.RunID] = s
-		}
-		if ev.Workspace != "" {
-			s.Workspace = ev.Workspace
-		}
-		if ev.Agent != "" {
-			s.Agent = ev.Agent
-		}
-		if len(ev.Command) > 0 {
-			s.Command = ev.Command
-		}
-		if ev.SessionID != "" {
-			s.SessionID = ev.SessionID
-		}
-		if ev.ConfigVersion != 0 {
-			s.ConfigVersion = ev.ConfigVersion
-		}
-		s.Turns = max(s.Turns, ev.Turn)
-		if ev.Event == bus.RunFinished {
-			at := ev.At
-			s.Ended, s.Status, s.Error = &at, string(ev.Status), ev.Error
-			if ev.Usage != nil {
-				s.Usage = *ev.Usage
-			}
-			s.CostUSD = ev.CostUSD
-		}
+// summarize reads the compact summary of every stored run, by run id.
+func summarize(ctx context.Context, b *bus.Bus) (map[string]*bus.RunSummary, error) {
+	list, err := bus.Summaries(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*bus.RunSummary, len(list))
+	for i := range list {
+		out[list[i].RunID] = &list[i]
 	}
 	return out, nil
 }
@@ -96,7 +45,7 @@ func (c *RunsCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	list := make([]*runSummary, 0, len(all))
+	list := make([]*bus.RunSummary, 0, len(all))
 	now := time.Now()
 	for _, s := range all {
 		switch {
@@ -109,7 +58,7 @@ func (c *RunsCmd) Run(g *Globals, e *env) error {
 		}
 		list = append(list, s)
 	}
-	slices.SortFunc(list, func(a, b *runSummary) int { return b.Started.Compare(a.Started) })
+	slices.SortFunc(list, func(a, b *bus.RunSummary) int { return b.Started.Compare(a.Started) })
 	if c.Limit > 0 && len(list) > c.Limit {
 		list = list[:c.Limit]
 	}

@@ -27,7 +27,7 @@ func recordRun(t *testing.T, b *bus.Bus, runID, identifier string, start time.Ti
 		{RunID: runID, Event: bus.RunTurnStarted, At: start.Add(2 * time.Second), Issue: ref, Turn: 1},
 	}
 	for _, ev := range life {
-		if _, err := bus.PublishDurable(t.Context(), b, bus.RunEvents, ev, "", runID, string(ev.Event)); err != nil {
+		if err := bus.RecordRunEvent(t.Context(), b, ev, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,7 +45,7 @@ func recordRun(t *testing.T, b *bus.Bus, runID, identifier string, start time.Ti
 	if status != "" {
 		u := bus.Usage{InputTokens: 100, OutputTokens: 20}
 		end := bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: start.Add(6 * time.Second), Issue: ref, Turn: 1, Status: status, Usage: &u, CostUSD: &cost}
-		if _, err := bus.PublishDurable(t.Context(), b, bus.RunEvents, end, "", runID, string(bus.RunFinished)); err != nil {
+		if err := bus.RecordRunEvent(t.Context(), b, end, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -72,7 +72,7 @@ func TestRunsAndReplayOnAStoppedInstance(t *testing.T) {
 		t.Fatalf("runs table (newest first): exit %d\n%s", code, out)
 	}
 	code, out = runCLI(t, "--data-dir", dataDir, "runs", "--issue", "aaa-1", "--status", "succeeded", "--json")
-	var s runSummary
+	var s bus.RunSummary
 	if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &s) != nil || s.RunID != "run-a" || s.Workspace != "/ws/AAA-1" || s.Turns != 1 {
 		t.Errorf("filtered json: exit %d\n%s", code, out)
 	}

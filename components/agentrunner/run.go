@@ -49,7 +49,7 @@ func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
 // goes on, the scheduler's stall detection covers a lost end).
 func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	id := fmt.Sprintf("%s-%s-%d", w.d.RunID, ev.Event, ev.Turn)
-	if _, err := bus.PublishDurable(context.WithoutCancel(ctx), w.r.opts.Bus, bus.RunEvents, ev, id, w.d.RunID, string(ev.Event)); err != nil {
+	if err := bus.RecordRunEvent(context.WithoutCancel(ctx), w.r.opts.Bus, ev, id); err != nil {
 		w.r.log.Error("publish run event", "err", err, "run_id", w.d.RunID, "event", ev.Event, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,7 @@ const Interval = time.Hour
 
 // Result says what a prune did (or would do, dry).
 type Result struct {
-	Deleted []bus.RunEnd
+	Deleted []bus.RunSummary
 	// Kept counts runs kept: newer than the cutoff, running, or without a
 	// recorded end.
 	Kept       int
@@ -39,30 +40,25 @@ func Prune(ctx context.Context, b *bus.Bus, olderThan time.Duration, dryRun bool
 		return Result{}, fmt.Errorf("prune: the age must be positive, got %s", olderThan)
 	}
 	cutoff := now.Add(-olderThan)
-	ends, err := bus.RunEnds(ctx, b)
+	runs, err := bus.Summaries(ctx, b)
 	if err != nil {
 		return Result{}, fmt.Errorf("prune: read runs: %w", err)
 	}
+	slices.SortFunc(runs, func(x, y bus.RunSummary) int { return strings.Compare(x.RunID, y.RunID) })
 	res := Result{DryRun: dryRun}
-	ids := make([]string, 0, len(ends))
-	for id := range ends {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		r := ends[id]
-		if !r.Finished || !r.EndedAt.Before(cutoff) {
+	for _, r := range runs {
+		if r.Ended == nil || !r.Ended.Before(cutoff) {
 			res.Kept++
 			continue
 		}
 		if !dryRun {
-			freed, err := bus.PurgeRun(ctx, b, id)
+			freed, err := bus.PurgeRun(ctx, b, r.RunID)
 			res.BytesFreed += freed
 			if err != nil {
 				return res, err
 			}
 		}
-		res.Deleted = append(res.Deleted, *r)
+		res.Deleted = append(res.Deleted, r)
 	}
 	return res, nil
 }

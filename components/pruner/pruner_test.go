@@ -13,7 +13,7 @@ func publishRun(t *testing.T, b *bus.Bus, runID string, started time.Time, ended
 	t.Helper()
 	ctx := t.Context()
 	ref := bus.IssueRef{ID: "i-" + runID, Identifier: "P-" + runID}
-	if _, err := bus.PublishDurable(ctx, b, bus.RunEvents, bus.RunEvent{RunID: runID, Event: bus.RunDispatched, At: started, Issue: ref}, "", runID, string(bus.RunDispatched)); err != nil {
+	if err := bus.RecordRunEvent(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunDispatched, At: started, Issue: ref}, ""); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
@@ -22,7 +22,7 @@ func publishRun(t *testing.T, b *bus.Bus, runID string, started time.Time, ended
 		}
 	}
 	if ended != nil {
-		if _, err := bus.PublishDurable(ctx, b, bus.RunEvents, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: *ended, Issue: ref, Status: bus.RunSucceeded}, "", runID, string(bus.RunFinished)); err != nil {
+		if err := bus.RecordRunEvent(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: *ended, Issue: ref, Status: bus.RunSucceeded}, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

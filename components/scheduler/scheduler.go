@@ -342,7 +342,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	}
 	end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
 		Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
-	if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, cl.RunID+"-interrupted", cl.RunID, string(bus.RunFinished)); err != nil {
+	if err := bus.RecordRunEvent(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
@@ -627,7 +627,7 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 		r.cancelSent = true
 		end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
 			Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
-		if _, err := bus.PublishDurable(ctx, a.b, bus.RunEvents, end, r.runID+"-lost", r.runID, string(bus.RunFinished)); err != nil {
+		if err := bus.RecordRunEvent(ctx, a.b, end, r.runID+"-lost"); err != nil {
 			log.Error("record lost run", "err", err)
 		}
 		log.Warn("run lost by the agent runner; recorded as interrupted")
