@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PurgeRun deletes every stored event of a run (lifecycle and turns) and
+// PurgeRun deletes every stored event of a run (lifecycle, turns, hooks) and
 // its summary, and returns how many bytes the streams shrank by.
 func PurgeRun(ctx context.Context, b *Bus, runID string) (uint64, error) {
 	runs, err := RunEvents.Filter(runID)
@@ -20,8 +20,12 @@ func PurgeRun(ctx context.Context, b *Bus, runID string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	hooks, err := WorkspaceHookEvents.Filter(runID)
+	if err != nil {
+		return 0, err
+	}
 	var freed uint64
-	for _, target := range []struct{ stream, subject string }{{StreamRuns, runs}, {StreamTurns, turns}} {
+	for _, target := range []struct{ stream, subject string }{{StreamRuns, runs}, {StreamTurns, turns}, {StreamHooks, hooks}} {
 		s, err := b.js.Stream(ctx, target.stream)
 		if err != nil {
 			return freed, fmt.Errorf("purge %s: %w", runID, err)

@@ -109,12 +109,14 @@ var (
 		Doc:       "Run before_remove (failure logged) and delete the issue's workspace.",
 	})
 
-	// WorkspaceHookEvents reports hook runs.
+	// WorkspaceHookEvents reports hook runs, stored so a run's replay shows
+	// them.
 	WorkspaceHookEvents = event[HookEvent](Spec{
-		Pattern:   "symphony.workspace.hook_event.{hook}",
+		Pattern:   "symphony.hook.{run_id}.{hook}",
 		Producer:  CompWorkspace,
-		Consumers: []string{CompUI, CompAgentRunner},
-		Doc:       "A hook started, finished, failed or timed out, with duration and truncated output; {hook} is the hook name.",
+		Consumers: []string{CompUI, CompCLI},
+		Stream:    StreamHooks,
+		Doc:       "A hook started, finished, failed or timed out, with duration and truncated output; {run_id} is the run it served (`none` outside a run), {hook} the hook name.",
 	})
 
 	// AgentDispatch starts a run.
@@ -197,7 +199,12 @@ func Catalogue() []Spec {
 const (
 	StreamRuns  = "RUNS"
 	StreamTurns = "TURNS"
+	StreamHooks = "HOOKS"
 )
+
+// NoRun is the {run_id} token of events that belong to no run (a workspace
+// removed by the startup sweep, say).
+const NoRun = "none"
 
 // DefaultStreamMaxAge is the backstop age after which JetStream itself drops
 // stored run history. It is deliberately longer than the default prune
@@ -230,6 +237,11 @@ func Streams() []StreamSpec {
 			Name:     StreamTurns,
 			Subjects: []string{Root + ".turn.>"},
 			Doc:      "Every agent event of every turn, one subject per run and turn; replayed in order with the original gaps.",
+		},
+		{
+			Name:     StreamHooks,
+			Subjects: []string{Root + ".hook.>"},
+			Doc:      "Workspace hook events, one subject per run and hook; part of a run's replay.",
 		},
 	}
 }

@@ -36,6 +36,7 @@ type timelineEntry struct {
 	Event   json.RawMessage `json:"event"`
 	run     *bus.RunEvent
 	turn    *bus.TurnEvent
+	hook    *bus.HookEvent
 }
 
 // timeline reads a run's lifecycle and turn events, merged in time order
@@ -57,6 +58,14 @@ func timeline(ctx context.Context, b *bus.Bus, runID string) ([]timelineEntry, e
 		ev := m.Data
 		raw, _ := json.Marshal(ev)
 		out = append(out, timelineEntry{Stream: bus.StreamTurns, Seq: m.Seq, Subject: m.Subject, Type: bus.TurnEvents.Spec().TypeName(), At: ev.At, Event: raw, turn: &ev})
+	}
+	for m, err := range bus.History(ctx, b, bus.WorkspaceHookEvents, runID) {
+		if err != nil {
+			return nil, err
+		}
+		ev := m.Data
+		raw, _ := json.Marshal(ev)
+		out = append(out, timelineEntry{Stream: bus.StreamHooks, Seq: m.Seq, Subject: m.Subject, Type: bus.WorkspaceHookEvents.Spec().TypeName(), At: ev.At, Event: raw, hook: &ev})
 	}
 	slices.SortStableFunc(out, func(a, b timelineEntry) int {
 		if c := a.At.Compare(b.At); c != 0 {
@@ -150,6 +159,16 @@ func transcriptLine(ev timelineEntry, color bool) string {
 			if r.Error != "" {
 				line += ": " + r.Error
 			}
+		}
+		return line
+	}
+	if h := ev.hook; h != nil {
+		line := fmt.Sprintf("%s %s %s %s", at, paint("35", "hook"), h.Hook, h.Phase)
+		if h.Phase != bus.HookStarted {
+			line += fmt.Sprintf(" in %dms", h.DurationMS)
+		}
+		if h.Error != "" {
+			line += ": " + h.Error
 		}
 		return line
 	}

@@ -31,6 +31,10 @@ func recordRun(t *testing.T, b *bus.Bus, runID, identifier string, start time.Ti
 			t.Fatal(err)
 		}
 	}
+	hook := bus.HookEvent{Hook: bus.HookBeforeRun, Phase: bus.HookFinished, Issue: ref, RunID: runID, Workspace: "/ws/" + identifier, At: start.Add(1500 * time.Millisecond), DurationMS: 120}
+	if _, err := bus.PublishDurable(t.Context(), b, bus.WorkspaceHookEvents, hook, "", runID, bus.HookBeforeRun); err != nil {
+		t.Fatal(err)
+	}
 	turns := []bus.TurnEvent{
 		{RunID: runID, Turn: 1, Seq: 1, At: start.Add(2 * time.Second), Kind: bus.TurnPrompt, Text: "Do " + identifier},
 		{RunID: runID, Turn: 1, Seq: 2, At: start.Add(3 * time.Second), Kind: bus.TurnText, Text: "working on it"},
@@ -95,16 +99,17 @@ func TestRunsAndReplayOnAStoppedInstance(t *testing.T) {
 		var k struct {
 			Event string `json:"event"`
 			Kind  string `json:"kind"`
+			Phase string `json:"phase"`
 		}
 		_ = json.Unmarshal(e.Event, &k)
-		kinds = append(kinds, e.Stream+":"+k.Event+k.Kind)
+		kinds = append(kinds, e.Stream+":"+k.Event+k.Kind+k.Phase)
 	}
-	want := "RUNS:dispatched RUNS:workspace_ready RUNS:turn_started TURNS:prompt TURNS:assistant_text TURNS:tool_use TURNS:result RUNS:run_finished"
+	want := "RUNS:dispatched RUNS:workspace_ready HOOKS:finished RUNS:turn_started TURNS:prompt TURNS:assistant_text TURNS:tool_use TURNS:result RUNS:run_finished"
 	if code != 0 || strings.Join(kinds, " ") != want {
 		t.Errorf("replay --jsonl order:\n got %s\nwant %s", strings.Join(kinds, " "), want)
 	}
 	code, out = runCLI(t, "--data-dir", dataDir, "replay", "run-b", "--print", "--speed", "0")
-	if code != 0 || !strings.Contains(out, "run dispatched BBB-2") || !strings.Contains(out, "tool_use Write") || !strings.Contains(out, "run run_finished failed") {
+	if code != 0 || !strings.Contains(out, "run dispatched BBB-2") || !strings.Contains(out, "hook before_run finished in 120ms") || !strings.Contains(out, "tool_use Write") || !strings.Contains(out, "run run_finished failed") {
 		t.Errorf("replay --print: exit %d\n%s", code, out)
 	}
 	code, out = runCLI(t, "--data-dir", dataDir, "replay", "run-x", "--print")

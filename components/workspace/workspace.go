@@ -157,7 +157,11 @@ func (c *Component) runner(cfg bus.Config, runID string) hookRunner {
 }
 
 func (c *Component) publish(hook string, ev bus.HookEvent) {
-	if err := bus.Publish(c.opts.Bus, bus.WorkspaceHookEvents, ev, hook); err != nil {
+	run := ev.RunID
+	if run == "" {
+		run = bus.NoRun
+	}
+	if _, err := bus.PublishDurable(context.Background(), c.opts.Bus, bus.WorkspaceHookEvents, ev, "", run, hook); err != nil {
 		c.log.Warn("publish hook event", "err", err, "issue_id", ev.Issue.ID, "issue_identifier", ev.Issue.Identifier)
 	}
 }

@@ -53,7 +53,7 @@ func TestComponentOverTheBus(t *testing.T) {
 	if err != nil || !ready.CreatedNow || ready.Path != filepath.Join(root, "ABC-9") {
 		t.Fatalf("prepare: %+v %v", ready, err)
 	}
-	wantSubject, _ := bus.WorkspaceHookEvents.Subject(bus.HookAfterCreate)
+	wantSubject, _ := bus.WorkspaceHookEvents.Subject("run-1", bus.HookAfterCreate)
 	want := []bus.HookPhase{bus.HookStarted, bus.HookFinished}
 	for _, phase := range want {
 		select {
