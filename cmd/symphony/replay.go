@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/symphony-oss/symphony/bus"
 )
@@ -175,7 +176,11 @@ func transcriptLine(ev timelineEntry, color bool) string {
 	t := ev.turn
 	text := strings.ReplaceAll(t.Text, "\n", " ⏎ ")
 	if len(text) > 200 {
-		text = text[:200] + "…"
+		n := 200
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = text[:n] + "…"
 	}
 	switch {
 	case t.Tool != nil && t.Kind == bus.TurnToolUse:
