@@ -40,33 +40,19 @@ type timelineEntry struct {
 	hook    *bus.HookEvent
 }
 
-// timeline reads a run's lifecycle and turn events, merged in time order
-// (stream order within a stream).
+// timeline reads a run's lifecycle, hook and turn events, merged in time
+// order (stream order within a stream).
 func timeline(ctx context.Context, b *bus.Bus, runID string) ([]timelineEntry, error) {
 	var out []timelineEntry
-	for m, err := range bus.History(ctx, b, bus.RunEvents, runID) {
-		if err != nil {
-			return nil, err
-		}
-		ev := m.Data
-		raw, _ := json.Marshal(ev)
-		out = append(out, timelineEntry{Stream: bus.StreamRuns, Seq: m.Seq, Subject: m.Subject, Type: bus.RunEvents.Spec().TypeName(), At: ev.At, Event: raw, run: &ev})
+	err := collect(ctx, b, bus.RunEvents, runID, &out, func(e *timelineEntry, ev *bus.RunEvent) { e.At, e.run = ev.At, ev })
+	if err == nil {
+		err = collect(ctx, b, bus.TurnEvents, runID, &out, func(e *timelineEntry, ev *bus.TurnEvent) { e.At, e.turn = ev.At, ev })
 	}
-	for m, err := range bus.History(ctx, b, bus.TurnEvents, runID) {
-		if err != nil {
-			return nil, err
-		}
-		ev := m.Data
-		raw, _ := json.Marshal(ev)
-		out = append(out, timelineEntry{Stream: bus.StreamTurns, Seq: m.Seq, Subject: m.Subject, Type: bus.TurnEvents.Spec().TypeName(), At: ev.At, Event: raw, turn: &ev})
+	if err == nil {
+		err = collect(ctx, b, bus.WorkspaceHookEvents, runID, &out, func(e *timelineEntry, ev *bus.HookEvent) { e.At, e.hook = ev.At, ev })
 	}
-	for m, err := range bus.History(ctx, b, bus.WorkspaceHookEvents, runID) {
-		if err != nil {
-			return nil, err
-		}
-		ev := m.Data
-		raw, _ := json.Marshal(ev)
-		out = append(out, timelineEntry{Stream: bus.StreamHooks, Seq: m.Seq, Subject: m.Subject, Type: bus.WorkspaceHookEvents.Spec().TypeName(), At: ev.At, Event: raw, hook: &ev})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(out, func(a, b timelineEntry) int {
 		if c := a.At.Compare(b.At); c != 0 {
@@ -75,6 +61,26 @@ func timeline(ctx context.Context, b *bus.Bus, runID string) ([]timelineEntry, e
 		return cmp.Compare(a.Stream, b.Stream)
 	})
 	return out, nil
+}
+
+// collect appends the stored events of one topic for a run; fill sets the
+// entry's time and typed event.
+func collect[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID string, out *[]timelineEntry, fill func(*timelineEntry, *T)) error {
+	spec := topic.Spec()
+	for m, err := range bus.History(ctx, b, topic, runID) {
+		if err != nil {
+			return err
+		}
+		ev := m.Data
+		raw, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		e := timelineEntry{Stream: spec.Stream, Seq: m.Seq, Subject: m.Subject, Type: spec.TypeName(), Event: raw}
+		fill(&e, &ev)
+		*out = append(*out, e)
+	}
+	return nil
 }
 
 // Run prints or exports a recorded run. Replaying into the dashboard
