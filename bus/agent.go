@@ -157,6 +157,16 @@ type Control struct {
 type ControlResult struct {
 	Message string `json:"message"`
 	Paused  bool   `json:"paused"`
+	// Coalesced is set on a refresh that joined one already queued.
+	Coalesced bool `json:"coalesced,omitempty"`
+}
+
+// PauseState is the value of KV symphony_state/paused: whether the operator
+// paused dispatch, and when.
+type PauseState struct {
+	Paused bool      `json:"paused"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // ListRuns asks the agent runner which runs it has in flight.

@@ -39,6 +39,9 @@ var (
 	ConfigCurrent = kvKey[ConfigSnapshot](BucketConfig, "current")
 	// ConfigStatus holds the outcome of the latest load attempt.
 	ConfigStatus = kvKey[WorkflowStatus](BucketConfig, "status")
+	// DispatchPause holds whether the operator paused dispatch, so a pause
+	// survives a restart and every dashboard shows it.
+	DispatchPause = kvKey[PauseState](BucketState, "paused")
 )
 
 // kvEnvelope is how a typed value is stored: KV entries carry no headers, so
@@ -285,5 +288,78 @@ func All[T any](ctx context.Context, b *Bus, s KeySet[T]) (map[string]T, error) 
 		}
 		out[id] = e.Value
 	}
+	return out, nil
+}
+
+// SetEvent is one change to a key family seen by WatchSet.
+type SetEvent[T any] struct {
+	// ID is the key's id (the part after the prefix).
+	ID string
+	// Value is the new value; zero when Deleted.
+	Value    T
+	Deleted  bool
+	Revision uint64
+	// Ready marks the end of the initial values: everything stored when
+	// the watch started has been delivered. It carries no key.
+	Ready bool
+}
+
+// WatchSet delivers every current value of the family, then a Ready marker,
+// then every change (puts, deletes and purges) until ctx ends; the channel
+// is then closed. Undecodable values are logged and skipped.
+func WatchSet[T any](ctx context.Context, b *Bus, s KeySet[T]) (<-chan SetEvent[T], error) {
+	kv, err := b.kv(ctx, s.bucket)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.Watch(ctx, s.prefix+".*")
+	if err != nil {
+		return nil, fmt.Errorf("watch %s/%s.*: %w", s.bucket, s.prefix, err)
+	}
+	out := make(chan SetEvent[T], 64)
+	go func() {
+		defer close(out)
+		defer w.Stop() //nolint:errcheck // stopping a watcher of a closing connection
+		send := func(ev SetEvent[T]) bool {
+			select {
+			case out <- ev:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if !send(SetEvent[T]{Ready: true}) {
+						return
+					}
+					continue
+				}
+				id := strings.TrimPrefix(e.Key(), s.prefix+".")
+				ev := SetEvent[T]{ID: id, Revision: e.Revision()}
+				if e.Operation() != jetstream.KeyValuePut {
+					ev.Deleted = true
+				} else {
+					k := kvKey[T](s.bucket, e.Key())
+					v, err := k.decode(e.Value())
+					if err != nil {
+						b.log.Warn("skipped undecodable KV value", "bucket", s.bucket, "key", e.Key(), "err", err)
+						continue
+					}
+					ev.Value = v
+				}
+				if !send(ev) {
+					return
+				}
+			}
+		}
+	}()
 	return out, nil
 }

@@ -101,6 +101,14 @@ func (s *RunSummary) Apply(ev RunEvent) {
 		s.ConfigVersion = ev.ConfigVersion
 	}
 	s.Turns = max(s.Turns, ev.Turn)
+	if ev.Event == RunTurnFinished && ev.Usage != nil {
+		// Per turn while the run is live; run_finished replaces these
+		// running sums with the run's totals.
+		s.Usage = s.Usage.Add(*ev.Usage)
+		if ev.CostUSD != nil {
+			s.CostUSD = ptr(deref(s.CostUSD) + *ev.CostUSD)
+		}
+	}
 	if ev.Event == RunFinished {
 		at := ev.At
 		s.Ended, s.Status, s.Error = &at, string(ev.Status), ev.Error
@@ -193,4 +201,13 @@ func Summaries(ctx context.Context, b *Bus) ([]RunSummary, error) {
 			out = append(out, s)
 		}
 	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

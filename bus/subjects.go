@@ -278,10 +278,10 @@ func Buckets() []BucketSpec {
 		{
 			Name:    BucketState,
 			History: 1,
-			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`",
+			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `paused` (`bus.PauseState`)",
 			Writer:  CompScheduler,
 			Readers: []string{CompUI, CompCLI},
-			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked issues.",
+			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked issues, whether dispatch is paused.",
 		},
 		{
 			Name:    BucketRuns,

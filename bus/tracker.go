@@ -33,6 +33,8 @@ type CandidateSnapshot struct {
 	States []string `json:"states"`
 	// ConfigVersion is the workflow config version the poll ran under.
 	ConfigVersion int64 `json:"config_version"`
+	// DurationMS is how long the fetch took.
+	DurationMS int64 `json:"duration_ms,omitempty"`
 }
 
 // Tracker error classes (the Code of a RemoteError from a tracker request
@@ -57,4 +59,6 @@ type PollFailed struct {
 	// RetryAfterMS is how long the tracker waits before polling again when
 	// the provider asked it to slow down; 0 otherwise.
 	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
+	// DurationMS is how long the failed fetch took.
+	DurationMS int64 `json:"duration_ms,omitempty"`
 }

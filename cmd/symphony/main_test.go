@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,7 +71,7 @@ type proc struct {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(binary, freePort(args)...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &proc{cmd: cmd, lines: make(chan string, 1024), all: &bytes.Buffer{}, done: make(chan error, 1)}
@@ -134,11 +135,20 @@ func (p *proc) wait(t *testing.T) int {
 	return -1
 }
 
+// freePort gives `run` a free dashboard port unless the test chose one, so
+// tests running side by side never contend for 4000.
+func freePort(args []string) []string {
+	if !slices.Contains(args, "run") || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--port") }) {
+		return args
+	}
+	return append(slices.Clone(args), "--port", "0")
+}
+
 func runCLI(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, binary, freePort(args)...).CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), string(out)

@@ -14,97 +14,49 @@ import (
 	"unicode/utf8"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/ui"
 )
 
 // ReplayCmd is `symphony replay`.
 type ReplayCmd struct {
-	RunID string  `arg:"" help:"The run to replay (see symphony runs)."`
-	Speed float64 `help:"Divide the original gaps between events by this; 0 plays as fast as possible." default:"5"`
-	Bind  string  `help:"Address the replay dashboard binds to." default:"127.0.0.1"`
-	Port  int     `help:"Port of the replay dashboard." default:"4000"`
-	Print bool    `help:"Write a readable transcript to the terminal instead of serving the dashboard."`
-	JSONL bool    `name:"jsonl" help:"Write the raw events as JSON lines (the audit export format)."`
+	RunID      string  `arg:"" help:"The run to replay (see symphony runs)."`
+	Speed      float64 `help:"Divide the original gaps between events by this; 0 plays as fast as possible." default:"5"`
+	Bind       string  `help:"Address the replay dashboard binds to. Loopback only unless --bind-unsafe." default:"127.0.0.1"`
+	Port       int     `help:"Port of the replay dashboard; 0 picks a free one." default:"4000"`
+	BindUnsafe bool    `help:"Allow a replay dashboard address that is not loopback (it has no authentication)."`
+	Print      bool    `help:"Write a readable transcript to the terminal instead of serving the dashboard."`
+	JSONL      bool    `name:"jsonl" help:"Write the raw events as JSON lines (the audit export format)."`
 }
 
-// timelineEntry is one stored event of a run, lifecycle or turn: the JSONL
-// export format, one object per line.
-type timelineEntry struct {
-	Stream  string          `json:"stream"`
-	Seq     uint64          `json:"seq"`
-	Subject string          `json:"subject"`
-	Type    string          `json:"type"`
-	At      time.Time       `json:"at"`
-	Event   json.RawMessage `json:"event"`
-	run     *bus.RunEvent
-	turn    *bus.TurnEvent
-	hook    *bus.HookEvent
-}
-
-// timeline reads a run's lifecycle, hook and turn events, merged in time
-// order (stream order within a stream).
-func timeline(ctx context.Context, b *bus.Bus, runID string) ([]timelineEntry, error) {
-	var out []timelineEntry
-	err := collect(ctx, b, bus.RunEvents, runID, &out, func(e *timelineEntry, ev *bus.RunEvent) { e.At, e.run = ev.At, ev })
-	if err == nil {
-		err = collect(ctx, b, bus.TurnEvents, runID, &out, func(e *timelineEntry, ev *bus.TurnEvent) { e.At, e.turn = ev.At, ev })
-	}
-	if err == nil {
-		err = collect(ctx, b, bus.WorkspaceHookEvents, runID, &out, func(e *timelineEntry, ev *bus.HookEvent) { e.At, e.hook = ev.At, ev })
-	}
-	if err != nil {
-		return nil, err
-	}
-	slices.SortStableFunc(out, func(a, b timelineEntry) int {
-		if c := a.At.Compare(b.At); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Stream, b.Stream)
-	})
-	return out, nil
-}
-
-// collect appends the stored events of one topic for a run; fill sets the
-// entry's time and typed event.
-func collect[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID string, out *[]timelineEntry, fill func(*timelineEntry, *T)) error {
-	spec := topic.Spec()
-	for m, err := range bus.History(ctx, b, topic, runID) {
-		if err != nil {
-			return err
-		}
-		ev := m.Data
-		raw, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		e := timelineEntry{Stream: spec.Stream, Seq: m.Seq, Subject: m.Subject, Type: spec.TypeName(), Event: raw}
-		fill(&e, &ev)
-		*out = append(*out, e)
-	}
-	return nil
-}
-
-// Run prints or exports a recorded run. Replaying into the dashboard
-// arrives with the dashboard.
+// Run replays a recorded run: into the dashboard (default), as a readable
+// transcript (--print) or as raw JSON lines (--jsonl). It writes nothing
+// to the store.
 func (c *ReplayCmd) Run(g *Globals, e *env) error {
-	if !c.Print && !c.JSONL {
-		return fmt.Errorf("symphony replay into the dashboard: not implemented yet (the dashboard is not built); use --print or --jsonl")
-	}
 	if c.Speed < 0 {
 		return &exitError{code: exitUsage, err: errors.New("--speed must be 0 or more")}
+	}
+	if c.Print && c.JSONL {
+		return &exitError{code: exitUsage, err: errors.New("--print and --jsonl exclude each other")}
+	}
+	if !c.Print && !c.JSONL {
+		if err := ui.CheckBind(c.Bind, c.BindUnsafe); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
 	}
 	b, err := openStore(e.ctx, g, e.stderr)
 	if err != nil {
 		return err
 	}
 	defer b.Close(context.Background())
-	events, err := timeline(e.ctx, b, c.RunID)
+	events, _, err := bus.RunTimeline(e.ctx, b, c.RunID)
 	if err != nil {
 		return err
 	}
 	if len(events) == 0 {
 		return unknownRun(e.ctx, b, c.RunID)
 	}
-	if c.JSONL {
+	switch {
+	case c.JSONL:
 		enc := json.NewEncoder(e.stdout)
 		for _, ev := range events {
 			if err := enc.Encode(ev); err != nil {
@@ -112,16 +64,36 @@ func (c *ReplayCmd) Run(g *Globals, e *env) error {
 			}
 		}
 		return nil
+	case c.Print:
+		color := isTerminal(e.stdout)
+		return play(e.ctx, events, c.Speed, func(ev bus.StoredEvent) {
+			fmt.Fprintln(e.stdout, transcriptLine(ev, color))
+		})
 	}
-	color := isTerminal(e.stdout)
-	return play(e.ctx, events, c.Speed, func(ev timelineEntry) {
-		fmt.Fprintln(e.stdout, transcriptLine(ev, color))
-	})
+	// The events are in memory: the store is not needed while serving.
+	_ = b.Close(context.Background())
+	dash, err := ui.New(ui.Options{Log: g.logger(e.stderr), Bind: c.Bind, Port: c.Port, BindUnsafe: c.BindUnsafe,
+		Replay: &ui.Replay{RunID: c.RunID, Events: events, Speed: c.Speed},
+		OnListen: func(url string) {
+			fmt.Fprintf(e.stdout, "symphony: replaying run %s (%d events at %s) on %s/runs/%s\n", c.RunID, len(events), speedWords(c.Speed), url, c.RunID)
+			fmt.Fprintln(e.stdout, "symphony: stop with Ctrl-C")
+		}})
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	return dash.Run(e.ctx)
+}
+
+func speedWords(speed float64) string {
+	if speed == 0 {
+		return "full speed"
+	}
+	return fmt.Sprintf("%g× speed", speed)
 }
 
 // play hands the events to emit in order, keeping the original gaps
 // between them divided by speed (0: no waiting).
-func play(ctx context.Context, events []timelineEntry, speed float64, emit func(timelineEntry)) error {
+func play(ctx context.Context, events []bus.StoredEvent, speed float64, emit func(bus.StoredEvent)) error {
 	var prev time.Time
 	for _, ev := range events {
 		if speed > 0 && !prev.IsZero() {
@@ -142,7 +114,7 @@ func play(ctx context.Context, events []timelineEntry, speed float64, emit func(
 }
 
 // transcriptLine renders one event for a person.
-func transcriptLine(ev timelineEntry, color bool) string {
+func transcriptLine(ev bus.StoredEvent, color bool) string {
 	paint := func(code, s string) string {
 		if !color {
 			return s
@@ -150,7 +122,7 @@ func transcriptLine(ev timelineEntry, color bool) string {
 		return "\x1b[" + code + "m" + s + "\x1b[0m"
 	}
 	at := ev.At.Local().Format("15:04:05.000")
-	if r := ev.run; r != nil {
+	if r := ev.Run; r != nil {
 		line := fmt.Sprintf("%s %s %s", at, paint("1;36", "run"), r.Event)
 		switch r.Event {
 		case bus.RunDispatched:
@@ -169,7 +141,7 @@ func transcriptLine(ev timelineEntry, color bool) string {
 		}
 		return line
 	}
-	if h := ev.hook; h != nil {
+	if h := ev.Hook; h != nil {
 		line := fmt.Sprintf("%s %s %s %s", at, paint("35", "hook"), h.Hook, h.Phase)
 		if h.Phase != bus.HookStarted {
 			line += fmt.Sprintf(" in %dms", h.DurationMS)
@@ -179,7 +151,7 @@ func transcriptLine(ev timelineEntry, color bool) string {
 		}
 		return line
 	}
-	t := ev.turn
+	t := ev.Turn
 	text := strings.ReplaceAll(t.Text, "\n", " ⏎ ")
 	if len(text) > 200 {
 		n := 200

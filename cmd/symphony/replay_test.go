@@ -15,13 +15,13 @@ import (
 func TestPlayKeepsScaledGaps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		var events []timelineEntry
+		var events []bus.StoredEvent
 		for _, off := range []time.Duration{0, 10 * time.Second, 10 * time.Second, 70 * time.Second} {
-			events = append(events, timelineEntry{At: base.Add(off)})
+			events = append(events, bus.StoredEvent{At: base.Add(off)})
 		}
 		start := time.Now()
 		var at []time.Duration
-		if err := play(context.Background(), events, 5, func(timelineEntry) { at = append(at, time.Since(start)) }); err != nil {
+		if err := play(context.Background(), events, 5, func(bus.StoredEvent) { at = append(at, time.Since(start)) }); err != nil {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(at) != "[0s 2s 2s 14s]" {
@@ -29,7 +29,7 @@ func TestPlayKeepsScaledGaps(t *testing.T) {
 		}
 		// Speed 0: no waiting at all.
 		start = time.Now()
-		_ = play(context.Background(), events, 0, func(timelineEntry) {})
+		_ = play(context.Background(), events, 0, func(bus.StoredEvent) {})
 		if d := time.Since(start); d != 0 {
 			t.Errorf("speed 0 waited %v", d)
 		}
@@ -83,7 +83,7 @@ func BenchmarkReplay100k(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		events, err := timeline(context.Background(), store, "big")
+		events, _, err := bus.RunTimeline(context.Background(), store, "big")
 		if err != nil || len(events) != n {
 			b.Fatalf("%d events, %v", len(events), err)
 		}

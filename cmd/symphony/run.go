@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -14,6 +15,7 @@ import (
 	"github.com/symphony-oss/symphony/components/workflow"
 	"github.com/symphony-oss/symphony/components/workspace"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
+	"github.com/symphony-oss/symphony/ui"
 )
 
 // shutdownTimeout bounds the bus drain at the end of run.
@@ -26,6 +28,33 @@ type RunCmd struct {
 	NatsListenUnsafe bool   `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
 	SyncAlways       bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
 	Once             bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
+	Dashboard
+}
+
+// Dashboard holds the dashboard's address flags, shared by run and replay.
+// Unset flags fall back to server.* in WORKFLOW.md, then to 127.0.0.1:4000.
+type Dashboard struct {
+	Bind       *string `help:"Address the dashboard binds to (default server.bind from WORKFLOW.md, else 127.0.0.1). Loopback only unless --bind-unsafe." placeholder:"HOST"`
+	Port       *int    `help:"Dashboard port; 0 picks a free one (default server.port from WORKFLOW.md, else 4000)."`
+	BindUnsafe bool    `help:"Allow a dashboard bind address that is not loopback. The dashboard has no authentication: anyone who reaches it controls the scheduler."`
+}
+
+// address resolves the dashboard address: flags, then the workflow's
+// server section, then the defaults.
+func (d Dashboard) address(cfg bus.ServerConfig) (string, int) {
+	// The workflow loader fills server.* with the defaults; its port 0
+	// asks for a free port, as the reference specification allows.
+	bind, port := cfg.Bind, cfg.Port
+	if bind == "" {
+		bind = ui.DefaultBind
+	}
+	if d.Bind != nil {
+		bind = *d.Bind
+	}
+	if d.Port != nil {
+		port = *d.Port
+	}
+	return bind, port
 }
 
 // Run starts the kernel and every component, and runs until a signal.
@@ -40,6 +69,10 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	dataDir, err := g.dataDir(c.Workflow)
 	if err != nil {
 		return err
+	}
+	bind, port := c.address(wf.Config.Server)
+	if err := ui.CheckBind(bind, c.BindUnsafe); err != nil {
+		return &exitError{code: exitUsage, err: err}
 	}
 	b, err := bus.Open(e.ctx, bus.Options{
 		DataDir:      dataDir,
@@ -96,6 +129,12 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
+	dash, err := ui.New(ui.Options{Bus: b, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe,
+		URLFile:  filepath.Join(b.DataDir(), "dashboard-url"),
+		OnListen: func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) }})
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
 	ctx := e.ctx
 	if c.Once {
 		var cancel context.CancelFunc
@@ -112,7 +151,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	}
 	// Start order: config first, the scheduler last; stop in reverse, so
 	// the scheduler stops deciding before the parts it drives go away.
-	comps := []components.Component{wfc, trc, wsc, arc, prn, sch}
+	comps := []components.Component{wfc, trc, wsc, arc, prn, dash, sch}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(ctx, comps...); err != nil {
 		return err

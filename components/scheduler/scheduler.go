@@ -270,6 +270,15 @@ func (a *actor) sweep(ctx context.Context) {
 // leftover processes killed first) and dispatched again once.
 func (a *actor) startup(ctx context.Context) {
 	a.sweep(ctx)
+	switch p, err := bus.Get(ctx, a.b, bus.DispatchPause); {
+	case err == nil:
+		a.paused = p.Value.Paused
+		if a.paused {
+			a.log.Info("dispatch stays paused (paused by the operator before the restart)", "since", p.Value.At)
+		}
+	case !errors.Is(err, bus.ErrKeyNotFound):
+		a.log.Error("restore pause state", "err", err)
+	}
 	if blocked, err := bus.All(ctx, a.b, bus.Blocks); err == nil {
 		a.blocked = blocked
 	} else {
@@ -751,14 +760,17 @@ func (a *actor) control(ctx context.Context, req bus.Control) bus.ControlResult 
 	}
 	switch req.Action {
 	case bus.ControlRefresh:
-		a.queueRefresh()
-		return res("refresh queued")
+		r := res("refresh queued")
+		r.Coalesced = !a.queueRefresh()
+		return r
 	case bus.ControlPause:
 		a.paused = true
+		a.storePause(ctx, req.Reason)
 		a.log.Info("dispatch paused by the operator; running agents continue")
 		return res("paused: nothing new starts; %d running", len(a.running))
 	case bus.ControlResume:
 		a.paused = false
+		a.storePause(ctx, req.Reason)
 		a.log.Info("dispatch resumed by the operator")
 		a.queueRefresh()
 		a.armRetryTimer()
@@ -791,13 +803,23 @@ func (a *actor) control(ctx context.Context, req bus.Control) bus.ControlResult 
 // in one tick.
 const RefreshWindow = 50 * time.Millisecond
 
-// queueRefresh coalesces operator refreshes into one tick.
-func (a *actor) queueRefresh() {
+// queueRefresh coalesces operator refreshes into one tick; it reports
+// whether this call queued it (false: it joined one already queued).
+func (a *actor) queueRefresh() bool {
 	if a.refreshQ {
-		return
+		return false
 	}
 	a.refreshQ = true
 	a.refreshT.Reset(RefreshWindow)
+	return true
+}
+
+// storePause records the pause state in KV so it survives a restart and
+// dashboards see it.
+func (a *actor) storePause(ctx context.Context, reason string) {
+	if _, err := bus.Put(ctx, a.b, bus.DispatchPause, bus.PauseState{Paused: a.paused, At: a.clock.Now().UTC(), Reason: reason}); err != nil {
+		a.log.Error("store pause state; it will not survive a restart", "paused", a.paused, "err", err)
+	}
 }
 
 // refreshNow polls the tracker directly and runs a tick.

@@ -212,18 +212,19 @@ func (c *Component) poll(ctx context.Context) time.Duration {
 		list, dropped, err = cur.adapter.Candidates(pctx, states)
 		cancel()
 	}
+	took := time.Since(now).Milliseconds()
 	if err != nil {
 		if ctx.Err() != nil {
 			return interval
 		}
 		class, retry := classOf(err)
 		c.log.Warn("poll failed; dispatch waits for the next good poll", "class", class, "err", err.Error(), "retry_after", retry)
-		if perr := bus.Publish(c.opts.Bus, bus.TrackerPollFailures, bus.PollFailed{Class: class, Message: err.Error(), At: now, RetryAfterMS: retry.Milliseconds()}); perr != nil {
+		if perr := bus.Publish(c.opts.Bus, bus.TrackerPollFailures, bus.PollFailed{Class: class, Message: err.Error(), At: now, RetryAfterMS: retry.Milliseconds(), DurationMS: took}); perr != nil {
 			c.log.Warn("publish poll failure", "err", perr)
 		}
 		return max(interval, retry)
 	}
-	snap := bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, States: states, ConfigVersion: cur.snap.Version}
+	snap := bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, States: states, ConfigVersion: cur.snap.Version, DurationMS: took}
 	if err := bus.Publish(c.opts.Bus, bus.TrackerSnapshots, snap); err != nil {
 		c.log.Warn("publish snapshot", "err", err, "issues", len(list))
 	}

@@ -117,7 +117,7 @@ func run() error {
 	fmt.Printf("demo: model server %s, claude %s\n", model.URL(), cli)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "run", wf, "--once")
+	cmd := exec.CommandContext(ctx, bin, "run", wf, "--once", "--port", "0")
 	cmd.Env = append(os.Environ(), mockanthropic.Env(model.URL(), filepath.Join(dir, "claude-config"))...)
 	cmd.Env = append(cmd.Env, "CLAUDE_CLI="+cli, "DEMO_ISSUES="+issues)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

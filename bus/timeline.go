@@ -1,0 +1,243 @@
+package bus
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StoredEvent is one stored event of a run: a lifecycle event (RUNS), an
+// agent event (TURNS) or a hook event (HOOKS). Marshalled, it is the JSONL
+// audit export format of `symphony replay --jsonl`, one object per line;
+// exactly one of Run, Turn and Hook is set.
+type StoredEvent struct {
+	// Stream and Seq locate the message in JetStream.
+	Stream string `json:"stream"`
+	Seq    uint64 `json:"seq"`
+	// Subject is the subject it was published on.
+	Subject string `json:"subject"`
+	// Type is the payload's Go type (the Symphony-Type header).
+	Type string    `json:"type"`
+	At   time.Time `json:"at"`
+	// Event is the payload as stored.
+	Event json.RawMessage `json:"event"`
+
+	Run  *RunEvent  `json:"-"`
+	Turn *TurnEvent `json:"-"`
+	Hook *HookEvent `json:"-"`
+}
+
+// RunCursor says how far into a run's stored events a reader has come: the
+// last stream sequence seen in each of the three streams. The zero cursor
+// is the start.
+type RunCursor struct {
+	Runs, Turns, Hooks uint64
+}
+
+// Advance moves the cursor past ev.
+func (c *RunCursor) Advance(ev StoredEvent) {
+	switch ev.Stream {
+	case StreamRuns:
+		c.Runs = max(c.Runs, ev.Seq)
+	case StreamTurns:
+		c.Turns = max(c.Turns, ev.Seq)
+	case StreamHooks:
+		c.Hooks = max(c.Hooks, ev.Seq)
+	}
+}
+
+// String is the cursor as the SSE event id: "runs.turns.hooks".
+func (c RunCursor) String() string {
+	return fmt.Sprintf("%d.%d.%d", c.Runs, c.Turns, c.Hooks)
+}
+
+// ParseRunCursor reads a cursor written by String. It accepts nothing else.
+func ParseRunCursor(s string) (RunCursor, error) {
+	parts := strings.Split(s, ".")
+	if len(s) > 64 || len(parts) != 3 {
+		return RunCursor{}, fmt.Errorf("cursor %q: want runs.turns.hooks", truncate(s, 64))
+	}
+	var v [3]uint64
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return RunCursor{}, fmt.Errorf("cursor %q: %q is not a sequence number", truncate(s, 64), p)
+		}
+		v[i] = n
+	}
+	return RunCursor{Runs: v[0], Turns: v[1], Hooks: v[2]}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// RunTimeline reads every stored event of a run, merged in time order
+// (stream order within a stream), and the cursor just past them. It writes
+// nothing. A run with no stored events gives an empty timeline.
+func RunTimeline(ctx context.Context, b *Bus, runID string) ([]StoredEvent, RunCursor, error) {
+	var out []StoredEvent
+	err := collect(ctx, b, RunEvents, runID, &out, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })
+	if err == nil {
+		err = collect(ctx, b, TurnEvents, runID, &out, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })
+	}
+	if err == nil {
+		err = collect(ctx, b, WorkspaceHookEvents, runID, &out, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })
+	}
+	if err != nil {
+		return nil, RunCursor{}, err
+	}
+	SortTimeline(out)
+	var cur RunCursor
+	for _, ev := range out {
+		cur.Advance(ev)
+	}
+	return out, cur, nil
+}
+
+// SortTimeline orders events by time, keeping stream order among equal
+// times.
+func SortTimeline(events []StoredEvent) {
+	slices.SortStableFunc(events, func(a, b StoredEvent) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Stream, b.Stream)
+	})
+}
+
+// collect appends the stored events of one topic for a run; fill sets the
+// entry's time and typed event.
+func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, out *[]StoredEvent, fill func(*StoredEvent, *T)) error {
+	for m, err := range History(ctx, b, topic, runID) {
+		if err != nil {
+			return err
+		}
+		e, err := storedEvent(topic, m)
+		if err != nil {
+			return err
+		}
+		ev := m.Data
+		fill(&e, &ev)
+		*out = append(*out, e)
+	}
+	return nil
+}
+
+func storedEvent[T any](topic Topic[T], m Message[T]) (StoredEvent, error) {
+	raw, err := json.Marshal(m.Data)
+	if err != nil {
+		return StoredEvent{}, fmt.Errorf("encode %s: %w", m.Subject, err)
+	}
+	return StoredEvent{Stream: topic.spec.Stream, Seq: m.Seq, Subject: m.Subject, Type: topic.spec.typeName, Event: raw}, nil
+}
+
+// FollowRun delivers a run's stored events that come after the cursor, then
+// every new one as it is stored, until ctx ends (it then returns nil) or
+// deliver fails (it returns that error); the consumers recreate themselves
+// after a connection hiccup. Events of different streams arrive
+// in the order they are read, each stream in its own order. It writes
+// nothing and keeps no state on the server beyond ephemeral consumers.
+func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliver func(StoredEvent) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan StoredEvent, 64)
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	start := func(stop func(), err error) error {
+		if err != nil {
+			return err
+		}
+		stops = append(stops, stop)
+		return nil
+	}
+	if err := start(follow(ctx, b, RunEvents, runID, after.Runs, events, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
+		return err
+	}
+	if err := start(follow(ctx, b, TurnEvents, runID, after.Turns, events, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
+		return err
+	}
+	if err := start(follow(ctx, b, WorkspaceHookEvents, runID, after.Hooks, events, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-events:
+			if err := deliver(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// follow starts an ordered consumer on one topic of a run from the message
+// after seq and feeds decoded events into out. Back-pressure: the consumer
+// callback blocks while out is full, so nothing is dropped.
+func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, seq uint64, out chan<- StoredEvent, fill func(*StoredEvent, *T)) (func(), error) {
+	subject, err := topic.Filter(runID)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := b.js.Stream(ctx, topic.spec.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", subject, err)
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
+	if seq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = seq + 1
+	}
+	cons, err := stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", subject, err)
+	}
+	cc, err := cons.Consume(func(jm jetstream.Msg) {
+		md, err := jm.Metadata()
+		if err != nil {
+			b.log.Warn("follow: message without metadata", "subject", jm.Subject(), "err", err)
+			return
+		}
+		nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
+		v, err := decode[T](nm, topic.spec, topic.spec.typeName)
+		if err != nil {
+			b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
+			return
+		}
+		e, err := storedEvent(topic, Message[T]{Subject: jm.Subject(), Data: v, Seq: md.Sequence.Stream, Time: md.Timestamp})
+		if err != nil {
+			return
+		}
+		fill(&e, &v)
+		select {
+		case out <- e:
+		case <-ctx.Done():
+		}
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
+			return // the ordered consumer recreates itself
+		}
+		b.log.Debug("follow: consumer notice", "subject", subject, "err", err)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", subject, err)
+	}
+	return cc.Stop, nil
+}

@@ -1,0 +1,115 @@
+package ui
+
+import (
+	"context"
+	"sync"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// Feed gives a run page its events: those recorded so far, then each new
+// one. Live it reads JetStream; in replay it hands out the events played so
+// far, so the same pages serve both.
+type Feed interface {
+	// Timeline returns the run's events so far and the cursor after them.
+	Timeline(ctx context.Context, runID string) ([]bus.StoredEvent, bus.RunCursor, error)
+	// Follow delivers the run's events after the cursor, waiting for new
+	// ones, until ctx ends (nil) or deliver fails (its error).
+	Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error
+}
+
+// liveFeed reads the RUNS, TURNS and HOOKS streams.
+type liveFeed struct{ b *bus.Bus }
+
+func (f liveFeed) Timeline(ctx context.Context, runID string) ([]bus.StoredEvent, bus.RunCursor, error) {
+	return bus.RunTimeline(ctx, f.b, runID)
+}
+
+func (f liveFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error {
+	return bus.FollowRun(ctx, f.b, runID, after, deliver)
+}
+
+// replayFeed holds a recorded run and how much of it has been played.
+type replayFeed struct {
+	runID  string
+	events []bus.StoredEvent
+
+	mu      sync.Mutex
+	played  int
+	changed chan struct{}
+}
+
+func newReplayFeed(runID string, events []bus.StoredEvent) *replayFeed {
+	return &replayFeed{runID: runID, events: events, changed: make(chan struct{})}
+}
+
+// advance shows one more event.
+func (f *replayFeed) advance() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.played < len(f.events) {
+		f.played++
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *replayFeed) state() (int, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.played, f.changed
+}
+
+func (f *replayFeed) Timeline(_ context.Context, runID string) ([]bus.StoredEvent, bus.RunCursor, error) {
+	if runID != f.runID {
+		return nil, bus.RunCursor{}, nil
+	}
+	n, _ := f.state()
+	var cur bus.RunCursor
+	for _, ev := range f.events[:n] {
+		cur.Advance(ev)
+	}
+	return f.events[:n], cur, nil
+}
+
+func (f *replayFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error {
+	if runID != f.runID {
+		<-ctx.Done()
+		return nil
+	}
+	next := -1
+	for {
+		n, changed := f.state()
+		if next < 0 {
+			// Resume after the last event the cursor covers.
+			next = 0
+			for i, ev := range f.events[:n] {
+				if ev.Seq <= seqOf(after, ev.Stream) {
+					next = i + 1
+				}
+			}
+		}
+		for ; next < n; next++ {
+			if err := deliver(f.events[next]); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func seqOf(c bus.RunCursor, stream string) uint64 {
+	switch stream {
+	case bus.StreamRuns:
+		return c.Runs
+	case bus.StreamTurns:
+		return c.Turns
+	case bus.StreamHooks:
+		return c.Hooks
+	}
+	return 0
+}

@@ -1,0 +1,182 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// follow keeps the model current from the bus until ctx ends: KV watches
+// for the durable state (run summaries, claims, retries, blocks, pause,
+// config) and subscriptions for what is only published (polls, component
+// changes, live agent events).
+func (s *Server) follow(ctx context.Context) error {
+	b := s.opts.Bus
+	summaries, err := bus.WatchSet(ctx, b, bus.RunSummaries)
+	if err != nil {
+		return err
+	}
+	claims, err := bus.WatchSet(ctx, b, bus.Claims)
+	if err != nil {
+		return err
+	}
+	retries, err := bus.WatchSet(ctx, b, bus.Retries)
+	if err != nil {
+		return err
+	}
+	blocks, err := bus.WatchSet(ctx, b, bus.Blocks)
+	if err != nil {
+		return err
+	}
+	pause, err := bus.Watch(ctx, b, bus.DispatchPause)
+	if err != nil {
+		return err
+	}
+	configs, err := bus.Watch(ctx, b, bus.ConfigCurrent)
+	if err != nil {
+		return err
+	}
+	statuses, err := bus.Watch(ctx, b, bus.ConfigStatus)
+	if err != nil {
+		return err
+	}
+	snaps, err := bus.Subscribe(ctx, b, bus.TrackerSnapshots)
+	if err != nil {
+		return err
+	}
+	fails, err := bus.Subscribe(ctx, b, bus.TrackerPollFailures)
+	if err != nil {
+		return err
+	}
+	comps, err := bus.Subscribe(ctx, b, bus.ComponentEvents)
+	if err != nil {
+		return err
+	}
+	runEvents, err := bus.Subscribe(ctx, b, bus.RunEvents)
+	if err != nil {
+		return err
+	}
+	turnEvents, err := bus.Subscribe(ctx, b, bus.TurnEvents)
+	if err != nil {
+		return err
+	}
+	hookEvents, err := bus.Subscribe(ctx, b, bus.WorkspaceHookEvents)
+	if err != nil {
+		return err
+	}
+	// The initial state is loaded when each of the four key families has
+	// delivered its current values.
+	pending := 4
+	ready := func() {
+		if pending--; pending == 0 {
+			s.model.SetReady()
+		}
+	}
+	ended := func(what string) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("dashboard: %s ended", what)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-summaries:
+			if !ok {
+				return ended("run summary watch")
+			}
+			switch {
+			case e.Ready:
+				ready()
+			case e.Deleted:
+				s.model.DeleteRun(e.ID)
+			default:
+				s.model.PutRun(e.Value)
+			}
+		case e, ok := <-claims:
+			if !ok {
+				return ended("claim watch")
+			}
+			applySet(e, s.model.SetClaim, ready)
+		case e, ok := <-retries:
+			if !ok {
+				return ended("retry watch")
+			}
+			applySet(e, s.model.SetRetry, ready)
+		case e, ok := <-blocks:
+			if !ok {
+				return ended("blocked watch")
+			}
+			applySet(e, s.model.SetBlocked, ready)
+		case e, ok := <-pause:
+			if !ok {
+				return ended("pause watch")
+			}
+			s.model.SetPaused(e.Value)
+		case e, ok := <-configs:
+			if !ok {
+				return ended("config watch")
+			}
+			s.model.SetConfig(e.Value)
+		case e, ok := <-statuses:
+			if !ok {
+				return ended("workflow status watch")
+			}
+			s.model.SetWorkflowStatus(e.Value)
+		case m, ok := <-snaps.C():
+			if !ok {
+				return ended("snapshot subscription")
+			}
+			s.metrics.poll(time.Duration(m.Data.DurationMS)*time.Millisecond, "")
+			s.model.SetSnapshot(m.Data)
+		case m, ok := <-fails.C():
+			if !ok {
+				return ended("poll failure subscription")
+			}
+			s.metrics.poll(time.Duration(m.Data.DurationMS)*time.Millisecond, m.Data.Class)
+			s.model.SetPollFailed(m.Data)
+		case m, ok := <-comps.C():
+			if !ok {
+				return ended("component subscription")
+			}
+			s.model.SetComponent(m.Data)
+		case m, ok := <-runEvents.C():
+			if !ok {
+				return ended("run event subscription")
+			}
+			s.metrics.event(bus.StreamRuns)
+			s.model.ApplyRunEvent(m.Data, false)
+		case m, ok := <-turnEvents.C():
+			if !ok {
+				return ended("turn event subscription")
+			}
+			s.metrics.event(bus.StreamTurns)
+			s.model.ApplyTurnEvent(m.Data)
+		case m, ok := <-hookEvents.C():
+			if !ok {
+				return ended("hook event subscription")
+			}
+			s.metrics.event(bus.StreamHooks)
+			s.model.ApplyHookEvent(m.Data)
+		}
+	}
+}
+
+func applySet[T any](e bus.SetEvent[T], set func(string, *T), ready func()) {
+	switch {
+	case e.Ready:
+		ready()
+	case e.Deleted:
+		set(e.ID, nil)
+	default:
+		v := e.Value
+		set(e.ID, &v)
+	}
+}
+
+// errReadOnly answers a control request during a replay.
+var errReadOnly = errors.New("this dashboard replays a recorded run: controls are off")

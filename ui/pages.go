@@ -1,0 +1,391 @@
+package ui
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/safeid"
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// recentRuns is how many finished runs the overview lists; the runs page
+// lists up to runsLimit.
+const recentRuns = 25
+
+// overviewThrottle is the least time between two overview updates on one
+// live stream; ageTick refreshes ages and elapsed times while agents run.
+const (
+	overviewThrottle = 250 * time.Millisecond
+	ageTick          = time.Second
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	static, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		panic(err) // the embedded tree is part of the binary
+	}
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	mux.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	}))
+	mux.HandleFunc("GET /{$}", s.pageOverview)
+	mux.HandleFunc("GET /events", s.streamOverview)
+	mux.HandleFunc("GET /runs", s.pageRuns)
+	mux.HandleFunc("GET /runs/{id}", s.pageRun)
+	mux.HandleFunc("GET /runs/{id}/stream", s.streamRun)
+	mux.HandleFunc("GET /runs/{id}/cancel", s.pageCancel)
+	mux.HandleFunc("POST /runs/{id}/cancel", s.postCancel)
+	mux.HandleFunc("GET /issues/{identifier}", s.pageIssue)
+	mux.HandleFunc("POST /issues/{identifier}/clear-blocked", s.postClearBlocked)
+	mux.HandleFunc("POST /control/{action}", s.postControl)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.metrics.handler())
+
+	mux.HandleFunc("/api/v1/state", only(http.MethodGet, s.apiState))
+	mux.HandleFunc("/api/v1/refresh", only(http.MethodPost, s.apiRefresh))
+	mux.HandleFunc("/api/v1/runs", only(http.MethodGet, s.apiRuns))
+	mux.HandleFunc("/api/v1/runs/{id}", only(http.MethodGet, s.apiRun))
+	mux.HandleFunc("/api/v1/runs/{id}/events", only(http.MethodGet, s.apiRunEvents))
+	mux.HandleFunc("/api/v1/{identifier}", only(http.MethodGet, s.apiIssue))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "not_found", "no API endpoint "+strconvQuote(clip(r.URL.Path, 200)))
+	})
+	return s.guard(mux)
+}
+
+// render writes a page; a render error (a bug) is logged and answered 500.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	var buf bytes.Buffer
+	if err := c.Render(r.Context(), &buf); err != nil {
+		s.log.Error("render page", "path", r.URL.Path, "err", err)
+		writeError(w, r, http.StatusInternalServerError, "render_failed", "the page could not be rendered")
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (s *Server) view(recent int) View { return s.model.Snapshot(s.opts.Now(), recent) }
+
+// flashes are the fixed notices a control redirect may show (the query
+// names one; its text never comes from the request).
+var flashes = map[string]string{
+	"refresh": "Refresh queued: the tracker is polled and runs are reconciled now.",
+	"pause":   "Dispatch paused: nothing new starts; running agents continue.",
+	"resume":  "Dispatch resumed.",
+	"cancel":  "Cancel sent: the agent is being stopped.",
+	"cleared": "Blocked issue cleared: it can be dispatched again.",
+}
+
+func flashOf(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
+
+func (s *Server) pageOverview(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, overviewPage(s.view(recentRuns), flashOf(r)))
+}
+
+func (s *Server) pageRuns(w http.ResponseWriter, r *http.Request) {
+	status := r.URL.Query().Get("status")
+	if status != "" && !slices.Contains(statusOptions(), status) {
+		writeError(w, r, http.StatusBadRequest, "bad_request", "unknown status filter")
+		return
+	}
+	v := s.view(runsLimit)
+	runs := append(slices.Clone(v.Running), v.Recent...)
+	if status != "" {
+		runs = slices.DeleteFunc(runs, func(r RunView) bool { return r.Status != status })
+	}
+	s.render(w, r, http.StatusOK, runsPage(v, runs, status))
+}
+
+func (s *Server) pageIssue(w http.ResponseWriter, r *http.Request) {
+	ident := r.PathValue("identifier")
+	iv, ok := s.model.Issue(ident)
+	if !safeid.Valid(ident) || !ok {
+		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Issue not found", "No issue "+clip(ident, 80)+" is known to this instance: it was not among the latest poll's candidates and has no runs, retry or block."))
+		return
+	}
+	s.render(w, r, http.StatusOK, issuePage(s.view(0), iv, s.workspaceOf(iv), flashOf(r)))
+}
+
+func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	run, ok := s.lookupRun(r.Context(), id)
+	if !ok {
+		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Run not found", "No run "+clip(id, 80)+" is stored here (it may have been pruned)."))
+		return
+	}
+	events, cur, err := s.feed.Timeline(r.Context(), id)
+	if err != nil {
+		s.log.Warn("read run events", "run_id", id, "err", err)
+		s.render(w, r, http.StatusBadGateway, messagePage(s.view(0), "Run unavailable", "The run's events could not be read: "+err.Error()))
+		return
+	}
+	s.render(w, r, http.StatusOK, runPage(s.view(0), run, events, cur.String(), flashOf(r)))
+}
+
+func (s *Server) pageCancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	run, ok := s.lookupRun(r.Context(), id)
+	if !ok {
+		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Run not found", "No run "+clip(id, 80)+" is stored here."))
+		return
+	}
+	if run.Status != "running" {
+		s.render(w, r, http.StatusConflict, messagePage(s.view(0), "Run not running", "Run "+id+" already ended ("+run.Status+")."))
+		return
+	}
+	s.render(w, r, http.StatusOK, cancelPage(s.view(0), run))
+}
+
+func (s *Server) postCancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	run, ok := s.lookupRun(r.Context(), id)
+	if !ok {
+		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Run not found", "No run "+clip(id, 80)+" is stored here."))
+		return
+	}
+	res, err := s.control(r.Context(), bus.Control{Action: bus.ControlCancel, RunID: run.RunID, IssueID: run.Issue.ID, Reason: "canceled by the operator from the dashboard"})
+	if err != nil {
+		s.controlFailed(w, r, err)
+		return
+	}
+	s.log.Info("operator canceled a run", "run_id", id, "issue_id", run.Issue.ID, "issue_identifier", run.Issue.Identifier, "scheduler", res.Message)
+	http.Redirect(w, r, runURL(id)+"?done=cancel", http.StatusSeeOther)
+}
+
+func (s *Server) postClearBlocked(w http.ResponseWriter, r *http.Request) {
+	ident := r.PathValue("identifier")
+	iv, ok := s.model.Issue(ident)
+	if !safeid.Valid(ident) || !ok || iv.Blocked == nil {
+		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Not blocked", "Issue "+clip(ident, 80)+" is not blocked."))
+		return
+	}
+	if _, err := s.control(r.Context(), bus.Control{Action: bus.ControlClearBlocked, IssueID: iv.Blocked.IssueID, Reason: "cleared from the dashboard"}); err != nil {
+		s.controlFailed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, issueURL(ident)+"?done=cleared", http.StatusSeeOther)
+}
+
+func (s *Server) postControl(w http.ResponseWriter, r *http.Request) {
+	var action bus.ControlAction
+	switch r.PathValue("action") {
+	case "refresh":
+		action = bus.ControlRefresh
+	case "pause":
+		action = bus.ControlPause
+	case "resume":
+		action = bus.ControlResume
+	default:
+		writeError(w, r, http.StatusNotFound, "not_found", "no such control")
+		return
+	}
+	if _, err := s.control(r.Context(), bus.Control{Action: action, Reason: "from the dashboard"}); err != nil {
+		s.controlFailed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/?done="+string(action), http.StatusSeeOther)
+}
+
+// controlFailed shows why a control did not reach the scheduler.
+func (s *Server) controlFailed(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	switch {
+	case errors.Is(err, errReadOnly):
+		status = http.StatusConflict
+	case errors.Is(err, bus.ErrNoResponder), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	}
+	s.render(w, r, status, messagePage(s.view(0), "Command not applied", err.Error()))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	v := s.view(0)
+	status := http.StatusOK
+	body := map[string]any{"status": "ok", "ready": v.Ready}
+	if !v.Ready {
+		status, body["status"] = http.StatusServiceUnavailable, "starting"
+	}
+	writeJSON(w, status, body)
+}
+
+// overviewSections renders the parts of the overview a live stream
+// updates, by SSE event name.
+func overviewSections(ctx context.Context, v View) (map[string]string, error) {
+	out := map[string]string{}
+	for name, c := range map[string]templ.Component{
+		"counts": countsSection(v), "running": runningSection(v), "retrying": retrySection(v),
+		"blocked": blockedSection(v), "recent": recentSection(v),
+	} {
+		var buf bytes.Buffer
+		if err := c.Render(ctx, &buf); err != nil {
+			return nil, err
+		}
+		out[name] = buf.String()
+	}
+	return out, nil
+}
+
+// streamOverview pushes the overview's sections when they change (at most
+// every overviewThrottle), and every ageTick while something is running so
+// ages and elapsed times move.
+func (s *Server) streamOverview(w http.ResponseWriter, r *http.Request) {
+	sse, err := s.startSSE(w, r)
+	if err != nil {
+		return
+	}
+	defer sse.close()
+	sent := map[string]string{}
+	// The page was rendered just now: start from what it shows.
+	if cur, err := overviewSections(r.Context(), s.view(recentRuns)); err == nil {
+		sent = cur
+	}
+	tick := time.NewTicker(ageTick)
+	defer tick.Stop()
+	for {
+		changed, _ := s.model.Changed()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+		v := s.view(recentRuns)
+		sections, err := overviewSections(r.Context(), v)
+		if err != nil {
+			s.log.Error("render overview", "err", err)
+			return
+		}
+		for _, name := range []string{"counts", "running", "retrying", "blocked", "recent"} {
+			if sections[name] == sent[name] {
+				continue
+			}
+			if err := sse.send(name, "", sections[name]); err != nil {
+				return
+			}
+			sent[name] = sections[name]
+		}
+		t := time.NewTimer(overviewThrottle)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// streamRun pushes a run's new transcript entries and its header. It
+// resumes after ?after= (or Last-Event-ID on a reconnect) and sends "done"
+// once the run has ended, which closes the browser's stream.
+func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, ok := s.lookupRun(r.Context(), id); !ok {
+		writeError(w, r, http.StatusNotFound, "run_not_found", "no run "+strconvQuote(clip(id, 80)))
+		return
+	}
+	after, err := cursorOf(r)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	sse, err := s.startSSE(w, r)
+	if err != nil {
+		return
+	}
+	defer sse.close()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	events := make(chan bus.StoredEvent)
+	followed := make(chan error, 1)
+	go func() {
+		followed <- s.feed.Follow(ctx, id, after, func(ev bus.StoredEvent) error {
+			select {
+			case events <- ev:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	defer func() {
+		cancel()
+		<-followed
+	}()
+	var lastHeader string
+	header := func() (bool, error) {
+		run, ok := s.lookupRun(ctx, id)
+		if !ok {
+			return false, nil
+		}
+		var buf bytes.Buffer
+		if err := runHeader(s.view(0), run).Render(ctx, &buf); err != nil {
+			return false, err
+		}
+		if h := buf.String(); h != lastHeader {
+			lastHeader = h
+			if err := sse.send("status", "", h); err != nil {
+				return false, err
+			}
+		}
+		return run.Status != "running", nil
+	}
+	tick := time.NewTicker(ageTick)
+	defer tick.Stop()
+	// The stream ends once the run has ended and its last event was sent;
+	// a page opened after the end (its cursor already past run_finished)
+	// gives stragglers endedTicks before closing.
+	finished, endedTicks := false, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-followed:
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("follow run", "run_id", id, "err", err)
+			}
+			followed <- err // for the deferred wait
+			return
+		case ev := <-events:
+			after.Advance(ev)
+			var buf bytes.Buffer
+			if err := eventItem(ev).Render(ctx, &buf); err != nil {
+				s.log.Error("render event", "run_id", id, "err", err)
+				return
+			}
+			if err := sse.send("transcript", after.String(), buf.String()); err != nil {
+				return
+			}
+			if ev.Run != nil && ev.Run.Event == bus.RunFinished {
+				finished = true
+			}
+			continue
+		case <-tick.C:
+		}
+		done, err := header()
+		if err != nil {
+			return
+		}
+		if done {
+			endedTicks++
+		}
+		if done && (finished || endedTicks > 2) {
+			_ = sse.send("done", after.String(), "")
+			return
+		}
+	}
+}

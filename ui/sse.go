@@ -1,0 +1,115 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// sseKeepAlive is how often an idle stream sends a comment, so proxies and
+// the browser keep it open and a dead client is noticed.
+const sseKeepAlive = 15 * time.Second
+
+// sseStream writes Server-Sent Events. send is safe from several
+// goroutines.
+type sseStream struct {
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	done    chan struct{}
+	stopped sync.WaitGroup
+	onClose func()
+}
+
+// startSSE answers with an event stream and starts its keep-alive, which
+// ends with the request.
+func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	st := &sseStream{w: w, rc: http.NewResponseController(w), done: make(chan struct{})}
+	// A live stream is not bound by the server's write timeout.
+	_ = st.rc.SetWriteDeadline(time.Time{})
+	if _, err := fmt.Fprint(w, ": symphony\nretry: 2000\n\n"); err != nil {
+		return nil, err
+	}
+	if err := st.rc.Flush(); err != nil {
+		return nil, err
+	}
+	s.metrics.sseClients.Inc()
+	st.onClose = s.metrics.sseClients.Dec
+	st.stopped.Add(1)
+	go func() {
+		defer st.stopped.Done()
+		t := time.NewTicker(sseKeepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-st.done:
+				return
+			case <-t.C:
+				st.mu.Lock()
+				_, err := fmt.Fprint(w, ": keep-alive\n\n")
+				if err == nil {
+					err = st.rc.Flush()
+				}
+				st.mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return st, nil
+}
+
+// errStreamClosed is returned by send after close.
+var errStreamClosed = errors.New("event stream closed")
+
+// send writes one event; data may span lines.
+func (st *sseStream) send(event, id, data string) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	select {
+	case <-st.done:
+		return errStreamClosed
+	default:
+	}
+	var b strings.Builder
+	if event != "" {
+		b.WriteString("event: " + event + "\n")
+	}
+	if id != "" {
+		b.WriteString("id: " + id + "\n")
+	}
+	for line := range strings.SplitSeq(data, "\n") {
+		b.WriteString("data: " + strings.TrimSuffix(line, "\r") + "\n")
+	}
+	b.WriteString("\n")
+	if _, err := fmt.Fprint(st.w, b.String()); err != nil {
+		return err
+	}
+	return st.rc.Flush()
+}
+
+// close stops the keep-alive and waits for it; the handler returns after.
+func (st *sseStream) close() {
+	st.mu.Lock()
+	select {
+	case <-st.done:
+	default:
+		close(st.done)
+	}
+	st.mu.Unlock()
+	st.stopped.Wait()
+	if st.onClose != nil {
+		st.onClose()
+	}
+}

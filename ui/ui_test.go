@@ -1,0 +1,708 @@
+package ui
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// waitBound is the generous bound for anything asynchronous in these tests.
+const waitBound = 20 * time.Second
+
+const xssTitle = `<script>alert(1)</script> & "quotes"`
+
+// harness is a live dashboard on a real bus, listening on a free loopback
+// port, with a stand-in scheduler answering controls.
+type harness struct {
+	b        *bus.Bus
+	srv      *Server
+	url      string
+	mu       sync.Mutex
+	controls []bus.Control
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	h := &harness{b: b}
+	urls := make(chan string, 1)
+	srv, err := New(Options{Bus: b, Port: 0, OnListen: func(u string) { urls <- u }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Run(ctx) }()
+	var served <-chan struct{}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-stopped; err != nil {
+			t.Errorf("dashboard Run: %v", err)
+		}
+		if served != nil {
+			<-served
+		}
+	})
+	select {
+	case h.url = <-urls:
+	case err := <-stopped:
+		t.Fatalf("dashboard stopped: %v", err)
+	case <-time.After(waitBound):
+		t.Fatal("dashboard did not listen")
+	}
+	served, err = bus.Serve(ctx, b, bus.SchedulerControl, func(_ context.Context, _ string, c bus.Control) (bus.ControlResult, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.controls = append(h.controls, c)
+		return bus.ControlResult{Message: "ok", Coalesced: len(h.controls) > 1}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitReady(t)
+	return h
+}
+
+func (h *harness) waitReady(t *testing.T) {
+	t.Helper()
+	h.eventually(t, "dashboard ready", func() bool {
+		resp, err := http.Get(h.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func (h *harness) eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitBound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// record stores a run's lifecycle and agent events through the real bus,
+// as the agent runner does.
+func (h *harness) record(t *testing.T, runID, ident, title string, finish bool) {
+	t.Helper()
+	ctx := t.Context()
+	ref := bus.IssueRef{ID: "id-" + ident, Identifier: ident, Title: title, State: "In Progress", URL: "javascript:alert(2)"}
+	at := time.Now().UTC().Add(-time.Minute)
+	ev := func(kind bus.RunEventKind, mut func(*bus.RunEvent)) {
+		at = at.Add(time.Second)
+		e := bus.RunEvent{RunID: runID, Event: kind, At: at, Issue: ref}
+		if mut != nil {
+			mut(&e)
+		}
+		if err := bus.RecordRunEvent(ctx, h.b, e, runID+"-"+string(kind)+fmt.Sprint(e.Turn)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	turn := func(seq int64, kind bus.TurnEventKind, text string, tool *bus.ToolCall) {
+		at = at.Add(time.Second)
+		te := bus.TurnEvent{RunID: runID, Turn: 1, Seq: seq, At: at, Kind: kind, Text: text, Tool: tool}
+		if _, err := bus.PublishDurable(ctx, h.b, bus.TurnEvents, te, fmt.Sprintf("%s-%d", runID, seq), runID, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev(bus.RunDispatched, nil)
+	ev(bus.RunWorkspaceReady, func(e *bus.RunEvent) { e.Workspace = "/tmp/ws/" + ident })
+	ev(bus.RunTurnStarted, func(e *bus.RunEvent) { e.Turn = 1 })
+	turn(1, bus.TurnPrompt, "Work on "+title, nil)
+	turn(2, bus.TurnText, "I will look at "+title, nil)
+	turn(3, bus.TurnToolUse, "", &bus.ToolCall{ID: "t1", Name: "Bash", Input: json.RawMessage(`{"command":"echo \"<img src=x onerror=alert(3)>\""}`)})
+	turn(4, bus.TurnToolResult, "<img src=x onerror=alert(4)>", &bus.ToolCall{ID: "t1"})
+	if finish {
+		u := bus.Usage{InputTokens: 100, OutputTokens: 50}
+		c := 0.5
+		ev(bus.RunTurnFinished, func(e *bus.RunEvent) { e.Turn, e.Usage, e.CostUSD = 1, &u, &c })
+		ev(bus.RunFinished, func(e *bus.RunEvent) { e.Turn, e.Status, e.Usage, e.CostUSD = 1, bus.RunSucceeded, &u, &c })
+	}
+}
+
+func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	return do(t, http.MethodGet, url, "", hdr...)
+}
+
+func do(t *testing.T, method, url, body string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if strings.EqualFold(hdr[i], "Host") {
+			req.Host = hdr[i+1]
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(raw)
+}
+
+func wantStatus(t *testing.T, resp *http.Response, body string, status int) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("%s %s: status %d, want %d\n%s", resp.Request.Method, resp.Request.URL, resp.StatusCode, status, body)
+	}
+}
+
+// wantAPIError checks the error envelope.
+func wantAPIError(t *testing.T, body, code string) {
+	t.Helper()
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("error body is not the JSON envelope: %v\n%s", err, body)
+	}
+	if e.Error.Code != code || e.Error.Message == "" {
+		t.Fatalf("error = %+v, want code %q with a message", e.Error, code)
+	}
+}
+
+func TestAPIState(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-done", "ABC-1", "first", true)
+	h.record(t, "run-live", "ABC-2", "second", false)
+	due := time.Now().Add(time.Minute).UTC()
+	k, _ := bus.Retries.Key("id-ABC-3")
+	if _, err := bus.Put(t.Context(), h.b, k, bus.RetryEntry{IssueID: "id-ABC-3", Identifier: "ABC-3", Attempt: 2, DueAt: due, Error: "no available orchestrator slots"}); err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		GeneratedAt time.Time      `json:"generated_at"`
+		Counts      map[string]int `json:"counts"`
+		Running     []struct {
+			IssueID         string `json:"issue_id"`
+			IssueIdentifier string `json:"issue_identifier"`
+			State           string `json:"state"`
+			LastEvent       string `json:"last_event"`
+			TurnCount       int    `json:"turn_count"`
+		}
+		Retrying []struct {
+			IssueIdentifier string `json:"issue_identifier"`
+			Attempt         int
+			DueAt           time.Time `json:"due_at"`
+			Error           *string
+		}
+		CodexTotals struct {
+			InputTokens    int64   `json:"input_tokens"`
+			OutputTokens   int64   `json:"output_tokens"`
+			TotalTokens    int64   `json:"total_tokens"`
+			SecondsRunning float64 `json:"seconds_running"`
+		} `json:"codex_totals"`
+		RateLimits any `json:"rate_limits"`
+	}
+	h.eventually(t, "state with one running, one retrying", func() bool {
+		resp, body := get(t, h.url+"/api/v1/state")
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			return false
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Counts["running"] == 1 && st.Counts["retrying"] == 1 && st.Counts["runs"] == 2
+	})
+	if st.GeneratedAt.IsZero() || len(st.Running) != 1 || st.Running[0].IssueIdentifier != "ABC-2" || st.Running[0].State != "In Progress" || st.Running[0].TurnCount != 1 {
+		t.Fatalf("running = %+v", st.Running)
+	}
+	if len(st.Retrying) != 1 || st.Retrying[0].Attempt != 2 || !st.Retrying[0].DueAt.Equal(due) || st.Retrying[0].Error == nil {
+		t.Fatalf("retrying = %+v", st.Retrying)
+	}
+	if st.CodexTotals.InputTokens != 100 || st.CodexTotals.TotalTokens != 150 || st.CodexTotals.SecondsRunning <= 0 {
+		t.Fatalf("totals = %+v", st.CodexTotals)
+	}
+	// The raw body keeps the reference's field names.
+	_, body := get(t, h.url+"/api/v1/state")
+	for _, field := range []string{`"generated_at"`, `"counts"`, `"running"`, `"retrying"`, `"codex_totals"`, `"rate_limits"`, `"issue_identifier"`, `"last_event_at"`, `"seconds_running"`} {
+		if !strings.Contains(body, field) {
+			t.Errorf("state lacks %s", field)
+		}
+	}
+}
+
+func TestAPIIssueAndRuns(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-a", "ABC-1", "first", true)
+	h.eventually(t, "run summary", func() bool { _, ok := h.srv.model.Run("run-a"); return ok })
+
+	resp, body := get(t, h.url+"/api/v1/ABC-1")
+	wantStatus(t, resp, body, 200)
+	var iss struct {
+		IssueIdentifier string `json:"issue_identifier"`
+		IssueID         string `json:"issue_id"`
+		Status          string
+		Workspace       struct{ Path string }
+		RecentEvents    []struct{ Event, Message string } `json:"recent_events"`
+		Runs            []bus.RunSummary
+	}
+	if err := json.Unmarshal([]byte(body), &iss); err != nil {
+		t.Fatal(err)
+	}
+	if iss.IssueIdentifier != "ABC-1" || iss.IssueID != "id-ABC-1" || iss.Status != "idle" || iss.Workspace.Path != "/tmp/ws/ABC-1" || len(iss.Runs) != 1 || len(iss.RecentEvents) == 0 {
+		t.Fatalf("issue = %+v", iss)
+	}
+
+	resp, body = get(t, h.url+"/api/v1/NOPE-9")
+	wantStatus(t, resp, body, 404)
+	wantAPIError(t, body, "issue_not_found")
+	resp, body = get(t, h.url+"/api/v1/bad%20id")
+	wantStatus(t, resp, body, 404)
+	wantAPIError(t, body, "issue_not_found")
+
+	resp, body = get(t, h.url+"/api/v1/runs?status=succeeded")
+	wantStatus(t, resp, body, 200)
+	if !strings.Contains(body, `"run-a"`) || !strings.Contains(body, `"count": 1`) {
+		t.Fatalf("runs = %s", body)
+	}
+	resp, body = get(t, h.url+"/api/v1/runs?limit=0")
+	wantStatus(t, resp, body, 400)
+	wantAPIError(t, body, "bad_request")
+	resp, body = get(t, h.url+"/api/v1/runs/run-a")
+	wantStatus(t, resp, body, 200)
+	if !strings.Contains(body, `"status": "succeeded"`) {
+		t.Fatalf("run = %s", body)
+	}
+	resp, body = get(t, h.url+"/api/v1/runs/nope")
+	wantStatus(t, resp, body, 404)
+	wantAPIError(t, body, "run_not_found")
+	resp, body = get(t, h.url+"/api/v1/no/such/thing")
+	wantStatus(t, resp, body, 404)
+	wantAPIError(t, body, "not_found")
+}
+
+func TestAPIRunEventsStream(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-s", "ABC-5", "stream", false)
+	h.eventually(t, "run summary", func() bool { _, ok := h.srv.model.Run("run-s"); return ok })
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.url+"/api/v1/runs/run-s/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	events := make(chan bus.StoredEvent, 64)
+	ids := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if id, ok := strings.CutPrefix(line, "id: "); ok {
+				ids <- id
+			}
+			if data, ok := strings.CutPrefix(line, "data: "); ok {
+				var ev bus.StoredEvent
+				if json.Unmarshal([]byte(data), &ev) == nil {
+					events <- ev
+				}
+			}
+		}
+	}()
+	next := func() bus.StoredEvent {
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(waitBound):
+			t.Fatal("no event on the stream")
+		}
+		return bus.StoredEvent{}
+	}
+	// Three lifecycle events and four agent events are stored: all come.
+	got := map[string]int{}
+	for range 7 {
+		got[next().Stream]++
+	}
+	if got[bus.StreamRuns] != 3 || got[bus.StreamTurns] != 4 {
+		t.Fatalf("stored events by stream = %v", got)
+	}
+	// A new event arrives live.
+	if err := bus.RecordRunEvent(t.Context(), h.b, bus.RunEvent{RunID: "run-s", Event: bus.RunFinished, At: time.Now(), Status: bus.RunFailed, Error: "boom"}, "run-s-end"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(); ev.Stream != bus.StreamRuns || !strings.Contains(string(ev.Event), "boom") {
+		t.Fatalf("live event = %+v", ev)
+	}
+	var last string
+	for len(ids) > 0 {
+		last = <-ids
+	}
+	if _, err := bus.ParseRunCursor(last); err != nil {
+		t.Fatalf("event id %q is not a cursor: %v", last, err)
+	}
+	// Resuming after the last id replays nothing old.
+	req2, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.url+"/api/v1/runs/run-s/events", nil)
+	req2.Header.Set("Last-Event-ID", last)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	resp2, err := http.DefaultClient.Do(req2.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if strings.Contains(string(raw), "data: {") {
+		t.Fatalf("resumed stream repeated stored events:\n%s", raw)
+	}
+}
+
+func TestAPIRefreshAndMethods(t *testing.T) {
+	h := newHarness(t)
+	resp, body := do(t, http.MethodPost, h.url+"/api/v1/refresh", "")
+	wantStatus(t, resp, body, http.StatusAccepted)
+	var r struct {
+		Queued      bool      `json:"queued"`
+		Coalesced   bool      `json:"coalesced"`
+		RequestedAt time.Time `json:"requested_at"`
+		Operations  []string  `json:"operations"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Queued || r.Coalesced || r.RequestedAt.IsZero() || strings.Join(r.Operations, ",") != "poll,reconcile" {
+		t.Fatalf("refresh = %+v", r)
+	}
+	resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", "{}")
+	wantStatus(t, resp, body, http.StatusAccepted)
+	if !strings.Contains(body, `"coalesced": true`) {
+		t.Fatalf("second refresh not reported coalesced: %s", body)
+	}
+	h.mu.Lock()
+	if len(h.controls) != 2 || h.controls[0].Action != bus.ControlRefresh {
+		t.Fatalf("controls = %+v", h.controls)
+	}
+	h.mu.Unlock()
+	resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", "[1,2")
+	wantStatus(t, resp, body, http.StatusBadRequest)
+	wantAPIError(t, body, "bad_request")
+
+	for _, c := range []struct{ method, path, allow string }{
+		{http.MethodGet, "/api/v1/refresh", "POST"},
+		{http.MethodPost, "/api/v1/state", "GET"},
+		{http.MethodDelete, "/api/v1/ABC-1", "GET"},
+		{http.MethodPut, "/api/v1/runs", "GET"},
+		{http.MethodPost, "/api/v1/runs/x", "GET"},
+		{http.MethodPost, "/api/v1/runs/x/events", "GET"},
+	} {
+		resp, body := do(t, c.method, h.url+c.path, "")
+		wantStatus(t, resp, body, http.StatusMethodNotAllowed)
+		wantAPIError(t, body, "method_not_allowed")
+		if resp.Header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: Allow %q", c.method, c.path, resp.Header.Get("Allow"))
+		}
+	}
+	// Pages answer wrong methods with 405 too.
+	resp, body = do(t, http.MethodPost, h.url+"/", "")
+	wantStatus(t, resp, body, http.StatusMethodNotAllowed)
+}
+
+func TestHostAndOriginGuards(t *testing.T) {
+	h := newHarness(t)
+	port := h.url[strings.LastIndex(h.url, ":")+1:]
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST", "[::1]:" + port, "app.localhost:" + port, "127.0.0.2"} {
+		resp, body := get(t, h.url+"/api/v1/state", "Host", host)
+		wantStatus(t, resp, body, 200)
+	}
+	for _, host := range []string{"evil.example", "evil.example:" + port, "127.0.0.1.evil.example", "10.0.0.1:" + port, "localhost.evil.example"} {
+		resp, body := get(t, h.url+"/api/v1/state", "Host", host)
+		wantStatus(t, resp, body, http.StatusMisdirectedRequest)
+		wantAPIError(t, body, "host_not_allowed")
+		resp, body = get(t, h.url+"/", "Host", host)
+		wantStatus(t, resp, body, http.StatusMisdirectedRequest)
+	}
+	self := "http://127.0.0.1:" + port
+	for _, c := range []struct {
+		hdr  []string
+		want int
+	}{
+		{nil, http.StatusAccepted}, // not a browser (curl)
+		{[]string{"Origin", self}, http.StatusAccepted},
+		{[]string{"Sec-Fetch-Site", "same-origin", "Origin", self}, http.StatusAccepted},
+		{[]string{"Referer", self + "/"}, http.StatusAccepted},
+		{[]string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{[]string{"Origin", "null"}, http.StatusForbidden},
+		{[]string{"Origin", "http://localhost:" + port}, http.StatusForbidden}, // another origin, though loopback
+		{[]string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{[]string{"Sec-Fetch-Site", "same-site", "Origin", "http://app.localhost:" + port}, http.StatusForbidden},
+		{[]string{"Referer", "http://evil.example/page"}, http.StatusForbidden},
+	} {
+		resp, body := do(t, http.MethodPost, h.url+"/api/v1/refresh", "", c.hdr...)
+		if resp.StatusCode != c.want {
+			t.Errorf("POST with %v: %d, want %d: %s", c.hdr, resp.StatusCode, c.want, body)
+		}
+		if c.want == http.StatusForbidden {
+			wantAPIError(t, body, "cross_origin_refused")
+		}
+		// The same rule guards the dashboard's forms.
+		resp, body = do(t, http.MethodPost, h.url+"/control/refresh", "", c.hdr...)
+		if want := map[int]int{http.StatusAccepted: http.StatusSeeOther}[c.want]; want != 0 && resp.StatusCode != want || c.want == http.StatusForbidden && resp.StatusCode != http.StatusForbidden {
+			t.Errorf("form POST with %v: %d: %s", c.hdr, resp.StatusCode, body)
+		}
+	}
+	// Security headers on every answer.
+	resp, _ := get(t, h.url+"/")
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"script-src 'self'", "frame-ancestors 'none'", "default-src 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+		t.Errorf("CSP allows inline or eval: %q", csp)
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("headers = %v", resp.Header)
+	}
+}
+
+func TestBindRefusesNonLoopback(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	for _, bind := range []string{"0.0.0.0", "10.1.2.3", "::", "example.com"} {
+		if _, err := New(Options{Bus: b, Bind: bind}); err == nil || !strings.Contains(err.Error(), "--bind-unsafe") {
+			t.Errorf("bind %q: err = %v", bind, err)
+		}
+	}
+	for _, bind := range []string{"127.0.0.1", "::1", "localhost", "127.0.0.5"} {
+		if _, err := New(Options{Bus: b, Bind: bind}); err != nil {
+			t.Errorf("bind %q: %v", bind, err)
+		}
+	}
+	if _, err := New(Options{Bus: b, Bind: "0.0.0.0", BindUnsafe: true}); err != nil {
+		t.Errorf("unsafe bind refused: %v", err)
+	}
+	s, err := New(Options{Bus: b, Bind: "192.0.2.7", BindUnsafe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.hostAllowed("192.0.2.7:4000") || s.hostAllowed("192.0.2.8:4000") {
+		t.Error("the configured bind host should be the one extra Host accepted")
+	}
+}
+
+// TestOutsideStringsRenderedInert puts markup in every issue- and
+// agent-provided string and checks every page shows it as text.
+func TestOutsideStringsRenderedInert(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-x", "XSS-1", xssTitle, true)
+	h.record(t, "run-y", "XSS-2", xssTitle, false)
+	h.eventually(t, "runs", func() bool {
+		_, ok1 := h.srv.model.Run("run-x")
+		_, ok2 := h.srv.model.Run("run-y")
+		return ok1 && ok2
+	})
+	for _, path := range []string{"/", "/runs", "/runs/run-x", "/runs/run-y", "/issues/XSS-1", "/runs/run-y/cancel"} {
+		resp, body := get(t, h.url+path)
+		wantStatus(t, resp, body, 200)
+		for _, bad := range []string{"<script>alert", "<img src=x", `href="javascript:`} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s contains %q unescaped", path, bad)
+			}
+		}
+		if path != "/runs/run-y/cancel" && !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+			t.Errorf("%s does not show the title as text", path)
+		}
+		// No inline script: every <script> has a src under /static/.
+		for _, part := range strings.Split(body, "<script")[1:] {
+			if !strings.HasPrefix(part, ` src="/static/`) {
+				t.Errorf("%s has an inline script: <script%s", path, clip(part, 80))
+			}
+		}
+	}
+}
+
+func TestPagesAndControls(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-p", "PAGE-1", "page test", false)
+	bk, _ := bus.Blocks.Key("id-PAGE-2")
+	if _, err := bus.Put(t.Context(), h.b, bk, bus.BlockedEntry{IssueID: "id-PAGE-2", Identifier: "PAGE-2", State: "Todo", Reason: "canceled by the operator", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(t, "model", func() bool {
+		_, ok := h.srv.model.Run("run-p")
+		iv, _ := h.srv.model.Issue("PAGE-2")
+		return ok && iv.Blocked != nil
+	})
+	resp, body := get(t, h.url+"/")
+	wantStatus(t, resp, body, 200)
+	for _, want := range []string{"PAGE-1", "PAGE-2", `sse-connect="/events"`, "Refresh now", "Pause dispatch", "/runs/run-p/cancel"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	resp, body = get(t, h.url+"/runs/run-p")
+	wantStatus(t, resp, body, 200)
+	for _, want := range []string{"Turn 1", "Prompt (", "Bash", "sse-connect=\"/runs/run-p/stream?after=", "Cancel this run"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("run page lacks %q", want)
+		}
+	}
+	resp, body = get(t, h.url+"/runs/nope")
+	wantStatus(t, resp, body, 404)
+	resp, body = get(t, h.url+"/issues/NOPE-1")
+	wantStatus(t, resp, body, 404)
+
+	// Cancel: a confirmation page, then the POST reaches the scheduler.
+	resp, body = get(t, h.url+"/runs/run-p/cancel")
+	wantStatus(t, resp, body, 200)
+	resp, body = do(t, http.MethodPost, h.url+"/runs/run-p/cancel", "")
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if loc := resp.Header.Get("Location"); loc != "/runs/run-p?done=cancel" {
+		t.Fatalf("redirect to %q", loc)
+	}
+	resp, body = do(t, http.MethodPost, h.url+"/issues/PAGE-2/clear-blocked", "")
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	for _, a := range []string{"pause", "resume", "refresh"} {
+		resp, body = do(t, http.MethodPost, h.url+"/control/"+a, "")
+		wantStatus(t, resp, body, http.StatusSeeOther)
+	}
+	resp, body = do(t, http.MethodPost, h.url+"/control/explode", "")
+	wantStatus(t, resp, body, 404)
+	h.mu.Lock()
+	var got []string
+	for _, c := range h.controls {
+		got = append(got, string(c.Action)+":"+c.RunID+c.IssueID)
+	}
+	h.mu.Unlock()
+	if strings.Join(got, " ") != "cancel:run-pid-PAGE-1 clear_blocked:id-PAGE-2 pause: resume: refresh:" {
+		t.Fatalf("controls sent = %v", got)
+	}
+	resp, body = get(t, h.url+"/runs/run-p?done=cancel")
+	if !strings.Contains(body, "Cancel sent") {
+		t.Errorf("no notice after cancel")
+	}
+	resp, body = get(t, h.url+"/?done=<b>x</b>")
+	wantStatus(t, resp, body, 200)
+	if strings.Contains(body, "<b>x") || strings.Contains(body, `class="flash"`) {
+		t.Error("a notice came from the query string")
+	}
+	resp, body = get(t, h.url+"/static/htmx-2.0.11.min.js")
+	wantStatus(t, resp, body, 200)
+	if !strings.Contains(resp.Header.Get("Content-Type"), "javascript") || !strings.Contains(body, "htmx") {
+		t.Fatalf("htmx not served: %s", resp.Header.Get("Content-Type"))
+	}
+}
+
+func TestPauseShownFromKV(t *testing.T) {
+	h := newHarness(t)
+	if _, err := bus.Put(t.Context(), h.b, bus.DispatchPause, bus.PauseState{Paused: true, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(t, "paused", func() bool {
+		_, body := get(t, h.url+"/api/v1/state")
+		return strings.Contains(body, `"paused": true`)
+	})
+	_, body := get(t, h.url+"/")
+	if !strings.Contains(body, "Dispatch paused") || !strings.Contains(body, "Resume dispatch") {
+		t.Fatal("overview does not show the pause")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-m", "MET-1", "metrics", true)
+	if err := bus.Publish(h.b, bus.TrackerSnapshots, bus.CandidateSnapshot{IssueList: bus.IssueList{FetchedAt: time.Now()}, DurationMS: 12}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(h.b, bus.TrackerPollFailures, bus.PollFailed{Class: bus.TrackerRateLimited, Message: "slow down", At: time.Now(), RetryAfterMS: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	h.eventually(t, "metrics", func() bool {
+		_, body = get(t, h.url+"/metrics")
+		return strings.Contains(body, `symphony_runs{status="succeeded"} 1`) && strings.Contains(body, `symphony_poll_errors_total{class="rate_limited"} 1`)
+	})
+	for _, want := range []string{"symphony_running_agents 0", "symphony_retry_queue_length 0", `symphony_tokens{kind="input"} 100`,
+		"symphony_cost_usd 0.5", "symphony_poll_duration_seconds_count 2", `symphony_bus_events_total{stream="TURNS"}`, "symphony_go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	for line := range strings.SplitSeq(body, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !strings.HasPrefix(line, "symphony_") {
+			t.Errorf("series without the symphony_ prefix: %s", line)
+		}
+	}
+}
+
+func TestReplayServesRecordedRunReadOnly(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{b: b}
+	h.record(t, "run-r", "REP-1", "replayed", true)
+	events, _, err := bus.RunTimeline(t.Context(), b, "run-r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close(context.Background())
+	urls := make(chan string, 1)
+	srv, err := New(Options{Replay: &Replay{RunID: "run-r", Events: events, Speed: 0}, OnListen: func(u string) { urls <- u }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = srv.Run(ctx) }()
+	url := <-urls
+	h.url = url
+	h.eventually(t, "replay played", func() bool {
+		_, body := get(t, url+"/api/v1/state")
+		return strings.Contains(body, `"Done": true`)
+	})
+	resp, body := get(t, url+"/runs/run-r")
+	wantStatus(t, resp, body, 200)
+	for _, want := range []string{"Replay of run-r", "succeeded", "Turn 1", "Bash", "replayed"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("replayed run page lacks %q", want)
+		}
+	}
+	resp, body = do(t, http.MethodPost, url+"/api/v1/refresh", "")
+	wantStatus(t, resp, body, http.StatusConflict)
+	wantAPIError(t, body, "read_only")
+	resp, body = get(t, url+"/")
+	if strings.Contains(body, "Refresh now") {
+		t.Error("replay shows controls")
+	}
+}
