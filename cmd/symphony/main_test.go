@@ -236,15 +236,6 @@ func TestRunMissingWorkflow(t *testing.T) {
 	}
 }
 
-func TestPendingCommandsSaySo(t *testing.T) {
-	for _, args := range [][]string{{"replay", "r1"}} {
-		code, out := runCLI(t, args...)
-		if code == 0 || !strings.Contains(out, "not implemented yet") {
-			t.Errorf("%v: exit %d:\n%s", args, code, out)
-		}
-	}
-}
-
 func TestBadDurationIsAUsageError(t *testing.T) {
 	code, out := runCLI(t, "prune", "--older-than", "3x")
 	if code != exitUsage || !strings.Contains(out, `invalid duration "3x"`) {

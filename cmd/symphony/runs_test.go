@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,8 +118,51 @@ func TestRunsAndReplayOnAStoppedInstance(t *testing.T) {
 	if code == 0 || !strings.Contains(out, `no run "run-x"; closest: run-a, run-b, run-c`) {
 		t.Errorf("unknown run: exit %d\n%s", code, out)
 	}
-	if code, out := runCLI(t, "--data-dir", dataDir, "replay", "run-a"); code == 0 || !strings.Contains(out, "not implemented yet") {
-		t.Errorf("dashboard replay: exit %d\n%s", code, out)
+	if code, out := runCLI(t, "--data-dir", dataDir, "replay", "run-a", "--bind", "0.0.0.0"); code != exitUsage || !strings.Contains(out, "--bind-unsafe") {
+		t.Errorf("replay on a public address: exit %d\n%s", code, out)
+	}
+
+	// By default the run plays through the dashboard, read-only.
+	p := start(t, "--data-dir", dataDir, "replay", "run-b", "--port", "0", "--speed", "0")
+	line := p.waitFor(t, "symphony: replaying run run-b")
+	_, page, ok := strings.Cut(line, " on ")
+	if !ok || !strings.HasPrefix(page, "http://127.0.0.1:") {
+		t.Fatalf("no dashboard URL in %q", line)
+	}
+	var body string
+	deadline := time.Now().Add(testTimeout)
+	for !strings.Contains(body, "run finished") {
+		if time.Now().After(deadline) {
+			t.Fatalf("replayed run page never showed the end:\n%s", body)
+		}
+		resp, err := http.Get(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(raw)
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, want := range []string{"Replay of run-b", "BBB-2", "before_run", "Write", "failed"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("replay page lacks %q", want)
+		}
+	}
+	dashboard, _, _ := strings.Cut(page, "/runs/")
+	resp, err := http.Post(dashboard+"/api/v1/refresh", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Errorf("refresh during a replay: %d, want 409", resp.StatusCode)
+	}
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("replay dashboard exit %d:\n%s", code, p.all)
 	}
 }
 
