@@ -22,6 +22,9 @@ const fakeAgentEnv = "SYMPHONY_TEST_FAKE_AGENT"
 // the run marker and outlives it), prints its init line and waits. The
 // issue CRASH-5 fails at once instead, to leave a retry queued.
 func fakeAgent() int {
+	if os.Getenv(fakeAgentEnv) == "chatty" {
+		return chattyAgent()
+	}
 	if os.Getenv("SYMPHONY_ISSUE_IDENTIFIER") == "CRASH-5" {
 		fmt.Fprintln(os.Stderr, "failing on purpose")
 		return 1
@@ -247,4 +250,21 @@ func retryDue(t *testing.T, dataDir, issueID string) time.Time {
 		t.Fatalf("no retry queued for %s before the crash: %v", issueID, err)
 	}
 	return r.Value.DueAt
+}
+
+// chattyAgent streams like a working claude: an init line, then every
+// 250 ms a step of assistant text with now and then a tool call and its
+// result, for up to ten minutes (a test cancels it long before).
+func chattyAgent() int {
+	session := fmt.Sprintf("chatty-%d", os.Getpid())
+	fmt.Printf(`{"type":"system","subtype":"init","session_id":%q,"cwd":"x","model":"fake"}`+"\n", session)
+	for i := 1; i <= 2400; i++ {
+		fmt.Printf(`{"type":"assistant","session_id":%q,"message":{"content":[{"type":"text","text":"Step %d: reading <b>the code</b>"}]}}`+"\n", session, i)
+		if i%3 == 0 {
+			fmt.Printf(`{"type":"assistant","session_id":%q,"message":{"content":[{"type":"tool_use","id":"tu%d","name":"Bash","input":{"command":"ls -la step%d"}}]}}`+"\n", session, i, i)
+			fmt.Printf(`{"type":"user","session_id":%q,"message":{"content":[{"type":"tool_result","tool_use_id":"tu%d","content":"file%d.go\nfile%d_test.go"}]}}`+"\n", session, i, i, i)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return 0
 }

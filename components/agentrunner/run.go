@@ -165,10 +165,11 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		}
 		argv := w.r.argv(cfg, w.session)
 		w.command = argv
+		// turn_started opens the turn in a transcript; its prompt follows.
+		w.lifecycle(ctx, w.base(bus.RunTurnStarted))
 		if err := w.record(ctx, bus.TurnEvent{Kind: bus.TurnPrompt, Text: bound(text)}); err != nil {
 			return bus.RunFailed, "record prompt: " + err.Error()
 		}
-		w.lifecycle(ctx, w.base(bus.RunTurnStarted))
 		silence := time.Duration(cfg.Claude.TurnTimeoutMS) * time.Millisecond
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.

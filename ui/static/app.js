@@ -7,23 +7,29 @@
   function atBottom() {
     return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 120;
   }
-  function button() { return document.getElementById("follow"); }
+  function transcript() { return document.getElementById("transcript"); }
   function show() {
-    var b = button();
+    var b = document.getElementById("follow");
     if (b) { b.hidden = following; }
   }
+  function toEnd() { window.scrollTo(0, document.documentElement.scrollHeight); }
+  // Only a scroll changes whether we follow: new content never does.
   window.addEventListener("scroll", function () { following = atBottom(); show(); }, { passive: true });
-  document.addEventListener("htmx:sseBeforeMessage", function () { following = atBottom(); });
-  document.addEventListener("htmx:afterSettle", function (e) {
-    if (e.target && e.target.id === "transcript" && following) {
-      window.scrollTo(0, document.documentElement.scrollHeight);
-    }
+  document.addEventListener("htmx:afterSettle", function () {
+    if (following && transcript()) { toEnd(); }
+    show();
+  });
+  // A live run page opens at the end of its transcript, following it.
+  document.addEventListener("DOMContentLoaded", function () {
+    var t = transcript();
+    if (t && t.closest("[sse-connect]")) { toEnd(); }
+    following = true;
     show();
   });
   document.addEventListener("click", function (e) {
     if (e.target && e.target.id === "follow") {
       following = true;
-      window.scrollTo(0, document.documentElement.scrollHeight);
+      toEnd();
       show();
     }
   });
