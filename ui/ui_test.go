@@ -706,3 +706,7 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 		t.Error("replay shows controls")
 	}
 }
+
+func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(t.Context(), d)
+}
