@@ -64,13 +64,13 @@ func (c RunCursor) String() string {
 func ParseRunCursor(s string) (RunCursor, error) {
 	parts := strings.Split(s, ".")
 	if len(s) > 64 || len(parts) != 3 {
-		return RunCursor{}, fmt.Errorf("cursor %q: want runs.turns.hooks", truncate(s, 64))
+		return RunCursor{}, fmt.Errorf("cursor %q: want runs.turns.hooks", truncate(s, 32))
 	}
 	var v [3]uint64
 	for i, p := range parts {
 		n, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
-			return RunCursor{}, fmt.Errorf("cursor %q: %q is not a sequence number", truncate(s, 64), p)
+			return RunCursor{}, fmt.Errorf("cursor: part %d (%q) is not a sequence number", i+1, truncate(p, 20))
 		}
 		v[i] = n
 	}
