@@ -657,3 +657,54 @@ func TestBlockedRunParksTheIssue(t *testing.T) {
 	w.setState("J-1", "In Progress")
 	w.pollUntil("re-dispatched after the state change", func() bool { return len(w.dispatches) == 2 })
 }
+
+// TestPauseSurvivesRestart: a pause is stored in KV, so a restarted
+// scheduler stays paused until resumed; refreshes report coalescing.
+func TestPauseSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	w := newWorld(t, dir, iss("P-1", 1, "", "Todo"))
+	w.configure(nil)
+	if res := w.control(bus.Control{Action: bus.ControlPause, Reason: "maintenance"}); !res.Paused {
+		t.Fatalf("pause: %+v", res)
+	}
+	e, err := bus.Get(t.Context(), w.b, bus.DispatchPause)
+	if err != nil || !e.Value.Paused || e.Value.Reason != "maintenance" || e.Value.At.IsZero() {
+		t.Fatalf("stored pause = %+v, %v", e.Value, err)
+	}
+	w.stop()
+
+	w2 := newWorld(t, dir, iss("P-1", 1, "", "Todo"))
+	w2.configure(nil)
+	w2.tickNow()
+	w2.mu.Lock()
+	if len(w2.dispatches) != 0 {
+		t.Errorf("a restarted scheduler dispatched although paused: %v", w2.dispatches)
+	}
+	w2.mu.Unlock()
+	// A refresh right after another (within RefreshWindow) joins its
+	// tick. A loaded machine may let the window pass between the two, so
+	// a few pairs are tried.
+	coalesced := false
+	for range 5 {
+		w2.tickNow() // nothing queued
+		first := w2.control(bus.Control{Action: bus.ControlRefresh})
+		second := w2.control(bus.Control{Action: bus.ControlRefresh})
+		if first.Coalesced || !first.Paused {
+			t.Fatalf("first refresh after a tick: %+v", first)
+		}
+		if second.Coalesced {
+			coalesced = true
+			break
+		}
+	}
+	if !coalesced {
+		t.Error("no refresh was reported coalesced")
+	}
+	if res := w2.control(bus.Control{Action: bus.ControlResume}); res.Paused {
+		t.Fatalf("resume: %+v", res)
+	}
+	w2.eventually("dispatched after resume", func() bool { return len(w2.dispatches) == 1 })
+	if e, err := bus.Get(t.Context(), w2.b, bus.DispatchPause); err != nil || e.Value.Paused {
+		t.Fatalf("stored pause after resume = %+v, %v", e.Value, err)
+	}
+}
