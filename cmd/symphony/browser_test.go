@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -212,6 +213,24 @@ Work on {{ issue.identifier }}: {{ issue.title }}.
 	poll("status becomes canceled", `document.querySelector('#run-status').innerText.trim() === 'canceled'`)
 	run("overview after cancel", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#blocked")))
 	poll("issue held as blocked", `document.querySelector('#blocked').innerText.includes('UI-1')`)
+
+	// With JavaScript off the pages still read in full (and refresh
+	// themselves while something runs).
+	runPath := eval("run link", `document.querySelector('#recent a[href^="/runs/"]') ? 1 : 0`)
+	if runPath != 1 {
+		t.Fatal("the canceled run is not among the recent runs")
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		fail("turn scripts off", err)
+	}
+	run("overview without JS", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#recent")))
+	if got := text("overview without JS", "#recent"); !strings.Contains(got, "UI-1") || !strings.Contains(got, "canceled") {
+		t.Errorf("overview without JavaScript: %q", clip(got, 300))
+	}
+	run("run page without JS", chromedp.Click(chromedp.CSS(`#recent a[href^="/runs/"]`)), chromedp.WaitVisible(chromedp.CSS("#transcript")))
+	if got := text("transcript without JS", "#transcript"); !strings.Contains(got, "Step 1") || !strings.Contains(got, "run finished") {
+		t.Errorf("run page without JavaScript: %q", clip(got, 300))
+	}
 
 	dialogs.Range(func(k, _ any) bool {
 		t.Errorf("a script from outside data ran: dialog %q", k)
