@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/fakeagent"
@@ -123,4 +124,24 @@ func TestFakeAgentStreamsParse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkTurnStream measures the runner's reading and parsing of an
+// agent stream (no bus): one turn of the fake agent printing 2000 events of
+// 256-byte payloads as fast as it can.
+func BenchmarkTurnStream(b *testing.B) {
+	bin := fakeagent.Build(b)
+	const events = 2000
+	env := append(os.Environ(), "FAKEAGENT_EVENTS=2000", "FAKEAGENT_SIZE=256")
+	spec := turnSpec{argv: []string{bin, "-p", "--output-format", "stream-json", "--verbose"}, dir: b.TempDir(), env: env,
+		stdin: "prompt", silence: time.Minute}
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		out := runTurn(b.Context(), spec, nil, func(bus.TurnEvent) error { n++; return nil })
+		if out.status != bus.RunSucceeded || n != events+2 {
+			b.Fatalf("outcome %s %q, %d events", out.status, out.err, n)
+		}
+	}
+	b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
 }
