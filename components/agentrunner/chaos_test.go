@@ -196,6 +196,19 @@ func noProcessesLeft(t *testing.T, runID string) {
 	})
 }
 
+// killDaemonAtCleanup kills the daemon whose pid the fake will write to
+// pidFile when the test ends, whichever way it ends (registered before the
+// run, so a failing test leaks nothing either).
+func killDaemonAtCleanup(t *testing.T, pidFile string) {
+	t.Cleanup(func() {
+		if raw, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+}
+
 // daemonPID reads the pid the fake's daemon left in pidFile.
 func daemonPID(t *testing.T, pidFile string) int {
 	t.Helper()
@@ -383,18 +396,16 @@ func TestChaosForkDaemon(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			pidFile := filepath.Join(t.TempDir(), "pid")
+			killDaemonAtCleanup(t, pidFile)
 			runID := "run-daemon-" + strconv.Itoa(i)
 			r := chaos(t, bin, runID, nil, nil, "FAKEAGENT_MODE=fork_daemon", "FAKEAGENT_PIDFILE="+pidFile,
 				"FAKEAGENT_DAEMON_SETSID="+c.setsid, "FAKEAGENT_DAEMON_STDIO="+c.stdio, "FAKEAGENT_DAEMON_ENV="+c.env)
 			pid := daemonPID(t, pidFile)
-			t.Cleanup(func() { _ = syscallKill(pid) })
 			expect(t, r, bus.RunSucceeded)
 			waitFor(t, "the daemon to die", func() bool { return !alive(pid) })
 		})
 	}
 }
-
-func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 
 // cpuTime is the CPU time this process has used so far.
 func cpuTime(t *testing.T) time.Duration {
@@ -440,6 +451,7 @@ func TestChaosDrainLosesNothing(t *testing.T) {
 	bin := fakeagent.Build(t)
 	const runID = "run-drain"
 	pidFile := filepath.Join(t.TempDir(), "pid")
+	killDaemonAtCleanup(t, pidFile)
 	// 12 events of 2-4 KB (34 KB): the pipe (64 KiB) holds them all, so
 	// the agent can exit before the bus takes anything.
 	env := append(os.Environ(), "FAKEAGENT_MODE=fork_daemon", "FAKEAGENT_EVENTS=12", "FAKEAGENT_SIZE=2000",
@@ -458,7 +470,6 @@ func TestChaosDrainLosesNothing(t *testing.T) {
 		return nil
 	})
 	pid := daemonPID(t, pidFile)
-	t.Cleanup(func() { _ = syscallKill(pid) })
 	if out.status != bus.RunSucceeded || kinds[bus.TurnInit] != 1 || kinds[bus.TurnText] != 4 || kinds[bus.TurnToolUse] != 4 ||
 		kinds[bus.TurnToolResult] != 4 || kinds[bus.TurnOutcome] != 1 {
 		t.Errorf("outcome %s %q, events %v", out.status, out.err, kinds)

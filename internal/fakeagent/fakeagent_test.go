@@ -216,6 +216,14 @@ func TestModesAsAProcess(t *testing.T) {
 	})
 	t.Run("fork_daemon", func(t *testing.T) {
 		pidFile := filepath.Join(t.TempDir(), "pid")
+		// Registered first: the daemon dies however the test ends.
+		t.Cleanup(func() {
+			if raw, err := os.ReadFile(pidFile); err == nil {
+				if pid, _ := strconv.Atoi(string(raw)); pid > 0 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		})
 		out, _, err := run(t, bin, EnvMode+"=fork_daemon", EnvEvents+"=0", EnvPIDFile+"="+pidFile)
 		if err != nil || strings.Join(jsonLines(out), " ") != "system result" {
 			t.Fatalf("%v: %s", err, out)
@@ -225,7 +233,6 @@ func TestModesAsAProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		pid, _ := strconv.Atoi(string(raw))
-		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
 			t.Fatalf("the daemon %d is not alive after the agent exited: %v", pid, err)
