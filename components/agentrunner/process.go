@@ -10,8 +10,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/procscan"
 )
 
 // Process control.
@@ -20,6 +22,19 @@ const (
 	KillGrace = 5 * time.Second
 	// StderrTail is how much of the agent's stderr is kept.
 	StderrTail = 8 << 10
+	// DrainGrace bounds how long the agent's output pipes may stay open
+	// after it exited and everything in its process group and everything
+	// carrying its run marker was killed. Only a process that left both
+	// (its own session, a replaced environment) can still hold them then;
+	// waiting for it would hold the turn, and the run, forever. Once the
+	// grace is over and the pipe holds no unread byte, reading stops.
+	DrainGrace = 2 * time.Second
+	// drainCap stops reading even from a pipe that never empties (an
+	// escaped process writing without pause).
+	drainCap = 4 * DrainGrace
+	// markerEnv marks every agent process with its run (the value is the
+	// run id), so that what left the process group can still be found.
+	markerEnv = "SYMPHONY_RUN_ID"
 )
 
 // turnSpec is one invocation of the agent CLI.
@@ -30,6 +45,9 @@ type turnSpec struct {
 	stdin string // the prompt
 	// silence fails the turn when stdout stays quiet this long.
 	silence time.Duration
+	// runID, when set, is the markerEnv value env carries: at the end of
+	// the turn every process carrying it is killed too.
+	runID string
 }
 
 // turnOutcome is how one invocation ended.
@@ -45,6 +63,9 @@ type turnOutcome struct {
 	signal     string
 	stderr     string
 	parseErrs  int
+	// abandoned: the output pipes were still held open by an escaped
+	// process DrainGrace after the agent exited, and reading stopped.
+	abandoned bool
 }
 
 // canceled carries the status and reason of a cancel into a turn.
@@ -89,12 +110,21 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		return turnOutcome{status: bus.RunFailed, err: fmt.Sprintf("start agent %s: %v", spec.argv[0], startErr)}
 	}
 	pgid := cmd.Process.Pid
+	// killAll kills the agent's process group and, by its marker, whatever
+	// of the run left the group (a daemon in its own session).
+	killAll := func() {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		if spec.runID != "" {
+			_, _ = procscan.Kill(markerEnv, spec.runID)
+		}
+	}
 
 	stderr := &tail{n: StderrTail}
 	stderrDone := make(chan struct{})
 	go func() {
 		defer close(stderrDone)
 		defer errR.Close()
+		// An error here is the end of the stream (or the drain closing it).
 		_, _ = io.Copy(stderr, errR)
 	}()
 	lines := make(chan []byte)
@@ -105,7 +135,9 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		for {
 			line, long, err := lr.next()
 			if err != nil {
-				if errors.Is(err, io.EOF) {
+				// ErrClosed: the drain stopped reading a pipe an escaped
+				// process held open; everything the agent wrote was read.
+				if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
 					err = nil
 				}
 				readDone <- err
@@ -140,10 +172,22 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	}
 	silence := time.NewTimer(spec.silence)
 	defer silence.Stop()
+	// drain is armed when the agent exits (see DrainGrace).
+	var drain <-chan time.Time
+	var drainTimer *time.Timer
+	var exitedAt time.Time
+	defer func() {
+		if drainTimer != nil {
+			drainTimer.Stop()
+		}
+	}()
+	// Channels that, once they fired, must not be selected again (a closed
+	// one would spin the loop) are set to nil.
+	errDone, ctxDone := (<-chan struct{})(stderrDone), ctx.Done()
 	var werr error
 	childDone := false
 	emitErr := error(nil)
-	for open := true; open || !childDone; {
+	for open, errOpen := true, true; open || errOpen || !childDone; {
 		select {
 		case line, ok := <-lines:
 			if !ok {
@@ -182,22 +226,45 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 				// incomplete must not go on.
 				stop(bus.RunFailed, "recording agent events failed: "+emitErr.Error())
 			}
+		case <-errDone:
+			errOpen, errDone = false, nil
 		case werr = <-exited:
 			childDone, exited = true, nil
-			// The agent is gone: whatever it left running in its group
-			// goes too, which also closes any pipe a straggler held open.
-			// What it already wrote stays readable.
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			// The agent is gone: whatever it left running, in its group or
+			// out of it, goes too, which also closes any pipe a straggler
+			// held open. What it already wrote stays readable.
+			killAll()
+			exitedAt = time.Now()
+			drainTimer = time.NewTimer(DrainGrace)
+			drain = drainTimer.C
+		case <-drain:
+			// Still open after the grace: held by a process that escaped
+			// both the group and the marker. Kill whatever holds the pipes,
+			// and stop reading once everything in the pipe has been read
+			// (closing the read ends wakes both readers); a pipe that never
+			// empties is cut at drainCap.
+			_, _ = procscan.KillHolding(outR)
+			_, _ = procscan.KillHolding(errR)
+			if pipeEmpty(outR) || time.Since(exitedAt) >= drainCap {
+				_ = outR.Close()
+				_ = errR.Close()
+				drain = nil
+				out.abandoned = true
+			} else {
+				drainTimer.Reset(100 * time.Millisecond)
+			}
 		case <-silence.C:
-			if out.result != nil {
-				// The result arrived; only a straggler keeps the pipe open.
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			if out.result != nil || (childDone && !open) {
+				// The result arrived, or the agent is gone and its output
+				// read: only a straggler keeps a pipe open.
+				killAll()
 				continue
 			}
 			stop(bus.RunTimedOut, fmt.Sprintf("no output from the agent for %s (claude.turn_timeout_ms)", spec.silence))
 		case c := <-cancel:
 			stop(c.status, c.reason)
-		case <-ctx.Done():
+		case <-ctxDone:
+			ctxDone = nil
 			stop(bus.RunCanceled, "symphony is shutting down")
 		}
 	}
@@ -205,9 +272,8 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	if killTimer != nil {
 		killTimer.Stop()
 	}
-	// Nothing of the group may outlive the turn.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-stderrDone
+	// Nothing of the run may outlive the turn.
+	killAll()
 	out.stderr = stderr.String()
 
 	if ps := cmd.ProcessState; ps != nil {
@@ -247,6 +313,24 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		out.err += ": " + lastLine(out.stderr)
 	}
 	return out
+}
+
+// pipeEmpty reports whether the read end f of a pipe holds no unread byte
+// (FIONREAD). Anything it cannot tell counts as empty: the caller only
+// asks once the writer it cares about is dead.
+func pipeEmpty(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return true
+	}
+	var n int32 // FIONREAD writes a C int
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	}); err != nil || errno != 0 {
+		return true
+	}
+	return n == 0
 }
 
 func lastLine(s string) string {

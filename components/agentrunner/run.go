@@ -173,9 +173,13 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		silence := time.Duration(cfg.Claude.TurnTimeoutMS) * time.Millisecond
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
-		env := append(w.r.childEnv(cfg), "SYMPHONY_RUN_ID="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
-		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence}, w.cancel,
+		env := append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
+		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID}, w.cancel,
 			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
+		if out.abandoned {
+			w.r.log.Warn("a process that left the agent's process group held its output open after it exited; it was killed and reading stopped",
+				"run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier, "grace", DrainGrace)
+		}
 		if out.sessionID != "" && w.session == "" {
 			w.session = out.sessionID
 			w.lifecycle(ctx, w.base(bus.RunSessionStarted))

@@ -61,3 +61,64 @@ func Kill(key, value string) (int, error) {
 	}
 	return n, errors.Join(errs...)
 }
+
+// Holding returns the pids of live processes, other than this one, with a
+// descriptor open on the same pipe (or other inode) as f. It finds what
+// keeps a child's output pipe open after the child died, even a process
+// that left the child's process group and dropped its environment marker.
+// Processes it may not read are skipped.
+func Holding(f *os.File) ([]int, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, errors.New("procscan: no inode for " + f.Name())
+	}
+	ino := strconv.FormatUint(sys.Ino, 10)
+	want := map[string]bool{"pipe:[" + ino + "]": true, "socket:[" + ino + "]": true}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		fdDir := filepath.Join("/proc", d.Name(), "fd")
+		fds, err := os.ReadDir(fdDir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil && want[target] {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids, nil
+}
+
+// KillHolding sends SIGKILL to every process Holding finds and returns how
+// many it signalled.
+func KillHolding(f *os.File) (int, error) {
+	pids, err := Holding(f)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			n++
+		} else if !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}

@@ -1,0 +1,13 @@
+// Command fakeagent is a stand-in for the claude CLI, for tests and
+// benchmarks only; see package internal/fakeagent for its modes and options.
+package main
+
+import (
+	"os"
+
+	"github.com/symphony-oss/symphony/internal/fakeagent"
+)
+
+func main() {
+	os.Exit(fakeagent.Main(os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+}
