@@ -352,11 +352,12 @@ func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) i
 			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
 			return
 		}
-		cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+		cons, cleanup, err := orderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 		if err != nil {
 			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
 			return
 		}
+		defer cleanup()
 		// FetchNoWait returns what is stored now and never waits for new
 		// messages, so the iteration ends even if messages are purged
 		// while it runs.
@@ -395,4 +396,31 @@ func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) i
 			}
 		}
 	}
+}
+
+// readerInactivity is how soon the server drops a reader's consumer that
+// was left behind (a client that vanished); readers also delete theirs
+// when done.
+const readerInactivity = 30 * time.Second
+
+// orderedConsumer creates an ephemeral ordered consumer and returns a
+// cleanup that deletes it from the server (stopping a consumer does not):
+// readers come and go with every page view, and their consumers must not
+// pile up.
+func orderedConsumer(ctx context.Context, stream jetstream.Stream, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, func(), error) {
+	cfg.InactiveThreshold = readerInactivity
+	cons, err := stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() {
+		info := cons.CachedInfo()
+		if info == nil || info.Name == "" {
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = stream.DeleteConsumer(dctx, info.Name) // the inactivity threshold is the backstop
+	}
+	return cons, cleanup, nil
 }

@@ -122,6 +122,12 @@ func SortTimeline(events []StoredEvent) {
 // entry's time and typed event.
 func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, out *[]StoredEvent, fill func(*StoredEvent, *T)) error {
 	for m, err := range History(ctx, b, topic, runID) {
+		if err != nil && m.Subject != "" {
+			// One event this build cannot read (a newer schema, damage)
+			// must not hide the rest of the run.
+			b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", m.Seq, "err", err)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -205,7 +211,7 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = seq + 1
 	}
-	cons, err := stream.OrderedConsumer(ctx, cfg)
+	cons, cleanup, err := orderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", subject, err)
 	}
@@ -237,7 +243,43 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 		b.log.Debug("follow: consumer notice", "subject", subject, "err", err)
 	}))
 	if err != nil {
+		cleanup()
 		return nil, fmt.Errorf("follow %s: %w", subject, err)
 	}
-	return cc.Stop, nil
+	return func() { cc.Stop(); cleanup() }, nil
+}
+
+// RunEnd is the cursor of a run's last stored event in each stream (zero
+// where it has none): a reader that has reached it has seen everything
+// stored so far.
+func RunEnd(ctx context.Context, b *Bus, runID string) (RunCursor, error) {
+	var c RunCursor
+	for _, target := range []struct {
+		stream string
+		filter func(...string) (string, error)
+		seq    *uint64
+	}{{StreamRuns, RunEvents.Filter, &c.Runs}, {StreamTurns, TurnEvents.Filter, &c.Turns}, {StreamHooks, WorkspaceHookEvents.Filter, &c.Hooks}} {
+		subject, err := target.filter(runID)
+		if err != nil {
+			return c, err
+		}
+		s, err := b.js.Stream(ctx, target.stream)
+		if err != nil {
+			return c, fmt.Errorf("run end %s: %w", runID, err)
+		}
+		m, err := s.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return c, fmt.Errorf("run end %s: %w", runID, err)
+		default:
+			*target.seq = m.Sequence
+		}
+	}
+	return c, nil
+}
+
+// Covers reports whether the cursor has reached other in every stream.
+func (c RunCursor) Covers(other RunCursor) bool {
+	return c.Runs >= other.Runs && c.Turns >= other.Turns && c.Hooks >= other.Hooks
 }

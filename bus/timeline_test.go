@@ -139,3 +139,56 @@ func TestWatchSetSeesPutsAndDeletes(t *testing.T) {
 		t.Fatalf("delete = %+v", e)
 	}
 }
+
+// TestReadersLeaveNoConsumers: timelines and follows delete their
+// consumers; RunEnd names the last stored event of each stream.
+func TestReadersLeaveNoConsumers(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	for i, kind := range []RunEventKind{RunDispatched, RunTurnStarted} {
+		if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: kind, At: time.Now()}, fmt.Sprint("m", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack, err := PublishDurable(ctx, b, TurnEvents, TurnEvent{RunID: "r1", Turn: 1, Seq: 1, At: time.Now(), Kind: TurnText}, "t1", "r1", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := RunEnd(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cur, err := RunTimeline(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end != cur || end.Turns != ack.Seq || end.Hooks != 0 || !cur.Covers(end) {
+		t.Fatalf("RunEnd %v, timeline cursor %v, turn ack %d", end, cur, ack.Seq)
+	}
+	if none, err := RunEnd(ctx, b, "nope"); err != nil || none != (RunCursor{}) {
+		t.Fatalf("RunEnd of an unknown run: %v, %v", none, err)
+	}
+	for range 3 {
+		fctx, cancel := context.WithCancel(ctx)
+		go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+		if err := FollowRun(fctx, b, "r1", RunCursor{}, func(StoredEvent) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := RunTimeline(ctx, b, "r1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{StreamRuns, StreamTurns, StreamHooks} {
+		s, err := b.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Consumers != 0 {
+			t.Errorf("stream %s keeps %d consumers after the readers ended", name, info.State.Consumers)
+		}
+	}
+}

@@ -243,7 +243,14 @@ type apiIssue struct {
 	Runs            []apiRun          `json:"runs"`
 	RecentEvents    []apiEvent        `json:"recent_events"`
 	LastError       *string           `json:"last_error"`
+	Logs            apiLogs           `json:"logs"`
 	Tracked         map[string]any    `json:"tracked"`
+}
+
+// apiLogs keeps the reference's logs key; Symphony keeps agent output in the
+// run store (see runs[].run_id and /api/v1/runs/<id>/events), not in files.
+type apiLogs struct {
+	CodexSessionLogs []any `json:"codex_session_logs"`
 }
 
 type apiWorkspace struct {
@@ -290,7 +297,7 @@ func (s *Server) apiIssue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "issue_not_found", "no issue "+ident+" is known to this instance (not polled, run, retried or blocked)")
 		return
 	}
-	out := apiIssue{IssueIdentifier: ident, IssueID: iv.Ref.ID, Issue: iv.Issue, Blocked: iv.Blocked, Runs: []apiRun{}, RecentEvents: []apiEvent{}, Tracked: map[string]any{}}
+	out := apiIssue{IssueIdentifier: ident, IssueID: iv.Ref.ID, Issue: iv.Issue, Blocked: iv.Blocked, Runs: []apiRun{}, RecentEvents: []apiEvent{}, Tracked: map[string]any{}, Logs: apiLogs{CodexSessionLogs: []any{}}}
 	out.Status = "idle"
 	switch {
 	case len(iv.Runs) > 0 && iv.Runs[0].Status == "running":
@@ -505,19 +512,31 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	sse, err := s.startSSE(w, r)
 	if err != nil {
 		return
 	}
 	defer sse.close()
-	_ = s.feed.Follow(r.Context(), id, after, func(ev bus.StoredEvent) error {
-		after.Advance(ev)
-		raw, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		return sse.send(string(ev.Stream), after.String(), string(raw))
-	})
+	// The stream ends once the run has ended and everything it stored was
+	// sent (so `curl` exports terminate); a live run streams on.
+	_ = s.followRun(r.Context(), id, after,
+		func(_ context.Context, ev bus.StoredEvent, cur bus.RunCursor) error {
+			raw, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			return sse.send(string(ev.Stream), cur.String(), string(raw))
+		},
+		func(ctx context.Context) (bool, error) {
+			run, ok := s.lookupRun(ctx, id)
+			return ok && run.Status != "running", nil
+		},
+		func(cur bus.RunCursor) error { return sse.send("end", cur.String(), "{}") })
 }
 
 // cursorOf reads where a stream resumes: Last-Event-ID (a reconnect) wins

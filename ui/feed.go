@@ -16,6 +16,8 @@ type Feed interface {
 	// Follow delivers the run's events after the cursor, waiting for new
 	// ones, until ctx ends (nil) or deliver fails (its error).
 	Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error
+	// End is the cursor of the run's last stored event.
+	End(ctx context.Context, runID string) (bus.RunCursor, error)
 }
 
 // liveFeed reads the RUNS, TURNS and HOOKS streams.
@@ -27,6 +29,10 @@ func (f liveFeed) Timeline(ctx context.Context, runID string) ([]bus.StoredEvent
 
 func (f liveFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error {
 	return bus.FollowRun(ctx, f.b, runID, after, deliver)
+}
+
+func (f liveFeed) End(ctx context.Context, runID string) (bus.RunCursor, error) {
+	return bus.RunEnd(ctx, f.b, runID)
 }
 
 // replayFeed holds a recorded run and how much of it has been played.
@@ -112,4 +118,15 @@ func seqOf(c bus.RunCursor, stream string) uint64 {
 		return c.Hooks
 	}
 	return 0
+}
+
+// End is the cursor after the whole recording.
+func (f *replayFeed) End(_ context.Context, runID string) (bus.RunCursor, error) {
+	var cur bus.RunCursor
+	if runID == f.runID {
+		for _, ev := range f.events {
+			cur.Advance(ev)
+		}
+	}
+	return cur, nil
 }

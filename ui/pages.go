@@ -228,7 +228,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 func overviewSections(ctx context.Context, v View) (map[string]string, error) {
 	out := map[string]string{}
 	for name, c := range map[string]templ.Component{
-		"counts": countsSection(v), "running": runningSection(v), "retrying": retrySection(v),
+		"counts": countsSection(v), "controls": controlsSection(v), "running": runningSection(v), "retrying": retrySection(v),
 		"blocked": blockedSection(v), "recent": recentSection(v),
 	} {
 		var buf bytes.Buffer
@@ -249,11 +249,9 @@ func (s *Server) streamOverview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sse.close()
+	// Every section is sent once on connect: the state may have moved
+	// since the page was rendered (or during a reconnect gap).
 	sent := map[string]string{}
-	// The page was rendered just now: start from what it shows.
-	if cur, err := overviewSections(r.Context(), s.view(recentRuns)); err == nil {
-		sent = cur
-	}
 	tick := time.NewTicker(ageTick)
 	defer tick.Stop()
 	for {
@@ -270,7 +268,7 @@ func (s *Server) streamOverview(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("render overview", "err", err)
 			return
 		}
-		for _, name := range []string{"counts", "running", "retrying", "blocked", "recent"} {
+		for _, name := range []string{"counts", "controls", "running", "retrying", "blocked", "recent"} {
 			if sections[name] == sent[name] {
 				continue
 			}
@@ -289,9 +287,10 @@ func (s *Server) streamOverview(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// streamRun pushes a run's new transcript entries and its header. It
-// resumes after ?after= (or Last-Event-ID on a reconnect) and sends "done"
-// once the run has ended, which closes the browser's stream.
+// streamRun pushes a run's new transcript entries, its header and its
+// controls. It resumes after ?after= (or Last-Event-ID on a reconnect) and
+// sends "done" once the run has ended and every stored event was sent,
+// which closes the browser's stream.
 func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, ok := s.lookupRun(r.Context(), id); !ok {
@@ -308,7 +307,56 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sse.close()
-	ctx, cancel := context.WithCancel(r.Context())
+	sent := map[string]string{}
+	// push sends a fragment when it differs from what was sent last.
+	push := func(ctx context.Context, name string, c templ.Component) error {
+		var buf bytes.Buffer
+		if err := c.Render(ctx, &buf); err != nil {
+			return err
+		}
+		if h := buf.String(); h != sent[name] {
+			sent[name] = h
+			return sse.send(name, "", h)
+		}
+		return nil
+	}
+	err = s.followRun(r.Context(), id, after,
+		func(ctx context.Context, ev bus.StoredEvent, cur bus.RunCursor) error {
+			var buf bytes.Buffer
+			if err := eventItem(ev).Render(ctx, &buf); err != nil {
+				return err
+			}
+			return sse.send("transcript", cur.String(), buf.String())
+		},
+		func(ctx context.Context) (bool, error) {
+			run, ok := s.lookupRun(ctx, id)
+			if !ok {
+				return false, nil
+			}
+			v := s.view(0)
+			if err := push(ctx, "status", runHeader(v, run)); err != nil {
+				return false, err
+			}
+			if err := push(ctx, "controls", runControls(v, run)); err != nil {
+				return false, err
+			}
+			return run.Status != "running", nil
+		},
+		func(cur bus.RunCursor) error { return sse.send("done", cur.String(), "") })
+	if err != nil && r.Context().Err() == nil && !errors.Is(err, errStreamClosed) {
+		s.log.Debug("run stream ended", "run_id", id, "err", err)
+	}
+}
+
+// followRun feeds a run's events after the cursor to onEvent, calls onTick
+// every ageTick (it reports whether the run has ended), and returns after
+// calling onDone once the run has ended and every event stored up to its
+// end was delivered. It returns early when ctx ends or a callback fails.
+func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor,
+	onEvent func(context.Context, bus.StoredEvent, bus.RunCursor) error,
+	onTick func(context.Context) (bool, error),
+	onDone func(bus.RunCursor) error) error {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := make(chan bus.StoredEvent)
 	followed := make(chan error, 1)
@@ -322,70 +370,57 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 			}
 		})
 	}()
+	followDone := false
 	defer func() {
 		cancel()
-		<-followed
+		if !followDone {
+			<-followed
+		}
 	}()
-	var lastHeader string
-	header := func() (bool, error) {
-		run, ok := s.lookupRun(ctx, id)
-		if !ok {
-			return false, nil
-		}
-		var buf bytes.Buffer
-		if err := runHeader(s.view(0), run).Render(ctx, &buf); err != nil {
-			return false, err
-		}
-		if h := buf.String(); h != lastHeader {
-			lastHeader = h
-			if err := sse.send("status", "", h); err != nil {
-				return false, err
-			}
-		}
-		return run.Status != "running", nil
-	}
 	tick := time.NewTicker(ageTick)
 	defer tick.Stop()
-	// The stream ends once the run has ended and its last event was sent;
-	// a page opened after the end (its cursor already past run_finished)
-	// gives stragglers endedTicks before closing.
-	finished, endedTicks := false, 0
+	// end is where the run's stored events stop, read once the run has
+	// ended (onTick says so: the header it pushed shows the end): "done"
+	// waits until the cursor covers it, so a run_finished that overtook
+	// turn events in another stream cannot cut them off.
+	var end *bus.RunCursor
 	for {
+		check := false
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case err := <-followed:
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("follow run", "run_id", id, "err", err)
-			}
-			followed <- err // for the deferred wait
-			return
+			followDone = true
+			return err
 		case ev := <-events:
 			after.Advance(ev)
-			var buf bytes.Buffer
-			if err := eventItem(ev).Render(ctx, &buf); err != nil {
-				s.log.Error("render event", "run_id", id, "err", err)
-				return
+			if err := onEvent(ctx, ev, after); err != nil {
+				return err
 			}
-			if err := sse.send("transcript", after.String(), buf.String()); err != nil {
-				return
-			}
-			if ev.Run != nil && ev.Run.Event == bus.RunFinished {
-				finished = true
-			}
-			continue
+			check = ev.Run != nil && ev.Run.Event == bus.RunFinished
 		case <-tick.C:
+			check = true
 		}
-		done, err := header()
+		if !check {
+			continue
+		}
+		ended, err := onTick(ctx)
 		if err != nil {
-			return
+			return err
 		}
-		if done {
-			endedTicks++
+		if !ended {
+			continue
 		}
-		if done && (finished || endedTicks > 2) {
-			_ = sse.send("done", after.String(), "")
-			return
+		if end == nil {
+			e, err := s.feed.End(ctx, id)
+			if err != nil {
+				s.log.Warn("read where a run ends", "run_id", id, "err", err)
+				continue
+			}
+			end = &e
+		}
+		if after.Covers(*end) {
+			return onDone(after)
 		}
 	}
 }

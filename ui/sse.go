@@ -13,6 +13,10 @@ import (
 // the browser keep it open and a dead client is noticed.
 const sseKeepAlive = 15 * time.Second
 
+// sseWriteTimeout bounds one write to a client: a client that stops
+// reading is dropped instead of pinning the handler and its consumers.
+const sseWriteTimeout = 30 * time.Second
+
 // sseStream writes Server-Sent Events. send is safe from several
 // goroutines.
 type sseStream struct {
@@ -33,8 +37,7 @@ func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, e
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	st := &sseStream{w: w, rc: http.NewResponseController(w), done: make(chan struct{})}
-	// A live stream is not bound by the server's write timeout.
-	_ = st.rc.SetWriteDeadline(time.Time{})
+	_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 	if _, err := fmt.Fprint(w, ": symphony\nretry: 2000\n\n"); err != nil {
 		return nil, err
 	}
@@ -56,6 +59,7 @@ func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, e
 				return
 			case <-t.C:
 				st.mu.Lock()
+				_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 				_, err := fmt.Fprint(w, ": keep-alive\n\n")
 				if err == nil {
 					err = st.rc.Flush()
@@ -73,8 +77,15 @@ func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, e
 // errStreamClosed is returned by send after close.
 var errStreamClosed = errors.New("event stream closed")
 
-// send writes one event; data may span lines.
+// send writes one event; data may span lines. Every line break in data —
+// CRLF, LF and a lone CR, which SSE also reads as one — becomes its own
+// data: line, so text from an agent or an issue can never start a field
+// (an event: or id: of its own). event and id are ours and never hold one.
 func (st *sseStream) send(event, id, data string) error {
+	if strings.ContainsAny(event+id, "\r\n") {
+		return fmt.Errorf("sse: line break in event %q or id %q", event, id)
+	}
+	data = strings.ReplaceAll(strings.ReplaceAll(data, "\r\n", "\n"), "\r", "\n")
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	select {
@@ -90,9 +101,10 @@ func (st *sseStream) send(event, id, data string) error {
 		b.WriteString("id: " + id + "\n")
 	}
 	for line := range strings.SplitSeq(data, "\n") {
-		b.WriteString("data: " + strings.TrimSuffix(line, "\r") + "\n")
+		b.WriteString("data: " + line + "\n")
 	}
 	b.WriteString("\n")
+	_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 	if _, err := fmt.Fprint(st.w, b.String()); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -367,7 +368,7 @@ func TestAPIRunEventsStream(t *testing.T) {
 	// Resuming after the last id replays nothing old.
 	req2, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.url+"/api/v1/runs/run-s/events", nil)
 	req2.Header.Set("Last-Event-ID", last)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
 	defer cancel()
 	resp2, err := http.DefaultClient.Do(req2.WithContext(ctx))
 	if err != nil {
@@ -375,8 +376,8 @@ func TestAPIRunEventsStream(t *testing.T) {
 	}
 	raw, _ := io.ReadAll(resp2.Body)
 	resp2.Body.Close()
-	if strings.Contains(string(raw), "data: {") {
-		t.Fatalf("resumed stream repeated stored events:\n%s", raw)
+	if strings.Contains(string(raw), "data: {\"stream") || !strings.Contains(string(raw), "event: end") {
+		t.Fatalf("resumed stream of the finished run:\n%s", raw)
 	}
 }
 
@@ -709,4 +710,92 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), d)
+}
+
+// TestSSEDataCannotStartAField: CR, LF and CRLF inside text from an agent
+// or an issue all stay inside data: lines.
+func TestSSEDataCannotStartAField(t *testing.T) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/x", nil)
+	ctx, cancel := context.WithCancel(req.Context())
+	s := &Server{metrics: newMetrics(NewModel())}
+	st, err := s.startSSE(rec, req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.send("transcript", "1.2.3", "a\revent: done\rid: 0.0.0\r\nretry: 1\nb"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.send("x\ny", "", "z"); err == nil {
+		t.Error("an event name with a line break was sent")
+	}
+	cancel()
+	st.close()
+	body := rec.Body.String()
+	fields := 0
+	for _, line := range strings.FieldsFunc(body, func(r rune) bool { return r == '\r' || r == '\n' }) {
+		switch {
+		case strings.HasPrefix(line, "data: "), strings.HasPrefix(line, ":"):
+		case line == "event: transcript", line == "id: 1.2.3", line == "retry: 2000":
+			fields++
+		default:
+			t.Errorf("line %q is a field the data started", line)
+		}
+	}
+	if fields != 3 {
+		t.Errorf("want our 3 fields, got %d in %q", fields, body)
+	}
+}
+
+func TestAPIRunEventsEndForAFinishedRun(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-f", "FIN-1", "finished", true)
+	h.eventually(t, "run summary", func() bool { r, ok := h.srv.model.Run("run-f"); return ok && r.Status != "running" })
+	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-f/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body) // returns only if the stream ends
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("stream of a finished run did not end: %v", err)
+	}
+	if n := strings.Count(string(raw), "\ndata: {\"stream\""); n != 9 || !strings.Contains(string(raw), "event: end") {
+		t.Fatalf("%d events, body:\n%s", n, raw)
+	}
+	resp, body := do(t, http.MethodHead, h.url+"/api/v1/runs/run-f/events", "")
+	wantStatus(t, resp, body, 200)
+	if body != "" {
+		t.Errorf("HEAD streamed a body")
+	}
+}
+
+// TestOverviewStreamSendsEverySectionOnConnect: the page may be older than
+// the stream; the first message brings every section up to date.
+func TestOverviewStreamSendsEverySectionOnConnect(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() && len(seen) < 6 {
+		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			seen[name] = true
+		}
+	}
+	for _, name := range []string{"counts", "controls", "running", "retrying", "blocked", "recent"} {
+		if !seen[name] {
+			t.Errorf("section %s not sent on connect", name)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -178,7 +179,13 @@ Work on {{ issue.identifier }}: {{ issue.title }}.
 	overviewPNG := screenshot("overview.png")
 
 	// The run page: its transcript grows while we watch.
-	run("open the run page", chromedp.Click(chromedp.CSS(`#running-table a[href^="/runs/"]`)), chromedp.WaitVisible(chromedp.CSS("#transcript")))
+	// The table is re-rendered every second (ages move): follow its link
+	// by address rather than clicking a node that may be replaced.
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#running-table a[href^="/runs/"]').getAttribute('href')`))
+	if err != nil || !strings.HasPrefix(href, "/runs/") {
+		fail("read the run link", fmt.Errorf("%q: %v", href, err))
+	}
+	run("open the run page", chromedp.Navigate(base+href), chromedp.WaitVisible(chromedp.CSS("#transcript")))
 	eval("mark the run page", `window.__noReload = 43`)
 	before := eval("count entries", `document.querySelectorAll('#transcript li.ev').length`)
 	poll("transcript grows live", fmt.Sprintf(`document.querySelectorAll('#transcript li.ev').length > %d + 4`, before))
@@ -190,11 +197,15 @@ Work on {{ issue.identifier }}: {{ issue.title }}.
 	// stops and offers to follow again.
 	poll("follows the transcript", `document.getElementById('follow').hidden && window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 200`)
 	poll("transcript taller than the window", `document.documentElement.scrollHeight > window.innerHeight + 300`)
-	eval("scroll up", `window.scrollTo(0, 0), 1`)
+	// The operator scrolls up with the mouse wheel.
+	if _, err := chromedp.Call(ctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseWheel, X: 400, Y: 300, DeltaX: 1, DeltaY: -100000}); err != nil {
+		fail("wheel up", err)
+	}
 	poll("stops following", `!document.getElementById('follow').hidden`)
 	before = eval("count entries", `document.querySelectorAll('#transcript li.ev').length`)
 	poll("more entries", fmt.Sprintf(`document.querySelectorAll('#transcript li.ev').length > %d`, before))
 	if y := eval("scroll position", `Math.round(window.scrollY)`); y > 50 {
+		// Still where the operator left it: at the top.
 		t.Errorf("the page scrolled to %dpx although the operator scrolled up", y)
 	}
 	run("follow again", chromedp.Click(chromedp.CSS("#follow")))

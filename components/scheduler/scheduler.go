@@ -402,7 +402,17 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Value.Error)
 		return
 	}
-	if (a.c.opts.Once && a.ticked) || a.paused {
+	if a.paused {
+		if a.c.opts.Once && !a.ticked {
+			// The pause is durable: a --once run after a paused session
+			// must end, not wait for a resume that cannot come.
+			a.log.Warn("dispatch is paused (stored by an earlier session): --once dispatches nothing; resume it from the dashboard or the API")
+			a.ticked = true
+			a.checkOnce()
+		}
+		return
+	}
+	if a.c.opts.Once && a.ticked {
 		return
 	}
 	defer func() {

@@ -29,6 +29,8 @@ type world struct {
 	live          map[string]bus.Dispatch // run id -> dispatch, still running
 	candidateAsks int
 	refreshFails  bool
+	// once is the scheduler's Done channel (closed in Once mode when done).
+	once <-chan struct{}
 	stop          func()
 	cfg           bus.Config
 }
@@ -39,6 +41,12 @@ func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 }
 
 func newWorldWith(t *testing.T, dataDir string, clock Clock, issues ...bus.Issue) *world {
+	t.Helper()
+	return newWorldOpts(t, dataDir, Options{Clock: clock}, issues...)
+}
+
+// newWorldOpts runs a scheduler with opts (Bus and Log are filled in).
+func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issue) *world {
 	t.Helper()
 	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
 	if err != nil {
@@ -120,10 +128,12 @@ func newWorldWith(t *testing.T, dataDir string, clock Clock, issues ...bus.Issue
 	if os.Getenv("SCHED_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	comp, err := New(Options{Bus: b, Log: log, Clock: clock})
+	opts.Bus, opts.Log = b, log
+	comp, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.once = comp.Done()
 	done := make(chan error, 1)
 	go func() { done <- comp.Run(ctx) }()
 	stopped := false
@@ -706,5 +716,33 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	w2.eventually("dispatched after resume", func() bool { return len(w2.dispatches) == 1 })
 	if e, err := bus.Get(t.Context(), w2.b, bus.DispatchPause); err != nil || e.Value.Paused {
 		t.Fatalf("stored pause after resume = %+v, %v", e.Value, err)
+	}
+}
+
+// TestOnceEndsWhenPaused: --once after a session that paused dispatch ends
+// (dispatching nothing) instead of waiting for a resume.
+func TestOnceEndsWhenPaused(t *testing.T) {
+	dir := t.TempDir()
+	w := newWorld(t, dir, iss("O-1", 1, "", "Todo"))
+	w.configure(nil)
+	w.control(bus.Control{Action: bus.ControlPause})
+	w.stop()
+
+	w2 := newWorldOpts(t, dir, Options{Once: true}, iss("O-1", 1, "", "Todo"))
+	w2.configure(nil)
+	w2.pollUntil("once done", w2.onceDone)
+	w2.mu.Lock()
+	defer w2.mu.Unlock()
+	if len(w2.dispatches) != 0 {
+		t.Errorf("dispatched while paused: %v", w2.dispatches)
+	}
+}
+
+func (w *world) onceDone() bool {
+	select {
+	case <-w.once:
+		return true
+	default:
+		return false
 	}
 }

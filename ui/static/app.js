@@ -1,6 +1,13 @@
-// Symphony dashboard: the only script besides htmx. It keeps a live
-// transcript scrolled to its end while the operator is at the end, and stops
-// following as soon as they scroll up (a button brings them back).
+// Symphony dashboard: the only script besides htmx.
+//
+// 1. A live transcript stays scrolled to its end while the operator is at
+//    the end. Only the operator stops that (wheel, touch, keys, dragging the
+//    scrollbar): content arriving never does. Coming back to the end, or the
+//    "Follow live" button, follows again.
+// 2. The live stream resumes where it was: every transcript event carries a
+//    cursor as its id, copied into the stream's URL, so that a stream the
+//    SSE extension re-creates does not start over; an entry already on the
+//    page is never added twice.
 (function () {
   "use strict";
   var following = true;
@@ -13,11 +20,36 @@
     if (b) { b.hidden = following; }
   }
   function toEnd() { window.scrollTo(0, document.documentElement.scrollHeight); }
-  // Only a scroll changes whether we follow: new content never does.
-  window.addEventListener("scroll", function () { following = atBottom(); show(); }, { passive: true });
+  function userMoved() {
+    // Let the browser apply the move, then see where the operator is.
+    window.requestAnimationFrame(function () { following = atBottom(); show(); });
+  }
+  window.addEventListener("wheel", userMoved, { passive: true });
+  window.addEventListener("touchmove", userMoved, { passive: true });
+  window.addEventListener("mouseup", userMoved);
+  window.addEventListener("keyup", function (e) {
+    if (["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End", " "].indexOf(e.key) >= 0) { userMoved(); }
+  });
+  window.addEventListener("scroll", function () {
+    if (!following && atBottom()) { following = true; show(); }
+  }, { passive: true });
   document.addEventListener("htmx:afterSettle", function () {
     if (following && transcript()) { toEnd(); }
     show();
+  });
+  var entryId = /^<li[^>]*\sid="([^"]+)"/;
+  document.addEventListener("htmx:sseBeforeMessage", function (e) {
+    var m = e.detail && typeof e.detail.data === "string" && entryId.exec(e.detail.data);
+    if (m && document.getElementById(m[1])) { e.preventDefault(); }
+  });
+  document.addEventListener("htmx:sseMessage", function (e) {
+    var id = e.detail && e.detail.lastEventId;
+    var src = e.target && e.target.closest && e.target.closest("[sse-connect]");
+    if (!id || !src || !/^\d+\.\d+\.\d+$/.test(id)) { return; }
+    var url = src.getAttribute("sse-connect");
+    if (url && url.indexOf("?after=") > 0) {
+      src.setAttribute("sse-connect", url.replace(/\?after=[^&]*/, "?after=" + id));
+    }
   });
   // A live run page opens at the end of its transcript, following it.
   document.addEventListener("DOMContentLoaded", function () {
