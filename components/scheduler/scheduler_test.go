@@ -31,8 +31,8 @@ type world struct {
 	refreshFails  bool
 	// once is the scheduler's Done channel (closed in Once mode when done).
 	once <-chan struct{}
-	stop          func()
-	cfg           bus.Config
+	stop func()
+	cfg  bus.Config
 }
 
 func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
