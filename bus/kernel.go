@@ -74,6 +74,11 @@ type Bus struct {
 	// and nobody reads a subscription whose owner has stopped.
 	subsMu sync.Mutex
 	subs   map[*nats.Subscription]struct{}
+
+	// buckets caches KV handles: opening one asks the server for the
+	// bucket's stream info, which is too slow to do on every read.
+	bucketsMu sync.Mutex
+	buckets   map[string]jetstream.KeyValue
 }
 
 func (b *Bus) track(s *nats.Subscription) {

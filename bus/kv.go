@@ -68,28 +68,47 @@ func (k Key[T]) encode(v T) ([]byte, error) {
 }
 
 func (k Key[T]) decode(raw []byte) (T, error) {
+	// One pass: the envelope and the value together (the type and schema
+	// are checked after; a mismatch discards the value).
+	var env struct {
+		Type   string `json:"type"`
+		Schema int    `json:"schema"`
+		Data   *T     `json:"data"`
+	}
 	var v T
-	var env kvEnvelope
+	env.Data = &v
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return v, fmt.Errorf("%w %s/%s: %v", ErrDecode, k.bucket, k.key, err)
+		var zero T
+		return zero, fmt.Errorf("%w %s/%s: %v", ErrDecode, k.bucket, k.key, err)
 	}
 	if env.Type != k.typeName {
-		return v, fmt.Errorf("%w %s/%s: type %q, want %q", ErrDecode, k.bucket, k.key, env.Type, k.typeName)
+		var zero T
+		return zero, fmt.Errorf("%w %s/%s: type %q, want %q", ErrDecode, k.bucket, k.key, env.Type, k.typeName)
 	}
 	if env.Schema < 1 || env.Schema > k.schema {
-		return v, fmt.Errorf("%w %s/%s: schema %d not understood (this build reads up to %d)", ErrDecode, k.bucket, k.key, env.Schema, k.schema)
-	}
-	if err := json.Unmarshal(env.Data, &v); err != nil {
-		return v, fmt.Errorf("%w %s/%s: %v", ErrDecode, k.bucket, k.key, err)
+		var zero T
+		return zero, fmt.Errorf("%w %s/%s: schema %d not understood (this build reads up to %d)", ErrDecode, k.bucket, k.key, env.Schema, k.schema)
 	}
 	return v, nil
 }
 
 func (b *Bus) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	b.bucketsMu.Lock()
+	kv, ok := b.buckets[bucket]
+	b.bucketsMu.Unlock()
+	if ok {
+		return kv, nil
+	}
 	kv, err := b.js.KeyValue(ctx, bucket)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
 	}
+	b.bucketsMu.Lock()
+	if b.buckets == nil {
+		b.buckets = map[string]jetstream.KeyValue{}
+	}
+	b.buckets[bucket] = kv
+	b.bucketsMu.Unlock()
 	return kv, nil
 }
 

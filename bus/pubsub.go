@@ -24,6 +24,9 @@ var ErrNoResponder = errors.New("no responder")
 type Message[T any] struct {
 	Subject string
 	Data    T
+	// Raw is the payload as stored (JSON), for messages read from a
+	// stream.
+	Raw []byte
 	// Seq is the stream sequence for messages read from a stream, else 0.
 	Seq uint64
 	// Time is when the stream stored the message; zero for core messages.
@@ -358,45 +361,59 @@ func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) i
 			return
 		}
 		defer cleanup()
-		// FetchNoWait returns what is stored now and never waits for new
-		// messages, so the iteration ends even if messages are purged
-		// while it runs.
-		for {
-			batch, err := cons.FetchNoWait(256)
+		// What is stored now is what the iteration reads: it stops at the
+		// message that left nothing pending, never waits for new ones, and
+		// ends early if messages are purged while it runs (a read that
+		// finds nothing for historyStall).
+		info := cons.CachedInfo()
+		if info == nil || info.NumPending == 0 {
+			return
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(historyBatch))
+		if err != nil {
+			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
+			return
+		}
+		defer it.Stop()
+		for range info.NumPending {
+			if ctx.Err() != nil {
+				yield(Message[T]{}, ctx.Err())
+				return
+			}
+			jm, err := it.Next(jetstream.NextMaxWait(historyStall))
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
 			if err != nil {
 				yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
 				return
 			}
-			n := 0
-			for jm := range batch.Messages() {
-				n++
-				md, err := jm.Metadata()
-				if err != nil {
-					if !yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err)) {
-						return
-					}
-					continue
-				}
-				nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
-				v, derr := decode[T](nm, t.spec, t.spec.typeName)
-				if !yield(Message[T]{Subject: jm.Subject(), Data: v, Seq: md.Sequence.Stream, Time: md.Timestamp}, derr) {
+			md, err := jm.Metadata()
+			if err != nil {
+				if !yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err)) {
 					return
 				}
+				continue
 			}
-			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
+			nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
+			v, derr := decode[T](nm, t.spec, t.spec.typeName)
+			if !yield(Message[T]{Subject: jm.Subject(), Data: v, Raw: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}, derr) {
 				return
 			}
-			if n == 0 {
-				return
-			}
-			if ctx.Err() != nil {
-				yield(Message[T]{}, ctx.Err())
+			if md.NumPending == 0 {
 				return
 			}
 		}
 	}
 }
+
+// historyBatch is how many stored messages a history read asks for at a
+// time; historyStall ends a read that finds nothing for that long (the
+// rest was purged meanwhile).
+const (
+	historyBatch = 1024
+	historyStall = 2 * time.Second
+)
 
 // readerInactivity is how soon the server drops a reader's consumer that
 // was left behind (a client that vanished); readers also delete theirs

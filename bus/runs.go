@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -173,34 +175,60 @@ func isWrongLastSequence(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// Summaries reads every run summary (one watcher pass over the bucket).
+// Summaries reads every run summary: the last value of each key, read
+// straight from the bucket's stream in large batches (a KV watcher would
+// deliver them one flow-controlled push at a time).
 func Summaries(ctx context.Context, b *Bus) ([]RunSummary, error) {
-	kv, err := b.kv(ctx, BucketRuns)
-	if err != nil {
-		return nil, err
-	}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	stream, err := b.js.Stream(ctx, "KV_"+BucketRuns)
 	if err != nil {
 		return nil, fmt.Errorf("read run summaries: %w", err)
 	}
-	defer w.Stop() //nolint:errcheck // read-only watcher
-	var out []RunSummary
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok || e == nil {
-				return out, nil
+	prefix := "$KV." + BucketRuns + "."
+	cons, cleanup, err := orderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + RunSummaries.prefix + ".>"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read run summaries: %w", err)
+	}
+	defer cleanup()
+	info := cons.CachedInfo()
+	if info == nil || info.NumPending == 0 {
+		return nil, nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(historyBatch))
+	if err != nil {
+		return nil, fmt.Errorf("read run summaries: %w", err)
+	}
+	defer it.Stop()
+	out := make([]RunSummary, 0, info.NumPending)
+	for range info.NumPending {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := it.Next(jetstream.NextMaxWait(historyStall))
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			break // the rest was deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read run summaries: %w", err)
+		}
+		md, err := m.Metadata()
+		last := err == nil && md.NumPending == 0
+		// A delete or purge leaves a marker without a value.
+		if op := m.Headers().Get("KV-Operation"); op == "" && len(m.Data()) > 0 {
+			k := kvKey[RunSummary](BucketRuns, strings.TrimPrefix(m.Subject(), prefix))
+			if s, err := k.decode(m.Data()); err == nil {
+				out = append(out, s)
+			} else {
+				b.log.Warn("skipped undecodable run summary", "key", k.key, "err", err)
 			}
-			k := kvKey[RunSummary](BucketRuns, e.Key())
-			s, err := k.decode(e.Value())
-			if err != nil {
-				continue
-			}
-			out = append(out, s)
+		}
+		if last {
+			break
 		}
 	}
+	return out, nil
 }
 
 func ptr[T any](v T) *T { return &v }

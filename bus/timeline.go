@@ -142,10 +142,15 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, o
 	return nil
 }
 
+// storedEvent wraps a stored message; Event is the payload exactly as
+// stored (what an audit export must show), not a re-encoding of it.
 func storedEvent[T any](topic Topic[T], m Message[T]) (StoredEvent, error) {
-	raw, err := json.Marshal(m.Data)
-	if err != nil {
-		return StoredEvent{}, fmt.Errorf("encode %s: %w", m.Subject, err)
+	raw := m.Raw
+	if raw == nil {
+		var err error
+		if raw, err = json.Marshal(m.Data); err != nil {
+			return StoredEvent{}, fmt.Errorf("encode %s: %w", m.Subject, err)
+		}
 	}
 	return StoredEvent{Stream: topic.spec.Stream, Seq: m.Seq, Subject: m.Subject, Type: topic.spec.typeName, Event: raw}, nil
 }
@@ -227,7 +232,7 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
 			return
 		}
-		e, err := storedEvent(topic, Message[T]{Subject: jm.Subject(), Data: v, Seq: md.Sequence.Stream, Time: md.Timestamp})
+		e, err := storedEvent(topic, Message[T]{Subject: jm.Subject(), Data: v, Raw: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp})
 		if err != nil {
 			return
 		}
