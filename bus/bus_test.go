@@ -535,3 +535,46 @@ func TestRunSummaryFoldsEventsWithCompareAndSet(t *testing.T) {
 		t.Errorf("summary left after purge: %v", list)
 	}
 }
+
+// TestWriterStoresEverythingInOrder: pipelined writes are all stored, in
+// order, and a resend of an id is stored once.
+func TestWriterStoresEverythingInOrder(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	w := NewWriter(b, 8)
+	const n = 1000
+	for i := range n {
+		ev := TurnEvent{RunID: "w1", Turn: 1, Seq: int64(i + 1), Kind: TurnText, Text: fmt.Sprint(i)}
+		if err := WriteDurable(ctx, w, TurnEvents, ev, fmt.Sprint("w1-", i), "w1", "1"); err != nil {
+			t.Fatal(err)
+		}
+		if w.Pending() > 8 {
+			t.Fatalf("%d pending, window 8", w.Pending())
+		}
+	}
+	// The same id again: stored once.
+	if err := WriteDurable(ctx, w, TurnEvents, TurnEvent{RunID: "w1", Seq: 1}, "w1-0", "w1", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for m, err := range History(ctx, b, TurnEvents, "w1") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, m.Data.Seq)
+	}
+	if len(seqs) != n {
+		t.Fatalf("%d stored, want %d", len(seqs), n)
+	}
+	for i, s := range seqs {
+		if s != int64(i+1) {
+			t.Fatalf("event %d has seq %d: out of order", i, s)
+		}
+	}
+	if err := WriteDurable(ctx, w, TurnEvents, TurnEvent{}, "", "w1", "1"); err == nil {
+		t.Error("a write without a message id was accepted")
+	}
+}

@@ -133,7 +133,7 @@ func (c *Component) start(ctx context.Context, runs *sync.WaitGroup, d bus.Dispa
 		c.mu.Unlock()
 		return bus.DispatchAccepted{}, &codedErr{"duplicate_run", "run " + d.RunID + " exists"}
 	}
-	w := &run{r: c, d: d, snap: *snap, cancel: make(chan canceled, 1)}
+	w := &run{r: c, d: d, snap: *snap, cancel: make(chan canceled, 1), out: bus.NewWriter(c.opts.Bus, 0)}
 	c.runs[d.RunID] = w
 	c.mu.Unlock()
 	runs.Go(func() {

@@ -38,6 +38,9 @@ type run struct {
 	path     string
 	exitCode *int
 	signal   string
+	// out stores the run's agent events with pipelined acknowledgements;
+	// every lifecycle event waits until they are all stored.
+	out *bus.Writer
 }
 
 func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
@@ -48,13 +51,20 @@ func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
 // lifecycle publishes a run event durably; a failure is logged (the run
 // goes on, the scheduler's stall detection covers a lost end).
 func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
+	// A lifecycle event follows the agent events before it in the store:
+	// run_finished means every event of the run is stored.
+	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
+		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	}
 	id := fmt.Sprintf("%s-%s-%d", w.d.RunID, ev.Event, ev.Turn)
 	if err := bus.RecordRunEvent(context.WithoutCancel(ctx), w.r.opts.Bus, ev, id); err != nil {
 		w.r.log.Error("publish run event", "err", err, "run_id", w.d.RunID, "event", ev.Event, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
 }
 
-// record stores one turn event durably, in order.
+// record stores one turn event durably, in order: it returns once the
+// event is sent with at most a window of events awaiting acknowledgement
+// (back-pressure beyond that; nothing is dropped).
 func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 	ev.RunID, ev.Turn, ev.Seq = w.d.RunID, w.turn, w.seq.Add(1)
 	if ev.At.IsZero() {
@@ -63,8 +73,7 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 	if ev.SessionID == "" {
 		ev.SessionID = w.session
 	}
-	_, err := bus.PublishDurable(context.WithoutCancel(ctx), w.r.opts.Bus, bus.TurnEvents, ev, fmt.Sprintf("%s-%d", w.d.RunID, ev.Seq), w.d.RunID, fmt.Sprint(w.turn))
-	return err
+	return bus.WriteDurable(context.WithoutCancel(ctx), w.out, bus.TurnEvents, ev, fmt.Sprintf("%s-%d", w.d.RunID, ev.Seq), w.d.RunID, fmt.Sprint(w.turn))
 }
 
 // execute runs the whole worker run and publishes its end.
