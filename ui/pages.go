@@ -384,6 +384,12 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor,
 	// waits until the cursor covers it, so a run_finished that overtook
 	// turn events in another stream cannot cut them off.
 	var end *bus.RunCursor
+	// soon re-checks quickly after run_finished: the summary that says the
+	// run ended is written just after the event.
+	soon := time.NewTimer(time.Hour)
+	soon.Stop()
+	defer soon.Stop()
+	finishedSeen := false
 	for {
 		check := false
 		select {
@@ -397,8 +403,12 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor,
 			if err := onEvent(ctx, ev, after); err != nil {
 				return err
 			}
-			check = ev.Run != nil && ev.Run.Event == bus.RunFinished
+			if ev.Run != nil && ev.Run.Event == bus.RunFinished {
+				check, finishedSeen = true, true
+			}
 		case <-tick.C:
+			check = true
+		case <-soon.C:
 			check = true
 		}
 		if !check {
@@ -409,6 +419,9 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor,
 			return err
 		}
 		if !ended {
+			if finishedSeen {
+				soon.Reset(25 * time.Millisecond)
+			}
 			continue
 		}
 		if end == nil {
@@ -422,5 +435,6 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor,
 		if after.Covers(*end) {
 			return onDone(after)
 		}
+		soon.Reset(25 * time.Millisecond) // the rest is on its way
 	}
 }

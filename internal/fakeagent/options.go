@@ -23,6 +23,7 @@
 //	FAKEAGENT_INTERVAL       pause before each event, a Go duration, default 0 (--fake-interval)
 //	FAKEAGENT_SIZE           payload bytes of each event, default 64 (--fake-size)
 //	FAKEAGENT_SEED           seed of the payload and garbage generator, default 1
+//	FAKEAGENT_STAMP          1: every payload starts with "t=<unix ns>;" (latency benchmarks)
 //	FAKEAGENT_SESSION        session id of a fresh (not resumed) run, default random
 //	FAKEAGENT_COST_USD       total_cost_usd of the result, default 0.01
 //	FAKEAGENT_STDERR_BYTES   stderr written before the init line; default 1 GiB in
@@ -74,10 +75,14 @@ func Modes() []Mode {
 
 // Options is one invocation's configuration: the environment, then flags.
 type Options struct {
-	Mode        Mode
-	Events      int
-	Interval    time.Duration
-	Size        int
+	Mode     Mode
+	Events   int
+	Interval time.Duration
+	Size     int
+	// Stamp starts every payload with "t=<unix nanoseconds>;", the moment
+	// the line is written, so a benchmark can measure how long the line
+	// takes to reach a reader downstream.
+	Stamp       bool
 	Seed        uint64
 	Session     string
 	CostUSD     float64
@@ -123,6 +128,7 @@ const (
 	EnvDaemonSetsid  = "FAKEAGENT_DAEMON_SETSID"
 	EnvDaemonStdio   = "FAKEAGENT_DAEMON_STDIO"
 	EnvDaemonEnv     = "FAKEAGENT_DAEMON_ENV"
+	EnvStamp         = "FAKEAGENT_STAMP"
 )
 
 // daemonFlag makes the binary play the daemon that fork_daemon leaves
@@ -167,6 +173,8 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 			}
 		case EnvSeed:
 			o.Seed, err = strconv.ParseUint(v, 10, 64)
+		case EnvStamp:
+			o.Stamp, err = strconv.ParseBool(v)
 		case EnvSession:
 			o.Session = v
 		case EnvCostUSD:
@@ -210,7 +218,7 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 		return nil
 	}
 	for _, name := range []string{EnvMode, EnvEvents, EnvInterval, EnvSize, EnvSeed, EnvSession, EnvCostUSD, EnvStderrBytes,
-		EnvLineBytes, EnvExitCode, EnvCrashSignal, EnvIgnoreSIGTERM, EnvPIDFile, EnvDaemonSetsid, EnvDaemonStdio, EnvDaemonEnv} {
+		EnvLineBytes, EnvExitCode, EnvCrashSignal, EnvIgnoreSIGTERM, EnvPIDFile, EnvDaemonSetsid, EnvDaemonStdio, EnvDaemonEnv, EnvStamp} {
 		if v := getenv(name); v != "" {
 			if err := set(name, v); err != nil {
 				return o, err

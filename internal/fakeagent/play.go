@@ -328,6 +328,10 @@ func (p *player) payload() string {
 	for i := range b {
 		b[i] = letters[p.rng.IntN(len(letters))]
 	}
+	if p.o.Stamp {
+		stamp := "t=" + strconv.FormatInt(time.Now().UnixNano(), 10) + ";"
+		return stamp + string(b[min(len(stamp), len(b)):])
+	}
 	return string(b)
 }
 

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/components/agentrunner"
+	"github.com/symphony-oss/symphony/components/workflow"
+	"github.com/symphony-oss/symphony/components/workspace"
+	"github.com/symphony-oss/symphony/internal/fakeagent"
+	"github.com/symphony-oss/symphony/internal/workflowfile"
+	"github.com/symphony-oss/symphony/ui"
+)
+
+// pipeline is the event path of a running Symphony, in process: the
+// workflow, workspace and agent runner components and the dashboard on a
+// real bus, with fake agents as claude.
+type pipeline struct {
+	b    *bus.Bus
+	url  string
+	stop func()
+}
+
+func startPipeline(b *testing.B, agent string, env []string) *pipeline {
+	b.Helper()
+	dir := b.TempDir()
+	wf := filepath.Join(dir, "WORKFLOW.md")
+	// The fake agent reads its options from the environment; a wrapper
+	// script gives it this benchmark's.
+	wrapper := filepath.Join(dir, "agent.sh")
+	script := "#!/bin/sh\nexport " + strings.Join(env, " ") + "\nexec " + agent + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(wf, []byte(fmt.Sprintf(`---
+tracker: {kind: files, provider: {path: issues}}
+workspace: {root: ws}
+agent: {max_concurrent_agents: 200, max_turns: 1}
+claude: {command: %q, turn_timeout_ms: 600000, stall_timeout_ms: 600000}
+---
+Work on {{ issue.identifier }}.
+`, wrapper)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "issues"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	bs, err := bus.Open(ctx, bus.Options{DataDir: filepath.Join(dir, "data")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wfc, err := workflow.New(workflow.Options{Path: wf, Bus: bs, Env: workflowfile.OSEnv()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wsc, err := workspace.New(workspace.Options{Bus: bs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	arc, err := agentrunner.New(agentrunner.Options{Bus: bs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	urls := make(chan string, 1)
+	dash, err := ui.New(ui.Options{Bus: bs, Port: 0, OnListen: func(u string) { urls <- u }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, c := range []components.Component{wfc, wsc, arc, dash} {
+		wg.Go(func() { _ = c.Run(ctx) })
+	}
+	p := &pipeline{b: bs, url: <-urls}
+	p.stop = func() {
+		cancel()
+		wg.Wait()
+		_ = bs.Close(context.Background())
+	}
+	// Ready once the config is in KV.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := bus.Get(ctx, bs, bus.ConfigCurrent); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no config")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return p
+}
+
+var stampRE = regexp.MustCompile(`t=(\d{19});`)
+
+// follow reads one run's event stream from the dashboard's API until the
+// stream ends, counting agent events and recording each stamped event's
+// latency (the agent wrote the line → this client read it).
+func (p *pipeline) follow(ctx context.Context, runID string, events, lastAt *atomic.Int64, lat chan<- time.Duration) error {
+	var resp *http.Response
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/api/v1/runs/"+runID+"/events", nil)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		if r.StatusCode == http.StatusOK {
+			resp = r
+			break
+		}
+		r.Body.Close()
+		// Not known yet (dispatch is being recorded): try again.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !strings.HasPrefix(string(line[:min(len(line), 20)]), `data: {"stream":"TU`) {
+			continue
+		}
+		now := time.Now().UnixNano()
+		events.Add(1)
+		for {
+			prev := lastAt.Load()
+			if now <= prev || lastAt.CompareAndSwap(prev, now) {
+				break
+			}
+		}
+		if m := stampRE.FindSubmatch(line); m != nil && lat != nil {
+			if t, err := strconv.ParseInt(string(m[1]), 10, 64); err == nil {
+				select {
+				case lat <- time.Duration(now - t):
+				default:
+				}
+			}
+		}
+	}
+	return sc.Err()
+}
+
+// runAgents dispatches n runs and follows each through the dashboard until
+// every run's stream ended; it returns the agent events read and how long
+// from the first dispatch to the last agent event read (the streams' own
+// ending, a moment later, is not part of the pipeline).
+func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duration) (int64, time.Duration) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var events, lastAt atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		runID := fmt.Sprintf("bench-%d-%d", round, i)
+		ident := fmt.Sprintf("BENCH-%d", i)
+		if _, err := bus.Ask(ctx, p.b, bus.AgentDispatch, bus.Dispatch{RunID: runID,
+			Issue: bus.Issue{ID: "id-" + ident, Identifier: ident, Title: "bench", State: "Todo"}}); err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := p.follow(ctx, runID, &events, &lastAt, lat); err != nil {
+				errs <- fmt.Errorf("%s: %w", runID, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return events.Load(), time.Unix(0, lastAt.Load()).Sub(start)
+}
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(q*float64(len(d))))]
+}
+
+// BenchmarkPipeline measures the whole event path: a fake agent's stdout
+// line → parsed → stored in JetStream (acknowledged) → read by a client of
+// the dashboard's event stream, with 1, 10 and 100 agents flooding at
+// once. Beside it, in the same run, raw JetStream async publishing of
+// messages of the same size is the ceiling (events/s and the ratio).
+func BenchmarkPipeline(b *testing.B) {
+	agent := fakeagent.Build(b)
+	const perAgentTotal = 20000 // events over all agents of a round
+	raw := rawJetStream(b, 512, 100000)
+	for _, agents := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) {
+			events := perAgentTotal / agents
+			p := startPipeline(b, agent, []string{"FAKEAGENT_EVENTS=" + strconv.Itoa(events), "FAKEAGENT_SIZE=256"})
+			defer p.stop()
+			var total int64
+			var busy time.Duration
+			round := 0
+			b.ResetTimer()
+			for b.Loop() {
+				n, d := p.runAgents(b, round, agents, nil)
+				total, busy = total+n, busy+d
+				round++
+			}
+			rate := float64(total) / busy.Seconds()
+			b.ReportMetric(rate, "events/s")
+			b.ReportMetric(raw, "raw-js-msgs/s")
+			b.ReportMetric(100*rate/raw, "%-of-raw")
+		})
+	}
+}
+
+// BenchmarkPipelineLatency: 100 agents each writing 200 events a second
+// (one every 5 ms); p50 and p99 of agent line written → dashboard client
+// read.
+func BenchmarkPipelineLatency(b *testing.B) {
+	agent := fakeagent.Build(b)
+	p := startPipeline(b, agent, []string{"FAKEAGENT_EVENTS=400", "FAKEAGENT_INTERVAL=5ms", "FAKEAGENT_SIZE=256", "FAKEAGENT_STAMP=1"})
+	defer p.stop()
+	lat := make(chan time.Duration, 1<<20)
+	round := 0
+	b.ResetTimer()
+	for b.Loop() {
+		_, _ = p.runAgents(b, round, 100, lat)
+		round++
+	}
+	close(lat)
+	var all []time.Duration
+	for d := range lat {
+		all = append(all, d)
+	}
+	b.ReportMetric(float64(percentile(all, 0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(all, 0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(len(all)), "samples")
+}
+
+// rawJetStream is the ceiling: async publishes of size-byte messages to a
+// stream on a fresh embedded server, acknowledged, in messages a second.
+func rawJetStream(b *testing.B, size, n int) float64 {
+	b.Helper()
+	bs, err := bus.Open(context.Background(), bus.Options{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bs.Close(context.Background())
+	js := bs.JetStream()
+	payload := make([]byte, size)
+	start := time.Now()
+	for i := range n {
+		subject, err := bus.TurnEvents.Subject(fmt.Sprintf("raw-%d", i%100), "1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := nats.NewMsg(subject)
+		m.Data = payload
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("raw publishes not acknowledged")
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
