@@ -32,6 +32,10 @@ const (
 	// drainCap stops reading even from a pipe that never empties (an
 	// escaped process writing without pause).
 	drainCap = 4 * DrainGrace
+	// lineBatchBytes and lineBatchLines bound one batch of lines handed
+	// from the reader to the turn's loop.
+	lineBatchBytes = 256 << 10
+	lineBatchLines = 1024
 	// markerEnv marks every agent process with its run (the value is the
 	// run id), so that what left the process group can still be found.
 	markerEnv = "SYMPHONY_RUN_ID"
@@ -127,14 +131,23 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		// An error here is the end of the stream (or the drain closing it).
 		_, _ = io.Copy(stderr, errR)
 	}()
-	lines := make(chan []byte)
+	// Lines travel in batches: everything already read that is waiting
+	// (up to lineBatchBytes), so a fast agent costs one hand-over per
+	// batch, not per line, and memory stays bounded (a batch, plus at most
+	// one line of MaxLineBytes). A nil line is one that was too long.
+	lines := make(chan [][]byte)
 	readDone := make(chan error, 1)
 	go func() {
 		defer outR.Close()
 		lr := newLineReader(outR, MaxLineBytes)
+		var batch [][]byte
+		size := 0
 		for {
 			line, long, err := lr.next()
 			if err != nil {
+				if len(batch) > 0 {
+					lines <- batch
+				}
 				// ErrClosed: the drain stopped reading a pipe an escaped
 				// process held open; everything the agent wrote was read.
 				if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
@@ -144,13 +157,18 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 				close(lines)
 				return
 			}
-			if long {
-				line = nil
-			} else if len(line) == 0 {
-				continue
+			switch {
+			case long:
+				batch = append(batch, nil)
+			case len(line) > 0:
+				// A copy: the reader reuses its buffer.
+				batch = append(batch, append([]byte(nil), line...))
+				size += len(line)
 			}
-			// A copy: the reader reuses its buffer.
-			lines <- append([]byte(nil), line...)
+			if len(batch) > 0 && (lr.r.Buffered() == 0 || size >= lineBatchBytes || len(batch) >= lineBatchLines) {
+				lines <- batch
+				batch, size = nil, 0
+			}
 		}
 	}()
 	exited := make(chan error, 1)
@@ -187,39 +205,46 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	var werr error
 	childDone := false
 	emitErr := error(nil)
+	// handleLine parses one line and records its events (after a failed
+	// record nothing more is recorded; the turn is stopped below).
+	handleLine := func(line []byte) {
+		if line == nil {
+			out.parseErrs++
+			if emitErr == nil {
+				emitErr = emit(bus.TurnEvent{Kind: bus.TurnParseError, Text: fmt.Sprintf("line longer than %d bytes dropped", MaxLineBytes)})
+			}
+			return
+		}
+		evs, perr := parseClaudeLine(line)
+		if perr != nil {
+			out.parseErrs++
+			if emitErr == nil {
+				emitErr = emit(bus.TurnEvent{Kind: bus.TurnParseError, Text: bound(perr.Error())})
+			}
+			return
+		}
+		for _, ev := range evs {
+			if ev.SessionID != "" {
+				out.sessionID = ev.SessionID
+			}
+			if ev.Kind == bus.TurnOutcome {
+				out.result, out.resultText = ev.Result, ev.Text
+			}
+			if emitErr == nil {
+				emitErr = emit(ev)
+			}
+		}
+	}
 	for open, errOpen := true, true; open || errOpen || !childDone; {
 		select {
-		case line, ok := <-lines:
+		case batch, ok := <-lines:
 			if !ok {
 				open, lines = false, nil
 				break
 			}
 			silence.Reset(spec.silence)
-			if line == nil {
-				out.parseErrs++
-				if emitErr == nil {
-					emitErr = emit(bus.TurnEvent{Kind: bus.TurnParseError, Text: fmt.Sprintf("line longer than %d bytes dropped", MaxLineBytes)})
-				}
-				continue
-			}
-			evs, perr := parseClaudeLine(line)
-			if perr != nil {
-				out.parseErrs++
-				if emitErr == nil {
-					emitErr = emit(bus.TurnEvent{Kind: bus.TurnParseError, Text: bound(perr.Error())})
-				}
-				continue
-			}
-			for _, ev := range evs {
-				if ev.SessionID != "" {
-					out.sessionID = ev.SessionID
-				}
-				if ev.Kind == bus.TurnOutcome {
-					out.result, out.resultText = ev.Result, ev.Text
-				}
-				if emitErr == nil {
-					emitErr = emit(ev)
-				}
+			for _, line := range batch {
+				handleLine(line)
 			}
 			if emitErr != nil {
 				// The bus refused an event: a run whose record would be
