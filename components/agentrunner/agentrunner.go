@@ -38,6 +38,11 @@ type Component struct {
 
 	mu   sync.Mutex
 	runs map[string]*run
+	// ending are runs whose agent is done and whose end is being
+	// recorded: no longer cancelable or blocking a new dispatch, but a
+	// cancel for one is answered "found" (it is ending anyway), so the
+	// scheduler never records a second, "interrupted" end for it.
+	ending map[string]bool
 }
 
 // New checks the options; it starts nothing.
@@ -51,7 +56,7 @@ func New(opts Options) (*Component, error) {
 	if opts.Environ == nil {
 		opts.Environ = os.Environ
 	}
-	return &Component{opts: opts, log: opts.Log.With("component", bus.CompAgentRunner), runs: map[string]*run{}}, nil
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompAgentRunner), runs: map[string]*run{}, ending: map[string]bool{}}, nil
 }
 
 // Name is "agentrunner".
@@ -137,23 +142,41 @@ func (c *Component) start(ctx context.Context, runs *sync.WaitGroup, d bus.Dispa
 	c.runs[d.RunID] = w
 	c.mu.Unlock()
 	runs.Go(func() {
-		defer c.forget(d.RunID)
+		// However execute ends, the run leaves both sets.
+		defer func() {
+			c.mu.Lock()
+			delete(c.runs, d.RunID)
+			delete(c.ending, d.RunID)
+			c.mu.Unlock()
+		}()
 		w.execute(ctx)
 	})
 	return bus.DispatchAccepted{RunID: d.RunID}, nil
 }
 
-// forget removes a run from the live set (idempotent).
+// forget takes a run out of the live set while its end is recorded;
+// ended drops it for good once the end is on record.
 func (c *Component) forget(runID string) {
 	c.mu.Lock()
 	delete(c.runs, runID)
+	c.ending[runID] = true
+	c.mu.Unlock()
+}
+
+func (c *Component) ended(runID string) {
+	c.mu.Lock()
+	delete(c.ending, runID)
 	c.mu.Unlock()
 }
 
 func (c *Component) cancelRun(req bus.CancelRun) bool {
 	c.mu.Lock()
 	w, ok := c.runs[req.RunID]
+	ending := c.ending[req.RunID]
 	c.mu.Unlock()
+	if ending {
+		return true // its end is being recorded
+	}
 	if !ok {
 		return false
 	}

@@ -315,8 +315,15 @@ func TestCancelKillsTheGroup(t *testing.T) {
 	if d := time.Since(started); d < KillGrace-time.Second || d > KillGrace+20*time.Second {
 		t.Errorf("a SIGTERM-ignoring agent was killed after %v, want about %v", d, KillGrace)
 	}
-	if res, _ := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-c"}); res.Found {
-		t.Error("a finished run is still cancelable")
+	// Once its end is on record (a moment after run_finished is seen) the
+	// run is no longer known.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if res, _ := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-c"}); !res.Found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a finished run is still cancelable")
+		}
 	}
 	sleeperGone(t, pidFile)
 }
@@ -353,4 +360,23 @@ func TestDispatchRefusals(t *testing.T) {
 	}
 	_, _ = bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-x"})
 	h.finished()
+}
+
+// TestCancelOfAnEndingRunIsFound: between the agent's end and its recorded
+// end a cancel is answered "found", so the scheduler never records the run
+// a second time as lost.
+func TestCancelOfAnEndingRunIsFound(t *testing.T) {
+	c, err := New(Options{Bus: &bus.Bus{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.runs["r1"] = &run{cancel: make(chan canceled, 1)}
+	c.forget("r1")
+	if !c.cancelRun(bus.CancelRun{RunID: "r1"}) {
+		t.Error("cancel of an ending run not found: the scheduler would record it as interrupted")
+	}
+	c.ended("r1")
+	if c.cancelRun(bus.CancelRun{RunID: "r1"}) {
+		t.Error("cancel of a run whose end is recorded reported found")
+	}
 }

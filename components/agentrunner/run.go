@@ -89,6 +89,7 @@ func (w *run) execute(ctx context.Context) {
 	u := w.usage
 	end.Usage, end.CostUSD, end.ExitCode, end.Signal = &u, w.cost, w.exitCode, w.signal
 	w.lifecycle(ctx, end)
+	w.r.ended(w.d.RunID)
 	if status == bus.RunSucceeded {
 		log.Info("run finished", "status", status, "turns", w.turn, "session_id", w.session)
 	} else {

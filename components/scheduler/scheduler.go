@@ -639,6 +639,11 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 	switch {
 	case err != nil:
 		log.Warn("cancel did not reach the agent runner; will try again", "err", err)
+	case !res.Found && a.endRecorded(ctx, r.runID):
+		// It ended on its own just now; its end is on record and comes
+		// back through the run event subscription.
+		r.cancelSent = true
+		log.Info("cancel found the run already ended")
 	case !res.Found:
 		// The runner does not know the run (it restarted, say): the run is
 		// over without an end on record. Record one; it comes back through
@@ -654,6 +659,17 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 		r.cancelSent = true
 		log.Info("run canceled", "status", status, "reason", reason)
 	}
+}
+
+// endRecorded reports whether the run's summary already has its end: a
+// second, "interrupted" end must never overwrite a recorded one.
+func (a *actor) endRecorded(ctx context.Context, runID string) bool {
+	k, err := bus.RunSummaries.Key(runID)
+	if err != nil {
+		return false
+	}
+	e, err := bus.Get(ctx, a.b, k)
+	return err == nil && e.Value.Ended != nil
 }
 
 // fireRetries handles every retry that is due (spec §8.4).
