@@ -6,7 +6,8 @@
 //	SYMPHONY_CPUPROFILE=FILE   CPU profile from main's init on
 //	SYMPHONY_TRACE=FILE        execution trace from main's init on
 //	                           (in both FILE, %p is replaced by the pid)
-//	SYMPHONY_PROFILE_SECONDS=N both stop after N seconds (default 5)
+//	SYMPHONY_PROFILE_SECONDS=N both stop after N seconds (default 5) or at
+//	                           SIGTERM / SIGINT, whichever comes first
 //	SYMPHONY_PPROF=HOST:PORT   net/http/pprof and expvar on a loopback address
 //
 // Build: go build -tags symphony_profile -o /tmp/symphony-prof ./cmd/symphony
@@ -21,10 +22,13 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"runtime/trace"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -52,11 +56,23 @@ func init() {
 		}
 	}
 	if len(stops) > 0 {
-		time.AfterFunc(time.Duration(secs)*time.Second, func() {
-			for _, stop := range stops {
-				stop()
-			}
-		})
+		var once sync.Once
+		stopAll := func() {
+			once.Do(func() {
+				for _, stop := range stops {
+					stop()
+				}
+			})
+		}
+		time.AfterFunc(time.Duration(secs)*time.Second, stopAll)
+		// A stop signal ends the profiles too (main handles the signal as
+		// usual; the shutdown itself is not profiled).
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		go func() {
+			<-sig
+			stopAll()
+		}()
 	}
 	if addr := os.Getenv("SYMPHONY_PPROF"); addr != "" {
 		host, _, err := net.SplitHostPort(addr)
