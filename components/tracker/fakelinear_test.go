@@ -67,7 +67,7 @@ const testAPIKey = "lin_api_FAKE_KEY_never_logged_1234567890"
 // viewer. Every request is validated against the real schema. Faults can be
 // injected per request.
 type fakeLinear struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	mu     sync.Mutex
 	issues []map[string]any
@@ -83,7 +83,7 @@ type fakeRequest struct {
 	Vars map[string]any
 }
 
-func newFakeLinear(t *testing.T) *fakeLinear {
+func newFakeLinear(t testing.TB) *fakeLinear {
 	f := &fakeLinear{t: t, viewer: "user-me"}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
