@@ -191,7 +191,6 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 	return events.Load(), time.Unix(0, lastAt.Load()).Sub(start)
 }
 
-
 // BenchmarkPipeline measures the whole event path: a fake agent's stdout
 // line → parsed → stored in JetStream (acknowledged) → read by a client of
 // the dashboard's event stream, with 1, 10 and 100 agents flooding at
