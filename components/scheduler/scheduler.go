@@ -102,6 +102,8 @@ type actor struct {
 	paused   bool
 	refreshT *time.Timer
 	refreshQ bool
+	// lastRefresh is when the last operator refresh ran.
+	lastRefresh time.Time
 }
 
 // control is an operator command on its way into the actor.
@@ -190,6 +192,9 @@ func (c *Component) Run(ctx context.Context) error {
 			reconcile.Reset(max(snap.Config.Polling.Interval(), 100*time.Millisecond))
 			if first {
 				a.startup(ctx)
+				if a.refreshQ {
+					a.refreshT.Reset(0)
+				}
 			}
 		case m, ok := <-snaps.C():
 			if !ok {
@@ -226,8 +231,10 @@ func (c *Component) Run(ctx context.Context) error {
 		case c := <-controls:
 			c.reply <- a.control(ctx, c.req)
 		case <-a.refreshT.C:
-			a.refreshQ = false
+			// Without a config yet the refresh stays queued and runs as
+			// soon as the config arrives.
 			if a.cfg != nil {
+				a.refreshQ = false
 				a.refreshNow(ctx)
 			}
 		}
@@ -825,8 +832,9 @@ func (a *actor) control(ctx context.Context, req bus.Control) bus.ControlResult 
 	return res("unknown action %q", req.Action)
 }
 
-// RefreshWindow is how long a refresh request waits for others to join it
-// in one tick.
+// RefreshWindow is the least time between two operator refreshes: one
+// after a quiet spell runs at once; requests within the window after it
+// join a single tick at the window's end.
 const RefreshWindow = 50 * time.Millisecond
 
 // queueRefresh coalesces operator refreshes into one tick; it reports
@@ -836,7 +844,7 @@ func (a *actor) queueRefresh() bool {
 		return false
 	}
 	a.refreshQ = true
-	a.refreshT.Reset(RefreshWindow)
+	a.refreshT.Reset(max(RefreshWindow-time.Since(a.lastRefresh), 0))
 	return true
 }
 
@@ -850,6 +858,7 @@ func (a *actor) storePause(ctx context.Context, reason string) {
 
 // refreshNow polls the tracker directly and runs a tick.
 func (a *actor) refreshNow(ctx context.Context) {
+	a.lastRefresh = time.Now()
 	rctx, cancel := a.ask(ctx)
 	list, err := bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: a.cfg.Config.Tracker.ActiveStates})
 	cancel()
