@@ -52,6 +52,10 @@ type Options struct {
 	Logger *slog.Logger
 	// ClientName names the in-process connection (visible in connz).
 	ClientName string
+	// AcceptStoreDamage opens a store that lost messages since the last
+	// start or clean stop (a damaged block file truncated by the server):
+	// the loss is logged as an error instead of failing the open.
+	AcceptStoreDamage bool
 }
 
 // Bus is a running kernel: the embedded server, an in-process client and its
@@ -221,6 +225,9 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	if err := declare(ctx, js, maxAge); err != nil {
 		return b, err
 	}
+	if err := checkStore(ctx, b, opts.AcceptStoreDamage); err != nil {
+		return b, err
+	}
 	log.Debug("bus ready", "data_dir", dataDir, "listen", b.listenURL != "")
 	return b, nil
 }
@@ -333,7 +340,15 @@ func (b *Bus) ConnectHint() string {
 // close, shuts the server down and waits for it, and releases the data
 // directory. Components must be stopped before. ctx bounds the drain.
 func (b *Bus) Close(ctx context.Context) error {
-	b.closeOnce.Do(func() { b.closeErr = b.teardown(ctx) })
+	b.closeOnce.Do(func() {
+		if b.ns != nil {
+			// A clean stop records how far every stream got.
+			if err := writeManifest(ctx, b); err != nil {
+				b.log.Warn("record the store manifest", "err", err)
+			}
+		}
+		b.closeErr = b.teardown(ctx)
+	})
 	return b.closeErr
 }
 

@@ -23,11 +23,12 @@ const shutdownTimeout = 30 * time.Second
 
 // RunCmd is `symphony run`.
 type RunCmd struct {
-	Workflow         string `arg:"" optional:"" default:"WORKFLOW.md" help:"Path to the WORKFLOW.md that configures this instance (default ./WORKFLOW.md)." type:"path"`
-	NatsListen       string `help:"Also listen for NATS clients (the nats CLI) on HOST:PORT, protected by a token written to <data-dir>/nats-token. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
-	NatsListenUnsafe bool   `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
-	SyncAlways       bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
-	Once             bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
+	Workflow          string `arg:"" optional:"" default:"WORKFLOW.md" help:"Path to the WORKFLOW.md that configures this instance (default ./WORKFLOW.md)." type:"path"`
+	NatsListen        string `help:"Also listen for NATS clients (the nats CLI) on HOST:PORT, protected by a token written to <data-dir>/nats-token. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
+	NatsListenUnsafe  bool   `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
+	SyncAlways        bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
+	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
+	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
 	Dashboard
 }
 
@@ -75,12 +76,13 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 	b, err := bus.Open(e.ctx, bus.Options{
-		DataDir:      dataDir,
-		Listen:       c.NatsListen,
-		ListenUnsafe: c.NatsListenUnsafe,
-		SyncAlways:   c.SyncAlways,
-		Logger:       log,
-		ClientName:   "symphony run",
+		DataDir:           dataDir,
+		Listen:            c.NatsListen,
+		ListenUnsafe:      c.NatsListenUnsafe,
+		SyncAlways:        c.SyncAlways,
+		AcceptStoreDamage: c.AcceptStoreDamage,
+		Logger:            log,
+		ClientName:        "symphony run",
 	})
 	if err != nil {
 		return err
