@@ -1,0 +1,74 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDiskFullFailsLoudly puts the data directory on an 8 MiB tmpfs and
+// stores agent events until the disk is full: the store must refuse with
+// an error (never acknowledge what it did not keep), and every event it
+// acknowledged must still be there after a restart.
+func TestDiskFullFailsLoudly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	b, err := Open(t.Context(), Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("x", 2000)
+	acked := 0
+	var failure error
+	for i := range 20000 {
+		_, err := PublishDurable(t.Context(), b, TurnEvents, TurnEvent{RunID: "full", Seq: int64(i + 1), At: time.Now(), Kind: TurnText, Text: text}, fmt.Sprint("f", i), "full", "1")
+		if err != nil {
+			failure = err
+			break
+		}
+		acked++
+	}
+	if failure == nil {
+		t.Fatal("20,000 events of 2 KB fit on an 8 MiB disk: the test is not filling it")
+	}
+	t.Logf("disk full after %d acknowledged events: %v", acked, failure)
+	// The pipelined writer reports it too.
+	w := NewWriter(b, 8)
+	var werr error
+	for i := 0; i < 100 && werr == nil; i++ {
+		werr = WriteDurable(t.Context(), w, TurnEvents, TurnEvent{RunID: "full", Kind: TurnText, Text: text}, fmt.Sprint("w", i), "full", "1")
+	}
+	if werr == nil {
+		werr = w.Flush(t.Context())
+	}
+	if werr == nil {
+		t.Error("the writer acknowledged events on a full disk")
+	}
+	_ = b.Close(context.Background())
+
+	b, err = Open(t.Context(), Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("reopen after the disk filled: %v", err)
+	}
+	defer b.Close(context.Background())
+	n := 0
+	for _, err := range History(t.Context(), b, TurnEvents, "full") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n < acked {
+		t.Fatalf("%d events acknowledged, %d still stored: acknowledged events lost", acked, n)
+	}
+}
