@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -75,6 +76,27 @@ Work on {{ issue.identifier }}.
 	if proxied.Load() != 0 {
 		t.Errorf("%d requests went to the proxy", proxied.Load())
 	}
+	// After a real run against the tracker, the secret is nowhere: not in
+	// the output (the logs), not in any file of the data directory (the raw
+	// JetStream store included).
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.all)
+	}
+	const secret = "lin_api_network_test_secret"
+	if strings.Contains(p.all.String(), secret) {
+		t.Error("the tracker secret is in the output")
+	}
+	_ = filepath.WalkDir(filepath.Join(dir, "data"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(raw), secret) {
+			t.Errorf("the tracker secret is stored in %s", path)
+		}
+		return nil
+	})
 	if len(peers) == 0 {
 		t.Error("no connection seen at all: the sampling is broken")
 	}
