@@ -34,7 +34,7 @@ func chaosKills(t *testing.T) int {
 // TestChaosKillLoop starts `symphony run` on 10 issues whose agents stream
 // for about a second, kills it with SIGKILL at random moments (during
 // dispatch, mid-turn, during the after_run hook), restarts it each time,
-// then lets it finish. It checks that:
+// then lets it finish, and finally kills a prune mid-way. It checks that:
 //   - no event JetStream acknowledged is ever lost (the TURNS stream has no
 //     hole and never shrinks across a kill);
 //   - at no sampled moment two agent processes of different runs are alive
@@ -42,7 +42,9 @@ func chaosKills(t *testing.T) int {
 //   - every issue is eventually processed (its after_run hook moved it to
 //     Done);
 //   - every run has an end on record (interrupted where the process died);
-//   - no agent or hook process is left behind.
+//   - no agent or hook process is left behind;
+//   - a prune killed mid-way leaves a store that opens, and the next prune
+//     finishes it.
 func TestChaosKillLoop(t *testing.T) {
 	kills := chaosKills(t)
 	agent := fakeagent.Build(t)
@@ -166,7 +168,6 @@ Work on {{ issue.identifier }}.
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
 	sums, err := bus.Summaries(t.Context(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +179,40 @@ Work on {{ issue.identifier }}.
 			t.Errorf("run %s (%s) has no end on record", s.RunID, s.Issue.Identifier)
 		}
 	}
+	_ = b.Close(context.Background())
 	t.Logf("%d kills; %d runs: %v; %d agent events stored", killed, len(sums), statuses, stored)
+
+	// Kill prune while it deletes: the store still opens, and a second
+	// prune finishes the job, leaving no event of a pruned run behind.
+	time.Sleep(50 * time.Millisecond)
+	pr := start(t, "--data-dir", dataDir, "prune", "--older-than", "1ms")
+	time.Sleep(time.Duration(20+rng.IntN(150)) * time.Millisecond)
+	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
+	pr.wait(t)
+	if code, out := runCLI(t, "--data-dir", dataDir, "prune", "--older-than", "1ms"); code != 0 {
+		t.Fatalf("prune after a killed prune: exit %d\n%s", code, out)
+	}
+	b, err = bus.Open(t.Context(), bus.Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatalf("open after a killed prune: %v", err)
+	}
+	defer b.Close(context.Background())
+	if left, err := bus.Summaries(t.Context(), b); err != nil || len(left) != 0 {
+		t.Fatalf("after prune: %d runs left, %v", len(left), err)
+	}
+	for _, name := range []string{bus.StreamRuns, bus.StreamTurns, bus.StreamHooks} {
+		s, err := b.JetStream().Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs != 0 {
+			t.Errorf("stream %s keeps %d messages of pruned runs", name, info.State.Msgs)
+		}
+	}
 }
 
 // checkTurnsIntact opens the stopped instance's store and checks the TURNS
