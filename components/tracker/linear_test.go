@@ -31,6 +31,10 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
+// testHTTPTimeout is the test client's timeout: long enough for a 10 MiB
+// body on a loaded machine under -race, short enough for the slow cases.
+const testHTTPTimeout = 5 * time.Second
+
 func newTestLinear(t *testing.T, f *fakeLinear, assignee string, logs *logBuf) *linear {
 	t.Helper()
 	if logs == nil {
@@ -41,7 +45,7 @@ func newTestLinear(t *testing.T, f *fakeLinear, assignee string, logs *logBuf) *
 		Provider:       bus.TrackerProvider{ProjectSlug: "proj-1", Endpoint: f.url(), Assignee: assignee},
 		TerminalStates: []string{"Done", "Canceled"},
 	}
-	l, err := newLinear(cfg, testAPIKey, &http.Client{Timeout: 2 * time.Second}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l, err := newLinear(cfg, testAPIKey, &http.Client{Timeout: testHTTPTimeout}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +304,7 @@ func TestErrorCategories(t *testing.T) {
 			return true
 		}, bus.TrackerPaginationError, 0},
 		{"slow response", func(w http.ResponseWriter, n int, op string) bool {
-			time.Sleep(3 * time.Second)
+			time.Sleep(testHTTPTimeout + time.Second)
 			return false
 		}, bus.TrackerRequestError, 0},
 		{"oversized body", func(w http.ResponseWriter, n int, op string) bool {

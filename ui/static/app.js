@@ -1,7 +1,7 @@
 // Symphony dashboard: the only script besides htmx.
 //
 // 1. A live transcript stays scrolled to its end while the operator is at
-//    the end. Only the operator stops that (wheel, touch, keys, dragging the
+//    the end. Only the operator stops that (wheel, keys, touch or the
 //    scrollbar): content arriving never does. Coming back to the end, or the
 //    "Follow live" button, follows again.
 // 2. The live stream resumes where it was: every transcript event carries a
@@ -19,19 +19,25 @@
     var b = document.getElementById("follow");
     if (b) { b.hidden = following; }
   }
-  function toEnd() { window.scrollTo(0, document.documentElement.scrollHeight); }
-  function userMoved() {
-    // Let the browser apply the move, then see where the operator is.
-    window.requestAnimationFrame(function () { following = atBottom(); show(); });
+  // auto marks the scroll event our own toEnd causes, so that only the
+  // operator's scrolling decides whether to follow.
+  var auto = false;
+  function toEnd() {
+    if (window.innerHeight + window.scrollY < document.documentElement.scrollHeight) { auto = true; }
+    window.scrollTo(0, document.documentElement.scrollHeight);
   }
-  window.addEventListener("wheel", userMoved, { passive: true });
-  window.addEventListener("touchmove", userMoved, { passive: true });
-  window.addEventListener("mouseup", userMoved);
-  window.addEventListener("keyup", function (e) {
-    if (["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End", " "].indexOf(e.key) >= 0) { userMoved(); }
+  // Moving up is the operator's intent to stop following, at once (the
+  // browser may apply the scroll itself a frame later).
+  window.addEventListener("wheel", function (e) {
+    if (e.deltaY < 0) { following = false; show(); }
+  }, { passive: true });
+  window.addEventListener("keydown", function (e) {
+    if (["ArrowUp", "PageUp", "Home"].indexOf(e.key) >= 0) { following = false; show(); }
   });
   window.addEventListener("scroll", function () {
-    if (!following && atBottom()) { following = true; show(); }
+    if (auto) { auto = false; return; }
+    following = atBottom();
+    show();
   }, { passive: true });
   document.addEventListener("htmx:afterSettle", function () {
     if (following && transcript()) { toEnd(); }
