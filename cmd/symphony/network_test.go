@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/symphony-oss/symphony/bus"
 )
 
 // TestNoOutboundConnections runs `symphony run` with a Linear tracker on a
@@ -21,8 +25,13 @@ import (
 // be loopback, the proxy must never be asked for anything (Go sends all
 // non-loopback HTTP through it), and the tracker must have been polled.
 func TestNoOutboundConnections(t *testing.T) {
+	const secret = "lin_api_network_test_secret"
 	var polls atomic.Int64
 	linear := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != secret {
+			http.Error(w, "unauthorized", http.StatusUnauthorized) // the key is really in use
+			return
+		}
 		polls.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"data":{"issues":{"nodes":[],"pageInfo":{"hasNextPage":false,"endCursor":null}}}}`)
@@ -50,11 +59,27 @@ Work on {{ issue.identifier }}.
 	}
 	t.Setenv("NO_PROXY", "")
 	t.Setenv("no_proxy", "")
-	t.Setenv("LINEAR_API_KEY", "lin_api_network_test_secret")
-	p := start(t, "--data-dir", filepath.Join(dir, "data"), "run", wf)
+	t.Setenv("LINEAR_API_KEY", secret)
+	p := start(t, "--data-dir", filepath.Join(dir, "data"), "run", wf, "--nats-listen", "127.0.0.1:0")
 	line := p.waitFor(t, "symphony: dashboard on ")
 	dashboard := strings.TrimSpace(line[strings.Index(line, "http://"):])
 	pid := p.cmd.Process.Pid
+	// Every message on the bus, requests and replies included, is read
+	// through the listener and searched for the secret.
+	client, err := bus.ConnectDataDir(t.Context(), filepath.Join(dir, "data"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen, leaked atomic.Int64
+	sub, err := client.Conn().Subscribe(">", func(m *nats.Msg) {
+		seen.Add(1)
+		if strings.Contains(string(m.Data), secret) || strings.Contains(fmt.Sprint(m.Header), secret) {
+			leaked.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	peers := map[string]bool{}
 	deadline := time.Now().Add(3 * time.Second)
@@ -79,11 +104,15 @@ Work on {{ issue.identifier }}.
 	// After a real run against the tracker, the secret is nowhere: not in
 	// the output (the logs), not in any file of the data directory (the raw
 	// JetStream store included).
+	_ = sub.Unsubscribe()
+	_ = client.Close(context.Background())
+	if leaked.Load() != 0 || seen.Load() == 0 {
+		t.Errorf("%d of %d bus messages carried the tracker secret", leaked.Load(), seen.Load())
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
 		t.Fatalf("exit %d\n%s", code, p.all)
 	}
-	const secret = "lin_api_network_test_secret"
 	if strings.Contains(p.all.String(), secret) {
 		t.Error("the tracker secret is in the output")
 	}
@@ -100,7 +129,7 @@ Work on {{ issue.identifier }}.
 	if len(peers) == 0 {
 		t.Error("no connection seen at all: the sampling is broken")
 	}
-	t.Logf("peers seen: %v; tracker polls: %d", peers, polls.Load())
+	t.Logf("peers seen: %v; tracker polls: %d; bus messages searched: %d", peers, polls.Load(), seen.Load())
 }
 
 // socketPeers lists the remote addresses of the process's TCP sockets that
