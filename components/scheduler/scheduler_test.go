@@ -546,6 +546,9 @@ func TestReconcileMissingAndRefreshFailure(t *testing.T) {
 	if len(w.cancels) != 0 {
 		t.Errorf("a failed refresh canceled workers: %v", w.cancels)
 	}
+	if len(w.removed) != 0 {
+		t.Errorf("a failed refresh removed workspaces: %v", w.removed)
+	}
 	w.refreshFails = false
 	w.mu.Unlock()
 	w.poll()
