@@ -20,6 +20,9 @@ func TestDiskFullFailsLoudly(t *testing.T) {
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
+		if strings.Contains(strings.ToLower(string(out)), "permission denied") || strings.Contains(strings.ToLower(string(out)), "not permitted") {
+			t.Skipf("this container may not mount a tmpfs (%s); the disk-full test needs it", strings.TrimSpace(string(out)))
+		}
 		t.Fatalf("mount a tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
