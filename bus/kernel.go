@@ -52,6 +52,10 @@ type Options struct {
 	Logger *slog.Logger
 	// ClientName names the in-process connection (visible in connz).
 	ClientName string
+	// MaxStoreBytes caps the JetStream file store (0: the server's default,
+	// a share of the disk). Past it every write is refused as the server
+	// refuses one on a full disk.
+	MaxStoreBytes int64
 	// AcceptStoreDamage opens a store that lost messages since the last
 	// start or clean stop (a damaged block file truncated by the server):
 	// the loss is logged as an error instead of failing the open.
@@ -142,6 +146,9 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 		DontListen: true,
 		MaxPayload: MaxPayload,
 		SyncAlways: opts.SyncAlways,
+	}
+	if opts.MaxStoreBytes > 0 {
+		sopts.JetStreamMaxStore = opts.MaxStoreBytes
 	}
 	var token string
 	if opts.Listen != "" {

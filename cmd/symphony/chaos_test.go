@@ -17,18 +17,19 @@ import (
 	"github.com/symphony-oss/symphony/internal/procscan"
 )
 
-// chaosKills is how many times TestChaosKillLoop kills `symphony run`:
-// SYMPHONY_CHAOS_KILLS (go tool task chaos sets 20), else a short 4 for the
-// normal suite.
-func chaosKills(t *testing.T) int {
-	if v := os.Getenv("SYMPHONY_CHAOS_KILLS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("SYMPHONY_CHAOS_KILLS=%q: want a positive integer", v)
-		}
-		return n
+// envCount reads a positive count from the environment (the long versions
+// in go tool task chaos), else def (the short versions in the suite).
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return 4
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }
 
 // TestChaosKillLoop starts `symphony run` on 10 issues whose agents stream
@@ -46,7 +47,7 @@ func chaosKills(t *testing.T) int {
 //   - a prune killed mid-way leaves a store that opens, and the next prune
 //     finishes it.
 func TestChaosKillLoop(t *testing.T) {
-	kills := chaosKills(t)
+	kills := envCount(t, "SYMPHONY_CHAOS_KILLS", 4) // task chaos: 20
 	agent := fakeagent.Build(t)
 	dir := t.TempDir()
 	issues := filepath.Join(dir, "issues")

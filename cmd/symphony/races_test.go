@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,19 +13,6 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/fakeagent"
 )
-
-// raceRounds is how many rounds TestNoRaceBetweenPollsAndRunEnds plays:
-// SYMPHONY_RACE_ROUNDS (go tool task chaos sets 20), else 2.
-func raceRounds(t *testing.T) int {
-	if v := os.Getenv("SYMPHONY_RACE_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("SYMPHONY_RACE_ROUNDS=%q: want a positive integer", v)
-		}
-		return n
-	}
-	return 2
-}
 
 // TestNoRaceBetweenPollsAndRunEnds is the load under which peers
 // dispatched whole batches twice, lost run records and marked good runs
@@ -41,7 +27,7 @@ func TestNoRaceBetweenPollsAndRunEnds(t *testing.T) {
 	const issues, events = 50, 200
 	agent := fakeagent.Build(t)
 	t.Setenv("HOME", t.TempDir()) // a light login shell for the hooks
-	for round := range raceRounds(t) {
+	for round := range envCount(t, "SYMPHONY_RACE_ROUNDS", 2) {
 		dir := t.TempDir()
 		issueDir := filepath.Join(dir, "issues")
 		if err := os.MkdirAll(issueDir, 0o755); err != nil {
