@@ -76,6 +76,56 @@ type TurnEvent struct {
 	Raw json.RawMessage `json:"raw,omitempty"`
 }
 
+// RunProgress is a running agent's latest activity, published at most once
+// per ProgressPeriod per run while its events flow, and once more when a
+// turn ends. Readers that need to know a run is alive and what it did last
+// (stall detection, the overview) read this instead of every agent event:
+// under load that is tens of thousands of events a second, each decoded by
+// every such reader. The events themselves are in the TURNS stream.
+type RunProgress struct {
+	RunID string `json:"run_id"`
+	Turn  int    `json:"turn"`
+	// Events is how many agent events the run has produced so far.
+	Events int64 `json:"events"`
+	// Last is the latest event, its text and tool input cut short.
+	Last TurnEvent `json:"last"`
+	// RateLimit is the latest API retry or HTTP 429 result since the
+	// previous progress message, when there was one.
+	RateLimit *TurnEvent `json:"rate_limit,omitempty"`
+}
+
+// ProgressPeriod is the longest a run's progress lags its latest event.
+const ProgressPeriod = 250 * time.Millisecond
+
+// ProgressTextBytes caps the text a progress message carries per event.
+const ProgressTextBytes = 1 << 10
+
+// IsRateLimit reports whether the event says the agent's model API is
+// rate limiting it (an API retry, or a result with HTTP 429).
+func (e TurnEvent) IsRateLimit() bool {
+	return e.Kind == TurnAPIRetry || (e.Result != nil && e.Result.APIStatus == 429)
+}
+
+// Brief is the event cut down for a progress message: text to
+// ProgressTextBytes (on a rune boundary), tool input only when it is small,
+// no raw JSON.
+func (e TurnEvent) Brief() TurnEvent {
+	if len(e.Text) > ProgressTextBytes {
+		n := ProgressTextBytes
+		for n > 0 && e.Text[n]&0xC0 == 0x80 {
+			n--
+		}
+		e.Text = e.Text[:n] + "…"
+	}
+	if e.Tool != nil && len(e.Tool.Input) > ProgressTextBytes {
+		t := *e.Tool
+		t.Input = nil
+		e.Tool = &t
+	}
+	e.Raw = nil
+	return e
+}
+
 // ToolCall is a tool use or its result.
 type ToolCall struct {
 	ID      string          `json:"id"`

@@ -1,10 +1,12 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -26,7 +28,7 @@ var ErrDecode = errors.New("cannot decode message")
 // encode builds a NATS message for subject carrying v as JSON with the type
 // and schema headers of spec.
 func encode(subject string, spec Spec, typeName string, v any) (*nats.Msg, error) {
-	data, err := json.Marshal(v)
+	data, err := marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s for %s: %w", typeName, subject, err)
 	}
@@ -41,18 +43,89 @@ func encode(subject string, spec Spec, typeName string, v any) (*nats.Msg, error
 // unmarshals its body into a T.
 func decode[T any](m *nats.Msg, spec Spec, typeName string) (T, error) {
 	var v T
-	if got := m.Header.Get(HeaderType); got != typeName {
-		return v, fmt.Errorf("%w on %s: %s header is %q, want %q", ErrDecode, m.Subject, HeaderType, got, typeName)
-	}
-	schema, err := strconv.Atoi(m.Header.Get(HeaderSchema))
-	if err != nil || schema < 1 {
-		return v, fmt.Errorf("%w on %s: %s header %q is not a positive integer", ErrDecode, m.Subject, HeaderSchema, m.Header.Get(HeaderSchema))
-	}
-	if schema > spec.Schema {
-		return v, fmt.Errorf("%w on %s: schema %d of %s is newer than this build understands (%d)", ErrDecode, m.Subject, schema, typeName, spec.Schema)
+	if err := checkHeaders(m, spec, typeName); err != nil {
+		return v, err
 	}
 	if err := json.Unmarshal(m.Data, &v); err != nil {
 		return v, fmt.Errorf("%w on %s: %s body: %v", ErrDecode, m.Subject, typeName, err)
 	}
 	return v, nil
+}
+
+// checkHeaders refuses a message of another type or a newer schema.
+func checkHeaders(m *nats.Msg, spec Spec, typeName string) error {
+	if got := m.Header.Get(HeaderType); got != typeName {
+		return fmt.Errorf("%w on %s: %s header is %q, want %q", ErrDecode, m.Subject, HeaderType, got, typeName)
+	}
+	schema, err := strconv.Atoi(m.Header.Get(HeaderSchema))
+	if err != nil || schema < 1 {
+		return fmt.Errorf("%w on %s: %s header %q is not a positive integer", ErrDecode, m.Subject, HeaderSchema, m.Header.Get(HeaderSchema))
+	}
+	if schema > spec.Schema {
+		return fmt.Errorf("%w on %s: schema %d of %s is newer than this build understands (%d)", ErrDecode, m.Subject, schema, typeName, spec.Schema)
+	}
+	return nil
+}
+
+// decodeAt checks m as decode does but reads only the payload's "at" time,
+// and checks the payload is JSON. Payloads written by this build start
+// with run_id, turn, seq and at (see TurnEvent.appendJSON); that prefix is
+// read directly, anything else through encoding/json.
+func decodeAt(m *nats.Msg, spec Spec, typeName string) (time.Time, error) {
+	if err := checkHeaders(m, spec, typeName); err != nil {
+		return time.Time{}, err
+	}
+	if at, ok := leadingAt(m.Data); ok && json.Valid(m.Data) {
+		return at, nil
+	}
+	var v struct {
+		At time.Time `json:"at"`
+	}
+	if err := json.Unmarshal(m.Data, &v); err != nil {
+		return time.Time{}, fmt.Errorf("%w on %s: %s body: %v", ErrDecode, m.Subject, typeName, err)
+	}
+	return v.At, nil
+}
+
+// leadingAt reads the time of a payload that starts exactly
+// {"run_id":"…","turn":N,"seq":N,"at":"…", the way this build writes agent
+// events; ok is false for anything else.
+func leadingAt(data []byte) (time.Time, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"run_id":"`))
+	if !ok {
+		return time.Time{}, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return time.Time{}, false
+	}
+	rest = rest[end+1:]
+	for _, key := range []string{`,"turn":`, `,"seq":`} {
+		if rest, ok = bytes.CutPrefix(rest, []byte(key)); !ok {
+			return time.Time{}, false
+		}
+		i := 0
+		if i < len(rest) && rest[i] == '-' {
+			i++
+		}
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 0 || rest[i-1] == '-' {
+			return time.Time{}, false
+		}
+		rest = rest[i:]
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"at":"`)); !ok {
+		return time.Time{}, false
+	}
+	end = bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(rest[:end]))
+	if err != nil {
+		return time.Time{}, false
+	}
+	return at, true
 }

@@ -147,9 +147,17 @@ var (
 	TurnEvents = event[TurnEvent](Spec{
 		Pattern:   "symphony.turn.{run_id}.{turn}",
 		Producer:  CompAgentRunner,
-		Consumers: []string{CompScheduler, CompUI, CompCLI},
+		Consumers: []string{CompUI, CompCLI},
 		Stream:    StreamTurns,
 		Doc:       "One agent event (prompt, init, text, thinking, tool use/result, api retry, result, parse error, stderr tail) of turn {turn}.",
+	})
+
+	// AgentProgress is a running agent's latest activity, coalesced.
+	AgentProgress = event[RunProgress](Spec{
+		Pattern:   "symphony.progress.{run_id}",
+		Producer:  CompAgentRunner,
+		Consumers: []string{CompScheduler, CompUI},
+		Doc:       "A running agent's latest event (cut short), its event count and latest rate-limit signal, at most every 250 ms per run while events flow and at each turn's end: stall detection and the overview read this, not every agent event.",
 	})
 
 	// SchedulerControl carries operator commands to the scheduler.
@@ -192,6 +200,7 @@ func Catalogue() []Spec {
 		AgentRuns.Spec(),
 		RunEvents.Spec(),
 		TurnEvents.Spec(),
+		AgentProgress.Spec(),
 	}
 }
 

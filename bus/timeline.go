@@ -161,7 +161,11 @@ func storedEvent[T any](topic Topic[T], m Message[T]) (StoredEvent, error) {
 // after a connection hiccup. Events of different streams arrive
 // in the order they are read, each stream in its own order. It writes
 // nothing and keeps no state on the server beyond ephemeral consumers.
-func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliver func(StoredEvent) error) error {
+func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliver func(StoredEvent) error, opts ...FollowOption) error {
+	var o followOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := make(chan StoredEvent, 64)
@@ -178,13 +182,13 @@ func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliv
 		stops = append(stops, stop)
 		return nil
 	}
-	if err := start(follow(ctx, b, RunEvents, runID, after.Runs, events, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, RunEvents, runID, after.Runs, false, events, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
 		return err
 	}
-	if err := start(follow(ctx, b, TurnEvents, runID, after.Turns, events, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, TurnEvents, runID, after.Turns, o.rawTurns, events, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
 		return err
 	}
-	if err := start(follow(ctx, b, WorkspaceHookEvents, runID, after.Hooks, events, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, WorkspaceHookEvents, runID, after.Hooks, false, events, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
 		return err
 	}
 	for {
@@ -199,10 +203,22 @@ func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliv
 	}
 }
 
+// FollowOption changes what FollowRun delivers.
+type FollowOption func(*followOptions)
+
+type followOptions struct{ rawTurns bool }
+
+// RawTurns makes FollowRun deliver agent events undecoded: Turn stays nil,
+// Event and At are set and Event is checked to be JSON. A reader that only
+// passes the stored payload on (the API's event stream) would otherwise
+// decode every agent event for nothing.
+func RawTurns() FollowOption { return func(o *followOptions) { o.rawTurns = true } }
+
 // follow starts an ordered consumer on one topic of a run from the message
-// after seq and feeds decoded events into out. Back-pressure: the consumer
+// after seq and feeds decoded events into out (raw: only checked, with the
+// time read off, and fill not called). Back-pressure: the consumer
 // callback blocks while out is full, so nothing is dropped.
-func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, seq uint64, out chan<- StoredEvent, fill func(*StoredEvent, *T)) (func(), error) {
+func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, seq uint64, raw bool, out chan<- StoredEvent, fill func(*StoredEvent, *T)) (func(), error) {
 	subject, err := topic.Filter(runID)
 	if err != nil {
 		return nil, err
@@ -227,16 +243,25 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			return
 		}
 		nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
-		v, err := decode[T](nm, topic.spec, topic.spec.typeName)
-		if err != nil {
-			b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
-			return
+		var e StoredEvent
+		if raw {
+			at, err := decodeAt(nm, topic.spec, topic.spec.typeName)
+			if err != nil {
+				b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
+				return
+			}
+			e = StoredEvent{Stream: topic.spec.Stream, Seq: md.Sequence.Stream, Subject: jm.Subject(), Type: topic.spec.typeName, At: at, Event: jm.Data()}
+		} else {
+			v, err := decode[T](nm, topic.spec, topic.spec.typeName)
+			if err != nil {
+				b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
+				return
+			}
+			if e, err = storedEvent(topic, Message[T]{Subject: jm.Subject(), Data: v, Raw: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}); err != nil {
+				return
+			}
+			fill(&e, &v)
 		}
-		e, err := storedEvent(topic, Message[T]{Subject: jm.Subject(), Data: v, Raw: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp})
-		if err != nil {
-			return
-		}
-		fill(&e, &v)
 		select {
 		case out <- e:
 		case <-ctx.Done():

@@ -524,14 +524,16 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 	defer sse.close()
 	// The stream ends once the run has ended and everything it stored was
 	// sent (so `curl` exports terminate); a live run streams on.
-	_ = s.followRun(r.Context(), id, after,
+	var line []byte
+	_ = s.followRun(r.Context(), id, after, true,
 		func(_ context.Context, ev bus.StoredEvent, cur bus.RunCursor) error {
-			raw, err := json.Marshal(ev)
-			if err != nil {
+			var err error
+			if line, err = ev.AppendJSON(line[:0]); err != nil {
 				return err
 			}
-			return sse.send(string(ev.Stream), cur.String(), string(raw))
+			return sse.queue(ev.Stream, cur.String(), string(line))
 		},
+		sse.flush,
 		func(ctx context.Context) (bool, error) {
 			run, ok := s.lookupRun(ctx, id)
 			return ok && run.Status != "running", nil

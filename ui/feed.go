@@ -14,8 +14,9 @@ type Feed interface {
 	// Timeline returns the run's events so far and the cursor after them.
 	Timeline(ctx context.Context, runID string) ([]bus.StoredEvent, bus.RunCursor, error)
 	// Follow delivers the run's events after the cursor, waiting for new
-	// ones, until ctx ends (nil) or deliver fails (its error).
-	Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error
+	// ones, until ctx ends (nil) or deliver fails (its error). With raw,
+	// agent events may come undecoded (Turn nil; Event and At set).
+	Follow(ctx context.Context, runID string, after bus.RunCursor, raw bool, deliver func(bus.StoredEvent) error) error
 	// End is the cursor of the run's last stored event.
 	End(ctx context.Context, runID string) (bus.RunCursor, error)
 }
@@ -27,7 +28,10 @@ func (f liveFeed) Timeline(ctx context.Context, runID string) ([]bus.StoredEvent
 	return bus.RunTimeline(ctx, f.b, runID)
 }
 
-func (f liveFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error {
+func (f liveFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, raw bool, deliver func(bus.StoredEvent) error) error {
+	if raw {
+		return bus.FollowRun(ctx, f.b, runID, after, deliver, bus.RawTurns())
+	}
 	return bus.FollowRun(ctx, f.b, runID, after, deliver)
 }
 
@@ -78,7 +82,7 @@ func (f *replayFeed) Timeline(_ context.Context, runID string) ([]bus.StoredEven
 	return f.events[:n], cur, nil
 }
 
-func (f *replayFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, deliver func(bus.StoredEvent) error) error {
+func (f *replayFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, _ bool, deliver func(bus.StoredEvent) error) error {
 	if runID != f.runID {
 		<-ctx.Done()
 		return nil

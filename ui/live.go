@@ -59,10 +59,15 @@ func (s *Server) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	turnEvents, err := bus.Subscribe(ctx, b, bus.TurnEvents)
+	// Agent events reach the overview coalesced; the run page follows
+	// the TURNS stream itself.
+	progress, err := bus.Subscribe(ctx, b, bus.AgentProgress)
 	if err != nil {
 		return err
 	}
+	// counted is each running run's agent events already counted in the
+	// metrics (progress carries a running total).
+	counted := map[string]int64{}
 	hookEvents, err := bus.Subscribe(ctx, b, bus.WorkspaceHookEvents)
 	if err != nil {
 		return err
@@ -150,12 +155,19 @@ func (s *Server) follow(ctx context.Context) error {
 			}
 			s.metrics.event(bus.StreamRuns)
 			s.model.ApplyRunEvent(m.Data, false)
-		case m, ok := <-turnEvents.C():
-			if !ok {
-				return ended("turn event subscription")
+			if m.Data.Event == bus.RunFinished {
+				delete(counted, m.Data.RunID)
 			}
-			s.metrics.event(bus.StreamTurns)
-			s.model.ApplyTurnEvent(m.Data)
+		case m, ok := <-progress.C():
+			if !ok {
+				return ended("agent progress subscription")
+			}
+			p := m.Data
+			if n := p.Events - counted[p.RunID]; n > 0 {
+				s.metrics.events(bus.StreamTurns, n)
+				counted[p.RunID] = p.Events
+			}
+			s.model.ApplyProgress(p)
 		case m, ok := <-hookEvents.C():
 			if !ok {
 				return ended("hook event subscription")

@@ -53,6 +53,10 @@ func (x *metrics) poll(d time.Duration, class string) {
 
 func (x *metrics) event(stream string) { x.busEvents.WithLabelValues(stream).Inc() }
 
+func (x *metrics) events(stream string, n int64) {
+	x.busEvents.WithLabelValues(stream).Add(float64(n))
+}
+
 func (x *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(x.reg, promhttp.HandlerOpts{})
 }

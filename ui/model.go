@@ -129,6 +129,15 @@ func (m *Model) ApplyRunEvent(ev bus.RunEvent, fold bool) {
 	})
 }
 
+// ApplyProgress notes a run's coalesced progress: its latest rate-limit
+// signal, then its latest event.
+func (m *Model) ApplyProgress(p bus.RunProgress) {
+	if p.RateLimit != nil {
+		m.ApplyTurnEvent(*p.RateLimit)
+	}
+	m.ApplyTurnEvent(p.Last)
+}
+
 // ApplyTurnEvent notes an agent event as its run's latest.
 func (m *Model) ApplyTurnEvent(ev bus.TurnEvent) {
 	m.update(func() {

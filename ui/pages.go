@@ -320,14 +320,15 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}
-	err = s.followRun(r.Context(), id, after,
+	err = s.followRun(r.Context(), id, after, false,
 		func(ctx context.Context, ev bus.StoredEvent, cur bus.RunCursor) error {
 			var buf bytes.Buffer
 			if err := eventItem(ev).Render(ctx, &buf); err != nil {
 				return err
 			}
-			return sse.send("transcript", cur.String(), buf.String())
+			return sse.queue("transcript", cur.String(), buf.String())
 		},
+		sse.flush,
 		func(ctx context.Context) (bool, error) {
 			run, ok := s.lookupRun(ctx, id)
 			if !ok {
@@ -352,16 +353,20 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 // every ageTick (it reports whether the run has ended), and returns after
 // calling onDone once the run has ended and every event stored up to its
 // end was delivered. It returns early when ctx ends or a callback fails.
-func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor,
+// onEvent may leave its output buffered: onIdle is called whenever no
+// further event is waiting, so a burst is written out once. raw asks for
+// agent events undecoded (see bus.RawTurns).
+func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, raw bool,
 	onEvent func(context.Context, bus.StoredEvent, bus.RunCursor) error,
+	onIdle func() error,
 	onTick func(context.Context) (bool, error),
 	onDone func(bus.RunCursor) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	events := make(chan bus.StoredEvent)
+	events := make(chan bus.StoredEvent, 256)
 	followed := make(chan error, 1)
 	go func() {
-		followed <- s.feed.Follow(ctx, id, after, func(ev bus.StoredEvent) error {
+		followed <- s.feed.Follow(ctx, id, after, raw, func(ev bus.StoredEvent) error {
 			select {
 			case events <- ev:
 				return nil
@@ -402,6 +407,11 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor,
 			after.Advance(ev)
 			if err := onEvent(ctx, ev, after); err != nil {
 				return err
+			}
+			if len(events) == 0 {
+				if err := onIdle(); err != nil {
+					return err
+				}
 			}
 			if ev.Run != nil && ev.Run.Event == bus.RunFinished {
 				check, finishedSeen = true, true

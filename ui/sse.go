@@ -26,6 +26,8 @@ type sseStream struct {
 	done    chan struct{}
 	stopped sync.WaitGroup
 	onClose func()
+	// buf is reused for each event's bytes.
+	buf []byte
 }
 
 // startSSE answers with an event stream and starts its keep-alive, which
@@ -77,15 +79,24 @@ func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, e
 // errStreamClosed is returned by send after close.
 var errStreamClosed = errors.New("event stream closed")
 
-// send writes one event; data may span lines. Every line break in data —
-// CRLF, LF and a lone CR, which SSE also reads as one — becomes its own
-// data: line, so text from an agent or an issue can never start a field
-// (an event: or id: of its own). event and id are ours and never hold one.
+// send writes one event and flushes it to the client; data may span lines.
+// Every line break in data — CRLF, LF and a lone CR, which SSE also reads
+// as one — becomes its own data: line, so text from an agent or an issue
+// can never start a field (an event: or id: of its own). event and id are
+// ours and never hold one.
 func (st *sseStream) send(event, id, data string) error {
-	if strings.ContainsAny(event+id, "\r\n") {
-		return fmt.Errorf("sse: line break in event %q or id %q", event, id)
-	}
-	data = strings.ReplaceAll(strings.ReplaceAll(data, "\r\n", "\n"), "\r", "\n")
+	return st.write(event, id, data, true)
+}
+
+// queue writes one event like send but leaves it in the response buffer
+// until flush (or until the buffer fills): a burst of events goes out in a
+// few writes instead of one each.
+func (st *sseStream) queue(event, id, data string) error {
+	return st.write(event, id, data, false)
+}
+
+// flush sends what queue left buffered.
+func (st *sseStream) flush() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	select {
@@ -93,20 +104,50 @@ func (st *sseStream) send(event, id, data string) error {
 		return errStreamClosed
 	default:
 	}
-	var b strings.Builder
+	_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	return st.rc.Flush()
+}
+
+func (st *sseStream) write(event, id, data string, flush bool) error {
+	if strings.ContainsAny(event+id, "\r\n") {
+		return fmt.Errorf("sse: line break in event %q or id %q", event, id)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	select {
+	case <-st.done:
+		return errStreamClosed
+	default:
+	}
+	b := st.buf[:0]
 	if event != "" {
-		b.WriteString("event: " + event + "\n")
+		b = append(append(append(b, "event: "...), event...), '\n')
 	}
 	if id != "" {
-		b.WriteString("id: " + id + "\n")
+		b = append(append(append(b, "id: "...), id...), '\n')
 	}
-	for line := range strings.SplitSeq(data, "\n") {
-		b.WriteString("data: " + line + "\n")
+	for {
+		i := strings.IndexAny(data, "\r\n")
+		if i < 0 {
+			b = append(append(append(b, "data: "...), data...), '\n')
+			break
+		}
+		b = append(append(append(b, "data: "...), data[:i]...), '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
 	}
-	b.WriteString("\n")
+	b = append(b, '\n')
+	if cap(b) <= 64<<10 {
+		st.buf = b
+	}
 	_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-	if _, err := fmt.Fprint(st.w, b.String()); err != nil {
+	if _, err := st.w.Write(b); err != nil {
 		return err
+	}
+	if !flush {
+		return nil
 	}
 	return st.rc.Flush()
 }

@@ -124,6 +124,10 @@ func (h *harness) record(t *testing.T, runID, ident, title string, finish bool) 
 		if _, err := bus.PublishDurable(ctx, h.b, bus.TurnEvents, te, fmt.Sprintf("%s-%d", runID, seq), runID, "1"); err != nil {
 			t.Fatal(err)
 		}
+		// The runner's coalesced progress (here one per event).
+		if err := bus.Publish(h.b, bus.AgentProgress, bus.RunProgress{RunID: runID, Turn: 1, Events: seq, Last: te.Brief()}, runID); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ev(bus.RunDispatched, nil)
 	ev(bus.RunWorkspaceReady, func(e *bus.RunEvent) { e.Workspace = "/tmp/ws/" + ident })

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,8 @@ type run struct {
 	// out stores the run's agent events with pipelined acknowledgements;
 	// every lifecycle event waits until they are all stored.
 	out *bus.Writer
+	// prog tells live readers what the run did last, coalesced.
+	prog *progress
 }
 
 func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
@@ -73,14 +76,32 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 	if ev.SessionID == "" {
 		ev.SessionID = w.session
 	}
-	return bus.WriteDurable(context.WithoutCancel(ctx), w.out, bus.TurnEvents, ev, fmt.Sprintf("%s-%d", w.d.RunID, ev.Seq), w.d.RunID, fmt.Sprint(w.turn))
+	msgID := w.d.RunID + "-" + strconv.FormatInt(ev.Seq, 10)
+	if err := bus.WriteDurable(context.WithoutCancel(ctx), w.out, bus.TurnEvents, ev, msgID, w.d.RunID, strconv.Itoa(w.turn)); err != nil {
+		return err
+	}
+	w.prog.note(ev, ev.At)
+	return nil
 }
 
 // execute runs the whole worker run and publishes its end.
 func (w *run) execute(ctx context.Context) {
 	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	w.lifecycle(ctx, w.base(bus.RunDispatched))
+	stall := w.snap.Config.Claude.StallTimeoutMS
+	if w.snap.Config.Agent.Kind == bus.AgentCodex {
+		stall = w.snap.Config.Codex.StallTimeoutMS
+	}
+	w.prog = newProgress(w.r.opts.Bus, w.d.RunID, progressPeriod(time.Duration(stall)*time.Millisecond))
+	pctx, stopProgress := context.WithCancel(context.WithoutCancel(ctx))
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		w.prog.run(pctx)
+	}()
 	status, errText := w.work(ctx)
+	stopProgress()
+	<-progressDone
 	// The run is over: it must not be cancelable or block a new dispatch
 	// for the issue once its end is published.
 	w.r.forget(w.d.RunID)
@@ -186,6 +207,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		env := append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
 		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID}, w.cancel,
 			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
+		w.prog.flush(time.Now())
 		if out.abandoned {
 			w.r.log.Warn("a process that left the agent's process group held its output open after it exited; it was killed and reading stopped",
 				"run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier, "grace", DrainGrace)

@@ -172,7 +172,7 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	turnEvents, err := bus.Subscribe(ctx, a.b, bus.TurnEvents)
+	progress, err := bus.Subscribe(ctx, a.b, bus.AgentProgress)
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
@@ -212,9 +212,9 @@ func (c *Component) Run(ctx context.Context) error {
 				return components.Stopped(ctx, errors.New("run event subscription ended"))
 			}
 			a.onRunEvent(ctx, m.Data)
-		case m, ok := <-turnEvents.C():
+		case m, ok := <-progress.C():
 			if !ok {
-				return components.Stopped(ctx, errors.New("turn event subscription ended"))
+				return components.Stopped(ctx, errors.New("agent progress subscription ended"))
 			}
 			for _, r := range a.running {
 				if r.runID == m.Data.RunID {

@@ -1,0 +1,111 @@
+package agentrunner
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// TestProgressCoalesces: the first event goes out at once, a burst inside
+// one period becomes one more message carrying the latest event and the
+// rate-limit signal seen in between, and a flush sends what is left.
+func TestProgressCoalesces(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	sub, err := bus.Subscribe(t.Context(), b, bus.AgentProgress, "run-p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() bus.RunProgress {
+		t.Helper()
+		select {
+		case m := <-sub.C():
+			return m.Data
+		case <-time.After(10 * time.Second):
+			t.Fatal("no progress message")
+			return bus.RunProgress{}
+		}
+	}
+	const period = time.Hour // only note's leading edge and flush send
+	pr := newProgress(b, "run-p", period)
+	t0 := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	ev := func(seq int64, kind bus.TurnEventKind, text string) bus.TurnEvent {
+		return bus.TurnEvent{RunID: "run-p", Turn: 2, Seq: seq, At: t0.Add(time.Duration(seq) * time.Millisecond), Kind: kind, Text: text}
+	}
+	pr.note(ev(1, bus.TurnText, "first"), t0)
+	if p := next(); p.Events != 1 || p.Last.Text != "first" || p.Turn != 2 || p.RateLimit != nil {
+		t.Fatalf("first progress: %+v", p)
+	}
+	pr.note(ev(2, bus.TurnAPIRetry, "attempt 1/10 (HTTP 429)"), t0.Add(time.Millisecond))
+	for i := int64(3); i <= 500; i++ {
+		pr.note(ev(i, bus.TurnText, strings.Repeat("x", 5000)), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	pr.flush(t0.Add(time.Second))
+	p := next()
+	if p.Events != 500 || p.Last.Seq != 500 || p.RateLimit == nil || p.RateLimit.Kind != bus.TurnAPIRetry {
+		t.Fatalf("coalesced progress: events %d, last %d, rate limit %+v", p.Events, p.Last.Seq, p.RateLimit)
+	}
+	if len(p.Last.Text) > bus.ProgressTextBytes+len("…") {
+		t.Fatalf("progress text not cut: %d bytes", len(p.Last.Text))
+	}
+	select {
+	case m := <-sub.C():
+		t.Fatalf("a burst inside one period sent more than one message: %+v", m.Data)
+	case <-time.After(100 * time.Millisecond):
+	}
+	pr.flush(t0.Add(2 * time.Second)) // nothing new: nothing sent
+	select {
+	case m := <-sub.C():
+		t.Fatalf("flush without news sent %+v", m.Data)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestProgressTicks: with a short period, the trailing edge reaches a
+// reader without a flush.
+func TestProgressTicks(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	sub, err := bus.Subscribe(t.Context(), b, bus.AgentProgress, "run-t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := newProgress(b, "run-t", 20*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); pr.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	now := time.Now()
+	pr.note(bus.TurnEvent{RunID: "run-t", Seq: 1, Kind: bus.TurnText}, now)
+	pr.note(bus.TurnEvent{RunID: "run-t", Seq: 2, Kind: bus.TurnText}, now)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-sub.C():
+			if m.Data.Events == 2 {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the latest event never reached the reader")
+		}
+	}
+}
+
+func TestProgressPeriodFollowsTheStallTimeout(t *testing.T) {
+	for _, c := range []struct{ stall, want time.Duration }{
+		{0, bus.ProgressPeriod}, {time.Minute, bus.ProgressPeriod}, {100 * time.Millisecond, 25 * time.Millisecond}, {time.Millisecond, 10 * time.Millisecond},
+	} {
+		if got := progressPeriod(c.stall); got != c.want {
+			t.Errorf("progressPeriod(%v) = %v, want %v", c.stall, got, c.want)
+		}
+	}
+}
