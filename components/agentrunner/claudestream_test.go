@@ -2,6 +2,7 @@ package agentrunner
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/symphony-oss/symphony/bus"
 )
@@ -191,6 +194,40 @@ func FuzzClaudeStream(f *testing.F) {
 					t.Fatal("event not bounded")
 				}
 			}
+		}
+	})
+}
+
+// FuzzParseClaudeLineDecoders: the fast decoder parseClaudeLine uses gives
+// exactly the events encoding/json gives, and fails where it fails.
+func FuzzParseClaudeLineDecoders(f *testing.F) {
+	files, _ := filepath.Glob("testdata/transcripts/*.jsonl")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			for line := range bytes.SplitSeq(b, []byte("\n")) {
+				f.Add(line)
+			}
+		}
+	}
+	f.Add([]byte(`{"type":"assistant","message":{"content":[{"type":"text","text":"a\ud800b \u00e9 \xff"}]}}`))
+	f.Add([]byte(`{"type":"result","is_error":false,"total_cost_usd":1e-3,"usage":{"input_tokens":1.5}}`))
+	f.Add([]byte(`{"type":"user","type":"system","subtype":"init","model":"m"}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if len(line) > 1<<16 {
+			return
+		}
+		fast, ferr := parseClaudeLineWith(line, segjson.Unmarshal)
+		std, serr := parseClaudeLineWith(line, json.Unmarshal)
+		if (ferr == nil) != (serr == nil) {
+			t.Fatalf("fast decoder err %v, encoding/json err %v, line %q", ferr, serr, line)
+		}
+		if serr != nil {
+			return
+		}
+		fb, _ := json.Marshal(fast)
+		sb, _ := json.Marshal(std)
+		if !bytes.Equal(fb, sb) {
+			t.Fatalf("fast decoder\n%s\nencoding/json\n%s\nline %q", fb, sb, line)
 		}
 	})
 }
