@@ -1,0 +1,155 @@
+// Command benchsum reads `go test -bench` output (several -count runs) and
+// prints the summary table of BENCHMARKS.md: for every figure issue #10
+// sets a target for, the median of the runs, the target and whether it is
+// met; then the median of every other reported metric. `go tool task
+// bench` pipes its run through it.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// target is one figure with a goal.
+type target struct {
+	figure string
+	bench  string // benchmark name without the -GOMAXPROCS suffix
+	metric string
+	// scale turns the metric into unit (ns/op into ms, say); 0 means 1.
+	scale     float64
+	unit      string
+	atMost    bool // the figure must be ≤ goal (else ≥ goal)
+	goal      float64
+	goalLabel string
+}
+
+// targets are the figures issue #10 sets goals for, in the units of the
+// goals.
+func targets() []target {
+	return []target{
+		{"start → /healthz 200", "BenchmarkStartToReady", "start-ms", 0, "ms", true, 15, "≤ 15 ms"},
+		{"idle RSS", "BenchmarkStartToReady", "idle-rss-MB", 0, "MB", true, 20, "≤ 20 MB"},
+		{"50×200 workload: peak RSS", "BenchmarkWorkload50x200", "peak-rss-MB", 0, "MB", true, 60, "≤ 60 MB"},
+		{"50×200 workload: daemon CPU", "BenchmarkWorkload50x200", "cpu-s", 0, "s", true, 2.0, "≤ 2.0 s"},
+		{"50×200 workload: events lost", "BenchmarkWorkload50x200", "events-lost", 0, "", true, 0, "0"},
+		{"50×200 workload: issues dispatched twice", "BenchmarkWorkload50x200", "double-dispatch", 0, "", true, 0, "0"},
+		{"dispatch after refresh, p50", "BenchmarkDispatchLatency", "dispatch-p50-ms", 0, "ms", true, 5, "≤ 5 ms"},
+		{"pipeline, 100 flooding agents", "BenchmarkPipeline/agents=100", "events/s", 0, "events/s", false, 50000, "≥ 50,000 events/s"},
+		{"pipeline as a share of raw JetStream", "BenchmarkPipeline/agents=100", "%-of-raw", 0, "%", false, 50, "≥ 50 %"},
+		{"agent line → SSE client, p99, 100 agents × 200 events/s", "BenchmarkPipelineLatency", "p99-ms", 0, "ms", true, 20, "< 20 ms"},
+		{"Linear poll of 10,000 issues, adapter CPU", "BenchmarkLinearPoll10k/server=replay", "cpu-ms/poll", 0, "ms", true, 1000, "< 1 s"},
+		{"list 10,000 runs", "BenchmarkRunsList10k", "ms/list", 0, "ms", true, 100, "< 100 ms"},
+		{"replay a 100,000-event run", "BenchmarkReplay100k", "events/s", 0, "events/s", false, 200000, "≥ 200,000 events/s"},
+		{"restart with 1 GiB of history", "BenchmarkRestart1GiB/history=fresh/cache=warm", "restart-ms", 0, "ms", true, 2000, "< 2 s"},
+		{"overview with 1,000 runs", "BenchmarkOverview/runs=1000", "ns/op", 1e-6, "ms", true, 100, "< 100 ms"},
+	}
+}
+
+// lineRE matches a result line: name, iterations, then value/unit pairs.
+var lineRE = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+// samples holds every value seen, by benchmark then metric.
+type samples map[string]map[string][]float64
+
+func read(r io.Reader) (samples, []string, error) {
+	s := samples{}
+	var order []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		m := lineRE.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		name, fields := m[1], strings.Fields(m[2])
+		if s[name] == nil {
+			s[name] = map[string][]float64{}
+			order = append(order, name)
+		}
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				continue
+			}
+			s[name][fields[i+1]] = append(s[name][fields[i+1]], v)
+		}
+	}
+	return s, order, sc.Err()
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+func format(v float64) string {
+	switch {
+	case v == float64(int64(v)) && v < 1e15:
+		return strconv.FormatInt(int64(v), 10)
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}
+
+func main() {
+	s, order, err := read(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchsum:", err)
+		os.Exit(1)
+	}
+	summarize(os.Stdout, s, order)
+}
+
+// summarize writes the target table, then every metric's median.
+func summarize(w io.Writer, s samples, order []string) {
+	fmt.Fprintln(w, "| figure | target | median | runs | status |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	missed := 0
+	all := targets()
+	for _, t := range all {
+		v := s[t.bench][t.metric]
+		if len(v) == 0 {
+			fmt.Fprintf(w, "| %s | %s | not measured | 0 | — |\n", t.figure, t.goalLabel)
+			continue
+		}
+		m := median(v)
+		if t.scale != 0 {
+			m *= t.scale
+		}
+		ok := m >= t.goal
+		if t.atMost {
+			ok = m <= t.goal
+		}
+		status := "met"
+		if !ok {
+			status, missed = "missed", missed+1
+		}
+		fmt.Fprintf(w, "| %s | %s | %s %s | %d | %s |\n", t.figure, t.goalLabel, format(m), t.unit, len(v), status)
+	}
+	fmt.Fprintf(w, "\n%d of %d targets missed\n\nEvery metric (median of the runs):\n", missed, len(all))
+	for _, name := range order {
+		metrics := make([]string, 0, len(s[name]))
+		for k := range s[name] {
+			metrics = append(metrics, k)
+		}
+		slices.Sort(metrics)
+		var b strings.Builder
+		for _, k := range metrics {
+			fmt.Fprintf(&b, "  %s %s", format(median(s[name][k])), k)
+		}
+		fmt.Fprintf(w, "%-58s%s\n", name, b.String())
+	}
+}
