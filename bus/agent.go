@@ -85,8 +85,10 @@ type TurnEvent struct {
 type RunProgress struct {
 	RunID string `json:"run_id"`
 	Turn  int    `json:"turn"`
-	// Events is how many agent events the run has produced so far.
+	// Events is how many agent events the run has produced so far; New how
+	// many of them since the previous progress message.
 	Events int64 `json:"events"`
+	New    int64 `json:"new"`
 	// Last is the latest event, its text and tool input cut short.
 	Last TurnEvent `json:"last"`
 	// RateLimit is the latest API retry or HTTP 429 result since the

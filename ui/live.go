@@ -65,9 +65,7 @@ func (s *Server) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// counted is each running run's agent events already counted in the
-	// metrics (progress carries a running total).
-	counted := map[string]int64{}
+
 	hookEvents, err := bus.Subscribe(ctx, b, bus.WorkspaceHookEvents)
 	if err != nil {
 		return err
@@ -155,19 +153,14 @@ func (s *Server) follow(ctx context.Context) error {
 			}
 			s.metrics.event(bus.StreamRuns)
 			s.model.ApplyRunEvent(m.Data, false)
-			if m.Data.Event == bus.RunFinished {
-				delete(counted, m.Data.RunID)
-			}
 		case m, ok := <-progress.C():
 			if !ok {
 				return ended("agent progress subscription")
 			}
-			p := m.Data
-			if n := p.Events - counted[p.RunID]; n > 0 {
-				s.metrics.events(bus.StreamTurns, n)
-				counted[p.RunID] = p.Events
+			if m.Data.New > 0 {
+				s.metrics.events(bus.StreamTurns, m.Data.New)
 			}
-			s.model.ApplyProgress(p)
+			s.model.ApplyProgress(m.Data)
 		case m, ok := <-hookEvents.C():
 			if !ok {
 				return ended("hook event subscription")

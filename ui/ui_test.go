@@ -125,7 +125,7 @@ func (h *harness) record(t *testing.T, runID, ident, title string, finish bool) 
 			t.Fatal(err)
 		}
 		// The runner's coalesced progress (here one per event).
-		if err := bus.Publish(h.b, bus.AgentProgress, bus.RunProgress{RunID: runID, Turn: 1, Events: seq, Last: te.Brief()}, runID); err != nil {
+		if err := bus.Publish(h.b, bus.AgentProgress, bus.RunProgress{RunID: runID, Turn: 1, Events: seq, New: 1, Last: te.Brief()}, runID); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,6 +21,8 @@ type progress struct {
 	p      bus.RunProgress
 	dirty  bool
 	sentAt time.Time
+	// sent is the event count of the previous message.
+	sent int64
 }
 
 // progressPeriod is ProgressPeriod, or a quarter of the stall timeout when
@@ -70,9 +72,10 @@ func (pr *progress) flush(now time.Time) {
 
 // sendLocked publishes under the lock, so messages leave in order.
 func (pr *progress) sendLocked(now time.Time) {
+	pr.p.New = pr.p.Events - pr.sent
 	_ = bus.Publish(pr.b, bus.AgentProgress, pr.p, pr.p.RunID)
 	pr.p.RateLimit = nil
-	pr.dirty, pr.sentAt = false, now
+	pr.dirty, pr.sentAt, pr.sent = false, now, pr.p.Events
 }
 
 // run publishes the latest progress every period while events come, until

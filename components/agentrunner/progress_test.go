@@ -39,7 +39,7 @@ func TestProgressCoalesces(t *testing.T) {
 		return bus.TurnEvent{RunID: "run-p", Turn: 2, Seq: seq, At: t0.Add(time.Duration(seq) * time.Millisecond), Kind: kind, Text: text}
 	}
 	pr.note(ev(1, bus.TurnText, "first"), t0)
-	if p := next(); p.Events != 1 || p.Last.Text != "first" || p.Turn != 2 || p.RateLimit != nil {
+	if p := next(); p.Events != 1 || p.New != 1 || p.Last.Text != "first" || p.Turn != 2 || p.RateLimit != nil {
 		t.Fatalf("first progress: %+v", p)
 	}
 	pr.note(ev(2, bus.TurnAPIRetry, "attempt 1/10 (HTTP 429)"), t0.Add(time.Millisecond))
@@ -48,7 +48,7 @@ func TestProgressCoalesces(t *testing.T) {
 	}
 	pr.flush(t0.Add(time.Second))
 	p := next()
-	if p.Events != 500 || p.Last.Seq != 500 || p.RateLimit == nil || p.RateLimit.Kind != bus.TurnAPIRetry {
+	if p.Events != 500 || p.New != 499 || p.Last.Seq != 500 || p.RateLimit == nil || p.RateLimit.Kind != bus.TurnAPIRetry {
 		t.Fatalf("coalesced progress: events %d, last %d, rate limit %+v", p.Events, p.Last.Seq, p.RateLimit)
 	}
 	if len(p.Last.Text) > bus.ProgressTextBytes+len("…") {
