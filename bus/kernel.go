@@ -77,11 +77,11 @@ type Bus struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// subs are the live subscriptions of Subscribe and Serve. Close removes
+	// subs are the live subscriptions of Subscribe and Serve. Close ends
 	// them before draining: a drain waits for pending messages to be read,
 	// and nobody reads a subscription whose owner has stopped.
 	subsMu sync.Mutex
-	subs   map[*nats.Subscription]struct{}
+	subs   map[*nats.Subscription]trackedSub
 
 	// buckets caches KV handles: opening one asks the server for the
 	// bucket's stream info, which is too slow to do on every read.
@@ -89,13 +89,20 @@ type Bus struct {
 	buckets   map[string]jetstream.KeyValue
 }
 
-func (b *Bus) track(s *nats.Subscription) {
+// trackedSub is what the bus keeps of a live subscription of Subscribe or
+// Serve.
+type trackedSub struct {
+	end      func() // unsubscribes and ends it (closes its channels)
+	overflow func() // counts and logs a slow-consumer episode
+}
+
+func (b *Bus) track(s *nats.Subscription, t trackedSub) {
 	b.subsMu.Lock()
 	defer b.subsMu.Unlock()
 	if b.subs == nil {
-		b.subs = map[*nats.Subscription]struct{}{}
+		b.subs = map[*nats.Subscription]trackedSub{}
 	}
-	b.subs[s] = struct{}{}
+	b.subs[s] = t
 }
 
 // untrack unsubscribes s (once) and forgets it.
@@ -107,6 +114,54 @@ func (b *Bus) untrack(s *nats.Subscription) {
 	if ok {
 		_ = s.Unsubscribe()
 	}
+}
+
+// connHandlers are the connection callbacks of a bus: a closed connection
+// ends its subscriptions; a slow-consumer report goes to the subscription
+// it concerns; other asynchronous errors are logged.
+func (b *Bus) connHandlers() []nats.Option {
+	return []nats.Option{
+		nats.ClosedHandler(func(*nats.Conn) {
+			close(b.closed)
+			b.endAll()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil && errors.Is(err, nats.ErrSlowConsumer) && b.slowConsumer(sub) {
+				return
+			}
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			b.log.Error("nats client error", "subject", subject, "err", err)
+		}),
+	}
+}
+
+// endAll ends every live subscription (at teardown, or when the connection
+// closed under them).
+func (b *Bus) endAll() {
+	b.subsMu.Lock()
+	live := make([]trackedSub, 0, len(b.subs))
+	for _, t := range b.subs {
+		live = append(live, t)
+	}
+	b.subsMu.Unlock()
+	for _, t := range live {
+		t.end()
+	}
+}
+
+// slowConsumer routes nats.go's slow-consumer report for s to its
+// subscription; false when s is not one of ours.
+func (b *Bus) slowConsumer(s *nats.Subscription) bool {
+	b.subsMu.Lock()
+	t, ok := b.subs[s]
+	b.subsMu.Unlock()
+	if ok {
+		t.overflow()
+	}
+	return ok
 }
 
 // Open starts the embedded NATS server with JetStream on opts.DataDir,
@@ -203,15 +258,8 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	copts := []nats.Option{
 		nats.InProcessServer(ns),
 		nats.Name(name),
-		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subject := ""
-			if sub != nil {
-				subject = sub.Subject
-			}
-			log.Error("nats client error", "subject", subject, "err", err)
-		}),
 	}
+	copts = append(copts, b.connHandlers()...)
 	if token != "" {
 		copts = append(copts, nats.Token(token))
 	}
@@ -287,8 +335,7 @@ func Connect(ctx context.Context, url, token string, log *slog.Logger) (*Bus, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bus{log: log, closed: make(chan struct{}), listenURL: url}
-	nc, err := nats.Connect(url, nats.Token(token), nats.Name("symphony cli"), nats.Timeout(5*time.Second),
-		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }))
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Token(token), nats.Name("symphony cli"), nats.Timeout(5 * time.Second)}, b.connHandlers()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
 	}
@@ -362,15 +409,7 @@ func (b *Bus) Close(ctx context.Context) error {
 func (b *Bus) teardown(ctx context.Context) error {
 	var errs []error
 	if b.nc != nil {
-		b.subsMu.Lock()
-		live := make([]*nats.Subscription, 0, len(b.subs))
-		for s := range b.subs {
-			live = append(live, s)
-		}
-		b.subsMu.Unlock()
-		for _, s := range live {
-			b.untrack(s)
-		}
+		b.endAll()
 		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}

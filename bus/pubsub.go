@@ -110,6 +110,18 @@ func (s *Subscription[T]) Overflows() int64 { return s.dropped.Load() }
 // header, newer schema, bad JSON). They are logged and skipped.
 func (s *Subscription[T]) Invalid() int64 { return s.invalid.Load() }
 
+// Pending limits of a subscription: how much a slow reader may fall behind
+// before core NATS drops messages for it. The queue is a list that grows
+// with what is pending (a callback subscription of nats.go), so an idle
+// subscription costs nothing; a SubscribeSync one would preallocate a
+// channel of subPendingMsgs slots (512 KiB, scanned by every GC).
+const (
+	subPendingMsgs  = 65536
+	subPendingBytes = 256 << 20
+	// servePendingBytes is a responder's byte limit (the nats.go default).
+	servePendingBytes = 64 << 20
+)
+
 // Subscribe listens on the topic's subjects matching filter tokens (missing
 // trailing tokens are wildcards). The subscription is owned by ctx: when ctx
 // ends the NATS subscription is removed and C is closed. The subscription is
@@ -127,53 +139,142 @@ func Subscribe[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string)
 }
 
 func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, typeName string) (*Subscription[T], error) {
-	ns, err := b.nc.SubscribeSync(subject)
+	s := &Subscription[T]{c: make(chan Message[T]), done: make(chan struct{})}
+	d := newDelivery(func() {
+		close(s.c)
+		close(s.done)
+	})
+	// nats.go calls the handler from one goroutine per subscription, in
+	// order; messages wait in its pending list while the reader is busy.
+	ns, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
+		if !d.enter() {
+			return
+		}
+		defer d.leave()
+		v, err := decode[T](m, spec, typeName)
+		if err != nil {
+			s.invalid.Add(1)
+			b.log.Warn("dropped undecodable message", "subject", m.Subject, "err", err)
+			return
+		}
+		select {
+		case s.c <- Message[T]{Subject: m.Subject, Data: v}:
+		case <-d.stop:
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 	}
-	if err := ns.SetPendingLimits(65536, 256<<20); err != nil {
-		_ = ns.Unsubscribe()
+	overflow := func() {
+		s.dropped.Add(1)
+		b.log.Error("slow subscriber lost messages", "subject", subject)
+	}
+	if err := b.register(ctx, ns, d, subPendingMsgs, subPendingBytes, overflow); err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	return s, nil
+}
+
+// delivery is the ending protocol of a callback subscription. The handler
+// runs on nats.go's goroutine and may block handing a message to its
+// consumer; ending must unblock it (stop), remove the NATS subscription,
+// and only then, with no handler running, call finish (which closes the
+// consumer's channels: closing them under a running handler would make it
+// send on a closed channel).
+type delivery struct {
+	stop   chan struct{} // closed when the subscription starts ending
+	finish func()        // called once, when ended
+
+	mu           sync.Mutex
+	ending       bool // end has begun: handlers return at once
+	unsubscribed bool // the NATS subscription is removed
+	running      bool // a handler is between enter and leave
+	finished     bool
+	afterStop    func() bool // deregisters the context's AfterFunc
+}
+
+func newDelivery(finish func()) *delivery {
+	return &delivery{stop: make(chan struct{}), finish: finish}
+}
+
+// enter starts a handler; false means the subscription is ending and the
+// message is dropped (it would have been discarded by the unsubscribe).
+func (d *delivery) enter() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ending {
+		return false
+	}
+	d.running = true
+	return true
+}
+
+// leave ends a handler started by enter; the last one out of an ended
+// subscription finishes it.
+func (d *delivery) leave() {
+	d.mu.Lock()
+	d.running = false
+	fin := d.unsubscribed && !d.finished
+	d.finished = d.finished || fin
+	d.mu.Unlock()
+	if fin {
+		d.done()
+	}
+}
+
+// end stops the subscription: it unblocks a running handler, calls
+// unsubscribe, and finishes once no handler runs. It is idempotent.
+func (d *delivery) end(unsubscribe func()) {
+	d.mu.Lock()
+	if d.ending {
+		d.mu.Unlock()
+		return
+	}
+	d.ending = true
+	close(d.stop)
+	d.mu.Unlock()
+	unsubscribe()
+	d.mu.Lock()
+	d.unsubscribed = true
+	fin := !d.running && !d.finished
+	d.finished = d.finished || fin
+	d.mu.Unlock()
+	if fin {
+		d.done()
+	}
+}
+
+func (d *delivery) done() {
+	d.mu.Lock()
+	stop := d.afterStop
+	d.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	d.finish()
+}
+
+// register completes a callback subscription: it sets its pending limits,
+// waits until the server has it (a message published after Subscribe or
+// Serve returns is seen), and ties its end to ctx and to the connection.
+// overflow is called for every slow-consumer episode. On an error the
+// subscription is removed.
+func (b *Bus) register(ctx context.Context, ns *nats.Subscription, d *delivery, msgs, bytes int, overflow func()) error {
+	if err := ns.SetPendingLimits(msgs, bytes); err != nil {
+		_ = ns.Unsubscribe()
+		return err
 	}
 	if err := b.nc.Flush(); err != nil {
 		_ = ns.Unsubscribe()
-		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+		return err
 	}
-	b.track(ns)
-	s := &Subscription[T]{c: make(chan Message[T]), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		defer close(s.c)
-		defer b.untrack(ns)
-		for {
-			m, err := ns.NextMsgWithContext(ctx)
-			if errors.Is(err, nats.ErrSlowConsumer) {
-				// The pending buffer overflowed and messages were dropped;
-				// the subscription itself is intact. Count, log, go on.
-				s.dropped.Add(1)
-				b.log.Error("slow subscriber lost messages", "subject", subject)
-				continue
-			}
-			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-					b.log.Error("subscription ended", "subject", subject, "err", err)
-				}
-				return
-			}
-			v, err := decode[T](m, spec, typeName)
-			if err != nil {
-				s.invalid.Add(1)
-				b.log.Warn("dropped undecodable message", "subject", m.Subject, "err", err)
-				continue
-			}
-			select {
-			case s.c <- Message[T]{Subject: m.Subject, Data: v}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return s, nil
+	end := func() { d.end(func() { b.untrack(ns) }) }
+	b.track(ns, trackedSub{end: end, overflow: overflow})
+	stop := context.AfterFunc(ctx, end)
+	d.mu.Lock()
+	d.afterStop = stop
+	d.mu.Unlock()
+	return nil
 }
 
 // RemoteError is a failure reported by the responder of a request.
@@ -244,42 +345,41 @@ func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n 
 	if err != nil {
 		return nil, err
 	}
-	ns, err := b.nc.QueueSubscribeSync(subject, "q."+strings.NewReplacer("{", "", "}", "").Replace(r.spec.Pattern))
+	done := make(chan struct{})
+	slots := make(chan struct{}, n)
+	var inflight sync.WaitGroup
+	// Handlers in flight are waited for off the delivery goroutine: an
+	// ending subscription must not hold up the bus's teardown.
+	d := newDelivery(func() {
+		go func() {
+			inflight.Wait()
+			close(done)
+		}()
+	})
+	ns, err := b.nc.QueueSubscribe(subject, "q."+strings.NewReplacer("{", "", "}", "").Replace(r.spec.Pattern), func(m *nats.Msg) {
+		if !d.enter() {
+			return
+		}
+		defer d.leave()
+		select {
+		case slots <- struct{}{}:
+		case <-d.stop:
+			return
+		}
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			serveOne(ctx, b, m, r.spec, h)
+		})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %s: %w", subject, err)
 	}
-	if err := b.nc.Flush(); err != nil {
-		_ = ns.Unsubscribe()
+	overflow := func() {
+		b.log.Error("responder overflowed; some requests were dropped (their askers time out)", "subject", subject)
+	}
+	if err := b.register(ctx, ns, d, subPendingMsgs, servePendingBytes, overflow); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", subject, err)
 	}
-	b.track(ns)
-	done := make(chan struct{})
-	slots := make(chan struct{}, n)
-	go func() {
-		var inflight sync.WaitGroup
-		defer close(done)
-		defer inflight.Wait()
-		defer b.untrack(ns)
-		for {
-			m, err := ns.NextMsgWithContext(ctx)
-			if errors.Is(err, nats.ErrSlowConsumer) {
-				b.log.Error("responder overflowed; some requests were dropped (their askers time out)", "subject", subject)
-				continue
-			}
-			if err != nil {
-				return
-			}
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			inflight.Go(func() {
-				defer func() { <-slots }()
-				serveOne(ctx, b, m, r.spec, h)
-			})
-		}
-	}()
 	return done, nil
 }
 
