@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,8 +278,12 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	if maxAge == 0 {
 		maxAge = DefaultStreamMaxAge
 	}
-	if err := declare(ctx, js, maxAge); err != nil {
+	changed, err := declare(ctx, js, maxAge)
+	if err != nil {
 		return b, err
+	}
+	if len(changed) > 0 {
+		log.Debug("bus: streams created or updated", "streams", changed)
 	}
 	if err := checkStore(ctx, b, opts.AcceptStoreDamage); err != nil {
 		return b, err
@@ -287,28 +292,37 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	return b, nil
 }
 
-// declare creates or updates every stream and bucket of the catalogue.
-func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) error {
+// declare creates or updates every stream and bucket of the catalogue. It
+// lists the existing streams in one request and sends a create or update
+// only for a stream whose configuration differs from the catalogue's: an
+// update rewrites the stream's metadata on disk and was most of the cost of
+// a start, for nothing when the configuration is already right (the usual
+// case). It returns the names of the streams it created or updated.
+func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) ([]string, error) {
+	have := map[string]jetstream.StreamConfig{}
+	list := js.ListStreams(ctx)
+	for info := range list.Info() {
+		have[info.Config.Name] = info.Config
+	}
+	if err := list.Err(); err != nil {
+		return nil, fmt.Errorf("bus: list streams: %w", err)
+	}
+	var changed []string
 	for _, st := range Streams() {
-		age := st.MaxAge
-		if age == 0 {
-			age = maxAge
+		cfg := streamConfig(st, maxAge)
+		if cur, ok := have[cfg.Name]; ok && sameStreamConfig(cur, cfg) {
+			continue
 		}
-		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        st.Name,
-			Description: st.Doc,
-			Subjects:    st.Subjects,
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.FileStorage,
-			MaxAge:      age,
-			Duplicates:  DuplicateWindow,
-			Discard:     jetstream.DiscardOld,
-		})
-		if err != nil {
-			return fmt.Errorf("bus: declare stream %s: %w", st.Name, err)
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("bus: declare stream %s: %w", st.Name, err)
 		}
+		changed = append(changed, cfg.Name)
 	}
 	for _, kv := range Buckets() {
+		cfg := bucketStreamConfig(kv)
+		if cur, ok := have[cfg.Name]; ok && sameStreamConfig(cur, cfg) {
+			continue
+		}
 		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      kv.Name,
 			Description: kv.Doc,
@@ -316,10 +330,91 @@ func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) 
 			Storage:     jetstream.FileStorage,
 		})
 		if err != nil {
-			return fmt.Errorf("bus: declare bucket %s: %w", kv.Name, err)
+			return nil, fmt.Errorf("bus: declare bucket %s: %w", kv.Name, err)
 		}
+		changed = append(changed, cfg.Name)
 	}
-	return nil
+	return changed, nil
+}
+
+// streamConfig is the stream configuration of a catalogue stream.
+func streamConfig(st StreamSpec, maxAge time.Duration) jetstream.StreamConfig {
+	age := st.MaxAge
+	if age == 0 {
+		age = maxAge
+	}
+	return jetstream.StreamConfig{
+		Name:        st.Name,
+		Description: st.Doc,
+		Subjects:    st.Subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      age,
+		Duplicates:  DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+// bucketStreamConfig is the stream configuration nats.go derives from a
+// bucket's KeyValueConfig (jetstream's prepareKeyValueConfig, for the
+// settings the catalogue uses). It only decides whether the bucket needs
+// an update; the update itself goes through CreateOrUpdateKeyValue. Were it
+// to drift from nats.go's, buckets would be updated at every start
+// (TestRedeclareChangesNothing catches that).
+func bucketStreamConfig(kv BucketSpec) jetstream.StreamConfig {
+	history := int64(kv.History)
+	if history == 0 {
+		history = 1
+	}
+	return jetstream.StreamConfig{
+		Name:              "KV_" + kv.Name,
+		Description:       kv.Doc,
+		Subjects:          []string{"$KV." + kv.Name + ".>"},
+		MaxMsgsPerSubject: history,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          1,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
+	}
+}
+
+// sameStreamConfig reports whether the server's configuration of a stream
+// is the one declared, once the server's defaults are applied to the
+// declared one (0 limits mean unlimited, -1; 0 replicas mean 1). Metadata
+// is the server's own (API levels) and not compared.
+func sameStreamConfig(have, want jetstream.StreamConfig) bool {
+	norm := func(c jetstream.StreamConfig) jetstream.StreamConfig {
+		for _, p := range []*int64{&c.MaxMsgs, &c.MaxBytes, &c.MaxMsgsPerSubject} {
+			if *p == 0 {
+				*p = -1
+			}
+		}
+		if c.MaxConsumers == 0 {
+			c.MaxConsumers = -1
+		}
+		if c.MaxMsgSize == 0 {
+			c.MaxMsgSize = -1
+		}
+		if c.Replicas == 0 {
+			c.Replicas = 1
+		}
+		if len(c.Subjects) == 0 {
+			c.Subjects = nil
+		}
+		if len(c.Sources) == 0 {
+			c.Sources = nil
+		}
+		c.Metadata = nil
+		return c
+	}
+	return reflect.DeepEqual(norm(have), norm(want))
 }
 
 // URLFileName is the file in the data directory holding the opt-in
