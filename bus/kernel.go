@@ -87,7 +87,7 @@ type Bus struct {
 	// buckets caches KV handles: opening one asks the server for the
 	// bucket's stream info, which is too slow to do on every read.
 	bucketsMu sync.Mutex
-	buckets   map[string]jetstream.KeyValue
+	buckets   map[string]*bucketHandle
 }
 
 // trackedSub is what the bus keeps of a live subscription of Subscribe or

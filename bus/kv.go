@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -92,24 +93,37 @@ func (k Key[T]) decode(raw []byte) (T, error) {
 	return v, nil
 }
 
+// kv returns the bucket's handle, opening it on first use. Concurrent
+// first uses (components and the dashboard start at once) share one
+// opening instead of each asking the server; a failed opening is not kept.
 func (b *Bus) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
 	b.bucketsMu.Lock()
-	kv, ok := b.buckets[bucket]
+	h, ok := b.buckets[bucket]
+	if !ok {
+		if b.buckets == nil {
+			b.buckets = map[string]*bucketHandle{}
+		}
+		h = &bucketHandle{}
+		b.buckets[bucket] = h
+	}
 	b.bucketsMu.Unlock()
-	if ok {
-		return kv, nil
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kv != nil {
+		return h.kv, nil
 	}
 	kv, err := b.js.KeyValue(ctx, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
 	}
-	b.bucketsMu.Lock()
-	if b.buckets == nil {
-		b.buckets = map[string]jetstream.KeyValue{}
-	}
-	b.buckets[bucket] = kv
-	b.bucketsMu.Unlock()
+	h.kv = kv
 	return kv, nil
+}
+
+// bucketHandle is a bucket's handle once opened; mu is held while opening.
+type bucketHandle struct {
+	mu sync.Mutex
+	kv jetstream.KeyValue
 }
 
 // Get reads the key's current value; ErrKeyNotFound when there is none.

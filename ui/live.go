@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -15,58 +16,42 @@ import (
 // changes, live agent events).
 func (s *Server) follow(ctx context.Context) error {
 	b := s.opts.Bus
-	summaries, err := bus.WatchSet(ctx, b, bus.RunSummaries)
-	if err != nil {
-		return err
-	}
-	claims, err := bus.WatchSet(ctx, b, bus.Claims)
-	if err != nil {
-		return err
-	}
-	retries, err := bus.WatchSet(ctx, b, bus.Retries)
-	if err != nil {
-		return err
-	}
-	blocks, err := bus.WatchSet(ctx, b, bus.Blocks)
-	if err != nil {
-		return err
-	}
-	pause, err := bus.Watch(ctx, b, bus.DispatchPause)
-	if err != nil {
-		return err
-	}
-	configs, err := bus.Watch(ctx, b, bus.ConfigCurrent)
-	if err != nil {
-		return err
-	}
-	statuses, err := bus.Watch(ctx, b, bus.ConfigStatus)
-	if err != nil {
-		return err
-	}
-	snaps, err := bus.Subscribe(ctx, b, bus.TrackerSnapshots)
-	if err != nil {
-		return err
-	}
-	fails, err := bus.Subscribe(ctx, b, bus.TrackerPollFailures)
-	if err != nil {
-		return err
-	}
-	comps, err := bus.Subscribe(ctx, b, bus.ComponentEvents)
-	if err != nil {
-		return err
-	}
-	runEvents, err := bus.Subscribe(ctx, b, bus.RunEvents)
-	if err != nil {
-		return err
-	}
-	// Agent events reach the overview coalesced; the run page follows
-	// the TURNS stream itself.
-	progress, err := bus.Subscribe(ctx, b, bus.AgentProgress)
-	if err != nil {
-		return err
-	}
-
-	hookEvents, err := bus.Subscribe(ctx, b, bus.WorkspaceHookEvents)
+	var (
+		summaries  <-chan bus.SetEvent[bus.RunSummary]
+		claims     <-chan bus.SetEvent[bus.Claim]
+		retries    <-chan bus.SetEvent[bus.RetryEntry]
+		blocks     <-chan bus.SetEvent[bus.BlockedEntry]
+		pause      <-chan bus.Entry[bus.PauseState]
+		configs    <-chan bus.Entry[bus.ConfigSnapshot]
+		statuses   <-chan bus.Entry[bus.WorkflowStatus]
+		snaps      *bus.Subscription[bus.CandidateSnapshot]
+		fails      *bus.Subscription[bus.PollFailed]
+		comps      *bus.Subscription[bus.ComponentEvent]
+		runEvents  *bus.Subscription[bus.RunEvent]
+		progress   *bus.Subscription[bus.RunProgress]
+		hookEvents *bus.Subscription[bus.HookEvent]
+	)
+	// Each watch and subscription is a round trip to the server (a KV
+	// watch creates a consumer); they are independent, so they are set up
+	// at once: the dashboard is ready (/healthz) after the slowest, not
+	// after their sum. Whatever was set up before an error ends with ctx.
+	err := concurrently(
+		func() (err error) { summaries, err = bus.WatchSet(ctx, b, bus.RunSummaries); return err },
+		func() (err error) { claims, err = bus.WatchSet(ctx, b, bus.Claims); return err },
+		func() (err error) { retries, err = bus.WatchSet(ctx, b, bus.Retries); return err },
+		func() (err error) { blocks, err = bus.WatchSet(ctx, b, bus.Blocks); return err },
+		func() (err error) { pause, err = bus.Watch(ctx, b, bus.DispatchPause); return err },
+		func() (err error) { configs, err = bus.Watch(ctx, b, bus.ConfigCurrent); return err },
+		func() (err error) { statuses, err = bus.Watch(ctx, b, bus.ConfigStatus); return err },
+		func() (err error) { snaps, err = bus.Subscribe(ctx, b, bus.TrackerSnapshots); return err },
+		func() (err error) { fails, err = bus.Subscribe(ctx, b, bus.TrackerPollFailures); return err },
+		func() (err error) { comps, err = bus.Subscribe(ctx, b, bus.ComponentEvents); return err },
+		func() (err error) { runEvents, err = bus.Subscribe(ctx, b, bus.RunEvents); return err },
+		// Agent events reach the overview coalesced; the run page follows
+		// the TURNS stream itself.
+		func() (err error) { progress, err = bus.Subscribe(ctx, b, bus.AgentProgress); return err },
+		func() (err error) { hookEvents, err = bus.Subscribe(ctx, b, bus.WorkspaceHookEvents); return err },
+	)
 	if err != nil {
 		return err
 	}
@@ -169,6 +154,18 @@ func (s *Server) follow(ctx context.Context) error {
 			s.model.ApplyHookEvent(m.Data)
 		}
 	}
+}
+
+// concurrently runs fs, each in its own goroutine, and returns once all
+// have returned, with their errors joined.
+func concurrently(fs ...func() error) error {
+	errs := make([]error, len(fs))
+	var wg sync.WaitGroup
+	for i, f := range fs {
+		wg.Go(func() { errs[i] = f() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func applySet[T any](e bus.SetEvent[T], set func(string, *T), ready func()) {
