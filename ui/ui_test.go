@@ -260,7 +260,10 @@ func TestAPIState(t *testing.T) {
 func TestAPIIssueAndRuns(t *testing.T) {
 	h := newHarness(t)
 	h.record(t, "run-a", "ABC-1", "first", true)
-	h.eventually(t, "run summary", func() bool { _, ok := h.srv.model.Run("run-a"); return ok })
+	// The run's end, not just its first summary: the model may show an
+	// earlier state of a run for a moment (its events and its summary
+	// arrive on separate watches).
+	h.eventually(t, "run summary", func() bool { r, ok := h.srv.model.Run("run-a"); return ok && r.Status != "running" })
 
 	resp, body := get(t, h.url+"/api/v1/ABC-1")
 	wantStatus(t, resp, body, 200)
