@@ -177,6 +177,9 @@ func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliv
 	}()
 	start := func(stop func(), err error) error {
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // ended while setting up: not a failure
+			}
 			return err
 		}
 		stops = append(stops, stop)

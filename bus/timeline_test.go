@@ -169,10 +169,21 @@ func TestReadersLeaveNoConsumers(t *testing.T) {
 		t.Fatalf("RunEnd of an unknown run: %v, %v", none, err)
 	}
 	for range 3 {
+		// The reader stops once it has everything (3 events), however
+		// long its consumers take to set up.
 		fctx, cancel := context.WithCancel(ctx)
-		go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-		if err := FollowRun(fctx, b, "r1", RunCursor{}, func(StoredEvent) error { return nil }); err != nil {
+		seen := 0
+		if err := FollowRun(fctx, b, "r1", RunCursor{}, func(StoredEvent) error {
+			if seen++; seen == 3 {
+				cancel()
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
+		}
+		cancel()
+		if seen != 3 {
+			t.Fatalf("follow delivered %d of 3 events", seen)
 		}
 		if _, _, err := RunTimeline(ctx, b, "r1"); err != nil {
 			t.Fatal(err)
