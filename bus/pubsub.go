@@ -436,9 +436,10 @@ func errorReply(subject, code string, err error) *nats.Msg {
 
 // History iterates over the stored messages of a durable topic matching
 // filter tokens, oldest first, and ends once it has caught up (no matching
-// message pending); it does not wait for new ones. It reads with an ordered
-// consumer and writes nothing. Undecodable messages are yielded as errors
-// (the iteration continues if the caller continues).
+// message pending); it does not wait for new ones. It reads with
+// readStored and writes nothing but an ephemeral consumer. Undecodable
+// messages are yielded as errors (the iteration continues if the caller
+// continues).
 func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) iter.Seq2[Message[T], error] {
 	return func(yield func(Message[T], error) bool) {
 		if t.spec.Stream == "" {
@@ -450,70 +451,23 @@ func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) i
 			yield(Message[T]{}, err)
 			return
 		}
-		stream, err := b.js.Stream(ctx, t.spec.Stream)
-		if err != nil {
+		err = readStored(ctx, b, t.spec.Stream, subject, func(m *nats.Msg, at storedMeta) error {
+			v, derr := decode[T](m, t.spec, t.spec.typeName)
+			if !yield(Message[T]{Subject: m.Subject, Data: v, Raw: m.Data, Seq: at.Seq, Time: at.Time}, derr) {
+				return errStopped
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopped) {
 			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
-			return
-		}
-		cons, cleanup, err := orderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-		if err != nil {
-			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
-			return
-		}
-		defer cleanup()
-		// What is stored now is what the iteration reads: it stops at the
-		// message that left nothing pending, never waits for new ones, and
-		// ends early if messages are purged while it runs (a read that
-		// finds nothing for historyStall).
-		info := cons.CachedInfo()
-		if info == nil || info.NumPending == 0 {
-			return
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(historyBatch))
-		if err != nil {
-			yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
-			return
-		}
-		defer it.Stop()
-		for range info.NumPending {
-			if ctx.Err() != nil {
-				yield(Message[T]{}, ctx.Err())
-				return
-			}
-			jm, err := it.Next(jetstream.NextMaxWait(historyStall))
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
-			if err != nil {
-				yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err))
-				return
-			}
-			md, err := jm.Metadata()
-			if err != nil {
-				if !yield(Message[T]{}, fmt.Errorf("history %s: %w", subject, err)) {
-					return
-				}
-				continue
-			}
-			nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
-			v, derr := decode[T](nm, t.spec, t.spec.typeName)
-			if !yield(Message[T]{Subject: jm.Subject(), Data: v, Raw: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}, derr) {
-				return
-			}
-			if md.NumPending == 0 {
-				return
-			}
 		}
 	}
 }
 
-// historyBatch is how many stored messages a history read asks for at a
-// time; historyStall ends a read that finds nothing for that long (the
-// rest was purged meanwhile).
-const (
-	historyBatch = 1024
-	historyStall = 2 * time.Second
-)
+// historyStall fails a stored read that receives nothing for that long:
+// the server answers every pull request at once, with messages or a
+// status, so silence means it is gone or stuck.
+const historyStall = 2 * time.Second
 
 // readerInactivity is how soon the server drops a reader's consumer that
 // was left behind (a client that vanished); readers also delete theirs
