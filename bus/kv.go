@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/symphony-oss/symphony/internal/safeid"
@@ -78,7 +79,7 @@ func (k Key[T]) decode(raw []byte) (T, error) {
 	}
 	var v T
 	env.Data = &v
-	if err := json.Unmarshal(raw, &env); err != nil {
+	if err := jsonv1.Unmarshal(raw, &env); err != nil { // see decode
 		var zero T
 		return zero, fmt.Errorf("%w %s/%s: %v", ErrDecode, k.bucket, k.key, err)
 	}

@@ -39,6 +39,9 @@ const (
 type storedMeta struct {
 	Seq  uint64
 	Time time.Time
+	// Pending is how many matching messages the stream held after this
+	// one when it was delivered: with the first message, a size hint.
+	Pending uint64
 }
 
 // pullRequest is the body of a pull request. NoWait ends it as soon as no
@@ -184,7 +187,7 @@ func (r *storedReader) batch(ctx context.Context, reply string, want uint64, del
 		}
 		*delivered = ack.consumerSeq
 		got++
-		if err := r.fn(m, storedMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time)}); err != nil {
+		if err := r.fn(m, storedMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time), Pending: ack.pending}); err != nil {
 			return false, err
 		}
 		r.last = ack.streamSeq

@@ -88,58 +88,107 @@ func truncate(s string, n int) string {
 // (stream order within a stream), and the cursor just past them. It writes
 // nothing. A run with no stored events gives an empty timeline.
 func RunTimeline(ctx context.Context, b *Bus, runID string) ([]StoredEvent, RunCursor, error) {
-	var out []StoredEvent
-	err := collect(ctx, b, RunEvents, runID, &out, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })
-	if err == nil {
-		err = collect(ctx, b, TurnEvents, runID, &out, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })
-	}
-	if err == nil {
-		err = collect(ctx, b, WorkspaceHookEvents, runID, &out, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })
-	}
+	var cur RunCursor
+	runs, err := collect(ctx, b, RunEvents, runID, &cur.Runs, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })
 	if err != nil {
 		return nil, RunCursor{}, err
 	}
-	SortTimeline(out)
-	var cur RunCursor
-	for _, ev := range out {
-		cur.Advance(ev)
+	turns, err := collect(ctx, b, TurnEvents, runID, &cur.Turns, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })
+	if err != nil {
+		return nil, RunCursor{}, err
 	}
-	return out, cur, nil
+	hooks, err := collect(ctx, b, WorkspaceHookEvents, runID, &cur.Hooks, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })
+	if err != nil {
+		return nil, RunCursor{}, err
+	}
+	return mergeTimeline(runs, turns, hooks), cur, nil
 }
 
 // SortTimeline orders events by time, keeping stream order among equal
 // times.
 func SortTimeline(events []StoredEvent) {
-	slices.SortStableFunc(events, func(a, b StoredEvent) int {
-		if c := a.At.Compare(b.At); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Stream, b.Stream)
-	})
+	slices.SortStableFunc(events, compareTimeline)
 }
 
-// collect appends the stored events of one topic for a run; fill sets the
-// entry's time and typed event.
-func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, out *[]StoredEvent, fill func(*StoredEvent, *T)) error {
-	for m, err := range History(ctx, b, topic, runID) {
-		if err != nil && m.Subject != "" {
-			// One event this build cannot read (a newer schema, damage)
-			// must not hide the rest of the run.
-			b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", m.Seq, "err", err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		e, err := storedEvent(topic, m)
-		if err != nil {
-			return err
-		}
-		ev := m.Data
-		fill(&e, &ev)
-		*out = append(*out, e)
+func compareTimeline(a, b StoredEvent) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
 	}
-	return nil
+	return cmp.Compare(a.Stream, b.Stream)
+}
+
+// mergeTimeline is SortTimeline of the parts' concatenation, each part
+// being one stream's events in stream order. Each part is almost always
+// in time order already, so merging them moves every event once where a
+// stable sort of the whole would move the long turn stream many times
+// over; a run's events in one stream only come back as they are.
+func mergeTimeline(parts ...[]StoredEvent) []StoredEvent {
+	n, nonEmpty := 0, 0
+	var only []StoredEvent
+	for _, p := range parts {
+		if !slices.IsSortedFunc(p, compareTimeline) {
+			SortTimeline(p)
+		}
+		if len(p) > 0 {
+			n, nonEmpty, only = n+len(p), nonEmpty+1, p
+		}
+	}
+	if nonEmpty <= 1 {
+		return only
+	}
+	out := make([]StoredEvent, 0, n)
+	for len(out) < n {
+		best := -1
+		for i, p := range parts {
+			if len(p) > 0 && (best < 0 || compareTimeline(p[0], parts[best][0]) < 0) {
+				best = i
+			}
+		}
+		out = append(out, parts[best][0])
+		parts[best] = parts[best][1:]
+	}
+	return out
+}
+
+// collect reads the stored events of one topic for a run in stream order
+// and records the last stream sequence in last; fill sets each entry's
+// time and typed event. The typed events are decoded straight into one
+// slice sized by the first message's pending count (the entries point
+// into it), so a long run costs a few large allocations, not one per
+// event. An event this build cannot read (a newer schema, damage) is
+// logged and skipped: it must not hide the rest of the run.
+func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, last *uint64, fill func(*StoredEvent, *T)) ([]StoredEvent, error) {
+	subject, err := topic.Filter(runID)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		out  []StoredEvent
+		vals []T
+	)
+	err = readStored(ctx, b, topic.spec.Stream, subject, func(m *nats.Msg, at storedMeta) error {
+		if out == nil {
+			out, vals = make([]StoredEvent, 0, at.Pending+1), make([]T, 0, at.Pending+1)
+		}
+		*last = max(*last, at.Seq)
+		// Growing vals past its first size leaves earlier entries
+		// pointing into the old array, which stays valid.
+		vals = append(vals, *new(T))
+		v := &vals[len(vals)-1]
+		if err := decodeInto(m, topic.spec, topic.spec.typeName, v); err != nil {
+			vals = vals[:len(vals)-1]
+			b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
+			return nil
+		}
+		e := StoredEvent{Stream: topic.spec.Stream, Seq: at.Seq, Subject: m.Subject, Type: topic.spec.typeName, Event: m.Data}
+		fill(&e, v)
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("timeline of %s: %w", runID, err)
+	}
+	return out, nil
 }
 
 // storedEvent wraps a stored message; Event is the payload exactly as
