@@ -68,13 +68,7 @@ var errReadGap = errors.New("stored read: a message went missing")
 // end (the inactivity threshold is the backstop).
 func readStored(ctx context.Context, b *Bus, stream, filter string, fn func(*nats.Msg, storedMeta) error) error {
 	r := storedReader{b: b, stream: stream, filter: filter, fn: fn}
-	for {
-		err := r.run(ctx)
-		if !errors.Is(err, errReadGap) {
-			return err
-		}
-		b.log.Debug("stored read: resuming after a gap", "stream", stream, "filter", filter, "after", r.last)
-	}
+	return r.read(ctx)
 }
 
 // storedReader is one readStored call. last and left survive a restart
@@ -84,15 +78,32 @@ type storedReader struct {
 	b              *Bus
 	stream, filter string
 	fn             func(*nats.Msg, storedMeta) error
+	// batch and pendingLimit override readBatch and the subscription's
+	// pending message limit (tests make messages go missing with them).
+	batch, pendingLimit int
 
-	started bool
-	last    uint64 // stream sequence of the last message handed to fn
-	left    uint64 // messages still to read
+	started  bool
+	last     uint64 // stream sequence of the last message handed to fn
+	left     uint64 // messages still to read
+	restarts int    // consumers started again after a gap
 
 	// Of the current consumer: its replies arrive on inbox.<request>.
 	sub      *nats.Subscription
 	inbox    string
 	requests int
+}
+
+// read runs consumers until the read is complete, starting a new one
+// after the last message handed on whenever one went missing.
+func (r *storedReader) read(ctx context.Context) error {
+	for {
+		err := r.run(ctx)
+		if !errors.Is(err, errReadGap) {
+			return err
+		}
+		r.restarts++
+		r.b.log.Debug("stored read: resuming after a gap", "stream", r.stream, "filter", r.filter, "after", r.last)
+	}
 }
 
 // run reads with one consumer, on its own subscription (so nothing of an
@@ -105,6 +116,11 @@ func (r *storedReader) run(ctx context.Context) error {
 		return fmt.Errorf("read %s: %w", r.stream, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if r.pendingLimit > 0 {
+		if err := sub.SetPendingLimits(r.pendingLimit, -1); err != nil {
+			return fmt.Errorf("read %s: %w", r.stream, err)
+		}
+	}
 	r.sub = sub
 	cfg := jetstream.ConsumerConfig{
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -131,10 +147,14 @@ func (r *storedReader) run(ctx context.Context) error {
 	if !r.started {
 		r.started, r.left = true, info.NumPending
 	}
+	batch := uint64(readBatch)
+	if r.batch > 0 {
+		batch = uint64(r.batch)
+	}
 	next := apiNext + r.stream + "." + info.Name
 	var delivered uint64 // consumer sequence of the last message received
 	for r.left > 0 {
-		want := min(r.left, readBatch)
+		want := min(r.left, batch)
 		r.requests++
 		reply := r.inbox + "." + strconv.Itoa(r.requests)
 		body, err := json.Marshal(pullRequest{Batch: int(want), MaxBytes: readMaxBytes, NoWait: true})
@@ -144,7 +164,7 @@ func (r *storedReader) run(ctx context.Context) error {
 		if err := r.b.nc.PublishRequest(next, reply, body); err != nil {
 			return fmt.Errorf("read %s: %w", r.stream, err)
 		}
-		done, err := r.batch(ctx, reply, want, &delivered)
+		done, err := r.receive(ctx, reply, want, &delivered)
 		if err != nil || done {
 			return err
 		}
@@ -152,16 +172,13 @@ func (r *storedReader) run(ctx context.Context) error {
 	return nil
 }
 
-// batch receives the answer to one pull request for want messages. It
+// receive receives the answer to one pull request for want messages. It
 // reports whether the read is complete.
-func (r *storedReader) batch(ctx context.Context, reply string, want uint64, delivered *uint64) (bool, error) {
+func (r *storedReader) receive(ctx context.Context, reply string, want uint64, delivered *uint64) (bool, error) {
 	for got := uint64(0); got < want; {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		m, err := r.sub.NextMsg(historyStall)
+		m, err := r.next(ctx)
 		if err != nil {
-			return false, fmt.Errorf("read %s after %d: %w", r.stream, r.last, err)
+			return false, err
 		}
 		if m.Reply == "" { // a status
 			if m.Subject != reply {
@@ -197,6 +214,39 @@ func (r *storedReader) batch(ctx context.Context, reply string, want uint64, del
 		}
 	}
 	return false, nil
+}
+
+// readPoll is how often a reader waiting for a reply checks whether the
+// client dropped one (its pending limits): the server answers a pull
+// request at once, so a wait is short unless something went missing.
+const readPoll = 100 * time.Millisecond
+
+// next waits for the next reply. A reply the client dropped (NextMsg
+// says so once, Dropped counts them) is errReadGap (the read resumes after the last message handed on); no
+// reply for historyStall is an error.
+func (r *storedReader) next(ctx context.Context) (*nats.Msg, error) {
+	deadline := time.Now().Add(historyStall)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := r.sub.NextMsg(readPoll)
+		if err == nil {
+			return m, nil
+		}
+		if errors.Is(err, nats.ErrSlowConsumer) {
+			return nil, errReadGap
+		}
+		if !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("read %s after %d: %w", r.stream, r.last, err)
+		}
+		if n, _ := r.sub.Dropped(); n > 0 {
+			return nil, errReadGap
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("read %s after %d: no reply for %v", r.stream, r.last, historyStall)
+		}
+	}
 }
 
 // ackFields are the delivery facts a JetStream message's reply subject

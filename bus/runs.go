@@ -191,13 +191,14 @@ func Summaries(ctx context.Context, b *Bus) ([]RunSummary, error) {
 		at   map[string]int // key -> its entry in out
 		k    = kvKey[RunSummary](BucketRuns, "")
 	)
-	err := readStored(ctx, b, "KV_"+BucketRuns, "", func(m *nats.Msg, _ storedMeta) error {
+	err := readStored(ctx, b, "KV_"+BucketRuns, "", func(m *nats.Msg, meta storedMeta) error {
+		if at == nil {
+			n := int(min(meta.Pending+1, 1<<20)) // a size hint, not a promise
+			out, gone, at = make([]RunSummary, 0, n), make([]bool, 0, n), make(map[string]int, n)
+		}
 		id, ok := strings.CutPrefix(m.Subject, prefix)
 		if !ok {
 			return nil
-		}
-		if at == nil {
-			at = map[string]int{}
 		}
 		if i, seen := at[id]; seen {
 			gone[i] = true

@@ -168,7 +168,8 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 	)
 	err = readStored(ctx, b, topic.spec.Stream, subject, func(m *nats.Msg, at storedMeta) error {
 		if out == nil {
-			out, vals = make([]StoredEvent, 0, at.Pending+1), make([]T, 0, at.Pending+1)
+			n := min(at.Pending+1, 1<<20) // a size hint, not a promise
+			out, vals = make([]StoredEvent, 0, n), make([]T, 0, n)
 		}
 		*last = max(*last, at.Seq)
 		// Growing vals past its first size leaves earlier entries

@@ -1,0 +1,319 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// publishTurns stores n text events of a run's turn 1, Seq 1..n, one
+// millisecond apart from base, and returns their stream sequences.
+func publishTurns(t *testing.T, b *Bus, runID string, n int, base time.Time) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for i := range n {
+		ev := TurnEvent{RunID: runID, Turn: 1, Seq: int64(i + 1), At: base.Add(time.Duration(i) * time.Millisecond), Kind: TurnText, Text: fmt.Sprint("text ", i+1)}
+		ack, err := PublishDurable(t.Context(), b, TurnEvents, ev, "", runID, "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Seq)
+	}
+	return seqs
+}
+
+// readTurns reads a run's turn events with the given reader settings and
+// returns their event Seq values and stream sequences, failing on any
+// error or on stream sequences out of order.
+func readTurns(t *testing.T, b *Bus, runID string, r storedReader) (evSeqs []int64, seqs []uint64) {
+	t.Helper()
+	subject, err := TurnEvents.Filter(runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.b, r.stream, r.filter = b, StreamTurns, subject
+	r.fn = func(m *nats.Msg, at storedMeta) error {
+		v, err := decode[TurnEvent](m, TurnEvents.spec, TurnEvents.spec.typeName)
+		if err != nil {
+			return err
+		}
+		if len(seqs) > 0 && at.Seq <= seqs[len(seqs)-1] {
+			return fmt.Errorf("stream sequence %d after %d", at.Seq, seqs[len(seqs)-1])
+		}
+		if at.Time.IsZero() {
+			return fmt.Errorf("message %d without a time", at.Seq)
+		}
+		evSeqs, seqs = append(evSeqs, v.Seq), append(seqs, at.Seq)
+		return nil
+	}
+	if err := r.read(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return evSeqs, seqs
+}
+
+func oneTo(n int) []int64 {
+	var out []int64
+	for i := range n {
+		out = append(out, int64(i+1))
+	}
+	return out
+}
+
+// TestReadStoredBatchBoundaries: whatever the batch size (one, smaller
+// than the run, the run's size exactly, larger), every event of the run
+// comes once, in stream order, with another run's events interleaved in
+// the stream.
+func TestReadStoredBatchBoundaries(t *testing.T) {
+	b := openTest(t, Options{})
+	base := time.Now()
+	for i := range 23 { // a1 b1 a2 b2 ...
+
+		ev := TurnEvent{RunID: "a", Turn: 1, Seq: int64(i + 1), At: base.Add(time.Duration(i) * time.Millisecond), Kind: TurnText}
+		if _, err := PublishDurable(t.Context(), b, TurnEvents, ev, "", "a", "1"); err != nil {
+			t.Fatal(err)
+		}
+		publishTurns(t, b, "b", 1, base)
+	}
+	for _, batch := range []int{1, 5, 22, 23, 24, 100} {
+		got, _ := readTurns(t, b, "a", storedReader{batch: batch})
+		if !slices.Equal(got, oneTo(23)) {
+			t.Errorf("batch %d: read %v", batch, got)
+		}
+	}
+}
+
+// TestReadStoredSkipsDeletedAndPurged: messages deleted in the middle
+// and at a batch boundary, and another run purged from the stream, leave
+// gaps in the sequence that the reader steps over.
+func TestReadStoredSkipsDeletedAndPurged(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	base := time.Now()
+	seqs := publishTurns(t, b, "a", 12, base)
+	publishTurns(t, b, "b", 5, base)
+	s, err := b.js.Stream(ctx, StreamTurns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Events 5 and 6 of a (the end and the start of a batch of 5), and 12.
+	for _, i := range []int{4, 5, 11} {
+		if err := s.DeleteMsg(ctx, seqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := PurgeRun(ctx, b, "b"); err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{1, 2, 3, 4, 7, 8, 9, 10, 11}
+	for _, batch := range []int{1, 4, 5, 0} {
+		got, _ := readTurns(t, b, "a", storedReader{batch: batch})
+		if !slices.Equal(got, want) {
+			t.Errorf("batch %d: read %v, want %v", batch, got, want)
+		}
+	}
+	if got, _ := readTurns(t, b, "b", storedReader{}); len(got) != 0 {
+		t.Errorf("purged run b: read %v", got)
+	}
+}
+
+// TestReadStoredEmpty: an empty stream, and a filter nothing matches in a
+// stream that has messages, read nothing and no error.
+func TestReadStoredEmpty(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	calls := 0
+	count := func(*nats.Msg, storedMeta) error { calls++; return nil }
+	if err := readStored(ctx, b, StreamHooks, "", count); err != nil || calls != 0 {
+		t.Fatalf("empty stream: %d messages, %v", calls, err)
+	}
+	publishTurns(t, b, "a", 3, time.Now())
+	subject, _ := TurnEvents.Filter("nope")
+	if err := readStored(ctx, b, StreamTurns, subject, count); err != nil || calls != 0 {
+		t.Fatalf("nothing matching: %d messages, %v", calls, err)
+	}
+	events, cur, err := RunTimeline(ctx, b, "nope")
+	if err != nil || len(events) != 0 || cur != (RunCursor{}) {
+		t.Fatalf("timeline of an unknown run: %d events, %v, %v", len(events), cur, err)
+	}
+	list, err := Summaries(ctx, b)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("summaries of an empty bucket: %v, %v", list, err)
+	}
+}
+
+// TestReadStoredRecoversLostMessages: a subscription that may hold only
+// two messages drops most of each batch of 50 while the reader is slow;
+// the reader notices (a gap in the consumer sequence, or the client's
+// slow-consumer report) and resumes after the last message it handed on,
+// so the run still comes whole and in order.
+func TestReadStoredRecoversLostMessages(t *testing.T) {
+	b := openTest(t, Options{})
+	publishTurns(t, b, "a", 60, time.Now())
+	subject, _ := TurnEvents.Filter("a")
+	var got []int64
+	r := storedReader{b: b, stream: StreamTurns, filter: subject, batch: 50, pendingLimit: 2}
+	r.fn = func(m *nats.Msg, _ storedMeta) error {
+		v, err := decode[TurnEvent](m, TurnEvents.spec, TurnEvents.spec.typeName)
+		if err != nil {
+			return err
+		}
+		if len(got) < 10 {
+			time.Sleep(5 * time.Millisecond) // let the server outrun us
+		}
+		got = append(got, v.Seq)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	if err := r.read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, oneTo(60)) {
+		t.Fatalf("read %v", got)
+	}
+	if r.restarts == 0 {
+		t.Fatal("nothing was dropped: the test did not exercise recovery")
+	}
+}
+
+// TestRunTimelineMoreThanABatch: a run with more turn events than one
+// pull request asks for, with lifecycle and hook events between them,
+// comes back whole and in time order, with the cursor at the last event
+// of each stream.
+func TestRunTimelineMoreThanABatch(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	base := time.Now().Add(-time.Hour)
+	n := readBatch + 10
+	publishTurns(t, b, "other", 3, base)
+	seqs := publishTurns(t, b, "big", n, base)
+	var runSeq, hookSeq uint64
+	for i, at := range []time.Duration{-time.Second, 2000 * time.Millisecond, time.Duration(n) * time.Millisecond} {
+		kind := []RunEventKind{RunDispatched, RunTurnStarted, RunFinished}[i]
+		ack, err := PublishDurable(ctx, b, RunEvents, RunEvent{RunID: "big", Event: kind, At: base.Add(at)}, "", "big", string(kind))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runSeq = ack.Seq
+	}
+	ack, err := PublishDurable(ctx, b, WorkspaceHookEvents, HookEvent{RunID: "big", Hook: "before_run", Phase: HookStarted, At: base.Add(1500 * time.Millisecond)}, "", "big", "before_run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookSeq = ack.Seq
+	events, cur, err := RunTimeline(ctx, b, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != n+4 {
+		t.Fatalf("%d events, want %d", len(events), n+4)
+	}
+	if !slices.IsSortedFunc(events, compareTimeline) {
+		t.Fatal("timeline out of time order")
+	}
+	var turns []int64
+	for _, ev := range events {
+		if ev.Turn != nil {
+			turns = append(turns, ev.Turn.Seq)
+		}
+	}
+	if !slices.Equal(turns, oneTo(n)) {
+		t.Fatalf("turn events out of order or missing: %d of %d", len(turns), n)
+	}
+	if events[0].Run == nil || events[0].Run.Event != RunDispatched || events[len(events)-1].Run == nil || events[len(events)-1].Run.Event != RunFinished {
+		t.Fatalf("first %+v, last %+v", events[0], events[len(events)-1])
+	}
+	if want := (RunCursor{Runs: runSeq, Turns: seqs[n-1], Hooks: hookSeq}); cur != want {
+		t.Fatalf("cursor %v, want %v", cur, want)
+	}
+}
+
+// TestMergeTimelineIsStableSort: merging per-stream parts gives exactly
+// SortTimeline of their concatenation, equal times and unsorted parts
+// included.
+func TestMergeTimelineIsStableSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Now()
+	for round := range 200 {
+		var parts [][]StoredEvent
+		var all []StoredEvent
+		for _, stream := range []string{StreamRuns, StreamTurns, StreamHooks} {
+			var p []StoredEvent
+			for i := range rng.IntN(20) {
+				p = append(p, StoredEvent{Stream: stream, Seq: uint64(i + 1), At: base.Add(time.Duration(rng.IntN(8)) * time.Second)})
+			}
+			if round%2 == 0 {
+				slices.SortStableFunc(p, compareTimeline)
+			}
+			all = append(all, p...)
+			parts = append(parts, slices.Clone(p))
+		}
+		SortTimeline(all)
+		got := mergeTimeline(parts...)
+		if !slices.EqualFunc(got, all, func(a, b StoredEvent) bool { return a.Stream == b.Stream && a.Seq == b.Seq }) {
+			t.Fatalf("round %d: merge differs from the stable sort", round)
+		}
+	}
+}
+
+// TestSummariesKeepLastValues: Summaries reads the bucket unfiltered; it
+// returns each run's current summary once, and none for a purged run.
+func TestSummariesKeepLastValues(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	for _, id := range []string{"r1", "r2", "r3"} {
+		for _, kind := range []RunEventKind{RunDispatched, RunTurnStarted, RunFinished} {
+			ev := RunEvent{RunID: id, Event: kind, At: time.Now(), Turn: 1, Status: RunSucceeded}
+			if err := RecordRunEvent(ctx, b, ev, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := PurgeRun(ctx, b, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	// r1 runs again after the purge: its summary is replaced, not doubled.
+	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunTurnStarted, At: time.Now(), Turn: 2}, ""); err != nil {
+		t.Fatal(err)
+	}
+	list, err := Summaries(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]RunSummary{}
+	for _, s := range list {
+		if _, dup := got[s.RunID]; dup {
+			t.Fatalf("run %s listed twice", s.RunID)
+		}
+		got[s.RunID] = s
+	}
+	if len(got) != 2 || got["r1"].Turns != 2 || got["r3"].Status != string(RunSucceeded) {
+		t.Fatalf("summaries %+v", list)
+	}
+}
+
+func TestParseAckReply(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want ackFields
+		ok   bool
+	}{
+		{"$JS.ACK.TURNS.c1.1.42.7.1700000000000000000.3", ackFields{streamSeq: 42, consumerSeq: 7, time: 1700000000000000000, pending: 3}, true},
+		{"$JS.ACK._.ACCHASH.TURNS.c1.1.42.7.1700000000000000000.3", ackFields{streamSeq: 42, consumerSeq: 7, time: 1700000000000000000, pending: 3}, true},
+		{"$JS.ACK._.ACCHASH.TURNS.c1.1.42.7.1700000000000000000.3.rand", ackFields{streamSeq: 42, consumerSeq: 7, time: 1700000000000000000, pending: 3}, true},
+		{"$JS.ACK.TURNS.c1.1.x.7.1.3", ackFields{}, false},
+		{"$JS.ACK.TURNS.c1.1.42", ackFields{}, false},
+		{"_INBOX.abc", ackFields{}, false},
+	} {
+		got, ok := parseAckReply(c.in)
+		if ok != c.ok || got != c.want {
+			t.Errorf("%q: %+v, %v; want %+v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
