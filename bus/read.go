@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +16,7 @@ import (
 
 // Stored history (a run's events, the run summaries) is read by
 // readStored: an ephemeral consumer that acknowledges nothing, pulled in
-// large batches on a plain subscription. The client library's ordered
+// large batches, two requests in flight, on a plain subscription. The client library's ordered
 // consumer iterator does the same job with a timer per message (its
 // heartbeat check and the iterator's wait), a parsed metadata struct per
 // message and small batches; on a 100,000-event run those were a third of
@@ -25,10 +26,11 @@ import (
 // net/http's header writer, six times per message.
 const (
 	// readBatch is how many messages one pull request asks for and
-	// readMaxBytes how many bytes at most; both stay far below the
-	// client's pending limits for one subscription (512Ki messages,
-	// 64 MiB), so no message is dropped on the way.
-	readBatch    = 4096
+	// readMaxBytes how many bytes at most. With two requests in flight
+	// both stay far below what one subscription may hold before the
+	// client drops messages (64Ki messages in a synchronous
+	// subscription's channel, 64 MiB).
+	readBatch    = 16384
 	readMaxBytes = 8 << 20
 	// apiNext is the pull request subject prefix; the stream and the
 	// consumer name follow.
@@ -78,9 +80,10 @@ type storedReader struct {
 	b              *Bus
 	stream, filter string
 	fn             func(*nats.Msg, storedMeta) error
-	// batch and pendingLimit override readBatch and the subscription's
-	// pending message limit (tests make messages go missing with them).
-	batch, pendingLimit int
+	// batch, maxBytes and pendingLimit override readBatch, readMaxBytes
+	// and the subscription's pending message limit (tests end requests
+	// early and make messages go missing with them).
+	batch, maxBytes, pendingLimit int
 
 	started  bool
 	last     uint64 // stream sequence of the last message handed to fn
@@ -151,68 +154,123 @@ func (r *storedReader) run(ctx context.Context) error {
 	if r.batch > 0 {
 		batch = uint64(r.batch)
 	}
-	next := apiNext + r.stream + "." + info.Name
-	var delivered uint64 // consumer sequence of the last message received
+	p := puller{r: r, subject: apiNext + r.stream + "." + info.Name, batch: batch, maxBytes: readMaxBytes}
+	if r.maxBytes > 0 {
+		p.maxBytes = r.maxBytes
+	}
 	for r.left > 0 {
-		want := min(r.left, batch)
-		r.requests++
-		reply := r.inbox + "." + strconv.Itoa(r.requests)
-		body, err := json.Marshal(pullRequest{Batch: int(want), MaxBytes: readMaxBytes, NoWait: true})
+		// Two requests in flight: the server fills the next batch while
+		// this one is read, instead of waiting for the reader at every
+		// batch boundary (on a busy machine each such wait costs a
+		// round of scheduling).
+		if len(p.queue) == 0 || (len(p.queue) == 1 && 2*p.queue[0].got >= p.queue[0].want) {
+			if err := p.ask(); err != nil {
+				return err
+			}
+		}
+		if len(p.queue) == 0 {
+			return nil // nothing left to ask for
+		}
+		m, err := r.next(ctx)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", r.stream, err)
-		}
-		if err := r.b.nc.PublishRequest(next, reply, body); err != nil {
-			return fmt.Errorf("read %s: %w", r.stream, err)
-		}
-		done, err := r.receive(ctx, reply, want, &delivered)
-		if err != nil || done {
 			return err
+		}
+		if m.Reply == "" {
+			done, err := p.status(m)
+			if err != nil || done {
+				return err
+			}
+			continue
+		}
+		ack, ok := parseAckReply(m.Reply)
+		if !ok {
+			return fmt.Errorf("read %s after %d: unexpected reply subject %q", r.stream, r.last, m.Reply)
+		}
+		if ack.consumerSeq != p.delivered+1 {
+			return errReadGap
+		}
+		p.delivered = ack.consumerSeq
+		// Messages answer the requests in the order they were made.
+		if p.queue[0].got++; p.queue[0].got == p.queue[0].want {
+			p.queue = p.queue[1:]
+		}
+		p.asked--
+		if err := r.fn(m, storedMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time), Pending: ack.pending}); err != nil {
+			return err
+		}
+		r.last = ack.streamSeq
+		r.left--
+		if ack.pending == 0 {
+			return nil
 		}
 	}
 	return nil
 }
 
-// receive receives the answer to one pull request for want messages. It
-// reports whether the read is complete.
-func (r *storedReader) receive(ctx context.Context, reply string, want uint64, delivered *uint64) (bool, error) {
-	for got := uint64(0); got < want; {
-		m, err := r.next(ctx)
-		if err != nil {
-			return false, err
-		}
-		if m.Reply == "" { // a status
-			if m.Subject != reply {
-				continue // the end of an earlier request
-			}
-			switch status, desc := m.Header.Get("Status"), m.Header.Get("Description"); {
-			case status == "404" || status == "408":
-				return true, nil // nothing left: purged while reading
-			case status == "409" && (desc == "Message Size Exceeds MaxBytes" || desc == "Batch Completed"):
-				return false, nil // a full batch by size
-			case status == "100":
-				continue
-			default:
-				return false, fmt.Errorf("read %s after %d: %s %s", r.stream, r.last, status, desc)
-			}
-		}
-		ack, ok := parseAckReply(m.Reply)
-		if !ok {
-			return false, fmt.Errorf("read %s after %d: unexpected reply subject %q", r.stream, r.last, m.Reply)
-		}
-		if ack.consumerSeq != *delivered+1 {
-			return false, errReadGap
-		}
-		*delivered = ack.consumerSeq
-		got++
-		if err := r.fn(m, storedMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time), Pending: ack.pending}); err != nil {
-			return false, err
-		}
-		r.last = ack.streamSeq
-		r.left--
-		if ack.pending == 0 || r.left == 0 {
-			return true, nil
-		}
+// puller keeps the pull requests of one consumer: the ones in flight, in
+// the order made, and how many messages they still owe.
+type puller struct {
+	r         *storedReader
+	subject   string
+	batch     uint64
+	maxBytes  int
+	queue     []pullInFlight
+	asked     uint64 // messages requested and not yet received
+	delivered uint64 // consumer sequence of the last message received
+}
+
+type pullInFlight struct {
+	reply     string
+	want, got uint64
+}
+
+// ask requests the next batch, never more than the read still needs.
+func (p *puller) ask() error {
+	want := min(p.r.left-p.asked, p.batch)
+	if want == 0 {
+		return nil
 	}
+	p.r.requests++
+	reply := p.r.inbox + "." + strconv.Itoa(p.r.requests)
+	body, err := json.Marshal(pullRequest{Batch: int(want), MaxBytes: p.maxBytes, NoWait: true})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p.r.stream, err)
+	}
+	if err := p.r.b.nc.PublishRequest(p.subject, reply, body); err != nil {
+		return fmt.Errorf("read %s: %w", p.r.stream, err)
+	}
+	p.queue = append(p.queue, pullInFlight{reply: reply, want: want})
+	p.asked += want
+	return nil
+}
+
+// status handles a status reply; it reports whether the read is complete.
+// A request that ends before its count (nothing left, or its byte
+// budget spent) owes nothing more; a status for a request already
+// answered in full (a batch completed with bytes to spare) is ignored.
+func (p *puller) status(m *nats.Msg) (bool, error) {
+	i := slices.IndexFunc(p.queue, func(q pullInFlight) bool { return q.reply == m.Subject })
+	if i < 0 {
+		return false, nil
+	}
+	status, desc := m.Header.Get("Status"), m.Header.Get("Description")
+	switch {
+	case status == "100":
+		return false, nil
+	case status == "404" || status == "408":
+		if i == 0 {
+			return true, nil // nothing left: purged while reading
+		}
+	case status == "409" && (desc == "Message Size Exceeds MaxBytes" || desc == "Batch Completed"):
+		if i == 0 && p.queue[0].got == 0 {
+			// Asking again would get the same answer forever.
+			return false, fmt.Errorf("read %s after %d: a message is larger than %d bytes", p.r.stream, p.r.last, p.maxBytes)
+		}
+	default:
+		return false, fmt.Errorf("read %s after %d: %s %s", p.r.stream, p.r.last, status, desc)
+	}
+	p.asked -= p.queue[i].want - p.queue[i].got
+	p.queue = slices.Delete(p.queue, i, i+1)
 	return false, nil
 }
 

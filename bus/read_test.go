@@ -88,6 +88,28 @@ func TestReadStoredBatchBoundaries(t *testing.T) {
 	}
 }
 
+// TestReadStoredByteBudget: requests that end on their byte budget
+// before their count (a 409 status) are followed by more, two in flight,
+// and nothing is lost or read twice.
+func TestReadStoredByteBudget(t *testing.T) {
+	b := openTest(t, Options{})
+	publishTurns(t, b, "a", 40, time.Now())
+	for _, maxBytes := range []int{500, 1500} {
+		got, _ := readTurns(t, b, "a", storedReader{batch: 16, maxBytes: maxBytes})
+		if !slices.Equal(got, oneTo(40)) {
+			t.Errorf("max bytes %d: read %v", maxBytes, got)
+		}
+	}
+	// A budget smaller than one message is an error, not a loop.
+	subject, _ := TurnEvents.Filter("a")
+	r := storedReader{b: b, stream: StreamTurns, filter: subject, maxBytes: 1, fn: func(*nats.Msg, storedMeta) error { return nil }}
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	if err := r.read(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("a message larger than the budget: %v (context: %v)", err, ctx.Err())
+	}
+}
+
 // TestReadStoredSkipsDeletedAndPurged: messages deleted in the middle
 // and at a batch boundary, and another run purged from the stream, leave
 // gaps in the sequence that the reader steps over.
