@@ -186,8 +186,8 @@ func (r *storedReader) run(ctx context.Context) error {
 		if !ok {
 			return fmt.Errorf("read %s after %d: unexpected reply subject %q", r.stream, r.last, m.Reply)
 		}
-		if ack.consumerSeq != p.delivered+1 {
-			return errReadGap
+		if ack.consumerSeq != p.delivered+1 || len(p.queue) == 0 {
+			return errReadGap // lost on the way, or more than was asked for
 		}
 		p.delivered = ack.consumerSeq
 		// Messages answer the requests in the order they were made.
@@ -280,8 +280,9 @@ func (p *puller) status(m *nats.Msg) (bool, error) {
 const readPoll = 100 * time.Millisecond
 
 // next waits for the next reply. A reply the client dropped (NextMsg
-// says so once, Dropped counts them) is errReadGap (the read resumes after the last message handed on); no
-// reply for historyStall is an error.
+// says so once, Dropped counts them) is errReadGap: the read resumes
+// after the last message handed on. No reply for historyStall is an
+// error.
 func (r *storedReader) next(ctx context.Context) (*nats.Msg, error) {
 	deadline := time.Now().Add(historyStall)
 	for {
