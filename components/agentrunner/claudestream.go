@@ -9,7 +9,7 @@ import (
 	"io"
 	"strings"
 
-	segjson "github.com/segmentio/encoding/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/symphony-oss/symphony/bus"
 )
@@ -74,12 +74,12 @@ type unmarshalFunc func([]byte, any) error
 // assistant message may carry several blocks). It never panics; a line that
 // is not a JSON object with a string type is an error.
 //
-// Every line an agent prints passes here, so it decodes with
-// segmentio/encoding's json, a drop-in for encoding/json that validates
-// and decodes in one pass (encoding/json scans every line twice); a fuzz
-// target checks both give the same events.
+// Every line an agent prints passes here, so it decodes with the v1 API of
+// go-json-experiment/json (the json/v2 engine keeping encoding/json's
+// behaviour), which validates and decodes in one pass where encoding/json
+// scans every line twice; a fuzz target checks both give the same events.
 func parseClaudeLine(line []byte) ([]bus.TurnEvent, error) {
-	return parseClaudeLineWith(line, segjson.Unmarshal)
+	return parseClaudeLineWith(line, jsonv1.Unmarshal)
 }
 
 func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent, error) {

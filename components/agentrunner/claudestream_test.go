@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	segjson "github.com/segmentio/encoding/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/symphony-oss/symphony/bus"
 )
@@ -216,7 +216,7 @@ func FuzzParseClaudeLineDecoders(f *testing.F) {
 		if len(line) > 1<<16 {
 			return
 		}
-		fast, ferr := parseClaudeLineWith(line, segjson.Unmarshal)
+		fast, ferr := parseClaudeLineWith(line, jsonv1.Unmarshal)
 		std, serr := parseClaudeLineWith(line, json.Unmarshal)
 		if (ferr == nil) != (serr == nil) {
 			t.Fatalf("fast decoder err %v, encoding/json err %v, line %q", ferr, serr, line)
