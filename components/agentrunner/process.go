@@ -105,6 +105,13 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		return turnOutcome{status: bus.RunFailed, err: "agent stderr: " + err.Error()}
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
+	// Opened before the start: everything the agent starts gets a pid
+	// handed out after this point, so the search for what it leaves
+	// behind reads only processes created since (see procscan.Window).
+	var since procscan.Window
+	if spec.runID != "" {
+		since = procscan.Open()
+	}
 	startErr := cmd.Start()
 	outW.Close()
 	errW.Close()
@@ -115,11 +122,12 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	}
 	pgid := cmd.Process.Pid
 	// killAll kills the agent's process group and, by its marker, whatever
-	// of the run left the group (a daemon in its own session).
+	// of the run left the group (a daemon in its own session): it can only
+	// be among the processes created since the agent started.
 	killAll := func() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		if spec.runID != "" {
-			_, _ = procscan.Kill(markerEnv, spec.runID)
+			_, _ = since.Kill(markerEnv, spec.runID)
 		}
 	}
 
