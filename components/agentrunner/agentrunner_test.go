@@ -380,3 +380,56 @@ func TestCancelOfAnEndingRunIsFound(t *testing.T) {
 		t.Error("cancel of a run whose end is recorded reported found")
 	}
 }
+
+// TestLifecycleRecordedInOrder: lifecycle events are stored off the run's
+// path (its lane) but in the order the run emitted them, and the run's
+// summary holds its end once the run is over.
+func TestLifecycleRecordedInOrder(t *testing.T) {
+	h := newHarness(t, "ok", nil)
+	h.dispatch("run-order")
+	end, all := h.finished()
+	if end.Status != bus.RunSucceeded {
+		t.Fatalf("end %+v", end)
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, string(e.Event))
+	}
+	want := "dispatched workspace_ready turn_started session_started turn_finished turn_started turn_finished turn_started turn_finished run_finished"
+	if strings.Join(got, " ") != want {
+		t.Errorf("lifecycle\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	var stored []string
+	for m, err := range bus.History(t.Context(), h.b, bus.RunEvents, "run-order") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, string(m.Data.Event))
+	}
+	if strings.Join(stored, " ") != want {
+		t.Errorf("stored\n got %s\nwant %s", strings.Join(stored, " "), want)
+	}
+	// Once the runner no longer knows the run (a cancel finds it neither
+	// live nor ending), its end is on record.
+	k, err := bus.RunSummaries.Key("run-order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for {
+		res, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-order", Reason: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the runner still knows the run")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if e, err := bus.Get(t.Context(), h.b, k); err != nil || e.Value.Ended == nil || e.Value.Status != string(bus.RunSucceeded) {
+		t.Errorf("the run left the runner with its summary %+v (%v)", e.Value, err)
+	}
+}

@@ -44,6 +44,9 @@ type run struct {
 	out *bus.Writer
 	// prog tells live readers what the run did last, coalesced.
 	prog *progress
+	// lane carries lifecycle events to the goroutine that records them in
+	// order (startLane).
+	lane chan bus.RunEvent
 }
 
 func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
@@ -51,17 +54,51 @@ func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
 		Workspace: w.path, Agent: w.snap.Config.Agent.Kind, SessionID: w.session, Turn: w.turn, ConfigVersion: w.snap.Version, Command: w.command}
 }
 
-// lifecycle publishes a run event durably; a failure is logged (the run
-// goes on, the scheduler's stall detection covers a lost end).
+// lifecycle publishes a run event durably, in order, without waiting for
+// the store: the event goes to the run's lane (see lane), so the store's
+// round trips (the event, then the summary's compare-and-set) overlap the
+// work that follows — the workspace, the hooks, the agent's start — instead
+// of preceding it. A failure is logged (the run goes on, the scheduler's
+// stall detection covers a lost end). The claim that makes the run the
+// issue's only one was stored by the scheduler before the dispatch; these
+// events only describe the run.
 func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	// A lifecycle event follows the agent events before it in the store:
 	// run_finished means every event of the run is stored.
 	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
 		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
+	w.lane <- ev
+}
+
+// recordLifecycle stores one run event and updates the run's summary; it
+// runs on the lane's goroutine.
+func (w *run) recordLifecycle(ctx context.Context, ev bus.RunEvent) {
 	id := fmt.Sprintf("%s-%s-%d", w.d.RunID, ev.Event, ev.Turn)
 	if err := bus.RecordRunEvent(context.WithoutCancel(ctx), w.r.opts.Bus, ev, id); err != nil {
 		w.r.log.Error("publish run event", "err", err, "run_id", w.d.RunID, "event", ev.Event, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	}
+}
+
+// laneDepth bounds the lifecycle events queued for the store; a run emits a
+// handful per turn, so the run never waits on it in practice.
+const laneDepth = 16
+
+// startLane starts the goroutine that records the run's lifecycle events
+// in the order they were queued. The returned function closes the lane and
+// returns once every queued event is recorded.
+func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
+	w.lane = make(chan bus.RunEvent, laneDepth)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.lane {
+			w.recordLifecycle(ctx, ev)
+		}
+	}()
+	return func() {
+		close(w.lane)
+		<-done
 	}
 }
 
@@ -87,6 +124,7 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 // execute runs the whole worker run and publishes its end.
 func (w *run) execute(ctx context.Context) {
 	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	closeLane := w.startLane(ctx)
 	w.lifecycle(ctx, w.base(bus.RunDispatched))
 	stall := w.snap.Config.Claude.StallTimeoutMS
 	if w.snap.Config.Agent.Kind == bus.AgentCodex {
@@ -110,6 +148,9 @@ func (w *run) execute(ctx context.Context) {
 	u := w.usage
 	end.Usage, end.CostUSD, end.ExitCode, end.Signal = &u, w.cost, w.exitCode, w.signal
 	w.lifecycle(ctx, end)
+	// The end, and every event before it, is on record before the run
+	// leaves the runner.
+	closeLane()
 	w.r.ended(w.d.RunID)
 	if status == bus.RunSucceeded {
 		log.Info("run finished", "status", status, "turns", w.turn, "session_id", w.session)
