@@ -124,10 +124,17 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	// killAll kills the agent's process group and, by its marker, whatever
 	// of the run left the group (a daemon in its own session): it can only
 	// be among the processes created since the agent started.
+	// swept is set while the last search found nothing: once the group is
+	// killed (a group member can no longer fork: the kernel refuses a fork
+	// with a fatal signal pending) and no marked process is left outside
+	// it, nothing can start a marked process any more, and searching again
+	// would find nothing.
+	swept := false
 	killAll := func() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		if spec.runID != "" {
-			_, _ = since.Kill(markerEnv, spec.runID)
+		if spec.runID != "" && !swept {
+			n, err := since.Kill(markerEnv, spec.runID)
+			swept = n == 0 && err == nil
 		}
 	}
 
