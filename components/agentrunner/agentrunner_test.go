@@ -150,7 +150,7 @@ func (h *harness) turns(runID string) []bus.TurnEvent {
 }
 
 func TestRunContinuesUntilMaxTurns(t *testing.T) {
-	h := newHarness(t, "ok", nil)
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Hooks.BeforeRun = "true" })
 	h.dispatch("run-1")
 	end, all := h.finished()
 	if end.Status != bus.RunSucceeded || end.Turn != 3 {
@@ -414,6 +414,13 @@ func TestLifecycleRecordedInOrder(t *testing.T) {
 	}
 	if strings.Join(stored, " ") != want {
 		t.Errorf("stored\n got %s\nwant %s", strings.Join(stored, " "), want)
+	}
+	// No before_run in the run's configuration: only after_run is asked.
+	h.mu.Lock()
+	hooks := strings.Join(h.hooks, ",")
+	h.mu.Unlock()
+	if hooks != "after_run" {
+		t.Errorf("hook requests %s, want after_run alone", hooks)
 	}
 	// Once the runner no longer knows the run (a cancel finds it neither
 	// live nor ending), its end is on record.

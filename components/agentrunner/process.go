@@ -52,6 +52,10 @@ type turnSpec struct {
 	// runID, when set, is the markerEnv value env carries: at the end of
 	// the turn every process carrying it is killed too.
 	runID string
+	// since, when set, delivers a window opened earlier (before anything
+	// of this turn started) to search for what the turn leaves behind;
+	// without it the turn opens one just before the agent's start.
+	since <-chan procscan.Window
 }
 
 // turnOutcome is how one invocation ended.
@@ -109,7 +113,11 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	// handed out after this point, so the search for what it leaves
 	// behind reads only processes created since (see procscan.Window).
 	var since procscan.Window
-	if spec.runID != "" {
+	switch {
+	case spec.runID == "":
+	case spec.since != nil:
+		since = <-spec.since
+	default:
 		since = procscan.Open()
 	}
 	startErr := cmd.Start()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/internal/prompt"
 )
 
@@ -198,6 +199,12 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	}
 	b := w.r.opts.Bus
 	timeout := cfg.Hooks.Timeout() + requestSlack
+	// The first turn's process window (procscan.Window) is opened now,
+	// while the workspace is prepared, not on the way to the agent's start
+	// (it reads three files of /proc). Opened earlier, it only covers
+	// more processes.
+	firstSince := make(chan procscan.Window, 1)
+	go func() { firstSince <- procscan.Open() }()
 
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	ready, err := bus.Ask(pctx, b, bus.WorkspacePrepare, bus.PrepareWorkspace{Issue: w.d.Issue, RunID: w.d.RunID})
@@ -219,11 +226,17 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		return st, why
 	}
 
-	hctx, cancel := context.WithTimeout(ctx, timeout)
-	_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
-	cancel()
-	if err != nil {
-		return bus.RunFailed, "before_run: " + err.Error()
+	// before_run is asked for only when the run's configuration has one:
+	// the run follows the configuration it was dispatched with, and a
+	// request that would run nothing costs a round trip on the way to the
+	// agent's start.
+	if strings.TrimSpace(cfg.Hooks.BeforeRun) != "" {
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
+		cancel()
+		if err != nil {
+			return bus.RunFailed, "before_run: " + err.Error()
+		}
 	}
 	defer func() {
 		// after_run runs whatever happened, even when the run was canceled.
@@ -264,7 +277,11 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
 		env := append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
-		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID}, w.cancel,
+		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID}
+		if w.turn == 1 {
+			spec.since = firstSince
+		}
+		out := runTurn(ctx, spec, w.cancel,
 			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
 		w.prog.flush(time.Now())
 		if out.abandoned {
