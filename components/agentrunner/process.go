@@ -152,7 +152,7 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		defer close(stderrDone)
 		defer errR.Close()
 		// An error here is the end of the stream (or the drain closing it).
-		_, _ = io.Copy(stderr, errR)
+		_ = drainStderr(stderr, errR)
 	}()
 	// Lines travel in batches: everything already read that is waiting
 	// (up to lineBatchBytes), so a fast agent costs one hand-over per
@@ -361,6 +361,36 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		out.err += ": " + lastLine(out.stderr)
 	}
 	return out
+}
+
+// Buffer sizes of drainStderr.
+const (
+	stderrBufSmall = 2 << 10
+	stderrBufLarge = 32 << 10
+)
+
+// drainStderr copies r into t until r ends. Most agents write little or
+// nothing to stderr, and every live turn holds its buffer for as long as it
+// runs (io.Copy's 32 KiB each, 1.6 MB with 50 agents), so the buffer starts
+// small and grows only once a read fills it: a flood is read in large
+// chunks.
+func drainStderr(t *tail, r io.Reader) error {
+	buf := make([]byte, stderrBufSmall)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			_, _ = t.Write(buf[:n])
+			if n == len(buf) && len(buf) < stderrBufLarge {
+				buf = make([]byte, stderrBufLarge)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // pipeEmpty reports whether the read end f of a pipe holds no unread byte
