@@ -446,3 +446,22 @@ func TestLifecycleRecordedInOrder(t *testing.T) {
 		t.Errorf("the run left the runner with its summary %+v (%v)", e.Value, err)
 	}
 }
+
+// TestAgentThatCannotStartEndsTheRun: the lane holds turn_started until
+// the agent's start was tried; a start that fails releases it too, and the
+// run ends with every lifecycle event on record.
+func TestAgentThatCannotStartEndsTheRun(t *testing.T) {
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Claude.Command = filepath.Join(t.TempDir(), "no-such-agent") })
+	h.dispatch("run-nostart")
+	end, all := h.finished()
+	if end.Status != bus.RunFailed || !strings.Contains(end.Error, "start agent") {
+		t.Errorf("end %s %q, want failed: start agent", end.Status, end.Error)
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, string(e.Event))
+	}
+	if want := "dispatched workspace_ready turn_started turn_finished run_finished"; strings.Join(got, " ") != want {
+		t.Errorf("lifecycle %s, want %s", strings.Join(got, " "), want)
+	}
+}

@@ -56,6 +56,9 @@ type turnSpec struct {
 	// of this turn started) to search for what the turn leaves behind;
 	// without it the turn opens one just before the agent's start.
 	since <-chan procscan.Window
+	// started, when set, is called once the agent's start has been tried
+	// (whether or not it worked).
+	started func()
 }
 
 // turnOutcome is how one invocation ended.
@@ -121,6 +124,9 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		since = procscan.Open()
 	}
 	startErr := cmd.Start()
+	if spec.started != nil {
+		spec.started()
+	}
 	outW.Close()
 	errW.Close()
 	if startErr != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +48,7 @@ type run struct {
 	prog *progress
 	// lane carries lifecycle events to the goroutine that records them in
 	// order (startLane).
-	lane chan bus.RunEvent
+	lane chan laneItem
 	// events and lastEvent (unix nanoseconds) are the run's activity for
 	// the scheduler's stall detection (bus.RunActivity).
 	events    atomic.Int64
@@ -86,7 +87,23 @@ func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
 	w.touch()
-	w.lane <- ev
+	w.lane <- laneItem{ev: ev}
+}
+
+// laneItem is a lifecycle event to record, or a hold: the lane records
+// nothing after a hold until its channel is closed.
+type laneItem struct {
+	ev   bus.RunEvent
+	hold <-chan struct{}
+}
+
+// holdLane makes the lane wait, after what it has queued, until until is
+// closed. The run holds it while it starts the agent: on a small machine
+// the store's work for turn_started would otherwise compete with the
+// agent's exec for the CPU, on the way to the agent's start. The caller
+// must close until on every path.
+func (w *run) holdLane(until <-chan struct{}) {
+	w.lane <- laneItem{hold: until}
 }
 
 // recordLifecycle stores one run event and updates the run's summary; it
@@ -106,12 +123,16 @@ const laneDepth = 16
 // in the order they were queued. The returned function closes the lane and
 // returns once every queued event is recorded.
 func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
-	w.lane = make(chan bus.RunEvent, laneDepth)
+	w.lane = make(chan laneItem, laneDepth)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ev := range w.lane {
-			w.recordLifecycle(ctx, ev)
+		for it := range w.lane {
+			if it.hold != nil {
+				<-it.hold
+				continue
+			}
+			w.recordLifecycle(ctx, it.ev)
 		}
 	}()
 	return func() {
@@ -269,20 +290,26 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		argv := w.r.argv(cfg, w.session)
 		w.command = argv
 		// turn_started opens the turn in a transcript; its prompt follows.
+		// It is stored once the agent has started (see holdLane).
+		agentStarted := make(chan struct{})
+		released := sync.OnceFunc(func() { close(agentStarted) })
+		w.holdLane(agentStarted)
 		w.lifecycle(ctx, w.base(bus.RunTurnStarted))
 		if err := w.record(ctx, bus.TurnEvent{Kind: bus.TurnPrompt, Text: bound(text)}); err != nil {
+			released()
 			return bus.RunFailed, "record prompt: " + err.Error()
 		}
 		silence := time.Duration(cfg.Claude.TurnTimeoutMS) * time.Millisecond
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
 		env := append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
-		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID}
+		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID, started: released}
 		if w.turn == 1 {
 			spec.since = firstSince
 		}
 		out := runTurn(ctx, spec, w.cancel,
 			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
+		released()
 		w.prog.flush(time.Now())
 		if out.abandoned {
 			w.r.log.Warn("a process that left the agent's process group held its output open after it exited; it was killed and reading stopped",
