@@ -227,17 +227,4 @@ type ListRuns struct{}
 // LiveRuns lists the runs in flight.
 type LiveRuns struct {
 	Runs []Dispatch `json:"runs"`
-	// Activity says, by run id, how much each run has recorded and how
-	// long ago it last recorded something. The scheduler's stall detection
-	// reads it at each reconcile instead of following every agent event
-	// (which cost it a decode per event). Absent from older runners.
-	Activity map[string]RunActivity `json:"activity,omitempty"`
-}
-
-// RunActivity is one run's progress as the agent runner sees it.
-type RunActivity struct {
-	// Events counts the events the run has recorded (agent and lifecycle).
-	Events int64 `json:"events"`
-	// IdleMS is the time since the last of them.
-	IdleMS int64 `json:"idle_ms"`
 }

@@ -140,7 +140,7 @@ var (
 		Pattern:   "symphony.agent.runs",
 		Producer:  CompScheduler,
 		Consumers: []string{CompAgentRunner},
-		Doc:       "The runs the agent runner has in flight (a restarted scheduler adopts them instead of treating them as interrupted), and how recently each recorded an event (the scheduler's stall detection).",
+		Doc:       "The runs the agent runner has in flight (a restarted scheduler adopts them instead of treating them as interrupted).",
 	})
 
 	// TurnEvents carries every agent event of every turn.

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
@@ -95,11 +94,9 @@ func (c *Component) Run(ctx context.Context) error {
 	d3, err := bus.Serve(ctx, c.opts.Bus, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		out := bus.LiveRuns{Runs: []bus.Dispatch{}, Activity: map[string]bus.RunActivity{}}
-		now := time.Now()
+		out := bus.LiveRuns{Runs: []bus.Dispatch{}}
 		for _, r := range c.runs {
 			out.Runs = append(out.Runs, r.d)
-			out.Activity[r.d.RunID] = r.activity(now)
 		}
 		return out, nil
 	})
@@ -142,7 +139,6 @@ func (c *Component) start(ctx context.Context, runs *sync.WaitGroup, d bus.Dispa
 		return bus.DispatchAccepted{}, &codedErr{"duplicate_run", "run " + d.RunID + " exists"}
 	}
 	w := &run{r: c, d: d, snap: *snap, cancel: make(chan canceled, 1), out: bus.NewWriter(c.opts.Bus, 0)}
-	w.lastEvent.Store(time.Now().UnixNano())
 	c.runs[d.RunID] = w
 	c.mu.Unlock()
 	runs.Go(func() {

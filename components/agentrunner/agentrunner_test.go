@@ -303,12 +303,6 @@ func TestCancelKillsTheGroup(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The live run's activity counts what it recorded: dispatched,
-	// workspace_ready, turn_started, the prompt and the init line at least.
-	lr, err := bus.Ask(t.Context(), h.b, bus.AgentRuns, bus.ListRuns{})
-	if act := lr.Activity["run-c"]; err != nil || len(lr.Runs) != 1 || act.Events < 5 || act.IdleMS < 0 || act.IdleMS > testTimeout.Milliseconds() {
-		t.Errorf("live runs %+v (%v): want run-c with at least 5 events", lr, err)
-	}
 	started := time.Now()
 	res, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-c", Reason: "issue moved to Done", Status: bus.RunCanceled})
 	if err != nil || !res.Found {

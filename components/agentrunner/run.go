@@ -49,22 +49,6 @@ type run struct {
 	// lane carries lifecycle events to the goroutine that records them in
 	// order (startLane).
 	lane chan laneItem
-	// events and lastEvent (unix nanoseconds) are the run's activity for
-	// the scheduler's stall detection (bus.RunActivity).
-	events    atomic.Int64
-	lastEvent atomic.Int64
-}
-
-// touch notes that the run recorded an event.
-func (w *run) touch() {
-	w.events.Add(1)
-	w.lastEvent.Store(time.Now().UnixNano())
-}
-
-// activity is the run's bus.RunActivity now.
-func (w *run) activity(now time.Time) bus.RunActivity {
-	idle := now.Sub(time.Unix(0, w.lastEvent.Load()))
-	return bus.RunActivity{Events: w.events.Load(), IdleMS: max(idle.Milliseconds(), 0)}
 }
 
 func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
@@ -86,7 +70,6 @@ func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
 		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
-	w.touch()
 	w.lane <- laneItem{ev: ev}
 }
 
@@ -145,7 +128,6 @@ func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 // event is sent with at most a window of events awaiting acknowledgement
 // (back-pressure beyond that; nothing is dropped).
 func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
-	w.touch()
 	ev.RunID, ev.Turn, ev.Seq = w.d.RunID, w.turn, w.seq.Add(1)
 	if ev.At.IsZero() {
 		ev.At = time.Now().UTC()

@@ -69,11 +69,7 @@ type running struct {
 	attempt   *int
 	state     string // normalized state at dispatch
 	startedAt time.Time
-	// lastEvent is when the run last recorded something (an agent or a
-	// lifecycle event); events is how many the agent runner last reported
-	// (bus.RunActivity).
 	lastEvent time.Time
-	events    int64
 	// onEnd says what reconciliation decided: release the claim instead of
 	// retrying, and remove the workspace.
 	release, removeWorkspace bool
@@ -594,10 +590,7 @@ func (a *actor) reconcile(ctx context.Context) {
 	if cfg.Agent.Kind == bus.AgentCodex {
 		stall = time.Duration(cfg.Codex.StallTimeoutMS) * time.Millisecond
 	}
-	if stall > 0 && a.anyIdleLongerThan(stall) {
-		// Only a run that looks stalled by what the scheduler knows could
-		// be canceled, so only then is the runner asked for news.
-		a.followActivity(ctx)
+	if stall > 0 {
 		for _, r := range a.running {
 			if idle := a.clock.Now().Sub(r.lastEvent); idle > stall && !r.cancelSent {
 				a.cancel(ctx, r, bus.RunStalled, fmt.Sprintf("no agent event for %s (stall_timeout_ms)", idle.Round(time.Second)))
@@ -650,49 +643,6 @@ func (a *actor) reconcile(ctx context.Context) {
 		default:
 			// Per-state slots count the issue's current state.
 			r.issue, r.state = iss, normState(iss.State)
-		}
-	}
-}
-
-// anyIdleLongerThan reports whether some running run has recorded nothing
-// for longer than d, as far as the scheduler knows.
-func (a *actor) anyIdleLongerThan(d time.Duration) bool {
-	now := a.clock.Now()
-	for _, r := range a.running {
-		if now.Sub(r.lastEvent) > d && !r.cancelSent {
-			return true
-		}
-	}
-	return false
-}
-
-// activityTimeout bounds the ask for the runs' activity: the actor waits
-// on it, and a runner too busy to answer within it is treated as silent.
-const activityTimeout = 5 * time.Second
-
-// followActivity updates each running run's lastEvent from the agent
-// runner's account of it. The scheduler used to follow every agent event
-// for this (a subscription decoding each one, tens of thousands per run);
-// the stall check only runs here, at each reconcile, so one question per
-// reconcile tells it the same. When the runner does not answer, nothing is
-// updated: a silent runner looks like stalled runs, as before.
-func (a *actor) followActivity(ctx context.Context) {
-	actx, cancel := context.WithTimeout(ctx, activityTimeout)
-	lr, err := bus.Ask(actx, a.b, bus.AgentRuns, bus.ListRuns{})
-	cancel()
-	if err != nil {
-		a.log.Warn("reconcile: the agent runner's run activity is unavailable", "err", err)
-		return
-	}
-	now := a.clock.Now()
-	for _, r := range a.running {
-		act, ok := lr.Activity[r.runID]
-		if !ok || act.Events == r.events {
-			continue
-		}
-		r.events = act.Events
-		if at := now.Add(-time.Duration(act.IdleMS) * time.Millisecond); at.After(r.lastEvent) {
-			r.lastEvent = at
 		}
 	}
 }
