@@ -150,7 +150,7 @@ func (h *harness) turns(runID string) []bus.TurnEvent {
 }
 
 func TestRunContinuesUntilMaxTurns(t *testing.T) {
-	h := newHarness(t, "ok", nil)
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Hooks.BeforeRun = "true" })
 	h.dispatch("run-1")
 	end, all := h.finished()
 	if end.Status != bus.RunSucceeded || end.Turn != 3 {
@@ -378,5 +378,84 @@ func TestCancelOfAnEndingRunIsFound(t *testing.T) {
 	c.ended("r1")
 	if c.cancelRun(bus.CancelRun{RunID: "r1"}) {
 		t.Error("cancel of a run whose end is recorded reported found")
+	}
+}
+
+// TestLifecycleRecordedInOrder: lifecycle events are stored off the run's
+// path (its lane) but in the order the run emitted them, and the run's
+// summary holds its end once the run is over.
+func TestLifecycleRecordedInOrder(t *testing.T) {
+	h := newHarness(t, "ok", nil)
+	h.dispatch("run-order")
+	end, all := h.finished()
+	if end.Status != bus.RunSucceeded {
+		t.Fatalf("end %+v", end)
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, string(e.Event))
+	}
+	want := "dispatched workspace_ready turn_started session_started turn_finished turn_started turn_finished turn_started turn_finished run_finished"
+	if strings.Join(got, " ") != want {
+		t.Errorf("lifecycle\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	var stored []string
+	for m, err := range bus.History(t.Context(), h.b, bus.RunEvents, "run-order") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, string(m.Data.Event))
+	}
+	if strings.Join(stored, " ") != want {
+		t.Errorf("stored\n got %s\nwant %s", strings.Join(stored, " "), want)
+	}
+	// No before_run in the run's configuration: only after_run is asked.
+	h.mu.Lock()
+	hooks := strings.Join(h.hooks, ",")
+	h.mu.Unlock()
+	if hooks != "after_run" {
+		t.Errorf("hook requests %s, want after_run alone", hooks)
+	}
+	// Once the runner no longer knows the run (a cancel finds it neither
+	// live nor ending), its end is on record.
+	k, err := bus.RunSummaries.Key("run-order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for {
+		res, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-order", Reason: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the runner still knows the run")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if e, err := bus.Get(t.Context(), h.b, k); err != nil || e.Value.Ended == nil || e.Value.Status != string(bus.RunSucceeded) {
+		t.Errorf("the run left the runner with its summary %+v (%v)", e.Value, err)
+	}
+}
+
+// TestAgentThatCannotStartEndsTheRun: the lane holds turn_started until
+// the agent's start was tried; a start that fails releases it too, and the
+// run ends with every lifecycle event on record.
+func TestAgentThatCannotStartEndsTheRun(t *testing.T) {
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Claude.Command = filepath.Join(t.TempDir(), "no-such-agent") })
+	h.dispatch("run-nostart")
+	end, all := h.finished()
+	if end.Status != bus.RunFailed || !strings.Contains(end.Error, "start agent") {
+		t.Errorf("end %s %q, want failed: start agent", end.Status, end.Error)
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, string(e.Event))
+	}
+	if want := "dispatched workspace_ready turn_started turn_finished run_finished"; strings.Join(got, " ") != want {
+		t.Errorf("lifecycle %s, want %s", strings.Join(got, " "), want)
 	}
 }

@@ -231,3 +231,22 @@ func FuzzParseClaudeLineDecoders(f *testing.F) {
 		}
 	})
 }
+
+// TestDrainStderrKeepsTheTail: the stderr reader starts with a small buffer
+// and grows it for a flood; either way the tail holds the last bytes.
+func TestDrainStderrKeepsTheTail(t *testing.T) {
+	for _, size := range []int{0, 10, stderrBufSmall, stderrBufSmall + 1, 3 * StderrTail} {
+		in := make([]byte, size)
+		for i := range in {
+			in[i] = byte('a' + i%26)
+		}
+		tl := &tail{n: StderrTail}
+		if err := drainStderr(tl, bytes.NewReader(in)); err != nil {
+			t.Fatal(err)
+		}
+		want := in[max(0, size-StderrTail):]
+		if !bytes.Equal(tl.buf, want) || tl.seen != int64(size) {
+			t.Errorf("%d bytes: kept %d bytes (seen %d), want the last %d", size, len(tl.buf), tl.seen, len(want))
+		}
+	}
+}

@@ -52,6 +52,13 @@ type turnSpec struct {
 	// runID, when set, is the markerEnv value env carries: at the end of
 	// the turn every process carrying it is killed too.
 	runID string
+	// since, when set, delivers a window opened earlier (before anything
+	// of this turn started) to search for what the turn leaves behind;
+	// without it the turn opens one just before the agent's start.
+	since <-chan procscan.Window
+	// started, when set, is called once the agent's start has been tried
+	// (whether or not it worked).
+	started func()
 }
 
 // turnOutcome is how one invocation ended.
@@ -105,7 +112,21 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		return turnOutcome{status: bus.RunFailed, err: "agent stderr: " + err.Error()}
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
+	// Opened before the start: everything the agent starts gets a pid
+	// handed out after this point, so the search for what it leaves
+	// behind reads only processes created since (see procscan.Window).
+	var since procscan.Window
+	switch {
+	case spec.runID == "":
+	case spec.since != nil:
+		since = <-spec.since
+	default:
+		since = procscan.Open()
+	}
 	startErr := cmd.Start()
+	if spec.started != nil {
+		spec.started()
+	}
 	outW.Close()
 	errW.Close()
 	if startErr != nil {
@@ -115,11 +136,19 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	}
 	pgid := cmd.Process.Pid
 	// killAll kills the agent's process group and, by its marker, whatever
-	// of the run left the group (a daemon in its own session).
+	// of the run left the group (a daemon in its own session): it can only
+	// be among the processes created since the agent started.
+	// swept is set while the last search found nothing: once the group is
+	// killed (a group member can no longer fork: the kernel refuses a fork
+	// with a fatal signal pending) and no marked process is left outside
+	// it, nothing can start a marked process any more, and searching again
+	// would find nothing.
+	swept := false
 	killAll := func() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		if spec.runID != "" {
-			_, _ = procscan.Kill(markerEnv, spec.runID)
+		if spec.runID != "" && !swept {
+			n, err := since.Kill(markerEnv, spec.runID)
+			swept = n == 0 && err == nil
 		}
 	}
 
@@ -129,7 +158,7 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		defer close(stderrDone)
 		defer errR.Close()
 		// An error here is the end of the stream (or the drain closing it).
-		_, _ = io.Copy(stderr, errR)
+		_ = drainStderr(stderr, errR)
 	}()
 	// Lines travel in batches: everything already read that is waiting
 	// (up to lineBatchBytes), so a fast agent costs one hand-over per
@@ -338,6 +367,36 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		out.err += ": " + lastLine(out.stderr)
 	}
 	return out
+}
+
+// Buffer sizes of drainStderr.
+const (
+	stderrBufSmall = 2 << 10
+	stderrBufLarge = 32 << 10
+)
+
+// drainStderr copies r into t until r ends. Most agents write little or
+// nothing to stderr, and every live turn holds its buffer for as long as it
+// runs (io.Copy's 32 KiB each, 1.6 MB with 50 agents), so the buffer starts
+// small and grows only once a read fills it: a flood is read in large
+// chunks.
+func drainStderr(t *tail, r io.Reader) error {
+	buf := make([]byte, stderrBufSmall)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			_, _ = t.Write(buf[:n])
+			if n == len(buf) && len(buf) < stderrBufLarge {
+				buf = make([]byte, stderrBufLarge)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // pipeEmpty reports whether the read end f of a pipe holds no unread byte

@@ -9,10 +9,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/internal/prompt"
 )
 
@@ -44,6 +46,9 @@ type run struct {
 	out *bus.Writer
 	// prog tells live readers what the run did last, coalesced.
 	prog *progress
+	// lane carries lifecycle events to the goroutine that records them in
+	// order (startLane).
+	lane chan laneItem
 }
 
 func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
@@ -51,17 +56,71 @@ func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
 		Workspace: w.path, Agent: w.snap.Config.Agent.Kind, SessionID: w.session, Turn: w.turn, ConfigVersion: w.snap.Version, Command: w.command}
 }
 
-// lifecycle publishes a run event durably; a failure is logged (the run
-// goes on, the scheduler's stall detection covers a lost end).
+// lifecycle publishes a run event durably, in order, without waiting for
+// the store: the event goes to the run's lane (see lane), so the store's
+// round trips (the event, then the summary's compare-and-set) overlap the
+// work that follows — the workspace, the hooks, the agent's start — instead
+// of preceding it. A failure is logged (the run goes on, the scheduler's
+// stall detection covers a lost end). The claim that makes the run the
+// issue's only one was stored by the scheduler before the dispatch; these
+// events only describe the run.
 func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	// A lifecycle event follows the agent events before it in the store:
 	// run_finished means every event of the run is stored.
 	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
 		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
+	w.lane <- laneItem{ev: ev}
+}
+
+// laneItem is a lifecycle event to record, or a hold: the lane records
+// nothing after a hold until its channel is closed.
+type laneItem struct {
+	ev   bus.RunEvent
+	hold <-chan struct{}
+}
+
+// holdLane makes the lane wait, after what it has queued, until until is
+// closed. The run holds it while it starts the agent: on a small machine
+// the store's work for turn_started would otherwise compete with the
+// agent's exec for the CPU, on the way to the agent's start. The caller
+// must close until on every path.
+func (w *run) holdLane(until <-chan struct{}) {
+	w.lane <- laneItem{hold: until}
+}
+
+// recordLifecycle stores one run event and updates the run's summary; it
+// runs on the lane's goroutine.
+func (w *run) recordLifecycle(ctx context.Context, ev bus.RunEvent) {
 	id := fmt.Sprintf("%s-%s-%d", w.d.RunID, ev.Event, ev.Turn)
 	if err := bus.RecordRunEvent(context.WithoutCancel(ctx), w.r.opts.Bus, ev, id); err != nil {
 		w.r.log.Error("publish run event", "err", err, "run_id", w.d.RunID, "event", ev.Event, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	}
+}
+
+// laneDepth bounds the lifecycle events queued for the store; a run emits a
+// handful per turn, so the run never waits on it in practice.
+const laneDepth = 16
+
+// startLane starts the goroutine that records the run's lifecycle events
+// in the order they were queued. The returned function closes the lane and
+// returns once every queued event is recorded.
+func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
+	w.lane = make(chan laneItem, laneDepth)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for it := range w.lane {
+			if it.hold != nil {
+				<-it.hold
+				continue
+			}
+			w.recordLifecycle(ctx, it.ev)
+		}
+	}()
+	return func() {
+		close(w.lane)
+		<-done
 	}
 }
 
@@ -87,6 +146,7 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 // execute runs the whole worker run and publishes its end.
 func (w *run) execute(ctx context.Context) {
 	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	closeLane := w.startLane(ctx)
 	w.lifecycle(ctx, w.base(bus.RunDispatched))
 	stall := w.snap.Config.Claude.StallTimeoutMS
 	if w.snap.Config.Agent.Kind == bus.AgentCodex {
@@ -110,6 +170,9 @@ func (w *run) execute(ctx context.Context) {
 	u := w.usage
 	end.Usage, end.CostUSD, end.ExitCode, end.Signal = &u, w.cost, w.exitCode, w.signal
 	w.lifecycle(ctx, end)
+	// The end, and every event before it, is on record before the run
+	// leaves the runner.
+	closeLane()
 	w.r.ended(w.d.RunID)
 	if status == bus.RunSucceeded {
 		log.Info("run finished", "status", status, "turns", w.turn, "session_id", w.session)
@@ -139,6 +202,12 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	}
 	b := w.r.opts.Bus
 	timeout := cfg.Hooks.Timeout() + requestSlack
+	// The first turn's process window (procscan.Window) is opened now,
+	// while the workspace is prepared, not on the way to the agent's start
+	// (it reads three files of /proc). Opened earlier, it only covers
+	// more processes.
+	firstSince := make(chan procscan.Window, 1)
+	go func() { firstSince <- procscan.Open() }()
 
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	ready, err := bus.Ask(pctx, b, bus.WorkspacePrepare, bus.PrepareWorkspace{Issue: w.d.Issue, RunID: w.d.RunID})
@@ -160,11 +229,17 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		return st, why
 	}
 
-	hctx, cancel := context.WithTimeout(ctx, timeout)
-	_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
-	cancel()
-	if err != nil {
-		return bus.RunFailed, "before_run: " + err.Error()
+	// before_run is asked for only when the run's configuration has one:
+	// the run follows the configuration it was dispatched with, and a
+	// request that would run nothing costs a round trip on the way to the
+	// agent's start.
+	if strings.TrimSpace(cfg.Hooks.BeforeRun) != "" {
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
+		cancel()
+		if err != nil {
+			return bus.RunFailed, "before_run: " + err.Error()
+		}
 	}
 	defer func() {
 		// after_run runs whatever happened, even when the run was canceled.
@@ -197,16 +272,26 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		argv := w.r.argv(cfg, w.session)
 		w.command = argv
 		// turn_started opens the turn in a transcript; its prompt follows.
+		// It is stored once the agent has started (see holdLane).
+		agentStarted := make(chan struct{})
+		released := sync.OnceFunc(func() { close(agentStarted) })
+		w.holdLane(agentStarted)
 		w.lifecycle(ctx, w.base(bus.RunTurnStarted))
 		if err := w.record(ctx, bus.TurnEvent{Kind: bus.TurnPrompt, Text: bound(text)}); err != nil {
+			released()
 			return bus.RunFailed, "record prompt: " + err.Error()
 		}
 		silence := time.Duration(cfg.Claude.TurnTimeoutMS) * time.Millisecond
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
 		env := append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
-		out := runTurn(ctx, turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID}, w.cancel,
+		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID, started: released}
+		if w.turn == 1 {
+			spec.since = firstSince
+		}
+		out := runTurn(ctx, spec, w.cancel,
 			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
+		released()
 		w.prog.flush(time.Now())
 		if out.abandoned {
 			w.r.log.Warn("a process that left the agent's process group held its output open after it exited; it was killed and reading stopped",

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -29,13 +31,94 @@ type files struct {
 	dir   string
 	rules rules
 	log   *slog.Logger
+	// racy is how recent a file's change may be and its parse still be
+	// kept (see parsed); a field so tests can set it.
+	racy time.Duration
+
+	mu sync.Mutex
+	// parsed keeps each file's parse, keyed by path, with the file's
+	// identity when it was read: every poll and every operator refresh
+	// reads the whole directory, and re-parsing the YAML of files that did
+	// not change was most of its cost.
+	parsed map[string]parsedFile
+	// parses counts the files read and parsed (tests).
+	parses int
 }
+
+// parsedFile is one file's parse and the stat it belongs to.
+type parsedFile struct {
+	stamp fileStamp
+	fi    fileIssue
+}
+
+// fileStamp is what tells a changed file from an unchanged one: a file
+// replaced (rename over it) has another inode; one rewritten in place has
+// a new change time (which no one can set back) and usually a new size and
+// modification time.
+type fileStamp struct {
+	ino, size    int64
+	mtime, ctime time.Time
+	dev          uint64
+}
+
+// racyWindow is how recently a file may have changed and its parse still
+// be kept. A file's times come from a coarse clock and are truncated to the
+// file system's granularity (at worst 2 s, FAT's), so a second change soon
+// after the first can leave the same times; with the same size and inode
+// it would look unchanged. A file whose last change is older than this
+// when it is read cannot be hit by that: any later change gets a later
+// time. Files changed more recently are parsed again at every read (git's
+// "racily clean" entries, the same problem).
+const racyWindow = 2 * time.Second
 
 func newFiles(cfg bus.TrackerConfig, log *slog.Logger) (*files, error) {
 	if cfg.Provider.Path == "" {
 		return nil, errorf(bus.TrackerConfigError, "tracker.provider.path is required for the files tracker")
 	}
-	return &files{dir: cfg.Provider.Path, rules: newRules(cfg.TerminalStates, cfg.Provider.Assignee), log: log}, nil
+	return &files{dir: cfg.Provider.Path, rules: newRules(cfg.TerminalStates, cfg.Provider.Assignee), log: log,
+		racy: racyWindow, parsed: map[string]parsedFile{}}, nil
+}
+
+// stampOf is st's fileStamp; ok is false when the platform gives no inode.
+func stampOf(st os.FileInfo) (fileStamp, bool) {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileStamp{}, false
+	}
+	return fileStamp{ino: int64(sys.Ino), dev: uint64(sys.Dev), size: st.Size(), mtime: st.ModTime(),
+		ctime: time.Unix(sys.Ctim.Unix())}, true
+}
+
+// readIssueFile returns the parse of one issue file: the kept one when the
+// file has not changed since, else a fresh one (kept when the file's last
+// change is old enough, see racyWindow).
+func (f *files) readIssueFile(path string) (fileIssue, error) {
+	now := time.Now()
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileIssue{}, err
+	}
+	stamp, ok := stampOf(st)
+	f.mu.Lock()
+	kept, hit := f.parsed[path]
+	f.mu.Unlock()
+	if ok && hit && kept.stamp == stamp {
+		return kept.fi, nil
+	}
+	fi, err := parseIssueFile(path, st)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.parses++
+	changed := stamp.mtime
+	if stamp.ctime.After(changed) {
+		changed = stamp.ctime
+	}
+	if err == nil && ok && now.Sub(changed) > f.racy {
+		f.parsed[path] = parsedFile{stamp: stamp, fi: fi}
+	} else {
+		delete(f.parsed, path)
+	}
+	return fi, err
 }
 
 // fileIssue is an issue file's front matter before normalization.
@@ -56,6 +139,8 @@ func (f *files) load(ctx context.Context) ([]bus.Issue, int, error) {
 	}
 	var parsed []fileIssue
 	dropped := 0
+	seen := make(map[string]bool, len(entries))
+	defer f.forgetAllBut(seen)
 	for _, e := range entries {
 		if ctx.Err() != nil {
 			return nil, 0, ctx.Err()
@@ -64,7 +149,8 @@ func (f *files) load(ctx context.Context) ([]bus.Issue, int, error) {
 			continue
 		}
 		path := filepath.Join(f.dir, e.Name())
-		fi, err := parseIssueFile(path)
+		seen[path] = true
+		fi, err := f.readIssueFile(path)
 		if err != nil {
 			dropped++
 			f.log.Warn("skipped a malformed issue file", "file", path, "reason", err.Error())
@@ -94,6 +180,17 @@ func (f *files) load(ctx context.Context) ([]bus.Issue, int, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Identifier < out[j].Identifier })
 	return out, dropped, nil
+}
+
+// forgetAllBut drops the kept parses of files no longer listed.
+func (f *files) forgetAllBut(listed map[string]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for path := range f.parsed {
+		if !listed[path] {
+			delete(f.parsed, path)
+		}
+	}
 }
 
 // Candidates implements adapter.
@@ -149,12 +246,8 @@ func (f *files) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error) 
 	return out, nil
 }
 
-// parseIssueFile reads one <IDENTIFIER>.md.
-func parseIssueFile(path string) (fileIssue, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileIssue{}, err
-	}
+// parseIssueFile reads one <IDENTIFIER>.md, whose stat is st.
+func parseIssueFile(path string, st os.FileInfo) (fileIssue, error) {
 	if st.Size() > MaxIssueFileBytes {
 		return fileIssue{}, fmt.Errorf("larger than %d bytes", MaxIssueFileBytes)
 	}

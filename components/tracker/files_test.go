@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/symphony-oss/symphony/bus"
 )
@@ -172,4 +173,80 @@ func FuzzParseIssueFile(f *testing.F) {
 			t.Fatalf("incomplete issue accepted: %+v", fi.issue)
 		}
 	})
+}
+
+// TestFilesKeepsParsesOfUnchangedFiles: a file whose last change is old
+// enough is parsed once and then answered from its kept parse; any change
+// to it (same size, times set back, replaced by a rename) is read again,
+// and so is, at every read, a file changed too recently to trust its times.
+func TestFilesKeepsParsesOfUnchangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	f := newTestFiles(t, dir, "", &logBuf{})
+	state := func(id string) string {
+		t.Helper()
+		got, err := f.Refresh(t.Context(), []string{id})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("refresh %s: %v %v", id, got, err)
+		}
+		return got[0].State
+	}
+	path := filepath.Join(dir, "K-1.md")
+	writeIssue(t, dir, "K-1.md", "---\ntitle: kept\nstate: Todo\n---\n")
+	writeIssue(t, dir, "K-2.md", "---\ntitle: other\nstate: Todo\n---\n")
+
+	// Just written: too recent to keep, so read at every load.
+	state("K-1")
+	state("K-1")
+	if f.parses != 4 || len(f.parsed) != 0 {
+		t.Fatalf("%d parses, %d kept after two loads of fresh files; want 4 and 0", f.parses, len(f.parsed))
+	}
+	// The same size, written within the same instant: seen.
+	writeIssue(t, dir, "K-1.md", "---\ntitle: kept\nstate: Done\n---\n")
+	if got := state("K-1"); got != "Done" {
+		t.Fatalf("state %q after a same-size rewrite, want Done", got)
+	}
+
+	// Old enough (the window shrunk instead of waiting): kept.
+	f.racy = 0
+	state("K-1")
+	before := f.parses
+	if got := state("K-1"); got != "Done" || f.parses != before {
+		t.Fatalf("state %q with %d more parses; want Done from the kept parse", got, f.parses-before)
+	}
+	// Rewritten with the same size and its modification time set back:
+	// the change time still moves (once the kernel's coarse clock, a few
+	// milliseconds, has ticked: with the window at 0 nothing else guards).
+	time.Sleep(50 * time.Millisecond)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeIssue(t, dir, "K-1.md", "---\ntitle: kept\nstate: Todo\n---\n")
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if got := state("K-1"); got != "Todo" {
+		t.Fatalf("state %q after a rewrite with the times set back, want Todo", got)
+	}
+	// Replaced by a rename.
+	tmp := filepath.Join(dir, ".K-1.tmp")
+	if err := os.WriteFile(tmp, []byte("---\ntitle: kept\nstate: Done\n---\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if got := state("K-1"); got != "Done" {
+		t.Fatalf("state %q after a rename over the file, want Done", got)
+	}
+	// A removed file's parse is dropped.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.Refresh(t.Context(), []string{"K-1"}); err != nil || len(got) != 0 {
+		t.Fatalf("refresh of a removed issue: %v %v", got, err)
+	}
+	if _, kept := f.parsed[path]; kept || len(f.parsed) != 1 {
+		t.Errorf("kept parses %v after the file was removed", f.parsed)
+	}
 }

@@ -244,3 +244,40 @@ func TestModesAsAProcess(t *testing.T) {
 		}
 	})
 }
+
+// TestStartStamp: with FAKEAGENT_START_DIR the fake writes the moment it
+// began to DIR/<issue identifier>, between the exec and its first line.
+func TestStartStamp(t *testing.T) {
+	bin := Build(t)
+	dir := t.TempDir()
+	before := time.Now()
+	out, errOut, err := run(t, bin, EnvStartDir+"="+dir, EnvEvents+"=0", "SYMPHONY_ISSUE_IDENTIFIER=ABC-1")
+	after := time.Now()
+	if err != nil {
+		t.Fatalf("%v: %s", err, errOut)
+	}
+	if got := strings.Join(jsonLines(out), " "); got != "system result" {
+		t.Errorf("lines %s", got)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "ABC-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSuffix(string(raw), "\n"), 10, 64)
+	if err != nil || !strings.HasSuffix(string(raw), "\n") {
+		t.Fatalf("stamp %q: %v", raw, err)
+	}
+	if at := time.Unix(0, ns); at.Before(before) || at.After(after) {
+		t.Errorf("stamp %v not between the exec (%v) and the exit (%v)", at, before, after)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d files in the stamp directory, want just the stamp", len(entries))
+	}
+	// Without an identifier the stamp is named after the pid.
+	if _, errOut, err := run(t, bin, EnvStartDir+"="+dir, EnvEvents+"=0", "SYMPHONY_ISSUE_IDENTIFIER="); err != nil {
+		t.Fatalf("%v: %s", err, errOut)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 || !strings.HasPrefix(entries[1].Name(), "pid-") {
+		t.Errorf("stamp files %v, want ABC-1 and pid-<pid>", entries)
+	}
+}

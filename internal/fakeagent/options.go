@@ -24,6 +24,10 @@
 //	FAKEAGENT_SIZE           payload bytes of each event, default 64 (--fake-size)
 //	FAKEAGENT_SEED           seed of the payload and garbage generator, default 1
 //	FAKEAGENT_STAMP          1: every payload starts with "t=<unix ns>;" (latency benchmarks)
+//	FAKEAGENT_START_DIR      a directory: the fake writes the wall clock at which it began
+//	                         (unix ns and a newline) to DIR/$SYMPHONY_ISSUE_IDENTIFIER
+//	                         (DIR/pid-<pid> without one), so a benchmark can time an
+//	                         agent's start without a wrapper script in between
 //	FAKEAGENT_SESSION        session id of a fresh (not resumed) run, default random
 //	FAKEAGENT_COST_USD       total_cost_usd of the result, default 0.01
 //	FAKEAGENT_STDERR_BYTES   stderr written before the init line; default 1 GiB in
@@ -129,6 +133,7 @@ const (
 	EnvDaemonStdio   = "FAKEAGENT_DAEMON_STDIO"
 	EnvDaemonEnv     = "FAKEAGENT_DAEMON_ENV"
 	EnvStamp         = "FAKEAGENT_STAMP"
+	EnvStartDir      = "FAKEAGENT_START_DIR"
 )
 
 // daemonFlag makes the binary play the daemon that fork_daemon leaves

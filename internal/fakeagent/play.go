@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,6 +30,14 @@ const StderrFloodEnd = "fakeagent: end of stderr flood\n"
 // fork_daemon starts this same binary (os.Executable) as the daemon. Call
 // it only from a main package.
 func Main(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Taken first, so the stamp is as close to the exec as Go allows.
+	began := time.Now()
+	if dir := getenv(EnvStartDir); dir != "" {
+		if err := writeStartStamp(dir, getenv("SYMPHONY_ISSUE_IDENTIFIER"), began); err != nil {
+			fmt.Fprintln(stderr, "fakeagent:", err)
+			return 1
+		}
+	}
 	if len(args) == 1 && args[0] == daemonFlag {
 		// The daemon fork_daemon leaves behind: it does nothing, forever,
 		// until something kills it.
@@ -71,6 +80,25 @@ func Main(args []string, getenv func(string) string, stdin io.Reader, stdout, st
 	}
 	p := newPlayer(o, stdout, stderr)
 	return p.play()
+}
+
+// writeStartStamp writes began (unix nanoseconds and a newline) to
+// dir/name, or dir/pid-<pid> when name is empty. The file appears whole
+// (written aside, then renamed), so a reader polling for it never sees a
+// partial stamp.
+func writeStartStamp(dir, name string, began time.Time) error {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		name = "pid-" + strconv.Itoa(os.Getpid())
+	}
+	path := filepath.Join(dir, name)
+	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(began.UnixNano(), 10)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("start stamp: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("start stamp: %w", err)
+	}
+	return nil
 }
 
 // player writes one invocation's stream.

@@ -99,3 +99,81 @@ func TestHoldingFindsThePipeHolder(t *testing.T) {
 	}
 	_ = holder.Wait()
 }
+
+// TestWindowFindsWhatStartedSince: a window finds a marked process started
+// after it opened, in its own session and with the marker buried in its
+// environment, and skips an older process carrying the same marker (which
+// a full scan still finds).
+func TestWindowFindsWhatStartedSince(t *testing.T) {
+	const key, value = "SYMPHONY_RUN_ID", "procscan-window-run"
+	start := func(setsid bool) *exec.Cmd {
+		cmd := exec.Command("sleep", "600")
+		cmd.Env = append([]string{"A=1", key + "=" + value}, os.Environ()...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	older := start(false)
+	w := Open()
+	if !w.ok {
+		t.Fatal("no window on Linux with /proc")
+	}
+	newer := start(true)
+	got, err := w.Find(key, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != newer.Process.Pid {
+		t.Errorf("window found %v, want just the newer process %d (the older is %d)", got, newer.Process.Pid, older.Process.Pid)
+	}
+	all, err := Find(key, value)
+	if err != nil || len(all) != 2 {
+		t.Errorf("full scan found %v (%v), want both", all, err)
+	}
+	// A window that cannot be trusted searches everything.
+	if got, err := (Window{}).Find(key, value); err != nil || len(got) != 2 {
+		t.Errorf("untrusted window found %v (%v), want both", got, err)
+	}
+	if n, err := w.Kill(key, value); err != nil || n != 1 {
+		t.Errorf("window killed %d (%v), want 1", n, err)
+	}
+	if err := newer.Wait(); err == nil {
+		t.Error("the newer process exited cleanly; want it killed")
+	}
+	if err := syscall.Kill(older.Process.Pid, 0); err != nil {
+		t.Errorf("the older process is gone (%v); the window must not touch it", err)
+	}
+}
+
+func TestHandedOut(t *testing.T) {
+	cases := []struct {
+		pid, from, to int
+		want          bool
+	}{
+		{101, 100, 200, true}, {200, 100, 200, true}, {100, 100, 200, false}, {201, 100, 200, false}, {50, 100, 200, false},
+		// Wrapped at pid_max: from 32000 to 400.
+		{32001, 32000, 400, true}, {301, 32000, 400, true}, {400, 32000, 400, true}, {401, 32000, 400, false}, {32000, 32000, 400, false},
+		// Nothing handed out.
+		{100, 100, 100, false}, {101, 100, 100, false},
+	}
+	for _, c := range cases {
+		if got := handedOut(c.pid, c.from, c.to); got != c.want {
+			t.Errorf("handedOut(%d, %d, %d) = %v", c.pid, c.from, c.to, got)
+		}
+	}
+}
+
+func TestHasEntry(t *testing.T) {
+	env := []byte("A=1\x00SYMPHONY_RUN_ID=run-12\x00B=2\x00X=SYMPHONY_RUN_ID=run-1\x00LAST=run-1")
+	for entry, want := range map[string]bool{
+		"SYMPHONY_RUN_ID=run-12": true, "SYMPHONY_RUN_ID=run-1": false, "A=1": true, "LAST=run-1": true,
+		"LAST=run": false, "B=": false, "=2": false, "": false,
+	} {
+		if got := hasEntry(env, []byte(entry)); got != want {
+			t.Errorf("hasEntry(%q) = %v", entry, got)
+		}
+	}
+}
