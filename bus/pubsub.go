@@ -260,13 +260,17 @@ func (d *delivery) done() {
 // overflow is called for every slow-consumer episode. On an error the
 // subscription is removed.
 func (b *Bus) register(ctx context.Context, ns *nats.Subscription, d *delivery, msgs, bytes int, overflow func()) error {
-	if err := ns.SetPendingLimits(msgs, bytes); err != nil {
-		_ = ns.Unsubscribe()
+	// On failure, end the delivery too: a handler already blocked
+	// handing a message over is released instead of waiting forever.
+	fail := func(err error) error {
+		d.end(func() { _ = ns.Unsubscribe() })
 		return err
 	}
+	if err := ns.SetPendingLimits(msgs, bytes); err != nil {
+		return fail(err)
+	}
 	if err := b.nc.Flush(); err != nil {
-		_ = ns.Unsubscribe()
-		return err
+		return fail(err)
 	}
 	end := func() { d.end(func() { b.untrack(ns) }) }
 	b.track(ns, trackedSub{end: end, overflow: overflow})

@@ -16,7 +16,7 @@ import (
 
 // Stored history (a run's events, the run summaries) is read by
 // readStored: an ephemeral consumer that acknowledges nothing, pulled in
-// large batches, two requests in flight, on a plain subscription. The client library's ordered
+// large batches, one request in flight, on a plain subscription. The client library's ordered
 // consumer iterator does the same job with a timer per message (its
 // heartbeat check and the iterator's wait), a parsed metadata struct per
 // message and small batches; on a 100,000-event run those were a third of
@@ -26,8 +26,8 @@ import (
 // net/http's header writer, six times per message.
 const (
 	// readBatch is how many messages one pull request asks for and
-	// readMaxBytes how many bytes at most. With two requests in flight
-	// both stay far below what one subscription may hold before the
+	// readMaxBytes how many bytes at most. Both stay far below what one
+	// subscription may hold before the
 	// client drops messages (64Ki messages in a synchronous
 	// subscription's channel, 64 MiB).
 	readBatch    = 16384
@@ -159,11 +159,12 @@ func (r *storedReader) run(ctx context.Context) error {
 		p.maxBytes = r.maxBytes
 	}
 	for r.left > 0 {
-		// Two requests in flight: the server fills the next batch while
-		// this one is read, instead of waiting for the reader at every
-		// batch boundary (on a busy machine each such wait costs a
-		// round of scheduling).
-		if len(p.queue) == 0 || (len(p.queue) == 1 && 2*p.queue[0].got >= p.queue[0].want) {
+		// One request in flight at a time: with two waiting, nats-server
+		// (waitQueue.pop) serves them alternately, message by message,
+		// and a delivered message does not say which request it answers,
+		// so the count each still owes could not be kept. A batch is
+		// 16,384 messages; the wait at each boundary is one round trip.
+		if len(p.queue) == 0 {
 			if err := p.ask(); err != nil {
 				return err
 			}

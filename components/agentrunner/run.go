@@ -139,7 +139,9 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 	if err := bus.WriteDurable(context.WithoutCancel(ctx), w.out, bus.TurnEvents, ev, msgID, w.d.RunID, strconv.Itoa(w.turn)); err != nil {
 		return err
 	}
-	w.prog.note(ev, ev.At)
+	// The monotonic clock: ev.At is wall time only (UTC), and a clock
+	// stepping back must not stop progress.
+	w.prog.note(ev, time.Now())
 	return nil
 }
 

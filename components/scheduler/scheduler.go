@@ -104,10 +104,6 @@ type actor struct {
 	refreshQ bool
 	// lastRefresh is when the last operator refresh ran.
 	lastRefresh time.Time
-	// retriesRestored is set when start-up read every stored retry: from
-	// then on, retries mirrors KV exactly, and an issue without an entry
-	// has none stored either.
-	retriesRestored bool
 }
 
 // control is an operator command on its way into the actor.
@@ -299,7 +295,6 @@ func (a *actor) startup(ctx context.Context) {
 	if err != nil {
 		a.log.Error("restore retries", "err", err)
 	}
-	a.retriesRestored = err == nil
 	for id, r := range retries {
 		a.retries[id] = r
 	}
@@ -510,11 +505,9 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 		log.Error("claim failed; not dispatched", "err", err)
 		return
 	}
-	if _, queued := a.retries[iss.ID]; queued || !a.retriesRestored {
-		// Only a stored retry needs deleting: a delete is a KV write,
-		// on the way to the agent's start.
-		a.dropRetry(ctx, iss.ID)
-	}
+	// Always, even when no retry is known: a retry whose earlier delete
+	// failed must not come back after a restart and take the claim over.
+	a.dropRetry(ctx, iss.ID)
 	dctx, cancel := a.ask(ctx)
 	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt})
 	cancel()
