@@ -102,9 +102,10 @@ func appendRawJSON(dst []byte, raw json.RawMessage) ([]byte, error) {
 }
 
 // appendJSONTime writes t as time.Time's MarshalJSON does (RFC 3339 with
-// nanoseconds), refusing the years it refuses.
+// nanoseconds), refusing the years and zone offsets it refuses.
 func appendJSONTime(dst []byte, t time.Time) ([]byte, error) {
-	if y := t.Year(); y < 0 || y > 9999 {
+	_, off := t.Zone()
+	if y := t.Year(); y < 0 || y > 9999 || off <= -24*3600 || off >= 24*3600 {
 		_, err := t.MarshalJSON()
 		return nil, fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
 	}

@@ -36,6 +36,8 @@ func TestTurnEventJSONMatchesEncodingJSON(t *testing.T) {
 		{RunID: "r", At: at, Kind: TurnOther, Raw: json.RawMessage(`not json`)},
 		{RunID: "r", At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{RunID: "r", At: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{RunID: "r", At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("far", 24*3600))},
+		{RunID: "r", At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("near", 23*3600+59*60))},
 	} {
 		sameAsMarshal(t, e)
 	}
