@@ -409,6 +409,36 @@ func TestLifecycleRecordedInOrder(t *testing.T) {
 	if strings.Join(stored, " ") != want {
 		t.Errorf("stored\n got %s\nwant %s", strings.Join(stored, " "), want)
 	}
+	// A live reader sees each turn open before its prompt, and the prompt
+	// before the turn's first agent event: in store time, turn n's
+	// turn_started precedes its prompt, which precedes its other events.
+	opened := map[int]time.Time{}
+	for m, err := range bus.History(t.Context(), h.b, bus.RunEvents, "run-order") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Data.Event == bus.RunTurnStarted {
+			opened[m.Data.Turn] = m.Time
+		}
+	}
+	prompted := map[int]bool{}
+	for m, err := range bus.History(t.Context(), h.b, bus.TurnEvents, "run-order") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		turn := m.Data.Turn
+		if m.Time.Before(opened[turn]) {
+			t.Errorf("turn %d: %s stored before its turn_started", turn, m.Data.Kind)
+		}
+		if m.Data.Kind == bus.TurnPrompt {
+			prompted[turn] = true
+		} else if !prompted[turn] {
+			t.Errorf("turn %d: %s stored before the prompt", turn, m.Data.Kind)
+		}
+	}
+	if len(prompted) != 3 {
+		t.Errorf("prompts stored for %d turns, want 3", len(prompted))
+	}
 	// No before_run in the run's configuration: only after_run is asked.
 	h.mu.Lock()
 	hooks := strings.Join(h.hooks, ",")

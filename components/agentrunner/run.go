@@ -73,11 +73,24 @@ func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	w.lane <- laneItem{ev: ev}
 }
 
+// lifecycleStored is lifecycle, and the returned channel is closed once the
+// event is on record (or failed to be).
+func (w *run) lifecycleStored(ctx context.Context, ev bus.RunEvent) <-chan struct{} {
+	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
+		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	}
+	stored := make(chan struct{})
+	w.lane <- laneItem{ev: ev, stored: stored}
+	return stored
+}
+
 // laneItem is a lifecycle event to record, or a hold: the lane records
-// nothing after a hold until its channel is closed.
+// nothing after a hold until its channel is closed. stored, when set, is
+// closed once the event is recorded.
 type laneItem struct {
-	ev   bus.RunEvent
-	hold <-chan struct{}
+	ev     bus.RunEvent
+	hold   <-chan struct{}
+	stored chan struct{}
 }
 
 // holdLane makes the lane wait, after what it has queued, until until is
@@ -116,6 +129,9 @@ func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 				continue
 			}
 			w.recordLifecycle(ctx, it.ev)
+			if it.stored != nil {
+				close(it.stored)
+			}
 		}
 	}()
 	return func() {
@@ -274,14 +290,22 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		argv := w.r.argv(cfg, w.session)
 		w.command = argv
 		// turn_started opens the turn in a transcript; its prompt follows.
-		// It is stored once the agent has started (see holdLane).
+		// It is stored once the agent has started (see holdLane), and the
+		// prompt only after it, before the agent's first event, so a live
+		// reader sees the turn open, then its prompt, then its events.
 		agentStarted := make(chan struct{})
 		released := sync.OnceFunc(func() { close(agentStarted) })
 		w.holdLane(agentStarted)
-		w.lifecycle(ctx, w.base(bus.RunTurnStarted))
-		if err := w.record(ctx, bus.TurnEvent{Kind: bus.TurnPrompt, Text: bound(text)}); err != nil {
-			released()
-			return bus.RunFailed, "record prompt: " + err.Error()
+		turnStored := w.lifecycleStored(ctx, w.base(bus.RunTurnStarted))
+		prompt := bus.TurnEvent{Kind: bus.TurnPrompt, Text: bound(text), At: time.Now().UTC()}
+		promptSent := false
+		sendPrompt := func() error {
+			if promptSent {
+				return nil
+			}
+			promptSent = true
+			<-turnStored
+			return w.record(ctx, prompt)
 		}
 		silence := time.Duration(cfg.Claude.TurnTimeoutMS) * time.Millisecond
 		// The markers let a restarted scheduler find this run's processes,
@@ -292,8 +316,16 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 			spec.since = firstSince
 		}
 		out := runTurn(ctx, spec, w.cancel,
-			func(ev bus.TurnEvent) error { return w.record(ctx, ev) })
+			func(ev bus.TurnEvent) error {
+				if err := sendPrompt(); err != nil {
+					return fmt.Errorf("record prompt: %w", err)
+				}
+				return w.record(ctx, ev)
+			})
 		released()
+		if err := sendPrompt(); err != nil {
+			return bus.RunFailed, "record prompt: " + err.Error()
+		}
 		w.prog.flush(time.Now())
 		if out.abandoned {
 			w.r.log.Warn("a process that left the agent's process group held its output open after it exited; it was killed and reading stopped",
