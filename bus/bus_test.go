@@ -578,3 +578,44 @@ func TestWriterStoresEverythingInOrder(t *testing.T) {
 		t.Error("a write without a message id was accepted")
 	}
 }
+
+// TestEnsureSummaryEnded: a run_finished stored without its summary update
+// (a crash between the two) is applied to the summary once, and a summary
+// that already shows an end is left alone.
+func TestEnsureSummaryEnded(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	at := time.Now().UTC()
+	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "crashed", Event: RunDispatched, At: at}, "crashed-d"); err != nil {
+		t.Fatal(err)
+	}
+	end := RunEvent{RunID: "crashed", Event: RunFinished, At: at.Add(time.Second), Status: RunSucceeded}
+	// Stored, but the process died before the summary was updated.
+	if _, err := PublishDurable(ctx, b, RunEvents, end, "crashed-f", "crashed", string(RunFinished)); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := RunSummaries.Key("crashed")
+	if e, err := Get(ctx, b, k); err != nil || e.Value.Ended != nil {
+		t.Fatalf("before the repair: %+v %v", e.Value, err)
+	}
+	if err := EnsureSummaryEnded(ctx, b, end); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Get(ctx, b, k)
+	if err != nil || e.Value.Ended == nil || e.Value.Status != string(RunSucceeded) {
+		t.Fatalf("after the repair: %+v %v", e.Value, err)
+	}
+	// Once ended, nothing changes: not even a different end.
+	other := end
+	other.Status = RunFailed
+	if err := EnsureSummaryEnded(ctx, b, other); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Get(ctx, b, k)
+	if err != nil || again.Revision != e.Revision || again.Value.Status != string(RunSucceeded) {
+		t.Fatalf("an ended summary changed: %+v (revision %d → %d) %v", again.Value, e.Revision, again.Revision, err)
+	}
+	if err := EnsureSummaryEnded(ctx, b, RunEvent{RunID: "crashed", Event: RunDispatched}); err == nil {
+		t.Fatal("a non-final event was accepted")
+	}
+}

@@ -132,6 +132,24 @@ func RecordRunEvent(ctx context.Context, b *Bus, ev RunEvent, msgID string) erro
 	if ack.Duplicate {
 		return nil
 	}
+	return updateSummary(ctx, b, ev, nil)
+}
+
+// EnsureSummaryEnded applies a stored run_finished event to the run's
+// summary unless the summary already shows an end. RecordRunEvent stores
+// the event, then updates the summary: a crash between the two leaves a
+// finished run listed as running, and whoever finds the stored end (the
+// scheduler, at start-up) repairs it with this.
+func EnsureSummaryEnded(ctx context.Context, b *Bus, ev RunEvent) error {
+	if ev.Event != RunFinished {
+		return fmt.Errorf("ensure run %s ended: %s is not %s", ev.RunID, ev.Event, RunFinished)
+	}
+	return updateSummary(ctx, b, ev, func(s RunSummary) bool { return s.Ended == nil })
+}
+
+// updateSummary applies ev to the run's summary with compare-and-set,
+// when need (nil: always) says the summary needs it.
+func updateSummary(ctx context.Context, b *Bus, ev RunEvent, need func(RunSummary) bool) error {
 	k, err := RunSummaries.Key(ev.RunID)
 	if err != nil {
 		return err
@@ -149,6 +167,9 @@ func RecordRunEvent(ctx context.Context, b *Bus, ev RunEvent, msgID string) erro
 			s, rev = e.Value, e.Revision
 		case !errors.Is(err, ErrKeyNotFound):
 			return err
+		}
+		if need != nil && !need(s) {
+			return nil
 		}
 		s.Apply(ev)
 		raw, err := k.encode(s)

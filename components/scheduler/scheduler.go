@@ -339,15 +339,20 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		log.Error("processes of the interrupted run may still be alive; the issue stays claimed", "err", err)
 		return
 	}
-	finished := false
+	var finished *bus.RunEvent
 	for m, err := range bus.History(ctx, a.b, bus.RunEvents, cl.RunID, string(bus.RunFinished)) {
 		if err == nil && m.Data.RunID == cl.RunID {
-			finished = true
+			finished = &m.Data
 		}
 	}
-	if finished {
+	if finished != nil {
 		// Its end was recorded before the crash; only the follow-up was
-		// lost. Release it: the next poll decides afresh.
+		// lost. The crash may have come between storing the end and
+		// updating the run's summary: make the summary show it. Then
+		// release the claim: the next poll decides afresh.
+		if err := bus.EnsureSummaryEnded(ctx, a.b, *finished); err != nil {
+			log.Error("repair the summary of a finished run", "err", err)
+		}
 		a.release(ctx, id)
 		log.Info("claim of a finished run released at start-up")
 		return
