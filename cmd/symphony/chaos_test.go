@@ -130,30 +130,14 @@ Work on {{ issue.identifier }}.
 	p.waitFor(t, "symphony running")
 	stop, done := make(chan struct{}), make(chan string, 1)
 	go watch(stop, done)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		left := 0
-		for _, id := range ids {
-			raw, err := os.ReadFile(filepath.Join(issues, id+".md"))
-			if err != nil || !strings.Contains(string(raw), "state: Done") {
-				left++
-			}
-		}
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d issues never processed after %d kills\n%s", left, killed, p.all)
-		}
-		time.Sleep(50 * time.Millisecond)
+	files := make([]string, len(ids))
+	for i, id := range ids {
+		files[i] = filepath.Join(issues, id+".md")
 	}
+	waitUntilFilesSay(t, p, files, "state: Done", 2*time.Minute, fmt.Sprintf("after %d kills", killed))
 	// The last runs end (their after_run moved them); give the scheduler
 	// a few polls, then stop cleanly.
-	time.Sleep(time.Second)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("final run exited %d\n%s", code, p.all)
-	}
+	settleAndStop(t, p, "final run")
 	close(stop)
 	if msg, ok := <-done; ok {
 		t.Fatal(msg)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,29 +55,14 @@ Work on {{ issue.identifier }}.
 		dataDir := filepath.Join(dir, "data")
 		p := start(t, "--data-dir", dataDir, "run", wf)
 		p.waitFor(t, "symphony running")
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			left := 0
-			for i := 1; i <= issues; i++ {
-				raw, err := os.ReadFile(filepath.Join(issueDir, fmt.Sprintf("RACE-%d.md", i)))
-				if err != nil || !strings.Contains(string(raw), "Human Review") {
-					left++
-				}
-			}
-			if left == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: %d issues never finished\n%s", round, left, p.all)
-			}
-			time.Sleep(50 * time.Millisecond)
+		files := make([]string, issues)
+		for i := range files {
+			files[i] = filepath.Join(issueDir, fmt.Sprintf("RACE-%d.md", i+1))
 		}
+		what := fmt.Sprintf("round %d", round)
+		waitUntilFilesSay(t, p, files, "Human Review", 3*time.Minute, what)
 		// More polls while the last ends are recorded: none may dispatch.
-		time.Sleep(time.Second)
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		if code := p.wait(t); code != 0 {
-			t.Fatalf("round %d: exit %d\n%s", round, code, p.all)
-		}
+		settleAndStop(t, p, what)
 		b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
 		if err != nil {
 			t.Fatal(err)
