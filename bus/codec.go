@@ -58,10 +58,10 @@ func decodeInto[T any](m *nats.Msg, spec Spec, typeName string, v *T) error {
 	if err := checkHeaders(m, spec, typeName); err != nil {
 		return err
 	}
-	if err := jsonv1.Unmarshal(m.Data, v); err != nil {
-		return fmt.Errorf("%w on %s: %s body: %v", ErrDecode, m.Subject, typeName, err)
+	if spec.Batches && isBatch(m.Data) {
+		return fmt.Errorf("%w on %s: the message holds several %s payloads (read it with a reader that splits them)", ErrDecode, m.Subject, typeName)
 	}
-	return nil
+	return unmarshalPayload(m.Subject, typeName, m.Data, v)
 }
 
 // checkHeaders refuses a message of another type or a newer schema.
@@ -80,23 +80,38 @@ func checkHeaders(m *nats.Msg, spec Spec, typeName string) error {
 }
 
 // decodeAt checks m as decode does but reads only the payload's "at" time,
-// and checks the payload is JSON. Payloads written by this build start
-// with run_id, turn, seq and at (see TurnEvent.appendJSON); that prefix is
-// read directly, anything else through encoding/json.
+// and checks the payload is JSON (see payloadAt).
 func decodeAt(m *nats.Msg, spec Spec, typeName string) (time.Time, error) {
 	if err := checkHeaders(m, spec, typeName); err != nil {
 		return time.Time{}, err
 	}
-	if at, ok := leadingAt(m.Data); ok && json.Valid(m.Data) {
+	return payloadAt(m.Subject, typeName, m.Data)
+}
+
+// payloadAt reads a payload's "at" time and checks the payload is JSON.
+// Payloads written by this build start with run_id, turn, seq and at (see
+// TurnEvent.appendJSON); that prefix is read directly, anything else
+// through encoding/json.
+func payloadAt(subject, typeName string, data []byte) (time.Time, error) {
+	if at, ok := leadingAt(data); ok && json.Valid(data) {
 		return at, nil
 	}
 	var v struct {
 		At time.Time `json:"at"`
 	}
-	if err := json.Unmarshal(m.Data, &v); err != nil {
-		return time.Time{}, fmt.Errorf("%w on %s: %s body: %v", ErrDecode, m.Subject, typeName, err)
+	if err := json.Unmarshal(data, &v); err != nil {
+		return time.Time{}, fmt.Errorf("%w on %s: %s body: %v", ErrDecode, subject, typeName, err)
 	}
 	return v.At, nil
+}
+
+// unmarshalPayload decodes one payload of a message whose headers were
+// checked (a message of a batched topic may hold several).
+func unmarshalPayload(subject, typeName string, data []byte, v any) error {
+	if err := jsonv1.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w on %s: %s body: %v", ErrDecode, subject, typeName, err)
+	}
+	return nil
 }
 
 // leadingAt reads the time of a payload that starts exactly

@@ -178,6 +178,10 @@ func (e StoredEvent) AppendJSON(dst []byte) ([]byte, error) {
 	dst = appendJSONString(dst, e.Stream)
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, e.Seq, 10)
+	if e.Index != 0 {
+		dst = append(dst, `,"index":`...)
+		dst = strconv.AppendInt(dst, int64(e.Index), 10)
+	}
 	dst = append(dst, `,"subject":`...)
 	dst = appendJSONString(dst, e.Subject)
 	dst = append(dst, `,"type":`...)

@@ -439,7 +439,8 @@ func errorReply(subject, code string, err error) *nats.Msg {
 }
 
 // History iterates over the stored messages of a durable topic matching
-// filter tokens, oldest first, and ends once it has caught up (no matching
+// filter tokens, oldest first (each payload of a message that holds
+// several, in order, with the message's sequence), and ends once it has caught up (no matching
 // message pending); it does not wait for new ones. It reads with
 // readStored and writes nothing but an ephemeral consumer. Undecodable
 // messages are yielded as errors (the iteration continues if the caller
@@ -456,8 +457,27 @@ func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) i
 			return
 		}
 		err = readStored(ctx, b, t.spec.Stream, subject, func(m *nats.Msg, at storedMeta) error {
-			v, derr := decode[T](m, t.spec, t.spec.typeName)
-			if !yield(Message[T]{Subject: m.Subject, Data: v, Raw: m.Data, Seq: at.Seq, Time: at.Time}, derr) {
+			if err := checkHeaders(m, t.spec, t.spec.typeName); err != nil {
+				if !yield(Message[T]{Subject: m.Subject, Raw: m.Data, Seq: at.Seq, Time: at.Time}, err) {
+					return errStopped
+				}
+				return nil
+			}
+			// A message of a batched topic may hold several payloads: each
+			// is yielded with the message's sequence.
+			stopped := false
+			err := eachPayload(t.spec, m.Data, func(data []byte, _ int, _ bool) {
+				if stopped {
+					return
+				}
+				var v T
+				derr := unmarshalPayload(m.Subject, t.spec.typeName, data, &v)
+				stopped = !yield(Message[T]{Subject: m.Subject, Data: v, Raw: data, Seq: at.Seq, Time: at.Time}, derr)
+			})
+			if err != nil && !stopped {
+				stopped = !yield(Message[T]{Subject: m.Subject, Raw: m.Data, Seq: at.Seq, Time: at.Time}, fmt.Errorf("%w on %s: %v", ErrDecode, m.Subject, err))
+			}
+			if stopped {
 				return errStopped
 			}
 			return nil

@@ -149,7 +149,9 @@ var (
 		Producer:  CompAgentRunner,
 		Consumers: []string{CompUI, CompCLI},
 		Stream:    StreamTurns,
-		Doc:       "One agent event (prompt, init, text, thinking, tool use/result, api retry, result, parse error, stderr tail) of turn {turn}.",
+		Schema:    turnBatchSchema,
+		Batches:   true,
+		Doc:       "Agent events (prompt, init, text, thinking, tool use/result, api retry, result, parse error, stderr tail) of turn {turn}: one event, or (schema 2, header Symphony-Events) a JSON array of the events the agent wrote faster than they could be stored one by one.",
 	})
 
 	// AgentProgress is a running agent's latest activity, coalesced.
@@ -245,7 +247,7 @@ func Streams() []StreamSpec {
 		{
 			Name:     StreamTurns,
 			Subjects: []string{Root + ".turn.>"},
-			Doc:      "Every agent event of every turn, one subject per run and turn; replayed in order with the original gaps.",
+			Doc:      "Every agent event of every turn, one subject per run and turn (a message holds one event, or several the agent wrote in one go); replayed in order with the original gaps.",
 		},
 		{
 			Name:     StreamHooks,

@@ -23,6 +23,9 @@ type StoredEvent struct {
 	// Stream and Seq locate the message in JetStream.
 	Stream string `json:"stream"`
 	Seq    uint64 `json:"seq"`
+	// Index is the event's place in its stored message when the message
+	// holds several agent events (from 0; see batch.go).
+	Index int `json:"index,omitempty"`
 	// Subject is the subject it was published on.
 	Subject string `json:"subject"`
 	// Type is the payload's Go type (the Symphony-Type header).
@@ -34,13 +37,32 @@ type StoredEvent struct {
 	Run  *RunEvent  `json:"-"`
 	Turn *TurnEvent `json:"-"`
 	Hook *HookEvent `json:"-"`
+
+	// more: further events of the same stored message follow this one.
+	more bool
 }
 
 // RunCursor says how far into a run's stored events a reader has come: the
 // last stream sequence seen in each of the three streams. The zero cursor
-// is the start.
+// is the start. A stored message of agent events can hold several events
+// (see batch.go): TurnsPart, when not 0, says that only the first
+// TurnsPart events of message Turns were seen.
 type RunCursor struct {
 	Runs, Turns, Hooks uint64
+	TurnsPart          int
+}
+
+// maxCursorPart bounds the part a cursor may name (a batch holds at most
+// maxTurnBatch events; older or newer builds may differ, so with room).
+const maxCursorPart = 1 << 20
+
+// turnsBefore orders positions in the turns stream: (seq, part), where
+// part 0 is the whole message.
+func turnsBefore(seq uint64, part int, seq2 uint64, part2 int) bool {
+	if seq != seq2 {
+		return seq < seq2
+	}
+	return part != 0 && (part2 == 0 || part < part2)
 }
 
 // Advance moves the cursor past ev.
@@ -49,24 +71,48 @@ func (c *RunCursor) Advance(ev StoredEvent) {
 	case StreamRuns:
 		c.Runs = max(c.Runs, ev.Seq)
 	case StreamTurns:
-		c.Turns = max(c.Turns, ev.Seq)
+		part := 0
+		if ev.more {
+			part = ev.Index + 1
+		}
+		if turnsBefore(c.Turns, c.TurnsPart, ev.Seq, part) {
+			c.Turns, c.TurnsPart = ev.Seq, part
+		}
 	case StreamHooks:
 		c.Hooks = max(c.Hooks, ev.Seq)
 	}
 }
 
-// String is the cursor as the SSE event id: "runs.turns.hooks".
+// Includes reports whether the cursor has passed ev (a reader at the
+// cursor has seen it).
+func (c RunCursor) Includes(ev StoredEvent) bool {
+	switch ev.Stream {
+	case StreamRuns:
+		return ev.Seq <= c.Runs
+	case StreamTurns:
+		return ev.Seq < c.Turns || ev.Seq == c.Turns && (c.TurnsPart == 0 || ev.Index < c.TurnsPart)
+	case StreamHooks:
+		return ev.Seq <= c.Hooks
+	}
+	return false
+}
+
+// String is the cursor as the SSE event id: "runs.turns.hooks", with
+// ".part" after it while inside a message of several agent events.
 func (c RunCursor) String() string {
+	if c.TurnsPart != 0 {
+		return fmt.Sprintf("%d.%d.%d.%d", c.Runs, c.Turns, c.Hooks, c.TurnsPart)
+	}
 	return fmt.Sprintf("%d.%d.%d", c.Runs, c.Turns, c.Hooks)
 }
 
 // ParseRunCursor reads a cursor written by String. It accepts nothing else.
 func ParseRunCursor(s string) (RunCursor, error) {
 	parts := strings.Split(s, ".")
-	if len(s) > 64 || len(parts) != 3 {
-		return RunCursor{}, fmt.Errorf("cursor %q: want runs.turns.hooks", truncate(s, 32))
+	if len(s) > 84 || len(parts) < 3 || len(parts) > 4 {
+		return RunCursor{}, fmt.Errorf("cursor %q: want runs.turns.hooks or runs.turns.hooks.part", truncate(s, 32))
 	}
-	var v [3]uint64
+	var v [4]uint64
 	for i, p := range parts {
 		n, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
@@ -74,7 +120,10 @@ func ParseRunCursor(s string) (RunCursor, error) {
 		}
 		v[i] = n
 	}
-	return RunCursor{Runs: v[0], Turns: v[1], Hooks: v[2]}, nil
+	if len(parts) == 4 && (v[3] == 0 || v[3] > maxCursorPart) {
+		return RunCursor{}, fmt.Errorf("cursor: part 4 (%d) is not an event count from 1 to %d", v[3], maxCursorPart)
+	}
+	return RunCursor{Runs: v[0], Turns: v[1], Hooks: v[2], TurnsPart: int(v[3])}, nil
 }
 
 func truncate(s string, n int) string {
@@ -172,37 +221,33 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 			out, vals = make([]StoredEvent, 0, n), make([]T, 0, n)
 		}
 		*last = max(*last, at.Seq)
-		// Growing vals past its first size leaves earlier entries
-		// pointing into the old array, which stays valid.
-		vals = append(vals, *new(T))
-		v := &vals[len(vals)-1]
-		if err := decodeInto(m, topic.spec, topic.spec.typeName, v); err != nil {
-			vals = vals[:len(vals)-1]
+		if err := checkHeaders(m, topic.spec, topic.spec.typeName); err != nil {
 			b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
 			return nil
 		}
-		e := StoredEvent{Stream: topic.spec.Stream, Seq: at.Seq, Subject: m.Subject, Type: topic.spec.typeName, Event: m.Data}
-		fill(&e, v)
-		out = append(out, e)
+		err := eachPayload(topic.spec, m.Data, func(data []byte, index int, more bool) {
+			// Growing vals past its first size leaves earlier entries
+			// pointing into the old array, which stays valid.
+			vals = append(vals, *new(T))
+			v := &vals[len(vals)-1]
+			if err := unmarshalPayload(m.Subject, topic.spec.typeName, data, v); err != nil {
+				vals = vals[:len(vals)-1]
+				b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
+				return
+			}
+			e := StoredEvent{Stream: topic.spec.Stream, Seq: at.Seq, Index: index, more: more, Subject: m.Subject, Type: topic.spec.typeName, Event: data}
+			fill(&e, v)
+			out = append(out, e)
+		})
+		if err != nil {
+			b.log.Warn("timeline: skipped the unreadable rest of a stored message", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("timeline of %s: %w", runID, err)
 	}
 	return out, nil
-}
-
-// storedEvent wraps a stored message; Event is the payload exactly as
-// stored (what an audit export must show), not a re-encoding of it.
-func storedEvent[T any](topic Topic[T], m Message[T]) (StoredEvent, error) {
-	raw := m.Raw
-	if raw == nil {
-		var err error
-		if raw, err = json.Marshal(m.Data); err != nil {
-			return StoredEvent{}, fmt.Errorf("encode %s: %w", m.Subject, err)
-		}
-	}
-	return StoredEvent{Stream: topic.spec.Stream, Seq: m.Seq, Subject: m.Subject, Type: topic.spec.typeName, Event: raw}, nil
 }
 
 // FollowRun delivers a run's stored events that come after the cursor, then
@@ -235,13 +280,13 @@ func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliv
 		stops = append(stops, stop)
 		return nil
 	}
-	if err := start(follow(ctx, b, RunEvents, runID, after.Runs, false, events, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, RunEvents, runID, after.Runs, 0, false, events, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
 		return err
 	}
-	if err := start(follow(ctx, b, TurnEvents, runID, after.Turns, o.rawTurns, events, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, TurnEvents, runID, after.Turns, after.TurnsPart, o.rawTurns, events, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
 		return err
 	}
-	if err := start(follow(ctx, b, WorkspaceHookEvents, runID, after.Hooks, false, events, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, WorkspaceHookEvents, runID, after.Hooks, 0, false, events, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
 		return err
 	}
 	for {
@@ -271,7 +316,7 @@ func RawTurns() FollowOption { return func(o *followOptions) { o.rawTurns = true
 // after seq and feeds decoded events into out (raw: only checked, with the
 // time read off, and fill not called). Back-pressure: the consumer
 // callback blocks while out is full, so nothing is dropped.
-func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, seq uint64, raw bool, out chan<- StoredEvent, fill func(*StoredEvent, *T)) (func(), error) {
+func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, seq uint64, skip int, raw bool, out chan<- StoredEvent, fill func(*StoredEvent, *T)) (func(), error) {
 	subject, err := topic.Filter(runID)
 	if err != nil {
 		return nil, err
@@ -281,7 +326,13 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 		return nil, fmt.Errorf("follow %s: %w", subject, err)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
-	if seq > 0 {
+	// skipSeq is the message whose first skip events were seen already.
+	skipSeq := uint64(0)
+	switch {
+	case skip > 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq, skipSeq = seq, seq
+	case seq > 0:
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = seq + 1
 	}
@@ -296,41 +347,59 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			return
 		}
 		nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
-		var e StoredEvent
-		if raw {
-			at, err := decodeAt(nm, topic.spec, topic.spec.typeName)
-			if err != nil {
-				b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
-				return
-			}
-			e = StoredEvent{Stream: topic.spec.Stream, Seq: md.Sequence.Stream, Subject: jm.Subject(), Type: topic.spec.typeName, At: at, Event: jm.Data()}
-		} else {
-			v, err := decode[T](nm, topic.spec, topic.spec.typeName)
-			if err != nil {
-				b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
-				return
-			}
-			if e, err = storedEvent(topic, Message[T]{Subject: jm.Subject(), Data: v, Raw: jm.Data(), Seq: md.Sequence.Stream, Time: md.Timestamp}); err != nil {
-				return
-			}
-			fill(&e, &v)
+		if err := checkHeaders(nm, topic.spec, topic.spec.typeName); err != nil {
+			b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
+			return
 		}
-		select {
-		case out <- e:
-		case <-ctx.Done():
+		seq := md.Sequence.Stream
+		ended := false
+		err = eachPayload(topic.spec, nm.Data, func(data []byte, index int, more bool) {
+			if ended || seq == skipSeq && index < skip {
+				return // seen before the cursor, or the reader is gone
+			}
+			e := StoredEvent{Stream: topic.spec.Stream, Seq: seq, Index: index, more: more, Subject: nm.Subject, Type: topic.spec.typeName, Event: data}
+			if raw {
+				at, err := payloadAt(nm.Subject, topic.spec.typeName, data)
+				if err != nil {
+					b.log.Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
+					return
+				}
+				e.At = at
+			} else {
+				var v T
+				if err := unmarshalPayload(nm.Subject, topic.spec.typeName, data, &v); err != nil {
+					b.log.Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
+					return
+				}
+				fill(&e, &v)
+			}
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				ended = true
+			}
+		})
+		if err != nil {
+			b.log.Warn("follow: skipped the unreadable rest of a stored message", "subject", nm.Subject, "seq", seq, "err", err)
 		}
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
 			return // the ordered consumer recreates itself
 		}
 		b.log.Debug("follow: consumer notice", "subject", subject, "err", err)
-	}))
+	}), jetstream.PullMaxBytes(followMaxBytes))
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("follow %s: %w", subject, err)
 	}
 	return func() { cc.Stop(); cleanup() }, nil
 }
+
+// followMaxBytes bounds what a follower's consumer pulls ahead of its
+// reader: a message of agent events can hold up to maxTurnBatchBytes, and
+// the library's default (500 messages, any size) would let a follower that
+// catches up on a flood hold tens of megabytes.
+const followMaxBytes = 2 << 20
 
 // RunEnd is the cursor of a run's last stored event in each stream (zero
 // where it has none): a reader that has reached it has seen everything
@@ -364,5 +433,5 @@ func RunEnd(ctx context.Context, b *Bus, runID string) (RunCursor, error) {
 
 // Covers reports whether the cursor has reached other in every stream.
 func (c RunCursor) Covers(other RunCursor) bool {
-	return c.Runs >= other.Runs && c.Turns >= other.Turns && c.Hooks >= other.Hooks
+	return c.Runs >= other.Runs && c.Hooks >= other.Hooks && !turnsBefore(c.Turns, c.TurnsPart, other.Turns, other.TurnsPart)
 }

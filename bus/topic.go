@@ -42,6 +42,9 @@ type Spec struct {
 	Stream string
 	// Doc says what the message means, in one sentence.
 	Doc string
+	// Batches: a stored message may hold several payloads, a JSON array of
+	// them (schema 2 of TurnEvents, see batch.go); readers hand each on.
+	Batches bool
 
 	// typeName is the bare Go type name sent as Symphony-Type.
 	typeName string

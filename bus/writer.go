@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +29,20 @@ type Writer struct {
 	window  int
 	pending []pendingWrite
 	err     error
+	// turns is the batch of agent events AppendTurn is building.
+	turns turnBatch
+}
+
+// turnBatch is agent events of one run and turn waiting to be stored as
+// one message: buf is "[" and their JSON, comma-separated.
+type turnBatch struct {
+	subject     string
+	run         string
+	turn        int
+	buf         []byte
+	n           int
+	first, last int64
+	scratch     []byte
 }
 
 type pendingWrite struct {
@@ -66,6 +81,91 @@ func WriteDurable[T any](ctx context.Context, w *Writer, t Topic[T], v T, msgID 
 	if err != nil {
 		return err
 	}
+	// Whatever was appended before this is stored before it.
+	if err := w.SendTurns(ctx); err != nil {
+		return err
+	}
+	return w.send(ctx, m, msgID)
+}
+
+// AppendTurn adds one agent event of a run to the batch the writer is
+// building; SendTurns (or Flush, or a full batch) sends the batch as one
+// stored message. The runner appends everything it read from the agent in
+// one go and then sends it: a flooding agent costs one stored message per
+// read instead of one per event, and an agent writing a line at a time
+// still gets each event stored at once. An event of another run or turn
+// sends the batch first. The message id of a batch names its first and
+// last event (ev.Seq), so a resend is stored once.
+func (w *Writer) AppendTurn(ctx context.Context, ev TurnEvent) error {
+	if w.err != nil {
+		return w.err
+	}
+	tb := &w.turns
+	if tb.n > 0 && (ev.RunID != tb.run || ev.Turn != tb.turn) {
+		if err := w.SendTurns(ctx); err != nil {
+			return err
+		}
+	}
+	enc, err := ev.appendJSON(tb.scratch[:0])
+	if err != nil {
+		return fmt.Errorf("encode agent event %d of run %s: %w", ev.Seq, ev.RunID, err)
+	}
+	tb.scratch = enc
+	if tb.n > 0 && len(tb.buf)+len(enc)+2 > maxTurnBatchBytes {
+		if err := w.SendTurns(ctx); err != nil {
+			return err
+		}
+	}
+	if tb.n == 0 {
+		subject, err := TurnEvents.Subject(ev.RunID, strconv.Itoa(ev.Turn))
+		if err != nil {
+			return err
+		}
+		tb.subject, tb.run, tb.turn, tb.first = subject, ev.RunID, ev.Turn, ev.Seq
+		tb.buf = append(tb.buf[:0], '[')
+	} else {
+		tb.buf = append(tb.buf, ',')
+	}
+	tb.buf = append(tb.buf, enc...)
+	tb.n++
+	tb.last = ev.Seq
+	if tb.n >= maxTurnBatch {
+		return w.SendTurns(ctx)
+	}
+	return nil
+}
+
+// SendTurns sends the events appended since the last send as one stored
+// message: a lone event as a bare object (as WriteDurable would store it),
+// several as a JSON array (schema 2, with the Symphony-Events header).
+func (w *Writer) SendTurns(ctx context.Context) error {
+	tb := &w.turns
+	if tb.n == 0 {
+		return w.err
+	}
+	m := nats.NewMsg(tb.subject)
+	m.Header.Set(HeaderType, TurnEvents.spec.typeName)
+	var msgID string
+	if tb.n == 1 {
+		m.Data = append([]byte(nil), tb.buf[1:]...)
+		m.Header.Set(HeaderSchema, "1")
+		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10)
+	} else {
+		m.Data = append(make([]byte, 0, len(tb.buf)+1), tb.buf...)
+		m.Data = append(m.Data, ']')
+		m.Header.Set(HeaderSchema, strconv.Itoa(turnBatchSchema))
+		m.Header.Set(HeaderEvents, strconv.Itoa(tb.n))
+		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10) + "-" + strconv.FormatInt(tb.last, 10)
+	}
+	tb.n, tb.buf = 0, tb.buf[:0]
+	if w.err != nil {
+		return w.err
+	}
+	return w.send(ctx, m, msgID)
+}
+
+// send stores m asynchronously within the window.
+func (w *Writer) send(ctx context.Context, m *nats.Msg, msgID string) error {
 	for len(w.pending) >= w.window {
 		if err := w.settleOldest(ctx); err != nil {
 			return err
@@ -75,17 +175,18 @@ func WriteDurable[T any](ctx context.Context, w *Writer, t Topic[T], v T, msgID 
 	if err != nil {
 		// Not even sent (too many in flight on the connection): store it
 		// synchronously instead.
-		if err := w.resend(ctx, m, msgID); err != nil {
-			return err
-		}
-		return nil
+		return w.resend(ctx, m, msgID)
 	}
 	w.pending = append(w.pending, pendingWrite{msg: m, msgID: msgID, future: f})
 	return nil
 }
 
-// Flush waits until every message written so far is stored.
+// Flush sends the agent events appended and waits until every message
+// written so far is stored.
 func (w *Writer) Flush(ctx context.Context) error {
+	if err := w.SendTurns(ctx); err != nil {
+		return err
+	}
 	for len(w.pending) > 0 {
 		if err := w.settleOldest(ctx); err != nil {
 			return err
@@ -94,7 +195,8 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return w.err
 }
 
-// Pending is how many messages await their acknowledgement.
+// Pending is how many messages await their acknowledgement (appended
+// agent events not yet sent are not counted).
 func (w *Writer) Pending() int { return len(w.pending) }
 
 func (w *Writer) settleOldest(ctx context.Context) error {

@@ -94,7 +94,7 @@ func (f *replayFeed) Follow(ctx context.Context, runID string, after bus.RunCurs
 			// Resume after the last event the cursor covers.
 			next = 0
 			for i, ev := range f.events[:n] {
-				if ev.Seq <= seqOf(after, ev.Stream) {
+				if after.Includes(ev) {
 					next = i + 1
 				}
 			}
@@ -110,18 +110,6 @@ func (f *replayFeed) Follow(ctx context.Context, runID string, after bus.RunCurs
 		case <-changed:
 		}
 	}
-}
-
-func seqOf(c bus.RunCursor, stream string) uint64 {
-	switch stream {
-	case bus.StreamRuns:
-		return c.Runs
-	case bus.StreamTurns:
-		return c.Turns
-	case bus.StreamHooks:
-		return c.Hooks
-	}
-	return 0
 }
 
 // End is the cursor after the whole recording.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,8 +31,13 @@ import (
 // workflow, workspace and agent runner components and the dashboard on a
 // real bus, with fake agents as claude.
 type pipeline struct {
-	b    *bus.Bus
-	url  string
+	b   *bus.Bus
+	url string
+	// gate is held open on the fake agents' FAKEAGENT_GATE pipe: they
+	// print their init line, then wait for a byte from it, so a round
+	// measures the agents streaming together and not their one-by-one
+	// start (the workload and dispatch benchmarks measure that).
+	gate *os.File
 	stop func()
 }
 
@@ -39,6 +45,17 @@ func startPipeline(b *testing.B, agent string, env []string) *pipeline {
 	b.Helper()
 	dir := b.TempDir()
 	wf := filepath.Join(dir, "WORKFLOW.md")
+	gatePath := filepath.Join(dir, "gate")
+	if err := syscall.Mkfifo(gatePath, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	// Read-write: opening never blocks, and the agents' opens do not wait.
+	gate, err := os.OpenFile(gatePath, os.O_RDWR, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { gate.Close() })
+	env = append(env, fakeagent.EnvGate+"="+gatePath)
 	// The fake agent reads its options from the environment; a wrapper
 	// script gives it this benchmark's.
 	wrapper := filepath.Join(dir, "agent.sh")
@@ -85,7 +102,7 @@ Work on {{ issue.identifier }}.
 	for _, c := range []components.Component{wfc, wsc, arc, dash} {
 		wg.Go(func() { _ = c.Run(ctx) })
 	}
-	p := &pipeline{b: bs, url: <-urls}
+	p := &pipeline{b: bs, url: <-urls, gate: gate}
 	p.stop = func() {
 		cancel()
 		wg.Wait()
@@ -161,16 +178,16 @@ func (p *pipeline) follow(ctx context.Context, runID string, events, lastAt *ato
 	return sc.Err()
 }
 
-// runAgents dispatches n runs and follows each through the dashboard until
-// every run's stream ended; it returns the agent events read and how long
-// from the first dispatch to the last agent event read (the streams' own
-// ending, a moment later, is not part of the pipeline).
+// runAgents dispatches n runs and follows each through the dashboard
+// until every run's stream ended. Once every agent has started (its prompt
+// and init line reached the client) it opens the gate, and it returns the
+// agent events read after that and how long from the gate to the last one
+// (the streams' own ending, a moment later, is not part of the pipeline).
 func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duration) (int64, time.Duration) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var events, lastAt atomic.Int64
-	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -186,12 +203,28 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 			}
 		})
 	}
+	// Two events per run before the gate: its prompt and the init line.
+	for events.Load() < int64(2*n) {
+		select {
+		case err := <-errs:
+			b.Fatal(err)
+		case <-ctx.Done():
+			b.Fatalf("only %d of %d agents started", events.Load()/2, n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	before := events.Load()
+	start := time.Now()
+	// One byte per agent: each reads one.
+	if _, err := p.gate.Write(make([]byte, n)); err != nil {
+		b.Fatal(err)
+	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
 	}
-	return events.Load(), time.Unix(0, lastAt.Load()).Sub(start)
+	return events.Load() - before, time.Unix(0, lastAt.Load()).Sub(start)
 }
 
 // BenchmarkPipeline measures the whole event path: a fake agent's stdout
@@ -222,6 +255,13 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 			rate := float64(total) / busy.Seconds()
 			b.ReportMetric(rate, "events/s")
+			// How many agent events one stored message carries on average
+			// (the runner stores what it read in one go as one message).
+			if s, err := p.b.JetStream().Stream(context.Background(), bus.StreamTurns); err == nil {
+				if info, err := s.Info(context.Background()); err == nil && info.State.Msgs > 0 {
+					b.ReportMetric(float64(total)/float64(info.State.Msgs), "events/msg")
+				}
+			}
 			b.ReportMetric(raw, "raw-js-msgs/s")
 			b.ReportMetric(100*rate/raw, "%-of-raw")
 		})

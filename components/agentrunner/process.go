@@ -59,6 +59,11 @@ type turnSpec struct {
 	// started, when set, is called once the agent's start has been tried
 	// (whether or not it worked).
 	started func()
+	// commit, when set, is called after the events of each batch of lines
+	// were handed to emit: what the agent wrote in one go is stored as one
+	// message (see bus.Writer.AppendTurn). An error stops the turn as a
+	// failed emit does.
+	commit func() error
 }
 
 // turnOutcome is how one invocation ended.
@@ -274,6 +279,9 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 			silence.Reset(spec.silence)
 			for _, line := range batch {
 				handleLine(line)
+			}
+			if emitErr == nil && spec.commit != nil {
+				emitErr = spec.commit()
 			}
 			if emitErr != nil {
 				// The bus refused an event: a run whose record would be

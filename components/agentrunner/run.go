@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,9 +139,11 @@ func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 	}
 }
 
-// record stores one turn event durably, in order: it returns once the
-// event is sent with at most a window of events awaiting acknowledgement
-// (back-pressure beyond that; nothing is dropped).
+// record stores one turn event durably, in order. It joins the events
+// appended since the last commit (everything read from the agent in one
+// go is stored as one message; see bus.Writer.AppendTurn); commit, or any
+// lifecycle event, sends them, with at most a window of messages awaiting
+// acknowledgement (back-pressure beyond that; nothing is dropped).
 func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 	ev.RunID, ev.Turn, ev.Seq = w.d.RunID, w.turn, w.seq.Add(1)
 	if ev.At.IsZero() {
@@ -151,8 +152,7 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 	if ev.SessionID == "" {
 		ev.SessionID = w.session
 	}
-	msgID := w.d.RunID + "-" + strconv.FormatInt(ev.Seq, 10)
-	if err := bus.WriteDurable(context.WithoutCancel(ctx), w.out, bus.TurnEvents, ev, msgID, w.d.RunID, strconv.Itoa(w.turn)); err != nil {
+	if err := w.out.AppendTurn(context.WithoutCancel(ctx), ev); err != nil {
 		return err
 	}
 	// The monotonic clock: ev.At is wall time only (UTC), and a clock
@@ -311,7 +311,8 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
 		env := append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
-		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID, started: released}
+		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID, started: released,
+			commit: func() error { return w.out.SendTurns(context.WithoutCancel(ctx)) }}
 		if w.turn == 1 {
 			spec.since = firstSince
 		}

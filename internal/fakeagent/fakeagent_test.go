@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,5 +280,65 @@ func TestStartStamp(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 || !strings.HasPrefix(entries[1].Name(), "pid-") {
 		t.Errorf("stamp files %v, want ABC-1 and pid-<pid>", entries)
+	}
+}
+
+// TestGate: with FAKEAGENT_GATE the fake prints its init line, then waits
+// for a byte from the gate pipe before its events and result.
+func TestGate(t *testing.T) {
+	bin := Build(t)
+	gate := filepath.Join(t.TempDir(), "go")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Held open for writing (read-write never blocks), as a benchmark does.
+	g, err := os.OpenFile(gate, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	cmd := exec.Command(bin, "-p", "--output-format", "stream-json", "--verbose")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), EnvGate+"="+gate, EnvEvents+"=3")
+	cmd.Stdin = strings.NewReader("the prompt")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	r := bufio.NewReader(out)
+	first, err := r.ReadBytes('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jsonLines(first); len(got) != 1 || got[0] != "system" {
+		t.Fatalf("first line %q", first)
+	}
+	// Nothing more while the gate is shut: the fake is still running.
+	more := make(chan []byte, 1)
+	go func() {
+		rest, _ := io.ReadAll(r)
+		more <- rest
+	}()
+	select {
+	case rest := <-more:
+		t.Fatalf("the fake went on before the gate opened: %q", rest)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := g.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	rest := <-more
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(jsonLines(rest), " "); !strings.HasSuffix(got, " result") {
+		t.Fatalf("after the gate: %s", got)
+	}
+	if n := len(jsonLines(rest)); n != 4 {
+		t.Fatalf("after the gate %d lines (%s), want 3 events and the result", n, strings.Join(jsonLines(rest), " "))
 	}
 }

@@ -28,6 +28,9 @@
 //	                         (unix ns and a newline) to DIR/$SYMPHONY_ISSUE_IDENTIFIER
 //	                         (DIR/pid-<pid> without one), so a benchmark can time an
 //	                         agent's start without a wrapper script in between
+//	FAKEAGENT_GATE           a named pipe: after the init line, read one byte from it
+//	                         before the events, so that many agents started one after
+//	                         another stream at once
 //	FAKEAGENT_SESSION        session id of a fresh (not resumed) run, default random
 //	FAKEAGENT_COST_USD       total_cost_usd of the result, default 0.01
 //	FAKEAGENT_STDERR_BYTES   stderr written before the init line; default 1 GiB in
@@ -86,7 +89,12 @@ type Options struct {
 	// Stamp starts every payload with "t=<unix nanoseconds>;", the moment
 	// the line is written, so a benchmark can measure how long the line
 	// takes to reach a reader downstream.
-	Stamp       bool
+	Stamp bool
+	// Gate, when set, is a named pipe: after its init line the fake reads
+	// one byte from it before its events, so a benchmark can start many
+	// agents and then let them all stream at once (it holds the pipe open
+	// and writes one byte per agent).
+	Gate        string
 	Seed        uint64
 	Session     string
 	CostUSD     float64
@@ -134,6 +142,7 @@ const (
 	EnvDaemonEnv     = "FAKEAGENT_DAEMON_ENV"
 	EnvStamp         = "FAKEAGENT_STAMP"
 	EnvStartDir      = "FAKEAGENT_START_DIR"
+	EnvGate          = "FAKEAGENT_GATE"
 )
 
 // daemonFlag makes the binary play the daemon that fork_daemon leaves
@@ -180,6 +189,8 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 			o.Seed, err = strconv.ParseUint(v, 10, 64)
 		case EnvStamp:
 			o.Stamp, err = strconv.ParseBool(v)
+		case EnvGate:
+			o.Gate = v
 		case EnvSession:
 			o.Session = v
 		case EnvCostUSD:
@@ -223,7 +234,7 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 		return nil
 	}
 	for _, name := range []string{EnvMode, EnvEvents, EnvInterval, EnvSize, EnvSeed, EnvSession, EnvCostUSD, EnvStderrBytes,
-		EnvLineBytes, EnvExitCode, EnvCrashSignal, EnvIgnoreSIGTERM, EnvPIDFile, EnvDaemonSetsid, EnvDaemonStdio, EnvDaemonEnv, EnvStamp} {
+		EnvLineBytes, EnvExitCode, EnvCrashSignal, EnvIgnoreSIGTERM, EnvPIDFile, EnvDaemonSetsid, EnvDaemonStdio, EnvDaemonEnv, EnvStamp, EnvGate} {
 		if v := getenv(name); v != "" {
 			if err := set(name, v); err != nil {
 				return o, err

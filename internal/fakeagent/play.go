@@ -145,6 +145,12 @@ func (p *player) play() int {
 		}
 	}
 	p.init()
+	if o.Gate != "" {
+		if err := waitGate(o.Gate); err != nil {
+			fmt.Fprintln(p.errw, "fakeagent: gate:", err)
+			return 1
+		}
+	}
 	if o.Mode == ModeHugeLine {
 		p.hugeLine(o.LineBytes)
 	}
@@ -497,4 +503,16 @@ func (p *player) forkDaemon() error {
 		}
 	}
 	return nil
+}
+
+// waitGate reads one byte from the named pipe gate.
+func waitGate(gate string) error {
+	f, err := os.Open(gate)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var b [1]byte
+	_, err = io.ReadFull(f, b[:])
+	return err
 }

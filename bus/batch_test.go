@@ -1,0 +1,376 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestSplitBatch(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{in: `[1]`, want: []string{`1`}},
+		{in: ` [ {"a":"],}"} , [1,[2]] ,"x\"]"] `, want: []string{`{"a":"],}"}`, `[1,[2]]`, `"x\"]"`}},
+		{in: `[]`, want: nil},
+		{in: `{"a":1}`, err: "not a JSON array"},
+		{in: `[1,]`, want: []string{`1`}, err: "empty event 2"},
+		{in: `[,1]`, err: "empty event 1"},
+		{in: `[{"a":1]}]`, err: "mismatched"},
+		{in: `[{"a":1},{"b":`, want: []string{`{"a":1}`}, err: "unterminated after 1 events"},
+		{in: `[1] x`, want: []string{`1`}, err: "after the array"},
+		{in: `[1}`, err: "unexpected '}'"},
+		{in: "[" + strings.Repeat("[", maxBatchDepth+1), err: "nests deeper"},
+	} {
+		got, err := splitBatch([]byte(tc.in))
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("splitBatch(%q) error %v, want %q", tc.in, err, tc.err)
+		}
+		if len(got) != len(tc.want) {
+			t.Errorf("splitBatch(%q) = %q, want %q", tc.in, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if string(got[i]) != tc.want[i] {
+				t.Errorf("splitBatch(%q)[%d] = %q, want %q", tc.in, i, got[i], tc.want[i])
+			}
+		}
+	}
+}
+
+// FuzzSplitBatch: on any input, splitBatch agrees with encoding/json
+// reading a []json.RawMessage: a valid array splits into exactly its
+// elements, and whatever splitBatch accepts whole, with every element
+// valid JSON, encoding/json accepts too, with the same elements.
+func FuzzSplitBatch(f *testing.F) {
+	for _, s := range []string{`[1]`, `[{"a":"]"},[1,{}],"\\\""]`, `[]`, `[1,]`, `{}`, ` [ 1 , 2 ] `, `["\u005d"]`, `[{"run_id":"r","turn":1,"seq":1,"at":"2026-01-01T00:00:00Z","kind":"assistant_text"}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := splitBatch(data)
+		var want []json.RawMessage
+		jerr := json.Unmarshal(data, &want)
+		isArray := isBatch(data)
+		if jerr == nil && isArray {
+			if err != nil {
+				t.Fatalf("splitBatch(%q): %v; encoding/json reads %d elements", data, err, len(want))
+			}
+			if len(got) != len(want) {
+				t.Fatalf("splitBatch(%q): %d elements, encoding/json %d", data, len(got), len(want))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("splitBatch(%q)[%d] = %q, encoding/json %q", data, i, got[i], want[i])
+				}
+			}
+			return
+		}
+		if err == nil {
+			allValid := true
+			for _, e := range got {
+				allValid = allValid && json.Valid(e)
+			}
+			if allValid && jerr != nil {
+				t.Fatalf("splitBatch(%q) accepted %q, all valid, but encoding/json refused: %v", data, got, jerr)
+			}
+		}
+		for _, e := range got {
+			if len(e) == 0 || !bytes.Contains(data, e) {
+				t.Fatalf("element %q is not a part of %q", e, data)
+			}
+		}
+	})
+}
+
+// appendTurns appends events seq from..to of run/turn and sends them as
+// one message.
+func appendTurns(t *testing.T, w *Writer, run string, turn int, from, to int64) {
+	t.Helper()
+	for seq := from; seq <= to; seq++ {
+		ev := TurnEvent{RunID: run, Turn: turn, Seq: seq, At: time.Unix(1800000000, seq).UTC(), Kind: TurnText, Text: fmt.Sprint("t", seq)}
+		if err := w.AppendTurn(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.SendTurns(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func turnsStored(t *testing.T, b *Bus) uint64 {
+	t.Helper()
+	s, err := b.js.Stream(t.Context(), StreamTurns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func seqsOf(events []StoredEvent) []int64 {
+	var out []int64
+	for _, e := range events {
+		if e.Turn != nil {
+			out = append(out, e.Turn.Seq)
+		} else if e.Stream == StreamTurns {
+			var v TurnEvent
+			_ = json.Unmarshal(e.Event, &v)
+			out = append(out, v.Seq)
+		}
+	}
+	return out
+}
+
+// TestTurnBatchesStoreAndRead: events appended together are stored as one
+// message; a lone one as a bare object; every reader hands each event on
+// in order, with its place in its message, and nothing twice.
+func TestTurnBatchesStoreAndRead(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	w := NewWriter(b, 0)
+	appendTurns(t, w, "r1", 1, 1, 5) // a batch of 5
+	appendTurns(t, w, "r1", 1, 6, 6) // alone
+	// A turn change inside one go splits it.
+	if err := w.AppendTurn(ctx, TurnEvent{RunID: "r1", Turn: 1, Seq: 7, At: time.Unix(1800000000, 7).UTC(), Kind: TurnText}); err != nil {
+		t.Fatal(err)
+	}
+	appendTurns(t, w, "r1", 2, 8, 10)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := turnsStored(t, b); n != 4 {
+		t.Fatalf("%d messages stored, want 4 (5 events, 1, 1, 3)", n)
+	}
+
+	// The stored form: an array with its count and schema 2; a lone event
+	// as a bare object, schema 1.
+	s, _ := b.js.Stream(ctx, StreamTurns)
+	first, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Header.Get(HeaderEvents) != "5" || first.Header.Get(HeaderSchema) != "2" || first.Data[0] != '[' {
+		t.Fatalf("batch stored as %v %.40s", first.Header, first.Data)
+	}
+	lone, err := s.GetMsg(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lone.Header.Get(HeaderEvents) != "" || lone.Header.Get(HeaderSchema) != "1" || lone.Data[0] != '{' {
+		t.Fatalf("lone event stored as %v %.40s", lone.Header, lone.Data)
+	}
+
+	events, cur, err := RunTimeline(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(seqsOf(events)); got != "[1 2 3 4 5 6 7 8 9 10]" {
+		t.Fatalf("timeline seqs %s", got)
+	}
+	if events[4].Index != 4 || events[4].Seq != 1 || events[5].Index != 0 || events[5].Seq != 2 || cur.Turns != 4 || cur.TurnsPart != 0 {
+		t.Fatalf("places: %+v %+v, cursor %v", events[4], events[5], cur)
+	}
+	var stored TurnEvent
+	if err := json.Unmarshal(events[2].Event, &stored); err != nil || stored.Seq != 3 {
+		t.Fatalf("event payload %s: %v", events[2].Event, err)
+	}
+
+	var hist []int64
+	for m, err := range History(ctx, b, TurnEvents, "r1") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist = append(hist, m.Data.Seq)
+	}
+	if got := fmt.Sprint(hist); got != "[1 2 3 4 5 6 7 8 9 10]" {
+		t.Fatalf("history seqs %s", got)
+	}
+	// The generic decoder refuses a batch with a clear error.
+	if _, err := decode[TurnEvent](&nats.Msg{Subject: first.Subject, Header: first.Header, Data: first.Data}, TurnEvents.spec, TurnEvents.spec.typeName); err == nil || !strings.Contains(err.Error(), "several") {
+		t.Fatalf("decode of a batch: %v", err)
+	}
+
+	// The writer's message ids make a resend of the same batch a duplicate.
+	w2 := NewWriter(b, 0)
+	appendTurns(t, w2, "r1", 1, 1, 5)
+	if err := w2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := turnsStored(t, b); n != 4 {
+		t.Fatalf("a resent batch was stored again: %d messages", n)
+	}
+}
+
+// TestFollowRunResumesInsideABatch: a cursor taken inside a message of
+// several events resumes at the next event of that message, in both
+// decoded and raw delivery, and its string form round-trips.
+func TestFollowRunResumesInsideABatch(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	w := NewWriter(b, 0)
+	appendTurns(t, w, "r1", 1, 1, 4)
+	appendTurns(t, w, "r1", 1, 5, 6)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	events, _, err := RunTimeline(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur RunCursor
+	for _, ev := range events[:2] {
+		cur.Advance(ev)
+	}
+	if cur.Turns != 1 || cur.TurnsPart != 2 || cur.String() != "0.1.0.2" {
+		t.Fatalf("cursor after 2 of 4 = %+v %q", cur, cur.String())
+	}
+	if !cur.Includes(events[1]) || cur.Includes(events[2]) || cur.Includes(events[4]) {
+		t.Fatal("Includes disagrees with the cursor")
+	}
+	back, err := ParseRunCursor(cur.String())
+	if err != nil || back != cur {
+		t.Fatalf("parse %q = %+v, %v", cur.String(), back, err)
+	}
+	end, err := RunEnd(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Covers(end) {
+		t.Fatal("a cursor inside the first message covers the run's end")
+	}
+	full := cur
+	for _, ev := range events {
+		full.Advance(ev)
+	}
+	if !full.Covers(end) || full.TurnsPart != 0 {
+		t.Fatalf("cursor after everything %+v does not cover the end %+v", full, end)
+	}
+	// Advance never goes back.
+	again := full
+	again.Advance(events[0])
+	if again != full {
+		t.Fatalf("Advance went back: %+v", again)
+	}
+
+	for _, raw := range []bool{false, true} {
+		var opts []FollowOption
+		if raw {
+			opts = append(opts, RawTurns())
+		}
+		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		var got []StoredEvent
+		err := FollowRun(fctx, b, "r1", back, func(ev StoredEvent) error {
+			got = append(got, ev)
+			if len(got) == 4 {
+				cancel()
+			}
+			return nil
+		}, opts...)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(seqsOf(got)) != "[3 4 5 6]" || got[0].Index != 2 || got[3].Index != 1 {
+			t.Fatalf("raw=%v: followed %v (%+v)", raw, seqsOf(got), got)
+		}
+		if raw && (got[0].Turn != nil || got[0].At.IsZero()) {
+			t.Fatalf("raw delivery decoded the event or lost its time: %+v", got[0])
+		}
+	}
+}
+
+// TestDamagedBatchKeepsTheReadableEvents: a stored array cut short or with
+// one bad element hides neither the events before the damage nor the
+// other messages of the run.
+func TestDamagedBatchKeepsTheReadableEvents(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	good := func(seq int64) string {
+		enc, err := TurnEvent{RunID: "r1", Turn: 1, Seq: seq, At: time.Unix(1800000000, seq).UTC(), Kind: TurnText}.appendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(enc)
+	}
+	for i, body := range []string{
+		"[" + good(1) + `,{"seq":},` + good(3) + "]",
+		"[" + good(4) + "," + good(5)[:20],
+		good(6),
+	} {
+		m := nats.NewMsg("symphony.turn.r1.1")
+		m.Data = []byte(body)
+		m.Header.Set(HeaderType, "TurnEvent")
+		m.Header.Set(HeaderSchema, "2")
+		if _, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID("damaged-"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, _, err := RunTimeline(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(seqsOf(events)); got != "[1 3 4 6]" {
+		t.Fatalf("readable events %s, want [1 3 4 6]", got)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var got []StoredEvent
+	if err := FollowRun(fctx, b, "r1", RunCursor{}, func(ev StoredEvent) error {
+		if got = append(got, ev); len(got) == 4 {
+			cancel()
+		}
+		return nil
+	}, RawTurns()); err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprint(seqsOf(got)); s != "[1 3 4 6]" {
+		t.Fatalf("followed %s, want [1 3 4 6]", s)
+	}
+}
+
+// TestTurnBatchBounds: a batch is sent when it reaches its event or byte
+// bound, and an event larger than the byte bound is stored on its own.
+func TestTurnBatchBounds(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	w := NewWriter(b, 0)
+	for seq := int64(1); seq <= maxTurnBatch+1; seq++ {
+		if err := w.AppendTurn(ctx, TurnEvent{RunID: "r1", Turn: 1, Seq: seq, At: time.Now().UTC(), Kind: TurnText}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := strings.Repeat("x", maxTurnBatchBytes)
+	for seq := int64(maxTurnBatch + 2); seq <= maxTurnBatch+3; seq++ {
+		if err := w.AppendTurn(ctx, TurnEvent{RunID: "r1", Turn: 1, Seq: seq, At: time.Now().UTC(), Kind: TurnText, Text: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first 256 fill a batch; the next one cannot share a message
+	// with a big one, nor can the two big ones: 256, 1, 1, 1.
+	if n := turnsStored(t, b); n != 4 {
+		t.Fatalf("%d messages, want 4", n)
+	}
+	events, _, err := RunTimeline(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != maxTurnBatch+3 {
+		t.Fatalf("%d events read back, want %d", len(events), maxTurnBatch+3)
+	}
+}
