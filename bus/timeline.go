@@ -100,10 +100,14 @@ func (c RunCursor) Includes(ev StoredEvent) bool {
 // String is the cursor as the SSE event id: "runs.turns.hooks", with
 // ".part" after it while inside a message of several agent events.
 func (c RunCursor) String() string {
+	var b [84]byte
+	s := strconv.AppendUint(b[:0], c.Runs, 10)
+	s = strconv.AppendUint(append(s, '.'), c.Turns, 10)
+	s = strconv.AppendUint(append(s, '.'), c.Hooks, 10)
 	if c.TurnsPart != 0 {
-		return fmt.Sprintf("%d.%d.%d.%d", c.Runs, c.Turns, c.Hooks, c.TurnsPart)
+		s = strconv.AppendInt(append(s, '.'), int64(c.TurnsPart), 10)
 	}
-	return fmt.Sprintf("%d.%d.%d", c.Runs, c.Turns, c.Hooks)
+	return string(s)
 }
 
 // ParseRunCursor reads a cursor written by String. It accepts nothing else.

@@ -531,7 +531,7 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 			if line, err = ev.AppendJSON(line[:0]); err != nil {
 				return err
 			}
-			return sse.queue(ev.Stream, cur.String(), string(line))
+			return sse.queueBytes(ev.Stream, cur.String(), line)
 		},
 		sse.flush,
 		func(ctx context.Context) (bool, error) {

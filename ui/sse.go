@@ -28,6 +28,22 @@ type sseStream struct {
 	onClose func()
 	// buf is reused for each event's bytes.
 	buf []byte
+	// deadlineAt is when the write deadline was last moved: queued events
+	// move it at most once a second (moving it costs a timer update, once
+	// per event under a flood), which leaves every write at least
+	// sseWriteTimeout less a second.
+	deadlineAt time.Time
+}
+
+// extendDeadline moves the write deadline sseWriteTimeout ahead, unless it
+// was moved within the last second and force is false. The caller holds mu.
+func (st *sseStream) extendDeadline(force bool) {
+	now := time.Now()
+	if !force && now.Sub(st.deadlineAt) < time.Second {
+		return
+	}
+	st.deadlineAt = now
+	_ = st.rc.SetWriteDeadline(now.Add(sseWriteTimeout))
 }
 
 // startSSE answers with an event stream and starts its keep-alive, which
@@ -39,7 +55,7 @@ func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, e
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	st := &sseStream{w: w, rc: http.NewResponseController(w), done: make(chan struct{})}
-	_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	st.extendDeadline(true)
 	if _, err := fmt.Fprint(w, ": symphony\nretry: 2000\n\n"); err != nil {
 		return nil, err
 	}
@@ -61,7 +77,7 @@ func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, e
 				return
 			case <-t.C:
 				st.mu.Lock()
-				_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+				st.extendDeadline(true)
 				_, err := fmt.Fprint(w, ": keep-alive\n\n")
 				if err == nil {
 					err = st.rc.Flush()
@@ -85,14 +101,19 @@ var errStreamClosed = errors.New("event stream closed")
 // can never start a field (an event: or id: of its own). event and id are
 // ours and never hold one.
 func (st *sseStream) send(event, id, data string) error {
-	return st.write(event, id, data, true)
+	return writeEvent(st, event, id, data, true)
 }
 
 // queue writes one event like send but leaves it in the response buffer
 // until flush (or until the buffer fills): a burst of events goes out in a
 // few writes instead of one each.
 func (st *sseStream) queue(event, id, data string) error {
-	return st.write(event, id, data, false)
+	return writeEvent(st, event, id, data, false)
+}
+
+// queueBytes is queue with data in bytes (not kept after it returns).
+func (st *sseStream) queueBytes(event, id string, data []byte) error {
+	return writeEvent(st, event, id, data, false)
 }
 
 // flush sends what queue left buffered.
@@ -104,12 +125,12 @@ func (st *sseStream) flush() error {
 		return errStreamClosed
 	default:
 	}
-	_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	st.extendDeadline(true)
 	return st.rc.Flush()
 }
 
-func (st *sseStream) write(event, id, data string, flush bool) error {
-	if strings.ContainsAny(event+id, "\r\n") {
+func writeEvent[D string | []byte](st *sseStream, event, id string, data D, flush bool) error {
+	if strings.ContainsAny(event, "\r\n") || strings.ContainsAny(id, "\r\n") {
 		return fmt.Errorf("sse: line break in event %q or id %q", event, id)
 	}
 	st.mu.Lock()
@@ -127,7 +148,7 @@ func (st *sseStream) write(event, id, data string, flush bool) error {
 		b = append(append(append(b, "id: "...), id...), '\n')
 	}
 	for {
-		i := strings.IndexAny(data, "\r\n")
+		i := indexLineBreak(data)
 		if i < 0 {
 			b = append(append(append(b, "data: "...), data...), '\n')
 			break
@@ -142,7 +163,7 @@ func (st *sseStream) write(event, id, data string, flush bool) error {
 	if cap(b) <= 64<<10 {
 		st.buf = b
 	}
-	_ = st.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	st.extendDeadline(flush)
 	if _, err := st.w.Write(b); err != nil {
 		return err
 	}
@@ -150,6 +171,16 @@ func (st *sseStream) write(event, id, data string, flush bool) error {
 		return nil
 	}
 	return st.rc.Flush()
+}
+
+// indexLineBreak is the index of the first CR or LF in data, or -1.
+func indexLineBreak[D string | []byte](data D) int {
+	for i := 0; i < len(data); i++ {
+		if data[i] == '\r' || data[i] == '\n' {
+			return i
+		}
+	}
+	return -1
 }
 
 // close stops the keep-alive and waits for it; the handler returns after.
