@@ -137,17 +137,18 @@ func skipSpace(data []byte, i int) int {
 
 // eachPayload calls fn with every payload a stored message of spec holds:
 // its body, or, for a topic whose messages may hold several (Spec.Batches)
-// and a body that is an array, each element with its index and whether
-// more follow. A malformed array yields the elements before the fault and
-// an error.
-func eachPayload(spec Spec, data []byte, fn func(payload []byte, index int, more bool)) error {
+// and a body that is an array, each element with its index. A malformed
+// array yields the elements before the fault and an error. Whether more
+// events of the message follow one is for the reader to say, once it knows
+// which of them it could decode.
+func eachPayload(spec Spec, data []byte, fn func(payload []byte, index int)) error {
 	if !spec.Batches || !isBatch(data) {
-		fn(data, 0, false)
+		fn(data, 0)
 		return nil
 	}
 	elems, err := splitBatch(data)
 	for i, e := range elems {
-		fn(e, i, i < len(elems)-1)
+		fn(e, i)
 	}
 	if err == nil && len(elems) == 0 {
 		err = errors.New("batch: no events")

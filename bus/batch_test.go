@@ -244,6 +244,11 @@ func TestFollowRunResumesInsideABatch(t *testing.T) {
 	if err != nil || back != cur {
 		t.Fatalf("parse %q = %+v, %v", cur.String(), back, err)
 	}
+	for _, bad := range []string{"0.0.0.5", "1.2.3.0", "1.2.3.1048577", "1.2.3.4.5"} {
+		if c, err := ParseRunCursor(bad); err == nil {
+			t.Errorf("ParseRunCursor(%q) = %+v, want an error", bad, c)
+		}
+	}
 	end, err := RunEnd(ctx, b, "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -338,6 +343,90 @@ func TestDamagedBatchKeepsTheReadableEvents(t *testing.T) {
 	}
 	if s := fmt.Sprint(seqsOf(got)); s != "[1 3 4 6]" {
 		t.Fatalf("followed %s, want [1 3 4 6]", s)
+	}
+}
+
+// TestCursorPassesABatchEndingInADamagedEvent: when the last events of a
+// run's last message cannot be read, a reader that delivered the rest still
+// reaches the run's end (a stream waiting for it would never end).
+func TestCursorPassesABatchEndingInADamagedEvent(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	w := NewWriter(b, 0)
+	appendTurns(t, w, "r1", 1, 1, 2)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("symphony.turn.r1.1")
+	enc, _ := TurnEvent{RunID: "r1", Turn: 1, Seq: 3, At: time.Now().UTC(), Kind: TurnText}.appendJSON(nil)
+	m.Data = []byte("[" + string(enc) + `,{"seq":}]`)
+	m.Header.Set(HeaderType, "TurnEvent")
+	m.Header.Set(HeaderSchema, "2")
+	if _, err := b.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	end, err := RunEnd(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, _, err := RunTimeline(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur RunCursor
+	for _, ev := range events {
+		cur.Advance(ev)
+	}
+	if !cur.Covers(end) {
+		t.Fatalf("timeline: cursor %v does not cover the end %v", cur, end)
+	}
+	for _, raw := range []bool{false, true} {
+		var opts []FollowOption
+		if raw {
+			opts = append(opts, RawTurns())
+		}
+		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		var fc RunCursor
+		err := FollowRun(fctx, b, "r1", RunCursor{}, func(ev StoredEvent) error {
+			if fc.Advance(ev); fc.Covers(end) {
+				cancel()
+			}
+			return nil
+		}, opts...)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fc.Covers(end) {
+			t.Fatalf("raw=%v: followed to %v, never covering the end %v", raw, fc, end)
+		}
+	}
+}
+
+// TestFollowDeliversALargeMessage: a stored
+// message near the store's size limit is delivered, and what follows it.
+func TestFollowDeliversALargeMessage(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	big := strings.Repeat("x", 3<<20)
+	for i, text := range []string{big, "small"} {
+		if _, err := PublishDurable(ctx, b, TurnEvents, TurnEvent{RunID: "r1", Turn: 1, Seq: int64(i + 1), At: time.Now().UTC(), Kind: TurnText, Text: text}, fmt.Sprint("big-", i), "r1", "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	n := 0
+	if err := FollowRun(fctx, b, "r1", RunCursor{}, func(ev StoredEvent) error {
+		if n++; n == 2 {
+			cancel()
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("followed %d events, want 2 (the 3 MiB one and the next)", n)
 	}
 }
 

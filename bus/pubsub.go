@@ -466,7 +466,7 @@ func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) i
 			// A message of a batched topic may hold several payloads: each
 			// is yielded with the message's sequence.
 			stopped := false
-			err := eachPayload(t.spec, m.Data, func(data []byte, _ int, _ bool) {
+			err := eachPayload(t.spec, m.Data, func(data []byte, _ int) {
 				if stopped {
 					return
 				}

@@ -127,6 +127,9 @@ func ParseRunCursor(s string) (RunCursor, error) {
 	if len(parts) == 4 && (v[3] == 0 || v[3] > maxCursorPart) {
 		return RunCursor{}, fmt.Errorf("cursor: part 4 (%d) is not an event count from 1 to %d", v[3], maxCursorPart)
 	}
+	if len(parts) == 4 && v[1] == 0 {
+		return RunCursor{}, errors.New("cursor: part 4 (events seen of a message) needs a message in part 2")
+	}
 	return RunCursor{Runs: v[0], Turns: v[1], Hooks: v[2], TurnsPart: int(v[3])}, nil
 }
 
@@ -229,7 +232,8 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 			b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
 			return nil
 		}
-		err := eachPayload(topic.spec, m.Data, func(data []byte, index int, more bool) {
+		first := len(out)
+		err := eachPayload(topic.spec, m.Data, func(data []byte, index int) {
 			// Growing vals past its first size leaves earlier entries
 			// pointing into the old array, which stays valid.
 			vals = append(vals, *new(T))
@@ -239,12 +243,17 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 				b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
 				return
 			}
-			e := StoredEvent{Stream: topic.spec.Stream, Seq: at.Seq, Index: index, more: more, Subject: m.Subject, Type: topic.spec.typeName, Event: data}
+			e := StoredEvent{Stream: topic.spec.Stream, Seq: at.Seq, Index: index, Subject: m.Subject, Type: topic.spec.typeName, Event: data}
 			fill(&e, v)
 			out = append(out, e)
 		})
 		if err != nil {
 			b.log.Warn("timeline: skipped the unreadable rest of a stored message", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
+		}
+		// Every event read from the message but its last has more after
+		// it: a cursor at the last one has passed the whole message.
+		for i := first; i < len(out)-1; i++ {
+			out[i].more = true
 		}
 		return nil
 	})
@@ -356,12 +365,14 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			return
 		}
 		seq := md.Sequence.Stream
-		ended := false
-		err = eachPayload(topic.spec, nm.Data, func(data []byte, index int, more bool) {
-			if ended || seq == skipSeq && index < skip {
-				return // seen before the cursor, or the reader is gone
+		// The message's events are decoded first, so that only the last
+		// one delivered says no more follow (see RunCursor.Advance).
+		var evs []StoredEvent
+		err = eachPayload(topic.spec, nm.Data, func(data []byte, index int) {
+			if seq == skipSeq && index < skip {
+				return // seen before the cursor
 			}
-			e := StoredEvent{Stream: topic.spec.Stream, Seq: seq, Index: index, more: more, Subject: nm.Subject, Type: topic.spec.typeName, Event: data}
+			e := StoredEvent{Stream: topic.spec.Stream, Seq: seq, Index: index, Subject: nm.Subject, Type: topic.spec.typeName, Event: data}
 			if raw {
 				at, err := payloadAt(nm.Subject, topic.spec.typeName, data)
 				if err != nil {
@@ -377,14 +388,18 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 				}
 				fill(&e, &v)
 			}
-			select {
-			case out <- e:
-			case <-ctx.Done():
-				ended = true
-			}
+			evs = append(evs, e)
 		})
 		if err != nil {
 			b.log.Warn("follow: skipped the unreadable rest of a stored message", "subject", nm.Subject, "seq", seq, "err", err)
+		}
+		for i, e := range evs {
+			e.more = i < len(evs)-1
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
@@ -400,10 +415,11 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 }
 
 // followMaxBytes bounds what a follower's consumer pulls ahead of its
-// reader: a message of agent events can hold up to maxTurnBatchBytes, and
-// the library's default (500 messages, any size) would let a follower that
-// catches up on a flood hold tens of megabytes.
-const followMaxBytes = 2 << 20
+// reader (the library's default is 500 messages of any size). It must
+// exceed the largest message the store takes: the server never delivers a
+// message larger than a pull request's byte budget, and the follower would
+// stop there for good.
+const followMaxBytes = 2 * MaxPayload
 
 // RunEnd is the cursor of a run's last stored event in each stream (zero
 // where it has none): a reader that has reached it has seen everything

@@ -219,6 +219,18 @@ func commandText(argv []string) string {
 }
 
 // eventClass is the CSS class of a transcript entry.
+// eventDOMID is a transcript entry's element id: its stream and sequence,
+// and its place in the message when the message holds several agent
+// events. The page's script drops an entry whose id is already shown (a
+// re-connect may send it again), so no two events may share one.
+func eventDOMID(ev bus.StoredEvent) string {
+	id := "ev-" + ev.Stream + "-" + strconv.FormatUint(ev.Seq, 10)
+	if ev.Index > 0 {
+		id += "-" + strconv.Itoa(ev.Index)
+	}
+	return id
+}
+
 func eventClass(ev bus.StoredEvent) string {
 	switch {
 	case ev.Run != nil:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -804,5 +805,101 @@ func TestOverviewStreamSendsEverySectionOnConnect(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("section %s not sent on connect", name)
 		}
+	}
+}
+
+// TestBatchedAgentEventsShownOnceEach: agent events stored several to a
+// message (as the runner stores what it read in one go) are each shown on
+// the run page with an element id of their own, each streamed once with a
+// cursor of its own, and a stream resumed from inside the message goes on
+// with the next event of it.
+func TestBatchedAgentEventsShownOnceEach(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-b", "BAT-1", "batched", false)
+	w := bus.NewWriter(h.b, 0)
+	for seq := int64(5); seq <= 8; seq++ {
+		if err := w.AppendTurn(t.Context(), bus.TurnEvent{RunID: "run-b", Turn: 1, Seq: seq, At: time.Now().UTC(), Kind: bus.TurnText, Text: fmt.Sprint("batched-", seq)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.RecordRunEvent(t.Context(), h.b, bus.RunEvent{RunID: "run-b", Event: bus.RunFinished, At: time.Now().UTC(), Status: bus.RunSucceeded}, "run-b-end"); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(t, "run ended", func() bool { r, ok := h.srv.model.Run("run-b"); return ok && r.Status != "running" })
+
+	// The page: eight agent entries, eight distinct ids.
+	resp, page := get(t, h.url+"/runs/run-b")
+	wantStatus(t, resp, page, 200)
+	ids := regexp.MustCompile(`id="(ev-TURNS-[0-9-]+)"`).FindAllStringSubmatch(page, -1)
+	seen := map[string]bool{}
+	for _, m := range ids {
+		seen[m[1]] = true
+	}
+	if len(ids) != 8 || len(seen) != 8 {
+		t.Fatalf("run page: %d agent entries, %d distinct ids: %v", len(ids), len(seen), ids)
+	}
+	for seq := 5; seq <= 8; seq++ {
+		if !strings.Contains(page, fmt.Sprint("batched-", seq)) {
+			t.Errorf("run page lacks batched-%d", seq)
+		}
+	}
+
+	// The API stream of the finished run: every event once, then its end.
+	stream := func(after string) (texts []string, cursors []string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-b/events", nil)
+		if after != "" {
+			req.Header.Set("Last-Event-ID", after)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !strings.Contains(string(raw), "event: end") {
+			t.Fatalf("stream after %q did not end: %v\n%s", after, err, raw)
+		}
+		var id string
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "id: "); ok {
+				id = v
+			}
+			data, ok := strings.CutPrefix(line, "data: ")
+			if !ok || !strings.HasPrefix(data, `{"stream":"TURNS"`) {
+				continue
+			}
+			var ev bus.StoredEvent
+			var te bus.TurnEvent
+			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(ev.Event, &te); err != nil {
+				t.Fatal(err)
+			}
+			texts, cursors = append(texts, fmt.Sprint(te.Seq)), append(cursors, id)
+		}
+		return texts, cursors
+	}
+	all, cursors := stream("")
+	if got := strings.Join(all, " "); got != "1 2 3 4 5 6 7 8" {
+		t.Fatalf("streamed agent events %s", got)
+	}
+	distinct := map[string]bool{}
+	for _, c := range cursors {
+		distinct[c] = true
+	}
+	if len(distinct) != 8 {
+		t.Fatalf("cursors %v are not one per event", cursors)
+	}
+	// Resume after the second event of the batch (event 6): 7 and 8 follow.
+	rest, _ := stream(cursors[5])
+	if got := strings.Join(rest, " "); got != "7 8" {
+		t.Fatalf("resumed after %s: %s, want 7 8", cursors[5], got)
 	}
 }

@@ -183,7 +183,7 @@ func (p *pipeline) follow(ctx context.Context, runID string, events, lastAt *ato
 // and init line reached the client) it opens the gate, and it returns the
 // agent events read after that and how long from the gate to the last one
 // (the streams' own ending, a moment later, is not part of the pipeline).
-func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duration) (int64, time.Duration) {
+func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duration) (int64, time.Duration, roundCPU) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -214,6 +214,7 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 		}
 	}
 	before := events.Load()
+	selfBefore, agentsBefore := cpuTimes(b)
 	start := time.Now()
 	// One byte per agent: each reads one.
 	if _, err := p.gate.Write(make([]byte, n)); err != nil {
@@ -224,7 +225,29 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 	for err := range errs {
 		b.Fatal(err)
 	}
-	return events.Load() - before, time.Unix(0, lastAt.Load()).Sub(start)
+	// Every run has ended (its stream did), so its agent was waited for
+	// and its CPU time counted among this process's children.
+	selfAfter, agentsAfter := cpuTimes(b)
+	return events.Load() - before, time.Unix(0, lastAt.Load()).Sub(start), roundCPU{self: selfAfter - selfBefore, agents: agentsAfter - agentsBefore}
+}
+
+// roundCPU is the CPU time one round used: self is this process (Symphony's
+// components and the benchmark's own event-stream clients) from the gate
+// to the end; agents the fake agents, over their whole lives.
+type roundCPU struct{ self, agents time.Duration }
+
+// cpuTimes reads the CPU time (user and system) of this process and of its
+// children that were waited for.
+func cpuTimes(b *testing.B) (self, children time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return self, time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkPipeline measures the whole event path: a fake agent's stdout
@@ -242,19 +265,25 @@ func BenchmarkPipeline(b *testing.B) {
 	for _, agents := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) {
 			events := perAgentTotal / agents
-			p := startPipeline(b, agent, []string{"FAKEAGENT_EVENTS=" + strconv.Itoa(events), "FAKEAGENT_SIZE=256"})
+			p := startPipeline(b, agent, []string{"FAKEAGENT_EVENTS=" + strconv.Itoa(events), "FAKEAGENT_SIZE=256", "GOMAXPROCS=1"})
 			defer p.stop()
 			var total int64
 			var busy time.Duration
+			var cpu roundCPU
 			round := 0
 			b.ResetTimer()
 			for b.Loop() {
-				n, d := p.runAgents(b, round, agents, nil)
+				n, d, c := p.runAgents(b, round, agents, nil)
 				total, busy = total+n, busy+d
+				cpu.self, cpu.agents = cpu.self+c.self, cpu.agents+c.agents
 				round++
 			}
 			rate := float64(total) / busy.Seconds()
 			b.ReportMetric(rate, "events/s")
+			// Where the two cores went, per event: this process (Symphony
+			// and the benchmark's clients) and the fake agents.
+			b.ReportMetric(float64(cpu.self.Microseconds())/float64(total), "self-cpu-µs/event")
+			b.ReportMetric(float64(cpu.agents.Microseconds())/float64(total), "agents-cpu-µs/event")
 			// How many agent events one stored message carries on average
 			// (the runner stores what it read in one go as one message).
 			if s, err := p.b.JetStream().Stream(context.Background(), bus.StreamTurns); err == nil {
@@ -279,7 +308,7 @@ func BenchmarkPipelineLatency(b *testing.B) {
 	round := 0
 	b.ResetTimer()
 	for b.Loop() {
-		_, _ = p.runAgents(b, round, 100, lat)
+		_, _, _ = p.runAgents(b, round, 100, lat)
 		round++
 	}
 	close(lat)

@@ -94,6 +94,9 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 	if err := unmarshal(line, &l); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %v", err)
 	}
+	if len(l.SessionID) > MaxNameBytes {
+		return nil, fmt.Errorf("session_id of %d bytes (at most %d)", len(l.SessionID), MaxNameBytes)
+	}
 	ev := func(kind bus.TurnEventKind) bus.TurnEvent { return bus.TurnEvent{Kind: kind, SessionID: l.SessionID} }
 	switch l.Type {
 	case "":
@@ -114,7 +117,7 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 			return []bus.TurnEvent{e}, nil
 		}
 		e := ev(bus.TurnSystem)
-		e.Text = l.Subtype
+		e.Text = boundName(l.Subtype)
 		e.Raw = boundRaw(line)
 		return []bus.TurnEvent{e}, nil
 	case "assistant", "user":
@@ -134,16 +137,16 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 				out = append(out, e)
 			case "tool_use":
 				e := ev(bus.TurnToolUse)
-				e.Tool = &bus.ToolCall{ID: b.ID, Name: b.Name, Input: boundRaw(b.Input)}
+				e.Tool = &bus.ToolCall{ID: boundName(b.ID), Name: boundName(b.Name), Input: boundRaw(b.Input)}
 				out = append(out, e)
 			case "tool_result":
 				e := ev(bus.TurnToolResult)
-				e.Tool = &bus.ToolCall{ID: b.ToolUseID, IsError: b.IsError}
+				e.Tool = &bus.ToolCall{ID: boundName(b.ToolUseID), IsError: b.IsError}
 				e.Text = bound(rawText(b.Content, unmarshal))
 				out = append(out, e)
 			default:
 				e := ev(bus.TurnOther)
-				e.Text = l.Type + "/" + b.Type
+				e.Text = boundName(l.Type + "/" + b.Type)
 				raw, _ := json.Marshal(b)
 				e.Raw = boundRaw(raw)
 				out = append(out, e)
@@ -154,8 +157,8 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 		if l.IsError == nil {
 			return nil, errors.New(`result event without "is_error"`)
 		}
-		r := &bus.TurnResult{IsError: *l.IsError, Subtype: l.Subtype, NumTurns: l.NumTurns, Duration: l.DurationMS,
-			CostUSD: l.TotalCostUSD, StopReason: l.StopReason}
+		r := &bus.TurnResult{IsError: *l.IsError, Subtype: boundName(l.Subtype), NumTurns: l.NumTurns, Duration: l.DurationMS,
+			CostUSD: l.TotalCostUSD, StopReason: boundName(l.StopReason)}
 		if l.Usage != nil {
 			r.Usage = *l.Usage
 		}
@@ -166,8 +169,11 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 			var pd struct {
 				ToolName string `json:"tool_name"`
 			}
+			if len(r.PermissionDenials) == maxDenials {
+				break
+			}
 			if unmarshal(d, &pd) == nil && pd.ToolName != "" {
-				r.PermissionDenials = append(r.PermissionDenials, pd.ToolName)
+				r.PermissionDenials = append(r.PermissionDenials, boundName(pd.ToolName))
 			}
 		}
 		e := ev(bus.TurnOutcome)
@@ -178,7 +184,7 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 	// A well-formed event of a type this build does not know (stream_event
 	// with --include-partial-messages, or a newer CLI): kept, bounded.
 	e := ev(bus.TurnOther)
-	e.Text = l.Type
+	e.Text = boundName(l.Type)
 	e.Raw = boundRaw(line)
 	return []bus.TurnEvent{e}, nil
 }
@@ -212,16 +218,31 @@ func rawText(raw json.RawMessage, unmarshal unmarshalFunc) string {
 }
 
 // bound cuts text to MaxTextBytes on a rune boundary.
-func bound(s string) string {
-	if len(s) <= MaxTextBytes {
+func bound(s string) string { return boundTo(s, MaxTextBytes) }
+
+// boundTo cuts s to max bytes on a rune boundary, saying how much it cut.
+func boundTo(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	n := MaxTextBytes
+	n := max
 	for n > 0 && s[n]&0xC0 == 0x80 {
 		n--
 	}
 	return s[:n] + fmt.Sprintf("… [%d bytes cut]", len(s)-n)
 }
+
+// MaxNameBytes bounds the short strings of an agent event (a type, a tool's
+// name or id, a session id), which a broken or hostile agent could make
+// megabytes long: each agent event stays small enough to store and follow.
+// maxDenials bounds the permission denials kept from one result.
+const (
+	MaxNameBytes = 1 << 10
+	maxDenials   = 100
+)
+
+// boundName cuts a name to MaxNameBytes, as bound does text.
+func boundName(s string) string { return boundTo(s, MaxNameBytes) }
 
 // boundRaw keeps raw JSON only when it is small enough to stay valid.
 func boundRaw(raw []byte) json.RawMessage {

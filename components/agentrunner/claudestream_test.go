@@ -190,8 +190,14 @@ func FuzzClaudeStream(f *testing.F) {
 			}
 			evs, _ := parseClaudeLine(line)
 			for _, e := range evs {
-				if len(e.Text) > MaxTextBytes+64 || len(e.Raw) > MaxRawBytes {
+				if len(e.Text) > MaxTextBytes+64 || len(e.Raw) > MaxRawBytes || len(e.SessionID) > MaxNameBytes {
 					t.Fatal("event not bounded")
+				}
+				if e.Tool != nil && (len(e.Tool.ID) > MaxNameBytes+64 || len(e.Tool.Name) > MaxNameBytes+64) {
+					t.Fatal("tool name or id not bounded")
+				}
+				if r := e.Result; r != nil && (len(r.Subtype) > MaxNameBytes+64 || len(r.StopReason) > MaxNameBytes+64 || len(r.PermissionDenials) > maxDenials) {
+					t.Fatal("result not bounded")
 				}
 			}
 		}
@@ -248,5 +254,38 @@ func TestDrainStderrKeepsTheTail(t *testing.T) {
 		if !bytes.Equal(tl.buf, want) || tl.seen != int64(size) {
 			t.Errorf("%d bytes: kept %d bytes (seen %d), want the last %d", size, len(tl.buf), tl.seen, len(want))
 		}
+	}
+}
+
+// TestEveryAgentEventIsBounded: whatever an agent puts in a line (up to
+// MaxLineBytes), the event it becomes stays small: names and ids are cut,
+// an oversized session id is refused.
+func TestEveryAgentEventIsBounded(t *testing.T) {
+	huge := strings.Repeat("x", 3<<20)
+	denials := strings.Repeat(`{"tool_name":"`+huge[:2000]+`"},`, 300)
+	for _, line := range []string{
+		`{"type":"system","subtype":"` + huge + `"}`,
+		`{"type":"` + huge + `"}`,
+		`{"type":"assistant","message":{"content":[{"type":"tool_use","id":"` + huge + `","name":"` + huge + `","input":{}}]}}`,
+		`{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"` + huge + `","content":"x"}]}}`,
+		`{"type":"assistant","message":{"content":[{"type":"` + huge + `"}]}}`,
+		`{"type":"result","is_error":false,"subtype":"` + huge + `","stop_reason":"` + huge + `","permission_denials":[` + denials + `{}]}`,
+	} {
+		evs, err := parseClaudeLine([]byte(line))
+		if err != nil {
+			t.Fatalf("%.60s…: %v", line, err)
+		}
+		for _, e := range evs {
+			b, err := json.Marshal(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > MaxTextBytes+MaxRawBytes+8*MaxNameBytes+maxDenials*(MaxNameBytes+64) {
+				t.Errorf("%.60s…: an event of %d bytes", line, len(b))
+			}
+		}
+	}
+	if _, err := parseClaudeLine([]byte(`{"type":"system","subtype":"init","session_id":"` + huge + `"}`)); err == nil || !strings.Contains(err.Error(), "session_id") {
+		t.Errorf("an oversized session id: %v", err)
 	}
 }

@@ -51,7 +51,7 @@
   document.addEventListener("htmx:sseMessage", function (e) {
     var id = e.detail && e.detail.lastEventId;
     var src = e.target && e.target.closest && e.target.closest("[sse-connect]");
-    if (!id || !src || !/^\d+\.\d+\.\d+$/.test(id)) { return; }
+    if (!id || !src || !/^\d+\.\d+\.\d+(\.\d+)?$/.test(id)) { return; }
     var url = src.getAttribute("sse-connect");
     if (url && url.indexOf("?after=") > 0) {
       src.setAttribute("sse-connect", url.replace(/\?after=[^&]*/, "?after=" + id));
