@@ -368,6 +368,9 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 		// The message's events are decoded first, so that only the last
 		// one delivered says no more follow (see RunCursor.Advance).
 		var evs []StoredEvent
+		if n, err := strconv.Atoi(nm.Header.Get(HeaderEvents)); err == nil && n > 1 {
+			evs = make([]StoredEvent, 0, min(n, maxTurnBatch))
+		}
 		err = eachPayload(topic.spec, nm.Data, func(data []byte, index int) {
 			if seq == skipSeq && index < skip {
 				return // seen before the cursor

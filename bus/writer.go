@@ -150,14 +150,18 @@ func (w *Writer) SendTurns(ctx context.Context) error {
 		m.Data = append([]byte(nil), tb.buf[1:]...)
 		m.Header.Set(HeaderSchema, "1")
 		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10)
+		tb.buf = tb.buf[:0]
 	} else {
-		m.Data = append(make([]byte, 0, len(tb.buf)+1), tb.buf...)
-		m.Data = append(m.Data, ']')
+		// The batch's buffer becomes the message (kept until it is
+		// acknowledged); the next batch starts in a new one sized after
+		// this one, so a steady flood neither copies nor regrows.
+		m.Data = append(tb.buf, ']')
 		m.Header.Set(HeaderSchema, strconv.Itoa(turnBatchSchema))
 		m.Header.Set(HeaderEvents, strconv.Itoa(tb.n))
 		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10) + "-" + strconv.FormatInt(tb.last, 10)
+		tb.buf = make([]byte, 0, min(max(len(m.Data)+len(m.Data)/4, 4<<10), maxTurnBatchBytes+4<<10))
 	}
-	tb.n, tb.buf = 0, tb.buf[:0]
+	tb.n = 0
 	if w.err != nil {
 		return w.err
 	}

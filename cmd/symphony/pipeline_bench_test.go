@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,9 +195,20 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 	for i := range n {
 		runID := fmt.Sprintf("bench-%d-%d", round, i)
 		ident := fmt.Sprintf("BENCH-%d", i)
-		if _, err := bus.Ask(ctx, p.b, bus.AgentDispatch, bus.Dispatch{RunID: runID,
-			Issue: bus.Issue{ID: "id-" + ident, Identifier: ident, Title: "bench", State: "Todo"}}); err != nil {
-			b.Fatal(err)
+		for {
+			_, err := bus.Ask(ctx, p.b, bus.AgentDispatch, bus.Dispatch{RunID: runID,
+				Issue: bus.Issue{ID: "id-" + ident, Identifier: ident, Title: "bench", State: "Todo"}})
+			var remote *bus.RemoteError
+			if errors.As(err, &remote) && remote.Code == "no_config" && ctx.Err() == nil {
+				// The runner's own watch has not delivered the
+				// configuration yet (the store already holds it).
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			break
 		}
 		wg.Go(func() {
 			if err := p.follow(ctx, runID, &events, &lastAt, lat); err != nil {
@@ -214,6 +227,10 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 		}
 	}
 	before := events.Load()
+	if path := os.Getenv(streamProfileEnv); path != "" && round == 0 {
+		stop := startCPUProfile(b, path)
+		defer stop()
+	}
 	selfBefore, agentsBefore := cpuTimes(b)
 	start := time.Now()
 	// One byte per agent: each reads one.
@@ -229,6 +246,27 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 	// and its CPU time counted among this process's children.
 	selfAfter, agentsAfter := cpuTimes(b)
 	return events.Load() - before, time.Unix(0, lastAt.Load()).Sub(start), roundCPU{self: selfAfter - selfBefore, agents: agentsAfter - agentsBefore}
+}
+
+// streamProfileEnv names a file for a CPU profile of the first round's
+// streaming only (from the gate to the end), without the agents' start or
+// the raw JetStream ceiling (go tool task bench:profile sets it).
+const streamProfileEnv = "SYMPHONY_BENCH_STREAM_CPUPROFILE"
+
+func startCPUProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 // roundCPU is the CPU time one round used: self is this process (Symphony's
