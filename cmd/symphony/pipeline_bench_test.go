@@ -40,6 +40,9 @@ type pipeline struct {
 	// measures the agents streaming together and not their one-by-one
 	// start (the workload and dispatch benchmarks measure that).
 	gate *os.File
+	// split, when set, receives each stamped event's latency in two parts
+	// (agent → runner, runner → client).
+	split chan [2]time.Duration
 	stop func()
 }
 
@@ -126,6 +129,9 @@ Work on {{ issue.identifier }}.
 
 var stampRE = regexp.MustCompile(`t=(\d{19});`)
 
+// atRE reads the time the runner recorded an agent event (its "at").
+var atRE = regexp.MustCompile(`"event":\{"run_id":"[^"]*","turn":\d+,"seq":\d+,"at":"([^"]+)"`)
+
 // follow reads one run's event stream from the dashboard's API until the
 // stream ends, counting agent events and recording each stamped event's
 // latency (the agent wrote the line → this client read it).
@@ -170,6 +176,14 @@ func (p *pipeline) follow(ctx context.Context, runID string, events, lastAt *ato
 		}
 		if m := stampRE.FindSubmatch(line); m != nil {
 			if t, err := strconv.ParseInt(string(m[1]), 10, 64); err == nil {
+				if am := atRE.FindSubmatch(line); am != nil && p.split != nil {
+					if at, err := time.Parse(time.RFC3339Nano, string(am[1])); err == nil {
+						select {
+						case p.split <- [2]time.Duration{at.Sub(time.Unix(0, t)), time.Unix(0, now).Sub(at)}:
+						default:
+						}
+					}
+				}
 				select {
 				case lat <- time.Duration(now - t):
 				default:
@@ -190,6 +204,7 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var events, lastAt atomic.Int64
+	var gateOpen atomic.Bool
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -214,6 +229,11 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 			if err := p.follow(ctx, runID, &events, &lastAt, lat); err != nil {
 				errs <- fmt.Errorf("%s: %w", runID, err)
 			}
+			if !gateOpen.Load() {
+				// Its stream ended before the gate opened: the run ended
+				// without streaming, and the round would wait for it.
+				errs <- fmt.Errorf("%s ended before the gate opened: %s", runID, p.runStatus(runID))
+			}
 		})
 	}
 	// Two events per run before the gate: its prompt and the init line.
@@ -234,6 +254,7 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 	selfBefore, agentsBefore := cpuTimes(b)
 	start := time.Now()
 	// One byte per agent: each reads one.
+	gateOpen.Store(true)
 	if _, err := p.gate.Write(make([]byte, n)); err != nil {
 		b.Fatal(err)
 	}
@@ -267,6 +288,19 @@ func startCPUProfile(b *testing.B, path string) (stop func()) {
 			b.Error(err)
 		}
 	}
+}
+
+// runStatus says how a run ended, from its summary.
+func (p *pipeline) runStatus(runID string) string {
+	k, err := bus.RunSummaries.Key(runID)
+	if err != nil {
+		return err.Error()
+	}
+	e, err := bus.Get(context.Background(), p.b, k)
+	if err != nil {
+		return err.Error()
+	}
+	return e.Value.Status + ": " + e.Value.Error
 }
 
 // roundCPU is the CPU time one round used: self is this process (Symphony's
@@ -340,20 +374,38 @@ func BenchmarkPipeline(b *testing.B) {
 // read.
 func BenchmarkPipelineLatency(b *testing.B) {
 	agent := fakeagent.Build(b)
-	p := startPipeline(b, agent, []string{"FAKEAGENT_EVENTS=400", "FAKEAGENT_INTERVAL=5ms", "FAKEAGENT_SIZE=256", "FAKEAGENT_STAMP=1"})
+	p := startPipeline(b, agent, []string{"FAKEAGENT_EVENTS=400", "FAKEAGENT_INTERVAL=5ms", "FAKEAGENT_SIZE=256", "FAKEAGENT_STAMP=1", "GOMAXPROCS=1"})
 	defer p.stop()
 	lat := make(chan time.Duration, 1<<20)
+	p.split = make(chan [2]time.Duration, 1<<20)
 	round := 0
+	var busy, self time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		_, _, _ = p.runAgents(b, round, 100, lat)
+		_, d, cpu := p.runAgents(b, round, 100, lat)
+		busy, self = busy+d, self+cpu.self
 		round++
 	}
 	close(lat)
+	// How much of the two cores this process (Symphony and the clients)
+	// used while the agents streamed; the agents and the kernel took the
+	// rest.
+	b.ReportMetric(self.Seconds()/busy.Seconds(), "self-cores")
 	var all []time.Duration
 	for d := range lat {
 		all = append(all, d)
 	}
+	close(p.split)
+	var toRunner, toClient []time.Duration
+	for d := range p.split {
+		toRunner, toClient = append(toRunner, d[0]), append(toClient, d[1])
+	}
+	// The two parts of the latency: the agent writing the line → the runner
+	// recording the event (its "at"), and that → the client reading it.
+	b.ReportMetric(ms(percentile(toRunner, 50)), "to-runner-p50-ms")
+	b.ReportMetric(ms(percentile(toRunner, 99)), "to-runner-p99-ms")
+	b.ReportMetric(ms(percentile(toClient, 50)), "to-client-p50-ms")
+	b.ReportMetric(ms(percentile(toClient, 99)), "to-client-p99-ms")
 	b.ReportMetric(float64(percentile(all, 50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(percentile(all, 99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(len(all)), "samples")
