@@ -66,8 +66,15 @@ func BenchmarkRunsList10k(b *testing.B) {
 }
 
 // BenchmarkReplay100k measures reading and ordering a 100,000-event run
-// (what `replay --speed 0` does before printing).
-func BenchmarkReplay100k(b *testing.B) {
+// (what `replay --speed 0` does before printing), each event stored in a
+// message of its own, as an agent writing a line at a time is stored.
+func BenchmarkReplay100k(b *testing.B) { benchReplay(b, 1) }
+
+// BenchmarkReplay100kBatched is BenchmarkReplay100k with the events stored
+// 64 to a message, as the runner stores a flooding agent's output.
+func BenchmarkReplay100kBatched(b *testing.B) { benchReplay(b, 64) }
+
+func benchReplay(b *testing.B, perMessage int) {
 	store, err := bus.Open(context.Background(), bus.Options{DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
@@ -75,11 +82,20 @@ func BenchmarkReplay100k(b *testing.B) {
 	defer store.Close(context.Background())
 	base := time.Now().Add(-time.Hour)
 	const n = 100000
+	w := bus.NewWriter(store, 0)
 	for i := range n {
 		ev := bus.TurnEvent{RunID: "big", Turn: 1, Seq: int64(i + 1), At: base.Add(time.Duration(i) * time.Millisecond), Kind: bus.TurnText, Text: "some assistant text of a usual length for one event"}
-		if _, err := bus.PublishDurable(context.Background(), store, bus.TurnEvents, ev, "", "big", "1"); err != nil {
+		if err := w.AppendTurn(context.Background(), ev); err != nil {
 			b.Fatal(err)
 		}
+		if (i+1)%perMessage == 0 {
+			if err := w.SendTurns(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := w.Flush(context.Background()); err != nil {
+		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for b.Loop() {
