@@ -56,9 +56,9 @@ type turnSpec struct {
 	// of this turn started) to search for what the turn leaves behind;
 	// without it the turn opens one just before the agent's start.
 	since <-chan procscan.Window
-	// started, when set, is called once the agent's start has been tried
-	// (whether or not it worked).
-	started func()
+	// started, when set, is called once the agent's start has been tried,
+	// with the agent's pid (0 when the start failed).
+	started func(pid int)
 }
 
 // turnOutcome is how one invocation ended.
@@ -125,7 +125,11 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	}
 	startErr := cmd.Start()
 	if spec.started != nil {
-		spec.started()
+		pid := 0
+		if startErr == nil {
+			pid = cmd.Process.Pid
+		}
+		spec.started(pid)
 	}
 	outW.Close()
 	errW.Close()
