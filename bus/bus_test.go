@@ -536,6 +536,71 @@ func TestRunSummaryFoldsEventsWithCompareAndSet(t *testing.T) {
 	}
 }
 
+// TestRunRecorderKeepsCompareAndSet: a run's recorder writes the summary
+// from its own last copy, without reading it first, and still loses no
+// update made by anyone else meanwhile: the compare-and-set fails, and it
+// reads the summary and applies its event on top. The first event of a run
+// whose summary exists already (a run id used before) is folded in too.
+func TestRunRecorderKeepsCompareAndSet(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ref := IssueRef{ID: "i", Identifier: "R-1"}
+	k, _ := RunSummaries.Key("rr")
+	rec := NewRunRecorder(b)
+	ev := func(kind RunEventKind, turn int) RunEvent {
+		return RunEvent{RunID: "rr", Event: kind, At: start.Add(time.Duration(turn) * time.Minute), Issue: ref, Turn: turn}
+	}
+	if err := rec.Record(ctx, ev(RunDispatched, 0), "rr-d"); err != nil {
+		t.Fatal(err)
+	}
+	first, err := Get(ctx, b, k)
+	if err != nil || first.Value.Status != "running" || !first.Value.Started.Equal(start) {
+		t.Fatalf("after dispatched: %+v %v", first.Value, err)
+	}
+	if err := rec.Record(ctx, ev(RunTurnStarted, 1), "rr-ts1"); err != nil {
+		t.Fatal(err)
+	}
+	// Someone else (the scheduler, say) updates the summary behind the
+	// recorder's back.
+	u := Usage{InputTokens: 7}
+	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "rr", Event: RunTurnFinished, At: start, Issue: ref, Turn: 1, Usage: &u, SessionID: "s-1"}, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Record(ctx, ev(RunTurnStarted, 2), "rr-ts2"); err != nil {
+		t.Fatal(err)
+	}
+	// A retried publish changes nothing.
+	if err := rec.Record(ctx, ev(RunTurnStarted, 2), "rr-ts2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Record(ctx, RunEvent{RunID: "rr", Event: RunFinished, At: start.Add(time.Hour), Issue: ref, Status: RunSucceeded}, "rr-f"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Get(ctx, b, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.Value
+	if s.Turns != 2 || s.SessionID != "s-1" || s.Usage.InputTokens != 7 || s.Status != string(RunSucceeded) || s.Ended == nil || !s.Started.Equal(start) {
+		t.Errorf("summary %+v", s)
+	}
+	// Five writes: dispatched, turn_started 1, the other's turn_finished,
+	// turn_started 2, run_finished; the duplicate wrote nothing.
+	if e.Revision-first.Revision != 4 {
+		t.Errorf("%d summary writes after the first, want 4", e.Revision-first.Revision)
+	}
+	// A new recorder for a run whose summary exists: its create fails, and
+	// it folds its event into what is there.
+	again := NewRunRecorder(b)
+	if err := again.Record(ctx, RunEvent{RunID: "rr", Event: RunTurnStarted, At: start, Issue: ref, Turn: 3}, "rr-ts3"); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := Get(ctx, b, k); err != nil || e.Value.Turns != 3 || e.Value.Status != string(RunSucceeded) || e.Value.SessionID != "s-1" {
+		t.Errorf("after a second recorder: %+v %v", e.Value, err)
+	}
+}
+
 // TestWriterStoresEverythingInOrder: pipelined writes are all stored, in
 // order, and a resend of an id is stored once.
 func TestWriterStoresEverythingInOrder(t *testing.T) {

@@ -132,7 +132,42 @@ func RecordRunEvent(ctx context.Context, b *Bus, ev RunEvent, msgID string) erro
 	if ack.Duplicate {
 		return nil
 	}
-	return updateSummary(ctx, b, ev, nil)
+	return updateSummary(ctx, b, ev, nil, nil)
+}
+
+// RunRecorder records the lifecycle events of one run, in order, as
+// RecordRunEvent does, and remembers the run's summary as it last wrote it:
+// the next event's compare-and-set then starts from that revision instead of
+// reading the summary first, one round trip less per event. The first event
+// of a new run creates the summary directly. When anyone else changed the
+// summary meanwhile (the scheduler recording an end, say), the
+// compare-and-set fails and the recorder reads the summary and tries again,
+// as RecordRunEvent does. A RunRecorder is not safe for concurrent use: it
+// belongs to the one goroutine that records the run's events.
+type RunRecorder struct {
+	b *Bus
+	// last is the summary as this recorder last stored it, at revision rev
+	// (0: there was none); valid only while known.
+	last  RunSummary
+	rev   uint64
+	known bool
+}
+
+// NewRunRecorder returns the recorder of a new run, one whose summary does
+// not exist yet (if it does, the first compare-and-set finds it).
+func NewRunRecorder(b *Bus) *RunRecorder { return &RunRecorder{b: b, known: true} }
+
+// Record stores ev durably (msgID de-duplicates a retried publish) and folds
+// it into the run's summary with compare-and-set.
+func (r *RunRecorder) Record(ctx context.Context, ev RunEvent, msgID string) error {
+	ack, err := PublishDurable(ctx, r.b, RunEvents, ev, msgID, ev.RunID, string(ev.Event))
+	if err != nil {
+		return err
+	}
+	if ack.Duplicate {
+		return nil
+	}
+	return updateSummary(ctx, r.b, ev, nil, r)
 }
 
 // EnsureSummaryEnded applies a stored run_finished event to the run's
@@ -144,12 +179,14 @@ func EnsureSummaryEnded(ctx context.Context, b *Bus, ev RunEvent) error {
 	if ev.Event != RunFinished {
 		return fmt.Errorf("ensure run %s ended: %s is not %s", ev.RunID, ev.Event, RunFinished)
 	}
-	return updateSummary(ctx, b, ev, func(s RunSummary) bool { return s.Ended == nil })
+	return updateSummary(ctx, b, ev, func(s RunSummary) bool { return s.Ended == nil }, nil)
 }
 
 // updateSummary applies ev to the run's summary with compare-and-set,
-// when need (nil: always) says the summary needs it.
-func updateSummary(ctx context.Context, b *Bus, ev RunEvent, need func(RunSummary) bool) error {
+// when need (nil: always) says the summary needs it. With a recorder that
+// knows the summary, the first attempt starts from the recorder's copy
+// instead of reading it; the recorder is kept up to date.
+func updateSummary(ctx context.Context, b *Bus, ev RunEvent, need func(RunSummary) bool, rec *RunRecorder) error {
 	k, err := RunSummaries.Key(ev.RunID)
 	if err != nil {
 		return err
@@ -161,12 +198,18 @@ func updateSummary(ctx context.Context, b *Bus, ev RunEvent, need func(RunSummar
 	for range 10 {
 		var s RunSummary
 		var rev uint64
-		e, err := Get(ctx, b, k)
-		switch {
-		case err == nil:
-			s, rev = e.Value, e.Revision
-		case !errors.Is(err, ErrKeyNotFound):
-			return err
+		if rec != nil && rec.known {
+			// Apply replaces the summary's pointers and slices rather than
+			// writing through them, so the copy is the recorder's to keep.
+			s, rev = rec.last, rec.rev
+		} else {
+			e, err := Get(ctx, b, k)
+			switch {
+			case err == nil:
+				s, rev = e.Value, e.Revision
+			case !errors.Is(err, ErrKeyNotFound):
+				return err
+			}
 		}
 		if need != nil && !need(s) {
 			return nil
@@ -176,10 +219,16 @@ func updateSummary(ctx context.Context, b *Bus, ev RunEvent, need func(RunSummar
 		if err != nil {
 			return err
 		}
+		var stored uint64
 		if rev == 0 {
-			_, err = kv.Create(ctx, k.key, raw)
+			stored, err = kv.Create(ctx, k.key, raw)
 		} else {
-			_, err = kv.Update(ctx, k.key, raw, rev)
+			stored, err = kv.Update(ctx, k.key, raw, rev)
+		}
+		if rec != nil {
+			// After a failure the summary's state is unknown (the write may
+			// even have happened): the next attempt reads it.
+			rec.last, rec.rev, rec.known = s, stored, err == nil
 		}
 		if err == nil {
 			return nil

@@ -109,6 +109,12 @@ type RunEvent struct {
 	// run on run_finished. CostUSD is nil when the agent reports none.
 	Usage   *Usage   `json:"usage,omitempty"`
 	CostUSD *float64 `json:"cost_usd,omitempty"`
+	// AgentPID and AgentStartedAt are set on turn_started when the agent's
+	// process was started: its process id, and the moment its start (the
+	// fork and exec) returned inside Symphony. At is when the turn began,
+	// just before the start. Neither is set when the start failed.
+	AgentPID       int        `json:"agent_pid,omitempty"`
+	AgentStartedAt *time.Time `json:"agent_started_at,omitempty"`
 	// ExitCode and Signal describe how the agent process ended.
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Signal   string `json:"signal,omitempty"`

@@ -132,7 +132,10 @@ func (h *harness) record(t *testing.T, runID, ident, title string, finish bool) 
 	}
 	ev(bus.RunDispatched, nil)
 	ev(bus.RunWorkspaceReady, func(e *bus.RunEvent) { e.Workspace = "/tmp/ws/" + ident })
-	ev(bus.RunTurnStarted, func(e *bus.RunEvent) { e.Turn = 1 })
+	ev(bus.RunTurnStarted, func(e *bus.RunEvent) {
+		started := e.At.Add(time.Millisecond)
+		e.Turn, e.AgentPID, e.AgentStartedAt = 1, 4242, &started
+	})
 	turn(1, bus.TurnPrompt, "Work on "+title, nil)
 	turn(2, bus.TurnText, "I will look at "+title, nil)
 	turn(3, bus.TurnToolUse, "", &bus.ToolCall{ID: "t1", Name: "Bash", Input: json.RawMessage(`{"command":"echo \"<img src=x onerror=alert(3)>\""}`)})
@@ -578,7 +581,8 @@ func TestPagesAndControls(t *testing.T) {
 	}
 	resp, body = get(t, h.url+"/runs/run-p")
 	wantStatus(t, resp, body, 200)
-	for _, want := range []string{"Turn 1", "Prompt (", "Bash", "sse-connect=\"/runs/run-p/stream?after=", "Cancel this run"} {
+	// The turn's header names the agent's process.
+	for _, want := range []string{"Turn 1", "pid 4242", "Prompt (", "Bash", "sse-connect=\"/runs/run-p/stream?after=", "Cancel this run"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("run page lacks %q", want)
 		}

@@ -2,6 +2,7 @@ package agentrunner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -30,6 +31,9 @@ type harness struct {
 	state    string
 	hooks    []string
 	refreshs int
+	// onHook, when set, runs inside the stand-in's answer to a hook
+	// request.
+	onHook func(hook string)
 }
 
 func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...string) *harness {
@@ -52,7 +56,11 @@ func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...
 	if _, err := bus.Serve(ctx, b, bus.WorkspaceHook, func(_ context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
 		h.mu.Lock()
 		h.hooks = append(h.hooks, req.Hook)
+		on := h.onHook
 		h.mu.Unlock()
+		if on != nil {
+			on(req.Hook)
+		}
 		return bus.HookResult{Hook: req.Hook, Ran: true}, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -487,5 +495,121 @@ func TestAgentThatCannotStartEndsTheRun(t *testing.T) {
 	}
 	if want := "dispatched workspace_ready turn_started turn_finished run_finished"; strings.Join(got, " ") != want {
 		t.Errorf("lifecycle %s, want %s", strings.Join(got, " "), want)
+	}
+	for _, e := range all {
+		if e.Event == bus.RunTurnStarted && (e.AgentPID != 0 || e.AgentStartedAt != nil) {
+			t.Errorf("turn_started of an agent that never started says pid %d started at %v", e.AgentPID, e.AgentStartedAt)
+		}
+	}
+}
+
+// storedRunEvents reads the run's lifecycle events from the store, with
+// the time each was stored.
+func storedRunEvents(t *testing.T, b *bus.Bus, runID string) []bus.Message[bus.RunEvent] {
+	t.Helper()
+	var out []bus.Message[bus.RunEvent]
+	for m, err := range bus.History(t.Context(), b, bus.RunEvents, runID) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestTurnStartedCarriesTheAgentProcess: each turn's turn_started names
+// the process the turn ran (its pid, as the agent itself saw it) and when
+// its start returned, after the turn began and before the agent's first
+// event. With no hook on the way, nothing of the run is stored before its
+// first agent was started (the lane holds), and then every event is.
+func TestTurnStartedCarriesTheAgentProcess(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	h := newHarness(t, "ok", nil, "FAKE_PID_FILE="+pidFile)
+	h.dispatch("run-pid")
+	if end, _ := h.finished(); end.Status != bus.RunSucceeded {
+		t.Fatalf("end %+v", end)
+	}
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := strings.Fields(string(raw))
+	stored := storedRunEvents(t, h.b, "run-pid")
+	firstEvent := map[int]time.Time{}
+	for _, ev := range h.turns("run-pid") {
+		if _, ok := firstEvent[ev.Turn]; !ok && ev.Kind != bus.TurnPrompt {
+			firstEvent[ev.Turn] = ev.At
+		}
+	}
+	var started []bus.RunEvent
+	for _, m := range stored {
+		if m.Data.Event == bus.RunTurnStarted {
+			started = append(started, m.Data)
+		}
+	}
+	if len(started) != 3 || len(pids) != 3 {
+		t.Fatalf("%d turn_started events, %d agent processes; want 3 of each", len(started), len(pids))
+	}
+	for i, ev := range started {
+		if strconv.Itoa(ev.AgentPID) != pids[i] {
+			t.Errorf("turn %d: pid %d on record, the agent was %s", ev.Turn, ev.AgentPID, pids[i])
+		}
+		at := ev.AgentStartedAt
+		switch {
+		case at == nil:
+			t.Errorf("turn %d: no start time", ev.Turn)
+		case at.Before(ev.At):
+			t.Errorf("turn %d: agent started at %v, before the turn began at %v", ev.Turn, *at, ev.At)
+		case at.After(firstEvent[ev.Turn]):
+			t.Errorf("turn %d: agent started at %v, after its first event at %v", ev.Turn, *at, firstEvent[ev.Turn])
+		}
+	}
+	// The lane held until the first agent's start was tried.
+	for _, m := range stored[:2] {
+		if m.Time.Before(*started[0].AgentStartedAt) {
+			t.Errorf("%s stored at %v, before the first agent started (%v)", m.Data.Event, m.Time, *started[0].AgentStartedAt)
+		}
+	}
+	// The export carries them as documented.
+	raw, err = json.Marshal(started[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"agent_pid":`+pids[0]) || !strings.Contains(string(raw), `"agent_started_at":`) {
+		t.Errorf("turn_started JSON %s lacks agent_pid or agent_started_at", raw)
+	}
+}
+
+// TestRunOnRecordWhileAHookRuns: a hook can take minutes, so with one on
+// the way to the agent the lane does not hold: the run is on record while
+// its before_run hook runs.
+func TestRunOnRecordWhileAHookRuns(t *testing.T) {
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Hooks.BeforeRun = "true"; c.Agent.MaxTurns = 1 })
+	seen := make(chan bool, 1)
+	h.mu.Lock()
+	h.onHook = func(hook string) {
+		if hook != bus.HookBeforeRun {
+			return
+		}
+		// Well within laneHoldMax: a hold would show here.
+		deadline := time.Now().Add(laneHoldMax / 2)
+		for time.Now().Before(deadline) {
+			for m, err := range bus.History(t.Context(), h.b, bus.RunEvents, "run-hook") {
+				if err == nil && m.Data.Event == bus.RunWorkspaceReady {
+					seen <- true
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		seen <- false
+	}
+	h.mu.Unlock()
+	h.dispatch("run-hook")
+	if end, _ := h.finished(); end.Status != bus.RunSucceeded {
+		t.Fatalf("end %+v", end)
+	}
+	if !<-seen {
+		t.Error("dispatched and workspace_ready were not on record while before_run ran")
 	}
 }

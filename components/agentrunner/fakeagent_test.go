@@ -36,6 +36,15 @@ func spawnSleeper() {
 }
 
 func fakeClaude(mode string) int {
+	if path := os.Getenv("FAKE_PID_FILE"); path != "" {
+		// One line per invocation: the runner's record of each turn's
+		// agent process is checked against it.
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(f, os.Getpid())
+			f.Close()
+		}
+	}
 	session := "11111111-2222-4333-8444-555555555555"
 	resumed := false
 	for i, a := range os.Args {

@@ -56,9 +56,9 @@ type turnSpec struct {
 	// of this turn started) to search for what the turn leaves behind;
 	// without it the turn opens one just before the agent's start.
 	since <-chan procscan.Window
-	// started, when set, is called once the agent's start has been tried
-	// (whether or not it worked).
-	started func()
+	// started, when set, is called once the agent's start has been tried,
+	// with the agent's pid (0 when the start failed).
+	started func(pid int)
 	// commit, when set, is called after the events of each batch of lines
 	// were handed to emit: what the agent wrote in one go is stored as one
 	// message (see bus.Writer.AppendTurn). An error stops the turn as a
@@ -130,7 +130,11 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 	}
 	startErr := cmd.Start()
 	if spec.started != nil {
-		spec.started()
+		pid := 0
+		if startErr == nil {
+			pid = cmd.Process.Pid
+		}
+		spec.started(pid)
 	}
 	outW.Close()
 	errW.Close()

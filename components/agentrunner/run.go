@@ -46,8 +46,13 @@ type run struct {
 	// prog tells live readers what the run did last, coalesced.
 	prog *progress
 	// lane carries lifecycle events to the goroutine that records them in
-	// order (startLane).
+	// order (startLane); rec is that goroutine's recorder.
 	lane chan laneItem
+	rec  *bus.RunRecorder
+	// releaseFirst ends the lane's hold until the first turn's agent start
+	// was tried (see execute); it is called then, or when the run ends
+	// before it, and again harmlessly.
+	releaseFirst func()
 }
 
 func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
@@ -72,30 +77,35 @@ func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	w.lane <- laneItem{ev: ev}
 }
 
-// lifecycleStored is lifecycle, and the returned channel is closed once the
-// event is on record (or failed to be).
-func (w *run) lifecycleStored(ctx context.Context, ev bus.RunEvent) <-chan struct{} {
+// lifecycleStored is lifecycle, and stored is closed once the event is on
+// record (or failed to be).
+func (w *run) lifecycleStored(ctx context.Context, ev bus.RunEvent, stored chan struct{}) {
 	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
 		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
-	stored := make(chan struct{})
 	w.lane <- laneItem{ev: ev, stored: stored}
-	return stored
 }
 
 // laneItem is a lifecycle event to record, or a hold: the lane records
-// nothing after a hold until its channel is closed. stored, when set, is
-// closed once the event is recorded.
+// nothing after a hold until its channel is closed, or laneHoldMax has
+// passed. stored, when set, is closed once the event is recorded.
 type laneItem struct {
 	ev     bus.RunEvent
 	hold   <-chan struct{}
 	stored chan struct{}
 }
 
+// laneHoldMax bounds a hold: something slow on the way to the agent's
+// start (a slow disk, a hook the dispatch did not expect) must not keep
+// the run off the record.
+const laneHoldMax = time.Second
+
 // holdLane makes the lane wait, after what it has queued, until until is
-// closed. The run holds it while it starts the agent: on a small machine
-// the store's work for turn_started would otherwise compete with the
-// agent's exec for the CPU, on the way to the agent's start. The caller
+// closed (at most laneHoldMax). The run holds it from its start until its
+// first agent's start was tried when no hook stands in between: on a small
+// machine the store's work for dispatched and workspace_ready (a publish
+// and a compare-and-set each) would otherwise compete for the CPU with the
+// workspace, the agent's exec and the components between them. The caller
 // must close until on every path.
 func (w *run) holdLane(until <-chan struct{}) {
 	w.lane <- laneItem{hold: until}
@@ -105,7 +115,7 @@ func (w *run) holdLane(until <-chan struct{}) {
 // runs on the lane's goroutine.
 func (w *run) recordLifecycle(ctx context.Context, ev bus.RunEvent) {
 	id := fmt.Sprintf("%s-%s-%d", w.d.RunID, ev.Event, ev.Turn)
-	if err := bus.RecordRunEvent(context.WithoutCancel(ctx), w.r.opts.Bus, ev, id); err != nil {
+	if err := w.rec.Record(context.WithoutCancel(ctx), ev, id); err != nil {
 		w.r.log.Error("publish run event", "err", err, "run_id", w.d.RunID, "event", ev.Event, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
 }
@@ -119,12 +129,18 @@ const laneDepth = 16
 // returns once every queued event is recorded.
 func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 	w.lane = make(chan laneItem, laneDepth)
+	w.rec = bus.NewRunRecorder(w.r.opts.Bus)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for it := range w.lane {
 			if it.hold != nil {
-				<-it.hold
+				t := time.NewTimer(laneHoldMax)
+				select {
+				case <-it.hold:
+				case <-t.C:
+				}
+				t.Stop()
 				continue
 			}
 			w.recordLifecycle(ctx, it.ev)
@@ -165,6 +181,15 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 func (w *run) execute(ctx context.Context) {
 	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	closeLane := w.startLane(ctx)
+	// With no hook on the way to the agent, the lane records nothing until
+	// the agent's start was tried (see holdLane): the run's events then
+	// follow the exec instead of competing with it. A hook can take
+	// minutes, and the run must be on record meanwhile: then no hold.
+	first := make(chan struct{})
+	w.releaseFirst = sync.OnceFunc(func() { close(first) })
+	if hooks := w.snap.Config.Hooks; strings.TrimSpace(hooks.AfterCreate) == "" && strings.TrimSpace(hooks.BeforeRun) == "" {
+		w.holdLane(first)
+	}
 	w.lifecycle(ctx, w.base(bus.RunDispatched))
 	stall := w.snap.Config.Claude.StallTimeoutMS
 	if w.snap.Config.Agent.Kind == bus.AgentCodex {
@@ -178,6 +203,7 @@ func (w *run) execute(ctx context.Context) {
 		w.prog.run(pctx)
 	}()
 	status, errText := w.work(ctx)
+	w.releaseFirst()
 	stopProgress()
 	<-progressDone
 	// The run is over: it must not be cancelable or block a new dispatch
@@ -290,13 +316,26 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		argv := w.r.argv(cfg, w.session)
 		w.command = argv
 		// turn_started opens the turn in a transcript; its prompt follows.
-		// It is stored once the agent has started (see holdLane), and the
-		// prompt only after it, before the agent's first event, so a live
-		// reader sees the turn open, then its prompt, then its events.
-		agentStarted := make(chan struct{})
-		released := sync.OnceFunc(func() { close(agentStarted) })
-		w.holdLane(agentStarted)
-		turnStored := w.lifecycleStored(ctx, w.base(bus.RunTurnStarted))
+		// It is queued once the agent's start was tried, with the agent's
+		// pid and the moment its start returned, and the prompt is stored
+		// only after it, before the agent's first event, so a live reader
+		// sees the turn open, then its prompt, then its events. Its At is
+		// the turn's beginning, before the start.
+		startedEv := w.base(bus.RunTurnStarted)
+		turnStored := make(chan struct{})
+		startTried := false
+		started := func(pid int) {
+			at := time.Now().UTC()
+			if startTried {
+				return
+			}
+			startTried = true
+			if pid > 0 {
+				startedEv.AgentPID, startedEv.AgentStartedAt = pid, &at
+			}
+			w.lifecycleStored(ctx, startedEv, turnStored)
+			w.releaseFirst()
+		}
 		prompt := bus.TurnEvent{Kind: bus.TurnPrompt, Text: bound(text), At: time.Now().UTC()}
 		promptSent := false
 		sendPrompt := func() error {
@@ -311,7 +350,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
 		env := append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
-		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID, started: released,
+		spec := turnSpec{argv: argv, dir: w.path, env: env, stdin: text, silence: silence, runID: w.d.RunID, started: started,
 			commit: func() error { return w.out.SendTurns(context.WithoutCancel(ctx)) }}
 		if w.turn == 1 {
 			spec.since = firstSince
@@ -323,7 +362,8 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 				}
 				return w.record(ctx, ev)
 			})
-		released()
+		// A turn that failed before its start was tried still opens.
+		started(0)
 		if err := sendPrompt(); err != nil {
 			return bus.RunFailed, "record prompt: " + err.Error()
 		}

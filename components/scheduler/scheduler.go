@@ -104,6 +104,15 @@ type actor struct {
 	refreshQ bool
 	// lastRefresh is when the last operator refresh ran.
 	lastRefresh time.Time
+	// status is the workflow's latest load outcome, watched (nil until the
+	// watch delivered it; a tick then reads it).
+	status *bus.WorkflowStatus
+	// retriesListed is set once start-up listed every stored retry into
+	// retries; retryUnsure then holds the issues whose stored retry may
+	// outlive their entry in retries (a delete that failed). Only then may
+	// a dispatch skip deleting a retry it does not know of.
+	retriesListed bool
+	retryUnsure   map[string]bool
 }
 
 // control is an operator command on its way into the actor.
@@ -124,7 +133,7 @@ func (a *actor) checkOnce() {
 // restart finds them.
 func (c *Component) Run(ctx context.Context) error {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
-		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}}
+		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{}}
 	a.clock = c.opts.Clock
 	a.retryT = a.clock.NewTimer(time.Hour)
 	a.retryT.Stop()
@@ -164,6 +173,12 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
+	// The workflow's status is watched, not read at every tick: a read is a
+	// round trip on the way from a poll to its dispatches.
+	statuses, err := bus.Watch(ctx, a.b, bus.ConfigStatus)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
 	snaps, err := bus.Subscribe(ctx, a.b, bus.TrackerSnapshots)
 	if err != nil {
 		return components.Stopped(ctx, err)
@@ -196,6 +211,12 @@ func (c *Component) Run(ctx context.Context) error {
 					a.refreshT.Reset(0)
 				}
 			}
+		case e, ok := <-statuses:
+			if !ok {
+				return components.Stopped(ctx, errors.New("config status watch ended"))
+			}
+			st := e.Value
+			a.status = &st
 		case m, ok := <-snaps.C():
 			if !ok {
 				return components.Stopped(ctx, errors.New("snapshot subscription ended"))
@@ -295,6 +316,7 @@ func (a *actor) startup(ctx context.Context) {
 	if err != nil {
 		a.log.Error("restore retries", "err", err)
 	}
+	a.retriesListed = err == nil
 	for id, r := range retries {
 		a.retries[id] = r
 	}
@@ -410,8 +432,14 @@ func (a *actor) occupancy() Occupancy {
 func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 	a.sweep(ctx)
 	a.reconcile(ctx)
-	if st, err := bus.Get(ctx, a.b, bus.ConfigStatus); err == nil && !st.Value.Valid {
-		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Value.Error)
+	st := a.status
+	if st == nil {
+		if e, err := bus.Get(ctx, a.b, bus.ConfigStatus); err == nil {
+			st = &e.Value
+		}
+	}
+	if st != nil && !st.Valid {
+		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Error)
 		return
 	}
 	if a.paused {
@@ -510,8 +538,9 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 		log.Error("claim failed; not dispatched", "err", err)
 		return
 	}
-	// Always, even when no retry is known: a retry whose earlier delete
-	// failed must not come back after a restart and take the claim over.
+	// Before the dispatch, even when no retry is known: a retry whose
+	// earlier delete failed must not come back after a restart and take
+	// the claim over (dropRetry knows when no retry can be stored).
 	a.dropRetry(ctx, iss.ID)
 	dctx, cancel := a.ask(ctx)
 	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt})
@@ -735,11 +764,22 @@ func (a *actor) queueRetry(ctx context.Context, r bus.RetryEntry) {
 	}
 }
 
+// dropRetry forgets the issue's retry, here and in KV. The delete is
+// skipped only when no retry of the issue can be stored: none is queued,
+// start-up listed every stored retry, and no delete of one has failed.
 func (a *actor) dropRetry(ctx context.Context, id string) {
+	_, queued := a.retries[id]
 	delete(a.retries, id)
-	if k, err := bus.Retries.Key(id); err == nil {
-		_ = bus.Delete(ctx, a.b, k)
+	if !queued && a.retriesListed && !a.retryUnsure[id] {
+		return
 	}
+	if k, err := bus.Retries.Key(id); err == nil {
+		if err := bus.Delete(ctx, a.b, k); err != nil {
+			a.retryUnsure[id] = true
+			return
+		}
+	}
+	delete(a.retryUnsure, id)
 }
 
 // release forgets the issue: no claim, no retry.

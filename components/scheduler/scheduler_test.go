@@ -749,3 +749,94 @@ func (w *world) onceDone() bool {
 		return false
 	}
 }
+
+// TestInvalidWorkflowHoldsDispatch: while the workflow's latest edit is
+// invalid, ticks dispatch nothing (running agents are not touched); once
+// it is valid again, the next tick dispatches. The status is watched, and
+// read directly by a tick that comes before the watch delivered it.
+func TestInvalidWorkflowHoldsDispatch(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("V-1", 1, "", "Todo"))
+	w.configure(nil)
+	status := func(valid bool) {
+		t.Helper()
+		if _, err := bus.Put(t.Context(), w.b, bus.ConfigStatus, bus.WorkflowStatus{Valid: valid, Version: 1, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status(false)
+	for range 3 {
+		w.tickNow()
+	}
+	w.mu.Lock()
+	n := len(w.dispatches)
+	w.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d dispatches under an invalid workflow", n)
+	}
+	status(true)
+	w.wait("a dispatch once the workflow is valid", 10*time.Millisecond, w.tickNow, func() bool { return len(w.dispatches) == 1 })
+}
+
+// TestDropRetrySkipsOnlyWhatCannotBeStored: a dispatch deletes the issue's
+// stored retry unless none can be stored: start-up listed every stored
+// retry, none is queued for the issue, and no delete of one failed.
+func TestDropRetrySkipsOnlyWhatCannotBeStored(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	a := &actor{b: b, log: slog.New(slog.DiscardHandler), retries: map[string]bus.RetryEntry{}, retryUnsure: map[string]bool{}}
+	// put stores a retry behind the actor's back.
+	put := func(id string) {
+		k, _ := bus.Retries.Key(id)
+		if _, err := bus.Put(ctx, b, k, bus.RetryEntry{IssueID: id, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func(id string) bool {
+		k, _ := bus.Retries.Key(id)
+		_, err := bus.Get(ctx, b, k)
+		return err == nil
+	}
+	// Before start-up listed the stored retries, every drop deletes.
+	put("R-1")
+	a.dropRetry(ctx, "R-1")
+	if stored("R-1") {
+		t.Error("a drop before the listing left a stored retry")
+	}
+	a.retriesListed = true
+	// A queued retry is deleted.
+	a.queueRetry(ctx, bus.RetryEntry{IssueID: "R-2", Attempt: 1})
+	a.dropRetry(ctx, "R-2")
+	if stored("R-2") {
+		t.Error("a queued retry stayed stored")
+	}
+	// None queued, none unsure: nothing to delete, nothing asked of the
+	// store (what is put behind the actor's back here stays, which in use
+	// cannot happen: the scheduler is the only writer of retries).
+	put("R-3")
+	a.dropRetry(ctx, "R-3")
+	if !stored("R-3") {
+		t.Error("a drop with no retry queued still deleted")
+	}
+	// A delete that failed makes the issue unsure until one works.
+	a.queueRetry(ctx, bus.RetryEntry{IssueID: "R-3", Attempt: 2})
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.dropRetry(ctx, "R-3")
+	if !a.retryUnsure["R-3"] {
+		t.Error("a failed delete did not make the issue unsure")
+	}
+	b2, err := bus.Open(ctx, bus.Options{DataDir: b.DataDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b2.Close(context.Background()) })
+	a.b, b = b2, b2
+	a.dropRetry(ctx, "R-3")
+	if stored("R-3") || a.retryUnsure["R-3"] {
+		t.Errorf("an unsure retry was not deleted (stored %v, unsure %v)", stored("R-3"), a.retryUnsure["R-3"])
+	}
+}
