@@ -43,7 +43,7 @@ type pipeline struct {
 	// split, when set, receives each stamped event's latency in two parts
 	// (agent → runner, runner → client).
 	split chan [2]time.Duration
-	stop func()
+	stop  func()
 }
 
 func startPipeline(b *testing.B, agent string, env []string) *pipeline {
