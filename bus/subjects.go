@@ -175,7 +175,7 @@ var (
 		Producer:  CompAgentRunner + " (" + CompScheduler + " records interrupted and lost runs)",
 		Consumers: []string{CompScheduler, CompUI, CompPruner, CompCLI},
 		Stream:    StreamRuns,
-		Doc:       "A run was dispatched, got its workspace and session, started or finished a turn, or finished (terminal status, usage, cost); {event} is the RunEventKind.",
+		Doc:       "A run was dispatched, got its workspace and session, started or finished a turn, or finished (terminal status, usage, cost); {event} is the RunEventKind. turn_started carries the agent process's pid and the moment its start returned (`agent_pid`, `agent_started_at`).",
 	})
 )
 
