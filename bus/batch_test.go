@@ -92,6 +92,31 @@ func FuzzSplitBatch(f *testing.F) {
 	})
 }
 
+// followUntil follows run r1 from the cursor (agent events raw or decoded)
+// until done says so, failing the test if that takes 20 s.
+func followUntil(t *testing.T, b *Bus, after RunCursor, raw bool, done func(StoredEvent) bool) {
+	t.Helper()
+	var opts []FollowOption
+	if raw {
+		opts = append(opts, RawTurns())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	finished := false
+	if err := FollowRun(ctx, b, "r1", after, func(ev StoredEvent) error {
+		if done(ev) {
+			finished = true
+			cancel()
+		}
+		return nil
+	}, opts...); err != nil {
+		t.Fatal(err)
+	}
+	if !finished {
+		t.Fatalf("raw=%v: following r1 did not finish in 20 s", raw)
+	}
+}
+
 // appendTurns appends events seq from..to of run/turn and sends them as
 // one message.
 func appendTurns(t *testing.T, w *Writer, run string, turn int, from, to int64) {
@@ -271,23 +296,11 @@ func TestFollowRunResumesInsideABatch(t *testing.T) {
 	}
 
 	for _, raw := range []bool{false, true} {
-		var opts []FollowOption
-		if raw {
-			opts = append(opts, RawTurns())
-		}
-		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		var got []StoredEvent
-		err := FollowRun(fctx, b, "r1", back, func(ev StoredEvent) error {
+		followUntil(t, b, back, raw, func(ev StoredEvent) bool {
 			got = append(got, ev)
-			if len(got) == 4 {
-				cancel()
-			}
-			return nil
-		}, opts...)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+			return len(got) == 4
+		})
 		if fmt.Sprint(seqsOf(got)) != "[3 4 5 6]" || got[0].Index != 2 || got[3].Index != 1 {
 			t.Fatalf("raw=%v: followed %v (%+v)", raw, seqsOf(got), got)
 		}
@@ -330,17 +343,11 @@ func TestDamagedBatchKeepsTheReadableEvents(t *testing.T) {
 	if got := fmt.Sprint(seqsOf(events)); got != "[1 3 4 6]" {
 		t.Fatalf("readable events %s, want [1 3 4 6]", got)
 	}
-	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
 	var got []StoredEvent
-	if err := FollowRun(fctx, b, "r1", RunCursor{}, func(ev StoredEvent) error {
-		if got = append(got, ev); len(got) == 4 {
-			cancel()
-		}
-		return nil
-	}, RawTurns()); err != nil {
-		t.Fatal(err)
-	}
+	followUntil(t, b, RunCursor{}, true, func(ev StoredEvent) bool {
+		got = append(got, ev)
+		return len(got) == 4
+	})
 	if s := fmt.Sprint(seqsOf(got)); s != "[1 3 4 6]" {
 		t.Fatalf("followed %s, want [1 3 4 6]", s)
 	}
@@ -381,22 +388,11 @@ func TestCursorPassesABatchEndingInADamagedEvent(t *testing.T) {
 		t.Fatalf("timeline: cursor %v does not cover the end %v", cur, end)
 	}
 	for _, raw := range []bool{false, true} {
-		var opts []FollowOption
-		if raw {
-			opts = append(opts, RawTurns())
-		}
-		fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		var fc RunCursor
-		err := FollowRun(fctx, b, "r1", RunCursor{}, func(ev StoredEvent) error {
-			if fc.Advance(ev); fc.Covers(end) {
-				cancel()
-			}
-			return nil
-		}, opts...)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		followUntil(t, b, RunCursor{}, raw, func(ev StoredEvent) bool {
+			fc.Advance(ev)
+			return fc.Covers(end)
+		})
 		if !fc.Covers(end) {
 			t.Fatalf("raw=%v: followed to %v, never covering the end %v", raw, fc, end)
 		}
@@ -414,20 +410,12 @@ func TestFollowDeliversALargeMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
+	// Both events arrive: the 3 MiB one and the one after it.
 	n := 0
-	if err := FollowRun(fctx, b, "r1", RunCursor{}, func(ev StoredEvent) error {
-		if n++; n == 2 {
-			cancel()
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n != 2 {
-		t.Fatalf("followed %d events, want 2 (the 3 MiB one and the next)", n)
-	}
+	followUntil(t, b, RunCursor{}, false, func(StoredEvent) bool {
+		n++
+		return n == 2
+	})
 }
 
 // TestTurnBatchBounds: a batch is sent when it reaches its event or byte

@@ -116,15 +116,25 @@ func (st *sseStream) queueBytes(event, id string, data []byte) error {
 	return writeEvent(st, event, id, data, false)
 }
 
-// flush sends what queue left buffered.
-func (st *sseStream) flush() error {
+// lockOpen takes mu while the stream is open; after close it returns
+// errStreamClosed without holding mu.
+func (st *sseStream) lockOpen() error {
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	select {
 	case <-st.done:
+		st.mu.Unlock()
 		return errStreamClosed
 	default:
+		return nil
 	}
+}
+
+// flush sends what queue left buffered.
+func (st *sseStream) flush() error {
+	if err := st.lockOpen(); err != nil {
+		return err
+	}
+	defer st.mu.Unlock()
 	st.extendDeadline(true)
 	return st.rc.Flush()
 }
@@ -133,13 +143,10 @@ func writeEvent[D string | []byte](st *sseStream, event, id string, data D, flus
 	if strings.ContainsAny(event, "\r\n") || strings.ContainsAny(id, "\r\n") {
 		return fmt.Errorf("sse: line break in event %q or id %q", event, id)
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	select {
-	case <-st.done:
-		return errStreamClosed
-	default:
+	if err := st.lockOpen(); err != nil {
+		return err
 	}
+	defer st.mu.Unlock()
 	b := st.buf[:0]
 	if event != "" {
 		b = append(append(append(b, "event: "...), event...), '\n')
