@@ -152,14 +152,22 @@ func (w *Writer) SendTurns(ctx context.Context) error {
 		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10)
 		tb.buf = tb.buf[:0]
 	} else {
-		// The batch's buffer becomes the message (kept until it is
-		// acknowledged); the next batch starts in a new one sized after
-		// this one, so a steady flood neither copies nor regrows.
-		m.Data = append(tb.buf, ']')
+		// A batch that fills most of its buffer hands the buffer to the
+		// message (kept until it is acknowledged) and the next batch starts
+		// in a new one sized after it, so a steady flood neither copies
+		// nor regrows; a small batch in a large buffer is copied out, so a
+		// window of pending messages does not pin mostly empty buffers.
+		data := append(tb.buf, ']')
+		if cap(data) > 2*len(data) {
+			m.Data = append([]byte(nil), data...)
+			tb.buf = tb.buf[:0]
+		} else {
+			m.Data = data
+			tb.buf = make([]byte, 0, min(max(len(data)+len(data)/4, 4<<10), maxTurnBatchBytes+4<<10))
+		}
 		m.Header.Set(HeaderSchema, strconv.Itoa(turnBatchSchema))
 		m.Header.Set(HeaderEvents, strconv.Itoa(tb.n))
 		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10) + "-" + strconv.FormatInt(tb.last, 10)
-		tb.buf = make([]byte, 0, min(max(len(m.Data)+len(m.Data)/4, 4<<10), maxTurnBatchBytes+4<<10))
 	}
 	tb.n = 0
 	if w.err != nil {

@@ -206,7 +206,7 @@ func (p *pipeline) runAgents(b *testing.B, round, n int, lat chan<- time.Duratio
 	var events, lastAt atomic.Int64
 	var gateOpen atomic.Bool
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	errs := make(chan error, 2*n) // a follow error and an early end, each
 	for i := range n {
 		runID := fmt.Sprintf("bench-%d-%d", round, i)
 		ident := fmt.Sprintf("BENCH-%d", i)
