@@ -451,3 +451,46 @@ func TestTurnBatchBounds(t *testing.T) {
 		t.Fatalf("%d events read back, want %d", len(events), maxTurnBatch+3)
 	}
 }
+
+// TestFollowPassesAnUnreadableMessage: a stored message of which nothing
+// can be decoded (a newer schema, damage) is delivered as an Unreadable
+// marker, so a reader's cursor still reaches the run's end.
+func TestFollowPassesAnUnreadableMessage(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	w := NewWriter(b, 0)
+	appendTurns(t, w, "r1", 1, 1, 2)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, schema := range []string{"99", "2"} {
+		m := nats.NewMsg("symphony.turn.r1.1")
+		m.Data = []byte(`[{"seq":},{"at":}]`)
+		m.Header.Set(HeaderType, "TurnEvent")
+		m.Header.Set(HeaderSchema, schema)
+		if _, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(fmt.Sprint("unreadable-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end, err := RunEnd(ctx, b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []bool{false, true} {
+		var fc RunCursor
+		markers := 0
+		followUntil(t, b, RunCursor{}, raw, func(ev StoredEvent) bool {
+			if ev.Unreadable {
+				markers++
+				if len(ev.Event) != 0 || ev.Turn != nil {
+					t.Errorf("a marker carries an event: %+v", ev)
+				}
+			}
+			fc.Advance(ev)
+			return fc.Covers(end)
+		})
+		if markers != 2 {
+			t.Errorf("raw=%v: %d markers, want 2 (a newer schema, then two bad events)", raw, markers)
+		}
+	}
+}

@@ -38,6 +38,12 @@ type StoredEvent struct {
 	Turn *TurnEvent `json:"-"`
 	Hook *HookEvent `json:"-"`
 
+	// Unreadable marks, in a live follow only, a stored message of which
+	// no event could be decoded (logged): it carries no event and is for
+	// the reader's cursor, which it moves past the message, not for
+	// showing.
+	Unreadable bool `json:"-"`
+
 	// more: further events of the same stored message follow this one.
 	more bool
 }
@@ -360,14 +366,24 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			return
 		}
 		nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
+		seq := md.Sequence.Stream
+		// unreadable stands for a stored message of which nothing could be
+		// delivered: it moves a reader's cursor past the message (a stream
+		// waiting for the run's end would wait for it for ever) and is
+		// itself shown nowhere.
+		unreadable := StoredEvent{Stream: topic.spec.Stream, Seq: seq, Subject: nm.Subject, Type: topic.spec.typeName, Unreadable: true}
 		if err := checkHeaders(nm, topic.spec, topic.spec.typeName); err != nil {
-			b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "err", err)
+			b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "seq", seq, "err", err)
+			select {
+			case out <- unreadable:
+			case <-ctx.Done():
+			}
 			return
 		}
-		seq := md.Sequence.Stream
 		// The message's events are decoded first, so that only the last
 		// one delivered says no more follow (see RunCursor.Advance).
 		var evs []StoredEvent
+		failed := false // an event of the message could not be decoded
 		if n, err := strconv.Atoi(nm.Header.Get(HeaderEvents)); err == nil && n > 1 {
 			evs = make([]StoredEvent, 0, min(n, maxTurnBatch))
 		}
@@ -380,6 +396,7 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 				at, err := payloadAt(nm.Subject, topic.spec.typeName, data)
 				if err != nil {
 					b.log.Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
+					failed = true
 					return
 				}
 				e.At = at
@@ -387,6 +404,7 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 				var v T
 				if err := unmarshalPayload(nm.Subject, topic.spec.typeName, data, &v); err != nil {
 					b.log.Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
+					failed = true
 					return
 				}
 				fill(&e, &v)
@@ -395,6 +413,9 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 		})
 		if err != nil {
 			b.log.Warn("follow: skipped the unreadable rest of a stored message", "subject", nm.Subject, "seq", seq, "err", err)
+		}
+		if len(evs) == 0 && (err != nil || failed) {
+			evs = append(evs, unreadable)
 		}
 		for i, e := range evs {
 			e.more = i < len(evs)-1

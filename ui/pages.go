@@ -405,8 +405,12 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, 
 			return err
 		case ev := <-events:
 			after.Advance(ev)
-			if err := onEvent(ctx, ev, after); err != nil {
-				return err
+			// An unreadable message has nothing to show; the cursor has
+			// passed it.
+			if !ev.Unreadable {
+				if err := onEvent(ctx, ev, after); err != nil {
+					return err
+				}
 			}
 			if len(events) == 0 {
 				if err := onIdle(); err != nil {

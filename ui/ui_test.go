@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/symphony-oss/symphony/bus"
 )
 
@@ -905,5 +907,36 @@ func TestBatchedAgentEventsShownOnceEach(t *testing.T) {
 	rest, _ := stream(cursors[5])
 	if got := strings.Join(rest, " "); got != "7 8" {
 		t.Fatalf("resumed after %s: %s, want 7 8", cursors[5], got)
+	}
+}
+
+// TestAPIRunEventsEndPastAnUnreadableMessage: a finished run whose last
+// stored agent message cannot be read (a newer schema) still ends its
+// event stream; the message is not sent.
+func TestAPIRunEventsEndPastAnUnreadableMessage(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-u", "UNR-1", "unreadable", true)
+	m := nats.NewMsg("symphony.turn.run-u.1")
+	m.Data = []byte(`{"run_id":"run-u"}`)
+	m.Header.Set(bus.HeaderType, "TurnEvent")
+	m.Header.Set(bus.HeaderSchema, "99")
+	if _, err := h.b.JetStream().PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(t, "run ended", func() bool { r, ok := h.srv.model.Run("run-u"); return ok && r.Status != "running" })
+	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-u/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body) // returns only if the stream ends
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("stream did not end: %v", err)
+	}
+	if n := strings.Count(string(raw), "\ndata: {\"stream\""); n != 9 || !strings.Contains(string(raw), "event: end") {
+		t.Fatalf("%d events, body:\n%s", n, raw)
 	}
 }
