@@ -916,7 +916,11 @@ func TestBatchedAgentEventsShownOnceEach(t *testing.T) {
 func TestAPIRunEventsEndPastAnUnreadableMessage(t *testing.T) {
 	h := newHarness(t)
 	h.record(t, "run-u", "UNR-1", "unreadable", true)
-	m := nats.NewMsg("symphony.turn.run-u.1")
+	subject, err := bus.TurnEvents.Subject("run-u", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(subject)
 	m.Data = []byte(`{"run_id":"run-u"}`)
 	m.Header.Set(bus.HeaderType, "TurnEvent")
 	m.Header.Set(bus.HeaderSchema, "99")
