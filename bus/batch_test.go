@@ -117,6 +117,19 @@ func followUntil(t *testing.T, b *Bus, after RunCursor, raw bool, done func(Stor
 	}
 }
 
+// storeTurns stores events of run r1, turn 1, each [from, to] as one
+// message, through a new writer, and waits until all are stored.
+func storeTurns(t *testing.T, b *Bus, batches ...[2]int64) {
+	t.Helper()
+	w := NewWriter(b, 0)
+	for _, r := range batches {
+		appendTurns(t, w, "r1", 1, r[0], r[1])
+	}
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // appendTurns appends events seq from..to of run/turn and sends them as
 // one message.
 func appendTurns(t *testing.T, w *Writer, run string, turn int, from, to int64) {
@@ -229,11 +242,7 @@ func TestTurnBatchesStoreAndRead(t *testing.T) {
 	}
 
 	// The writer's message ids make a resend of the same batch a duplicate.
-	w2 := NewWriter(b, 0)
-	appendTurns(t, w2, "r1", 1, 1, 5)
-	if err := w2.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	storeTurns(t, b, [2]int64{1, 5})
 	if n := turnsStored(t, b); n != 4 {
 		t.Fatalf("a resent batch was stored again: %d messages", n)
 	}
@@ -245,12 +254,7 @@ func TestTurnBatchesStoreAndRead(t *testing.T) {
 func TestFollowRunResumesInsideABatch(t *testing.T) {
 	b := openTest(t, Options{})
 	ctx := t.Context()
-	w := NewWriter(b, 0)
-	appendTurns(t, w, "r1", 1, 1, 4)
-	appendTurns(t, w, "r1", 1, 5, 6)
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	storeTurns(t, b, [2]int64{1, 4}, [2]int64{5, 6})
 	events, _, err := RunTimeline(ctx, b, "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -359,11 +363,7 @@ func TestDamagedBatchKeepsTheReadableEvents(t *testing.T) {
 func TestCursorPassesABatchEndingInADamagedEvent(t *testing.T) {
 	b := openTest(t, Options{})
 	ctx := t.Context()
-	w := NewWriter(b, 0)
-	appendTurns(t, w, "r1", 1, 1, 2)
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	storeTurns(t, b, [2]int64{1, 2})
 	m := nats.NewMsg("symphony.turn.r1.1")
 	enc, _ := TurnEvent{RunID: "r1", Turn: 1, Seq: 3, At: time.Now().UTC(), Kind: TurnText}.appendJSON(nil)
 	m.Data = []byte("[" + string(enc) + `,{"seq":}]`)
@@ -458,11 +458,7 @@ func TestTurnBatchBounds(t *testing.T) {
 func TestFollowPassesAnUnreadableMessage(t *testing.T) {
 	b := openTest(t, Options{})
 	ctx := t.Context()
-	w := NewWriter(b, 0)
-	appendTurns(t, w, "r1", 1, 1, 2)
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	storeTurns(t, b, [2]int64{1, 2})
 	for i, schema := range []string{"99", "2"} {
 		m := nats.NewMsg("symphony.turn.r1.1")
 		m.Data = []byte(`[{"seq":},{"at":}]`)

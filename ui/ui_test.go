@@ -761,13 +761,13 @@ func TestSSEDataCannotStartAField(t *testing.T) {
 	}
 }
 
-func TestAPIRunEventsEndForAFinishedRun(t *testing.T) {
-	h := newHarness(t)
-	h.record(t, "run-f", "FIN-1", "finished", true)
-	h.eventually(t, "run summary", func() bool { r, ok := h.srv.model.Run("run-f"); return ok && r.Status != "running" })
+// finishedStream reads the API event stream of a finished run to its end
+// (it fails the test if the stream does not end within waitBound).
+func (h *harness) finishedStream(t *testing.T, runID string) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-f/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/"+runID+"/events", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -775,8 +775,16 @@ func TestAPIRunEventsEndForAFinishedRun(t *testing.T) {
 	raw, err := io.ReadAll(resp.Body) // returns only if the stream ends
 	resp.Body.Close()
 	if err != nil {
-		t.Fatalf("stream of a finished run did not end: %v", err)
+		t.Fatalf("stream of finished run %s did not end: %v", runID, err)
 	}
+	return raw
+}
+
+func TestAPIRunEventsEndForAFinishedRun(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-f", "FIN-1", "finished", true)
+	h.eventually(t, "run summary", func() bool { r, ok := h.srv.model.Run("run-f"); return ok && r.Status != "running" })
+	raw := h.finishedStream(t, "run-f")
 	if n := strings.Count(string(raw), "\ndata: {\"stream\""); n != 9 || !strings.Contains(string(raw), "event: end") {
 		t.Fatalf("%d events, body:\n%s", n, raw)
 	}
@@ -928,18 +936,7 @@ func TestAPIRunEventsEndPastAnUnreadableMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.eventually(t, "run ended", func() bool { r, ok := h.srv.model.Run("run-u"); return ok && r.Status != "running" })
-	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-u/events", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(resp.Body) // returns only if the stream ends
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("stream did not end: %v", err)
-	}
+	raw := h.finishedStream(t, "run-u")
 	if n := strings.Count(string(raw), "\ndata: {\"stream\""); n != 9 || !strings.Contains(string(raw), "event: end") {
 		t.Fatalf("%d events, body:\n%s", n, raw)
 	}
