@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -427,4 +428,67 @@ func TestPruneCommand(t *testing.T) {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	p.wait(t)
+}
+
+// TestRunMaxProcs checks the cores `symphony run` gives its own code, as
+// the dashboard's /metrics reports them: 1 by default, GOMAXPROCS from the
+// environment, --max-procs over both; a negative count is a usage error.
+func TestRunMaxProcs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"default", nil, nil, "1"},
+		{"environment", []string{"GOMAXPROCS=3"}, nil, "3"},
+		{"flag over environment", []string{"GOMAXPROCS=3"}, []string{"--max-procs", "2"}, "2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wf := writeWorkflow(t)
+			dataDir := filepath.Join(t.TempDir(), "data")
+			args := append([]string{"--data-dir", dataDir, "run", wf}, tc.args...)
+			cmd := exec.Command(binary, freePort(args)...)
+			cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, "GOMAXPROCS=") }), tc.env...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			var url []byte
+			deadline := time.Now().Add(testTimeout)
+			for len(url) == 0 && time.Now().Before(deadline) {
+				url, _ = os.ReadFile(filepath.Join(dataDir, "dashboard-url"))
+				time.Sleep(20 * time.Millisecond)
+			}
+			if len(url) == 0 {
+				t.Fatalf("no dashboard URL; output:\n%s", out.String())
+			}
+			resp, err := http.Get(strings.TrimSpace(string(url)) + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			line := "symphony_go_sched_gomaxprocs_threads " + tc.want + "\n"
+			if !strings.Contains(string(body), line) {
+				t.Errorf("want %q in /metrics; got:\n%s", line, grepLines(string(body), "gomaxprocs"))
+			}
+		})
+	}
+	code, out := runCLI(t, "run", writeWorkflow(t), "--max-procs", "-1")
+	if code != exitUsage || !strings.Contains(out, "--max-procs") {
+		t.Errorf("--max-procs -1: exit %d:\n%s", code, out)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
