@@ -644,6 +644,54 @@ func TestWriterStoresEverythingInOrder(t *testing.T) {
 	}
 }
 
+// TestWriterLetsGoOfAcknowledgedMessages: a message whose acknowledgement
+// arrived is not kept until the window fills or Flush. An agent writing an
+// event at a time kept a window of stored messages per run in memory.
+func TestWriterLetsGoOfAcknowledgedMessages(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	w := NewWriter(b, 256)
+	for i := range 100 {
+		ev := TurnEvent{RunID: "ack", Turn: 1, Seq: int64(i + 1), Kind: TurnText, Text: fmt.Sprint(i)}
+		if err := WriteDurable(ctx, w, TurnEvents, ev, fmt.Sprint("ack-", i), "ack", "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every one of them is stored once the stream holds them all.
+	deadline := time.Now().Add(testTimeout)
+	for {
+		info, err := b.js.Stream(ctx, StreamTurns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.CachedInfo().State.Msgs == 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 100 stored", info.CachedInfo().State.Msgs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The next write lets go of those whose acknowledgement arrived; the
+	// acknowledgements follow the stores, so wait for them, not for a
+	// fixed time.
+	for {
+		if err := WriteDurable(ctx, w, TurnEvents, TurnEvent{RunID: "ack", Turn: 1, Seq: 101, Kind: TurnText}, "ack-100", "ack", "1"); err != nil {
+			t.Fatal(err)
+		}
+		if w.Pending() <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still kept after all 100 were stored", w.Pending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEnsureSummaryEnded: a run_finished stored without its summary update
 // (a crash between the two) is applied to the summary once, and a summary
 // that already shows an end is left alone.

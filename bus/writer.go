@@ -178,6 +178,7 @@ func (w *Writer) SendTurns(ctx context.Context) error {
 
 // send stores m asynchronously within the window.
 func (w *Writer) send(ctx context.Context, m *nats.Msg, msgID string) error {
+	w.dropAcknowledged()
 	for len(w.pending) >= w.window {
 		if err := w.settleOldest(ctx); err != nil {
 			return err
@@ -210,6 +211,24 @@ func (w *Writer) Flush(ctx context.Context) error {
 // Pending is how many messages await their acknowledgement (appended
 // agent events not yet sent are not counted).
 func (w *Writer) Pending() int { return len(w.pending) }
+
+// dropAcknowledged lets go of the messages at the head of the window
+// whose acknowledgement has arrived, without waiting for any. Before, a
+// message was kept until the window filled or Flush: an agent writing an
+// event at a time kept up to a window of stored messages (their data,
+// headers and futures) in memory per run, most of the daemon's heap with
+// 50 agents (live heap 15-20 MB; peak RSS 68 MB).
+func (w *Writer) dropAcknowledged() {
+	for len(w.pending) > 0 {
+		select {
+		case <-w.pending[0].future.Ok():
+			w.pending[0] = pendingWrite{}
+			w.pending = w.pending[1:]
+		default:
+			return
+		}
+	}
+}
 
 func (w *Writer) settleOldest(ctx context.Context) error {
 	p := w.pending[0]

@@ -31,9 +31,10 @@ type files struct {
 	dir   string
 	rules rules
 	log   *slog.Logger
-	// racy is how recent a file's change may be and its parse still be
-	// kept (see parsed); a field so tests can set it.
-	racy time.Duration
+	// racy and racyFine are how recent a file's change may be and its
+	// parse still be kept (see parsed and window); fields so tests can set
+	// them.
+	racy, racyFine time.Duration
 
 	mu sync.Mutex
 	// parsed keeps each file's parse, keyed by path, with the file's
@@ -71,12 +72,21 @@ type fileStamp struct {
 // "racily clean" entries, the same problem).
 const racyWindow = 2 * time.Second
 
+// racyWindowFine replaces racyWindow for a file whose change time has a
+// fraction of a second: its file system keeps fine times, and they come
+// from the kernel's coarse clock, which ticks every 1-10 ms (a jiffy). A
+// change later than one tick after a read gets a later time, so a tenth of
+// a second is ten ticks of margin. The 2 s window re-read a file the
+// dispatch benchmark had just changed at every refresh, and the 50-agent
+// workload's after_run hooks make 50 such files.
+const racyWindowFine = 100 * time.Millisecond
+
 func newFiles(cfg bus.TrackerConfig, log *slog.Logger) (*files, error) {
 	if cfg.Provider.Path == "" {
 		return nil, errorf(bus.TrackerConfigError, "tracker.provider.path is required for the files tracker")
 	}
 	return &files{dir: cfg.Provider.Path, rules: newRules(cfg.TerminalStates, cfg.Provider.Assignee), log: log,
-		racy: racyWindow, parsed: map[string]parsedFile{}}, nil
+		racy: racyWindow, racyFine: racyWindowFine, parsed: map[string]parsedFile{}}, nil
 }
 
 // stampOf is st's fileStamp; ok is false when the platform gives no inode.
@@ -113,12 +123,23 @@ func (f *files) readIssueFile(path string) (fileIssue, error) {
 	if stamp.ctime.After(changed) {
 		changed = stamp.ctime
 	}
-	if err == nil && ok && now.Sub(changed) > f.racy {
+	if err == nil && ok && now.Sub(changed) > f.window(changed) {
 		f.parsed[path] = parsedFile{stamp: stamp, fi: fi}
 	} else {
 		delete(f.parsed, path)
 	}
 	return fi, err
+}
+
+// window is how long after changed a file's parse may not be kept: a time
+// with no fraction of a second may come from a file system that keeps
+// whole seconds (or FAT's two), whose clock cannot tell two changes in one
+// second apart.
+func (f *files) window(changed time.Time) time.Duration {
+	if changed.Nanosecond() != 0 {
+		return f.racyFine
+	}
+	return f.racy
 }
 
 // fileIssue is an issue file's front matter before normalization.

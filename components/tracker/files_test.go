@@ -175,6 +175,41 @@ func FuzzParseIssueFile(f *testing.F) {
 	})
 }
 
+// TestFilesRacyWindowFollowsTimeGranularity: a change time with a
+// fraction of a second (a file system with fine times) is trusted after a
+// tenth of a second; one in whole seconds only after two.
+func TestFilesRacyWindowFollowsTimeGranularity(t *testing.T) {
+	f := newTestFiles(t, t.TempDir(), "", &logBuf{})
+	whole := time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
+	if got := f.window(whole); got != racyWindow {
+		t.Errorf("whole-second time: window %v, want %v", got, racyWindow)
+	}
+	if got := f.window(whole.Add(4 * time.Millisecond)); got != racyWindowFine {
+		t.Errorf("fine time: window %v, want %v", got, racyWindowFine)
+	}
+	// A file this file system just wrote: kept only once the fine window
+	// passed (this test's temporary directory has fine times on Linux).
+	writeIssue(t, f.dir, "R-1.md", "---\ntitle: r\nstate: Todo\n---\n")
+	st, err := os.Stat(filepath.Join(f.dir, "R-1.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ModTime().Nanosecond() == 0 {
+		t.Skip("this file system keeps whole seconds")
+	}
+	deadline := st.ModTime().Add(racyWindowFine)
+	for time.Now().Before(deadline.Add(10 * time.Millisecond)) {
+		time.Sleep(time.Until(deadline.Add(10 * time.Millisecond)))
+	}
+	if _, err := f.Refresh(t.Context(), []string{"R-1"}); err != nil {
+		t.Fatal(err)
+	}
+	before := f.parses
+	if _, err := f.Refresh(t.Context(), []string{"R-1"}); err != nil || f.parses != before {
+		t.Errorf("a file changed %v ago was parsed again (%d more parses, err %v)", time.Since(st.ModTime()), f.parses-before, err)
+	}
+}
+
 // TestFilesKeepsParsesOfUnchangedFiles: a file whose last change is old
 // enough is parsed once and then answered from its kept parse; any change
 // to it (same size, times set back, replaced by a rename) is read again,
@@ -194,7 +229,9 @@ func TestFilesKeepsParsesOfUnchangedFiles(t *testing.T) {
 	writeIssue(t, dir, "K-1.md", "---\ntitle: kept\nstate: Todo\n---\n")
 	writeIssue(t, dir, "K-2.md", "---\ntitle: other\nstate: Todo\n---\n")
 
-	// Just written: too recent to keep, so read at every load.
+	// Just written: too recent to keep, so read at every load (the
+	// windows widened, so that a slow machine cannot make them old).
+	f.racy, f.racyFine = time.Hour, time.Hour
 	state("K-1")
 	state("K-1")
 	if f.parses != 4 || len(f.parsed) != 0 {
@@ -207,7 +244,7 @@ func TestFilesKeepsParsesOfUnchangedFiles(t *testing.T) {
 	}
 
 	// Old enough (the window shrunk instead of waiting): kept.
-	f.racy = 0
+	f.racy, f.racyFine = 0, 0
 	state("K-1")
 	before := f.parses
 	if got := state("K-1"); got != "Done" || f.parses != before {
