@@ -430,26 +430,30 @@ func TestPruneCommand(t *testing.T) {
 	p.wait(t)
 }
 
-// TestRunMaxProcs checks the cores `symphony run` gives its own code, as
-// the dashboard's /metrics reports them: 1 by default, GOMAXPROCS from the
-// environment, --max-procs over both; a negative count is a usage error.
-func TestRunMaxProcs(t *testing.T) {
+// TestRunRuntimeSettings checks the cores `symphony run` gives its own
+// code and its garbage collector's target, as the dashboard's /metrics
+// reports them: 1 core by default, GOMAXPROCS from the environment,
+// --max-procs over both, and a negative count is a usage error; GOGC 50
+// unless the environment sets it.
+func TestRunRuntimeSettings(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		env  []string
-		args []string
-		want string
+		name       string
+		env        []string
+		args       []string
+		want, gogc string
 	}{
-		{"default", nil, nil, "1"},
-		{"environment", []string{"GOMAXPROCS=3"}, nil, "3"},
-		{"flag over environment", []string{"GOMAXPROCS=3"}, []string{"--max-procs", "2"}, "2"},
+		{"default", nil, nil, "1", "50"},
+		{"environment", []string{"GOMAXPROCS=3", "GOGC=200"}, nil, "3", "200"},
+		{"flag over environment", []string{"GOMAXPROCS=3"}, []string{"--max-procs", "2"}, "2", "50"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wf := writeWorkflow(t)
 			dataDir := filepath.Join(t.TempDir(), "data")
 			args := append([]string{"--data-dir", dataDir, "run", wf}, tc.args...)
 			cmd := exec.Command(binary, freePort(args)...)
-			cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, "GOMAXPROCS=") }), tc.env...)
+			cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool {
+				return strings.HasPrefix(v, "GOMAXPROCS=") || strings.HasPrefix(v, "GOGC=")
+			}), tc.env...)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
@@ -471,9 +475,10 @@ func TestRunMaxProcs(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			line := "symphony_go_sched_gomaxprocs_threads " + tc.want + "\n"
-			if !strings.Contains(string(body), line) {
-				t.Errorf("want %q in /metrics; got:\n%s", line, grepLines(string(body), "gomaxprocs"))
+			for _, line := range []string{"symphony_go_sched_gomaxprocs_threads " + tc.want + "\n", "symphony_go_gc_gogc_percent " + tc.gogc + "\n"} {
+				if !strings.Contains(string(body), line) {
+					t.Errorf("want %q in /metrics; got:\n%s", line, grepLines(string(body), "symphony_go_"))
+				}
 			}
 		})
 	}

@@ -289,3 +289,49 @@ func TestEveryAgentEventIsBounded(t *testing.T) {
 		t.Errorf("an oversized session id: %v", err)
 	}
 }
+
+// TestLineReaderGrowsForAFlood: the reader starts with a small buffer and
+// takes the large one when a read fills it, losing nothing on the way; an
+// agent writing a line at a time keeps the small one.
+func TestLineReaderGrowsForAFlood(t *testing.T) {
+	var in strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&in, "line %d %s\n", i, strings.Repeat("x", i%300))
+	}
+	lr := newLineReader(strings.NewReader(in.String()), MaxLineBytes)
+	n := 0
+	for {
+		line, tooLong, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || tooLong {
+			t.Fatalf("line %d: %v %v", n, tooLong, err)
+		}
+		if want := fmt.Sprintf("line %d %s", n, strings.Repeat("x", n%300)); string(line) != want {
+			t.Fatalf("line %d = %.40q, want %.40q", n, line, want)
+		}
+		n++
+	}
+	if n != 500 || lr.r.Size() != lineReaderLarge {
+		t.Errorf("%d lines, buffer %d bytes; want 500 and the large buffer", n, lr.r.Size())
+	}
+
+	// A line at a time (each read returns one short line): small buffer.
+	pr, pw := io.Pipe()
+	go func() {
+		for i := range 50 {
+			fmt.Fprintf(pw, "event %d\n", i)
+		}
+		pw.Close()
+	}()
+	lr = newLineReader(pr, MaxLineBytes)
+	for n = 0; ; n++ {
+		if _, _, err := lr.next(); err != nil {
+			break
+		}
+	}
+	if n != 50 || lr.r.Size() != lineReaderSmall {
+		t.Errorf("%d lines, buffer %d bytes; want 50 and the small buffer", n, lr.r.Size())
+	}
+}
