@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/pprof"
@@ -440,4 +442,137 @@ func rawJetStream(b *testing.B, size, n int) float64 {
 		b.Fatal("raw publishes not acknowledged")
 	}
 	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkPipelineLatencyAgentsAlone runs BenchmarkPipelineLatency's 100
+// fake agents (400 events each, one every 5 ms, behind the same gate) with
+// no Symphony at all: each agent's stdout is read by a goroutine that only
+// reads the lines and the time stamped in them. It is the floor under the
+// latency figure on this machine: the lateness of a reader that does
+// nothing, how long the agents took against the 2 s their schedule asks
+// for, and how busy the cores were.
+func BenchmarkPipelineLatencyAgentsAlone(b *testing.B) {
+	agent := fakeagent.Build(b)
+	const n, perAgent, interval = 100, 400, 5 * time.Millisecond
+	gatePath := filepath.Join(b.TempDir(), "gate")
+	if err := syscall.Mkfifo(gatePath, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	gate, err := os.OpenFile(gatePath, os.O_RDWR, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gate.Close()
+	env := append(os.Environ(), "FAKEAGENT_EVENTS="+strconv.Itoa(perAgent), "FAKEAGENT_INTERVAL="+interval.String(),
+		"FAKEAGENT_SIZE=256", "FAKEAGENT_STAMP=1", "GOMAXPROCS=1", fakeagent.EnvGate+"="+gatePath)
+	var lat []time.Duration
+	var wall, agentsCPU time.Duration
+	var busy, total float64
+	for b.Loop() {
+		var mu sync.Mutex
+		var inits, wg sync.WaitGroup
+		var last atomic.Int64
+		cmds := make([]*exec.Cmd, n)
+		for i := range n {
+			cmd := exec.Command(agent, "-p", "--output-format", "stream-json", "--verbose")
+			cmd.Env, cmd.Stdin = env, strings.NewReader("bench")
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			cmds[i] = cmd
+			inits.Add(1)
+			wg.Go(func() {
+				sc := bufio.NewScanner(out)
+				sc.Buffer(make([]byte, 64<<10), 1<<20)
+				first := true
+				var mine []time.Duration
+				for sc.Scan() {
+					now := time.Now()
+					if first {
+						first = false
+						inits.Done()
+						continue
+					}
+					if ns, ok := stampOf(sc.Bytes()); ok {
+						mine = append(mine, now.Sub(time.Unix(0, ns)))
+						last.Store(now.UnixNano())
+					}
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			})
+		}
+		inits.Wait()
+		_, before := cpuTimes(b)
+		busyBefore, totalBefore := machineCPU(b)
+		start := time.Now()
+		if _, err := gate.Write(make([]byte, n)); err != nil {
+			b.Fatal(err)
+		}
+		wg.Wait()
+		busyAfter, totalAfter := machineCPU(b)
+		for _, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		_, after := cpuTimes(b)
+		wall += time.Unix(0, last.Load()).Sub(start)
+		agentsCPU += after - before
+		busy, total = busy+busyAfter-busyBefore, total+totalAfter-totalBefore
+	}
+	rounds := float64(b.N)
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+	b.ReportMetric(wall.Seconds()/rounds, "wall-s")
+	b.ReportMetric((time.Duration(perAgent) * interval).Seconds(), "scheduled-s")
+	b.ReportMetric(float64(agentsCPU.Microseconds())/(rounds*n*perAgent), "agents-cpu-µs/event")
+	b.ReportMetric(100*busy/total, "%-cores-busy")
+	b.ReportMetric(float64(len(lat)), "samples")
+}
+
+// stampOf reads the agent's write time from a stamped line: FAKEAGENT_STAMP
+// starts every payload with "t=<unix ns>;".
+func stampOf(line []byte) (int64, bool) {
+	i := bytes.Index(line, []byte(`"t=`))
+	if i < 0 {
+		return 0, false
+	}
+	rest := line[i+3:]
+	j := bytes.IndexByte(rest, ';')
+	if j < 0 {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	return ns, err == nil
+}
+
+// machineCPU reads the whole machine's busy and total CPU time, in clock
+// ticks, from /proc/stat.
+func machineCPU(b *testing.B) (busy, total float64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		b.Fatalf("/proc/stat: %q", line)
+	}
+	for i, v := range f[1:] {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += x
+		if i != 3 && i != 4 { // idle, iowait
+			busy += x
+		}
+	}
+	return busy, total
 }
