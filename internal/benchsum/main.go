@@ -44,6 +44,7 @@ func targets() []target {
 		{"dispatch after refresh → agent's main, p50 (no target: adds the agent's own start)", "BenchmarkDispatchLatency", "main-p50-ms", 0, "ms", true, 0, ""},
 		{"pipeline, 100 flooding agents", "BenchmarkPipeline/agents=100", "events/s", 0, "events/s", false, 50000, "≥ 50,000 events/s"},
 		{"pipeline as a share of raw JetStream", "BenchmarkPipeline/agents=100", "%-of-raw", 0, "%", false, 50, "≥ 50 %"},
+		{"the same 100 flooding agents with no Symphony, lines read (no target: the machine's ceiling)", "BenchmarkPipelineAgentsAlone", "events/s", 0, "events/s", false, 0, ""},
 		{"agent line → SSE client, p99, 100 agents × 200 events/s", "BenchmarkPipelineLatency", "p99-ms", 0, "ms", true, 20, "< 20 ms"},
 		{"the same 100 agents with no Symphony, p99 line written → read (no target: the machine's floor)", "BenchmarkPipelineLatencyAgentsAlone", "p99-ms", 0, "ms", true, 0, ""},
 		{"Linear poll of 10,000 issues, adapter CPU", "BenchmarkLinearPoll10k/server=replay", "cpu-ms/poll", 0, "ms", true, 1000, "< 1 s"},
