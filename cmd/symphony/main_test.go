@@ -433,8 +433,8 @@ func TestPruneCommand(t *testing.T) {
 // TestRunRuntimeSettings checks the cores `symphony run` gives its own
 // code and its garbage collector's target, as the dashboard's /metrics
 // reports them: 1 core by default, GOMAXPROCS from the environment,
-// --max-procs over both, and a negative count is a usage error; GOGC 50
-// unless the environment sets it.
+// --max-procs over both (even over a GOMAXPROCS Go could not read), and a
+// negative count is a usage error; GOGC 50 unless the environment sets it.
 func TestRunRuntimeSettings(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -445,6 +445,7 @@ func TestRunRuntimeSettings(t *testing.T) {
 		{"default", nil, nil, "1", "50"},
 		{"environment", []string{"GOMAXPROCS=3", "GOGC=200"}, nil, "3", "200"},
 		{"flag over environment", []string{"GOMAXPROCS=3"}, []string{"--max-procs", "2"}, "2", "50"},
+		{"flag over an unreadable environment", []string{"GOMAXPROCS=abc"}, []string{"--max-procs=2"}, "2", "50"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wf := writeWorkflow(t)
@@ -482,8 +483,8 @@ func TestRunRuntimeSettings(t *testing.T) {
 			}
 		})
 	}
-	code, out := runCLI(t, "run", writeWorkflow(t), "--max-procs", "-1")
-	if code != exitUsage || !strings.Contains(out, "--max-procs") {
+	code, out := runCLI(t, "run", writeWorkflow(t), "--max-procs=-1")
+	if code != exitUsage || !strings.Contains(out, "--max-procs must be 0 (Go's default) or more, not -1") {
 		t.Errorf("--max-procs -1: exit %d:\n%s", code, out)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -487,7 +488,9 @@ func agentsAlone(b *testing.B, perAgent int, interval time.Duration) {
 	for b.Loop() {
 		var mu sync.Mutex
 		var inits, wg sync.WaitGroup
-		var last, lines atomic.Int64
+		var lines atomic.Int64
+		var last int64 // the latest read, under mu
+		errs := make(chan error, n)
 		cmds := make([]*exec.Cmd, n)
 		for i := range n {
 			cmd := exec.Command(agent, "-p", "--output-format", "stream-json", "--verbose")
@@ -506,6 +509,7 @@ func agentsAlone(b *testing.B, perAgent int, interval time.Duration) {
 				sc.Buffer(make([]byte, 64<<10), 1<<20)
 				first := true
 				var mine []time.Duration
+				var mineLast int64
 				for sc.Scan() {
 					now := time.Now()
 					if first {
@@ -514,17 +518,31 @@ func agentsAlone(b *testing.B, perAgent int, interval time.Duration) {
 						continue
 					}
 					lines.Add(1)
-					last.Store(now.UnixNano())
+					mineLast = now.UnixNano()
 					if ns, ok := stampOf(sc.Bytes()); ok {
 						mine = append(mine, now.Sub(time.Unix(0, ns)))
 					}
 				}
+				if first {
+					inits.Done() // ended without a line: reported below
+				}
+				if err := sc.Err(); err != nil || first {
+					errs <- fmt.Errorf("agent %d: no init line or a read error: %v", i, err)
+					_ = cmd.Process.Kill()
+					_, _ = io.Copy(io.Discard, out)
+				}
 				mu.Lock()
 				lat = append(lat, mine...)
+				last = max(last, mineLast)
 				mu.Unlock()
 			})
 		}
 		inits.Wait()
+		select {
+		case err := <-errs:
+			b.Fatal(err)
+		default:
+		}
 		_, before := cpuTimes(b)
 		busyBefore, totalBefore := machineCPU(b)
 		start := time.Now()
@@ -533,13 +551,17 @@ func agentsAlone(b *testing.B, perAgent int, interval time.Duration) {
 		}
 		wg.Wait()
 		busyAfter, totalAfter := machineCPU(b)
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
 		for _, cmd := range cmds {
 			if err := cmd.Wait(); err != nil {
 				b.Fatal(err)
 			}
 		}
 		_, after := cpuTimes(b)
-		wall += time.Unix(0, last.Load()).Sub(start)
+		wall += time.Unix(0, last).Sub(start)
 		agentsCPU += after - before
 		busy, total = busy+busyAfter-busyBefore, total+totalAfter-totalBefore
 		read += lines.Load()
@@ -574,7 +596,9 @@ func stampOf(line []byte) (int64, bool) {
 }
 
 // machineCPU reads the whole machine's busy and total CPU time, in clock
-// ticks, from /proc/stat.
+// ticks, from /proc/stat: user, nice, system, idle, iowait, irq, softirq
+// and steal (guest time is already in user and nice); busy is all but idle
+// and iowait.
 func machineCPU(b *testing.B) (busy, total float64) {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -585,7 +609,7 @@ func machineCPU(b *testing.B) (busy, total float64) {
 	if len(f) < 5 || f[0] != "cpu" {
 		b.Fatalf("/proc/stat: %q", line)
 	}
-	for i, v := range f[1:] {
+	for i, v := range f[1:min(len(f), 9)] {
 		x, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			b.Fatal(err)

@@ -41,7 +41,7 @@ type RunCmd struct {
 	SyncAlways        bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
 	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
 	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
-	MaxProcs          int    `name:"max-procs" env:"GOMAXPROCS" default:"1" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS; the variable sets it too). Default 1: its work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = one per core. Agents are separate processes and use every core either way."`
+	MaxProcs          *int   `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
 	Dashboard
 }
 
@@ -72,17 +72,34 @@ func (d Dashboard) address(cfg bus.ServerConfig) (string, int) {
 }
 
 // Run starts the kernel and every component, and runs until a signal.
+// setMaxProcs applies --max-procs: the flag's value when given (0 is Go's
+// own default, ignoring GOMAXPROCS), else GOMAXPROCS from the environment
+// as Go already applied it (an invalid value Go ignored is no error here
+// either), else 1. Not restored on return: the process ends with the
+// command.
+func (c *RunCmd) setMaxProcs() error {
+	switch {
+	case c.MaxProcs == nil:
+		if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+			runtime.GOMAXPROCS(1)
+		}
+	case *c.MaxProcs < 0:
+		return &exitError{code: exitUsage, err: fmt.Errorf("--max-procs must be 0 (Go's default) or more, not %d", *c.MaxProcs)}
+	case *c.MaxProcs == 0:
+		runtime.SetDefaultGOMAXPROCS()
+	default:
+		runtime.GOMAXPROCS(*c.MaxProcs)
+	}
+	return nil
+}
+
 func (c *RunCmd) Run(g *Globals, e *env) error {
 	log := g.logger(e.stderr)
-	if c.MaxProcs < 0 {
-		return &exitError{code: exitUsage, err: fmt.Errorf("--max-procs must be 0 (one per core) or more, not %d", c.MaxProcs)}
-	}
-	if c.MaxProcs > 0 {
-		// Restored on return: tests run this command inside their own process.
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.MaxProcs))
+	if err := c.setMaxProcs(); err != nil {
+		return err
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
-		defer debug.SetGCPercent(debug.SetGCPercent(defaultGCPercent))
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	// Startup refuses an invalid workflow; later edits are the workflow
 	// component's business (an invalid one keeps the last good config).

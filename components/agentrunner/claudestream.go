@@ -296,8 +296,8 @@ func newLineReader(r io.Reader, max int) *lineReader {
 // over the limit (line is then nil). err is io.EOF at the end.
 func (lr *lineReader) next() (line []byte, tooLong bool, err error) {
 	if lr.src.full && lr.r.Size() < lineReaderLarge {
-		// What the small buffer still holds is read first; the line
-		// returned last pointed into it, and the caller is done with it.
+		// What the small buffer still holds is read first; nothing else
+		// points into it (a line returned is a copy, lr.buf).
 		rest, _ := lr.r.Peek(lr.r.Buffered())
 		lr.r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), lr.src), lineReaderLarge)
 	}

@@ -69,16 +69,20 @@ type fileStamp struct {
 // it would look unchanged. A file whose last change is older than this
 // when it is read cannot be hit by that: any later change gets a later
 // time. Files changed more recently are parsed again at every read (git's
-// "racily clean" entries, the same problem).
-const racyWindow = 2 * time.Second
+// "racily clean" entries, the same problem). FAT's 2 s steps plus a tick
+// of the coarse clock: a change a moment after the window can still be
+// stamped inside the step it would have to leave.
+const racyWindow = 2*time.Second + racyWindowFine
 
 // racyWindowFine replaces racyWindow for a file whose change time has a
 // fraction of a second: its file system keeps fine times, and they come
 // from the kernel's coarse clock, which ticks every 1-10 ms (a jiffy). A
 // change later than one tick after a read gets a later time, so a tenth of
-// a second is ten ticks of margin. The 2 s window re-read a file the
-// dispatch benchmark had just changed at every refresh, and the 50-agent
-// workload's after_run hooks make 50 such files.
+// a second is ten ticks of margin. (On a network file system the times
+// come from the server's clock: the window is then also the clock skew it
+// tolerates.) The 2 s window re-read a file the dispatch benchmark had just
+// changed at every refresh, and the 50-agent workload's after_run hooks
+// make 50 such files.
 const racyWindowFine = 100 * time.Millisecond
 
 func newFiles(cfg bus.TrackerConfig, log *slog.Logger) (*files, error) {
