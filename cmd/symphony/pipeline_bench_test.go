@@ -53,16 +53,7 @@ func startPipeline(b *testing.B, agent string, env []string) *pipeline {
 	b.Helper()
 	dir := b.TempDir()
 	wf := filepath.Join(dir, "WORKFLOW.md")
-	gatePath := filepath.Join(dir, "gate")
-	if err := syscall.Mkfifo(gatePath, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	// Read-write: opening never blocks, and the agents' opens do not wait.
-	gate, err := os.OpenFile(gatePath, os.O_RDWR, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { gate.Close() })
+	gatePath, gate := fakeagent.OpenGate(b)
 	env = append(env, fakeagent.EnvGate+"="+gatePath)
 	// The fake agent reads its options from the environment; a wrapper
 	// script gives it this benchmark's.
@@ -467,15 +458,7 @@ func BenchmarkPipelineAgentsAlone(b *testing.B) {
 func agentsAlone(b *testing.B, perAgent int, interval time.Duration) {
 	agent := fakeagent.Build(b)
 	const n = 100
-	gatePath := filepath.Join(b.TempDir(), "gate")
-	if err := syscall.Mkfifo(gatePath, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	gate, err := os.OpenFile(gatePath, os.O_RDWR, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer gate.Close()
+	gatePath, gate := fakeagent.OpenGate(b)
 	env := append(os.Environ(), "FAKEAGENT_EVENTS="+strconv.Itoa(perAgent), "FAKEAGENT_SIZE=256",
 		"GOMAXPROCS=1", fakeagent.EnvGate+"="+gatePath)
 	if interval > 0 {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -30,4 +31,22 @@ func Build(tb testing.TB) string {
 		tb.Fatalf("build the fake agent: %v\n%s", err, b)
 	}
 	return out
+}
+
+// OpenGate makes a named pipe for FAKEAGENT_GATE in a temporary directory
+// of tb and opens it for reading and writing: opening so never blocks,
+// and the fakes' own opens do not wait for a writer. Writing n bytes lets
+// n fakes go on; the pipe is closed when tb ends.
+func OpenGate(tb testing.TB) (path string, gate *os.File) {
+	tb.Helper()
+	path = filepath.Join(tb.TempDir(), "gate")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		tb.Fatalf("make the gate: %v", err)
+	}
+	gate, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		tb.Fatalf("open the gate: %v", err)
+	}
+	tb.Cleanup(func() { gate.Close() })
+	return path, gate
 }

@@ -287,16 +287,7 @@ func TestStartStamp(t *testing.T) {
 // for a byte from the gate pipe before its events and result.
 func TestGate(t *testing.T) {
 	bin := Build(t)
-	gate := filepath.Join(t.TempDir(), "go")
-	if err := syscall.Mkfifo(gate, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Held open for writing (read-write never blocks), as a benchmark does.
-	g, err := os.OpenFile(gate, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	gate, g := OpenGate(t)
 	cmd := exec.Command(bin, "-p", "--output-format", "stream-json", "--verbose")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), EnvGate+"="+gate, EnvEvents+"=3")
