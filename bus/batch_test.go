@@ -490,3 +490,38 @@ func TestFollowPassesAnUnreadableMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestTimelineOutgrowsItsSizeHint: a run whose first message is a lone
+// event and whose later ones are batches holds far more events than the
+// first message suggests; every one is read, each entry with its own
+// typed event (those decoded past the first slice go into new ones).
+func TestTimelineOutgrowsItsSizeHint(t *testing.T) {
+	b := openTest(t, Options{})
+	batches := [][2]int64{{1, 1}}
+	for from := int64(2); from < 3000; from += 250 {
+		batches = append(batches, [2]int64{from, from + 249})
+	}
+	storeTurns(t, b, batches...)
+	last := batches[len(batches)-1][1]
+	evs, _, err := RunTimeline(t.Context(), b, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, e := range evs {
+		if e.Turn != nil {
+			if want := fmt.Sprint("t", e.Turn.Seq); e.Turn.Text != want || !e.At.Equal(time.Unix(1800000000, e.Turn.Seq)) {
+				t.Fatalf("event %d: text %q at %v", e.Turn.Seq, e.Turn.Text, e.At)
+			}
+			seqs = append(seqs, e.Turn.Seq)
+		}
+	}
+	if int64(len(seqs)) != last {
+		t.Fatalf("%d events read, want %d", len(seqs), last)
+	}
+	for i, s := range seqs {
+		if s != int64(i+1) {
+			t.Fatalf("event %d has seq %d", i, s)
+		}
+	}
+}
