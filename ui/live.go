@@ -61,6 +61,9 @@ func (s *Server) follow(ctx context.Context) error {
 	ready := func() {
 		if pending--; pending == 0 {
 			s.model.SetReady()
+			if s.opts.OnReady != nil {
+				s.opts.OnReady()
+			}
 		}
 	}
 	ended := func(what string) error {

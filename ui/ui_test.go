@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ type harness struct {
 	url      string
 	mu       sync.Mutex
 	controls []bus.Control
+	readied  atomic.Int32 // OnReady calls
 }
 
 func newHarness(t *testing.T) *harness {
@@ -43,7 +45,7 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	h := &harness{b: b}
 	urls := make(chan string, 1)
-	srv, err := New(Options{Bus: b, Port: 0, OnListen: func(u string) { urls <- u }})
+	srv, err := New(Options{Bus: b, Port: 0, OnListen: func(u string) { urls <- u }, OnReady: func() { h.readied.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +80,11 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.waitReady(t)
+	// Called right after the model turns ready, once.
+	h.eventually(t, "OnReady called", func() bool { return h.readied.Load() > 0 })
+	if n := h.readied.Load(); n != 1 {
+		t.Fatalf("OnReady called %d times, want once", n)
+	}
 	return h
 }
 

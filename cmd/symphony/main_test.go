@@ -434,7 +434,8 @@ func TestPruneCommand(t *testing.T) {
 // code and its garbage collector's target, as the dashboard's /metrics
 // reports them: 1 core by default, GOMAXPROCS from the environment,
 // --max-procs over both (even over a GOMAXPROCS Go could not read), and a
-// negative count is a usage error; GOGC 50 unless the environment sets it.
+// negative count is a usage error; GOGC 50 once started unless the
+// environment sets it.
 func TestRunRuntimeSettings(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -469,6 +470,20 @@ func TestRunRuntimeSettings(t *testing.T) {
 			}
 			if len(url) == 0 {
 				t.Fatalf("no dashboard URL; output:\n%s", out.String())
+			}
+			// Once the start is over (the collector's target is set then).
+			for {
+				resp, err := http.Get(strings.TrimSpace(string(url)) + "/healthz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not ready; output:\n%s", out.String())
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 			resp, err := http.Get(strings.TrimSpace(string(url)) + "/metrics")
 			if err != nil {
