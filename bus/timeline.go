@@ -215,14 +215,14 @@ func mergeTimeline(parts ...[]StoredEvent) []StoredEvent {
 // collect reads the stored events of one topic for a run in stream order
 // and records the last stream sequence in last; fill sets each entry's
 // time and typed event. The typed events are decoded straight into
-// slices (the entries point into them) sized from the first message: its
-// pending count times its events, so a long run costs a few large
-// allocations, not one per event. When that guess is short, the typed
-// events go on in a new slice instead of a copy of the old one; only the
-// entries are copied (sizing by messages alone, a run stored 64 events to
-// a message copied everything six times over and spent a fifth of its
-// replay in the copies). An event this build cannot read (a newer schema,
-// damage) is logged and skipped: it must not hide the rest of the run.
+// slices (the entries point into them), the first sized by the first
+// message's pending count, so a long run costs a few large allocations,
+// not one per event. When a slice is full the next events go into a new
+// one, as large as all decoded so far, instead of a copy of the old one:
+// a run stored 64 events to a message outgrows a size taken from its
+// messages, and the copies were a fifth of its replay. An event this
+// build cannot read (a newer schema, damage) is logged and skipped: it
+// must not hide the rest of the run.
 func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, last *uint64, fill func(*StoredEvent, *T)) ([]StoredEvent, error) {
 	subject, err := topic.Filter(runID)
 	if err != nil {
@@ -234,7 +234,8 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 	)
 	err = readStored(ctx, b, topic.spec.Stream, subject, func(m *nats.Msg, at storedMeta) error {
 		if out == nil {
-			out, vals = make([]StoredEvent, 0, sizeHint(m, at.Pending)), make([]T, 0, sizeHint(m, at.Pending))
+			n := int(min(at.Pending+1, 1<<20)) // a size hint, not a promise
+			out, vals = make([]StoredEvent, 0, n), make([]T, 0, n)
 		}
 		*last = max(*last, at.Seq)
 		if err := checkHeaders(m, topic.spec, topic.spec.typeName); err != nil {
@@ -246,7 +247,7 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 			if len(vals) == cap(vals) {
 				// The entries so far point into the full slice, which
 				// stays theirs; later ones go into a new one.
-				vals = make([]T, 0, max(cap(vals), 1024))
+				vals = make([]T, 0, max(len(out), 1024))
 			}
 			vals = append(vals, *new(T))
 			v := &vals[len(vals)-1]
@@ -273,20 +274,6 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 		return nil, fmt.Errorf("timeline of %s: %w", runID, err)
 	}
 	return out, nil
-}
-
-// sizeHint guesses how many events a read will hand on from the first
-// message and the count of messages after it: one per message, or the
-// first message's own count (Symphony-Events) per message. A hint, not a
-// promise: at most 1<<20 messages' worth, and a batch's count multiplies
-// it up to 1<<15 events only (a run whose first message is a batch may
-// store the rest one by one).
-func sizeHint(m *nats.Msg, pending uint64) int {
-	n := int(min(pending+1, 1<<20))
-	if per, err := strconv.Atoi(m.Header.Get(HeaderEvents)); err == nil && per > 1 {
-		n = min(n*min(per, maxTurnBatch), max(n, 1<<15))
-	}
-	return n
 }
 
 // FollowRun delivers a run's stored events that come after the cursor, then

@@ -39,9 +39,10 @@ type Options struct {
 	Replay *Replay
 	// OnListen, when set, is called with the URL once the dashboard listens.
 	OnListen func(url string)
-	// OnReady, when set, is called once, when the dashboard has loaded
-	// the state from the bus and /healthz first answers 200 (a run's start
-	// is over).
+	// OnReady, when set, is called right after /healthz starts answering
+	// 200: each time the live dashboard has loaded its state from the bus
+	// (again after the supervisor restarted it), never in a replay. It runs
+	// on the dashboard's reader and should return at once.
 	OnReady func()
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time

@@ -31,27 +31,25 @@ import (
 // (BENCHMARKS.md).
 const defaultGCPercent = 50
 
-// startupHeapLimit bounds the heap while the garbage collector waits for
-// the start to end (startupGC): a start that allocates more than usual (a
-// large store to recover) is collected as usual past it.
-const startupHeapLimit = 64 << 20
+// startupGCPercent is the garbage collector's target while `symphony run`
+// starts: with Go's 4 MB minimum heap scaled by it, the first collection
+// comes at about 40 MB, past what a start allocates (about 10 MB, nearly
+// all of it kept), and a start that allocates more (a large store to
+// recover) is still collected in proportion.
+const startupGCPercent = 1000
 
-// startupGC leaves the garbage collector off while `symphony run` starts,
-// up to startupHeapLimit, and returns the function that ends the start:
-// it sets defaultGCPercent, collects once and returns the freed memory to
-// the system. A start allocates about 10 MB, nearly all of it kept; with
-// GOGC=50 (a 2 MB minimum goal) the collector ran five times in the first
-// 50 ms, on the one core the start has. The start ends when the dashboard
-// is ready, or after startupGCWindow if it never gets there (its port is
-// taken, say).
+// startupGC sets startupGCPercent and returns the function that ends the
+// start: it sets defaultGCPercent, collects once and returns the freed
+// memory to the system, once. With GOGC=50 from the first instruction (a
+// 2 MB minimum goal) the collector ran five times in the first 50 ms, on
+// the one core the start has. The start ends when the dashboard is ready,
+// when run returns, or after startupGCWindow (its port is taken, say).
 func startupGC() (started func()) {
-	debug.SetGCPercent(-1)
-	limit := debug.SetMemoryLimit(startupHeapLimit)
+	debug.SetGCPercent(startupGCPercent)
 	var once sync.Once
 	end := func() {
 		once.Do(func() {
 			debug.SetGCPercent(defaultGCPercent)
-			debug.SetMemoryLimit(limit)
 			debug.FreeOSMemory()
 		})
 	}
@@ -133,6 +131,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	started := func() {}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		started = startupGC()
+		defer started()
 	}
 	// Startup refuses an invalid workflow; later edits are the workflow
 	// component's business (an invalid one keeps the last good config).
@@ -207,7 +206,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	dash, err := ui.New(ui.Options{Bus: b, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe,
 		URLFile:  filepath.Join(b.DataDir(), "dashboard-url"),
 		OnListen: func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) },
-		OnReady:  started})
+		OnReady:  func() { go started() }})
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
