@@ -159,6 +159,17 @@ func startSymphony(tb testing.TB, dir string, env []string, args ...string) *sys
 }
 
 // output is the tail of the process's output.
+// failIfExited ends the benchmark, with the process's output, when
+// symphony has exited (a poll for something it should do calls it).
+func (p *sysProc) failIfExited(tb testing.TB, when string) {
+	tb.Helper()
+	select {
+	case <-p.exited:
+		tb.Fatalf("symphony exited %s:\n%s", when, p.output())
+	default:
+	}
+}
+
 func (p *sysProc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -284,11 +295,7 @@ func waitHealthy(tb testing.TB, p *sysProc, url string) {
 				return
 			}
 		}
-		select {
-		case <-p.exited:
-			tb.Fatalf("symphony exited before /healthz answered 200:\n%s", p.output())
-		default:
-		}
+		p.failIfExited(tb, "before /healthz answered 200")
 		if time.Now().After(deadline) {
 			tb.Fatalf("/healthz not 200 within %v (last: %v):\n%s", testTimeout, err, p.output())
 		}
@@ -438,11 +445,7 @@ func runWorkload(b *testing.B, fake string, w workload) workloadResult {
 				done++
 			}
 		}
-		select {
-		case <-p.exited:
-			b.Fatalf("symphony exited with %d of %d issues done:\n%s", done, len(ids), p.output())
-		default:
-		}
+		p.failIfExited(b, fmt.Sprintf("with %d of %d issues done", done, len(ids)))
 		if time.Now().After(deadline) {
 			b.Fatalf("%d of %d issues done after 3 min:\n%s", done, len(ids), p.output())
 		}
@@ -611,11 +614,7 @@ func readStamp(tb testing.TB, dir, id string, p *sysProc) time.Time {
 			return time.Unix(0, ns)
 		}
 		if p != nil {
-			select {
-			case <-p.exited:
-				tb.Fatalf("symphony exited:\n%s", p.output())
-			default:
-			}
+			p.failIfExited(tb, "before the agent started")
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("no agent started for %s within %v", id, testTimeout)
@@ -729,11 +728,7 @@ func agentStart(tb testing.TB, url, identifier string, p *sysProc) (time.Time, i
 		if at, pid, ok := agentStartOnce(tb, url, identifier); ok {
 			return at, pid
 		}
-		select {
-		case <-p.exited:
-			tb.Fatalf("symphony exited:\n%s", p.output())
-		default:
-		}
+		p.failIfExited(tb, "before turn_started was on record")
 		if time.Now().After(deadline) {
 			tb.Fatalf("no turn_started with an agent pid on record for %s within %v", identifier, testTimeout)
 		}

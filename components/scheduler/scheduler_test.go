@@ -259,10 +259,7 @@ func TestDispatchOrderLimitsAndContinuation(t *testing.T) {
 	// More ticks dispatch nothing new: both claimed, no free slot for A-3.
 	w.tickNow()
 	w.tickNow()
-	w.mu.Lock()
-	n := len(w.dispatches)
-	w.mu.Unlock()
-	if n != 2 {
+	if n := w.dispatchCount(); n != 2 {
 		t.Errorf("%d dispatches with 2 slots", n)
 	}
 }
@@ -429,6 +426,13 @@ func (w *world) waitRetry(id string, attempt int, due time.Time) {
 
 // tickNow asks the scheduler for a refresh and waits until it has fetched
 // the candidates: a tick has run when it returns.
+// dispatchCount is how many dispatches the runner stand-in has seen.
+func (w *world) dispatchCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.dispatches)
+}
+
 func (w *world) tickNow() {
 	w.t.Helper()
 	w.mu.Lock()
@@ -767,10 +771,7 @@ func TestInvalidWorkflowHoldsDispatch(t *testing.T) {
 	for range 3 {
 		w.tickNow()
 	}
-	w.mu.Lock()
-	n := len(w.dispatches)
-	w.mu.Unlock()
-	if n != 0 {
+	if n := w.dispatchCount(); n != 0 {
 		t.Fatalf("%d dispatches under an invalid workflow", n)
 	}
 	status(true)
