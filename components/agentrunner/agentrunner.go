@@ -191,6 +191,10 @@ func (c *Component) cancelRun(req bus.CancelRun) bool {
 	return true
 }
 
+// ErrCodexUnsupported is the error of a run dispatched while agent.kind is
+// codex: this build has no codex runner.
+const ErrCodexUnsupported = "agent.kind is codex, and this build has no codex runner yet: set agent.kind: claude (the issue is held until cleared or its state changes)"
+
 // argv is the claude command line for a turn; session resumes it.
 func (c *Component) argv(cfg bus.Config, session string) []string {
 	bin := cfg.Claude.Command

@@ -244,6 +244,14 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	if st, why, ok := w.interrupted(ctx); ok {
 		return st, why
 	}
+	// The loader accepts agent.kind codex (the contract's schema), but this
+	// runner speaks only the claude stream. Running claude.command for a
+	// workflow that asked for codex would be a different agent than the
+	// one configured; the run ends blocked instead, so the issue is held
+	// (no retry loop) with the reason on the dashboard.
+	if cfg.Agent.Kind == bus.AgentCodex {
+		return bus.RunBlocked, ErrCodexUnsupported
+	}
 	b := w.r.opts.Bus
 	timeout := cfg.Hooks.Timeout() + requestSlack
 	// The first turn's process window (procscan.Window) is opened now,

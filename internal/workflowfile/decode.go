@@ -231,13 +231,17 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		if u, err := url.Parse(t.Provider.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			d.fail(key, "must be an http(s) URL, got %q", t.Provider.Endpoint)
 		}
-		src, key = get("assignee")
-		t.Provider.Assignee = d.indirect(src, "assignee", key, "")
 	case bus.TrackerFiles:
 		t.Provider.Path = d.path(prov, "path", "tracker.provider.path", "")
 		if t.Provider.Path == "" && d.err == nil {
 			d.fail("tracker.provider.path", "required for the files tracker (a directory of <IDENTIFIER>.md issues)")
 		}
+	}
+	// Both trackers filter by assignee: Linear by user id (or "me"), the
+	// files tracker by the assignee value written in each issue file.
+	if t.Kind == bus.TrackerLinear || t.Kind == bus.TrackerFiles {
+		src, key := get("assignee")
+		t.Provider.Assignee = d.indirect(src, "assignee", key, "")
 	}
 	t.RequiredLabels = lower(d.strList(m, "required_labels", "tracker.required_labels", []string{}))
 	t.ActiveStates = d.strList(m, "active_states", "tracker.active_states", DefaultActiveStates())
@@ -283,6 +287,9 @@ func (d *decoder) agent(m map[string]any) bus.AgentConfig {
 	}
 	if a.Kind != bus.AgentClaude && a.Kind != bus.AgentCodex {
 		d.fail("agent.kind", "unsupported agent %q (supported: claude, codex)", a.Kind)
+	}
+	if a.Kind == bus.AgentCodex {
+		d.warn("agent.kind", "codex: this build has no codex runner yet; runs end blocked until agent.kind is claude")
 	}
 	a.MaxConcurrentAgentsByState = map[string]int{}
 	by := d.section(m, "max_concurrent_agents_by_state", "agent.max_concurrent_agents_by_state")

@@ -159,8 +159,26 @@ body`
 			t.Errorf("%s = %#v, want %#v", name, c[0], c[1])
 		}
 	}
-	if len(r.Warnings) != 2 || !strings.Contains(r.Warnings[0], "max_concurrent_agents_by_state.Bad") || !strings.Contains(r.Warnings[1], "Review") {
+	if len(r.Warnings) != 3 || !strings.Contains(r.Warnings[0], "agent.kind: codex: this build has no codex runner") ||
+		!strings.Contains(r.Warnings[1], "max_concurrent_agents_by_state.Bad") || !strings.Contains(r.Warnings[2], "Review") {
 		t.Errorf("warnings = %q", r.Warnings)
+	}
+}
+
+// TestFilesTrackerAssignee: the files tracker filters by assignee too, so
+// the key is read for it (it was read only for Linear and silently dropped).
+func TestFilesTrackerAssignee(t *testing.T) {
+	r := mustParse(t, "---\ntracker: {kind: files, provider: {path: /i, assignee: alice}}\n---\n", nil)
+	if got := r.Config.Tracker.Provider.Assignee; got != "alice" {
+		t.Errorf("files assignee = %q, want alice", got)
+	}
+	r = mustParse(t, "---\ntracker: {kind: files, provider: {path: /i, assignee: $WHO}}\n---\n", map[string]string{"WHO": "bob"})
+	if got := r.Config.Tracker.Provider.Assignee; got != "bob" {
+		t.Errorf("files assignee from $WHO = %q, want bob", got)
+	}
+	r = mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\n---\n", nil)
+	if got := r.Config.Tracker.Provider.Assignee; got != "" {
+		t.Errorf("files assignee unset = %q, want empty", got)
 	}
 }
 
