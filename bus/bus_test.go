@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testTimeout is a generous bound for things that normally take
@@ -641,6 +642,45 @@ func TestWriterStoresEverythingInOrder(t *testing.T) {
 	}
 	if err := WriteDurable(ctx, w, TurnEvents, TurnEvent{}, "", "w1", "1"); err == nil {
 		t.Error("a write without a message id was accepted")
+	}
+}
+
+// TestWriterStopsAtARefusalBeforeItsWindowFills: a message the store
+// refused (here a TURNS stream that takes no new message) is sent again as
+// soon as the refusal arrives, at the next write, and the writer fails
+// there once the resend is refused too. Before, a refusal was seen only when
+// the window filled or at Flush: a turn of fewer messages than the window
+// went on as if stored.
+func TestWriterStopsAtARefusalBeforeItsWindowFills(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	s, err := b.js.Stream(ctx, StreamTurns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = 1, jetstream.DiscardNew
+	if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(b, 1<<20) // a window no test fills
+	deadline := time.Now().Add(testTimeout)
+	var werr error
+	for i := 0; werr == nil; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes and no error from a store that refuses every message after the first", i)
+		}
+		ev := TurnEvent{RunID: "refused", Turn: 1, Seq: int64(i + 1), Kind: TurnText, Text: fmt.Sprint(i)}
+		werr = WriteDurable(ctx, w, TurnEvents, ev, fmt.Sprint("refused-", i), "refused", "1")
+		if werr == nil && i > 0 {
+			time.Sleep(time.Millisecond) // lets the refusals arrive
+		}
+	}
+	if !strings.Contains(werr.Error(), "maximum messages") {
+		t.Errorf("error %q does not say the store refused the message", werr)
+	}
+	if err := w.Flush(ctx); err == nil {
+		t.Error("Flush after a refused message reports no error")
 	}
 }
 

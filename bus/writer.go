@@ -178,7 +178,9 @@ func (w *Writer) SendTurns(ctx context.Context) error {
 
 // send stores m asynchronously within the window.
 func (w *Writer) send(ctx context.Context, m *nats.Msg, msgID string) error {
-	w.dropAcknowledged()
+	if err := w.dropSettled(ctx); err != nil {
+		return err
+	}
 	for len(w.pending) >= w.window {
 		if err := w.settleOldest(ctx); err != nil {
 			return err
@@ -213,31 +215,42 @@ func (w *Writer) Flush(ctx context.Context) error {
 // not counted).
 func (w *Writer) Pending() int { return len(w.pending) }
 
-// dropAcknowledged lets go of the messages at the head of the window
-// whose acknowledgement has arrived, without waiting for any. Before, a
-// message was kept until the window filled or Flush: an agent writing an
-// event at a time kept up to a window of stored messages (their data,
-// headers and futures) in memory per run, most of the daemon's heap with
-// 50 agents (live heap 15-20 MB; peak RSS 68 MB).
-func (w *Writer) dropAcknowledged() {
+// dropSettled lets go of the messages at the head of the window whose
+// outcome has arrived, without waiting for any: an acknowledged one is
+// dropped, and one the store refused is sent again at once, synchronously
+// (the same message id: stored once). Before, a message was kept until the
+// window filled or Flush: an agent writing an event at a time kept up to a
+// window of stored messages in memory per run (most of the daemon's heap
+// with 50 agents), and a store refusing a turn's messages was noticed only
+// at its end. Now a refusal that a resend cannot cure stops the writer at
+// the next send, and so the turn.
+func (w *Writer) dropSettled(ctx context.Context) error {
 	k := 0
+	var err error
+scan:
 	for k < len(w.pending) {
+		p := w.pending[k]
 		select {
-		case <-w.pending[k].future.Ok():
-			k++
-			continue
+		case <-p.future.Ok():
+		case perr := <-p.future.Err():
+			w.b.log.Warn("durable write not acknowledged; sending it again", "subject", p.msg.Subject, "msg_id", p.msgID, "err", perr)
+			if err = w.resend(ctx, p.msg, p.msgID); err != nil {
+				k++ // on record in w.err
+				break scan
+			}
 		default:
+			break scan
 		}
-		break
+		k++
 	}
-	if k == 0 {
-		return
+	if k > 0 {
+		// The rest moves to the front, so the next send appends in place
+		// instead of into a fresh array whenever the head moved past it.
+		n := copy(w.pending, w.pending[k:])
+		clear(w.pending[n:])
+		w.pending = w.pending[:n]
 	}
-	// The rest moves to the front, so the next send appends in place
-	// instead of into a fresh array whenever the head moved past it.
-	n := copy(w.pending, w.pending[k:])
-	clear(w.pending[n:])
-	w.pending = w.pending[:n]
+	return err
 }
 
 func (w *Writer) settleOldest(ctx context.Context) error {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/symphony-oss/symphony/bus"
 )
 
@@ -522,6 +523,42 @@ func TestCodexKindEndsBlocked(t *testing.T) {
 	}
 	if n := len(h.turns("run-codex")); n != 0 {
 		t.Errorf("%d agent events stored for a run that started no agent", n)
+	}
+}
+
+// TestRefusedAgentEventsFailTheRun: when the store refuses the run's agent
+// events (a full TURNS stream that takes no new message), the run does not end
+// succeeded, although the agent's result line said it did: run_finished
+// succeeded means every event of the run is stored.
+func TestRefusedAgentEventsFailTheRun(t *testing.T) {
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Agent.MaxTurns = 1 })
+	js := h.b.JetStream()
+	s, err := js.Stream(t.Context(), bus.StreamTurns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = 1, jetstream.DiscardNew
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	// The one message it takes is there already: the run's are refused.
+	filler, err := bus.TurnEvents.Subject("filler", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), filler, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	h.dispatch("run-refused")
+	end, all := h.finished()
+	if end.Status != bus.RunFailed || !strings.Contains(end.Error, "maximum messages") {
+		t.Errorf("run_finished %s %q with %d agent events stored, want failed naming the store's refusal", end.Status, end.Error, len(h.turns("run-refused")))
+	}
+	for _, e := range all {
+		if e.Event == bus.RunTurnFinished && e.Status == bus.RunSucceeded {
+			t.Errorf("turn %d recorded as succeeded with its events refused", e.Turn)
+		}
 	}
 }
 

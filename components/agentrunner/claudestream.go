@@ -12,6 +12,7 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/safeid"
 )
 
 // Stream limits (CONTRACT §5).
@@ -82,6 +83,13 @@ func parseClaudeLine(line []byte) ([]bus.TurnEvent, error) {
 	return parseClaudeLineWith(line, jsonv1.Unmarshal)
 }
 
+// validSessionID reports whether a session id the agent gave may be passed
+// back to it on the command line (`--resume <id>`): the identifier rule of
+// SECURITY.md, and no leading dash, which the CLI's parser would take for
+// a flag (the rule alone lets "--dangerously-skip-permissions" through).
+// Real ids are UUIDs.
+func validSessionID(id string) bool { return safeid.Valid(id) && id[0] != '-' }
+
 func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent, error) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
@@ -96,6 +104,9 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 	}
 	if len(l.SessionID) > MaxNameBytes {
 		return nil, fmt.Errorf("session_id of %d bytes (at most %d)", len(l.SessionID), MaxNameBytes)
+	}
+	if l.SessionID != "" && !validSessionID(l.SessionID) {
+		return nil, fmt.Errorf("session_id %s refused: it becomes the argument of --resume on the next turn, so it must match %s and not start with -", safeid.Quote(l.SessionID), safeid.Rule)
 	}
 	ev := func(kind bus.TurnEventKind) bus.TurnEvent { return bus.TurnEvent{Kind: kind, SessionID: l.SessionID} }
 	switch l.Type {

@@ -112,10 +112,19 @@ func TestParseRejectsTheUnexpected(t *testing.T) {
 		`{"type":"result","result":"x"}`: `without "is_error"`,
 		`{"type":7}`:                     "invalid JSON",
 		`plain text from a wrapper`:      "not a JSON object",
+		// A session id is passed back as --resume's argument: a flag in
+		// its place, or anything outside the identifier rule, is refused.
+		`{"type":"system","subtype":"init","session_id":"--dangerously-skip-permissions"}`: "session_id \"--dangerously-skip-permissions\" refused",
+		`{"type":"system","subtype":"init","session_id":"-x"}`:                             "not start with -",
+		`{"type":"system","subtype":"init","session_id":"a b"}`:                            "session_id \"a b\" refused",
+		`{"type":"result","is_error":false,"session_id":"../x"}`:                           "refused",
 	} {
 		if _, err := parseClaudeLine([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", in, err, want)
 		}
+	}
+	if evs, err := parseClaudeLine([]byte(`{"type":"system","subtype":"init","session_id":"9a1c2f3e-0b4d-4e5f-8a6b-7c8d9e0f1a2b"}`)); err != nil || evs[0].SessionID != "9a1c2f3e-0b4d-4e5f-8a6b-7c8d9e0f1a2b" {
+		t.Errorf("a UUID session id: %+v %v", evs, err)
 	}
 	evs, err := parseClaudeLine([]byte(`{"type":"brand_new","x":1}`))
 	if err != nil || len(evs) != 1 || evs[0].Kind != bus.TurnOther || string(evs[0].Raw) != `{"type":"brand_new","x":1}` {

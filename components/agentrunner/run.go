@@ -203,6 +203,11 @@ func (w *run) execute(ctx context.Context) {
 		w.prog.run(pctx)
 	}()
 	status, errText := w.work(ctx)
+	// run_finished says succeeded only when every agent event of the run
+	// is stored (the writer's error sticks once a message could not be).
+	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil && status == bus.RunSucceeded {
+		status, errText = bus.RunFailed, storeFailed(err)
+	}
 	w.releaseFirst()
 	stopProgress()
 	<-progressDone
@@ -406,6 +411,13 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		if out.stderr != "" && out.status != bus.RunSucceeded {
 			_ = w.record(ctx, bus.TurnEvent{Kind: bus.TurnStderr, Text: bound(out.stderr)})
 		}
+		// The turn's end is recorded after every one of its events is
+		// stored; a turn whose events the store refused did not succeed,
+		// whatever its result line said.
+		if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil && out.status == bus.RunSucceeded {
+			out.status, out.err = bus.RunFailed, storeFailed(err)
+			fin.Status, fin.Error = out.status, out.err
+		}
 		w.lifecycle(ctx, fin)
 		if out.status != bus.RunSucceeded {
 			return out.status, out.err
@@ -434,6 +446,10 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	}
 	return bus.RunSucceeded, ""
 }
+
+// storeFailed is the error of a run whose agent events could not all be
+// stored.
+func storeFailed(err error) string { return "store agent events: " + err.Error() }
 
 // active reports whether the issue may keep an agent: in an active state,
 // not terminal, dispatchable, carrying every required label.
