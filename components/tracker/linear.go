@@ -5,6 +5,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -78,6 +79,13 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 	if httpc == nil {
 		httpc = &http.Client{Timeout: DefaultRequestTimeout}
 	}
+	// The process talks only to the configured endpoint (SECURITY.md). A
+	// followed redirect would re-send the query, and to the same host name
+	// the key, to wherever the tracker points, over http or another port.
+	// The caller's client is copied, not changed: it may be shared.
+	noRedirects := *httpc
+	noRedirects.CheckRedirect = refuseRedirect
+	httpc = &noRedirects
 	return &linear{
 		endpoint:    cfg.Provider.Endpoint,
 		apiKey:      apiKey,
@@ -104,8 +112,21 @@ type gqlError struct {
 	} `json:"extensions"`
 }
 
-// do sends one document with its variables and decodes data into out.
+// refuseRedirect is the client's CheckRedirect: the 3xx answer itself is
+// returned, and request reports it as a status error.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// do sends one document with its variables and decodes data into out. Every
+// error it returns has the key removed: the messages quote Linear's answers
+// (body excerpts, GraphQL errors, decoder errors), a tracker may echo the key
+// there, and the message is logged, published as PollFailed and shown on the
+// dashboard.
 func (l *linear) do(ctx context.Context, query string, vars map[string]any, out any) error {
+	return l.redact(l.request(ctx, query, vars, out))
+}
+
+// request is do without the redaction; only do calls it.
+func (l *linear) request(ctx context.Context, query string, vars map[string]any, out any) error {
 	l.mu.Lock()
 	wait := l.limitedTill.Sub(l.now())
 	l.mu.Unlock()
@@ -125,9 +146,12 @@ func (l *linear) do(ctx context.Context, query string, vars map[string]any, out 
 	req.Header.Set("Authorization", l.apiKey)
 	resp, err := l.httpc.Do(req)
 	if err != nil {
-		return &Error{Class: bus.TrackerRequestError, Message: "request to Linear failed: " + scrub(err.Error(), l.apiKey), Err: err}
+		return &Error{Class: bus.TrackerRequestError, Message: "request to Linear failed: " + err.Error(), Err: err}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		return redirectError(resp)
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {
 		return &Error{Class: bus.TrackerRequestError, Message: "reading Linear's response failed: " + err.Error(), Err: err}
@@ -137,13 +161,45 @@ func (l *linear) do(ctx context.Context, query string, vars map[string]any, out 
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// A GraphQL error body may still explain a 400; include a little.
-		return errorf(bus.TrackerStatusError, "Linear answered HTTP %d: %s", resp.StatusCode, snippet(raw))
+		return errorf(bus.TrackerStatusError, "Linear answered HTTP %d: %s", resp.StatusCode, snippet(raw, l.apiKey))
 	}
 	limited, err := decodeGraphQL(raw, out)
 	if limited {
 		return l.rateLimited(resp.Header, "RATELIMITED")
 	}
 	return err
+}
+
+// redirectError explains a 3xx answer, naming where it pointed (the host
+// only: a path or query may carry anything).
+func redirectError(resp *http.Response) error {
+	where := "no Location"
+	if u, err := resp.Location(); err == nil && u.Host != "" {
+		where = fmt.Sprintf("a redirect to host %.100q", u.Host)
+	}
+	return errorf(bus.TrackerStatusError, "Linear answered HTTP %d (%s); redirects are not followed: set tracker.provider.endpoint to the GraphQL URL itself", resp.StatusCode, where)
+}
+
+// redact removes the key from err's text, keeping its class and
+// retry-after. An error without the key is returned as it is.
+func (l *linear) redact(err error) error {
+	if err == nil || l.apiKey == "" || !strings.Contains(err.Error(), l.apiKey) {
+		return err
+	}
+	class, retry := classOf(err)
+	msg := err.Error()
+	var te *Error
+	if errors.As(err, &te) {
+		// The new Error() adds the class again: drop the inner one.
+		msg = strings.Replace(msg, te.Error(), te.Message, 1)
+	}
+	out := &Error{Class: class, Message: scrub(msg, l.apiKey), RetryAfter: retry}
+	// The cause stays reachable (errors.Is on a timeout) unless its own
+	// text has the key.
+	if te != nil && te.Err != nil && !strings.Contains(te.Err.Error(), l.apiKey) {
+		out.Err = te.Err
+	}
+	return out
 }
 
 // decodeGraphQL decodes a GraphQL response body into out. limited reports a
@@ -407,7 +463,7 @@ func (l *linear) byStates(ctx context.Context, states []string) ([]bus.Issue, in
 			iss, err := normalizeLinear(raw, r)
 			if err != nil {
 				dropped++
-				l.log.Warn("dropped a malformed issue from the listing", "reason", err.Error(), "page", page)
+				l.log.Warn("dropped a malformed issue from the listing", "reason", scrub(err.Error(), l.apiKey), "page", page)
 				continue
 			}
 			out = append(out, iss)
@@ -429,17 +485,26 @@ func (l *linear) byStates(ctx context.Context, states []string) ([]bus.Issue, in
 
 // Candidates implements adapter.
 func (l *linear) Candidates(ctx context.Context, states []string) ([]bus.Issue, int, error) {
-	return l.byStates(ctx, states)
+	list, dropped, err := l.byStates(ctx, states)
+	return list, dropped, l.redact(err)
 }
 
 // Terminal implements adapter.
 func (l *linear) Terminal(ctx context.Context, states []string) ([]bus.Issue, int, error) {
-	return l.byStates(ctx, states)
+	list, dropped, err := l.byStates(ctx, states)
+	return list, dropped, l.redact(err)
 }
 
 // Refresh implements adapter: de-duplicated ids in batches of 50; any
-// malformed record or failed batch fails the whole call.
+// malformed record or failed batch fails the whole call. do redacts what
+// the requests say; the exits redact too because the adapter's own messages
+// quote answers as well (a repeated cursor, an issue id).
 func (l *linear) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error) {
+	list, err := l.refresh(ctx, ids)
+	return list, l.redact(err)
+}
+
+func (l *linear) refresh(ctx context.Context, ids []string) ([]bus.Issue, error) {
 	ids = dedupe(ids)
 	if len(ids) == 0 {
 		return []bus.Issue{}, nil
@@ -484,10 +549,12 @@ func dedupe(ids []string) []string {
 }
 
 // snippet is a short, single-line excerpt of a response body for messages.
-func snippet(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
+// The secret is removed before the cut, which could otherwise keep a piece
+// of it that no later scrub recognises.
+func snippet(b []byte, secret string) string {
+	s := strings.Join(strings.Fields(scrub(string(b), secret)), " ")
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		s = strings.ToValidUTF8(s[:200], "") + "…"
 	}
 	return s
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,6 +309,24 @@ func TestErrorCategories(t *testing.T) {
 			time.Sleep(testHTTPTimeout + time.Second)
 			return false
 		}, bus.TrackerRequestError, 0},
+		// A tracker may echo the key (the fake checked that the request's
+		// Authorization is testAPIKey) in any text the messages quote.
+		{"401 echoing the key", func(w http.ResponseWriter, n int, op string) bool {
+			http.Error(w, `{"errors":[{"message":"bad key `+testAPIKey+`"}]}`, http.StatusUnauthorized)
+			return true
+		}, bus.TrackerStatusError, 0},
+		{"500 echoing the key across the excerpt's cut", func(w http.ResponseWriter, n int, op string) bool {
+			http.Error(w, strings.Repeat("x", 180)+" "+testAPIKey, 500)
+			return true
+		}, bus.TrackerStatusError, 0},
+		{"graphql error echoing the key", func(w http.ResponseWriter, n int, op string) bool {
+			fmt.Fprintf(w, `{"data":null,"errors":[{"message":"key %s is not allowed"}]}`, testAPIKey)
+			return true
+		}, bus.TrackerGraphQLError, 0},
+		{"repeated cursor echoing the key", func(w http.ResponseWriter, n int, op string) bool {
+			fmt.Fprintf(w, `{"data":{"issues":{"nodes":[],"pageInfo":{"hasNextPage":true,"endCursor":%q}}}}`, testAPIKey)
+			return true
+		}, bus.TrackerPaginationError, 0},
 		{"oversized body", func(w http.ResponseWriter, n int, op string) bool {
 			w.Write([]byte(`{"data":"`))
 			w.Write(bytes.Repeat([]byte("x"), MaxResponseBytes+10))
@@ -330,7 +350,11 @@ func TestErrorCategories(t *testing.T) {
 				t.Errorf("retry after %v, want at least %v", retry, c.retry)
 			}
 			if strings.Contains(err.Error(), testAPIKey) || strings.Contains(logs.String(), testAPIKey) {
-				t.Error("the API key leaked into an error or a log line")
+				t.Errorf("the API key leaked into an error or a log line: %v", err)
+			}
+			// Nor a piece of it: the excerpt is cut after the key is removed.
+			if strings.Contains(err.Error(), testAPIKey[:len("lin_api_")+4]) {
+				t.Errorf("part of the API key is in the error: %v", err)
 			}
 		})
 	}
@@ -346,6 +370,63 @@ func TestErrorCategories(t *testing.T) {
 	l.endpoint = "http://127.0.0.1:1/graphql"
 	if _, _, err := l.Candidates(t.Context(), []string{"Todo"}); err == nil || func() string { c, _ := classOf(err); return c }() != bus.TrackerRequestError {
 		t.Errorf("connection refused: %v", err)
+	}
+}
+
+// TestRedirectsAreNotFollowed: a tracker answering 3xx makes no second
+// request, to anywhere (the query and, for the same host name, the key would
+// go along); the poll fails with a status error that names the status and
+// the host. Both the default client and a caller's client are covered.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		fmt.Fprint(w, `{"data":{"issues":{"nodes":[],"pageInfo":{"hasNextPage":false,"endCursor":null}}}}`)
+	}))
+	t.Cleanup(other.Close)
+	target := other.URL + "/graphql"
+	otherHost := strings.TrimPrefix(other.URL, "http://")
+	for _, status := range []int{
+		http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect,
+	} {
+		for _, client := range []string{"default", "caller's"} {
+			t.Run(fmt.Sprintf("%d %s client", status, client), func(t *testing.T) {
+				f := newFakeLinear(t)
+				f.inject = func(w http.ResponseWriter, n int, op string) bool {
+					w.Header().Set("Location", target)
+					w.WriteHeader(status)
+					return true
+				}
+				before := elsewhere.Load()
+				l := newTestLinear(t, f, "", nil)
+				if client == "default" {
+					var err error
+					l, err = newLinear(bus.TrackerConfig{Kind: bus.TrackerLinear, Provider: bus.TrackerProvider{ProjectSlug: "p", Endpoint: f.url()}},
+						testAPIKey, nil, slog.New(slog.DiscardHandler))
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				_, _, err := l.Candidates(t.Context(), []string{"Todo"})
+				if n := elsewhere.Load() - before; n != 0 {
+					t.Fatalf("the redirect was followed: %d requests reached %s", n, target)
+				}
+				if len(f.ops()) != 1 {
+					t.Errorf("%d requests to the tracker, want 1", len(f.ops()))
+				}
+				class, _ := classOf(err)
+				if class != bus.TrackerStatusError || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", status)) ||
+					!strings.Contains(err.Error(), otherHost) || strings.Contains(err.Error(), testAPIKey) {
+					t.Errorf("err = %v (class %s), want a status error naming HTTP %d and host %s", err, class, status, otherHost)
+				}
+			})
+		}
+	}
+	// The caller's client is copied, not changed.
+	mine := &http.Client{Timeout: testHTTPTimeout}
+	if _, err := newLinear(bus.TrackerConfig{Provider: bus.TrackerProvider{ProjectSlug: "p"}}, testAPIKey, mine, slog.New(slog.DiscardHandler)); err != nil || mine.CheckRedirect != nil {
+		t.Errorf("the caller's client was modified (or %v)", err)
 	}
 }
 

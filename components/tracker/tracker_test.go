@@ -3,6 +3,7 @@ package tracker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -193,6 +194,35 @@ func TestComponentLinearNeverLeaksKey(t *testing.T) {
 	var re *bus.RemoteError
 	if !errors.As(err, &re) || re.Code != bus.TrackerRateLimited {
 		t.Errorf("request while rate limited: %v", err)
+	}
+
+	// A tracker that echoes the key (the fake checked that the request's
+	// Authorization is testAPIKey) in a 401 body, a GraphQL error and a
+	// non-JSON 500: each poll fails and says so, without the key.
+	echoes := []struct {
+		class string
+		body  func(w http.ResponseWriter)
+	}{
+		{bus.TrackerStatusError, func(w http.ResponseWriter) {
+			http.Error(w, `{"errors":[{"message":"bad key `+testAPIKey+`"}]}`, http.StatusUnauthorized)
+		}},
+		{bus.TrackerGraphQLError, func(w http.ResponseWriter) {
+			fmt.Fprintf(w, `{"data":null,"errors":[{"message":"Authorization %s is not allowed"}]}`, testAPIKey)
+		}},
+		{bus.TrackerStatusError, func(w http.ResponseWriter) {
+			http.Error(w, "<html>upstream error for "+testAPIKey+"</html>", http.StatusInternalServerError)
+		}},
+	}
+	for i, echo := range echoes {
+		f.mu.Lock()
+		f.inject = func(w http.ResponseWriter, n int, op string) bool { echo.body(w); return true }
+		f.mu.Unlock()
+		tc.RequiredLabels = []string{fmt.Sprint("echo-", i)}
+		h.config(int64(3+i), tc, time.Hour)
+		pf := h.failure()
+		if pf.Class != echo.class || strings.Contains(pf.Message, testAPIKey) || !strings.Contains(pf.Message, "[redacted]") {
+			t.Errorf("echo %d: poll failure %+v, want class %s with the key redacted", i, pf, echo.class)
+		}
 	}
 
 	// Missing secret: classed, named, never a crash.
