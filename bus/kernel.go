@@ -476,12 +476,16 @@ func (b *Bus) TokenFile() string { return b.tokenFile }
 
 // ConnectHint is a ready-to-paste nats CLI invocation for the listener. It
 // reads the token from its file rather than spelling it, so the hint can be
-// printed to a terminal or a service log without leaking the secret.
+// printed to a terminal or a service log without leaking the secret, and
+// hands it to the CLI in its environment (NATS_USER), not as an argument:
+// a process's arguments are readable by every local user
+// (/proc/<pid>/cmdline), its environment only by its owner, and the token
+// is all that guards the loopback listener.
 func (b *Bus) ConnectHint() string {
 	if b.listenURL == "" {
 		return ""
 	}
-	return fmt.Sprintf("go tool nats --server %s --user \"$(cat %s)\" sub 'symphony.>'", b.listenURL, shellQuote(b.tokenFile))
+	return fmt.Sprintf("NATS_USER=\"$(cat %s)\" go tool nats --server %s sub 'symphony.>'", shellQuote(b.tokenFile), b.listenURL)
 }
 
 // Close shuts the kernel down cleanly: it drains the client (in-flight

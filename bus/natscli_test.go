@@ -52,8 +52,16 @@ func TestNatsCLIThroughListener(t *testing.T) {
 		}
 	}
 
+	// The subscription is the printed hint itself, run by a shell: the
+	// token reaches the CLI through NATS_USER, never its arguments.
+	hint := b.ConnectHint()
+	if strings.Contains(hint, token) || !strings.HasPrefix(hint, "NATS_USER=") || !strings.Contains(hint, "go tool nats ") {
+		t.Fatalf("hint %q: want the token read from its file into NATS_USER for go tool nats", hint)
+	}
+	cli := natsCLI(t, ctx)
 	var out bytes.Buffer
-	sub := natsCLI(t, ctx, "--server", b.ListenURL(), "--user", token, "sub", "symphony.>", "--count", "1")
+	sub := exec.CommandContext(ctx, "bash", "-c", strings.Replace(hint, "go tool nats ", shellQuote(cli.Path)+" ", 1)+" --count 1")
+	sub.Env = cli.Env
 	sub.Stdout, sub.Stderr = &out, &out
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)

@@ -268,6 +268,11 @@ func (d *decoder) hooks(m map[string]any) bus.HooksConfig {
 		BeforeRemove:   d.str(m, "before_remove", "hooks.before_remove", ""),
 		InheritSecrets: d.boolean(m, "inherit_secrets", "hooks.inherit_secrets", false),
 	}
+	if h.InheritSecrets {
+		// An explicit opt-out of a rule SECURITY.md states: say so wherever
+		// the configuration is checked or loaded.
+		d.warn("hooks.inherit_secrets", "true: hooks run with the tracker secret's variable in their environment")
+	}
 	// Non-positive timeouts fall back to the default (reference spec §5.3.4).
 	v, ok := d.integer(m, "timeout_ms", "hooks.timeout_ms", DefaultHookTimeoutMS)
 	if ok && v <= 0 {

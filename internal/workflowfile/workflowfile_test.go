@@ -159,9 +159,20 @@ body`
 			t.Errorf("%s = %#v, want %#v", name, c[0], c[1])
 		}
 	}
-	if len(r.Warnings) != 3 || !strings.Contains(r.Warnings[0], "agent.kind: codex: this build has no codex runner") ||
-		!strings.Contains(r.Warnings[1], "max_concurrent_agents_by_state.Bad") || !strings.Contains(r.Warnings[2], "Review") {
-		t.Errorf("warnings = %q", r.Warnings)
+	want := []string{"hooks.inherit_secrets: true: hooks run with the tracker secret", "agent.kind: codex: this build has no codex runner",
+		"max_concurrent_agents_by_state.Bad", "Review"}
+	if len(r.Warnings) != len(want) {
+		t.Errorf("warnings = %q, want %d", r.Warnings, len(want))
+	}
+	for i, w := range want {
+		if i >= len(r.Warnings) || !strings.Contains(r.Warnings[i], w) {
+			t.Errorf("warning %d: want %q in %q", i, w, r.Warnings)
+		}
+	}
+	for _, w := range r.Warnings {
+		if strings.Contains(w, secretValue) {
+			t.Errorf("a warning shows the secret: %q", w)
+		}
 	}
 }
 
