@@ -35,6 +35,9 @@ type harness struct {
 	// onHook, when set, runs inside the stand-in's answer to a hook
 	// request.
 	onHook func(hook string)
+	// stop stops the runner alone (as a shutdown of Symphony does) and
+	// returns what its Run returned; the bus stays up.
+	stop func() error
 }
 
 func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...string) *harness {
@@ -96,10 +99,15 @@ func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- comp.Run(ctx) }()
+	runCtx, stopRun := context.WithCancel(ctx)
+	go func() { done <- comp.Run(runCtx) }()
+	h.stop = sync.OnceValue(func() error {
+		stopRun()
+		return <-done
+	})
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := h.stop(); err != nil {
 			t.Error(err)
 		}
 		_ = b.Close(context.Background())
@@ -559,6 +567,33 @@ func TestRefusedAgentEventsFailTheRun(t *testing.T) {
 		if e.Event == bus.RunTurnFinished && e.Status == bus.RunSucceeded {
 			t.Errorf("turn %d recorded as succeeded with its events refused", e.Turn)
 		}
+	}
+}
+
+// TestShutdownRecordsRunsInterrupted: a run in flight when Symphony shuts
+// down ends interrupted (the contract's word for a run a restart cut
+// short, which the scheduler re-dispatches once), not canceled (an
+// operator's or reconciliation's decision, which it does not).
+func TestShutdownRecordsRunsInterrupted(t *testing.T) {
+	h := newHarness(t, "hang", nil)
+	h.dispatch("run-shut")
+	deadline := time.Now().Add(testTimeout)
+	for len(h.turns("run-shut")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("agent never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	evs := storedRunEvents(t, h.b, "run-shut")
+	if len(evs) == 0 {
+		t.Fatal("nothing stored")
+	}
+	end := evs[len(evs)-1].Data
+	if end.Event != bus.RunFinished || end.Status != bus.RunInterrupted || end.Error != "symphony is shutting down" {
+		t.Errorf("last stored event %s %s %q, want run_finished interrupted: symphony is shutting down", end.Event, end.Status, end.Error)
 	}
 }
 

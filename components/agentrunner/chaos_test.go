@@ -435,7 +435,7 @@ func TestChaosShutdownDoesNotSpin(t *testing.T) {
 		return nil
 	})
 	used := cpuTime(t) - before
-	if out.status != bus.RunCanceled || out.signal != "killed" {
+	if out.status != bus.RunInterrupted || out.signal != "killed" {
 		t.Errorf("outcome %s %q, signal %q", out.status, out.err, out.signal)
 	}
 	t.Logf("CPU used while waiting %v for a SIGTERM-proof agent: %v", KillGrace, used)

@@ -331,7 +331,7 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 			stop(c.status, c.reason)
 		case <-ctxDone:
 			ctxDone = nil
-			stop(bus.RunCanceled, "symphony is shutting down")
+			stop(bus.RunInterrupted, "symphony is shutting down")
 		}
 	}
 	readErr := <-readDone

@@ -238,7 +238,7 @@ func (w *run) interrupted(ctx context.Context) (bus.RunStatus, string, bool) {
 	default:
 	}
 	if ctx.Err() != nil {
-		return bus.RunCanceled, "symphony is shutting down", true
+		return bus.RunInterrupted, "symphony is shutting down", true
 	}
 	return "", "", false
 }
