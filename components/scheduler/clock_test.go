@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -134,3 +135,114 @@ func TestStallOnTheClock(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestCanceledRunWithLostEndIsAskedAgain: a run canceled (here: stalled)
+// whose end never comes is not held forever. After cancelWait the runner is
+// asked again; while it still has the run nothing changes; once it no
+// longer has it, the run is recorded as interrupted and retried, exactly
+// once, never dispatched again while the old run might be alive.
+func TestCanceledRunWithLostEndIsAskedAgain(t *testing.T) {
+	clock := newFakeClock()
+	w := newWorldWith(t, t.TempDir(), clock, iss("Q-1", 1, "", "Todo"))
+	w.mu.Lock()
+	w.lostEnds = true
+	w.mu.Unlock()
+	w.configure(func(c *bus.Config) {
+		c.Claude.StallTimeoutMS = 10000
+		c.Polling.IntervalMS = 1000
+		c.Hooks.TimeoutMS = 5000
+	})
+	wait := 5*time.Second + cancelGrace
+	w.pollUntil("dispatched", func() bool { return len(w.dispatches) == 1 })
+	w.mu.Lock()
+	old := w.dispatches[0]
+	w.mu.Unlock()
+	clock.Advance(11 * time.Second)
+	w.eventually("stall cancel", func() bool { return len(w.cancels) == 1 && w.cancels[0].Status == bus.RunStalled })
+	w.barrier() // the cancel's acknowledgement is in: the wait starts
+	// Not asked again before the wait is over.
+	clock.Advance(wait - time.Second)
+	w.barrier()
+	w.mu.Lock()
+	if len(w.cancels) != 1 {
+		t.Fatalf("%d cancels before the wait was over", len(w.cancels))
+	}
+	w.mu.Unlock()
+	// Asked again while the runner still has the run: it keeps its claim.
+	clock.Advance(time.Second)
+	w.eventually("asked again", func() bool { return len(w.cancels) == 2 && w.cancels[1].RunID == old.RunID })
+	w.barrier()
+	k, _ := bus.Claims.Key("Q-1")
+	if e, err := bus.Get(t.Context(), w.b, k); err != nil || e.Value.RunID != old.RunID {
+		t.Fatalf("claim %+v, %v while the runner still has the run", e.Value, err)
+	}
+	// The runner ends the run, and its end is lost.
+	w.mu.Lock()
+	delete(w.live, old.RunID)
+	w.mu.Unlock()
+	clock.Advance(wait)
+	w.eventually("asked a third time", func() bool { return len(w.cancels) == 3 })
+	w.waitRetry("Q-1", 1, clock.Now().Add(RetryDelay(1, 300000)))
+	ends := 0
+	for m, err := range bus.History(t.Context(), w.b, bus.RunEvents, old.RunID, string(bus.RunFinished)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Data.Status != bus.RunInterrupted {
+			t.Errorf("end %+v, want interrupted", m.Data)
+		}
+		ends++
+	}
+	if ends != 1 {
+		t.Errorf("%d ends recorded for the lost run", ends)
+	}
+	w.mu.Lock()
+	if len(w.dispatches) != 1 {
+		t.Fatalf("%d dispatches before the retry was due", len(w.dispatches))
+	}
+	w.mu.Unlock()
+	clock.Advance(RetryDelay(1, 300000))
+	w.eventually("retried", func() bool { return len(w.dispatches) == 2 })
+	w.tickNow()
+	w.barrier()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d := w.dispatches[1]; len(w.dispatches) != 2 || d.Attempt == nil || *d.Attempt != 1 {
+		t.Errorf("dispatches %+v: want one retry, attempt 1", w.dispatches)
+	}
+}
+
+// TestCanceledGoneRunUsesItsStoredEnd: when the runner no longer has a
+// canceled run whose end is stored (its delivery to the scheduler lost),
+// that end is followed up at once: no second, "interrupted" end.
+func TestCanceledGoneRunUsesItsStoredEnd(t *testing.T) {
+	w := newWorld(t, t.TempDir()) // its runner stand-in does not know the run
+	clock := newFakeClock()
+	a := &actor{c: &Component{}, b: w.b, log: slog.New(slog.DiscardHandler), clock: clock, running: map[string]*running{},
+		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
+		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
+	a.retryT = clock.NewTimer(time.Hour)
+	one := 1
+	r := &running{runID: "S-1-old", issue: iss("S-1", 1, "", "Todo"), attempt: &one}
+	a.running["S-1"] = r
+	end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now(), Issue: r.issue.Ref(), Attempt: &one, Status: bus.RunFailed, Error: "exit 1"}
+	if err := bus.RecordRunEvent(t.Context(), w.b, end, ""); err != nil {
+		t.Fatal(err)
+	}
+	a.cancel(t.Context(), r, bus.RunStalled, "stalled")
+	if len(a.running) != 0 {
+		t.Fatal("the gone run still counts as running")
+	}
+	if rt, ok := a.retries["S-1"]; !ok || rt.Attempt != 2 || rt.Error != "exit 1" {
+		t.Errorf("retry %+v (%v): want attempt 2 after the stored failure", rt, ok)
+	}
+	n := 0
+	for _, err := range bus.History(t.Context(), w.b, bus.RunEvents, r.runID, string(bus.RunFinished)) {
+		if err == nil {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d ends stored: an interrupted end was added to a recorded one", n)
+	}
+}

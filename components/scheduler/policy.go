@@ -84,10 +84,12 @@ func stateLimit(cfg bus.AgentConfig, state string) int {
 	return cfg.MaxConcurrentAgents
 }
 
-// Check applies the eligibility rules (spec §8.2, CONTRACT §3) to one
-// candidate. retry is true when the claim being checked is the issue's own
-// (a retry firing), so its claim does not disqualify it.
-func Check(cfg bus.Config, iss bus.Issue, occ Occupancy, retry bool) Reason {
+// Routable applies the rules about the issue itself (spec §8.2, CONTRACT
+// §3): its fields, its state, its dispatchability and the required labels.
+// Dispatch requires it of a candidate (through Check), and reconciliation
+// of a running issue: an issue that would not be dispatched now does not
+// keep its agent either.
+func Routable(cfg bus.Config, iss bus.Issue) Reason {
 	switch {
 	case iss.ID == "" || iss.Identifier == "" || iss.Title == "" || iss.State == "":
 		return MissingFields
@@ -104,6 +106,17 @@ func Check(cfg bus.Config, iss bus.Issue, occ Occupancy, retry bool) Reason {
 		if !slices.ContainsFunc(iss.Labels, func(l string) bool { return strings.EqualFold(strings.TrimSpace(l), strings.TrimSpace(want)) }) {
 			return MissingLabel
 		}
+	}
+	return Eligible
+}
+
+// Check applies the eligibility rules (spec §8.2, CONTRACT §3) to one
+// candidate: Routable, then what the scheduler holds. retry is true when
+// the claim being checked is the issue's own (a retry firing), so its
+// claim does not disqualify it.
+func Check(cfg bus.Config, iss bus.Issue, occ Occupancy, retry bool) Reason {
+	if r := Routable(cfg, iss); r != Eligible {
+		return r
 	}
 	switch {
 	case occ.Blocked[iss.ID]:

@@ -20,6 +20,14 @@ import (
 // requestTimeout bounds one request the scheduler makes.
 const requestTimeout = time.Minute
 
+// cancelGrace is, beyond the hook timeout, the time a canceled run is given
+// to end before the scheduler asks the agent runner again: the runner's
+// kill grace (agentrunner.KillGrace, 5 s), its output drain cap (8 s) and
+// the slack of its after_run request (30 s), with room to spare. Asking
+// again is safe whenever it comes: nothing is dispatched while the runner
+// still has the run.
+const cancelGrace = time.Minute
+
 // Options configures the component.
 type Options struct {
 	Bus *bus.Bus
@@ -30,6 +38,8 @@ type Options struct {
 	Once bool
 	// Clock decides retry and stall timing (default: the wall clock).
 	Clock Clock
+	// killRun stands in for killRun in tests (nil: killRun).
+	killRun func(runID string) error
 }
 
 // Component is the scheduler: the single authority over which issue runs.
@@ -56,6 +66,9 @@ func New(opts Options) (*Component, error) {
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
+	if opts.killRun == nil {
+		opts.killRun = killRun
+	}
 	return &Component{opts: opts, log: opts.Log.With("component", bus.CompScheduler), done: make(chan struct{})}, nil
 }
 
@@ -73,8 +86,13 @@ type running struct {
 	// onEnd says what reconciliation decided: release the claim instead of
 	// retrying, and remove the workspace.
 	release, removeWorkspace bool
-	// cancelSent avoids canceling the same run at every tick.
-	cancelSent bool
+	// cancelSent avoids canceling the same run at every tick; cancelAt
+	// is when the runner last acknowledged the cancel, which is asked
+	// again (cancelStatus, cancelReason) after cancelWait.
+	cancelSent   bool
+	cancelAt     time.Time
+	cancelStatus bus.RunStatus
+	cancelReason string
 	// holdReason, set by an operator cancel, parks the issue as blocked
 	// when the run ends, so the next poll does not start it again.
 	holdReason string
@@ -293,9 +311,10 @@ func (a *actor) sweep(ctx context.Context) {
 }
 
 // startup restores the durable state: retry timers resume at their due
-// times; runs the agent runner still has are adopted; claims whose runs
-// died with the previous process are recorded as interrupted (their
-// leftover processes killed first) and dispatched again once.
+// times; runs the agent runner still has are adopted; the leftover
+// processes of every other claim's run are killed, then its stored retry
+// (if any) takes its course, or the run is recorded as interrupted and
+// dispatched again once.
 func (a *actor) startup(ctx context.Context) {
 	a.sweep(ctx)
 	switch p, err := bus.Get(ctx, a.b, bus.DispatchPause); {
@@ -335,39 +354,49 @@ func (a *actor) startup(ctx context.Context) {
 		a.log.Warn("agent runner's live runs unavailable; unmatched claims count as interrupted", "err", err)
 	}
 	cancel()
+	// A claim and a stored retry can coexist while the claim's run is
+	// alive (the retry's delete failed; a dispatch timed out after the
+	// runner had accepted it): the retry must not start a second agent
+	// beside it.
 	for id, cl := range claims {
-		if _, queued := a.retries[id]; queued {
-			continue
-		}
+		log := a.log.With("issue_id", id, "issue_identifier", cl.Identifier, "run_id", cl.RunID)
+		_, queued := a.retries[id]
 		if d, ok := live[cl.RunID]; ok {
 			now := a.clock.Now()
 			a.running[id] = &running{runID: d.RunID, issue: d.Issue, attempt: d.Attempt, state: normState(d.Issue.State), startedAt: now, lastEvent: now}
-			a.log.Info("adopted a run in flight", "run_id", d.RunID, "issue_id", id, "issue_identifier", cl.Identifier)
+			if queued {
+				// The live run owns the claim; its end decides what next.
+				a.dropRetry(ctx, id)
+			}
+			log.Info("adopted a run in flight", "dropped_retry", queued)
 			continue
+		}
+		// An agent the dead process left running must not work beside the
+		// new one: find it and its descendants by the run's marker, until
+		// none is left. If that cannot be made sure, the claim stays and
+		// nothing is dispatched: not even its stored retry, which stays
+		// stored for the next start (retryUnsure: a later dispatch of the
+		// issue still deletes it).
+		if err := a.c.opts.killRun(cl.RunID); err != nil {
+			if queued {
+				delete(a.retries, id)
+				a.retryUnsure[id] = true
+			}
+			log.Error("processes of the interrupted run may still be alive; the issue stays claimed", "err", err)
+			continue
+		}
+		if queued {
+			continue // the stored retry dispatches it again
 		}
 		a.interrupted(ctx, id, cl)
 	}
 	a.armRetryTimer()
 }
 
-// interrupted handles a claim whose run is gone.
+// interrupted handles a claim whose run is gone, its processes killed.
 func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	log := a.log.With("issue_id", id, "issue_identifier", cl.Identifier, "run_id", cl.RunID)
-	// An agent the dead process left running must not work beside the new
-	// one: find it and its descendants by the run's marker, until none is
-	// left. If that cannot be made sure, the claim stays and nothing is
-	// dispatched.
-	if err := killRun(cl.RunID); err != nil {
-		log.Error("processes of the interrupted run may still be alive; the issue stays claimed", "err", err)
-		return
-	}
-	var finished *bus.RunEvent
-	for m, err := range bus.History(ctx, a.b, bus.RunEvents, cl.RunID, string(bus.RunFinished)) {
-		if err == nil && m.Data.RunID == cl.RunID {
-			finished = &m.Data
-		}
-	}
-	if finished != nil {
+	if finished := a.storedEnd(ctx, cl.RunID); finished != nil {
 		// Its end was recorded before the crash; only the follow-up was
 		// lost. The crash may have come between storing the end and
 		// updating the run's summary: make the summary show it. Then
@@ -390,6 +419,18 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	}
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
 	log.Warn("run interrupted by a restart; dispatching again")
+}
+
+// storedEnd is the run's end as stored in the run event stream (nil: none
+// could be read).
+func (a *actor) storedEnd(ctx context.Context, runID string) *bus.RunEvent {
+	var finished *bus.RunEvent
+	for m, err := range bus.History(ctx, a.b, bus.RunEvents, runID, string(bus.RunFinished)) {
+		if err == nil && m.Data.RunID == runID {
+			finished = &m.Data
+		}
+	}
+	return finished
 }
 
 // killRun kills every process marked with the run id, again and again
@@ -609,10 +650,18 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	a.armRetryTimer()
 }
 
-// reconcile stops stalled runs and runs whose issues left the active
-// states (spec §8.5). A failed refresh keeps every worker running.
+// reconcile stops stalled runs and runs whose issues are no longer
+// routable (spec §8.5), and follows up canceled runs whose end is late. A
+// failed refresh keeps every worker running.
 func (a *actor) reconcile(ctx context.Context) {
 	cfg := a.cfg.Config
+	// A canceled run whose end has not come in time: ask the runner again
+	// (its end may have been lost on the way), whatever the tracker says.
+	for _, r := range a.running {
+		if r.cancelSent && a.clock.Now().Sub(r.cancelAt) >= a.cancelWait() {
+			a.cancel(ctx, r, r.cancelStatus, r.cancelReason)
+		}
+	}
 	stall := time.Duration(cfg.Claude.StallTimeoutMS) * time.Millisecond
 	if cfg.Agent.Kind == bus.AgentCodex {
 		stall = time.Duration(cfg.Codex.StallTimeoutMS) * time.Millisecond
@@ -657,16 +706,26 @@ func (a *actor) reconcile(ctx context.Context) {
 			continue
 		}
 		iss, ok := found[id]
-		switch {
-		case !ok:
+		if !ok {
 			r.release = true
 			a.cancel(ctx, r, bus.RunCanceled, "the issue no longer exists in the tracker")
+			continue
+		}
+		// The rules dispatch applies to the issue itself (Routable): what
+		// would not be dispatched now does not keep its agent either.
+		switch why := Routable(cfg, iss); {
 		case inStates(iss.State, cfg.Tracker.TerminalStates):
 			r.release, r.removeWorkspace = true, true
 			a.cancel(ctx, r, bus.RunCanceled, "the issue moved to "+iss.State)
-		case !inStates(iss.State, cfg.Tracker.ActiveStates) || !iss.Dispatchable:
+		case why == NotActive:
 			r.release = true
 			a.cancel(ctx, r, bus.RunCanceled, "the issue is no longer active ("+iss.State+")")
+		case why != Eligible:
+			// Unroutable but not terminal (a required label removed, say:
+			// an operator taking the issue away from automation): the
+			// workspace is kept, as for a state that is not active.
+			r.release = true
+			a.cancel(ctx, r, bus.RunCanceled, "the issue is no longer eligible: "+string(why))
 		default:
 			// Per-state slots count the issue's current state.
 			r.issue, r.state = iss, normState(iss.State)
@@ -674,34 +733,67 @@ func (a *actor) reconcile(ctx context.Context) {
 	}
 }
 
+// cancel asks the agent runner to stop the run. Once the runner has
+// acknowledged it, the run's end is awaited on the run event subscription,
+// and the runner is asked again after cancelWait (reconcile): the run's end
+// may never come (a failed publish, an overflowing subscription).
 func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, reason string) {
+	again := r.cancelSent
 	cctx, cancel := a.ask(ctx)
 	res, err := bus.Ask(cctx, a.b, bus.AgentCancel, bus.CancelRun{RunID: r.runID, Reason: reason, Status: status})
 	cancel()
 	log := a.issueLog(r.issue).With("run_id", r.runID)
-	switch {
-	case err != nil:
+	if err != nil {
 		log.Warn("cancel did not reach the agent runner; will try again", "err", err)
-	case !res.Found && a.endRecorded(ctx, r.runID):
-		// It ended on its own just now; its end is on record and comes
-		// back through the run event subscription.
-		r.cancelSent = true
-		log.Info("cancel found the run already ended")
-	case !res.Found:
-		// The runner does not know the run (it restarted, say): the run is
-		// over without an end on record. Record one; it comes back through
-		// the run event subscription and takes the normal path.
-		r.cancelSent = true
-		end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
-			Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
-		if err := bus.RecordRunEvent(ctx, a.b, end, r.runID+"-lost"); err != nil {
-			log.Error("record lost run", "err", err)
-		}
-		log.Warn("run lost by the agent runner; recorded as interrupted")
-	default:
-		r.cancelSent = true
-		log.Info("run canceled", "status", status, "reason", reason)
+		return
 	}
+	r.cancelSent, r.cancelAt, r.cancelStatus, r.cancelReason = true, a.clock.Now(), status, reason
+	switch {
+	case res.Found && again:
+		log.Warn("the agent runner still has the canceled run; asking again later", "canceled_for", a.cancelWait())
+	case res.Found:
+		log.Info("run canceled", "status", status, "reason", reason)
+	default:
+		a.runGone(ctx, r, reason)
+	}
+}
+
+// runGone follows up a run the agent runner no longer has. Its end on
+// record is used; without one (the runner restarted, say), the run is
+// recorded as interrupted. Either is applied here, not left to the run
+// event subscription, which may have lost it; the copy the subscription
+// may still bring is ignored (the issue no longer runs that run). When
+// neither can be had, the run stays and the runner is asked again later.
+func (a *actor) runGone(ctx context.Context, r *running, reason string) {
+	log := a.issueLog(r.issue).With("run_id", r.runID)
+	if end := a.storedEnd(ctx, r.runID); end != nil {
+		if err := bus.EnsureSummaryEnded(ctx, a.b, *end); err != nil {
+			log.Error("repair the summary of a finished run", "err", err)
+		}
+		log.Info("cancel found the run already ended")
+		a.onRunEvent(ctx, *end)
+		return
+	}
+	if a.endRecorded(ctx, r.runID) {
+		// A second, "interrupted" end must never overwrite a recorded one.
+		log.Warn("the run's end is recorded but could not be read; asking again later")
+		return
+	}
+	end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
+		Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
+	if err := bus.RecordRunEvent(ctx, a.b, end, r.runID+"-lost"); err != nil {
+		log.Error("record lost run; asking again later", "err", err)
+		return
+	}
+	log.Warn("run lost by the agent runner; recorded as interrupted")
+	a.onRunEvent(ctx, end)
+}
+
+// cancelWait is how long a canceled run may take to end before the agent
+// runner is asked again whether it still has it: the hook timeout (its
+// after_run) plus cancelGrace.
+func (a *actor) cancelWait() time.Duration {
+	return a.cfg.Config.Hooks.Timeout() + cancelGrace
 }
 
 // endRecorded reports whether the run's summary already has its end: a

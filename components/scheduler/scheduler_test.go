@@ -29,10 +29,25 @@ type world struct {
 	live          map[string]bus.Dispatch // run id -> dispatch, still running
 	candidateAsks int
 	refreshFails  bool
+	// lostEnds makes the runner stand-in acknowledge a cancel without
+	// ending the run: it stays live until the test drops it from live,
+	// and its end never comes (a lost run_finished).
+	lostEnds bool
+	// kills are the start-up kills of runs' processes, in order; killErrs
+	// makes a run's kill fail.
+	kills    []killCall
+	killErrs map[string]error
 	// once is the scheduler's Done channel (closed in Once mode when done).
 	once <-chan struct{}
 	stop func()
 	cfg  bus.Config
+}
+
+// killCall is one kill of a run's processes, with the number of dispatches
+// the runner stand-in had seen when it came.
+type killCall struct {
+	runID      string
+	dispatched int
 }
 
 func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
@@ -118,17 +133,39 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		w.mu.Lock()
 		d, ok := w.live[req.RunID]
 		w.cancels = append(w.cancels, req)
+		lost := w.lostEnds
 		w.mu.Unlock()
-		if ok {
+		if ok && !lost {
 			go w.finish(d, req.Status)
 		}
 		return bus.CancelResult{Found: ok}
 	})
+	if _, err := bus.Serve(ctx, b, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		out := bus.LiveRuns{Runs: []bus.Dispatch{}}
+		for _, d := range w.live {
+			out.Runs = append(out.Runs, d)
+		}
+		return out, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	var log *slog.Logger
 	if os.Getenv("SCHED_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts.Bus, opts.Log = b, log
+	opts.killRun = func(runID string) error {
+		w.mu.Lock()
+		w.kills = append(w.kills, killCall{runID: runID, dispatched: len(w.dispatches)})
+		err := w.killErrs[runID]
+		w.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return killRun(runID)
+	}
 	comp, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -839,5 +876,116 @@ func TestDropRetrySkipsOnlyWhatCannotBeStored(t *testing.T) {
 	a.dropRetry(ctx, "R-3")
 	if stored("R-3") || a.retryUnsure["R-3"] {
 		t.Errorf("an unsure retry was not deleted (stored %v, unsure %v)", stored("R-3"), a.retryUnsure["R-3"])
+	}
+}
+
+// TestReconcileStopsRunThatLostRequiredLabel: an issue whose required label
+// is removed while it runs (an operator taking it away from automation) is
+// no longer routable: its run is canceled and the claim released when the
+// run ends; the workspace is kept (the issue is not terminal), and no
+// retry brings it back.
+func TestReconcileStopsRunThatLostRequiredLabel(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("M-1", 1, "", "Todo"), iss("M-2", 2, "", "Todo"))
+	w.configure(func(c *bus.Config) { c.Tracker.RequiredLabels = []string{"agent"} })
+	w.pollUntil("both dispatched", func() bool { return len(w.dispatches) == 2 })
+	w.mu.Lock()
+	i := w.iss["M-1"]
+	i.Labels = []string{"bug"}
+	w.iss["M-1"] = i
+	w.mu.Unlock()
+	w.tickNow()
+	w.eventually("M-1's run canceled", func() bool { return len(w.cancels) == 1 })
+	w.mu.Lock()
+	c := w.cancels[0]
+	if c.RunID != w.dispatches[0].RunID || c.Status != bus.RunCanceled || c.Reason != "the issue is no longer eligible: "+string(MissingLabel) {
+		t.Errorf("cancel %+v, want M-1's run canceled for its missing label", c)
+	}
+	w.mu.Unlock()
+	k, _ := bus.Claims.Key("M-1")
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if _, err := bus.Get(t.Context(), w.b, k); errors.Is(err, bus.ErrKeyNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("M-1's claim was not released when its run ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	w.tickNow()
+	rk, _ := bus.Retries.Key("M-1")
+	if _, err := bus.Get(t.Context(), w.b, rk); !errors.Is(err, bus.ErrKeyNotFound) {
+		t.Errorf("M-1 has a retry after a reconciliation stop: %v", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.removed) != 0 {
+		t.Errorf("workspaces removed for a label removal: %v", w.removed)
+	}
+	if len(w.cancels) != 1 || len(w.dispatches) != 2 {
+		t.Errorf("%d cancels, %d dispatches: M-2 (still labelled) must run on, M-1 stay off", len(w.cancels), len(w.dispatches))
+	}
+}
+
+// TestStartupKillsBeforeRetries: a claim whose run is gone has its
+// processes killed at start-up even when the issue also has a stored retry
+// (a failed retry delete, say), and the retry dispatches only after the
+// kill; if the kill fails, the claim stays and the retry does not
+// dispatch. A live run's claim is adopted and its stored retry dropped:
+// never a second agent beside it.
+func TestStartupKillsBeforeRetries(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("N-1", 1, "", "Todo"), iss("N-2", 2, "", "Todo"), iss("N-3", 3, "", "Todo"))
+	ctx := t.Context()
+	one := 1
+	for _, id := range []string{"N-1", "N-2", "N-3"} {
+		k, _ := bus.Claims.Key(id)
+		if _, err := bus.Put(ctx, w.b, k, bus.Claim{RunID: id + "-old", IssueID: id, Identifier: id, Attempt: &one, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		rk, _ := bus.Retries.Key(id)
+		if _, err := bus.Put(ctx, w.b, rk, bus.RetryEntry{IssueID: id, Identifier: id, Attempt: 2, DueAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	w.killErrs = map[string]error{"N-2-old": errors.New("/proc unreadable")}
+	w.live["N-3-old"] = bus.Dispatch{RunID: "N-3-old", Issue: iss("N-3", 3, "", "Todo"), Attempt: &one}
+	w.mu.Unlock()
+	w.configure(nil)
+	w.eventually("N-1 dispatched by its retry", func() bool { return len(w.dispatches) >= 1 })
+	w.tickNow()
+	w.tickNow()
+	w.mu.Lock()
+	kills := map[string]killCall{}
+	for _, k := range w.kills {
+		kills[k.runID] = k
+	}
+	if k, ok := kills["N-1-old"]; !ok || k.dispatched != 0 {
+		t.Errorf("N-1's old run killed %v, with %d dispatches before: want killed before any dispatch", ok, k.dispatched)
+	}
+	if _, ok := kills["N-3-old"]; ok || len(w.kills) != 2 {
+		t.Errorf("kills %+v: want N-1's and N-2's old runs, not the live N-3's", w.kills)
+	}
+	if len(w.dispatches) != 1 || w.dispatches[0].Issue.ID != "N-1" || w.dispatches[0].Attempt == nil || *w.dispatches[0].Attempt != 2 {
+		t.Errorf("dispatches %+v: want only N-1's retry (attempt 2)", w.dispatches)
+	}
+	w.mu.Unlock()
+	// N-2 stays claimed by its old run, its retry kept for the next start.
+	k, _ := bus.Claims.Key("N-2")
+	if e, err := bus.Get(ctx, w.b, k); err != nil || e.Value.RunID != "N-2-old" {
+		t.Errorf("N-2's claim %+v, %v: want kept by N-2-old", e.Value, err)
+	}
+	rk, _ := bus.Retries.Key("N-2")
+	if _, err := bus.Get(ctx, w.b, rk); err != nil {
+		t.Errorf("N-2's stored retry: %v", err)
+	}
+	// N-3's live run is adopted: its claim stays, its retry is gone.
+	k, _ = bus.Claims.Key("N-3")
+	if e, err := bus.Get(ctx, w.b, k); err != nil || e.Value.RunID != "N-3-old" {
+		t.Errorf("N-3's claim %+v, %v: want kept by the live N-3-old", e.Value, err)
+	}
+	rk, _ = bus.Retries.Key("N-3")
+	if _, err := bus.Get(ctx, w.b, rk); !errors.Is(err, bus.ErrKeyNotFound) {
+		t.Errorf("N-3's retry beside its live run was not dropped: %v", err)
 	}
 }
