@@ -246,3 +246,77 @@ func TestCanceledGoneRunUsesItsStoredEnd(t *testing.T) {
 		t.Errorf("%d ends stored: an interrupted end was added to a recorded one", n)
 	}
 }
+
+// TestStartupFollowsUpStoredEnds: a claim whose run ended before the
+// restart (its end stored, its follow-up lost: the scheduler stops first
+// at a shutdown) gets what the end would have got live: a continuation
+// check, a retry with its backoff, a block; a run the shutdown cut short
+// (interrupted) is dispatched again at once; a canceled one is released.
+// Before, every such claim was released and the issue dispatched afresh:
+// a blocked issue at once, a failed one without its backoff.
+func TestStartupFollowsUpStoredEnds(t *testing.T) {
+	w := newWorld(t, t.TempDir())
+	clock := newFakeClock()
+	a := &actor{c: &Component{}, b: w.b, log: slog.New(slog.DiscardHandler), clock: clock, running: map[string]*running{},
+		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
+		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
+	a.retryT = clock.NewTimer(time.Hour)
+	two := 2
+	claimed := func(id string) bool {
+		k, _ := bus.Claims.Key(id)
+		_, err := bus.Get(t.Context(), w.b, k)
+		return err == nil
+	}
+	for _, c := range []struct {
+		status       bus.RunStatus
+		retryAttempt int           // 0: no retry
+		retryIn      time.Duration // from now
+		blocked      bool
+		claimKept    bool
+	}{
+		{status: bus.RunSucceeded, retryAttempt: 1, retryIn: ContinuationDelay, claimKept: true},
+		{status: bus.RunFailed, retryAttempt: 3, retryIn: RetryDelay(3, 300000), claimKept: true},
+		{status: bus.RunStalled, retryAttempt: 3, retryIn: RetryDelay(3, 300000), claimKept: true},
+		{status: bus.RunInterrupted, retryAttempt: 3, retryIn: 0, claimKept: true},
+		{status: bus.RunBlocked, blocked: true},
+		{status: bus.RunCanceled},
+	} {
+		id := "E-" + string(c.status)
+		issue := iss(id, 1, "", "In Progress")
+		cl := bus.Claim{RunID: id + "-run", IssueID: id, Identifier: id, Attempt: &two, At: time.Now()}
+		k, _ := bus.Claims.Key(id)
+		if _, err := bus.Put(t.Context(), w.b, k, cl); err != nil {
+			t.Fatal(err)
+		}
+		end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now(), Issue: issue.Ref(), Attempt: &two, Status: c.status, Error: "why " + string(c.status)}
+		if err := bus.RecordRunEvent(t.Context(), w.b, end, ""); err != nil {
+			t.Fatal(err)
+		}
+		a.interrupted(t.Context(), id, cl)
+		rt, queued := a.retries[id]
+		switch {
+		case c.retryAttempt == 0 && queued:
+			t.Errorf("%s: retry %+v, want none", c.status, rt)
+		case c.retryAttempt != 0 && (!queued || rt.Attempt != c.retryAttempt || !rt.DueAt.Equal(clock.Now().Add(c.retryIn))):
+			t.Errorf("%s: retry %+v (%v), want attempt %d due in %v", c.status, rt, queued, c.retryAttempt, c.retryIn)
+		}
+		if bl, ok := a.blocked[id]; ok != c.blocked || ok && (bl.State != "In Progress" || bl.Reason != "why blocked") {
+			t.Errorf("%s: blocked %+v (%v), want %v with the dispatch's state and the run's error", c.status, bl, ok, c.blocked)
+		}
+		if got := claimed(id); got != c.claimKept {
+			t.Errorf("%s: claim kept %v, want %v", c.status, got, c.claimKept)
+		}
+		if _, ok := a.running[id]; ok {
+			t.Errorf("%s: still counted as running", c.status)
+		}
+		n := 0
+		for _, err := range bus.History(t.Context(), w.b, bus.RunEvents, cl.RunID, string(bus.RunFinished)) {
+			if err == nil {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d ends stored, want the one", c.status, n)
+		}
+	}
+}

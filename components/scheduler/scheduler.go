@@ -313,8 +313,9 @@ func (a *actor) sweep(ctx context.Context) {
 // startup restores the durable state: retry timers resume at their due
 // times; runs the agent runner still has are adopted; the leftover
 // processes of every other claim's run are killed, then its stored retry
-// (if any) takes its course, or the run is recorded as interrupted and
-// dispatched again once.
+// (if any) takes its course; else a stored end of the run gets the
+// follow-up a live end would have had (see interrupted), and a run with
+// none is recorded as interrupted and dispatched again once.
 func (a *actor) startup(ctx context.Context) {
 	a.sweep(ctx)
 	switch p, err := bus.Get(ctx, a.b, bus.DispatchPause); {
@@ -396,21 +397,40 @@ func (a *actor) startup(ctx context.Context) {
 // interrupted handles a claim whose run is gone, its processes killed.
 func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	log := a.log.With("issue_id", id, "issue_identifier", cl.Identifier, "run_id", cl.RunID)
-	if finished := a.storedEnd(ctx, cl.RunID); finished != nil {
-		// Its end was recorded before the crash; only the follow-up was
-		// lost. The crash may have come between storing the end and
-		// updating the run's summary: make the summary show it. Then
-		// release the claim: the next poll decides afresh.
-		if err := bus.EnsureSummaryEnded(ctx, a.b, *finished); err != nil {
-			log.Error("repair the summary of a finished run", "err", err)
-		}
-		a.release(ctx, id)
-		log.Info("claim of a finished run released at start-up")
-		return
-	}
 	attempt := 1
 	if cl.Attempt != nil {
 		attempt = *cl.Attempt + 1
+	}
+	if finished := a.storedEnd(ctx, cl.RunID); finished != nil {
+		// Its end was recorded before the restart; only the follow-up was
+		// lost (the scheduler stops first at a shutdown, and a crash can
+		// come between the two). The crash may have come between storing
+		// the end and updating the run's summary: make the summary show it.
+		if err := bus.EnsureSummaryEnded(ctx, a.b, *finished); err != nil {
+			log.Error("repair the summary of a finished run", "err", err)
+		}
+		switch finished.Status {
+		case bus.RunInterrupted:
+			// Cut short by the shutdown (the runner records it so):
+			// dispatched again once, now, as after a crash.
+			a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
+			log.Warn("run interrupted by a restart; dispatching again")
+		case bus.RunCanceled:
+			// Canceled by reconciliation or an operator, whose reasons died
+			// with the process: the next poll decides afresh.
+			a.release(ctx, id)
+			log.Info("claim of a canceled run released at start-up")
+		default:
+			// Succeeded, failed, blocked, timed out, stalled: the follow-up
+			// a live end gets (a continuation check, a retry with its
+			// backoff, a block), not a fresh dispatch.
+			now := a.clock.Now()
+			iss := issueOf(finished.Issue, id, cl.Identifier)
+			a.running[id] = &running{runID: cl.RunID, issue: iss, attempt: cl.Attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
+			log.Info("following up a run that ended before the restart", "status", finished.Status)
+			a.onRunEvent(ctx, *finished)
+		}
+		return
 	}
 	end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
 		Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
@@ -419,6 +439,17 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	}
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
 	log.Warn("run interrupted by a restart; dispatching again")
+}
+
+// issueOf is the issue a stored run event names, as far as it says (its
+// state at dispatch, which a block compares with later states).
+func issueOf(ref bus.IssueRef, id, identifier string) bus.Issue {
+	iss := bus.Issue{ID: id, Identifier: identifier, Title: ref.Title, State: ref.State}
+	if ref.URL != "" {
+		u := ref.URL
+		iss.URL = &u
+	}
+	return iss
 }
 
 // storedEnd is the run's end as stored in the run event stream (nil: none
