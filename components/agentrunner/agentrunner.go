@@ -40,9 +40,10 @@ type Component struct {
 	runs map[string]*run
 	// ending are runs whose agent is done and whose end is being
 	// recorded: no longer cancelable or blocking a new dispatch, but a
-	// cancel for one is answered "found" (it is ending anyway), so the
-	// scheduler never records a second, "interrupted" end for it.
-	ending map[string]bool
+	// cancel for one is answered "found" (it is ending anyway), and the
+	// live-runs list includes them, so the scheduler (a restarted one too)
+	// never records a second, "interrupted" end for one.
+	ending map[string]bus.Dispatch
 }
 
 // New checks the options; it starts nothing.
@@ -56,7 +57,7 @@ func New(opts Options) (*Component, error) {
 	if opts.Environ == nil {
 		opts.Environ = os.Environ
 	}
-	return &Component{opts: opts, log: opts.Log.With("component", bus.CompAgentRunner), runs: map[string]*run{}, ending: map[string]bool{}}, nil
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompAgentRunner), runs: map[string]*run{}, ending: map[string]bus.Dispatch{}}, nil
 }
 
 // Name is "agentrunner".
@@ -92,19 +93,29 @@ func (c *Component) Run(ctx context.Context) error {
 	}
 	dones = append(dones, d2)
 	d3, err := bus.Serve(ctx, c.opts.Bus, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		out := bus.LiveRuns{Runs: []bus.Dispatch{}}
-		for _, r := range c.runs {
-			out.Runs = append(out.Runs, r.d)
-		}
-		return out, nil
+		return c.liveRuns(), nil
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
 	dones = append(dones, d3)
 	return bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.cfg.Store(&s) })
+}
+
+// liveRuns lists the runs in flight, those whose end is being recorded
+// included: a scheduler that starts meanwhile adopts them and gets their
+// end, instead of recording them as interrupted beside it.
+func (c *Component) liveRuns() bus.LiveRuns {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := bus.LiveRuns{Runs: []bus.Dispatch{}}
+	for _, r := range c.runs {
+		out.Runs = append(out.Runs, r.d)
+	}
+	for _, d := range c.ending {
+		out.Runs = append(out.Runs, d)
+	}
+	return out
 }
 
 type codedErr struct {
@@ -158,8 +169,10 @@ func (c *Component) start(ctx context.Context, runs *sync.WaitGroup, d bus.Dispa
 // ended drops it for good once the end is on record.
 func (c *Component) forget(runID string) {
 	c.mu.Lock()
-	delete(c.runs, runID)
-	c.ending[runID] = true
+	if w, ok := c.runs[runID]; ok {
+		c.ending[runID] = w.d
+		delete(c.runs, runID)
+	}
 	c.mu.Unlock()
 }
 
@@ -172,7 +185,7 @@ func (c *Component) ended(runID string) {
 func (c *Component) cancelRun(req bus.CancelRun) bool {
 	c.mu.Lock()
 	w, ok := c.runs[req.RunID]
-	ending := c.ending[req.RunID]
+	_, ending := c.ending[req.RunID]
 	c.mu.Unlock()
 	if ending {
 		return true // its end is being recorded

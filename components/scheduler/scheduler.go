@@ -370,6 +370,13 @@ func (a *actor) startup(ctx context.Context) {
 				a.dropRetry(ctx, id)
 			}
 			log.Info("adopted a run in flight", "dropped_retry", queued)
+			// A run the runner lists while its end is being recorded may
+			// have stored that end before the run event subscription
+			// began: follow it up now (a later copy is ignored).
+			if end := a.storedEnd(ctx, cl.RunID); end != nil {
+				log.Info("the adopted run has ended", "status", end.Status)
+				a.onRunEvent(ctx, *end)
+			}
 			continue
 		}
 		// An agent the dead process left running must not work beside the

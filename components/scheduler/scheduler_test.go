@@ -989,3 +989,51 @@ func TestStartupKillsBeforeRetries(t *testing.T) {
 		t.Errorf("N-3's retry beside its live run was not dropped: %v", err)
 	}
 }
+
+// TestStartupFollowsUpAnEndingLiveRun: the runner lists a run whose end is
+// being recorded (and already stored, before this scheduler's run event
+// subscription began). The run is adopted and its stored end followed up
+// at once: its issue does not sit "running" until the stall check, and no
+// second, "interrupted" end is recorded for it.
+func TestStartupFollowsUpAnEndingLiveRun(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("L-1", 1, "", "Todo"))
+	ctx := t.Context()
+	one := 1
+	k, _ := bus.Claims.Key("L-1")
+	if _, err := bus.Put(ctx, w.b, k, bus.Claim{RunID: "L-1-old", IssueID: "L-1", Identifier: "L-1", Attempt: &one, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	issue := iss("L-1", 1, "", "Todo")
+	end := bus.RunEvent{RunID: "L-1-old", Event: bus.RunFinished, At: time.Now(), Issue: issue.Ref(), Attempt: &one, Status: bus.RunBlocked, Error: "asked for approval"}
+	if err := bus.RecordRunEvent(ctx, w.b, end, ""); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	w.live["L-1-old"] = bus.Dispatch{RunID: "L-1-old", Issue: issue, Attempt: &one}
+	w.mu.Unlock()
+	w.configure(nil)
+	bk, _ := bus.Blocks.Key("L-1")
+	w.eventually("L-1 blocked by its stored end", func() bool {
+		_, err := bus.Get(ctx, w.b, bk)
+		return err == nil
+	})
+	w.tickNow()
+	w.barrier()
+	w.mu.Lock()
+	if len(w.dispatches) != 0 || len(w.kills) != 0 {
+		t.Errorf("%d dispatches, %d kills: a blocked run's issue must wait, and a live run is never killed", len(w.dispatches), len(w.kills))
+	}
+	w.mu.Unlock()
+	if _, err := bus.Get(ctx, w.b, k); !errors.Is(err, bus.ErrKeyNotFound) {
+		t.Errorf("L-1's claim after its blocked end: %v, want released", err)
+	}
+	n := 0
+	for _, err := range bus.History(ctx, w.b, bus.RunEvents, "L-1-old", string(bus.RunFinished)) {
+		if err == nil {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d ends stored for L-1-old, want its own only", n)
+	}
+}
