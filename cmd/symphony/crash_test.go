@@ -172,22 +172,32 @@ Work on {{ issue.identifier }}.
 		t.Fatal(err)
 	}
 	defer b.Close(context.Background())
+	// The crashed runs are recorded interrupted once each (by the second
+	// instance); the re-dispatched ones, cut short by its SIGTERM, end
+	// interrupted too, by their own runner, saying so.
 	interrupted := map[string]int{}
 	dispatched := map[string]int{}
 	for m, err := range bus.History(t.Context(), b, bus.RunEvents) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		id := m.Data.Issue.Identifier
 		switch {
-		case m.Data.Event == bus.RunFinished && m.Data.Status == bus.RunInterrupted:
-			interrupted[m.Data.Issue.Identifier]++
+		case m.Data.Event == bus.RunFinished && before[id][m.Data.RunID]:
+			if m.Data.Status == bus.RunInterrupted {
+				interrupted[id]++
+			}
+		case m.Data.Event == bus.RunFinished && id != "CRASH-5":
+			if m.Data.Status != bus.RunInterrupted || m.Data.Error != "symphony is shutting down" {
+				t.Errorf("%s: the re-dispatched run ended %s %q at the shutdown, want interrupted: symphony is shutting down", id, m.Data.Status, m.Data.Error)
+			}
 		case m.Data.Event == bus.RunDispatched:
-			dispatched[m.Data.Issue.Identifier]++
+			dispatched[id]++
 		}
 	}
 	for _, id := range ids[:4] {
 		if interrupted[id] != 1 || dispatched[id] != 2 {
-			t.Errorf("%s: %d interrupted, %d dispatched; want 1 and 2 (first run, one re-dispatch)", id, interrupted[id], dispatched[id])
+			t.Errorf("%s: %d interrupted of the crashed run, %d dispatched; want 1 and 2 (first run, one re-dispatch)", id, interrupted[id], dispatched[id])
 		}
 	}
 	if interrupted["CRASH-5"] != 0 {
