@@ -154,6 +154,19 @@ func (h *harness) finished() (bus.RunEvent, []bus.RunEvent) {
 	}
 }
 
+// waitAgentRunning waits until the run's agent is running: its prompt and
+// init line are stored.
+func (h *harness) waitAgentRunning(runID string) {
+	h.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for len(h.turns(runID)) < 2 {
+		if time.Now().After(deadline) {
+			h.t.Fatal("agent never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (h *harness) turns(runID string) []bus.TurnEvent {
 	h.t.Helper()
 	var out []bus.TurnEvent
@@ -312,14 +325,7 @@ func TestCancelKillsTheGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	h := newHarness(t, "hang", nil, "SLEEPER_PID_FILE="+pidFile)
 	h.dispatch("run-c")
-	// Wait until the agent is running (its init line recorded).
-	deadline := time.Now().Add(testTimeout)
-	for len(h.turns("run-c")) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("agent never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.waitAgentRunning("run-c")
 	started := time.Now()
 	res, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-c", Reason: "issue moved to Done", Status: bus.RunCanceled})
 	if err != nil || !res.Found {
@@ -586,13 +592,7 @@ func TestRefusedAgentEventsFailTheRun(t *testing.T) {
 func TestShutdownRecordsRunsInterrupted(t *testing.T) {
 	h := newHarness(t, "hang", nil)
 	h.dispatch("run-shut")
-	deadline := time.Now().Add(testTimeout)
-	for len(h.turns("run-shut")) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("agent never started")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.waitAgentRunning("run-shut")
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -183,18 +183,14 @@ func TestCanceledRunWithLostEndIsAskedAgain(t *testing.T) {
 	clock.Advance(wait)
 	w.eventually("asked a third time", func() bool { return len(w.cancels) == 3 })
 	w.waitRetry("Q-1", 1, clock.Now().Add(RetryDelay(1, 300000)))
-	ends := 0
-	for m, err := range bus.History(t.Context(), w.b, bus.RunEvents, old.RunID, string(bus.RunFinished)) {
-		if err != nil {
-			t.Fatal(err)
+	ends := storedEnds(t, w.b, old.RunID)
+	for _, e := range ends {
+		if e.Status != bus.RunInterrupted {
+			t.Errorf("end %+v, want interrupted", e)
 		}
-		if m.Data.Status != bus.RunInterrupted {
-			t.Errorf("end %+v, want interrupted", m.Data)
-		}
-		ends++
 	}
-	if ends != 1 {
-		t.Errorf("%d ends recorded for the lost run", ends)
+	if len(ends) != 1 {
+		t.Errorf("%d ends recorded for the lost run", len(ends))
 	}
 	w.mu.Lock()
 	if len(w.dispatches) != 1 {
@@ -218,10 +214,7 @@ func TestCanceledRunWithLostEndIsAskedAgain(t *testing.T) {
 func TestCanceledGoneRunUsesItsStoredEnd(t *testing.T) {
 	w := newWorld(t, t.TempDir()) // its runner stand-in does not know the run
 	clock := newFakeClock()
-	a := &actor{c: &Component{}, b: w.b, log: slog.New(slog.DiscardHandler), clock: clock, running: map[string]*running{},
-		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
-		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
-	a.retryT = clock.NewTimer(time.Hour)
+	a := newTestActor(w, clock)
 	one := 1
 	r := &running{runID: "S-1-old", issue: iss("S-1", 1, "", "Todo"), attempt: &one}
 	a.running["S-1"] = r
@@ -236,13 +229,7 @@ func TestCanceledGoneRunUsesItsStoredEnd(t *testing.T) {
 	if rt, ok := a.retries["S-1"]; !ok || rt.Attempt != 2 || rt.Error != "exit 1" {
 		t.Errorf("retry %+v (%v): want attempt 2 after the stored failure", rt, ok)
 	}
-	n := 0
-	for _, err := range bus.History(t.Context(), w.b, bus.RunEvents, r.runID, string(bus.RunFinished)) {
-		if err == nil {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := len(storedEnds(t, w.b, r.runID)); n != 1 {
 		t.Errorf("%d ends stored: an interrupted end was added to a recorded one", n)
 	}
 }
@@ -257,10 +244,7 @@ func TestCanceledGoneRunUsesItsStoredEnd(t *testing.T) {
 func TestStartupFollowsUpStoredEnds(t *testing.T) {
 	w := newWorld(t, t.TempDir())
 	clock := newFakeClock()
-	a := &actor{c: &Component{}, b: w.b, log: slog.New(slog.DiscardHandler), clock: clock, running: map[string]*running{},
-		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
-		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
-	a.retryT = clock.NewTimer(time.Hour)
+	a := newTestActor(w, clock)
 	two := 2
 	claimed := func(id string) bool {
 		k, _ := bus.Claims.Key(id)
@@ -309,14 +293,31 @@ func TestStartupFollowsUpStoredEnds(t *testing.T) {
 		if _, ok := a.running[id]; ok {
 			t.Errorf("%s: still counted as running", c.status)
 		}
-		n := 0
-		for _, err := range bus.History(t.Context(), w.b, bus.RunEvents, cl.RunID, string(bus.RunFinished)) {
-			if err == nil {
-				n++
-			}
-		}
-		if n != 1 {
+		if n := len(storedEnds(t, w.b, cl.RunID)); n != 1 {
 			t.Errorf("%s: %d ends stored, want the one", c.status, n)
 		}
 	}
+}
+
+// newTestActor is a scheduler actor on w's bus and clock, driven directly
+// by a test (no Run loop), with a 5-minute retry backoff cap.
+func newTestActor(w *world, clock *fakeClock) *actor {
+	a := &actor{c: &Component{}, b: w.b, log: slog.New(slog.DiscardHandler), clock: clock, running: map[string]*running{},
+		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
+		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
+	a.retryT = clock.NewTimer(time.Hour)
+	return a
+}
+
+// storedEnds reads the run_finished events stored for a run.
+func storedEnds(t *testing.T, b *bus.Bus, runID string) []bus.RunEvent {
+	t.Helper()
+	var out []bus.RunEvent
+	for m, err := range bus.History(t.Context(), b, bus.RunEvents, runID, string(bus.RunFinished)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m.Data)
+	}
+	return out
 }

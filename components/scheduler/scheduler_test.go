@@ -1027,13 +1027,7 @@ func TestStartupFollowsUpAnEndingLiveRun(t *testing.T) {
 	if _, err := bus.Get(ctx, w.b, k); !errors.Is(err, bus.ErrKeyNotFound) {
 		t.Errorf("L-1's claim after its blocked end: %v, want released", err)
 	}
-	n := 0
-	for _, err := range bus.History(ctx, w.b, bus.RunEvents, "L-1-old", string(bus.RunFinished)) {
-		if err == nil {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := len(storedEnds(t, w.b, "L-1-old")); n != 1 {
 		t.Errorf("%d ends stored for L-1-old, want its own only", n)
 	}
 }
