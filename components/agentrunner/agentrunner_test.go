@@ -606,6 +606,41 @@ func TestShutdownRecordsRunsInterrupted(t *testing.T) {
 	}
 }
 
+// TestShutdownDuringAHookRecordsInterrupted: a shutdown while the run
+// waits for its before_run hook ends it interrupted too, not failed: the
+// hook request ends with the runner's context, which is not the hook's
+// failure (a failed end is retried with backoff after the restart).
+func TestShutdownDuringAHookRecordsInterrupted(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Hooks.BeforeRun = "make setup" })
+	t.Cleanup(func() { close(release) }) // runs before the harness's cleanup
+	inHook := make(chan struct{}, 1)
+	h.mu.Lock()
+	h.onHook = func(hook string) {
+		if hook == bus.HookBeforeRun {
+			inHook <- struct{}{}
+			<-release
+		}
+	}
+	h.mu.Unlock()
+	h.dispatch("run-hookshut")
+	select {
+	case <-inHook:
+	case <-time.After(testTimeout):
+		t.Fatal("before_run never requested")
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	evs := storedRunEvents(t, h.b, "run-hookshut")
+	if len(evs) == 0 {
+		t.Fatal("nothing stored")
+	}
+	if end := evs[len(evs)-1].Data; end.Event != bus.RunFinished || end.Status != bus.RunInterrupted {
+		t.Errorf("last stored event %s %s %q, want run_finished interrupted", end.Event, end.Status, end.Error)
+	}
+}
+
 // storedRunEvents reads the run's lifecycle events from the store, with
 // the time each was stored.
 func storedRunEvents(t *testing.T, b *bus.Bus, runID string) []bus.Message[bus.RunEvent] {

@@ -270,6 +270,11 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	ready, err := bus.Ask(pctx, b, bus.WorkspacePrepare, bus.PrepareWorkspace{Issue: w.d.Issue, RunID: w.d.RunID})
 	cancel()
 	if err != nil {
+		// A shutdown (or a cancel) during the request is not the
+		// workspace's failure.
+		if st, why, ok := w.interrupted(ctx); ok {
+			return st, why
+		}
 		return bus.RunFailed, "prepare workspace: " + err.Error()
 	}
 	// The agent must run exactly in the issue's workspace (spec §9.5).
@@ -295,6 +300,9 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
 		cancel()
 		if err != nil {
+			if st, why, ok := w.interrupted(ctx); ok {
+				return st, why
+			}
 			return bus.RunFailed, "before_run: " + err.Error()
 		}
 	}

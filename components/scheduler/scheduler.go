@@ -448,10 +448,12 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	log.Warn("run interrupted by a restart; dispatching again")
 }
 
-// issueOf is the issue a stored run event names, as far as it says (its
-// state at dispatch, which a block compares with later states).
+// issueOf is the issue a stored run event names, as far as it says. Its
+// state is left out: the stored one is the dispatch's, and the agent may
+// have moved the issue since; a block made from it takes the state the
+// next poll sees (blockedStateChanged).
 func issueOf(ref bus.IssueRef, id, identifier string) bus.Issue {
-	iss := bus.Issue{ID: id, Identifier: identifier, Title: ref.Title, State: ref.State}
+	iss := bus.Issue{ID: id, Identifier: identifier, Title: ref.Title}
 	if ref.URL != "" {
 		u := ref.URL
 		iss.URL = &u
@@ -554,7 +556,7 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 	}
 	// Blocked issues are cleared when their tracker state changes.
 	for _, iss := range candidates {
-		if bl, ok := a.blocked[iss.ID]; ok && normState(bl.State) != normState(iss.State) {
+		if bl, ok := a.blocked[iss.ID]; ok && a.blockedStateChanged(ctx, bl, iss.State) {
 			a.clearBlocked(ctx, iss.ID)
 		}
 	}
@@ -734,7 +736,7 @@ func (a *actor) reconcile(ctx context.Context) {
 		found[iss.ID] = iss
 	}
 	for id, bl := range a.blocked {
-		if iss, ok := found[id]; !ok || normState(iss.State) != normState(bl.State) {
+		if iss, ok := found[id]; !ok || a.blockedStateChanged(ctx, bl, iss.State) {
 			a.clearBlocked(ctx, id)
 			a.log.Info("blocked issue cleared: its state changed", "issue_id", id, "issue_identifier", bl.Identifier)
 		}
@@ -923,13 +925,30 @@ func (a *actor) release(ctx context.Context, id string) {
 }
 
 func (a *actor) block(ctx context.Context, iss bus.Issue, runID, reason string) {
-	e := bus.BlockedEntry{IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: runID, Reason: reason, At: time.Now().UTC()}
-	a.blocked[iss.ID] = e
-	if k, err := bus.Blocks.Key(iss.ID); err == nil {
+	a.putBlocked(ctx, bus.BlockedEntry{IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: runID, Reason: reason, At: time.Now().UTC()})
+}
+
+func (a *actor) putBlocked(ctx context.Context, e bus.BlockedEntry) {
+	a.blocked[e.IssueID] = e
+	if k, err := bus.Blocks.Key(e.IssueID); err == nil {
 		if _, err := bus.Put(ctx, a.b, k, e); err != nil {
-			a.log.Error("store blocked issue", "err", err, "issue_id", iss.ID)
+			a.log.Error("store blocked issue", "err", err, "issue_id", e.IssueID)
 		}
 	}
+}
+
+// blockedStateChanged reports whether a blocked issue's tracker state has
+// changed since it was blocked, which clears the block. A block stored
+// without a state (at start-up, from a run that ended blocked before the
+// restart: the state it then had is not known, only the dispatch's) takes
+// the first state seen instead.
+func (a *actor) blockedStateChanged(ctx context.Context, bl bus.BlockedEntry, state string) bool {
+	if bl.State == "" {
+		bl.State = state
+		a.putBlocked(ctx, bl)
+		return false
+	}
+	return normState(bl.State) != normState(state)
 }
 
 func (a *actor) clearBlocked(ctx context.Context, id string) {

@@ -617,11 +617,12 @@ func TestStartupSweepAndLiveConcurrency(t *testing.T) {
 	}
 	w.mu.Unlock()
 	// Raise the limit live: the next tick dispatches G-2, which fails and
-	// is retried.
-	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 2; c.Agent.MaxRetryBackoffMS = 100 })
+	// is retried 1 s later: time for the lower limit below to be applied
+	// first (with 100 ms the retry could win under load and find a slot).
+	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 2; c.Agent.MaxRetryBackoffMS = 1000 })
 	w.pollUntil("G-2 dispatched after the limit rose", func() bool { return len(w.dispatches) >= 2 })
 	// Lower it again while G-2 waits to retry: the retry finds no slot.
-	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 1; c.Agent.MaxRetryBackoffMS = 100 })
+	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 1; c.Agent.MaxRetryBackoffMS = 1000 })
 	deadline := time.Now().Add(testTimeout)
 	for {
 		k, _ := bus.Retries.Key("G-2")
