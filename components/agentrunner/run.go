@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/eligibility"
 	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/internal/prompt"
 )
@@ -459,20 +460,10 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 // stored.
 func storeFailed(err error) string { return "store agent events: " + err.Error() }
 
-// active reports whether the issue may keep an agent: in an active state,
-// not terminal, dispatchable, carrying every required label.
+// active reports whether the issue may keep an agent: the rule the
+// scheduler dispatches and reconciles by (internal/eligibility).
 func active(cfg bus.Config, iss bus.Issue) bool {
-	norm := func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
-	st := norm(iss.State)
-	in := func(list []string) bool {
-		return slices.ContainsFunc(list, func(s string) bool { return norm(s) == st })
-	}
-	for _, want := range cfg.Tracker.RequiredLabels {
-		if !slices.ContainsFunc(iss.Labels, func(l string) bool { return norm(l) == norm(want) }) {
-			return false
-		}
-	}
-	return in(cfg.Tracker.ActiveStates) && !in(cfg.Tracker.TerminalStates) && iss.Dispatchable
+	return eligibility.Routable(cfg, iss) == eligibility.Eligible
 }
 
 var errNoConfig = errors.New("no workflow configuration loaded yet")

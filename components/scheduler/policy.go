@@ -3,11 +3,10 @@ package scheduler
 import (
 	"cmp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/internal/eligibility"
 )
 
 // The scheduling rules of CONTRACT §3 as pure functions: no I/O, no clock,
@@ -24,24 +23,22 @@ const FailureBaseDelay = 10 * time.Second
 const ErrNoSlots = "no available orchestrator slots"
 
 // normState is how states compare: trimmed, lowercased.
-func normState(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+func normState(s string) string { return eligibility.NormState(s) }
 
-func inStates(state string, states []string) bool {
-	n := normState(state)
-	return slices.ContainsFunc(states, func(s string) bool { return normState(s) == n })
-}
+func inStates(state string, states []string) bool { return eligibility.InStates(state, states) }
 
-// Reason says why an issue is not eligible ("" when it is).
-type Reason string
+// Reason says why an issue is not eligible ("" when it is): the rules
+// about the issue itself (internal/eligibility), then the scheduler's own.
+type Reason = eligibility.Reason
 
 const (
-	Eligible          Reason = ""
-	MissingFields     Reason = "missing id, identifier, title or state"
-	UnsafeIdentifier  Reason = "unsafe identifier"
-	NotActive         Reason = "state is not active"
-	Terminal          Reason = "state is terminal"
-	NotDispatchable   Reason = "not dispatchable (assignee filter or open blockers)"
-	MissingLabel      Reason = "a required label is missing"
+	Eligible                 = eligibility.Eligible
+	MissingFields            = eligibility.MissingFields
+	UnsafeIdentifier         = eligibility.UnsafeIdentifier
+	NotActive                = eligibility.NotActive
+	Terminal                 = eligibility.Terminal
+	NotDispatchable          = eligibility.NotDispatchable
+	MissingLabel             = eligibility.MissingLabel
 	AlreadyRunning    Reason = "already running"
 	AlreadyClaimed    Reason = "already claimed"
 	NoGlobalSlot      Reason = "no free global slot"
@@ -84,31 +81,11 @@ func stateLimit(cfg bus.AgentConfig, state string) int {
 	return cfg.MaxConcurrentAgents
 }
 
-// Routable applies the rules about the issue itself (spec §8.2, CONTRACT
-// §3): its fields, its state, its dispatchability and the required labels.
+// Routable applies the rules about the issue itself (internal/eligibility).
 // Dispatch requires it of a candidate (through Check), and reconciliation
 // of a running issue: an issue that would not be dispatched now does not
 // keep its agent either.
-func Routable(cfg bus.Config, iss bus.Issue) Reason {
-	switch {
-	case iss.ID == "" || iss.Identifier == "" || iss.Title == "" || iss.State == "":
-		return MissingFields
-	case !safeid.Valid(iss.Identifier):
-		return UnsafeIdentifier
-	case inStates(iss.State, cfg.Tracker.TerminalStates):
-		return Terminal
-	case !inStates(iss.State, cfg.Tracker.ActiveStates):
-		return NotActive
-	case !iss.Dispatchable:
-		return NotDispatchable
-	}
-	for _, want := range cfg.Tracker.RequiredLabels {
-		if !slices.ContainsFunc(iss.Labels, func(l string) bool { return strings.EqualFold(strings.TrimSpace(l), strings.TrimSpace(want)) }) {
-			return MissingLabel
-		}
-	}
-	return Eligible
-}
+func Routable(cfg bus.Config, iss bus.Issue) Reason { return eligibility.Routable(cfg, iss) }
 
 // Check applies the eligibility rules (spec §8.2, CONTRACT §3) to one
 // candidate: Routable, then what the scheduler holds. retry is true when
