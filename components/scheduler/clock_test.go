@@ -3,6 +3,7 @@ package scheduler
 import (
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -334,4 +335,27 @@ func storedEnds(t *testing.T, b *bus.Bus, runID string) []bus.RunEvent {
 		out = append(out, m.Data)
 	}
 	return out
+}
+
+// TestOperatorHoldIsStoredAtTheCancel: an operator's cancel holds the issue
+// from the moment it is asked, in KV: a restart before the run's end
+// arrives (its end then reaches no scheduler; start-up releases a
+// canceled run's claim) keeps the issue held instead of starting it again.
+func TestOperatorHoldIsStoredAtTheCancel(t *testing.T) {
+	w := newWorld(t, t.TempDir())
+	w.mu.Lock()
+	w.lostEnds = true // the run's end does not come back here
+	w.live["O-1-run"] = bus.Dispatch{RunID: "O-1-run", Issue: iss("O-1", 1, "", "In Progress")}
+	w.mu.Unlock()
+	a := newTestActor(w, newFakeClock())
+	a.running["O-1"] = &running{runID: "O-1-run", issue: iss("O-1", 1, "", "In Progress")}
+	res := a.control(t.Context(), bus.Control{Action: bus.ControlCancel, IssueID: "O-1", Reason: "not now"})
+	if !strings.Contains(res.Message, "held") {
+		t.Fatalf("cancel: %+v", res)
+	}
+	k, _ := bus.Blocks.Key("O-1")
+	e, err := bus.Get(t.Context(), w.b, k)
+	if err != nil || e.Value.Reason != "not now" || e.Value.RunID != "O-1-run" || e.Value.State != "In Progress" {
+		t.Errorf("stored hold %+v, %v: want the operator's reason, the run and the state, before the run's end", e.Value, err)
+	}
 }

@@ -1019,6 +1019,10 @@ func (a *actor) control(ctx context.Context, req bus.Control) bus.ControlResult 
 					reason = "canceled by the operator"
 				}
 				r.release, r.holdReason = true, reason
+				// The hold is stored now, not only when the run's end
+				// arrives: a restart in between (its end then reaches
+				// no scheduler) must not start the issue again.
+				a.block(ctx, r.issue, r.runID, reason)
 				a.cancel(ctx, r, bus.RunCanceled, reason)
 				return res("run %s of %s canceled; the issue is held until cleared or its state changes", r.runID, r.issue.Identifier)
 			}
