@@ -3,6 +3,7 @@ package tracker
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
 	"github.com/vektah/gqlparser/v2/validator"
 )
 
@@ -127,6 +129,7 @@ func (f *fakeLinear) serve(w http.ResponseWriter, r *http.Request) {
 	case strings.Contains(req.Query, "query SymphonyIssuesByStates"):
 		op = "byStates"
 	}
+	nested := nestedLists(f.t, req.Query)
 	f.mu.Lock()
 	f.requests = append(f.requests, fakeRequest{Op: op, Vars: req.Variables})
 	n := len(f.requests)
@@ -148,7 +151,7 @@ func (f *fakeLinear) serve(w http.ResponseWriter, r *http.Request) {
 		var nodes []map[string]any
 		for _, iss := range issues {
 			if id, _ := iss["id"].(string); slices.Contains(ids, id) {
-				nodes = append(nodes, iss)
+				nodes = append(nodes, nested.cut(iss))
 			}
 		}
 		writePage(w, nodes, false, "")
@@ -161,7 +164,7 @@ func (f *fakeLinear) serve(w http.ResponseWriter, r *http.Request) {
 		for _, iss := range issues {
 			st, _ := iss["state"].(map[string]any)
 			if name, _ := st["name"].(string); slices.Contains(states, name) {
-				match = append(match, iss)
+				match = append(match, nested.cut(iss))
 			}
 		}
 		start := 0
@@ -174,6 +177,77 @@ func (f *fakeLinear) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, "unknown operation", http.StatusBadRequest)
 	}
+}
+
+// nestedList is how a document asks for one of an issue's lists (labels,
+// inverseRelations): the page size, and whether it selects pageInfo.
+type nestedList struct {
+	first    int
+	pageInfo bool
+}
+
+type nestedListSet map[string]nestedList
+
+// nestedLists reads, from the document itself, how it asks for the lists
+// inside an issue, so that the fake answers as Linear would: the first
+// `first` nodes, and pageInfo only when it is selected.
+func nestedLists(t testing.TB, doc string) nestedListSet {
+	q, err := parser.ParseQuery(&ast.Source{Input: doc})
+	if err != nil {
+		t.Errorf("parse document: %v", err)
+		return nil
+	}
+	out := nestedListSet{}
+	var walk func(ast.SelectionSet)
+	walk = func(set ast.SelectionSet) {
+		for _, sel := range set {
+			field, ok := sel.(*ast.Field)
+			if !ok {
+				continue
+			}
+			if field.Name == "labels" || field.Name == "inverseRelations" {
+				l := nestedList{}
+				if arg := field.Arguments.ForName("first"); arg != nil {
+					l.first, _ = strconv.Atoi(arg.Value.Raw)
+				}
+				for _, sub := range field.SelectionSet {
+					if f, ok := sub.(*ast.Field); ok && f.Name == "pageInfo" {
+						l.pageInfo = true
+					}
+				}
+				out[field.Name] = l
+			}
+			walk(field.SelectionSet)
+		}
+	}
+	for _, frag := range q.Fragments {
+		walk(frag.SelectionSet)
+	}
+	for _, op := range q.Operations {
+		walk(op.SelectionSet)
+	}
+	return out
+}
+
+// cut returns iss with its lists as the document asked for them.
+func (n nestedListSet) cut(iss map[string]any) map[string]any {
+	out := maps.Clone(iss)
+	for name, l := range n {
+		conn, ok := iss[name].(map[string]any)
+		if !ok {
+			continue
+		}
+		nodes, _ := conn["nodes"].([]any)
+		c := map[string]any{"nodes": nodes}
+		if l.first > 0 && len(nodes) > l.first {
+			c["nodes"] = nodes[:l.first]
+		}
+		if l.pageInfo {
+			c["pageInfo"] = map[string]any{"hasNextPage": len(nodes) > len(c["nodes"].([]any))}
+		}
+		out[name] = c
+	}
+	return out
 }
 
 func writePage(w http.ResponseWriter, nodes []map[string]any, next bool, cursor string) {

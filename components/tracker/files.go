@@ -183,6 +183,8 @@ func (f *files) load(ctx context.Context) ([]bus.Issue, int, error) {
 		}
 		parsed = append(parsed, fi)
 	}
+	parsed, clashing := f.dropClashes(parsed)
+	dropped += clashing
 	byIdent := map[string]bus.Issue{}
 	for _, p := range parsed {
 		byIdent[p.issue.Identifier] = p.issue
@@ -200,11 +202,52 @@ func (f *files) load(ctx context.Context) ([]bus.Issue, int, error) {
 			}
 			iss.BlockedBy = append(iss.BlockedBy, b)
 		}
-		f.rules.dispatchable(&iss)
+		f.rules.dispatchable(&iss, false)
 		out = append(out, iss)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Identifier < out[j].Identifier })
 	return out, dropped, nil
+}
+
+// dropClashes removes every file whose id or identifier another file also
+// has, logging which files clash, and returns the rest and how many it
+// removed. Two files for one issue would be two claims and two agents in
+// one workspace (<root>/<identifier>, so identifiers compare exactly, as
+// the path uses them); which of them is the real one is the operator's
+// call, so none is kept. Counted as dropped, they make a Refresh of their
+// id fail rather than answer "gone" or two issues.
+func (f *files) dropClashes(parsed []fileIssue) ([]fileIssue, int) {
+	byID := map[string][]string{}
+	byIdent := map[string][]string{}
+	for _, p := range parsed {
+		byID[p.issue.ID] = append(byID[p.issue.ID], p.path)
+		byIdent[p.issue.Identifier] = append(byIdent[p.issue.Identifier], p.path)
+	}
+	clash := map[string]bool{}    // paths to drop
+	reported := map[string]bool{} // "id\x00<value>", "identifier\x00<value>"
+	report := func(what, value string, paths []string) {
+		if len(paths) < 2 || reported[what+"\x00"+value] {
+			return
+		}
+		reported[what+"\x00"+value] = true
+		f.log.Warn("skipped issue files that describe the same issue", "files", strings.Join(paths, ", "),
+			"reason", fmt.Sprintf("%s %q is in %d files; none is used until one remains", what, value, len(paths)))
+		for _, path := range paths {
+			clash[path] = true
+		}
+	}
+	// In directory order, so the log reads the same at every poll.
+	for _, p := range parsed {
+		report("id", p.issue.ID, byID[p.issue.ID])
+		report("identifier", p.issue.Identifier, byIdent[p.issue.Identifier])
+	}
+	kept := parsed[:0]
+	for _, p := range parsed {
+		if !clash[p.path] {
+			kept = append(kept, p)
+		}
+	}
+	return kept, len(parsed) - len(kept)
 }
 
 // forgetAllBut drops the kept parses of files no longer listed.
@@ -264,9 +307,10 @@ func (f *files) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error) 
 	}
 	if dropped > 0 && len(out) < len(ids) {
 		// A requested issue may be one of the files that could not be
-		// read (caught half-saved, say): "gone" would stop its agent, so
-		// the answer is an error, never a partial result.
-		return nil, errorf(bus.TrackerMalformed, "refresh: %d issue file(s) in %s are malformed and %d requested issue(s) were not found", dropped, f.dir, len(ids)-len(out))
+		// read (caught half-saved, say) or that clash with another (see
+		// dropClashes): "gone" would stop its agent, so the answer is an
+		// error, never a partial result.
+		return nil, errorf(bus.TrackerMalformed, "refresh: %d issue file(s) in %s are malformed or share an id or identifier with another, and %d requested issue(s) were not found", dropped, f.dir, len(ids)-len(out))
 	}
 	return out, nil
 }

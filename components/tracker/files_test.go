@@ -289,3 +289,66 @@ func TestFilesKeepsParsesOfUnchangedFiles(t *testing.T) {
 		t.Errorf("kept parses %v after the file was removed", f.parsed)
 	}
 }
+
+// TestFilesDropsClashingIssues: files that share an id or an identifier
+// (two claims, two agents in one workspace) are all dropped, counted and
+// logged naming every file; the others still list, and a refresh of the
+// clashing id fails instead of answering two issues or "gone".
+func TestFilesDropsClashingIssues(t *testing.T) {
+	dir := t.TempDir()
+	writeIssue(t, dir, "ABC-1.md", "---\ntitle: one\nstate: Todo\n---\n")
+	writeIssue(t, dir, "ABC-2.md", "---\nidentifier: ABC-1\nid: id-2\ntitle: same identifier\nstate: Todo\n---\n")
+	writeIssue(t, dir, "ABC-3.md", "---\nid: ABC-1\ntitle: same id\nstate: Todo\n---\n")
+	writeIssue(t, dir, "ABC-4.md", "---\nid: shared\ntitle: four\nstate: Todo\n---\n")
+	writeIssue(t, dir, "ABC-5.md", "---\nid: shared\ntitle: five\nstate: In Progress\n---\n")
+	writeIssue(t, dir, "abc-1.md", "---\ntitle: other case, other workspace\nstate: Todo\n---\n")
+	writeIssue(t, dir, "OK-1.md", "---\ntitle: fine\nstate: Todo\nblocked_by: [ABC-1]\n---\n")
+	logs := &logBuf{}
+	f := newTestFiles(t, dir, "", logs)
+
+	got, dropped, err := f.Candidates(t.Context(), []string{"Todo", "In Progress"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idents []string
+	for _, iss := range got {
+		idents = append(idents, iss.Identifier)
+	}
+	if strings.Join(idents, ",") != "OK-1,abc-1" || dropped != 5 {
+		t.Fatalf("listed %v, dropped %d; want OK-1,abc-1 and 5 dropped", idents, dropped)
+	}
+	if got[0].Dispatchable {
+		t.Error("OK-1 is blocked by ABC-1, whose files clash: its state is unknown, so it must count as open")
+	}
+	lines := strings.Split(logs.String(), "\n")
+	for _, want := range [][]string{
+		{`identifier \"ABC-1\"`, "ABC-1.md", "ABC-2.md"},
+		{`id \"ABC-1\"`, "ABC-1.md", "ABC-3.md"},
+		{`id \"shared\"`, "ABC-4.md", "ABC-5.md"},
+	} {
+		found := false
+		for _, line := range lines {
+			if strings.Contains(line, want[0]) && strings.Contains(line, want[1]) && strings.Contains(line, want[2]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no log line gives the reason %s naming %s and %s:\n%s", want[0], want[1], want[2], logs)
+		}
+	}
+	for _, id := range []string{"ABC-1", "shared"} {
+		if ref, err := f.Refresh(t.Context(), []string{id}); err == nil || !strings.Contains(err.Error(), "share an id or identifier") {
+			t.Errorf("refresh %s answered %d issues (%v), want an error saying files clash", id, len(ref), err)
+		}
+	}
+
+	// Once the clash is resolved, the remaining file is used again.
+	for _, name := range []string{"ABC-2.md", "ABC-3.md"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ref, err := f.Refresh(t.Context(), []string{"ABC-1"}); err != nil || len(ref) != 1 || ref[0].Title != "one" {
+		t.Errorf("refresh ABC-1 after the clash was resolved: %+v %v", ref, err)
+	}
+}

@@ -156,10 +156,17 @@ func (l *linear) request(ctx context.Context, query string, vars map[string]any,
 	if err != nil {
 		return &Error{Class: bus.TrackerRequestError, Message: "reading Linear's response failed: " + err.Error(), Err: err}
 	}
-	if resp.StatusCode == http.StatusTooManyRequests {
-		return l.rateLimited(resp.Header, "HTTP 429")
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if resp.StatusCode == http.StatusTooManyRequests {
+			return l.rateLimited(resp.Header, "HTTP 429")
+		}
+		// Linear sends its rate limit as HTTP 400 with RATELIMITED in the
+		// body: read as a plain status error it would get no back-off, and
+		// every poll would hit the limit again and prolong it.
+		var ignored json.RawMessage
+		if limited, _ := decodeGraphQL(raw, &ignored); limited {
+			return l.rateLimited(resp.Header, fmt.Sprintf("HTTP %d, RATELIMITED", resp.StatusCode))
+		}
 		// A GraphQL error body may still explain a 400; include a little.
 		return errorf(bus.TrackerStatusError, "Linear answered HTTP %d: %s", resp.StatusCode, snippet(raw, l.apiKey))
 	}
@@ -295,6 +302,7 @@ type gqlIssue struct {
 		Nodes []struct {
 			Name *string `json:"name"`
 		} `json:"nodes"`
+		PageInfo *nestedPageInfo `json:"pageInfo"`
 	} `json:"labels"`
 	InverseRelations *struct {
 		Nodes []struct {
@@ -307,7 +315,22 @@ type gqlIssue struct {
 				} `json:"state"`
 			} `json:"issue"`
 		} `json:"nodes"`
+		PageInfo *nestedPageInfo `json:"pageInfo"`
 	} `json:"inverseRelations"`
+}
+
+// nestedPageInfo is the pageInfo of a list inside an issue (labels,
+// relations). Those lists are not paged further: hasNextPage only says the
+// issue has more than the documents ask for.
+type nestedPageInfo struct {
+	HasNextPage bool `json:"hasNextPage"`
+}
+
+func (p *nestedPageInfo) more() bool { return p != nil && p.HasNextPage }
+
+// unseen names the lists of an issue that Linear cut at their first page.
+type unseen struct {
+	labels, relations bool
 }
 
 type gqlIssuePage struct {
@@ -320,11 +343,13 @@ type gqlIssuePage struct {
 	} `json:"issues"`
 }
 
-// normalize turns one node into a bus.Issue, or explains what is missing.
-func normalizeLinear(raw json.RawMessage, r rules) (bus.Issue, error) {
+// normalizeLinear turns one node into a bus.Issue, or explains what is
+// missing; cut tells which of its lists Linear returned only in part (see
+// unseen.log).
+func normalizeLinear(raw json.RawMessage, r rules) (_ bus.Issue, cut unseen, _ error) {
 	var n gqlIssue
 	if err := json.Unmarshal(raw, &n); err != nil {
-		return bus.Issue{}, fmt.Errorf("issue node: %v", err)
+		return bus.Issue{}, cut, fmt.Errorf("issue node: %v", err)
 	}
 	who := "issue"
 	if n.ID != nil {
@@ -332,13 +357,13 @@ func normalizeLinear(raw json.RawMessage, r rules) (bus.Issue, error) {
 	}
 	switch {
 	case n.ID == nil || *n.ID == "":
-		return bus.Issue{}, fmt.Errorf("%s: missing id", who)
+		return bus.Issue{}, cut, fmt.Errorf("%s: missing id", who)
 	case n.Identifier == nil || *n.Identifier == "":
-		return bus.Issue{}, fmt.Errorf("%s: missing identifier", who)
+		return bus.Issue{}, cut, fmt.Errorf("%s: missing identifier", who)
 	case n.Title == nil:
-		return bus.Issue{}, fmt.Errorf("%s: missing title", who)
+		return bus.Issue{}, cut, fmt.Errorf("%s: missing title", who)
 	case n.State == nil || n.State.Name == nil || *n.State.Name == "":
-		return bus.Issue{}, fmt.Errorf("%s: missing state", who)
+		return bus.Issue{}, cut, fmt.Errorf("%s: missing state", who)
 	}
 	iss := bus.Issue{
 		ID:          *n.ID,
@@ -370,6 +395,7 @@ func normalizeLinear(raw json.RawMessage, r rules) (bus.Issue, error) {
 			}
 		}
 		iss.Labels = normLabels(names)
+		cut.labels = n.Labels.PageInfo.more()
 	}
 	if n.InverseRelations != nil {
 		for _, rel := range n.InverseRelations.Nodes {
@@ -382,9 +408,26 @@ func normalizeLinear(raw json.RawMessage, r rules) (bus.Issue, error) {
 			}
 			iss.BlockedBy = append(iss.BlockedBy, b)
 		}
+		cut.relations = n.InverseRelations.PageInfo.more()
 	}
-	r.dispatchable(&iss)
-	return iss, nil
+	r.dispatchable(&iss, cut.relations)
+	return iss, cut, nil
+}
+
+// log explains, for an issue with lists Linear cut short, what that means:
+// a Todo issue is held back (a relation not seen may be an open blocker);
+// a required label not seen makes the scheduler pass the issue over. An
+// issue in another state is not held back for its relations: blockers do
+// not count there, and a running agent would be stopped for nothing.
+func (c unseen) log(log *slog.Logger, iss bus.Issue) {
+	if c.relations && !iss.Dispatchable && normState(iss.State) == "todo" {
+		log.Warn("not dispatchable: Linear returned only the first page of the issue's relations, and a blocker may be among the rest",
+			"issue_id", iss.ID, "issue_identifier", iss.Identifier)
+	}
+	if c.labels {
+		log.Warn("Linear returned only the first page of the issue's labels; a required label among the rest is not seen",
+			"issue_id", iss.ID, "issue_identifier", iss.Identifier)
+	}
 }
 
 func nonEmpty(s *string) *string {
@@ -447,6 +490,11 @@ func (l *linear) byStates(ctx context.Context, states []string) ([]bus.Issue, in
 	dropped := 0
 	var after *string
 	seen := map[string]bool{}
+	// Pages move under the listing: an issue updated between two requests
+	// can come back on the next page. Listed twice, it would be claimed and
+	// run twice; the first copy is kept, and the repeats logged once.
+	listed := map[string]bool{}
+	var repeats []string
 	for page := 1; ; page++ {
 		if page > linearMaxPages {
 			return nil, 0, errorf(bus.TrackerPaginationError, "more than %d pages of issues; refusing to go on", linearMaxPages)
@@ -460,15 +508,25 @@ func (l *linear) byStates(ctx context.Context, states []string) ([]bus.Issue, in
 			return nil, 0, errorf(bus.TrackerMalformed, "page %d: issues or pageInfo missing", page)
 		}
 		for _, raw := range p.Issues.Nodes {
-			iss, err := normalizeLinear(raw, r)
+			iss, cut, err := normalizeLinear(raw, r)
 			if err != nil {
 				dropped++
 				l.log.Warn("dropped a malformed issue from the listing", "reason", scrub(err.Error(), l.apiKey), "page", page)
 				continue
 			}
+			if listed[iss.ID] {
+				repeats = append(repeats, iss.ID)
+				continue
+			}
+			listed[iss.ID] = true
+			cut.log(l.log, iss)
 			out = append(out, iss)
 		}
 		if !p.Issues.PageInfo.HasNextPage {
+			if len(repeats) > 0 {
+				l.log.Warn("Linear listed issues more than once; kept the first of each", "repeats", len(repeats),
+					"issue_ids", scrub(strings.Join(repeats[:min(len(repeats), 10)], ","), l.apiKey), "pages", page)
+			}
 			return out, dropped, nil
 		}
 		cur := p.Issues.PageInfo.EndCursor
@@ -523,13 +581,14 @@ func (l *linear) refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
 			return nil, errorf(bus.TrackerMalformed, "issues missing from the refresh answer")
 		}
 		for _, raw := range p.Issues.Nodes {
-			iss, err := normalizeLinear(raw, r)
+			iss, cut, err := normalizeLinear(raw, r)
 			if err != nil {
 				return nil, errorf(bus.TrackerMalformed, "refresh: %v", err)
 			}
 			if !slices.Contains(batch, iss.ID) {
 				return nil, errorf(bus.TrackerMalformed, "refresh: Linear returned issue %s that was not asked for", iss.ID)
 			}
+			cut.log(l.log, iss)
 			out = append(out, iss)
 		}
 	}

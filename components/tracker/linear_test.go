@@ -242,6 +242,135 @@ func TestNormalization(t *testing.T) {
 	}
 }
 
+// TestListsCutAtFirstPage: Linear returns an issue's labels and relations
+// only up to the document's `first` (the fake cuts them there too). A Todo
+// issue whose blocker is past the cut must not be dispatchable, whether
+// listed or refreshed; the cut is told apart from a list of exactly that
+// size, logged, and does not hold back an issue outside Todo, where blockers
+// do not count.
+func TestListsCutAtFirstPage(t *testing.T) {
+	for _, list := range []string{"labels(first: 50)", "inverseRelations(first: 50)"} {
+		if !strings.Contains(fragmentIssueFields, list) {
+			t.Fatalf("the fragment no longer asks for %s: update this test's sizes", list)
+		}
+	}
+	relations := func(others int, blocks bool) map[string]any {
+		nodes := []any{}
+		for i := range others {
+			nodes = append(nodes, map[string]any{"type": "related", "issue": map[string]any{
+				"id": fmt.Sprintf("uuid-r%d", i), "identifier": fmt.Sprintf("REL-%d", i), "state": map[string]any{"name": "Todo"}}})
+		}
+		if blocks {
+			nodes = append(nodes, map[string]any{"type": "blocks", "issue": map[string]any{
+				"id": "uuid-blocker", "identifier": "SYM-99", "state": map[string]any{"name": "In Progress"}}})
+		}
+		return map[string]any{"nodes": nodes}
+	}
+	labels := func(n int) map[string]any {
+		nodes := []any{}
+		for i := range n {
+			nodes = append(nodes, map[string]any{"name": fmt.Sprintf("label-%d", i)})
+		}
+		return map[string]any{"nodes": nodes}
+	}
+	with := func(n int, state, key string, v map[string]any) map[string]any {
+		m := linearIssue(n, state)
+		m[key] = v
+		return m
+	}
+	f := newFakeLinear(t)
+	f.setIssues([]map[string]any{
+		with(1, "Todo", "inverseRelations", relations(60, true)),        // the blocker is 61st
+		with(2, "Todo", "inverseRelations", relations(50, false)),       // exactly one page
+		with(3, "In Progress", "inverseRelations", relations(60, true)), // blockers do not count
+		with(4, "Todo", "labels", labels(61)),
+	})
+	logs := &logBuf{}
+	l := newTestLinear(t, f, "", logs)
+	got, _, err := l.Candidates(t.Context(), []string{"Todo", "In Progress"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]bus.Issue{}
+	for _, iss := range got {
+		by[iss.Identifier] = iss
+	}
+	if len(by["SYM-1"].BlockedBy) != 0 {
+		t.Fatalf("the fake did not cut the relations at 50: %+v", by["SYM-1"].BlockedBy)
+	}
+	if by["SYM-1"].Dispatchable {
+		t.Error("a Todo issue whose relations were cut is dispatchable: a blocker may be past the cut")
+	}
+	if !by["SYM-2"].Dispatchable || !by["SYM-3"].Dispatchable || !by["SYM-4"].Dispatchable {
+		t.Errorf("dispatchable: 50 relations %v, cut relations outside Todo %v, cut labels %v; want all true",
+			by["SYM-2"].Dispatchable, by["SYM-3"].Dispatchable, by["SYM-4"].Dispatchable)
+	}
+	if n := len(by["SYM-4"].Labels); n != 50 {
+		t.Errorf("SYM-4 has %d labels, want the first 50", n)
+	}
+	for _, want := range []string{"issue_identifier=SYM-1", "issue_identifier=SYM-4"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the cut list of %s was not logged:\n%s", want, logs)
+		}
+	}
+	for _, quiet := range []string{"issue_identifier=SYM-2", "issue_identifier=SYM-3"} {
+		if strings.Contains(logs.String(), quiet) {
+			t.Errorf("logged %s, whose dispatch the cut does not change:\n%s", quiet, logs)
+		}
+	}
+	ref, err := l.Refresh(t.Context(), []string{"uuid-001"})
+	if err != nil || len(ref) != 1 || ref[0].Dispatchable {
+		t.Errorf("refresh of SYM-1: %+v %v, want it not dispatchable", ref, err)
+	}
+}
+
+// TestRepeatedIssueAcrossPagesListedOnce: pages shift while a listing is
+// read, so an issue can come back on a later page; it is listed once (the
+// first copy, in order) and the repeats are logged once per listing.
+func TestRepeatedIssueAcrossPagesListedOnce(t *testing.T) {
+	f := newFakeLinear(t)
+	f.inject = func(w http.ResponseWriter, n int, op string) bool {
+		switch n % 3 {
+		case 1:
+			writePage(w, []map[string]any{linearIssue(1, "Todo"), linearIssue(2, "Todo")}, true, "c1")
+		case 2:
+			second := linearIssue(2, "Todo")
+			second["title"] = "moved while listing"
+			writePage(w, []map[string]any{second, linearIssue(3, "Todo")}, true, "c2")
+		default:
+			writePage(w, []map[string]any{linearIssue(1, "Todo"), linearIssue(4, "Todo")}, false, "")
+		}
+		return true
+	}
+	logs := &logBuf{}
+	l := newTestLinear(t, f, "", logs)
+	for listing := 1; listing <= 2; listing++ {
+		got, dropped, err := l.Candidates(t.Context(), []string{"Todo"})
+		if err != nil || dropped != 0 {
+			t.Fatalf("listing %d: %v (dropped %d)", listing, err, dropped)
+		}
+		var idents []string
+		for _, iss := range got {
+			idents = append(idents, iss.Identifier)
+		}
+		if strings.Join(idents, ",") != "SYM-1,SYM-2,SYM-3,SYM-4" || got[1].Title != "Issue 2" {
+			t.Errorf("listing %d: %v (SYM-2 %q), want each issue once, the first copy, in order", listing, idents, got[1].Title)
+		}
+		warned := 0
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, "more than once") {
+				warned++
+				if !strings.Contains(line, "repeats=2") || !strings.Contains(line, "uuid-002,uuid-001") {
+					t.Errorf("the warning does not name the repeats: %s", line)
+				}
+			}
+		}
+		if warned != listing {
+			t.Errorf("after %d listings, %d warnings; want one per listing:\n%s", listing, warned, logs)
+		}
+	}
+}
+
 func TestMalformedRecordDroppedFromPollFailsRefresh(t *testing.T) {
 	f := newFakeLinear(t)
 	bad := linearIssue(2, "Todo")
@@ -285,6 +414,23 @@ func TestErrorCategories(t *testing.T) {
 			fmt.Fprint(w, `{"data":null,"errors":[{"message":"Rate limit exceeded","extensions":{"code":"RATELIMITED"}}]}`)
 			return true
 		}, bus.TrackerRateLimited, 30 * time.Second},
+		// Linear's usual rate-limit answer: HTTP 400 with RATELIMITED.
+		{"400 with RATELIMITED and retry-after", func(w http.ResponseWriter, n int, op string) bool {
+			w.Header().Set("Retry-After", "120")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"errors":[{"message":"Rate limit exceeded","extensions":{"code":"RATELIMITED","statusCode":429}}]}`)
+			return true
+		}, bus.TrackerRateLimited, 120 * time.Second},
+		{"400 with RATELIMITED and no reset", func(w http.ResponseWriter, n int, op string) bool {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"errors":[{"message":"Rate limit exceeded","extensions":{"type":"ratelimited"}}]}`)
+			return true
+		}, bus.TrackerRateLimited, defaultRateLimitWait},
+		{"400 with another graphql error", func(w http.ResponseWriter, n int, op string) bool {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"errors":[{"message":"Argument 'first' is invalid","extensions":{"code":"INVALID_INPUT"}}]}`)
+			return true
+		}, bus.TrackerStatusError, 0},
 		{"graphql errors", func(w http.ResponseWriter, n int, op string) bool {
 			fmt.Fprint(w, `{"data":null,"errors":[{"message":"Field 'x' doesn't exist"}]}`)
 			return true
@@ -430,34 +576,50 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	}
 }
 
-// TestRateLimitBackOff: after a 429 the adapter sends nothing until the
-// provider's retry-after has passed.
+// TestRateLimitBackOff: after a rate limit, a 429 or Linear's 400 with
+// RATELIMITED in the body, the adapter sends nothing until the provider's
+// retry-after (seconds or a date) has passed.
 func TestRateLimitBackOff(t *testing.T) {
-	f := newFakeLinear(t)
-	f.setIssues([]map[string]any{linearIssue(1, "Todo")})
-	f.inject = func(w http.ResponseWriter, n int, op string) bool {
-		if n == 1 {
+	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for name, limit := range map[string]func(w http.ResponseWriter){
+		"429 with retry-after seconds": func(w http.ResponseWriter) {
 			w.Header().Set("Retry-After", "30")
-			w.WriteHeader(429)
-			return true
-		}
-		return false
-	}
-	l := newTestLinear(t, f, "", nil)
-	clock := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	l.now = func() time.Time { return clock }
-	if _, _, err := l.Candidates(t.Context(), []string{"Todo"}); err == nil {
-		t.Fatal("first call should be rate limited")
-	}
-	clock = clock.Add(29 * time.Second)
-	_, _, err := l.Candidates(t.Context(), []string{"Todo"})
-	class, retry := classOf(err)
-	if class != bus.TrackerRateLimited || retry != time.Second || len(f.ops()) != 1 {
-		t.Errorf("within the window: %v (retry %v), %d requests sent", err, retry, len(f.ops()))
-	}
-	clock = clock.Add(2 * time.Second)
-	if got, _, err := l.Candidates(t.Context(), []string{"Todo"}); err != nil || len(got) != 1 {
-		t.Errorf("after the window: %v", err)
+			w.WriteHeader(http.StatusTooManyRequests)
+		},
+		"400 RATELIMITED with a retry-after date": func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", start.Add(30*time.Second).Format(http.TimeFormat))
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"errors":[{"message":"Rate limit exceeded","extensions":{"code":"RATELIMITED"}}]}`)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeLinear(t)
+			f.setIssues([]map[string]any{linearIssue(1, "Todo")})
+			f.inject = func(w http.ResponseWriter, n int, op string) bool {
+				if n == 1 {
+					limit(w)
+					return true
+				}
+				return false
+			}
+			l := newTestLinear(t, f, "", nil)
+			clock := start
+			l.now = func() time.Time { return clock }
+			_, _, err := l.Candidates(t.Context(), []string{"Todo"})
+			if class, retry := classOf(err); class != bus.TrackerRateLimited || retry != 30*time.Second {
+				t.Fatalf("first call: %v (class %s, retry %v), want rate_limited for 30s", err, class, retry)
+			}
+			clock = clock.Add(29 * time.Second)
+			_, _, err = l.Candidates(t.Context(), []string{"Todo"})
+			class, retry := classOf(err)
+			if class != bus.TrackerRateLimited || retry != time.Second || len(f.ops()) != 1 {
+				t.Errorf("within the window: %v (retry %v), %d requests sent", err, retry, len(f.ops()))
+			}
+			clock = clock.Add(2 * time.Second)
+			if got, _, err := l.Candidates(t.Context(), []string{"Todo"}); err != nil || len(got) != 1 {
+				t.Errorf("after the window: %v", err)
+			}
+		})
 	}
 }
 
@@ -485,7 +647,8 @@ func FuzzDecodeGraphQL(f *testing.F) {
 	for _, s := range []string{
 		`{"data":{"issues":{"nodes":[],"pageInfo":{"hasNextPage":false,"endCursor":null}}}}`,
 		`{"errors":[{"message":"x","extensions":{"code":"RATELIMITED"}}]}`,
-		`{"data":null}`, `[]`, `{"data":{"issues":{"nodes":[{"id":"a","identifier":"A-1","title":"t","state":{"name":"Todo"},"priority":1e308,"inverseRelations":{"nodes":[{"type":"blocks","issue":null}]}}]}}}`,
+		`{"data":null}`, `[]`,
+		`{"data":{"issues":{"nodes":[{"id":"a","identifier":"A-1","title":"t","state":{"name":"Todo"},"assignee":{"id":"me-id"},"inverseRelations":{"nodes":[],"pageInfo":{"hasNextPage":true}}}]}}}`, `{"data":{"issues":{"nodes":[{"id":"a","identifier":"A-1","title":"t","state":{"name":"Todo"},"priority":1e308,"inverseRelations":{"nodes":[{"type":"blocks","issue":null}]}}]}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -503,9 +666,12 @@ func FuzzDecodeGraphQL(f *testing.F) {
 			return
 		}
 		for _, n := range p.Issues.Nodes {
-			iss, err := normalizeLinear(n, r)
+			iss, cut, err := normalizeLinear(n, r)
 			if err == nil && (iss.ID == "" || iss.Identifier == "" || iss.State == "" || iss.Labels == nil || iss.BlockedBy == nil) {
 				t.Fatalf("accepted an incomplete issue %+v", iss)
+			}
+			if err == nil && cut.relations && normState(iss.State) == "todo" && iss.Dispatchable {
+				t.Fatalf("a Todo issue with relations not seen is dispatchable: %+v", iss)
 			}
 		}
 	})

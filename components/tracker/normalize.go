@@ -41,14 +41,20 @@ func normLabels(in []string) []string {
 
 // dispatchable sets iss.Dispatchable: false when an assignee filter does not
 // match, or when the issue is in Todo and any blocker is not terminal (a
-// blocker whose state is unknown counts as open).
-func (r rules) dispatchable(iss *bus.Issue) {
+// blocker whose state is unknown counts as open). unseenBlockers says the
+// provider returned only part of the issue's relations: one not seen may be
+// an open blocker, so a Todo issue is held back as if it were.
+func (r rules) dispatchable(iss *bus.Issue, unseenBlockers bool) {
 	iss.Dispatchable = true
 	if r.assignee != "" && (iss.AssigneeID == nil || *iss.AssigneeID != r.assignee) {
 		iss.Dispatchable = false
 		return
 	}
 	if normState(iss.State) != "todo" {
+		return
+	}
+	if unseenBlockers {
+		iss.Dispatchable = false
 		return
 	}
 	for _, b := range iss.BlockedBy {
