@@ -1,7 +1,6 @@
 package workspace
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,13 +9,15 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/symphony-oss/symphony/bus"
 )
 
 // Hook output limits.
 const (
-	// MaxHookOutput is how much of a hook's combined output is kept.
+	// MaxHookOutput is how much of a hook's combined output is kept: its
+	// first and its last halves.
 	MaxHookOutput = 64 << 10
 	// LogHookOutput is how much of it goes into logs and events.
 	LogHookOutput = 4 << 10
@@ -50,32 +51,72 @@ func (e *HookError) Code() string {
 	return "hook_failed"
 }
 
-// capped keeps the first MaxHookOutput bytes written to it.
+// The kept output is split between its start (what the hook was doing)
+// and its end (why it failed).
+const (
+	keepHead = MaxHookOutput / 2
+	keepTail = MaxHookOutput - keepHead
+)
+
+// capped keeps the first keepHead and the last keepTail bytes written to
+// it, so memory stays bounded however much a hook prints and the error a
+// hook ends with is never the part dropped.
 type capped struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	lost int
+	mu    sync.Mutex
+	head  []byte
+	tail  []byte // ring of the latest bytes after head, full once len is keepTail
+	next  int    // where the ring's oldest byte is (and the next write goes) once full
+	after int64  // bytes written after head, kept or not
 }
 
 func (c *capped) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if room := MaxHookOutput - c.buf.Len(); room > 0 {
-		c.buf.Write(p[:min(room, len(p))])
-		c.lost += max(0, len(p)-room)
-	} else {
-		c.lost += len(p)
+	n := len(p)
+	if room := keepHead - len(c.head); room > 0 {
+		k := min(room, len(p))
+		c.head = append(c.head, p[:k]...)
+		p = p[k:]
 	}
-	return len(p), nil
+	if len(p) == 0 {
+		return n, nil
+	}
+	c.after += int64(len(p))
+	if c.tail == nil {
+		c.tail = make([]byte, 0, keepTail)
+	}
+	if len(p) >= keepTail {
+		c.tail, c.next = append(c.tail[:0], p[len(p)-keepTail:]...), 0
+		return n, nil
+	}
+	if room := keepTail - len(c.tail); room > 0 {
+		k := min(room, len(p))
+		c.tail = append(c.tail, p[:k]...)
+		p = p[k:]
+	}
+	for len(p) > 0 {
+		k := copy(c.tail[c.next:], p)
+		c.next = (c.next + k) % keepTail
+		p = p[k:]
+	}
+	return n, nil
 }
 
+// String is the head, a note of how much was dropped, and the tail (from
+// its first whole UTF-8 character).
 func (c *capped) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.lost > 0 {
-		return c.buf.String() + fmt.Sprintf("\n[… %d more bytes not kept]", c.lost)
+	tail := append(append(make([]byte, 0, len(c.tail)), c.tail[c.next:]...), c.tail[:c.next]...)
+	lost := c.after - int64(len(tail))
+	if lost == 0 {
+		return string(c.head) + string(tail)
 	}
-	return c.buf.String()
+	for len(tail) > 0 && !utf8.RuneStart(tail[0]) {
+		tail = tail[1:]
+		lost++
+	}
+	return fmt.Sprintf("%s\n[… %d bytes not kept]\n%s", c.head, lost, tail)
 }
 
 // hookEnv is the hook's environment: the parent's, minus the tracker

@@ -77,23 +77,75 @@ func contained(root, path string) error {
 	return nil
 }
 
-// ensure creates the workspace directory if it is missing. created reports
-// whether this call created it. An existing path must be a directory whose
-// real location is inside the root.
-func ensure(root, path string) (created bool, err error) {
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return false, fmt.Errorf("create workspace root: %w", err)
+// markerSuffix ends the name of the file that marks a workspace whose
+// creation has not finished. The marker for <root>/<id> is
+// <root>/.<id>.creating: beside the workspace, not in it (so after_create
+// and the agent never see it), and never a workspace name itself, since
+// '.' fails the identifier rule.
+const markerSuffix = ".creating"
+
+// markerPath returns the creation marker's path for identifier, which has
+// passed the identifier rule.
+func markerPath(root, identifier string) string {
+	return filepath.Join(root, "."+identifier+markerSuffix)
+}
+
+// hasMarker reports whether a creation marker is present. Any kind of file
+// counts, a symlink included (it is never followed).
+func hasMarker(marker string) (bool, error) {
+	_, err := os.Lstat(marker)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("inspect creation marker: %w", err)
 	}
+	return true, nil
+}
+
+// writeMarker records that the workspace is about to be created,
+// so that a crash before after_create finishes leaves evidence the next
+// Prepare acts on. O_EXCL never follows a planted symlink; a marker already
+// there (an earlier unfinished creation) serves as well.
+func writeMarker(marker string) error {
+	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("write creation marker: %w", err)
+	}
+	_, werr := f.WriteString("symphony: this workspace's creation (after_create) has not finished; the next prepare recreates it\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("write creation marker: %w", werr)
+	}
+	// Not synced to the disk: like the store without --sync-always, the
+	// marker guards against a crash of the process (the page cache keeps
+	// both entries), not of the machine; an fsync here would cost every
+	// new workspace milliseconds on the way to the agent's start.
+	return nil
+}
+
+// removeMarker deletes the creation marker (the link itself, if one was
+// planted); a missing marker is fine.
+func removeMarker(marker string) error {
+	if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove creation marker: %w", err)
+	}
+	return nil
+}
+
+// existing inspects the workspace path. It reports false when nothing is
+// there; anything there must be a real directory whose location is inside
+// the root.
+func existing(root, path string) (bool, error) {
 	st, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if err := os.Mkdir(path, 0o755); err != nil {
-			if errors.Is(err, os.ErrExist) {
-				return ensure(root, path)
-			}
-			return false, fmt.Errorf("create workspace: %w", err)
-		}
-		return true, contained(root, path)
+		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("inspect workspace: %w", err)
 	}
@@ -109,7 +161,7 @@ func ensure(root, path string) (created bool, err error) {
 	if !st.IsDir() {
 		return false, &codedError{code: "not_a_directory", err: fmt.Errorf("%w: %s", ErrNotDirectory, path)}
 	}
-	return false, contained(root, path)
+	return true, contained(root, path)
 }
 
 // hookRunner runs a named hook script for an issue in a workspace.
@@ -117,6 +169,11 @@ type hookRunner func(ctx context.Context, name, script string, issue bus.Issue, 
 
 // Prepare creates or reuses the issue's workspace. after_create runs only
 // when the directory is new; if it fails the new directory is removed.
+//
+// A creation marker (see markerPath) exists from before the mkdir until
+// after_create has succeeded. Finding one means an earlier creation was cut
+// short (Symphony killed during a clone, say): the directory is discarded
+// and created again, with after_create, instead of being reused half-made.
 func (m *Manager) Prepare(ctx context.Context, cfg bus.Config, issue bus.Issue, run hookRunner) (bus.WorkspaceReady, error) {
 	path, err := Path(cfg.Workspace.Root, issue.Identifier)
 	if err != nil {
@@ -124,22 +181,68 @@ func (m *Manager) Prepare(ctx context.Context, cfg bus.Config, issue bus.Issue, 
 	}
 	defer m.lock(issue.Identifier)()
 	root := filepath.Dir(path)
-	created, err := ensure(root, path)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return bus.WorkspaceReady{}, fmt.Errorf("create workspace root: %w", err)
+	}
+	marker := markerPath(root, issue.Identifier)
+	unfinished, err := hasMarker(marker)
 	if err != nil {
-		if created {
-			_ = os.RemoveAll(path)
-		}
 		return bus.WorkspaceReady{}, err
 	}
-	if created && strings.TrimSpace(cfg.Hooks.AfterCreate) != "" {
-		if _, err := run(ctx, bus.HookAfterCreate, cfg.Hooks.AfterCreate, issue, path); err != nil {
-			if rmErr := os.RemoveAll(path); rmErr != nil {
-				err = errors.Join(err, fmt.Errorf("remove half-made workspace: %w", rmErr))
-			}
-			return bus.WorkspaceReady{}, fmt.Errorf("after_create: %w", err)
+	found, err := existing(root, path)
+	if err != nil {
+		// A symlink or a file at the path is refused whether or not a
+		// creation was under way: it is never followed or removed here.
+		return bus.WorkspaceReady{}, err
+	}
+	switch {
+	case found && !unfinished:
+		return bus.WorkspaceReady{Path: path}, nil
+	case found:
+		// No before_remove: this never was a finished workspace, and its
+		// hook could act on a half-cloned tree. existing has checked it
+		// is a real directory inside the root; RemoveAll does not follow
+		// symlinks within it.
+		if err := os.RemoveAll(path); err != nil {
+			return bus.WorkspaceReady{}, fmt.Errorf("discard unfinished workspace %s: %w", path, err)
 		}
 	}
-	return bus.WorkspaceReady{Path: path, CreatedNow: created}, nil
+	if err := writeMarker(marker); err != nil {
+		return bus.WorkspaceReady{}, err
+	}
+	if err := os.Mkdir(path, 0o755); err != nil {
+		// Nothing was made; the marker would only make a later Prepare
+		// discard a directory that is not ours.
+		return bus.WorkspaceReady{}, errors.Join(fmt.Errorf("create workspace: %w", err), removeMarker(marker))
+	}
+	if err := contained(root, path); err != nil {
+		return bus.WorkspaceReady{}, abandon(path, marker, err)
+	}
+	if strings.TrimSpace(cfg.Hooks.AfterCreate) != "" {
+		if _, err := run(ctx, bus.HookAfterCreate, cfg.Hooks.AfterCreate, issue, path); err != nil {
+			return bus.WorkspaceReady{}, abandon(path, marker, fmt.Errorf("after_create: %w", err))
+		}
+	}
+	if err := removeMarker(marker); err != nil {
+		// Left in place, the marker would make the next Prepare redo the
+		// creation, which is safe; reporting it keeps this run out of a
+		// workspace that is about to be discarded.
+		return bus.WorkspaceReady{}, fmt.Errorf("finish workspace creation: %w", err)
+	}
+	return bus.WorkspaceReady{Path: path, CreatedNow: true}, nil
+}
+
+// abandon removes a workspace whose creation failed, then its marker. The
+// marker stays if the directory could not be removed, so the next Prepare
+// tries again rather than reusing what is left.
+func abandon(path, marker string, cause error) error {
+	if err := os.RemoveAll(path); err != nil {
+		return errors.Join(cause, fmt.Errorf("remove half-made workspace: %w", err))
+	}
+	if err := removeMarker(marker); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
 }
 
 // Hook runs before_run or after_run in the issue's existing workspace.
@@ -173,25 +276,37 @@ func (m *Manager) Hook(ctx context.Context, cfg bus.Config, name string, issue b
 
 // Remove runs before_remove (failure logged by the runner, removal goes
 // on) and deletes the workspace. A symlink at the path is removed itself,
-// never followed, and no hook runs in its target.
+// never followed, and no hook runs in its target. A workspace whose
+// creation never finished (its marker is there) gets no before_remove
+// either, for the reason Prepare gives; the marker goes after it.
 func (m *Manager) Remove(ctx context.Context, cfg bus.Config, issue bus.Issue, run hookRunner) (bus.WorkspaceRemoved, error) {
 	path, err := Path(cfg.Workspace.Root, issue.Identifier)
 	if err != nil {
 		return bus.WorkspaceRemoved{}, err
 	}
 	defer m.lock(issue.Identifier)()
+	marker := markerPath(filepath.Dir(path), issue.Identifier)
+	unfinished, err := hasMarker(marker)
+	if err != nil {
+		return bus.WorkspaceRemoved{}, err
+	}
 	st, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return bus.WorkspaceRemoved{Path: path}, nil
+		return bus.WorkspaceRemoved{Path: path}, removeMarker(marker)
 	}
 	if err != nil {
 		return bus.WorkspaceRemoved{}, fmt.Errorf("inspect workspace: %w", err)
 	}
-	if st.IsDir() && strings.TrimSpace(cfg.Hooks.BeforeRemove) != "" {
+	if st.IsDir() && !unfinished && strings.TrimSpace(cfg.Hooks.BeforeRemove) != "" {
 		_, _ = run(ctx, bus.HookBeforeRemove, cfg.Hooks.BeforeRemove, issue, path)
 	}
 	if err := os.RemoveAll(path); err != nil {
 		return bus.WorkspaceRemoved{}, fmt.Errorf("remove workspace %s: %w", path, err)
+	}
+	// Only after the directory is gone: a marker without it is harmless,
+	// a directory without its marker would be reused half-made.
+	if err := removeMarker(marker); err != nil {
+		return bus.WorkspaceRemoved{Path: path, Existed: true}, err
 	}
 	return bus.WorkspaceRemoved{Path: path, Existed: true}, nil
 }

@@ -3,6 +3,7 @@ package workspace
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,6 +142,9 @@ func TestFailuresAndRefusals(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "ABC-2")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("the half-made workspace was not removed")
 	}
+	if _, err := os.Lstat(markerPath(root, "ABC-2")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the failed creation's marker was left behind")
+	}
 	// after_create timing out also aborts and removes.
 	cfg = cfgWith(root, bus.HooksConfig{AfterCreate: "sleep 30", TimeoutMS: 200})
 	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-3"), plainRunner(cfg, testEnviron(t))); !errors.As(err, &he) || !he.TimedOut {
@@ -200,6 +204,133 @@ func TestFailuresAndRefusals(t *testing.T) {
 	cfg = cfgWith(root, bus.HooksConfig{BeforeRemove: "exit 1"})
 	if rm, err := m.Remove(t.Context(), cfg, issue("ABC-6"), plainRunner(cfg, testEnviron(t))); err != nil || !rm.Existed {
 		t.Errorf("before_remove failure must not stop removal: %+v %v", rm, err)
+	}
+}
+
+// TestUnfinishedCreationIsRedone: a workspace whose after_create was cut
+// short (Symphony killed mid-clone) is discarded and created again, hook
+// included, not reused half-made; a finished one is reused untouched.
+func TestUnfinishedCreationIsRedone(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "ws")
+	removed := filepath.Join(base, "before-remove-ran")
+	// after_create checks its marker is there while it runs, beside the
+	// workspace and not inside it.
+	cfg := cfgWith(root, bus.HooksConfig{
+		AfterCreate:  `test -f "../.$ISSUE_IDENTIFIER.creating" && ! test -e .creating && echo created >> log`,
+		BeforeRemove: "touch " + removed,
+	})
+	var m Manager
+	run := plainRunner(cfg, testEnviron(t))
+
+	// What a crash during after_create leaves: the directory, part of a
+	// clone in it, and the marker.
+	half := filepath.Join(root, "ABC-20")
+	if err := os.MkdirAll(filepath.Join(half, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(half, "partial"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(markerPath(root, "ABC-20"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Prepare(t.Context(), cfg, issue("ABC-20"), run)
+	if err != nil || !r.CreatedNow || r.Path != half {
+		t.Fatalf("prepare after an unfinished creation: %+v %v", r, err)
+	}
+	if log, _ := os.ReadFile(filepath.Join(half, "log")); string(log) != "created\n" {
+		t.Errorf("after_create must run once on the recreated workspace: %q", log)
+	}
+	for _, old := range []string{"partial", ".git"} {
+		if _, err := os.Lstat(filepath.Join(half, old)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s from the unfinished creation survived", old)
+		}
+	}
+	if _, err := os.Lstat(markerPath(root, "ABC-20")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the marker outlived a successful creation")
+	}
+	if _, err := os.Stat(removed); err == nil {
+		t.Error("before_remove ran on a workspace that was never finished")
+	}
+	// Now finished: reused as it is, no hook.
+	if r, err := m.Prepare(t.Context(), cfg, issue("ABC-20"), run); err != nil || r.CreatedNow {
+		t.Fatalf("second prepare: %+v %v", r, err)
+	}
+	if log, _ := os.ReadFile(filepath.Join(half, "log")); string(log) != "created\n" {
+		t.Errorf("after_create ran on reuse: %q", log)
+	}
+
+	// A workspace without a marker (finished before this version, or made
+	// by hand) is reused without the hook, its content kept.
+	done := filepath.Join(root, "ABC-21")
+	if err := os.Mkdir(done, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(done, "work"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := m.Prepare(t.Context(), cfg, issue("ABC-21"), run); err != nil || r.CreatedNow {
+		t.Fatalf("prepare of a finished workspace: %+v %v", r, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(done, "work")); string(got) != "kept" {
+		t.Error("a finished workspace's content was lost")
+	}
+	if _, err := os.Stat(filepath.Join(done, "log")); err == nil {
+		t.Error("after_create ran on a finished workspace")
+	}
+
+	// A marker beside a symlink: the link is refused like any other, and
+	// neither it nor its target is removed.
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "precious"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "ABC-22")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(markerPath(root, "ABC-22"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Prepare(t.Context(), cfg, issue("ABC-22"), run); !errors.Is(err, ErrOutsideRoot) {
+		t.Errorf("marker beside a symlink: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "precious")); err != nil {
+		t.Error("the symlink's target was touched")
+	}
+	if _, err := os.Lstat(link); err != nil {
+		t.Error("the symlink was removed by Prepare")
+	}
+	// A marker that is itself a planted symlink is never written through.
+	if err := os.Symlink(filepath.Join(outside, "precious"), markerPath(root, "ABC-23")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := m.Prepare(t.Context(), cfg, issue("ABC-23"), run); err != nil || !r.CreatedNow {
+		t.Fatalf("prepare with a symlinked marker: %+v %v", r, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(outside, "precious")); err != nil || len(got) != 0 {
+		t.Errorf("the marker link's target was written or removed: %q %v", got, err)
+	}
+
+	// Removing an unfinished workspace removes it and its marker, without
+	// before_remove.
+	if err := os.MkdirAll(filepath.Join(root, "ABC-24"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(markerPath(root, "ABC-24"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rm, err := m.Remove(t.Context(), cfg, issue("ABC-24"), run); err != nil || !rm.Existed {
+		t.Fatalf("remove of an unfinished workspace: %+v %v", rm, err)
+	}
+	if _, err := os.Stat(removed); err == nil {
+		t.Error("before_remove ran on a workspace that was never finished")
+	}
+	for _, p := range []string{filepath.Join(root, "ABC-24"), markerPath(root, "ABC-24")} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s survived removal", p)
+		}
 	}
 }
 
@@ -315,11 +446,40 @@ func TestOutputIsCapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) > MaxHookOutput+100 || !strings.Contains(out, "more bytes not kept") {
+	if len(out) > MaxHookOutput+100 || !strings.Contains(out, "bytes not kept]") {
 		t.Errorf("output %d bytes", len(out))
 	}
 	if tr := truncate(out, LogHookOutput); len(tr) > LogHookOutput+40 {
 		t.Errorf("log excerpt %d bytes", len(tr))
+	}
+}
+
+// TestCappedKeepsHeadAndTail: however the output arrives, what is kept is
+// exactly its start and its end, with the count of what is between.
+func TestCappedKeepsHeadAndTail(t *testing.T) {
+	var all strings.Builder
+	for i := 0; all.Len() < 3*MaxHookOutput; i++ {
+		fmt.Fprintf(&all, "line %d\n", i)
+	}
+	full := all.String()
+	for _, chunk := range []int{1, 7, 4096, keepTail - 1, keepTail, keepTail + 1, len(full)} {
+		var c capped
+		for rest := full; len(rest) > 0; {
+			k := min(chunk, len(rest))
+			if n, err := c.Write([]byte(rest[:k])); n != k || err != nil {
+				t.Fatalf("write: %d %v", n, err)
+			}
+			rest = rest[k:]
+		}
+		want := fmt.Sprintf("%s\n[… %d bytes not kept]\n%s", full[:keepHead], len(full)-MaxHookOutput, full[len(full)-keepTail:])
+		if got := c.String(); got != want {
+			t.Errorf("chunks of %d: kept %d bytes, not the head and tail of the output", chunk, len(got))
+		}
+	}
+	var short capped
+	_, _ = short.Write([]byte("small\n"))
+	if got := short.String(); got != "small\n" {
+		t.Errorf("short output = %q", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,49 @@ func TestComponentOverTheBus(t *testing.T) {
 	rm, err := bus.Ask(t.Context(), b, bus.WorkspaceRemove, bus.RemoveWorkspace{Issue: iss})
 	if err != nil || !rm.Existed {
 		t.Errorf("remove: %+v %v", rm, err)
+	}
+}
+
+// TestLongHookOutputKeepsTheError: a hook that prints a lot and then fails
+// is reported by its last line, in the error and in the published event.
+func TestLongHookOutputKeepsTheError(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	comp, err := New(Options{Bus: b, Environ: func() []string { return testEnviron(t) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := bus.Subscribe(t.Context(), b, bus.WorkspaceHookEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cfgWith(t.TempDir(), bus.HooksConfig{TimeoutMS: 10000})
+	script := `head -c 100000 /dev/zero | tr '\0' x; echo; echo "fatal: the real reason" >&2; exit 3`
+	_, err = comp.runner(cfg, "run-2")(t.Context(), bus.HookBeforeRun, script, issue("ABC-12"), t.TempDir())
+	var he *HookError
+	if !errors.As(err, &he) || he.ExitCode != 3 || !strings.HasSuffix(err.Error(), "fatal: the real reason") {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.HasSuffix(he.Output, "fatal: the real reason\n") || len(he.Output) > MaxHookOutput+100 {
+		t.Errorf("kept output: %d bytes, ends %q", len(he.Output), he.Output[max(0, len(he.Output)-60):])
+	}
+	for {
+		select {
+		case m := <-events.C():
+			ev := m.Data
+			if ev.Phase == bus.HookStarted {
+				continue
+			}
+			if ev.Phase != bus.HookFailed || ev.ExitCode != 3 || !strings.HasSuffix(ev.Output, "fatal: the real reason\n") ||
+				!strings.Contains(ev.Error, "fatal: the real reason") || len(ev.Output) > LogHookOutput+40 {
+				t.Errorf("event: phase %s exit %d error %q output %d bytes ending %q", ev.Phase, ev.ExitCode, ev.Error, len(ev.Output), ev.Output[max(0, len(ev.Output)-60):])
+			}
+			return
+		case <-time.After(testTimeout):
+			t.Fatal("no hook event")
+		}
 	}
 }
