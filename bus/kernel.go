@@ -74,6 +74,9 @@ type Bus struct {
 	dataDir   string
 	listenURL string
 	tokenFile string
+	// token authenticates in-process connections when the listener is on
+	// (see Connection).
+	token     string
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -264,6 +267,7 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	if token != "" {
 		copts = append(copts, nats.Token(token))
 	}
+	b.token = token
 	nc, err := nats.Connect("", copts...)
 	if err != nil {
 		return b, fmt.Errorf("bus: connect in-process: %w", err)
@@ -421,6 +425,37 @@ func sameStreamConfig(have, want jetstream.StreamConfig) bool {
 // listener's URL, next to the token, so `symphony runs` and `replay` can
 // reach a running instance.
 const URLFileName = "nats-url"
+
+// Connection opens another in-process connection to this kernel's server,
+// as a Bus of its own: Close closes only that connection. The server closes
+// a connection whose outbound data falls 64 MiB behind (a slow consumer),
+// and every subscription and pending publish on it fails with it. A
+// component whose readers the outside world paces (the dashboard, whose
+// followers are as slow as the browsers reading them) gets a connection of
+// its own, so a slow reader can never cut the agents' events off from the
+// store.
+func (b *Bus) Connection(name string) (*Bus, error) {
+	if b.ns == nil {
+		return nil, errors.New("bus: another connection needs the embedded server")
+	}
+	c := &Bus{log: b.log, dataDir: b.dataDir, closed: make(chan struct{})}
+	copts := append([]nats.Option{nats.InProcessServer(b.ns), nats.Name(name)}, c.connHandlers()...)
+	if b.token != "" {
+		copts = append(copts, nats.Token(b.token))
+	}
+	nc, err := nats.Connect("", copts...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect in-process (%s): %w", name, err)
+	}
+	c.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("bus: jetstream (%s): %w", name, err)
+	}
+	c.js = js
+	return c, nil
+}
 
 // Connect joins a running instance as a client over its listener: no
 // server, no lock. It is how the CLI reads runs while `symphony run` holds
@@ -608,13 +643,22 @@ func shellQuote(s string) string {
 }
 
 // serverLogger routes the NATS server's logs into slog. Notices are debug
-// level: the server is an implementation detail of the kernel, and its
-// start-up banner is noise to an operator.
+// level (the server is an implementation detail of the kernel, and its
+// start-up banner is noise to an operator), except a slow consumer's.
 type serverLogger struct{ l *slog.Logger }
 
-func (s serverLogger) Noticef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s serverLogger) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Noticef(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, "Slow Consumer") {
+		// The server closes or drops for a connection that fell behind:
+		// an operator must see it.
+		s.l.Warn(msg)
+		return
+	}
+	s.l.Debug(msg)
+}
+func (s serverLogger) Warnf(format string, v ...any)  { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Fatalf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Tracef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }

@@ -166,6 +166,20 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 			log.Error("bus shutdown", "err", err)
 		}
 	}()
+	// The dashboard reads over a connection of its own: its followers go
+	// as slowly as the browsers reading them, and the server closes a
+	// connection that falls too far behind. Closed before the kernel.
+	dashBus, err := b.Connection("symphony dashboard")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := dashBus.Close(ctx); err != nil {
+			log.Error("dashboard bus shutdown", "err", err)
+		}
+	}()
 
 	fmt.Fprintf(e.stdout, "symphony: workflow %s (sha256 %s)\n", wf.Path, wf.Checksum[:12])
 	fmt.Fprintf(e.stdout, "symphony: data in %s\n", b.DataDir())
@@ -203,7 +217,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	dash, err := ui.New(ui.Options{Bus: b, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe,
+	dash, err := ui.New(ui.Options{Bus: dashBus, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe,
 		URLFile:  filepath.Join(b.DataDir(), "dashboard-url"),
 		OnListen: func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) },
 		OnReady:  func() { go started() }})
