@@ -56,3 +56,23 @@ func TestRedeclareChangesNothing(t *testing.T) {
 		t.Fatalf("a third declaration updated %v (%v)", changed, err)
 	}
 }
+
+// TestStreamMaxAgeFollowsRetention: the history streams' backstop outlasts
+// a long prune retention by a week, so the pruner, not JetStream, bounds
+// the store; a short one keeps the default.
+func TestStreamMaxAgeFollowsRetention(t *testing.T) {
+	day := 24 * time.Hour
+	for retention, want := range map[time.Duration]time.Duration{0: DefaultStreamMaxAge, 30 * day: DefaultStreamMaxAge, 180 * day: 187 * day} {
+		if got := StreamMaxAgeFor(retention); got != want {
+			t.Errorf("retention %v: backstop %v, want %v", retention, got, want)
+		}
+	}
+	b := openTest(t, Options{StreamMaxAge: StreamMaxAgeFor(180 * day)})
+	turns, err := b.js.Stream(t.Context(), StreamTurns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := turns.CachedInfo().Config.MaxAge; got != 187*day {
+		t.Errorf("TURNS MaxAge %v with a 180-day retention, want 187 days", got)
+	}
+}

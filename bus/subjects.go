@@ -223,6 +223,14 @@ const NoRun = "none"
 // normally bounds the store.
 const DefaultStreamMaxAge = 90 * 24 * time.Hour
 
+// StreamMaxAgeFor is the backstop for a prune retention: the default, or
+// the retention plus a week when that is longer, so that the pruner (which
+// keeps running runs and deletes a run whole) is what bounds the store, not
+// JetStream dropping the oldest events of runs whose summaries stay listed.
+func StreamMaxAgeFor(retention time.Duration) time.Duration {
+	return max(DefaultStreamMaxAge, retention+7*24*time.Hour)
+}
+
 // DuplicateWindow is how long JetStream remembers a Nats-Msg-Id to drop a
 // retried publish.
 const DuplicateWindow = 2 * time.Minute

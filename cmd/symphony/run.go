@@ -153,6 +153,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		ListenUnsafe:      c.NatsListenUnsafe,
 		SyncAlways:        c.SyncAlways,
 		AcceptStoreDamage: c.AcceptStoreDamage,
+		StreamMaxAge:      bus.StreamMaxAgeFor(time.Duration(wf.Config.RetentionMS) * time.Millisecond),
 		Logger:            log,
 		ClientName:        "symphony run",
 	})

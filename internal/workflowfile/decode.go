@@ -190,6 +190,9 @@ func (d *decoder) config(root map[string]any) bus.Config {
 			d.fail("retention", "must be a positive duration like 30d or 12h, got %q", v)
 		} else {
 			c.RetentionMS = r.Milliseconds()
+			if bus.StreamMaxAgeFor(r) > bus.DefaultStreamMaxAge {
+				d.warn("retention", "%s: the store's backstop (%d days by default) must outlast it by a week; symphony run lengthens it when it starts, and a change made while it runs takes effect at its next start", v, int(bus.DefaultStreamMaxAge.Hours()/24))
+			}
 		}
 	}
 	return c

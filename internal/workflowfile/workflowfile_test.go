@@ -195,8 +195,14 @@ func TestFilesTrackerAssignee(t *testing.T) {
 
 func TestRetention(t *testing.T) {
 	r := mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\nretention: 30d\n---\n", nil)
-	if r.Config.RetentionMS != 30*24*3600*1000 {
-		t.Errorf("retention %d", r.Config.RetentionMS)
+	if r.Config.RetentionMS != 30*24*3600*1000 || len(r.Warnings) != 0 {
+		t.Errorf("retention %d, warnings %q", r.Config.RetentionMS, r.Warnings)
+	}
+	// Longer than the store's backstop allows: said, and kept (symphony
+	// run lengthens the backstop at its start).
+	r = mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\nretention: 180d\n---\n", nil)
+	if r.Config.RetentionMS != 180*24*3600*1000 || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "retention: 180d: the store's backstop (90 days by default)") {
+		t.Errorf("retention %d, warnings %q", r.Config.RetentionMS, r.Warnings)
 	}
 	for _, bad := range []string{"3x", "-1d", "0"} {
 		if _, err := parse(t, "---\ntracker: {kind: files, provider: {path: /i}}\nretention: \""+bad+"\"\n---\n", nil); err == nil || !strings.Contains(err.Error(), "retention:") {
