@@ -1,9 +1,12 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -90,7 +93,7 @@ type apiRunning struct {
 }
 
 func toRunning(r RunView) apiRunning {
-	out := apiRunning{IssueID: r.Issue.ID, IssueIdentifier: r.Issue.Identifier, State: r.Issue.State, SessionID: r.SessionID,
+	out := apiRunning{IssueID: r.Issue.ID, IssueIdentifier: r.Issue.Identifier, State: r.Issue.State, SessionID: r.Session(),
 		TurnCount: r.Turns, LastEvent: r.LastEvent, LastMessage: r.LastMessage, StartedAt: r.Started, Tokens: toTokens(r.Usage),
 		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace}
 	if !r.LastEventAt.IsZero() {
@@ -276,6 +279,7 @@ type apiRun struct {
 
 func toRun(r RunView) apiRun {
 	out := apiRun{RunSummary: r.RunSummary, LastEvent: r.LastEvent}
+	out.SessionID = r.Session()
 	if !r.LastEventAt.IsZero() {
 		t := r.LastEventAt
 		out.LastEventAt = &t
@@ -393,10 +397,7 @@ type apiRefresh struct {
 const maxControlBody = 4 << 10
 
 func (s *Server) apiRefresh(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
-	var body map[string]any
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&body); err != nil && err.Error() != "EOF" {
+	if err := checkControlBody(w, r); err != nil {
 		writeError(w, r, http.StatusBadRequest, "bad_request", "the body must be empty or a JSON object: "+clip(err.Error(), 200))
 		return
 	}
@@ -407,6 +408,30 @@ func (s *Server) apiRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, apiRefresh{Queued: true, Coalesced: res.Coalesced, RequestedAt: at, Operations: []string{"poll", "reconcile"}})
+}
+
+// checkControlBody reads a control request's body, at most maxControlBody
+// bytes, and accepts it only when it is empty (white space) or exactly one
+// JSON object: anything else (null, an array, a trailing second value) is
+// a client that means something we would silently ignore.
+func checkControlBody(w http.ResponseWriter, r *http.Request) error {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	if raw[0] != '{' {
+		return errors.New("not a JSON object")
+	}
+	// Unmarshal refuses anything after the object.
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return fmt.Errorf("decode body: %w", err)
+	}
+	return nil
 }
 
 // controlTimeout bounds a wait for the scheduler's answer.
@@ -447,6 +472,10 @@ func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
 		limit = min(n, runsLimit)
 	}
 	status := r.URL.Query().Get("status")
+	if err := checkStatusFilter(status); err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
 	issue := r.URL.Query().Get("issue")
 	v := s.model.Snapshot(s.opts.Now(), runsLimit*10)
 	all := append(slices.Clone(v.Running), v.Recent...)
@@ -500,7 +529,11 @@ func (s *Server) lookupRun(ctx context.Context, id string) (RunView, bool) {
 
 // apiRunEvents streams a run's stored events as SSE (one JSON object per
 // event, the JSONL export format), then every new one; Last-Event-ID
-// resumes.
+// resumes. The stored events go out as the run's timeline, in time order
+// like `symphony replay --jsonl`: following alone hands each stream's
+// backlog over in turn (every lifecycle event, then every agent event), so
+// a client that stops at run_finished would miss the transcript. Only what
+// was stored after the timeline was read comes from the follow.
 func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, ok := s.lookupRun(r.Context(), id); !ok {
@@ -517,28 +550,61 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	events, stored, err := s.feed.Timeline(r.Context(), id)
+	if err != nil {
+		s.log.Warn("read run events", "run_id", id, "err", err)
+		writeError(w, r, http.StatusBadGateway, "events_unavailable", "the run's events could not be read: "+err.Error())
+		return
+	}
 	sse, err := s.startSSE(w, r)
 	if err != nil {
 		return
 	}
 	defer sse.close()
+	var line []byte
+	send := func(ev bus.StoredEvent, cur bus.RunCursor) error {
+		var err error
+		if line, err = ev.AppendJSON(line[:0]); err != nil {
+			return fmt.Errorf("encode event %s/%d: %w", ev.Stream, ev.Seq, err)
+		}
+		return sse.queueBytes(ev.Stream, cur.String(), line)
+	}
+	// Each event's id is the cursor after it; a resume skips what its
+	// cursor includes, which is the timeline up to that event.
+	cur := after
+	for _, ev := range events {
+		if after.Includes(ev) {
+			continue
+		}
+		cur.Advance(ev)
+		if err := send(ev, cur); err != nil {
+			return
+		}
+	}
+	if err := sse.flush(); err != nil {
+		return
+	}
 	// The stream ends once the run has ended and everything it stored was
 	// sent (so `curl` exports terminate); a live run streams on.
-	var line []byte
-	_ = s.followRun(r.Context(), id, after, true,
-		func(_ context.Context, ev bus.StoredEvent, cur bus.RunCursor) error {
-			var err error
-			if line, err = ev.AppendJSON(line[:0]); err != nil {
-				return err
-			}
-			return sse.queueBytes(ev.Stream, cur.String(), line)
-		},
+	_ = s.followRun(r.Context(), id, laterCursor(cur, stored), true,
+		func(_ context.Context, ev bus.StoredEvent, cur bus.RunCursor) error { return send(ev, cur) },
 		sse.flush,
 		func(ctx context.Context) (bool, error) {
 			run, ok := s.lookupRun(ctx, id)
 			return ok && run.Status != "running", nil
 		},
 		func(cur bus.RunCursor) error { return sse.send("end", cur.String(), "{}") })
+}
+
+// laterCursor is the cursor past both a and b: in each stream the further
+// of the two (the timeline's cursor also passes messages it could not
+// read, which a client's cursor need not).
+func laterCursor(a, b bus.RunCursor) bus.RunCursor {
+	out := bus.RunCursor{Runs: max(a.Runs, b.Runs), Hooks: max(a.Hooks, b.Hooks), Turns: a.Turns, TurnsPart: a.TurnsPart}
+	if ta, tb := (bus.RunCursor{Turns: a.Turns, TurnsPart: a.TurnsPart}), (bus.RunCursor{Turns: b.Turns, TurnsPart: b.TurnsPart}); !ta.Covers(tb) {
+		out.Turns, out.TurnsPart = b.Turns, b.TurnsPart
+	}
+	return out
 }
 
 // cursorOf reads where a stream resumes: Last-Event-ID (a reconnect) wins

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -186,6 +187,16 @@ func joinPlain(s []string) string { return strings.Join(s, ", ") }
 func statusOptions() []string {
 	return []string{"running", string(bus.RunSucceeded), string(bus.RunFailed), string(bus.RunTimedOut), string(bus.RunStalled),
 		string(bus.RunCanceled), string(bus.RunInterrupted), string(bus.RunBlocked)}
+}
+
+// checkStatusFilter accepts an empty status (no filter) or one of
+// statusOptions. The runs page and /api/v1/runs share it, so a typo is an
+// error in both rather than an empty list that looks like "no such runs".
+func checkStatusFilter(status string) error {
+	if status == "" || slices.Contains(statusOptions(), status) {
+		return nil
+	}
+	return fmt.Errorf("unknown status filter %s: want one of %s", strconvQuote(clip(status, 40)), strings.Join(statusOptions(), ", "))
 }
 
 func priorityText(p *int) string {

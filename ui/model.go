@@ -44,13 +44,15 @@ type Model struct {
 	version uint64
 }
 
-// ReplayInfo describes a replay being played.
+// ReplayInfo describes a replay being played. It is the `replay` object of
+// /api/v1/state, so its names are the API's snake_case.
 type ReplayInfo struct {
-	RunID string
-	Speed float64
+	RunID string  `json:"run_id"`
+	Speed float64 `json:"speed"`
 	// Events is how many events the run has; Played how many are shown.
-	Events, Played int
-	Done           bool
+	Events int  `json:"events"`
+	Played int  `json:"played"`
+	Done   bool `json:"done"`
 }
 
 // RunView is one run as the dashboard shows it: its summary plus the last
@@ -60,6 +62,21 @@ type RunView struct {
 	LastEvent   string
 	LastEventAt time.Time
 	LastMessage string
+	// LiveSessionID is the agent's session as its own events report it
+	// (system_init and later). The summary learns the session only from
+	// session_started, which the runner records when the first turn ends,
+	// so until then this is the only place it is known; it is kept apart
+	// from the summary because PutRun replaces that wholesale.
+	LiveSessionID string
+}
+
+// Session is the run's agent session: the summary's, else the one its
+// live events reported.
+func (r RunView) Session() string {
+	if r.SessionID != "" {
+		return r.SessionID
+	}
+	return r.LiveSessionID
 }
 
 // NewModel returns an empty model.
@@ -154,6 +171,9 @@ func (m *Model) ApplyTurnEvent(ev bus.TurnEvent) {
 			v.LastMessage = msg
 		}
 		v.Turns = max(v.Turns, ev.Turn)
+		if ev.SessionID != "" {
+			v.LiveSessionID = ev.SessionID
+		}
 	})
 }
 

@@ -99,8 +99,8 @@ func (s *Server) pageOverview(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) pageRuns(w http.ResponseWriter, r *http.Request) {
 	status := r.URL.Query().Get("status")
-	if status != "" && !slices.Contains(statusOptions(), status) {
-		writeError(w, r, http.StatusBadRequest, "bad_request", "unknown status filter")
+	if err := checkStatusFilter(status); err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	v := s.view(runsLimit)
@@ -390,9 +390,10 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, 
 	// turn events in another stream cannot cut them off.
 	var end *bus.RunCursor
 	// soon re-checks quickly after run_finished: the summary that says the
-	// run ended is written just after the event.
-	soon := time.NewTimer(time.Hour)
-	soon.Stop()
+	// run ended is written just after the event. It fires at once first: a
+	// run that ended before the stream began (its stored events already
+	// sent from the timeline) ends it without waiting a tick.
+	soon := time.NewTimer(0)
 	defer soon.Stop()
 	finishedSeen := false
 	for {

@@ -307,6 +307,15 @@ func TestAPIIssueAndRuns(t *testing.T) {
 	if !strings.Contains(body, `"run-a"`) || !strings.Contains(body, `"count": 1`) {
 		t.Fatalf("runs = %s", body)
 	}
+	// An unknown status is refused as the runs page refuses it.
+	resp, body = get(t, h.url+"/api/v1/runs?status=bogus")
+	wantStatus(t, resp, body, 400)
+	wantAPIError(t, body, "bad_request")
+	if !strings.Contains(body, "succeeded") || !strings.Contains(body, "running") {
+		t.Errorf("the error does not name the valid statuses: %s", body)
+	}
+	resp, body = get(t, h.url+"/runs?status=bogus")
+	wantStatus(t, resp, body, 400)
 	resp, body = get(t, h.url+"/api/v1/runs?limit=0")
 	wantStatus(t, resp, body, 400)
 	wantAPIError(t, body, "bad_request")
@@ -427,9 +436,16 @@ func TestAPIRefreshAndMethods(t *testing.T) {
 		t.Fatalf("controls = %+v", h.controls)
 	}
 	h.mu.Unlock()
-	resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", "[1,2")
-	wantStatus(t, resp, body, http.StatusBadRequest)
-	wantAPIError(t, body, "bad_request")
+	// Only an empty body or one JSON object is taken; the size stays bound.
+	for _, bad := range []string{"[1,2", "null", "[]", "42", `"x"`, `{"a":1} junk`, `{"a":1}{}`, `{"a":"` + strings.Repeat("x", maxControlBody) + `"}`} {
+		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", bad)
+		wantStatus(t, resp, body, http.StatusBadRequest)
+		wantAPIError(t, body, "bad_request")
+	}
+	for _, good := range []string{" \n", ` {"reason": "test"} `} {
+		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", good)
+		wantStatus(t, resp, body, http.StatusAccepted)
+	}
 
 	for _, c := range []struct{ method, path, allow string }{
 		{http.MethodGet, "/api/v1/refresh", "POST"},
@@ -711,8 +727,15 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 	h.url = url
 	h.eventually(t, "replay played", func() bool {
 		_, body := get(t, url+"/api/v1/state")
-		return strings.Contains(body, `"Done": true`)
+		return strings.Contains(body, `"done": true`)
 	})
+	// The replay object speaks the API's snake_case.
+	_, state := get(t, url+"/api/v1/state")
+	for _, field := range []string{`"run_id": "run-r"`, `"speed": 0`, `"events": 9`, `"played": 9`} {
+		if !strings.Contains(state, field) {
+			t.Errorf("state's replay lacks %s:\n%s", field, state)
+		}
+	}
 	resp, body := get(t, url+"/runs/run-r")
 	wantStatus(t, resp, body, 200)
 	for _, want := range []string{"Replay of run-r", "succeeded", "Turn 1", "Bash", "replayed"} {
@@ -946,5 +969,125 @@ func TestAPIRunEventsEndPastAnUnreadableMessage(t *testing.T) {
 	raw := h.finishedStream(t, "run-u")
 	if n := strings.Count(string(raw), "\ndata: {\"stream\""); n != 9 || !strings.Contains(string(raw), "event: end") {
 		t.Fatalf("%d events, body:\n%s", n, raw)
+	}
+}
+
+// TestAPIRunEventsInTimeOrder: the event stream of a finished run gives
+// its stored events in time order across the three streams, exactly as the
+// JSONL export does (a client stopping at run_finished has the whole
+// transcript), and a resume from an id in the middle gives exactly the
+// rest.
+func TestAPIRunEventsInTimeOrder(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-o", "ORD-1", "ordered", true)
+	stored, _, err := bus.RunTimeline(t.Context(), h.b, "run-o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hook events between the lifecycle events: one before the first turn
+	// and one after the agent's last event.
+	for i, at := range []time.Time{stored[1].At.Add(100 * time.Millisecond), stored[len(stored)-3].At.Add(100 * time.Millisecond)} {
+		hook := bus.HookEvent{Hook: bus.HookBeforeRun, Phase: bus.HookStarted, RunID: "run-o", At: at, Issue: bus.IssueRef{ID: "id-ORD-1", Identifier: "ORD-1"}}
+		if _, err := bus.PublishDurable(t.Context(), h.b, bus.WorkspaceHookEvents, hook, fmt.Sprint("run-o-hook-", i), "run-o", bus.HookBeforeRun); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.eventually(t, "run ended", func() bool { r, ok := h.srv.model.Run("run-o"); return ok && r.Status != "running" })
+	stored, _, err = bus.RunTimeline(t.Context(), h.b, "run-o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var export []string // as `symphony replay --jsonl` writes them
+	for _, ev := range stored {
+		line, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		export = append(export, string(line))
+	}
+	if len(export) != 11 {
+		t.Fatalf("stored %d events, want 11", len(export))
+	}
+	stream := func(after string) (data, ids []string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-o/events", nil)
+		if after != "" {
+			req.Header.Set("Last-Event-ID", after)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !strings.Contains(string(raw), "event: end") {
+			t.Fatalf("stream after %q did not end: %v\n%s", after, err, raw)
+		}
+		var id string
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "id: "); ok {
+				id = v
+			}
+			if d, ok := strings.CutPrefix(line, "data: "); ok && strings.HasPrefix(d, `{"stream"`) {
+				data, ids = append(data, d), append(ids, id)
+			}
+		}
+		return data, ids
+	}
+	data, ids := stream("")
+	if strings.Join(data, "\n") != strings.Join(export, "\n") {
+		t.Fatalf("streamed events differ from the export:\nstream:\n%s\nexport:\n%s", strings.Join(data, "\n"), strings.Join(export, "\n"))
+	}
+	for _, mid := range []int{2, 5, 8} {
+		rest, _ := stream(ids[mid])
+		if strings.Join(rest, "\n") != strings.Join(export[mid+1:], "\n") {
+			t.Fatalf("resumed after event %d (%s):\n%s\nwant:\n%s", mid, ids[mid], strings.Join(rest, "\n"), strings.Join(export[mid+1:], "\n"))
+		}
+	}
+}
+
+// TestLiveSessionIDBeforeSessionStarted: the session id an agent reports
+// at its start (session_started is recorded only at the turn's end) shows
+// in the state and issue APIs and on the run page during the first turn,
+// and a summary written meanwhile does not hide it.
+func TestLiveSessionIDBeforeSessionStarted(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-l", "SES-1", "session", false)
+	h.eventually(t, "run summary", func() bool { r, ok := h.srv.model.Run("run-l"); return ok && r.Status == "running" })
+	init := bus.TurnEvent{RunID: "run-l", Turn: 1, Seq: 5, At: time.Now().UTC(), Kind: bus.TurnInit, SessionID: "sess-live-1"}
+	if err := bus.Publish(h.b, bus.AgentProgress, bus.RunProgress{RunID: "run-l", Turn: 1, Events: 5, New: 1, Last: init.Brief()}, "run-l"); err != nil {
+		t.Fatal(err)
+	}
+	sessionOf := func() string {
+		var st struct {
+			Running []struct {
+				SessionID string `json:"session_id"`
+			} `json:"running"`
+		}
+		_, body := get(t, h.url+"/api/v1/state")
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Running) != 1 {
+			return ""
+		}
+		return st.Running[0].SessionID
+	}
+	h.eventually(t, "live session id in the state", func() bool { return sessionOf() == "sess-live-1" })
+	// A later summary (without a session) keeps it.
+	r, _ := h.srv.model.Run("run-l")
+	h.srv.model.PutRun(r.RunSummary)
+	if got := sessionOf(); got != "sess-live-1" {
+		t.Fatalf("after a summary update, session_id %q", got)
+	}
+	_, body := get(t, h.url+"/api/v1/SES-1")
+	if !strings.Contains(body, `"session_id": "sess-live-1"`) {
+		t.Errorf("issue API lacks the live session id:\n%s", body)
+	}
+	_, page := get(t, h.url+"/runs/run-l")
+	if !strings.Contains(page, "sess-live-1") {
+		t.Error("run page lacks the live session id")
 	}
 }

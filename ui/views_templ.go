@@ -2523,13 +2523,13 @@ func runHeader(v View, run RunView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		if run.SessionID != "" {
+		if run.Session() != "" {
 			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 224, "<dt>Session</dt><dd><code>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var136 string
-			templ_7745c5c3_Var136, templ_7745c5c3_Err = templ.JoinStringErrs(run.SessionID)
+			templ_7745c5c3_Var136, templ_7745c5c3_Err = templ.JoinStringErrs(run.Session())
 			if templ_7745c5c3_Err != nil {
 				return templ.Error{Err: templ_7745c5c3_Err, FileName: `ui/views.templ`, Line: 404, Col: 28}
 			}
