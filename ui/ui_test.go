@@ -36,6 +36,38 @@ type harness struct {
 	readied  atomic.Int32 // OnReady calls
 }
 
+// eventStream reads a finished run's API event stream to its end (from
+// after, a Last-Event-ID, when set): the data lines of stored events and
+// the SSE id each came with.
+func (h *harness) eventStream(t *testing.T, runID, after string) (data, ids []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/"+runID+"/events", nil)
+	if after != "" {
+		req.Header.Set("Last-Event-ID", after)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(raw), "event: end") {
+		t.Fatalf("stream after %q did not end: %v\n%s", after, err, raw)
+	}
+	var id string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "id: "); ok {
+			id = v
+		}
+		if d, ok := strings.CutPrefix(line, "data: "); ok && strings.HasPrefix(d, `{"stream"`) {
+			data, ids = append(data, d), append(ids, id)
+		}
+	}
+	return data, ids
+}
+
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
@@ -894,39 +926,20 @@ func TestBatchedAgentEventsShownOnceEach(t *testing.T) {
 	// The API stream of the finished run: every event once, then its end.
 	stream := func(after string) (texts []string, cursors []string) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(t.Context(), waitBound)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-b/events", nil)
-		if after != "" {
-			req.Header.Set("Last-Event-ID", after)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || !strings.Contains(string(raw), "event: end") {
-			t.Fatalf("stream after %q did not end: %v\n%s", after, err, raw)
-		}
-		var id string
-		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, "id: "); ok {
-				id = v
-			}
-			data, ok := strings.CutPrefix(line, "data: ")
-			if !ok || !strings.HasPrefix(data, `{"stream":"TURNS"`) {
+		data, ids := h.eventStream(t, "run-b", after)
+		for i, d := range data {
+			if !strings.HasPrefix(d, `{"stream":"TURNS"`) {
 				continue
 			}
 			var ev bus.StoredEvent
 			var te bus.TurnEvent
-			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			if err := json.Unmarshal([]byte(d), &ev); err != nil {
 				t.Fatal(err)
 			}
 			if err := json.Unmarshal(ev.Event, &te); err != nil {
 				t.Fatal(err)
 			}
-			texts, cursors = append(texts, fmt.Sprint(te.Seq)), append(cursors, id)
+			texts, cursors = append(texts, fmt.Sprint(te.Seq)), append(cursors, ids[i])
 		}
 		return texts, cursors
 	}
@@ -1008,34 +1021,7 @@ func TestAPIRunEventsInTimeOrder(t *testing.T) {
 	if len(export) != 11 {
 		t.Fatalf("stored %d events, want 11", len(export))
 	}
-	stream := func(after string) (data, ids []string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(t.Context(), waitBound)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/api/v1/runs/run-o/events", nil)
-		if after != "" {
-			req.Header.Set("Last-Event-ID", after)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || !strings.Contains(string(raw), "event: end") {
-			t.Fatalf("stream after %q did not end: %v\n%s", after, err, raw)
-		}
-		var id string
-		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, "id: "); ok {
-				id = v
-			}
-			if d, ok := strings.CutPrefix(line, "data: "); ok && strings.HasPrefix(d, `{"stream"`) {
-				data, ids = append(data, d), append(ids, id)
-			}
-		}
-		return data, ids
-	}
+	stream := func(after string) (data, ids []string) { return h.eventStream(t, "run-o", after) }
 	data, ids := stream("")
 	if strings.Join(data, "\n") != strings.Join(export, "\n") {
 		t.Fatalf("streamed events differ from the export:\nstream:\n%s\nexport:\n%s", strings.Join(data, "\n"), strings.Join(export, "\n"))

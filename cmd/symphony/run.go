@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -101,7 +102,6 @@ func (d Dashboard) address(cfg bus.ServerConfig) (string, int) {
 	return bind, port
 }
 
-// Run starts the kernel and every component, and runs until a signal.
 // setMaxProcs applies --max-procs: the flag's value when given (0 is Go's
 // own default, ignoring GOMAXPROCS), else GOMAXPROCS from the environment
 // as Go already applied it (an invalid value Go ignored is no error here
@@ -123,6 +123,17 @@ func (c *RunCmd) setMaxProcs() error {
 	return nil
 }
 
+// closeBus closes a bus connection within shutdownTimeout, logging a
+// failure as what.
+func closeBus(log *slog.Logger, what string, b *bus.Bus) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		log.Error(what, "err", err)
+	}
+}
+
+// Run starts the kernel and every component, and runs until a signal.
 func (c *RunCmd) Run(g *Globals, e *env) error {
 	log := g.logger(e.stderr)
 	if err := c.setMaxProcs(); err != nil {
@@ -160,13 +171,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			log.Error("bus shutdown", "err", err)
-		}
-	}()
+	defer closeBus(log, "bus shutdown", b)
 	// The dashboard reads over a connection of its own: its followers go
 	// as slowly as the browsers reading them, and the server closes a
 	// connection that falls too far behind. Closed before the kernel.
@@ -174,13 +179,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		if err := dashBus.Close(ctx); err != nil {
-			log.Error("dashboard bus shutdown", "err", err)
-		}
-	}()
+	defer closeBus(log, "dashboard bus shutdown", dashBus)
 
 	fmt.Fprintf(e.stdout, "symphony: workflow %s (sha256 %s)\n", wf.Path, wf.Checksum[:12])
 	fmt.Fprintf(e.stdout, "symphony: data in %s\n", b.DataDir())
