@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -296,6 +299,60 @@ func TestDataDirInUse(t *testing.T) {
 	}
 	if inUse.PID != os.Getpid() || !contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
 		t.Errorf("error should name the holder: %v", err)
+	}
+}
+
+// TestLockWaitsForADeadHoldersChildren: the data directory's lock held by
+// an open file whose recorded owner is dead (a child the killed process
+// was starting, between its fork and its exec) is waited for, briefly,
+// instead of failing a restart right after a crash; one whose owner lives
+// is refused at once, naming it.
+func TestLockWaitsForADeadHoldersChildren(t *testing.T) {
+	dir := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(pid int) *os.File {
+		t.Helper()
+		f, err := os.OpenFile(filepath.Join(dir, LockFileName), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte(fmt.Sprintf("%d\n", pid)), 0); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	// Its owner is dead: the lock is taken once the holder lets go.
+	first := hold(dead.Process.Pid)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		first.Close()
+	}()
+	l, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatalf("lock held for a dead owner, then released: %v", err)
+	}
+	if err := l.release(); err != nil {
+		t.Fatal(err)
+	}
+	// Its owner lives (this process): refused at once.
+	f := hold(os.Getpid())
+	defer f.Close()
+	began := time.Now()
+	var inUse *DataDirInUseError
+	if _, err := lockDataDir(dir); !errors.As(err, &inUse) || inUse.PID != os.Getpid() {
+		t.Fatalf("lock held by a live owner: %v, want DataDirInUseError naming it", err)
+	}
+	if d := time.Since(began); d > lockWaitForOrphans/2 {
+		t.Errorf("refusing a live owner took %v: it must not wait", d)
 	}
 }
 

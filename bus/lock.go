@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // LockFileName is the file in the data directory that the owning process
@@ -42,12 +43,26 @@ func lockDataDir(dir string) (*dirLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		defer f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, &DataDirInUseError{Dir: dir, PID: readPID(f)}
+	for waited := time.Duration(0); ; waited += lockRetry {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		// The lock is held. If the process that took it is gone (killed),
+		// the holder is a child it was starting: between fork and exec a
+		// child shares the lock's open file, until its exec closes it or it
+		// dies with its parent. A restart right after a crash waits for
+		// that instead of failing.
+		pid := readPID(f)
+		if pid <= 0 || alive(pid) || waited >= lockWaitForOrphans {
+			f.Close()
+			return nil, &DataDirInUseError{Dir: dir, PID: pid}
+		}
+		time.Sleep(lockRetry)
 	}
 	if err := f.Truncate(0); err != nil {
 		f.Close()
@@ -58,6 +73,20 @@ func lockDataDir(dir string) (*dirLock, error) {
 		return nil, fmt.Errorf("write lock file: %w", err)
 	}
 	return &dirLock{f: f}, nil
+}
+
+// lockWaitForOrphans bounds the wait for children of a dead holder to let
+// go of the lock; lockRetry is how often it is tried meanwhile.
+const (
+	lockWaitForOrphans = 2 * time.Second
+	lockRetry          = 20 * time.Millisecond
+)
+
+// alive reports whether a process with this pid exists (a pid reused by
+// another process counts: the lock is then refused as before).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func readPID(f *os.File) int {
