@@ -259,30 +259,19 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	if name == "" {
 		name = "symphony"
 	}
-	copts := []nats.Option{
-		nats.InProcessServer(ns),
-		nats.Name(name),
-	}
-	copts = append(copts, b.connHandlers()...)
+	copts := []nats.Option{nats.InProcessServer(ns), nats.Name(name)}
 	if token != "" {
 		copts = append(copts, nats.Token(token))
 	}
 	b.token = token
-	nc, err := nats.Connect("", copts...)
-	if err != nil {
-		return b, fmt.Errorf("bus: connect in-process: %w", err)
+	if err := b.dial("", "in-process", copts...); err != nil {
+		return b, err
 	}
-	b.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return b, fmt.Errorf("bus: jetstream: %w", err)
-	}
-	b.js = js
 	maxAge := opts.StreamMaxAge
 	if maxAge == 0 {
 		maxAge = DefaultStreamMaxAge
 	}
-	changed, err := declare(ctx, js, maxAge)
+	changed, err := declare(ctx, b.js, maxAge)
 	if err != nil {
 		return b, err
 	}
@@ -439,22 +428,30 @@ func (b *Bus) Connection(name string) (*Bus, error) {
 		return nil, errors.New("bus: another connection needs the embedded server")
 	}
 	c := &Bus{log: b.log, dataDir: b.dataDir, closed: make(chan struct{})}
-	copts := append([]nats.Option{nats.InProcessServer(b.ns), nats.Name(name)}, c.connHandlers()...)
+	copts := []nats.Option{nats.InProcessServer(b.ns), nats.Name(name)}
 	if b.token != "" {
 		copts = append(copts, nats.Token(b.token))
 	}
-	nc, err := nats.Connect("", copts...)
-	if err != nil {
-		return nil, fmt.Errorf("bus: connect in-process (%s): %w", name, err)
+	if err := c.dial("", "in-process ("+name+")", copts...); err != nil {
+		return nil, err
 	}
-	c.nc = nc
+	return c, nil
+}
+
+// dial connects b's client (with its handlers) and its JetStream context;
+// what names the connection in errors.
+func (b *Bus) dial(url, what string, opts ...nats.Option) error {
+	nc, err := nats.Connect(url, append(opts, b.connHandlers()...)...)
+	if err != nil {
+		return fmt.Errorf("bus: connect %s: %w", what, err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("bus: jetstream (%s): %w", name, err)
+		return fmt.Errorf("bus: jetstream (%s): %w", what, err)
 	}
-	c.js = js
-	return c, nil
+	b.nc, b.js = nc, js
+	return nil
 }
 
 // Connect joins a running instance as a client over its listener: no
@@ -465,17 +462,9 @@ func Connect(ctx context.Context, url, token string, log *slog.Logger) (*Bus, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Bus{log: log, closed: make(chan struct{}), listenURL: url}
-	nc, err := nats.Connect(url, append([]nats.Option{nats.Token(token), nats.Name("symphony cli"), nats.Timeout(5 * time.Second)}, b.connHandlers()...)...)
-	if err != nil {
-		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
+	if err := b.dial(url, "to "+url, nats.Token(token), nats.Name("symphony cli"), nats.Timeout(5*time.Second)); err != nil {
+		return nil, err
 	}
-	b.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("bus: jetstream: %w", err)
-	}
-	b.js = js
 	return b, nil
 }
 
