@@ -30,7 +30,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("no chromium on PATH: install it (apt-get install chromium; .ci/run does) — the dashboard's browser test does not skip")
+	t.Fatal("no chromium on PATH: install it (`go tool task system`, which `go tool task test` runs) — the dashboard's browser test does not skip")
 	return ""
 }
 
