@@ -123,12 +123,14 @@ Work on {{ issue.identifier }}.
 
 	// Now an issue arrives: it is dispatched, hooked and run after the
 	// pipe closed.
+	arrived := time.Now()
 	writeFile(t, filepath.Join(issues, "PIPE-1.md"), "---\ntitle: after the pipe closed\nstate: Todo\n---\n")
 	poll(t, "the run to succeed", func() bool {
 		alive("while the issue was dispatched")
 		return strings.Contains(httpGet(t, base+"/api/v1/runs?status=succeeded"), `"PIPE-1"`)
 	})
 	before := counted()
+	t.Logf("run succeeded %v after the issue was written; %d failed log writes counted", time.Since(arrived).Round(time.Millisecond), before)
 	alive("after the run")
 	status, err := os.ReadFile(filepath.Join(dir, "ws", "yes-status-PIPE-1"))
 	if err != nil || strings.TrimSpace(string(status)) != "141" {
