@@ -156,7 +156,8 @@ func cutValue(s string, limit int) string {
 
 // cutLabels joins labels with commas within limit bytes: whole labels in
 // their order, then, if some do not fit, a marker of how many are left
-// out (a label cut in half could match another one in a script).
+// out (a label cut in half could match another one in a script). The
+// marker holds no comma: a script splitting on commas sees one element.
 func cutLabels(labels []string, limit int) string {
 	clean := make([]string, len(labels))
 	total := 0
