@@ -44,6 +44,34 @@ func newMetrics(m *Model) *metrics {
 	return x
 }
 
+// descLogErrors counts log writes lost by the process's log outputs.
+var descLogErrors = prometheus.NewDesc("symphony_log_write_errors_total",
+	"Log writes lost: refused by the output (failed: a closed pipe, a full disk) or dropped because it was not read fast enough (dropped). Logging never stops the service.",
+	[]string{"reason"}, nil)
+
+// logWriteErrors exports the counts read by f at scrape time; with f nil
+// the series is there and stays 0.
+func (x *metrics) logWriteErrors(f func() (failed, dropped uint64)) {
+	if f == nil {
+		f = func() (uint64, uint64) { return 0, 0 }
+	}
+	x.reg.MustRegister(collectorFunc{desc: descLogErrors, collect: func(ch chan<- prometheus.Metric) {
+		failed, dropped := f()
+		ch <- prometheus.MustNewConstMetric(descLogErrors, prometheus.CounterValue, float64(failed), "failed")
+		ch <- prometheus.MustNewConstMetric(descLogErrors, prometheus.CounterValue, float64(dropped), "dropped")
+	}})
+}
+
+// collectorFunc is a collector of one description whose values are read
+// at scrape time.
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
 func (x *metrics) poll(d time.Duration, class string) {
 	x.pollDuration.Observe(d.Seconds())
 	if class != "" {

@@ -46,6 +46,11 @@ type Options struct {
 	OnReady func()
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// LogWriteErrors, when set, reports the process's log writes that
+	// failed (the output refused them: a closed pipe) and that were
+	// dropped (the output was not read fast enough), exported as
+	// symphony_log_write_errors_total{reason="failed"|"dropped"}.
+	LogWriteErrors func() (failed, dropped uint64)
 }
 
 // Replay is a recorded run to play through the dashboard.
@@ -97,6 +102,7 @@ func New(opts Options) (*Server, error) {
 		s.allowedHosts[opts.Bind] = true
 	}
 	s.metrics = newMetrics(s.model)
+	s.metrics.logWriteErrors(opts.LogWriteErrors)
 	if opts.Replay != nil {
 		s.replay = newReplayFeed(opts.Replay.RunID, opts.Replay.Events)
 		s.feed = s.replay

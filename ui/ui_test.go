@@ -720,7 +720,8 @@ func TestMetrics(t *testing.T) {
 		return strings.Contains(body, `symphony_runs{status="succeeded"} 1`) && strings.Contains(body, `symphony_poll_errors_total{class="rate_limited"} 1`)
 	})
 	for _, want := range []string{"symphony_running_agents 0", "symphony_retry_queue_length 0", `symphony_tokens{kind="input"} 100`,
-		"symphony_cost_usd 0.5", "symphony_poll_duration_seconds_count 2", `symphony_bus_events_total{stream="TURNS"}`, "symphony_go_goroutines"} {
+		"symphony_cost_usd 0.5", "symphony_poll_duration_seconds_count 2", `symphony_bus_events_total{stream="TURNS"}`, "symphony_go_goroutines",
+		`symphony_log_write_errors_total{reason="failed"} 0`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
@@ -731,6 +732,22 @@ func TestMetrics(t *testing.T) {
 		}
 		if !strings.HasPrefix(line, "symphony_") {
 			t.Errorf("series without the symphony_ prefix: %s", line)
+		}
+	}
+}
+
+// TestLogWriteErrorsMetric: the log outputs' counts are read at scrape
+// time.
+func TestLogWriteErrorsMetric(t *testing.T) {
+	x := newMetrics(NewModel())
+	failed := uint64(3)
+	x.logWriteErrors(func() (uint64, uint64) { return failed, 4 })
+	failed = 7
+	rec := httptest.NewRecorder()
+	x.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{`symphony_log_write_errors_total{reason="failed"} 7`, `symphony_log_write_errors_total{reason="dropped"} 4`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
 		}
 	}
 }

@@ -13,8 +13,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/symphony-oss/symphony/internal/logsink"
+	"github.com/symphony-oss/symphony/internal/termsafe"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -48,9 +52,19 @@ type Globals struct {
 
 // env is what a command needs from the process.
 type env struct {
-	ctx    context.Context
+	ctx context.Context
+	// stdout and stderr escape control characters (termsafe): every
+	// command's output may quote outside text (issue titles, agent
+	// output, errors that name them), and none of it may drive the
+	// operator's terminal.
 	stdout io.Writer
 	stderr io.Writer
+	// rawStdout is stdout without the escaping, for output that colours
+	// itself and escapes each outside field (replay --print on a terminal).
+	rawStdout io.Writer
+	// logSinks are the process's non-blocking log outputs (stderr's, from
+	// main), whose lost writes /metrics reports.
+	logSinks []*logsink.Sink
 }
 
 // exitError carries a specific exit code out of a command.
@@ -72,8 +86,14 @@ func errNotImplemented(cmd string) error {
 // errors return from Main instead of calling os.Exit.
 type kongExit struct{ code int }
 
-// Main runs the command line and returns the process exit code.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+// Main runs the command line and returns the process exit code. Its
+// output goes through termsafe writers (stdout and stderr unless they
+// already are); sinks are stderr's log sinks, for the metrics.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, sinks ...*logsink.Sink) (code int) {
+	rawStdout := stdout
+	stdout, stderr = safeWriter(stdout), safeWriter(stderr)
+	defer flushWriter(stdout)
+	defer flushWriter(stderr)
 	var cli CLI
 	defer func() {
 		if p := recover(); p != nil {
@@ -101,7 +121,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 		fmt.Fprintln(stderr, "symphony:", err)
 		return exitUsage
 	}
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, rawStdout: rawStdout, logSinks: sinks}
 	if err := kctx.Run(&cli.Globals, e); err != nil {
 		fmt.Fprintln(stderr, "symphony:", err)
 		var ee *exitError
@@ -113,17 +133,46 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 	return exitOK
 }
 
+// safeWriter wraps w in a termsafe.Writer unless it is one.
+func safeWriter(w io.Writer) io.Writer {
+	if _, ok := w.(*termsafe.Writer); ok {
+		return w
+	}
+	return termsafe.NewWriter(w)
+}
+
+func flushWriter(w io.Writer) {
+	if f, ok := w.(*termsafe.Writer); ok {
+		_ = f.Flush()
+	}
+}
+
+// stderrFlushTimeout is how long the process waits at exit for its
+// stderr (the logs) to be written: a terminal or a reading pipe takes it
+// at once, a pipe nobody reads never does.
+const stderrFlushTimeout = 2 * time.Second
+
 func main() {
-	ctx, stop := signalContext(os.Stderr)
-	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	// Stderr carries the logs: it goes through a sink that never blocks
+	// and never fails (a closed or unread log pipe must not stop `run`),
+	// and through the escaping every output gets.
+	sink := logsink.New(os.Stderr, 0)
+	stderr := termsafe.NewWriter(sink)
+	exit := func(code int) {
+		_ = stderr.Flush()
+		_ = sink.Close(stderrFlushTimeout)
+		os.Exit(code)
+	}
+	ctx, stop := signalContext(stderr, exit)
+	code := Main(ctx, os.Args[1:], os.Stdout, stderr, sink)
 	stop()
-	os.Exit(code)
+	exit(code)
 }
 
 // signalContext returns a context cancelled by the first SIGINT or SIGTERM,
-// which starts a clean shutdown. A second signal exits at once with 130:
-// the operator has asked twice.
-func signalContext(stderr io.Writer) (context.Context, func()) {
+// which starts a clean shutdown. A second signal exits at once with 130
+// (through exit): the operator has asked twice.
+func signalContext(stderr io.Writer, exit func(int)) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -139,7 +188,7 @@ func signalContext(stderr io.Writer) (context.Context, func()) {
 		select {
 		case <-sigs:
 			fmt.Fprintln(stderr, "symphony: forced exit")
-			os.Exit(130)
+			exit(130)
 		case <-done:
 		}
 	}()

@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/termsafe"
 	"github.com/symphony-oss/symphony/ui"
 )
 
@@ -65,9 +67,15 @@ func (c *ReplayCmd) Run(g *Globals, e *env) error {
 		}
 		return nil
 	case c.Print:
-		color := isTerminal(e.stdout)
+		// In colour, the line's own escape sequences must reach the
+		// terminal: it is written raw, and transcriptLine escapes every
+		// field that comes from outside.
+		out, color := e.stdout, isTerminal(e.rawStdout)
+		if color {
+			out = e.rawStdout
+		}
 		return play(e.ctx, events, c.Speed, func(ev bus.StoredEvent) {
-			fmt.Fprintln(e.stdout, transcriptLine(ev, color))
+			fmt.Fprintln(out, transcriptLine(ev, color))
 		})
 	}
 	// The events are in memory: the store is not needed while serving.
@@ -113,7 +121,10 @@ func play(ctx context.Context, events []bus.StoredEvent, speed float64, emit fun
 	return nil
 }
 
-// transcriptLine renders one event for a person.
+// transcriptLine renders one event for a person, on one line. Every
+// field that comes from outside (issue, agent, tool, hook, errors) is
+// escaped with termsafe.Line; the only escape sequences in the line are
+// its own colours.
 func transcriptLine(ev bus.StoredEvent, color bool) string {
 	paint := func(code, s string) string {
 		if !color {
@@ -121,33 +132,34 @@ func transcriptLine(ev bus.StoredEvent, color bool) string {
 		}
 		return "\x1b[" + code + "m" + s + "\x1b[0m"
 	}
+	q := termsafe.Line
 	at := ev.At.Local().Format("15:04:05.000")
 	if r := ev.Run; r != nil {
-		line := fmt.Sprintf("%s %s %s", at, paint("1;36", "run"), r.Event)
+		line := fmt.Sprintf("%s %s %s", at, paint("1;36", "run"), q(string(r.Event)))
 		switch r.Event {
 		case bus.RunDispatched:
-			line += fmt.Sprintf(" %s %q", r.Issue.Identifier, r.Issue.Title)
+			line += fmt.Sprintf(" %s %s", q(r.Issue.Identifier), q(strconv.Quote(r.Issue.Title)))
 		case bus.RunWorkspaceReady:
-			line += " " + r.Workspace
+			line += " " + q(r.Workspace)
 		case bus.RunSessionStarted:
-			line += " session " + r.SessionID
+			line += " session " + q(r.SessionID)
 		case bus.RunTurnStarted, bus.RunTurnFinished:
 			line += fmt.Sprintf(" turn %d", r.Turn)
 		case bus.RunFinished:
-			line += " " + paint(statusColor(r.Status), string(r.Status))
+			line += " " + paint(statusColor(r.Status), q(string(r.Status)))
 			if r.Error != "" {
-				line += ": " + r.Error
+				line += ": " + q(r.Error)
 			}
 		}
 		return line
 	}
 	if h := ev.Hook; h != nil {
-		line := fmt.Sprintf("%s %s %s %s", at, paint("35", "hook"), h.Hook, h.Phase)
+		line := fmt.Sprintf("%s %s %s %s", at, paint("35", "hook"), q(h.Hook), q(string(h.Phase)))
 		if h.Phase != bus.HookStarted {
 			line += fmt.Sprintf(" in %dms", h.DurationMS)
 		}
 		if h.Error != "" {
-			line += ": " + h.Error
+			line += ": " + q(h.Error)
 		}
 		return line
 	}
@@ -170,7 +182,7 @@ func transcriptLine(ev bus.StoredEvent, color bool) string {
 		}
 		text = fmt.Sprintf("error=%v tokens %d/%d cost %s: %s", t.Result.IsError, t.Result.Usage.InputTokens, t.Result.Usage.OutputTokens, cost, text)
 	}
-	return fmt.Sprintf("%s %s %s %s", at, paint("2", fmt.Sprintf("turn %d", t.Turn)), paint("33", string(t.Kind)), text)
+	return fmt.Sprintf("%s %s %s %s", at, paint("2", fmt.Sprintf("turn %d", t.Turn)), paint("33", q(string(t.Kind))), q(text))
 }
 
 func statusColor(s bus.RunStatus) string {

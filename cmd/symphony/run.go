@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -19,6 +21,7 @@ import (
 	"github.com/symphony-oss/symphony/components/tracker"
 	"github.com/symphony-oss/symphony/components/workflow"
 	"github.com/symphony-oss/symphony/components/workspace"
+	"github.com/symphony-oss/symphony/internal/logsink"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 	"github.com/symphony-oss/symphony/ui"
 )
@@ -133,8 +136,37 @@ func closeBus(log *slog.Logger, what string, b *bus.Bus) {
 	}
 }
 
+// keepRunningOnClosedOutput makes a closed stdout or stderr cost output,
+// not the service (`symphony run … | head -2`). Go kills a process that
+// writes to a broken pipe on fd 1 or 2 with SIGPIPE unless SIGPIPE is
+// asked for with signal.Notify; then the write fails with EPIPE, which
+// the log sinks count. Not signal.Ignore: an ignored signal stays ignored
+// across exec, so every hook and agent would start with SIGPIPE ignored
+// (`yes | head -1` in a hook would see EPIPE instead of dying quietly, and
+// programs that rely on SIGPIPE would run on). A caught signal is reset to
+// its default by exec. Never stopped: the shutdown's last log lines must
+// not kill the process either, and the process ends with the command.
+func keepRunningOnClosedOutput() {
+	// Nobody reads the channel; Notify never blocks on a full one.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+}
+
 // Run starts the kernel and every component, and runs until a signal.
 func (c *RunCmd) Run(g *Globals, e *env) error {
+	keepRunningOnClosedOutput()
+	// The printed lines (dashboard URL and so on) go through a sink like
+	// the logs: a stdout nobody reads must not stall the dashboard.
+	stdout := logsink.New(e.stdout, 0)
+	defer stdout.Close(time.Second)
+	sinks := append([]*logsink.Sink{stdout}, e.logSinks...)
+	logWriteErrors := func() (failed, dropped uint64) {
+		for _, s := range sinks {
+			failed += s.Failed()
+			dropped += s.Dropped()
+		}
+		return failed, dropped
+	}
+	e = &env{ctx: e.ctx, stdout: stdout, stderr: e.stderr, rawStdout: e.rawStdout, logSinks: sinks}
 	log := g.logger(e.stderr)
 	if err := c.setMaxProcs(); err != nil {
 		return err
@@ -218,9 +250,10 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		return err
 	}
 	dash, err := ui.New(ui.Options{Bus: dashBus, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe,
-		URLFile:  filepath.Join(b.DataDir(), "dashboard-url"),
-		OnListen: func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) },
-		OnReady:  func() { go started() }})
+		URLFile:        filepath.Join(b.DataDir(), "dashboard-url"),
+		OnListen:       func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) },
+		OnReady:        func() { go started() },
+		LogWriteErrors: logWriteErrors})
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}

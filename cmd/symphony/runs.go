@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/termsafe"
 )
 
 // RunsCmd is `symphony runs`.
@@ -86,7 +87,10 @@ func (c *RunsCmd) Run(g *Globals, e *env) error {
 		if s.CostUSD != nil {
 			cost = fmt.Sprintf("$%.4f", *s.CostUSD)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", s.RunID, s.Issue.Identifier, s.Status, attempt, s.Turns,
+		// A cell holds no tab or newline of its own (termsafe.Line): they
+		// would break the table.
+		q := termsafe.Line
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", q(s.RunID), q(s.Issue.Identifier), q(s.Status), attempt, s.Turns,
 			s.Started.Local().Format("2006-01-02 15:04:05"), dur, s.Usage.InputTokens, s.Usage.OutputTokens, cost)
 	}
 	if len(list) == 0 {

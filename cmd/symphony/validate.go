@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/symphony-oss/symphony/internal/prompt"
+	"github.com/symphony-oss/symphony/internal/termsafe"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
@@ -72,7 +73,8 @@ func (c *ValidateCmd) Run(e *env) error {
 		if s.Default {
 			mark = "(default)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Key, s.Value, mark)
+		// One line per setting: a value's own tab or newline is escaped.
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", termsafe.Line(s.Key), termsafe.Line(s.Value), mark)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

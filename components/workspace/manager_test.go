@@ -45,8 +45,7 @@ func cfgWith(root string, hooks bus.HooksConfig) bus.Config {
 // plainRunner runs hooks without a bus.
 func plainRunner(cfg bus.Config, environ []string) hookRunner {
 	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
-		env := hookEnv(environ, cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, dir)
-		out, dur, err := runScript(ctx, name, script, dir, env, cfg.Hooks.Timeout())
+		out, dur, err := runHook(ctx, name, script, dir, environ, cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, cfg.Hooks.Timeout())
 		if err != nil {
 			return bus.HookResult{}, err
 		}

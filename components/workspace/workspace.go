@@ -5,8 +5,10 @@
 // workspace, in their own process group, killed as a group at
 // hooks.timeout_ms. Issue data reaches hooks only through the fixed
 // environment variables ISSUE_ID, ISSUE_IDENTIFIER, ISSUE_TITLE,
-// ISSUE_STATE, ISSUE_URL, ISSUE_LABELS and SYMPHONY_WORKSPACE; the tracker
-// secret's variable is removed unless hooks.inherit_secrets is true.
+// ISSUE_STATE, ISSUE_URL, ISSUE_LABELS (bounded, cut with a marker) and
+// SYMPHONY_WORKSPACE, and through SYMPHONY_ISSUE_JSON, a file holding the
+// whole issue for the hook's lifetime; the tracker secret's variable is
+// removed unless hooks.inherit_secrets is true.
 package workspace
 
 import (
@@ -134,8 +136,7 @@ func (c *Component) runner(cfg bus.Config, runID string) hookRunner {
 		log := c.log.With("issue_id", issue.ID, "issue_identifier", issue.Identifier, "hook", name, "workspace", dir)
 		c.publish(name, bus.HookEvent{Hook: name, Phase: bus.HookStarted, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC()})
 		log.Info("hook started")
-		env := hookEnv(c.opts.Environ(), cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, dir)
-		out, dur, err := runScript(ctx, name, script, dir, env, cfg.Hooks.Timeout())
+		out, dur, err := runHook(ctx, name, script, dir, c.opts.Environ(), cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, cfg.Hooks.Timeout())
 		ev := bus.HookEvent{Hook: name, Phase: bus.HookFinished, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC(),
 			DurationMS: dur.Milliseconds(), Output: truncate(out, LogHookOutput)}
 		var he *HookError
