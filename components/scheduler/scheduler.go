@@ -113,8 +113,13 @@ type actor struct {
 	runSeq  int
 	// ticked is set after the first tick (Once mode stops there).
 	ticked bool
-	// swept is set once the startup sweep of terminal workspaces worked.
-	swept bool
+	// swept is set once the startup sweep of terminal workspaces worked;
+	// sweeping while its list of terminal issues is being fetched.
+	swept, sweeping bool
+	// async are the requests in flight off this goroutine (async.go);
+	// removes the workspace removals among them (removal.go).
+	async   asyncs
+	removes removals
 	// paused stops dispatch (operator); refreshT fires a coalesced
 	// operator refresh.
 	paused   bool
@@ -139,9 +144,10 @@ type control struct {
 	reply chan bus.ControlResult
 }
 
-// checkOnce closes Done when a Once scheduler has nothing left running.
+// checkOnce closes Done when a Once scheduler has nothing left running,
+// no workspace removal and no sweep in flight.
 func (a *actor) checkOnce() {
-	if a.c.opts.Once && a.ticked && len(a.running) == 0 {
+	if a.c.opts.Once && a.ticked && len(a.running) == 0 && len(a.removes.busy) == 0 && !a.sweeping {
 		a.c.doneOnce.Do(func() { close(a.c.done) })
 	}
 }
@@ -151,7 +157,8 @@ func (a *actor) checkOnce() {
 // restart finds them.
 func (c *Component) Run(ctx context.Context) error {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
-		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{}}
+		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
+		async: newAsyncs(), removes: newRemovals()}
 	a.clock = c.opts.Clock
 	a.retryT = a.clock.NewTimer(time.Hour)
 	a.retryT.Stop()
@@ -185,6 +192,8 @@ func (c *Component) Run(ctx context.Context) error {
 	defer func() {
 		cancelServe()
 		<-served
+		// The requests in flight end with ctx; their answers are dropped.
+		a.async.wg.Wait()
 	}()
 
 	configs, err := bus.Watch(ctx, a.b, bus.ConfigCurrent)
@@ -269,6 +278,8 @@ func (c *Component) Run(ctx context.Context) error {
 			a.fireRetries(ctx)
 		case c := <-controls:
 			c.reply <- a.control(ctx, c.req)
+		case f := <-a.async.done:
+			a.settle(ctx, f)
 		case <-a.refreshT.C:
 			// Without a config yet the refresh stays queued and runs as
 			// soon as the config arrives.
@@ -290,24 +301,37 @@ func (a *actor) issueLog(iss bus.Issue) *slog.Logger {
 
 // sweep removes the workspaces of issues already terminal (spec §8.6). It
 // is tried at start-up and on every tick until it has worked once (the
-// tracker may not be ready when the scheduler starts).
+// tracker may not be ready when the scheduler starts). Neither the list
+// (every terminal issue the tracker has) nor the removals are waited for
+// here. It is also what finishes a removal a crash cut short.
 func (a *actor) sweep(ctx context.Context) {
-	if a.swept {
+	if a.swept || a.sweeping {
 		return
 	}
-	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: a.cfg.Config.Tracker.TerminalStates})
-	cancel()
-	if err != nil {
-		a.log.Warn("startup sweep: terminal issues unavailable; will try again next tick", "err", err)
-		return
-	}
-	a.swept = true
-	for _, iss := range list.Issues {
-		if safeid.Valid(iss.Identifier) {
-			a.removeWorkspace(ctx, iss)
-		}
-	}
+	a.sweeping = true
+	states := a.cfg.Config.Tracker.TerminalStates
+	goAsk(ctx, a, requestTimeout,
+		func(rctx context.Context) (bus.IssueList, error) {
+			return bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: states})
+		},
+		func(ctx context.Context, list bus.IssueList, err error) {
+			a.sweeping = false
+			defer a.checkOnce()
+			if err != nil {
+				a.log.Warn("startup sweep: terminal issues unavailable; will try again next tick", "err", err)
+				return
+			}
+			a.swept = true
+			for _, iss := range list.Issues {
+				// A run of the issue (dispatched while the list was on its
+				// way) keeps its workspace: reconciliation stops it if the
+				// issue is terminal, and removes the workspace then.
+				if _, run := a.running[iss.ID]; run || !safeid.Valid(iss.Identifier) {
+					continue
+				}
+				a.removeWorkspace(ctx, iss)
+			}
+		})
 }
 
 // startup restores the durable state: retry timers resume at their due
@@ -495,7 +519,7 @@ func killRun(runID string) error {
 
 // occupancy is the view Check needs.
 func (a *actor) occupancy() Occupancy {
-	occ := Occupancy{Running: map[string]string{}, Claimed: map[string]bool{}, Blocked: map[string]bool{}}
+	occ := Occupancy{Running: map[string]string{}, Claimed: map[string]bool{}, Blocked: map[string]bool{}, Removing: a.removes.busy}
 	for id, r := range a.running {
 		occ.Running[id] = r.state
 		occ.Claimed[id] = true
@@ -562,8 +586,11 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 	}
 	dispatch, skipped := Plan(cfg, candidates, a.occupancy())
 	for _, iss := range candidates {
-		if skipped[iss.ID] == UnsafeIdentifier {
+		switch skipped[iss.ID] {
+		case UnsafeIdentifier:
 			a.log.Error("issue refused: unsafe identifier (never dispatched)", "issue_id", iss.ID, "identifier", safeid.Quote(iss.Identifier), "rule", safeid.Rule)
+		case WorkspaceRemoving:
+			a.holdForRemoval(iss.ID)
 		}
 	}
 	for _, iss := range dispatch {
@@ -858,6 +885,11 @@ func (a *actor) fireRetries(ctx context.Context) {
 		if r.DueAt.After(now) || a.cfg == nil {
 			continue
 		}
+		if a.removing(id) {
+			// Fires when the removal has ended (removed re-arms the timer).
+			a.holdForRemoval(id)
+			continue
+		}
 		iss, found, err := a.refreshOne(ctx, id)
 		cfg := a.cfg.Config
 		switch {
@@ -958,26 +990,23 @@ func (a *actor) clearBlocked(ctx context.Context, id string) {
 	}
 }
 
-func (a *actor) removeWorkspace(ctx context.Context, iss bus.Issue) {
-	rctx, cancel := a.ask(ctx)
-	_, err := bus.Ask(rctx, a.b, bus.WorkspaceRemove, bus.RemoveWorkspace{Issue: iss})
-	cancel()
-	if err != nil {
-		a.issueLog(iss).Warn("remove workspace failed", "err", err)
-	}
-}
-
 // armRetryTimer sets the timer to the earliest due retry.
 func (a *actor) armRetryTimer() {
 	a.retryT.Stop()
 	if len(a.retries) == 0 {
 		return
 	}
-	next := time.Time{}
-	for _, r := range a.retries {
-		if next.IsZero() || r.DueAt.Before(next) {
-			next = r.DueAt
+	next, found := time.Time{}, false
+	for id, r := range a.retries {
+		if a.removing(id) {
+			continue // waits for its removal's end, which re-arms the timer
 		}
+		if !found || r.DueAt.Before(next) {
+			next, found = r.DueAt, true
+		}
+	}
+	if !found {
+		return
 	}
 	a.retryT.Reset(max(next.Sub(a.clock.Now()), 0))
 }

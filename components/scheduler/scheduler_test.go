@@ -22,10 +22,15 @@ type world struct {
 	mu  sync.Mutex
 	iss map[string]bus.Issue
 	// outcome decides how each dispatched run ends ("" = keeps running).
-	outcome       func(d bus.Dispatch) bus.RunStatus
-	dispatches    []bus.Dispatch
-	cancels       []bus.CancelRun
-	removed       []string
+	outcome    func(d bus.Dispatch) bus.RunStatus
+	dispatches []bus.Dispatch
+	cancels    []bus.CancelRun
+	removed    []string
+	// gates hold a workspace's removal until the test closes its channel
+	// (a before_remove that takes its time); trace records, in order,
+	// "remove-start X", "remove-end X" and "dispatch X".
+	gates         map[string]chan struct{}
+	trace         []string
 	live          map[string]bus.Dispatch // run id -> dispatch, still running
 	candidateAsks int
 	refreshFails  bool
@@ -114,13 +119,22 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 	})
 	serve(t, ctx, b, bus.WorkspaceRemove, func(req bus.RemoveWorkspace) bus.WorkspaceRemoved {
 		w.mu.Lock()
+		gate := w.gates[req.Issue.Identifier]
+		w.trace = append(w.trace, "remove-start "+req.Issue.Identifier)
+		w.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
+		w.mu.Lock()
 		defer w.mu.Unlock()
+		w.trace = append(w.trace, "remove-end "+req.Issue.Identifier)
 		w.removed = append(w.removed, req.Issue.Identifier)
 		return bus.WorkspaceRemoved{Existed: true}
 	})
 	serve(t, ctx, b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
 		w.mu.Lock()
 		w.dispatches = append(w.dispatches, d)
+		w.trace = append(w.trace, "dispatch "+d.Issue.Identifier)
 		w.live[d.RunID] = d
 		status := w.outcome(d)
 		w.mu.Unlock()

@@ -1,0 +1,158 @@
+package scheduler
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// gate holds id's workspace removal until the returned release is called
+// (once; the test's cleanup calls it too, so a failed test never leaves
+// the stand-in blocked).
+func (w *world) gate(id string) (release func()) {
+	ch := make(chan struct{})
+	w.mu.Lock()
+	if w.gates == nil {
+		w.gates = map[string]chan struct{}{}
+	}
+	w.gates[id] = ch
+	w.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	w.t.Cleanup(release)
+	return release
+}
+
+// traced reports whether the trace holds line (under w.mu).
+func (w *world) traced(line string) bool { return slices.Contains(w.trace, line) }
+
+// dispatchesOf counts the dispatches of one issue (under w.mu).
+func (w *world) dispatchesOf(id string) int {
+	n := 0
+	for _, d := range w.dispatches {
+		if d.Issue.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// lastDispatch is the index in trace of id's last dispatch (-1: none).
+func lastDispatch(trace []string, id string) int {
+	for i := len(trace) - 1; i >= 0; i-- {
+		if trace[i] == "dispatch "+id {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestRemovalDoesNotStallTheLoop: a run stopped because its issue went
+// terminal has its workspace removed, and the removal's before_remove
+// (held here by the test, as a hook that waits on a fifo would) stalls
+// nothing: another issue is dispatched and an operator command answered
+// while it runs. The issue, active again meanwhile, is not dispatched
+// until the removal has ended, and then without waiting for a poll. The
+// scheduler used to wait for the removal in its loop (up to a minute).
+func TestRemovalDoesNotStallTheLoop(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("R-1", 1, "", "Todo"))
+	w.configure(nil)
+	release := w.gate("R-1")
+	w.pollUntil("R-1 dispatched", func() bool { return w.dispatchesOf("R-1") == 1 })
+
+	// R-1 goes terminal: the poll's reconcile cancels its run; the run's
+	// end starts the removal, which waits on the gate.
+	w.setState("R-1", "Done")
+	w.poll()
+	w.eventually("R-1's removal started", func() bool { return w.traced("remove-start R-1") })
+
+	// Meanwhile: a new issue is dispatched, a command is answered.
+	w.mu.Lock()
+	w.iss["N-1"] = iss("N-1", 1, "", "Todo")
+	w.mu.Unlock()
+	start := time.Now()
+	w.pollUntil("N-1 dispatched while R-1's before_remove runs", func() bool { return w.dispatchesOf("N-1") == 1 })
+	if res := w.control(bus.Control{Action: bus.ControlPause}); !res.Paused {
+		t.Fatalf("pause: %+v", res)
+	}
+	w.control(bus.Control{Action: bus.ControlResume})
+	t.Logf("N-1 dispatched and two commands answered %v after R-1's removal began", time.Since(start).Round(time.Millisecond))
+
+	// R-1 is reopened: while its removal runs, polls pass it over.
+	w.setState("R-1", "Todo")
+	for range 3 {
+		w.tickNow()
+	}
+	w.mu.Lock()
+	if n := w.dispatchesOf("R-1"); n != 1 || w.traced("remove-end R-1") {
+		t.Fatalf("R-1 dispatched %d times while its removal was in flight (trace %v)", n, w.trace)
+	}
+	w.mu.Unlock()
+
+	// The removal ends: R-1 is dispatched again, after it, with no poll.
+	release()
+	w.eventually("R-1 dispatched after its removal", func() bool { return w.dispatchesOf("R-1") == 2 })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if lastDispatch(w.trace, "R-1") < slices.Index(w.trace, "remove-end R-1") {
+		t.Errorf("R-1's second dispatch must follow its removal's end: %v", w.trace)
+	}
+}
+
+// TestStartupSweepDoesNotStallDispatch: the start-up sweep's removals (a
+// terminal issue's before_remove, held) do not hold back dispatch; the
+// swept issue, reopened, waits for its removal. The sweep used to run
+// inside the scheduler's start-up, before the first poll could dispatch.
+func TestStartupSweepDoesNotStallDispatch(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("S-1", 1, "", "Done"), iss("A-1", 2, "", "Todo"))
+	release := w.gate("S-1")
+	w.configure(nil)
+	w.eventually("S-1's removal started", func() bool { return w.traced("remove-start S-1") })
+	w.pollUntil("A-1 dispatched while the sweep removes S-1", func() bool { return w.dispatchesOf("A-1") == 1 })
+
+	w.setState("S-1", "Todo")
+	w.tickNow()
+	w.tickNow()
+	if n := w.dispatchCount(); n != 1 {
+		t.Fatalf("%d dispatches: S-1 must wait for its removal", n)
+	}
+	release()
+	w.eventually("S-1 dispatched after its removal", func() bool { return w.dispatchesOf("S-1") == 1 })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if slices.Index(w.trace, "dispatch S-1") < slices.Index(w.trace, "remove-end S-1") {
+		t.Errorf("S-1 dispatched before its removal ended: %v", w.trace)
+	}
+}
+
+// TestRetryWaitsForRemoval: a retry that comes due while its issue's
+// workspace is being removed neither asks the tracker nor dispatches; the
+// retry timer is not armed for it (it would fire again at once), and the
+// retry stays queued for the removal's end.
+func TestRetryWaitsForRemoval(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("Q-1", 1, "", "Todo"))
+	clock := newFakeClock()
+	a := newTestActor(w, clock)
+	a.cfg.Config.Tracker.ActiveStates = []string{"Todo"}
+	a.cfg.Config.Agent.MaxConcurrentAgents = 2
+	a.removes.busy["Q-1"] = true
+	a.retries["Q-1"] = bus.RetryEntry{IssueID: "Q-1", Identifier: "Q-1", Attempt: 2, DueAt: clock.Now()}
+	a.fireRetries(t.Context())
+	if _, ok := a.retries["Q-1"]; !ok || w.dispatchCount() != 0 {
+		t.Fatalf("retry fired during the removal: retries %v, %d dispatches", a.retries, w.dispatchCount())
+	}
+	select {
+	case <-a.retryT.C():
+		t.Fatal("retry timer armed for a retry that waits for its removal")
+	default:
+	}
+	if !a.removes.held["Q-1"] {
+		t.Error("the held retry is not recorded for the removal's end")
+	}
+	if got := Check(a.cfg.Config, iss("Q-1", 1, "", "Todo"), a.occupancy(), true); got != WorkspaceRemoving {
+		t.Errorf("Check during the removal: %q, want %q", got, WorkspaceRemoving)
+	}
+}
