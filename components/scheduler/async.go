@@ -46,8 +46,10 @@ func goAsk[T any](ctx context.Context, a *actor, timeout time.Duration, ask func
 	})
 }
 
-// settle runs one answer's follow-up (from Run's loop).
+// settle runs one answer's follow-up (from Run's loop). The last answer a
+// Once scheduler waited for may be the end of its work.
 func (a *actor) settle(ctx context.Context, f followUp) {
 	a.async.n--
 	f(ctx)
+	a.checkOnce()
 }

@@ -156,3 +156,74 @@ func TestRetryWaitsForRemoval(t *testing.T) {
 		t.Errorf("Check during the removal: %q, want %q", got, WorkspaceRemoving)
 	}
 }
+
+// slowTracker waits while the tracker gate is set (a tracker that takes
+// its time answering).
+func (w *world) slowTracker() {
+	w.mu.Lock()
+	gate := w.trackerGate
+	w.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+}
+
+// TestSlowTrackerDoesNotStallTheLoop: while the tracker takes its time
+// with the scheduler's own requests (reconciliation's refresh of the
+// running issues, an operator's refresh, the refresh of due retries), the
+// scheduler keeps answering commands and dispatching from the snapshots
+// the tracker publishes; the answers, when they come, are applied. The
+// scheduler used to wait for each of them in its loop (up to a minute).
+func TestSlowTrackerDoesNotStallTheLoop(t *testing.T) {
+	clock := newFakeClock()
+	w := newWorldWith(t, t.TempDir(), clock, iss("T-1", 1, "", "Todo"), iss("T-2", 2, "", "Todo"))
+	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 3 })
+	w.mu.Lock()
+	w.outcome = func(d bus.Dispatch) bus.RunStatus {
+		if d.Issue.ID == "T-2" && d.Attempt == nil {
+			return bus.RunFailed // retried when the test moves the clock
+		}
+		return ""
+	}
+	w.mu.Unlock()
+	w.pollUntil("T-1 and T-2 dispatched", func() bool { return w.dispatchesOf("T-1") == 1 && w.dispatchesOf("T-2") == 1 })
+	w.waitRetry("T-2", 1, clock.Now().Add(RetryDelay(1, 300000)))
+
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open)
+	w.mu.Lock()
+	w.trackerGate = gate
+	w.mu.Unlock()
+	// T-1 goes terminal; an operator asks for a refresh; T-2's retry comes
+	// due: three requests the tracker sits on.
+	w.setState("T-1", "Done")
+	w.poll()
+	w.control(bus.Control{Action: bus.ControlRefresh})
+	clock.Advance(RetryDelay(1, 300000))
+	w.mu.Lock()
+	w.iss["T-3"] = iss("T-3", 3, "", "Todo")
+	w.mu.Unlock()
+	start := time.Now()
+	w.pollUntil("T-3 dispatched from a snapshot while the tracker is slow", func() bool { return w.dispatchesOf("T-3") == 1 })
+	if res := w.control(bus.Control{Action: bus.ControlPause}); !res.Paused {
+		t.Fatalf("pause: %+v", res)
+	}
+	w.control(bus.Control{Action: bus.ControlResume})
+	t.Logf("T-3 dispatched and commands answered %v into the tracker's silence", time.Since(start).Round(time.Millisecond))
+	w.mu.Lock()
+	if len(w.cancels) != 0 || w.dispatchesOf("T-2") != 1 {
+		t.Fatalf("acted before the tracker answered: cancels %v, %d dispatches of T-2", w.cancels, w.dispatchesOf("T-2"))
+	}
+	w.mu.Unlock()
+
+	// The tracker answers: T-1's run is stopped, T-2's retry dispatched.
+	w.mu.Lock()
+	w.trackerGate = nil
+	w.mu.Unlock()
+	open()
+	w.eventually("T-1 canceled as terminal", func() bool { return len(w.cancels) == 1 && w.cancels[0].Status == bus.RunCanceled })
+	w.eventually("T-2 retried", func() bool { return w.dispatchesOf("T-2") == 2 })
+	w.eventually("T-1's workspace removed", func() bool { return w.traced("remove-end T-1") })
+}
