@@ -1,10 +1,13 @@
 package components_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,6 +31,34 @@ type removalWorld struct {
 	dispatches []dispatched
 	live       map[string]bus.Dispatch
 	asks       int // candidate lists served
+}
+
+// logBuf is a log sink a test reads while the scheduler writes to it.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// has reports whether one logged line holds every part.
+func (l *logBuf) has(parts ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for line := range strings.Lines(l.buf.String()) {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 type dispatched struct {
@@ -221,7 +252,8 @@ func TestBeforeRemoveDoesNotStallScheduling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched, err := scheduler.New(scheduler.Options{Bus: b})
+	logs := &logBuf{}
+	sched, err := scheduler.New(scheduler.Options{Bus: b, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,9 +280,11 @@ func TestBeforeRemoveDoesNotStallScheduling(t *testing.T) {
 
 	// Reopened while its removal runs: polls pass R-1 over.
 	w.set("R-1", "Todo")
-	for range 3 {
+	w.within(prompt, "a poll passed R-1 over for its removal", func() bool {
 		w.refresh()
-	}
+		return logs.has("dispatch waits for the issue's workspace removal", "issue_id=R-1")
+	})
+	w.refresh()
 	if n := w.count("R-1"); n != 1 {
 		t.Fatalf("R-1 dispatched %d times while its before_remove ran", n)
 	}

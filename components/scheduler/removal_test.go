@@ -227,3 +227,36 @@ func TestSlowTrackerDoesNotStallTheLoop(t *testing.T) {
 	w.eventually("T-2 retried", func() bool { return w.dispatchesOf("T-2") == 2 })
 	w.eventually("T-1's workspace removed", func() bool { return w.traced("remove-end T-1") })
 }
+
+// TestRemovalCutShortIsRedoneAtStart: the process stops while a
+// workspace's removal is in flight (its claim already released); the next
+// start's sweep asks for the removal again, and the issue, still terminal,
+// is not dispatched.
+func TestRemovalCutShortIsRedoneAtStart(t *testing.T) {
+	dir := t.TempDir()
+	w := newWorld(t, dir, iss("X-1", 1, "", "Todo"))
+	w.configure(nil)
+	w.gate("X-1")
+	w.pollUntil("X-1 dispatched", func() bool { return w.dispatchesOf("X-1") == 1 })
+	w.setState("X-1", "Done")
+	w.poll()
+	w.eventually("X-1's removal started", func() bool { return w.traced("remove-start X-1") })
+	w.stop()
+	w.mu.Lock()
+	if w.traced("remove-end X-1") {
+		t.Fatal("the removal ended before the stop")
+	}
+	w.mu.Unlock()
+
+	w2 := newWorld(t, dir, iss("X-1", 1, "", "Done"))
+	w2.configure(nil)
+	w2.eventually("X-1's removal redone by the start-up sweep", func() bool { return w2.traced("remove-end X-1") })
+	w2.tickNow()
+	if n := w2.dispatchCount(); n != 0 {
+		t.Errorf("%d dispatches of a terminal issue after the restart", n)
+	}
+	claims, err := bus.All(t.Context(), w2.b, bus.Claims)
+	if err != nil || len(claims) != 0 {
+		t.Errorf("claims after the restart: %v %v", claims, err)
+	}
+}

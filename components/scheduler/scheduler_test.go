@@ -125,20 +125,26 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out}
 	})
-	serve(t, ctx, b, bus.WorkspaceRemove, func(req bus.RemoveWorkspace) bus.WorkspaceRemoved {
+	if _, err := bus.ServeN(ctx, b, bus.WorkspaceRemove, 8, func(hctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
 		w.mu.Lock()
 		gate := w.gates[req.Issue.Identifier]
 		w.trace = append(w.trace, "remove-start "+req.Issue.Identifier)
 		w.mu.Unlock()
 		if gate != nil {
-			<-gate
+			select {
+			case <-gate:
+			case <-hctx.Done(): // the process stops with the removal in flight
+				return bus.WorkspaceRemoved{}, hctx.Err()
+			}
 		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.trace = append(w.trace, "remove-end "+req.Issue.Identifier)
 		w.removed = append(w.removed, req.Issue.Identifier)
-		return bus.WorkspaceRemoved{Existed: true}
-	})
+		return bus.WorkspaceRemoved{Existed: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	serve(t, ctx, b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
 		w.mu.Lock()
 		w.dispatches = append(w.dispatches, d)
