@@ -88,7 +88,6 @@ func (a *actor) removed(ctx context.Context, iss bus.Issue, res bus.WorkspaceRem
 	if held {
 		a.queueRefresh()
 	}
-	a.checkOnce()
 }
 
 // holdForRemoval records that the issue was passed over for its removal,

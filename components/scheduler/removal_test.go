@@ -260,3 +260,36 @@ func TestRemovalCutShortIsRedoneAtStart(t *testing.T) {
 		t.Errorf("claims after the restart: %v %v", claims, err)
 	}
 }
+
+// TestOnceWaitsForRemovals: a --once scheduler is not done while a
+// workspace removal it asked for is in flight (symphony run --once would
+// stop the workspace component under it); it is done once it has ended.
+func TestOnceWaitsForRemovals(t *testing.T) {
+	w := newWorldOpts(t, t.TempDir(), Options{Once: true}, iss("W-9", 1, "", "Done"), iss("W-1", 1, "", "Todo"))
+	release := w.gate("W-9")
+	w.mu.Lock()
+	w.outcome = func(bus.Dispatch) bus.RunStatus { return bus.RunSucceeded }
+	w.mu.Unlock()
+	w.configure(nil)
+	w.eventually("W-9's removal started", func() bool { return w.traced("remove-start W-9") })
+	w.pollUntil("W-1 dispatched", func() bool { return w.dispatchesOf("W-1") == 1 })
+	// W-1's end is followed up (its claim released): only the removal
+	// is left.
+	deadline := time.Now().Add(testTimeout)
+	for {
+		claims, err := bus.All(t.Context(), w.b, bus.Claims)
+		if err == nil && len(claims) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("W-1's claim never released: %v %v", claims, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	w.barrier()
+	if w.onceDone() {
+		t.Fatal("once mode done with a workspace removal in flight")
+	}
+	release()
+	w.eventually("once done after the removal", w.onceDone)
+}

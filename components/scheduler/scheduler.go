@@ -327,7 +327,6 @@ func (a *actor) sweep(ctx context.Context) {
 		},
 		func(ctx context.Context, list bus.IssueList, err error) {
 			a.sweeping = false
-			defer a.checkOnce()
 			if err != nil {
 				a.log.Warn("startup sweep: terminal issues unavailable; will try again next tick", "err", err)
 				return
