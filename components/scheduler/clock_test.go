@@ -319,6 +319,7 @@ func TestStartupFollowsUpStoredEnds(t *testing.T) {
 func newTestActor(w *world, clock *fakeClock) *actor {
 	a := &actor{c: &Component{}, b: w.b, log: slog.New(slog.DiscardHandler), clock: clock, running: map[string]*running{},
 		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
+		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{},
 		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
 	a.retryT = clock.NewTimer(time.Hour)
 	return a

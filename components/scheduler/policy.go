@@ -44,6 +44,7 @@ const (
 	NoGlobalSlot      Reason = "no free global slot"
 	NoStateSlot       Reason = "no free slot for its state"
 	BlockedByOperator Reason = "blocked until an operator clears it"
+	WorkspaceRemoving Reason = "its workspace is being removed"
 )
 
 // Occupancy is what the scheduler currently holds, for slot and claim
@@ -55,6 +56,9 @@ type Occupancy struct {
 	Claimed map[string]bool
 	// Blocked holds issue ids an operator must clear.
 	Blocked map[string]bool
+	// Removing holds issue ids whose workspace removal (before_remove
+	// included) is in flight: a new run would be prepared beside it.
+	Removing map[string]bool
 }
 
 // runningIn counts running issues in a normalized state.
@@ -100,6 +104,8 @@ func Check(cfg bus.Config, iss bus.Issue, occ Occupancy, retry bool) Reason {
 		return BlockedByOperator
 	case occ.Running[iss.ID] != "":
 		return AlreadyRunning
+	case occ.Removing[iss.ID]:
+		return WorkspaceRemoving
 	case occ.Claimed[iss.ID] && !retry:
 		return AlreadyClaimed
 	case GlobalSlots(cfg.Agent, len(occ.Running)) == 0:

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -40,6 +38,10 @@ type Options struct {
 	Clock Clock
 	// killRun stands in for killRun in tests (nil: killRun).
 	killRun func(runID string) error
+	// looped, if set, is told after each turn of Run's loop how many
+	// requests other than workspace removals (which a test may hold) are
+	// still in flight: tests' barrier waits for their answers too.
+	looped func(inFlight int)
 }
 
 // Component is the scheduler: the single authority over which issue runs.
@@ -113,8 +115,19 @@ type actor struct {
 	runSeq  int
 	// ticked is set after the first tick (Once mode stops there).
 	ticked bool
-	// swept is set once the startup sweep of terminal workspaces worked.
-	swept bool
+	// swept is set once the startup sweep of terminal workspaces worked;
+	// sweeping while its list of terminal issues is being fetched.
+	swept, sweeping bool
+	// reconciling is set while reconciliation's tracker refresh is in
+	// flight (reconcile.go).
+	reconciling bool
+	// firing holds the due retries whose tracker refresh is in flight
+	// (retry.go): not fired again, not timed, until it is answered.
+	firing map[string]bool
+	// async are the requests in flight off this goroutine (async.go);
+	// removes the workspace removals among them (removal.go).
+	async   asyncs
+	removes removals
 	// paused stops dispatch (operator); refreshT fires a coalesced
 	// operator refresh.
 	paused   bool
@@ -139,9 +152,10 @@ type control struct {
 	reply chan bus.ControlResult
 }
 
-// checkOnce closes Done when a Once scheduler has nothing left running.
+// checkOnce closes Done when a Once scheduler has nothing left running
+// and no request in flight (a workspace removal, the sweep, a refresh).
 func (a *actor) checkOnce() {
-	if a.c.opts.Once && a.ticked && len(a.running) == 0 {
+	if a.c.opts.Once && a.ticked && len(a.running) == 0 && a.async.n == 0 {
 		a.c.doneOnce.Do(func() { close(a.c.done) })
 	}
 }
@@ -151,7 +165,8 @@ func (a *actor) checkOnce() {
 // restart finds them.
 func (c *Component) Run(ctx context.Context) error {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
-		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{}}
+		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
+		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}}
 	a.clock = c.opts.Clock
 	a.retryT = a.clock.NewTimer(time.Hour)
 	a.retryT.Stop()
@@ -185,6 +200,8 @@ func (c *Component) Run(ctx context.Context) error {
 	defer func() {
 		cancelServe()
 		<-served
+		// The requests in flight end with ctx; their answers are dropped.
+		a.async.wg.Wait()
 	}()
 
 	configs, err := bus.Watch(ctx, a.b, bus.ConfigCurrent)
@@ -269,6 +286,8 @@ func (c *Component) Run(ctx context.Context) error {
 			a.fireRetries(ctx)
 		case c := <-controls:
 			c.reply <- a.control(ctx, c.req)
+		case f := <-a.async.done:
+			a.settle(ctx, f)
 		case <-a.refreshT.C:
 			// Without a config yet the refresh stays queued and runs as
 			// soon as the config arrives.
@@ -276,6 +295,9 @@ func (c *Component) Run(ctx context.Context) error {
 				a.refreshQ = false
 				a.refreshNow(ctx)
 			}
+		}
+		if a.c.opts.looped != nil {
+			a.c.opts.looped(a.async.n - a.removes.inFlight)
 		}
 	}
 }
@@ -290,24 +312,36 @@ func (a *actor) issueLog(iss bus.Issue) *slog.Logger {
 
 // sweep removes the workspaces of issues already terminal (spec §8.6). It
 // is tried at start-up and on every tick until it has worked once (the
-// tracker may not be ready when the scheduler starts).
+// tracker may not be ready when the scheduler starts). Neither the list
+// (every terminal issue the tracker has) nor the removals are waited for
+// here. It is also what finishes a removal a crash cut short.
 func (a *actor) sweep(ctx context.Context) {
-	if a.swept {
+	if a.swept || a.sweeping {
 		return
 	}
-	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: a.cfg.Config.Tracker.TerminalStates})
-	cancel()
-	if err != nil {
-		a.log.Warn("startup sweep: terminal issues unavailable; will try again next tick", "err", err)
-		return
-	}
-	a.swept = true
-	for _, iss := range list.Issues {
-		if safeid.Valid(iss.Identifier) {
-			a.removeWorkspace(ctx, iss)
-		}
-	}
+	a.sweeping = true
+	states := a.cfg.Config.Tracker.TerminalStates
+	goAsk(ctx, a, requestTimeout,
+		func(rctx context.Context) (bus.IssueList, error) {
+			return bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: states})
+		},
+		func(ctx context.Context, list bus.IssueList, err error) {
+			a.sweeping = false
+			if err != nil {
+				a.log.Warn("startup sweep: terminal issues unavailable; will try again next tick", "err", err)
+				return
+			}
+			a.swept = true
+			for _, iss := range list.Issues {
+				// A run of the issue (dispatched while the list was on its
+				// way) keeps its workspace: reconciliation stops it if the
+				// issue is terminal, and removes the workspace then.
+				if _, run := a.running[iss.ID]; run || !safeid.Valid(iss.Identifier) {
+					continue
+				}
+				a.removeWorkspace(ctx, iss)
+			}
+		})
 }
 
 // startup restores the durable state: retry timers resume at their due
@@ -495,7 +529,7 @@ func killRun(runID string) error {
 
 // occupancy is the view Check needs.
 func (a *actor) occupancy() Occupancy {
-	occ := Occupancy{Running: map[string]string{}, Claimed: map[string]bool{}, Blocked: map[string]bool{}}
+	occ := Occupancy{Running: map[string]string{}, Claimed: map[string]bool{}, Blocked: map[string]bool{}, Removing: a.removes.busy}
 	for id, r := range a.running {
 		occ.Running[id] = r.state
 		occ.Claimed[id] = true
@@ -513,6 +547,11 @@ func (a *actor) occupancy() Occupancy {
 func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 	a.sweep(ctx)
 	a.reconcile(ctx)
+	a.dispatchFrom(ctx, snap)
+}
+
+// dispatchFrom dispatches eligible candidates of the snapshot.
+func (a *actor) dispatchFrom(ctx context.Context, snap bus.CandidateSnapshot) {
 	st := a.status
 	if st == nil {
 		if e, err := bus.Get(ctx, a.b, bus.ConfigStatus); err == nil {
@@ -542,18 +581,18 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 	}()
 	cfg := a.cfg.Config
 	candidates := make([]bus.Issue, 0, len(snap.Issues))
+	var stale []string
 	for _, iss := range snap.Issues {
 		// A snapshot taken before this issue's last run ended is stale for
-		// it: ask for the issue now rather than trust it.
+		// it: ask for the issue now rather than trust it (refreshStale:
+		// dispatched from the answer when it comes).
 		if ended, ok := a.lastEnd[iss.ID]; ok && !snap.FetchedAt.After(ended) {
-			fresh, found, err := a.refreshOne(ctx, iss.ID)
-			if err != nil || !found {
-				continue
-			}
-			iss = fresh
+			stale = append(stale, iss.ID)
+			continue
 		}
 		candidates = append(candidates, iss)
 	}
+	a.refreshStale(ctx, snap, stale)
 	// Blocked issues are cleared when their tracker state changes.
 	for _, iss := range candidates {
 		if bl, ok := a.blocked[iss.ID]; ok && a.blockedStateChanged(ctx, bl, iss.State) {
@@ -562,31 +601,16 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 	}
 	dispatch, skipped := Plan(cfg, candidates, a.occupancy())
 	for _, iss := range candidates {
-		if skipped[iss.ID] == UnsafeIdentifier {
+		switch skipped[iss.ID] {
+		case UnsafeIdentifier:
 			a.log.Error("issue refused: unsafe identifier (never dispatched)", "issue_id", iss.ID, "identifier", safeid.Quote(iss.Identifier), "rule", safeid.Rule)
+		case WorkspaceRemoving:
+			a.holdForRemoval(iss.ID)
 		}
 	}
 	for _, iss := range dispatch {
 		a.dispatch(ctx, iss, nil)
 	}
-}
-
-// refreshOne asks the tracker for one issue: found is false when it is
-// gone; err is set when the tracker could not say.
-func (a *actor) refreshOne(ctx context.Context, id string) (iss bus.Issue, found bool, err error) {
-	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{id}})
-	cancel()
-	if err != nil {
-		a.log.Warn("refresh failed", "issue_id", id, "err", err)
-		return bus.Issue{}, false, err
-	}
-	for _, i := range list.Issues {
-		if i.ID == id {
-			return i, true, nil
-		}
-	}
-	return bus.Issue{}, false, nil
 }
 
 // newRunID is unique per process and readable: <identifier>-<time>-<n>.
@@ -691,8 +715,9 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 }
 
 // reconcile stops stalled runs and runs whose issues are no longer
-// routable (spec §8.5), and follows up canceled runs whose end is late. A
-// failed refresh keeps every worker running.
+// routable (spec §8.5), and follows up canceled runs whose end is late. The
+// tracker's answer about the issues held is not waited for here
+// (refreshHeld, reconcile.go). A failed refresh keeps every worker running.
 func (a *actor) reconcile(ctx context.Context) {
 	cfg := a.cfg.Config
 	// A canceled run whose end has not come in time: ask the runner again
@@ -716,61 +741,7 @@ func (a *actor) reconcile(ctx context.Context) {
 	if len(a.running) == 0 && len(a.blocked) == 0 {
 		return
 	}
-	// Blocked issues are refreshed too: any state change (or their
-	// disappearance) clears them, candidate or not.
-	ids := slices.Collect(maps.Keys(a.running))
-	for id := range a.blocked {
-		if _, ok := a.running[id]; !ok {
-			ids = append(ids, id)
-		}
-	}
-	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids})
-	cancel()
-	if err != nil {
-		a.log.Warn("reconcile: refresh failed; workers keep running", "err", err)
-		return
-	}
-	found := map[string]bus.Issue{}
-	for _, iss := range list.Issues {
-		found[iss.ID] = iss
-	}
-	for id, bl := range a.blocked {
-		if iss, ok := found[id]; !ok || a.blockedStateChanged(ctx, bl, iss.State) {
-			a.clearBlocked(ctx, id)
-			a.log.Info("blocked issue cleared: its state changed", "issue_id", id, "issue_identifier", bl.Identifier)
-		}
-	}
-	for id, r := range a.running {
-		if r.cancelSent {
-			continue
-		}
-		iss, ok := found[id]
-		if !ok {
-			r.release = true
-			a.cancel(ctx, r, bus.RunCanceled, "the issue no longer exists in the tracker")
-			continue
-		}
-		// The rules dispatch applies to the issue itself (Routable): what
-		// would not be dispatched now does not keep its agent either.
-		switch why := Routable(cfg, iss); {
-		case inStates(iss.State, cfg.Tracker.TerminalStates):
-			r.release, r.removeWorkspace = true, true
-			a.cancel(ctx, r, bus.RunCanceled, "the issue moved to "+iss.State)
-		case why == NotActive:
-			r.release = true
-			a.cancel(ctx, r, bus.RunCanceled, "the issue is no longer active ("+iss.State+")")
-		case why != Eligible:
-			// Unroutable but not terminal (a required label removed, say:
-			// an operator taking the issue away from automation): the
-			// workspace is kept, as for a state that is not active.
-			r.release = true
-			a.cancel(ctx, r, bus.RunCanceled, "the issue is no longer eligible: "+string(why))
-		default:
-			// Per-state slots count the issue's current state.
-			r.issue, r.state = iss, normState(iss.State)
-		}
-	}
+	a.refreshHeld(ctx)
 }
 
 // cancel asks the agent runner to stop the run. Once the runner has
@@ -847,43 +818,28 @@ func (a *actor) endRecorded(ctx context.Context, runID string) bool {
 	return err == nil && e.Value.Ended != nil
 }
 
-// fireRetries handles every retry that is due (spec §8.4).
+// fireRetries handles every retry that is due (spec §8.4): the tracker is
+// asked about them all at once, and its answer is followed up in
+// retriesRefreshed (retry.go) without being waited for here.
 func (a *actor) fireRetries(ctx context.Context) {
 	now := a.clock.Now()
-	if a.paused {
+	if a.paused || a.cfg == nil {
 		// Paused: retries keep their place and fire on resume.
 		return
 	}
+	var due []string
 	for id, r := range a.retries {
-		if r.DueAt.After(now) || a.cfg == nil {
+		if r.DueAt.After(now) || a.firing[id] {
 			continue
 		}
-		iss, found, err := a.refreshOne(ctx, id)
-		cfg := a.cfg.Config
-		switch {
-		case err != nil:
-			// The tracker could not say: keep the claim and try again.
-			r.DueAt, r.Error = now.Add(RetryDelay(r.Attempt, cfg.Agent.MaxRetryBackoffMS)), "retry poll failed: "+err.Error()
-			a.queueRetry(ctx, r)
-		case !found:
-			a.release(ctx, id)
-		case inStates(iss.State, cfg.Tracker.TerminalStates):
-			a.removeWorkspace(ctx, iss)
-			a.release(ctx, id)
-		default:
-			attempt := r.Attempt
-			switch reason := Check(cfg, iss, a.occupancy(), true); reason {
-			case Eligible:
-				a.dispatch(ctx, iss, &attempt)
-			case NoGlobalSlot, NoStateSlot:
-				r.DueAt, r.Error = now.Add(RetryDelay(attempt, cfg.Agent.MaxRetryBackoffMS)), ErrNoSlots
-				a.queueRetry(ctx, r)
-			default:
-				a.issueLog(iss).Info("retry released", "reason", reason)
-				a.release(ctx, id)
-			}
+		if a.removing(id) {
+			// Fires when the removal has ended (removed re-arms the timer).
+			a.holdForRemoval(id)
+			continue
 		}
+		due = append(due, id)
 	}
+	a.refreshRetries(ctx, due)
 	a.armRetryTimer()
 }
 
@@ -958,26 +914,23 @@ func (a *actor) clearBlocked(ctx context.Context, id string) {
 	}
 }
 
-func (a *actor) removeWorkspace(ctx context.Context, iss bus.Issue) {
-	rctx, cancel := a.ask(ctx)
-	_, err := bus.Ask(rctx, a.b, bus.WorkspaceRemove, bus.RemoveWorkspace{Issue: iss})
-	cancel()
-	if err != nil {
-		a.issueLog(iss).Warn("remove workspace failed", "err", err)
-	}
-}
-
 // armRetryTimer sets the timer to the earliest due retry.
 func (a *actor) armRetryTimer() {
 	a.retryT.Stop()
 	if len(a.retries) == 0 {
 		return
 	}
-	next := time.Time{}
-	for _, r := range a.retries {
-		if next.IsZero() || r.DueAt.Before(next) {
-			next = r.DueAt
+	next, found := time.Time{}, false
+	for id, r := range a.retries {
+		if a.removing(id) || a.firing[id] {
+			continue // waits for its removal's end, or for the tracker's answer: each re-arms the timer
 		}
+		if !found || r.DueAt.Before(next) {
+			next, found = r.DueAt, true
+		}
+	}
+	if !found {
+		return
 	}
 	a.retryT.Reset(max(next.Sub(a.clock.Now()), 0))
 }
@@ -1056,17 +1009,20 @@ func (a *actor) storePause(ctx context.Context, reason string) {
 	}
 }
 
-// refreshNow polls the tracker directly and runs a tick.
+// refreshNow polls the tracker directly and runs a tick with its answer,
+// which is not waited for here.
 func (a *actor) refreshNow(ctx context.Context) {
 	a.lastRefresh = time.Now()
-	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: a.cfg.Config.Tracker.ActiveStates})
-	cancel()
-	if err != nil {
-		a.log.Warn("refresh: candidates unavailable", "err", err)
-		return
-	}
-	a.tick(ctx, bus.CandidateSnapshot{IssueList: list, States: a.cfg.Config.Tracker.ActiveStates, ConfigVersion: a.cfg.Version})
+	states, version := a.cfg.Config.Tracker.ActiveStates, a.cfg.Version
+	goAsk(ctx, a, requestTimeout, func(rctx context.Context) (bus.IssueList, error) {
+		return bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: states})
+	}, func(ctx context.Context, list bus.IssueList, err error) {
+		if err != nil {
+			a.log.Warn("refresh: candidates unavailable", "err", err)
+			return
+		}
+		a.tick(ctx, bus.CandidateSnapshot{IssueList: list, States: states, ConfigVersion: version})
+	})
 }
 
 func attemptText(a *int) string {

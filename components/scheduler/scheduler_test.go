@@ -22,10 +22,21 @@ type world struct {
 	mu  sync.Mutex
 	iss map[string]bus.Issue
 	// outcome decides how each dispatched run ends ("" = keeps running).
-	outcome       func(d bus.Dispatch) bus.RunStatus
-	dispatches    []bus.Dispatch
-	cancels       []bus.CancelRun
-	removed       []string
+	outcome    func(d bus.Dispatch) bus.RunStatus
+	dispatches []bus.Dispatch
+	cancels    []bus.CancelRun
+	removed    []string
+	// gates hold a workspace's removal until the test closes its channel
+	// (a before_remove that takes its time); trace records, in order,
+	// "remove-start X", "remove-end X" and "dispatch X".
+	gates map[string]chan struct{}
+	trace []string
+	// turns counts the scheduler loop's turns; inFlight is its requests
+	// in flight after the last one, removals aside (Options.looped).
+	turns, inFlight int
+	// trackerGate, while open (not nil), holds every refresh and
+	// candidate list until the test closes it: a tracker that is slow.
+	trackerGate   chan struct{}
 	live          map[string]bus.Dispatch // run id -> dispatch, still running
 	candidateAsks int
 	refreshFails  bool
@@ -74,6 +85,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 	w.outcome = func(bus.Dispatch) bus.RunStatus { return "" }
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := bus.ServeN(ctx, b, bus.TrackerRefresh, 8, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
+		w.slowTracker()
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if w.refreshFails {
@@ -90,6 +102,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		t.Fatal(err)
 	}
 	serve(t, ctx, b, bus.TrackerCandidates, func(req bus.IssuesByStates) bus.IssueList {
+		w.slowTracker()
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.candidateAsks++
@@ -112,15 +125,30 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out}
 	})
-	serve(t, ctx, b, bus.WorkspaceRemove, func(req bus.RemoveWorkspace) bus.WorkspaceRemoved {
+	if _, err := bus.ServeN(ctx, b, bus.WorkspaceRemove, 8, func(hctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
+		w.mu.Lock()
+		gate := w.gates[req.Issue.Identifier]
+		w.trace = append(w.trace, "remove-start "+req.Issue.Identifier)
+		w.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-hctx.Done(): // the process stops with the removal in flight
+				return bus.WorkspaceRemoved{}, hctx.Err()
+			}
+		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		w.trace = append(w.trace, "remove-end "+req.Issue.Identifier)
 		w.removed = append(w.removed, req.Issue.Identifier)
-		return bus.WorkspaceRemoved{Existed: true}
-	})
+		return bus.WorkspaceRemoved{Existed: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	serve(t, ctx, b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
 		w.mu.Lock()
 		w.dispatches = append(w.dispatches, d)
+		w.trace = append(w.trace, "dispatch "+d.Issue.Identifier)
 		w.live[d.RunID] = d
 		status := w.outcome(d)
 		w.mu.Unlock()
@@ -156,6 +184,12 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts.Bus, opts.Log = b, log
+	opts.looped = func(n int) {
+		w.mu.Lock()
+		w.turns++
+		w.inFlight = n
+		w.mu.Unlock()
+	}
 	opts.killRun = func(runID string) error {
 		w.mu.Lock()
 		w.kills = append(w.kills, killCall{runID: runID, dispatched: len(w.dispatches)})
@@ -434,10 +468,15 @@ func TestRestartResumesDurableState(t *testing.T) {
 }
 
 // barrier returns once the scheduler has handled everything sent before
-// (one command through the actor, which does one thing at a time).
+// (one command through the actor, which does one thing at a time) and the
+// answers to every request it had in flight.
 func (w *world) barrier() {
 	w.t.Helper()
+	w.mu.Lock()
+	before := w.turns
+	w.mu.Unlock()
 	w.control(bus.Control{Action: bus.ControlClearBlocked, IssueID: "barrier"})
+	w.eventually("the scheduler's requests answered", func() bool { return w.turns > before && w.inFlight == 0 })
 }
 
 // waitRetry waits until the issue's retry with this attempt is queued, due
@@ -477,9 +516,9 @@ func (w *world) tickNow() {
 	w.mu.Unlock()
 	w.control(bus.Control{Action: bus.ControlRefresh})
 	w.eventually("a tick", func() bool { return w.candidateAsks > before })
-	// The actor handles one thing at a time: a command answered after the
-	// candidates were fetched means the tick that used them is complete.
-	w.control(bus.Control{Action: bus.ControlClearBlocked, IssueID: "barrier"})
+	// The actor handles one thing at a time: once the candidates' answer
+	// has been followed up, the tick that used them is complete.
+	w.barrier()
 }
 
 func (w *world) control(c bus.Control) bus.ControlResult {

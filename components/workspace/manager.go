@@ -36,6 +36,9 @@ func (e *codedError) Code() string  { return e.code }
 // interleave.
 type Manager struct {
 	locks sync.Map // identifier -> *sync.Mutex
+	// removeAll stands in for os.RemoveAll in Remove (tests: a delete
+	// cut short).
+	removeAll func(path string) error
 }
 
 func (m *Manager) lock(id string) func() {
@@ -103,11 +106,18 @@ func hasMarker(marker string) (bool, error) {
 	return true, nil
 }
 
-// writeMarker records that the workspace is about to be created,
-// so that a crash before after_create finishes leaves evidence the next
-// Prepare acts on. O_EXCL never follows a planted symlink; a marker already
-// there (an earlier unfinished creation) serves as well.
-func writeMarker(marker string) error {
+// Why a marker is written: its text, for whoever finds one by hand.
+const (
+	creatingText = "symphony: this workspace's creation (after_create) has not finished; the next prepare recreates it\n"
+	removingText = "symphony: this workspace's removal has not finished; the next prepare recreates it, the next removal finishes it\n"
+)
+
+// writeMarker records that the workspace is about to be created (or
+// deleted), so that a crash before after_create finishes (or while the
+// tree is half deleted) leaves evidence the next Prepare acts on. O_EXCL
+// never follows a planted symlink; a marker already there (an earlier
+// unfinished creation) serves as well.
+func writeMarker(marker, text string) error {
 	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, os.ErrExist) {
 		return nil
@@ -115,7 +125,7 @@ func writeMarker(marker string) error {
 	if err != nil {
 		return fmt.Errorf("write creation marker: %w", err)
 	}
-	_, werr := f.WriteString("symphony: this workspace's creation (after_create) has not finished; the next prepare recreates it\n")
+	_, werr := f.WriteString(text)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
@@ -207,7 +217,7 @@ func (m *Manager) Prepare(ctx context.Context, cfg bus.Config, issue bus.Issue, 
 			return bus.WorkspaceReady{}, fmt.Errorf("discard unfinished workspace %s: %w", path, err)
 		}
 	}
-	if err := writeMarker(marker); err != nil {
+	if err := writeMarker(marker, creatingText); err != nil {
 		return bus.WorkspaceReady{}, err
 	}
 	if err := os.Mkdir(path, 0o755); err != nil {
@@ -279,6 +289,13 @@ func (m *Manager) Hook(ctx context.Context, cfg bus.Config, name string, issue b
 // never followed, and no hook runs in its target. A workspace whose
 // creation never finished (its marker is there) gets no before_remove
 // either, for the reason Prepare gives; the marker goes after it.
+//
+// The marker is also written after before_remove and before the delete: a
+// crash (or a failure) part way through the delete leaves a half-deleted
+// tree, which the next Prepare must not reuse as a finished workspace (it
+// recreates it) and the next Remove finishes without running before_remove
+// again. A crash during before_remove leaves the workspace whole and
+// unmarked: the start-up sweep removes it again, hook included.
 func (m *Manager) Remove(ctx context.Context, cfg bus.Config, issue bus.Issue, run hookRunner) (bus.WorkspaceRemoved, error) {
 	path, err := Path(cfg.Workspace.Root, issue.Identifier)
 	if err != nil {
@@ -300,7 +317,16 @@ func (m *Manager) Remove(ctx context.Context, cfg bus.Config, issue bus.Issue, r
 	if st.IsDir() && !unfinished && strings.TrimSpace(cfg.Hooks.BeforeRemove) != "" {
 		_, _ = run(ctx, bus.HookBeforeRemove, cfg.Hooks.BeforeRemove, issue, path)
 	}
-	if err := os.RemoveAll(path); err != nil {
+	if st.IsDir() && !unfinished {
+		if err := writeMarker(marker, removingText); err != nil {
+			return bus.WorkspaceRemoved{}, err
+		}
+	}
+	removeAll := m.removeAll
+	if removeAll == nil {
+		removeAll = os.RemoveAll
+	}
+	if err := removeAll(path); err != nil {
 		return bus.WorkspaceRemoved{}, fmt.Errorf("remove workspace %s: %w", path, err)
 	}
 	// Only after the directory is gone: a marker without it is harmless,

@@ -534,3 +534,69 @@ func TestGitWorktreeHooks(t *testing.T) {
 		t.Error("workspace still on disk")
 	}
 }
+
+// TestInterruptedRemovalIsRedone: a removal cut short after before_remove
+// (a crash, or a failure, part way through the delete) leaves a marked
+// tree: the next Prepare makes the workspace afresh (after_create again)
+// instead of reusing what is left of it, and the next Remove finishes the
+// delete without running before_remove a second time.
+func TestInterruptedRemovalIsRedone(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "ws")
+	hooks := filepath.Join(base, "before-remove-runs")
+	cfg := cfgWith(root, bus.HooksConfig{
+		AfterCreate:  "echo created >> log && echo work > work && echo more > more",
+		BeforeRemove: "echo ran >> " + hooks,
+	})
+	run := plainRunner(cfg, testEnviron(t))
+	cut := func(path string) error {
+		// Part of the tree goes, then the process "dies".
+		if err := os.Remove(filepath.Join(path, "work")); err != nil {
+			return err
+		}
+		return errors.New("killed during the delete")
+	}
+	hookRuns := func() int {
+		b, _ := os.ReadFile(hooks)
+		return strings.Count(string(b), "ran")
+	}
+	for _, then := range []string{"prepare", "remove"} {
+		var m Manager
+		id := "ABC-3" + then[:1]
+		ws := filepath.Join(root, id)
+		if _, err := m.Prepare(t.Context(), cfg, issue(id), run); err != nil {
+			t.Fatal(err)
+		}
+		before := hookRuns()
+		m.removeAll = cut
+		if _, err := m.Remove(t.Context(), cfg, issue(id), run); err == nil {
+			t.Fatal("the cut-short delete reported no error")
+		}
+		if hookRuns() != before+1 {
+			t.Fatalf("before_remove ran %d times", hookRuns()-before)
+		}
+		m.removeAll = nil
+		switch then {
+		case "prepare":
+			r, err := m.Prepare(t.Context(), cfg, issue(id), run)
+			if err != nil || !r.CreatedNow {
+				t.Fatalf("prepare after a removal cut short: %+v %v: the half-deleted tree was reused", r, err)
+			}
+			if got, _ := os.ReadFile(filepath.Join(ws, "work")); string(got) != "work\n" {
+				t.Errorf("the workspace was not made afresh: work=%q", got)
+			}
+		case "remove":
+			if _, err := m.Remove(t.Context(), cfg, issue(id), run); err != nil {
+				t.Fatal(err)
+			}
+			if hookRuns() != before+1 {
+				t.Error("before_remove ran again on a half-deleted workspace")
+			}
+			for _, p := range []string{ws, markerPath(root, id)} {
+				if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s survived the second removal", p)
+				}
+			}
+		}
+	}
+}
