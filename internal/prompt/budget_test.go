@@ -83,6 +83,9 @@ func TestBudgetLeavesOrdinaryTemplatesAlone(t *testing.T) {
 		"{{ issue.title | replace: 'widget', 'gadget' | upcase | split: ' ' | join: '-' }}",
 		"{% assign n = 0 %}{% for i in (1..999) %}{% assign n = n | plus: i %}{% endfor %}{{ n }}",
 		"{{ issue.labels | join }} {{ issue.labels | join: ', ' }} {{ 'a,b' | split: ',' | size }}",
+		"{{ issue.url | default: 'none' }} {{ false | default: 'x', allow_false: true }} {{ issue.assignee_id | default: 'y' }}",
+		"{{ issue.labels | sort | reverse | first }} {{ issue.blocked_by | map: 'identifier' | join: ',' }} {{ issue.blocked_by | where: 'state', 'Done' | size }}",
+		"{{ issue.title | truncate: 10 }} {{ issue.title | slice: 2, 5 }} {{ issue.created_at | date: '%Y' }} {{ issue.priority | times: 3 | plus: 1 }}",
 	}
 	strict := func() *liquid.Engine {
 		e := liquid.NewEngine()
