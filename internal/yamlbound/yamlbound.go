@@ -8,7 +8,8 @@
 //     200 KB `[[[…]]]` of depth 100,000 allocates about 15 GB; `- - - …`
 //     likewise). Depth is therefore measured on the lexer's tokens, which
 //     cost time and memory in proportion to the bytes, before the parser
-//     runs, and again on the parsed tree.
+//     runs (stopping at the first token too deep), and again on the
+//     parsed tree.
 //   - Aliases. `a1: &a1 [*a0, *a0, …]` ten levels deep is a few hundred bytes
 //     whose value, expanded, has 10⁹ leaves. The decoded value shares the
 //     anchored lists, so decoding is cheap, but anything that walks the value
@@ -23,13 +24,14 @@ package yamlbound
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/scanner"
 	"github.com/goccy/go-yaml/token"
 )
 
@@ -76,7 +78,7 @@ func wrap(err error) *Error {
 // then checks the tree's depth and its size with aliases expanded. Errors
 // are *Error.
 func Parse(src []byte) (*ast.File, error) {
-	if err := checkTokens(lexer.Tokenize(string(src))); err != nil {
+	if err := scanDepth(string(src)); err != nil {
 		return nil, err
 	}
 	file, err := parser.ParseBytes(src, 0)
@@ -119,68 +121,89 @@ type openBlock struct {
 	seq    bool
 }
 
-// checkTokens bounds the nesting depth before the parser sees the document.
+// scanDepth runs the scanner (the lexer's own loop) chunk by chunk and stops
+// at the first token nested too deep, so a deep document is refused after
+// its first levels rather than after all its tokens are built.
+func scanDepth(src string) *Error {
+	var s scanner.Scanner
+	s.Init(src)
+	var d depth
+	for {
+		tks, err := s.Scan()
+		for _, tk := range tks {
+			if e := d.token(tk); e != nil {
+				return e
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// depth bounds the nesting depth before the parser sees the document.
 // Flow collections ([ ] { }) are counted exactly. Block collections are
 // tracked by indentation: a `-` opens a sequence at its column and a `:` or
 // `?` a mapping at its key's column, unless one is already open there, and a
 // line's first token closes every collection indented deeper (and a sequence
 // at its own column unless it is a `-`). The count is an upper bound on the
 // real depth within a factor of two, which is all the parser's cost needs.
-func checkTokens(tks token.Tokens) *Error {
-	flow := 0
-	var blocks []openBlock
-	line := 0
-	var prev *token.Token
-	for _, tk := range tks {
-		switch tk.Type {
-		case token.CommentType, token.SpaceType:
-			continue
-		case token.DocumentHeaderType, token.DocumentEndType:
-			flow, blocks, prev = 0, blocks[:0], nil
-			line = tk.Position.Line
-			continue
-		}
-		if flow == 0 && tk.Position.Line != line {
-			col := tk.Position.Column
-			for len(blocks) > 0 {
-				top := blocks[len(blocks)-1]
-				if top.column > col || (top.column == col && top.seq && tk.Type != token.SequenceEntryType) {
-					blocks = blocks[:len(blocks)-1]
-					continue
-				}
-				break
-			}
-		}
-		line = tk.Position.Line
-		switch tk.Type {
-		case token.SequenceStartType, token.MappingStartType:
-			flow++
-		case token.SequenceEndType, token.MappingEndType:
-			if flow > 0 {
-				flow--
-			}
-		case token.SequenceEntryType:
-			if flow == 0 {
-				blocks = open(blocks, tk.Position.Column, true)
-			}
-		case token.MappingKeyType:
-			if flow == 0 {
-				blocks = open(blocks, tk.Position.Column, false)
-			}
-		case token.MappingValueType:
-			if flow == 0 {
-				col := tk.Position.Column
-				if prev != nil {
-					col = prev.Position.Column
-				}
-				blocks = open(blocks, col, false)
-			}
-		}
-		if flow+len(blocks) > MaxDepth {
-			return tooDeep(tk)
-		}
-		prev = tk
+type depth struct {
+	flow   int
+	blocks []openBlock
+	line   int
+	prev   *token.Token
+}
+
+func (d *depth) token(tk *token.Token) *Error {
+	switch tk.Type {
+	case token.CommentType, token.SpaceType:
+		return nil
+	case token.DocumentHeaderType, token.DocumentEndType:
+		d.flow, d.blocks, d.prev = 0, d.blocks[:0], nil
+		d.line = tk.Position.Line
+		return nil
 	}
+	if d.flow == 0 && tk.Position.Line != d.line {
+		col := tk.Position.Column
+		for len(d.blocks) > 0 {
+			top := d.blocks[len(d.blocks)-1]
+			if top.column > col || (top.column == col && top.seq && tk.Type != token.SequenceEntryType) {
+				d.blocks = d.blocks[:len(d.blocks)-1]
+				continue
+			}
+			break
+		}
+	}
+	d.line = tk.Position.Line
+	switch tk.Type {
+	case token.SequenceStartType, token.MappingStartType:
+		d.flow++
+	case token.SequenceEndType, token.MappingEndType:
+		if d.flow > 0 {
+			d.flow--
+		}
+	case token.SequenceEntryType:
+		if d.flow == 0 {
+			d.blocks = open(d.blocks, tk.Position.Column, true)
+		}
+	case token.MappingKeyType:
+		if d.flow == 0 {
+			d.blocks = open(d.blocks, tk.Position.Column, false)
+		}
+	case token.MappingValueType:
+		if d.flow == 0 {
+			col := tk.Position.Column
+			if d.prev != nil {
+				col = d.prev.Position.Column
+			}
+			d.blocks = open(d.blocks, col, false)
+		}
+	}
+	if d.flow+len(d.blocks) > MaxDepth {
+		return tooDeep(tk)
+	}
+	d.prev = tk
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 )
 
@@ -189,7 +188,7 @@ func FuzzParse(f *testing.F) {
 		if len(data) > 4096 {
 			return
 		}
-		if checkTokens(lexer.Tokenize(string(data))) == nil {
+		if scanDepth(string(data)) == nil {
 			if file, err := parser.ParseBytes(data, 0); err == nil {
 				for _, doc := range file.Docs {
 					if d := realDepth(doc.Body); d > 2*MaxDepth+2 {
