@@ -2,6 +2,7 @@ package prompt
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"reflect"
@@ -51,12 +52,14 @@ func (e *budgetError) Error() string { return e.msg }
 type budget struct {
 	steps    int
 	bytes    int
+	limit    time.Duration // MaxRenderTime; shorter in tests
 	deadline time.Time
 	exceeded *budgetError
 }
 
 func (b *budget) reset(now time.Time) {
-	*b = budget{deadline: now.Add(MaxRenderTime)}
+	limit := cmp.Or(b.limit, MaxRenderTime)
+	*b = budget{limit: limit, deadline: now.Add(limit)}
 }
 
 func (b *budget) fail(format string, args ...any) error {
@@ -71,7 +74,7 @@ func (b *budget) check() error {
 		return b.exceeded
 	}
 	if time.Now().After(b.deadline) {
-		return b.fail("rendering took longer than %s", MaxRenderTime)
+		return b.fail("rendering took longer than %s", b.limit)
 	}
 	return nil
 }

@@ -113,3 +113,18 @@ func TestBudgetLeavesOrdinaryTemplatesAlone(t *testing.T) {
 		t.Errorf("240,100 iterations: %q, %v", got, err)
 	}
 }
+
+// TestRenderTimeBudget: a render that stays within the step and byte
+// budgets but runs past its time stops at the next step.
+func TestRenderTimeBudget(t *testing.T) {
+	tpl, err := Parse("{% for i in (1..200000) %}{% endfor %}", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl.budget.limit = time.Nanosecond
+	_, err = tpl.Render(SampleIssue(), nil)
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Class != ClassRender || !strings.Contains(pe.Message, "rendering took longer than 1ns") || pe.Line != 3 {
+		t.Errorf("err = %v", err)
+	}
+}
