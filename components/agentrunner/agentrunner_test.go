@@ -40,7 +40,16 @@ type harness struct {
 	stop func() error
 }
 
+// defaultTemplate is the harness's prompt template.
+const defaultTemplate = "Do {{ issue.identifier }}{% if attempt %} (attempt {{ attempt }}){% endif %}"
+
 func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...string) *harness {
+	t.Helper()
+	return newHarnessTemplate(t, mode, defaultTemplate, mutate, environ...)
+}
+
+// newHarnessTemplate is newHarness with the config's prompt template.
+func newHarnessTemplate(t *testing.T, mode, template string, mutate func(*bus.Config), environ ...string) *harness {
 	t.Helper()
 	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
 	if err != nil {
@@ -89,7 +98,7 @@ func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	if _, err := bus.Put(t.Context(), b, bus.ConfigCurrent, bus.ConfigSnapshot{Version: 7, Config: cfg, PromptTemplate: "Do {{ issue.identifier }}{% if attempt %} (attempt {{ attempt }}){% endif %}"}); err != nil {
+	if _, err := bus.Put(t.Context(), b, bus.ConfigCurrent, bus.ConfigSnapshot{Version: 7, Config: cfg, PromptTemplate: template}); err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), fakeEnv+"="+mode)
@@ -506,6 +515,25 @@ func TestLifecycleRecordedInOrder(t *testing.T) {
 // TestAgentThatCannotStartEndsTheRun: the lane holds turn_started until
 // the agent's start was tried; a start that fails releases it too, and the
 // run ends with every lifecycle event on record.
+// TestExpensivePromptFailsTheRun: the render budget applies to each prompt
+// the runner renders, not only to the trial render at load: a template
+// that loops without end for this issue (the trial render's sample issue
+// would have passed) fails the run with a template_render_error at once,
+// before any agent starts, instead of spinning the runner.
+func TestExpensivePromptFailsTheRun(t *testing.T) {
+	h := newHarnessTemplate(t, "ok", "Do {{ issue.identifier }}{% if issue.identifier == 'ABC-1' %}{% for i in (1..100000) %}{% for j in (1..100000) %}{% endfor %}{% endfor %}{% endif %}", nil)
+	h.dispatch("run-bomb")
+	end, all := h.finished()
+	if end.Status != bus.RunFailed || !strings.Contains(end.Error, "template_render_error") || !strings.Contains(end.Error, "render budget exceeded") {
+		t.Errorf("end %s %q, want failed with the render budget", end.Status, end.Error)
+	}
+	for _, e := range all {
+		if e.Event == bus.RunTurnStarted {
+			t.Errorf("an agent turn started: %+v", e)
+		}
+	}
+}
+
 func TestAgentThatCannotStartEndsTheRun(t *testing.T) {
 	h := newHarness(t, "ok", func(c *bus.Config) { c.Claude.Command = filepath.Join(t.TempDir(), "no-such-agent") })
 	h.dispatch("run-nostart")

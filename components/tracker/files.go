@@ -14,10 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/frontmatter"
+	"github.com/symphony-oss/symphony/internal/yamlbound"
 )
 
 // MaxIssueFileBytes caps one issue file of the files tracker.
@@ -338,8 +337,18 @@ func parseIssue(stem string, data []byte) (fileIssue, error) {
 	}
 	var m map[string]any
 	if len(strings.TrimSpace(string(front))) > 0 {
-		if err := yaml.Unmarshal(front, &m); err != nil {
-			return fileIssue{}, fmt.Errorf("front matter: %s", strings.Join(strings.Fields(err.Error()), " "))
+		// yamlbound bounds nesting and alias expansion, so a hostile file
+		// costs in proportion to its bytes (an alias bomb is refused).
+		v, _, _, err := yamlbound.Decode(front)
+		if err != nil {
+			return fileIssue{}, fmt.Errorf("front matter: %w", err)
+		}
+		switch x := v.(type) {
+		case nil:
+		case map[string]any:
+			m = x
+		default:
+			return fileIssue{}, fmt.Errorf("front matter must be a map of keys (title:, state:, …), got %s", yamlbound.Describe(v))
 		}
 	}
 	if m == nil {
@@ -403,7 +412,7 @@ func parseIssue(stem string, data []byte) (fileIssue, error) {
 	if v, ok := m["priority"]; ok && v != nil {
 		p, ok := number(v)
 		if !ok {
-			return fi, fmt.Errorf("priority must be a number, got %v", v)
+			return fi, fmt.Errorf("priority must be a number, got %s", yamlbound.Describe(v))
 		}
 		if p != 0 {
 			iss.Priority = &p
@@ -455,12 +464,12 @@ func timestamp(v any) (*time.Time, error) {
 	case string:
 		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(x))
 		if err != nil {
-			return nil, fmt.Errorf("want an RFC 3339 time like 2026-01-02T15:04:05Z, got %q", x)
+			return nil, fmt.Errorf("want an RFC 3339 time like 2026-01-02T15:04:05Z, got %s", yamlbound.Describe(x))
 		}
 		t = t.UTC()
 		return &t, nil
 	}
-	return nil, fmt.Errorf("want an RFC 3339 time, got %v", v)
+	return nil, fmt.Errorf("want an RFC 3339 time, got %s", yamlbound.Describe(v))
 }
 
 func stringList(v any) ([]string, error) {
@@ -474,13 +483,13 @@ func stringList(v any) ([]string, error) {
 		for _, e := range x {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("entries must be strings, got %v", e)
+				return nil, fmt.Errorf("entries must be strings, got %s", yamlbound.Describe(e))
 			}
 			out = append(out, s)
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("want a list of strings, got %v", v)
+	return nil, fmt.Errorf("want a list of strings, got %s", yamlbound.Describe(v))
 }
 
 // blockers reads blocked_by: identifiers, or maps with id/identifier/state.
@@ -493,7 +502,7 @@ func blockers(v any) ([]bus.Blocker, error) {
 		if s, isStr := v.(string); isStr {
 			list = []any{s}
 		} else {
-			return nil, fmt.Errorf("want a list, got %v", v)
+			return nil, fmt.Errorf("want a list, got %s", yamlbound.Describe(v))
 		}
 	}
 	var out []bus.Blocker
@@ -514,7 +523,7 @@ func blockers(v any) ([]bus.Blocker, error) {
 			}
 			out = append(out, b)
 		default:
-			return nil, fmt.Errorf("entries must be identifiers or maps, got %v", e)
+			return nil, fmt.Errorf("entries must be identifiers or maps, got %s", yamlbound.Describe(e))
 		}
 	}
 	return out, nil

@@ -1,9 +1,11 @@
 package tracker
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -155,7 +157,9 @@ func TestDemoIssuesParse(t *testing.T) {
 }
 
 func FuzzParseIssueFile(f *testing.F) {
-	for _, s := range []string{"---\ntitle: t\nstate: Todo\n---\nbody", "---\nblocked_by: [{state: x}]\n---\n", "---\ncreated_at: 2026-01-01\n---\n", "", "---\n---\n"} {
+	for _, s := range []string{"---\ntitle: t\nstate: Todo\n---\nbody", "---\nblocked_by: [{state: x}]\n---\n", "---\ncreated_at: 2026-01-01\n---\n", "", "---\n---\n",
+		bombIssue("labels"), bombIssue("priority"), bombIssue("blocked_by"), "---\ntitle: &t [*t]\nstate: Todo\n---\n",
+		"---\ntitle: t\nstate: Todo\nlabels: " + strings.Repeat("[", 200) + "\n---\n", "---\ntitle: t\nstate: Todo\nlabels:\n" + strings.Repeat("- ", 200) + "x\n---\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -350,5 +354,81 @@ func TestFilesDropsClashingIssues(t *testing.T) {
 	}
 	if ref, err := f.Refresh(t.Context(), []string{"ABC-1"}); err != nil || len(ref) != 1 || ref[0].Title != "one" {
 		t.Errorf("refresh ABC-1 after the clash was resolved: %+v %v", ref, err)
+	}
+}
+
+// bombIssue is the issue's 600-byte issue file: field is an alias whose
+// value, expanded, has 10¹⁰ leaves.
+func bombIssue(field string) string {
+	var b strings.Builder
+	b.WriteString("---\ntitle: t\nstate: Todo\na0: &a0 [x,x,x,x,x,x,x,x,x,x]\n")
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "*a%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	fmt.Fprintf(&b, "%s: *a10\n---\nbody\n", field)
+	return b.String()
+}
+
+// TestAliasBombIssueIsRefusedCheaply: an alias bomb in any field made the
+// error message (%v of the value) walk 10¹⁰ leaves: the tracker spun at
+// 100 % CPU and grew until killed. The file is now refused in memory
+// proportional to its bytes, with a short message, whatever the field.
+func TestAliasBombIssueIsRefusedCheaply(t *testing.T) {
+	for _, field := range []string{"labels", "priority", "blocked_by", "created_at", "updated_at", "assignee", "url", "id"} {
+		src := bombIssue(field)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, err := parseIssue("BOMB-1", []byte(src))
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Fatalf("%s: bomb accepted", field)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+			t.Errorf("%s: refusing %d bytes allocated %d bytes", field, len(src), n)
+		}
+		if len(err.Error()) > 300 || !strings.Contains(err.Error(), "alias") {
+			t.Errorf("%s: message %q (%d bytes), want a short one naming the aliases", field, err, len(err.Error()))
+		}
+	}
+}
+
+// TestBadValuesAreQuotedBriefly: a value of the wrong type is named in the
+// error by a bounded description, never printed whole.
+func TestBadValuesAreQuotedBriefly(t *testing.T) {
+	long := "[" + strings.Repeat("[x, y, z], ", 5000) + "]"
+	for _, field := range []string{"priority", "created_at"} {
+		_, err := parseIssue("BAD-1", []byte("---\ntitle: t\nstate: Todo\n"+field+": "+long+"\n---\n"))
+		if err == nil || len(err.Error()) > 200 {
+			t.Errorf("%s: %v", field, err)
+		}
+	}
+	_, err := parseIssue("BAD-1", []byte("---\ntitle: t\nstate: Todo\nlabels: ["+strings.Repeat("x", 100000)+", [a]]\ncreated_at: "+strings.Repeat("y", 100000)+"\n---\n"))
+	if err == nil || len(err.Error()) > 200 {
+		t.Errorf("long label or time: %.300v", err)
+	}
+}
+
+// TestDeeplyNestedIssueIsRefused: a 100,000-deep list is refused from the
+// tokens, before the parser (whose work grows with the square of the depth).
+func TestDeeplyNestedIssueIsRefused(t *testing.T) {
+	src := "---\ntitle: t\nstate: Todo\nlabels: " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "\n---\n"
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := parseIssue("DEEP-1", []byte(src))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "nested more than") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(2048*len(src)) {
+		t.Errorf("refusing %d bytes allocated %d bytes", len(src), n)
 	}
 }

@@ -267,6 +267,31 @@ func TestLiveReload(t *testing.T) {
 	}
 }
 
+// TestExpensiveTemplateReloadIsRejected: a template whose render never ends
+// in the Liquid library (an empty loop of 10⁸, nested loops of 10¹⁰) ran
+// for minutes on reload, burning a core, and a later good edit was not
+// applied. The render budget makes the reload a template_render_error at
+// once, and the watcher applies the next good edit.
+func TestExpensiveTemplateReloadIsRejected(t *testing.T) {
+	h := start(t, workflowText(5, ""), time.Hour)
+	h.nextConfig()
+
+	h.write("---\ntracker: {kind: linear, provider: {project_slug: p}}\n---\nWork.\n" +
+		"{% for i in (1..100000000) %}{% endfor %}{% for i in (1..100000) %}{% for j in (1..100000) %}{% endfor %}{% endfor %}\n")
+	e := h.nextError()
+	if e.Class != workflowfile.ClassTemplateRender || !strings.Contains(e.Message, "render budget exceeded") || e.Line != 5 {
+		t.Errorf("error event: %+v", e)
+	}
+	if st := h.status(false); st.Version != 1 || st.Error == nil || st.Error.Class != workflowfile.ClassTemplateRender {
+		t.Errorf("status after the expensive template: %+v", st)
+	}
+
+	h.write(workflowText(6, ""))
+	if c := h.nextConfig(); c.Version != 2 || c.Config.Agent.MaxTurns != 6 {
+		t.Fatalf("good edit after the rejected one: %+v", c)
+	}
+}
+
 // TestRecheckCatchesMissedEvents: with file events off, the periodic
 // re-check still picks the edit up.
 func TestRecheckCatchesMissedEvents(t *testing.T) {

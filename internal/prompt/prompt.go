@@ -7,11 +7,16 @@ package prompt
 
 import (
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/osteele/liquid"
+	"github.com/osteele/liquid/filters"
+	"github.com/osteele/liquid/parser"
+	"github.com/osteele/liquid/render"
+	"github.com/osteele/liquid/tags"
 
 	"github.com/symphony-oss/symphony/bus"
 )
@@ -45,22 +50,40 @@ func (e *Error) Error() string {
 	return e.Class + ": " + e.Message
 }
 
-// Template is a parsed prompt template.
+// Template is a parsed prompt template. Its engine configuration, and the
+// render budget that configuration's filters and tags charge, are its own:
+// renders of one template take turns.
 type Template struct {
-	tpl    *liquid.Template
+	root   render.Node
+	cfg    *render.Config
+	budget *budget
+	mu     sync.Mutex
 	source string
 }
 
-// newEngine returns a strict engine without file-system tags. Engines are
-// built per template: they hold no shared state.
-func newEngine() *liquid.Engine {
-	e := liquid.NewEngine()
-	e.StrictVariables()
+// newConfig returns a strict configuration without file-system tags whose
+// work is charged to b (see budget.go). Configurations are built per
+// template: they hold no shared state.
+func newConfig(b *budget) *render.Config {
+	cfg := render.NewConfig()
+	std := filterSet{}
+	filters.AddStandardFilters(std)
+	for name, fn := range std {
+		cfg.AddFilter(name, b.wrapFilter(name, fn))
+	}
+	tags.AddStandardTags(&cfg)
+	cfg.StrictVariables = true
 	// include and render read files; a prompt must never pull in a file
 	// (it could be a secret-bearing one).
-	e.UnregisterTag("include")
-	e.UnregisterTag("render")
-	return e
+	cfg.UnregisterTag("include")
+	cfg.UnregisterTag("render")
+	cfg.AddTag(stepTag, func(string) (func(io.Writer, render.Context) error, error) {
+		return func(io.Writer, render.Context) error { return b.step() }, nil
+	})
+	cfg.AddBlock(boundTag).Compiler(func(render.BlockNode) (func(io.Writer, render.Context) error, error) {
+		return b.renderBounded, nil
+	})
+	return &cfg
 }
 
 // Parse parses source. firstLine is the 1-based line of the workflow file
@@ -77,35 +100,53 @@ func Parse(source string, firstLine int) (t *Template, err error) {
 	if strings.TrimSpace(source) == "" {
 		source, firstLine = DefaultTemplate, 0
 	}
-	tpl, perr := newEngine().ParseTemplateLocation([]byte(source), "", firstLine)
+	b := &budget{}
+	cfg := newConfig(b)
+	root, perr := cfg.Compile(source, parser.SourceLoc{LineNo: firstLine})
 	if perr != nil {
 		return nil, &Error{Class: ClassParse, Line: perr.LineNumber(), Message: cleanMessage(perr)}
 	}
-	return &Template{tpl: tpl, source: source}, nil
+	if err := instrument(cfg, root); err != nil {
+		return nil, &Error{Class: ClassParse, Message: err.Error()}
+	}
+	return &Template{root: root, cfg: cfg, budget: b, source: source}, nil
 }
 
 // Source is the template text in use (DefaultTemplate for an empty body).
 func (t *Template) Source() string { return t.source }
 
 // Render renders the template for issue; attempt is nil on a first run.
-func (t *Template) Render(issue bus.Issue, attempt *int) (out string, err error) {
+// The render stops with a template_render_error when it exceeds its budget
+// (MaxSteps, MaxWorkBytes, MaxPromptBytes, MaxRenderTime).
+func (t *Template) Render(issue bus.Issue, attempt *int) (string, error) {
+	return t.renderBindings(Bindings(issue, attempt))
+}
+
+func (t *Template) renderBindings(bindings map[string]any) (out string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	defer func() {
 		if p := recover(); p != nil {
 			out, err = "", &Error{Class: ClassRender, Message: fmt.Sprint(p)}
 		}
 	}()
-	out, rerr := t.tpl.RenderString(Bindings(issue, attempt))
-	if rerr != nil {
+	t.budget.reset(time.Now())
+	w := &boundedWriter{b: t.budget, max: MaxPromptBytes}
+	if rerr := render.Render(t.root, w, bindings, *t.cfg); rerr != nil {
+		if be := t.budget.exceeded; be != nil {
+			// The budget's own message, whatever wrapped it on the way out.
+			return "", &Error{Class: ClassRender, Line: rerr.LineNumber(), Message: be.Error()}
+		}
 		return "", &Error{Class: ClassRender, Line: rerr.LineNumber(), Message: cleanMessage(rerr)}
 	}
-	return out, nil
+	return w.buf.String(), nil
 }
 
 // locPrefix matches the "Liquid error (line N): " prefix the library adds;
 // Error carries the line itself.
 var locPrefix = regexp.MustCompile(`^Liquid error( \(line \d+\))?: `)
 
-func cleanMessage(err liquid.SourceError) string {
+func cleanMessage(err interface{ Error() string }) string {
 	return locPrefix.ReplaceAllString(err.Error(), "")
 }
 

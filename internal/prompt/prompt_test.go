@@ -8,7 +8,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 )
 
-func render(t *testing.T, src string, issue bus.Issue, attempt *int) (string, error) {
+func renderSrc(t *testing.T, src string, issue bus.Issue, attempt *int) (string, error) {
 	t.Helper()
 	tpl, err := Parse(src, 5)
 	if err != nil {
@@ -46,7 +46,7 @@ func TestStrictTemplates(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := render(t, c.src, c.issue, c.attempt)
+			got, err := renderSrc(t, c.src, c.issue, c.attempt)
 			if c.class == "" {
 				if err != nil || got != c.want {
 					t.Fatalf("got %q, %v; want %q", got, err, c.want)
@@ -71,7 +71,7 @@ func TestStrictTemplates(t *testing.T) {
 func TestIssueTextIsNeverTemplate(t *testing.T) {
 	evil := "{{ attempt }} {% include 'x' %} {{ issue.id | nope }}"
 	issue := bus.Issue{ID: "1", Identifier: "A-1", Title: evil, Description: &evil, Labels: []string{"{{ l }}"}, State: "Todo"}
-	got, err := render(t, "{{ issue.title }}|{{ issue.description }}|{{ issue.labels[0] }}", issue, nil)
+	got, err := renderSrc(t, "{{ issue.title }}|{{ issue.description }}|{{ issue.labels[0] }}", issue, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,10 @@ func TestEmptyBodyUsesDefault(t *testing.T) {
 }
 
 func FuzzTemplate(f *testing.F) {
-	for _, s := range []string{"{{ issue.title }}", "{% for b in issue.blocked_by %}{{ b.id }}{% endfor %}", "{% if", "{{ x | y }}", "{% include 'a' %}", "{% raw %}{{{% endraw %}"} {
+	for _, s := range []string{"{{ issue.title }}", "{% for b in issue.blocked_by %}{{ b.id }}{% endfor %}", "{% if", "{{ x | y }}", "{% include 'a' %}", "{% raw %}{{{% endraw %}",
+		"{% for i in (1..100000000) %}{% endfor %}", "{% for i in (1..99999) %}{% for j in (1..99999) %}{% endfor %}{% endfor %}",
+		"{% capture s %}ab{% endcapture %}{% capture s %}{{s}}{{s}}{% endcapture %}{% capture s %}{{s}}{{s}}{% endcapture %}{{ s | split: '' | join: s }}",
+		"{% tablerow i in (1..9999999) %}{% cycle 'a', 'b' %}{% endtablerow %}", "{{ 'abc' | replace: '', 'xyz' | append: 'q' }}"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, src string) {

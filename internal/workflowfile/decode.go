@@ -1,6 +1,7 @@
 package workflowfile
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -14,11 +15,10 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
-	"github.com/goccy/go-yaml/token"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/duration"
+	"github.com/symphony-oss/symphony/internal/yamlbound"
 )
 
 // Defaults (CONTRACT §1 and the reference specification §6.4).
@@ -51,31 +51,19 @@ func DefaultTerminalStates() []string {
 // frontMatterLine is the file line of the first front matter line.
 const frontMatterLine = 2
 
-// yamlError is implemented by go-yaml's positioned errors.
-type yamlError interface {
-	GetToken() *token.Token
-	GetMessage() string
-}
-
 // parseFrontMatter parses the YAML between the fences into a map. An empty
-// front matter is an empty map.
+// front matter is an empty map. yamlbound bounds nesting and alias
+// expansion, so a hostile front matter costs in proportion to its bytes.
 func parseFrontMatter(front []byte) (map[string]any, *ast.File, *Error) {
 	if len(strings.TrimSpace(string(front))) == 0 {
 		return map[string]any{}, nil, nil
 	}
-	file, err := parser.ParseBytes(front, 0)
+	v, file, docs, err := yamlbound.Decode(front)
 	if err != nil {
 		return nil, nil, yamlErr(err)
 	}
-	if len(file.Docs) > 1 {
+	if docs > 1 {
 		return nil, nil, &Error{Class: ClassParse, Line: frontMatterLine, Message: "front matter holds more than one YAML document"}
-	}
-	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
-		return map[string]any{}, file, nil
-	}
-	var v any
-	if err := yaml.NodeToValue(file.Docs[0].Body, &v); err != nil {
-		return nil, nil, yamlErr(err)
 	}
 	switch m := v.(type) {
 	case nil:
@@ -89,10 +77,13 @@ func parseFrontMatter(front []byte) (map[string]any, *ast.File, *Error) {
 
 func yamlErr(err error) *Error {
 	e := &Error{Class: ClassParse, Message: err.Error()}
-	if ye, ok := err.(yamlError); ok && ye.GetToken() != nil {
-		e.Line = ye.GetToken().Position.Line + frontMatterLine - 1
-		e.Column = ye.GetToken().Position.Column
-		e.Message = ye.GetMessage()
+	var ye *yamlbound.Error
+	if errors.As(err, &ye) {
+		e.Message = ye.Message
+		if ye.Line > 0 {
+			e.Line = ye.Line + frontMatterLine - 1
+			e.Column = ye.Column
+		}
 	}
 	return e
 }
@@ -575,8 +566,6 @@ func describe(v any) string {
 		return "a list"
 	case map[string]any:
 		return "a map"
-	case bool:
-		return strconv.FormatBool(x)
 	}
-	return fmt.Sprint(v)
+	return yamlbound.Describe(v)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -465,6 +466,55 @@ func TestExampleWorkflowsLoad(t *testing.T) {
 	}
 }
 
+// aliasBombFront is a front matter whose extra_args is an alias of 10¹⁰
+// leaves in about 600 bytes.
+func aliasBombFront() string {
+	var b strings.Builder
+	b.WriteString("---\ntracker:\n  kind: files\n  provider:\n    path: issues\nx0: &x0 [x,x,x,x,x,x,x,x,x,x]\n")
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&b, "x%d: &x%d [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "*x%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("claude:\n  extra_args: *x10\n---\nbody\n")
+	return b.String()
+}
+
+// TestHostileFrontMatterIsRefusedCheaply: a 100,000-deep [[[…]]] front
+// matter took 2.2 GB (the YAML parser's work grows with the square of the
+// depth) and an alias bomb is a few hundred bytes of 10¹⁰ values; both are
+// parse errors now, positioned, in memory proportional to the file.
+func TestHostileFrontMatterIsRefusedCheaply(t *testing.T) {
+	deep := "---\ntracker: " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "\n---\nbody\n"
+	for name, c := range map[string]struct{ src, want string }{
+		"deep":  {deep, "nested more than"},
+		"block": {"---\ntracker:\n" + strings.Repeat("- ", 100000) + "x\n---\nbody\n", "nested more than"},
+		"bomb":  {aliasBombFront(), "aliases expand"},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, err := Parse("/repo/WORKFLOW.md", []byte(c.src), testEnv(nil))
+		runtime.ReadMemStats(&after)
+		var we *Error
+		if !errors.As(err, &we) || we.Class != ClassParse || !strings.Contains(we.Message, c.want) {
+			t.Errorf("%s: err = %v, want a %s naming %q", name, err, ClassParse, c.want)
+			continue
+		}
+		if name != "bomb" && we.Line < 2 {
+			t.Errorf("%s: line %d, want the front matter's", name, we.Line)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > uint64(2048*len(c.src)) {
+			t.Errorf("%s: refusing %d bytes allocated %d bytes", name, len(c.src), n)
+		}
+	}
+}
+
 func TestSizeBound(t *testing.T) {
 	big := make([]byte, MaxSize+1)
 	_, err := Parse("/x/WORKFLOW.md", big, testEnv(nil))
@@ -481,7 +531,8 @@ func TestSizeBound(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{minimalFiles, "", "---\n", "---\n---\n", "---\n[\n---\n", "---\na: *b\n---\n", "---\ntracker: {kind: linear}\n---\n{{ x }}"} {
+	for _, s := range []string{minimalFiles, "", "---\n", "---\n---\n", "---\n[\n---\n", "---\na: *b\n---\n", "---\ntracker: {kind: linear}\n---\n{{ x }}",
+		aliasBombFront(), "---\ntracker: " + strings.Repeat("[", 100) + "\n---\n", "---\nagent:\n" + strings.Repeat("- ", 100) + "\n---\n", "---\na: &a {b: *a}\nclaude: *a\n---\n"} {
 		f.Add([]byte(s))
 	}
 	files, _ := filepath.Glob("../../testdata/workflows/*/*.md")

@@ -1,0 +1,130 @@
+package prompt
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/osteele/liquid"
+)
+
+// TestRenderBudget: templates whose work has no bound in the Liquid library
+// stop with a template_render_error at the budget, at the line of the block
+// that ran over, in bounded memory. The first ran for minutes and reached
+// 1.5 GB before the budget; the others never finish or exhaust memory.
+func TestRenderBudget(t *testing.T) {
+	x1000 := strings.Repeat("x", 1000)
+	doubling := func(step string) string {
+		return "{% assign s = \"xx\" %}{% capture s %}xx{% endcapture %}\n" + strings.Repeat(step, 60)
+	}
+	cases := map[string]string{
+		"empty loop":           "intro\n{% for i in (1..100000000) %}{% endfor %}",
+		"nested empty loops":   "{% for i in (1..100000) %}{% for j in (1..100000) %}{% endfor %}{% endfor %}",
+		"loop with a body":     "{% for i in (1..100000000) %}{{ issue.title }}{% endfor %}",
+		"loop with condition":  "{% for i in (1..100000000) %}{% if i == 0 %}x{% endif %}{% endfor %}",
+		"tablerow":             "{% tablerow i in (1..100000000) %}{% endtablerow %}",
+		"loop in a capture":    "{% capture c %}{% for i in (1..100000000) %}" + x1000 + "{% endfor %}{% endcapture %}",
+		"capture doubling":     doubling("{% capture s %}{{ s }}{{ s }}{% endcapture %}"),
+		"append doubling":      doubling("{% assign s = s | append: s %}"),
+		"replace multiplying":  "{% assign s = \"" + x1000 + "\" | replace: \"\", \"" + x1000 + "\" %}{% assign s = s | replace: \"\", s %}",
+		"join multiplying":     doubling("{% assign l = s | split: \"\" %}{% assign s = l | join: s %}"),
+		"split of every byte":  doubling("{% assign s = s | append: s %}{% assign l = s | split: \"\" %}"),
+		"huge prompt":          "{% for i in (1..10000) %}" + x1000 + "{% endfor %}",
+		"loop of filter calls": "{% for i in (1..100000000) %}{% assign y = i | plus: 1 %}{% endfor %}",
+	}
+	for name, src := range cases {
+		tpl, err := Parse(src, 10)
+		if err != nil {
+			t.Fatalf("%s: parse: %v", name, err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		_, err = tpl.Render(SampleIssue(), nil)
+		took := time.Since(start)
+		runtime.ReadMemStats(&after)
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Class != ClassRender || !strings.Contains(pe.Message, "render budget exceeded") {
+			t.Errorf("%s: err = %v, want a %s for the budget", name, err, ClassRender)
+			continue
+		}
+		// tablerow writes its cells where a failed write panics, so the
+		// error has no line there.
+		if pe.Line < 10 && name != "tablerow" {
+			t.Errorf("%s: line %d, want the template's", name, pe.Line)
+		}
+		t.Logf("%s: %d MB, %v: %v", name, (after.TotalAlloc-before.TotalAlloc)>>20, took, err)
+		if n := after.TotalAlloc - before.TotalAlloc; n > 512<<20 {
+			t.Errorf("%s: allocated %d MB", name, n>>20)
+		}
+		// The budget is per render: the template renders the same way again.
+		if _, err2 := tpl.Render(SampleIssue(), nil); err2 == nil || err2.Error() != err.Error() {
+			t.Errorf("%s: second render: %v, first: %v", name, err2, err)
+		}
+	}
+}
+
+// TestBudgetLeavesOrdinaryTemplatesAlone: the instrumented template renders
+// exactly as the plain Liquid engine does, whitespace control around loops
+// and captures included, and a loop just inside the budget completes.
+func TestBudgetLeavesOrdinaryTemplatesAlone(t *testing.T) {
+	srcs := []string{
+		"{%- for l in issue.labels -%}  [{{ l }}]  {%- endfor -%}  end",
+		"a  {%- capture x -%}  b {{ issue.identifier }}  {%- endcapture -%}  c{{ x }}|{{ x | size }}",
+		"a {% capture x %} b {% endcapture %} {{- x -}} c",
+		"{% for i in (1..5) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}{% endif %}{{ forloop.index }}/{{ forloop.length }}{% cycle 'a', 'b' %} {% endfor %}",
+		"{% for i in issue.nothing_here %}x{% else %}empty{% endfor %}",
+		"{% for l in issue.labels reversed limit: 1 offset: 0 %}{{ l }}{% endfor %}",
+		"{% tablerow l in issue.labels cols: 1 %}{{ l }}{% endtablerow %}",
+		"{% capture outer %}o{% capture inner %}i{{ issue.state }}{% endcapture %}{{ inner }}{% endcapture %}{{ outer }}{{ inner }}",
+		"{{ issue.title | replace: 'widget', 'gadget' | upcase | split: ' ' | join: '-' }}",
+		"{% assign n = 0 %}{% for i in (1..999) %}{% assign n = n | plus: i %}{% endfor %}{{ n }}",
+		"{{ issue.labels | join }} {{ issue.labels | join: ', ' }} {{ 'a,b' | split: ',' | size }}",
+		"{{ issue.url | default: 'none' }} {{ false | default: 'x', allow_false: true }} {{ issue.assignee_id | default: 'y' }}",
+		"{{ issue.labels | sort | reverse | first }} {{ issue.blocked_by | map: 'identifier' | join: ',' }} {{ issue.blocked_by | where: 'state', 'Done' | size }}",
+		"{{ issue.title | truncate: 10 }} {{ issue.title | slice: 2, 5 }} {{ issue.created_at | date: '%Y' }} {{ issue.priority | times: 3 | plus: 1 }}",
+	}
+	strict := func() *liquid.Engine {
+		e := liquid.NewEngine()
+		e.StrictVariables()
+		return e
+	}()
+	for _, src := range srcs {
+		b := Bindings(SampleIssue(), nil)
+		b["issue"].(map[string]any)["nothing_here"] = []any{}
+		want, werr := strict.ParseAndRenderString(src, b)
+		tpl, err := Parse(src, 1)
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		got, gerr := tpl.renderBindings(b)
+		if werr != nil || gerr != nil || got != want {
+			t.Errorf("%q:\n got %q (%v)\nwant %q (%v)", src, got, gerr, want, werr)
+		}
+	}
+	tpl, err := Parse("{% for i in (1..100000) %}{% endfor %}{% for i in (1..100) %}{% for j in (1..1400) %}{% endfor %}{% endfor %}ok", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tpl.Render(SampleIssue(), nil); err != nil || got != "ok" {
+		t.Errorf("240,100 iterations: %q, %v", got, err)
+	}
+}
+
+// TestRenderTimeBudget: a render that stays within the step and byte
+// budgets but runs past its time stops at the next step.
+func TestRenderTimeBudget(t *testing.T) {
+	tpl, err := Parse("{% for i in (1..200000) %}{% endfor %}", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl.budget.limit = time.Nanosecond
+	_, err = tpl.Render(SampleIssue(), nil)
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Class != ClassRender || !strings.Contains(pe.Message, "rendering took longer than 1ns") || pe.Line != 3 {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -1,0 +1,340 @@
+// Package yamlbound parses YAML from outside (WORKFLOW.md front matter, the
+// files tracker's issue files) with work bounded by the size of the input.
+//
+// The YAML library (github.com/goccy/go-yaml) has no option for either
+// bound, and two inputs cost far more than their bytes:
+//
+//   - Deep nesting. Its parser's work grows with the square of the depth (a
+//     200 KB `[[[…]]]` of depth 100,000 allocates about 15 GB; `- - - …`
+//     likewise). Depth is therefore measured on the lexer's tokens, which
+//     cost time and memory in proportion to the bytes, before the parser
+//     runs (stopping at the first token too deep), and again on the
+//     parsed tree.
+//   - Aliases. `a1: &a1 [*a0, *a0, …]` ten levels deep is a few hundred bytes
+//     whose value, expanded, has 10⁹ leaves. The decoded value shares the
+//     anchored lists, so decoding is cheap, but anything that walks the value
+//     (an error message formatting it, a loop over it) pays for every leaf.
+//     The parsed tree's size with every alias expanded is computed with each
+//     anchor's size counted once, and a document whose aliases add more than
+//     MaxAliasNodes nodes to it is refused.
+//
+// Values are quoted in error messages only through Describe, which is bounded
+// whatever the value.
+package yamlbound
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/scanner"
+	"github.com/goccy/go-yaml/token"
+)
+
+// MaxDepth is the deepest nesting of lists and maps accepted. The
+// configuration and issue files need a handful of levels.
+const MaxDepth = 64
+
+// MaxAliasNodes is how many nodes aliases may add to a document beyond those
+// written in it: a few shared blocks of configuration fit, an alias bomb does
+// not.
+const MaxAliasNodes = 10000
+
+// Error is a refused or malformed document; Line and Column are 1-based in
+// the parsed text (0 when unknown).
+type Error struct {
+	Line, Column int
+	Message      string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Message)
+	}
+	return e.Message
+}
+
+// yamlError is implemented by go-yaml's positioned errors.
+type yamlError interface {
+	GetToken() *token.Token
+	GetMessage() string
+}
+
+func wrap(err error) *Error {
+	e := &Error{Message: strings.Join(strings.Fields(err.Error()), " ")}
+	if ye, ok := err.(yamlError); ok && ye.GetToken() != nil {
+		e.Line = ye.GetToken().Position.Line
+		e.Column = ye.GetToken().Position.Column
+		e.Message = ye.GetMessage()
+	}
+	return e
+}
+
+// Parse parses src after checking its nesting depth on the lexer's tokens,
+// then checks the tree's depth and its size with aliases expanded. Errors
+// are *Error.
+func Parse(src []byte) (*ast.File, error) {
+	if err := scanDepth(string(src)); err != nil {
+		return nil, err
+	}
+	file, err := parser.ParseBytes(src, 0)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	for _, doc := range file.Docs {
+		if err := checkTree(doc.Body); err != nil {
+			return nil, err
+		}
+	}
+	return file, nil
+}
+
+// Decode parses src (see Parse) and decodes its first document into a plain
+// value: map[string]any, []any, string, numbers, bool or nil. An empty
+// document is nil. docs is the number of documents in src.
+func Decode(src []byte) (v any, file *ast.File, docs int, err error) {
+	file, err = Parse(src)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
+		return nil, file, len(file.Docs), nil
+	}
+	if err := yaml.NodeToValue(file.Docs[0].Body, &v); err != nil {
+		return nil, nil, 0, wrap(err)
+	}
+	return v, file, len(file.Docs), nil
+}
+
+func tooDeep(tk *token.Token) *Error {
+	return &Error{Line: tk.Position.Line, Column: tk.Position.Column,
+		Message: fmt.Sprintf("nested more than %d lists or maps deep", MaxDepth)}
+}
+
+// openBlock is a block collection the token scan is inside.
+type openBlock struct {
+	column int
+	seq    bool
+}
+
+// scanDepth runs the scanner (the lexer's own loop) chunk by chunk and stops
+// at the first token nested too deep, so a deep document is refused after
+// its first levels rather than after all its tokens are built.
+func scanDepth(src string) *Error {
+	var s scanner.Scanner
+	s.Init(src)
+	var d depth
+	for {
+		tks, err := s.Scan()
+		for _, tk := range tks {
+			if e := d.token(tk); e != nil {
+				return e
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// depth bounds the nesting depth before the parser sees the document.
+// Flow collections ([ ] { }) are counted exactly. Block collections are
+// tracked by indentation: a `-` opens a sequence at its column and a `:` or
+// `?` a mapping at its key's column, unless one is already open there, and a
+// line's first token closes every collection indented deeper (and a sequence
+// at its own column unless it is a `-`). The count is an upper bound on the
+// real depth within a factor of two, which is all the parser's cost needs.
+type depth struct {
+	flow   int
+	blocks []openBlock
+	line   int
+	prev   *token.Token
+}
+
+func (d *depth) token(tk *token.Token) *Error {
+	switch tk.Type {
+	case token.CommentType, token.SpaceType:
+		return nil
+	case token.DocumentHeaderType, token.DocumentEndType:
+		d.flow, d.blocks, d.prev = 0, d.blocks[:0], nil
+		d.line = tk.Position.Line
+		return nil
+	}
+	if d.flow == 0 && tk.Position.Line != d.line {
+		col := tk.Position.Column
+		for len(d.blocks) > 0 {
+			top := d.blocks[len(d.blocks)-1]
+			if top.column > col || (top.column == col && top.seq && tk.Type != token.SequenceEntryType) {
+				d.blocks = d.blocks[:len(d.blocks)-1]
+				continue
+			}
+			break
+		}
+	}
+	d.line = tk.Position.Line
+	switch tk.Type {
+	case token.SequenceStartType, token.MappingStartType:
+		d.flow++
+	case token.SequenceEndType, token.MappingEndType:
+		if d.flow > 0 {
+			d.flow--
+		}
+	case token.SequenceEntryType:
+		if d.flow == 0 {
+			d.blocks = open(d.blocks, tk.Position.Column, true)
+		}
+	case token.MappingKeyType:
+		if d.flow == 0 {
+			d.blocks = open(d.blocks, tk.Position.Column, false)
+		}
+	case token.MappingValueType:
+		if d.flow == 0 {
+			col := tk.Position.Column
+			if d.prev != nil {
+				col = d.prev.Position.Column
+			}
+			d.blocks = open(d.blocks, col, false)
+		}
+	}
+	if d.flow+len(d.blocks) > MaxDepth {
+		return tooDeep(tk)
+	}
+	d.prev = tk
+	return nil
+}
+
+func open(blocks []openBlock, column int, seq bool) []openBlock {
+	if n := len(blocks); n > 0 && blocks[n-1].column == column && blocks[n-1].seq == seq {
+		return blocks
+	}
+	return append(blocks, openBlock{column: column, seq: seq})
+}
+
+// tree measures a parsed document: its depth and its node count, written
+// and with aliases expanded.
+type tree struct {
+	anchors map[string]int // expanded size of each anchored value
+	written int
+}
+
+// checkTree refuses a tree deeper than MaxDepth or whose aliases add more
+// than MaxAliasNodes nodes. Its walk visits each written node once.
+func checkTree(n ast.Node) error {
+	t := &tree{anchors: map[string]int{}}
+	expanded, err := t.walk(n, 0)
+	if err != nil {
+		return err
+	}
+	if expanded-t.written > MaxAliasNodes {
+		return &Error{Message: fmt.Sprintf("aliases expand the document by more than %d values (an alias bomb?)", MaxAliasNodes)}
+	}
+	return nil
+}
+
+// limit caps sizes so that sums cannot overflow.
+const limit = 1 << 40
+
+func sat(a, b int) int { return min(a+b, limit) }
+
+// walk returns n's size with aliases expanded.
+func (t *tree) walk(n ast.Node, depth int) (int, error) {
+	if n == nil {
+		return 0, nil
+	}
+	if depth > MaxDepth {
+		tk := n.GetToken()
+		if tk == nil {
+			return 0, &Error{Message: fmt.Sprintf("nested more than %d lists or maps deep", MaxDepth)}
+		}
+		return 0, tooDeep(tk)
+	}
+	t.written++
+	size := 1
+	add := func(c ast.Node, d int) error {
+		s, err := t.walk(c, d)
+		size = sat(size, s)
+		return err
+	}
+	var err error
+	switch x := n.(type) {
+	case *ast.DocumentNode:
+		err = add(x.Body, depth)
+	case *ast.MappingNode:
+		for _, v := range x.Values {
+			if err = add(v, depth+1); err != nil {
+				break
+			}
+		}
+	case *ast.MappingValueNode:
+		if err = add(x.Key, depth); err == nil {
+			err = add(x.Value, depth)
+		}
+	case *ast.MappingKeyNode:
+		err = add(x.Value, depth)
+	case *ast.SequenceNode:
+		for _, v := range x.Values {
+			if err = add(v, depth+1); err != nil {
+				break
+			}
+		}
+	case *ast.SequenceEntryNode:
+		err = add(x.Value, depth)
+	case *ast.TagNode:
+		err = add(x.Value, depth)
+	case *ast.AnchorNode:
+		var s int
+		s, err = t.walk(x.Value, depth)
+		size = sat(size, s)
+		if x.Name != nil {
+			t.anchors[x.Name.GetToken().Value] = s
+		}
+	case *ast.AliasNode:
+		if x.Value != nil && x.Value.GetToken() != nil {
+			size = sat(size, t.anchors[x.Value.GetToken().Value])
+		}
+	}
+	return size, err
+}
+
+// describeLimit is the longest quoted string in a message.
+const describeLimit = 40
+
+// Describe names a decoded YAML value for an error message in bounded time
+// and length: strings are quoted up to 40 bytes, lists and maps are named
+// with their length, never walked.
+func Describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		if len(x) > describeLimit {
+			cut := describeLimit
+			for cut > 0 && !utf8Start(x[cut]) {
+				cut--
+			}
+			x = x[:cut] + "…"
+		}
+		return strconv.Quote(x)
+	case []any:
+		return fmt.Sprintf("a list of %d", len(x))
+	case map[string]any:
+		return fmt.Sprintf("a map of %d keys", len(x))
+	case bool:
+		return strconv.FormatBool(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case uint64:
+		return strconv.FormatUint(x, 10)
+	case int:
+		return strconv.Itoa(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	return fmt.Sprintf("a value of type %T", v)
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
