@@ -72,8 +72,9 @@ func inProcess(c server.ClientAuthentication) bool {
 	return addr == nil || addr.Network() == "pipe"
 }
 
-// readerPermissions are the listener's default client's: watch every
-// Symphony subject, and read streams and buckets through the JetStream API
+// readerPermissions are the listener's default client's: watch the Symphony
+// events (not the requests between components), and read streams and
+// buckets through the JetStream API
 // subjects that only read. Everything else is refused by the server:
 // publishing on any Symphony subject or $KV subject (config, state and run
 // summaries are written with plain publishes there), the JetStream API
@@ -92,9 +93,28 @@ func readerPermissions() *server.Permissions {
 		Publish: &server.SubjectPermission{Allow: readerPublish()},
 		Subscribe: &server.SubjectPermission{
 			Allow: []string{Root + ".>", "_INBOX.>", "$KV.>"},
-			Deny:  []string{Root + ".> >"}, // subject, then queue: every queue group
+			Deny:  readerSubscribeDeny(),
 		},
 	}
+}
+
+// readerSubscribeDeny keeps the requests between components from listener
+// clients (a `symphony.>` subscription is allowed; the server leaves these
+// subjects out of what it delivers): a request's reply subject is where
+// its answer is awaited, and a client that saw it could have a consumer
+// deliver a stored message there as a forged answer while a slow request
+// (a hook, a tracker fetch) waits. Queue subscriptions on Symphony subjects
+// are refused: a queue member would take requests meant for a component.
+func readerSubscribeDeny() []string {
+	deny := []string{Root + ".> >"} // subject, then queue: every queue group
+	for _, spec := range Catalogue() {
+		if spec.Kind != KindRequest {
+			continue
+		}
+		filter, _ := spec.build(nil, true) // no tokens given: cannot fail
+		deny = append(deny, filter)
+	}
+	return deny
 }
 
 // readerPublish are the subjects a reader may publish on: read-only

@@ -183,6 +183,30 @@ func TestListenerPermissions(t *testing.T) {
 		}
 		r.refused(t, `Subscription to "`+sub.subject+`"`)
 	}
+	// A symphony.> subscription gets the events, not the requests between
+	// components (whose reply subjects are where answers are awaited): a
+	// request published before an event never arrives before it.
+	watch, err := r.nc.SubscribeSync(Root + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.nc.PublishMsg(&nats.Msg{Subject: "symphony.workspace.hook", Reply: internalInboxPrefix + ".x.1", Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Publish(b, ComponentEvents, ComponentEvent{Component: "tracker", State: ComponentStarted}, "tracker"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := watch.NextMsg(testTimeout); err != nil || m.Subject != "symphony.component.tracker" {
+		t.Errorf("symphony.> delivered %v (%v) first, want the component event", m, err)
+	}
+	if _, err := r.nc.SubscribeSync("symphony.workspace.hook"); err != nil {
+		t.Fatal(err)
+	}
+	r.refused(t, `Subscription to "symphony.workspace.hook"`)
+
 	if streamMsgs(t, b, StreamRuns) != 1 {
 		t.Error("RUNS changed")
 	}
