@@ -275,3 +275,53 @@ func TestListenerControlsAreOptIn(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestListenerConsumersCannotWrite pins what a listener client's push
+// consumer can reach: its deliver subject is its own choice (the server
+// does not check it against the creator's permissions), but the server
+// delivers only to subscribers, and the streams and the JetStream API are
+// none. A consumer aimed at a KV key or at a stream's delete request is
+// never bound, delivers nothing, and the store is unchanged.
+func TestListenerConsumersCannotWrite(t *testing.T) {
+	b := openTest(t, Options{Listen: "127.0.0.1:0"})
+	ctx := t.Context()
+	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	r := dialListener(t, b, readToken(t, b.TokenFile()))
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"$KV." + BucketState + ".claim.i1", "$JS.API.STREAM.DELETE." + StreamTurns, "$JS.API.STREAM.PURGE." + StreamRuns} {
+		c, err := js.CreateConsumer(ctx, StreamRuns, jetstream.ConsumerConfig{DeliverSubject: target, AckPolicy: jetstream.AckNonePolicy})
+		if err != nil {
+			t.Fatalf("consumer delivering to %s: %v", target, err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.PushBound || info.Delivered.Stream != 0 {
+			t.Errorf("consumer delivering to %s: bound %v, delivered %+v", target, info.PushBound, info.Delivered)
+		}
+	}
+	if _, err := Get(ctx, b, mustKey(t, Claims, "i1")); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("claim written by a delivery: %v", err)
+	}
+	if _, err := b.js.Stream(ctx, StreamTurns); err != nil {
+		t.Errorf("TURNS: %v", err)
+	}
+	if n := streamMsgs(t, b, StreamRuns); n != 1 {
+		t.Errorf("RUNS holds %d messages, want 1", n)
+	}
+}
+
+func mustKey[T any](t *testing.T, s KeySet[T], id string) Key[T] {
+	t.Helper()
+	k, err := s.Key(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
