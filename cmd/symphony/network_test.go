@@ -73,7 +73,7 @@ Work on {{ issue.identifier }}.
 		t.Fatal(err)
 	}
 	var seen, leaked atomic.Int64
-	for _, subject := range []string{"symphony.>", "$KV.>"} {
+	for _, subject := range []string{bus.Root + ".>", "$KV.>"} {
 		sub, err := client.Conn().Subscribe(subject, func(m *nats.Msg) {
 			seen.Add(1)
 			if strings.Contains(string(m.Data), secret) || strings.Contains(fmt.Sprint(m.Header), secret) {

@@ -68,9 +68,9 @@ const shutdownTimeout = 30 * time.Second
 // RunCmd is `symphony run`.
 type RunCmd struct {
 	Workflow          string `arg:"" optional:"" default:"WORKFLOW.md" help:"Path to the WORKFLOW.md that configures this instance (default ./WORKFLOW.md)." type:"path"`
-	NatsListen        string `help:"Also listen for NATS clients (the nats CLI, symphony runs and replay) on HOST:PORT. The token written to <data-dir>/nats-token lets its holder watch symphony.> and read streams and buckets, nothing more: writes, purges and publishes are refused by the server. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
+	NatsListen        string `help:"Also listen for NATS clients (the nats CLI, symphony runs and replay) on HOST:PORT. The token written to <data-dir>/nats-token lets its holder watch the bus and read streams and buckets, nothing more: writes, purges and publishes are refused by the server. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
 	NatsListenUnsafe  bool   `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
-	NatsAllowControls bool   `help:"With --nats-listen: also write <data-dir>/nats-control-token, whose holder may in addition send operator commands (pause, resume, refresh, cancel, clear) on symphony.scheduler.control and run symphony prune against this instance."`
+	NatsAllowControls bool   `help:"With --nats-listen: also write <data-dir>/nats-control-token, whose holder may in addition send operator commands (pause, resume, refresh, cancel, clear) and run symphony prune against this instance."`
 	SyncAlways        bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
 	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
 	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
