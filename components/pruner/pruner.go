@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -145,6 +146,11 @@ func (c *Component) prune(ctx context.Context, olderThan time.Duration, dryRun b
 // lost to the asker (the error says which run failed); asking again
 // finishes the job, as Prune is idempotent.
 func (c *Component) serve(ctx context.Context, _ string, req bus.PruneRequest) (bus.PruneResult, error) {
+	// An age past what a Duration holds would wrap around, possibly to a
+	// small one that deletes almost everything.
+	if req.OlderThanMS <= 0 || req.OlderThanMS > int64(math.MaxInt64/time.Millisecond) {
+		return bus.PruneResult{}, fmt.Errorf("prune: older_than_ms must be between 1 and %d, got %d", int64(math.MaxInt64/time.Millisecond), req.OlderThanMS)
+	}
 	res, err := c.prune(ctx, time.Duration(req.OlderThanMS)*time.Millisecond, req.DryRun)
 	if err != nil {
 		return bus.PruneResult{}, err
