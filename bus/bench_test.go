@@ -21,8 +21,19 @@ func BenchmarkOpen(b *testing.B) {
 
 // BenchmarkPublishDurable measures acknowledged, typed, de-duplicated
 // publishes of a run event to the RUNS stream.
-func BenchmarkPublishDurable(b *testing.B) {
-	bus, err := Open(context.Background(), Options{DataDir: b.TempDir()})
+func BenchmarkPublishDurable(b *testing.B) { benchPublishDurable(b, Options{}) }
+
+// BenchmarkPublishDurableListening is BenchmarkPublishDurable with the NATS
+// listener on: the in-process connection authenticated with its token
+// (once, at connect) and the listener's permissions in force for others.
+// The two are within noise: Symphony's own role has no permissions to check.
+func BenchmarkPublishDurableListening(b *testing.B) {
+	benchPublishDurable(b, Options{Listen: "127.0.0.1:0", AllowControls: true})
+}
+
+func benchPublishDurable(b *testing.B, opts Options) {
+	opts.DataDir = b.TempDir()
+	bus, err := Open(context.Background(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

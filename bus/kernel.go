@@ -21,8 +21,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TokenFileName is the file in the data directory holding the token that
-// protects the opt-in NATS listener. It is written with mode 0600 at every
+// TokenFileName is the file in the data directory holding the token of the
+// opt-in NATS listener's default client, which may watch and read but not
+// write (see readerPermissions). It is written with mode 0600 at every
 // start (a new token each time) and removed at a clean stop.
 const TokenFileName = "nats-token"
 
@@ -43,6 +44,10 @@ type Options struct {
 	Listen string
 	// ListenUnsafe allows a Listen address that is not loopback.
 	ListenUnsafe bool
+	// AllowControls, with Listen, writes a second token
+	// (ControlTokenFileName) whose holder may also send operator commands
+	// and prune requests over the listener.
+	AllowControls bool
 	// SyncAlways fsyncs every JetStream write (about 12x slower; an acked
 	// message already survives kill -9 without it, not a power cut).
 	SyncAlways bool
@@ -74,8 +79,10 @@ type Bus struct {
 	dataDir   string
 	listenURL string
 	tokenFile string
+	// controlFile is the control token's file, "" without AllowControls.
+	controlFile string
 	// token authenticates in-process connections when the listener is on
-	// (see Connection).
+	// (see Connection). It is never written anywhere.
 	token     string
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -209,16 +216,28 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	if opts.MaxStoreBytes > 0 {
 		sopts.JetStreamMaxStore = opts.MaxStoreBytes
 	}
+	if opts.AllowControls && opts.Listen == "" {
+		return b, errors.New("bus: operator controls over NATS need a listener (--nats-listen)")
+	}
 	var token string
+	var auth *listenerAuth
 	if opts.Listen != "" {
 		host, port, err := splitListen(opts.Listen, opts.ListenUnsafe)
 		if err != nil {
 			return b, err
 		}
-		token, err = newToken()
-		if err != nil {
-			return b, err
+		auth = &listenerAuth{}
+		for _, t := range []*string{&auth.internal, &auth.reader} {
+			if *t, err = newToken(); err != nil {
+				return b, err
+			}
 		}
+		if opts.AllowControls {
+			if auth.control, err = newToken(); err != nil {
+				return b, err
+			}
+		}
+		token = auth.internal
 		sopts.DontListen = false
 		sopts.Host, sopts.Port = host, port
 		if port == 0 {
@@ -226,7 +245,7 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 			// for any free port.
 			sopts.Port = server.RANDOM_PORT
 		}
-		sopts.Authorization = token
+		sopts.CustomClientAuthentication = auth
 	}
 
 	ns, err := server.NewServer(sopts)
@@ -247,8 +266,19 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 		}
 		b.listenURL = "nats://" + net.JoinHostPort(sopts.Host, strconv.Itoa(addr.Port))
 		b.tokenFile = filepath.Join(dataDir, TokenFileName)
-		if err := writeSecretFile(b.tokenFile, token); err != nil {
+		if err := writeSecretFile(b.tokenFile, auth.reader); err != nil {
 			return b, err
+		}
+		control := filepath.Join(dataDir, ControlTokenFileName)
+		if auth.control != "" {
+			b.controlFile = control
+			if err := writeSecretFile(control, auth.control); err != nil {
+				return b, err
+			}
+		} else if err := os.Remove(control); err != nil && !errors.Is(err, os.ErrNotExist) {
+			// A crashed earlier start's file would name a token that no
+			// longer exists: the prune command would try it.
+			return b, fmt.Errorf("bus: remove %s: %w", control, err)
 		}
 		if err := writeSecretFile(filepath.Join(dataDir, URLFileName), b.listenURL); err != nil {
 			return b, err
@@ -259,12 +289,8 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	if name == "" {
 		name = "symphony"
 	}
-	copts := []nats.Option{nats.InProcessServer(ns), nats.Name(name)}
-	if token != "" {
-		copts = append(copts, nats.Token(token))
-	}
 	b.token = token
-	if err := b.dial("", "in-process", copts...); err != nil {
+	if err := b.dial("", "in-process", b.internalOptions(name)...); err != nil {
 		return b, err
 	}
 	maxAge := opts.StreamMaxAge
@@ -428,14 +454,22 @@ func (b *Bus) Connection(name string) (*Bus, error) {
 		return nil, errors.New("bus: another connection needs the embedded server")
 	}
 	c := &Bus{log: b.log, dataDir: b.dataDir, closed: make(chan struct{})}
-	copts := []nats.Option{nats.InProcessServer(b.ns), nats.Name(name)}
-	if b.token != "" {
-		copts = append(copts, nats.Token(b.token))
-	}
-	if err := c.dial("", "in-process ("+name+")", copts...); err != nil {
+	if err := c.dial("", "in-process ("+name+")", b.internalOptions(name)...); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// internalOptions are the options of one of Symphony's own in-process
+// connections: the in-memory token when the listener is on (the one cost
+// of authorization, once at connect; the role has no permissions to check
+// per message), and the inbox prefix no listener client can subscribe to.
+func (b *Bus) internalOptions(name string) []nats.Option {
+	copts := []nats.Option{nats.InProcessServer(b.ns), nats.Name(name), nats.CustomInboxPrefix(internalInboxPrefix)}
+	if b.token != "" {
+		copts = append(copts, nats.Token(b.token))
+	}
+	return copts
 }
 
 // dial connects b's client (with its handlers) and its JetStream context;
@@ -469,13 +503,33 @@ func Connect(ctx context.Context, url, token string, log *slog.Logger) (*Bus, er
 }
 
 // ConnectDataDir connects to the instance that holds dataDir through the
-// listener it advertised there (URL and token files).
+// listener it advertised there (URL and read token files), with the
+// reader's rights: enough for runs and replay.
 func ConnectDataDir(ctx context.Context, dataDir string, log *slog.Logger) (*Bus, error) {
+	return connectDataDir(ctx, dataDir, TokenFileName, log)
+}
+
+// ErrNoControls is returned by ConnectDataDirControl when the running
+// instance's listener accepts no operator commands.
+var ErrNoControls = errors.New("the running instance accepts no operator commands over NATS (start it with --nats-listen 127.0.0.1:0 --nats-allow-controls)")
+
+// ConnectDataDirControl connects like ConnectDataDir with the control token,
+// whose holder may also send operator commands and prune requests.
+func ConnectDataDirControl(ctx context.Context, dataDir string, log *slog.Logger) (*Bus, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, URLFileName)); err == nil {
+		if _, err := os.Stat(filepath.Join(dataDir, ControlTokenFileName)); errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNoControls
+		}
+	}
+	return connectDataDir(ctx, dataDir, ControlTokenFileName, log)
+}
+
+func connectDataDir(ctx context.Context, dataDir, tokenFile string, log *slog.Logger) (*Bus, error) {
 	url, err := os.ReadFile(filepath.Join(dataDir, URLFileName))
 	if err != nil {
-		return nil, fmt.Errorf("the running instance has no NATS listener (start it with --nats-listen 127.0.0.1:0 to read its runs while it runs, or stop it)")
+		return nil, fmt.Errorf("the running instance has no NATS listener (start it with --nats-listen 127.0.0.1:0 to reach it while it runs, or stop it)")
 	}
-	token, err := os.ReadFile(filepath.Join(dataDir, TokenFileName))
+	token, err := os.ReadFile(filepath.Join(dataDir, tokenFile))
 	if err != nil {
 		return nil, fmt.Errorf("read the listener token: %w", err)
 	}
@@ -494,9 +548,25 @@ func (b *Bus) DataDir() string { return b.dataDir }
 // ListenURL is the nats:// URL of the opt-in TCP listener, "" when none.
 func (b *Bus) ListenURL() string { return b.listenURL }
 
-// TokenFile is the path of the file holding the listener's token, "" when
-// there is no listener.
+// TokenFile is the path of the file holding the listener's read token, ""
+// when there is no listener.
 func (b *Bus) TokenFile() string { return b.tokenFile }
+
+// ControlTokenFile is the path of the file holding the listener's control
+// token, "" unless Options.AllowControls.
+func (b *Bus) ControlTokenFile() string { return b.controlFile }
+
+// ControlHint is a ready-to-paste nats CLI request that pauses dispatch
+// with the control token, "" unless Options.AllowControls. Like
+// ConnectHint it reads the token from its file into NATS_USER.
+func (b *Bus) ControlHint() string {
+	if b.controlFile == "" {
+		return ""
+	}
+	return fmt.Sprintf("NATS_USER=\"$(cat %s)\" go tool nats --server %s req %s -H %s:%s -H %s:%d '{\"action\":\"pause\"}'",
+		shellQuote(b.controlFile), b.listenURL, SchedulerControl.spec.Pattern,
+		HeaderType, SchedulerControl.spec.typeName, HeaderSchema, SchedulerControl.spec.Schema)
+}
 
 // ConnectHint is a ready-to-paste nats CLI invocation for the listener. It
 // reads the token from its file rather than spelling it, so the hint can be
@@ -548,7 +618,7 @@ func (b *Bus) teardown(ctx context.Context) error {
 		b.ns.WaitForShutdown()
 	}
 	if b.tokenFile != "" {
-		for _, f := range []string{b.tokenFile, filepath.Join(b.dataDir, URLFileName)} {
+		for _, f := range []string{b.tokenFile, filepath.Join(b.dataDir, ControlTokenFileName), filepath.Join(b.dataDir, URLFileName)} {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("remove %s: %w", f, err))
 			}

@@ -1,11 +1,13 @@
 package bus
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -95,4 +97,136 @@ func TestNatsCLIThroughListener(t *testing.T) {
 			t.Errorf("nats sub output lacks %q:\n%s", want, got)
 		}
 	}
+}
+
+// TestNatsCLIListenerIsReadOnly drives the real nats CLI through the
+// listener with the read token and the control token. The read token
+// watches and reads (kv get, ls and watch; stream ls, info, get and view)
+// and every write is refused by the server, with nothing changed: kv put of
+// the configuration, stream purge, stream rm, a publish on a component
+// subject, a control request. The control token's request is answered.
+func TestNatsCLIListenerIsReadOnly(t *testing.T) {
+	b := openTest(t, Options{Listen: "127.0.0.1:0", AllowControls: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	token := func(file string) string {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(raw))
+	}
+	reader, operator := token(b.TokenFile()), token(b.ControlTokenFile())
+	if reader == operator {
+		t.Fatal("the two tokens are one")
+	}
+	global := func(tok string) []string {
+		return []string{"--server", b.ListenURL(), "--user", tok, "--timeout", "3s"}
+	}
+	run := func(tok string, args ...string) (string, error) {
+		out, err := natsCLI(t, ctx, append(global(tok), args...)...).CombinedOutput()
+		return string(out), err
+	}
+
+	if _, err := Put(ctx, b, ConfigCurrent, ConfigSnapshot{Version: 1, Checksum: "good"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	var controls atomic.Int64
+	if _, err := Serve(ctx, b, SchedulerControl, func(context.Context, string, Control) (ControlResult, error) {
+		controls.Add(1)
+		return ControlResult{Message: "paused", Paused: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runsBefore := streamMsgs(t, b, StreamRuns)
+
+	// Reads work, and nothing is refused on the way.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kv", "get", BucketConfig, "current", "--raw"}, `"checksum":"good"`},
+		{[]string{"kv", "ls", BucketConfig}, "current"},
+		{[]string{"stream", "ls"}, StreamRuns},
+		{[]string{"stream", "info", StreamRuns}, "Messages: 1"},
+		{[]string{"stream", "get", StreamRuns, "1"}, `"identifier":"P-1"`},
+	} {
+		out, err := run(reader, c.args...)
+		if err != nil || !strings.Contains(out, c.want) || strings.Contains(out, "Permissions Violation") {
+			t.Errorf("nats %s: %v, want %q in:\n%s", strings.Join(c.args, " "), err, c.want, out)
+		}
+	}
+	// kv watch runs until stopped: its first line is the current value.
+	wctx, stop := context.WithCancel(ctx)
+	w := natsCLI(t, wctx, append(global(reader), "kv", "watch", BucketConfig, "current")...)
+	stdout, err := w.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Stderr = w.Stdout
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	stop()
+	_ = w.Wait()
+	if !strings.Contains(line, "PUT symphony_config > current") || !strings.Contains(line, `"checksum":"good"`) {
+		t.Errorf("nats kv watch: %q", line)
+	}
+	// stream view pages only on a terminal: script gives it one.
+	cli := natsCLI(t, ctx)
+	view := exec.CommandContext(ctx, "script", "-qec", shellQuote(cli.Path)+" "+strings.Join(global(reader), " ")+" stream view "+StreamRuns, "/dev/null")
+	view.Env = cli.Env
+	out, err := view.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "symphony.run.r1.dispatched") || strings.Contains(string(out), "Permissions Violation") {
+		t.Errorf("nats stream view: %v\n%s", err, out)
+	}
+
+	// Writes are refused by the server.
+	for _, c := range []struct {
+		args    []string
+		subject string
+	}{
+		{[]string{"kv", "put", BucketConfig, "current", `{"type":"ConfigSnapshot","schema":1,"data":{"version":99}}`}, "$KV.symphony_config.current"},
+		{[]string{"stream", "purge", StreamRuns, "-f"}, "$JS.API.STREAM.PURGE.RUNS"},
+		{[]string{"stream", "rm", StreamRuns, "-f"}, "$JS.API.STREAM.DELETE.RUNS"},
+		{[]string{"pub", TrackerSnapshots.spec.Pattern, "{}"}, TrackerSnapshots.spec.Pattern},
+		{[]string{"req", SchedulerControl.spec.Pattern, `{"action":"pause"}`, "-H", HeaderType + ":Control", "-H", HeaderSchema + ":1"}, SchedulerControl.spec.Pattern},
+	} {
+		out, _ := run(reader, c.args...)
+		if want := `Permissions Violation for Publish to "` + c.subject + `"`; !strings.Contains(out, want) {
+			t.Errorf("nats %s: want %s, got:\n%s", strings.Join(c.args, " "), want, out)
+		}
+	}
+	if e, err := Get(ctx, b, ConfigCurrent); err != nil || e.Value.Version != 1 {
+		t.Errorf("configuration after the refused put: %+v %v", e.Value, err)
+	}
+	if n := streamMsgs(t, b, StreamRuns); n != runsBefore {
+		t.Errorf("RUNS holds %d messages after the refused purge, had %d", n, runsBefore)
+	}
+	if controls.Load() != 0 {
+		t.Errorf("the read token's control request reached the scheduler")
+	}
+
+	// The control token may send operator commands.
+	out2, err := run(operator, "req", SchedulerControl.spec.Pattern, `{"action":"pause"}`, "-H", HeaderType+":Control", "-H", HeaderSchema+":1")
+	if err != nil || !strings.Contains(out2, `"paused":true`) || controls.Load() != 1 {
+		t.Errorf("control token's request: %v (%d handled)\n%s", err, controls.Load(), out2)
+	}
+}
+
+func streamMsgs(t *testing.T, b *Bus, name string) uint64 {
+	t.Helper()
+	s, err := b.JetStream().Stream(t.Context(), name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }

@@ -113,7 +113,7 @@ func (r *storedReader) read(ctx context.Context) error {
 // abandoned consumer is mistaken for its messages), until the end, an
 // error, or a gap (errReadGap).
 func (r *storedReader) run(ctx context.Context) error {
-	r.inbox, r.requests = nats.NewInbox(), 0
+	r.inbox, r.requests = r.b.nc.NewInbox(), 0
 	sub, err := r.b.nc.SubscribeSync(r.inbox + ".*")
 	if err != nil {
 		return fmt.Errorf("read %s: %w", r.stream, err)

@@ -311,3 +311,24 @@ func deref(p *float64) float64 {
 	}
 	return *p
 }
+
+// PruneRequest asks the running pruner to delete the runs that ended
+// longer ago than OlderThanMS (positive), or with DryRun only to say which.
+type PruneRequest struct {
+	OlderThanMS int64 `json:"older_than_ms"`
+	DryRun      bool  `json:"dry_run,omitempty"`
+}
+
+// MaxPruneListed bounds the runs a PruneResult names: a reply stays small
+// however many runs one prune deletes (DeletedCount counts them all).
+const MaxPruneListed = 1000
+
+// PruneResult says what the pruner did (or, dry, would do).
+type PruneResult struct {
+	// Deleted names the first MaxPruneListed deleted runs, in run id order.
+	Deleted      []RunSummary `json:"deleted"`
+	DeletedCount int          `json:"deleted_count"`
+	Kept         int          `json:"kept"`
+	BytesFreed   uint64       `json:"bytes_freed"`
+	DryRun       bool         `json:"dry_run,omitempty"`
+}

@@ -170,6 +170,15 @@ var (
 		Doc:       "Operator command: refresh now (coalesced), cancel a run, clear a blocked issue, pause or resume dispatch.",
 	})
 
+	// PruneRuns asks the running pruner to prune, so that `symphony prune`
+	// against a running instance needs no right to purge streams.
+	PruneRuns = request[PruneRequest, PruneResult](Spec{
+		Pattern:   "symphony.pruner.prune",
+		Producer:  CompCLI,
+		Consumers: []string{CompPruner},
+		Doc:       "Delete the runs that ended longer ago than the given age, or with dry_run only list them; `symphony prune` sends it to a running instance over the listener with the control token.",
+	})
+
 	// RunEvents is the lifecycle of one agent run, persisted in the RUNS
 	// stream so runs can be listed and replayed after a restart.
 	RunEvents = event[RunEvent](Spec{
@@ -197,6 +206,7 @@ func Catalogue() []Spec {
 		WorkspaceRemove.Spec(),
 		WorkspaceHookEvents.Spec(),
 		SchedulerControl.Spec(),
+		PruneRuns.Spec(),
 		AgentDispatch.Spec(),
 		AgentCancel.Spec(),
 		AgentRuns.Spec(),

@@ -64,20 +64,28 @@ Work on {{ issue.identifier }}.
 	line := p.waitFor(t, "symphony: dashboard on ")
 	dashboard := strings.TrimSpace(line[strings.Index(line, "http://"):])
 	pid := p.cmd.Process.Pid
-	// Every message on the bus, requests and replies included, is read
-	// through the listener and searched for the secret.
+	// Every message a listener client may see (every Symphony subject,
+	// requests included, and every KV write; the components' replies
+	// travel on an inbox out of its reach) is read through the listener
+	// and searched for the secret.
 	client, err := bus.ConnectDataDir(t.Context(), filepath.Join(dir, "data"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var seen, leaked atomic.Int64
-	sub, err := client.Conn().Subscribe(">", func(m *nats.Msg) {
-		seen.Add(1)
-		if strings.Contains(string(m.Data), secret) || strings.Contains(fmt.Sprint(m.Header), secret) {
-			leaked.Add(1)
+	for _, subject := range []string{bus.Root + ".>", "$KV.>"} {
+		sub, err := client.Conn().Subscribe(subject, func(m *nats.Msg) {
+			seen.Add(1)
+			if strings.Contains(string(m.Data), secret) || strings.Contains(fmt.Sprint(m.Header), secret) {
+				leaked.Add(1)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-	if err != nil {
+		defer sub.Unsubscribe() //nolint:errcheck // the client closes below
+	}
+	if err := client.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -104,7 +112,6 @@ Work on {{ issue.identifier }}.
 	// After a real run against the tracker, the secret is nowhere: not in
 	// the output (the logs), not in any file of the data directory (the raw
 	// JetStream store included).
-	_ = sub.Unsubscribe()
 	_ = client.Close(context.Background())
 	if leaked.Load() != 0 || seen.Load() == 0 {
 		t.Errorf("%d of %d bus messages carried the tracker secret", leaked.Load(), seen.Load())

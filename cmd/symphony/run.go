@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -70,8 +71,9 @@ const shutdownTimeout = 30 * time.Second
 // RunCmd is `symphony run`.
 type RunCmd struct {
 	Workflow          string `arg:"" optional:"" default:"WORKFLOW.md" help:"Path to the WORKFLOW.md that configures this instance (default ./WORKFLOW.md)." type:"path"`
-	NatsListen        string `help:"Also listen for NATS clients (the nats CLI) on HOST:PORT, protected by a token written to <data-dir>/nats-token. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
+	NatsListen        string `help:"Also listen for NATS clients (the nats CLI, symphony runs and replay) on HOST:PORT. The token written to <data-dir>/nats-token lets its holder watch the bus and read streams and buckets, nothing more: writes, purges and publishes are refused by the server. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
 	NatsListenUnsafe  bool   `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
+	NatsAllowControls bool   `help:"With --nats-listen: also write <data-dir>/nats-control-token, whose holder may in addition send operator commands (pause, resume, refresh, cancel, clear) and run symphony prune against this instance."`
 	SyncAlways        bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
 	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
 	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
@@ -190,10 +192,14 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err := ui.CheckBind(bind, c.BindUnsafe); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
+	if c.NatsAllowControls && c.NatsListen == "" {
+		return &exitError{code: exitUsage, err: errors.New("--nats-allow-controls needs --nats-listen")}
+	}
 	b, err := bus.Open(e.ctx, bus.Options{
 		DataDir:           dataDir,
 		Listen:            c.NatsListen,
 		ListenUnsafe:      c.NatsListenUnsafe,
+		AllowControls:     c.NatsAllowControls,
 		SyncAlways:        c.SyncAlways,
 		AcceptStoreDamage: c.AcceptStoreDamage,
 		StreamMaxAge:      bus.StreamMaxAgeFor(time.Duration(wf.Config.RetentionMS) * time.Millisecond),
@@ -216,8 +222,11 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	fmt.Fprintf(e.stdout, "symphony: workflow %s (sha256 %s)\n", wf.Path, wf.Checksum[:12])
 	fmt.Fprintf(e.stdout, "symphony: data in %s\n", b.DataDir())
 	if b.ListenURL() != "" {
-		fmt.Fprintf(e.stdout, "symphony: NATS listening on %s (token in %s)\n", b.ListenURL(), b.TokenFile())
+		fmt.Fprintf(e.stdout, "symphony: NATS listening on %s (read-only token in %s)\n", b.ListenURL(), b.TokenFile())
 		fmt.Fprintf(e.stdout, "symphony: watch the bus with: %s\n", b.ConnectHint())
+	}
+	if b.ControlTokenFile() != "" {
+		fmt.Fprintf(e.stdout, "symphony: operator commands over NATS (control token in %s), e.g.: %s\n", b.ControlTokenFile(), b.ControlHint())
 	}
 
 	sup := components.NewSupervisor(log, func(ev bus.ComponentEvent) {

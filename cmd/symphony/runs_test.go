@@ -173,14 +173,16 @@ func TestRunsAndReplayOnAStoppedInstance(t *testing.T) {
 func TestReplayMatchesNatsCLI(t *testing.T) {
 	wf := writeWorkflow(t)
 	dataDir := filepath.Join(filepath.Dir(wf), ".symphony")
-	p := start(t, "run", wf, "--nats-listen", "127.0.0.1:0")
-	p.waitFor(t, "symphony running")
-	b, err := bus.ConnectDataDir(t.Context(), dataDir, nil)
+	// The run is recorded before the instance starts: the listener's
+	// token may read the store, not write it.
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	recordRun(t, b, "run-live", "LIVE-1", time.Now().Add(-time.Minute), bus.RunSucceeded)
 	b.Close(context.Background())
+	p := start(t, "run", wf, "--nats-listen", "127.0.0.1:0")
+	p.waitFor(t, "symphony running")
 
 	code, out := runCLI(t, "--data-dir", dataDir, "replay", "run-live", "--jsonl")
 	if code != 0 {

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +76,8 @@ type Component struct {
 	opts      Options
 	log       *slog.Logger
 	retention atomic.Int64
+	// pruning serializes the scheduled prune and requested ones.
+	pruning sync.Mutex
 }
 
 // New checks the options; it starts nothing.
@@ -90,10 +94,19 @@ func New(opts Options) (*Component, error) {
 // Name is "pruner".
 func (c *Component) Name() string { return bus.CompPruner }
 
-// Run prunes on schedule until ctx ends.
+// Run prunes on schedule, and when asked (bus.PruneRuns: `symphony prune`
+// against this running instance), until ctx ends.
 func (c *Component) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	served, err := bus.Serve(ctx, c.opts.Bus, bus.PruneRuns, c.serve)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cancel()
+		<-served // a prune in flight ends with ctx
+	}()
 	followed := make(chan error, 1)
 	go func() {
 		followed <- bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.retention.Store(s.Config.RetentionMS) })
@@ -111,7 +124,7 @@ func (c *Component) Run(ctx context.Context) error {
 			if ms <= 0 {
 				continue
 			}
-			res, err := Prune(ctx, c.opts.Bus, time.Duration(ms)*time.Millisecond, false, time.Now())
+			res, err := c.prune(ctx, time.Duration(ms)*time.Millisecond, false)
 			if err != nil {
 				c.log.Error("scheduled prune failed", "err", err)
 				continue
@@ -121,4 +134,31 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+func (c *Component) prune(ctx context.Context, olderThan time.Duration, dryRun bool) (Result, error) {
+	c.pruning.Lock()
+	defer c.pruning.Unlock()
+	return Prune(ctx, c.opts.Bus, olderThan, dryRun, time.Now())
+}
+
+// serve answers one prune request. What was deleted before an error is
+// lost to the asker (the error says which run failed); asking again
+// finishes the job, as Prune is idempotent.
+func (c *Component) serve(ctx context.Context, _ string, req bus.PruneRequest) (bus.PruneResult, error) {
+	// An age past what a Duration holds would wrap around, possibly to a
+	// small one that deletes almost everything.
+	if req.OlderThanMS <= 0 || req.OlderThanMS > int64(math.MaxInt64/time.Millisecond) {
+		return bus.PruneResult{}, fmt.Errorf("prune: older_than_ms must be between 1 and %d, got %d", int64(math.MaxInt64/time.Millisecond), req.OlderThanMS)
+	}
+	res, err := c.prune(ctx, time.Duration(req.OlderThanMS)*time.Millisecond, req.DryRun)
+	if err != nil {
+		return bus.PruneResult{}, err
+	}
+	if !req.DryRun {
+		c.log.Info("pruned old runs on request", "runs", len(res.Deleted), "bytes", res.BytesFreed, "kept", res.Kept)
+	}
+	out := bus.PruneResult{DeletedCount: len(res.Deleted), Kept: res.Kept, BytesFreed: res.BytesFreed, DryRun: req.DryRun}
+	out.Deleted = res.Deleted[:min(len(res.Deleted), bus.MaxPruneListed)]
+	return out, nil
 }

@@ -3,6 +3,7 @@ package pruner
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,35 @@ func TestPruneDeletesExactlyOldFinishedRuns(t *testing.T) {
 	}
 	if _, err := Prune(t.Context(), b, 0, false, now); err == nil {
 		t.Error("a zero age was accepted")
+	}
+}
+
+// TestServeRefusesAgesOutOfRange: a prune request's age must be positive
+// and fit a Duration; one that would wrap around (to a small age that
+// deletes almost everything) is refused and deletes nothing. An age in
+// range is served, and the answer counts what it deletes.
+func TestServeRefusesAgesOutOfRange(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	old := time.Now().Add(-48 * time.Hour)
+	publishRun(t, b, "old", old.Add(-time.Hour), &old)
+	c, err := New(Options{Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ms := range []int64{0, -1, 9_300_000_000_000_000, 1 << 62} {
+		if res, err := c.serve(t.Context(), "", bus.PruneRequest{OlderThanMS: ms}); err == nil || !strings.Contains(err.Error(), "older_than_ms") {
+			t.Errorf("older_than_ms %d: %+v %v", ms, res, err)
+		}
+	}
+	if count(t, b, bus.RunEvents, "old") != 2 {
+		t.Fatal("a refused request deleted something")
+	}
+	res, err := c.serve(t.Context(), "", bus.PruneRequest{OlderThanMS: (24 * time.Hour).Milliseconds()})
+	if err != nil || res.DeletedCount != 1 || len(res.Deleted) != 1 || res.Deleted[0].RunID != "old" {
+		t.Errorf("prune of a day: %+v %v", res, err)
 	}
 }
