@@ -70,6 +70,13 @@ func (h *harness) eventStream(t *testing.T, runID, after string) (data, ids []st
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with the dashboard's options changed by
+// opt (when not nil).
+func newHarnessWith(t *testing.T, opt func(*Options)) *harness {
+	t.Helper()
 	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +84,11 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	h := &harness{b: b}
 	urls := make(chan string, 1)
-	srv, err := New(Options{Bus: b, Port: 0, OnListen: func(u string) { urls <- u }, OnReady: func() { h.readied.Add(1) }})
+	opts := Options{Bus: b, Port: 0, OnListen: func(u string) { urls <- u }, OnReady: func() { h.readied.Add(1) }}
+	if opt != nil {
+		opt(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
