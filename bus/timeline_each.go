@@ -16,9 +16,13 @@ import (
 // hands back the whole run, pulls 16,384 messages or 8 MiB at once; a
 // dashboard serving one reader per browser tab or API client cannot hold
 // a copy of a long run per reader (150 readers of a 22 MB run held 460 MB).
+// 128 KiB takes a full message of agent events (64 KiB of them, see
+// maxTurnBatchBytes) in one pull; 256 KiB doubled the dashboard's heap
+// under 64 never-reading readers (BenchmarkNeverReadingClients in ui) for
+// no gain in speed (BenchmarkReadRun).
 const (
 	eachReadBatch    = 64
-	eachReadMaxBytes = 256 << 10
+	eachReadMaxBytes = 128 << 10
 	eachQueue        = 16
 )
 

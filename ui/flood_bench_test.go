@@ -21,9 +21,10 @@ import (
 // a run of about 22 MB of agent events (the size the issue measured), N
 // (default 150) connections to the API's event stream or the run page
 // that send their request and read nothing for a while, then close.
-// Reported: the peak Go heap in use and the peak resident size while
-// they are connected, and both once they have left (5 s after, no forced
-// return to the OS). Run with -benchtime=1x; SSE_FLOOD_N, SSE_FLOOD_MB and
+// Reported: the resident size before they connect, the peak Go heap in
+// use and the peak resident size while they are connected, and both once
+// they have left (5 s after, no forced return to the OS); goroutines left
+// over and streams refused at the cap. Run with -benchtime=1x; SSE_FLOOD_N, SSE_FLOOD_MB and
 // SSE_FLOOD_HOLD (seconds connected, default 10) change the sizes.
 func BenchmarkNeverReadingClients(b *testing.B) {
 	n := envInt("SSE_FLOOD_N", 150)
@@ -89,6 +90,7 @@ func floodOnce(b *testing.B, bs *bus.Bus, path string, n int, hold time.Duration
 	runtime.GC()
 	baseGoroutines := runtime.NumGoroutine()
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset the peak RSS
+	baseRSS := procStatus("VmRSS")
 	var peakHeap uint64
 	sample := func() {
 		var ms runtime.MemStats
@@ -137,6 +139,7 @@ func floodOnce(b *testing.B, bs *bus.Bus, path string, n int, hold time.Duration
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(baseRSS)/(1<<10), "base-RSS-MB")
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(peakRSS)/(1<<10), "peak-RSS-MB")
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "after-heap-MB")
