@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -59,6 +60,7 @@ func TestStreamCapRefusesWithRetryAfter(t *testing.T) {
 	h.eventually(t, "run in the model", func() bool { _, ok := h.srv.Model().Run("run-c"); return ok })
 	kinds := []string{"/events", "/runs/run-c/stream", "/api/v1/runs/run-c/events"}
 	var cancels []context.CancelFunc
+	var api *http.Response
 	for _, path := range kinds {
 		resp, cancel := openStream(t, h.url+path)
 		defer cancel()
@@ -66,6 +68,7 @@ func TestStreamCapRefusesWithRetryAfter(t *testing.T) {
 			t.Fatalf("%s under the cap: %d", path, resp.StatusCode)
 		}
 		cancels = append(cancels, cancel)
+		api = resp
 	}
 	var flood sync.WaitGroup
 	for i := range 30 {
@@ -87,6 +90,31 @@ func TestStreamCapRefusesWithRetryAfter(t *testing.T) {
 		}
 	}
 	flood.Wait()
+	// The streams served go on working through the flood: a new agent
+	// event reaches the API stream.
+	if _, err := bus.PublishDurable(t.Context(), h.b, bus.TurnEvents, bus.TurnEvent{RunID: "run-c", Turn: 1, Seq: 5, At: time.Now().UTC(), Kind: bus.TurnText, Text: "after the flood"}, "run-c-5", "run-c", "1"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(api.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "after the flood") {
+				got <- true
+				return
+			}
+		}
+		got <- false
+	}()
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("the API stream ended before the new event")
+		}
+	case <-time.After(waitBound):
+		t.Fatal("the new event did not reach the API stream")
+	}
 	if _, body := getBounded(t, h.url+"/metrics"); !strings.Contains(body, "symphony_dashboard_sse_refused_total 30") {
 		t.Fatal("refusals not counted in /metrics")
 	}

@@ -759,7 +759,7 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 	}
 	_ = b.Close(context.Background())
 	urls := make(chan string, 1)
-	srv, err := New(Options{Replay: &Replay{RunID: "run-r", Events: events, Speed: 0}, OnListen: func(u string) { urls <- u }})
+	srv, err := New(Options{Replay: &Replay{RunID: "run-r", Events: events, Speed: 0}, OnListen: func(u string) { urls <- u }, MaxStreams: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -792,6 +792,16 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 	resp, body = get(t, url+"/")
 	if strings.Contains(body, "Refresh now") {
 		t.Error("replay shows controls")
+	}
+	// A replay's streams are capped like a live dashboard's (here at 1).
+	stream, cancelStream := openStream(t, url+"/events")
+	defer cancelStream()
+	if stream.StatusCode != http.StatusOK {
+		t.Fatalf("replay overview stream: %d", stream.StatusCode)
+	}
+	resp, body = getBounded(t, url+"/api/v1/runs/run-r/events")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("replay stream past the cap: %d %q", resp.StatusCode, clip(body, 200))
 	}
 }
 
