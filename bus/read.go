@@ -84,6 +84,18 @@ type storedReader struct {
 	// and the subscription's pending message limit (tests end requests
 	// early and make messages go missing with them).
 	batch, maxBytes, pendingLimit int
+	// growOnce lets a read with a small maxBytes take a message larger
+	// than it: that one message is asked for alone, with readMaxBytes
+	// (a small budget bounds what a slow reader buffers; it must not
+	// stop the read at the first large message).
+	growOnce bool
+	// queue, when not 0, is the length of the subscription's own queue
+	// (a channel subscription): a synchronous subscription's is 64Ki
+	// message pointers, 512 KiB allocated whole, which a reader asking
+	// for a few dozen messages at a time (EachRunEvent, one per
+	// dashboard client and stream) does not need.
+	queue int
+	ch    chan *nats.Msg
 
 	started  bool
 	last     uint64 // stream sequence of the last message handed to fn
@@ -114,7 +126,16 @@ func (r *storedReader) read(ctx context.Context) error {
 // error, or a gap (errReadGap).
 func (r *storedReader) run(ctx context.Context) error {
 	r.inbox, r.requests = r.b.nc.NewInbox(), 0
-	sub, err := r.b.nc.SubscribeSync(r.inbox + ".*")
+	var (
+		sub *nats.Subscription
+		err error
+	)
+	if r.queue > 0 {
+		r.ch = make(chan *nats.Msg, r.queue)
+		sub, err = r.b.nc.ChanSubscribe(r.inbox+".*", r.ch)
+	} else {
+		sub, err = r.b.nc.SubscribeSync(r.inbox + ".*")
+	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", r.stream, err)
 	}
@@ -218,29 +239,36 @@ type puller struct {
 	queue     []pullInFlight
 	asked     uint64 // messages requested and not yet received
 	delivered uint64 // consumer sequence of the last message received
+	// large: the next request asks for one message with readMaxBytes
+	// (see storedReader.growOnce).
+	large bool
 }
 
 type pullInFlight struct {
 	reply     string
 	want, got uint64
+	maxBytes  int
 }
 
 // ask requests the next batch, never more than the read still needs.
 func (p *puller) ask() error {
-	want := min(p.r.left-p.asked, p.batch)
+	want, maxBytes := min(p.r.left-p.asked, p.batch), p.maxBytes
+	if p.large {
+		want, maxBytes, p.large = min(want, 1), max(maxBytes, readMaxBytes), false
+	}
 	if want == 0 {
 		return nil
 	}
 	p.r.requests++
 	reply := p.r.inbox + "." + strconv.Itoa(p.r.requests)
-	body, err := json.Marshal(pullRequest{Batch: int(want), MaxBytes: p.maxBytes, NoWait: true})
+	body, err := json.Marshal(pullRequest{Batch: int(want), MaxBytes: maxBytes, NoWait: true})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", p.r.stream, err)
 	}
 	if err := p.r.b.nc.PublishRequest(p.subject, reply, body); err != nil {
 		return fmt.Errorf("read %s: %w", p.r.stream, err)
 	}
-	p.queue = append(p.queue, pullInFlight{reply: reply, want: want})
+	p.queue = append(p.queue, pullInFlight{reply: reply, want: want, maxBytes: maxBytes})
 	p.asked += want
 	return nil
 }
@@ -263,7 +291,9 @@ func (p *puller) status(m *nats.Msg) (bool, error) {
 			return true, nil // nothing left: purged while reading
 		}
 	case status == "409" && (desc == "Message Size Exceeds MaxBytes" || desc == "Batch Completed"):
-		if i == 0 && p.queue[0].got == 0 {
+		if i == 0 && p.queue[0].got == 0 && p.r.growOnce && p.queue[0].maxBytes < readMaxBytes {
+			p.large = true // ask for that message alone, with room
+		} else if i == 0 && p.queue[0].got == 0 {
 			// Asking again would get the same answer forever.
 			return false, fmt.Errorf("read %s after %d: a message is larger than %d bytes", p.r.stream, p.r.last, p.maxBytes)
 		}
@@ -290,7 +320,7 @@ func (r *storedReader) next(ctx context.Context) (*nats.Msg, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		m, err := r.sub.NextMsg(readPoll)
+		m, err := r.nextMsg(ctx)
 		if err == nil {
 			return m, nil
 		}
@@ -306,6 +336,29 @@ func (r *storedReader) next(ctx context.Context) (*nats.Msg, error) {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("read %s after %d: no reply for %v", r.stream, r.last, historyStall)
 		}
+	}
+}
+
+// nextMsg is the subscription's next message, waiting at most readPoll
+// (nats.ErrTimeout).
+func (r *storedReader) nextMsg(ctx context.Context) (*nats.Msg, error) {
+	if r.ch == nil {
+		return r.sub.NextMsg(readPoll)
+	}
+	select {
+	case m := <-r.ch:
+		return m, nil
+	default:
+	}
+	t := time.NewTimer(readPoll)
+	defer t.Stop()
+	select {
+	case m := <-r.ch:
+		return m, nil
+	case <-t.C:
+		return nil, nats.ErrTimeout
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

@@ -437,7 +437,7 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			return // the ordered consumer recreates itself
 		}
 		b.log.Debug("follow: consumer notice", "subject", subject, "err", err)
-	}), jetstream.PullMaxBytes(followMaxBytes))
+	}), jetstream.PullMaxMessages(followPullMessages))
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("follow %s: %w", subject, err)
@@ -445,12 +445,15 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 	return func() { cc.Stop(); cleanup() }, nil
 }
 
-// followMaxBytes bounds what a follower's consumer pulls ahead of its
-// reader (the library's default is 500 messages of any size). It must
-// exceed the largest message the store takes: the server never delivers a
-// message larger than a pull request's byte budget, and the follower would
-// stop there for good.
-const followMaxBytes = 2 * MaxPayload
+// followPullMessages bounds what a follower's consumer pulls ahead of its
+// reader, in messages: a follower whose reader waits (a dashboard client
+// that reads slowly) holds at most this many, about 2 MiB of agent events
+// stored 64 KiB to a message. It was a byte budget of twice the largest
+// message (16 MiB for each of a follower's three consumers: a follow from
+// the start of a long run, the run page's stream without a cursor, pinned
+// 48 MiB per client); a count cannot stall on one large message the way
+// a byte budget smaller than it does. The library's default is 500.
+const followPullMessages = 32
 
 // RunEnd is the cursor of a run's last stored event in each stream (zero
 // where it has none): a reader that has reached it has seen everything

@@ -350,18 +350,35 @@ func (s *Server) workspaceOf(iv IssueView) string {
 	return ""
 }
 
-// recentEvents summarizes the last events of a run.
+// recentEvents summarizes the last events of a run. The run is read
+// through, keeping only the last recentEventCount.
 func (s *Server) recentEvents(ctx context.Context, runID string) []apiEvent {
-	events, _, err := s.feed.Timeline(ctx, runID)
+	release, err := s.streams.read(ctx)
+	if err != nil {
+		return []apiEvent{}
+	}
+	defer release()
+	var last []bus.StoredEvent
+	n := 0
+	_, err = s.feed.Timeline(ctx, runID, false, func(ev bus.StoredEvent) error {
+		if len(last) < recentEventCount {
+			last = append(last, ev)
+		} else {
+			last[n%recentEventCount] = ev
+		}
+		n++
+		return nil
+	})
 	if err != nil {
 		s.log.Warn("read run events", "run_id", runID, "err", err)
 		return []apiEvent{}
 	}
-	if len(events) > recentEventCount {
-		events = events[len(events)-recentEventCount:]
+	if len(last) == recentEventCount {
+		k := n % recentEventCount
+		last = append(last[k:], last[:k]...)
 	}
 	out := []apiEvent{}
-	for _, ev := range events {
+	for _, ev := range last {
 		name, msg := eventSummary(ev)
 		out = append(out, apiEvent{At: ev.At, Event: name, Message: msg})
 	}
@@ -514,15 +531,14 @@ func (s *Server) lookupRun(ctx context.Context, id string) (RunView, bool) {
 	if run, ok := s.model.Run(id); ok {
 		return run, true
 	}
-	events, _, err := s.feed.Timeline(ctx, id)
-	if err != nil || len(events) == 0 {
-		return RunView{}, false
-	}
 	var v RunView
-	for _, ev := range events {
+	if _, err := s.feed.Timeline(ctx, id, true, func(ev bus.StoredEvent) error {
 		if ev.Run != nil {
 			v.Apply(*ev.Run)
 		}
+		return nil
+	}); err != nil {
+		return RunView{}, false
 	}
 	return v, v.RunID != ""
 }
@@ -550,8 +566,8 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	events, stored, err := s.feed.Timeline(r.Context(), id)
-	if err != nil {
+	// A store that cannot answer is a 502 before the stream starts.
+	if _, err := s.feed.Stored(r.Context(), id); err != nil {
 		s.log.Warn("read run events", "run_id", id, "err", err)
 		writeError(w, r, http.StatusBadGateway, "events_unavailable", "the run's events could not be read: "+err.Error())
 		return
@@ -570,16 +586,28 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 		return sse.queueBytes(ev.Stream, cur.String(), line)
 	}
 	// Each event's id is the cursor after it; a resume skips what its
-	// cursor includes, which is the timeline up to that event.
+	// cursor includes, which is the timeline up to that event. The
+	// timeline is read as it is sent (a slow client holds a few pieces of
+	// it, not the run).
 	cur := after
-	for _, ev := range events {
+	var sendErr error
+	stored, err := s.feed.Timeline(r.Context(), id, true, func(ev bus.StoredEvent) error {
 		if after.Includes(ev) {
-			continue
+			return nil
 		}
 		cur.Advance(ev)
-		if err := send(ev, cur); err != nil {
-			return
+		sendErr = send(ev, cur)
+		return sendErr
+	})
+	if err != nil {
+		if sendErr == nil && r.Context().Err() == nil {
+			// A read that failed part way: the client may resume from the
+			// last id it got.
+			s.log.Warn("read run events", "run_id", id, "err", err)
+			msg, _ := json.Marshal(apiErrorBody{Code: "events_unavailable", Message: "the run's events could not be read: " + clip(err.Error(), 500)})
+			_ = sse.send("error", "", string(msg))
 		}
+		return
 	}
 	if err := sse.flush(); err != nil {
 		return

@@ -18,6 +18,7 @@ type metrics struct {
 	pollErrors   *prometheus.CounterVec
 	busEvents    *prometheus.CounterVec
 	sseClients   prometheus.Gauge
+	sseRefused   prometheus.Counter
 }
 
 func newMetrics(m *Model) *metrics {
@@ -36,8 +37,11 @@ func newMetrics(m *Model) *metrics {
 		sseClients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "symphony_dashboard_sse_clients", Help: "Open live-update (SSE) connections to the dashboard.",
 		}),
+		sseRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "symphony_dashboard_sse_refused_total", Help: "Live-update (SSE) connections refused with 503 because the dashboard already served its limit of streams (--max-streams).",
+		}),
 	}
-	x.reg.MustRegister(x.pollDuration, x.pollErrors, x.busEvents, x.sseClients, &modelCollector{m: m})
+	x.reg.MustRegister(x.pollDuration, x.pollErrors, x.busEvents, x.sseClients, x.sseRefused, &modelCollector{m: m})
 	// Every series carries the symphony_ prefix, the runtime's too.
 	prometheus.WrapRegistererWithPrefix("symphony_", x.reg).MustRegister(collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -41,10 +41,10 @@ func (s *Server) routes() http.Handler {
 		files.ServeHTTP(w, r)
 	}))
 	mux.HandleFunc("GET /{$}", s.pageOverview)
-	mux.HandleFunc("GET /events", s.streamOverview)
+	mux.HandleFunc("GET /events", s.streaming(s.streamOverview))
 	mux.HandleFunc("GET /runs", s.pageRuns)
 	mux.HandleFunc("GET /runs/{id}", s.pageRun)
-	mux.HandleFunc("GET /runs/{id}/stream", s.streamRun)
+	mux.HandleFunc("GET /runs/{id}/stream", s.streaming(s.streamRun))
 	mux.HandleFunc("GET /runs/{id}/cancel", s.pageCancel)
 	mux.HandleFunc("POST /runs/{id}/cancel", s.postCancel)
 	mux.HandleFunc("GET /issues/{identifier}", s.pageIssue)
@@ -57,7 +57,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/v1/refresh", only(http.MethodPost, s.apiRefresh))
 	mux.HandleFunc("/api/v1/runs", only(http.MethodGet, s.apiRuns))
 	mux.HandleFunc("/api/v1/runs/{id}", only(http.MethodGet, s.apiRun))
-	mux.HandleFunc("/api/v1/runs/{id}/events", only(http.MethodGet, s.apiRunEvents))
+	mux.HandleFunc("/api/v1/runs/{id}/events", only(http.MethodGet, s.streaming(s.apiRunEvents)))
 	mux.HandleFunc("/api/v1/{identifier}", only(http.MethodGet, s.apiIssue))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no API endpoint "+strconvQuote(clip(r.URL.Path, 200)))
@@ -128,14 +128,58 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Run not found", "No run "+clip(id, 80)+" is stored here (it may have been pruned)."))
 		return
 	}
-	events, cur, err := s.feed.Timeline(r.Context(), id)
+	// The page shows what was stored when it was asked for; its live
+	// stream starts after that. The transcript is read while it is
+	// written (a long run is never held per reader) and only up to that
+	// point: what came later arrives over the stream.
+	stored, err := s.feed.Stored(r.Context(), id)
 	if err != nil {
 		s.log.Warn("read run events", "run_id", id, "err", err)
 		s.render(w, r, http.StatusBadGateway, messagePage(s.view(0), "Run unavailable", "The run's events could not be read: "+err.Error()))
 		return
 	}
-	s.render(w, r, http.StatusOK, runPage(s.view(0), run, events, cur.String(), flashOf(r)))
+	release, err := s.streams.read(r.Context())
+	if err != nil {
+		return // the client left while waiting
+	}
+	defer release()
+	var readErr error
+	events := func(yield func(bus.StoredEvent) bool) {
+		_, readErr = s.feed.Timeline(r.Context(), id, false, func(ev bus.StoredEvent) error {
+			if !stored.Includes(ev) {
+				return nil
+			}
+			if !yield(ev) {
+				return errPageStopped
+			}
+			return nil
+		})
+		if errors.Is(readErr, errPageStopped) {
+			readErr = nil
+		}
+	}
+	failed := func() string {
+		if readErr == nil {
+			return ""
+		}
+		s.log.Warn("read run events", "run_id", id, "err", readErr)
+		return clip(readErr.Error(), 500)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	// The write deadline stays on the connection after the page.
+	h.Set("Connection", "close")
+	w.WriteHeader(http.StatusOK)
+	// Written as it renders, under a write deadline: a client that stops
+	// reading is dropped, and with it the read of the run.
+	if err := runPage(s.view(0), run, events, failed, stored.String(), flashOf(r)).Render(r.Context(), newDeadlineWriter(w, s.opts.WriteTimeout)); err != nil && r.Context().Err() == nil {
+		s.log.Debug("run page not written", "run_id", id, "err", err)
+	}
 }
+
+// errPageStopped ends the read of a run whose page stopped being written.
+var errPageStopped = errors.New("run page stopped")
 
 func (s *Server) pageCancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")

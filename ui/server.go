@@ -51,6 +51,14 @@ type Options struct {
 	// dropped (the output was not read fast enough), exported as
 	// symphony_log_write_errors_total{reason="failed"|"dropped"}.
 	LogWriteErrors func() (failed, dropped uint64)
+	// MaxStreams caps the event streams served at once (all kinds
+	// together; see streamLimit); beyond it a stream is refused with 503
+	// and Retry-After. 0 is DefaultMaxStreams.
+	MaxStreams int
+	// WriteTimeout is how long one write to a client may block before the
+	// client is dropped (streams and the run page; see sseStream). 0 is
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
 
 // Replay is a recorded run to play through the dashboard.
@@ -70,6 +78,7 @@ type Server struct {
 	feed    Feed
 	replay  *replayFeed
 	metrics *metrics
+	streams *streamLimit
 	handler http.Handler
 	// allowedHosts are the Host header values (without port) accepted
 	// besides loopback names: the configured bind host.
@@ -88,6 +97,15 @@ func New(opts Options) (*Server, error) {
 	if opts.Bind == "" {
 		opts.Bind = DefaultBind
 	}
+	if opts.MaxStreams < 0 {
+		return nil, fmt.Errorf("dashboard max streams %d: want 1 or more (0 for the default, %d)", opts.MaxStreams, DefaultMaxStreams)
+	}
+	if opts.MaxStreams == 0 {
+		opts.MaxStreams = DefaultMaxStreams
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
 	if opts.Port < 0 || opts.Port > 65535 {
 		return nil, fmt.Errorf("dashboard port %d: want 0..65535", opts.Port)
 	}
@@ -103,6 +121,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(s.model)
 	s.metrics.logWriteErrors(opts.LogWriteErrors)
+	s.streams = newStreamLimit(opts.MaxStreams)
 	if opts.Replay != nil {
 		s.replay = newReplayFeed(opts.Replay.RunID, opts.Replay.Events)
 		s.feed = s.replay

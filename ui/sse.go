@@ -13,9 +13,13 @@ import (
 // the browser keep it open and a dead client is noticed.
 const sseKeepAlive = 15 * time.Second
 
-// sseWriteTimeout bounds one write to a client: a client that stops
-// reading is dropped instead of pinning the handler and its consumers.
-const sseWriteTimeout = 30 * time.Second
+// DefaultWriteTimeout bounds one write to a client: a client that stops
+// reading is dropped within it (once the socket's buffers are full)
+// instead of pinning the handler, its stream slot and its consumers. What
+// a stream holds meanwhile is bounded: the events it is writing, a
+// follower's few pulled messages (bus.FollowRun) and a timeline reader's
+// few pieces (bus.EachRunEvent) — never the run.
+const DefaultWriteTimeout = 30 * time.Second
 
 // sseStream writes Server-Sent Events. send is safe from several
 // goroutines.
@@ -31,11 +35,12 @@ type sseStream struct {
 	// deadlineAt is when the write deadline was last moved: queued events
 	// move it at most once a second (moving it costs a timer update, once
 	// per event under a flood), which leaves every write at least
-	// sseWriteTimeout less a second.
+	// timeout less a second.
 	deadlineAt time.Time
+	timeout    time.Duration
 }
 
-// extendDeadline moves the write deadline sseWriteTimeout ahead, unless it
+// extendDeadline moves the write deadline timeout ahead, unless it
 // was moved within the last second and force is false. The caller holds mu.
 func (st *sseStream) extendDeadline(force bool) {
 	now := time.Now()
@@ -43,7 +48,7 @@ func (st *sseStream) extendDeadline(force bool) {
 		return
 	}
 	st.deadlineAt = now
-	_ = st.rc.SetWriteDeadline(now.Add(sseWriteTimeout))
+	_ = st.rc.SetWriteDeadline(now.Add(st.timeout))
 }
 
 // startSSE answers with an event stream and starts its keep-alive, which
@@ -53,8 +58,11 @@ func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sseStream, e
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	// The write deadline stays on the connection after the stream: it is
+	// not reused for another request.
+	h.Set("Connection", "close")
 	w.WriteHeader(http.StatusOK)
-	st := &sseStream{w: w, rc: http.NewResponseController(w), done: make(chan struct{})}
+	st := &sseStream{w: w, rc: http.NewResponseController(w), done: make(chan struct{}), timeout: s.opts.WriteTimeout}
 	st.extendDeadline(true)
 	if _, err := fmt.Fprint(w, ": symphony\nretry: 2000\n\n"); err != nil {
 		return nil, err

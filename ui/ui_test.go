@@ -70,6 +70,13 @@ func (h *harness) eventStream(t *testing.T, runID, after string) (data, ids []st
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with the dashboard's options changed by
+// opt (when not nil).
+func newHarnessWith(t *testing.T, opt func(*Options)) *harness {
+	t.Helper()
 	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +84,11 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	h := &harness{b: b}
 	urls := make(chan string, 1)
-	srv, err := New(Options{Bus: b, Port: 0, OnListen: func(u string) { urls <- u }, OnReady: func() { h.readied.Add(1) }})
+	opts := Options{Bus: b, Port: 0, OnListen: func(u string) { urls <- u }, OnReady: func() { h.readied.Add(1) }}
+	if opt != nil {
+		opt(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -765,7 +776,7 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 	}
 	_ = b.Close(context.Background())
 	urls := make(chan string, 1)
-	srv, err := New(Options{Replay: &Replay{RunID: "run-r", Events: events, Speed: 0}, OnListen: func(u string) { urls <- u }})
+	srv, err := New(Options{Replay: &Replay{RunID: "run-r", Events: events, Speed: 0}, OnListen: func(u string) { urls <- u }, MaxStreams: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -798,6 +809,16 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 	resp, body = get(t, url+"/")
 	if strings.Contains(body, "Refresh now") {
 		t.Error("replay shows controls")
+	}
+	// A replay's streams are capped like a live dashboard's (here at 1).
+	stream, cancelStream := openStream(t, url+"/events")
+	defer cancelStream()
+	if stream.StatusCode != http.StatusOK {
+		t.Fatalf("replay overview stream: %d", stream.StatusCode)
+	}
+	resp, body = getBounded(t, url+"/api/v1/runs/run-r/events")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("replay stream past the cap: %d %q", resp.StatusCode, clip(body, 200))
 	}
 }
 

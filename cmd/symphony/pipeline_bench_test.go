@@ -93,7 +93,8 @@ Work on {{ issue.identifier }}.
 		b.Fatal(err)
 	}
 	urls := make(chan string, 1)
-	dash, err := ui.New(ui.Options{Bus: bs, Port: 0, OnListen: func(u string) { urls <- u }})
+	// 100 agents means 100 event streams at once, past the default cap.
+	dash, err := ui.New(ui.Options{Bus: bs, Port: 0, OnListen: func(u string) { urls <- u }, MaxStreams: 256})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,6 +26,7 @@ type ReplayCmd struct {
 	Bind       string  `help:"Address the replay dashboard binds to. Loopback only unless --bind-unsafe." default:"127.0.0.1"`
 	Port       int     `help:"Port of the replay dashboard; 0 picks a free one." default:"4000"`
 	BindUnsafe bool    `help:"Allow a replay dashboard address that is not loopback (it has no authentication)."`
+	MaxStreams int     `name:"max-streams" placeholder:"N" help:"Most event streams the replay dashboard serves at once (beyond it 503 with Retry-After); 0 = the default, 64."`
 	Print      bool    `help:"Write a readable transcript to the terminal instead of serving the dashboard."`
 	JSONL      bool    `name:"jsonl" help:"Write the raw events as JSON lines (the audit export format)."`
 }
@@ -80,7 +81,7 @@ func (c *ReplayCmd) Run(g *Globals, e *env) error {
 	}
 	// The events are in memory: the store is not needed while serving.
 	_ = b.Close(context.Background())
-	dash, err := ui.New(ui.Options{Log: g.logger(e.stderr), Bind: c.Bind, Port: c.Port, BindUnsafe: c.BindUnsafe,
+	dash, err := ui.New(ui.Options{Log: g.logger(e.stderr), Bind: c.Bind, Port: c.Port, BindUnsafe: c.BindUnsafe, MaxStreams: c.MaxStreams,
 		Replay: &ui.Replay{RunID: c.RunID, Events: events, Speed: c.Speed},
 		OnListen: func(url string) {
 			fmt.Fprintf(e.stdout, "symphony: replaying run %s (%d events at %s) on %s/runs/%s\n", c.RunID, len(events), speedWords(c.Speed), url, c.RunID)

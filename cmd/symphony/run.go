@@ -87,6 +87,7 @@ type Dashboard struct {
 	Bind       *string `help:"Address the dashboard binds to (default server.bind from WORKFLOW.md, else 127.0.0.1). Loopback only unless --bind-unsafe." placeholder:"HOST"`
 	Port       *int    `help:"Dashboard port; 0 picks a free one (default server.port from WORKFLOW.md, else 4000)."`
 	BindUnsafe bool    `help:"Allow a dashboard bind address that is not loopback. The dashboard has no authentication: anyone who reaches it controls the scheduler."`
+	MaxStreams int     `name:"max-streams" placeholder:"N" help:"Most event streams (live page updates and API event streams, all together) the dashboard serves at once; beyond it a stream gets 503 with Retry-After. Pages and the JSON API are never refused for it. 0 = the default, 64."`
 }
 
 // address resolves the dashboard address: flags, then the workflow's
@@ -258,7 +259,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	dash, err := ui.New(ui.Options{Bus: dashBus, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe,
+	dash, err := ui.New(ui.Options{Bus: dashBus, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe, MaxStreams: c.MaxStreams,
 		URLFile:        filepath.Join(b.DataDir(), "dashboard-url"),
 		OnListen:       func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) },
 		OnReady:        func() { go started() },
