@@ -325,3 +325,65 @@ func mustKey[T any](t *testing.T, s KeySet[T], id string) Key[T] {
 	}
 	return k
 }
+
+// TestConsumerCopiesAreNotEvents: a listener client may create a push
+// consumer and aim it at a subject a component listens on; the server
+// does not check the deliver subject against its permissions. The copies
+// it delivers carry their original headers, so the type check alone
+// would take a stored message of the right type as a new event. They are
+// dropped because a consumer's delivery, unlike a publish, always has an
+// acknowledgement subject as its reply.
+func TestConsumerCopiesAreNotEvents(t *testing.T) {
+	b := openTest(t, Options{Listen: "127.0.0.1:0"})
+	ctx := t.Context()
+	// A stream holding a well-formed ComponentEvent (made here with the
+	// internal connection: it stands for any stored message whose type a
+	// component's subscription accepts).
+	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: "COPIES", Subjects: []string{"copies.src"}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := encode("copies.src", ComponentEvents.spec, ComponentEvents.spec.typeName, ComponentEvent{Component: "tracker", State: ComponentFailed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := Subscribe(ctx, b, ComponentEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := ComponentEvents.Subject("tracker")
+	r := dialListener(t, b, readToken(t, b.TokenFile()))
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server binds a push consumer when a subscriber of the listener's
+	// own shows interest in its deliver subject; it then delivers to every
+	// subscriber of that subject, the component's included.
+	if _, err := r.nc.SubscribeSync(target); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "COPIES", jetstream.ConsumerConfig{DeliverSubject: target, AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatalf("consumer delivering to %s: %v", target, err)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for sub.Invalid() == 0 && time.Now().Before(deadline) {
+		select {
+		case got := <-sub.C():
+			t.Fatalf("a consumer's copy was taken as an event: %+v", got.Data)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if sub.Invalid() != 1 {
+		t.Fatalf("copies refused = %d, want 1", sub.Invalid())
+	}
+	// A real publish still arrives.
+	if err := Publish(b, ComponentEvents, ComponentEvent{Component: "tracker", State: ComponentStarted}, "tracker"); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, sub); got.Data.State != ComponentStarted {
+		t.Errorf("after the copy: %+v", got.Data)
+	}
+}

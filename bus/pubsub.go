@@ -151,6 +151,11 @@ func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, ty
 			return
 		}
 		defer d.leave()
+		if fromConsumer(m) {
+			s.invalid.Add(1)
+			b.log.Warn("dropped a message a stream consumer delivered: events come only from publishers", "subject", m.Subject)
+			return
+		}
 		v, err := decode[T](m, spec, typeName)
 		if err != nil {
 			s.invalid.Add(1)
@@ -174,6 +179,22 @@ func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, ty
 	}
 	return s, nil
 }
+
+// fromConsumer reports whether m was delivered by a JetStream push
+// consumer rather than published: the server sets every such delivery's
+// reply to an acknowledgement subject. A listener client may create a
+// consumer and name its deliver subject, which the server does not check
+// against the creator's permissions; this keeps the copies of stored
+// messages it could aim at a component's subject from being taken as
+// events or requests (Symphony's own consumers deliver to its inboxes,
+// never to a topic's subject).
+func fromConsumer(m *nats.Msg) bool {
+	return strings.HasPrefix(m.Reply, jsAckPrefix)
+}
+
+// jsAckPrefix starts the reply subject of every message a JetStream
+// consumer delivers.
+const jsAckPrefix = "$JS.ACK."
 
 // delivery is the ending protocol of a callback subscription. The handler
 // runs on nats.go's goroutine and may block handing a message to its
@@ -365,6 +386,10 @@ func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n 
 			return
 		}
 		defer d.leave()
+		if fromConsumer(m) {
+			b.log.Warn("dropped a request a stream consumer delivered: requests come only from askers", "subject", m.Subject)
+			return
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-d.stop:

@@ -374,7 +374,7 @@ type ackFields struct {
 // or the v2 form with <domain>.<account hash> after ACK (and possibly
 // more tokens at the end).
 func parseAckReply(s string) (ackFields, bool) {
-	rest, ok := strings.CutPrefix(s, "$JS.ACK.")
+	rest, ok := strings.CutPrefix(s, jsAckPrefix)
 	if !ok {
 		return ackFields{}, false
 	}
