@@ -296,7 +296,7 @@ func (a *actor) sweep(ctx context.Context) {
 		return
 	}
 	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: a.cfg.Config.Tracker.TerminalStates})
+	list, err := bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: a.cfg.Config.Tracker.TerminalStates, Outline: true})
 	cancel()
 	if err != nil {
 		a.log.Warn("startup sweep: terminal issues unavailable; will try again next tick", "err", err)
@@ -575,7 +575,7 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 // gone; err is set when the tracker could not say.
 func (a *actor) refreshOne(ctx context.Context, id string) (iss bus.Issue, found bool, err error) {
 	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{id}})
+	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{id}, Outline: true})
 	cancel()
 	if err != nil {
 		a.log.Warn("refresh failed", "issue_id", id, "err", err)
@@ -725,7 +725,7 @@ func (a *actor) reconcile(ctx context.Context) {
 		}
 	}
 	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids})
+	list, err := bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids, Outline: true})
 	cancel()
 	if err != nil {
 		a.log.Warn("reconcile: refresh failed; workers keep running", "err", err)
@@ -1060,7 +1060,7 @@ func (a *actor) storePause(ctx context.Context, reason string) {
 func (a *actor) refreshNow(ctx context.Context) {
 	a.lastRefresh = time.Now()
 	rctx, cancel := a.ask(ctx)
-	list, err := bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: a.cfg.Config.Tracker.ActiveStates})
+	list, err := bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: a.cfg.Config.Tracker.ActiveStates, Outline: true})
 	cancel()
 	if err != nil {
 		a.log.Warn("refresh: candidates unavailable", "err", err)
