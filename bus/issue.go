@@ -138,6 +138,9 @@ func (i Issue) Bound(limit int, required []string) (out Issue, cut []string, ok 
 	// The lists may still take more than a small limit leaves: they are
 	// halved (blockers first, then labels other than the required ones)
 	// until the rest of the issue leaves room for a cut description.
+	if issueJSONBound(i) <= limit {
+		return i, cut, true // the usual case, without encoding the issue
+	}
 	d := i.Description
 	i.Description = nil
 	rest := issueJSONLen(i)
@@ -180,6 +183,21 @@ func (i Issue) Bound(limit int, required []string) (out Issue, cut []string, ok 
 		i.Description = &text
 	}
 	return i, cut, true
+}
+
+// issueJSONBound is at least the size of the issue's JSON, without
+// encoding it: its strings' encoded lengths plus room for every key,
+// number, time and punctuation.
+func issueJSONBound(i Issue) int {
+	n := 512 + jsonStringLen(i.ID) + jsonStringLen(i.Identifier) + jsonStringLen(i.Title) + jsonStringLen(i.State) +
+		strLen(i.Description) + strLen(i.BranchName) + strLen(i.URL) + strLen(i.AssigneeID)
+	for _, l := range i.Labels {
+		n += jsonStringLen(l) + 1
+	}
+	for _, b := range i.BlockedBy {
+		n += 48 + strLen(b.ID) + strLen(b.Identifier) + strLen(b.State)
+	}
+	return n
 }
 
 // issueJSONLen is the size of the issue's JSON.

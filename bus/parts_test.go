@@ -224,3 +224,17 @@ func FuzzIssueBound(f *testing.F) {
 		}
 	})
 }
+
+// TestIssueJSONBoundIsAtLeastTheSize: the shortcut Bound takes for an
+// issue that fits never lets one through that does not.
+func TestIssueJSONBoundIsAtLeastTheSize(t *testing.T) {
+	s, p := "<&>\x01\"", 1
+	now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))
+	full := Issue{ID: s, Identifier: s, Title: s, Description: &s, Priority: &p, State: s, BranchName: &s, URL: &s, AssigneeID: &s,
+		Labels: []string{s, s}, BlockedBy: []Blocker{{ID: &s, Identifier: &s, State: &s}, {}}, Dispatchable: true, CreatedAt: &now, UpdatedAt: &now, IsOutline: true}
+	for _, iss := range []Issue{{}, full} {
+		if data, _ := json.Marshal(iss); issueJSONBound(iss) < len(data) {
+			t.Errorf("bound %d < size %d", issueJSONBound(iss), len(data))
+		}
+	}
+}

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,4 +165,129 @@ func TestHugeIssueIsCutNotStuck(t *testing.T) {
 	if id != "HUGE-1" || strings.Count(prompt, bus.CutMarker) != 1 || len(prompt) > bus.IssueLimit(64<<10) {
 		t.Errorf("prompt of %s: %d bytes, %d cut notes: %.200q", id, len(prompt), strings.Count(prompt, bus.CutMarker), prompt)
 	}
+}
+
+// BenchmarkBacklog10k: 10,000 active issues with 4 KB descriptions on the
+// files tracker; Symphony's components in this process on a real bus, one
+// agent at a time (it saves its prompt and sleeps). Each round starts the
+// components afresh (a new data directory and workspace root, the issue
+// files kept) and lets three more polls run, a second apart, beside the
+// running agent. Figures:
+//
+//   - first-dispatch-ms: the first poll's start → the first agent's
+//     turn_started (its full issue read by id, its workspace made);
+//   - cpu-ms/poll: user+sys CPU of the process per poll while the agent
+//     runs (the poll, the snapshot's parts, the tick's plan and reconcile);
+//   - peak-rss-MB: the process's peak resident set (VmHWM).
+func BenchmarkBacklog10k(b *testing.B) {
+	dir := b.TempDir()
+	writeBacklog(b, dir, 10000, 4096, 1, 1000)
+	writeFileTB(b, filepath.Join(dir, "agent.sh"), "#!/bin/sh\ncat > prompt.tmp && mv prompt.tmp prompt.txt\nexec sleep 600\n")
+	var firsts []time.Duration
+	var cpu time.Duration
+	polls := 0
+	round := 0
+	for b.Loop() {
+		round++
+		rdir := filepath.Join(dir, "round"+strconv.Itoa(round))
+		if err := os.MkdirAll(rdir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for _, name := range []string{"issues", "agent.sh"} {
+			if err := os.Symlink(filepath.Join(dir, name), filepath.Join(rdir, name)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		wf, err := os.ReadFile(filepath.Join(dir, "WORKFLOW.md"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		writeFileTB(b, filepath.Join(rdir, "WORKFLOW.md"), string(wf))
+		bl := startBacklogWatch(b, rdir)
+		var first time.Time
+		var started time.Time
+		for started.IsZero() {
+			select {
+			case m := <-bl.snaps.C():
+				if first.IsZero() {
+					first = m.Data.FetchedAt
+				}
+			case m := <-bl.runs.C():
+				if m.Data.Event == bus.RunTurnStarted {
+					started = time.Now()
+				}
+			case <-time.After(2 * time.Minute):
+				b.Fatal("no agent started")
+			}
+		}
+		if first.IsZero() {
+			b.Fatal("the turn started before any snapshot")
+		}
+		firsts = append(firsts, started.Sub(first))
+		// Three polls beside the running agent.
+		cpu0 := processCPU(b)
+		for n := 0; n < 3; {
+			select {
+			case <-bl.snaps.C():
+				n++
+			case <-time.After(2 * time.Minute):
+				b.Fatal("no further poll")
+			}
+		}
+		cpu += processCPU(b) - cpu0
+		polls += 3
+		bl.stop()
+		// Each round leaves a workspace and a store; the next is fresh.
+		_ = os.RemoveAll(rdir)
+	}
+	slices.Sort(firsts)
+	b.ReportMetric(float64(firsts[len(firsts)/2].Microseconds())/1000, "first-dispatch-ms")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(polls), "cpu-ms/poll")
+	b.ReportMetric(selfPeakRSSMB(b), "peak-rss-MB")
+}
+
+// backlogWatch is a backlog with subscriptions to its snapshots and run
+// events.
+type backlogWatch struct {
+	*backlog
+	snaps *bus.Subscription[bus.CandidateSnapshot]
+	runs  *bus.Subscription[bus.RunEvent]
+}
+
+func startBacklogWatch(tb testing.TB, dir string) *backlogWatch {
+	tb.Helper()
+	bl := startBacklog(tb, dir, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := bl.stop
+	bl.stop = func() {
+		cancel()
+		stop()
+	}
+	w := &backlogWatch{backlog: bl}
+	var err error
+	if w.snaps, err = bus.Subscribe(ctx, bl.b, bus.TrackerSnapshots); err != nil {
+		tb.Fatal(err)
+	}
+	if w.runs, err = bus.Subscribe(ctx, bl.b, bus.RunEvents); err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
+// processCPU is this process's user+system CPU time so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// selfPeakRSSMB is this process's peak resident set (VmHWM) in MiB.
+func selfPeakRSSMB(tb testing.TB) float64 {
+	st, ok := procStatus(os.Getpid())
+	if !ok {
+		tb.Fatal("no /proc status")
+	}
+	return mib(st["VmHWM"])
 }
