@@ -64,7 +64,7 @@ var (
 	// TrackerRefresh asks for specific issues by id.
 	TrackerRefresh = request[IssuesByIDs, IssueList](Spec{
 		Pattern:   "symphony.tracker.refresh",
-		Producer:  CompScheduler + ", " + CompAgentRunner,
+		Producer:  CompScheduler + ", " + CompAgentRunner + ", " + CompUI,
 		Consumers: []string{CompTracker},
 		Doc:       "Current state of specific issues (batched by 50; outlines when asked, full issues cut to the bound of one issue otherwise); complete or an error, never partial; a long list comes in parts.",
 	})
