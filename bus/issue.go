@@ -290,6 +290,16 @@ func cutText(s string, budget int) string {
 func jsonStringLen(s string) int {
 	n := 2
 	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			// Plain ASCII, the usual case, without decoding a rune.
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				n++
+			} else {
+				n += jsonRuneLen(rune(c), 1)
+			}
+			i++
+			continue
+		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		n += jsonRuneLen(r, size)
 		i += size
