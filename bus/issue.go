@@ -66,6 +66,9 @@ const (
 	MaxBlockers = 50
 )
 
+// OutlineWholeBytes is the size up to which an issue is its own outline.
+const OutlineWholeBytes = 2 << 10
+
 // CutMarker starts the note that ends a cut title or description.
 const CutMarker = "[… cut by Symphony:"
 
@@ -83,7 +86,14 @@ func IssueLimit(maxPayload int64) int {
 // description and the blockers are left out (Dispatchable already says
 // whether a blocker holds the issue back), and Outline is set, so the agent
 // runner knows to read the full issue from the tracker before the run.
+//
+// An issue of at most OutlineWholeBytes is its own outline: it goes whole
+// and needs no read by id (most issues, and the one round trip a dispatch
+// would otherwise add).
 func (i Issue) Outline() Issue {
+	if issueJSONBound(i) <= OutlineWholeBytes {
+		return i
+	}
 	i.Description = nil
 	i.BlockedBy = nil
 	i.IsOutline = true

@@ -192,10 +192,15 @@ func TestIssueBound(t *testing.T) {
 	if _, cut, ok := iss.Bound(IssueMaxBytes, nil); ok || !strings.Contains(cut[0], "id longer") {
 		t.Errorf("long id: %v %v", ok, cut)
 	}
-	// The outline drops the description and blockers, and says so.
-	o := small.Outline()
-	if o.Description != nil || o.BlockedBy != nil || !o.IsOutline || o.Title != small.Title || len(o.Labels) != 1 {
+	// The outline drops the description and blockers, and says so; an
+	// issue of at most OutlineWholeBytes goes whole.
+	large := bigIssues(1, 3000)[0]
+	o := large.Outline()
+	if o.Description != nil || o.BlockedBy != nil || !o.IsOutline || o.Title != large.Title || len(o.Labels) != 1 {
 		t.Errorf("outline %+v", o)
+	}
+	if o := small.Outline(); o.IsOutline || o.Description == nil || *o.Description != *small.Description {
+		t.Errorf("a small issue's outline is not the issue: %+v", o)
 	}
 }
 

@@ -74,7 +74,7 @@ var (
 		Pattern:   "symphony.tracker.snapshot",
 		Producer:  CompTracker,
 		Consumers: []string{CompScheduler, CompUI},
-		Doc:       "The candidate issues of one poll (active states) as outlines (what dispatch reads: no description, no blockers), with when they were fetched; published in parts of at most 256 KiB (headers Symphony-Part, Symphony-Parts-Id), put together by each subscriber.",
+		Doc:       "The candidate issues of one poll (active states) as outlines (what dispatch reads: an issue over 2 KiB without description and blockers), with when they were fetched; published in parts of at most 256 KiB (headers Symphony-Part, Symphony-Parts-Id), put together by each subscriber.",
 	})
 
 	// TrackerPollFailures reports a poll that failed.
@@ -124,7 +124,7 @@ var (
 		Pattern:   "symphony.agent.dispatch",
 		Producer:  CompScheduler,
 		Consumers: []string{CompAgentRunner},
-		Doc:       "Run an agent for an issue (its outline, attempt, run id; the runner reads the full issue by id on symphony.tracker.refresh); accepted at once, progress on symphony.run.* and symphony.turn.*.",
+		Doc:       "Run an agent for an issue (the issue, or its outline when over 2 KiB, whose full issue the runner reads by id on symphony.tracker.refresh; attempt, run id); accepted at once, progress on symphony.run.* and symphony.turn.*.",
 	})
 
 	// AgentCancel stops a run.

@@ -1083,7 +1083,7 @@ func TestLiveSessionIDBeforeSessionStarted(t *testing.T) {
 // the full issue from the tracker by id, so the description still shows.
 func TestIssuePageReadsTheFullIssue(t *testing.T) {
 	h := newHarness(t)
-	desc, blocker := "The whole description, from the tracker.", "OUT-0"
+	desc, blocker := "The whole description, from the tracker."+strings.Repeat(" More.", 500), "OUT-0"
 	full := bus.Issue{ID: "id-out-1", Identifier: "OUT-1", Title: "outlined", State: "Todo", Description: &desc,
 		BlockedBy: []bus.Blocker{{Identifier: &blocker}}, Labels: []string{}, Dispatchable: true}
 	if _, err := bus.Serve(t.Context(), h.b, bus.TrackerRefresh, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
@@ -1093,6 +1093,9 @@ func TestIssuePageReadsTheFullIssue(t *testing.T) {
 		return bus.IssueList{Issues: []bus.Issue{full}}, nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if !full.Outline().IsOutline {
+		t.Fatal("the issue is small enough to go whole")
 	}
 	if err := bus.Publish(h.b, bus.TrackerSnapshots, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: []bus.Issue{full.Outline()}, FetchedAt: time.Now()}}); err != nil {
 		t.Fatal(err)
