@@ -157,27 +157,44 @@ func (a *assembler[T]) reset(why string) error {
 }
 
 // askParts is Ask for a reply that may come in parts: the reply inbox is
-// its own subscription, read until the last part.
+// its own subscription, read until the last part. It is a callback
+// subscription handing messages over one at a time: a SubscribeSync one
+// would allocate a channel of 65,536 slots (512 KiB) at every request,
+// which cost the dispatch path about 2 ms.
 func askParts[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], subject string, m *nats.Msg) (Resp, error) {
 	var zero Resp
 	inbox := nats.NewInbox()
-	sub, err := b.nc.SubscribeSync(inbox)
+	replies := make(chan *nats.Msg)
+	stop := make(chan struct{})
+	sub, err := b.nc.Subscribe(inbox, func(m *nats.Msg) {
+		select {
+		case replies <- m:
+		case <-stop:
+		}
+	})
 	if err != nil {
 		return zero, fmt.Errorf("request %s: %w", subject, err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer func() {
+		close(stop)
+		_ = sub.Unsubscribe()
+	}()
 	m.Reply = inbox
 	if err := b.nc.PublishMsg(m); err != nil {
 		return zero, fmt.Errorf("request %s: %w", subject, err)
 	}
 	var asm assembler[Resp]
 	for {
-		reply, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			if errors.Is(err, nats.ErrNoResponders) {
-				return zero, fmt.Errorf("%w for %s (is the %s component running?)", ErrNoResponder, subject, strings.Join(r.spec.Consumers, "/"))
-			}
-			return zero, fmt.Errorf("request %s: %w", subject, err)
+		var reply *nats.Msg
+		select {
+		case reply = <-replies:
+		case <-ctx.Done():
+			return zero, fmt.Errorf("request %s: %w", subject, ctx.Err())
+		}
+		// The server's "no responders" status (nats.go reads it so for
+		// its own requests).
+		if len(reply.Data) == 0 && reply.Header.Get("Status") == "503" {
+			return zero, fmt.Errorf("%w for %s (is the %s component running?)", ErrNoResponder, subject, strings.Join(r.spec.Consumers, "/"))
 		}
 		if code := reply.Header.Get(HeaderErrorCode); code != "" {
 			return zero, &RemoteError{Subject: subject, Code: code, Message: reply.Header.Get(HeaderError)}
