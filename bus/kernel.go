@@ -62,6 +62,10 @@ type Options struct {
 	// a share of the disk). Past it every write is refused as the server
 	// refuses one on a full disk.
 	MaxStoreBytes int64
+	// MaxPayload is the largest message the embedded server accepts (0:
+	// MaxPayload, 8 MiB). Issues and parts of listings are cut to fit
+	// (IssueLimit, PartBytes); tests lower it to check that.
+	MaxPayload int32
 	// AcceptStoreDamage opens a store that lost messages since the last
 	// start or clean stop (a damaged block file truncated by the server):
 	// the loss is logged as an error instead of failing the open.
@@ -212,6 +216,9 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 		DontListen: true,
 		MaxPayload: MaxPayload,
 		SyncAlways: opts.SyncAlways,
+	}
+	if opts.MaxPayload > 0 {
+		sopts.MaxPayload = opts.MaxPayload
 	}
 	if opts.MaxStoreBytes > 0 {
 		sopts.JetStreamMaxStore = opts.MaxStoreBytes

@@ -41,12 +41,14 @@ func Publish[T any](b *Bus, t Topic[T], v T, tokens ...string) error {
 	if err != nil {
 		return err
 	}
-	m, err := encode(subject, t.spec, t.spec.typeName, v)
+	msgs, err := encodeParts(subject, t.spec, t.spec.typeName, v, b.partLimit())
 	if err != nil {
 		return err
 	}
-	if err := b.nc.PublishMsg(m); err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+	for _, m := range msgs {
+		if err := b.nc.PublishMsg(m); err != nil {
+			return fmt.Errorf("publish %s: %w", subject, err)
+		}
 	}
 	return nil
 }
@@ -146,6 +148,9 @@ func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, ty
 	})
 	// nats.go calls the handler from one goroutine per subscription, in
 	// order; messages wait in its pending list while the reader is busy.
+	// A payload sent in parts is put together here (the handler sees the
+	// messages one at a time, in order).
+	var asm assembler[T]
 	ns, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
 		if !d.enter() {
 			return
@@ -161,6 +166,17 @@ func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, ty
 			s.invalid.Add(1)
 			b.log.Warn("dropped undecodable message", "subject", m.Subject, "err", err)
 			return
+		}
+		if m.Header.Get(HeaderPart) != "" || len(asm.got) > 0 {
+			whole, done, err := asm.add(m.Header, v)
+			if err != nil {
+				s.dropped.Add(1)
+				b.log.Error("lost a message sent in parts", "subject", m.Subject, "err", err)
+			}
+			if !done {
+				return
+			}
+			v = whole
 		}
 		select {
 		case s.c <- Message[T]{Subject: m.Subject, Data: v}:
@@ -332,6 +348,9 @@ func Ask[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], req R
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
 		defer cancel()
 	}
+	if _, ok := any(*new(Resp)).(parted[Resp]); ok {
+		return askParts(ctx, b, r, subject, m)
+	}
 	reply, err := b.nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
@@ -419,20 +438,26 @@ func serveOne[Req, Resp any](ctx context.Context, b *Bus, m *nats.Msg, spec Spec
 		b.log.Warn("request without reply subject dropped", "subject", m.Subject)
 		return
 	}
-	var reply *nats.Msg
+	var replies []*nats.Msg
 	req, err := decode[Req](m, spec, spec.typeName)
 	if err != nil {
-		reply = errorReply(m.Reply, "bad_request", err)
+		replies = []*nats.Msg{errorReply(m.Reply, "bad_request", err)}
 	} else {
 		resp, herr := callHandler(ctx, m.Subject, req, h)
 		if herr != nil {
-			reply = errorReply(m.Reply, errorCode(herr), herr)
-		} else if reply, err = encode(m.Reply, spec, spec.respType, resp); err != nil {
-			reply = errorReply(m.Reply, "encode", err)
+			replies = []*nats.Msg{errorReply(m.Reply, errorCode(herr), herr)}
+		} else if replies, err = encodeParts(m.Reply, spec, spec.respType, resp, b.partLimit()); err != nil {
+			replies = []*nats.Msg{errorReply(m.Reply, "encode", err)}
 		}
 	}
-	if err := m.RespondMsg(reply); err != nil {
-		b.log.Warn("reply failed", "subject", m.Subject, "err", err)
+	for _, reply := range replies {
+		if err := b.nc.PublishMsg(reply); err != nil {
+			b.log.Warn("reply failed", "subject", m.Subject, "err", err)
+			// The asker gets why (a reply over the server's max payload,
+			// say) instead of waiting for its timeout.
+			_ = b.nc.PublishMsg(errorReply(m.Reply, "reply_failed", fmt.Errorf("reply failed: %w", err)))
+			return
+		}
 	}
 }
 

@@ -50,7 +50,7 @@ var (
 		Pattern:   "symphony.tracker.candidates",
 		Producer:  CompScheduler,
 		Consumers: []string{CompTracker},
-		Doc:       "Issues in the given (active) states, normalized; malformed records are dropped and logged.",
+		Doc:       "Issues in the given (active) states, normalized and cut to the bound of one issue (outlines when asked: no description, no blockers); malformed records are dropped and logged; a long list comes in parts.",
 	})
 
 	// TrackerTerminal asks for the issues in terminal states.
@@ -58,15 +58,15 @@ var (
 		Pattern:   "symphony.tracker.terminal",
 		Producer:  CompScheduler,
 		Consumers: []string{CompTracker},
-		Doc:       "Issues in the given terminal states, for the startup workspace sweep.",
+		Doc:       "Issues in the given terminal states, for the startup workspace sweep (outlines; a long list comes in parts).",
 	})
 
 	// TrackerRefresh asks for specific issues by id.
 	TrackerRefresh = request[IssuesByIDs, IssueList](Spec{
 		Pattern:   "symphony.tracker.refresh",
-		Producer:  CompScheduler,
+		Producer:  CompScheduler + ", " + CompAgentRunner + ", " + CompUI,
 		Consumers: []string{CompTracker},
-		Doc:       "Current state of specific issues (batched by 50); complete or an error, never partial.",
+		Doc:       "Current state of specific issues (batched by 50; outlines when asked, full issues cut to the bound of one issue otherwise); complete or an error, never partial; a long list comes in parts.",
 	})
 
 	// TrackerSnapshots carries the candidates of every successful poll.
@@ -74,7 +74,7 @@ var (
 		Pattern:   "symphony.tracker.snapshot",
 		Producer:  CompTracker,
 		Consumers: []string{CompScheduler, CompUI},
-		Doc:       "The candidate issues of one poll (active states), with when they were fetched.",
+		Doc:       "The candidate issues of one poll (active states) as outlines (what dispatch reads: an issue over 2 KiB without description and blockers), with when they were fetched; published in parts of at most 256 KiB (headers Symphony-Part, Symphony-Parts-Id), put together by each subscriber.",
 	})
 
 	// TrackerPollFailures reports a poll that failed.
@@ -124,7 +124,7 @@ var (
 		Pattern:   "symphony.agent.dispatch",
 		Producer:  CompScheduler,
 		Consumers: []string{CompAgentRunner},
-		Doc:       "Run an agent for an issue (snapshot, attempt, run id); accepted at once, progress on symphony.run.* and symphony.turn.*.",
+		Doc:       "Run an agent for an issue (the issue, or its outline when over 2 KiB, whose full issue the runner reads by id on symphony.tracker.refresh; attempt, run id); accepted at once, progress on symphony.run.* and symphony.turn.*.",
 	})
 
 	// AgentCancel stops a run.
@@ -140,7 +140,7 @@ var (
 		Pattern:   "symphony.agent.runs",
 		Producer:  CompScheduler,
 		Consumers: []string{CompAgentRunner},
-		Doc:       "The runs the agent runner has in flight (a restarted scheduler adopts them instead of treating them as interrupted).",
+		Doc:       "The runs the agent runner has in flight, with their issues' outlines (a restarted scheduler adopts them instead of treating them as interrupted); a long list comes in parts.",
 	})
 
 	// TurnEvents carries every agent event of every turn.

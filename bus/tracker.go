@@ -6,6 +6,9 @@ import "time"
 // scheduler's candidates, or terminal issues for the startup sweep).
 type IssuesByStates struct {
 	States []string `json:"states"`
+	// Outline asks for outlines (Issue.Outline): what dispatch and
+	// reconciliation read, without descriptions and blockers.
+	Outline bool `json:"outline,omitempty"`
 }
 
 // IssuesByIDs asks the tracker for the current state of specific issues.
@@ -13,6 +16,8 @@ type IssuesByStates struct {
 // is simply absent. Any failure fails the whole request.
 type IssuesByIDs struct {
 	IDs []string `json:"ids"`
+	// Outline asks for outlines (Issue.Outline).
+	Outline bool `json:"outline,omitempty"`
 }
 
 // IssueList is the tracker's answer: normalized issues and when they were
@@ -26,7 +31,9 @@ type IssueList struct {
 	Dropped int `json:"dropped,omitempty"`
 }
 
-// CandidateSnapshot is published after every successful poll.
+// CandidateSnapshot is published after every successful poll. Its issues
+// are outlines (Issue.Outline); a large one crosses the bus in parts
+// (parts.go), put back together for each subscriber.
 type CandidateSnapshot struct {
 	IssueList
 	// States are the active states the poll asked for.

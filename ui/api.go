@@ -301,6 +301,7 @@ func (s *Server) apiIssue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "issue_not_found", "no issue "+ident+" is known to this instance (not polled, run, retried or blocked)")
 		return
 	}
+	s.fullIssue(r.Context(), &iv)
 	out := apiIssue{IssueIdentifier: ident, IssueID: iv.Ref.ID, Issue: iv.Issue, Blocked: iv.Blocked, Runs: []apiRun{}, RecentEvents: []apiEvent{}, Tracked: map[string]any{}, Logs: apiLogs{CodexSessionLogs: []any{}}}
 	out.Status = "idle"
 	switch {

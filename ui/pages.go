@@ -118,7 +118,31 @@ func (s *Server) pageIssue(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Issue not found", "No issue "+clip(ident, 80)+" is known to this instance: it was not among the latest poll's candidates and has no runs, retry or block."))
 		return
 	}
+	s.fullIssue(r.Context(), &iv)
 	s.render(w, r, http.StatusOK, issuePage(s.view(0), iv, s.workspaceOf(iv), flashOf(r)))
+}
+
+// fullIssue replaces the outline the latest poll gave (no description, no
+// blockers: snapshots stay small however many issues the tracker holds)
+// with the full issue read from the tracker by id. When the tracker cannot
+// answer soon, the outline is shown.
+func (s *Server) fullIssue(ctx context.Context, iv *IssueView) {
+	if iv.Issue == nil || !iv.Issue.IsOutline || s.opts.Bus == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	list, err := bus.Ask(ctx, s.opts.Bus, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{iv.Issue.ID}})
+	if err != nil {
+		s.log.Debug("full issue unavailable; showing the poll's outline", "issue_id", iv.Issue.ID, "issue_identifier", iv.Issue.Identifier, "err", err)
+		return
+	}
+	for _, iss := range list.Issues {
+		if iss.ID == iv.Issue.ID {
+			iv.Issue = &iss
+			return
+		}
+	}
 }
 
 func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {

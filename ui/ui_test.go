@@ -1115,3 +1115,37 @@ func TestLiveSessionIDBeforeSessionStarted(t *testing.T) {
 		t.Error("run page lacks the live session id")
 	}
 }
+
+// TestIssuePageReadsTheFullIssue: the poll's snapshot carries outlines
+// (no description, no blockers); the issue page and the issue endpoint read
+// the full issue from the tracker by id, so the description still shows.
+func TestIssuePageReadsTheFullIssue(t *testing.T) {
+	h := newHarness(t)
+	desc, blocker := "The whole description, from the tracker."+strings.Repeat(" More.", 500), "OUT-0"
+	full := bus.Issue{ID: "id-out-1", Identifier: "OUT-1", Title: "outlined", State: "Todo", Description: &desc,
+		BlockedBy: []bus.Blocker{{Identifier: &blocker}}, Labels: []string{}, Dispatchable: true}
+	if _, err := bus.Serve(t.Context(), h.b, bus.TrackerRefresh, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
+		if len(req.IDs) != 1 || req.IDs[0] != full.ID || req.Outline {
+			return bus.IssueList{}, fmt.Errorf("asked for %v (outline %v)", req.IDs, req.Outline)
+		}
+		return bus.IssueList{Issues: []bus.Issue{full}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !full.Outline().IsOutline {
+		t.Fatal("the issue is small enough to go whole")
+	}
+	if err := bus.Publish(h.b, bus.TrackerSnapshots, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: []bus.Issue{full.Outline()}, FetchedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(t, "the issue's page", func() bool {
+		resp, _ := get(t, h.url+"/issues/OUT-1")
+		return resp.StatusCode == http.StatusOK
+	})
+	if _, body := get(t, h.url+"/issues/OUT-1"); !strings.Contains(body, desc) || !strings.Contains(body, blocker) {
+		t.Errorf("issue page lacks the description or the blocker:\n%s", body)
+	}
+	if _, body := get(t, h.url+"/api/v1/OUT-1"); !strings.Contains(body, desc) {
+		t.Errorf("issue endpoint lacks the description:\n%s", body)
+	}
+}

@@ -104,15 +104,20 @@ func (c *Component) Run(ctx context.Context) error {
 
 // liveRuns lists the runs in flight, those whose end is being recorded
 // included: a scheduler that starts meanwhile adopts them and gets their
-// end, instead of recording them as interrupted beside it.
+// end, instead of recording them as interrupted beside it. Their issues
+// are outlines (what the scheduler keeps of a running issue), so the
+// answer stays small however long the issues are.
 func (c *Component) liveRuns() bus.LiveRuns {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := bus.LiveRuns{Runs: []bus.Dispatch{}}
 	for _, r := range c.runs {
-		out.Runs = append(out.Runs, r.d)
+		d := r.d
+		d.Issue = d.Issue.Outline()
+		out.Runs = append(out.Runs, d)
 	}
 	for _, d := range c.ending {
+		d.Issue = d.Issue.Outline()
 		out.Runs = append(out.Runs, d)
 	}
 	return out

@@ -259,6 +259,13 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		return bus.RunBlocked, ErrCodexUnsupported
 	}
 	b := w.r.opts.Bus
+	iss, err := w.fullIssue(ctx)
+	if err != nil {
+		if st, why, ok := w.interrupted(ctx); ok {
+			return st, why
+		}
+		return bus.RunFailed, err.Error()
+	}
 	timeout := cfg.Hooks.Timeout() + requestSlack
 	// The first turn's process window (procscan.Window) is opened now,
 	// while the workspace is prepared, not on the way to the agent's start
@@ -268,7 +275,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	go func() { firstSince <- procscan.Open() }()
 
 	pctx, cancel := context.WithTimeout(ctx, timeout)
-	ready, err := bus.Ask(pctx, b, bus.WorkspacePrepare, bus.PrepareWorkspace{Issue: w.d.Issue, RunID: w.d.RunID})
+	ready, err := bus.Ask(pctx, b, bus.WorkspacePrepare, bus.PrepareWorkspace{Issue: iss, RunID: w.d.RunID})
 	cancel()
 	if err != nil {
 		// A shutdown (or a cancel) during the request is not the
@@ -298,7 +305,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	// agent's start.
 	if strings.TrimSpace(cfg.Hooks.BeforeRun) != "" {
 		hctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: w.d.Issue, RunID: w.d.RunID})
+		_, err = bus.Ask(hctx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookBeforeRun, Issue: iss, RunID: w.d.RunID})
 		cancel()
 		if err != nil {
 			if st, why, ok := w.interrupted(ctx); ok {
@@ -311,7 +318,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		// after_run runs whatever happened, even when the run was canceled.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
-		if _, err := bus.Ask(actx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookAfterRun, Issue: w.d.Issue, RunID: w.d.RunID}); err != nil {
+		if _, err := bus.Ask(actx, b, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookAfterRun, Issue: iss, RunID: w.d.RunID}); err != nil {
 			w.r.log.Warn("after_run failed (ignored)", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 		}
 	}()
@@ -320,13 +327,13 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	if err != nil {
 		return bus.RunFailed, err.Error()
 	}
-	first, err := tpl.Render(w.d.Issue, w.d.Attempt)
+	first, err := tpl.Render(iss, w.d.Attempt)
 	if err != nil {
 		return bus.RunFailed, err.Error()
 	}
 
 	maxTurns := max(cfg.Agent.MaxTurns, 1)
-	issue := w.d.Issue
+	issue := iss
 	for w.turn = 1; w.turn <= maxTurns; w.turn++ {
 		if st, why, ok := w.interrupted(ctx); ok {
 			return st, why
@@ -454,6 +461,29 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		issue = list.Issues[idx]
 	}
 	return bus.RunSucceeded, ""
+}
+
+// fullIssue is the issue the run works on: the one dispatched, or, when
+// the scheduler dispatched an outline (bus.Issue.Outline: its snapshots
+// carry no descriptions, so that they stay small however many issues the
+// tracker holds), the full issue read from the tracker by id. The prompt
+// and the hooks get the full issue either way.
+func (w *run) fullIssue(ctx context.Context) (bus.Issue, error) {
+	if !w.d.Issue.IsOutline {
+		return w.d.Issue, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	list, err := bus.Ask(rctx, w.r.opts.Bus, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{w.d.Issue.ID}})
+	cancel()
+	if err != nil {
+		return bus.Issue{}, fmt.Errorf("read the issue from the tracker: %w", err)
+	}
+	for _, iss := range list.Issues {
+		if iss.ID == w.d.Issue.ID {
+			return iss, nil
+		}
+	}
+	return bus.Issue{}, fmt.Errorf("read the issue from the tracker: %s is no longer there", w.d.Issue.Identifier)
 }
 
 // storeFailed is the error of a run whose agent events could not all be

@@ -7,5 +7,7 @@
 // Claims are created in KV symphony_state with compare-and-set, and retries
 // and blocked issues are kept there too, so a restart resumes retry timers
 // and re-dispatches runs that were interrupted. The rules themselves are
-// pure functions in policy.go.
+// pure functions in policy.go. It works on issue outlines (bus.Issue.Outline:
+// what the rules read), which keeps its snapshots and requests small however
+// many issues the tracker holds; the agent runner reads the full issue.
 package scheduler

@@ -35,7 +35,7 @@ func (a *actor) refreshHeld(ctx context.Context) {
 	a.reconciling = true
 	goAsk(ctx, a, requestTimeout,
 		func(rctx context.Context) (bus.IssueList, error) {
-			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids})
+			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids, Outline: true})
 		},
 		func(ctx context.Context, list bus.IssueList, err error) {
 			a.reconciling = false

@@ -18,7 +18,7 @@ func (a *actor) refreshRetries(ctx context.Context, ids []string) {
 	}
 	goAsk(ctx, a, requestTimeout,
 		func(rctx context.Context) (bus.IssueList, error) {
-			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids})
+			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids, Outline: true})
 		},
 		func(ctx context.Context, list bus.IssueList, err error) { a.retriesRefreshed(ctx, ids, list, err) })
 }
@@ -86,7 +86,7 @@ func (a *actor) refreshStale(ctx context.Context, snap bus.CandidateSnapshot, id
 	at := time.Now()
 	goAsk(ctx, a, requestTimeout,
 		func(rctx context.Context) (bus.IssueList, error) {
-			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids})
+			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids, Outline: true})
 		},
 		func(ctx context.Context, list bus.IssueList, err error) {
 			if err != nil {

@@ -323,7 +323,7 @@ func (a *actor) sweep(ctx context.Context) {
 	states := a.cfg.Config.Tracker.TerminalStates
 	goAsk(ctx, a, requestTimeout,
 		func(rctx context.Context) (bus.IssueList, error) {
-			return bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: states})
+			return bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: states, Outline: true})
 		},
 		func(ctx context.Context, list bus.IssueList, err error) {
 			a.sweeping = false
@@ -1015,7 +1015,7 @@ func (a *actor) refreshNow(ctx context.Context) {
 	a.lastRefresh = time.Now()
 	states, version := a.cfg.Config.Tracker.ActiveStates, a.cfg.Version
 	goAsk(ctx, a, requestTimeout, func(rctx context.Context) (bus.IssueList, error) {
-		return bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: states})
+		return bus.Ask(rctx, a.b, bus.TrackerCandidates, bus.IssuesByStates{States: states, Outline: true})
 	}, func(ctx context.Context, list bus.IssueList, err error) {
 		if err != nil {
 			a.log.Warn("refresh: candidates unavailable", "err", err)

@@ -15,11 +15,13 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/internal/safeid"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
@@ -224,7 +226,8 @@ func (c *Component) poll(ctx context.Context) time.Duration {
 		}
 		return max(interval, retry)
 	}
-	snap := bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, States: states, ConfigVersion: cur.snap.Version, DurationMS: took}
+	list, cut := c.bound(cur, list, true)
+	snap := bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped + cut}, States: states, ConfigVersion: cur.snap.Version, DurationMS: took}
 	if err := bus.Publish(c.opts.Bus, bus.TrackerSnapshots, snap); err != nil {
 		c.log.Warn("publish snapshot", "err", err, "issues", len(list))
 	}
@@ -243,7 +246,8 @@ func (c *Component) serveCandidates(ctx context.Context) (<-chan struct{}, error
 		if err != nil {
 			return bus.IssueList{}, fmt.Errorf("candidates: %w", err)
 		}
-		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, nil
+		list, cut := c.bound(cur, list, req.Outline)
+		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped + cut}, nil
 	})
 }
 
@@ -258,7 +262,8 @@ func (c *Component) serveTerminal(ctx context.Context) (<-chan struct{}, error) 
 		if err != nil {
 			return bus.IssueList{}, fmt.Errorf("terminal issues: %w", err)
 		}
-		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped}, nil
+		list, cut := c.bound(cur, list, req.Outline)
+		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped + cut}, nil
 	})
 }
 
@@ -273,6 +278,39 @@ func (c *Component) serveRefresh(ctx context.Context) (<-chan struct{}, error) {
 		if err != nil {
 			return bus.IssueList{}, fmt.Errorf("refresh: %w", err)
 		}
-		return bus.IssueList{Issues: list, FetchedAt: now}, nil
+		if list, cut := c.bound(cur, list, req.Outline); cut == 0 {
+			return bus.IssueList{Issues: list, FetchedAt: now}, nil
+		}
+		// An issue left out would read as gone (and stop its agent):
+		// never a partial answer.
+		return bus.IssueList{}, errorf(bus.TrackerMalformed, "refresh: a requested issue has an id, identifier or state longer than %d bytes", bus.FieldMaxBytes)
 	})
+}
+
+// bound cuts every issue to the bus's bound for one issue (bus.Issue.Bound,
+// the workflow's required labels kept first) and, with outline, to its
+// outline. Issues that cannot be routed at any size (an id, identifier or
+// state over bus.FieldMaxBytes) are left out and counted; what was cut of
+// the others is logged. The cost is linear in the issues' size.
+func (c *Component) bound(cur *active, list []bus.Issue, outline bool) ([]bus.Issue, int) {
+	limit := c.opts.Bus.IssueLimit()
+	required := cur.snap.Config.Tracker.RequiredLabels
+	out := list[:0]
+	left := 0
+	for _, iss := range list {
+		b, cut, ok := iss.Bound(limit, required)
+		if !ok {
+			left++
+			c.log.Warn("issue left out: it cannot be routed", "issue_id", safeid.Quote(iss.ID), "issue_identifier", safeid.Quote(iss.Identifier), "reason", strings.Join(cut, ", "))
+			continue
+		}
+		if len(cut) > 0 {
+			c.log.Warn("issue cut to fit the bus", "issue_id", b.ID, "issue_identifier", b.Identifier, "cut", strings.Join(cut, ", "), "limit_bytes", limit)
+		}
+		if outline {
+			b = b.Outline()
+		}
+		out = append(out, b)
+	}
+	return out, left
 }

@@ -30,7 +30,7 @@ type target struct {
 	goalLabel string // "" for a figure shown beside a target, without one
 }
 
-// targets are the figures issue #10 sets goals for, in the units of the
+// targets are the figures issues #10 and #19 set goals for, in the units of the
 // goals, and beside some of them a related figure without a goal.
 func targets() []target {
 	return []target{
@@ -48,6 +48,15 @@ func targets() []target {
 		{"agent line → SSE client, p99, 100 agents × 200 events/s", "BenchmarkPipelineLatency", "p99-ms", 0, "ms", true, 20, "< 20 ms"},
 		{"the same 100 agents with no Symphony, p99 line written → read (no target: the machine's floor)", "BenchmarkPipelineLatencyAgentsAlone", "p99-ms", 0, "ms", true, 0, ""},
 		{"Linear poll of 10,000 issues, adapter CPU", "BenchmarkLinearPoll10k/server=replay", "cpu-ms/poll", 0, "ms", true, 1000, "< 1 s"},
+		// Issue #19, item 8: a backlog of 10,000 active issues with 4 KB
+		// descriptions dispatches (targets proposed with the fix).
+		{"backlog 10,000 × 4 KB, files: poll start → first agent's turn", "BenchmarkBacklog10k", "first-dispatch-ms", 0, "ms", true, 3000, "≤ 3 s"},
+		{"backlog 10,000 × 4 KB, files: CPU per poll", "BenchmarkBacklog10k", "cpu-ms/poll", 0, "ms", true, 1000, "≤ 1 s"},
+		{"backlog 10,000 × 4 KB, files: peak RSS", "BenchmarkBacklog10k", "peak-rss-MB", 0, "MB", true, 300, "≤ 300 MB"},
+		{"backlog 10,000 × 4 KB, Linear (replayed pages): poll start → first full issue", "BenchmarkBacklog10kLinear/server=replay", "first-dispatch-ms", 0, "ms", true, 5000, "≤ 5 s"},
+		{"backlog 10,000 × 4 KB, Linear (replayed pages): CPU per poll", "BenchmarkBacklog10kLinear/server=replay", "cpu-ms/poll", 0, "ms", true, 2000, "≤ 2 s"},
+		{"backlog 10,000 × 4 KB, Linear (replayed pages): peak RSS", "BenchmarkBacklog10kLinear/server=replay", "peak-rss-MB", 0, "MB", true, 400, "≤ 400 MB"},
+		{"the same on the fake Linear, poll start → first full issue (no target: the fake validates and encodes every page)", "BenchmarkBacklog10kLinear/server=fake", "first-dispatch-ms", 0, "ms", true, 0, ""},
 		{"list 10,000 runs", "BenchmarkRunsList10k", "ms/list", 0, "ms", true, 100, "< 100 ms"},
 		{"replay a 100,000-event run", "BenchmarkReplay100k", "events/s", 0, "events/s", false, 200000, "≥ 200,000 events/s"},
 		{"restart with 1 GiB of history", "BenchmarkRestart1GiB/history=fresh/cache=warm", "restart-ms", 0, "ms", true, 2000, "< 2 s"},
