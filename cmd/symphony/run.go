@@ -23,6 +23,7 @@ import (
 	"github.com/symphony-oss/symphony/components/workflow"
 	"github.com/symphony-oss/symphony/components/workspace"
 	"github.com/symphony-oss/symphony/internal/logsink"
+	"github.com/symphony-oss/symphony/internal/termsafe"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 	"github.com/symphony-oss/symphony/ui"
 )
@@ -159,9 +160,16 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	keepRunningOnClosedOutput()
 	// The printed lines (dashboard URL and so on) go through a sink like
 	// the logs: a stdout nobody reads must not stall the dashboard.
-	stdout := logsink.New(e.stdout, 0)
-	defer stdout.Close(time.Second)
-	sinks := append([]*logsink.Sink{stdout}, e.logSinks...)
+	// The escaping goes on top of the sink, as for stderr: the sink's
+	// goroutine is then the only one that can block on the output, and
+	// nothing waits for it past its Close.
+	sink := logsink.New(e.rawStdout, 0)
+	stdout := termsafe.NewWriter(sink)
+	defer func() {
+		_ = stdout.Flush()
+		_ = sink.Close(time.Second)
+	}()
+	sinks := append([]*logsink.Sink{sink}, e.logSinks...)
 	logWriteErrors := func() (failed, dropped uint64) {
 		for _, s := range sinks {
 			failed += s.Failed()

@@ -56,7 +56,7 @@ func (a *actor) startRemovals(ctx context.Context) {
 		a.removes.queue[0] = bus.Issue{}
 		a.removes.queue = a.removes.queue[1:]
 		a.removes.inFlight++
-		a.issueLog(iss).Info("removing workspace")
+		a.issueLog(iss).Debug("removing workspace")
 		goAsk(ctx, a, a.cfg.Config.Hooks.Timeout()+requestTimeout,
 			func(rctx context.Context) (bus.WorkspaceRemoved, error) {
 				return bus.Ask(rctx, a.b, bus.WorkspaceRemove, bus.RemoveWorkspace{Issue: iss})
@@ -78,8 +78,12 @@ func (a *actor) removed(ctx context.Context, iss bus.Issue, res bus.WorkspaceRem
 	log := a.issueLog(iss)
 	if err != nil {
 		log.Warn("remove workspace failed; the issue may be dispatched again, and the next start-up sweep removes the workspace if the issue is still terminal", "err", err)
+	} else if res.Existed {
+		log.Info("workspace removed", "path", res.Path)
 	} else {
-		log.Info("workspace removed", "path", res.Path, "existed", res.Existed)
+		// The start-up sweep asks for every terminal issue's workspace;
+		// most never existed, and a line each would flood the log.
+		log.Debug("no workspace to remove", "path", res.Path)
 	}
 	a.startRemovals(ctx)
 	// A retry held back by the removal fires now if it is due; a poll

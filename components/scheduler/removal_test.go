@@ -293,3 +293,36 @@ func TestOnceWaitsForRemovals(t *testing.T) {
 	release()
 	w.eventually("once done after the removal", w.onceDone)
 }
+
+// TestLateSweepSparesIssuesThatRanMeanwhile: the start-up sweep's list of
+// terminal issues is made when asked and may arrive much later (a slow
+// tracker). An issue on it that was reopened, dispatched and ended in the
+// meantime (its retry queued) is no longer terminal: its workspace holds
+// the agent's work and must not be removed on the stale list's word.
+func TestLateSweepSparesIssuesThatRanMeanwhile(t *testing.T) {
+	clock := newFakeClock()
+	w := newWorldWith(t, t.TempDir(), clock, iss("S-1", 1, "", "Done"))
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open)
+	w.mu.Lock()
+	w.terminalGate = gate
+	w.outcome = func(bus.Dispatch) bus.RunStatus { return bus.RunFailed }
+	w.mu.Unlock()
+	w.configure(nil)
+	w.eventually("the sweep's list made (S-1 Done)", func() bool { return w.terminalAsks > 0 })
+
+	w.setState("S-1", "Todo")
+	w.pollUntil("S-1 dispatched", func() bool { return w.dispatchesOf("S-1") == 1 })
+	w.waitRetry("S-1", 1, clock.Now().Add(RetryDelay(1, 300000)))
+
+	open()
+	w.barrier() // the list is applied: a removal it asked for is under way
+	w.eventually("no removal left", func() bool { return w.removals == 0 })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.traced("remove-start S-1") {
+		t.Errorf("the stale sweep list removed the workspace of S-1, which ran meanwhile: %v", w.trace)
+	}
+}

@@ -40,8 +40,9 @@ type Options struct {
 	killRun func(runID string) error
 	// looped, if set, is told after each turn of Run's loop how many
 	// requests other than workspace removals (which a test may hold) are
-	// still in flight: tests' barrier waits for their answers too.
-	looped func(inFlight int)
+	// still in flight, and how many removals are queued or in flight:
+	// tests' barrier waits for the answers of the first.
+	looped func(inFlight, removals int)
 }
 
 // Component is the scheduler: the single authority over which issue runs.
@@ -297,7 +298,7 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 		}
 		if a.c.opts.looped != nil {
-			a.c.opts.looped(a.async.n - a.removes.inFlight)
+			a.c.opts.looped(a.async.n-a.removes.inFlight, len(a.removes.busy))
 		}
 	}
 }
@@ -320,7 +321,7 @@ func (a *actor) sweep(ctx context.Context) {
 		return
 	}
 	a.sweeping = true
-	states := a.cfg.Config.Tracker.TerminalStates
+	states, asked := a.cfg.Config.Tracker.TerminalStates, time.Now()
 	goAsk(ctx, a, requestTimeout,
 		func(rctx context.Context) (bus.IssueList, error) {
 			return bus.Ask(rctx, a.b, bus.TrackerTerminal, bus.IssuesByStates{States: states, Outline: true})
@@ -333,15 +334,25 @@ func (a *actor) sweep(ctx context.Context) {
 			}
 			a.swept = true
 			for _, iss := range list.Issues {
-				// A run of the issue (dispatched while the list was on its
-				// way) keeps its workspace: reconciliation stops it if the
-				// issue is terminal, and removes the workspace then.
-				if _, run := a.running[iss.ID]; run || !safeid.Valid(iss.Identifier) {
+				if a.ranSince(iss.ID, asked) || !safeid.Valid(iss.Identifier) {
 					continue
 				}
 				a.removeWorkspace(ctx, iss)
 			}
 		})
+}
+
+// ranSince reports whether the issue has had a run since the given time,
+// or has one now, or a retry queued: the list of terminal issues that
+// time was asked for may be out of date for it (the issue was reopened
+// and dispatched while the list was on its way), and its workspace holds
+// the agent's work. Reconciliation removes the workspace if the issue is
+// terminal after all, when its run ends.
+func (a *actor) ranSince(id string, t time.Time) bool {
+	_, run := a.running[id]
+	_, retry := a.retries[id]
+	ended, ok := a.lastEnd[id]
+	return run || retry || a.firing[id] || (ok && ended.After(t))
 }
 
 // startup restores the durable state: retry timers resume at their due

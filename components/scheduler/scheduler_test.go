@@ -34,9 +34,16 @@ type world struct {
 	// turns counts the scheduler loop's turns; inFlight is its requests
 	// in flight after the last one, removals aside (Options.looped).
 	turns, inFlight int
+	// removals is how many workspace removals are queued or in flight.
+	removals int
 	// trackerGate, while open (not nil), holds every refresh and
 	// candidate list until the test closes it: a tracker that is slow.
-	trackerGate   chan struct{}
+	trackerGate chan struct{}
+	// terminalGate, while set, holds the start-up sweep's list of
+	// terminal issues (made when asked, answered when the gate closes);
+	// terminalAsks counts the lists made.
+	terminalGate  chan struct{}
+	terminalAsks  int
 	live          map[string]bus.Dispatch // run id -> dispatch, still running
 	candidateAsks int
 	refreshFails  bool
@@ -116,12 +123,17 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 	})
 	serve(t, ctx, b, bus.TrackerTerminal, func(req bus.IssuesByStates) bus.IssueList {
 		w.mu.Lock()
-		defer w.mu.Unlock()
 		var out []bus.Issue
 		for _, i := range w.iss {
 			if inStates(i.State, req.States) {
 				out = append(out, i)
 			}
+		}
+		w.terminalAsks++
+		gate := w.terminalGate
+		w.mu.Unlock()
+		if gate != nil {
+			<-gate
 		}
 		return bus.IssueList{Issues: out}
 	})
@@ -184,10 +196,10 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts.Bus, opts.Log = b, log
-	opts.looped = func(n int) {
+	opts.looped = func(n, removals int) {
 		w.mu.Lock()
 		w.turns++
-		w.inFlight = n
+		w.inFlight, w.removals = n, removals
 		w.mu.Unlock()
 	}
 	opts.killRun = func(runID string) error {

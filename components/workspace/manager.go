@@ -123,15 +123,13 @@ func writeMarker(marker, text string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("write creation marker: %w", err)
+		return fmt.Errorf("create workspace marker: %w", err)
 	}
-	_, werr := f.WriteString(text)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return fmt.Errorf("write creation marker: %w", werr)
-	}
+	// The marker's presence is the record (hasMarker reads nothing); its
+	// text is for a person. A failed write (a full disk) must not stop a
+	// removal, which is what frees the space.
+	_, _ = f.WriteString(text)
+	_ = f.Close()
 	// Not synced to the disk: like the store without --sync-always, the
 	// marker guards against a crash of the process (the page cache keeps
 	// both entries), not of the machine; an fsync here would cost every
