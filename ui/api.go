@@ -354,9 +354,9 @@ func (s *Server) workspaceOf(iv IssueView) string {
 // recentEvents summarizes the last events of a run. The run is read
 // through, keeping only the last recentEventCount.
 func (s *Server) recentEvents(ctx context.Context, runID string) []apiEvent {
-	release, err := s.streams.read(ctx)
+	release, err := s.streams.read(ctx, s.streams.detailWait)
 	if err != nil {
-		return []apiEvent{}
+		return []apiEvent{} // busy with other readers: answered without them
 	}
 	defer release()
 	var last []bus.StoredEvent
@@ -532,6 +532,13 @@ func (s *Server) lookupRun(ctx context.Context, id string) (RunView, bool) {
 	if run, ok := s.model.Run(id); ok {
 		return run, true
 	}
+	// Each such read opens consumers on the store: a flood of made-up ids
+	// waits for the read slots like a flood of run pages.
+	release, err := s.streams.read(ctx, s.streams.detailWait)
+	if err != nil {
+		return RunView{}, false
+	}
+	defer release()
 	var v RunView
 	if _, err := s.feed.Timeline(ctx, id, true, func(ev bus.StoredEvent) error {
 		if ev.Run != nil {

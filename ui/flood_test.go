@@ -223,3 +223,73 @@ func TestNeverReadingClientsAreDroppedAndLeaveNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestReadsAndTrackerAsksAreBounded: slow readers may hold every read
+// slot for as long as they keep reading. A run page then answers 503 with
+// Retry-After after its wait, the issue API answers without recent
+// events, and a made-up run id is not found, each within a bounded time
+// instead of waiting for a slot without end. And the dashboard asks the
+// tracker for one full issue at a time: an issue page that finds the ask
+// taken shows the poll's outline at once, queueing nothing in front of
+// the scheduler's and the agent runner's requests.
+func TestReadsAndTrackerAsksAreBounded(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-b", "ENG-8", "busy", true)
+	h.eventually(t, "run in the model", func() bool { _, ok := h.srv.Model().Run("run-b"); return ok })
+	desc := "The whole description." + strings.Repeat(" More.", 500)
+	full := bus.Issue{ID: "id-out-2", Identifier: "OUT-2", Title: "outlined", State: "Todo", Description: &desc, Labels: []string{}, Dispatchable: true}
+	var mu sync.Mutex
+	asks := 0
+	if _, err := bus.Serve(t.Context(), h.b, bus.TrackerRefresh, func(context.Context, string, bus.IssuesByIDs) (bus.IssueList, error) {
+		mu.Lock()
+		asks++
+		mu.Unlock()
+		return bus.IssueList{Issues: []bus.Issue{full}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(h.b, bus.TrackerSnapshots, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: []bus.Issue{full.Outline()}, FetchedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(t, "the issue's page", func() bool { resp, _ := get(t, h.url+"/issues/OUT-2"); return resp.StatusCode == http.StatusOK })
+	mu.Lock()
+	asks = 0
+	mu.Unlock()
+
+	// Every read slot taken, and the tracker ask.
+	h.srv.streams.pageWait, h.srv.streams.detailWait = 200*time.Millisecond, 100*time.Millisecond
+	for range cap(h.srv.streams.reads) {
+		h.srv.streams.reads <- struct{}{}
+	}
+	h.srv.streams.tracker <- struct{}{}
+
+	if resp, _ := getBounded(t, h.url+"/runs/run-b"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("run page with every read slot taken: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp, body := getBounded(t, h.url+"/api/v1/ENG-8"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"recent_events": []`) {
+		t.Errorf("issue API with every read slot taken: %d %s", resp.StatusCode, clip(body, 300))
+	}
+	if resp, _ := getBounded(t, h.url+"/api/v1/runs/not-a-stored-run"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown run with every read slot taken: %d", resp.StatusCode)
+	}
+	if resp, body := getBounded(t, h.url+"/issues/OUT-2"); resp.StatusCode != http.StatusOK || strings.Contains(body, desc) {
+		t.Errorf("issue page with the tracker ask taken: %d, full description shown: %v", resp.StatusCode, strings.Contains(body, desc))
+	}
+	mu.Lock()
+	if asks != 0 {
+		t.Errorf("the tracker was asked %d times while the dashboard's ask was taken", asks)
+	}
+	mu.Unlock()
+
+	// Freed: everything is served in full again.
+	for range cap(h.srv.streams.reads) {
+		<-h.srv.streams.reads
+	}
+	<-h.srv.streams.tracker
+	if resp, _ := getBounded(t, h.url+"/runs/run-b"); resp.StatusCode != http.StatusOK {
+		t.Errorf("run page after: %d", resp.StatusCode)
+	}
+	if _, body := getBounded(t, h.url+"/issues/OUT-2"); !strings.Contains(body, desc) {
+		t.Error("issue page after: no full description")
+	}
+}

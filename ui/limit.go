@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -37,23 +38,63 @@ const streamRetryAfter = 5
 // the run (bus.EachRunEvent) while its client takes them, so a flood of
 // run pages is bounded in memory like a flood of streams, and queues
 // (each waiting request holds only its connection) instead of failing.
+//
+// The wait for a read slot is bounded (see the read* constants): slow
+// readers may hold every slot for as long as they keep reading, and the
+// pages and API answers that wait must still answer.
+//
+// tracker counts the dashboard's own requests for a full issue
+// (fullIssue): one at a time, and a page that finds it taken shows the
+// poll's outline at once. The tracker answers requests one by one, before
+// the scheduler's and the agent runner's: a flood of issue pages must not
+// queue work in front of them.
 type streamLimit struct {
-	slots chan struct{}
-	reads chan struct{}
+	slots   chan struct{}
+	reads   chan struct{}
+	tracker chan struct{}
+	// pageWait and detailWait bound the wait for a read slot (tests
+	// shorten them).
+	pageWait, detailWait time.Duration
 }
 
 func newStreamLimit(n int) *streamLimit {
-	return &streamLimit{slots: make(chan struct{}, n), reads: make(chan struct{}, n)}
+	return &streamLimit{slots: make(chan struct{}, n), reads: make(chan struct{}, n), tracker: make(chan struct{}, 1),
+		pageWait: readWaitPage, detailWait: readWaitDetail}
 }
 
-// read waits for a read slot until ctx ends (then it returns ctx's
-// error); release gives it back.
-func (l *streamLimit) read(ctx context.Context) (release func(), err error) {
+// How long a request waits for a read slot: a run page (then 503 with
+// Retry-After), the issue API's recent events and a run missing from the
+// model (then answered without them).
+const (
+	readWaitPage   = 10 * time.Second
+	readWaitDetail = time.Second
+)
+
+// errReadsBusy is a read slot not found within its wait.
+var errReadsBusy = errors.New("every read slot is taken")
+
+// read waits up to wait for a read slot (errReadsBusy after it, ctx's
+// error if ctx ends first); release gives it back.
+func (l *streamLimit) read(ctx context.Context, wait time.Duration) (release func(), err error) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case l.reads <- struct{}{}:
 		return func() { <-l.reads }, nil
+	case <-t.C:
+		return nil, errReadsBusy
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// askTracker takes the dashboard's one tracker request slot if it is free.
+func (l *streamLimit) askTracker() (release func(), ok bool) {
+	select {
+	case l.tracker <- struct{}{}:
+		return func() { <-l.tracker }, true
+	default:
+		return nil, false
 	}
 }
 

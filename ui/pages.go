@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/a-h/templ"
@@ -130,6 +131,11 @@ func (s *Server) fullIssue(ctx context.Context, iv *IssueView) {
 	if iv.Issue == nil || !iv.Issue.IsOutline || s.opts.Bus == nil {
 		return
 	}
+	release, ok := s.streams.askTracker()
+	if !ok {
+		return // another page is asking: the outline it is
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	list, err := bus.Ask(ctx, s.opts.Bus, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{iv.Issue.ID}})
@@ -162,7 +168,12 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusBadGateway, messagePage(s.view(0), "Run unavailable", "The run's events could not be read: "+err.Error()))
 		return
 	}
-	release, err := s.streams.read(r.Context())
+	release, err := s.streams.read(r.Context(), s.streams.pageWait)
+	if errors.Is(err, errReadsBusy) {
+		w.Header().Set("Retry-After", strconv.Itoa(streamRetryAfter))
+		s.render(w, r, http.StatusServiceUnavailable, messagePage(s.view(0), "Busy", "Every run read is taken by other clients; try again in a few seconds."))
+		return
+	}
 	if err != nil {
 		return // the client left while waiting
 	}
