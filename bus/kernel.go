@@ -80,6 +80,7 @@ type Bus struct {
 	js        jetstream.JetStream
 	lock      *dirLock
 	log       *slog.Logger
+	drops     *dropLog
 	dataDir   string
 	listenURL string
 	tokenFile string
@@ -201,7 +202,7 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b = &Bus{lock: lock, log: log, dataDir: dataDir, closed: make(chan struct{})}
+	b = &Bus{lock: lock, log: log, drops: newDropLog(log), dataDir: dataDir, closed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			b.teardown(context.Background())
@@ -460,7 +461,7 @@ func (b *Bus) Connection(name string) (*Bus, error) {
 	if b.ns == nil {
 		return nil, errors.New("bus: another connection needs the embedded server")
 	}
-	c := &Bus{log: b.log, dataDir: b.dataDir, closed: make(chan struct{})}
+	c := &Bus{log: b.log, drops: b.drops, dataDir: b.dataDir, closed: make(chan struct{})}
 	if err := c.dial("", "in-process ("+name+")", b.internalOptions(name)...); err != nil {
 		return nil, err
 	}
@@ -502,7 +503,7 @@ func Connect(ctx context.Context, url, token string, log *slog.Logger) (*Bus, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bus{log: log, closed: make(chan struct{}), listenURL: url}
+	b := &Bus{log: log, drops: newDropLog(log), closed: make(chan struct{}), listenURL: url}
 	if err := b.dial(url, "to "+url, nats.Token(token), nats.Name("symphony cli"), nats.Timeout(5*time.Second)); err != nil {
 		return nil, err
 	}

@@ -158,13 +158,13 @@ func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, ty
 		defer d.leave()
 		if fromConsumer(m) {
 			s.invalid.Add(1)
-			b.log.Warn("dropped a message a stream consumer delivered: events come only from publishers", "subject", m.Subject)
+			b.drops.warn("dropped a message a stream consumer delivered: events come only from publishers", "subject", m.Subject)
 			return
 		}
 		v, err := decode[T](m, spec, typeName)
 		if err != nil {
 			s.invalid.Add(1)
-			b.log.Warn("dropped undecodable message", "subject", m.Subject, "err", err)
+			b.drops.warn("dropped undecodable message", "subject", m.Subject, "err", err)
 			return
 		}
 		if m.Header.Get(HeaderPart) != "" || len(asm.got) > 0 {
@@ -406,7 +406,7 @@ func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n 
 		}
 		defer d.leave()
 		if fromConsumer(m) {
-			b.log.Warn("dropped a request a stream consumer delivered: requests come only from askers", "subject", m.Subject)
+			b.drops.warn("dropped a request a stream consumer delivered: requests come only from askers", "subject", m.Subject)
 			return
 		}
 		select {
@@ -435,7 +435,7 @@ func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n 
 // error reply, not a crash) and sends the reply or the error.
 func serveOne[Req, Resp any](ctx context.Context, b *Bus, m *nats.Msg, spec Spec, h Handler[Req, Resp]) {
 	if m.Reply == "" {
-		b.log.Warn("request without reply subject dropped", "subject", m.Subject)
+		b.drops.warn("request without reply subject dropped", "subject", m.Subject)
 		return
 	}
 	var replies []*nats.Msg
