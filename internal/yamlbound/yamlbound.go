@@ -106,8 +106,32 @@ func wrap(err error) *Error {
 	return &Error{Message: oneLine(err.Error())}
 }
 
-// oneLine folds runs of white space, line breaks included, into one space.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// maxMessage is the longest message kept from go-yaml: some of its
+// messages quote the source (a block scalar's header, all of a long line).
+const maxMessage = 200
+
+// oneLine folds runs of white space, line breaks included, into one space
+// and cuts the message to maxMessage bytes on a character boundary.
+func oneLine(s string) string {
+	s, cut := cutUTF8(s, 4*maxMessage) // Fields then works on a bounded string
+	s = strings.Join(strings.Fields(s), " ")
+	if s, more := cutUTF8(s, maxMessage); cut || more {
+		return s + "…"
+	}
+	return s
+}
+
+// cutUTF8 cuts s to at most n bytes on a character boundary; cut says
+// whether anything was cut.
+func cutUTF8(s string, n int) (string, bool) {
+	if len(s) <= n {
+		return s, false
+	}
+	for n > 0 && !utf8Start(s[n]) {
+		n--
+	}
+	return s[:n], true
+}
 
 // Parse parses src after checking its nesting depth on the lexer's tokens,
 // then checks the tree's depth and its size with aliases expanded. Errors
@@ -369,12 +393,8 @@ func Describe(v any) string {
 	case nil:
 		return "null"
 	case string:
-		if len(x) > describeLimit {
-			cut := describeLimit
-			for cut > 0 && !utf8Start(x[cut]) {
-				cut--
-			}
-			x = x[:cut] + "…"
+		if cut, more := cutUTF8(x, describeLimit); more {
+			x = cut + "…"
 		}
 		return strconv.Quote(x)
 	case []any:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
@@ -299,5 +300,17 @@ func TestEntryAndSizeBoundsAreExact(t *testing.T) {
 	}
 	if _, err := Parse([]byte(long + "\n")); err == nil || !strings.Contains(err.Error(), "256 KiB") {
 		t.Fatalf("%d bytes: %v", len(long)+1, err)
+	}
+}
+
+// TestGoYAMLMessagesAreCut: some of go-yaml's messages quote the source
+// (a block scalar's header, found by FuzzParse: "invalid header option"
+// followed by the rest of the line); the message kept is one line of at
+// most 200 bytes, cut on a character boundary.
+func TestGoYAMLMessagesAreCut(t *testing.T) {
+	_, err := Parse([]byte("a: |0" + strings.Repeat("é,", 2000) + "\n"))
+	var ye *Error
+	if !errors.As(err, &ye) || !utf8.ValidString(ye.Message) || len(ye.Message) > 200+len("…") || strings.Contains(ye.Message, "\n") {
+		t.Fatalf("err = %.400q", err)
 	}
 }
