@@ -1,9 +1,19 @@
 // Package yamlbound parses YAML from outside (WORKFLOW.md front matter, the
 // files tracker's issue files) with work bounded by the size of the input.
 //
-// The YAML library (github.com/goccy/go-yaml) has no option for either
-// bound, and two inputs cost far more than their bytes:
+// The YAML library (github.com/goccy/go-yaml) has no option for any of
+// these bounds, and these inputs cost far more than their bytes:
 //
+//   - Errors on long lines. go-yaml's Error method quotes the lines around
+//     the error's token and builds each line by appending one token at a
+//     time to a copy of it: a one-line map of 1 MB with a duplicate key cost
+//     80 s and 334 GB to report. Its errors are read through GetMessage and
+//     GetToken instead (see wrap).
+//   - Many tokens. Its lexer makes about 250 bytes of token for every `[`,
+//     `,` or `x` of a line and hands over a whole line at once; its parser
+//     and decoder add their nodes. The source is at most MaxBytes, and the
+//     lexer's tokens are counted (MaxEntries, MaxTokens) before the parser
+//     runs.
 //   - Deep nesting. Its parser's work grows with the square of the depth (a
 //     200 KB `[[[…]]]` of depth 100,000 allocates about 15 GB; `- - - …`
 //     likewise). Depth is therefore measured on the lexer's tokens, which
@@ -50,12 +60,13 @@ const MaxDepth = 64
 // not counted here.
 const MaxBytes = 256 << 10
 
-// MaxEntries is how many collection entries (mapping keys and list
-// entries, counted on the lexer's `:`, `?`, `-` and `,`) a source may hold.
-// An issue keeps at most 100 labels and 50 blockers and a configuration a
-// few hundred values; a document of 10,000 entries still parses in
-// milliseconds, while the parser and decoder's nodes for 100,000 cost
-// hundreds of MB.
+// MaxEntries is how many collection entries a source may hold, counted on
+// the lexer's marks `:`, `?`, `-` and `,`: an entry of a block list or map
+// makes one mark, one of a flow list one or two (`[a, b]`), one of a flow
+// map two (`{k: v, …}`), so between 5,000 and 10,000 entries. An issue keeps
+// at most 100 labels and 50 blockers and a configuration a few hundred
+// values; 10,000 marks parse in tens of milliseconds, while the parser and
+// decoder's nodes for a 1 MB list of 500,000 cost 780 MB.
 const MaxEntries = 10000
 
 // MaxTokens is how many lexer tokens (spaces not counted) a source may hold:
@@ -235,7 +246,7 @@ func (d *depth) token(tk *token.Token) *Error {
 	case token.SequenceEntryType, token.MappingKeyType, token.MappingValueType, token.CollectEntryType:
 		if d.entries++; d.entries > MaxEntries {
 			return &Error{Line: tk.Position.Line, Column: tk.Position.Column,
-				Message: fmt.Sprintf("more than %d list entries and map keys", MaxEntries)}
+				Message: fmt.Sprintf("more than %d list entries and map keys (counting each `:`, `?`, `-` and `,`)", MaxEntries)}
 		}
 	}
 	switch tk.Type {
