@@ -2,7 +2,9 @@ package tracker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -45,10 +47,15 @@ type files struct {
 	parses int
 }
 
-// parsedFile is one file's parse and the stat it belongs to.
+// parsedFile is one file's parse, or why its content was refused, and the
+// stat it belongs to. A refusal is kept like a parse: a malformed file
+// (hostile, or one the operator has not fixed yet) was otherwise read and
+// parsed again at every poll and every candidates, terminal and refresh
+// request, the most expensive parse there is each time.
 type parsedFile struct {
 	stamp fileStamp
 	fi    fileIssue
+	err   error
 }
 
 // fileStamp is what tells a changed file from an unchanged one: a file
@@ -102,9 +109,9 @@ func stampOf(st os.FileInfo) (fileStamp, bool) {
 		ctime: time.Unix(sys.Ctim.Unix())}, true
 }
 
-// readIssueFile returns the parse of one issue file: the kept one when the
-// file has not changed since, else a fresh one (kept when the file's last
-// change is old enough, see racyWindow).
+// readIssueFile returns the parse of one issue file, or why it was
+// refused: the kept one when the file has not changed since, else a fresh
+// one (kept when the file's last change is old enough, see racyWindow).
 func (f *files) readIssueFile(path string) (fileIssue, error) {
 	now := time.Now()
 	st, err := os.Stat(path)
@@ -116,7 +123,7 @@ func (f *files) readIssueFile(path string) (fileIssue, error) {
 	kept, hit := f.parsed[path]
 	f.mu.Unlock()
 	if ok && hit && kept.stamp == stamp {
-		return kept.fi, nil
+		return kept.fi, kept.err
 	}
 	fi, err := parseIssueFile(path, st)
 	f.mu.Lock()
@@ -126,8 +133,11 @@ func (f *files) readIssueFile(path string) (fileIssue, error) {
 	if stamp.ctime.After(changed) {
 		changed = stamp.ctime
 	}
-	if err == nil && ok && now.Sub(changed) > f.window(changed) {
-		f.parsed[path] = parsedFile{stamp: stamp, fi: fi}
+	// An error reading the file (permissions, I/O) is not kept: it says
+	// nothing of the content the stamp stands for.
+	var readErr *fs.PathError
+	if ok && !errors.As(err, &readErr) && now.Sub(changed) > f.window(changed) {
+		f.parsed[path] = parsedFile{stamp: stamp, fi: fi, err: err}
 	} else {
 		delete(f.parsed, path)
 	}

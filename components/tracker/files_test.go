@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/yamlbound"
 )
 
 func writeIssue(t *testing.T, dir, name, content string) {
@@ -430,5 +431,83 @@ func TestDeeplyNestedIssueIsRefused(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(2048*len(src)) {
 		t.Errorf("refusing %d bytes allocated %d bytes", len(src), n)
+	}
+}
+
+// TestHostileOneLineIssuesAreRefusedCheaply: issue files just under the
+// 1 MiB limit whose front matter is one line of duplicate keys (80 s and
+// 334 GB before), of `x,` (782 MB, accepted) or of `[` (242 MB) are
+// refused with a short message after a few MB, and a long description
+// after a short front matter is still accepted: the body is not YAML.
+func TestHostileOneLineIssuesAreRefusedCheaply(t *testing.T) {
+	const n = MaxIssueFileBytes - 100
+	head := "---\ntitle: t\nstate: Todo\nlabels: "
+	for name, src := range map[string]string{
+		"duplicate keys":       head + "{" + strings.Repeat("k: v, ", n/6) + "k: v}\n---\n",
+		"flat list":            head + "[" + strings.Repeat("x,", n/2) + "x]\n---\n",
+		"open brackets":        head + strings.Repeat("[", n) + "\n---\n",
+		"long list of 256 KiB": head + "[" + strings.Repeat("x,", (yamlbound.MaxBytes-len(head))/2-10) + "x]\n---\n",
+	} {
+		var err error
+		n := allocated(func() { _, err = parseIssue("BIG-1", []byte(src)) })
+		if err == nil || len(err.Error()) > 200 {
+			t.Errorf("%s: err = %.300v", name, err)
+		}
+		if n > 150<<20 {
+			t.Errorf("%s: refusing %d bytes allocated %d MB", name, len(src), n>>20)
+		}
+	}
+	fi, err := parseIssue("BODY-1", []byte("---\ntitle: t\nstate: Todo\nlabels: [a, b]\n---\n"+strings.Repeat("Text of the description.\n", (MaxIssueFileBytes-100)/25)))
+	if err != nil || len(fi.issue.Labels) != 2 {
+		t.Errorf("long description: %v %+v", err, fi.issue.Labels)
+	}
+}
+
+// allocated returns the bytes fn allocates.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestFilesKeepsRefusalsOfUnchangedFiles: a malformed file was parsed
+// again at every poll and every candidates, terminal and refresh request
+// (only parses were kept). Its refusal is now kept by the file's stamp like
+// a parse: parsed once per change, and read again once it is fixed.
+func TestFilesKeepsRefusalsOfUnchangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	logs := &logBuf{}
+	f := newTestFiles(t, dir, "", logs)
+	f.racy, f.racyFine = 0, 0
+	writeIssue(t, dir, "OK-1.md", "---\ntitle: fine\nstate: Todo\n---\n")
+	writeIssue(t, dir, "BAD-1.md", "---\ntitle: t\nstate: Todo\nlabels: {"+strings.Repeat("k: v, ", 1000)+"k: v}\n---\n")
+	for range 5 {
+		got, dropped, err := f.Candidates(t.Context(), []string{"Todo"})
+		if err != nil || dropped != 1 || len(got) != 1 {
+			t.Fatalf("candidates: %d, dropped %d, %v", len(got), dropped, err)
+		}
+	}
+	if _, err := f.Refresh(t.Context(), []string{"OK-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.parses != 2 {
+		t.Fatalf("%d parses for two unchanged files read six times, want 2", f.parses)
+	}
+	if c := strings.Count(logs.String(), "already defined"); c != 6 {
+		t.Errorf("the kept refusal logged %d times in six loads, want 6 (every load still names it):\n%s", c, logs.String())
+	}
+	// Fixed: read again, once.
+	// (Another size: the stamp differs whatever the clock.)
+	writeIssue(t, dir, "BAD-1.md", "---\ntitle: t\nstate: Todo\nlabels: [k]\n---\n")
+	for range 2 {
+		if got, dropped, err := f.Candidates(t.Context(), []string{"Todo"}); err != nil || dropped != 0 || len(got) != 2 {
+			t.Fatalf("candidates after the fix: %d, dropped %d, %v", len(got), dropped, err)
+		}
+	}
+	if f.parses != 3 {
+		t.Errorf("%d parses after the fix and two polls, want 3", f.parses)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -487,14 +488,27 @@ func aliasBombFront() string {
 
 // TestHostileFrontMatterIsRefusedCheaply: a 100,000-deep [[[…]]] front
 // matter took 2.2 GB (the YAML parser's work grows with the square of the
-// depth) and an alias bomb is a few hundred bytes of 10¹⁰ values; both are
-// parse errors now, positioned, in memory proportional to the file.
+// depth) and an alias bomb is a few hundred bytes of 10¹⁰ values; a
+// one-line map with a duplicate key took 80 s and 334 GB at 1 MB (go-yaml
+// formats its error by rebuilding the line a token at a time) and a 1 MB
+// `[x,x,…]` 782 MB. All are parse errors now, positioned, in memory
+// proportional to the file.
 func TestHostileFrontMatterIsRefusedCheaply(t *testing.T) {
 	deep := "---\ntracker: " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "\n---\nbody\n"
+	var dupEnd strings.Builder
+	dupEnd.WriteString("---\ntracker: {")
+	for i := 0; dupEnd.Len() < 200<<10; i++ {
+		dupEnd.WriteString("key" + strconv.Itoa(i) + ": " + strings.Repeat("v", 60) + ", ")
+	}
+	dupEnd.WriteString("key0: v}\n---\nbody\n")
 	for name, c := range map[string]struct{ src, want string }{
-		"deep":  {deep, "nested more than"},
-		"block": {"---\ntracker:\n" + strings.Repeat("- ", 100000) + "x\n---\nbody\n", "nested more than"},
-		"bomb":  {aliasBombFront(), "aliases expand"},
+		"deep":            {deep, "nested more than"},
+		"block":           {"---\ntracker:\n" + strings.Repeat("- ", 100000) + "x\n---\nbody\n", "nested more than"},
+		"bomb":            {aliasBombFront(), "aliases expand"},
+		"duplicate key":   {dupEnd.String(), `mapping key "key0" already defined`},
+		"duplicate keys":  {"---\ntracker: {" + strings.Repeat("k: v, ", (MaxSize-100)/6) + "k: v}\n---\n", "256 KiB"},
+		"flat list":       {"---\ntracker: [" + strings.Repeat("x,", 100000) + "x]\n---\n", "more than 10000 list entries"},
+		"many flat lists": {"---\n" + strings.Repeat("k: [x,x,x,x,x,x,x,x,x]\n", 1200) + "---\n", "more than 10000 list entries"},
 	} {
 		var before, after runtime.MemStats
 		runtime.GC()
@@ -506,7 +520,7 @@ func TestHostileFrontMatterIsRefusedCheaply(t *testing.T) {
 			t.Errorf("%s: err = %v, want a %s naming %q", name, err, ClassParse, c.want)
 			continue
 		}
-		if name != "bomb" && we.Line < 2 {
+		if name != "bomb" && name != "duplicate keys" && we.Line < 2 {
 			t.Errorf("%s: line %d, want the front matter's", name, we.Line)
 		}
 		if n := after.TotalAlloc - before.TotalAlloc; n > uint64(2048*len(c.src)) {

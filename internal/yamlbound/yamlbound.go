@@ -1,9 +1,19 @@
 // Package yamlbound parses YAML from outside (WORKFLOW.md front matter, the
 // files tracker's issue files) with work bounded by the size of the input.
 //
-// The YAML library (github.com/goccy/go-yaml) has no option for either
-// bound, and two inputs cost far more than their bytes:
+// The YAML library (github.com/goccy/go-yaml) has no option for any of
+// these bounds, and these inputs cost far more than their bytes:
 //
+//   - Errors on long lines. go-yaml's Error method quotes the lines around
+//     the error's token and builds each line by appending one token at a
+//     time to a copy of it: a one-line map of 1 MB with a duplicate key cost
+//     80 s and 334 GB to report. Its errors are read through GetMessage and
+//     GetToken instead (see wrap).
+//   - Many tokens. Its lexer makes about 250 bytes of token for every `[`,
+//     `,` or `x` of a line and hands over a whole line at once; its parser
+//     and decoder add their nodes. The source is at most MaxBytes, and the
+//     lexer's tokens are counted (MaxEntries, MaxTokens) before the parser
+//     runs.
 //   - Deep nesting. Its parser's work grows with the square of the depth (a
 //     200 KB `[[[…]]]` of depth 100,000 allocates about 15 GB; `- - - …`
 //     likewise). Depth is therefore measured on the lexer's tokens, which
@@ -23,6 +33,7 @@
 package yamlbound
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -38,6 +49,30 @@ import (
 // MaxDepth is the deepest nesting of lists and maps accepted. The
 // configuration and issue files need a handful of levels.
 const MaxDepth = 64
+
+// MaxBytes is the longest YAML source accepted. go-yaml's lexer makes a
+// token of about 250 bytes (the token, its position, its buffers) for every
+// `[`, `,` or `x` of a line, and hands over a whole line's tokens at once, so
+// a one-line `[[[…` or `[x,x,…]` of 1 MB made 240-780 MB of tokens before any
+// other bound could look at them. 256 KiB keeps the worst line near 64 MB;
+// front matter (a configuration, an issue's fields) needs a few KiB, and the
+// Markdown after it (the prompt, the issue's description) is not YAML and is
+// not counted here.
+const MaxBytes = 256 << 10
+
+// MaxEntries is how many collection entries a source may hold, counted on
+// the lexer's marks `:`, `?`, `-` and `,`: an entry of a block list or map
+// makes one mark, one of a flow list one or two (`[a, b]`), one of a flow
+// map two (`{k: v, …}`), so between 5,000 and 10,000 entries. An issue keeps
+// at most 100 labels and 50 blockers and a configuration a few hundred
+// values; 10,000 marks parse in tens of milliseconds, while the parser and
+// decoder's nodes for a 1 MB list of 500,000 cost 780 MB.
+const MaxEntries = 10000
+
+// MaxTokens is how many lexer tokens (spaces not counted) a source may hold:
+// the entries' keys and values, and also comments, anchors, tags and
+// document markers, which MaxEntries does not count.
+const MaxTokens = 50000
 
 // MaxAliasNodes is how many nodes aliases may add to a document beyond those
 // written in it: a few shared blocks of configuration fit, an alias bomb does
@@ -64,20 +99,58 @@ type yamlError interface {
 	GetMessage() string
 }
 
+// wrap turns a go-yaml error into an *Error. Its Error method is never
+// called on a positioned error: that method quotes the lines around the
+// error's token, and its printer builds each line by appending one token
+// at a time to a new copy of the line, so its cost grows with the square of
+// the line's length (a one-line flow map of 120 KB with a duplicate key
+// cost 1.7 s and 4.9 GB, of 1 MB 80 s and 334 GB, to format).
 func wrap(err error) *Error {
-	e := &Error{Message: strings.Join(strings.Fields(err.Error()), " ")}
-	if ye, ok := err.(yamlError); ok && ye.GetToken() != nil {
-		e.Line = ye.GetToken().Position.Line
-		e.Column = ye.GetToken().Position.Column
-		e.Message = ye.GetMessage()
+	var ye yamlError
+	if errors.As(err, &ye) {
+		e := &Error{Message: oneLine(ye.GetMessage())}
+		if tk := ye.GetToken(); tk != nil {
+			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+		}
+		return e
 	}
-	return e
+	return &Error{Message: oneLine(err.Error())}
+}
+
+// maxMessage is the longest message kept from go-yaml: some of its
+// messages quote the source (a block scalar's header, all of a long line).
+const maxMessage = 200
+
+// oneLine folds runs of white space, line breaks included, into one space
+// and cuts the message to maxMessage bytes on a character boundary.
+func oneLine(s string) string {
+	s, cut := cutUTF8(s, 4*maxMessage) // Fields then works on a bounded string
+	s = strings.Join(strings.Fields(s), " ")
+	if s, more := cutUTF8(s, maxMessage); cut || more {
+		return s + "…"
+	}
+	return s
+}
+
+// cutUTF8 cuts s to at most n bytes on a character boundary; cut says
+// whether anything was cut.
+func cutUTF8(s string, n int) (string, bool) {
+	if len(s) <= n {
+		return s, false
+	}
+	for n > 0 && !utf8Start(s[n]) {
+		n--
+	}
+	return s[:n], true
 }
 
 // Parse parses src after checking its nesting depth on the lexer's tokens,
 // then checks the tree's depth and its size with aliases expanded. Errors
 // are *Error.
 func Parse(src []byte) (*ast.File, error) {
+	if len(src) > MaxBytes {
+		return nil, &Error{Message: fmt.Sprintf("YAML of %d bytes, more than the %d (256 KiB) accepted", len(src), MaxBytes)}
+	}
 	if err := scanDepth(string(src)); err != nil {
 		return nil, err
 	}
@@ -122,8 +195,9 @@ type openBlock struct {
 }
 
 // scanDepth runs the scanner (the lexer's own loop) chunk by chunk and stops
-// at the first token nested too deep, so a deep document is refused after
-// its first levels rather than after all its tokens are built.
+// at the first token nested too deep or past MaxEntries or MaxTokens, so a
+// deep or long document is refused after its first chunk too many rather
+// than after all its tokens are built and parsed.
 func scanDepth(src string) *Error {
 	var s scanner.Scanner
 	s.Init(src)
@@ -148,16 +222,35 @@ func scanDepth(src string) *Error {
 // line's first token closes every collection indented deeper (and a sequence
 // at its own column unless it is a `-`). The count is an upper bound on the
 // real depth within a factor of two, which is all the parser's cost needs.
+//
+// It also counts the tokens and the collection entries of the whole source
+// (all its documents together).
 type depth struct {
-	flow   int
-	blocks []openBlock
-	line   int
-	prev   *token.Token
+	flow    int
+	blocks  []openBlock
+	line    int
+	prev    *token.Token
+	tokens  int
+	entries int
 }
 
 func (d *depth) token(tk *token.Token) *Error {
+	if tk.Type == token.SpaceType {
+		return nil
+	}
+	if d.tokens++; d.tokens > MaxTokens {
+		return &Error{Line: tk.Position.Line, Column: tk.Position.Column,
+			Message: fmt.Sprintf("more than %d YAML tokens (values, keys, punctuation, comments)", MaxTokens)}
+	}
 	switch tk.Type {
-	case token.CommentType, token.SpaceType:
+	case token.SequenceEntryType, token.MappingKeyType, token.MappingValueType, token.CollectEntryType:
+		if d.entries++; d.entries > MaxEntries {
+			return &Error{Line: tk.Position.Line, Column: tk.Position.Column,
+				Message: fmt.Sprintf("more than %d list entries and map keys (counting each `:`, `?`, `-` and `,`)", MaxEntries)}
+		}
+	}
+	switch tk.Type {
+	case token.CommentType:
 		return nil
 	case token.DocumentHeaderType, token.DocumentEndType:
 		d.flow, d.blocks, d.prev = 0, d.blocks[:0], nil
@@ -311,12 +404,8 @@ func Describe(v any) string {
 	case nil:
 		return "null"
 	case string:
-		if len(x) > describeLimit {
-			cut := describeLimit
-			for cut > 0 && !utf8Start(x[cut]) {
-				cut--
-			}
-			x = x[:cut] + "…"
+		if cut, more := cutUTF8(x, describeLimit); more {
+			x = cut + "…"
 		}
 		return strconv.Quote(x)
 	case []any:
