@@ -168,3 +168,37 @@ func TestRenderTimeBudget(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestLazyRangesStayLazy: a range is two integers until a filter converts
+// it, so the uses that never convert it — a variable holding it, size,
+// printing it, contains, a loop with reversed, limit and offset, tablerow
+// with limit, cycle — finish at once in little memory however large the
+// range is, and the same uses of a list the budget allowed do not charge
+// it again.
+func TestLazyRangesStayLazy(t *testing.T) {
+	src := `{% assign r = (1..100000000) %}{{ r | size }}|{% if r contains 5 %}c{% endif %}|` +
+		`{% for i in r reversed limit: 3 offset: 99999990 %}{{ i }}{% cycle 'a', 'b' %}{% endfor %}|` +
+		`{% tablerow i in r limit: 2 %}{{ i }}{% endtablerow %}|{{ r | default: 'd' }}|` +
+		`{% assign l = (1..1000000) | slice: 0, 1000000 %}{% for i in (1..1000) %}{{ l | first }}{{ l | last }}{{ l.size }}{% endfor %}`
+	tpl, err := Parse(src, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got, err := tpl.Render(SampleIssue(), nil)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+		t.Errorf("allocated %d MB", n>>20)
+	}
+	plain := liquid.NewEngine()
+	plain.StrictVariables()
+	want, err := plain.ParseAndRenderString(src, Bindings(SampleIssue(), nil))
+	if err != nil || got != want || !strings.HasSuffix(got, "110000001000000") {
+		t.Errorf("got %.200q…\nwant %.200q… (%v)", got, want, err)
+	}
+}
