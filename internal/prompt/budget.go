@@ -30,7 +30,10 @@ const (
 	// MaxPromptBytes bounds the rendered prompt.
 	MaxPromptBytes = 4 << 20
 	// MaxWorkBytes bounds the bytes a render produces in all: the prompt,
-	// every capture, and every filter's result.
+	// every capture, every filter's result, every list or string a
+	// filter's argument is converted to (a range becomes a list of 16
+	// bytes an element), and what slice, truncate, truncatewords and uniq
+	// build from their input on the way.
 	MaxWorkBytes = 32 << 20
 	// MaxRenderTime is the wall-clock backstop, checked at every step and
 	// every write.
@@ -94,7 +97,7 @@ func (b *budget) step() error {
 func (b *budget) charge(n int) error {
 	b.bytes += n
 	if n < 0 || b.bytes > MaxWorkBytes {
-		return b.fail("more than %d bytes produced (prompt, captures and filter results)", MaxWorkBytes)
+		return b.fail("more than %d bytes produced (prompt, captures, filter arguments and results)", MaxWorkBytes)
 	}
 	return b.check()
 }
