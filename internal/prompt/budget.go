@@ -8,9 +8,11 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/osteele/liquid/parser"
 	"github.com/osteele/liquid/render"
+	"github.com/osteele/liquid/values"
 )
 
 // The render budget. Every render of a prompt template — the trial renders
@@ -28,7 +30,10 @@ const (
 	// MaxPromptBytes bounds the rendered prompt.
 	MaxPromptBytes = 4 << 20
 	// MaxWorkBytes bounds the bytes a render produces in all: the prompt,
-	// every capture, and every filter's result.
+	// every capture, every filter's result, every list or string a
+	// filter's argument is converted to (a range becomes a list of 16
+	// bytes an element), and what slice, truncate, truncatewords and uniq
+	// build from their input on the way.
 	MaxWorkBytes = 32 << 20
 	// MaxRenderTime is the wall-clock backstop, checked at every step and
 	// every write.
@@ -92,7 +97,7 @@ func (b *budget) step() error {
 func (b *budget) charge(n int) error {
 	b.bytes += n
 	if n < 0 || b.bytes > MaxWorkBytes {
-		return b.fail("more than %d bytes produced (prompt, captures and filter results)", MaxWorkBytes)
+		return b.fail("more than %d bytes produced (prompt, captures, filter arguments and results)", MaxWorkBytes)
 	}
 	return b.check()
 }
@@ -134,18 +139,35 @@ func (s filterSet) AddFilter(name string, fn any) { s[name] = fn }
 var errorType = reflect.TypeFor[error]()
 
 // wrapFilter returns fn with the same parameters, returning (result,
-// error): each call is a step, a call whose result would be too large is
-// refused before it runs (the replace family and join multiply their input,
-// split can make a list of every byte), and every result is charged.
+// error), except that a parameter of a concrete type (a list, a string, a
+// number, a time) is taken as any: the library converts each argument to
+// its parameter's type before the filter runs, and that conversion can be
+// the costly part — a range (1..30000000) passed to join, reverse or sort
+// became a 30-million-element list (0.5 GB or more) before the filter was
+// called. The wrapper instead counts the call as a step, charges what the
+// conversion would build before building it (convCost), converts each
+// argument as the library would (values.MustConvert, with a nil argument
+// the zero value), charges the transient work of the filters that expand
+// their input internally (transient), refuses a call whose result would be
+// too large (estimate: the replace family and join multiply their input,
+// split can make a list of every byte), and charges every result.
 func (b *budget) wrapFilter(name string, fn any) any {
 	v := reflect.ValueOf(fn)
 	t := v.Type()
 	if t.Kind() != reflect.Func || t.NumOut() == 0 {
 		return fn
 	}
+	orig := make([]reflect.Type, t.NumIn())
 	ins := make([]reflect.Type, t.NumIn())
 	for i := range ins {
-		ins[i] = t.In(i)
+		orig[i] = t.In(i)
+		ins[i] = orig[i]
+		// Default-value parameters are functions the library builds and
+		// interface parameters it passes as they are; the variadic keyword
+		// map of default is small. Everything else it would convert.
+		if k := orig[i].Kind(); k != reflect.Func && k != reflect.Interface && !(t.IsVariadic() && i == len(ins)-1) {
+			ins[i] = anyType
+		}
 	}
 	wt := reflect.FuncOf(ins, []reflect.Type{t.Out(0), errorType}, t.IsVariadic())
 	zero := reflect.Zero(t.Out(0))
@@ -155,6 +177,36 @@ func (b *budget) wrapFilter(name string, fn any) any {
 	return reflect.MakeFunc(wt, func(args []reflect.Value) []reflect.Value {
 		if err := b.step(); err != nil {
 			return fail(err)
+		}
+		raw := make([]any, len(args))
+		cost := 0
+		for i, a := range args {
+			if a.Kind() == reflect.Interface && !a.IsNil() {
+				raw[i] = a.Elem().Interface()
+			}
+			if ins[i] != orig[i] {
+				cost = addSat(cost, convCost(raw[i], orig[i]))
+			}
+		}
+		if cost > 0 {
+			if err := b.charge(cost); err != nil {
+				return fail(err)
+			}
+		}
+		for i := range args {
+			if ins[i] == orig[i] {
+				continue
+			}
+			if raw[i] == nil {
+				args[i] = reflect.Zero(orig[i])
+			} else {
+				args[i] = reflect.ValueOf(values.MustConvert(raw[i], orig[i]))
+			}
+		}
+		if n := transient(name, args); n > 0 {
+			if err := b.charge(n); err != nil {
+				return fail(err)
+			}
 		}
 		if n := estimate(name, args); n > MaxWorkBytes-b.bytes {
 			return fail(b.fail("filter %s would produce about %d bytes", name, n))
@@ -173,6 +225,153 @@ func (b *budget) wrapFilter(name string, fn any) any {
 		}
 		return []reflect.Value{out[0], reflect.Zero(errorType)}
 	}).Interface()
+}
+
+var anyType = reflect.TypeFor[any]()
+
+// addSat adds two costs, saturating above MaxWorkBytes so that a range's
+// length times 16 cannot overflow into a small or negative number.
+func addSat(a, b int) int {
+	if a > MaxWorkBytes || b > MaxWorkBytes || a+b > MaxWorkBytes {
+		return MaxWorkBytes + 1
+	}
+	return a + b
+}
+
+// items is the cost of n list elements of each bytes, saturating.
+func items(n, each int) int {
+	if n <= 0 {
+		return 0
+	}
+	if n > (MaxWorkBytes+1)/each {
+		return MaxWorkBytes + 1
+	}
+	return n * each
+}
+
+// convCost is what values.Convert(x, typ) builds, computed without building
+// it: nothing when x already has a type convertible to typ; 16 bytes an
+// element when a range, list or map becomes a new list; the printed size
+// when a non-string becomes a string.
+func convCost(x any, typ reflect.Type) int {
+	if x == nil {
+		return 0
+	}
+	rv := reflect.ValueOf(x)
+	if typ.Kind() != reflect.String && rv.Type().ConvertibleTo(typ) {
+		return 0
+	}
+	switch typ.Kind() {
+	case reflect.Slice:
+		return listCost(x)
+	case reflect.String:
+		return printedSize(rv, 0)
+	}
+	return 0
+}
+
+// listCost is the cost of turning x into a new list: a range's length or a
+// list's or map's, 16 bytes an element.
+func listCost(x any) int {
+	if r, ok := x.(values.Range); ok {
+		return items(r.Len(), 16)
+	}
+	switch rv := reflect.ValueOf(x); rv.Kind() {
+	case reflect.Slice, reflect.Array, reflect.Map:
+		return items(rv.Len(), 16)
+	}
+	return 0
+}
+
+// printedSize is an upper estimate of the bytes of fmt.Sprint(v), stopping
+// once it exceeds the work budget (so a large list is walked at most
+// once, and no further than needed). depth stops a self-referencing value.
+func printedSize(v reflect.Value, depth int) int {
+	if v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return 8
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return v.Len()
+	case reflect.Slice, reflect.Array, reflect.Map:
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			return 4 * v.Len()
+		}
+		if depth > 32 {
+			return MaxWorkBytes + 1
+		}
+		n := 2
+		if v.Kind() == reflect.Map {
+			for it := v.MapRange(); it.Next() && n <= MaxWorkBytes; {
+				n = addSat(n, addSat(printedSize(it.Key(), depth+1), printedSize(it.Value(), depth+1)+2))
+			}
+			return n
+		}
+		for i := 0; i < v.Len() && n <= MaxWorkBytes; i++ {
+			n = addSat(n, printedSize(v.Index(i), depth+1)+1)
+		}
+		return n
+	}
+	return 64
+}
+
+// transient is the memory a filter builds from its (converted) input
+// beyond its result, charged before it runs: slice and truncate turn a
+// string into runes, slice turns a range or other list into a new list,
+// truncatewords splits into words, uniq keeps a set of the elements.
+func transient(name string, args []reflect.Value) int {
+	if len(args) == 0 {
+		return 0
+	}
+	in := args[0]
+	if in.Kind() == reflect.Interface && !in.IsNil() {
+		in = in.Elem()
+	}
+	if !in.IsValid() {
+		return 0
+	}
+	switch name {
+	case "slice":
+		if in.Kind() == reflect.String {
+			return items(in.Len(), 4)
+		}
+		if in.Kind() == reflect.Slice && in.Type().Elem().Kind() == reflect.Uint8 {
+			return items(in.Len(), 5)
+		}
+		return convCost(in.Interface(), anySliceType)
+	case "truncate":
+		if in.Kind() == reflect.String {
+			return items(in.Len(), 4)
+		}
+	case "truncatewords":
+		if in.Kind() == reflect.String {
+			return items(fields(in.String()), 16)
+		}
+	case "uniq":
+		if in.Kind() == reflect.Slice {
+			return items(in.Len(), 32)
+		}
+	}
+	return 0
+}
+
+var anySliceType = reflect.TypeFor[[]any]()
+
+// fields counts the words strings.Fields would return, without building
+// them.
+func fields(s string) int {
+	n, inWord := 0, false
+	for _, r := range s {
+		space := unicode.IsSpace(r)
+		if !space && !inWord {
+			n++
+		}
+		inWord = !space
+	}
+	return n
 }
 
 // size is what a filter's result costs: a string's bytes, 16 bytes for each

@@ -104,7 +104,10 @@ func FuzzTemplate(f *testing.F) {
 	for _, s := range []string{"{{ issue.title }}", "{% for b in issue.blocked_by %}{{ b.id }}{% endfor %}", "{% if", "{{ x | y }}", "{% include 'a' %}", "{% raw %}{{{% endraw %}",
 		"{% for i in (1..100000000) %}{% endfor %}", "{% for i in (1..99999) %}{% for j in (1..99999) %}{% endfor %}{% endfor %}",
 		"{% capture s %}ab{% endcapture %}{% capture s %}{{s}}{{s}}{% endcapture %}{% capture s %}{{s}}{{s}}{% endcapture %}{{ s | split: '' | join: s }}",
-		"{% tablerow i in (1..9999999) %}{% cycle 'a', 'b' %}{% endtablerow %}", "{{ 'abc' | replace: '', 'xyz' | append: 'q' }}"} {
+		"{% tablerow i in (1..9999999) %}{% cycle 'a', 'b' %}{% endtablerow %}", "{{ 'abc' | replace: '', 'xyz' | append: 'q' }}",
+		"{{ (1..30000000) | join: '' }}", "{% assign r = (1..100000000) %}{{ r | reverse | first }}", "{{ (1..30000000) | sort | size }}",
+		"{% assign n = 30 | times: 1000000 | floor %}{{ (1..n) | uniq | size }}", "{{ (1..9) | slice: 2, 3 | join }}{{ (-9..9) | sort_natural | last }}",
+		"{% for i in (1..9) %}{{ (1..1000000) | first }}{% endfor %}", "{{ issue.title | truncatewords: 2 }}{{ issue.title | slice: 1 }}"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
