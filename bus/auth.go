@@ -93,7 +93,12 @@ func inProcess(c server.ClientAuthentication) bool {
 // subscriptions on Symphony subjects (a queue member would take requests
 // meant for a component). Consumers can be created, and deleted by name:
 // the ordered consumers of `nats kv watch/ls` and `nats stream view`, and
-// symphony runs/replay, need both. Every stream keeps its messages by
+// symphony runs/replay, need both; a creation is checked by the bus first
+// (checkListenerCreate: it expires once unused, delivers only to _INBOX,
+// and the listener holds at most MaxListenerConsumers). These permissions
+// are the per-client half; the listener account (ListenerAccountName) is
+// the other: whatever a client's reply subject names, the server's answer
+// stays in that account. Every stream keeps its messages by
 // limits, so no consumer's acknowledgement removes anything. The names of
 // Symphony's own consumers never reach a listener client: they travel only
 // on the internal inbox, and listing consumers is refused.
@@ -138,8 +143,8 @@ func readerPublish() []string {
 		"$JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.*",
 		"$JS.API.DIRECT.GET.>",
-		"$JS.API.CONSUMER.CREATE.*",   // ephemeral, legacy form: a durable name is refused
-		"$JS.API.CONSUMER.CREATE.*.>", // named (ordered and ephemeral), optional filter
+		"$JS.API.CONSUMER.CREATE.*",   // ephemeral, legacy form (the server refuses a durable name); checked by the bus
+		"$JS.API.CONSUMER.CREATE.*.>", // named, optional filter; checked by the bus
 		"$JS.API.CONSUMER.INFO.*.*",
 		"$JS.API.CONSUMER.DELETE.*.*",
 		"$JS.API.CONSUMER.MSG.NEXT.*.*",

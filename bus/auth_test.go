@@ -291,7 +291,10 @@ func TestListenerConsumersCannotWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := dialListener(t, b, readToken(t, b.TokenFile()))
-	for _, subj := range []string{"$KV.>", Root + ".>"} {
+	// A subscription on the very subject binds a push consumer aimed
+	// there (before this check, RUNS's message was then stored in
+	// KV_symphony_state); wildcards do not.
+	for _, subj := range []string{"$KV.>", Root + ".>", "$KV." + BucketState + ".claim.i1"} {
 		if _, err := r.nc.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}
@@ -314,6 +317,9 @@ func TestListenerConsumersCannotWrite(t *testing.T) {
 	}
 	if n := streamMsgs(t, b, StreamRuns); n != 1 {
 		t.Errorf("RUNS holds %d messages, want 1", n)
+	}
+	if n := streamMsgs(t, b, "KV_"+BucketState); n != 0 {
+		t.Errorf("KV_%s holds %d messages, want 0", BucketState, n)
 	}
 }
 
