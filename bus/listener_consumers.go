@@ -128,7 +128,9 @@ func (lc *listenerConsumers) handle(m *nats.Msg) {
 		err = lc.room()
 	}
 	if err != nil {
-		lc.b.log.Warn("bus: listener consumer refused", "subject", subject, "err", err)
+		// Debug, not Warn: the client is told, and a token holder could
+		// otherwise flood the log with refusals.
+		lc.b.log.Debug("bus: listener consumer refused", "subject", subject, "err", err)
 		lc.refuse(m, err)
 		return
 	}
