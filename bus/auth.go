@@ -2,6 +2,9 @@ package bus
 
 import (
 	"crypto/subtle"
+	"fmt"
+	"strings"
+	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -38,6 +41,10 @@ const (
 // per-connection cache, and the internal role has none to check.
 type listenerAuth struct {
 	internal, reader, control string
+	// account is the listener clients' own NATS account, set once the
+	// server has started (see listenerAccount); until then only the
+	// internal token is admitted.
+	account atomic.Pointer[server.Account]
 }
 
 // Check implements server.Authentication.
@@ -53,10 +60,12 @@ func (a *listenerAuth) Check(c server.ClientAuthentication) bool {
 		return false
 	case same(tok, a.internal) && inProcess(c):
 		c.RegisterUser(&server.User{Username: roleInternal})
+	case a.account.Load() == nil:
+		return false
 	case same(tok, a.reader):
-		c.RegisterUser(&server.User{Username: roleReader, Permissions: readerPermissions()})
+		c.RegisterUser(&server.User{Username: roleReader, Account: a.account.Load(), Permissions: readerPermissions()})
 	case a.control != "" && same(tok, a.control):
-		c.RegisterUser(&server.User{Username: roleOperator, Permissions: operatorPermissions()})
+		c.RegisterUser(&server.User{Username: roleOperator, Account: a.account.Load(), Permissions: operatorPermissions()})
 	default:
 		return false
 	}
@@ -84,7 +93,12 @@ func inProcess(c server.ClientAuthentication) bool {
 // subscriptions on Symphony subjects (a queue member would take requests
 // meant for a component). Consumers can be created, and deleted by name:
 // the ordered consumers of `nats kv watch/ls` and `nats stream view`, and
-// symphony runs/replay, need both. Every stream keeps its messages by
+// symphony runs/replay, need both; a creation is checked by the bus first
+// (checkListenerCreate: it expires once unused, delivers only to _INBOX,
+// and the listener holds at most MaxListenerConsumers). These permissions
+// are the per-client half; the listener account (ListenerAccountName) is
+// the other: whatever a client's reply subject names, the server's answer
+// stays in that account. Every stream keeps its messages by
 // limits, so no consumer's acknowledgement removes anything. The names of
 // Symphony's own consumers never reach a listener client: they travel only
 // on the internal inbox, and listing consumers is refused.
@@ -129,8 +143,8 @@ func readerPublish() []string {
 		"$JS.API.STREAM.INFO.*",
 		"$JS.API.STREAM.MSG.GET.*",
 		"$JS.API.DIRECT.GET.>",
-		"$JS.API.CONSUMER.CREATE.*",   // ephemeral, legacy form: a durable name is refused
-		"$JS.API.CONSUMER.CREATE.*.>", // named (ordered and ephemeral), optional filter
+		"$JS.API.CONSUMER.CREATE.*",   // ephemeral, legacy form (the server refuses a durable name); checked by the bus
+		"$JS.API.CONSUMER.CREATE.*.>", // named, optional filter; checked by the bus
 		"$JS.API.CONSUMER.INFO.*.*",
 		"$JS.API.CONSUMER.DELETE.*.*",
 		"$JS.API.CONSUMER.MSG.NEXT.*.*",
@@ -146,4 +160,108 @@ func operatorPermissions() *server.Permissions {
 	p := readerPermissions()
 	p.Publish.Allow = append(p.Publish.Allow, SchedulerControl.spec.Pattern, PruneRuns.spec.Pattern)
 	return p
+}
+
+// ListenerAccountName is the NATS account of every listener client.
+// Symphony's streams, buckets and own connections stay in the server's
+// global account ($G); the listener account sees only what it imports
+// from there. That is what keeps a listener client from writing: NATS
+// checks a client's publish permission on the subject, never on the reply
+// subject, and the server publishes its answer to a request on that reply
+// subject in the account the request was made in. A listener client's
+// reply subject is therefore always a subject of the listener account,
+// whatever it names ($KV.symphony_config.current, a run event): the answer
+// lands there, where no stream listens, and never in Symphony's account.
+const ListenerAccountName = "LISTENER"
+
+// listenerService is one service a listener client may call in Symphony's
+// account, with the shape of its answer.
+type listenerService struct {
+	subject string
+	resp    server.ServiceRespType
+}
+
+// listenerServices are the requests the listener account imports from
+// Symphony's: the read-only JetStream API (the same list the reader may
+// publish on; the permissions still decide per client), and with controls
+// the two operator requests. The answers travel back through the import
+// to the requester's reply subject in the listener account. Batched direct
+// gets and pull requests answer with many messages (Streamed).
+func listenerServices(controls bool) []listenerService {
+	var out []listenerService
+	for _, subj := range readerPublish() {
+		if strings.HasPrefix(subj, jsConsumerCreate) {
+			continue // imported from the bus's check instead
+		}
+		resp := server.Singleton
+		switch subj {
+		case "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.MSG.NEXT.*.*":
+			resp = server.Streamed
+		}
+		out = append(out, listenerService{subj, resp})
+	}
+	if controls {
+		out = append(out,
+			listenerService{SchedulerControl.spec.Pattern, server.Singleton},
+			listenerService{PruneRuns.spec.Pattern, server.Singleton})
+	}
+	return out
+}
+
+// listenerStreams are the subjects whose messages flow from Symphony's
+// account into the listener account: the events of the catalogue (never
+// the requests between components, whose reply subjects would tell a
+// client where an answer is awaited), the bucket writes ($KV.>, for a raw
+// watch), and the _INBOX.> deliveries of push consumers a listener client
+// created (their deliver subject is taken in Symphony's account, where
+// only such deliveries use _INBOX: Symphony's own replies use
+// internalInboxPrefix).
+func listenerStreams() []string {
+	var out []string
+	for _, spec := range Catalogue() {
+		if spec.Kind == KindRequest {
+			continue
+		}
+		filter, _ := spec.build(nil, true) // no tokens given: cannot fail
+		out = append(out, filter)
+	}
+	return append(out, "$KV.>", "_INBOX.>")
+}
+
+// listenerAccount registers the listener account on a started server and
+// wires its imports from the global account. It is called after start so
+// that the server enables JetStream for the global account alone, exactly
+// as without a listener: the store is not moved.
+func listenerAccount(ns *server.Server, controls bool) (*server.Account, error) {
+	sym := ns.GlobalAccount()
+	lis, err := ns.RegisterAccount(ListenerAccountName)
+	if err != nil {
+		return nil, fmt.Errorf("bus: register the listener account: %w", err)
+	}
+	to := []*server.Account{lis}
+	for _, subj := range listenerStreams() {
+		if err := sym.AddStreamExport(subj, to); err != nil {
+			return nil, fmt.Errorf("bus: export %s to the listener: %w", subj, err)
+		}
+		if err := lis.AddStreamImport(sym, subj, ""); err != nil {
+			return nil, fmt.Errorf("bus: import %s into the listener: %w", subj, err)
+		}
+	}
+	// Consumer creations go to the bus's check (listener_consumers.go),
+	// not to the JetStream API.
+	if err := sym.AddServiceExport(listenerCreatePrefix+">", to); err != nil {
+		return nil, fmt.Errorf("bus: export the consumer check to the listener: %w", err)
+	}
+	if err := lis.AddServiceImport(sym, jsConsumerCreate+">", listenerCreatePrefix+">"); err != nil {
+		return nil, fmt.Errorf("bus: import the consumer check into the listener: %w", err)
+	}
+	for _, svc := range listenerServices(controls) {
+		if err := sym.AddServiceExportWithResponse(svc.subject, svc.resp, to); err != nil {
+			return nil, fmt.Errorf("bus: export service %s to the listener: %w", svc.subject, err)
+		}
+		if err := lis.AddServiceImport(sym, svc.subject, ""); err != nil {
+			return nil, fmt.Errorf("bus: import service %s into the listener: %w", svc.subject, err)
+		}
+	}
+	return lis, nil
 }

@@ -277,11 +277,13 @@ func TestListenerControlsAreOptIn(t *testing.T) {
 }
 
 // TestListenerConsumersCannotWrite pins what a listener client's push
-// consumer can reach: its deliver subject is its own choice (the server
-// does not check it against the creator's permissions), but the server
-// delivers only to subscribers, and the streams and the JetStream API are
-// none. A consumer aimed at a KV key or at a stream's delete request is
-// never bound, delivers nothing, and the store is unchanged.
+// consumer can reach. The server does not check a deliver subject against
+// the creator's permissions, and once any subscriber shows interest in it
+// (a listener client's own, on the $KV.> and event subjects its account
+// imports) the consumer is bound and delivers in Symphony's account, where
+// the streams store what arrives on their subjects. So the bus refuses a
+// listener client's consumer whose deliver subject is not an _INBOX
+// subject; the store is unchanged.
 func TestListenerConsumersCannotWrite(t *testing.T) {
 	b := openTest(t, Options{Listen: "127.0.0.1:0"})
 	ctx := t.Context()
@@ -289,21 +291,22 @@ func TestListenerConsumersCannotWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := dialListener(t, b, readToken(t, b.TokenFile()))
+	// A subscription on the very subject binds a push consumer aimed
+	// there (before this check, RUNS's message was then stored in
+	// KV_symphony_state); wildcards do not.
+	for _, subj := range []string{"$KV.>", Root + ".>", "$KV." + BucketState + ".claim.i1"} {
+		if _, err := r.nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+	}
 	js, err := jetstream.New(r.nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, target := range []string{"$KV." + BucketState + ".claim.i1", "$JS.API.STREAM.DELETE." + StreamTurns, "$JS.API.STREAM.PURGE." + StreamRuns} {
-		c, err := js.CreateConsumer(ctx, StreamRuns, jetstream.ConsumerConfig{DeliverSubject: target, AckPolicy: jetstream.AckNonePolicy})
-		if err != nil {
-			t.Fatalf("consumer delivering to %s: %v", target, err)
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.PushBound || info.Delivered.Stream != 0 {
-			t.Errorf("consumer delivering to %s: bound %v, delivered %+v", target, info.PushBound, info.Delivered)
+	for _, target := range []string{"$KV." + BucketState + ".claim.i1", "symphony.run.r1." + string(RunFinished), "$JS.API.STREAM.DELETE." + StreamTurns, "$JS.API.STREAM.PURGE." + StreamRuns} {
+		_, err := js.CreateConsumer(ctx, StreamRuns, jetstream.ConsumerConfig{DeliverSubject: target, AckPolicy: jetstream.AckNonePolicy})
+		if err == nil || !strings.Contains(err.Error(), "deliver subject") {
+			t.Errorf("consumer delivering to %s: %v, want refused", target, err)
 		}
 	}
 	if _, err := Get(ctx, b, mustKey(t, Claims, "i1")); !errors.Is(err, ErrKeyNotFound) {
@@ -314,6 +317,9 @@ func TestListenerConsumersCannotWrite(t *testing.T) {
 	}
 	if n := streamMsgs(t, b, StreamRuns); n != 1 {
 		t.Errorf("RUNS holds %d messages, want 1", n)
+	}
+	if n := streamMsgs(t, b, "KV_"+BucketState); n != 0 {
+		t.Errorf("KV_%s holds %d messages, want 0", BucketState, n)
 	}
 }
 
@@ -355,17 +361,16 @@ func TestConsumerCopiesAreNotEvents(t *testing.T) {
 	}
 	target, _ := ComponentEvents.Subject("tracker")
 	r := dialListener(t, b, readToken(t, b.TokenFile()))
-	js, err := jetstream.New(r.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The server binds a push consumer when a subscriber of the listener's
 	// own shows interest in its deliver subject; it then delivers to every
 	// subscriber of that subject, the component's included.
 	if _, err := r.nc.SubscribeSync(target); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateConsumer(ctx, "COPIES", jetstream.ConsumerConfig{DeliverSubject: target, AckPolicy: jetstream.AckNonePolicy}); err != nil {
+	// A listener client may no longer create such a consumer
+	// (TestListenerConsumersCannotWrite); the internal connection stands
+	// for any consumer that delivers there.
+	if _, err := b.js.CreateConsumer(ctx, "COPIES", jetstream.ConsumerConfig{DeliverSubject: target, AckPolicy: jetstream.AckNonePolicy}); err != nil {
 		t.Fatalf("consumer delivering to %s: %v", target, err)
 	}
 	deadline := time.Now().Add(testTimeout)

@@ -268,6 +268,11 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	}
 
 	if token != "" {
+		lis, err := listenerAccount(ns, auth.control != "")
+		if err != nil {
+			return b, err
+		}
+		auth.account.Store(lis)
 		addr, ok := ns.Addr().(*net.TCPAddr)
 		if !ok {
 			return b, errors.New("bus: listener has no TCP address")
@@ -300,6 +305,11 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	b.token = token
 	if err := b.dial("", "in-process", b.internalOptions(name)...); err != nil {
 		return b, err
+	}
+	if token != "" {
+		if err := b.serveListenerConsumers(); err != nil {
+			return b, err
+		}
 	}
 	maxAge := opts.StreamMaxAge
 	if maxAge == 0 {

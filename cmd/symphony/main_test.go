@@ -115,6 +115,32 @@ func (p *proc) waitFor(t *testing.T, want string) string {
 	}
 }
 
+// waitForEach waits for a line containing each of wants, in any order
+// (stdout and stderr are read apart, so a printed line and a logged one
+// arrive in either order), and returns the line that matched each.
+func (p *proc) waitForEach(t *testing.T, wants ...string) map[string]string {
+	t.Helper()
+	got := make(map[string]string, len(wants))
+	deadline := time.After(testTimeout)
+	for len(got) < len(wants) {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("process ended before printing %q; output:\n%s", wants, p.all)
+			}
+			p.all.WriteString(line + "\n")
+			for _, w := range wants {
+				if _, seen := got[w]; !seen && strings.Contains(line, w) {
+					got[w] = line
+				}
+			}
+		case <-deadline:
+			t.Fatalf("not all of %q within %v; output:\n%s", wants, testTimeout, p.all)
+		}
+	}
+	return got
+}
+
 func (p *proc) wait(t *testing.T) int {
 	t.Helper()
 	select {
@@ -200,8 +226,7 @@ func TestRunNatsListener(t *testing.T) {
 	wf := writeWorkflow(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	p := start(t, "--data-dir", dataDir, "run", wf, "--nats-listen", "127.0.0.1:0")
-	hint := p.waitFor(t, "watch the bus with:")
-	p.waitFor(t, "symphony running")
+	hint := p.waitForEach(t, "watch the bus with:", "symphony running")["watch the bus with:"]
 	tokenFile := filepath.Join(dataDir, "nats-token")
 	token, err := os.ReadFile(tokenFile)
 	if err != nil {
