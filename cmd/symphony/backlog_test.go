@@ -150,14 +150,17 @@ func TestLargeBacklogDispatches(t *testing.T) {
 	}
 }
 
-// TestHugeIssueIsCutNotStuck: one issue whose title is 900 KB and whose
-// description nearly fills the files tracker's 1 MiB, on a server whose
+// TestHugeIssueIsCutNotStuck: one issue whose title is 200 KB and whose
+// description is 100 KB, on a server whose
 // max payload is 64 KiB: it is dispatched with both cut, each ending with
 // the cut note, instead of failing every poll.
 func TestHugeIssueIsCutNotStuck(t *testing.T) {
 	dir := t.TempDir()
 	writeBacklog(t, dir, 0, 0, 1, 3600000)
-	title := strings.Repeat("t", 900000)
+	// The title is as long as an issue file's front matter may be (YAML
+	// over 256 KiB is refused before it is parsed, yamlbound.MaxBytes):
+	// far over one issue's bound on a 64 KiB server.
+	title := strings.Repeat("t", 200000)
 	desc := strings.Repeat("d", 100000)
 	writeFileTB(t, filepath.Join(dir, "issues", "HUGE-1.md"), "---\ntitle: "+title+"\nstate: Todo\n---\n"+desc+"\n")
 	bl := startBacklog(t, dir, 64<<10)
