@@ -204,8 +204,11 @@ Work on {{ issue.identifier }}: {{ issue.title }}.
 	poll("stops following", `!document.getElementById('follow').hidden`)
 	before = eval("count entries", `document.querySelectorAll('#transcript li.ev').length`)
 	poll("more entries", fmt.Sprintf(`document.querySelectorAll('#transcript li.ev').length > %d`, before))
-	if y := eval("scroll position", `Math.round(window.scrollY)`); y > 50 {
-		// Still where the operator left it: at the top.
+	// Still where the operator left it, near the top: not following the
+	// transcript's end. The run's controls above the transcript are
+	// swapped live, and the browser's scroll anchoring may move the view
+	// by their change in height (63 px seen once in CI under load).
+	if y := eval("scroll position", `Math.round(window.scrollY)`); y > 300 || eval("at the end", `window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 200 ? 1 : 0`) == 1 {
 		t.Errorf("the page scrolled to %dpx although the operator scrolled up", y)
 	}
 	run("follow again", chromedp.Click(chromedp.CSS("#follow")))
