@@ -247,13 +247,13 @@ func (l IssueList) joined(rest []IssueList) IssueList {
 }
 
 func (s CandidateSnapshot) partition(n int) ([]CandidateSnapshot, bool) {
-	ps := pieces(s.Issues, n)
-	out := make([]CandidateSnapshot, len(ps))
-	for k, p := range ps {
+	lists, ok := s.IssueList.partition(n)
+	out := make([]CandidateSnapshot, len(lists))
+	for k, l := range lists {
 		out[k] = s
-		out[k].Issues = p
+		out[k].IssueList = l
 	}
-	return out, ps != nil
+	return out, ok
 }
 
 func (s CandidateSnapshot) joined(rest []CandidateSnapshot) CandidateSnapshot {

@@ -135,12 +135,19 @@ func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration) *deadlineWr
 }
 
 func (d *deadlineWriter) move(force bool) {
+	moveDeadline(d.rc, d.timeout, &d.movedAt, force)
+}
+
+// moveDeadline sets rc's write deadline timeout ahead, unless it was moved
+// (at *movedAt) within the last second and force is false: a deadline per
+// write would cost a timer reset each.
+func moveDeadline(rc *http.ResponseController, timeout time.Duration, movedAt *time.Time, force bool) {
 	now := time.Now()
-	if !force && now.Sub(d.movedAt) < time.Second {
+	if !force && now.Sub(*movedAt) < time.Second {
 		return
 	}
-	d.movedAt = now
-	_ = d.rc.SetWriteDeadline(now.Add(d.timeout))
+	*movedAt = now
+	_ = rc.SetWriteDeadline(now.Add(timeout))
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {

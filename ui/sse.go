@@ -43,12 +43,7 @@ type sseStream struct {
 // extendDeadline moves the write deadline timeout ahead, unless it
 // was moved within the last second and force is false. The caller holds mu.
 func (st *sseStream) extendDeadline(force bool) {
-	now := time.Now()
-	if !force && now.Sub(st.deadlineAt) < time.Second {
-		return
-	}
-	st.deadlineAt = now
-	_ = st.rc.SetWriteDeadline(now.Add(st.timeout))
+	moveDeadline(st.rc, st.timeout, &st.deadlineAt, force)
 }
 
 // startSSE answers with an event stream and starts its keep-alive, which
