@@ -32,6 +32,9 @@ type harness struct {
 	state    string
 	hooks    []string
 	refreshs int
+	// refreshFails is how many of the next refreshes fail (a tracker
+	// blip).
+	refreshFails int
 	// onHook, when set, runs inside the stand-in's answer to a hook
 	// request.
 	onHook func(hook string)
@@ -82,6 +85,10 @@ func newHarnessTemplate(t *testing.T, mode, template string, mutate func(*bus.Co
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.refreshs++
+		if h.refreshFails > 0 {
+			h.refreshFails--
+			return bus.IssueList{}, errors.New("tracker unavailable (test)")
+		}
 		iss := testIssue()
 		iss.State = h.state
 		return bus.IssueList{Issues: []bus.Issue{iss}}, nil
@@ -131,10 +138,16 @@ func testIssue() bus.Issue {
 // dispatch sends a dispatch, retrying until the runner has its config.
 func (h *harness) dispatch(runID string) {
 	h.t.Helper()
+	h.dispatchIssue(runID, testIssue())
+}
+
+// dispatchIssue is dispatch of the given issue.
+func (h *harness) dispatchIssue(runID string, iss bus.Issue) {
+	h.t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(h.t.Context(), 2*time.Second)
-		_, err := bus.Ask(ctx, h.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: testIssue()})
+		_, err := bus.Ask(ctx, h.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss})
 		cancel()
 		if err == nil {
 			return
@@ -777,5 +790,34 @@ func TestRunOnRecordWhileAHookRuns(t *testing.T) {
 	}
 	if !<-seen {
 		t.Error("dispatched and workspace_ready were not on record while before_run ran")
+	}
+}
+
+// TestTrackerBlipAtTheStartIsRetried: a run dispatched with an outline
+// reads its full issue from the tracker before anything else. A tracker
+// that fails that read once is asked again, and the run goes on, instead
+// of failing and costing the issue an attempt and a backoff although no
+// agent ran.
+func TestTrackerBlipAtTheStartIsRetried(t *testing.T) {
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Agent.MaxTurns = 1 })
+	h.mu.Lock()
+	h.refreshFails = 1
+	h.mu.Unlock()
+	iss := testIssue()
+	desc := strings.Repeat("A long description. ", 200)
+	iss.Description = &desc
+	outline := iss.Outline()
+	if !outline.IsOutline {
+		t.Fatal("the issue is small enough to go whole")
+	}
+	h.dispatchIssue("run-blip", outline)
+	fin, _ := h.finished()
+	if fin.Status != bus.RunSucceeded {
+		t.Fatalf("run %s: %s", fin.Status, fin.Error)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.refreshs < 2 {
+		t.Errorf("the tracker was asked %d times, want the failed read and its retry", h.refreshs)
 	}
 }

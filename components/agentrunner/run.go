@@ -472,9 +472,29 @@ func (w *run) fullIssue(ctx context.Context) (bus.Issue, error) {
 	if !w.d.Issue.IsOutline {
 		return w.d.Issue, nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	list, err := bus.Ask(rctx, w.r.opts.Bus, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{w.d.Issue.ID}})
-	cancel()
+	// A tracker blip at this moment would fail the run and cost the issue
+	// an attempt and a backoff although no agent ran: the read is tried
+	// again twice, 1 s and 3 s later (a longer outage fails the run, and
+	// the scheduler's retry waits for the tracker).
+	var list bus.IssueList
+	var err error
+	for try, wait := range [...]time.Duration{0, time.Second, 3 * time.Second} {
+		if try > 0 {
+			w.r.log.Warn("read the issue from the tracker failed; trying again", "err", err, "in", wait,
+				"run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return bus.Issue{}, fmt.Errorf("read the issue from the tracker: %w", err)
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		list, err = bus.Ask(rctx, w.r.opts.Bus, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{w.d.Issue.ID}})
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		return bus.Issue{}, fmt.Errorf("read the issue from the tracker: %w", err)
 	}
