@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -53,13 +52,7 @@ func BenchmarkBacklog10kLinear(b *testing.B) {
 	// issues by id encoded from the same maps: the figures are then
 	// Symphony's, with a minimal server.
 	b.Run("server=replay", func(b *testing.B) {
-		pages := map[string][]byte{}
-		for start := 0; start < len(issues); start += linearPageSize {
-			end := min(start+linearPageSize, len(issues))
-			rec := httptest.NewRecorder()
-			writePage(rec, issues[start:end], end < len(issues), fmt.Sprintf("cursor-%d", end))
-			pages["cursor-"+strconv.Itoa(start)] = rec.Body.Bytes()
-		}
+		pages := encodedPages(issues)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var req struct {
 				Query     string `json:"query"`

@@ -62,13 +62,7 @@ func BenchmarkLinearPoll10k(b *testing.B) {
 		benchPoll(b, f.url())
 	})
 	b.Run("server=replay", func(b *testing.B) {
-		pages := map[string][]byte{}
-		for start := 0; start < len(issues); start += linearPageSize {
-			end := min(start+linearPageSize, len(issues))
-			rec := httptest.NewRecorder()
-			writePage(rec, issues[start:end], end < len(issues), fmt.Sprintf("cursor-%d", end))
-			pages["cursor-"+strconv.Itoa(start)] = rec.Body.Bytes()
-		}
+		pages := encodedPages(issues)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var req struct {
 				Variables struct {
@@ -139,4 +133,17 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// encodedPages encodes the issues' listing pages once, keyed by the cursor
+// that asks for each ("cursor-0" first), for a server that replays bytes.
+func encodedPages(issues []map[string]any) map[string][]byte {
+	pages := map[string][]byte{}
+	for start := 0; start < len(issues); start += linearPageSize {
+		end := min(start+linearPageSize, len(issues))
+		rec := httptest.NewRecorder()
+		writePage(rec, issues[start:end], end < len(issues), fmt.Sprintf("cursor-%d", end))
+		pages["cursor-"+strconv.Itoa(start)] = rec.Body.Bytes()
+	}
+	return pages
 }
