@@ -147,15 +147,7 @@ func appendTurns(t *testing.T, w *Writer, run string, turn int, from, to int64) 
 
 func turnsStored(t *testing.T, b *Bus) uint64 {
 	t.Helper()
-	s, err := b.js.Stream(t.Context(), StreamTurns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return streamMsgs(t, b, StreamTurns)
 }
 
 func seqsOf(events []StoredEvent) []int64 {

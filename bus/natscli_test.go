@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // natsCLI runs the real nats CLI (the go.mod tool, built once by
@@ -220,6 +222,12 @@ func TestNatsCLIListenerIsReadOnly(t *testing.T) {
 
 func streamMsgs(t *testing.T, b *Bus, name string) uint64 {
 	t.Helper()
+	return streamState(t, b, name).Msgs
+}
+
+// streamState is the named stream's state (messages, consumers…).
+func streamState(t *testing.T, b *Bus, name string) jetstream.StreamState {
+	t.Helper()
 	s, err := b.JetStream().Stream(t.Context(), name)
 	if err != nil {
 		t.Fatalf("stream %s: %v", name, err)
@@ -228,5 +236,5 @@ func streamMsgs(t *testing.T, b *Bus, name string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Msgs
+	return info.State
 }

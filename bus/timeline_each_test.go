@@ -113,18 +113,7 @@ func TestEachRunEventReadsALargeMessage(t *testing.T) {
 func TestEachRunEventStopsAndLeavesNothing(t *testing.T) {
 	b := openTest(t, Options{})
 	publishTurns(t, b, "r1", 4*eachReadBatch, time.Unix(1800000000, 0))
-	consumers := func() int {
-		t.Helper()
-		s, err := b.js.Stream(t.Context(), StreamTurns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Consumers
-	}
+	consumers := func() int { return streamState(t, b, StreamTurns).Consumers }
 	before, baseConsumers := runtime.NumGoroutine(), consumers()
 	stop := errors.New("client gone")
 	for range 5 {
