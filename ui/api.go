@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 )
 
 // The JSON API: GET /api/v1/state, GET /api/v1/<identifier> and POST

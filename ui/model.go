@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 )
 
 // Model is what the dashboard knows, folded from the bus (or, in replay,

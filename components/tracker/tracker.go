@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/bus/safeid"
 	"github.com/symphony-oss/symphony/components"
-	"github.com/symphony-oss/symphony/internal/safeid"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
@@ -110,7 +110,7 @@ func (c *Component) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-configs:
+		case e, ok := <-configs.C():
 			if !ok {
 				if ctx.Err() != nil {
 					return nil

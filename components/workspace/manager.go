@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 )
 
 // ErrOutsideRoot is returned when a workspace path resolves outside the
