@@ -20,12 +20,8 @@ func CatalogueMarkdown() string {
 	b.WriteString("| subject | kind | payload (schema) | producer | consumers | storage | meaning |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")
 	for _, s := range Catalogue() {
-		consumers := strings.Join(s.Consumers, ", ")
-		if consumers == "" {
-			consumers = "none (for `nats sub`)"
-		}
 		fmt.Fprintf(&b, "| `%s` | %s | `%s` (v%d) | %s | %s | %s | %s |\n",
-			s.Pattern, s.Kind, s.Payload, s.Schema, s.Producer, consumers, s.Storage(), s.Doc)
+			s.Pattern, s.Kind, s.Payload, s.Schema, s.Producer, strings.Join(s.Consumers, ", "), s.Storage(), s.Doc)
 	}
 	b.WriteString("\n### Streams\n\n")
 	b.WriteString("| stream | subjects | retention | meaning |\n|---|---|---|---|\n")

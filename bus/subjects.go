@@ -39,9 +39,11 @@ var (
 	// good configuration stays in force; the same error is kept in KV
 	// symphony_config/status for late readers.
 	WorkflowErrors = event[WorkflowError](Spec{
-		Pattern:   "symphony.workflow.error",
-		Producer:  CompWorkflow,
-		Consumers: nil, // for people watching with `nats sub`: the dashboard reads the same error from symphony_config/status
+		Pattern:  "symphony.workflow.error",
+		Producer: CompWorkflow,
+		// No component subscribes: the dashboard reads the same error
+		// from symphony_config/status. The event is for people watching.
+		Consumers: []string{"people watching with `nats sub`"},
 		Doc:       "An edit of WORKFLOW.md was rejected (class, message, key, line); the previous config stays in force.",
 	})
 
