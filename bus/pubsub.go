@@ -438,13 +438,13 @@ func serveOne[Req, Resp any](ctx context.Context, b *Bus, m *nats.Msg, spec Spec
 	var replies []*nats.Msg
 	req, err := decode[Req](m, spec, spec.typeName)
 	if err != nil {
-		replies = []*nats.Msg{errorReply(m.Reply, "bad_request", err)}
+		replies = []*nats.Msg{errorReply(m.Reply, CodeBadRequest, err)}
 	} else {
 		resp, herr := callHandler(ctx, m.Subject, req, h)
 		if herr != nil {
-			replies = []*nats.Msg{errorReply(m.Reply, errorCode(herr), herr)}
+			replies = []*nats.Msg{errorReply(m.Reply, CodeOf(herr), herr)}
 		} else if replies, err = encodeParts(m.Reply, spec, spec.respType, resp, b.partLimit()); err != nil {
-			replies = []*nats.Msg{errorReply(m.Reply, "encode", err)}
+			replies = []*nats.Msg{errorReply(m.Reply, CodeEncode, err)}
 		}
 	}
 	for _, reply := range replies {
@@ -452,7 +452,7 @@ func serveOne[Req, Resp any](ctx context.Context, b *Bus, m *nats.Msg, spec Spec
 			b.log.Warn("reply failed", "subject", m.Subject, "err", err)
 			// The asker gets why (a reply over the server's max payload,
 			// say) instead of waiting for its timeout.
-			_ = b.nc.PublishMsg(errorReply(m.Reply, "reply_failed", fmt.Errorf("reply failed: %w", err)))
+			_ = b.nc.PublishMsg(errorReply(m.Reply, CodeReplyFailed, fmt.Errorf("reply failed: %w", err)))
 			return
 		}
 	}
@@ -465,16 +465,6 @@ func callHandler[Req, Resp any](ctx context.Context, subject string, req Req, h 
 		}
 	}()
 	return h(ctx, subject, req)
-}
-
-// errorCode is the code of an error that has one (Code() string), else
-// "error".
-func errorCode(err error) string {
-	var c interface{ Code() string }
-	if errors.As(err, &c) && c.Code() != "" {
-		return c.Code()
-	}
-	return "error"
 }
 
 func errorReply(subject, code string, err error) *nats.Msg {

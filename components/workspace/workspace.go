@@ -113,7 +113,7 @@ func (c *Component) Run(ctx context.Context) error {
 func (c *Component) config() (bus.Config, error) {
 	snap := c.cfg.Load()
 	if snap == nil {
-		return bus.Config{}, &codedError{code: "no_config", err: errors.New("no workflow configuration loaded yet")}
+		return bus.Config{}, bus.WithCode(bus.CodeNoConfig, errors.New("no workflow configuration loaded yet"))
 	}
 	return snap.Config, nil
 }
