@@ -412,25 +412,23 @@ func TestDispatchRefusals(t *testing.T) {
 // scheduler (a restarted one too) never records the run a second time as
 // lost.
 func TestCancelOfAnEndingRunIsFound(t *testing.T) {
-	c, err := New(Options{Bus: &bus.Bus{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The runner's state, as its owner goroutine holds it.
+	c := newRunSet()
 	c.runs["r1"] = &run{d: bus.Dispatch{RunID: "r1"}, cancel: make(chan canceled, 1)}
 	c.forget("r1")
-	if !c.cancelRun(bus.CancelRun{RunID: "r1"}) {
+	if !c.cancel(bus.CancelRun{RunID: "r1"}) {
 		t.Error("cancel of an ending run not found: the scheduler would record it as interrupted")
 	}
 	// A scheduler starting now (a supervisor restart) lists it as live,
 	// so it adopts the run and waits for its end.
-	if l := c.liveRuns(); len(l.Runs) != 1 || l.Runs[0].RunID != "r1" {
+	if l := c.live(); len(l.Runs) != 1 || l.Runs[0].RunID != "r1" {
 		t.Errorf("live runs %+v while r1's end is being recorded, want r1", l.Runs)
 	}
 	c.ended("r1")
-	if c.cancelRun(bus.CancelRun{RunID: "r1"}) {
+	if c.cancel(bus.CancelRun{RunID: "r1"}) {
 		t.Error("cancel of a run whose end is recorded reported found")
 	}
-	if l := c.liveRuns(); len(l.Runs) != 0 {
+	if l := c.live(); len(l.Runs) != 0 {
 		t.Errorf("live runs %+v after r1's end is on record", l.Runs)
 	}
 }
