@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
@@ -53,20 +52,19 @@ func (c *Component) Run(ctx context.Context) error {
 	// Everything below is owned by this context; an early error cancels it
 	// before the deferred waits, so nothing waits on a server still live.
 	ctx, cancel := context.WithCancel(ctx)
-	o := newOwner(c)
-	var runs sync.WaitGroup
+	o := newOwner(c, ctx)
 	var dones []<-chan struct{}
 	defer func() {
 		cancel()
 		// The owner serves the runs until the last one has left.
 		_ = o.loop(ctx, nil)
-		runs.Wait()
+		o.runs.Wait()
 		for _, d := range dones {
 			<-d
 		}
 	}()
 	d1, err := bus.ServeN(ctx, c.opts.Bus, bus.AgentDispatch, 16, func(hctx context.Context, _ string, d bus.Dispatch) (bus.DispatchAccepted, error) {
-		return o.dispatch(hctx, ctx, &runs, d)
+		return o.dispatch(hctx, d)
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)

@@ -17,6 +17,9 @@ type owner struct {
 	c   *Component
 	ops chan op
 	set runSet
+	// runCtx owns the runs (Run's context); runs counts their goroutines.
+	runCtx context.Context
+	runs   sync.WaitGroup
 }
 
 // op is an operation on the state; done is closed once it was applied.
@@ -25,8 +28,8 @@ type op struct {
 	done chan struct{}
 }
 
-func newOwner(c *Component) *owner {
-	return &owner{c: c, ops: make(chan op), set: newRunSet()}
+func newOwner(c *Component, runCtx context.Context) *owner {
+	return &owner{c: c, ops: make(chan op), set: newRunSet(), runCtx: runCtx}
 }
 
 // loop applies operations and configurations until ctx is done and no run
@@ -72,8 +75,9 @@ func (o *owner) do(ctx context.Context, f func(*runSet)) error {
 	return nil
 }
 
-// dispatch admits a dispatch and starts its run, owned by runs and runCtx.
-func (o *owner) dispatch(ctx, runCtx context.Context, runs *sync.WaitGroup, d bus.Dispatch) (bus.DispatchAccepted, error) {
+// dispatch admits a dispatch and starts its run, owned by o.runCtx and
+// counted in o.runs.
+func (o *owner) dispatch(ctx context.Context, d bus.Dispatch) (bus.DispatchAccepted, error) {
 	var refused error
 	err := o.do(ctx, func(s *runSet) {
 		var w *run
@@ -81,11 +85,11 @@ func (o *owner) dispatch(ctx, runCtx context.Context, runs *sync.WaitGroup, d bu
 			return
 		}
 		w.o = o
-		runs.Go(func() {
+		o.runs.Go(func() {
 			// However execute ends, the run leaves the state; its end is on
 			// record by then.
 			defer o.ended(d.RunID)
-			w.execute(runCtx)
+			w.execute(o.runCtx)
 		})
 	})
 	if err != nil {
