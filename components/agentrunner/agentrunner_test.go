@@ -828,3 +828,49 @@ func TestTrackerBlipAtTheStartIsRetried(t *testing.T) {
 		t.Errorf("the tracker was asked %d times, want the failed read and its retry", h.refreshs)
 	}
 }
+
+// TestConcurrentDispatchesOfOneIssue: dispatches for one issue arriving
+// at once (the handlers run concurrently) are decided one at a time by the
+// runner's owner goroutine: exactly one is accepted, the others are
+// refused as already running.
+func TestConcurrentDispatchesOfOneIssue(t *testing.T) {
+	h := newHarness(t, "hang", nil)
+	h.dispatch("run-first") // the runner has its config
+	_, _ = bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-first"})
+	h.finished()
+	// Once the first run has left, the issue is free again.
+	waitFor(t, "the first run to leave", func() bool {
+		res, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-first"})
+		return err == nil && !res.Found
+	})
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := bus.Ask(t.Context(), h.b, bus.AgentDispatch, bus.Dispatch{RunID: "run-c" + strconv.Itoa(i), Issue: testIssue()})
+			errs <- err
+		}()
+	}
+	accepted := 0
+	for range n {
+		err := <-errs
+		var re *bus.RemoteError
+		switch {
+		case err == nil:
+			accepted++
+		case !errors.As(err, &re) || re.Code != "already_running":
+			t.Errorf("dispatch: %v, want accepted or already_running", err)
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d of %d concurrent dispatches for one issue accepted, want 1", accepted, n)
+	}
+	live, err := bus.Ask(t.Context(), h.b, bus.AgentRuns, bus.ListRuns{})
+	if err != nil || len(live.Runs) != 1 {
+		t.Fatalf("live runs %+v (%v), want the one accepted", live.Runs, err)
+	}
+	if _, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: live.Runs[0].RunID}); err != nil {
+		t.Fatal(err)
+	}
+	h.finished()
+}
