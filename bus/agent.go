@@ -99,6 +99,13 @@ type RunProgress struct {
 // ProgressPeriod is the longest a run's progress lags its latest event.
 const ProgressPeriod = 250 * time.Millisecond
 
+// RunMarkerEnv is the environment variable the agent runner sets on every
+// agent process to its run id, so that a process that left its process
+// group can still be found and killed: by the runner at a turn's end and by
+// the scheduler when it records a run as interrupted after a crash. It is a
+// contract between the two, so it is declared here, once.
+const RunMarkerEnv = "SYMPHONY_RUN_ID"
+
 // ProgressTextBytes caps the text a progress message carries per event.
 const ProgressTextBytes = 1 << 10
 

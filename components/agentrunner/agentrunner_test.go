@@ -412,25 +412,23 @@ func TestDispatchRefusals(t *testing.T) {
 // scheduler (a restarted one too) never records the run a second time as
 // lost.
 func TestCancelOfAnEndingRunIsFound(t *testing.T) {
-	c, err := New(Options{Bus: &bus.Bus{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The runner's state, as its owner goroutine holds it.
+	c := newRunSet()
 	c.runs["r1"] = &run{d: bus.Dispatch{RunID: "r1"}, cancel: make(chan canceled, 1)}
 	c.forget("r1")
-	if !c.cancelRun(bus.CancelRun{RunID: "r1"}) {
+	if !c.cancel(bus.CancelRun{RunID: "r1"}) {
 		t.Error("cancel of an ending run not found: the scheduler would record it as interrupted")
 	}
 	// A scheduler starting now (a supervisor restart) lists it as live,
 	// so it adopts the run and waits for its end.
-	if l := c.liveRuns(); len(l.Runs) != 1 || l.Runs[0].RunID != "r1" {
+	if l := c.live(); len(l.Runs) != 1 || l.Runs[0].RunID != "r1" {
 		t.Errorf("live runs %+v while r1's end is being recorded, want r1", l.Runs)
 	}
 	c.ended("r1")
-	if c.cancelRun(bus.CancelRun{RunID: "r1"}) {
+	if c.cancel(bus.CancelRun{RunID: "r1"}) {
 		t.Error("cancel of a run whose end is recorded reported found")
 	}
-	if l := c.liveRuns(); len(l.Runs) != 0 {
+	if l := c.live(); len(l.Runs) != 0 {
 		t.Errorf("live runs %+v after r1's end is on record", l.Runs)
 	}
 }
@@ -829,4 +827,50 @@ func TestTrackerBlipAtTheStartIsRetried(t *testing.T) {
 	if h.refreshs < 2 {
 		t.Errorf("the tracker was asked %d times, want the failed read and its retry", h.refreshs)
 	}
+}
+
+// TestConcurrentDispatchesOfOneIssue: dispatches for one issue arriving
+// at once (the handlers run concurrently) are decided one at a time by the
+// runner's owner goroutine: exactly one is accepted, the others are
+// refused as already running.
+func TestConcurrentDispatchesOfOneIssue(t *testing.T) {
+	h := newHarness(t, "hang", nil)
+	h.dispatch("run-first") // the runner has its config
+	_, _ = bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-first"})
+	h.finished()
+	// Once the first run has left, the issue is free again.
+	waitFor(t, "the first run to leave", func() bool {
+		res, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-first"})
+		return err == nil && !res.Found
+	})
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := bus.Ask(t.Context(), h.b, bus.AgentDispatch, bus.Dispatch{RunID: "run-c" + strconv.Itoa(i), Issue: testIssue()})
+			errs <- err
+		}()
+	}
+	accepted := 0
+	for range n {
+		err := <-errs
+		var re *bus.RemoteError
+		switch {
+		case err == nil:
+			accepted++
+		case !errors.As(err, &re) || re.Code != "already_running":
+			t.Errorf("dispatch: %v, want accepted or already_running", err)
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d of %d concurrent dispatches for one issue accepted, want 1", accepted, n)
+	}
+	live, err := bus.Ask(t.Context(), h.b, bus.AgentRuns, bus.ListRuns{})
+	if err != nil || len(live.Runs) != 1 {
+		t.Fatalf("live runs %+v (%v), want the one accepted", live.Runs, err)
+	}
+	if _, err := bus.Ask(t.Context(), h.b, bus.AgentCancel, bus.CancelRun{RunID: live.Runs[0].RunID}); err != nil {
+		t.Fatal(err)
+	}
+	h.finished()
 }

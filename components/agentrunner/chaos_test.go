@@ -1,6 +1,6 @@
 package agentrunner
 
-// Agent chaos tests (issue #11, part 3): the fake agent (internal/fakeagent)
+// Agent chaos tests (issue #11, part 3): the fake agent (testkit/fakeagent)
 // misbehaves in every way we could think of, on the real bus, through the
 // real runner. Each case must end in a classified run status with a clear
 // error, leave no process behind and keep memory bounded. No timing
@@ -8,7 +8,6 @@ package agentrunner
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -475,34 +474,4 @@ func TestChaosDrainLosesNothing(t *testing.T) {
 		t.Errorf("outcome %s %q, events %v", out.status, out.err, kinds)
 	}
 	waitFor(t, "the daemon to die", func() bool { return !alive(pid) })
-}
-
-// TestPipeEmpty: the drain's guard tells a pipe with unread bytes from an
-// empty one.
-func TestPipeEmpty(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	if !pipeEmpty(r) {
-		t.Error("a new pipe is not empty")
-	}
-	if _, err := w.Write([]byte("abc")); err != nil {
-		t.Fatal(err)
-	}
-	if pipeEmpty(r) {
-		t.Error("a pipe holding 3 bytes is empty")
-	}
-	if _, err := io.ReadFull(r, make([]byte, 3)); err != nil {
-		t.Fatal(err)
-	}
-	if !pipeEmpty(r) {
-		t.Error("a pipe read to its end is not empty")
-	}
-	r.Close()
-	if !pipeEmpty(r) {
-		t.Error("a closed pipe must count as empty")
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components/agentrunner/proc"
 	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
@@ -28,9 +29,9 @@ type parsed struct {
 func parseStream(t *testing.T, data []byte) parsed {
 	t.Helper()
 	p := parsed{kinds: map[bus.TurnEventKind]int{}, sessions: map[string]bool{}}
-	lr := newLineReader(bytes.NewReader(data), MaxLineBytes)
+	lr := proc.NewLineReader(bytes.NewReader(data), MaxLineBytes)
 	for {
-		line, tooLong, err := lr.next()
+		line, tooLong, err := lr.Next()
 		if errors.Is(err, io.EOF) {
 			return p
 		}

@@ -15,6 +15,7 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components/agentrunner/proc"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of the transcript tests")
@@ -23,9 +24,9 @@ var update = flag.Bool("update", false, "rewrite the golden files of the transcr
 // event, for golden comparison.
 func summarize(data []byte) string {
 	var b strings.Builder
-	lr := newLineReader(bytes.NewReader(data), MaxLineBytes)
+	lr := proc.NewLineReader(bytes.NewReader(data), MaxLineBytes)
 	for n := 1; ; n++ {
-		line, tooLong, err := lr.next()
+		line, tooLong, err := lr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -145,36 +146,6 @@ func TestParseRejectsTheUnexpected(t *testing.T) {
 	}
 }
 
-func TestLineReaderBounds(t *testing.T) {
-	in := "a\n" + strings.Repeat("x", 1000) + "\nb\r\nc"
-	lr := newLineReader(strings.NewReader(in), 100)
-	var got []string
-	for {
-		line, tooLong, err := lr.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if tooLong {
-			got = append(got, "<too long>")
-			continue
-		}
-		got = append(got, string(line))
-	}
-	if strings.Join(got, "|") != "a|<too long>|b|c" {
-		t.Errorf("lines %q", got)
-	}
-}
-
-func TestTailKeepsTheEnd(t *testing.T) {
-	tl := &tail{n: 8}
-	for range 1000 {
-		tl.Write([]byte("0123456789"))
-	}
-	if s := tl.String(); !strings.HasSuffix(s, "23456789") || len(tl.buf) != 8 {
-		t.Errorf("tail %q", s)
-	}
-}
-
 func FuzzClaudeStream(f *testing.F) {
 	files, _ := filepath.Glob("testdata/transcripts/*.jsonl")
 	for _, p := range files {
@@ -185,9 +156,9 @@ func FuzzClaudeStream(f *testing.F) {
 	f.Add([]byte(strings.Repeat("[", 3000)))
 	f.Add([]byte(`{"type":"assistant","message":{"content":[{"type":"tool_use","input":` + strings.Repeat(`{"a":`, 300) + `1` + strings.Repeat(`}`, 300) + `}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		lr := newLineReader(bytes.NewReader(data), 4096)
+		lr := proc.NewLineReader(bytes.NewReader(data), 4096)
 		for {
-			line, tooLong, err := lr.next()
+			line, tooLong, err := lr.Next()
 			if err != nil {
 				return
 			}
@@ -247,25 +218,6 @@ func FuzzParseClaudeLineDecoders(f *testing.F) {
 	})
 }
 
-// TestDrainStderrKeepsTheTail: the stderr reader starts with a small buffer
-// and grows it for a flood; either way the tail holds the last bytes.
-func TestDrainStderrKeepsTheTail(t *testing.T) {
-	for _, size := range []int{0, 10, stderrBufSmall, stderrBufSmall + 1, 3 * StderrTail} {
-		in := make([]byte, size)
-		for i := range in {
-			in[i] = byte('a' + i%26)
-		}
-		tl := &tail{n: StderrTail}
-		if err := drainStderr(tl, bytes.NewReader(in)); err != nil {
-			t.Fatal(err)
-		}
-		want := in[max(0, size-StderrTail):]
-		if !bytes.Equal(tl.buf, want) || tl.seen != int64(size) {
-			t.Errorf("%d bytes: kept %d bytes (seen %d), want the last %d", size, len(tl.buf), tl.seen, len(want))
-		}
-	}
-}
-
 // TestEveryAgentEventIsBounded: whatever an agent puts in a line (up to
 // MaxLineBytes), the event it becomes stays small: names and ids are cut,
 // an oversized session id is refused.
@@ -296,51 +248,5 @@ func TestEveryAgentEventIsBounded(t *testing.T) {
 	}
 	if _, err := parseClaudeLine([]byte(`{"type":"system","subtype":"init","session_id":"` + huge + `"}`)); err == nil || !strings.Contains(err.Error(), "session_id") {
 		t.Errorf("an oversized session id: %v", err)
-	}
-}
-
-// TestLineReaderGrowsForAFlood: the reader starts with a small buffer and
-// takes the large one when a read fills it, losing nothing on the way; an
-// agent writing a line at a time keeps the small one.
-func TestLineReaderGrowsForAFlood(t *testing.T) {
-	var in strings.Builder
-	for i := range 500 {
-		fmt.Fprintf(&in, "line %d %s\n", i, strings.Repeat("x", i%300))
-	}
-	lr := newLineReader(strings.NewReader(in.String()), MaxLineBytes)
-	n := 0
-	for {
-		line, tooLong, err := lr.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil || tooLong {
-			t.Fatalf("line %d: %v %v", n, tooLong, err)
-		}
-		if want := fmt.Sprintf("line %d %s", n, strings.Repeat("x", n%300)); string(line) != want {
-			t.Fatalf("line %d = %.40q, want %.40q", n, line, want)
-		}
-		n++
-	}
-	if n != 500 || lr.r.Size() != lineReaderLarge {
-		t.Errorf("%d lines, buffer %d bytes; want 500 and the large buffer", n, lr.r.Size())
-	}
-
-	// A line at a time (each read returns one short line): small buffer.
-	pr, pw := io.Pipe()
-	go func() {
-		for i := range 50 {
-			fmt.Fprintf(pw, "event %d\n", i)
-		}
-		pw.Close()
-	}()
-	lr = newLineReader(pr, MaxLineBytes)
-	for n = 0; ; n++ {
-		if _, _, err := lr.next(); err != nil {
-			break
-		}
-	}
-	if n != 50 || lr.r.Size() != lineReaderSmall {
-		t.Errorf("%d lines, buffer %d bytes; want 50 and the small buffer", n, lr.r.Size())
 	}
 }

@@ -1,0 +1,118 @@
+package agentrunner
+
+import (
+	"context"
+	"errors"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/procscan"
+)
+
+// The backend seam. A run (run.go) knows workspaces, hooks, prompts, turns
+// and the record; a backend knows one agent's protocol. The run opens a
+// session once its workspace is ready, runs its turns on it — the first
+// with the rendered prompt, the next ones with ContinuationPrompt while the
+// issue stays active — and closes it before after_run. Every event a turn
+// reports goes through turnInput.emit, in the agent's order; the turn's
+// outcome says how it ended.
+//
+// The claude driver (claude_*.go) starts one `claude -p --output-format
+// stream-json` process per turn and continues the conversation with
+// --resume <session id>. A codex driver (`codex app-server`, JSON-RPC over
+// stdio) would start one long-lived process in open (initialize,
+// thread/start in the workspace), send turn/start in turn and map its
+// item/* and turn/completed notifications to the same events and outcome,
+// and stop the process in close; its thread id is the session id. Both run
+// their processes through the proc package.
+
+// backend is one kind of coding agent (agent.kind).
+type backend interface {
+	// open starts a session for one run in its workspace. An error ends
+	// the run failed.
+	open(ctx context.Context, s sessionSpec) (agentSession, error)
+}
+
+// sessionSpec is what a session needs of its run.
+type sessionSpec struct {
+	cfg   bus.Config
+	dir   string // the issue's workspace: the agent's working directory
+	runID string // the value of markerEnv in env
+	// env is the agent's environment: the parent's without the tracker
+	// secrets, with the run's markers. It is read at each start.
+	env func() []string
+}
+
+// agentSession is one run's conversation with its agent.
+type agentSession interface {
+	// command is the command line the next turn runs (recorded with the
+	// run's events).
+	command() []string
+	// turn runs one turn and returns how it ended. It returns once nothing
+	// the turn started is running beyond what the session keeps between
+	// turns.
+	turn(ctx context.Context, in turnInput) turnOutcome
+	// close ends the session; whatever of it still runs is stopped.
+	close()
+}
+
+// turnInput is one turn's prompt and the run's hooks into it.
+type turnInput struct {
+	prompt string
+	// cancel stops the turn with the status and reason it carries.
+	cancel <-chan canceled
+	// since, when set, delivers a process window opened earlier (see
+	// procscan.Window): the first turn's is opened while the workspace
+	// is prepared.
+	since <-chan procscan.Window
+	// started is called once the agent's start was tried, with its pid (0
+	// when it failed).
+	started func(pid int)
+	// emit records one agent event; an error stops the turn, failed.
+	emit func(bus.TurnEvent) error
+	// commit is called after the events of what the agent wrote in one go
+	// were emitted (they are stored as one message); an error stops the
+	// turn as a failed emit does.
+	commit func() error
+}
+
+// turnOutcome is how one turn ended.
+type turnOutcome struct {
+	status    bus.RunStatus // succeeded, failed, timed_out, canceled, stalled, interrupted, blocked
+	err       string
+	sessionID string
+	result    *bus.TurnResult
+	// resultText is the result line's text (the CLI's final message, or
+	// its error).
+	resultText string
+	exitCode   *int
+	signal     string
+	stderr     string
+	parseErrs  int
+	// abandoned: the output pipes were still held open by an escaped
+	// process DrainGrace after the agent exited, and reading stopped.
+	abandoned bool
+}
+
+// canceled carries the status and reason of a cancel into a turn.
+type canceled struct {
+	status bus.RunStatus
+	reason string
+}
+
+// ErrCodexUnsupported is the error of a run dispatched while agent.kind is
+// codex: this build has no codex runner.
+const ErrCodexUnsupported = "agent.kind is codex, and this build has no codex runner yet: set agent.kind: claude (the issue is held until cleared or its state changes)"
+
+// errUnsupported is a backend this build does not have.
+var errUnsupported = errors.New(ErrCodexUnsupported)
+
+// backendFor is the backend of agent.kind. The loader accepts codex (the
+// contract's schema), but this build speaks only the claude stream:
+// running claude.command for a workflow that asked for codex would be a
+// different agent than the one configured.
+func (c *Component) backendFor(kind string) (backend, error) {
+	if kind == bus.AgentCodex {
+		return nil, errUnsupported
+	}
+	return claudeBackend{environ: c.opts.Environ}, nil
+}

@@ -1,0 +1,134 @@
+package agentrunner
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components/agentrunner/proc"
+	"github.com/symphony-oss/symphony/internal/procscan"
+)
+
+// Process control (see the proc package).
+const (
+	// KillGrace is the wait between SIGTERM and SIGKILL on cancel.
+	KillGrace = proc.KillGrace
+	// StderrTail is how much of the agent's stderr is kept.
+	StderrTail = proc.StderrTail
+	// DrainGrace bounds how long the agent's output pipes may stay open
+	// after it exited (see proc.DrainGrace).
+	DrainGrace = proc.DrainGrace
+	// markerEnv marks every agent process with its run (the value is the
+	// run id), so that what left the process group can still be found.
+	markerEnv = bus.RunMarkerEnv
+)
+
+// turnSpec is one invocation of the claude CLI.
+type turnSpec struct {
+	argv  []string // argv[0] is the binary
+	dir   string   // the workspace; the child's cwd
+	env   []string
+	stdin string // the prompt
+	// silence fails the turn when stdout stays quiet this long.
+	silence time.Duration
+	// runID, when set, is the markerEnv value env carries: at the end of
+	// the turn every process carrying it is killed too.
+	runID string
+	// since, when set, delivers a window opened earlier (before anything
+	// of this turn started) to search for what the turn leaves behind;
+	// without it the turn opens one just before the agent's start.
+	since <-chan procscan.Window
+	// started, when set, is called once the agent's start has been tried,
+	// with the agent's pid (0 when the start failed).
+	started func(pid int)
+	// commit, when set, is called after the events of each batch of lines
+	// were handed to emit: what the agent wrote in one go is stored as one
+	// message (see bus.Writer.AppendTurn). An error stops the turn as a
+	// failed emit does.
+	commit func() error
+}
+
+// runTurn runs one claude invocation under proc.Run: its stdout parsed
+// line by line and every event handed to emit (synchronously: a slow bus
+// slows the reader, the pipe fills, and the child waits — events are never
+// dropped). The result line decides the outcome (turnEnd.status), whatever
+// order the exit and the last line come in. cancel, when it fires, stops
+// the group (SIGTERM, SIGKILL after KillGrace).
+func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit func(bus.TurnEvent) error) turnOutcome {
+	cl := &claudeLines{emit: emit, commit: spec.commit}
+	res := proc.Run(ctx, proc.Spec{
+		Argv: spec.argv, Dir: spec.dir, Env: spec.env, Stdin: strings.NewReader(spec.stdin),
+		Silence: spec.silence, MaxLine: MaxLineBytes, MarkerName: markerEnv, MarkerValue: spec.runID,
+		Since: spec.since, Started: spec.started,
+	}, cancel, cl.batch)
+	out := turnOutcome{sessionID: cl.sessionID, result: cl.result, resultText: cl.resultText, parseErrs: cl.parseErrs,
+		exitCode: res.ExitCode, signal: res.Signal, stderr: res.Stderr, abandoned: res.Abandoned}
+	out.status, out.err = turnEnd{
+		command: spec.argv[0], startErr: res.StartErr, stop: res.Stop, cancel: res.Cancel, linesErr: res.LinesErr,
+		silence: spec.silence, silenceKey: "claude.turn_timeout_ms", result: cl.result, resultText: cl.resultText,
+		readErr: res.ReadErr, waitErr: res.WaitErr, stderr: res.Stderr,
+	}.status()
+	if res.StartErr != nil {
+		// An agent that never started said nothing.
+		return turnOutcome{status: out.status, err: out.err}
+	}
+	return out
+}
+
+// claudeLines turns the CLI's stdout lines into turn events and hands them
+// to emit; after a failed emit nothing more is emitted (the turn is
+// stopped), but the lines are still read for the session and result.
+type claudeLines struct {
+	emit   func(bus.TurnEvent) error
+	commit func() error
+	err    error
+
+	sessionID  string
+	result     *bus.TurnResult
+	resultText string
+	parseErrs  int
+}
+
+// batch is the proc.Lines of a claude turn: the result line is its last
+// word.
+func (l *claudeLines) batch(lines [][]byte) (bool, error) {
+	for _, line := range lines {
+		l.line(line)
+	}
+	if l.err == nil && l.commit != nil {
+		l.err = l.commit()
+	}
+	return l.result != nil, l.err
+}
+
+// line parses one line and records its events.
+func (l *claudeLines) line(line []byte) {
+	if line == nil {
+		l.parseErrs++
+		l.send(bus.TurnEvent{Kind: bus.TurnParseError, Text: fmt.Sprintf("line longer than %d bytes dropped", MaxLineBytes)})
+		return
+	}
+	evs, perr := parseClaudeLine(line)
+	if perr != nil {
+		l.parseErrs++
+		l.send(bus.TurnEvent{Kind: bus.TurnParseError, Text: bound(perr.Error())})
+		return
+	}
+	for _, ev := range evs {
+		if ev.SessionID != "" {
+			l.sessionID = ev.SessionID
+		}
+		if ev.Kind == bus.TurnOutcome {
+			l.result, l.resultText = ev.Result, ev.Text
+		}
+		l.send(ev)
+	}
+}
+
+func (l *claudeLines) send(ev bus.TurnEvent) {
+	if l.err == nil {
+		l.err = l.emit(ev)
+	}
+}
