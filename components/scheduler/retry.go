@@ -35,7 +35,7 @@ func (a *actor) retriesRefreshed(ctx context.Context, ids []string, list bus.Iss
 	if err != nil {
 		a.log.Warn("retry poll failed", "issues", len(ids), "err", err)
 	}
-	now := a.clock.Now()
+	now := time.Now()
 	cfg := a.cfg.Config
 	for _, id := range ids {
 		delete(a.firing, id)

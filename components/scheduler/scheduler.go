@@ -34,8 +34,6 @@ type Options struct {
 	// first snapshot, queues no retries, and closes Done when those runs
 	// have finished (symphony run --once).
 	Once bool
-	// Clock decides retry and stall timing (default: the wall clock).
-	Clock Clock
 	// killRun stands in for killRun in tests (nil: killRun).
 	killRun func(runID string) error
 	// looped, if set, is told after each turn of Run's loop how many
@@ -65,9 +63,6 @@ func New(opts Options) (*Component, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Clock == nil {
-		opts.Clock = realClock{}
 	}
 	if opts.killRun == nil {
 		opts.killRun = killRun
@@ -111,8 +106,7 @@ type actor struct {
 	retries map[string]bus.RetryEntry
 	blocked map[string]bus.BlockedEntry
 	lastEnd map[string]time.Time // when an issue's last run ended
-	clock   Clock
-	retryT  Timer
+	retryT  *time.Timer
 	runSeq  int
 	// ticked is set after the first tick (Once mode stops there).
 	ticked bool
@@ -168,8 +162,7 @@ func (c *Component) Run(ctx context.Context) error {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
 		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
 		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}}
-	a.clock = c.opts.Clock
-	a.retryT = a.clock.NewTimer(time.Hour)
+	a.retryT = time.NewTimer(time.Hour)
 	a.retryT.Stop()
 	defer a.retryT.Stop()
 	a.refreshT = time.NewTimer(time.Hour)
@@ -227,7 +220,7 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	reconcile := a.clock.NewTimer(time.Hour)
+	reconcile := time.NewTimer(time.Hour)
 	defer reconcile.Stop()
 	for {
 		select {
@@ -275,15 +268,15 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 			for _, r := range a.running {
 				if r.runID == m.Data.RunID {
-					r.lastEvent = a.clock.Now()
+					r.lastEvent = time.Now()
 				}
 			}
-		case <-reconcile.C():
+		case <-reconcile.C:
 			if a.cfg != nil {
 				a.reconcile(ctx)
 				reconcile.Reset(max(a.cfg.Config.Polling.Interval(), 100*time.Millisecond))
 			}
-		case <-a.retryT.C():
+		case <-a.retryT.C:
 			a.fireRetries(ctx)
 		case c := <-controls:
 			c.reply <- a.control(ctx, c.req)
@@ -408,7 +401,7 @@ func (a *actor) startup(ctx context.Context) {
 		log := a.log.With("issue_id", id, "issue_identifier", cl.Identifier, "run_id", cl.RunID)
 		_, queued := a.retries[id]
 		if d, ok := live[cl.RunID]; ok {
-			now := a.clock.Now()
+			now := time.Now()
 			a.running[id] = &running{runID: d.RunID, issue: d.Issue, attempt: d.Attempt, state: normState(d.Issue.State), startedAt: now, lastEvent: now}
 			if queued {
 				// The live run owns the claim; its end decides what next.
@@ -465,7 +458,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		case bus.RunInterrupted:
 			// Cut short by the shutdown (the runner records it so):
 			// dispatched again once, now, as after a crash.
-			a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
+			a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
 			log.Warn("run interrupted by a restart; dispatching again")
 		case bus.RunCanceled:
 			// Canceled by reconciliation or an operator, whose reasons died
@@ -476,7 +469,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 			// Succeeded, failed, blocked, timed out, stalled: the follow-up
 			// a live end gets (a continuation check, a retry with its
 			// backoff, a block), not a fresh dispatch.
-			now := a.clock.Now()
+			now := time.Now()
 			iss := issueOf(finished.Issue, id, cl.Identifier)
 			a.running[id] = &running{runID: cl.RunID, issue: iss, attempt: cl.Attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
 			log.Info("following up a run that ended before the restart", "status", finished.Status)
@@ -489,7 +482,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	if err := bus.RecordRunEvent(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
-	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
+	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
 	log.Warn("run interrupted by a restart; dispatching again")
 }
 
@@ -668,11 +661,11 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 			next = *attempt + 1
 		}
 		a.queueRetry(ctx, bus.RetryEntry{IssueID: iss.ID, Identifier: iss.Identifier, Attempt: next,
-			DueAt: a.clock.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: err.Error()})
+			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: err.Error()})
 		a.armRetryTimer()
 		return
 	}
-	now := a.clock.Now()
+	now := time.Now()
 	a.running[iss.ID] = &running{runID: runID, issue: iss, attempt: attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
 	log.Info("dispatched", "run_id", runID, "attempt", attemptText(attempt))
 }
@@ -684,7 +677,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 		return
 	}
 	if ev.Event != bus.RunFinished {
-		r.lastEvent = a.clock.Now()
+		r.lastEvent = time.Now()
 		return
 	}
 	delete(a.running, ev.Issue.ID)
@@ -708,7 +701,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 		log.Info("run finished (once mode: no retry)", "err", ev.Error)
 	case ev.Status == bus.RunSucceeded:
 		// The worker finished cleanly: check back shortly (spec §7.1).
-		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: 1, DueAt: a.clock.Now().Add(ContinuationDelay)})
+		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: 1, DueAt: time.Now().Add(ContinuationDelay)})
 	case ev.Status == bus.RunBlocked:
 		a.release(ctx, r.issue.ID)
 		a.block(ctx, r.issue, ev.RunID, ev.Error)
@@ -719,7 +712,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 			next = *r.attempt + 1
 		}
 		a.queueRetry(ctx, bus.RetryEntry{IssueID: r.issue.ID, Identifier: r.issue.Identifier, Attempt: next,
-			DueAt: a.clock.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: ev.Error})
+			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: ev.Error})
 		log.Warn("run failed; retry queued", "err", ev.Error, "attempt", next)
 	}
 	a.armRetryTimer()
@@ -734,7 +727,7 @@ func (a *actor) reconcile(ctx context.Context) {
 	// A canceled run whose end has not come in time: ask the runner again
 	// (its end may have been lost on the way), whatever the tracker says.
 	for _, r := range a.running {
-		if r.cancelSent && a.clock.Now().Sub(r.cancelAt) >= a.cancelWait() {
+		if r.cancelSent && time.Now().Sub(r.cancelAt) >= a.cancelWait() {
 			a.cancel(ctx, r, r.cancelStatus, r.cancelReason)
 		}
 	}
@@ -744,7 +737,7 @@ func (a *actor) reconcile(ctx context.Context) {
 	}
 	if stall > 0 {
 		for _, r := range a.running {
-			if idle := a.clock.Now().Sub(r.lastEvent); idle > stall && !r.cancelSent {
+			if idle := time.Now().Sub(r.lastEvent); idle > stall && !r.cancelSent {
 				a.cancel(ctx, r, bus.RunStalled, fmt.Sprintf("no agent event for %s (stall_timeout_ms)", idle.Round(time.Second)))
 			}
 		}
@@ -769,7 +762,7 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 		log.Warn("cancel did not reach the agent runner; will try again", "err", err)
 		return
 	}
-	r.cancelSent, r.cancelAt, r.cancelStatus, r.cancelReason = true, a.clock.Now(), status, reason
+	r.cancelSent, r.cancelAt, r.cancelStatus, r.cancelReason = true, time.Now(), status, reason
 	switch {
 	case res.Found && again:
 		log.Warn("the agent runner still has the canceled run; asking again later", "canceled_for", a.cancelWait())
@@ -833,7 +826,7 @@ func (a *actor) endRecorded(ctx context.Context, runID string) bool {
 // asked about them all at once, and its answer is followed up in
 // retriesRefreshed (retry.go) without being waited for here.
 func (a *actor) fireRetries(ctx context.Context) {
-	now := a.clock.Now()
+	now := time.Now()
 	if a.paused || a.cfg == nil {
 		// Paused: retries keep their place and fire on resume.
 		return
@@ -943,7 +936,7 @@ func (a *actor) armRetryTimer() {
 	if !found {
 		return
 	}
-	a.retryT.Reset(max(next.Sub(a.clock.Now()), 0))
+	a.retryT.Reset(max(next.Sub(time.Now()), 0))
 }
 
 // control applies one operator command.
@@ -1015,7 +1008,7 @@ func (a *actor) queueRefresh() bool {
 // storePause records the pause state in KV so it survives a restart and
 // dashboards see it.
 func (a *actor) storePause(ctx context.Context, reason string) {
-	if _, err := bus.Put(ctx, a.b, bus.DispatchPause, bus.PauseState{Paused: a.paused, At: a.clock.Now().UTC(), Reason: reason}); err != nil {
+	if _, err := bus.Put(ctx, a.b, bus.DispatchPause, bus.PauseState{Paused: a.paused, At: time.Now().UTC(), Reason: reason}); err != nil {
 		a.log.Error("store pause state; it will not survive a restart", "paused", a.paused, "err", err)
 	}
 }

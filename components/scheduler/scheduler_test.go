@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -59,6 +60,9 @@ type world struct {
 	once <-chan struct{}
 	stop func()
 	cfg  bus.Config
+	// bubble is set when the world runs in a synctest bubble
+	// (newBubbleWorld).
+	bubble bool
 }
 
 // killCall is one kill of a run's processes, with the number of dispatches
@@ -70,12 +74,19 @@ type killCall struct {
 
 func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 	t.Helper()
-	return newWorldWith(t, dataDir, nil, issues...)
+	return newWorldOpts(t, dataDir, Options{}, issues...)
 }
 
-func newWorldWith(t *testing.T, dataDir string, clock Clock, issues ...bus.Issue) *world {
+// newBubbleWorld is newWorld for a test inside a synctest bubble (its
+// synctest.Test), where time is the bubble's fake clock: the world's waits
+// let everything in the bubble settle before each check, so time moves
+// only when the test sleeps or nothing else can happen, as a hand-moved
+// clock would. The bus, its server and every stand-in live in the bubble.
+func newBubbleWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 	t.Helper()
-	return newWorldOpts(t, dataDir, Options{Clock: clock}, issues...)
+	w := newWorld(t, dataDir, issues...)
+	w.bubble = true
+	return w
 }
 
 // newWorldOpts runs a scheduler with opts (Bus and Log are filled in).
@@ -313,18 +324,35 @@ func (w *world) eventually(what string, cond func() bool) {
 func (w *world) wait(what string, step time.Duration, between func(), cond func() bool) {
 	w.t.Helper()
 	deadline := time.Now().Add(testTimeout)
-	for {
-		w.mu.Lock()
-		ok := cond()
-		w.mu.Unlock()
-		if ok {
-			return
-		}
+	for !w.holds(cond) {
 		if time.Now().After(deadline) {
 			w.t.Fatalf("never: %s", what)
 		}
 		between()
+		// In a bubble, what between set going is done, and checked,
+		// before time moves on.
+		if w.bubble && w.holds(cond) {
+			return
+		}
 		time.Sleep(step)
+	}
+}
+
+// holds checks cond under the world's lock; in a bubble, once everything
+// else in it is durably blocked: all that the scheduler and the stand-ins
+// do at this instant of the fake clock has been done.
+func (w *world) holds(cond func() bool) bool {
+	w.settle()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return cond()
+}
+
+// settle waits, in a bubble, until every other goroutine in it is durably
+// blocked (synctest.Wait); outside one it does nothing.
+func (w *world) settle() {
+	if w.bubble {
+		synctest.Wait()
 	}
 }
 
@@ -498,6 +526,7 @@ func (w *world) waitRetry(id string, attempt int, due time.Time) {
 	k, _ := bus.Retries.Key(id)
 	deadline := time.Now().Add(testTimeout)
 	for {
+		w.settle()
 		e, err := bus.Get(w.t.Context(), w.b, k)
 		if err == nil && e.Value.Attempt == attempt {
 			if !e.Value.DueAt.Equal(due) {
