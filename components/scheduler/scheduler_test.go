@@ -102,7 +102,18 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 	}
 	w.outcome = func(bus.Dispatch) bus.RunStatus { return "" }
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := bus.ServeN(ctx, b, bus.TrackerRefresh, 8, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
+	w.serveTracker(ctx)
+	w.serveWorkspace(ctx)
+	w.serveRunner(ctx)
+	w.run(ctx, cancel, opts)
+	return w
+}
+
+// serveTracker stands in for the tracker until ctx ends: a refresh and the
+// candidate list answer from iss (held while trackerGate is set), the
+// sweep's list of terminal issues too (held while terminalGate is set).
+func (w *world) serveTracker(ctx context.Context) {
+	if _, err := bus.ServeN(ctx, w.b, bus.TrackerRefresh, 8, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
 		w.slowTracker()
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -117,9 +128,9 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out, FetchedAt: time.Now()}, nil
 	}); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	serve(t, ctx, b, bus.TrackerCandidates, func(req bus.IssuesByStates) bus.IssueList {
+	serve(w.t, ctx, w.b, bus.TrackerCandidates, func(req bus.IssuesByStates) bus.IssueList {
 		w.slowTracker()
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -132,7 +143,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out, FetchedAt: time.Now()}
 	})
-	serve(t, ctx, b, bus.TrackerTerminal, func(req bus.IssuesByStates) bus.IssueList {
+	serve(w.t, ctx, w.b, bus.TrackerTerminal, func(req bus.IssuesByStates) bus.IssueList {
 		w.mu.Lock()
 		var out []bus.Issue
 		for _, i := range w.iss {
@@ -148,7 +159,12 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out}
 	})
-	if _, err := bus.ServeN(ctx, b, bus.WorkspaceRemove, 8, func(hctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
+}
+
+// serveWorkspace stands in for the workspace component until ctx ends: a
+// removal is traced, held while its gate is set.
+func (w *world) serveWorkspace(ctx context.Context) {
+	if _, err := bus.ServeN(ctx, w.b, bus.WorkspaceRemove, 8, func(hctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
 		w.mu.Lock()
 		gate := w.gates[req.Issue.Identifier]
 		w.trace = append(w.trace, "remove-start "+req.Issue.Identifier)
@@ -166,9 +182,14 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		w.removed = append(w.removed, req.Issue.Identifier)
 		return bus.WorkspaceRemoved{Existed: true}, nil
 	}); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	serve(t, ctx, b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
+}
+
+// serveRunner stands in for the agent runner until ctx ends: dispatches
+// end as outcome says, a cancel ends its run unless lostEnds.
+func (w *world) serveRunner(ctx context.Context) {
+	serve(w.t, ctx, w.b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
 		w.mu.Lock()
 		w.dispatches = append(w.dispatches, d)
 		w.trace = append(w.trace, "dispatch "+d.Issue.Identifier)
@@ -180,7 +201,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.DispatchAccepted{RunID: d.RunID}
 	})
-	serve(t, ctx, b, bus.AgentCancel, func(req bus.CancelRun) bus.CancelResult {
+	serve(w.t, ctx, w.b, bus.AgentCancel, func(req bus.CancelRun) bus.CancelResult {
 		w.mu.Lock()
 		d, ok := w.live[req.RunID]
 		w.cancels = append(w.cancels, req)
@@ -191,7 +212,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.CancelResult{Found: ok}
 	})
-	if _, err := bus.Serve(ctx, b, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
+	if _, err := bus.Serve(ctx, w.b, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		out := bus.LiveRuns{Runs: []bus.Dispatch{}}
@@ -200,8 +221,15 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return out, nil
 	}); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
+}
+
+// run starts the scheduler with opts (Bus and Log filled in) on w's
+// stand-ins; stop (also the test's cleanup) ends it (cancel) and closes
+// the bus.
+func (w *world) run(ctx context.Context, cancel context.CancelFunc, opts Options) {
+	t, b := w.t, w.b
 	var log *slog.Logger
 	if os.Getenv("SCHED_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -243,7 +271,6 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		_ = b.Close(context.Background())
 	}
 	t.Cleanup(w.stop)
-	return w
 }
 
 func serve[Req, Resp any](t *testing.T, ctx context.Context, b *bus.Bus, r bus.Request[Req, Resp], f func(Req) Resp) {
