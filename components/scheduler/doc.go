@@ -10,4 +10,17 @@
 // pure functions in policy.go. It works on issue outlines (bus.Issue.Outline:
 // what the rules read), which keeps its snapshots and requests small however
 // many issues the tracker holds; the agent runner reads the full issue.
+//
+// Its files follow its concerns: scheduler.go holds the component, the
+// actor's state and Run's loop; dispatch.go a tick and the claims;
+// runs.go what follows a run (progress, end, cancel); reconcile.go stall
+// detection and the tracker's word on held issues; retry.go the retry
+// queue; blocks.go blocked issues; removal.go workspace removals;
+// controls.go operator commands; recovery.go start-up from KV and the
+// sweep; async.go the requests answered off the loop; policy.go the rules.
+//
+// Time is read from the time package (time.Now, time.NewTimer); nothing
+// stands in for it. Tests that step through backoffs, stalls and cancels
+// run in testing/synctest bubbles, bus included, where time is a fake
+// clock that moves only when everything in the bubble waits.
 package scheduler

@@ -2,10 +2,41 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
 )
+
+// reconcile stops stalled runs and runs whose issues are no longer
+// routable (spec §8.5), and follows up canceled runs whose end is late. The
+// tracker's answer about the issues held is not waited for here
+// (refreshHeld, reconcile.go). A failed refresh keeps every worker running.
+func (a *actor) reconcile(ctx context.Context) {
+	cfg := a.cfg.Config
+	// A canceled run whose end has not come in time: ask the runner again
+	// (its end may have been lost on the way), whatever the tracker says.
+	for _, r := range a.running {
+		if r.cancelSent && time.Now().Sub(r.cancelAt) >= a.cancelWait() {
+			a.cancel(ctx, r, r.cancelStatus, r.cancelReason)
+		}
+	}
+	stall := time.Duration(cfg.Claude.StallTimeoutMS) * time.Millisecond
+	if cfg.Agent.Kind == bus.AgentCodex {
+		stall = time.Duration(cfg.Codex.StallTimeoutMS) * time.Millisecond
+	}
+	if stall > 0 {
+		for _, r := range a.running {
+			if idle := time.Now().Sub(r.lastEvent); idle > stall && !r.cancelSent {
+				a.cancel(ctx, r, bus.RunStalled, fmt.Sprintf("no agent event for %s (stall_timeout_ms)", idle.Round(time.Second)))
+			}
+		}
+	}
+	if len(a.running) == 0 && len(a.blocked) == 0 {
+		return
+	}
+	a.refreshHeld(ctx)
+}
 
 // refreshHeld asks the tracker about the issues the scheduler holds (those
 // running and those blocked) without waiting for the answer, which

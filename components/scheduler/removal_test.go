@@ -133,28 +133,29 @@ func TestStartupSweepDoesNotStallDispatch(t *testing.T) {
 // retry timer is not armed for it (it would fire again at once), and the
 // retry stays queued for the removal's end.
 func TestRetryWaitsForRemoval(t *testing.T) {
-	w := newWorld(t, t.TempDir(), iss("Q-1", 1, "", "Todo"))
-	clock := newFakeClock()
-	a := newTestActor(w, clock)
-	a.cfg.Config.Tracker.ActiveStates = []string{"Todo"}
-	a.cfg.Config.Agent.MaxConcurrentAgents = 2
-	a.removes.busy["Q-1"] = true
-	a.retries["Q-1"] = bus.RetryEntry{IssueID: "Q-1", Identifier: "Q-1", Attempt: 2, DueAt: clock.Now()}
-	a.fireRetries(t.Context())
-	if _, ok := a.retries["Q-1"]; !ok || w.dispatchCount() != 0 {
-		t.Fatalf("retry fired during the removal: retries %v, %d dispatches", a.retries, w.dispatchCount())
-	}
-	select {
-	case <-a.retryT.C():
-		t.Fatal("retry timer armed for a retry that waits for its removal")
-	default:
-	}
-	if !a.removes.held["Q-1"] {
-		t.Error("the held retry is not recorded for the removal's end")
-	}
-	if got := Check(a.cfg.Config, iss("Q-1", 1, "", "Todo"), a.occupancy(), true); got != WorkspaceRemoving {
-		t.Errorf("Check during the removal: %q, want %q", got, WorkspaceRemoving)
-	}
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir(), iss("Q-1", 1, "", "Todo"))
+		a := newTestActor(w)
+		a.cfg.Config.Tracker.ActiveStates = []string{"Todo"}
+		a.cfg.Config.Agent.MaxConcurrentAgents = 2
+		a.removes.busy["Q-1"] = true
+		a.retries["Q-1"] = bus.RetryEntry{IssueID: "Q-1", Identifier: "Q-1", Attempt: 2, DueAt: time.Now()}
+		a.fireRetries(t.Context())
+		if _, ok := a.retries["Q-1"]; !ok || w.dispatchCount() != 0 {
+			t.Fatalf("retry fired during the removal: retries %v, %d dispatches", a.retries, w.dispatchCount())
+		}
+		select {
+		case <-a.retryT.C:
+			t.Fatal("retry timer armed for a retry that waits for its removal")
+		default:
+		}
+		if !a.removes.held["Q-1"] {
+			t.Error("the held retry is not recorded for the removal's end")
+		}
+		if got := Check(a.cfg.Config, iss("Q-1", 1, "", "Todo"), a.occupancy(), true); got != WorkspaceRemoving {
+			t.Errorf("Check during the removal: %q, want %q", got, WorkspaceRemoving)
+		}
+	})
 }
 
 // slowTracker waits while the tracker gate is set (a tracker that takes
@@ -175,57 +176,58 @@ func (w *world) slowTracker() {
 // the tracker publishes; the answers, when they come, are applied. The
 // scheduler used to wait for each of them in its loop (up to a minute).
 func TestSlowTrackerDoesNotStallTheLoop(t *testing.T) {
-	clock := newFakeClock()
-	w := newWorldWith(t, t.TempDir(), clock, iss("T-1", 1, "", "Todo"), iss("T-2", 2, "", "Todo"))
-	w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 3 })
-	w.mu.Lock()
-	w.outcome = func(d bus.Dispatch) bus.RunStatus {
-		if d.Issue.ID == "T-2" && d.Attempt == nil {
-			return bus.RunFailed // retried when the test moves the clock
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir(), iss("T-1", 1, "", "Todo"), iss("T-2", 2, "", "Todo"))
+		w.configure(func(c *bus.Config) { c.Agent.MaxConcurrentAgents = 3 })
+		w.mu.Lock()
+		w.outcome = func(d bus.Dispatch) bus.RunStatus {
+			if d.Issue.ID == "T-2" && d.Attempt == nil {
+				return bus.RunFailed // retried when the test moves the clock
+			}
+			return ""
 		}
-		return ""
-	}
-	w.mu.Unlock()
-	w.pollUntil("T-1 and T-2 dispatched", func() bool { return w.dispatchesOf("T-1") == 1 && w.dispatchesOf("T-2") == 1 })
-	w.waitRetry("T-2", 1, clock.Now().Add(RetryDelay(1, 300000)))
+		w.mu.Unlock()
+		w.pollUntil("T-1 and T-2 dispatched", func() bool { return w.dispatchesOf("T-1") == 1 && w.dispatchesOf("T-2") == 1 })
+		w.waitRetry("T-2", 1, time.Now().Add(RetryDelay(1, 300000)))
 
-	gate := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(open)
-	w.mu.Lock()
-	w.trackerGate = gate
-	w.mu.Unlock()
-	// T-1 goes terminal; an operator asks for a refresh; T-2's retry comes
-	// due: three requests the tracker sits on.
-	w.setState("T-1", "Done")
-	w.poll()
-	w.control(bus.Control{Action: bus.ControlRefresh})
-	clock.Advance(RetryDelay(1, 300000))
-	w.mu.Lock()
-	w.iss["T-3"] = iss("T-3", 3, "", "Todo")
-	w.mu.Unlock()
-	start := time.Now()
-	w.pollUntil("T-3 dispatched from a snapshot while the tracker is slow", func() bool { return w.dispatchesOf("T-3") == 1 })
-	if res := w.control(bus.Control{Action: bus.ControlPause}); !res.Paused {
-		t.Fatalf("pause: %+v", res)
-	}
-	w.control(bus.Control{Action: bus.ControlResume})
-	t.Logf("T-3 dispatched and commands answered %v into the tracker's silence", time.Since(start).Round(time.Millisecond))
-	w.mu.Lock()
-	if len(w.cancels) != 0 || w.dispatchesOf("T-2") != 1 {
-		t.Fatalf("acted before the tracker answered: cancels %v, %d dispatches of T-2", w.cancels, w.dispatchesOf("T-2"))
-	}
-	w.mu.Unlock()
+		gate := make(chan struct{})
+		var once sync.Once
+		open := func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(open)
+		w.mu.Lock()
+		w.trackerGate = gate
+		w.mu.Unlock()
+		// T-1 goes terminal; an operator asks for a refresh; T-2's retry comes
+		// due: three requests the tracker sits on.
+		w.setState("T-1", "Done")
+		w.poll()
+		w.control(bus.Control{Action: bus.ControlRefresh})
+		time.Sleep(RetryDelay(1, 300000))
+		w.mu.Lock()
+		w.iss["T-3"] = iss("T-3", 3, "", "Todo")
+		w.mu.Unlock()
+		start := time.Now()
+		w.pollUntil("T-3 dispatched from a snapshot while the tracker is slow", func() bool { return w.dispatchesOf("T-3") == 1 })
+		if res := w.control(bus.Control{Action: bus.ControlPause}); !res.Paused {
+			t.Fatalf("pause: %+v", res)
+		}
+		w.control(bus.Control{Action: bus.ControlResume})
+		t.Logf("T-3 dispatched and commands answered %v into the tracker's silence", time.Since(start).Round(time.Millisecond))
+		w.mu.Lock()
+		if len(w.cancels) != 0 || w.dispatchesOf("T-2") != 1 {
+			t.Fatalf("acted before the tracker answered: cancels %v, %d dispatches of T-2", w.cancels, w.dispatchesOf("T-2"))
+		}
+		w.mu.Unlock()
 
-	// The tracker answers: T-1's run is stopped, T-2's retry dispatched.
-	w.mu.Lock()
-	w.trackerGate = nil
-	w.mu.Unlock()
-	open()
-	w.eventually("T-1 canceled as terminal", func() bool { return len(w.cancels) == 1 && w.cancels[0].Status == bus.RunCanceled })
-	w.eventually("T-2 retried", func() bool { return w.dispatchesOf("T-2") == 2 })
-	w.eventually("T-1's workspace removed", func() bool { return w.traced("remove-end T-1") })
+		// The tracker answers: T-1's run is stopped, T-2's retry dispatched.
+		w.mu.Lock()
+		w.trackerGate = nil
+		w.mu.Unlock()
+		open()
+		w.eventually("T-1 canceled as terminal", func() bool { return len(w.cancels) == 1 && w.cancels[0].Status == bus.RunCanceled })
+		w.eventually("T-2 retried", func() bool { return w.dispatchesOf("T-2") == 2 })
+		w.eventually("T-1's workspace removed", func() bool { return w.traced("remove-end T-1") })
+	})
 }
 
 // TestRemovalCutShortIsRedoneAtStart: the process stops while a
@@ -300,29 +302,30 @@ func TestOnceWaitsForRemovals(t *testing.T) {
 // meantime (its retry queued) is no longer terminal: its workspace holds
 // the agent's work and must not be removed on the stale list's word.
 func TestLateSweepSparesIssuesThatRanMeanwhile(t *testing.T) {
-	clock := newFakeClock()
-	w := newWorldWith(t, t.TempDir(), clock, iss("S-1", 1, "", "Done"))
-	gate := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(open)
-	w.mu.Lock()
-	w.terminalGate = gate
-	w.outcome = func(bus.Dispatch) bus.RunStatus { return bus.RunFailed }
-	w.mu.Unlock()
-	w.configure(nil)
-	w.eventually("the sweep's list made (S-1 Done)", func() bool { return w.terminalAsks > 0 })
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir(), iss("S-1", 1, "", "Done"))
+		gate := make(chan struct{})
+		var once sync.Once
+		open := func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(open)
+		w.mu.Lock()
+		w.terminalGate = gate
+		w.outcome = func(bus.Dispatch) bus.RunStatus { return bus.RunFailed }
+		w.mu.Unlock()
+		w.configure(nil)
+		w.eventually("the sweep's list made (S-1 Done)", func() bool { return w.terminalAsks > 0 })
 
-	w.setState("S-1", "Todo")
-	w.pollUntil("S-1 dispatched", func() bool { return w.dispatchesOf("S-1") == 1 })
-	w.waitRetry("S-1", 1, clock.Now().Add(RetryDelay(1, 300000)))
+		w.setState("S-1", "Todo")
+		w.pollUntil("S-1 dispatched", func() bool { return w.dispatchesOf("S-1") == 1 })
+		w.waitRetry("S-1", 1, time.Now().Add(RetryDelay(1, 300000)))
 
-	open()
-	w.barrier() // the list is applied: a removal it asked for is under way
-	w.eventually("no removal left", func() bool { return w.removals == 0 })
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.traced("remove-start S-1") {
-		t.Errorf("the stale sweep list removed the workspace of S-1, which ran meanwhile: %v", w.trace)
-	}
+		open()
+		w.barrier() // the list is applied: a removal it asked for is under way
+		w.eventually("no removal left", func() bool { return w.removals == 0 })
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.traced("remove-start S-1") {
+			t.Errorf("the stale sweep list removed the workspace of S-1, which ran meanwhile: %v", w.trace)
+		}
+	})
 }

@@ -7,6 +7,85 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 )
 
+// The retry queue, mirrored in KV symphony_state: one timer, set to the
+// earliest due retry. Due retries are refreshed from the tracker in one
+// request, off the actor's goroutine, and fired with its answer.
+
+// fireRetries handles every retry that is due (spec §8.4): the tracker is
+// asked about them all at once, and its answer is followed up in
+// retriesRefreshed without being waited for here.
+func (a *actor) fireRetries(ctx context.Context) {
+	now := time.Now()
+	if a.paused || a.cfg == nil {
+		// Paused: retries keep their place and fire on resume.
+		return
+	}
+	var due []string
+	for id, r := range a.retries {
+		if r.DueAt.After(now) || a.firing[id] {
+			continue
+		}
+		if a.removing(id) {
+			// Fires when the removal has ended (removed re-arms the timer).
+			a.holdForRemoval(id)
+			continue
+		}
+		due = append(due, id)
+	}
+	a.refreshRetries(ctx, due)
+	a.armRetryTimer()
+}
+
+// queueRetry queues the issue's retry, here and in KV (the caller arms
+// the timer).
+func (a *actor) queueRetry(ctx context.Context, r bus.RetryEntry) {
+	a.retries[r.IssueID] = r
+	if k, err := bus.Retries.Key(r.IssueID); err == nil {
+		if _, err := bus.Put(ctx, a.b, k, r); err != nil {
+			a.log.Error("store retry", "err", err, "issue_id", r.IssueID)
+		}
+	}
+}
+
+// dropRetry forgets the issue's retry, here and in KV. The delete is
+// skipped only when no retry of the issue can be stored: none is queued,
+// start-up listed every stored retry, and no delete of one has failed.
+func (a *actor) dropRetry(ctx context.Context, id string) {
+	_, queued := a.retries[id]
+	delete(a.retries, id)
+	if !queued && a.retriesListed && !a.retryUnsure[id] {
+		return
+	}
+	if k, err := bus.Retries.Key(id); err == nil {
+		if err := bus.Delete(ctx, a.b, k); err != nil {
+			a.retryUnsure[id] = true
+			return
+		}
+	}
+	delete(a.retryUnsure, id)
+}
+
+// armRetryTimer sets the timer to the earliest due retry.
+func (a *actor) armRetryTimer() {
+	a.retryT.Stop()
+	if len(a.retries) == 0 {
+		return
+	}
+	next, found := time.Time{}, false
+	for id, r := range a.retries {
+		if a.removing(id) || a.firing[id] {
+			continue // waits for its removal's end, or for the tracker's answer: each re-arms the timer
+		}
+		if !found || r.DueAt.Before(next) {
+			next, found = r.DueAt, true
+		}
+	}
+	if !found {
+		return
+	}
+	a.retryT.Reset(max(next.Sub(time.Now()), 0))
+}
+
 // refreshRetries asks the tracker, in one request, about the issues whose
 // retries are due (ids), and follows the answer up in retriesRefreshed.
 func (a *actor) refreshRetries(ctx context.Context, ids []string) {
@@ -35,7 +114,7 @@ func (a *actor) retriesRefreshed(ctx context.Context, ids []string, list bus.Iss
 	if err != nil {
 		a.log.Warn("retry poll failed", "issues", len(ids), "err", err)
 	}
-	now := a.clock.Now()
+	now := time.Now()
 	cfg := a.cfg.Config
 	for _, id := range ids {
 		delete(a.firing, id)
@@ -72,27 +151,4 @@ func (a *actor) retriesRefreshed(ctx context.Context, ids []string, list bus.Iss
 			}
 		}
 	}
-}
-
-// refreshStale asks the tracker, in one request, about the candidates a
-// snapshot is stale for (ids: their last run ended after it was fetched),
-// and dispatches from the answer when it comes, as from a snapshot fetched
-// when it was asked. An issue the tracker no longer has, or a failed
-// refresh, dispatches nothing; the next poll tells afresh.
-func (a *actor) refreshStale(ctx context.Context, snap bus.CandidateSnapshot, ids []string) {
-	if len(ids) == 0 {
-		return
-	}
-	at := time.Now()
-	goAsk(ctx, a, requestTimeout,
-		func(rctx context.Context) (bus.IssueList, error) {
-			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids, Outline: true})
-		},
-		func(ctx context.Context, list bus.IssueList, err error) {
-			if err != nil {
-				a.log.Warn("refresh of candidates whose run just ended failed; the next poll tells", "issues", len(ids), "err", err)
-				return
-			}
-			a.dispatchFrom(ctx, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list.Issues, FetchedAt: at}, States: snap.States, ConfigVersion: snap.ConfigVersion})
-		})
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -59,6 +60,9 @@ type world struct {
 	once <-chan struct{}
 	stop func()
 	cfg  bus.Config
+	// bubble is set when the world runs in a synctest bubble
+	// (newBubbleWorld).
+	bubble bool
 }
 
 // killCall is one kill of a run's processes, with the number of dispatches
@@ -70,12 +74,19 @@ type killCall struct {
 
 func newWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 	t.Helper()
-	return newWorldWith(t, dataDir, nil, issues...)
+	return newWorldOpts(t, dataDir, Options{}, issues...)
 }
 
-func newWorldWith(t *testing.T, dataDir string, clock Clock, issues ...bus.Issue) *world {
+// newBubbleWorld is newWorld for a test inside a synctest bubble (its
+// synctest.Test), where time is the bubble's fake clock: the world's waits
+// let everything in the bubble settle before each check, so time moves
+// only when the test sleeps or nothing else can happen, as a hand-moved
+// clock would. The bus, its server and every stand-in live in the bubble.
+func newBubbleWorld(t *testing.T, dataDir string, issues ...bus.Issue) *world {
 	t.Helper()
-	return newWorldOpts(t, dataDir, Options{Clock: clock}, issues...)
+	w := newWorld(t, dataDir, issues...)
+	w.bubble = true
+	return w
 }
 
 // newWorldOpts runs a scheduler with opts (Bus and Log are filled in).
@@ -91,7 +102,18 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 	}
 	w.outcome = func(bus.Dispatch) bus.RunStatus { return "" }
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := bus.ServeN(ctx, b, bus.TrackerRefresh, 8, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
+	w.serveTracker(ctx)
+	w.serveWorkspace(ctx)
+	w.serveRunner(ctx)
+	w.run(ctx, cancel, opts)
+	return w
+}
+
+// serveTracker stands in for the tracker until ctx ends: a refresh and the
+// candidate list answer from iss (held while trackerGate is set), the
+// sweep's list of terminal issues too (held while terminalGate is set).
+func (w *world) serveTracker(ctx context.Context) {
+	if _, err := bus.ServeN(ctx, w.b, bus.TrackerRefresh, 8, func(_ context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
 		w.slowTracker()
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -106,9 +128,9 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out, FetchedAt: time.Now()}, nil
 	}); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	serve(t, ctx, b, bus.TrackerCandidates, func(req bus.IssuesByStates) bus.IssueList {
+	serve(w.t, ctx, w.b, bus.TrackerCandidates, func(req bus.IssuesByStates) bus.IssueList {
 		w.slowTracker()
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -121,7 +143,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out, FetchedAt: time.Now()}
 	})
-	serve(t, ctx, b, bus.TrackerTerminal, func(req bus.IssuesByStates) bus.IssueList {
+	serve(w.t, ctx, w.b, bus.TrackerTerminal, func(req bus.IssuesByStates) bus.IssueList {
 		w.mu.Lock()
 		var out []bus.Issue
 		for _, i := range w.iss {
@@ -137,7 +159,12 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.IssueList{Issues: out}
 	})
-	if _, err := bus.ServeN(ctx, b, bus.WorkspaceRemove, 8, func(hctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
+}
+
+// serveWorkspace stands in for the workspace component until ctx ends: a
+// removal is traced, held while its gate is set.
+func (w *world) serveWorkspace(ctx context.Context) {
+	if _, err := bus.ServeN(ctx, w.b, bus.WorkspaceRemove, 8, func(hctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
 		w.mu.Lock()
 		gate := w.gates[req.Issue.Identifier]
 		w.trace = append(w.trace, "remove-start "+req.Issue.Identifier)
@@ -155,9 +182,14 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		w.removed = append(w.removed, req.Issue.Identifier)
 		return bus.WorkspaceRemoved{Existed: true}, nil
 	}); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	serve(t, ctx, b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
+}
+
+// serveRunner stands in for the agent runner until ctx ends: dispatches
+// end as outcome says, a cancel ends its run unless lostEnds.
+func (w *world) serveRunner(ctx context.Context) {
+	serve(w.t, ctx, w.b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
 		w.mu.Lock()
 		w.dispatches = append(w.dispatches, d)
 		w.trace = append(w.trace, "dispatch "+d.Issue.Identifier)
@@ -169,7 +201,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.DispatchAccepted{RunID: d.RunID}
 	})
-	serve(t, ctx, b, bus.AgentCancel, func(req bus.CancelRun) bus.CancelResult {
+	serve(w.t, ctx, w.b, bus.AgentCancel, func(req bus.CancelRun) bus.CancelResult {
 		w.mu.Lock()
 		d, ok := w.live[req.RunID]
 		w.cancels = append(w.cancels, req)
@@ -180,7 +212,7 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return bus.CancelResult{Found: ok}
 	})
-	if _, err := bus.Serve(ctx, b, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
+	if _, err := bus.Serve(ctx, w.b, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		out := bus.LiveRuns{Runs: []bus.Dispatch{}}
@@ -189,8 +221,15 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		}
 		return out, nil
 	}); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
+}
+
+// run starts the scheduler with opts (Bus and Log filled in) on w's
+// stand-ins; stop (also the test's cleanup) ends it (cancel) and closes
+// the bus.
+func (w *world) run(ctx context.Context, cancel context.CancelFunc, opts Options) {
+	t, b := w.t, w.b
 	var log *slog.Logger
 	if os.Getenv("SCHED_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -232,7 +271,6 @@ func newWorldOpts(t *testing.T, dataDir string, opts Options, issues ...bus.Issu
 		_ = b.Close(context.Background())
 	}
 	t.Cleanup(w.stop)
-	return w
 }
 
 func serve[Req, Resp any](t *testing.T, ctx context.Context, b *bus.Bus, r bus.Request[Req, Resp], f func(Req) Resp) {
@@ -313,18 +351,35 @@ func (w *world) eventually(what string, cond func() bool) {
 func (w *world) wait(what string, step time.Duration, between func(), cond func() bool) {
 	w.t.Helper()
 	deadline := time.Now().Add(testTimeout)
-	for {
-		w.mu.Lock()
-		ok := cond()
-		w.mu.Unlock()
-		if ok {
-			return
-		}
+	for !w.holds(cond) {
 		if time.Now().After(deadline) {
 			w.t.Fatalf("never: %s", what)
 		}
 		between()
+		// In a bubble, what between set going is done, and checked,
+		// before time moves on.
+		if w.bubble && w.holds(cond) {
+			return
+		}
 		time.Sleep(step)
+	}
+}
+
+// holds checks cond under the world's lock; in a bubble, once everything
+// else in it is durably blocked: all that the scheduler and the stand-ins
+// do at this instant of the fake clock has been done.
+func (w *world) holds(cond func() bool) bool {
+	w.settle()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return cond()
+}
+
+// settle waits, in a bubble, until every other goroutine in it is durably
+// blocked (synctest.Wait); outside one it does nothing.
+func (w *world) settle() {
+	if w.bubble {
+		synctest.Wait()
 	}
 }
 
@@ -498,6 +553,7 @@ func (w *world) waitRetry(id string, attempt int, due time.Time) {
 	k, _ := bus.Retries.Key(id)
 	deadline := time.Now().Add(testTimeout)
 	for {
+		w.settle()
 		e, err := bus.Get(w.t.Context(), w.b, k)
 		if err == nil && e.Value.Attempt == attempt {
 			if !e.Value.DueAt.Equal(due) {

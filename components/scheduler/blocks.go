@@ -1,0 +1,50 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// Blocked issues. A run that ended blocked (it asked for a human), or an
+// operator's cancel, parks its issue here and in KV symphony_state: no poll
+// starts it again until an operator clears it or its tracker state
+// changes (reconciled, dispatchFrom).
+
+// block parks the issue, blocked by its run for reason.
+func (a *actor) block(ctx context.Context, iss bus.Issue, runID, reason string) {
+	a.putBlocked(ctx, bus.BlockedEntry{IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: runID, Reason: reason, At: time.Now().UTC()})
+}
+
+// putBlocked stores a block, here and in KV.
+func (a *actor) putBlocked(ctx context.Context, e bus.BlockedEntry) {
+	a.blocked[e.IssueID] = e
+	if k, err := bus.Blocks.Key(e.IssueID); err == nil {
+		if _, err := bus.Put(ctx, a.b, k, e); err != nil {
+			a.log.Error("store blocked issue", "err", err, "issue_id", e.IssueID)
+		}
+	}
+}
+
+// blockedStateChanged reports whether a blocked issue's tracker state has
+// changed since it was blocked, which clears the block. A block stored
+// without a state (at start-up, from a run that ended blocked before the
+// restart: the state it then had is not known, only the dispatch's) takes
+// the first state seen instead.
+func (a *actor) blockedStateChanged(ctx context.Context, bl bus.BlockedEntry, state string) bool {
+	if bl.State == "" {
+		bl.State = state
+		a.putBlocked(ctx, bl)
+		return false
+	}
+	return normState(bl.State) != normState(state)
+}
+
+// clearBlocked forgets a block, here and in KV.
+func (a *actor) clearBlocked(ctx context.Context, id string) {
+	delete(a.blocked, id)
+	if k, err := bus.Blocks.Key(id); err == nil {
+		_ = bus.Delete(ctx, a.b, k)
+	}
+}

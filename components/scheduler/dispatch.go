@@ -1,0 +1,195 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/bus/safeid"
+)
+
+// Dispatch: each tick reconciles, then dispatches the eligible candidates
+// of a snapshot in the order Plan gives while slots remain. An issue is
+// claimed in KV (compare-and-set) before the agent runner is asked, so
+// that no restart and no second tick can start it twice.
+
+// tick is one poll: reconcile, then dispatch from the snapshot.
+func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
+	a.sweep(ctx)
+	a.reconcile(ctx)
+	a.dispatchFrom(ctx, snap)
+}
+
+// dispatchFrom dispatches eligible candidates of the snapshot.
+func (a *actor) dispatchFrom(ctx context.Context, snap bus.CandidateSnapshot) {
+	st := a.status
+	if st == nil {
+		if e, err := bus.Get(ctx, a.b, bus.ConfigStatus); err == nil {
+			st = &e.Value
+		}
+	}
+	if st != nil && !st.Valid {
+		a.log.Warn("workflow invalid; dispatch skipped this tick (running agents continue)", "error", st.Error)
+		return
+	}
+	if a.paused {
+		if a.c.opts.Once && !a.ticked {
+			// The pause is durable: a --once run after a paused session
+			// must end, not wait for a resume that cannot come.
+			a.log.Warn("dispatch is paused (stored by an earlier session): --once dispatches nothing; resume it from the dashboard or the API")
+			a.ticked = true
+			a.checkOnce()
+		}
+		return
+	}
+	if a.c.opts.Once && a.ticked {
+		return
+	}
+	defer func() {
+		a.ticked = true
+		a.checkOnce()
+	}()
+	cfg := a.cfg.Config
+	candidates := make([]bus.Issue, 0, len(snap.Issues))
+	var stale []string
+	for _, iss := range snap.Issues {
+		// A snapshot taken before this issue's last run ended is stale for
+		// it: ask for the issue now rather than trust it (refreshStale:
+		// dispatched from the answer when it comes).
+		if ended, ok := a.lastEnd[iss.ID]; ok && !snap.FetchedAt.After(ended) {
+			stale = append(stale, iss.ID)
+			continue
+		}
+		candidates = append(candidates, iss)
+	}
+	a.refreshStale(ctx, snap, stale)
+	// Blocked issues are cleared when their tracker state changes.
+	for _, iss := range candidates {
+		if bl, ok := a.blocked[iss.ID]; ok && a.blockedStateChanged(ctx, bl, iss.State) {
+			a.clearBlocked(ctx, iss.ID)
+		}
+	}
+	dispatch, skipped := Plan(cfg, candidates, a.occupancy())
+	for _, iss := range candidates {
+		switch skipped[iss.ID] {
+		case UnsafeIdentifier:
+			a.log.Error("issue refused: unsafe identifier (never dispatched)", "issue_id", iss.ID, "identifier", safeid.Quote(iss.Identifier), "rule", safeid.Rule)
+		case WorkspaceRemoving:
+			a.holdForRemoval(iss.ID)
+		}
+	}
+	for _, iss := range dispatch {
+		a.dispatch(ctx, iss, nil)
+	}
+}
+
+// refreshStale asks the tracker, in one request, about the candidates a
+// snapshot is stale for (ids: their last run ended after it was fetched),
+// and dispatches from the answer when it comes, as from a snapshot fetched
+// when it was asked. An issue the tracker no longer has, or a failed
+// refresh, dispatches nothing; the next poll tells afresh.
+func (a *actor) refreshStale(ctx context.Context, snap bus.CandidateSnapshot, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	at := time.Now()
+	goAsk(ctx, a, requestTimeout,
+		func(rctx context.Context) (bus.IssueList, error) {
+			return bus.Ask(rctx, a.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: ids, Outline: true})
+		},
+		func(ctx context.Context, list bus.IssueList, err error) {
+			if err != nil {
+				a.log.Warn("refresh of candidates whose run just ended failed; the next poll tells", "issues", len(ids), "err", err)
+				return
+			}
+			a.dispatchFrom(ctx, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list.Issues, FetchedAt: at}, States: snap.States, ConfigVersion: snap.ConfigVersion})
+		})
+}
+
+// occupancy is the view Check needs.
+func (a *actor) occupancy() Occupancy {
+	occ := Occupancy{Running: map[string]string{}, Claimed: map[string]bool{}, Blocked: map[string]bool{}, Removing: a.removes.busy}
+	for id, r := range a.running {
+		occ.Running[id] = r.state
+		occ.Claimed[id] = true
+	}
+	for id := range a.retries {
+		occ.Claimed[id] = true
+	}
+	for id := range a.blocked {
+		occ.Blocked[id] = true
+	}
+	return occ
+}
+
+// dispatch claims the issue and asks the agent runner to run it.
+func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
+	log := a.issueLog(iss)
+	runID := a.newRunID(iss)
+	key, err := bus.Claims.Key(iss.ID)
+	if err != nil {
+		log.Error("cannot claim issue", "err", err)
+		return
+	}
+	claim := bus.Claim{RunID: runID, IssueID: iss.ID, Identifier: iss.Identifier, Attempt: attempt, At: time.Now().UTC()}
+	if _, queued := a.retries[iss.ID]; queued {
+		// A retry owns the claim already: take it over.
+		_, err = bus.Put(ctx, a.b, key, claim)
+	} else {
+		_, err = bus.Create(ctx, a.b, key, claim)
+	}
+	if errors.Is(err, bus.ErrKeyExists) {
+		log.Warn("issue already claimed; not dispatched")
+		return
+	}
+	if err != nil {
+		log.Error("claim failed; not dispatched", "err", err)
+		return
+	}
+	// Before the dispatch, even when no retry is known: a retry whose
+	// earlier delete failed must not come back after a restart and take
+	// the claim over (dropRetry knows when no retry can be stored).
+	a.dropRetry(ctx, iss.ID)
+	dctx, cancel := a.ask(ctx)
+	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt})
+	cancel()
+	if err != nil {
+		log.Error("dispatch failed; retrying later", "err", err, "run_id", runID)
+		next := 1
+		if attempt != nil {
+			next = *attempt + 1
+		}
+		a.queueRetry(ctx, bus.RetryEntry{IssueID: iss.ID, Identifier: iss.Identifier, Attempt: next,
+			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: err.Error()})
+		a.armRetryTimer()
+		return
+	}
+	now := time.Now()
+	a.running[iss.ID] = &running{runID: runID, issue: iss, attempt: attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
+	log.Info("dispatched", "run_id", runID, "attempt", attemptText(attempt))
+}
+
+// newRunID is unique per process and readable: <identifier>-<time>-<n>.
+func (a *actor) newRunID(iss bus.Issue) string {
+	a.runSeq++
+	return iss.Identifier + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "-" + strconv.Itoa(a.runSeq)
+}
+
+// release forgets the issue: no claim, no retry.
+func (a *actor) release(ctx context.Context, id string) {
+	a.dropRetry(ctx, id)
+	if k, err := bus.Claims.Key(id); err == nil {
+		if err := bus.Delete(ctx, a.b, k); err != nil {
+			a.log.Error("release claim", "err", err, "issue_id", id)
+		}
+	}
+}
+
+func attemptText(a *int) string {
+	if a == nil {
+		return "first"
+	}
+	return strconv.Itoa(*a)
+}
