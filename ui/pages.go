@@ -14,6 +14,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 //go:embed static
@@ -179,8 +180,8 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	var readErr error
-	events := func(yield func(bus.StoredEvent) bool) {
-		_, readErr = s.feed.Timeline(r.Context(), id, false, func(ev bus.StoredEvent) error {
+	events := func(yield func(runlog.Event) bool) {
+		_, readErr = s.feed.Timeline(r.Context(), id, false, func(ev runlog.Event) error {
 			if !stored.Includes(ev) {
 				return nil
 			}
@@ -400,7 +401,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	err = s.followRun(r.Context(), id, after, false,
-		func(ctx context.Context, ev bus.StoredEvent, cur bus.RunCursor) error {
+		func(ctx context.Context, ev runlog.Event, cur runlog.Cursor) error {
 			var buf bytes.Buffer
 			if err := eventItem(ev).Render(ctx, &buf); err != nil {
 				return err
@@ -422,7 +423,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 			}
 			return run.Status != "running", nil
 		},
-		func(cur bus.RunCursor) error { return sse.send("done", cur.String(), "") })
+		func(cur runlog.Cursor) error { return sse.send("done", cur.String(), "") })
 	if err != nil && r.Context().Err() == nil && !errors.Is(err, errStreamClosed) {
 		s.log.Debug("run stream ended", "run_id", id, "err", err)
 	}
@@ -434,18 +435,18 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 // end was delivered. It returns early when ctx ends or a callback fails.
 // onEvent may leave its output buffered: onIdle is called whenever no
 // further event is waiting, so a burst is written out once. raw asks for
-// agent events undecoded (see bus.RawTurns).
-func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, raw bool,
-	onEvent func(context.Context, bus.StoredEvent, bus.RunCursor) error,
+// agent events undecoded (see runlog.RawTurns).
+func (s *Server) followRun(ctx context.Context, id string, after runlog.Cursor, raw bool,
+	onEvent func(context.Context, runlog.Event, runlog.Cursor) error,
 	onIdle func() error,
 	onTick func(context.Context) (bool, error),
-	onDone func(bus.RunCursor) error) error {
+	onDone func(runlog.Cursor) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	events := make(chan bus.StoredEvent, 256)
+	events := make(chan runlog.Event, 256)
 	followed := make(chan error, 1)
 	go func() {
-		followed <- s.feed.Follow(ctx, id, after, raw, func(ev bus.StoredEvent) error {
+		followed <- s.feed.Follow(ctx, id, after, raw, func(ev runlog.Event) error {
 			select {
 			case events <- ev:
 				return nil
@@ -467,7 +468,7 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, 
 	// ended (onTick says so: the header it pushed shows the end): "done"
 	// waits until the cursor covers it, so a run_finished that overtook
 	// turn events in another stream cannot cut them off.
-	var end *bus.RunCursor
+	var end *runlog.Cursor
 	// soon re-checks quickly after run_finished: the summary that says the
 	// run ended is written just after the event. It fires at once first: a
 	// run that ended before the stream began (its stored events already

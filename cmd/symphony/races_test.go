@@ -10,6 +10,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/fakeagent"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // TestNoRaceBetweenPollsAndRunEnds is the load under which peers
@@ -67,7 +68,7 @@ Work on {{ issue.identifier }}.
 		if err != nil {
 			t.Fatal(err)
 		}
-		sums, err := bus.Summaries(t.Context(), b)
+		sums, err := runlog.Summaries(t.Context(), b)
 		if err != nil {
 			t.Fatal(err)
 		}

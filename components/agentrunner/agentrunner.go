@@ -19,6 +19,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // Options configures the component.
@@ -154,7 +155,7 @@ func (c *Component) start(ctx context.Context, runs *sync.WaitGroup, d bus.Dispa
 		c.mu.Unlock()
 		return bus.DispatchAccepted{}, &codedErr{"duplicate_run", "run " + d.RunID + " exists"}
 	}
-	w := &run{r: c, d: d, snap: *snap, cancel: make(chan canceled, 1), out: bus.NewWriter(c.opts.Bus, 0)}
+	w := &run{r: c, d: d, snap: *snap, cancel: make(chan canceled, 1), out: runlog.NewWriter(c.opts.Bus, 0)}
 	c.runs[d.RunID] = w
 	c.mu.Unlock()
 	runs.Go(func() {

@@ -16,6 +16,7 @@ import (
 	"github.com/symphony-oss/symphony/internal/eligibility"
 	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/internal/prompt"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // ContinuationPrompt is sent on turns after the first, on the same session:
@@ -43,13 +44,13 @@ type run struct {
 	signal   string
 	// out stores the run's agent events with pipelined acknowledgements;
 	// every lifecycle event waits until they are all stored.
-	out *bus.Writer
+	out *runlog.Writer
 	// prog tells live readers what the run did last, coalesced.
 	prog *progress
 	// lane carries lifecycle events to the goroutine that records them in
 	// order (startLane); rec is that goroutine's recorder.
 	lane chan laneItem
-	rec  *bus.RunRecorder
+	rec  *runlog.Recorder
 	// releaseFirst ends the lane's hold until the first turn's agent start
 	// was tried (see execute); it is called then, or when the run ends
 	// before it, and again harmlessly.
@@ -130,7 +131,7 @@ const laneDepth = 16
 // returns once every queued event is recorded.
 func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 	w.lane = make(chan laneItem, laneDepth)
-	w.rec = bus.NewRunRecorder(w.r.opts.Bus)
+	w.rec = runlog.NewRecorder(w.r.opts.Bus)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -158,7 +159,7 @@ func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 
 // record stores one turn event durably, in order. It joins the events
 // appended since the last commit (everything read from the agent in one
-// go is stored as one message; see bus.Writer.AppendTurn); commit, or any
+// go is stored as one message; see runlog.Writer.AppendTurn); commit, or any
 // lifecycle event, sends them, with at most a window of messages awaiting
 // acknowledgement (back-pressure beyond that; nothing is dropped).
 func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {

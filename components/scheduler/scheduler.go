@@ -13,6 +13,7 @@ import (
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // requestTimeout bounds one request the scheduler makes.
@@ -458,7 +459,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		// lost (the scheduler stops first at a shutdown, and a crash can
 		// come between the two). The crash may have come between storing
 		// the end and updating the run's summary: make the summary show it.
-		if err := bus.EnsureSummaryEnded(ctx, a.b, *finished); err != nil {
+		if err := runlog.EnsureEnded(ctx, a.b, *finished); err != nil {
 			log.Error("repair the summary of a finished run", "err", err)
 		}
 		switch finished.Status {
@@ -486,7 +487,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	}
 	end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
 		Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
-	if err := bus.RecordRunEvent(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
+	if err := runlog.Record(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: a.clock.Now(), Error: "interrupted"})
@@ -789,7 +790,7 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 func (a *actor) runGone(ctx context.Context, r *running, reason string) {
 	log := a.issueLog(r.issue).With("run_id", r.runID)
 	if end := a.storedEnd(ctx, r.runID); end != nil {
-		if err := bus.EnsureSummaryEnded(ctx, a.b, *end); err != nil {
+		if err := runlog.EnsureEnded(ctx, a.b, *end); err != nil {
 			log.Error("repair the summary of a finished run", "err", err)
 		}
 		log.Info("cancel found the run already ended")
@@ -803,7 +804,7 @@ func (a *actor) runGone(ctx context.Context, r *running, reason string) {
 	}
 	end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
 		Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
-	if err := bus.RecordRunEvent(ctx, a.b, end, r.runID+"-lost"); err != nil {
+	if err := runlog.Record(ctx, a.b, end, r.runID+"-lost"); err != nil {
 		log.Error("record lost run; asking again later", "err", err)
 		return
 	}

@@ -1,4 +1,4 @@
-package bus
+package runlog
 
 import (
 	"cmp"
@@ -13,18 +13,19 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/symphony-oss/symphony/bus"
 )
 
-// StoredEvent is one stored event of a run: a lifecycle event (RUNS), an
+// Event is one stored event of a run: a lifecycle event (RUNS), an
 // agent event (TURNS) or a hook event (HOOKS). Marshalled, it is the JSONL
 // audit export format of `symphony replay --jsonl`, one object per line;
 // exactly one of Run, Turn and Hook is set.
-type StoredEvent struct {
+type Event struct {
 	// Stream and Seq locate the message in JetStream.
 	Stream string `json:"stream"`
 	Seq    uint64 `json:"seq"`
 	// Index is the event's place in its stored message when the message
-	// holds several agent events (from 0; see batch.go).
+	// holds several agent events (from 0; see bus/batch.go).
 	Index int `json:"index,omitempty"`
 	// Subject is the subject it was published on.
 	Subject string `json:"subject"`
@@ -34,9 +35,9 @@ type StoredEvent struct {
 	// Event is the payload as stored.
 	Event json.RawMessage `json:"event"`
 
-	Run  *RunEvent  `json:"-"`
-	Turn *TurnEvent `json:"-"`
-	Hook *HookEvent `json:"-"`
+	Run  *bus.RunEvent  `json:"-"`
+	Turn *bus.TurnEvent `json:"-"`
+	Hook *bus.HookEvent `json:"-"`
 
 	// Unreadable marks, in a live follow only, a stored message of which
 	// no event could be decoded (logged): it carries no event and is for
@@ -48,12 +49,12 @@ type StoredEvent struct {
 	more bool
 }
 
-// RunCursor says how far into a run's stored events a reader has come: the
+// Cursor says how far into a run's stored events a reader has come: the
 // last stream sequence seen in each of the three streams. The zero cursor
 // is the start. A stored message of agent events can hold several events
-// (see batch.go): TurnsPart, when not 0, says that only the first
+// (see bus/batch.go): TurnsPart, when not 0, says that only the first
 // TurnsPart events of message Turns were seen.
-type RunCursor struct {
+type Cursor struct {
 	Runs, Turns, Hooks uint64
 	TurnsPart          int
 }
@@ -72,11 +73,11 @@ func turnsBefore(seq uint64, part int, seq2 uint64, part2 int) bool {
 }
 
 // Advance moves the cursor past ev.
-func (c *RunCursor) Advance(ev StoredEvent) {
+func (c *Cursor) Advance(ev Event) {
 	switch ev.Stream {
-	case StreamRuns:
+	case bus.StreamRuns:
 		c.Runs = max(c.Runs, ev.Seq)
-	case StreamTurns:
+	case bus.StreamTurns:
 		part := 0
 		if ev.more {
 			part = ev.Index + 1
@@ -84,20 +85,20 @@ func (c *RunCursor) Advance(ev StoredEvent) {
 		if turnsBefore(c.Turns, c.TurnsPart, ev.Seq, part) {
 			c.Turns, c.TurnsPart = ev.Seq, part
 		}
-	case StreamHooks:
+	case bus.StreamHooks:
 		c.Hooks = max(c.Hooks, ev.Seq)
 	}
 }
 
 // Includes reports whether the cursor has passed ev (a reader at the
 // cursor has seen it).
-func (c RunCursor) Includes(ev StoredEvent) bool {
+func (c Cursor) Includes(ev Event) bool {
 	switch ev.Stream {
-	case StreamRuns:
+	case bus.StreamRuns:
 		return ev.Seq <= c.Runs
-	case StreamTurns:
+	case bus.StreamTurns:
 		return ev.Seq < c.Turns || ev.Seq == c.Turns && (c.TurnsPart == 0 || ev.Index < c.TurnsPart)
-	case StreamHooks:
+	case bus.StreamHooks:
 		return ev.Seq <= c.Hooks
 	}
 	return false
@@ -105,7 +106,7 @@ func (c RunCursor) Includes(ev StoredEvent) bool {
 
 // String is the cursor as the SSE event id: "runs.turns.hooks", with
 // ".part" after it while inside a message of several agent events.
-func (c RunCursor) String() string {
+func (c Cursor) String() string {
 	var b [84]byte
 	s := strconv.AppendUint(b[:0], c.Runs, 10)
 	s = strconv.AppendUint(append(s, '.'), c.Turns, 10)
@@ -116,27 +117,27 @@ func (c RunCursor) String() string {
 	return string(s)
 }
 
-// ParseRunCursor reads a cursor written by String. It accepts nothing else.
-func ParseRunCursor(s string) (RunCursor, error) {
+// ParseCursor reads a cursor written by String. It accepts nothing else.
+func ParseCursor(s string) (Cursor, error) {
 	parts := strings.Split(s, ".")
 	if len(s) > 84 || len(parts) < 3 || len(parts) > 4 {
-		return RunCursor{}, fmt.Errorf("cursor %q: want runs.turns.hooks or runs.turns.hooks.part", truncate(s, 32))
+		return Cursor{}, fmt.Errorf("cursor %q: want runs.turns.hooks or runs.turns.hooks.part", truncate(s, 32))
 	}
 	var v [4]uint64
 	for i, p := range parts {
 		n, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
-			return RunCursor{}, fmt.Errorf("cursor: part %d (%q) is not a sequence number", i+1, truncate(p, 20))
+			return Cursor{}, fmt.Errorf("cursor: part %d (%q) is not a sequence number", i+1, truncate(p, 20))
 		}
 		v[i] = n
 	}
 	if len(parts) == 4 && (v[3] == 0 || v[3] > maxCursorPart) {
-		return RunCursor{}, fmt.Errorf("cursor: part 4 (%d) is not an event count from 1 to %d", v[3], maxCursorPart)
+		return Cursor{}, fmt.Errorf("cursor: part 4 (%d) is not an event count from 1 to %d", v[3], maxCursorPart)
 	}
 	if len(parts) == 4 && v[1] == 0 {
-		return RunCursor{}, errors.New("cursor: part 4 (events seen of a message) needs a message in part 2")
+		return Cursor{}, errors.New("cursor: part 4 (events seen of a message) needs a message in part 2")
 	}
-	return RunCursor{Runs: v[0], Turns: v[1], Hooks: v[2], TurnsPart: int(v[3])}, nil
+	return Cursor{Runs: v[0], Turns: v[1], Hooks: v[2], TurnsPart: int(v[3])}, nil
 }
 
 func truncate(s string, n int) string {
@@ -146,50 +147,50 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// RunTimeline reads every stored event of a run, merged in time order
+// Timeline reads every stored event of a run, merged in time order
 // (stream order within a stream), and the cursor just past them. It writes
 // nothing. A run with no stored events gives an empty timeline.
-func RunTimeline(ctx context.Context, b *Bus, runID string) ([]StoredEvent, RunCursor, error) {
-	var cur RunCursor
-	runs, err := collect(ctx, b, RunEvents, runID, &cur.Runs, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })
+func Timeline(ctx context.Context, b *bus.Bus, runID string) ([]Event, Cursor, error) {
+	var cur Cursor
+	runs, err := collect(ctx, b, bus.RunEvents, runID, &cur.Runs, func(e *Event, ev *bus.RunEvent) { e.At, e.Run = ev.At, ev })
 	if err != nil {
-		return nil, RunCursor{}, err
+		return nil, Cursor{}, err
 	}
-	turns, err := collect(ctx, b, TurnEvents, runID, &cur.Turns, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })
+	turns, err := collect(ctx, b, bus.TurnEvents, runID, &cur.Turns, func(e *Event, ev *bus.TurnEvent) { e.At, e.Turn = ev.At, ev })
 	if err != nil {
-		return nil, RunCursor{}, err
+		return nil, Cursor{}, err
 	}
-	hooks, err := collect(ctx, b, WorkspaceHookEvents, runID, &cur.Hooks, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })
+	hooks, err := collect(ctx, b, bus.WorkspaceHookEvents, runID, &cur.Hooks, func(e *Event, ev *bus.HookEvent) { e.At, e.Hook = ev.At, ev })
 	if err != nil {
-		return nil, RunCursor{}, err
+		return nil, Cursor{}, err
 	}
 	return mergeTimeline(runs, turns, hooks), cur, nil
 }
 
-// SortTimeline orders events by time, keeping stream order among equal
+// Sort orders events by time, keeping stream order among equal
 // times.
-func SortTimeline(events []StoredEvent) {
+func Sort(events []Event) {
 	slices.SortStableFunc(events, compareTimeline)
 }
 
-func compareTimeline(a, b StoredEvent) int {
+func compareTimeline(a, b Event) int {
 	if c := a.At.Compare(b.At); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.Stream, b.Stream)
 }
 
-// mergeTimeline is SortTimeline of the parts' concatenation, each part
+// mergeTimeline is Sort of the parts' concatenation, each part
 // being one stream's events in stream order. Each part is almost always
 // in time order already, so merging them moves every event once where a
 // stable sort of the whole would move the long turn stream many times
 // over; a run's events in one stream only come back as they are.
-func mergeTimeline(parts ...[]StoredEvent) []StoredEvent {
+func mergeTimeline(parts ...[]Event) []Event {
 	n, nonEmpty := 0, 0
-	var only []StoredEvent
+	var only []Event
 	for _, p := range parts {
 		if !slices.IsSortedFunc(p, compareTimeline) {
-			SortTimeline(p)
+			Sort(p)
 		}
 		if len(p) > 0 {
 			n, nonEmpty, only = n+len(p), nonEmpty+1, p
@@ -198,7 +199,7 @@ func mergeTimeline(parts ...[]StoredEvent) []StoredEvent {
 	if nonEmpty <= 1 {
 		return only
 	}
-	out := make([]StoredEvent, 0, n)
+	out := make([]Event, 0, n)
 	for len(out) < n {
 		best := -1
 		for i, p := range parts {
@@ -223,27 +224,27 @@ func mergeTimeline(parts ...[]StoredEvent) []StoredEvent {
 // messages, and the copies were a fifth of its replay. An event this
 // build cannot read (a newer schema, damage) is logged and skipped: it
 // must not hide the rest of the run.
-func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, last *uint64, fill func(*StoredEvent, *T)) ([]StoredEvent, error) {
+func collect[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID string, last *uint64, fill func(*Event, *T)) ([]Event, error) {
 	subject, err := topic.Filter(runID)
 	if err != nil {
 		return nil, err
 	}
 	var (
-		out  []StoredEvent
+		out  []Event
 		vals []T
 	)
-	err = readStored(ctx, b, topic.spec.Stream, subject, func(m *nats.Msg, at storedMeta) error {
+	err = bus.ReadStored(ctx, b, topic.Spec().Stream, subject, func(m *nats.Msg, at bus.StoredMeta) error {
 		if out == nil {
 			n := int(min(at.Pending+1, 1<<20)) // a size hint, not a promise
-			out, vals = make([]StoredEvent, 0, n), make([]T, 0, n)
+			out, vals = make([]Event, 0, n), make([]T, 0, n)
 		}
 		*last = max(*last, at.Seq)
-		if err := checkHeaders(m, topic.spec, topic.spec.typeName); err != nil {
-			b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
+		if err := topic.CheckHeaders(m); err != nil {
+			b.Logger().Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
 			return nil
 		}
 		first := len(out)
-		err := eachPayload(topic.spec, m.Data, func(data []byte, index int) {
+		err := topic.EachPayload(m.Data, func(data []byte, index int) {
 			if len(vals) == cap(vals) {
 				// The entries so far point into the full slice, which
 				// stays theirs; later ones go into a new one.
@@ -251,17 +252,17 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 			}
 			vals = append(vals, *new(T))
 			v := &vals[len(vals)-1]
-			if err := unmarshalPayload(m.Subject, topic.spec.typeName, data, v); err != nil {
+			if err := topic.DecodePayload(m.Subject, data, v); err != nil {
 				vals = vals[:len(vals)-1]
-				b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
+				b.Logger().Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
 				return
 			}
-			e := StoredEvent{Stream: topic.spec.Stream, Seq: at.Seq, Index: index, Subject: m.Subject, Type: topic.spec.typeName, Event: data}
+			e := Event{Stream: topic.Spec().Stream, Seq: at.Seq, Index: index, Subject: m.Subject, Type: topic.Spec().TypeName(), Event: data}
 			fill(&e, v)
 			out = append(out, e)
 		})
 		if err != nil {
-			b.log.Warn("timeline: skipped the unreadable rest of a stored message", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
+			b.Logger().Warn("timeline: skipped the unreadable rest of a stored message", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
 		}
 		// Every event read from the message but its last has more after
 		// it: a cursor at the last one has passed the whole message.
@@ -276,20 +277,20 @@ func collect[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, l
 	return out, nil
 }
 
-// FollowRun delivers a run's stored events that come after the cursor, then
+// Follow delivers a run's stored events that come after the cursor, then
 // every new one as it is stored, until ctx ends (it then returns nil) or
 // deliver fails (it returns that error); the consumers recreate themselves
 // after a connection hiccup. Events of different streams arrive
 // in the order they are read, each stream in its own order. It writes
 // nothing and keeps no state on the server beyond ephemeral consumers.
-func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliver func(StoredEvent) error, opts ...FollowOption) error {
+func Follow(ctx context.Context, b *bus.Bus, runID string, after Cursor, deliver func(Event) error, opts ...Option) error {
 	var o followOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	events := make(chan StoredEvent, 64)
+	events := make(chan Event, 64)
 	var stops []func()
 	defer func() {
 		for _, stop := range stops {
@@ -306,13 +307,13 @@ func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliv
 		stops = append(stops, stop)
 		return nil
 	}
-	if err := start(follow(ctx, b, RunEvents, runID, after.Runs, 0, false, events, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, bus.RunEvents, runID, after.Runs, 0, false, events, func(e *Event, ev *bus.RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
 		return err
 	}
-	if err := start(follow(ctx, b, TurnEvents, runID, after.Turns, after.TurnsPart, o.rawTurns, events, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, bus.TurnEvents, runID, after.Turns, after.TurnsPart, o.rawTurns, events, func(e *Event, ev *bus.TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
 		return err
 	}
-	if err := start(follow(ctx, b, WorkspaceHookEvents, runID, after.Hooks, 0, false, events, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
+	if err := start(follow(ctx, b, bus.WorkspaceHookEvents, runID, after.Hooks, 0, false, events, func(e *Event, ev *bus.HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
 		return err
 	}
 	for {
@@ -327,60 +328,43 @@ func FollowRun(ctx context.Context, b *Bus, runID string, after RunCursor, deliv
 	}
 }
 
-// FollowOption changes what FollowRun delivers.
-type FollowOption func(*followOptions)
+// Option changes what Follow delivers.
+type Option func(*followOptions)
 
 type followOptions struct{ rawTurns bool }
 
-// RawTurns makes FollowRun deliver agent events undecoded: Turn stays nil,
+// RawTurns makes Follow deliver agent events undecoded: Turn stays nil,
 // Event and At are set and Event is checked to be JSON. A reader that only
 // passes the stored payload on (the API's event stream) would otherwise
 // decode every agent event for nothing.
-func RawTurns() FollowOption { return func(o *followOptions) { o.rawTurns = true } }
+func RawTurns() Option { return func(o *followOptions) { o.rawTurns = true } }
 
 // follow starts an ordered consumer on one topic of a run from the message
 // after seq and feeds decoded events into out (raw: only checked, with the
 // time read off, and fill not called). Back-pressure: the consumer
 // callback blocks while out is full, so nothing is dropped.
-func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, seq uint64, skip int, raw bool, out chan<- StoredEvent, fill func(*StoredEvent, *T)) (func(), error) {
+func follow[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID string, seq uint64, skip int, raw bool, out chan<- Event, fill func(*Event, *T)) (func(), error) {
 	subject, err := topic.Filter(runID)
 	if err != nil {
 		return nil, err
 	}
-	stream, err := b.js.Stream(ctx, topic.spec.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", subject, err)
-	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
 	// skipSeq is the message whose first skip events were seen already.
-	skipSeq := uint64(0)
+	var from, skipSeq uint64
 	switch {
 	case skip > 0:
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq, skipSeq = seq, seq
+		from, skipSeq = seq, seq
 	case seq > 0:
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = seq + 1
+		from = seq + 1
 	}
-	cons, cleanup, err := orderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", subject, err)
-	}
-	cc, err := cons.Consume(func(jm jetstream.Msg) {
-		md, err := jm.Metadata()
-		if err != nil {
-			b.log.Warn("follow: message without metadata", "subject", jm.Subject(), "err", err)
-			return
-		}
-		nm := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
-		seq := md.Sequence.Stream
+	stop, err := bus.FollowStored(ctx, b, topic.Spec().Stream, subject, from, func(nm *nats.Msg, at bus.StoredMeta) {
+		seq := at.Seq
 		// unreadable stands for a stored message of which nothing could be
 		// delivered: it moves a reader's cursor past the message (a stream
 		// waiting for the run's end would wait for it for ever) and is
 		// itself shown nowhere.
-		unreadable := StoredEvent{Stream: topic.spec.Stream, Seq: seq, Subject: nm.Subject, Type: topic.spec.typeName, Unreadable: true}
-		if err := checkHeaders(nm, topic.spec, topic.spec.typeName); err != nil {
-			b.log.Warn("follow: skipped undecodable event", "subject", jm.Subject(), "seq", seq, "err", err)
+		unreadable := Event{Stream: topic.Spec().Stream, Seq: seq, Subject: nm.Subject, Type: topic.Spec().TypeName(), Unreadable: true}
+		if err := topic.CheckHeaders(nm); err != nil {
+			b.Logger().Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "err", err)
 			select {
 			case out <- unreadable:
 			case <-ctx.Done():
@@ -388,29 +372,29 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			return
 		}
 		// The message's events are decoded first, so that only the last
-		// one delivered says no more follow (see RunCursor.Advance).
-		var evs []StoredEvent
+		// one delivered says no more follow (see Cursor.Advance).
+		var evs []Event
 		failed := false // an event of the message could not be decoded
-		if n, err := strconv.Atoi(nm.Header.Get(HeaderEvents)); err == nil && n > 1 {
-			evs = make([]StoredEvent, 0, min(n, maxTurnBatch))
+		if n, err := strconv.Atoi(nm.Header.Get(bus.HeaderEvents)); err == nil && n > 1 {
+			evs = make([]Event, 0, min(n, maxTurnBatch))
 		}
-		err = eachPayload(topic.spec, nm.Data, func(data []byte, index int) {
+		err = topic.EachPayload(nm.Data, func(data []byte, index int) {
 			if seq == skipSeq && index < skip {
 				return // seen before the cursor
 			}
-			e := StoredEvent{Stream: topic.spec.Stream, Seq: seq, Index: index, Subject: nm.Subject, Type: topic.spec.typeName, Event: data}
+			e := Event{Stream: topic.Spec().Stream, Seq: seq, Index: index, Subject: nm.Subject, Type: topic.Spec().TypeName(), Event: data}
 			if raw {
-				at, err := payloadAt(nm.Subject, topic.spec.typeName, data)
+				at, err := topic.PayloadAt(nm.Subject, data)
 				if err != nil {
-					b.log.Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
+					b.Logger().Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
 					failed = true
 					return
 				}
 				e.At = at
 			} else {
 				var v T
-				if err := unmarshalPayload(nm.Subject, topic.spec.typeName, data, &v); err != nil {
-					b.log.Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
+				if err := topic.DecodePayload(nm.Subject, data, &v); err != nil {
+					b.Logger().Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "index", index, "err", err)
 					failed = true
 					return
 				}
@@ -419,7 +403,7 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 			evs = append(evs, e)
 		})
 		if err != nil {
-			b.log.Warn("follow: skipped the unreadable rest of a stored message", "subject", nm.Subject, "seq", seq, "err", err)
+			b.Logger().Warn("follow: skipped the unreadable rest of a stored message", "subject", nm.Subject, "seq", seq, "err", err)
 		}
 		if len(evs) == 0 && (err != nil || failed) {
 			evs = append(evs, unreadable)
@@ -432,44 +416,28 @@ func follow[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, se
 				return
 			}
 		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
-			return // the ordered consumer recreates itself
-		}
-		b.log.Debug("follow: consumer notice", "subject", subject, "err", err)
-	}), jetstream.PullMaxMessages(followPullMessages))
+	})
 	if err != nil {
-		cleanup()
 		return nil, fmt.Errorf("follow %s: %w", subject, err)
 	}
-	return func() { cc.Stop(); cleanup() }, nil
+	return stop, nil
 }
 
-// followPullMessages bounds what a follower's consumer pulls ahead of its
-// reader, in messages: a follower whose reader waits (a dashboard client
-// that reads slowly) holds at most this many, about 2 MiB of agent events
-// stored 64 KiB to a message. It was a byte budget of twice the largest
-// message (16 MiB for each of a follower's three consumers: a follow from
-// the start of a long run, the run page's stream without a cursor, pinned
-// 48 MiB per client); a count cannot stall on one large message the way
-// a byte budget smaller than it does. The library's default is 500.
-const followPullMessages = 32
-
-// RunEnd is the cursor of a run's last stored event in each stream (zero
+// End is the cursor of a run's last stored event in each stream (zero
 // where it has none): a reader that has reached it has seen everything
 // stored so far.
-func RunEnd(ctx context.Context, b *Bus, runID string) (RunCursor, error) {
-	var c RunCursor
+func End(ctx context.Context, b *bus.Bus, runID string) (Cursor, error) {
+	var c Cursor
 	for _, target := range []struct {
 		stream string
 		filter func(...string) (string, error)
 		seq    *uint64
-	}{{StreamRuns, RunEvents.Filter, &c.Runs}, {StreamTurns, TurnEvents.Filter, &c.Turns}, {StreamHooks, WorkspaceHookEvents.Filter, &c.Hooks}} {
+	}{{bus.StreamRuns, bus.RunEvents.Filter, &c.Runs}, {bus.StreamTurns, bus.TurnEvents.Filter, &c.Turns}, {bus.StreamHooks, bus.WorkspaceHookEvents.Filter, &c.Hooks}} {
 		subject, err := target.filter(runID)
 		if err != nil {
 			return c, err
 		}
-		s, err := b.js.Stream(ctx, target.stream)
+		s, err := b.JetStream().Stream(ctx, target.stream)
 		if err != nil {
 			return c, fmt.Errorf("run end %s: %w", runID, err)
 		}
@@ -486,6 +454,6 @@ func RunEnd(ctx context.Context, b *Bus, runID string) (RunCursor, error) {
 }
 
 // Covers reports whether the cursor has reached other in every stream.
-func (c RunCursor) Covers(other RunCursor) bool {
+func (c Cursor) Covers(other Cursor) bool {
 	return c.Runs >= other.Runs && c.Hooks >= other.Hooks && !turnsBefore(c.Turns, c.TurnsPart, other.Turns, other.TurnsPart)
 }
