@@ -6,8 +6,10 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -140,9 +142,85 @@ func TestLayout(t *testing.T) {
 	}
 }
 
+// testOrDev reports whether a module-relative package path is a test double
+// (testkit/) or a developer program (devtools/): code that helps to build
+// and test Symphony and is no part of it.
+func testOrDev(rel string) bool {
+	for _, dir := range []string{"testkit", "devtools"} {
+		if rel == dir || strings.HasPrefix(rel, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLayerTestkitAndDevtoolsStayOutOfTheProduct keeps the test doubles
+// and developer programs where their names put them. A non-test file
+// outside testkit/ and devtools/ never imports them, so no package
+// Symphony is built from depends on them; and internal/, the helpers
+// Symphony is made of, imports them not even in its tests: it is the
+// bottom layer, which the doubles may build on, never the reverse.
+func TestLayerTestkitAndDevtoolsStayOutOfTheProduct(t *testing.T) {
+	for path, f := range goFiles(t) {
+		dir := filepath.Dir(path)
+		if testOrDev(dir) {
+			continue
+		}
+		inInternal := dir == "internal" || strings.HasPrefix(dir, "internal/")
+		isTest := strings.HasSuffix(path, "_test.go")
+		if isTest && !inInternal {
+			continue
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			rel, ok := strings.CutPrefix(p, module+"/")
+			if !ok || !testOrDev(rel) {
+				continue
+			}
+			if inInternal {
+				t.Errorf("%s imports %s: internal/ holds what Symphony is made of and depends on no test double or developer program", path, p)
+			} else {
+				t.Errorf("%s imports %s: only tests, testkit/ and devtools/ may use test doubles and developer programs", path, p)
+			}
+		}
+	}
+}
+
+// TestLayerBinaryLinksNoTestkitOrDevtools: the symphony binary links no
+// test double and no developer program. It asks `go list -deps`, the
+// build's own answer (transitive imports, build constraints), for a normal
+// build and for the profiling build (-tags symphony_profile).
+func TestLayerBinaryLinksNoTestkitOrDevtools(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("no go command: %v", err)
+	}
+	for _, tags := range []string{"", "symphony_profile"} {
+		cmd := exec.Command(gobin, "list", "-deps", "-tags", tags, "-f", "{{.ImportPath}}", "./cmd/symphony")
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("go list -deps -tags %q ./cmd/symphony: %v\n%s", tags, err, stderr)
+		}
+		deps := strings.Fields(string(out))
+		if !slices.Contains(deps, module+"/cmd/symphony") {
+			t.Fatalf("go list -deps -tags %q ./cmd/symphony does not list the command itself:\n%s", tags, out)
+		}
+		for _, p := range deps {
+			if rel, ok := strings.CutPrefix(p, module+"/"); ok && testOrDev(rel) {
+				t.Errorf("the symphony binary (tags %q) links %s: test doubles and developer programs stay out of it", tags, p)
+			}
+		}
+	}
+}
+
 // TestLayering keeps the kernel at the bottom: bus/ imports nothing of
 // the module but itself, and the run history (runlog/) sits right above
-// it, importing only bus and internal/ packages. (Components and ui reach
+// it, importing only bus (with its sub-packages, bus/safeid) and
+// internal/ packages. (Components and ui reach
 // runlog only through its exported API; the compiler sees to that.)
 // Test files count too: a test that needs a higher package belongs there.
 func TestLayering(t *testing.T) {
@@ -156,14 +234,11 @@ func TestLayering(t *testing.T) {
 			}
 			switch {
 			case dir == "bus" || strings.HasPrefix(dir, "bus/"):
-				if rel == "internal/safeid" {
-					continue // TODO(lead): safeid
-				}
 				if rel != "bus" && !strings.HasPrefix(rel, "bus/") {
 					t.Errorf("%s: bus/ imports %s; the kernel imports nothing of the project", path, p)
 				}
 			case dir == "runlog" || strings.HasPrefix(dir, "runlog/"):
-				if rel != "bus" && rel != "runlog" && !strings.HasPrefix(rel, "runlog/") && !strings.HasPrefix(rel, "internal/") {
+				if rel != "bus" && !strings.HasPrefix(rel, "bus/") && rel != "runlog" && !strings.HasPrefix(rel, "runlog/") && !strings.HasPrefix(rel, "internal/") {
 					t.Errorf("%s: runlog/ imports %s; run history builds on bus and internal/ only", path, p)
 				}
 			}

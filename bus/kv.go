@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 )
 
 // ErrKeyNotFound is returned by Get when the key has no value.
@@ -129,7 +129,8 @@ type bucketHandle struct {
 }
 
 // Get reads the key's current value; ErrKeyNotFound when there is none.
-func Get[T any](ctx context.Context, b *Bus, k Key[T]) (Entry[T], error) {
+func Get[T any](ctx context.Context, ep Endpoint, k Key[T]) (Entry[T], error) {
+	b := ep.bus()
 	kv, err := b.kv(ctx, k.bucket)
 	if err != nil {
 		return Entry[T]{}, err
@@ -149,7 +150,8 @@ func Get[T any](ctx context.Context, b *Bus, k Key[T]) (Entry[T], error) {
 }
 
 // Put stores v under the key and returns the new revision.
-func Put[T any](ctx context.Context, b *Bus, k Key[T], v T) (uint64, error) {
+func Put[T any](ctx context.Context, ep Endpoint, k Key[T], v T) (uint64, error) {
+	b := ep.bus()
 	kv, err := b.kv(ctx, k.bucket)
 	if err != nil {
 		return 0, err
@@ -165,69 +167,79 @@ func Put[T any](ctx context.Context, b *Bus, k Key[T], v T) (uint64, error) {
 	return rev, nil
 }
 
-// Watch delivers the key's current value (if any) and then every new one,
-// until ctx ends; the channel is then closed. A value that cannot be decoded
-// is logged and skipped. Deletes are not delivered. Watch returns once the
-// watcher is registered, so a Put after it returns is seen.
-func Watch[T any](ctx context.Context, b *Bus, k Key[T]) (<-chan Entry[T], error) {
-	kv, err := b.kv(ctx, k.bucket)
+// Watch streams the key's current value (if any) and then every new one,
+// until ctx ends or the stream is closed. A value that cannot be decoded is
+// logged and skipped (counted in Invalid). Deletes are not delivered. Watch
+// returns once the watcher is registered, so a Put after it returns is seen.
+func Watch[T any](ctx context.Context, ep Endpoint, k Key[T]) (*Stream[Entry[T]], error) {
+	return watchKV(ctx, ep, k.bucket, k.key, func(s *Stream[Entry[T]], send func(Entry[T]) bool, ent jetstream.KeyValueEntry) bool {
+		if ent == nil || ent.Operation() != jetstream.KeyValuePut {
+			return true // nil marks "initial values done"; deletes carry no value
+		}
+		v, err := k.decode(ent.Value())
+		if err != nil {
+			s.invalid.Add(1)
+			ep.bus().log.Warn("skipped undecodable KV value", "bucket", k.bucket, "key", k.key, "err", err)
+			return true
+		}
+		return send(Entry[T]{Value: v, Revision: ent.Revision(), Created: ent.Created()})
+	}, 0)
+}
+
+// watchKV runs a KV watcher of pattern in bucket as a Stream: each update
+// (nil marks the end of the initial values) goes to apply, which sends what
+// it makes of it; the stream ends when ctx ends, the client closes, Close
+// is called, or the watcher's channel closes (the connection went away).
+func watchKV[V any](ctx context.Context, ep Endpoint, bucket, pattern string, apply func(*Stream[V], func(V) bool, jetstream.KeyValueEntry) bool, buffer int) (*Stream[V], error) {
+	ctx, release, err := ep.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w, err := kv.Watch(ctx, k.key)
+	kv, err := ep.bus().kv(ctx, bucket)
 	if err != nil {
-		return nil, fmt.Errorf("watch %s/%s: %w", k.bucket, k.key, err)
+		release()
+		return nil, err
 	}
-	out := make(chan Entry[T])
+	wctx, cancel := context.WithCancel(ctx)
+	w, err := kv.Watch(wctx, pattern)
+	if err != nil {
+		cancel()
+		release()
+		return nil, fmt.Errorf("watch %s/%s: %w", bucket, pattern, err)
+	}
+	s := newStream[V](buffer, cancel)
+	send := func(v V) bool {
+		select {
+		case s.c <- v:
+			return true
+		case <-wctx.Done():
+			return false
+		}
+	}
 	go func() {
-		defer close(out)
+		defer release()
+		defer cancel()
+		var err error
+		defer func() { s.end(err) }()
 		defer w.Stop() //nolint:errcheck // stopping a watcher of a closing connection
 		for {
 			select {
-			case <-ctx.Done():
+			case <-wctx.Done():
 				return
-			case e, ok := <-w.Updates():
+			case ent, ok := <-w.Updates():
 				if !ok {
+					if wctx.Err() == nil {
+						err = fmt.Errorf("watch %s/%s ended", bucket, pattern)
+					}
 					return
 				}
-				if e == nil || e.Operation() != jetstream.KeyValuePut {
-					continue // nil marks "initial values done"; deletes carry no value
-				}
-				v, err := k.decode(e.Value())
-				if err != nil {
-					b.log.Warn("skipped undecodable KV value", "bucket", k.bucket, "key", k.key, "err", err)
-					continue
-				}
-				select {
-				case out <- Entry[T]{Value: v, Revision: e.Revision(), Created: e.Created()}:
-				case <-ctx.Done():
+				if !apply(s, send, ent) {
 					return
 				}
 			}
 		}
 	}()
-	return out, nil
-}
-
-// Follow calls apply with the key's current value and every new one until
-// ctx ends, then returns nil. It is the loop of a component that only needs
-// the latest configuration; an error means the watch could not start or
-// ended on its own.
-func Follow[T any](ctx context.Context, b *Bus, k Key[T], apply func(T)) error {
-	values, err := Watch(ctx, b, k)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	for e := range values {
-		apply(e.Value)
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("watch %s/%s ended", k.bucket, k.key)
+	return s, nil
 }
 
 // KeySet is a typed family of keys sharing a prefix in one bucket
@@ -262,7 +274,8 @@ var ErrKeyExists = errors.New("key exists")
 // Create stores v only if the key has no value (compare-and-set on
 // absence): the way a claim is taken, so two schedulers can never both
 // claim one issue.
-func Create[T any](ctx context.Context, b *Bus, k Key[T], v T) (uint64, error) {
+func Create[T any](ctx context.Context, ep Endpoint, k Key[T], v T) (uint64, error) {
+	b := ep.bus()
 	kv, err := b.kv(ctx, k.bucket)
 	if err != nil {
 		return 0, err
@@ -282,7 +295,8 @@ func Create[T any](ctx context.Context, b *Bus, k Key[T], v T) (uint64, error) {
 }
 
 // Delete removes the key's value (a no-op when there is none).
-func Delete[T any](ctx context.Context, b *Bus, k Key[T]) error {
+func Delete[T any](ctx context.Context, ep Endpoint, k Key[T]) error {
+	b := ep.bus()
 	kv, err := b.kv(ctx, k.bucket)
 	if err != nil {
 		return err
@@ -294,7 +308,8 @@ func Delete[T any](ctx context.Context, b *Bus, k Key[T]) error {
 }
 
 // All returns every current value of the family, keyed by id.
-func All[T any](ctx context.Context, b *Bus, s KeySet[T]) (map[string]T, error) {
+func All[T any](ctx context.Context, ep Endpoint, s KeySet[T]) (map[string]T, error) {
+	b := ep.bus()
 	kv, err := b.kv(ctx, s.bucket)
 	if err != nil {
 		return nil, err
@@ -339,64 +354,28 @@ type SetEvent[T any] struct {
 	Ready bool
 }
 
-// WatchSet delivers every current value of the family, then a Ready marker,
-// then every change (puts, deletes and purges) until ctx ends; the channel
-// is then closed. Undecodable values are logged and skipped.
-func WatchSet[T any](ctx context.Context, b *Bus, s KeySet[T]) (<-chan SetEvent[T], error) {
-	kv, err := b.kv(ctx, s.bucket)
-	if err != nil {
-		return nil, err
-	}
-	w, err := kv.Watch(ctx, s.prefix+".*")
-	if err != nil {
-		return nil, fmt.Errorf("watch %s/%s.*: %w", s.bucket, s.prefix, err)
-	}
-	out := make(chan SetEvent[T], 64)
-	go func() {
-		defer close(out)
-		defer w.Stop() //nolint:errcheck // stopping a watcher of a closing connection
-		send := func(ev SetEvent[T]) bool {
-			select {
-			case out <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
+// WatchSet streams every current value of the family, then a Ready
+// marker, then every change (puts, deletes and purges) until ctx ends or the
+// stream is closed. Undecodable values are logged and skipped.
+func WatchSet[T any](ctx context.Context, ep Endpoint, ks KeySet[T]) (*Stream[SetEvent[T]], error) {
+	return watchKV(ctx, ep, ks.bucket, ks.prefix+".*", func(s *Stream[SetEvent[T]], send func(SetEvent[T]) bool, ent jetstream.KeyValueEntry) bool {
+		if ent == nil {
+			return send(SetEvent[T]{Ready: true})
 		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !send(SetEvent[T]{Ready: true}) {
-						return
-					}
-					continue
-				}
-				id := strings.TrimPrefix(e.Key(), s.prefix+".")
-				ev := SetEvent[T]{ID: id, Revision: e.Revision()}
-				if e.Operation() != jetstream.KeyValuePut {
-					ev.Deleted = true
-				} else {
-					k := kvKey[T](s.bucket, e.Key())
-					v, err := k.decode(e.Value())
-					if err != nil {
-						b.log.Warn("skipped undecodable KV value", "bucket", s.bucket, "key", e.Key(), "err", err)
-						continue
-					}
-					ev.Value = v
-				}
-				if !send(ev) {
-					return
-				}
-			}
+		ev := SetEvent[T]{ID: strings.TrimPrefix(ent.Key(), ks.prefix+"."), Revision: ent.Revision()}
+		if ent.Operation() != jetstream.KeyValuePut {
+			ev.Deleted = true
+			return send(ev)
 		}
-	}()
-	return out, nil
+		v, err := kvKey[T](ks.bucket, ent.Key()).decode(ent.Value())
+		if err != nil {
+			s.invalid.Add(1)
+			ep.bus().log.Warn("skipped undecodable KV value", "bucket", ks.bucket, "key", ent.Key(), "err", err)
+			return true
+		}
+		ev.Value = v
+		return send(ev)
+	}, 64)
 }
 
 // ErrRevisionChanged is returned by Update when the key is no longer at

@@ -23,7 +23,7 @@ func TestWatchSetSeesPutsAndDeletes(t *testing.T) {
 	}
 	next := func() SetEvent[BlockedEntry] {
 		select {
-		case e := <-ch:
+		case e := <-ch.C():
 			return e
 		case <-time.After(10 * time.Second):
 			t.Fatal("no watch event")

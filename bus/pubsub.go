@@ -7,7 +7,6 @@ import (
 	"iter"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,7 +35,8 @@ type Message[T any] struct {
 // Publish sends v on the topic's subject for tokens (core NATS, not stored).
 // For a topic backed by a stream use PublishDurable, which waits for the
 // store's acknowledgement.
-func Publish[T any](b *Bus, t Topic[T], v T, tokens ...string) error {
+func Publish[T any](ep Endpoint, t Topic[T], v T, tokens ...string) error {
+	b := ep.bus()
 	subject, err := t.Subject(tokens...)
 	if err != nil {
 		return err
@@ -65,7 +65,8 @@ type Ack struct {
 // PublishDurable stores v in the topic's stream and returns once the server
 // acknowledged it. msgID, when not empty, is sent as Nats-Msg-Id so a retried
 // publish of the same message is stored once.
-func PublishDurable[T any](ctx context.Context, b *Bus, t Topic[T], v T, msgID string, tokens ...string) (Ack, error) {
+func PublishDurable[T any](ctx context.Context, ep Endpoint, t Topic[T], v T, msgID string, tokens ...string) (Ack, error) {
+	b := ep.bus()
 	if t.spec.Stream == "" {
 		return Ack{}, fmt.Errorf("publish durable: %s is not stored in a stream", t.spec.Pattern)
 	}
@@ -88,30 +89,6 @@ func PublishDurable[T any](ctx context.Context, b *Bus, t Topic[T], v T, msgID s
 	return Ack{Stream: pa.Stream, Seq: pa.Sequence, Duplicate: pa.Duplicate}, nil
 }
 
-// Subscription delivers decoded messages of one topic until its context ends.
-type Subscription[T any] struct {
-	c       chan Message[T]
-	invalid atomic.Int64
-	dropped atomic.Int64
-	done    chan struct{}
-}
-
-// C is the channel of decoded messages. It is closed after the subscription's
-// context ends (or the connection closes).
-func (s *Subscription[T]) C() <-chan Message[T] { return s.c }
-
-// Done is closed when the subscription has ended and C is closed.
-func (s *Subscription[T]) Done() <-chan struct{} { return s.done }
-
-// Overflows counts the times the pending buffer overflowed and the server
-// dropped messages for this subscriber (core NATS has no back-pressure: use a
-// stream for what must not be lost).
-func (s *Subscription[T]) Overflows() int64 { return s.dropped.Load() }
-
-// Invalid counts messages that could not be decoded into T (wrong type
-// header, newer schema, bad JSON). They are logged and skipped.
-func (s *Subscription[T]) Invalid() int64 { return s.invalid.Load() }
-
 // Pending limits of a subscription: how much a slow reader may fall behind
 // before core NATS drops messages for it. The queue is a list that grows
 // with what is pending (a callback subscription of nats.go), so an idle
@@ -132,19 +109,29 @@ const (
 // beyond that core NATS drops messages (it has no back-pressure): the
 // subscription keeps going, counts the overflow (Overflows) and logs it.
 // What must never be lost is published to a stream and read with History.
-func Subscribe[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) (*Subscription[T], error) {
+func Subscribe[T any](ctx context.Context, ep Endpoint, t Topic[T], filter ...string) (*Subscription[T], error) {
+	b := ep.bus()
 	subject, err := t.Filter(filter...)
 	if err != nil {
 		return nil, err
 	}
-	return subscribe[T](ctx, b, subject, t.spec, t.spec.typeName)
+	ctx, release, err := ep.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := subscribe[T](ctx, b, subject, t.spec, t.spec.typeName, release)
+	if err != nil {
+		release()
+	}
+	return s, err
 }
 
-func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, typeName string) (*Subscription[T], error) {
-	s := &Subscription[T]{c: make(chan Message[T]), done: make(chan struct{})}
+// subscribe makes the subscription; release is called once it has ended.
+func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, typeName string, release func()) (*Subscription[T], error) {
+	s := newStream[Message[T]](0, nil)
 	d := newDelivery(func() {
-		close(s.c)
-		close(s.done)
+		s.end(nil)
+		release()
 	})
 	// nats.go calls the handler from one goroutine per subscription, in
 	// order; messages wait in its pending list while the reader is busy.
@@ -190,9 +177,11 @@ func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, ty
 		s.dropped.Add(1)
 		b.log.Error("slow subscriber lost messages", "subject", subject)
 	}
-	if err := b.register(ctx, ns, d, subPendingMsgs, subPendingBytes, overflow); err != nil {
+	end, err := b.register(ctx, ns, d, subPendingMsgs, subPendingBytes, overflow)
+	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 	}
+	s.stop = end
 	return s, nil
 }
 
@@ -296,12 +285,12 @@ func (d *delivery) done() {
 // Serve returns is seen), and ties its end to ctx and to the connection.
 // overflow is called for every slow-consumer episode. On an error the
 // subscription is removed.
-func (b *Bus) register(ctx context.Context, ns *nats.Subscription, d *delivery, msgs, bytes int, overflow func()) error {
+func (b *Bus) register(ctx context.Context, ns *nats.Subscription, d *delivery, msgs, bytes int, overflow func()) (end func(), err error) {
 	// On failure, end the delivery too: a handler already blocked
 	// handing a message over is released instead of waiting forever.
-	fail := func(err error) error {
+	fail := func(err error) (func(), error) {
 		d.end(func() { _ = ns.Unsubscribe() })
-		return err
+		return nil, err
 	}
 	if err := ns.SetPendingLimits(msgs, bytes); err != nil {
 		return fail(err)
@@ -309,13 +298,13 @@ func (b *Bus) register(ctx context.Context, ns *nats.Subscription, d *delivery, 
 	if err := b.nc.Flush(); err != nil {
 		return fail(err)
 	}
-	end := func() { d.end(func() { b.untrack(ns) }) }
+	end = func() { d.end(func() { b.untrack(ns) }) }
 	b.track(ns, trackedSub{end: end, overflow: overflow})
 	stop := context.AfterFunc(ctx, end)
 	d.mu.Lock()
 	d.afterStop = stop
 	d.mu.Unlock()
-	return nil
+	return end, nil
 }
 
 // RemoteError is a failure reported by the responder of a request.
@@ -333,7 +322,8 @@ func (e *RemoteError) Error() string {
 // Without a deadline on ctx, DefaultRequestTimeout applies. A failure
 // reported by the responder comes back as a *RemoteError; no responder at
 // all as ErrNoResponder.
-func Ask[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], req Req, tokens ...string) (Resp, error) {
+func Ask[Req, Resp any](ctx context.Context, ep Endpoint, r Request[Req, Resp], req Req, tokens ...string) (Resp, error) {
+	b := ep.bus()
 	var zero Resp
 	subject, err := r.Subject(tokens...)
 	if err != nil {
@@ -374,18 +364,23 @@ type Handler[Req, Resp any] func(ctx context.Context, subject string, req Req) (
 // the pattern, so with several instances each request is answered once.
 // Serve returns once the subscription is registered; the returned channel is
 // closed when serving has stopped.
-func Serve[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
-	return ServeN(ctx, b, r, 1, h, filter...)
+func Serve[Req, Resp any](ctx context.Context, ep Endpoint, r Request[Req, Resp], h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
+	return ServeN(ctx, ep, r, 1, h, filter...)
 }
 
 // ServeN is Serve with up to n requests handled concurrently (a slow hook
 // for one issue must not hold up another's). The returned channel is closed
 // once serving has stopped and every handler in flight has returned.
-func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n int, h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
+func ServeN[Req, Resp any](ctx context.Context, ep Endpoint, r Request[Req, Resp], n int, h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
+	b := ep.bus()
 	if n < 1 {
 		n = 1
 	}
 	subject, err := r.Filter(filter...)
+	if err != nil {
+		return nil, err
+	}
+	ctx, release, err := ep.open(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +393,7 @@ func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n 
 		go func() {
 			inflight.Wait()
 			close(done)
+			release()
 		}()
 	})
 	ns, err := b.nc.QueueSubscribe(subject, "q."+strings.NewReplacer("{", "", "}", "").Replace(r.spec.Pattern), func(m *nats.Msg) {
@@ -420,12 +416,13 @@ func ServeN[Req, Resp any](ctx context.Context, b *Bus, r Request[Req, Resp], n 
 		})
 	})
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("serve %s: %w", subject, err)
 	}
 	overflow := func() {
 		b.log.Error("responder overflowed; some requests were dropped (their askers time out)", "subject", subject)
 	}
-	if err := b.register(ctx, ns, d, subPendingMsgs, servePendingBytes, overflow); err != nil {
+	if _, err := b.register(ctx, ns, d, subPendingMsgs, servePendingBytes, overflow); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", subject, err)
 	}
 	return done, nil
@@ -441,13 +438,13 @@ func serveOne[Req, Resp any](ctx context.Context, b *Bus, m *nats.Msg, spec Spec
 	var replies []*nats.Msg
 	req, err := decode[Req](m, spec, spec.typeName)
 	if err != nil {
-		replies = []*nats.Msg{errorReply(m.Reply, "bad_request", err)}
+		replies = []*nats.Msg{errorReply(m.Reply, CodeBadRequest, err)}
 	} else {
 		resp, herr := callHandler(ctx, m.Subject, req, h)
 		if herr != nil {
-			replies = []*nats.Msg{errorReply(m.Reply, errorCode(herr), herr)}
+			replies = []*nats.Msg{errorReply(m.Reply, CodeOf(herr), herr)}
 		} else if replies, err = encodeParts(m.Reply, spec, spec.respType, resp, b.partLimit()); err != nil {
-			replies = []*nats.Msg{errorReply(m.Reply, "encode", err)}
+			replies = []*nats.Msg{errorReply(m.Reply, CodeEncode, err)}
 		}
 	}
 	for _, reply := range replies {
@@ -455,7 +452,7 @@ func serveOne[Req, Resp any](ctx context.Context, b *Bus, m *nats.Msg, spec Spec
 			b.log.Warn("reply failed", "subject", m.Subject, "err", err)
 			// The asker gets why (a reply over the server's max payload,
 			// say) instead of waiting for its timeout.
-			_ = b.nc.PublishMsg(errorReply(m.Reply, "reply_failed", fmt.Errorf("reply failed: %w", err)))
+			_ = b.nc.PublishMsg(errorReply(m.Reply, CodeReplyFailed, fmt.Errorf("reply failed: %w", err)))
 			return
 		}
 	}
@@ -468,16 +465,6 @@ func callHandler[Req, Resp any](ctx context.Context, subject string, req Req, h 
 		}
 	}()
 	return h(ctx, subject, req)
-}
-
-// errorCode is the code of an error that has one (Code() string), else
-// "error".
-func errorCode(err error) string {
-	var c interface{ Code() string }
-	if errors.As(err, &c) && c.Code() != "" {
-		return c.Code()
-	}
-	return "error"
 }
 
 func errorReply(subject, code string, err error) *nats.Msg {
@@ -495,7 +482,8 @@ func errorReply(subject, code string, err error) *nats.Msg {
 // ReadStored and writes nothing but an ephemeral consumer. Undecodable
 // messages are yielded as errors (the iteration continues if the caller
 // continues).
-func History[T any](ctx context.Context, b *Bus, t Topic[T], filter ...string) iter.Seq2[Message[T], error] {
+func History[T any](ctx context.Context, ep Endpoint, t Topic[T], filter ...string) iter.Seq2[Message[T], error] {
+	b := ep.bus()
 	return func(yield func(Message[T], error) bool) {
 		if t.spec.Stream == "" {
 			yield(Message[T]{}, fmt.Errorf("history: %s is not stored in a stream", t.spec.Pattern))

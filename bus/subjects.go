@@ -39,9 +39,11 @@ var (
 	// good configuration stays in force; the same error is kept in KV
 	// symphony_config/status for late readers.
 	WorkflowErrors = event[WorkflowError](Spec{
-		Pattern:   "symphony.workflow.error",
-		Producer:  CompWorkflow,
-		Consumers: []string{CompUI},
+		Pattern:  "symphony.workflow.error",
+		Producer: CompWorkflow,
+		// No component subscribes: the dashboard reads the same error
+		// from symphony_config/status. The event is for people watching.
+		Consumers: []string{"people watching with `nats sub`"},
 		Doc:       "An edit of WORKFLOW.md was rejected (class, message, key, line); the previous config stays in force.",
 	})
 
@@ -81,7 +83,7 @@ var (
 	TrackerPollFailures = event[PollFailed](Spec{
 		Pattern:   "symphony.tracker.poll_failed",
 		Producer:  CompTracker,
-		Consumers: []string{CompScheduler, CompUI},
+		Consumers: []string{CompUI},
 		Doc:       "A poll failed (class, message, retry-after); running agents keep running.",
 	})
 
@@ -309,7 +311,7 @@ func Buckets() []BucketSpec {
 			History: 1,
 			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `paused` (`bus.PauseState`)",
 			Writer:  CompScheduler,
-			Readers: []string{CompUI, CompCLI},
+			Readers: []string{CompUI},
 			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked issues, whether dispatch is paused.",
 		},
 		{

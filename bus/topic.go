@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 )
 
 // Kind says how a subject is used.

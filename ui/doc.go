@@ -1,4 +1,28 @@
-// Package ui will serve Symphony's loopback dashboard: templ components,
-// htmx live updates over SSE, the JSON API and /metrics. It reads the bus
-// only. It holds no code yet; the dashboard arrives with its own issue.
+// Package ui is Symphony's dashboard: a component (Server) that serves HTTP
+// on loopback — server-rendered templ pages kept live by htmx over
+// Server-Sent Events, a JSON API (/api/v1/…) and Prometheus metrics
+// (/metrics).
+//
+// It only reads, with two exceptions that it asks for rather than does: the
+// scheduler's controls (pause, resume, refresh, retry now) are requests to
+// the scheduler, and an issue page asks the tracker for the issue's current
+// state. Everything else comes from the bus through the dashboard's own
+// client:
+//
+//   - live.go folds KV watches (run summaries, claims, retries, blocks,
+//     pause, config) and subscriptions (polls, component lifecycle, run
+//     events, coalesced agent progress, hook events) into the Model, the
+//     one place the dashboard's state lives (model.go).
+//   - feed.go gives a run page its events: what the run log holds so far,
+//     then each new one, resumable from a cursor (a run followed live and a
+//     finished one read the same way).
+//   - pages.go and views.templ render the model; sse.go streams the
+//     changes; api.go answers the JSON API (the state, one issue, a
+//     refresh).
+//
+// What keeps it safe to leave running (guard.go, limit.go): loopback only
+// unless told otherwise, Host and Origin checks against DNS rebinding and
+// cross-site requests, bounded request bodies, a cap on concurrent event
+// streams and on concurrent reads of stored runs, and a bounded wait for
+// each; a slow client is cut off rather than allowed to hold memory.
 package ui

@@ -15,15 +15,18 @@ import (
 // config) and subscriptions for what is only published (polls, component
 // changes, live agent events).
 func (s *Server) follow(ctx context.Context) error {
-	b := s.opts.Bus
+	// Everything followed belongs to the dashboard's client and has ended
+	// when follow returns.
+	b := s.opts.Bus.Client(bus.CompUI)
+	defer b.Close()
 	var (
-		summaries  <-chan bus.SetEvent[bus.RunSummary]
-		claims     <-chan bus.SetEvent[bus.Claim]
-		retries    <-chan bus.SetEvent[bus.RetryEntry]
-		blocks     <-chan bus.SetEvent[bus.BlockedEntry]
-		pause      <-chan bus.Entry[bus.PauseState]
-		configs    <-chan bus.Entry[bus.ConfigSnapshot]
-		statuses   <-chan bus.Entry[bus.WorkflowStatus]
+		summaries  *bus.Stream[bus.SetEvent[bus.RunSummary]]
+		claims     *bus.Stream[bus.SetEvent[bus.Claim]]
+		retries    *bus.Stream[bus.SetEvent[bus.RetryEntry]]
+		blocks     *bus.Stream[bus.SetEvent[bus.BlockedEntry]]
+		pause      *bus.Stream[bus.Entry[bus.PauseState]]
+		configs    *bus.Stream[bus.Entry[bus.ConfigSnapshot]]
+		statuses   *bus.Stream[bus.Entry[bus.WorkflowStatus]]
 		snaps      *bus.Subscription[bus.CandidateSnapshot]
 		fails      *bus.Subscription[bus.PollFailed]
 		comps      *bus.Subscription[bus.ComponentEvent]
@@ -76,7 +79,7 @@ func (s *Server) follow(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-summaries:
+		case e, ok := <-summaries.C():
 			if !ok {
 				return ended("run summary watch")
 			}
@@ -88,32 +91,32 @@ func (s *Server) follow(ctx context.Context) error {
 			default:
 				s.model.PutRun(e.Value)
 			}
-		case e, ok := <-claims:
+		case e, ok := <-claims.C():
 			if !ok {
 				return ended("claim watch")
 			}
 			applySet(e, s.model.SetClaim, ready)
-		case e, ok := <-retries:
+		case e, ok := <-retries.C():
 			if !ok {
 				return ended("retry watch")
 			}
 			applySet(e, s.model.SetRetry, ready)
-		case e, ok := <-blocks:
+		case e, ok := <-blocks.C():
 			if !ok {
 				return ended("blocked watch")
 			}
 			applySet(e, s.model.SetBlocked, ready)
-		case e, ok := <-pause:
+		case e, ok := <-pause.C():
 			if !ok {
 				return ended("pause watch")
 			}
 			s.model.SetPaused(e.Value)
-		case e, ok := <-configs:
+		case e, ok := <-configs.C():
 			if !ok {
 				return ended("config watch")
 			}
 			s.model.SetConfig(e.Value)
-		case e, ok := <-statuses:
+		case e, ok := <-statuses.C():
 			if !ok {
 				return ended("workflow status watch")
 			}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 	"github.com/symphony-oss/symphony/runlog"
 )
 

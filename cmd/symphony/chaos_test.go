@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/fakeagent"
 	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/runlog"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 // envCount reads a positive count from the environment (the long versions

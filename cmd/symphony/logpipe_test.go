@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/symphony-oss/symphony/internal/fakeagent"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 // TestRunSurvivesAClosedLogPipe is `symphony run … | head -2` with head

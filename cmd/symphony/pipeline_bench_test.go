@@ -27,8 +27,8 @@ import (
 	"github.com/symphony-oss/symphony/components/agentrunner"
 	"github.com/symphony-oss/symphony/components/workflow"
 	"github.com/symphony-oss/symphony/components/workspace"
-	"github.com/symphony-oss/symphony/internal/fakeagent"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 	"github.com/symphony-oss/symphony/ui"
 )
 

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/fakeagent"
 	"github.com/symphony-oss/symphony/runlog"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 // TestNoRaceBetweenPollsAndRunEnds is the load under which peers

@@ -1,7 +1,7 @@
 package main
 
 // System benchmarks: the real `symphony run` binary (built by TestMain)
-// with the files tracker and the fake agent (internal/fakeagent) as
+// with the files tracker and the fake agent (testkit/fakeagent) as
 // claude.command. They measure the process from outside: /proc for memory
 // and CPU, the dashboard's HTTP API for readiness and control, the store
 // (opened once the process has exited) for what was recorded. Figures are
@@ -31,8 +31,8 @@ import (
 	"unsafe"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/fakeagent"
 	"github.com/symphony-oss/symphony/internal/procscan"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 // benchTagEnv marks every process a benchmark starts (symphony and,

@@ -10,6 +10,7 @@ package agentrunner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -17,8 +18,8 @@ import (
 	"sync/atomic"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/bus/safeid"
 	"github.com/symphony-oss/symphony/components"
-	"github.com/symphony-oss/symphony/internal/safeid"
 	"github.com/symphony-oss/symphony/runlog"
 )
 
@@ -100,7 +101,14 @@ func (c *Component) Run(ctx context.Context) error {
 		return components.Stopped(ctx, err)
 	}
 	dones = append(dones, d3)
-	return bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.cfg.Store(&s) })
+	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
+	for e := range configs.C() {
+		c.cfg.Store(&e.Value)
+	}
+	return components.Stopped(ctx, fmt.Errorf("config watch ended: %w", configs.Err()))
 }
 
 // liveRuns lists the runs in flight, those whose end is being recorded

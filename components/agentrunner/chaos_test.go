@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/fakeagent"
 	"github.com/symphony-oss/symphony/internal/procscan"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 // chaosStderrBytes is the stderr flood of the chaos tests: 1 GiB (about

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/fakeagent"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 // parsed is what our reader and parser make of a stream.

@@ -6,7 +6,7 @@ import (
 	"os/exec"
 	"testing"
 
-	"github.com/symphony-oss/symphony/internal/fakeagent"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 func BenchmarkParseClaudeLine(b *testing.B) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/mockanthropic"
+	"github.com/symphony-oss/symphony/testkit/mockanthropic"
 )
 
 // realCLI returns the installed claude CLI; a missing CLI fails the test

@@ -98,28 +98,27 @@ func (c *Component) Name() string { return bus.CompPruner }
 // Run prunes on schedule, and when asked (bus.PruneRuns: `symphony prune`
 // against this running instance), until ctx ends.
 func (c *Component) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	served, err := bus.Serve(ctx, c.opts.Bus, bus.PruneRuns, c.serve)
-	if err != nil {
-		return err
+	// A prune in flight ends, and has returned, once the client is closed.
+	cl := c.opts.Bus.Client(bus.CompPruner)
+	defer cl.Close()
+	if _, err := bus.Serve(ctx, cl, bus.PruneRuns, c.serve); err != nil {
+		return components.Stopped(ctx, err)
 	}
-	defer func() {
-		cancel()
-		<-served // a prune in flight ends with ctx
-	}()
-	followed := make(chan error, 1)
-	go func() {
-		followed <- bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.retention.Store(s.Config.RetentionMS) })
-	}()
+	configs, err := bus.Watch(ctx, cl, bus.ConfigCurrent)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
 	tick := time.NewTicker(Interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return components.Stopped(ctx, <-followed)
-		case err := <-followed:
-			return components.Stopped(ctx, err)
+			return nil
+		case e, ok := <-configs.C():
+			if !ok {
+				return components.Stopped(ctx, fmt.Errorf("config watch ended: %w", configs.Err()))
+			}
+			c.retention.Store(e.Value.Config.RetentionMS)
 		case <-tick.C:
 			ms := c.retention.Load()
 			if ms <= 0 {

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/bus/safeid"
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/internal/procscan"
-	"github.com/symphony-oss/symphony/internal/safeid"
 	"github.com/symphony-oss/symphony/runlog"
 )
 
@@ -234,7 +234,7 @@ func (c *Component) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-configs:
+		case e, ok := <-configs.C():
 			if !ok {
 				return components.Stopped(ctx, errors.New("config watch ended"))
 			}
@@ -248,7 +248,7 @@ func (c *Component) Run(ctx context.Context) error {
 					a.refreshT.Reset(0)
 				}
 			}
-		case e, ok := <-statuses:
+		case e, ok := <-statuses.C():
 			if !ok {
 				return components.Stopped(ctx, errors.New("config status watch ended"))
 			}

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/bus/safeid"
 	"github.com/symphony-oss/symphony/components"
-	"github.com/symphony-oss/symphony/internal/safeid"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
@@ -82,25 +82,18 @@ func (c *Component) Name() string { return bus.CompTracker }
 // Run serves requests and polls until ctx ends.
 func (c *Component) Run(ctx context.Context) error {
 	c.current.Store(nil)
-	// An early error cancels everything this Run started before waiting.
-	ctx, cancel := context.WithCancel(ctx)
-	var dones []<-chan struct{}
-	defer func() {
-		cancel()
-		for _, d := range dones {
-			<-d
-		}
-	}()
-	configs, err := bus.Watch(ctx, c.opts.Bus, bus.ConfigCurrent)
+	// Everything this Run serves and watches ends, and the requests in
+	// flight have returned, once the client is closed.
+	cl := c.opts.Bus.Client(bus.CompTracker)
+	defer cl.Close()
+	configs, err := bus.Watch(ctx, cl, bus.ConfigCurrent)
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	for _, serve := range []func(context.Context) (<-chan struct{}, error){c.serveCandidates, c.serveTerminal, c.serveRefresh} {
-		done, err := serve(ctx)
-		if err != nil {
+	for _, serve := range []func(context.Context, *bus.Client) error{c.serveCandidates, c.serveTerminal, c.serveRefresh} {
+		if err := serve(ctx, cl); err != nil {
 			return components.Stopped(ctx, err)
 		}
-		dones = append(dones, done)
 	}
 
 	timer := time.NewTimer(time.Hour)
@@ -110,7 +103,7 @@ func (c *Component) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-configs:
+		case e, ok := <-configs.C():
 			if !ok {
 				if ctx.Err() != nil {
 					return nil
@@ -235,8 +228,8 @@ func (c *Component) poll(ctx context.Context) time.Duration {
 	return interval
 }
 
-func (c *Component) serveCandidates(ctx context.Context) (<-chan struct{}, error) {
-	return bus.Serve(ctx, c.opts.Bus, bus.TrackerCandidates, func(ctx context.Context, _ string, req bus.IssuesByStates) (bus.IssueList, error) {
+func (c *Component) serveCandidates(ctx context.Context, cl *bus.Client) error {
+	_, err := bus.Serve(ctx, cl, bus.TrackerCandidates, func(ctx context.Context, _ string, req bus.IssuesByStates) (bus.IssueList, error) {
 		cur, err := c.use()
 		if err != nil {
 			return bus.IssueList{}, err
@@ -249,10 +242,11 @@ func (c *Component) serveCandidates(ctx context.Context) (<-chan struct{}, error
 		list, cut := c.bound(cur, list, req.Outline)
 		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped + cut}, nil
 	})
+	return err
 }
 
-func (c *Component) serveTerminal(ctx context.Context) (<-chan struct{}, error) {
-	return bus.Serve(ctx, c.opts.Bus, bus.TrackerTerminal, func(ctx context.Context, _ string, req bus.IssuesByStates) (bus.IssueList, error) {
+func (c *Component) serveTerminal(ctx context.Context, cl *bus.Client) error {
+	_, err := bus.Serve(ctx, cl, bus.TrackerTerminal, func(ctx context.Context, _ string, req bus.IssuesByStates) (bus.IssueList, error) {
 		cur, err := c.use()
 		if err != nil {
 			return bus.IssueList{}, err
@@ -265,10 +259,11 @@ func (c *Component) serveTerminal(ctx context.Context) (<-chan struct{}, error) 
 		list, cut := c.bound(cur, list, req.Outline)
 		return bus.IssueList{Issues: list, FetchedAt: now, Dropped: dropped + cut}, nil
 	})
+	return err
 }
 
-func (c *Component) serveRefresh(ctx context.Context) (<-chan struct{}, error) {
-	return bus.Serve(ctx, c.opts.Bus, bus.TrackerRefresh, func(ctx context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
+func (c *Component) serveRefresh(ctx context.Context, cl *bus.Client) error {
+	_, err := bus.Serve(ctx, cl, bus.TrackerRefresh, func(ctx context.Context, _ string, req bus.IssuesByIDs) (bus.IssueList, error) {
 		cur, err := c.use()
 		if err != nil {
 			return bus.IssueList{}, err
@@ -285,6 +280,7 @@ func (c *Component) serveRefresh(ctx context.Context) (<-chan struct{}, error) {
 		// never a partial answer.
 		return bus.IssueList{}, errorf(bus.TrackerMalformed, "refresh: a requested issue has an id, identifier or state longer than %d bytes", bus.FieldMaxBytes)
 	})
+	return err
 }
 
 // bound cuts every issue to the bus's bound for one issue (bus.Issue.Bound,

@@ -46,7 +46,7 @@ type harness struct {
 	dataDir string
 	path    string
 	logs    *syncBuffer
-	configs <-chan bus.Entry[bus.ConfigSnapshot]
+	configs *bus.Stream[bus.Entry[bus.ConfigSnapshot]]
 	errs    *bus.Subscription[bus.WorkflowError]
 	stop    func()
 	// env is the environment the component resolves against (guarded by
@@ -163,7 +163,7 @@ func startWith(t *testing.T, initial string, recheck time.Duration, noWatch bool
 func (h *harness) nextConfig() bus.ConfigSnapshot {
 	h.t.Helper()
 	select {
-	case e := <-h.configs:
+	case e := <-h.configs.C():
 		return e.Value
 	case <-time.After(testTimeout):
 		h.t.Fatal("no config published")
@@ -322,7 +322,7 @@ func TestRestartContinuesVersions(t *testing.T) {
 		t.Errorf("after restart on the unchanged good file: %+v", st)
 	}
 	select {
-	case e := <-h.configs:
+	case e := <-h.configs.C():
 		t.Fatalf("an unchanged file was republished: %+v", e.Value)
 	case <-time.After(300 * time.Millisecond):
 	}

@@ -48,9 +48,9 @@ func (e *HookError) Error() string {
 // Code classes the error on the bus.
 func (e *HookError) Code() string {
 	if e.TimedOut {
-		return "hook_timed_out"
+		return bus.CodeHookTimedOut
 	}
-	return "hook_failed"
+	return bus.CodeHookFailed
 }
 
 // The kept output is split between its start (what the hook was doing)

@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 )
 
 // ErrOutsideRoot is returned when a workspace path resolves outside the
@@ -20,16 +20,6 @@ var ErrOutsideRoot = errors.New("workspace path resolves outside the workspace r
 // ErrNotDirectory is returned when something other than a directory sits
 // at a workspace path.
 var ErrNotDirectory = errors.New("workspace path exists and is not a directory")
-
-// codedError gives a bus error code to a failure.
-type codedError struct {
-	code string
-	err  error
-}
-
-func (e *codedError) Error() string { return e.err.Error() }
-func (e *codedError) Unwrap() error { return e.err }
-func (e *codedError) Code() string  { return e.code }
 
 // Manager maps issues to directories under a root and keeps them there. It
 // serializes work per identifier, so two requests for one workspace never
@@ -51,7 +41,7 @@ func (m *Manager) lock(id string) func() {
 // made absolute and cleaned. It does not touch the file system.
 func Path(root, identifier string) (string, error) {
 	if err := safeid.Check(identifier); err != nil {
-		return "", &codedError{code: "unsafe_identifier", err: err}
+		return "", bus.WithCode(bus.CodeUnsafeIdentifier, err)
 	}
 	if root == "" {
 		return "", errors.New("workspace root is not configured")
@@ -75,7 +65,7 @@ func contained(root, path string) error {
 		return fmt.Errorf("resolve workspace: %w", err)
 	}
 	if filepath.Dir(realPath) != realRoot {
-		return &codedError{code: "outside_root", err: fmt.Errorf("%w: %s -> %s (root %s)", ErrOutsideRoot, path, realPath, realRoot)}
+		return bus.WithCode(bus.CodeOutsideRoot, fmt.Errorf("%w: %s -> %s (root %s)", ErrOutsideRoot, path, realPath, realRoot))
 	}
 	return nil
 }
@@ -164,10 +154,10 @@ func existing(root, path string) (bool, error) {
 		if err := contained(root, path); err != nil {
 			return false, err
 		}
-		return false, &codedError{code: "outside_root", err: fmt.Errorf("%w: %s is a symbolic link", ErrOutsideRoot, path)}
+		return false, bus.WithCode(bus.CodeOutsideRoot, fmt.Errorf("%w: %s is a symbolic link", ErrOutsideRoot, path))
 	}
 	if !st.IsDir() {
-		return false, &codedError{code: "not_a_directory", err: fmt.Errorf("%w: %s", ErrNotDirectory, path)}
+		return false, bus.WithCode(bus.CodeNotADirectory, fmt.Errorf("%w: %s", ErrNotDirectory, path))
 	}
 	return true, contained(root, path)
 }
@@ -262,7 +252,7 @@ func (m *Manager) Hook(ctx context.Context, cfg bus.Config, name string, issue b
 	case bus.HookAfterRun:
 		script = cfg.Hooks.AfterRun
 	default:
-		return bus.HookResult{}, &codedError{code: "bad_request", err: fmt.Errorf("hook %q cannot be run on request (before_run or after_run)", name)}
+		return bus.HookResult{}, bus.WithCode(bus.CodeBadRequest, fmt.Errorf("hook %q cannot be run on request (before_run or after_run)", name))
 	}
 	path, err := Path(cfg.Workspace.Root, issue.Identifier)
 	if err != nil {
@@ -274,7 +264,7 @@ func (m *Manager) Hook(ctx context.Context, cfg bus.Config, name string, issue b
 	}
 	st, err := os.Lstat(path)
 	if err != nil || !st.IsDir() {
-		return bus.HookResult{}, &codedError{code: "no_workspace", err: fmt.Errorf("no workspace directory at %s", path)}
+		return bus.HookResult{}, bus.WithCode(bus.CodeNoWorkspace, fmt.Errorf("no workspace directory at %s", path))
 	}
 	if err := contained(filepath.Dir(path), path); err != nil {
 		return bus.HookResult{}, err

@@ -14,6 +14,7 @@ package workspace
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -61,16 +62,11 @@ func (c *Component) Name() string { return bus.CompWorkspace }
 
 // Run serves workspace requests until ctx ends.
 func (c *Component) Run(ctx context.Context) error {
-	// An early error cancels everything this Run started before waiting.
-	ctx, cancel := context.WithCancel(ctx)
-	var dones []<-chan struct{}
-	defer func() {
-		cancel()
-		for _, d := range dones {
-			<-d
-		}
-	}()
-	d1, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspacePrepare, Concurrency, func(ctx context.Context, _ string, req bus.PrepareWorkspace) (bus.WorkspaceReady, error) {
+	// Everything this Run serves ends, and its handlers have returned,
+	// once the client is closed.
+	cl := c.opts.Bus.Client(bus.CompWorkspace)
+	defer cl.Close()
+	_, err := bus.ServeN(ctx, cl, bus.WorkspacePrepare, Concurrency, func(ctx context.Context, _ string, req bus.PrepareWorkspace) (bus.WorkspaceReady, error) {
 		cfg, err := c.config()
 		if err != nil {
 			return bus.WorkspaceReady{}, err
@@ -82,8 +78,7 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	dones = append(dones, d1)
-	d2, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspaceHook, Concurrency, func(ctx context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
+	_, err = bus.ServeN(ctx, cl, bus.WorkspaceHook, Concurrency, func(ctx context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
 		cfg, err := c.config()
 		if err != nil {
 			return bus.HookResult{}, err
@@ -93,8 +88,7 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	dones = append(dones, d2)
-	d3, err := bus.ServeN(ctx, c.opts.Bus, bus.WorkspaceRemove, Concurrency, func(ctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
+	_, err = bus.ServeN(ctx, cl, bus.WorkspaceRemove, Concurrency, func(ctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
 		cfg, err := c.config()
 		if err != nil {
 			return bus.WorkspaceRemoved{}, err
@@ -106,14 +100,20 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	dones = append(dones, d3)
-	return bus.Follow(ctx, c.opts.Bus, bus.ConfigCurrent, func(s bus.ConfigSnapshot) { c.cfg.Store(&s) })
+	configs, err := bus.Watch(ctx, cl, bus.ConfigCurrent)
+	if err != nil {
+		return components.Stopped(ctx, err)
+	}
+	for e := range configs.C() {
+		c.cfg.Store(&e.Value)
+	}
+	return components.Stopped(ctx, fmt.Errorf("config watch ended: %w", configs.Err()))
 }
 
 func (c *Component) config() (bus.Config, error) {
 	snap := c.cfg.Load()
 	if snap == nil {
-		return bus.Config{}, &codedError{code: "no_config", err: errors.New("no workflow configuration loaded yet")}
+		return bus.Config{}, bus.WithCode(bus.CodeNoConfig, errors.New("no workflow configuration loaded yet"))
 	}
 	return snap.Config, nil
 }

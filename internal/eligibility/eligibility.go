@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/symphony-oss/symphony/bus"
-	"github.com/symphony-oss/symphony/internal/safeid"
+	"github.com/symphony-oss/symphony/bus/safeid"
 )
 
 // Reason says why an issue may not have an agent ("" when it may).

@@ -9,7 +9,7 @@ import (
 )
 
 // Package is the import path of the fake agent's main package.
-const Package = "github.com/symphony-oss/symphony/cmd/fakeagent"
+const Package = "github.com/symphony-oss/symphony/testkit/cmd/fakeagent"
 
 // Build compiles the fake agent into a temporary directory of tb and
 // returns the binary's path. A separate binary rather than the test binary

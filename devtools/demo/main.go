@@ -19,12 +19,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/symphony-oss/symphony/internal/mockanthropic"
+	"github.com/symphony-oss/symphony/testkit/mockanthropic"
 )
 
 const workflow = `---
 # The demo workflow: a folder of Markdown issues, the real claude CLI, a
-# scripted local model. Written by internal/demo; edit freely.
+# scripted local model. Written by devtools/demo; edit freely.
 tracker:
   kind: files
   provider:

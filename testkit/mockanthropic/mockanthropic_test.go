@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/symphony-oss/symphony/internal/mockanthropic"
+	"github.com/symphony-oss/symphony/testkit/mockanthropic"
 )
 
 const cliTimeout = 60 * time.Second

@@ -27,7 +27,11 @@ func (e *UnsafeIdentifierError) Error() string {
 }
 
 // Code classes the error on the bus.
-func (e *UnsafeIdentifierError) Code() string { return "unsafe_identifier" }
+func (e *UnsafeIdentifierError) Code() string { return Code }
+
+// Code is the wire error code of an UnsafeIdentifierError (bus declares
+// it as CodeUnsafeIdentifier; safeid sits below bus and cannot import it).
+const Code = "unsafe_identifier"
 
 // Check returns nil when id matches the rule, an *UnsafeIdentifierError
 // otherwise.

@@ -1,11 +1,11 @@
 // Command fakeagent is a stand-in for the claude CLI, for tests and
-// benchmarks only; see package internal/fakeagent for its modes and options.
+// benchmarks only; see package testkit/fakeagent for its modes and options.
 package main
 
 import (
 	"os"
 
-	"github.com/symphony-oss/symphony/internal/fakeagent"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
 func main() {
