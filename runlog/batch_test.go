@@ -25,7 +25,7 @@ func followUntil(t *testing.T, b *bus.Bus, after Cursor, raw bool, done func(Eve
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	finished := false
-	if err := Follow(ctx, b, "r1", after, func(ev Event) error {
+	if err := followFn(ctx, b, "r1", after, func(ev Event) error {
 		if done(ev) {
 			finished = true
 			cancel()

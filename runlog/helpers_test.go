@@ -87,3 +87,20 @@ func subjectOf[T any](t *testing.T, topic bus.Topic[T], tokens ...string) string
 	}
 	return s
 }
+
+// followFn reads Follow's stream into deliver until the stream ends (ctx
+// ended: nil) or deliver fails (its error), as Follow itself did when it
+// took a callback; by the time it returns the follow's consumers are gone.
+func followFn(ctx context.Context, b *bus.Bus, runID string, after Cursor, deliver func(Event) error, opts ...Option) error {
+	s, err := Follow(ctx, b, runID, after, opts...)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for ev := range s.C() {
+		if err := deliver(ev); err != nil {
+			return err
+		}
+	}
+	return s.Err()
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -277,55 +278,100 @@ func collect[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID s
 	return out, nil
 }
 
-// Follow delivers a run's stored events that come after the cursor, then
-// every new one as it is stored, until ctx ends (it then returns nil) or
-// deliver fails (it returns that error); the consumers recreate themselves
-// after a connection hiccup. Events of different streams arrive
-// in the order they are read, each stream in its own order. It writes
-// nothing and keeps no state on the server beyond ephemeral consumers.
-func Follow(ctx context.Context, b *bus.Bus, runID string, after Cursor, deliver func(Event) error, opts ...Option) error {
+// followBuffer is how many events a follow holds for a reader that has
+// not taken them yet; beyond it the consumers wait (each holds a few
+// pulled messages, see bus.FollowStored). It is what the run page's stream
+// held between the follow and its writer.
+const followBuffer = 256
+
+// Follow streams a run's stored events that come after the cursor, then
+// every new one as it is stored, until ctx ends or the stream is closed
+// (Err is then nil); the consumers recreate themselves after a connection
+// hiccup, so it does not end on its own. Events of different streams
+// arrive in the order they are read, each stream in its own order.
+// Back-pressure: a reader that does not read holds the consumers, nothing
+// is dropped. It writes nothing and keeps no state on the server beyond
+// ephemeral consumers, which end with the stream. A context that ends
+// while Follow sets up gives a stream that has ended, not an error.
+func Follow(ctx context.Context, b *bus.Bus, runID string, after Cursor, opts ...Option) (*bus.Stream[Event], error) {
 	var o followOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan Event, 64)
+	s, send, end := bus.NewStream[Event](followBuffer, cancel)
+	// A send waits for the reader or for Close: the context's end closes
+	// the stream, which stops the sends waiting.
+	context.AfterFunc(ctx, s.Close)
+	g := &senders{send: send}
 	var stops []func()
-	defer func() {
+	finish := func(err error) {
+		cancel()
+		g.close()
 		for _, stop := range stops {
 			stop()
 		}
-	}()
+		end(err)
+	}
 	start := func(stop func(), err error) error {
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil // ended while setting up: not a failure
-			}
 			return err
 		}
 		stops = append(stops, stop)
 		return nil
 	}
-	if err := start(follow(ctx, b, bus.RunEvents, runID, after.Runs, 0, false, events, func(e *Event, ev *bus.RunEvent) { e.At, e.Run = ev.At, ev })); err != nil {
-		return err
+	err := start(follow(ctx, b, bus.RunEvents, runID, after.Runs, 0, false, g, func(e *Event, ev *bus.RunEvent) { e.At, e.Run = ev.At, ev }))
+	if err == nil {
+		err = start(follow(ctx, b, bus.TurnEvents, runID, after.Turns, after.TurnsPart, o.rawTurns, g, func(e *Event, ev *bus.TurnEvent) { e.At, e.Turn = ev.At, ev }))
 	}
-	if err := start(follow(ctx, b, bus.TurnEvents, runID, after.Turns, after.TurnsPart, o.rawTurns, events, func(e *Event, ev *bus.TurnEvent) { e.At, e.Turn = ev.At, ev })); err != nil {
-		return err
+	if err == nil {
+		err = start(follow(ctx, b, bus.WorkspaceHookEvents, runID, after.Hooks, 0, false, g, func(e *Event, ev *bus.HookEvent) { e.At, e.Hook = ev.At, ev }))
 	}
-	if err := start(follow(ctx, b, bus.WorkspaceHookEvents, runID, after.Hooks, 0, false, events, func(e *Event, ev *bus.HookEvent) { e.At, e.Hook = ev.At, ev })); err != nil {
-		return err
+	switch {
+	case err != nil && ctx.Err() != nil:
+		finish(nil) // ended while setting up: not a failure
+	case err != nil:
+		finish(err)
+		return nil, err
+	default:
+		go func() {
+			<-ctx.Done()
+			finish(nil)
+		}()
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev := <-events:
-			if err := deliver(ev); err != nil {
-				return err
-			}
-		}
+	return s, nil
+}
+
+// senders lets the consumers' callbacks send on a followed run's stream
+// until it ends: close turns later callbacks away and waits for those in
+// flight (their sends return once the stream is stopping), so nothing
+// sends on a stream that has ended.
+type senders struct {
+	send func(Event) bool
+
+	mu     sync.Mutex
+	closed bool
+	busy   sync.WaitGroup
+}
+
+// enter reports whether a callback may send; leave must follow a true.
+func (g *senders) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
 	}
+	g.busy.Add(1)
+	return true
+}
+
+func (g *senders) leave() { g.busy.Done() }
+
+func (g *senders) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.busy.Wait()
 }
 
 // Option changes what Follow delivers.
@@ -340,10 +386,10 @@ type followOptions struct{ rawTurns bool }
 func RawTurns() Option { return func(o *followOptions) { o.rawTurns = true } }
 
 // follow starts an ordered consumer on one topic of a run from the message
-// after seq and feeds decoded events into out (raw: only checked, with the
-// time read off, and fill not called). Back-pressure: the consumer
-// callback blocks while out is full, so nothing is dropped.
-func follow[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID string, seq uint64, skip int, raw bool, out chan<- Event, fill func(*Event, *T)) (func(), error) {
+// after seq and sends decoded events through out (raw: only checked, with
+// the time read off, and fill not called). Back-pressure: the consumer
+// callback blocks while the stream is full, so nothing is dropped.
+func follow[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID string, seq uint64, skip int, raw bool, out *senders, fill func(*Event, *T)) (func(), error) {
 	subject, err := topic.Filter(runID)
 	if err != nil {
 		return nil, err
@@ -357,6 +403,10 @@ func follow[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID st
 		from = seq + 1
 	}
 	stop, err := bus.FollowStored(ctx, b, topic.Spec().Stream, subject, from, func(nm *nats.Msg, at bus.StoredMeta) {
+		if !out.enter() {
+			return // the stream has ended
+		}
+		defer out.leave()
 		seq := at.Seq
 		// unreadable stands for a stored message of which nothing could be
 		// delivered: it moves a reader's cursor past the message (a stream
@@ -365,10 +415,7 @@ func follow[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID st
 		unreadable := Event{Stream: topic.Spec().Stream, Seq: seq, Subject: nm.Subject, Type: topic.Spec().TypeName(), Unreadable: true}
 		if err := topic.CheckHeaders(nm); err != nil {
 			b.Logger().Warn("follow: skipped undecodable event", "subject", nm.Subject, "seq", seq, "err", err)
-			select {
-			case out <- unreadable:
-			case <-ctx.Done():
-			}
+			out.send(unreadable)
 			return
 		}
 		// The message's events are decoded first, so that only the last
@@ -410,9 +457,7 @@ func follow[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID st
 		}
 		for i, e := range evs {
 			e.more = i < len(evs)-1
-			select {
-			case out <- e:
-			case <-ctx.Done():
+			if !out.send(e) {
 				return
 			}
 		}

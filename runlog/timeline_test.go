@@ -69,7 +69,7 @@ func TestFollowRunResumesAfterCursor(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Follow(fctx, b, "r1", cur, func(ev Event) error { got <- ev; return nil })
+		done <- followFn(fctx, b, "r1", cur, func(ev Event) error { got <- ev; return nil })
 	}()
 	turn(2)
 	rec(bus.RunFinished, 1)
@@ -129,7 +129,7 @@ func TestReadersLeaveNoConsumers(t *testing.T) {
 		// long its consumers take to set up.
 		fctx, cancel := context.WithCancel(ctx)
 		seen := 0
-		if err := Follow(fctx, b, "r1", Cursor{}, func(Event) error {
+		if err := followFn(fctx, b, "r1", Cursor{}, func(Event) error {
 			if seen++; seen == 3 {
 				cancel()
 			}

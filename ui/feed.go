@@ -22,10 +22,11 @@ type Feed interface {
 	// Stored is the cursor of the run's events so far (stored, or played
 	// in a replay), without reading them.
 	Stored(ctx context.Context, runID string) (runlog.Cursor, error)
-	// Follow delivers the run's events after the cursor, waiting for new
-	// ones, until ctx ends (nil) or deliver fails (its error). With raw,
-	// agent events may come undecoded (Turn nil; Event and At set).
-	Follow(ctx context.Context, runID string, after runlog.Cursor, raw bool, deliver func(runlog.Event) error) error
+	// Follow streams the run's events after the cursor, waiting for new
+	// ones, until ctx ends or the stream is closed (see runlog.Follow).
+	// With raw, agent events may come undecoded (Turn nil; Event and At
+	// set).
+	Follow(ctx context.Context, runID string, after runlog.Cursor, raw bool) (*bus.Stream[runlog.Event], error)
 	// End is the cursor of the run's last stored event.
 	End(ctx context.Context, runID string) (runlog.Cursor, error)
 }
@@ -44,11 +45,11 @@ func (f liveFeed) Stored(ctx context.Context, runID string) (runlog.Cursor, erro
 	return runlog.End(ctx, f.b, runID)
 }
 
-func (f liveFeed) Follow(ctx context.Context, runID string, after runlog.Cursor, raw bool, deliver func(runlog.Event) error) error {
+func (f liveFeed) Follow(ctx context.Context, runID string, after runlog.Cursor, raw bool) (*bus.Stream[runlog.Event], error) {
 	if raw {
-		return runlog.Follow(ctx, f.b, runID, after, deliver, runlog.RawTurns())
+		return runlog.Follow(ctx, f.b, runID, after, runlog.RawTurns())
 	}
-	return runlog.Follow(ctx, f.b, runID, after, deliver)
+	return runlog.Follow(ctx, f.b, runID, after)
 }
 
 func (f liveFeed) End(ctx context.Context, runID string) (runlog.Cursor, error) {
@@ -113,11 +114,27 @@ func (f *replayFeed) Stored(_ context.Context, runID string) (runlog.Cursor, err
 	return cur, nil
 }
 
-func (f *replayFeed) Follow(ctx context.Context, runID string, after runlog.Cursor, _ bool, deliver func(runlog.Event) error) error {
-	if runID != f.runID {
+func (f *replayFeed) Follow(ctx context.Context, runID string, after runlog.Cursor, _ bool) (*bus.Stream[runlog.Event], error) {
+	ctx, cancel := context.WithCancel(ctx)
+	// As much room as a live follow has (runlog's followBuffer), so a
+	// burst of played events is written out at once, as live.
+	st, send, end := bus.NewStream[runlog.Event](256, cancel)
+	// A send waits for the reader or for Close: the context's end closes
+	// the stream, which stops the send waiting.
+	context.AfterFunc(ctx, st.Close)
+	go func() {
+		defer end(nil)
+		if runID == f.runID {
+			f.play(ctx, after, send)
+		}
 		<-ctx.Done()
-		return nil
-	}
+	}()
+	return st, nil
+}
+
+// play sends the events played after the cursor, then each one played
+// later, until ctx ends or the stream stops taking them.
+func (f *replayFeed) play(ctx context.Context, after runlog.Cursor, send func(runlog.Event) bool) {
 	next := -1
 	for {
 		n, changed := f.state()
@@ -131,13 +148,13 @@ func (f *replayFeed) Follow(ctx context.Context, runID string, after runlog.Curs
 			}
 		}
 		for ; next < n; next++ {
-			if err := deliver(f.events[next]); err != nil {
-				return err
+			if !send(f.events[next]) {
+				return
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-changed:
 		}
 	}

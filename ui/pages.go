@@ -429,7 +429,8 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// followRun feeds a run's events after the cursor to onEvent, calls onTick
+// followRun feeds a run's events after the cursor (one stream, from the
+// feed's Follow) to onEvent, calls onTick
 // every ageTick (it reports whether the run has ended), and returns after
 // calling onDone once the run has ended and every event stored up to its
 // end was delivered. It returns early when ctx ends or a callback fails.
@@ -441,27 +442,11 @@ func (s *Server) followRun(ctx context.Context, id string, after runlog.Cursor, 
 	onIdle func() error,
 	onTick func(context.Context) (bool, error),
 	onDone func(runlog.Cursor) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan runlog.Event, 256)
-	followed := make(chan error, 1)
-	go func() {
-		followed <- s.feed.Follow(ctx, id, after, raw, func(ev runlog.Event) error {
-			select {
-			case events <- ev:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	followDone := false
-	defer func() {
-		cancel()
-		if !followDone {
-			<-followed
-		}
-	}()
+	events, err := s.feed.Follow(ctx, id, after, raw)
+	if err != nil {
+		return err
+	}
+	defer events.Close()
 	tick := time.NewTicker(ageTick)
 	defer tick.Stop()
 	// end is where the run's stored events stop, read once the run has
@@ -481,10 +466,10 @@ func (s *Server) followRun(ctx context.Context, id string, after runlog.Cursor, 
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-followed:
-			followDone = true
-			return err
-		case ev := <-events:
+		case ev, ok := <-events.C():
+			if !ok {
+				return events.Err()
+			}
 			after.Advance(ev)
 			// An unreadable message has nothing to show; the cursor has
 			// passed it.
@@ -493,7 +478,7 @@ func (s *Server) followRun(ctx context.Context, id string, after runlog.Cursor, 
 					return err
 				}
 			}
-			if len(events) == 0 {
+			if len(events.C()) == 0 {
 				if err := onIdle(); err != nil {
 					return err
 				}
