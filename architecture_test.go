@@ -216,3 +216,32 @@ func TestLayerBinaryLinksNoTestkitOrDevtools(t *testing.T) {
 		}
 	}
 }
+
+// TestLayering keeps the kernel at the bottom: bus/ imports nothing of
+// the module but itself, and the run history (runlog/) sits right above
+// it, importing only bus (with its sub-packages, bus/safeid) and
+// internal/ packages. (Components and ui reach
+// runlog only through its exported API; the compiler sees to that.)
+// Test files count too: a test that needs a higher package belongs there.
+func TestLayering(t *testing.T) {
+	for path, f := range goFiles(t) {
+		dir := filepath.ToSlash(filepath.Dir(path))
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			rel, ok := strings.CutPrefix(p, module+"/")
+			if !ok {
+				continue
+			}
+			switch {
+			case dir == "bus" || strings.HasPrefix(dir, "bus/"):
+				if rel != "bus" && !strings.HasPrefix(rel, "bus/") {
+					t.Errorf("%s: bus/ imports %s; the kernel imports nothing of the project", path, p)
+				}
+			case dir == "runlog" || strings.HasPrefix(dir, "runlog/"):
+				if rel != "bus" && !strings.HasPrefix(rel, "bus/") && rel != "runlog" && !strings.HasPrefix(rel, "runlog/") && !strings.HasPrefix(rel, "internal/") {
+					t.Errorf("%s: runlog/ imports %s; run history builds on bus and internal/ only", path, p)
+				}
+			}
+		}
+	}
+}

@@ -77,7 +77,7 @@ func TestListenerPermissions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*testTimeout)
 	defer cancel()
 	started := time.Now().UTC().Add(-time.Minute)
-	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: started, Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
+	if err := storeRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: started, Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Put(ctx, b, ConfigCurrent, ConfigSnapshot{Version: 1}); err != nil {
@@ -103,7 +103,7 @@ func TestListenerPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rb.Close(context.Background())
-	if runs, err := Summaries(ctx, rb); err != nil || len(runs) != 1 || runs[0].RunID != "r1" {
+	if runs, err := Values(ctx, rb, RunSummaries); err != nil || len(runs) != 1 || runs[0].RunID != "r1" {
 		t.Errorf("summaries over the listener: %+v %v", runs, err)
 	}
 	n := 0
@@ -128,7 +128,7 @@ func TestListenerPermissions(t *testing.T) {
 	}
 	wcancel()
 	wctx, wcancel = short()
-	if _, err := PurgeRun(wctx, rb, "r1"); err == nil {
+	if err := purgeRunEvents(wctx, rb, "r1"); err == nil {
 		t.Error("the read token purged a run")
 	}
 	wcancel()
@@ -287,7 +287,7 @@ func TestListenerControlsAreOptIn(t *testing.T) {
 func TestListenerConsumersCannotWrite(t *testing.T) {
 	b := openTest(t, Options{Listen: "127.0.0.1:0"})
 	ctx := t.Context()
-	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
+	if err := storeRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	r := dialListener(t, b, readToken(t, b.TokenFile()))
@@ -391,4 +391,33 @@ func TestConsumerCopiesAreNotEvents(t *testing.T) {
 	if got := recv(t, sub); got.Data.State != ComponentStarted {
 		t.Errorf("after the copy: %+v", got.Data)
 	}
+}
+
+// storeRunEvent stores a run's lifecycle event and a summary of the run,
+// as runlog.Record does for the first event of a run (runlog is above
+// this package: its tests cannot be reached from here).
+func storeRunEvent(ctx context.Context, b *Bus, ev RunEvent, msgID string) error {
+	if _, err := PublishDurable(ctx, b, RunEvents, ev, msgID, ev.RunID, string(ev.Event)); err != nil {
+		return err
+	}
+	k, err := RunSummaries.Key(ev.RunID)
+	if err != nil {
+		return err
+	}
+	_, err = Put(ctx, b, k, RunSummary{RunID: ev.RunID, Issue: ev.Issue, Attempt: ev.Attempt, Status: "running", Started: ev.At})
+	return err
+}
+
+// purgeRunEvents purges a run's lifecycle events, the first write
+// runlog.Purge makes.
+func purgeRunEvents(ctx context.Context, b *Bus, runID string) error {
+	subject, err := RunEvents.Filter(runID)
+	if err != nil {
+		return err
+	}
+	s, err := b.js.Stream(ctx, StreamRuns)
+	if err != nil {
+		return err
+	}
+	return s.Purge(ctx, jetstream.WithPurgeSubject(subject))
 }

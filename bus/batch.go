@@ -11,12 +11,12 @@ import (
 // lines in its pipe between two reads; storing each as its own JetStream
 // message cost a store write, a consumer delivery and an acknowledgement
 // per event, which capped the whole pipeline far below what the store can
-// take. The runner now stores everything it read in one go (see
-// Writer.AppendTurn) as one message: a JSON array of the events, schema 2
-// of TurnEvents. An event written on its own is stored as before, a bare
-// object. Readers (RunTimeline, FollowRun, History) hand on every event of
-// a message separately; StoredEvent.Index is its place in the message and
-// RunCursor.TurnsPart lets a reader stop and resume inside one.
+// take. The runner stores everything it read in one go as one message
+// (runlog.Writer.AppendTurn): a JSON array of the events, schema 2 of
+// TurnEvents, with the HeaderEvents header. An event written on its own is
+// stored as before, a bare object. Readers (History here, the run history
+// readers of package runlog through Topic.EachPayload) hand on every event
+// of a message separately.
 const (
 	// HeaderEvents says how many events a stored message of agent events
 	// holds, when it holds more than one.
@@ -24,11 +24,6 @@ const (
 	// turnBatchSchema is the Symphony-Schema of a message holding an array
 	// of agent events.
 	turnBatchSchema = 2
-	// maxTurnBatch and maxTurnBatchBytes bound one stored message of agent
-	// events: a follower catching up holds a few of them in memory at once,
-	// and one event larger than the byte bound is stored on its own.
-	maxTurnBatch      = 256
-	maxTurnBatchBytes = 64 << 10
 	// maxBatchDepth bounds the nesting splitBatch follows.
 	maxBatchDepth = 1000
 )

@@ -90,7 +90,7 @@ func decodeAt(m *nats.Msg, spec Spec, typeName string) (time.Time, error) {
 
 // payloadAt reads a payload's "at" time and checks the payload is JSON.
 // Payloads written by this build start with run_id, turn, seq and at (see
-// TurnEvent.appendJSON); that prefix is read directly, anything else
+// TurnEvent.AppendJSON); that prefix is read directly, anything else
 // through encoding/json.
 func payloadAt(subject, typeName string, data []byte) (time.Time, error) {
 	if at, ok := leadingAt(data); ok && json.Valid(data) {
@@ -155,4 +155,41 @@ func leadingAt(data []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return at, true
+}
+
+// The methods below decode a stored message read with ReadStored or
+// FollowStored, for readers that walk a stream's messages themselves
+// (run history, in package runlog). They check and split a message in
+// steps, so a reader decides per step what a fault costs: a message of
+// another type is skipped whole, a damaged event of a batch only itself.
+
+// CheckHeaders refuses a message of another type than the topic's, or of
+// a newer schema than this build reads (an error wrapping ErrDecode).
+func (t Topic[T]) CheckHeaders(m *nats.Msg) error { return checkHeaders(m, t.spec, t.spec.typeName) }
+
+// EachPayload calls fn with every payload a stored message body holds: the
+// body itself, or, for a topic whose messages may hold several
+// (Spec.Batches) and a body that is a JSON array, each element with its
+// index in the array (no copies). A malformed array yields the elements
+// before the fault and an error saying where it is.
+func (t Topic[T]) EachPayload(data []byte, fn func(payload []byte, index int)) error {
+	return eachPayload(t.spec, data, fn)
+}
+
+// DecodePayload decodes one payload of a message on subject into v (a
+// reader of many events decodes straight into a slice of them).
+func (t Topic[T]) DecodePayload(subject string, payload []byte, v *T) error {
+	return unmarshalPayload(subject, t.spec.typeName, payload, v)
+}
+
+// PayloadAt reads only a payload's "at" time, and checks the payload is
+// JSON: a reader that passes the stored bytes on undecoded needs no more.
+func (t Topic[T]) PayloadAt(subject string, payload []byte) (time.Time, error) {
+	return payloadAt(subject, t.spec.typeName, payload)
+}
+
+// Encode builds the message that carries v on subject, with the topic's
+// type and schema headers, as Publish sends it.
+func (t Topic[T]) Encode(subject string, v T) (*nats.Msg, error) {
+	return encode(subject, t.spec, t.spec.typeName, v)
 }

@@ -26,4 +26,9 @@
 //     waiting for the timeout.
 //   - One process owns a data directory at a time (an flock on <data-dir>/lock);
 //     a second one fails at once with a DataDirInUseError naming the holder.
+//
+// Run history (summaries, timelines, following a run, the agent event
+// writer, purge) is not here: package runlog builds it on the kernel's
+// general facilities for stored messages (ReadStored, FollowStored, the
+// Topic methods that check, split and decode them) and for typed KV.
 package bus

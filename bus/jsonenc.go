@@ -18,7 +18,7 @@ import (
 // jsonAppender is a payload that writes its own JSON, byte for byte what
 // json.Marshal would write.
 type jsonAppender interface {
-	appendJSON(dst []byte) ([]byte, error)
+	AppendJSON(dst []byte) ([]byte, error)
 }
 
 // marshal is json.Marshal, taking a payload's own appender when it has one.
@@ -27,40 +27,40 @@ func marshal(v any) ([]byte, error) {
 		return json.Marshal(v)
 	}
 	if a, ok := v.(jsonAppender); ok {
-		return a.appendJSON(make([]byte, 0, 512))
+		return a.AppendJSON(make([]byte, 0, 512))
 	}
 	return json.Marshal(v)
 }
 
-// appendJSON writes e as json.Marshal does.
-func (e TurnEvent) appendJSON(dst []byte) ([]byte, error) {
+// AppendJSON writes e as json.Marshal does.
+func (e TurnEvent) AppendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `{"run_id":`...)
-	dst = appendJSONString(dst, e.RunID)
+	dst = AppendJSONString(dst, e.RunID)
 	dst = append(dst, `,"turn":`...)
 	dst = strconv.AppendInt(dst, int64(e.Turn), 10)
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendInt(dst, e.Seq, 10)
 	dst = append(dst, `,"at":`...)
 	var err error
-	if dst, err = appendJSONTime(dst, e.At); err != nil {
+	if dst, err = AppendJSONTime(dst, e.At); err != nil {
 		return nil, err
 	}
 	dst = append(dst, `,"kind":`...)
-	dst = appendJSONString(dst, string(e.Kind))
+	dst = AppendJSONString(dst, string(e.Kind))
 	if e.SessionID != "" {
 		dst = append(dst, `,"session_id":`...)
-		dst = appendJSONString(dst, e.SessionID)
+		dst = AppendJSONString(dst, e.SessionID)
 	}
 	if e.Text != "" {
 		dst = append(dst, `,"text":`...)
-		dst = appendJSONString(dst, e.Text)
+		dst = AppendJSONString(dst, e.Text)
 	}
 	if e.Tool != nil {
 		dst = append(dst, `,"tool":{"id":`...)
-		dst = appendJSONString(dst, e.Tool.ID)
+		dst = AppendJSONString(dst, e.Tool.ID)
 		if e.Tool.Name != "" {
 			dst = append(dst, `,"name":`...)
-			dst = appendJSONString(dst, e.Tool.Name)
+			dst = AppendJSONString(dst, e.Tool.Name)
 		}
 		if len(e.Tool.Input) > 0 {
 			dst = append(dst, `,"input":`...)
@@ -101,9 +101,9 @@ func appendRawJSON(dst []byte, raw json.RawMessage) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// appendJSONTime writes t as time.Time's MarshalJSON does (RFC 3339 with
+// AppendJSONTime writes t as time.Time's MarshalJSON does (RFC 3339 with
 // nanoseconds), refusing the years and zone offsets it refuses.
-func appendJSONTime(dst []byte, t time.Time) ([]byte, error) {
+func AppendJSONTime(dst []byte, t time.Time) ([]byte, error) {
 	_, off := t.Zone()
 	if y := t.Year(); y < 0 || y > 9999 || off <= -24*3600 || off >= 24*3600 {
 		_, err := t.MarshalJSON()
@@ -116,10 +116,10 @@ func appendJSONTime(dst []byte, t time.Time) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString writes s as a JSON string the way encoding/json does
+// AppendJSONString writes s as a JSON string the way encoding/json does
 // by default: <, > and & escaped for HTML, invalid UTF-8 as U+FFFD, and
 // U+2028/U+2029 escaped.
-func appendJSONString(dst []byte, s string) []byte {
+func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -168,34 +168,4 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
-}
-
-// AppendJSON writes the event as its JSONL export line (without the line
-// break): the same object json.Marshal gives, built without re-validating
-// the stored payload, which FollowRun and History already checked.
-func (e StoredEvent) AppendJSON(dst []byte) ([]byte, error) {
-	dst = append(dst, `{"stream":`...)
-	dst = appendJSONString(dst, e.Stream)
-	dst = append(dst, `,"seq":`...)
-	dst = strconv.AppendUint(dst, e.Seq, 10)
-	if e.Index != 0 {
-		dst = append(dst, `,"index":`...)
-		dst = strconv.AppendInt(dst, int64(e.Index), 10)
-	}
-	dst = append(dst, `,"subject":`...)
-	dst = appendJSONString(dst, e.Subject)
-	dst = append(dst, `,"type":`...)
-	dst = appendJSONString(dst, e.Type)
-	dst = append(dst, `,"at":`...)
-	var err error
-	if dst, err = appendJSONTime(dst, e.At); err != nil {
-		return nil, err
-	}
-	dst = append(dst, `,"event":`...)
-	if len(e.Event) == 0 {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, e.Event...)
-	}
-	return append(dst, '}'), nil
 }

@@ -64,26 +64,6 @@ func TestEncodeUsesTheAppender(t *testing.T) {
 	}
 }
 
-func TestStoredEventAppendJSONMatchesEncodingJSON(t *testing.T) {
-	for _, e := range []StoredEvent{
-		{Stream: StreamTurns, Seq: 42, Subject: "symphony.turns.r1.1", Type: "TurnEvent", At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Event: json.RawMessage(`{"a":"\u003c"}`)},
-		{Stream: StreamRuns, Subject: "s<&>\"", Type: "RunEvent"},
-		{Stream: StreamTurns, Seq: 7, Index: 3, Subject: "symphony.turn.r1.2", Type: "TurnEvent", Event: json.RawMessage(`{}`)},
-	} {
-		want, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := e.AppendJSON(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("AppendJSON wrote\n%s\njson.Marshal wrote\n%s", got, want)
-		}
-	}
-}
-
 // FuzzTurnEventJSON: for any text, ids and raw parts, the appender writes
 // exactly what json.Marshal writes (or refuses what it refuses).
 func FuzzTurnEventJSON(f *testing.F) {

@@ -560,6 +560,9 @@ func (b *Bus) Conn() *nats.Conn { return b.nc }
 // JetStream is the client's JetStream context.
 func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 
+// Logger is the bus's logger, for what is built on it to log alongside.
+func (b *Bus) Logger() *slog.Logger { return b.log }
+
 // DataDir is the absolute data directory.
 func (b *Bus) DataDir() string { return b.dataDir }
 

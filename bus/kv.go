@@ -10,6 +10,7 @@ import (
 	"time"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/symphony-oss/symphony/bus/safeid"
@@ -375,4 +376,110 @@ func WatchSet[T any](ctx context.Context, ep Endpoint, ks KeySet[T]) (*Stream[Se
 		ev.Value = v
 		return send(ev)
 	}, 64)
+}
+
+// ErrRevisionChanged is returned by Update when the key is no longer at
+// the revision the caller read: someone else wrote it meanwhile.
+var ErrRevisionChanged = errors.New("key changed since the revision read")
+
+// Update stores v only if the key is still at revision rev
+// (compare-and-set): a caller folding an update into a value reads it
+// (Get), changes it and writes it back, and tries again on
+// ErrRevisionChanged, so two writers never lose each other's update.
+func Update[T any](ctx context.Context, b *Bus, k Key[T], v T, rev uint64) (uint64, error) {
+	kv, err := b.kv(ctx, k.bucket)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := k.encode(v)
+	if err != nil {
+		return 0, err
+	}
+	stored, err := kv.Update(ctx, k.key, raw, rev)
+	if isWrongLastSequence(err) {
+		return 0, fmt.Errorf("%s/%s: %w", k.bucket, k.key, ErrRevisionChanged)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("update %s/%s: %w", k.bucket, k.key, err)
+	}
+	return stored, nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// Purge removes the key's value and its history (a no-op when there is
+// none): what a deletion that must leave nothing behind uses.
+func Purge[T any](ctx context.Context, b *Bus, k Key[T]) error {
+	kv, err := b.kv(ctx, k.bucket)
+	if err != nil {
+		return err
+	}
+	if err := kv.Purge(ctx, k.key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("purge %s/%s: %w", k.bucket, k.key, err)
+	}
+	return nil
+}
+
+// Values reads every current value of the family, in the order they were
+// last written: the last value of each key, read straight from the
+// bucket's stream in large batches with ReadStored (a KV watcher, and so
+// All, would deliver them one flow-controlled push at a time). It reads
+// the whole stream, unfiltered, and skips keys of other families: a
+// subject filter makes the server match every message against the
+// subjects of its block (a third of the time for 10,000 run summaries in
+// a bucket that holds nothing else). A later value of a key replaces an
+// earlier one, and a delete or purge marker drops the key, so this stays
+// right for any bucket history setting. A value that cannot be decoded is
+// logged and skipped.
+func Values[T any](ctx context.Context, b *Bus, s KeySet[T]) ([]T, error) {
+	prefix := "$KV." + s.bucket + "." + s.prefix + "."
+	var (
+		out  []T
+		gone []bool         // out[i] was replaced or deleted later
+		at   map[string]int // key -> its entry in out
+		k    = kvKey[T](s.bucket, "")
+	)
+	err := ReadStored(ctx, b, "KV_"+s.bucket, "", func(m *nats.Msg, meta StoredMeta) error {
+		if at == nil {
+			n := int(min(meta.Pending+1, 1<<20)) // a size hint, not a promise
+			out, gone, at = make([]T, 0, n), make([]bool, 0, n), make(map[string]int, n)
+		}
+		id, ok := strings.CutPrefix(m.Subject, prefix)
+		if !ok {
+			return nil
+		}
+		if i, seen := at[id]; seen {
+			gone[i] = true
+			delete(at, id)
+		}
+		// A delete or purge leaves a marker without a value.
+		if len(m.Data) == 0 || m.Header.Get("KV-Operation") != "" {
+			return nil
+		}
+		k.key = s.prefix + "." + id
+		v, err := k.decode(m.Data)
+		if err != nil {
+			b.log.Warn("skipped undecodable value", "bucket", s.bucket, "key", k.key, "err", err)
+			return nil
+		}
+		at[id] = len(out)
+		out, gone = append(out, v), append(gone, false)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", s.bucket, s.prefix, err)
+	}
+	if len(at) == len(out) {
+		return out, nil
+	}
+	kept := out[:0]
+	for i := range out {
+		if !gone[i] {
+			kept = append(kept, out[i])
+		}
+	}
+	return kept, nil
 }

@@ -35,7 +35,7 @@ func TestListenerRepliesCannotWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
+	if err := storeRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	// The control token's own request, to the scheduler's control.
@@ -164,7 +164,7 @@ func TestNatsCLIAimedRepliesCannotWrite(t *testing.T) {
 func TestListenerConsumersAreBounded(t *testing.T) {
 	b := openTest(t, Options{Listen: "127.0.0.1:0"})
 	ctx := t.Context()
-	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
+	if err := storeRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	c := dialListener(t, b, readToken(t, b.TokenFile()))

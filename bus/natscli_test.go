@@ -133,7 +133,7 @@ func TestNatsCLIListenerIsReadOnly(t *testing.T) {
 	if _, err := Put(ctx, b, ConfigCurrent, ConfigSnapshot{Version: 1, Checksum: "good"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
+	if err := storeRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now().UTC(), Issue: IssueRef{ID: "i1", Identifier: "P-1"}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	var controls atomic.Int64

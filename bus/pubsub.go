@@ -479,7 +479,7 @@ func errorReply(subject, code string, err error) *nats.Msg {
 // filter tokens, oldest first (each payload of a message that holds
 // several, in order, with the message's sequence), and ends once it has caught up (no matching
 // message pending); it does not wait for new ones. It reads with
-// readStored and writes nothing but an ephemeral consumer. Undecodable
+// ReadStored and writes nothing but an ephemeral consumer. Undecodable
 // messages are yielded as errors (the iteration continues if the caller
 // continues).
 func History[T any](ctx context.Context, ep Endpoint, t Topic[T], filter ...string) iter.Seq2[Message[T], error] {
@@ -494,7 +494,7 @@ func History[T any](ctx context.Context, ep Endpoint, t Topic[T], filter ...stri
 			yield(Message[T]{}, err)
 			return
 		}
-		err = readStored(ctx, b, t.spec.Stream, subject, func(m *nats.Msg, at storedMeta) error {
+		err = ReadStored(ctx, b, t.spec.Stream, subject, func(m *nats.Msg, at StoredMeta) error {
 			if err := checkHeaders(m, t.spec, t.spec.typeName); err != nil {
 				if !yield(Message[T]{Subject: m.Subject, Raw: m.Data, Seq: at.Seq, Time: at.Time}, err) {
 					return errStopped
@@ -557,3 +557,59 @@ func orderedConsumer(ctx context.Context, stream jetstream.Stream, cfg jetstream
 	}
 	return cons, cleanup, nil
 }
+
+// FollowStored hands fn every message of stream matching filter ("" for
+// every subject) from stream sequence from on (0: the first), then each
+// new one as it is stored, until ctx ends or stop is called. fn runs on one
+// goroutine, one message at a time, in stream order; while it blocks, the
+// consumer holds at most followPullMessages messages: a slow reader
+// applies back-pressure and loses nothing. The ordered consumer behind it
+// recreates itself after a connection hiccup and is deleted by stop (its
+// inactivity threshold is the backstop). It writes nothing else. A caller
+// whose fn may block on a reader ends that wait itself when ctx ends.
+func FollowStored(ctx context.Context, b *Bus, stream, filter string, from uint64, fn func(*nats.Msg, StoredMeta)) (stop func(), err error) {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	var cfg jetstream.OrderedConsumerConfig
+	if filter != "" {
+		cfg.FilterSubjects = []string{filter}
+	}
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, cleanup, err := orderedConsumer(ctx, s, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := cons.Consume(func(jm jetstream.Msg) {
+		md, err := jm.Metadata()
+		if err != nil {
+			b.log.Warn("follow: message without metadata", "subject", jm.Subject(), "err", err)
+			return
+		}
+		m := &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}
+		fn(m, StoredMeta{Seq: md.Sequence.Stream, Time: md.Timestamp, Pending: md.NumPending})
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
+			return // the ordered consumer recreates itself
+		}
+		b.log.Debug("follow: consumer notice", "stream", stream, "filter", filter, "err", err)
+	}), jetstream.PullMaxMessages(followPullMessages))
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	return func() { cc.Stop(); cleanup() }, nil
+}
+
+// followPullMessages bounds what a follower's consumer pulls ahead of its
+// reader, in messages: a follower whose reader waits (a dashboard client
+// that reads slowly) holds at most this many, about 2 MiB of agent events
+// stored 64 KiB to a message. It was a byte budget of twice the largest
+// message (16 MiB for each of a follower's three consumers: a follow from
+// the start of a long run, the run page's stream without a cursor, pinned
+// 48 MiB per client); a count cannot stall on one large message the way
+// a byte budget smaller than it does. The library's default is 500.
+const followPullMessages = 32

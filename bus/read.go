@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stored history (a run's events, the run summaries) is read by
-// readStored: an ephemeral consumer that acknowledges nothing, pulled in
+// Stored history (a run's events, the run summaries, any durable topic's
+// History) is read by ReadStored: an ephemeral consumer that acknowledges nothing, pulled in
 // large batches, one request in flight, on a plain subscription. The client library's ordered
 // consumer iterator does the same job with a timer per message (its
 // heartbeat check and the iterator's wait), a parsed metadata struct per
@@ -37,8 +37,9 @@ const (
 	apiNext = "$JS.API.CONSUMER.MSG.NEXT."
 )
 
-// storedMeta is where a message read by readStored sits in its stream.
-type storedMeta struct {
+// StoredMeta is where a stored message sits in its stream, as ReadStored
+// and FollowStored hand it on.
+type StoredMeta struct {
 	Seq  uint64
 	Time time.Time
 	// Pending is how many matching messages the stream held after this
@@ -58,28 +59,52 @@ type pullRequest struct {
 var errStopped = errors.New("read stopped by the caller")
 
 // errReadGap says a pulled message went missing between the server and
-// this client; readStored reads again from the last message it handed on.
+// this client; ReadStored reads again from the last message it handed on.
 var errReadGap = errors.New("stored read: a message went missing")
 
-// readStored hands fn every message of stream matching filter ("" for
+// ReadStored hands fn every message of stream matching filter ("" for
 // every subject), oldest first, with its stream sequence and time. It reads
 // what is stored when it starts and does not wait for more; messages
 // purged while it runs are not read. fn may keep the message (each one has
 // its own buffers). It returns fn's error, or an error if the server stops
 // answering. It writes nothing but an ephemeral consumer, deleted at the
-// end (the inactivity threshold is the backstop).
-func readStored(ctx context.Context, b *Bus, stream, filter string, fn func(*nats.Msg, storedMeta) error) error {
+// end (the inactivity threshold is the backstop). It is the kernel's one
+// way to read history in bulk: History builds on it, and so do the
+// readers of run history above the kernel (package runlog).
+func ReadStored(ctx context.Context, b *Bus, stream, filter string, fn func(*nats.Msg, StoredMeta) error, opts ...ReadOption) error {
 	r := storedReader{b: b, stream: stream, filter: filter, fn: fn}
+	for _, opt := range opts {
+		opt(&r)
+	}
 	return r.read(ctx)
 }
 
-// storedReader is one readStored call. last and left survive a restart
+// ReadOption changes how ReadStored reads.
+type ReadOption func(*storedReader)
+
+// ReadInPieces makes ReadStored hold at most about messages messages and
+// bytes bytes of the stream at a time (a pull asks for that much; a
+// message larger than bytes is still read, alone), where it otherwise asks
+// for 16,384 messages or 8 MiB at once. A reader that serves a slow client
+// (fn blocks) pins no more than that. Values below 1 keep the defaults.
+func ReadInPieces(messages, bytes int) ReadOption {
+	return func(r *storedReader) {
+		if messages > 0 {
+			r.batch, r.queue = messages, 2*messages
+		}
+		if bytes > 0 {
+			r.maxBytes, r.growOnce = bytes, true
+		}
+	}
+}
+
+// storedReader is one ReadStored call. last and left survive a restart
 // after a gap: the next consumer starts after last, and reads at most left
 // more messages (the count stored when the read began).
 type storedReader struct {
 	b              *Bus
 	stream, filter string
-	fn             func(*nats.Msg, storedMeta) error
+	fn             func(*nats.Msg, StoredMeta) error
 	// batch, maxBytes and pendingLimit override readBatch, readMaxBytes
 	// and the subscription's pending message limit (tests end requests
 	// early and make messages go missing with them).
@@ -92,8 +117,8 @@ type storedReader struct {
 	// queue, when not 0, is the length of the subscription's own queue
 	// (a channel subscription): a synchronous subscription's is 64Ki
 	// message pointers, 512 KiB allocated whole, which a reader asking
-	// for a few dozen messages at a time (EachRunEvent, one per
-	// dashboard client and stream) does not need.
+	// for a few dozen messages at a time (ReadInPieces: runlog.Each, one
+	// per dashboard client and stream) does not need.
 	queue int
 	ch    chan *nats.Msg
 
@@ -217,7 +242,7 @@ func (r *storedReader) run(ctx context.Context) error {
 			p.queue = p.queue[1:]
 		}
 		p.asked--
-		if err := r.fn(m, storedMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time), Pending: ack.pending}); err != nil {
+		if err := r.fn(m, StoredMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time), Pending: ack.pending}); err != nil {
 			return err
 		}
 		r.last = ack.streamSeq

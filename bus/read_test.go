@@ -3,12 +3,12 @@ package bus
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // publishTurns stores n text events of a run's turn 1, Seq 1..n, one
@@ -37,7 +37,7 @@ func readTurns(t *testing.T, b *Bus, runID string, r storedReader) (evSeqs []int
 		t.Fatal(err)
 	}
 	r.b, r.stream, r.filter = b, StreamTurns, subject
-	r.fn = func(m *nats.Msg, at storedMeta) error {
+	r.fn = func(m *nats.Msg, at StoredMeta) error {
 		v, err := decode[TurnEvent](m, TurnEvents.spec, TurnEvents.spec.typeName)
 		if err != nil {
 			return err
@@ -102,7 +102,7 @@ func TestReadStoredByteBudget(t *testing.T) {
 	}
 	// A budget smaller than one message is an error, not a loop.
 	subject, _ := TurnEvents.Filter("a")
-	r := storedReader{b: b, stream: StreamTurns, filter: subject, maxBytes: 1, fn: func(*nats.Msg, storedMeta) error { return nil }}
+	r := storedReader{b: b, stream: StreamTurns, filter: subject, maxBytes: 1, fn: func(*nats.Msg, StoredMeta) error { return nil }}
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
 	if err := r.read(ctx); err == nil || ctx.Err() != nil {
@@ -129,7 +129,12 @@ func TestReadStoredSkipsDeletedAndPurged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := PurgeRun(ctx, b, "b"); err != nil {
+	// Run b's turns purged, as runlog.Purge does.
+	bTurns, err := TurnEvents.Filter("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(bTurns)); err != nil {
 		t.Fatal(err)
 	}
 	want := []int64{1, 2, 3, 4, 7, 8, 9, 10, 11}
@@ -144,31 +149,6 @@ func TestReadStoredSkipsDeletedAndPurged(t *testing.T) {
 	}
 }
 
-// TestReadStoredEmpty: an empty stream, and a filter nothing matches in a
-// stream that has messages, read nothing and no error.
-func TestReadStoredEmpty(t *testing.T) {
-	b := openTest(t, Options{})
-	ctx := t.Context()
-	calls := 0
-	count := func(*nats.Msg, storedMeta) error { calls++; return nil }
-	if err := readStored(ctx, b, StreamHooks, "", count); err != nil || calls != 0 {
-		t.Fatalf("empty stream: %d messages, %v", calls, err)
-	}
-	publishTurns(t, b, "a", 3, time.Now())
-	subject, _ := TurnEvents.Filter("nope")
-	if err := readStored(ctx, b, StreamTurns, subject, count); err != nil || calls != 0 {
-		t.Fatalf("nothing matching: %d messages, %v", calls, err)
-	}
-	events, cur, err := RunTimeline(ctx, b, "nope")
-	if err != nil || len(events) != 0 || cur != (RunCursor{}) {
-		t.Fatalf("timeline of an unknown run: %d events, %v, %v", len(events), cur, err)
-	}
-	list, err := Summaries(ctx, b)
-	if err != nil || len(list) != 0 {
-		t.Fatalf("summaries of an empty bucket: %v, %v", list, err)
-	}
-}
-
 // TestReadStoredRecoversLostMessages: a subscription that may hold only
 // two messages drops most of each batch of 50 while the reader is slow;
 // the reader notices (a gap in the consumer sequence, or the client's
@@ -180,7 +160,7 @@ func TestReadStoredRecoversLostMessages(t *testing.T) {
 	subject, _ := TurnEvents.Filter("a")
 	var got []int64
 	r := storedReader{b: b, stream: StreamTurns, filter: subject, batch: 50, pendingLimit: 2}
-	r.fn = func(m *nats.Msg, _ storedMeta) error {
+	r.fn = func(m *nats.Msg, _ StoredMeta) error {
 		v, err := decode[TurnEvent](m, TurnEvents.spec, TurnEvents.spec.typeName)
 		if err != nil {
 			return err
@@ -201,122 +181,6 @@ func TestReadStoredRecoversLostMessages(t *testing.T) {
 	}
 	if r.restarts == 0 {
 		t.Fatal("nothing was dropped: the test did not exercise recovery")
-	}
-}
-
-// TestRunTimelineMoreThanABatch: a run with more turn events than one
-// pull request asks for, with lifecycle and hook events between them,
-// comes back whole and in time order, with the cursor at the last event
-// of each stream.
-func TestRunTimelineMoreThanABatch(t *testing.T) {
-	b := openTest(t, Options{})
-	ctx := t.Context()
-	base := time.Now().Add(-time.Hour)
-	n := readBatch + 10
-	publishTurns(t, b, "other", 3, base)
-	seqs := publishTurns(t, b, "big", n, base)
-	var runSeq, hookSeq uint64
-	for i, at := range []time.Duration{-time.Second, 2000 * time.Millisecond, time.Duration(n) * time.Millisecond} {
-		kind := []RunEventKind{RunDispatched, RunTurnStarted, RunFinished}[i]
-		ack, err := PublishDurable(ctx, b, RunEvents, RunEvent{RunID: "big", Event: kind, At: base.Add(at)}, "", "big", string(kind))
-		if err != nil {
-			t.Fatal(err)
-		}
-		runSeq = ack.Seq
-	}
-	ack, err := PublishDurable(ctx, b, WorkspaceHookEvents, HookEvent{RunID: "big", Hook: "before_run", Phase: HookStarted, At: base.Add(1500 * time.Millisecond)}, "", "big", "before_run")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hookSeq = ack.Seq
-	events, cur, err := RunTimeline(ctx, b, "big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(events) != n+4 {
-		t.Fatalf("%d events, want %d", len(events), n+4)
-	}
-	if !slices.IsSortedFunc(events, compareTimeline) {
-		t.Fatal("timeline out of time order")
-	}
-	var turns []int64
-	for _, ev := range events {
-		if ev.Turn != nil {
-			turns = append(turns, ev.Turn.Seq)
-		}
-	}
-	if !slices.Equal(turns, oneTo(n)) {
-		t.Fatalf("turn events out of order or missing: %d of %d", len(turns), n)
-	}
-	if events[0].Run == nil || events[0].Run.Event != RunDispatched || events[len(events)-1].Run == nil || events[len(events)-1].Run.Event != RunFinished {
-		t.Fatalf("first %+v, last %+v", events[0], events[len(events)-1])
-	}
-	if want := (RunCursor{Runs: runSeq, Turns: seqs[n-1], Hooks: hookSeq}); cur != want {
-		t.Fatalf("cursor %v, want %v", cur, want)
-	}
-}
-
-// TestMergeTimelineIsStableSort: merging per-stream parts gives exactly
-// SortTimeline of their concatenation, equal times and unsorted parts
-// included.
-func TestMergeTimelineIsStableSort(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	base := time.Now()
-	for round := range 200 {
-		var parts [][]StoredEvent
-		var all []StoredEvent
-		for _, stream := range []string{StreamRuns, StreamTurns, StreamHooks} {
-			var p []StoredEvent
-			for i := range rng.IntN(20) {
-				p = append(p, StoredEvent{Stream: stream, Seq: uint64(i + 1), At: base.Add(time.Duration(rng.IntN(8)) * time.Second)})
-			}
-			if round%2 == 0 {
-				slices.SortStableFunc(p, compareTimeline)
-			}
-			all = append(all, p...)
-			parts = append(parts, slices.Clone(p))
-		}
-		SortTimeline(all)
-		got := mergeTimeline(parts...)
-		if !slices.EqualFunc(got, all, func(a, b StoredEvent) bool { return a.Stream == b.Stream && a.Seq == b.Seq }) {
-			t.Fatalf("round %d: merge differs from the stable sort", round)
-		}
-	}
-}
-
-// TestSummariesKeepLastValues: Summaries reads the bucket unfiltered; it
-// returns each run's current summary once, and none for a purged run.
-func TestSummariesKeepLastValues(t *testing.T) {
-	b := openTest(t, Options{})
-	ctx := t.Context()
-	for _, id := range []string{"r1", "r2", "r3"} {
-		for _, kind := range []RunEventKind{RunDispatched, RunTurnStarted, RunFinished} {
-			ev := RunEvent{RunID: id, Event: kind, At: time.Now(), Turn: 1, Status: RunSucceeded}
-			if err := RecordRunEvent(ctx, b, ev, ""); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if _, err := PurgeRun(ctx, b, "r2"); err != nil {
-		t.Fatal(err)
-	}
-	// r1 runs again after the purge: its summary is replaced, not doubled.
-	if err := RecordRunEvent(ctx, b, RunEvent{RunID: "r1", Event: RunTurnStarted, At: time.Now(), Turn: 2}, ""); err != nil {
-		t.Fatal(err)
-	}
-	list, err := Summaries(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]RunSummary{}
-	for _, s := range list {
-		if _, dup := got[s.RunID]; dup {
-			t.Fatalf("run %s listed twice", s.RunID)
-		}
-		got[s.RunID] = s
-	}
-	if len(got) != 2 || got["r1"].Turns != 2 || got["r3"].Status != string(RunSucceeded) {
-		t.Fatalf("summaries %+v", list)
 	}
 }
 

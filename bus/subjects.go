@@ -116,7 +116,7 @@ var (
 	WorkspaceHookEvents = event[HookEvent](Spec{
 		Pattern:   "symphony.hook.{run_id}.{hook}",
 		Producer:  CompWorkspace,
-		Consumers: []string{CompUI, CompCLI},
+		Consumers: []string{CompUI, CompCLI, CompPruner},
 		Stream:    StreamHooks,
 		Doc:       "A hook started, finished, failed or timed out, with duration and truncated output; {run_id} is the run it served (`none` outside a run), {hook} the hook name.",
 	})
@@ -149,7 +149,7 @@ var (
 	TurnEvents = event[TurnEvent](Spec{
 		Pattern:   "symphony.turn.{run_id}.{turn}",
 		Producer:  CompAgentRunner,
-		Consumers: []string{CompUI, CompCLI},
+		Consumers: []string{CompUI, CompCLI, CompPruner},
 		Stream:    StreamTurns,
 		Schema:    turnBatchSchema,
 		Batches:   true,
@@ -318,8 +318,8 @@ func Buckets() []BucketSpec {
 			Name:    BucketRuns,
 			History: 1,
 			Keys:    "`run.<run_id>` (`bus.RunSummary`)",
-			Writer:  CompAgentRunner + ", " + CompScheduler,
-			Readers: []string{CompCLI, CompUI, CompPruner},
+			Writer:  CompAgentRunner + ", " + CompScheduler + " (" + CompPruner + " deletes expired runs)",
+			Readers: []string{CompCLI, CompUI},
 			Doc:     "One compact summary per run, folded from its lifecycle events as they are recorded (compare-and-set), so listing runs reads one value per run.",
 		},
 	}

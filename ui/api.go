@@ -15,6 +15,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/bus/safeid"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // The JSON API: GET /api/v1/state, GET /api/v1/<identifier> and POST
@@ -359,9 +360,9 @@ func (s *Server) recentEvents(ctx context.Context, runID string) []apiEvent {
 		return []apiEvent{} // busy with other readers: answered without them
 	}
 	defer release()
-	var last []bus.StoredEvent
+	var last []runlog.Event
 	n := 0
-	_, err = s.feed.Timeline(ctx, runID, false, func(ev bus.StoredEvent) error {
+	_, err = s.feed.Timeline(ctx, runID, false, func(ev runlog.Event) error {
 		if len(last) < recentEventCount {
 			last = append(last, ev)
 		} else {
@@ -387,7 +388,7 @@ func (s *Server) recentEvents(ctx context.Context, runID string) []apiEvent {
 }
 
 // eventSummary names an event and says what it was in one line.
-func eventSummary(ev bus.StoredEvent) (string, string) {
+func eventSummary(ev runlog.Event) (string, string) {
 	switch {
 	case ev.Run != nil:
 		msg := ev.Run.Error
@@ -540,9 +541,9 @@ func (s *Server) lookupRun(ctx context.Context, id string) (RunView, bool) {
 	}
 	defer release()
 	var v RunView
-	if _, err := s.feed.Timeline(ctx, id, true, func(ev bus.StoredEvent) error {
+	if _, err := s.feed.Timeline(ctx, id, true, func(ev runlog.Event) error {
 		if ev.Run != nil {
-			v.Apply(*ev.Run)
+			runlog.Apply(&v.RunSummary, *ev.Run)
 		}
 		return nil
 	}); err != nil {
@@ -586,7 +587,7 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sse.close()
 	var line []byte
-	send := func(ev bus.StoredEvent, cur bus.RunCursor) error {
+	send := func(ev runlog.Event, cur runlog.Cursor) error {
 		var err error
 		if line, err = ev.AppendJSON(line[:0]); err != nil {
 			return fmt.Errorf("encode event %s/%d: %w", ev.Stream, ev.Seq, err)
@@ -599,7 +600,7 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 	// it, not the run).
 	cur := after
 	var sendErr error
-	stored, err := s.feed.Timeline(r.Context(), id, true, func(ev bus.StoredEvent) error {
+	stored, err := s.feed.Timeline(r.Context(), id, true, func(ev runlog.Event) error {
 		if after.Includes(ev) {
 			return nil
 		}
@@ -623,21 +624,21 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 	// The stream ends once the run has ended and everything it stored was
 	// sent (so `curl` exports terminate); a live run streams on.
 	_ = s.followRun(r.Context(), id, laterCursor(cur, stored), true,
-		func(_ context.Context, ev bus.StoredEvent, cur bus.RunCursor) error { return send(ev, cur) },
+		func(_ context.Context, ev runlog.Event, cur runlog.Cursor) error { return send(ev, cur) },
 		sse.flush,
 		func(ctx context.Context) (bool, error) {
 			run, ok := s.lookupRun(ctx, id)
 			return ok && run.Status != "running", nil
 		},
-		func(cur bus.RunCursor) error { return sse.send("end", cur.String(), "{}") })
+		func(cur runlog.Cursor) error { return sse.send("end", cur.String(), "{}") })
 }
 
 // laterCursor is the cursor past both a and b: in each stream the further
 // of the two (the timeline's cursor also passes messages it could not
 // read, which a client's cursor need not).
-func laterCursor(a, b bus.RunCursor) bus.RunCursor {
-	out := bus.RunCursor{Runs: max(a.Runs, b.Runs), Hooks: max(a.Hooks, b.Hooks), Turns: a.Turns, TurnsPart: a.TurnsPart}
-	if ta, tb := (bus.RunCursor{Turns: a.Turns, TurnsPart: a.TurnsPart}), (bus.RunCursor{Turns: b.Turns, TurnsPart: b.TurnsPart}); !ta.Covers(tb) {
+func laterCursor(a, b runlog.Cursor) runlog.Cursor {
+	out := runlog.Cursor{Runs: max(a.Runs, b.Runs), Hooks: max(a.Hooks, b.Hooks), Turns: a.Turns, TurnsPart: a.TurnsPart}
+	if ta, tb := (runlog.Cursor{Turns: a.Turns, TurnsPart: a.TurnsPart}), (runlog.Cursor{Turns: b.Turns, TurnsPart: b.TurnsPart}); !ta.Covers(tb) {
 		out.Turns, out.TurnsPart = b.Turns, b.TurnsPart
 	}
 	return out
@@ -645,13 +646,13 @@ func laterCursor(a, b bus.RunCursor) bus.RunCursor {
 
 // cursorOf reads where a stream resumes: Last-Event-ID (a reconnect) wins
 // over ?after=.
-func cursorOf(r *http.Request) (bus.RunCursor, error) {
+func cursorOf(r *http.Request) (runlog.Cursor, error) {
 	raw := r.Header.Get("Last-Event-ID")
 	if raw == "" {
 		raw = r.URL.Query().Get("after")
 	}
 	if raw == "" {
-		return bus.RunCursor{}, nil
+		return runlog.Cursor{}, nil
 	}
-	return bus.ParseRunCursor(raw)
+	return runlog.ParseCursor(raw)
 }

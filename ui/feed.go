@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // Feed gives a run page its events: those recorded so far, then each new
@@ -17,55 +18,56 @@ type Feed interface {
 	// API client reads its own, and 150 readers holding a copy of a 22 MB
 	// run each held 460 MB. With raw, agent events may come undecoded as
 	// in Follow.
-	Timeline(ctx context.Context, runID string, raw bool, fn func(bus.StoredEvent) error) (bus.RunCursor, error)
+	Timeline(ctx context.Context, runID string, raw bool, fn func(runlog.Event) error) (runlog.Cursor, error)
 	// Stored is the cursor of the run's events so far (stored, or played
 	// in a replay), without reading them.
-	Stored(ctx context.Context, runID string) (bus.RunCursor, error)
-	// Follow delivers the run's events after the cursor, waiting for new
-	// ones, until ctx ends (nil) or deliver fails (its error). With raw,
-	// agent events may come undecoded (Turn nil; Event and At set).
-	Follow(ctx context.Context, runID string, after bus.RunCursor, raw bool, deliver func(bus.StoredEvent) error) error
+	Stored(ctx context.Context, runID string) (runlog.Cursor, error)
+	// Follow streams the run's events after the cursor, waiting for new
+	// ones, until ctx ends or the stream is closed (see runlog.Follow).
+	// With raw, agent events may come undecoded (Turn nil; Event and At
+	// set).
+	Follow(ctx context.Context, runID string, after runlog.Cursor, raw bool) (*bus.Stream[runlog.Event], error)
 	// End is the cursor of the run's last stored event.
-	End(ctx context.Context, runID string) (bus.RunCursor, error)
+	End(ctx context.Context, runID string) (runlog.Cursor, error)
 }
 
 // liveFeed reads the RUNS, TURNS and HOOKS streams.
 type liveFeed struct{ b *bus.Bus }
 
-func (f liveFeed) Timeline(ctx context.Context, runID string, raw bool, fn func(bus.StoredEvent) error) (bus.RunCursor, error) {
+func (f liveFeed) Timeline(ctx context.Context, runID string, raw bool, fn func(runlog.Event) error) (runlog.Cursor, error) {
 	if raw {
-		return bus.EachRunEvent(ctx, f.b, runID, fn, bus.RawTurns())
+		return runlog.Each(ctx, f.b, runID, fn, runlog.RawTurns())
 	}
-	return bus.EachRunEvent(ctx, f.b, runID, fn)
+	return runlog.Each(ctx, f.b, runID, fn)
 }
 
-func (f liveFeed) Stored(ctx context.Context, runID string) (bus.RunCursor, error) {
-	return bus.RunEnd(ctx, f.b, runID)
+func (f liveFeed) Stored(ctx context.Context, runID string) (runlog.Cursor, error) {
+	return runlog.End(ctx, f.b, runID)
 }
 
-func (f liveFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, raw bool, deliver func(bus.StoredEvent) error) error {
+func (f liveFeed) Follow(ctx context.Context, runID string, after runlog.Cursor, raw bool) (*bus.Stream[runlog.Event], error) {
 	if raw {
-		return bus.FollowRun(ctx, f.b, runID, after, deliver, bus.RawTurns())
+		return runlog.Follow(ctx, f.b, runID, after, runlog.RawTurns())
 	}
-	return bus.FollowRun(ctx, f.b, runID, after, deliver)
+	return runlog.Follow(ctx, f.b, runID, after)
 }
 
-func (f liveFeed) End(ctx context.Context, runID string) (bus.RunCursor, error) {
-	return bus.RunEnd(ctx, f.b, runID)
+func (f liveFeed) End(ctx context.Context, runID string) (runlog.Cursor, error) {
+	return runlog.End(ctx, f.b, runID)
 }
 
 // replayFeed holds a recorded run and how much of it has been played. The
 // recording is one copy shared by every reader.
 type replayFeed struct {
 	runID  string
-	events []bus.StoredEvent
+	events []runlog.Event
 
 	mu      sync.Mutex
 	played  int
 	changed chan struct{}
 }
 
-func newReplayFeed(runID string, events []bus.StoredEvent) *replayFeed {
+func newReplayFeed(runID string, events []runlog.Event) *replayFeed {
 	return &replayFeed{runID: runID, events: events, changed: make(chan struct{})}
 }
 
@@ -86,8 +88,8 @@ func (f *replayFeed) state() (int, <-chan struct{}) {
 	return f.played, f.changed
 }
 
-func (f *replayFeed) Timeline(_ context.Context, runID string, _ bool, fn func(bus.StoredEvent) error) (bus.RunCursor, error) {
-	var cur bus.RunCursor
+func (f *replayFeed) Timeline(_ context.Context, runID string, _ bool, fn func(runlog.Event) error) (runlog.Cursor, error) {
+	var cur runlog.Cursor
 	if runID != f.runID {
 		return cur, nil
 	}
@@ -95,14 +97,14 @@ func (f *replayFeed) Timeline(_ context.Context, runID string, _ bool, fn func(b
 	for _, ev := range f.events[:n] {
 		cur.Advance(ev)
 		if err := fn(ev); err != nil {
-			return bus.RunCursor{}, err
+			return runlog.Cursor{}, err
 		}
 	}
 	return cur, nil
 }
 
-func (f *replayFeed) Stored(_ context.Context, runID string) (bus.RunCursor, error) {
-	var cur bus.RunCursor
+func (f *replayFeed) Stored(_ context.Context, runID string) (runlog.Cursor, error) {
+	var cur runlog.Cursor
 	if runID == f.runID {
 		n, _ := f.state()
 		for _, ev := range f.events[:n] {
@@ -112,11 +114,27 @@ func (f *replayFeed) Stored(_ context.Context, runID string) (bus.RunCursor, err
 	return cur, nil
 }
 
-func (f *replayFeed) Follow(ctx context.Context, runID string, after bus.RunCursor, _ bool, deliver func(bus.StoredEvent) error) error {
-	if runID != f.runID {
+func (f *replayFeed) Follow(ctx context.Context, runID string, after runlog.Cursor, _ bool) (*bus.Stream[runlog.Event], error) {
+	ctx, cancel := context.WithCancel(ctx)
+	// As much room as a live follow has (runlog's followBuffer), so a
+	// burst of played events is written out at once, as live.
+	st, send, end := bus.NewStream[runlog.Event](256, cancel)
+	// A send waits for the reader or for Close: the context's end closes
+	// the stream, which stops the send waiting.
+	context.AfterFunc(ctx, st.Close)
+	go func() {
+		defer end(nil)
+		if runID == f.runID {
+			f.play(ctx, after, send)
+		}
 		<-ctx.Done()
-		return nil
-	}
+	}()
+	return st, nil
+}
+
+// play sends the events played after the cursor, then each one played
+// later, until ctx ends or the stream stops taking them.
+func (f *replayFeed) play(ctx context.Context, after runlog.Cursor, send func(runlog.Event) bool) {
 	next := -1
 	for {
 		n, changed := f.state()
@@ -130,21 +148,21 @@ func (f *replayFeed) Follow(ctx context.Context, runID string, after bus.RunCurs
 			}
 		}
 		for ; next < n; next++ {
-			if err := deliver(f.events[next]); err != nil {
-				return err
+			if !send(f.events[next]) {
+				return
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-changed:
 		}
 	}
 }
 
 // End is the cursor after the whole recording.
-func (f *replayFeed) End(_ context.Context, runID string) (bus.RunCursor, error) {
-	var cur bus.RunCursor
+func (f *replayFeed) End(_ context.Context, runID string) (runlog.Cursor, error) {
+	var cur runlog.Cursor
 	if runID == f.runID {
 		for _, ev := range f.events {
 			cur.Advance(ev)

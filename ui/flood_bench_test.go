@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // BenchmarkNeverReadingClients measures what N clients that ask for a long
@@ -40,11 +41,11 @@ func BenchmarkNeverReadingClients(b *testing.B) {
 	ref := bus.IssueRef{ID: "id-1", Identifier: "ENG-1", Title: "a long run", State: "In Progress"}
 	at := time.Now().UTC().Add(-time.Hour)
 	for _, kind := range []bus.RunEventKind{bus.RunDispatched, bus.RunTurnStarted} {
-		if err := bus.RecordRunEvent(ctx, bs, bus.RunEvent{RunID: runID, Event: kind, At: at, Issue: ref, Turn: 1}, runID+string(kind)); err != nil {
+		if err := runlog.Record(ctx, bs, bus.RunEvent{RunID: runID, Event: kind, At: at, Issue: ref, Turn: 1}, runID+string(kind)); err != nil {
 			b.Fatal(err)
 		}
 	}
-	w := bus.NewWriter(bs, 0)
+	w := runlog.NewWriter(bs, 0)
 	text := strings.Repeat("The agent wrote this line of its transcript. ", 24) // ~1.1 KB
 	events := mb << 20 / (len(text) + 100)
 	for i := range events {
@@ -57,7 +58,7 @@ func BenchmarkNeverReadingClients(b *testing.B) {
 		b.Fatal(err)
 	}
 	at = at.Add(time.Second)
-	if err := bus.RecordRunEvent(ctx, bs, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: at, Issue: ref, Turn: 1, Status: bus.RunSucceeded}, runID+"fin"); err != nil {
+	if err := runlog.Record(ctx, bs, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: at, Issue: ref, Turn: 1, Status: bus.RunSucceeded}, runID+"fin"); err != nil {
 		b.Fatal(err)
 	}
 	for _, path := range []string{"/api/v1/runs/" + runID + "/events", "/runs/" + runID} {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // openStream starts a GET of a stream and returns its response once the
@@ -133,10 +134,10 @@ func storeLongRun(t *testing.T, b *bus.Bus, runID string, size int) {
 	ctx := t.Context()
 	ref := bus.IssueRef{ID: "id-long", Identifier: "ENG-9", Title: "long", State: "In Progress"}
 	at := time.Now().UTC().Add(-time.Hour)
-	if err := bus.RecordRunEvent(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunDispatched, At: at, Issue: ref}, runID+"-d"); err != nil {
+	if err := runlog.Record(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunDispatched, At: at, Issue: ref}, runID+"-d"); err != nil {
 		t.Fatal(err)
 	}
-	w := bus.NewWriter(b, 0)
+	w := runlog.NewWriter(b, 0)
 	text := strings.Repeat("x", 4000)
 	for i := range size / len(text) {
 		at = at.Add(time.Millisecond)
@@ -147,7 +148,7 @@ func storeLongRun(t *testing.T, b *bus.Bus, runID string, size int) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.RecordRunEvent(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: at.Add(time.Second), Issue: ref, Status: bus.RunSucceeded}, runID+"-f"); err != nil {
+	if err := runlog.Record(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: at.Add(time.Second), Issue: ref, Status: bus.RunSucceeded}, runID+"-f"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // clip cuts s to at most n bytes on a rune boundary, marking the cut.
@@ -234,7 +235,7 @@ func commandText(argv []string) string {
 // and its place in the message when the message holds several agent
 // events. The page's script drops an entry whose id is already shown (a
 // re-connect may send it again), so no two events may share one.
-func eventDOMID(ev bus.StoredEvent) string {
+func eventDOMID(ev runlog.Event) string {
 	id := "ev-" + ev.Stream + "-" + strconv.FormatUint(ev.Seq, 10)
 	if ev.Index > 0 {
 		id += "-" + strconv.Itoa(ev.Index)
@@ -242,7 +243,7 @@ func eventDOMID(ev bus.StoredEvent) string {
 	return id
 }
 
-func eventClass(ev bus.StoredEvent) string {
+func eventClass(ev runlog.Event) string {
 	switch {
 	case ev.Run != nil:
 		if ev.Run.Event == bus.RunTurnStarted {

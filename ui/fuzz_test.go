@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // FuzzHandler sends arbitrary requests (method, path, Host, Origin,
@@ -23,7 +24,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/api/v1/%00", "127.0.0.1", "", "", "")
 	f.Add("POST", "/control/pause", "127.0.0.1", "null", "", "")
 	f.Add("GET", "/issues/ABC-1", "127.0.0.1.", "", "", "")
-	events := []bus.StoredEvent{{Stream: bus.StreamRuns, Seq: 1, At: time.Now(), Run: &bus.RunEvent{RunID: "r1", Event: bus.RunFinished, Status: bus.RunSucceeded}}}
+	events := []runlog.Event{{Stream: bus.StreamRuns, Seq: 1, At: time.Now(), Run: &bus.RunEvent{RunID: "r1", Event: bus.RunFinished, Status: bus.RunSucceeded}}}
 	s, err := New(Options{Replay: &Replay{RunID: "r1", Events: events}})
 	if err != nil {
 		f.Fatal(err)

@@ -14,7 +14,7 @@ import (
 // an operator's browser tabs and API clients need (a browser opens at most
 // six connections to one host over HTTP/1.1), few enough that their
 // buffers stay small (each stream holds a bounded amount: see sseStream
-// and bus.EachRunEvent). 800 unbounded streams took the process from 40 to
+// and runlog.Each). 800 unbounded streams took the process from 40 to
 // 676 MB.
 const DefaultMaxStreams = 64
 
@@ -35,7 +35,7 @@ const streamRetryAfter = 5
 // A page that reads a run's stored events (the run page's transcript, the
 // issue API's recent events) is not refused either, but it waits for one
 // of as many read slots (reads): each read holds a few bounded pieces of
-// the run (bus.EachRunEvent) while its client takes them, so a flood of
+// the run (runlog.Each) while its client takes them, so a flood of
 // run pages is bounded in memory like a flood of streams, and queues
 // (each waiting request holds only its connection) instead of failing.
 //

@@ -8,6 +8,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/bus/safeid"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // Model is what the dashboard knows, folded from the bus (or, in replay,
@@ -137,7 +138,7 @@ func (m *Model) ApplyRunEvent(ev bus.RunEvent, fold bool) {
 			fold = true
 		}
 		if fold {
-			v.Apply(ev)
+			runlog.Apply(&v.RunSummary, ev)
 		}
 		v.LastEvent, v.LastEventAt = "run "+string(ev.Event), ev.At
 		if ev.Error != "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/bus/safeid"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 //go:embed static
@@ -179,8 +180,8 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	var readErr error
-	events := func(yield func(bus.StoredEvent) bool) {
-		_, readErr = s.feed.Timeline(r.Context(), id, false, func(ev bus.StoredEvent) error {
+	events := func(yield func(runlog.Event) bool) {
+		_, readErr = s.feed.Timeline(r.Context(), id, false, func(ev runlog.Event) error {
 			if !stored.Includes(ev) {
 				return nil
 			}
@@ -400,7 +401,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	err = s.followRun(r.Context(), id, after, false,
-		func(ctx context.Context, ev bus.StoredEvent, cur bus.RunCursor) error {
+		func(ctx context.Context, ev runlog.Event, cur runlog.Cursor) error {
 			var buf bytes.Buffer
 			if err := eventItem(ev).Render(ctx, &buf); err != nil {
 				return err
@@ -422,52 +423,37 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 			}
 			return run.Status != "running", nil
 		},
-		func(cur bus.RunCursor) error { return sse.send("done", cur.String(), "") })
+		func(cur runlog.Cursor) error { return sse.send("done", cur.String(), "") })
 	if err != nil && r.Context().Err() == nil && !errors.Is(err, errStreamClosed) {
 		s.log.Debug("run stream ended", "run_id", id, "err", err)
 	}
 }
 
-// followRun feeds a run's events after the cursor to onEvent, calls onTick
+// followRun feeds a run's events after the cursor (one stream, from the
+// feed's Follow) to onEvent, calls onTick
 // every ageTick (it reports whether the run has ended), and returns after
 // calling onDone once the run has ended and every event stored up to its
 // end was delivered. It returns early when ctx ends or a callback fails.
 // onEvent may leave its output buffered: onIdle is called whenever no
 // further event is waiting, so a burst is written out once. raw asks for
-// agent events undecoded (see bus.RawTurns).
-func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, raw bool,
-	onEvent func(context.Context, bus.StoredEvent, bus.RunCursor) error,
+// agent events undecoded (see runlog.RawTurns).
+func (s *Server) followRun(ctx context.Context, id string, after runlog.Cursor, raw bool,
+	onEvent func(context.Context, runlog.Event, runlog.Cursor) error,
 	onIdle func() error,
 	onTick func(context.Context) (bool, error),
-	onDone func(bus.RunCursor) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan bus.StoredEvent, 256)
-	followed := make(chan error, 1)
-	go func() {
-		followed <- s.feed.Follow(ctx, id, after, raw, func(ev bus.StoredEvent) error {
-			select {
-			case events <- ev:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	followDone := false
-	defer func() {
-		cancel()
-		if !followDone {
-			<-followed
-		}
-	}()
+	onDone func(runlog.Cursor) error) error {
+	events, err := s.feed.Follow(ctx, id, after, raw)
+	if err != nil {
+		return err
+	}
+	defer events.Close()
 	tick := time.NewTicker(ageTick)
 	defer tick.Stop()
 	// end is where the run's stored events stop, read once the run has
 	// ended (onTick says so: the header it pushed shows the end): "done"
 	// waits until the cursor covers it, so a run_finished that overtook
 	// turn events in another stream cannot cut them off.
-	var end *bus.RunCursor
+	var end *runlog.Cursor
 	// soon re-checks quickly after run_finished: the summary that says the
 	// run ended is written just after the event. It fires at once first: a
 	// run that ended before the stream began (its stored events already
@@ -480,10 +466,10 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, 
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-followed:
-			followDone = true
-			return err
-		case ev := <-events:
+		case ev, ok := <-events.C():
+			if !ok {
+				return events.Err()
+			}
 			after.Advance(ev)
 			// An unreadable message has nothing to show; the cursor has
 			// passed it.
@@ -492,7 +478,7 @@ func (s *Server) followRun(ctx context.Context, id string, after bus.RunCursor, 
 					return err
 				}
 			}
-			if len(events) == 0 {
+			if len(events.C()) == 0 {
 				if err := onIdle(); err != nil {
 					return err
 				}

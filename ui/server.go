@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // Defaults of the dashboard's address (CONTRACT §7: loopback only unless
@@ -64,7 +65,7 @@ type Options struct {
 // Replay is a recorded run to play through the dashboard.
 type Replay struct {
 	RunID  string
-	Events []bus.StoredEvent
+	Events []runlog.Event
 	// Speed divides the recorded gaps between events; 0 plays at once.
 	Speed float64
 }

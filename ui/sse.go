@@ -17,8 +17,9 @@ const sseKeepAlive = 15 * time.Second
 // reading is dropped within it (once the socket's buffers are full)
 // instead of pinning the handler, its stream slot and its consumers. What
 // a stream holds meanwhile is bounded: the events it is writing, a
-// follower's few pulled messages (bus.FollowRun) and a timeline reader's
-// few pieces (bus.EachRunEvent) — never the run.
+// follower's few pulled messages and the events waiting in its stream
+// (runlog.Follow) and a timeline reader's few pieces (runlog.Each) —
+// never the run.
 const DefaultWriteTimeout = 30 * time.Second
 
 // sseStream writes Server-Sent Events. send is safe from several

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // waitBound is the generous bound for anything asynchronous in these tests.
@@ -167,7 +168,7 @@ func (h *harness) record(t *testing.T, runID, ident, title string, finish bool) 
 		if mut != nil {
 			mut(&e)
 		}
-		if err := bus.RecordRunEvent(ctx, h.b, e, runID+"-"+string(kind)+fmt.Sprint(e.Turn)); err != nil {
+		if err := runlog.Record(ctx, h.b, e, runID+"-"+string(kind)+fmt.Sprint(e.Turn)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -388,7 +389,7 @@ func TestAPIRunEventsStream(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	events := make(chan bus.StoredEvent, 64)
+	events := make(chan runlog.Event, 64)
 	ids := make(chan string, 64)
 	go func() {
 		sc := bufio.NewScanner(resp.Body)
@@ -399,21 +400,21 @@ func TestAPIRunEventsStream(t *testing.T) {
 				ids <- id
 			}
 			if data, ok := strings.CutPrefix(line, "data: "); ok {
-				var ev bus.StoredEvent
+				var ev runlog.Event
 				if json.Unmarshal([]byte(data), &ev) == nil {
 					events <- ev
 				}
 			}
 		}
 	}()
-	next := func() bus.StoredEvent {
+	next := func() runlog.Event {
 		select {
 		case ev := <-events:
 			return ev
 		case <-time.After(waitBound):
 			t.Fatal("no event on the stream")
 		}
-		return bus.StoredEvent{}
+		return runlog.Event{}
 	}
 	// Three lifecycle events and four agent events are stored: all come.
 	got := map[string]int{}
@@ -424,7 +425,7 @@ func TestAPIRunEventsStream(t *testing.T) {
 		t.Fatalf("stored events by stream = %v", got)
 	}
 	// A new event arrives live.
-	if err := bus.RecordRunEvent(t.Context(), h.b, bus.RunEvent{RunID: "run-s", Event: bus.RunFinished, At: time.Now(), Status: bus.RunFailed, Error: "boom"}, "run-s-end"); err != nil {
+	if err := runlog.Record(t.Context(), h.b, bus.RunEvent{RunID: "run-s", Event: bus.RunFinished, At: time.Now(), Status: bus.RunFailed, Error: "boom"}, "run-s-end"); err != nil {
 		t.Fatal(err)
 	}
 	if ev := next(); ev.Stream != bus.StreamRuns || !strings.Contains(string(ev.Event), "boom") {
@@ -434,7 +435,7 @@ func TestAPIRunEventsStream(t *testing.T) {
 	for len(ids) > 0 {
 		last = <-ids
 	}
-	if _, err := bus.ParseRunCursor(last); err != nil {
+	if _, err := runlog.ParseCursor(last); err != nil {
 		t.Fatalf("event id %q is not a cursor: %v", last, err)
 	}
 	// Resuming after the last id replays nothing old.
@@ -770,7 +771,7 @@ func TestReplayServesRecordedRunReadOnly(t *testing.T) {
 	}
 	h := &harness{b: b}
 	h.record(t, "run-r", "REP-1", "replayed", true)
-	events, _, err := bus.RunTimeline(t.Context(), b, "run-r")
+	events, _, err := runlog.Timeline(t.Context(), b, "run-r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -930,7 +931,7 @@ func TestOverviewStreamSendsEverySectionOnConnect(t *testing.T) {
 func TestBatchedAgentEventsShownOnceEach(t *testing.T) {
 	h := newHarness(t)
 	h.record(t, "run-b", "BAT-1", "batched", false)
-	w := bus.NewWriter(h.b, 0)
+	w := runlog.NewWriter(h.b, 0)
 	for seq := int64(5); seq <= 8; seq++ {
 		if err := w.AppendTurn(t.Context(), bus.TurnEvent{RunID: "run-b", Turn: 1, Seq: seq, At: time.Now().UTC(), Kind: bus.TurnText, Text: fmt.Sprint("batched-", seq)}); err != nil {
 			t.Fatal(err)
@@ -939,7 +940,7 @@ func TestBatchedAgentEventsShownOnceEach(t *testing.T) {
 	if err := w.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.RecordRunEvent(t.Context(), h.b, bus.RunEvent{RunID: "run-b", Event: bus.RunFinished, At: time.Now().UTC(), Status: bus.RunSucceeded}, "run-b-end"); err != nil {
+	if err := runlog.Record(t.Context(), h.b, bus.RunEvent{RunID: "run-b", Event: bus.RunFinished, At: time.Now().UTC(), Status: bus.RunSucceeded}, "run-b-end"); err != nil {
 		t.Fatal(err)
 	}
 	h.eventually(t, "run ended", func() bool { r, ok := h.srv.model.Run("run-b"); return ok && r.Status != "running" })
@@ -969,7 +970,7 @@ func TestBatchedAgentEventsShownOnceEach(t *testing.T) {
 			if !strings.HasPrefix(d, `{"stream":"TURNS"`) {
 				continue
 			}
-			var ev bus.StoredEvent
+			var ev runlog.Event
 			var te bus.TurnEvent
 			if err := json.Unmarshal([]byte(d), &ev); err != nil {
 				t.Fatal(err)
@@ -1031,7 +1032,7 @@ func TestAPIRunEventsEndPastAnUnreadableMessage(t *testing.T) {
 func TestAPIRunEventsInTimeOrder(t *testing.T) {
 	h := newHarness(t)
 	h.record(t, "run-o", "ORD-1", "ordered", true)
-	stored, _, err := bus.RunTimeline(t.Context(), h.b, "run-o")
+	stored, _, err := runlog.Timeline(t.Context(), h.b, "run-o")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1044,7 +1045,7 @@ func TestAPIRunEventsInTimeOrder(t *testing.T) {
 		}
 	}
 	h.eventually(t, "run ended", func() bool { r, ok := h.srv.model.Run("run-o"); return ok && r.Status != "running" })
-	stored, _, err = bus.RunTimeline(t.Context(), h.b, "run-o")
+	stored, _, err = runlog.Timeline(t.Context(), h.b, "run-o")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/procscan"
+	"github.com/symphony-oss/symphony/runlog"
 	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
@@ -153,7 +154,7 @@ Work on {{ issue.identifier }}.
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums, err := bus.Summaries(t.Context(), b)
+	sums, err := runlog.Summaries(t.Context(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ Work on {{ issue.identifier }}.
 		t.Fatalf("open after a killed prune: %v", err)
 	}
 	defer b.Close(context.Background())
-	if left, err := bus.Summaries(t.Context(), b); err != nil || len(left) != 0 {
+	if left, err := runlog.Summaries(t.Context(), b); err != nil || len(left) != 0 {
 		t.Fatalf("after prune: %d runs left, %v", len(left), err)
 	}
 	for _, name := range []string{bus.StreamRuns, bus.StreamTurns, bus.StreamHooks} {

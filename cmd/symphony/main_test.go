@@ -21,6 +21,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // testTimeout bounds what normally takes milliseconds, so a broken test
@@ -423,7 +424,7 @@ func TestPruneCommand(t *testing.T) {
 		{RunID: "old-run", Event: bus.RunFinished, At: ended, Issue: bus.IssueRef{ID: "1", Identifier: "OLD-1"}, Status: bus.RunFailed},
 		{RunID: "new-run", Event: bus.RunDispatched, At: time.Now(), Issue: bus.IssueRef{ID: "2", Identifier: "NEW-1"}},
 	} {
-		if err := bus.RecordRunEvent(t.Context(), b, ev, ""); err != nil {
+		if err := runlog.Record(t.Context(), b, ev, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 	"github.com/symphony-oss/symphony/testkit/fakeagent"
 )
 
@@ -67,7 +68,7 @@ Work on {{ issue.identifier }}.
 		if err != nil {
 			t.Fatal(err)
 		}
-		sums, err := bus.Summaries(t.Context(), b)
+		sums, err := runlog.Summaries(t.Context(), b)
 		if err != nil {
 			t.Fatal(err)
 		}

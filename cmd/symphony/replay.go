@@ -16,6 +16,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/termsafe"
+	"github.com/symphony-oss/symphony/runlog"
 	"github.com/symphony-oss/symphony/ui"
 )
 
@@ -51,7 +52,7 @@ func (c *ReplayCmd) Run(g *Globals, e *env) error {
 		return err
 	}
 	defer b.Close(context.Background())
-	events, _, err := bus.RunTimeline(e.ctx, b, c.RunID)
+	events, _, err := runlog.Timeline(e.ctx, b, c.RunID)
 	if err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func (c *ReplayCmd) Run(g *Globals, e *env) error {
 		if color {
 			out = e.rawStdout
 		}
-		return play(e.ctx, events, c.Speed, func(ev bus.StoredEvent) {
+		return play(e.ctx, events, c.Speed, func(ev runlog.Event) {
 			fmt.Fprintln(out, transcriptLine(ev, color))
 		})
 	}
@@ -102,7 +103,7 @@ func speedWords(speed float64) string {
 
 // play hands the events to emit in order, keeping the original gaps
 // between them divided by speed (0: no waiting).
-func play(ctx context.Context, events []bus.StoredEvent, speed float64, emit func(bus.StoredEvent)) error {
+func play(ctx context.Context, events []runlog.Event, speed float64, emit func(runlog.Event)) error {
 	var prev time.Time
 	for _, ev := range events {
 		if speed > 0 && !prev.IsZero() {
@@ -126,7 +127,7 @@ func play(ctx context.Context, events []bus.StoredEvent, speed float64, emit fun
 // field that comes from outside (issue, agent, tool, hook, errors) is
 // escaped with termsafe.Line; the only escape sequences in the line are
 // its own colours.
-func transcriptLine(ev bus.StoredEvent, color bool) string {
+func transcriptLine(ev runlog.Event, color bool) string {
 	paint := func(code, s string) string {
 		if !color {
 			return s

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // TestPlayKeepsScaledGaps replays events recorded 0 s, 10 s, 10 s, 70 s
@@ -15,13 +16,13 @@ import (
 func TestPlayKeepsScaledGaps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		var events []bus.StoredEvent
+		var events []runlog.Event
 		for _, off := range []time.Duration{0, 10 * time.Second, 10 * time.Second, 70 * time.Second} {
-			events = append(events, bus.StoredEvent{At: base.Add(off)})
+			events = append(events, runlog.Event{At: base.Add(off)})
 		}
 		start := time.Now()
 		var at []time.Duration
-		if err := play(context.Background(), events, 5, func(bus.StoredEvent) { at = append(at, time.Since(start)) }); err != nil {
+		if err := play(context.Background(), events, 5, func(runlog.Event) { at = append(at, time.Since(start)) }); err != nil {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(at) != "[0s 2s 2s 14s]" {
@@ -29,7 +30,7 @@ func TestPlayKeepsScaledGaps(t *testing.T) {
 		}
 		// Speed 0: no waiting at all.
 		start = time.Now()
-		_ = play(context.Background(), events, 0, func(bus.StoredEvent) {})
+		_ = play(context.Background(), events, 0, func(runlog.Event) {})
 		if d := time.Since(start); d != 0 {
 			t.Errorf("speed 0 waited %v", d)
 		}
@@ -50,7 +51,7 @@ func BenchmarkRunsList10k(b *testing.B) {
 		ref := bus.IssueRef{ID: id, Identifier: fmt.Sprintf("B-%d", i)}
 		for _, kind := range []bus.RunEventKind{bus.RunDispatched, bus.RunWorkspaceReady, bus.RunTurnStarted, bus.RunTurnFinished, bus.RunFinished} {
 			ev := bus.RunEvent{RunID: id, Event: kind, At: base.Add(time.Duration(i) * time.Millisecond), Issue: ref, Turn: 1, Status: bus.RunSucceeded}
-			if err := bus.RecordRunEvent(context.Background(), store, ev, ""); err != nil {
+			if err := runlog.Record(context.Background(), store, ev, ""); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -82,7 +83,7 @@ func benchReplay(b *testing.B, perMessage int) {
 	defer store.Close(context.Background())
 	base := time.Now().Add(-time.Hour)
 	const n = 100000
-	w := bus.NewWriter(store, 0)
+	w := runlog.NewWriter(store, 0)
 	for i := range n {
 		ev := bus.TurnEvent{RunID: "big", Turn: 1, Seq: int64(i + 1), At: base.Add(time.Duration(i) * time.Millisecond), Kind: bus.TurnText, Text: "some assistant text of a usual length for one event"}
 		if err := w.AppendTurn(context.Background(), ev); err != nil {
@@ -99,7 +100,7 @@ func benchReplay(b *testing.B, perMessage int) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		events, _, err := bus.RunTimeline(context.Background(), store, "big")
+		events, _, err := runlog.Timeline(context.Background(), store, "big")
 		if err != nil || len(events) != n {
 			b.Fatalf("%d events, %v", len(events), err)
 		}

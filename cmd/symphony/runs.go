@@ -11,6 +11,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/termsafe"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // RunsCmd is `symphony runs`.
@@ -24,7 +25,7 @@ type RunsCmd struct {
 
 // summarize reads the compact summary of every stored run, by run id.
 func summarize(ctx context.Context, b *bus.Bus) (map[string]*bus.RunSummary, error) {
-	list, err := bus.Summaries(ctx, b)
+	list, err := runlog.Summaries(ctx, b)
 	if err != nil {
 		return nil, err
 	}

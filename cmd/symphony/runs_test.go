@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // recordRun stores a small but complete run: lifecycle and turn events.
@@ -29,7 +30,7 @@ func recordRun(t *testing.T, b *bus.Bus, runID, identifier string, start time.Ti
 		{RunID: runID, Event: bus.RunTurnStarted, At: start.Add(2 * time.Second), Issue: ref, Turn: 1},
 	}
 	for _, ev := range life {
-		if err := bus.RecordRunEvent(t.Context(), b, ev, ""); err != nil {
+		if err := runlog.Record(t.Context(), b, ev, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -51,7 +52,7 @@ func recordRun(t *testing.T, b *bus.Bus, runID, identifier string, start time.Ti
 	if status != "" {
 		u := bus.Usage{InputTokens: 100, OutputTokens: 20}
 		end := bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: start.Add(6 * time.Second), Issue: ref, Turn: 1, Status: status, Usage: &u, CostUSD: &cost}
-		if err := bus.RecordRunEvent(t.Context(), b, end, ""); err != nil {
+		if err := runlog.Record(t.Context(), b, end, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

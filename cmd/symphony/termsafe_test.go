@@ -14,6 +14,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/termsafe"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // evil is what an issue author or an agent's output can hold: a screen
@@ -56,7 +57,7 @@ func recordEvilRun(t *testing.T, b *bus.Bus, runID string) {
 		{RunID: runID, Event: bus.RunSessionStarted, At: start.Add(2 * time.Second), Issue: ref, SessionID: "session " + evil},
 		{RunID: runID, Event: bus.RunFinished, At: start.Add(9 * time.Second), Issue: ref, Status: bus.RunFailed, Error: "run error " + evil},
 	} {
-		if err := bus.RecordRunEvent(t.Context(), b, ev, ""); err != nil {
+		if err := runlog.Record(t.Context(), b, ev, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -139,7 +140,7 @@ func TestTranscriptLineInColourEscapesFields(t *testing.T) {
 	}
 	defer b.Close(t.Context())
 	recordEvilRun(t, b, "run-evil")
-	events, _, err := bus.RunTimeline(t.Context(), b, "run-evil")
+	events, _, err := runlog.Timeline(t.Context(), b, "run-evil")
 	if err != nil || len(events) != 10 {
 		t.Fatalf("%d events, %v", len(events), err)
 	}

@@ -45,7 +45,7 @@ type turnSpec struct {
 	started func(pid int)
 	// commit, when set, is called after the events of each batch of lines
 	// were handed to emit: what the agent wrote in one go is stored as one
-	// message (see bus.Writer.AppendTurn). An error stops the turn as a
+	// message (see runlog.Writer.AppendTurn). An error stops the turn as a
 	// failed emit does.
 	commit func() error
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // lifecycle publishes a run event durably, in order, without waiting for
@@ -77,7 +78,7 @@ const laneDepth = 16
 // returns once every queued event is recorded.
 func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 	w.lane = make(chan laneItem, laneDepth)
-	w.rec = bus.NewRunRecorder(w.r.opts.Bus)
+	w.rec = runlog.NewRecorder(w.r.opts.Bus)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -105,7 +106,7 @@ func (w *run) startLane(ctx context.Context) (closeAndWait func()) {
 
 // record stores one turn event durably, in order. It joins the events
 // appended since the last commit (everything read from the agent in one
-// go is stored as one message; see bus.Writer.AppendTurn); commit, or any
+// go is stored as one message; see runlog.Writer.AppendTurn); commit, or any
 // lifecycle event, sends them, with at most a window of messages awaiting
 // acknowledgement (back-pressure beyond that; nothing is dropped).
 func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {

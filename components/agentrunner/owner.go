@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // owner is the goroutine that holds the runner's state: Run's loop. The
@@ -161,7 +162,7 @@ func (s *runSet) admit(c *Component, d bus.Dispatch) (*run, error) {
 	if _, dup := s.runs[d.RunID]; dup {
 		return nil, bus.WithCode(bus.CodeDuplicateRun, errors.New("run "+d.RunID+" exists"))
 	}
-	w := &run{r: c, d: d, snap: *s.cfg, cancel: make(chan canceled, 1), out: bus.NewWriter(c.opts.Bus, 0)}
+	w := &run{r: c, d: d, snap: *s.cfg, cancel: make(chan canceled, 1), out: runlog.NewWriter(c.opts.Bus, 0)}
 	s.runs[d.RunID] = w
 	return w, nil
 }

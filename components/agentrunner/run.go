@@ -14,6 +14,7 @@ import (
 	"github.com/symphony-oss/symphony/internal/eligibility"
 	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/internal/prompt"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // ContinuationPrompt is sent on turns after the first, on the same session:
@@ -42,13 +43,13 @@ type run struct {
 	signal   string
 	// out stores the run's agent events with pipelined acknowledgements;
 	// every lifecycle event waits until they are all stored.
-	out *bus.Writer
+	out *runlog.Writer
 	// prog tells live readers what the run did last, coalesced.
 	prog *progress
 	// lane carries lifecycle events to the goroutine that records them in
 	// order (startLane); rec is that goroutine's recorder.
 	lane chan laneItem
-	rec  *bus.RunRecorder
+	rec  *runlog.Recorder
 	// releaseFirst ends the lane's hold until the first turn's agent start
 	// was tried (see execute); it is called then, or when the run ends
 	// before it, and again harmlessly.

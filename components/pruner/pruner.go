@@ -19,6 +19,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // Interval is how often the component applies the retention.
@@ -42,7 +43,7 @@ func Prune(ctx context.Context, b *bus.Bus, olderThan time.Duration, dryRun bool
 		return Result{}, fmt.Errorf("prune: the age must be positive, got %s", olderThan)
 	}
 	cutoff := now.Add(-olderThan)
-	runs, err := bus.Summaries(ctx, b)
+	runs, err := runlog.Summaries(ctx, b)
 	if err != nil {
 		return Result{}, fmt.Errorf("prune: read runs: %w", err)
 	}
@@ -54,7 +55,7 @@ func Prune(ctx context.Context, b *bus.Bus, olderThan time.Duration, dryRun bool
 			continue
 		}
 		if !dryRun {
-			freed, err := bus.PurgeRun(ctx, b, r.RunID)
+			freed, err := runlog.Purge(ctx, b, r.RunID)
 			res.BytesFreed += freed
 			if err != nil {
 				return res, err

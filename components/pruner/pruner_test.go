@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 func publishRun(t *testing.T, b *bus.Bus, runID string, started time.Time, ended *time.Time) {
 	t.Helper()
 	ctx := t.Context()
 	ref := bus.IssueRef{ID: "i-" + runID, Identifier: "P-" + runID}
-	if err := bus.RecordRunEvent(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunDispatched, At: started, Issue: ref}, ""); err != nil {
+	if err := runlog.Record(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunDispatched, At: started, Issue: ref}, ""); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
@@ -23,7 +24,7 @@ func publishRun(t *testing.T, b *bus.Bus, runID string, started time.Time, ended
 		}
 	}
 	if ended != nil {
-		if err := bus.RecordRunEvent(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: *ended, Issue: ref, Status: bus.RunSucceeded}, ""); err != nil {
+		if err := runlog.Record(ctx, b, bus.RunEvent{RunID: runID, Event: bus.RunFinished, At: *ended, Issue: ref, Status: bus.RunSucceeded}, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

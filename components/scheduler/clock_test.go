@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // TestBackoffSequenceOnTheClock steps a failing issue through its retries
@@ -144,7 +145,7 @@ func TestCanceledGoneRunUsesItsStoredEnd(t *testing.T) {
 		r := &running{runID: "S-1-old", issue: iss("S-1", 1, "", "Todo"), attempt: &one}
 		a.running["S-1"] = r
 		end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now(), Issue: r.issue.Ref(), Attempt: &one, Status: bus.RunFailed, Error: "exit 1"}
-		if err := bus.RecordRunEvent(t.Context(), w.b, end, ""); err != nil {
+		if err := runlog.Record(t.Context(), w.b, end, ""); err != nil {
 			t.Fatal(err)
 		}
 		a.cancel(t.Context(), r, bus.RunStalled, "stalled")
@@ -199,7 +200,7 @@ func TestStartupFollowsUpStoredEnds(t *testing.T) {
 				t.Fatal(err)
 			}
 			end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now(), Issue: issue.Ref(), Attempt: &two, Status: c.status, Error: "why " + string(c.status)}
-			if err := bus.RecordRunEvent(t.Context(), w.b, end, ""); err != nil {
+			if err := runlog.Record(t.Context(), w.b, end, ""); err != nil {
 				t.Fatal(err)
 			}
 			a.interrupted(t.Context(), id, cl)

@@ -9,6 +9,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/bus/safeid"
 	"github.com/symphony-oss/symphony/internal/procscan"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // Recovery at start-up (the first config): the pause, blocked issues,
@@ -138,7 +139,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		// lost (the scheduler stops first at a shutdown, and a crash can
 		// come between the two). The crash may have come between storing
 		// the end and updating the run's summary: make the summary show it.
-		if err := bus.EnsureSummaryEnded(ctx, a.b, *finished); err != nil {
+		if err := runlog.EnsureEnded(ctx, a.b, *finished); err != nil {
 			log.Error("repair the summary of a finished run", "err", err)
 		}
 		switch finished.Status {
@@ -166,7 +167,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	}
 	end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
 		Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
-	if err := bus.RecordRunEvent(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
+	if err := runlog.Record(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // A run after its dispatch: its progress (what stall detection measures
@@ -102,7 +103,7 @@ func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, re
 func (a *actor) runGone(ctx context.Context, r *running, reason string) {
 	log := a.issueLog(r.issue).With("run_id", r.runID)
 	if end := a.storedEnd(ctx, r.runID); end != nil {
-		if err := bus.EnsureSummaryEnded(ctx, a.b, *end); err != nil {
+		if err := runlog.EnsureEnded(ctx, a.b, *end); err != nil {
 			log.Error("repair the summary of a finished run", "err", err)
 		}
 		log.Info("cancel found the run already ended")
@@ -116,7 +117,7 @@ func (a *actor) runGone(ctx context.Context, r *running, reason string) {
 	}
 	end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
 		Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
-	if err := bus.RecordRunEvent(ctx, a.b, end, r.runID+"-lost"); err != nil {
+	if err := runlog.Record(ctx, a.b, end, r.runID+"-lost"); err != nil {
 		log.Error("record lost run; asking again later", "err", err)
 		return
 	}

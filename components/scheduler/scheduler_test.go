@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 const testTimeout = 30 * time.Second
@@ -1113,7 +1114,7 @@ func TestStartupFollowsUpAnEndingLiveRun(t *testing.T) {
 	}
 	issue := iss("L-1", 1, "", "Todo")
 	end := bus.RunEvent{RunID: "L-1-old", Event: bus.RunFinished, At: time.Now(), Issue: issue.Ref(), Attempt: &one, Status: bus.RunBlocked, Error: "asked for approval"}
-	if err := bus.RecordRunEvent(ctx, w.b, end, ""); err != nil {
+	if err := runlog.Record(ctx, w.b, end, ""); err != nil {
 		t.Fatal(err)
 	}
 	w.mu.Lock()

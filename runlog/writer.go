@@ -1,4 +1,4 @@
-package bus
+package runlog
 
 import (
 	"context"
@@ -8,6 +8,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// maxTurnBatch and maxTurnBatchBytes bound one stored message of agent
+// events (see bus.HeaderEvents): a follower catching up holds a few of
+// them in memory at once, and one event larger than the byte bound is
+// stored on its own.
+const (
+	maxTurnBatch      = 256
+	maxTurnBatchBytes = 64 << 10
 )
 
 // DefaultWriterWindow is how many of one writer's messages may await their
@@ -25,7 +35,7 @@ const DefaultWriterWindow = 256
 // A synchronous publish per event costs a round trip each; pipelining lets
 // a fast agent stream at the store's speed instead.
 type Writer struct {
-	b       *Bus
+	b       *bus.Bus
 	window  int
 	pending []pendingWrite
 	err     error
@@ -53,7 +63,7 @@ type pendingWrite struct {
 
 // NewWriter returns a writer with the given window (DefaultWriterWindow
 // when window < 1).
-func NewWriter(b *Bus, window int) *Writer {
+func NewWriter(b *bus.Bus, window int) *Writer {
 	if window < 1 {
 		window = DefaultWriterWindow
 	}
@@ -63,12 +73,12 @@ func NewWriter(b *Bus, window int) *Writer {
 // WriteDurable sends v on the topic for tokens. msgID (required) makes a
 // resend idempotent. An error means a message could not be stored; the
 // writer keeps reporting it.
-func WriteDurable[T any](ctx context.Context, w *Writer, t Topic[T], v T, msgID string, tokens ...string) error {
+func WriteDurable[T any](ctx context.Context, w *Writer, t bus.Topic[T], v T, msgID string, tokens ...string) error {
 	if w.err != nil {
 		return w.err
 	}
-	if t.spec.Stream == "" {
-		return fmt.Errorf("write durable: %s is not stored in a stream", t.spec.Pattern)
+	if t.Spec().Stream == "" {
+		return fmt.Errorf("write durable: %s is not stored in a stream", t.Spec().Pattern)
 	}
 	if msgID == "" {
 		return errors.New("write durable: a message id is required")
@@ -77,7 +87,7 @@ func WriteDurable[T any](ctx context.Context, w *Writer, t Topic[T], v T, msgID 
 	if err != nil {
 		return err
 	}
-	m, err := encode(subject, t.spec, t.spec.typeName, v)
+	m, err := t.Encode(subject, v)
 	if err != nil {
 		return err
 	}
@@ -96,7 +106,7 @@ func WriteDurable[T any](ctx context.Context, w *Writer, t Topic[T], v T, msgID 
 // still gets each event stored at once. An event of another run or turn
 // sends the batch first. The message id of a batch names its first and
 // last event (ev.Seq), so a resend is stored once.
-func (w *Writer) AppendTurn(ctx context.Context, ev TurnEvent) error {
+func (w *Writer) AppendTurn(ctx context.Context, ev bus.TurnEvent) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -106,7 +116,7 @@ func (w *Writer) AppendTurn(ctx context.Context, ev TurnEvent) error {
 			return err
 		}
 	}
-	enc, err := ev.appendJSON(tb.scratch[:0])
+	enc, err := ev.AppendJSON(tb.scratch[:0])
 	if err != nil {
 		return fmt.Errorf("encode agent event %d of run %s: %w", ev.Seq, ev.RunID, err)
 	}
@@ -117,7 +127,7 @@ func (w *Writer) AppendTurn(ctx context.Context, ev TurnEvent) error {
 		}
 	}
 	if tb.n == 0 {
-		subject, err := TurnEvents.Subject(ev.RunID, strconv.Itoa(ev.Turn))
+		subject, err := bus.TurnEvents.Subject(ev.RunID, strconv.Itoa(ev.Turn))
 		if err != nil {
 			return err
 		}
@@ -144,11 +154,11 @@ func (w *Writer) SendTurns(ctx context.Context) error {
 		return w.err
 	}
 	m := nats.NewMsg(tb.subject)
-	m.Header.Set(HeaderType, TurnEvents.spec.typeName)
+	m.Header.Set(bus.HeaderType, bus.TurnEvents.Spec().TypeName())
 	var msgID string
 	if tb.n == 1 {
 		m.Data = append([]byte(nil), tb.buf[1:]...)
-		m.Header.Set(HeaderSchema, "1")
+		m.Header.Set(bus.HeaderSchema, "1")
 		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10)
 		tb.buf = tb.buf[:0]
 	} else {
@@ -165,8 +175,8 @@ func (w *Writer) SendTurns(ctx context.Context) error {
 			m.Data = data
 			tb.buf = make([]byte, 0, min(max(len(data)+len(data)/4, 4<<10), maxTurnBatchBytes+4<<10))
 		}
-		m.Header.Set(HeaderSchema, strconv.Itoa(turnBatchSchema))
-		m.Header.Set(HeaderEvents, strconv.Itoa(tb.n))
+		m.Header.Set(bus.HeaderSchema, strconv.Itoa(bus.TurnEvents.Spec().Schema))
+		m.Header.Set(bus.HeaderEvents, strconv.Itoa(tb.n))
 		msgID = tb.run + "-" + strconv.FormatInt(tb.first, 10) + "-" + strconv.FormatInt(tb.last, 10)
 	}
 	tb.n = 0
@@ -186,7 +196,7 @@ func (w *Writer) send(ctx context.Context, m *nats.Msg, msgID string) error {
 			return err
 		}
 	}
-	f, err := w.b.js.PublishMsgAsync(m, jetstream.WithMsgID(msgID))
+	f, err := w.b.JetStream().PublishMsgAsync(m, jetstream.WithMsgID(msgID))
 	if err != nil {
 		// Not even sent (too many in flight on the connection): store it
 		// synchronously instead.
@@ -233,7 +243,7 @@ scan:
 		select {
 		case <-p.future.Ok():
 		case perr := <-p.future.Err():
-			w.b.log.Warn("durable write not acknowledged; sending it again", "subject", p.msg.Subject, "msg_id", p.msgID, "err", perr)
+			w.b.Logger().Warn("durable write not acknowledged; sending it again", "subject", p.msg.Subject, "msg_id", p.msgID, "err", perr)
 			if err = w.resend(ctx, p.msg, p.msgID); err != nil {
 				k++ // on record in w.err
 				break scan
@@ -261,7 +271,7 @@ func (w *Writer) settleOldest(ctx context.Context) error {
 	case <-p.future.Ok():
 		return nil
 	case err := <-p.future.Err():
-		w.b.log.Warn("durable write not acknowledged; sending it again", "subject", p.msg.Subject, "msg_id", p.msgID, "err", err)
+		w.b.Logger().Warn("durable write not acknowledged; sending it again", "subject", p.msg.Subject, "msg_id", p.msgID, "err", err)
 		return w.resend(ctx, p.msg, p.msgID)
 	case <-ctx.Done():
 		w.err = fmt.Errorf("write durable %s: %w", p.msg.Subject, ctx.Err())
@@ -270,7 +280,7 @@ func (w *Writer) settleOldest(ctx context.Context) error {
 }
 
 func (w *Writer) resend(ctx context.Context, m *nats.Msg, msgID string) error {
-	if _, err := w.b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err != nil {
+	if _, err := w.b.JetStream().PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err != nil {
 		w.err = fmt.Errorf("write durable %s: %w", m.Subject, err)
 		return w.err
 	}

@@ -1,4 +1,4 @@
-package bus
+package runlog
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+	"github.com/symphony-oss/symphony/bus"
 )
 
-// A run's stored timeline read piece by piece (EachRunEvent) holds at most
+// A run's stored timeline read piece by piece (Each) holds at most
 // this much per stream at a time: each pull asks for eachReadBatch
 // messages or eachReadMaxBytes, whichever comes first, and the decoded
-// events wait for the merge in a queue of eachQueue. RunTimeline, which
+// events wait for the merge in a queue of eachQueue. Timeline, which
 // hands back the whole run, pulls 16,384 messages or 8 MiB at once; a
 // dashboard serving one reader per browser tab or API client cannot hold
 // a copy of a long run per reader (150 readers of a 22 MB run held 460 MB).
@@ -26,19 +27,19 @@ const (
 	eachQueue        = 16
 )
 
-// EachRunEvent hands fn a run's stored events in the order RunTimeline
+// Each hands fn a run's stored events in the order Timeline
 // returns them — time order, stream order within a stream — one at a time
 // as they are read, and returns the cursor just past what it read. Unlike
-// RunTimeline it never holds the run: each stream is read in bounded
+// Timeline it never holds the run: each stream is read in bounded
 // pieces (at most eachReadBatch messages, eachReadMaxBytes, plus
 // eachQueue decoded events per stream), so a reader of a long run costs
 // the same as a reader of a short one, and a reader that waits (fn blocks
 // on a slow client) pins no more. The three streams are merged by the
 // time of their next event: each stream's own order is kept even where
-// its times go backwards (clock steps), where RunTimeline sorts them.
+// its times go backwards (clock steps), where Timeline sorts them.
 // With RawTurns, agent events come undecoded (Turn nil; Event and At set).
 // It returns fn's error, or the read's.
-func EachRunEvent(ctx context.Context, b *Bus, runID string, fn func(StoredEvent) error, opts ...FollowOption) (RunCursor, error) {
+func Each(ctx context.Context, b *bus.Bus, runID string, fn func(Event) error, opts ...Option) (Cursor, error) {
 	var o followOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -46,29 +47,29 @@ func EachRunEvent(ctx context.Context, b *Bus, runID string, fn func(StoredEvent
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type source struct {
-		ch   chan StoredEvent
+		ch   chan Event
 		last uint64
 		err  error
 	}
 	srcs := [3]*source{}
 	for i := range srcs {
-		srcs[i] = &source{ch: make(chan StoredEvent, eachQueue)}
+		srcs[i] = &source{ch: make(chan Event, eachQueue)}
 	}
 	var wg sync.WaitGroup
-	start := func(src *source, read func(out chan<- StoredEvent, last *uint64) error) {
+	start := func(src *source, read func(out chan<- Event, last *uint64) error) {
 		wg.Go(func() {
 			defer close(src.ch)
 			src.err = read(src.ch, &src.last)
 		})
 	}
-	start(srcs[0], func(out chan<- StoredEvent, last *uint64) error {
-		return stream(ctx, b, RunEvents, runID, false, out, last, func(e *StoredEvent, ev *RunEvent) { e.At, e.Run = ev.At, ev })
+	start(srcs[0], func(out chan<- Event, last *uint64) error {
+		return stream(ctx, b, bus.RunEvents, runID, false, out, last, func(e *Event, ev *bus.RunEvent) { e.At, e.Run = ev.At, ev })
 	})
-	start(srcs[1], func(out chan<- StoredEvent, last *uint64) error {
-		return stream(ctx, b, TurnEvents, runID, o.rawTurns, out, last, func(e *StoredEvent, ev *TurnEvent) { e.At, e.Turn = ev.At, ev })
+	start(srcs[1], func(out chan<- Event, last *uint64) error {
+		return stream(ctx, b, bus.TurnEvents, runID, o.rawTurns, out, last, func(e *Event, ev *bus.TurnEvent) { e.At, e.Turn = ev.At, ev })
 	})
-	start(srcs[2], func(out chan<- StoredEvent, last *uint64) error {
-		return stream(ctx, b, WorkspaceHookEvents, runID, false, out, last, func(e *StoredEvent, ev *HookEvent) { e.At, e.Hook = ev.At, ev })
+	start(srcs[2], func(out chan<- Event, last *uint64) error {
+		return stream(ctx, b, bus.WorkspaceHookEvents, runID, false, out, last, func(e *Event, ev *bus.HookEvent) { e.At, e.Hook = ev.At, ev })
 	})
 	// finish stops the readers and waits for them: every goroutine and
 	// consumer of this call is gone when it returns.
@@ -80,7 +81,7 @@ func EachRunEvent(ctx context.Context, b *Bus, runID string, fn func(StoredEvent
 		}
 		wg.Wait()
 	}
-	var heads [3]StoredEvent
+	var heads [3]Event
 	var open [3]bool
 	for i, src := range srcs {
 		heads[i], open[i] = <-src.ch
@@ -97,13 +98,13 @@ func EachRunEvent(ctx context.Context, b *Bus, runID string, fn func(StoredEvent
 		}
 		if err := fn(heads[best]); err != nil {
 			finish()
-			return RunCursor{}, err
+			return Cursor{}, err
 		}
 		select {
 		case heads[best], open[best] = <-srcs[best].ch:
 		case <-ctx.Done():
 			finish()
-			return RunCursor{}, ctx.Err()
+			return Cursor{}, ctx.Err()
 		}
 	}
 	finish()
@@ -112,43 +113,42 @@ func EachRunEvent(ctx context.Context, b *Bus, runID string, fn func(StoredEvent
 		errs = append(errs, src.err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return RunCursor{}, fmt.Errorf("timeline of %s: %w", runID, err)
+		return Cursor{}, fmt.Errorf("timeline of %s: %w", runID, err)
 	}
-	return RunCursor{Runs: srcs[0].last, Turns: srcs[1].last, Hooks: srcs[2].last}, nil
+	return Cursor{Runs: srcs[0].last, Turns: srcs[1].last, Hooks: srcs[2].last}, nil
 }
 
 // stream reads one topic's stored events of a run in stream order into
 // out, in bounded pieces, recording the last stream sequence in last.
 // Decoding and skipping follow collect: an event this build cannot read is
 // logged and skipped. It blocks while out is full.
-func stream[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, raw bool, out chan<- StoredEvent, last *uint64, fill func(*StoredEvent, *T)) error {
+func stream[T any](ctx context.Context, b *bus.Bus, topic bus.Topic[T], runID string, raw bool, out chan<- Event, last *uint64, fill func(*Event, *T)) error {
 	subject, err := topic.Filter(runID)
 	if err != nil {
 		return err
 	}
-	r := storedReader{b: b, stream: topic.spec.Stream, filter: subject, batch: eachReadBatch, maxBytes: eachReadMaxBytes, growOnce: true, queue: 2 * eachReadBatch}
-	r.fn = func(m *nats.Msg, at storedMeta) error {
+	read := func(m *nats.Msg, at bus.StoredMeta) error {
 		*last = max(*last, at.Seq)
-		if err := checkHeaders(m, topic.spec, topic.spec.typeName); err != nil {
-			b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
+		if err := topic.CheckHeaders(m); err != nil {
+			b.Logger().Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
 			return nil
 		}
 		// The message's events are decoded first, so that only the last
-		// one handed on says no more follow (see RunCursor.Advance).
-		var evs []StoredEvent
-		err := eachPayload(topic.spec, m.Data, func(data []byte, index int) {
-			e := StoredEvent{Stream: topic.spec.Stream, Seq: at.Seq, Index: index, Subject: m.Subject, Type: topic.spec.typeName, Event: data}
+		// one handed on says no more follow (see Cursor.Advance).
+		var evs []Event
+		err := topic.EachPayload(m.Data, func(data []byte, index int) {
+			e := Event{Stream: topic.Spec().Stream, Seq: at.Seq, Index: index, Subject: m.Subject, Type: topic.Spec().TypeName(), Event: data}
 			if raw {
-				t, err := payloadAt(m.Subject, topic.spec.typeName, data)
+				t, err := topic.PayloadAt(m.Subject, data)
 				if err != nil {
-					b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
+					b.Logger().Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
 					return
 				}
 				e.At = t
 			} else {
 				v := new(T)
-				if err := unmarshalPayload(m.Subject, topic.spec.typeName, data, v); err != nil {
-					b.log.Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
+				if err := topic.DecodePayload(m.Subject, data, v); err != nil {
+					b.Logger().Warn("timeline: skipped undecodable event", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "index", index, "err", err)
 					return
 				}
 				fill(&e, v)
@@ -156,7 +156,7 @@ func stream[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, ra
 			evs = append(evs, e)
 		})
 		if err != nil {
-			b.log.Warn("timeline: skipped the unreadable rest of a stored message", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
+			b.Logger().Warn("timeline: skipped the unreadable rest of a stored message", "run_id", runID, "subject", m.Subject, "seq", at.Seq, "err", err)
 		}
 		for i, e := range evs {
 			e.more = i < len(evs)-1
@@ -168,5 +168,5 @@ func stream[T any](ctx context.Context, b *Bus, topic Topic[T], runID string, ra
 		}
 		return nil
 	}
-	return r.read(ctx)
+	return bus.ReadStored(ctx, b, topic.Spec().Stream, subject, read, bus.ReadInPieces(eachReadBatch, eachReadMaxBytes))
 }

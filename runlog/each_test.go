@@ -1,4 +1,4 @@
-package bus
+package runlog
 
 import (
 	"context"
@@ -9,13 +9,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/symphony-oss/symphony/bus"
 )
 
-// eachOf reads a run with EachRunEvent into a slice.
-func eachOf(t *testing.T, b *Bus, runID string, opts ...FollowOption) ([]StoredEvent, RunCursor) {
+// eachOf reads a run with Each into a slice.
+func eachOf(t *testing.T, b *bus.Bus, runID string, opts ...Option) ([]Event, Cursor) {
 	t.Helper()
-	var out []StoredEvent
-	cur, err := EachRunEvent(t.Context(), b, runID, func(ev StoredEvent) error {
+	var out []Event
+	cur, err := Each(t.Context(), b, runID, func(ev Event) error {
 		out = append(out, ev)
 		return nil
 	}, opts...)
@@ -27,11 +29,11 @@ func eachOf(t *testing.T, b *Bus, runID string, opts ...FollowOption) ([]StoredE
 
 // TestEachRunEventIsTheTimeline: a run of many pieces (more messages than
 // one bounded pull, batched and single agent events, lifecycle and hook
-// events between them) read piece by piece gives exactly RunTimeline's
+// events between them) read piece by piece gives exactly Timeline's
 // events, in its order, with its cursor; raw agent events carry the same
 // payloads and times.
 func TestEachRunEventIsTheTimeline(t *testing.T) {
-	b := openTest(t, Options{})
+	b := openTest(t, bus.Options{})
 	ctx := t.Context()
 	// The batch below is stored at 1800000000 s and a few ns, after the
 	// single events.
@@ -45,17 +47,17 @@ func TestEachRunEventIsTheTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, at := range []time.Duration{-time.Second, 5 * time.Millisecond, time.Duration(n) * time.Millisecond} {
-		kind := []RunEventKind{RunDispatched, RunTurnStarted, RunFinished}[i]
-		if _, err := PublishDurable(ctx, b, RunEvents, RunEvent{RunID: "big", Event: kind, At: base.Add(at)}, "", "big", string(kind)); err != nil {
+		kind := []bus.RunEventKind{bus.RunDispatched, bus.RunTurnStarted, bus.RunFinished}[i]
+		if _, err := bus.PublishDurable(ctx, b, bus.RunEvents, bus.RunEvent{RunID: "big", Event: kind, At: base.Add(at)}, "", "big", string(kind)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 3 {
-		if _, err := PublishDurable(ctx, b, WorkspaceHookEvents, HookEvent{RunID: "big", Hook: "before_run", Phase: HookStarted, At: base.Add(time.Duration(10*i+3) * time.Millisecond)}, "", "big", "before_run"); err != nil {
+		if _, err := bus.PublishDurable(ctx, b, bus.WorkspaceHookEvents, bus.HookEvent{RunID: "big", Hook: "before_run", Phase: bus.HookStarted, At: base.Add(time.Duration(10*i+3) * time.Millisecond)}, "", "big", "before_run"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, wantCur, err := RunTimeline(ctx, b, "big")
+	want, wantCur, err := Timeline(ctx, b, "big")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,7 @@ func TestEachRunEventIsTheTimeline(t *testing.T) {
 	if cur != wantCur {
 		t.Fatalf("cursor %v, want %v", cur, wantCur)
 	}
-	same := func(a, b StoredEvent) bool {
+	same := func(a, b Event) bool {
 		return a.Stream == b.Stream && a.Seq == b.Seq && a.Index == b.Index && a.more == b.more && a.At.Equal(b.At) && string(a.Event) == string(b.Event) &&
 			(a.Run == nil) == (b.Run == nil) && (a.Hook == nil) == (b.Hook == nil)
 	}
@@ -84,7 +86,7 @@ func TestEachRunEventIsTheTimeline(t *testing.T) {
 			t.Fatalf("raw event %d: %+v, timeline has %+v", i, raw[i], want[i])
 		}
 	}
-	if none, cur := eachOf(t, b, "nope"); len(none) != 0 || cur != (RunCursor{}) {
+	if none, cur := eachOf(t, b, "nope"); len(none) != 0 || cur != (Cursor{}) {
 		t.Fatalf("unknown run: %d events, cursor %v", len(none), cur)
 	}
 }
@@ -94,10 +96,10 @@ func TestEachRunEventIsTheTimeline(t *testing.T) {
 // it. Without that, the read stopped at it for good ("a message is larger
 // than 262144 bytes").
 func TestEachRunEventReadsALargeMessage(t *testing.T) {
-	b := openTest(t, Options{})
+	b := openTest(t, bus.Options{})
 	big := strings.Repeat("x", 3*eachReadMaxBytes)
 	for i, text := range []string{"before", big, "after"} {
-		if _, err := PublishDurable(t.Context(), b, TurnEvents, TurnEvent{RunID: "r1", Turn: 1, Seq: int64(i + 1), At: time.Unix(1800000000, int64(i)).UTC(), Kind: TurnText, Text: text}, fmt.Sprint("e-", i), "r1", "1"); err != nil {
+		if _, err := bus.PublishDurable(t.Context(), b, bus.TurnEvents, bus.TurnEvent{RunID: "r1", Turn: 1, Seq: int64(i + 1), At: time.Unix(1800000000, int64(i)).UTC(), Kind: bus.TurnText, Text: text}, fmt.Sprint("e-", i), "r1", "1"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,14 +113,14 @@ func TestEachRunEventReadsALargeMessage(t *testing.T) {
 // first event (a client gone) gets its error back, and the read leaves no
 // consumer on the server and no goroutine behind — however long the run.
 func TestEachRunEventStopsAndLeavesNothing(t *testing.T) {
-	b := openTest(t, Options{})
+	b := openTest(t, bus.Options{})
 	publishTurns(t, b, "r1", 4*eachReadBatch, time.Unix(1800000000, 0))
-	consumers := func() int { return streamState(t, b, StreamTurns).Consumers }
+	consumers := func() int { return streamState(t, b, bus.StreamTurns).Consumers }
 	before, baseConsumers := runtime.NumGoroutine(), consumers()
 	stop := errors.New("client gone")
 	for range 5 {
 		n := 0
-		_, err := EachRunEvent(t.Context(), b, "r1", func(StoredEvent) error {
+		_, err := Each(t.Context(), b, "r1", func(Event) error {
 			n++
 			return stop
 		})
@@ -128,7 +130,7 @@ func TestEachRunEventStopsAndLeavesNothing(t *testing.T) {
 	}
 	// A read ended by its context ends too.
 	ctx, cancel := context.WithCancel(t.Context())
-	_, err := EachRunEvent(ctx, b, "r1", func(StoredEvent) error { cancel(); return nil })
+	_, err := Each(ctx, b, "r1", func(Event) error { cancel(); return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled read: %v", err)
 	}

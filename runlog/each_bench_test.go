@@ -1,19 +1,21 @@
-package bus
+package runlog
 
 import (
 	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/symphony-oss/symphony/bus"
 )
 
 // BenchmarkReadRun reads a run of about 22 MB of agent events (20,000
-// events stored in batches) whole (RunTimeline, what replay and the JSONL
-// export use) and piece by piece (EachRunEvent, what the dashboard uses,
+// events stored in batches) whole (Timeline, what replay and the JSONL
+// export use) and piece by piece (Each, what the dashboard uses,
 // decoded and raw): what the bounded pieces cost in time against the
 // whole read, and what each holds (B/op is allocated, not held).
 func BenchmarkReadRun(b *testing.B) {
-	bs, err := Open(b.Context(), Options{DataDir: b.TempDir()})
+	bs, err := bus.Open(b.Context(), bus.Options{DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -22,7 +24,7 @@ func BenchmarkReadRun(b *testing.B) {
 	text := strings.Repeat("The agent wrote this line of its transcript. ", 24)
 	at := time.Unix(1800000000, 0).UTC()
 	for i := range 20000 {
-		if err := w.AppendTurn(b.Context(), TurnEvent{RunID: "r1", Turn: 1, Seq: int64(i + 1), At: at.Add(time.Duration(i) * time.Millisecond), Kind: TurnText, Text: text}); err != nil {
+		if err := w.AppendTurn(b.Context(), bus.TurnEvent{RunID: "r1", Turn: 1, Seq: int64(i + 1), At: at.Add(time.Duration(i) * time.Millisecond), Kind: bus.TurnText, Text: text}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -32,21 +34,21 @@ func BenchmarkReadRun(b *testing.B) {
 	b.Run("whole", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if evs, _, err := RunTimeline(b.Context(), bs, "r1"); err != nil || len(evs) != 20000 {
+			if evs, _, err := Timeline(b.Context(), bs, "r1"); err != nil || len(evs) != 20000 {
 				b.Fatal(len(evs), err)
 			}
 		}
 	})
 	for _, raw := range []bool{false, true} {
-		name, opts := "pieces", []FollowOption(nil)
+		name, opts := "pieces", []Option(nil)
 		if raw {
-			name, opts = "pieces-raw", []FollowOption{RawTurns()}
+			name, opts = "pieces-raw", []Option{RawTurns()}
 		}
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				n := 0
-				if _, err := EachRunEvent(b.Context(), bs, "r1", func(StoredEvent) error { n++; return nil }, opts...); err != nil || n != 20000 {
+				if _, err := Each(b.Context(), bs, "r1", func(Event) error { n++; return nil }, opts...); err != nil || n != 20000 {
 					b.Fatal(n, err)
 				}
 			}

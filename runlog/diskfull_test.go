@@ -1,4 +1,4 @@
-package bus
+package runlog
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/symphony-oss/symphony/bus"
 )
 
 // TestDiskFullFailsLoudly fills the store until it refuses writes: the
@@ -17,7 +19,7 @@ import (
 // which the server enforces the same way. Either way the test runs.
 func TestDiskFullFailsLoudly(t *testing.T) {
 	dir := t.TempDir()
-	opts := Options{DataDir: dir}
+	opts := bus.Options{DataDir: dir}
 	how := "an 8 MiB tmpfs"
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
 		opts.MaxStoreBytes = 8 << 20
@@ -26,7 +28,7 @@ func TestDiskFullFailsLoudly(t *testing.T) {
 		t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
 	}
 	t.Logf("disk: %s", how)
-	b, err := Open(t.Context(), opts)
+	b, err := bus.Open(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestDiskFullFailsLoudly(t *testing.T) {
 	acked := 0
 	var failure error
 	for i := range 20000 {
-		_, err := PublishDurable(t.Context(), b, TurnEvents, TurnEvent{RunID: "full", Seq: int64(i + 1), At: time.Now(), Kind: TurnText, Text: text}, fmt.Sprint("f", i), "full", "1")
+		_, err := bus.PublishDurable(t.Context(), b, bus.TurnEvents, bus.TurnEvent{RunID: "full", Seq: int64(i + 1), At: time.Now(), Kind: bus.TurnText, Text: text}, fmt.Sprint("f", i), "full", "1")
 		if err != nil {
 			failure = err
 			break
@@ -49,7 +51,7 @@ func TestDiskFullFailsLoudly(t *testing.T) {
 	w := NewWriter(b, 8)
 	var werr error
 	for i := 0; i < 100 && werr == nil; i++ {
-		werr = WriteDurable(t.Context(), w, TurnEvents, TurnEvent{RunID: "full", Kind: TurnText, Text: text}, fmt.Sprint("w", i), "full", "1")
+		werr = WriteDurable(t.Context(), w, bus.TurnEvents, bus.TurnEvent{RunID: "full", Kind: bus.TurnText, Text: text}, fmt.Sprint("w", i), "full", "1")
 	}
 	if werr == nil {
 		werr = w.Flush(t.Context())
@@ -59,13 +61,13 @@ func TestDiskFullFailsLoudly(t *testing.T) {
 	}
 	_ = b.Close(context.Background())
 
-	b, err = Open(t.Context(), opts)
+	b, err = bus.Open(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("reopen after the disk filled: %v", err)
 	}
 	defer b.Close(context.Background())
 	n := 0
-	for _, err := range History(t.Context(), b, TurnEvents, "full") {
+	for _, err := range bus.History(t.Context(), b, bus.TurnEvents, "full") {
 		if err != nil {
 			t.Fatal(err)
 		}
