@@ -9,7 +9,7 @@ type RunSummary struct {
 	RunID         string     `json:"run_id"`
 	Issue         IssueRef   `json:"issue"`
 	Attempt       *int       `json:"attempt"`
-	Status        string     `json:"status"` // a RunStatus, or "running"
+	Status        RunStatus  `json:"status"`
 	Error         string     `json:"error,omitempty"`
 	Started       time.Time  `json:"started"`
 	Ended         *time.Time `json:"ended,omitempty"`

@@ -44,6 +44,9 @@ const (
 type RunStatus string
 
 const (
+	// RunRunning is the status of a run in flight: its summary's status
+	// from its start until its end is recorded.
+	RunRunning     RunStatus = "running"
 	RunSucceeded   RunStatus = "succeeded"
 	RunFailed      RunStatus = "failed"
 	RunTimedOut    RunStatus = "timed_out"

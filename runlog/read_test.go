@@ -123,7 +123,7 @@ func TestSummariesKeepLastValues(t *testing.T) {
 		}
 		got[s.RunID] = s
 	}
-	if len(got) != 2 || got["r1"].Turns != 2 || got["r3"].Status != string(bus.RunSucceeded) {
+	if len(got) != 2 || got["r1"].Turns != 2 || got["r3"].Status != bus.RunSucceeded {
 		t.Fatalf("summaries %+v", list)
 	}
 }

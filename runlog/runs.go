@@ -58,7 +58,7 @@ func Purge(ctx context.Context, b *bus.Bus, runID string) (uint64, error) {
 // Apply folds one lifecycle event into the summary s.
 func Apply(s *bus.RunSummary, ev bus.RunEvent) {
 	if s.RunID == "" {
-		*s = bus.RunSummary{RunID: ev.RunID, Issue: ev.Issue, Attempt: ev.Attempt, Status: "running", Started: ev.At}
+		*s = bus.RunSummary{RunID: ev.RunID, Issue: ev.Issue, Attempt: ev.Attempt, Status: bus.RunRunning, Started: ev.At}
 	}
 	if ev.Workspace != "" {
 		s.Workspace = ev.Workspace
@@ -86,7 +86,7 @@ func Apply(s *bus.RunSummary, ev bus.RunEvent) {
 	}
 	if ev.Event == bus.RunFinished {
 		at := ev.At
-		s.Ended, s.Status, s.Error = &at, string(ev.Status), ev.Error
+		s.Ended, s.Status, s.Error = &at, ev.Status, ev.Error
 		if ev.Usage != nil {
 			s.Usage = *ev.Usage
 		}

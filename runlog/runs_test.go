@@ -42,7 +42,7 @@ func TestRunSummaryFoldsEventsWithCompareAndSet(t *testing.T) {
 		t.Fatalf("summaries: %v %v", list, err)
 	}
 	s := list[0]
-	if s.Turns != 8 || s.Status != string(bus.RunFailed) || s.Error != "boom" || s.Workspace != "/ws" || s.Usage.InputTokens != 5 ||
+	if s.Turns != 8 || s.Status != bus.RunFailed || s.Error != "boom" || s.Workspace != "/ws" || s.Usage.InputTokens != 5 ||
 		*s.CostUSD != 1.5 || !s.Started.Equal(start) || s.Ended == nil || !s.Ended.Equal(start.Add(time.Hour)) {
 		t.Errorf("summary %+v", s)
 	}
@@ -100,7 +100,7 @@ func TestRunRecorderKeepsCompareAndSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := e.Value
-	if s.Turns != 2 || s.SessionID != "s-1" || s.Usage.InputTokens != 7 || s.Status != string(bus.RunSucceeded) || s.Ended == nil || !s.Started.Equal(start) {
+	if s.Turns != 2 || s.SessionID != "s-1" || s.Usage.InputTokens != 7 || s.Status != bus.RunSucceeded || s.Ended == nil || !s.Started.Equal(start) {
 		t.Errorf("summary %+v", s)
 	}
 	// Five writes: dispatched, turn_started 1, the other's turn_finished,
@@ -114,7 +114,7 @@ func TestRunRecorderKeepsCompareAndSet(t *testing.T) {
 	if err := again.Record(ctx, bus.RunEvent{RunID: "rr", Event: bus.RunTurnStarted, At: start, Issue: ref, Turn: 3}, "rr-ts3"); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := bus.Get(ctx, b, k); err != nil || e.Value.Turns != 3 || e.Value.Status != string(bus.RunSucceeded) || e.Value.SessionID != "s-1" {
+	if e, err := bus.Get(ctx, b, k); err != nil || e.Value.Turns != 3 || e.Value.Status != bus.RunSucceeded || e.Value.SessionID != "s-1" {
 		t.Errorf("after a second recorder: %+v %v", e.Value, err)
 	}
 }
@@ -272,7 +272,7 @@ func TestEnsureSummaryEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, err := bus.Get(ctx, b, k)
-	if err != nil || e.Value.Ended == nil || e.Value.Status != string(bus.RunSucceeded) {
+	if err != nil || e.Value.Ended == nil || e.Value.Status != bus.RunSucceeded {
 		t.Fatalf("after the repair: %+v %v", e.Value, err)
 	}
 	// Once ended, nothing changes: not even a different end.
@@ -282,7 +282,7 @@ func TestEnsureSummaryEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, err := bus.Get(ctx, b, k)
-	if err != nil || again.Revision != e.Revision || again.Value.Status != string(bus.RunSucceeded) {
+	if err != nil || again.Revision != e.Revision || again.Value.Status != bus.RunSucceeded {
 		t.Fatalf("an ended summary changed: %+v (revision %d → %d) %v", again.Value, e.Revision, again.Revision, err)
 	}
 	if err := EnsureEnded(ctx, b, bus.RunEvent{RunID: "crashed", Event: bus.RunDispatched}); err == nil {

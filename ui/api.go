@@ -306,7 +306,7 @@ func (s *Server) apiIssue(w http.ResponseWriter, r *http.Request) {
 	out := apiIssue{IssueIdentifier: ident, IssueID: iv.Ref.ID, Issue: iv.Issue, Blocked: iv.Blocked, Runs: []apiRun{}, RecentEvents: []apiEvent{}, Tracked: map[string]any{}, Logs: apiLogs{CodexSessionLogs: []any{}}}
 	out.Status = "idle"
 	switch {
-	case len(iv.Runs) > 0 && iv.Runs[0].Status == "running":
+	case len(iv.Runs) > 0 && iv.Runs[0].Status == bus.RunRunning:
 		out.Status = "running"
 		run := toRunning(iv.Runs[0])
 		out.Running = &run
@@ -500,7 +500,7 @@ func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
 	all := append(slices.Clone(v.Running), v.Recent...)
 	out := []apiRun{}
 	for _, run := range all {
-		if status != "" && run.Status != status {
+		if status != "" && string(run.Status) != status {
 			continue
 		}
 		if issue != "" && run.Issue.Identifier != issue && run.Issue.ID != issue {
@@ -628,7 +628,7 @@ func (s *Server) apiRunEvents(w http.ResponseWriter, r *http.Request) {
 		sse.flush,
 		func(ctx context.Context) (bool, error) {
 			run, ok := s.lookupRun(ctx, id)
-			return ok && run.Status != "running", nil
+			return ok && run.Status != bus.RunRunning, nil
 		},
 		func(cur runlog.Cursor) error { return sse.send("end", cur.String(), "{}") })
 }

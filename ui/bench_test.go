@@ -23,9 +23,9 @@ func filledModel(n int) *Model {
 			Status: "running", Started: started, Turns: 3, Usage: bus.Usage{InputTokens: 1200, OutputTokens: 800}, Workspace: "/ws/x"}
 		if i >= 10 {
 			end := started.Add(30 * time.Second)
-			s.Status, s.Ended, s.Error = string(bus.RunSucceeded), &end, ""
+			s.Status, s.Ended, s.Error = bus.RunSucceeded, &end, ""
 			if i%7 == 0 {
-				s.Status, s.Error = string(bus.RunFailed), "agent exited with status 1"
+				s.Status, s.Error = bus.RunFailed, "agent exited with status 1"
 			}
 			c := 0.12
 			s.CostUSD = &c

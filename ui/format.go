@@ -122,13 +122,13 @@ func stamp(t time.Time) string {
 func clock(t time.Time) string { return t.Local().Format("15:04:05.000") }
 
 // statusClass is the CSS class of a run status.
-func statusClass(status string) string {
+func statusClass(status bus.RunStatus) string {
 	switch status {
-	case "running":
+	case bus.RunRunning:
 		return "st st-running"
-	case string(bus.RunSucceeded):
+	case bus.RunSucceeded:
 		return "st st-ok"
-	case string(bus.RunBlocked), string(bus.RunCanceled), string(bus.RunInterrupted):
+	case bus.RunBlocked, bus.RunCanceled, bus.RunInterrupted:
 		return "st st-warn"
 	default:
 		return "st st-bad"
@@ -186,7 +186,7 @@ func joinPlain(s []string) string { return strings.Join(s, ", ") }
 
 // statusOptions are the statuses the runs page filters on.
 func statusOptions() []string {
-	return []string{"running", string(bus.RunSucceeded), string(bus.RunFailed), string(bus.RunTimedOut), string(bus.RunStalled),
+	return []string{string(bus.RunRunning), string(bus.RunSucceeded), string(bus.RunFailed), string(bus.RunTimedOut), string(bus.RunStalled),
 		string(bus.RunCanceled), string(bus.RunInterrupted), string(bus.RunBlocked)}
 }
 

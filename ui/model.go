@@ -319,7 +319,7 @@ func (m *Model) Snapshot(now time.Time, recent int) View {
 	var finished []RunView
 	for _, r := range m.runs {
 		t.Runs++
-		t.ByStatus[r.Status]++
+		t.ByStatus[string(r.Status)]++
 		t.Usage = t.Usage.Add(r.Usage)
 		if r.CostUSD != nil {
 			t.CostUSD += *r.CostUSD
@@ -332,13 +332,13 @@ func (m *Model) Snapshot(now time.Time, recent int) View {
 		if d := end.Sub(r.Started); d > 0 {
 			t.AgentSeconds += d.Seconds()
 		}
-		if r.Status == "running" {
+		if r.Status == bus.RunRunning {
 			v.Running = append(v.Running, *r)
 			continue
 		}
 		finished = append(finished, *r)
 		if r.Ended != nil && !r.Ended.Before(midnight) {
-			if r.Status == string(bus.RunSucceeded) {
+			if r.Status == bus.RunSucceeded {
 				t.SucceededToday++
 			} else {
 				t.FailedToday++

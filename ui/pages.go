@@ -108,7 +108,7 @@ func (s *Server) pageRuns(w http.ResponseWriter, r *http.Request) {
 	v := s.view(runsLimit)
 	runs := append(slices.Clone(v.Running), v.Recent...)
 	if status != "" {
-		runs = slices.DeleteFunc(runs, func(r RunView) bool { return r.Status != status })
+		runs = slices.DeleteFunc(runs, func(r RunView) bool { return string(r.Status) != status })
 	}
 	s.render(w, r, http.StatusOK, runsPage(v, runs, status))
 }
@@ -224,8 +224,8 @@ func (s *Server) pageCancel(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusNotFound, messagePage(s.view(0), "Run not found", "No run "+clip(id, 80)+" is stored here."))
 		return
 	}
-	if run.Status != "running" {
-		s.render(w, r, http.StatusConflict, messagePage(s.view(0), "Run not running", "Run "+id+" already ended ("+run.Status+")."))
+	if run.Status != bus.RunRunning {
+		s.render(w, r, http.StatusConflict, messagePage(s.view(0), "Run not running", "Run "+id+" already ended ("+string(run.Status)+")."))
 		return
 	}
 	s.render(w, r, http.StatusOK, cancelPage(s.view(0), run))
@@ -421,7 +421,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 			if err := push(ctx, "controls", runControls(v, run)); err != nil {
 				return false, err
 			}
-			return run.Status != "running", nil
+			return run.Status != bus.RunRunning, nil
 		},
 		func(cur runlog.Cursor) error { return sse.send("done", cur.String(), "") })
 	if err != nil && r.Context().Err() == nil && !errors.Is(err, errStreamClosed) {

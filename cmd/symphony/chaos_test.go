@@ -160,7 +160,7 @@ Work on {{ issue.identifier }}.
 	}
 	statuses := map[string]int{}
 	for _, s := range sums {
-		statuses[s.Status]++
+		statuses[string(s.Status)]++
 		if s.Ended == nil || s.Status == "running" {
 			t.Errorf("run %s (%s) has no end on record", s.RunID, s.Issue.Identifier)
 		}

@@ -295,7 +295,7 @@ func (p *pipeline) runStatus(runID string) string {
 	if err != nil {
 		return err.Error()
 	}
-	return e.Value.Status + ": " + e.Value.Error
+	return string(e.Value.Status) + ": " + e.Value.Error
 }
 
 // roundCPU is the CPU time one round used: self is this process (Symphony's

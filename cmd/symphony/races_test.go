@@ -75,7 +75,7 @@ Work on {{ issue.identifier }}.
 		perIssue := map[string]int{}
 		for _, s := range sums {
 			perIssue[s.Issue.Identifier]++
-			if s.Status != string(bus.RunSucceeded) {
+			if s.Status != bus.RunSucceeded {
 				t.Errorf("round %d: run %s of %s ended %s: %s", round, s.RunID, s.Issue.Identifier, s.Status, s.Error)
 			}
 			var n int

@@ -53,7 +53,7 @@ func (c *RunsCmd) Run(g *Globals, e *env) error {
 		switch {
 		case c.Issue != "" && !strings.EqualFold(s.Issue.Identifier, c.Issue):
 			continue
-		case c.Status != "" && s.Status != c.Status:
+		case c.Status != "" && string(s.Status) != c.Status:
 			continue
 		case c.Since > 0 && s.Started.Before(now.Add(-time.Duration(c.Since))):
 			continue
@@ -91,7 +91,7 @@ func (c *RunsCmd) Run(g *Globals, e *env) error {
 		// A cell holds no tab or newline of its own (termsafe.Line): they
 		// would break the table.
 		q := termsafe.Line
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", q(s.RunID), q(s.Issue.Identifier), q(s.Status), attempt, s.Turns,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", q(s.RunID), q(s.Issue.Identifier), q(string(s.Status)), attempt, s.Turns,
 			s.Started.Local().Format("2006-01-02 15:04:05"), dur, s.Usage.InputTokens, s.Usage.OutputTokens, cost)
 	}
 	if len(list) == 0 {

@@ -527,7 +527,7 @@ func TestLifecycleRecordedInOrder(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if e, err := bus.Get(t.Context(), h.b, k); err != nil || e.Value.Ended == nil || e.Value.Status != string(bus.RunSucceeded) {
+	if e, err := bus.Get(t.Context(), h.b, k); err != nil || e.Value.Ended == nil || e.Value.Status != bus.RunSucceeded {
 		t.Errorf("the run left the runner with its summary %+v (%v)", e.Value, err)
 	}
 }
