@@ -183,22 +183,19 @@ func (b *Bus) slowConsumer(s *nats.Subscription) bool {
 // Open starts the embedded NATS server with JetStream on opts.DataDir,
 // connects to it in-process and declares every stream and bucket. It fails
 // fast with a *DataDirInUseError when another process owns the directory.
+//
+// It is the kernel's start-up as a sequence of steps. Each step records on
+// b what it made as soon as it exists (the lock, the server, the listener's
+// files, the connection), and a failure after the lock tears down what b
+// holds, in teardown's order: the connection drained, the server shut
+// down, the listener's files removed, the lock released last, so no other
+// process can take the directory while this one still writes to it.
 func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if opts.DataDir == "" {
-		return nil, errors.New("bus: data directory is required")
-	}
-	dataDir, err := filepath.Abs(opts.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("bus: data directory: %w", err)
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("bus: create data directory: %w", err)
-	}
-	lock, err := lockDataDir(dataDir)
+	dataDir, lock, err := claimDataDir(opts.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +205,62 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 			b.teardown(context.Background())
 		}
 	}()
+	sopts, auth, err := serverOptions(dataDir, opts)
+	if err != nil {
+		return b, err
+	}
+	if err := b.startServer(sopts); err != nil {
+		return b, err
+	}
+	if auth != nil {
+		if err := b.openListener(sopts.Host, auth); err != nil {
+			return b, err
+		}
+		if err := b.advertiseListener(auth); err != nil {
+			return b, err
+		}
+	}
+	if err := b.connectInProcess(opts.ClientName, auth); err != nil {
+		return b, err
+	}
+	if err := b.declareAll(ctx, opts.StreamMaxAge); err != nil {
+		return b, err
+	}
+	if err := checkStore(ctx, b, opts.AcceptStoreDamage); err != nil {
+		return b, err
+	}
+	log.Debug("bus ready", "data_dir", dataDir, "listen", b.listenURL != "")
+	return b, nil
+}
 
+// claimDataDir makes the data directory (0700) and takes its lock: one
+// process at a time owns a store, and everything after this step relies on
+// it. It returns the directory as an absolute path, which the lock, the
+// token files and the hints printed to the operator name.
+func claimDataDir(dir string) (string, *dirLock, error) {
+	if dir == "" {
+		return "", nil, errors.New("bus: data directory is required")
+	}
+	dataDir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("bus: data directory: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("bus: create data directory: %w", err)
+	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return "", nil, err
+	}
+	return dataDir, lock, nil
+}
+
+// serverOptions configures the embedded server: JetStream in the data
+// directory and, by default, no socket at all. With opts.Listen it also
+// opens the TCP listener, guarded by the fresh tokens of the auth it
+// returns (nil without a listener). It starts nothing, so it undoes
+// nothing when it fails.
+func serverOptions(dataDir string, opts Options) (*server.Options, *listenerAuth, error) {
 	sopts := &server.Options{
 		ServerName: "symphony",
 		JetStream:  true,
@@ -225,108 +277,143 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 		sopts.JetStreamMaxStore = opts.MaxStoreBytes
 	}
 	if opts.AllowControls && opts.Listen == "" {
-		return b, errors.New("bus: operator controls over NATS need a listener (--nats-listen)")
+		return nil, nil, errors.New("bus: operator controls over NATS need a listener (--nats-listen)")
 	}
-	var token string
-	var auth *listenerAuth
-	if opts.Listen != "" {
-		host, port, err := splitListen(opts.Listen, opts.ListenUnsafe)
-		if err != nil {
-			return b, err
-		}
-		auth = &listenerAuth{}
-		for _, t := range []*string{&auth.internal, &auth.reader} {
-			if *t, err = newToken(); err != nil {
-				return b, err
-			}
-		}
-		if opts.AllowControls {
-			if auth.control, err = newToken(); err != nil {
-				return b, err
-			}
-		}
-		token = auth.internal
-		sopts.DontListen = false
-		sopts.Host, sopts.Port = host, port
-		if port == 0 {
-			// The server reads 0 as "the default 4222"; the operator asked
-			// for any free port.
-			sopts.Port = server.RANDOM_PORT
-		}
-		sopts.CustomClientAuthentication = auth
+	if opts.Listen == "" {
+		return sopts, nil, nil
 	}
+	host, port, err := splitListen(opts.Listen, opts.ListenUnsafe)
+	if err != nil {
+		return nil, nil, err
+	}
+	auth, err := newListenerAuth(opts.AllowControls)
+	if err != nil {
+		return nil, nil, err
+	}
+	sopts.DontListen = false
+	sopts.Host, sopts.Port = host, port
+	if port == 0 {
+		// The server reads 0 as "the default 4222"; the operator asked
+		// for any free port.
+		sopts.Port = server.RANDOM_PORT
+	}
+	sopts.CustomClientAuthentication = auth
+	return sopts, auth, nil
+}
 
+// newListenerAuth makes the listener's tokens, new at every start so a
+// token from an earlier run opens nothing: the internal one (Symphony's own
+// in-process connections), the reader's, and the control token when
+// controls is set.
+func newListenerAuth(controls bool) (*listenerAuth, error) {
+	auth := &listenerAuth{}
+	var err error
+	for _, t := range []*string{&auth.internal, &auth.reader} {
+		if *t, err = newToken(); err != nil {
+			return nil, err
+		}
+	}
+	if controls {
+		if auth.control, err = newToken(); err != nil {
+			return nil, err
+		}
+	}
+	return auth, nil
+}
+
+// startServer starts the embedded server and waits until it takes
+// connections. b holds the server from the moment it started, so a server
+// that never becomes ready is still shut down.
+func (b *Bus) startServer(sopts *server.Options) error {
 	ns, err := server.NewServer(sopts)
 	if err != nil {
-		return b, fmt.Errorf("bus: configure nats server: %w", err)
+		return fmt.Errorf("bus: configure nats server: %w", err)
 	}
-	ns.SetLoggerV2(serverLogger{log.With("component", "nats")}, false, false, false)
+	ns.SetLoggerV2(serverLogger{b.log.With("component", "nats")}, false, false, false)
 	ns.Start()
 	b.ns = ns
 	if !ns.ReadyForConnections(30 * time.Second) {
-		return b, errors.New("bus: embedded nats server did not become ready within 30s")
+		return errors.New("bus: embedded nats server did not become ready within 30s")
 	}
+	return nil
+}
 
-	if token != "" {
-		lis, err := listenerAccount(ns, auth.control != "")
-		if err != nil {
-			return b, err
-		}
-		auth.account.Store(lis)
-		addr, ok := ns.Addr().(*net.TCPAddr)
-		if !ok {
-			return b, errors.New("bus: listener has no TCP address")
-		}
-		b.listenURL = "nats://" + net.JoinHostPort(sopts.Host, strconv.Itoa(addr.Port))
-		b.tokenFile = filepath.Join(dataDir, TokenFileName)
-		if err := writeSecretFile(b.tokenFile, auth.reader); err != nil {
-			return b, err
-		}
-		control := filepath.Join(dataDir, ControlTokenFileName)
-		if auth.control != "" {
-			b.controlFile = control
-			if err := writeSecretFile(control, auth.control); err != nil {
-				return b, err
-			}
-		} else if err := os.Remove(control); err != nil && !errors.Is(err, os.ErrNotExist) {
-			// A crashed earlier start's file would name a token that no
-			// longer exists: the prune command would try it.
-			return b, fmt.Errorf("bus: remove %s: %w", control, err)
-		}
-		if err := writeSecretFile(filepath.Join(dataDir, URLFileName), b.listenURL); err != nil {
-			return b, err
-		}
+// openListener admits the listener's clients: their account can only be
+// made on a running server, and until auth holds it only the internal
+// token is accepted. It records the listener's URL, on host as the
+// operator gave it and the port the server took.
+func (b *Bus) openListener(host string, auth *listenerAuth) error {
+	lis, err := listenerAccount(b.ns, auth.control != "")
+	if err != nil {
+		return err
 	}
+	auth.account.Store(lis)
+	addr, ok := b.ns.Addr().(*net.TCPAddr)
+	if !ok {
+		return errors.New("bus: listener has no TCP address")
+	}
+	b.listenURL = "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	return nil
+}
 
-	name := opts.ClientName
+// advertiseListener writes the listener's URL and tokens into the data
+// directory, where the CLI finds them (ConnectDataDir). b records the token
+// file before the first write, so a failure here removes whatever was
+// written (teardown removes all three files).
+func (b *Bus) advertiseListener(auth *listenerAuth) error {
+	b.tokenFile = filepath.Join(b.dataDir, TokenFileName)
+	if err := writeSecretFile(b.tokenFile, auth.reader); err != nil {
+		return err
+	}
+	control := filepath.Join(b.dataDir, ControlTokenFileName)
+	if auth.control != "" {
+		b.controlFile = control
+		if err := writeSecretFile(control, auth.control); err != nil {
+			return err
+		}
+	} else if err := os.Remove(control); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A crashed earlier start's file would name a token that no
+		// longer exists: the prune command would try it.
+		return fmt.Errorf("bus: remove %s: %w", control, err)
+	}
+	return writeSecretFile(filepath.Join(b.dataDir, URLFileName), b.listenURL)
+}
+
+// connectInProcess connects the kernel's own client, named name
+// ("symphony" if empty), with the internal token when there is a listener
+// (auth not nil), and then serves the listener clients' consumer creations,
+// which go through this client.
+func (b *Bus) connectInProcess(name string, auth *listenerAuth) error {
 	if name == "" {
 		name = "symphony"
 	}
-	b.token = token
+	if auth != nil {
+		b.token = auth.internal
+	}
 	if err := b.dial("", "in-process", b.internalOptions(name)...); err != nil {
-		return b, err
+		return err
 	}
-	if token != "" {
-		if err := b.serveListenerConsumers(); err != nil {
-			return b, err
-		}
+	if auth != nil {
+		return b.serveListenerConsumers()
 	}
-	maxAge := opts.StreamMaxAge
+	return nil
+}
+
+// declareAll declares the catalogue's streams and buckets, keeping stored
+// history for maxAge (0: DefaultStreamMaxAge), before any component
+// publishes or reads.
+func (b *Bus) declareAll(ctx context.Context, maxAge time.Duration) error {
 	if maxAge == 0 {
 		maxAge = DefaultStreamMaxAge
 	}
 	changed, err := declare(ctx, b.js, maxAge)
 	if err != nil {
-		return b, err
+		return err
 	}
 	if len(changed) > 0 {
-		log.Debug("bus: streams created or updated", "streams", changed)
+		b.log.Debug("bus: streams created or updated", "streams", changed)
 	}
-	if err := checkStore(ctx, b, opts.AcceptStoreDamage); err != nil {
-		return b, err
-	}
-	log.Debug("bus ready", "data_dir", dataDir, "listen", b.listenURL != "")
-	return b, nil
+	return nil
 }
 
 // declare creates or updates every stream and bucket of the catalogue. It

@@ -148,8 +148,32 @@ func (r *storedReader) read(ctx context.Context) error {
 
 // run reads with one consumer, on its own subscription (so nothing of an
 // abandoned consumer is mistaken for its messages), until the end, an
-// error, or a gap (errReadGap).
+// error, or a gap (errReadGap). The subscription outlives the consumer:
+// the consumer is deleted first, then the subscription ends.
 func (r *storedReader) run(ctx context.Context) error {
+	sub, err := r.subscribe()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	info, err := r.createConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.deleteConsumer(ctx, info.Name)
+	if !r.started {
+		r.started, r.left = true, info.NumPending
+	}
+	p := r.newPuller(info.Name)
+	return r.pull(ctx, &p)
+}
+
+// subscribe opens the consumer's reply subscription on a new inbox, before
+// the consumer exists so that none of its replies is missed. With queue it
+// is a channel subscription of that length (see storedReader.queue). The
+// caller unsubscribes it; a subscription whose pending limit cannot be set
+// is unsubscribed here.
+func (r *storedReader) subscribe() (*nats.Subscription, error) {
 	r.inbox, r.requests = r.b.nc.NewInbox(), 0
 	var (
 		sub *nats.Subscription
@@ -162,15 +186,23 @@ func (r *storedReader) run(ctx context.Context) error {
 		sub, err = r.b.nc.SubscribeSync(r.inbox + ".*")
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", r.stream, err)
+		return nil, fmt.Errorf("read %s: %w", r.stream, err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
 	if r.pendingLimit > 0 {
 		if err := sub.SetPendingLimits(r.pendingLimit, -1); err != nil {
-			return fmt.Errorf("read %s: %w", r.stream, err)
+			_ = sub.Unsubscribe()
+			return nil, fmt.Errorf("read %s: %w", r.stream, err)
 		}
 	}
 	r.sub = sub
+	return sub, nil
+}
+
+// createConsumer creates the read's ephemeral consumer: in memory,
+// acknowledging nothing (a read changes no state), gone after
+// readerInactivity if the reader dies without deleting it, and starting
+// after the last message handed on when the read resumes after a gap.
+func (r *storedReader) createConsumer(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 	cfg := jetstream.ConsumerConfig{
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: readerInactivity,
@@ -185,25 +217,38 @@ func (r *storedReader) run(ctx context.Context) error {
 	}
 	cons, err := r.b.js.CreateConsumer(ctx, r.stream, cfg)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", r.stream, err)
+		return nil, fmt.Errorf("read %s: %w", r.stream, err)
 	}
-	info := cons.CachedInfo()
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = r.b.js.DeleteConsumer(dctx, r.stream, info.Name)
-	}()
-	if !r.started {
-		r.started, r.left = true, info.NumPending
-	}
+	return cons.CachedInfo(), nil
+}
+
+// deleteConsumer deletes the read's consumer, even when ctx has ended (the
+// read was cancelled): it would otherwise hold its place in the stream
+// until the inactivity threshold. A server that does not answer in 2s
+// leaves it to that backstop.
+func (r *storedReader) deleteConsumer(ctx context.Context, name string) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = r.b.js.DeleteConsumer(dctx, r.stream, name)
+}
+
+// newPuller is the puller of consumer name, with the read's batch and byte
+// budget (readBatch and readMaxBytes unless ReadInPieces set others).
+func (r *storedReader) newPuller(name string) puller {
 	batch := uint64(readBatch)
 	if r.batch > 0 {
 		batch = uint64(r.batch)
 	}
-	p := puller{r: r, subject: apiNext + r.stream + "." + info.Name, batch: batch, maxBytes: readMaxBytes}
+	p := puller{r: r, subject: apiNext + r.stream + "." + name, batch: batch, maxBytes: readMaxBytes}
 	if r.maxBytes > 0 {
 		p.maxBytes = r.maxBytes
 	}
+	return p
+}
+
+// pull asks for messages and hands them on until the read has all it
+// counted on, the stream has nothing more, an error, or a gap.
+func (r *storedReader) pull(ctx context.Context, p *puller) error {
 	for r.left > 0 {
 		// One request in flight at a time: with two waiting, nats-server
 		// (waitQueue.pop) serves them alternately, message by message,
@@ -222,36 +267,36 @@ func (r *storedReader) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var done bool
 		if m.Reply == "" {
-			done, err := p.status(m)
-			if err != nil || done {
-				return err
-			}
-			continue
+			done, err = p.status(m)
+		} else {
+			done, err = r.deliver(p, m)
 		}
-		ack, ok := parseAckReply(m.Reply)
-		if !ok {
-			return fmt.Errorf("read %s after %d: unexpected reply subject %q", r.stream, r.last, m.Reply)
-		}
-		if ack.consumerSeq != p.delivered+1 || len(p.queue) == 0 {
-			return errReadGap // lost on the way, or more than was asked for
-		}
-		p.delivered = ack.consumerSeq
-		// Messages answer the requests in the order they were made.
-		if p.queue[0].got++; p.queue[0].got == p.queue[0].want {
-			p.queue = p.queue[1:]
-		}
-		p.asked--
-		if err := r.fn(m, StoredMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time), Pending: ack.pending}); err != nil {
+		if err != nil || done {
 			return err
-		}
-		r.last = ack.streamSeq
-		r.left--
-		if ack.pending == 0 {
-			return nil
 		}
 	}
 	return nil
+}
+
+// deliver hands one stored message to fn; it reports whether the read is
+// complete (the stream held nothing after it). A message that is not the
+// next one the requests were owed is a gap.
+func (r *storedReader) deliver(p *puller, m *nats.Msg) (bool, error) {
+	ack, ok := parseAckReply(m.Reply)
+	if !ok {
+		return false, fmt.Errorf("read %s after %d: unexpected reply subject %q", r.stream, r.last, m.Reply)
+	}
+	if !p.received(ack.consumerSeq) {
+		return false, errReadGap // lost on the way, or more than was asked for
+	}
+	if err := r.fn(m, StoredMeta{Seq: ack.streamSeq, Time: time.Unix(0, ack.time), Pending: ack.pending}); err != nil {
+		return false, err
+	}
+	r.last = ack.streamSeq
+	r.left--
+	return ack.pending == 0, nil
 }
 
 // puller keeps the pull requests of one consumer: the ones in flight, in
@@ -296,6 +341,22 @@ func (p *puller) ask() error {
 	p.queue = append(p.queue, pullInFlight{reply: reply, want: want, maxBytes: maxBytes})
 	p.asked += want
 	return nil
+}
+
+// received counts the message of consumer sequence seq against the
+// oldest request in flight (messages answer the requests in the order they
+// were made). False, counting nothing, when it is not the next message
+// owed: one was lost on the way, or more came than was asked for.
+func (p *puller) received(seq uint64) bool {
+	if seq != p.delivered+1 || len(p.queue) == 0 {
+		return false
+	}
+	p.delivered = seq
+	if p.queue[0].got++; p.queue[0].got == p.queue[0].want {
+		p.queue = p.queue[1:]
+	}
+	p.asked--
+	return true
 }
 
 // status handles a status reply; it reports whether the read is complete.
