@@ -386,7 +386,8 @@ var ErrRevisionChanged = errors.New("key changed since the revision read")
 // (compare-and-set): a caller folding an update into a value reads it
 // (Get), changes it and writes it back, and tries again on
 // ErrRevisionChanged, so two writers never lose each other's update.
-func Update[T any](ctx context.Context, b *Bus, k Key[T], v T, rev uint64) (uint64, error) {
+func Update[T any](ctx context.Context, ep Endpoint, k Key[T], v T, rev uint64) (uint64, error) {
+	b := ep.bus()
 	kv, err := b.kv(ctx, k.bucket)
 	if err != nil {
 		return 0, err
@@ -412,7 +413,8 @@ func isWrongLastSequence(err error) bool {
 
 // Purge removes the key's value and its history (a no-op when there is
 // none): what a deletion that must leave nothing behind uses.
-func Purge[T any](ctx context.Context, b *Bus, k Key[T]) error {
+func Purge[T any](ctx context.Context, ep Endpoint, k Key[T]) error {
+	b := ep.bus()
 	kv, err := b.kv(ctx, k.bucket)
 	if err != nil {
 		return err
@@ -434,7 +436,8 @@ func Purge[T any](ctx context.Context, b *Bus, k Key[T]) error {
 // earlier one, and a delete or purge marker drops the key, so this stays
 // right for any bucket history setting. A value that cannot be decoded is
 // logged and skipped.
-func Values[T any](ctx context.Context, b *Bus, s KeySet[T]) ([]T, error) {
+func Values[T any](ctx context.Context, ep Endpoint, s KeySet[T]) ([]T, error) {
+	b := ep.bus()
 	prefix := "$KV." + s.bucket + "." + s.prefix + "."
 	var (
 		out  []T

@@ -567,7 +567,8 @@ func orderedConsumer(ctx context.Context, stream jetstream.Stream, cfg jetstream
 // recreates itself after a connection hiccup and is deleted by stop (its
 // inactivity threshold is the backstop). It writes nothing else. A caller
 // whose fn may block on a reader ends that wait itself when ctx ends.
-func FollowStored(ctx context.Context, b *Bus, stream, filter string, from uint64, fn func(*nats.Msg, StoredMeta)) (stop func(), err error) {
+func FollowStored(ctx context.Context, ep Endpoint, stream, filter string, from uint64, fn func(*nats.Msg, StoredMeta)) (stop func(), err error) {
+	b := ep.bus()
 	s, err := b.js.Stream(ctx, stream)
 	if err != nil {
 		return nil, err

@@ -71,7 +71,8 @@ var errReadGap = errors.New("stored read: a message went missing")
 // end (the inactivity threshold is the backstop). It is the kernel's one
 // way to read history in bulk: History builds on it, and so do the
 // readers of run history above the kernel (package runlog).
-func ReadStored(ctx context.Context, b *Bus, stream, filter string, fn func(*nats.Msg, StoredMeta) error, opts ...ReadOption) error {
+func ReadStored(ctx context.Context, ep Endpoint, stream, filter string, fn func(*nats.Msg, StoredMeta) error, opts ...ReadOption) error {
+	b := ep.bus()
 	r := storedReader{b: b, stream: stream, filter: filter, fn: fn}
 	for _, opt := range opts {
 		opt(&r)
