@@ -341,9 +341,37 @@ func parseIssueFile(path string, st os.FileInfo) (fileIssue, error) {
 // parseIssue parses the bytes of an issue file whose name (without .md) is
 // stem. The identifier defaults to stem and the id to the identifier.
 func parseIssue(stem string, data []byte) (fileIssue, error) {
-	front, body, _, err := frontmatter.Split(data)
+	m, body, err := issueFrontMatter(data)
 	if err != nil {
 		return fileIssue{}, err
+	}
+	var fi fileIssue
+	if err := m.readNames(&fi.issue, stem); err != nil {
+		return fi, err
+	}
+	if err := m.readDetails(&fi.issue); err != nil {
+		return fi, err
+	}
+	if fi.blockers, err = blockers(m["blocked_by"]); err != nil {
+		return fi, fmt.Errorf("blocked_by: %v", err)
+	}
+	if d := strings.TrimSpace(string(body)); d != "" {
+		fi.issue.Description = &d
+	}
+	return fi, nil
+}
+
+// issueKeys is the decoded front matter of an issue file. Its readers
+// check one group of keys each, always in the same order, so a file with
+// several wrong keys is always refused naming the same one.
+type issueKeys map[string]any
+
+// issueFrontMatter splits an issue file into its front matter, which must
+// be a map of keys, and its body (the description).
+func issueFrontMatter(data []byte) (issueKeys, []byte, error) {
+	front, body, _, err := frontmatter.Split(data)
+	if err != nil {
+		return nil, nil, err
 	}
 	var m map[string]any
 	if len(strings.TrimSpace(string(front))) > 0 {
@@ -351,102 +379,116 @@ func parseIssue(stem string, data []byte) (fileIssue, error) {
 		// costs in proportion to its bytes (an alias bomb is refused).
 		v, _, _, err := yamlbound.Decode(front)
 		if err != nil {
-			return fileIssue{}, fmt.Errorf("front matter: %w", err)
+			return nil, nil, fmt.Errorf("front matter: %w", err)
 		}
 		switch x := v.(type) {
 		case nil:
 		case map[string]any:
 			m = x
 		default:
-			return fileIssue{}, fmt.Errorf("front matter must be a map of keys (title:, state:, …), got %s", yamlbound.Describe(v))
+			return nil, nil, fmt.Errorf("front matter must be a map of keys (title:, state:, …), got %s", yamlbound.Describe(v))
 		}
 	}
 	if m == nil {
-		return fileIssue{}, fmt.Errorf("no front matter (need at least title and state)")
+		return nil, nil, fmt.Errorf("no front matter (need at least title and state)")
 	}
-	str := func(key string) (*string, error) {
-		v, ok := m[key]
-		if !ok || v == nil {
-			return nil, nil
-		}
-		switch x := v.(type) {
-		case string:
-			return &x, nil
-		case uint64, int64, float64, bool:
-			s := fmt.Sprint(x)
-			return &s, nil
-		}
-		return nil, fmt.Errorf("%s must be a string", key)
+	return m, body, nil
+}
+
+// str reads a scalar key as a string (a number or a boolean as YAML wrote
+// it); nil when the key is absent or null.
+func (m issueKeys) str(key string) (*string, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return nil, nil
 	}
-	var fi fileIssue
-	iss := &fi.issue
-	ident, err := str("identifier")
+	switch x := v.(type) {
+	case string:
+		return &x, nil
+	case uint64, int64, float64, bool:
+		s := fmt.Sprint(x)
+		return &s, nil
+	}
+	return nil, fmt.Errorf("%s must be a string", key)
+}
+
+// readNames reads what names the issue — identifier (default stem), id
+// (default the identifier) — and the two keys every issue must have,
+// title and state.
+func (m issueKeys) readNames(iss *bus.Issue, stem string) error {
+	ident, err := m.str("identifier")
 	if err != nil {
-		return fi, err
+		return err
 	}
 	iss.Identifier = stem
 	if ident != nil && *ident != "" {
 		iss.Identifier = *ident
 	}
-	id, err := str("id")
+	id, err := m.str("id")
 	if err != nil {
-		return fi, err
+		return err
 	}
 	iss.ID = iss.Identifier
 	if id != nil && *id != "" {
 		iss.ID = *id
 	}
-	title, err := str("title")
+	title, err := m.str("title")
 	if err != nil {
-		return fi, err
+		return err
 	}
 	if title == nil || strings.TrimSpace(*title) == "" {
-		return fi, fmt.Errorf("title is required")
+		return fmt.Errorf("title is required")
 	}
 	iss.Title = *title
-	state, err := str("state")
+	state, err := m.str("state")
 	if err != nil {
-		return fi, err
+		return err
 	}
 	if state == nil || strings.TrimSpace(*state) == "" {
-		return fi, fmt.Errorf("state is required")
+		return fmt.Errorf("state is required")
 	}
 	iss.State = strings.TrimSpace(*state)
-	for key, dst := range map[string]**string{"branch_name": &iss.BranchName, "url": &iss.URL, "assignee": &iss.AssigneeID} {
-		v, err := str(key)
+	return nil
+}
+
+// readDetails reads the optional keys: branch_name, url, assignee,
+// priority, created_at, updated_at and labels.
+func (m issueKeys) readDetails(iss *bus.Issue) error {
+	for _, k := range []struct {
+		key string
+		dst **string
+	}{{"branch_name", &iss.BranchName}, {"url", &iss.URL}, {"assignee", &iss.AssigneeID}} {
+		v, err := m.str(k.key)
 		if err != nil {
-			return fi, err
+			return err
 		}
-		*dst = nonEmpty(v)
+		*k.dst = nonEmpty(v)
 	}
 	if v, ok := m["priority"]; ok && v != nil {
 		p, ok := number(v)
 		if !ok {
-			return fi, fmt.Errorf("priority must be a number, got %s", yamlbound.Describe(v))
+			return fmt.Errorf("priority must be a number, got %s", yamlbound.Describe(v))
 		}
 		if p != 0 {
 			iss.Priority = &p
 		}
 	}
-	for key, dst := range map[string]**time.Time{"created_at": &iss.CreatedAt, "updated_at": &iss.UpdatedAt} {
-		t, err := timestamp(m[key])
+	for _, k := range []struct {
+		key string
+		dst **time.Time
+	}{{"created_at", &iss.CreatedAt}, {"updated_at", &iss.UpdatedAt}} {
+		t, err := timestamp(m[k.key])
 		if err != nil {
-			return fi, fmt.Errorf("%s: %v", key, err)
+			return fmt.Errorf("%s: %v", k.key, err)
 		}
-		*dst = t
+		*k.dst = t
 	}
 	labels, err := stringList(m["labels"])
 	if err != nil {
-		return fi, fmt.Errorf("labels: %v", err)
+		return fmt.Errorf("labels: %v", err)
 	}
 	iss.Labels = normLabels(labels)
-	if fi.blockers, err = blockers(m["blocked_by"]); err != nil {
-		return fi, fmt.Errorf("blocked_by: %v", err)
-	}
-	if d := strings.TrimSpace(string(body)); d != "" {
-		iss.Description = &d
-	}
-	return fi, nil
+	return nil
 }
 
 func number(v any) (int, bool) {

@@ -168,81 +168,103 @@ func takesValue(flag string) bool {
 func Parse(args []string, getenv func(string) string) (Options, error) {
 	o := Options{Mode: ModeOK, Events: 9, Size: 64, Seed: 1, CostUSD: 0.01, LineBytes: 50 << 20, ExitCode: 2,
 		DaemonSetsid: true, StderrBytes: -1}
-	set := func(name, v string) error {
-		var err error
-		switch name {
-		case EnvMode:
-			o.Mode = Mode(v)
-		case EnvEvents:
-			o.Events, err = strconv.Atoi(v)
-			if err == nil && o.Events < 0 {
-				err = fmt.Errorf("negative")
-			}
-		case EnvInterval:
-			o.Interval, err = time.ParseDuration(v)
-		case EnvSize:
-			o.Size, err = strconv.Atoi(v)
-			if err == nil && o.Size < 0 {
-				err = fmt.Errorf("negative")
-			}
-		case EnvSeed:
-			o.Seed, err = strconv.ParseUint(v, 10, 64)
-		case EnvStamp:
-			o.Stamp, err = strconv.ParseBool(v)
-		case EnvGate:
-			o.Gate = v
-		case EnvSession:
-			o.Session = v
-		case EnvCostUSD:
-			o.CostUSD, err = strconv.ParseFloat(v, 64)
-		case EnvStderrBytes:
-			o.StderrBytes, err = ParseBytes(v)
-		case EnvLineBytes:
-			o.LineBytes, err = ParseBytes(v)
-		case EnvExitCode:
-			o.ExitCode, err = strconv.Atoi(v)
-		case EnvCrashSignal:
-			o.CrashSignal, err = parseSignal(v)
-		case EnvIgnoreSIGTERM:
-			o.IgnoreSIGTERM, err = strconv.ParseBool(v)
-		case EnvPIDFile:
-			o.PIDFile = v
-		case EnvDaemonSetsid:
-			o.DaemonSetsid, err = strconv.ParseBool(v)
-		case EnvDaemonStdio:
-			switch v {
-			case "null":
-				o.DaemonInherit = false
-			case "inherit":
-				o.DaemonInherit = true
-			default:
-				err = fmt.Errorf("want null or inherit")
-			}
-		case EnvDaemonEnv:
-			switch v {
-			case "keep":
-				o.DaemonScrub = false
-			case "scrub":
-				o.DaemonScrub = true
-			default:
-				err = fmt.Errorf("want keep or scrub")
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("%s=%q: %w", name, v, err)
-		}
-		return nil
-	}
-	for _, name := range []string{EnvMode, EnvEvents, EnvInterval, EnvSize, EnvSeed, EnvSession, EnvCostUSD, EnvStderrBytes,
-		EnvLineBytes, EnvExitCode, EnvCrashSignal, EnvIgnoreSIGTERM, EnvPIDFile, EnvDaemonSetsid, EnvDaemonStdio, EnvDaemonEnv, EnvStamp, EnvGate} {
-		if v := getenv(name); v != "" {
-			if err := set(name, v); err != nil {
+	for _, e := range envOptions() {
+		if v := getenv(e.name); v != "" {
+			if err := o.setEnv(e.name, v); err != nil {
 				return o, err
 			}
 		}
 	}
-	fakeFlags := map[string]string{"--fake-mode": EnvMode, "--fake-events": EnvEvents, "--fake-interval": EnvInterval,
+	if err := o.parseArgs(args); err != nil {
+		return o, err
+	}
+	return o, o.settle()
+}
+
+// envOption is one FAKEAGENT_* variable and how its value sets the options.
+type envOption struct {
+	name string
+	set  func(o *Options, v string) error
+}
+
+// envOptions lists the variables in the order Parse reads them, so the
+// first bad one is always the one reported.
+func envOptions() []envOption {
+	return []envOption{
+		{EnvMode, func(o *Options, v string) error { o.Mode = Mode(v); return nil }},
+		{EnvEvents, func(o *Options, v string) (err error) { o.Events, err = nonNegative(v); return err }},
+		{EnvInterval, func(o *Options, v string) (err error) { o.Interval, err = time.ParseDuration(v); return err }},
+		{EnvSize, func(o *Options, v string) (err error) { o.Size, err = nonNegative(v); return err }},
+		{EnvSeed, func(o *Options, v string) (err error) { o.Seed, err = strconv.ParseUint(v, 10, 64); return err }},
+		{EnvSession, func(o *Options, v string) error { o.Session = v; return nil }},
+		{EnvCostUSD, func(o *Options, v string) (err error) { o.CostUSD, err = strconv.ParseFloat(v, 64); return err }},
+		{EnvStderrBytes, func(o *Options, v string) (err error) { o.StderrBytes, err = ParseBytes(v); return err }},
+		{EnvLineBytes, func(o *Options, v string) (err error) { o.LineBytes, err = ParseBytes(v); return err }},
+		{EnvExitCode, func(o *Options, v string) (err error) { o.ExitCode, err = strconv.Atoi(v); return err }},
+		{EnvCrashSignal, func(o *Options, v string) (err error) { o.CrashSignal, err = parseSignal(v); return err }},
+		{EnvIgnoreSIGTERM, func(o *Options, v string) (err error) { o.IgnoreSIGTERM, err = strconv.ParseBool(v); return err }},
+		{EnvPIDFile, func(o *Options, v string) error { o.PIDFile = v; return nil }},
+		{EnvDaemonSetsid, func(o *Options, v string) (err error) { o.DaemonSetsid, err = strconv.ParseBool(v); return err }},
+		{EnvDaemonStdio, func(o *Options, v string) (err error) {
+			o.DaemonInherit, err = oneOf(v, "null", "inherit", o.DaemonInherit)
+			return err
+		}},
+		{EnvDaemonEnv, func(o *Options, v string) (err error) {
+			o.DaemonScrub, err = oneOf(v, "keep", "scrub", o.DaemonScrub)
+			return err
+		}},
+		{EnvStamp, func(o *Options, v string) (err error) { o.Stamp, err = strconv.ParseBool(v); return err }},
+		{EnvGate, func(o *Options, v string) error { o.Gate = v; return nil }},
+	}
+}
+
+// setEnv sets the option of the variable name (also reached through its
+// --fake-* flag); an error names the variable and the value.
+func (o *Options) setEnv(name, v string) error {
+	for _, e := range envOptions() {
+		if e.name != name {
+			continue
+		}
+		if err := e.set(o, v); err != nil {
+			return fmt.Errorf("%s=%q: %w", name, v, err)
+		}
+		return nil
+	}
+	return nil
+}
+
+// nonNegative reads a count that may be zero but not below.
+func nonNegative(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err == nil && n < 0 {
+		err = fmt.Errorf("negative")
+	}
+	return n, err
+}
+
+// oneOf reads a two-way choice: off (false) or on (true); anything else
+// is an error and leaves the choice as it was (was).
+func oneOf(v, off, on string, was bool) (bool, error) {
+	switch v {
+	case off:
+		return false, nil
+	case on:
+		return true, nil
+	}
+	return was, fmt.Errorf("want %s or %s", off, on)
+}
+
+// fakeFlags maps the --fake-* flags to the variables they override.
+func fakeFlags() map[string]string {
+	return map[string]string{"--fake-mode": EnvMode, "--fake-events": EnvEvents, "--fake-interval": EnvInterval,
 		"--fake-size": EnvSize, "--fake-seed": EnvSeed, "--fake-stderr-bytes": EnvStderrBytes, "--fake-line-bytes": EnvLineBytes}
+}
+
+// parseArgs reads the command line: --fake-* flags, the claude flags the
+// fake models, switches it accepts and ignores, and the prompt (the
+// positional arguments, joined by spaces).
+func (o *Options) parseArgs(args []string) error {
+	fake := fakeFlags()
 	var positional []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -261,13 +283,13 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 		case a == "--":
 			positional = append(positional, args[i+1:]...)
 			i = len(args)
-		case fakeFlags[name] != "":
+		case fake[name] != "":
 			v, err := next()
 			if err != nil {
-				return o, err
+				return err
 			}
-			if err := set(fakeFlags[name], v); err != nil {
-				return o, fmt.Errorf("%s: %w", name, err)
+			if err := o.setEnv(fake[name], v); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
 			}
 		case name == "-p" || name == "--print":
 			o.Print = true
@@ -276,24 +298,9 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 		case takesValue(name):
 			v, err := next()
 			if err != nil {
-				return o, err
+				return err
 			}
-			switch name {
-			case "--resume", "-r":
-				o.Resume = v
-			case "--model":
-				o.Model = v
-			case "--permission-mode":
-				o.PermissionMode = v
-			case "--output-format":
-				o.OutputFormat = v
-			case "--input-format":
-				o.InputFormat = v
-			case "--session-id":
-				if o.Session == "" {
-					o.Session = v
-				}
-			}
+			o.setClaudeFlag(name, v)
 		case strings.HasPrefix(a, "-") && a != "-":
 			// A switch this fake does not model: accepted, as the real
 			// CLI accepts it.
@@ -304,8 +311,36 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 	if len(positional) > 0 {
 		o.Prompt, o.PromptFromArgs = strings.Join(positional, " "), true
 	}
+	return nil
+}
+
+// setClaudeFlag records the value of a claude flag the fake models; the
+// other flags that take a value are read and dropped.
+func (o *Options) setClaudeFlag(name, v string) {
+	switch name {
+	case "--resume", "-r":
+		o.Resume = v
+	case "--model":
+		o.Model = v
+	case "--permission-mode":
+		o.PermissionMode = v
+	case "--output-format":
+		o.OutputFormat = v
+	case "--input-format":
+		o.InputFormat = v
+	case "--session-id":
+		if o.Session == "" {
+			o.Session = v
+		}
+	}
+}
+
+// settle checks the mode and fills the defaults that depend on the rest:
+// stderr_flood floods 1 GiB unless told otherwise, and an unset model or
+// permission mode gets the fake's default.
+func (o *Options) settle() error {
 	if !validMode(o.Mode) {
-		return o, fmt.Errorf("%s=%q: unknown mode (want one of %v)", EnvMode, o.Mode, Modes())
+		return fmt.Errorf("%s=%q: unknown mode (want one of %v)", EnvMode, o.Mode, Modes())
 	}
 	if o.StderrBytes < 0 {
 		o.StderrBytes = 0
@@ -319,7 +354,7 @@ func Parse(args []string, getenv func(string) string) (Options, error) {
 	if o.PermissionMode == "" {
 		o.PermissionMode = "default"
 	}
-	return o, nil
+	return nil
 }
 
 func validMode(m Mode) bool {
