@@ -19,147 +19,200 @@ func (s *Server) follow(ctx context.Context) error {
 	// when follow returns.
 	b := s.opts.Bus.Client(bus.CompUI)
 	defer b.Close()
-	var (
-		summaries  *bus.Stream[bus.SetEvent[bus.RunSummary]]
-		claims     *bus.Stream[bus.SetEvent[bus.Claim]]
-		retries    *bus.Stream[bus.SetEvent[bus.RetryEntry]]
-		blocks     *bus.Stream[bus.SetEvent[bus.BlockedEntry]]
-		pause      *bus.Stream[bus.Entry[bus.PauseState]]
-		configs    *bus.Stream[bus.Entry[bus.ConfigSnapshot]]
-		statuses   *bus.Stream[bus.Entry[bus.WorkflowStatus]]
-		snaps      *bus.Subscription[bus.CandidateSnapshot]
-		fails      *bus.Subscription[bus.PollFailed]
-		comps      *bus.Subscription[bus.ComponentEvent]
-		runEvents  *bus.Subscription[bus.RunEvent]
-		progress   *bus.Subscription[bus.RunProgress]
-		hookEvents *bus.Subscription[bus.HookEvent]
-	)
-	// Each watch and subscription is a round trip to the server (a KV
-	// watch creates a consumer); they are independent, so they are set up
-	// at once: the dashboard is ready (/healthz) after the slowest, not
-	// after their sum. Whatever was set up before an error ends with ctx.
-	err := concurrently(
-		func() (err error) { summaries, err = bus.WatchSet(ctx, b, bus.RunSummaries); return err },
-		func() (err error) { claims, err = bus.WatchSet(ctx, b, bus.Claims); return err },
-		func() (err error) { retries, err = bus.WatchSet(ctx, b, bus.Retries); return err },
-		func() (err error) { blocks, err = bus.WatchSet(ctx, b, bus.Blocks); return err },
-		func() (err error) { pause, err = bus.Watch(ctx, b, bus.DispatchPause); return err },
-		func() (err error) { configs, err = bus.Watch(ctx, b, bus.ConfigCurrent); return err },
-		func() (err error) { statuses, err = bus.Watch(ctx, b, bus.ConfigStatus); return err },
-		func() (err error) { snaps, err = bus.Subscribe(ctx, b, bus.TrackerSnapshots); return err },
-		func() (err error) { fails, err = bus.Subscribe(ctx, b, bus.TrackerPollFailures); return err },
-		func() (err error) { comps, err = bus.Subscribe(ctx, b, bus.ComponentEvents); return err },
-		func() (err error) { runEvents, err = bus.Subscribe(ctx, b, bus.RunEvents); return err },
-		// Agent events reach the overview coalesced; the run page follows
-		// the TURNS stream itself.
-		func() (err error) { progress, err = bus.Subscribe(ctx, b, bus.AgentProgress); return err },
-		func() (err error) { hookEvents, err = bus.Subscribe(ctx, b, bus.WorkspaceHookEvents); return err },
-	)
-	if err != nil {
+	f := &follower{s: s, pending: 4}
+	if err := f.open(ctx, b); err != nil {
 		return err
 	}
-	// The initial state is loaded when each of the four key families has
-	// delivered its current values.
-	pending := 4
-	ready := func() {
-		if pending--; pending == 0 {
-			s.model.SetReady()
-			if s.opts.OnReady != nil {
-				s.opts.OnReady()
-			}
-		}
-	}
-	ended := func(what string) error {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("dashboard: %s ended", what)
-	}
+	return f.loop(ctx)
+}
+
+// follower is one follow: the streams it reads and how far the initial
+// state has loaded. Only follow's goroutine touches it once open returns.
+type follower struct {
+	s *Server
+	// pending counts the four key families (summaries, claims, retries,
+	// blocks) that have not yet delivered their current values.
+	pending int
+
+	// The durable state, watched in KV.
+	summaries *bus.Stream[bus.SetEvent[bus.RunSummary]]
+	claims    *bus.Stream[bus.SetEvent[bus.Claim]]
+	retries   *bus.Stream[bus.SetEvent[bus.RetryEntry]]
+	blocks    *bus.Stream[bus.SetEvent[bus.BlockedEntry]]
+	pause     *bus.Stream[bus.Entry[bus.PauseState]]
+	configs   *bus.Stream[bus.Entry[bus.ConfigSnapshot]]
+	statuses  *bus.Stream[bus.Entry[bus.WorkflowStatus]]
+
+	// What is only published.
+	snaps      *bus.Subscription[bus.CandidateSnapshot]
+	fails      *bus.Subscription[bus.PollFailed]
+	comps      *bus.Subscription[bus.ComponentEvent]
+	runEvents  *bus.Subscription[bus.RunEvent]
+	progress   *bus.Subscription[bus.RunProgress]
+	hookEvents *bus.Subscription[bus.HookEvent]
+}
+
+// open sets up every watch and subscription on b. Each is a round trip to
+// the server (a KV watch creates a consumer); they are independent, so
+// they are set up at once: the dashboard is ready (/healthz) after the
+// slowest, not after their sum. Whatever was set up before an error ends
+// with ctx.
+func (f *follower) open(ctx context.Context, b *bus.Client) error {
+	return concurrently(
+		func() (err error) { f.summaries, err = bus.WatchSet(ctx, b, bus.RunSummaries); return err },
+		func() (err error) { f.claims, err = bus.WatchSet(ctx, b, bus.Claims); return err },
+		func() (err error) { f.retries, err = bus.WatchSet(ctx, b, bus.Retries); return err },
+		func() (err error) { f.blocks, err = bus.WatchSet(ctx, b, bus.Blocks); return err },
+		func() (err error) { f.pause, err = bus.Watch(ctx, b, bus.DispatchPause); return err },
+		func() (err error) { f.configs, err = bus.Watch(ctx, b, bus.ConfigCurrent); return err },
+		func() (err error) { f.statuses, err = bus.Watch(ctx, b, bus.ConfigStatus); return err },
+		func() (err error) { f.snaps, err = bus.Subscribe(ctx, b, bus.TrackerSnapshots); return err },
+		func() (err error) { f.fails, err = bus.Subscribe(ctx, b, bus.TrackerPollFailures); return err },
+		func() (err error) { f.comps, err = bus.Subscribe(ctx, b, bus.ComponentEvents); return err },
+		func() (err error) { f.runEvents, err = bus.Subscribe(ctx, b, bus.RunEvents); return err },
+		// Agent events reach the overview coalesced; the run page follows
+		// the TURNS stream itself.
+		func() (err error) { f.progress, err = bus.Subscribe(ctx, b, bus.AgentProgress); return err },
+		func() (err error) { f.hookEvents, err = bus.Subscribe(ctx, b, bus.WorkspaceHookEvents); return err },
+	)
+}
+
+// loop folds what the streams deliver into the model until ctx ends
+// (nil) or one of them ends (an error naming it).
+func (f *follower) loop(ctx context.Context) error {
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-summaries.C():
-			if !ok {
-				return ended("run summary watch")
+		case e, ok := <-f.summaries.C():
+			err = fold(e, ok, "run summary watch", f.onSummary)
+		case e, ok := <-f.claims.C():
+			err = fold(e, ok, "claim watch", f.onClaim)
+		case e, ok := <-f.retries.C():
+			err = fold(e, ok, "retry watch", f.onRetry)
+		case e, ok := <-f.blocks.C():
+			err = fold(e, ok, "blocked watch", f.onBlocked)
+		case e, ok := <-f.pause.C():
+			err = fold(e, ok, "pause watch", f.onPause)
+		case e, ok := <-f.configs.C():
+			err = fold(e, ok, "config watch", f.onConfig)
+		case e, ok := <-f.statuses.C():
+			err = fold(e, ok, "workflow status watch", f.onStatus)
+		case m, ok := <-f.snaps.C():
+			err = fold(m, ok, "snapshot subscription", f.onSnapshot)
+		case m, ok := <-f.fails.C():
+			err = fold(m, ok, "poll failure subscription", f.onPollFailed)
+		case m, ok := <-f.comps.C():
+			err = fold(m, ok, "component subscription", f.onComponent)
+		case m, ok := <-f.runEvents.C():
+			err = fold(m, ok, "run event subscription", f.onRunEvent)
+		case m, ok := <-f.progress.C():
+			err = fold(m, ok, "agent progress subscription", f.onProgress)
+		case m, ok := <-f.hookEvents.C():
+			err = fold(m, ok, "hook event subscription", f.onHookEvent)
+		}
+		if err != nil {
+			// A stream closed because ctx ended is the end of the
+			// follow, not a failure.
+			if ctx.Err() != nil {
+				return nil
 			}
-			switch {
-			case e.Ready:
-				ready()
-			case e.Deleted:
-				s.model.DeleteRun(e.ID)
-			default:
-				s.model.PutRun(e.Value)
-			}
-		case e, ok := <-claims.C():
-			if !ok {
-				return ended("claim watch")
-			}
-			applySet(e, s.model.SetClaim, ready)
-		case e, ok := <-retries.C():
-			if !ok {
-				return ended("retry watch")
-			}
-			applySet(e, s.model.SetRetry, ready)
-		case e, ok := <-blocks.C():
-			if !ok {
-				return ended("blocked watch")
-			}
-			applySet(e, s.model.SetBlocked, ready)
-		case e, ok := <-pause.C():
-			if !ok {
-				return ended("pause watch")
-			}
-			s.model.SetPaused(e.Value)
-		case e, ok := <-configs.C():
-			if !ok {
-				return ended("config watch")
-			}
-			s.model.SetConfig(e.Value)
-		case e, ok := <-statuses.C():
-			if !ok {
-				return ended("workflow status watch")
-			}
-			s.model.SetWorkflowStatus(e.Value)
-		case m, ok := <-snaps.C():
-			if !ok {
-				return ended("snapshot subscription")
-			}
-			s.metrics.poll(time.Duration(m.Data.DurationMS)*time.Millisecond, "")
-			s.model.SetSnapshot(m.Data)
-		case m, ok := <-fails.C():
-			if !ok {
-				return ended("poll failure subscription")
-			}
-			s.metrics.poll(time.Duration(m.Data.DurationMS)*time.Millisecond, m.Data.Class)
-			s.model.SetPollFailed(m.Data)
-		case m, ok := <-comps.C():
-			if !ok {
-				return ended("component subscription")
-			}
-			s.model.SetComponent(m.Data)
-		case m, ok := <-runEvents.C():
-			if !ok {
-				return ended("run event subscription")
-			}
-			s.metrics.event(bus.StreamRuns)
-			s.model.ApplyRunEvent(m.Data, false)
-		case m, ok := <-progress.C():
-			if !ok {
-				return ended("agent progress subscription")
-			}
-			if m.Data.New > 0 {
-				s.metrics.events(bus.StreamTurns, m.Data.New)
-			}
-			s.model.ApplyProgress(m.Data)
-		case m, ok := <-hookEvents.C():
-			if !ok {
-				return ended("hook event subscription")
-			}
-			s.metrics.event(bus.StreamHooks)
-			s.model.ApplyHookEvent(m.Data)
+			return err
 		}
 	}
+}
+
+// fold applies v, received with ok, through apply; a closed stream (!ok)
+// is the error that says what ended.
+func fold[T any](v T, ok bool, what string, apply func(T)) error {
+	if !ok {
+		return fmt.Errorf("dashboard: %s ended", what)
+	}
+	apply(v)
+	return nil
+}
+
+// ready counts one key family's initial values in: the initial state is
+// loaded when each of the four has delivered its current values.
+func (f *follower) ready() {
+	if f.pending--; f.pending == 0 {
+		f.s.model.SetReady()
+		if f.s.opts.OnReady != nil {
+			f.s.opts.OnReady()
+		}
+	}
+}
+
+// The durable state, from KV.
+
+func (f *follower) onSummary(e bus.SetEvent[bus.RunSummary]) {
+	switch {
+	case e.Ready:
+		f.ready()
+	case e.Deleted:
+		f.s.model.DeleteRun(e.ID)
+	default:
+		f.s.model.PutRun(e.Value)
+	}
+}
+
+func (f *follower) onClaim(e bus.SetEvent[bus.Claim]) {
+	applySet(e, f.s.model.SetClaim, f.ready)
+}
+
+func (f *follower) onRetry(e bus.SetEvent[bus.RetryEntry]) {
+	applySet(e, f.s.model.SetRetry, f.ready)
+}
+
+func (f *follower) onBlocked(e bus.SetEvent[bus.BlockedEntry]) {
+	applySet(e, f.s.model.SetBlocked, f.ready)
+}
+
+func (f *follower) onPause(e bus.Entry[bus.PauseState]) {
+	f.s.model.SetPaused(e.Value)
+}
+
+func (f *follower) onConfig(e bus.Entry[bus.ConfigSnapshot]) {
+	f.s.model.SetConfig(e.Value)
+}
+
+func (f *follower) onStatus(e bus.Entry[bus.WorkflowStatus]) {
+	f.s.model.SetWorkflowStatus(e.Value)
+}
+
+// What is only published: polls, component changes, live events. Each
+// also counts in the dashboard's metrics.
+
+func (f *follower) onSnapshot(m bus.Message[bus.CandidateSnapshot]) {
+	f.s.metrics.poll(time.Duration(m.Data.DurationMS)*time.Millisecond, "")
+	f.s.model.SetSnapshot(m.Data)
+}
+
+func (f *follower) onPollFailed(m bus.Message[bus.PollFailed]) {
+	f.s.metrics.poll(time.Duration(m.Data.DurationMS)*time.Millisecond, m.Data.Class)
+	f.s.model.SetPollFailed(m.Data)
+}
+
+func (f *follower) onComponent(m bus.Message[bus.ComponentEvent]) {
+	f.s.model.SetComponent(m.Data)
+}
+
+func (f *follower) onRunEvent(m bus.Message[bus.RunEvent]) {
+	f.s.metrics.event(bus.StreamRuns)
+	f.s.model.ApplyRunEvent(m.Data, false)
+}
+
+func (f *follower) onProgress(m bus.Message[bus.RunProgress]) {
+	if m.Data.New > 0 {
+		f.s.metrics.events(bus.StreamTurns, m.Data.New)
+	}
+	f.s.model.ApplyProgress(m.Data)
+}
+
+func (f *follower) onHookEvent(m bus.Message[bus.HookEvent]) {
+	f.s.metrics.event(bus.StreamHooks)
+	f.s.model.ApplyHookEvent(m.Data)
 }
 
 // concurrently runs fs, each in its own goroutine, and returns once all
@@ -174,6 +227,8 @@ func concurrently(fs ...func() error) error {
 	return errors.Join(errs...)
 }
 
+// applySet folds one event of a key family into the model through set:
+// Ready counts the family in as loaded, a deletion sets nil.
 func applySet[T any](e bus.SetEvent[T], set func(string, *T), ready func()) {
 	switch {
 	case e.Ready:

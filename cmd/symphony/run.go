@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -156,28 +157,14 @@ func keepRunningOnClosedOutput() {
 }
 
 // Run starts the kernel and every component, and runs until a signal.
+// It reads as the sequence: the output, the settings, the bus and the
+// dashboard's connection to it, the components, then the supervisor
+// until a signal (or until --once is done). What was opened is closed in
+// reverse order: the dashboard's connection, the kernel, the output.
 func (c *RunCmd) Run(g *Globals, e *env) error {
 	keepRunningOnClosedOutput()
-	// The printed lines (dashboard URL and so on) go through a sink like
-	// the logs: a stdout nobody reads must not stall the dashboard.
-	// The escaping goes on top of the sink, as for stderr: the sink's
-	// goroutine is then the only one that can block on the output, and
-	// nothing waits for it past its Close.
-	sink := logsink.New(e.rawStdout, 0)
-	stdout := termsafe.NewWriter(sink)
-	defer func() {
-		_ = stdout.Flush()
-		_ = sink.Close(time.Second)
-	}()
-	sinks := append([]*logsink.Sink{sink}, e.logSinks...)
-	logWriteErrors := func() (failed, dropped uint64) {
-		for _, s := range sinks {
-			failed += s.Failed()
-			dropped += s.Dropped()
-		}
-		return failed, dropped
-	}
-	e = &env{ctx: e.ctx, stdout: stdout, stderr: e.stderr, rawStdout: e.rawStdout, logSinks: sinks}
+	e, closeStdout := withStdoutSink(e)
+	defer closeStdout()
 	log := g.logger(e.stderr)
 	if err := c.setMaxProcs(); err != nil {
 		return err
@@ -187,34 +174,11 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		started = startupGC()
 		defer started()
 	}
-	// Startup refuses an invalid workflow; later edits are the workflow
-	// component's business (an invalid one keeps the last good config).
-	wf, err := workflowfile.Load(c.Workflow, workflowfile.OSEnv())
+	set, err := c.settings(g)
 	if err != nil {
 		return err
 	}
-	dataDir, err := g.dataDir(c.Workflow)
-	if err != nil {
-		return err
-	}
-	bind, port := c.address(wf.Config.Server)
-	if err := ui.CheckBind(bind, c.BindUnsafe); err != nil {
-		return &exitError{code: exitUsage, err: err}
-	}
-	if c.NatsAllowControls && c.NatsListen == "" {
-		return &exitError{code: exitUsage, err: errors.New("--nats-allow-controls needs --nats-listen")}
-	}
-	b, err := bus.Open(e.ctx, bus.Options{
-		DataDir:           dataDir,
-		Listen:            c.NatsListen,
-		ListenUnsafe:      c.NatsListenUnsafe,
-		AllowControls:     c.NatsAllowControls,
-		SyncAlways:        c.SyncAlways,
-		AcceptStoreDamage: c.AcceptStoreDamage,
-		StreamMaxAge:      bus.StreamMaxAgeFor(time.Duration(wf.Config.RetentionMS) * time.Millisecond),
-		Logger:            log,
-		ClientName:        "symphony run",
-	})
+	b, err := c.openBus(e.ctx, set, log)
 	if err != nil {
 		return err
 	}
@@ -227,71 +191,177 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		return err
 	}
 	defer closeBus(log, "dashboard bus shutdown", dashBus)
+	printStart(e.stdout, set.wf, b)
 
-	fmt.Fprintf(e.stdout, "symphony: workflow %s (sha256 %s)\n", wf.Path, wf.Checksum[:12])
-	fmt.Fprintf(e.stdout, "symphony: data in %s\n", b.DataDir())
+	comps, sch, err := c.newComponents(set.wf.Path, b, log, c.dashboardOptions(e, set, b, dashBus, log, started))
+	if err != nil {
+		return err
+	}
+	ctx, stop := c.untilOnceDone(e.ctx, log, sch)
+	defer stop()
+	return supervise(ctx, log, b, comps)
+}
+
+// withStdoutSink returns e with its stdout behind a sink of its own, and
+// the function that flushes and closes it. The printed lines (dashboard
+// URL and so on) go through a sink like the logs: a stdout nobody reads
+// must not stall the dashboard. The escaping goes on top of the sink, as
+// for stderr: the sink's goroutine is then the only one that can block on
+// the output, and nothing waits for it past its Close. The sink joins
+// e's log sinks, whose lost writes /metrics reports.
+func withStdoutSink(e *env) (*env, func()) {
+	sink := logsink.New(e.rawStdout, 0)
+	stdout := termsafe.NewWriter(sink)
+	sinks := append([]*logsink.Sink{sink}, e.logSinks...)
+	e = &env{ctx: e.ctx, stdout: stdout, stderr: e.stderr, rawStdout: e.rawStdout, logSinks: sinks}
+	return e, func() {
+		_ = stdout.Flush()
+		_ = sink.Close(time.Second)
+	}
+}
+
+// logWriteErrors sums the failed and dropped writes of e's log sinks.
+func (e *env) logWriteErrors() (failed, dropped uint64) {
+	for _, s := range e.logSinks {
+		failed += s.Failed()
+		dropped += s.Dropped()
+	}
+	return failed, dropped
+}
+
+// runSettings is what run knows before it opens anything: the workflow,
+// where the data lives and the dashboard's address.
+type runSettings struct {
+	wf      *workflowfile.Result
+	dataDir string
+	bind    string
+	port    int
+}
+
+// settings loads the workflow and checks the flags against it, in this
+// order: an invalid workflow is reported before an invalid flag.
+func (c *RunCmd) settings(g *Globals) (runSettings, error) {
+	// Startup refuses an invalid workflow; later edits are the workflow
+	// component's business (an invalid one keeps the last good config).
+	wf, err := workflowfile.Load(c.Workflow, workflowfile.OSEnv())
+	if err != nil {
+		return runSettings{}, err
+	}
+	dataDir, err := g.dataDir(c.Workflow)
+	if err != nil {
+		return runSettings{}, err
+	}
+	bind, port := c.address(wf.Config.Server)
+	if err := ui.CheckBind(bind, c.BindUnsafe); err != nil {
+		return runSettings{}, &exitError{code: exitUsage, err: err}
+	}
+	if c.NatsAllowControls && c.NatsListen == "" {
+		return runSettings{}, &exitError{code: exitUsage, err: errors.New("--nats-allow-controls needs --nats-listen")}
+	}
+	return runSettings{wf: wf, dataDir: dataDir, bind: bind, port: port}, nil
+}
+
+// openBus starts the kernel: the embedded NATS server and its store.
+func (c *RunCmd) openBus(ctx context.Context, set runSettings, log *slog.Logger) (*bus.Bus, error) {
+	return bus.Open(ctx, bus.Options{
+		DataDir:           set.dataDir,
+		Listen:            c.NatsListen,
+		ListenUnsafe:      c.NatsListenUnsafe,
+		AllowControls:     c.NatsAllowControls,
+		SyncAlways:        c.SyncAlways,
+		AcceptStoreDamage: c.AcceptStoreDamage,
+		StreamMaxAge:      bus.StreamMaxAgeFor(time.Duration(set.wf.Config.RetentionMS) * time.Millisecond),
+		Logger:            log,
+		ClientName:        "symphony run",
+	})
+}
+
+// printStart prints what the operator needs to find this instance: the
+// workflow, the data and, when NATS listens, how to connect.
+func printStart(w io.Writer, wf *workflowfile.Result, b *bus.Bus) {
+	fmt.Fprintf(w, "symphony: workflow %s (sha256 %s)\n", wf.Path, wf.Checksum[:12])
+	fmt.Fprintf(w, "symphony: data in %s\n", b.DataDir())
 	if b.ListenURL() != "" {
-		fmt.Fprintf(e.stdout, "symphony: NATS listening on %s (read-only token in %s)\n", b.ListenURL(), b.TokenFile())
-		fmt.Fprintf(e.stdout, "symphony: watch the bus with: %s\n", b.ConnectHint())
+		fmt.Fprintf(w, "symphony: NATS listening on %s (read-only token in %s)\n", b.ListenURL(), b.TokenFile())
+		fmt.Fprintf(w, "symphony: watch the bus with: %s\n", b.ConnectHint())
 	}
 	if b.ControlTokenFile() != "" {
-		fmt.Fprintf(e.stdout, "symphony: operator commands over NATS (control token in %s), e.g.: %s\n", b.ControlTokenFile(), b.ControlHint())
+		fmt.Fprintf(w, "symphony: operator commands over NATS (control token in %s), e.g.: %s\n", b.ControlTokenFile(), b.ControlHint())
 	}
+}
 
+// dashboardOptions configures the dashboard on its own connection,
+// dashBus. started ends the start (startupGC) once it is ready.
+func (c *RunCmd) dashboardOptions(e *env, set runSettings, b, dashBus *bus.Bus, log *slog.Logger, started func()) ui.Options {
+	return ui.Options{Bus: dashBus, Log: log, Bind: set.bind, Port: set.port, BindUnsafe: c.BindUnsafe, MaxStreams: c.MaxStreams,
+		URLFile:        filepath.Join(b.DataDir(), "dashboard-url"),
+		OnListen:       func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) },
+		OnReady:        func() { go started() },
+		LogWriteErrors: e.logWriteErrors}
+}
+
+// newComponents builds every component (the workflow component reads
+// wfPath, the dashboard takes dash) and returns them in start order:
+// config first, the scheduler last. The supervisor stops them in reverse,
+// so the scheduler stops deciding before the parts it drives go away.
+func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash ui.Options) ([]components.Component, *scheduler.Component, error) {
+	wfc, err := workflow.New(workflow.Options{Path: wfPath, Bus: b, Log: log, Env: workflowfile.OSEnv()})
+	if err != nil {
+		return nil, nil, err
+	}
+	trc, err := tracker.New(tracker.Options{Bus: b, Log: log, Env: workflowfile.OSEnv()})
+	if err != nil {
+		return nil, nil, err
+	}
+	wsc, err := workspace.New(workspace.Options{Bus: b, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	prn, err := pruner.New(pruner.Options{Bus: b, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once})
+	if err != nil {
+		return nil, nil, err
+	}
+	dsh, err := ui.New(dash)
+	if err != nil {
+		return nil, nil, &exitError{code: exitUsage, err: err}
+	}
+	return []components.Component{wfc, trc, wsc, arc, prn, dsh, sch}, sch, nil
+}
+
+// untilOnceDone returns ctx, and with --once a context that also ends when
+// the scheduler's tick and its runs are done; stop releases it.
+func (c *RunCmd) untilOnceDone(ctx context.Context, log *slog.Logger, sch *scheduler.Component) (context.Context, context.CancelFunc) {
+	if !c.Once {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-sch.Done():
+			log.Info("once: the tick and its runs are done; stopping")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// supervise runs comps under a supervisor that publishes their state
+// changes on the bus, until ctx ends.
+func supervise(ctx context.Context, log *slog.Logger, b *bus.Bus, comps []components.Component) error {
 	sup := components.NewSupervisor(log, func(ev bus.ComponentEvent) {
 		if err := bus.Publish(b, bus.ComponentEvents, ev, ev.Component); err != nil {
 			log.Warn("publish component event", "component", ev.Component, "err", err)
 		}
 	})
-	wfc, err := workflow.New(workflow.Options{Path: wf.Path, Bus: b, Log: log, Env: workflowfile.OSEnv()})
-	if err != nil {
-		return err
-	}
-	trc, err := tracker.New(tracker.Options{Bus: b, Log: log, Env: workflowfile.OSEnv()})
-	if err != nil {
-		return err
-	}
-	wsc, err := workspace.New(workspace.Options{Bus: b, Log: log})
-	if err != nil {
-		return err
-	}
-	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log})
-	if err != nil {
-		return err
-	}
-	prn, err := pruner.New(pruner.Options{Bus: b, Log: log})
-	if err != nil {
-		return err
-	}
-	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once})
-	if err != nil {
-		return err
-	}
-	dash, err := ui.New(ui.Options{Bus: dashBus, Log: log, Bind: bind, Port: port, BindUnsafe: c.BindUnsafe, MaxStreams: c.MaxStreams,
-		URLFile:        filepath.Join(b.DataDir(), "dashboard-url"),
-		OnListen:       func(url string) { fmt.Fprintf(e.stdout, "symphony: dashboard on %s\n", url) },
-		OnReady:        func() { go started() },
-		LogWriteErrors: logWriteErrors})
-	if err != nil {
-		return &exitError{code: exitUsage, err: err}
-	}
-	ctx := e.ctx
-	if c.Once {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			select {
-			case <-sch.Done():
-				log.Info("once: the tick and its runs are done; stopping")
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
-	// Start order: config first, the scheduler last; stop in reverse, so
-	// the scheduler stops deciding before the parts it drives go away.
-	comps := []components.Component{wfc, trc, wsc, arc, prn, dash, sch}
 	log.Info("symphony running", "data_dir", b.DataDir(), "components", len(comps))
 	if err := sup.Run(ctx, comps...); err != nil {
 		return err
