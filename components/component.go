@@ -8,13 +8,15 @@
 // A component goes through these steps, in this order:
 //
 //  1. Provision: its constructor (New in its package) checks its static
-//     arguments and keeps its dependencies (the *bus.Bus, a logger, a clock).
+//     arguments and keeps its dependencies (the *bus.Bus, a logger).
 //     It starts no goroutine and touches nothing outside itself, so building
 //     a component that is never run costs nothing and leaks nothing.
 //  2. Run: the supervisor calls Run(ctx) in a goroutine of its own. Run
-//     subscribes to its subjects, serves its requests, and loops until ctx is
-//     done. Everything it starts is owned by ctx (or by a context derived from
-//     it) and has ended before Run returns.
+//     opens the component's named bus client (bus.Client), subscribes,
+//     serves and watches through it, and loops until ctx is done. Everything
+//     it starts is owned by ctx (or by a context derived from it) and has
+//     ended before Run returns: closing the client ends every subscription
+//     and responder and waits for the handlers in flight.
 //  3. Stop: when ctx is done Run returns nil. That is the only clean exit: a
 //     Run that returns an error, returns nil while ctx is still live, or
 //     panics has failed.
