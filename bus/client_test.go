@@ -3,9 +3,12 @@ package bus
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // TestClientCloseEndsEverythingItOpened: a component's client owns its
@@ -152,5 +155,93 @@ func TestNewStreamForProducersAbove(t *testing.T) {
 	end2(failed)
 	if _, ok := <-s2.C(); ok || !errors.Is(s2.Err(), failed) {
 		t.Errorf("ended stream: ok=%v err=%v", ok, s2.Err())
+	}
+}
+
+// TestStreamEndsWithTheConnection: a subscription that ended because the
+// bus went away says so (Err), unlike one its owner stopped.
+func TestStreamEndsWithTheConnection(t *testing.T) {
+	b, err := Open(t.Context(), Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := Subscribe(t.Context(), b, ComponentEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sub.Done():
+	case <-time.After(testTimeout):
+		t.Fatal("subscription outlived its bus")
+	}
+	if err := sub.Err(); err == nil || !strings.Contains(err.Error(), "connection closed") {
+		t.Errorf("Err after the bus closed = %v, want connection closed", err)
+	}
+}
+
+// TestStoredFollowEndsWithItsClient: a follow of a stream's stored
+// messages opened through a client ends when the client closes, like
+// everything else it opened.
+func TestStoredFollowEndsWithItsClient(t *testing.T) {
+	b := openTest(t, Options{})
+	ctx := t.Context()
+	c := b.Client("reader")
+	var seen atomic.Int64
+	got := make(chan struct{}, 16)
+	stop, err := FollowStored(ctx, c, StreamRuns, "", 0, func(*nats.Msg, StoredMeta) {
+		seen.Add(1)
+		got <- struct{}{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ev := RunEvent{RunID: "r1", Event: RunDispatched, At: time.Now()}
+	if err := storeRunEvent(ctx, b, ev, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(testTimeout):
+		t.Fatal("stored message not followed")
+	}
+	c.Close()
+	ev.Event = RunWorkspaceReady
+	if err := storeRunEvent(ctx, b, ev, "m2"); err != nil {
+		t.Fatal(err)
+	}
+	// A stored read through the closed client is refused at once.
+	if err := ReadStored(ctx, c, StreamRuns, "", func(*nats.Msg, StoredMeta) error { return nil }); !errors.Is(err, ErrClientClosed) {
+		t.Errorf("ReadStored through a closed client: %v", err)
+	}
+	if n := seen.Load(); n != 1 {
+		t.Errorf("followed %d messages, want 1: the follow outlived its client", n)
+	}
+	// Its consumer is gone from the server by the time Close returned.
+	st, err := b.JetStream().Stream(ctx, StreamRuns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Errorf("%d consumers left on %s after the client closed", info.State.Consumers, StreamRuns)
+	}
+}
+
+// TestSendAfterEndIsRefused: a producer that sends after it ended its
+// stream is told no instead of panicking on a closed channel.
+func TestSendAfterEndIsRefused(t *testing.T) {
+	_, send, end := NewStream[int](1, nil)
+	end(nil)
+	if send(1) {
+		t.Error("send after end accepted")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -91,7 +92,10 @@ type Bus struct {
 	token     string
 	closed    chan struct{}
 	closeOnce sync.Once
-	closeErr  error
+	// ending is set when the bus's subscriptions are ended with it (its
+	// Close): they report the closed connection as their end (Stream.Err).
+	ending   atomic.Bool
+	closeErr error
 
 	// subs are the live subscriptions of Subscribe and Serve. Close ends
 	// them before draining: a drain waits for pending messages to be read,
@@ -710,6 +714,7 @@ func (b *Bus) Close(ctx context.Context) error {
 func (b *Bus) teardown(ctx context.Context) error {
 	var errs []error
 	if b.nc != nil {
+		b.ending.Store(true)
 		b.endAll()
 		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("drain: %w", err))

@@ -130,7 +130,12 @@ func Subscribe[T any](ctx context.Context, ep Endpoint, t Topic[T], filter ...st
 func subscribe[T any](ctx context.Context, b *Bus, subject string, spec Spec, typeName string, release func()) (*Subscription[T], error) {
 	s := newStream[Message[T]](0, nil)
 	d := newDelivery(func() {
-		s.end(nil)
+		// Ended with the connection rather than by its owner: say so.
+		var err error
+		if b.connectionEnded() {
+			err = fmt.Errorf("subscribe %s: %w", subject, nats.ErrConnectionClosed)
+		}
+		s.end(err)
 		release()
 	})
 	// nats.go calls the handler from one goroutine per subscription, in
@@ -569,6 +574,17 @@ func orderedConsumer(ctx context.Context, stream jetstream.Stream, cfg jetstream
 // whose fn may block on a reader ends that wait itself when ctx ends.
 func FollowStored(ctx context.Context, ep Endpoint, stream, filter string, from uint64, fn func(*nats.Msg, StoredMeta)) (stop func(), err error) {
 	b := ep.bus()
+	ctx, release, err := ep.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+			release()
+		}
+	}()
 	s, err := b.js.Stream(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -602,7 +618,19 @@ func FollowStored(ctx context.Context, ep Endpoint, stream, filter string, from 
 		cleanup()
 		return nil, err
 	}
-	return func() { cc.Stop(); cleanup() }, nil
+	// The follow ends with ctx (through a Client, with its Close too);
+	// stop ends it early, and cancel then lets go of the hook.
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cc.Stop()
+			cleanup()
+			cancel()
+			release()
+		})
+	}
+	context.AfterFunc(ctx, stop)
+	return stop, nil
 }
 
 // followPullMessages bounds what a follower's consumer pulls ahead of its

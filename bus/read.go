@@ -73,6 +73,11 @@ var errReadGap = errors.New("stored read: a message went missing")
 // readers of run history above the kernel (package runlog).
 func ReadStored(ctx context.Context, ep Endpoint, stream, filter string, fn func(*nats.Msg, StoredMeta) error, opts ...ReadOption) error {
 	b := ep.bus()
+	ctx, release, err := ep.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	r := storedReader{b: b, stream: stream, filter: filter, fn: fn}
 	for _, opt := range opts {
 		opt(&r)

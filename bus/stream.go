@@ -36,15 +36,18 @@ func newStream[T any](buffer int, stop func()) *Stream[T] {
 
 // NewStream makes a Stream for a package above the kernel that produces
 // values over time (a followed run): stop ends the source early; the
-// producer sends on the returned send function and calls end exactly once
-// when it is finished, with the error that ended it (nil when stopped).
-// send returns false once the stream is stopping (the producer should stop).
+// producer sends on the returned send function and calls end exactly once,
+// after its last send, with the error that ended it (nil when stopped).
+// send returns false once the stream is stopping or has ended (the
+// producer should stop); sends may come from several goroutines as long
+// as end waits for them.
 func NewStream[T any](buffer int, stop func()) (s *Stream[T], send func(T) bool, end func(error)) {
 	s = newStream[T](buffer, stop)
 	stopping := make(chan struct{})
 	var once sync.Once
+	halt := func() { once.Do(func() { close(stopping) }) }
 	s.stop = func() {
-		once.Do(func() { close(stopping) })
+		halt()
 		if stop != nil {
 			stop()
 		}
@@ -62,7 +65,11 @@ func NewStream[T any](buffer int, stop func()) (s *Stream[T], send func(T) bool,
 			return false
 		}
 	}
-	return s, send, s.end
+	end = func(err error) {
+		halt()
+		s.end(err)
+	}
+	return s, send, end
 }
 
 // end closes the stream with err (kept only for an end of its own).
@@ -111,3 +118,17 @@ func (s *Stream[T]) Invalid() int64 { return s.invalid.Load() }
 
 // Subscription is the stream of a topic's messages (Subscribe).
 type Subscription[T any] = Stream[Message[T]]
+
+// connectionEnded reports whether the bus's connection is closed or being
+// closed with the bus.
+func (b *Bus) connectionEnded() bool {
+	if b.ending.Load() {
+		return true
+	}
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}

@@ -46,8 +46,9 @@ func TestPruneAsksTheRunningPruner(t *testing.T) {
 	}
 
 	p = start(t, "run", wf, "--nats-listen", "127.0.0.1:0", "--nats-allow-controls")
-	hint := p.waitFor(t, "operator commands over NATS")
-	p.waitFor(t, "symphony running")
+	// The hint is printed (stdout) and "running" logged (stderr): they
+	// arrive in either order.
+	hint := p.waitForEach(t, "operator commands over NATS", "symphony running")["operator commands over NATS"]
 	code, out = runCLI(t, "--data-dir", dataDir, "prune", "--older-than", "1d", "--dry-run")
 	if code != 0 || !strings.Contains(out, "would delete run-old") || !strings.Contains(out, "1 run(s) older than 1d would be deleted; 1 kept") {
 		t.Errorf("dry prune through the running instance: exit %d\n%s", code, out)

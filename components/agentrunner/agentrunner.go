@@ -61,21 +61,22 @@ func (c *Component) Run(ctx context.Context) error {
 		// The owner serves the runs until the last one has left.
 		_ = o.loop(ctx, nil)
 		o.runs.Wait()
+		close(o.exited)
 		cl.Close()
 	}()
-	if _, err := bus.ServeN(ctx, cl, bus.AgentDispatch, 16, func(hctx context.Context, _ string, d bus.Dispatch) (bus.DispatchAccepted, error) {
-		return o.dispatch(hctx, d)
+	if _, err := bus.ServeN(ctx, cl, bus.AgentDispatch, 16, func(_ context.Context, _ string, d bus.Dispatch) (bus.DispatchAccepted, error) {
+		return o.dispatch(d)
 	}); err != nil {
 		return components.Stopped(ctx, err)
 	}
-	if _, err := bus.ServeN(ctx, cl, bus.AgentCancel, 16, func(hctx context.Context, _ string, req bus.CancelRun) (bus.CancelResult, error) {
-		found, err := o.cancel(hctx, req)
+	if _, err := bus.ServeN(ctx, cl, bus.AgentCancel, 16, func(_ context.Context, _ string, req bus.CancelRun) (bus.CancelResult, error) {
+		found, err := o.cancel(req)
 		return bus.CancelResult{Found: found}, err
 	}); err != nil {
 		return components.Stopped(ctx, err)
 	}
-	if _, err := bus.Serve(ctx, cl, bus.AgentRuns, func(hctx context.Context, _ string, _ bus.ListRuns) (bus.LiveRuns, error) {
-		return o.live(hctx)
+	if _, err := bus.Serve(ctx, cl, bus.AgentRuns, func(context.Context, string, bus.ListRuns) (bus.LiveRuns, error) {
+		return o.live()
 	}); err != nil {
 		return components.Stopped(ctx, err)
 	}

@@ -21,6 +21,9 @@ type owner struct {
 	// runCtx owns the runs (Run's context); runs counts their goroutines.
 	runCtx context.Context
 	runs   sync.WaitGroup
+	// exited is closed once the loop has served its last operation (Run
+	// is returning): an operation not taken by then is refused.
+	exited chan struct{}
 }
 
 // op is an operation on the state; done is closed once it was applied.
@@ -30,7 +33,7 @@ type op struct {
 }
 
 func newOwner(c *Component, runCtx context.Context) *owner {
-	return &owner{c: c, ops: make(chan op), set: newRunSet(), runCtx: runCtx}
+	return &owner{c: c, ops: make(chan op), set: newRunSet(), runCtx: runCtx, exited: make(chan struct{})}
 }
 
 // loop applies operations and configurations until ctx is done and no run
@@ -63,24 +66,29 @@ func (o *owner) loop(ctx context.Context, configs <-chan bus.Entry[bus.ConfigSna
 	}
 }
 
-// do has the loop apply f and waits until it has. It gives up only while
-// f is not taken yet and ctx ends; a taken f is applied at once.
-func (o *owner) do(ctx context.Context, f func(*runSet)) error {
+// do has the loop apply f and waits until it has. The loop serves
+// operations until Run returns, shutdown included (a cancel or a listing
+// asked while the runs end is answered, as it was under a lock), so do
+// gives up only once the loop has exited; a taken f is applied at once.
+func (o *owner) do(f func(*runSet)) error {
 	x := op{f: f, done: make(chan struct{})}
 	select {
 	case o.ops <- x:
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-o.exited:
+		return errRunnerStopped
 	}
 	<-x.done
 	return nil
 }
 
+// errRunnerStopped refuses an operation that came after the runner's last.
+var errRunnerStopped = errors.New("agentrunner: stopped")
+
 // dispatch admits a dispatch and starts its run, owned by o.runCtx and
 // counted in o.runs.
-func (o *owner) dispatch(ctx context.Context, d bus.Dispatch) (bus.DispatchAccepted, error) {
+func (o *owner) dispatch(d bus.Dispatch) (bus.DispatchAccepted, error) {
 	var refused error
-	err := o.do(ctx, func(s *runSet) {
+	err := o.do(func(s *runSet) {
 		var w *run
 		if w, refused = s.admit(o.c, d); refused != nil {
 			return
@@ -103,16 +111,16 @@ func (o *owner) dispatch(ctx context.Context, d bus.Dispatch) (bus.DispatchAccep
 }
 
 // cancel asks a run to stop (see runSet.cancel).
-func (o *owner) cancel(ctx context.Context, req bus.CancelRun) (bool, error) {
+func (o *owner) cancel(req bus.CancelRun) (bool, error) {
 	var found bool
-	err := o.do(ctx, func(s *runSet) { found = s.cancel(req) })
+	err := o.do(func(s *runSet) { found = s.cancel(req) })
 	return found, err
 }
 
 // live lists the runs in flight (see runSet.live).
-func (o *owner) live(ctx context.Context) (bus.LiveRuns, error) {
+func (o *owner) live() (bus.LiveRuns, error) {
 	var l bus.LiveRuns
-	err := o.do(ctx, func(s *runSet) { l = s.live() })
+	err := o.do(func(s *runSet) { l = s.live() })
 	return l, err
 }
 
@@ -120,11 +128,11 @@ func (o *owner) live(ctx context.Context) (bus.LiveRuns, error) {
 // runSet.forget). The loop serves them even while stopping: it runs until
 // no run is left, so they never wait on a loop that is gone.
 func (o *owner) forget(runID string) {
-	_ = o.do(context.Background(), func(s *runSet) { s.forget(runID) })
+	_ = o.do(func(s *runSet) { s.forget(runID) })
 }
 
 func (o *owner) ended(runID string) {
-	_ = o.do(context.Background(), func(s *runSet) { s.ended(runID) })
+	_ = o.do(func(s *runSet) { s.ended(runID) })
 }
 
 // runSet is the runner's state; only the owner's loop touches it.
