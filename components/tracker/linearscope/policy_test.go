@@ -49,11 +49,21 @@ func TestCheckScoped(t *testing.T) {
 			doc: `mutation { attachmentLinkURL(issueId: "ABC-12", url: "https://x/pr/1", title: "PR") { success } }`},
 		{name: "attachmentLinkGitHubPR own",
 			doc: `mutation { attachmentLinkGitHubPR(issueId: "` + own.ID + `", url: "https://github.com/o/r/pull/1") { success } }`},
+		{name: "issueUpdate own by escaped identifier",
+			doc: `mutation { issueUpdate(id: "\u0041BC-12", input: {stateId: "s1"}) { success } }`},
+		{name: "issueUpdate own by block string",
+			doc: `mutation { issueUpdate(id: """ABC-12""", input: {stateId: "s1"}) { success } }`},
 		{name: "two allowed mutations on own issue",
 			doc: `mutation { a: issueUpdate(id: "ABC-12", input: {stateId: "s"}) { success } b: commentCreate(input: {issueId: "ABC-12", body: "x"}) { success } }`},
 
 		{name: "issueUpdate other issue", rule: RuleTargetNotOwnIssue, field: "issueUpdate",
 			doc: `mutation { issueUpdate(id: "ABC-13", input: {stateId: "s1"}) { success } }`},
+		{name: "issueUpdate other issue by escaped identifier", rule: RuleTargetNotOwnIssue, field: "issueUpdate",
+			doc: `mutation { issueUpdate(id: "\u0041BC-13", input: {stateId: "s1"}) { success } }`},
+		{name: "forbidden mutation after a comment", rule: RuleMutationNotAllowed, field: "issueDelete",
+			doc: "mutation { # a comment\r issueDelete(id: \"ABC-12\") { success } }"},
+		{name: "mutation __typename only", rule: RuleMutationNotAllowed, field: "__typename",
+			doc: `mutation { __typename }`},
 		{name: "issueUpdate other issue by uuid", rule: RuleTargetNotOwnIssue, field: "issueUpdate",
 			doc: `mutation { issueUpdate(id: "` + otherID + `", input: {stateId: "s1"}) { success } }`},
 		{name: "issueUpdate other issue by variable", rule: RuleTargetNotOwnIssue, field: "issueUpdate",
@@ -357,4 +367,14 @@ func itoa(i int) string {
 		d = append([]byte{byte('0' + i%10)}, d...)
 	}
 	return string(d)
+}
+
+// TestRefusalMessagesAreBounded: a document with thousands of errors gets a
+// message that names the first few, with positions, and counts the rest.
+func TestRefusalMessagesAreBounded(t *testing.T) {
+	err := Check(PolicyScoped, manyVariables(3000), nil, own)
+	msg := err.Error()
+	if !strings.Contains(msg, "line 1, column 9") || !strings.Contains(msg, "and 2995 more") || len(msg) > 1000 {
+		t.Fatalf("%d bytes: %.300s", len(msg), msg)
+	}
 }

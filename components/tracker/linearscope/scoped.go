@@ -80,30 +80,20 @@ const overlappingFieldsRule = "OverlappingFieldsCanBeMerged"
 // describe renders parse and validation errors with their positions, at most
 // maxReportedErrors of them.
 func describe(err error) string {
-	type item struct {
-		msg       string
-		line, col int
-	}
-	var list []item
+	var list []*gqlerror.Error
 	switch e := err.(type) {
 	case gqlerror.SourceList:
 		for _, x := range e {
-			it := item{msg: x.Message}
-			if len(x.Locations) > 0 {
-				it.line, it.col = x.Locations[0].Line, x.Locations[0].Column
+			g := &gqlerror.Error{Message: x.Message}
+			for _, l := range x.Locations {
+				g.Locations = append(g.Locations, gqlerror.Location{Line: l.Line, Column: l.Column})
 			}
-			list = append(list, it)
+			list = append(list, g)
 		}
 	case gqlerror.List:
-		for _, x := range e {
-			it := item{msg: x.Message}
-			if len(x.Locations) > 0 {
-				it.line, it.col = x.Locations[0].Line, x.Locations[0].Column
-			}
-			list = append(list, it)
-		}
+		list = e
 	case *gqlerror.Error:
-		return describe(gqlerror.List{e})
+		list = []*gqlerror.Error{e}
 	default:
 		return err.Error()
 	}
@@ -116,9 +106,9 @@ func describe(err error) string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(e.msg)
-		if e.line > 0 {
-			fmt.Fprintf(&b, " (line %d, column %d)", e.line, e.col)
+		b.WriteString(e.Message)
+		if len(e.Locations) > 0 {
+			fmt.Fprintf(&b, " (line %d, column %d)", e.Locations[0].Line, e.Locations[0].Column)
 		}
 	}
 	return b.String()
