@@ -22,11 +22,6 @@ type mutationRule struct {
 	input []string
 }
 
-// linkArgs are the arguments of the attachmentLink* mutations allowed: the
-// issue, the URL, a title. Left out: createAsUser and displayIconUrl (posing as
-// someone else), id (choosing the attachment's id).
-var linkArgs = []string{"issueId", "url", "title"}
-
 // allowed returns the allow-list of PolicyScoped, keyed by the mutation's
 // schema name. A function, not a package variable, so nothing can change it.
 //
@@ -44,6 +39,10 @@ var linkArgs = []string{"issueId", "url", "title"}
 //     (Zendesk, Intercom, Front, Jira, Salesforce, Slack, Discord) are left
 //     out: they start syncing with outside systems.
 func allowed() map[string]mutationRule {
+	// The attachmentLink* mutations may name the issue, the URL and a
+	// title. Left out: createAsUser and displayIconUrl (posing as someone
+	// else), id (choosing the attachment's id).
+	linkArgs := []string{"issueId", "url", "title"}
 	return map[string]mutationRule{
 		"issueUpdate": {args: []string{"id", "input"}, target: "id", input: []string{
 			"title", "description", "stateId", "priority", "estimate", "dueDate",
@@ -58,7 +57,7 @@ func allowed() map[string]mutationRule {
 		"attachmentLinkURL":         {args: linkArgs, target: "issueId"},
 		"attachmentLinkGitHubPR":    {args: linkArgs, target: "issueId"},
 		"attachmentLinkGitHubIssue": {args: linkArgs, target: "issueId"},
-		"attachmentLinkGitLabMR":    {args: append(slices.Clone(linkArgs), "number", "projectPathWithNamespace"), target: "issueId"},
+		"attachmentLinkGitLabMR":    {args: append(slices.Clip(linkArgs), "number", "projectPathWithNamespace"), target: "issueId"},
 	}
 }
 
