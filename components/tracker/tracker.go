@@ -4,6 +4,12 @@
 // each poll's candidates on symphony.tracker.snapshot, reports failed polls,
 // and answers candidate, terminal and refresh requests at any time.
 //
+// It also runs the tools its adapter offers a run's agent (tools.go):
+// listed on symphony.tracker.tools, called on symphony.tracker.tool,
+// executed here with the adapter's credential on the run's own issue only,
+// every outcome a result (never a request error), so an agent acts on its
+// ticket without ever holding the key.
+//
 // Adapters: linear (GraphQL over HTTP) and files (a directory of Markdown
 // issues). Both normalize into bus.Issue with the same rules.
 package tracker
