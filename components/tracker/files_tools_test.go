@@ -69,6 +69,16 @@ func TestFilesSetStateIsSeenByTheNextPoll(t *testing.T) {
 	if got := readFile(t, filepath.Join(dir, "A-2.md")); got != other {
 		t.Errorf("the other issue changed:\n%s", got)
 	}
+	// A name YAML would read otherwise is quoted.
+	for _, state := range []string{`Won't "fix": <now> #1`, "yes", "null", "Ünïcode ✓"} {
+		b, _ := json.Marshal(map[string]string{"state": state})
+		if res := callFiles(t, f, own, "files_set_state", string(b)); !res.OK {
+			t.Fatalf("set state %q: %+v", state, res)
+		}
+		if got := stateOf(t, f, "id-1"); got != state {
+			t.Errorf("state %q read back as %q", state, got)
+		}
+	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}

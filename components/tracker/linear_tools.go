@@ -69,7 +69,7 @@ func (l *linear) tools() []tool {
 		spec: bus.ToolSpec{Name: "linear_graphql", Mutates: true, InputSchema: linearGraphQLSchema,
 			Description: "Execute one Linear GraphQL query or mutation with Symphony's Linear credential (you never need the key). " +
 				`Input: {"query": string, "variables"?: object}. The response (data and errors) comes back as JSON; GraphQL errors make the call fail but keep the response. ` +
-				"Mutations are limited to your own issue by Symphony's scope policy."},
+				"Symphony's scope policy may refuse a mutation (a refused call names the rule that refused it)."},
 		call: l.graphqlTool,
 	}}
 }

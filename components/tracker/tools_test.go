@@ -71,3 +71,16 @@ func TestToolsOverTheBus(t *testing.T) {
 		t.Error("tool calls are not logged")
 	}
 }
+
+// TestOutputOverTheBoundSaysTheCallRan: an answer too large to return is
+// a failure that says the call ran (a mutation's effect stands).
+func TestOutputOverTheBoundSaysTheCallRan(t *testing.T) {
+	res := bus.ToolResult{OK: true, Output: json.RawMessage(`{"data":"0123456789"}`), RateLimit: &bus.ToolRateLimit{Headers: map[string]string{"X-Complexity": "1"}}}
+	if got := boundOutput(res, 100); !got.OK {
+		t.Errorf("within the bound: %+v", got)
+	}
+	got := boundOutput(res, 10)
+	if got.OK || got.Class != bus.ToolOutputTooLarge || got.Output != nil || !strings.Contains(got.Error, "the call ran") || got.RateLimit == nil {
+		t.Errorf("over the bound: %+v", got)
+	}
+}
