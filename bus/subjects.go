@@ -87,6 +87,26 @@ var (
 		Doc:       "A poll failed (class, message, retry-after); running agents keep running.",
 	})
 
+	// TrackerTools lists the tools the tracker offers a run's agent. No
+	// component asks yet: the asker is the run's MCP server, the next step
+	// of issue #21, and the catalogue names no component that does not
+	// ask (the drift test holds it to that).
+	TrackerTools = request[ListTools, ToolSpecs](Spec{
+		Pattern:   "symphony.tracker.tools",
+		Producer:  "nobody yet: the MCP server of a run (issue #21, next step)",
+		Consumers: []string{CompTracker},
+		Doc:       "The tools the tracker's adapter offers a run's agent (name, description, JSON Schema of the input, whether it mutates), with the config version they come from.",
+	})
+
+	// TrackerToolCall runs one tool host-side, with the adapter's
+	// credential, on the run's own issue.
+	TrackerToolCall = request[CallTool, ToolResult](Spec{
+		Pattern:   "symphony.tracker.tool",
+		Producer:  "nobody yet: the MCP server of a run (issue #21, next step)",
+		Consumers: []string{CompTracker},
+		Doc:       "Run one tracker tool for a run, acting only on the run's issue; always answered with a result (ok, output, or error with class and the refusing rule, duration, rate-limit headers), never a request error, so the agent's session goes on.",
+	})
+
 	// WorkspacePrepare creates or reuses an issue's workspace.
 	WorkspacePrepare = request[PrepareWorkspace, WorkspaceReady](Spec{
 		Pattern:   "symphony.workspace.prepare",
@@ -203,6 +223,8 @@ func Catalogue() []Spec {
 		TrackerRefresh.Spec(),
 		TrackerSnapshots.Spec(),
 		TrackerPollFailures.Spec(),
+		TrackerTools.Spec(),
+		TrackerToolCall.Spec(),
 		WorkspacePrepare.Spec(),
 		WorkspaceHook.Spec(),
 		WorkspaceRemove.Spec(),

@@ -83,6 +83,8 @@ type fakeLinear struct {
 type fakeRequest struct {
 	Op   string
 	Vars map[string]any
+	// Query and Auth are the document and the Authorization header sent.
+	Query, Auth string
 }
 
 func newFakeLinear(t testing.TB) *fakeLinear {
@@ -131,7 +133,7 @@ func (f *fakeLinear) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	nested := nestedLists(f.t, req.Query)
 	f.mu.Lock()
-	f.requests = append(f.requests, fakeRequest{Op: op, Vars: req.Variables})
+	f.requests = append(f.requests, fakeRequest{Op: op, Vars: req.Variables, Query: req.Query, Auth: r.Header.Get("Authorization")})
 	n := len(f.requests)
 	inject := f.inject
 	issues := slices.Clone(f.issues)

@@ -37,6 +37,9 @@ type files struct {
 	// them.
 	racy, racyFine time.Duration
 
+	// writeMu serializes the tools' writes (files_tools.go).
+	writeMu sync.Mutex
+
 	mu sync.Mutex
 	// parsed keeps each file's parse, keyed by path, with the file's
 	// identity when it was read: every poll and every operator refresh

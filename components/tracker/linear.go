@@ -63,6 +63,10 @@ type linear struct {
 	httpc       *http.Client
 	log         *slog.Logger
 	now         func() time.Time
+	// scope decides whether linear_graphql may send a document (see
+	// linear_tools.go): nil means the default, which allows queries and
+	// refuses every mutation, so nothing unscoped ships.
+	scope scopeCheck
 
 	mu          sync.Mutex
 	viewerID    string    // resolved "me"
@@ -127,54 +131,68 @@ func (l *linear) do(ctx context.Context, query string, vars map[string]any, out 
 
 // request is do without the redaction; only do calls it.
 func (l *linear) request(ctx context.Context, query string, vars map[string]any, out any) error {
-	l.mu.Lock()
-	wait := l.limitedTill.Sub(l.now())
-	l.mu.Unlock()
-	if wait > 0 {
-		return &Error{Class: bus.TrackerRateLimited, Message: "Linear rate limit in effect", RetryAfter: wait}
-	}
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
 		return errorf(bus.TrackerRequestError, "encode request: %v", err)
 	}
+	raw, h, err := l.post(ctx, body)
+	if err != nil {
+		return err
+	}
+	limited, err := decodeGraphQL(raw, out)
+	if limited {
+		return l.rateLimited(h, "RATELIMITED")
+	}
+	return err
+}
+
+// post sends one encoded GraphQL request and returns the body of a 2xx
+// answer with the answer's headers (also returned, when an answer came,
+// with an error). It sends nothing while a rate limit is in effect, and
+// records one the answer reports as HTTP 429 or 400 RATELIMITED; a
+// RATELIMITED in a 2xx body is the caller's to read. Its errors are not
+// redacted (do and the tools do that).
+func (l *linear) post(ctx context.Context, body []byte) ([]byte, http.Header, error) {
+	l.mu.Lock()
+	wait := l.limitedTill.Sub(l.now())
+	l.mu.Unlock()
+	if wait > 0 {
+		return nil, nil, &Error{Class: bus.TrackerRateLimited, Message: "Linear rate limit in effect", RetryAfter: wait}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return errorf(bus.TrackerConfigError, "bad endpoint %q: %v", l.endpoint, err)
+		return nil, nil, errorf(bus.TrackerConfigError, "bad endpoint %q: %v", l.endpoint, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	// Personal API keys go without "Bearer".
 	req.Header.Set("Authorization", l.apiKey)
 	resp, err := l.httpc.Do(req)
 	if err != nil {
-		return &Error{Class: bus.TrackerRequestError, Message: "request to Linear failed: " + err.Error(), Err: err}
+		return nil, nil, &Error{Class: bus.TrackerRequestError, Message: "request to Linear failed: " + err.Error(), Err: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
-		return redirectError(resp)
+		return nil, resp.Header, redirectError(resp)
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {
-		return &Error{Class: bus.TrackerRequestError, Message: "reading Linear's response failed: " + err.Error(), Err: err}
+		return nil, resp.Header, &Error{Class: bus.TrackerRequestError, Message: "reading Linear's response failed: " + err.Error(), Err: err}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		if resp.StatusCode == http.StatusTooManyRequests {
-			return l.rateLimited(resp.Header, "HTTP 429")
+			return nil, resp.Header, l.rateLimited(resp.Header, "HTTP 429")
 		}
 		// Linear sends its rate limit as HTTP 400 with RATELIMITED in the
 		// body: read as a plain status error it would get no back-off, and
 		// every poll would hit the limit again and prolong it.
 		var ignored json.RawMessage
 		if limited, _ := decodeGraphQL(raw, &ignored); limited {
-			return l.rateLimited(resp.Header, fmt.Sprintf("HTTP %d, RATELIMITED", resp.StatusCode))
+			return nil, resp.Header, l.rateLimited(resp.Header, fmt.Sprintf("HTTP %d, RATELIMITED", resp.StatusCode))
 		}
 		// A GraphQL error body may still explain a 400; include a little.
-		return errorf(bus.TrackerStatusError, "Linear answered HTTP %d: %s", resp.StatusCode, snippet(raw, l.apiKey))
+		return nil, resp.Header, errorf(bus.TrackerStatusError, "Linear answered HTTP %d: %s", resp.StatusCode, snippet(raw, l.apiKey))
 	}
-	limited, err := decodeGraphQL(raw, out)
-	if limited {
-		return l.rateLimited(resp.Header, "RATELIMITED")
-	}
-	return err
+	return raw, resp.Header, nil
 }
 
 // redirectError explains a 3xx answer, naming where it pointed (the host

@@ -4,6 +4,12 @@
 // each poll's candidates on symphony.tracker.snapshot, reports failed polls,
 // and answers candidate, terminal and refresh requests at any time.
 //
+// It also runs the tools its adapter offers a run's agent (tools.go):
+// listed on symphony.tracker.tools, called on symphony.tracker.tool,
+// executed here with the adapter's credential on the run's own issue only,
+// every outcome a result (never a request error), so an agent acts on its
+// ticket without ever holding the key.
+//
 // Adapters: linear (GraphQL over HTTP) and files (a directory of Markdown
 // issues). Both normalize into bus.Issue with the same rules.
 package tracker
@@ -31,6 +37,8 @@ type adapter interface {
 	Candidates(ctx context.Context, states []string) ([]bus.Issue, int, error)
 	Terminal(ctx context.Context, states []string) ([]bus.Issue, int, error)
 	Refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
+	// tools are what the adapter offers a run's agent (tools.go).
+	tools() []tool
 }
 
 // PollTimeout bounds one poll.
@@ -90,7 +98,7 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	for _, serve := range []func(context.Context, *bus.Client) error{c.serveCandidates, c.serveTerminal, c.serveRefresh} {
+	for _, serve := range []func(context.Context, *bus.Client) error{c.serveCandidates, c.serveTerminal, c.serveRefresh, c.serveTools, c.serveToolCalls} {
 		if err := serve(ctx, cl); err != nil {
 			return components.Stopped(ctx, err)
 		}
@@ -309,4 +317,47 @@ func (c *Component) bound(cur *active, list []bus.Issue, outline bool) ([]bus.Is
 		out = append(out, b)
 	}
 	return out, left
+}
+
+// serveTools answers which tools the adapter in force offers.
+func (c *Component) serveTools(ctx context.Context, cl *bus.Client) error {
+	_, err := bus.Serve(ctx, cl, bus.TrackerTools, func(ctx context.Context, _ string, _ bus.ListTools) (bus.ToolSpecs, error) {
+		cur, err := c.use()
+		if err != nil {
+			return bus.ToolSpecs{}, err
+		}
+		return bus.ToolSpecs{Tracker: cur.snap.Config.Tracker.Kind, ConfigVersion: cur.snap.Version, Tools: specsOf(cur.adapter.tools())}, nil
+	})
+	return err
+}
+
+// serveToolCalls runs tool calls, several at once. Every outcome, a
+// tracker not configured included, is a result: the agent reads why and
+// its session goes on.
+func (c *Component) serveToolCalls(ctx context.Context, cl *bus.Client) error {
+	_, err := bus.ServeN(ctx, cl, bus.TrackerToolCall, toolConcurrency, func(ctx context.Context, _ string, req bus.CallTool) (bus.ToolResult, error) {
+		start := time.Now()
+		var res bus.ToolResult
+		if cur, err := c.use(); err != nil {
+			class, _ := classOf(err)
+			res = failed(class, err.Error())
+		} else {
+			res = boundOutput(runTool(ctx, cur.adapter.tools(), req), c.outputLimit())
+		}
+		res.DurationMS = time.Since(start).Milliseconds()
+		level := slog.LevelInfo
+		if !res.OK {
+			level = slog.LevelWarn
+		}
+		c.log.Log(ctx, level, "tool call", "run_id", safeid.Quote(req.RunID), "issue_identifier", safeid.Quote(req.Issue.Identifier),
+			"tool", safeid.Quote(req.Tool), "ok", res.OK, "class", res.Class, "rule", res.Rule, "duration_ms", res.DurationMS)
+		return res, nil
+	})
+	return err
+}
+
+// outputLimit is the most a tool result's output may take: the bound, or
+// less on a server whose messages are smaller.
+func (c *Component) outputLimit() int {
+	return int(min(int64(bus.ToolOutputMaxBytes), c.opts.Bus.Conn().MaxPayload()/2))
 }

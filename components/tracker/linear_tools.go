@@ -1,0 +1,192 @@
+package tracker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// linear_graphql is the reference's Linear tool (openai/symphony SPEC.md
+// §10.5): one GraphQL operation, sent host-side with the adapter's key and
+// HTTP client, so its timeout, redirect refusal and rate-limit state are
+// the poller's. GraphQL errors are a failure result that keeps the
+// response; a transport failure is a failure result with its class.
+
+// linearGraphQLSchema is the reference's input schema.
+var linearGraphQLSchema = json.RawMessage(`{"type":"object","additionalProperties":false,"required":["query"],"properties":{` +
+	`"query":{"type":"string","minLength":1,"description":"One GraphQL query or mutation document (exactly one operation)."},` +
+	`"variables":{"type":"object","additionalProperties":true,"description":"GraphQL variables for the operation."}}}`)
+
+// maxGraphQLTokens bounds the parse of an agent's document (what a
+// document within bus.ToolArgumentsMaxBytes can hold, and no more).
+const maxGraphQLTokens = 20000
+
+// scopeCheck decides whether linear_graphql may send doc with vars for a
+// run whose own issue is own. nil allows; an error refuses, says why, and
+// names the rule when it has a Rule() string method. The scope policy of
+// issue #21 (item 2: components/tracker/linearscope's
+// Check(policy, doc, vars, own), against Linear's schema) plugs in here;
+// until then refuseMutations applies.
+type scopeCheck func(doc string, vars map[string]any, own bus.IssueRef) error
+
+// scopeRefusal is a refusal with the rule that made it.
+type scopeRefusal struct{ rule, msg string }
+
+func (e *scopeRefusal) Error() string { return e.msg }
+
+// Rule names the rule.
+func (e *scopeRefusal) Rule() string { return e.rule }
+
+// refuseMutations is the scope in force until the policy ships: queries
+// are allowed, mutations (and subscriptions) refused, so no unscoped
+// mutation can be sent with the operator's key.
+func refuseMutations(doc string, _ map[string]any, _ bus.IssueRef) error {
+	q, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: doc}, maxGraphQLTokens)
+	if err != nil {
+		return &scopeRefusal{rule: "parse", msg: "query: " + err.Error()}
+	}
+	for _, op := range q.Operations {
+		if op.Operation != ast.Query {
+			return &scopeRefusal{rule: "mutations_off", msg: fmt.Sprintf("%s operations are refused: only queries are allowed until the scope policy is configured", op.Operation)}
+		}
+	}
+	return nil
+}
+
+// tools implements adapter.
+func (l *linear) tools() []tool {
+	return []tool{{
+		spec: bus.ToolSpec{Name: "linear_graphql", Mutates: true, InputSchema: linearGraphQLSchema,
+			Description: "Execute one Linear GraphQL query or mutation with Symphony's Linear credential (you never need the key). " +
+				`Input: {"query": string, "variables"?: object}. The response (data and errors) comes back as JSON; GraphQL errors make the call fail but keep the response. ` +
+				"Symphony's scope policy may refuse a mutation (a refused call names the rule that refused it)."},
+		call: l.graphqlTool,
+	}}
+}
+
+// graphqlTool is linear_graphql.
+func (l *linear) graphqlTool(ctx context.Context, run toolRun, args json.RawMessage) bus.ToolResult {
+	var query string
+	var varsRaw json.RawMessage
+	if err := decodeArgs(args, argField{"query", true, &query}, argField{"variables", false, &varsRaw}); err != nil {
+		return failed(bus.ToolBadArguments, err.Error())
+	}
+	vars := map[string]any{}
+	if len(varsRaw) > 0 {
+		var te *json.UnmarshalTypeError
+		if err := json.Unmarshal(varsRaw, &vars); errors.As(err, &te) {
+			return failed(bus.ToolBadArguments, fmt.Sprintf(`field "variables": want an object, got a JSON %s`, te.Value))
+		} else if err != nil {
+			return failed(bus.ToolBadArguments, `field "variables": `+err.Error())
+		}
+	} else {
+		varsRaw = json.RawMessage("{}")
+	}
+	if strings.TrimSpace(query) == "" {
+		return failed(bus.ToolBadArguments, `field "query" is empty`)
+	}
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: query}, maxGraphQLTokens)
+	if err != nil {
+		return failed(bus.ToolBadArguments, "query is not a GraphQL document: "+err.Error())
+	}
+	if len(doc.Operations) != 1 {
+		return failed(bus.ToolBadArguments, fmt.Sprintf("query must hold exactly one operation, it has %d (fragments are fine)", len(doc.Operations)))
+	}
+	scope := l.scope
+	if scope == nil {
+		scope = refuseMutations
+	}
+	if err := scope(query, vars, run.issue); err != nil {
+		rule := "scope"
+		var r interface{ Rule() string }
+		if errors.As(err, &r) {
+			rule = r.Rule()
+		}
+		return refused(rule, scrub(err.Error(), l.apiKey))
+	}
+	body, err := json.Marshal(struct {
+		Query     string          `json:"query"`
+		Variables json.RawMessage `json:"variables"`
+	}{query, varsRaw})
+	if err != nil {
+		return failed(bus.ToolBadArguments, "encode the request: "+err.Error())
+	}
+	raw, h, err := l.post(ctx, body)
+	res := l.graphqlResult(raw, h, err)
+	res.RateLimit = rateLimitOf(h, res.RateLimit)
+	return res
+}
+
+// graphqlResult reads post's outcome as a tool result, with the key
+// removed from everything it says.
+func (l *linear) graphqlResult(raw []byte, h http.Header, err error) bus.ToolResult {
+	if err != nil {
+		class, retry := classOf(err)
+		res := failed(class, l.redact(err).Error())
+		if class == bus.TrackerRateLimited {
+			res.RateLimit = &bus.ToolRateLimit{Limited: true, RetryAfterMS: retry.Milliseconds()}
+		}
+		return res
+	}
+	if l.apiKey != "" && bytes.Contains(raw, []byte(l.apiKey)) {
+		raw = bytes.ReplaceAll(raw, []byte(l.apiKey), []byte("[redacted]"))
+	}
+	var env gqlResponse
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return failed(bus.TrackerMalformed, "Linear's response is not JSON: "+snippet(raw, l.apiKey))
+	}
+	if len(env.Errors) == 0 {
+		return bus.ToolResult{OK: true, Output: raw}
+	}
+	msgs := make([]string, 0, len(env.Errors))
+	for _, e := range env.Errors {
+		if strings.EqualFold(e.Extensions.Code, "RATELIMITED") || strings.EqualFold(e.Extensions.Type, "ratelimited") {
+			class, retry := classOf(l.rateLimited(h, "RATELIMITED"))
+			return bus.ToolResult{Class: class, Output: raw, Error: "Linear rate limit (RATELIMITED); the tracker waits before asking again",
+				RateLimit: &bus.ToolRateLimit{Limited: true, RetryAfterMS: retry.Milliseconds()}}
+		}
+		msgs = append(msgs, e.Message)
+	}
+	return bus.ToolResult{Class: bus.TrackerGraphQLError, Output: raw, Error: scrub(snippetText("Linear returned errors: "+strings.Join(msgs, "; "), 2000), l.apiKey)}
+}
+
+// snippetText cuts s to n bytes (valid UTF-8).
+func snippetText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// rateLimitOf adds the provider's rate-limit headers to rl (nil when there
+// are none and rl is nil).
+func rateLimitOf(h http.Header, rl *bus.ToolRateLimit) *bus.ToolRateLimit {
+	keys := make([]string, 0, 8)
+	for k := range h {
+		if strings.HasPrefix(k, "X-Ratelimit-") || k == "X-Complexity" || k == "Retry-After" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return rl
+	}
+	if rl == nil {
+		rl = &bus.ToolRateLimit{}
+	}
+	slices.Sort(keys)
+	rl.Headers = map[string]string{}
+	for _, k := range keys[:min(len(keys), 16)] {
+		rl.Headers[k] = snippetText(h.Get(k), 100)
+	}
+	return rl
+}

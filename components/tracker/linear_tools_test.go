@@ -1,0 +1,165 @@
+package tracker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+var ownIssue = bus.IssueRef{ID: "uuid-001", Identifier: "SYM-1"}
+
+func callLinear(t *testing.T, l *linear, args any) bus.ToolResult {
+	t.Helper()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runTool(t.Context(), l.tools(), bus.CallTool{RunID: "r1", Issue: ownIssue, Tool: "linear_graphql", Arguments: raw})
+}
+
+func TestLinearGraphQLQueryGoesOutWithTheKey(t *testing.T) {
+	f := newFakeLinear(t)
+	f.inject = func(w http.ResponseWriter, _ int, op string) bool {
+		w.Header().Set("X-RateLimit-Requests-Remaining", "4999")
+		w.Header().Set("X-Complexity", "3")
+		fmt.Fprint(w, `{"data":{"viewer":{"id":"user-me","name":"Me"}}}`)
+		return true
+	}
+	l := newTestLinear(t, f, "", nil)
+	doc := "query Me($id: String!) { viewer { id name } issue(id: $id) { id } }"
+	res := callLinear(t, l, map[string]any{"query": doc, "variables": map[string]any{"id": "uuid-001"}})
+	if !res.OK || string(res.Output) != `{"data":{"viewer":{"id":"user-me","name":"Me"}}}` {
+		t.Fatalf("result %+v (%s)", res, res.Output)
+	}
+	if res.RateLimit == nil || res.RateLimit.Headers["X-Ratelimit-Requests-Remaining"] != "4999" || res.RateLimit.Headers["X-Complexity"] != "3" || res.RateLimit.Limited {
+		t.Errorf("rate limit %+v", res.RateLimit)
+	}
+	reqs := f.ops()
+	if len(reqs) != 1 || reqs[0].Auth != testAPIKey || reqs[0].Query != doc {
+		t.Fatalf("requests %+v", reqs)
+	}
+	if reqs[0].Vars["id"] != "uuid-001" {
+		t.Errorf("variables %v", reqs[0].Vars)
+	}
+}
+
+func TestLinearGraphQLErrorsAreAFailureResult(t *testing.T) {
+	f := newFakeLinear(t)
+	body := `{"data":null,"errors":[{"message":"Entity not found: Issue","extensions":{"code":"INVALID_INPUT"}},{"message":"key ` + testAPIKey + ` echoed"}]}`
+	f.inject = func(w http.ResponseWriter, _ int, _ string) bool { fmt.Fprint(w, body); return true }
+	l := newTestLinear(t, f, "", nil)
+	res := callLinear(t, l, map[string]any{"query": `query { issue(id: "nope") { id } }`})
+	if res.OK || res.Class != bus.TrackerGraphQLError || !strings.Contains(res.Error, "Entity not found: Issue") {
+		t.Fatalf("result %+v", res)
+	}
+	// The response is kept for debugging, without the key.
+	if !strings.Contains(string(res.Output), "INVALID_INPUT") || strings.Contains(string(res.Output)+res.Error, testAPIKey) {
+		t.Errorf("output %s, error %s", res.Output, res.Error)
+	}
+}
+
+func TestLinearGraphQLFailuresAreResults(t *testing.T) {
+	f := newFakeLinear(t)
+	status := http.StatusInternalServerError
+	f.inject = func(w http.ResponseWriter, _ int, _ string) bool {
+		if status == http.StatusOK {
+			w.Header().Set("X-RateLimit-Requests-Reset", fmt.Sprint(time.Now().Add(time.Hour).UnixMilli()))
+			fmt.Fprint(w, `{"errors":[{"message":"Rate limit exceeded","extensions":{"code":"RATELIMITED"}}]}`)
+			return true
+		}
+		http.Error(w, "boom", status)
+		return true
+	}
+	l := newTestLinear(t, f, "", nil)
+	q := map[string]any{"query": "{ viewer { id } }"}
+	if res := callLinear(t, l, q); res.OK || res.Class != bus.TrackerStatusError || !strings.Contains(res.Error, "HTTP 500") {
+		t.Errorf("HTTP 500: %+v", res)
+	}
+	status = http.StatusOK
+	res := callLinear(t, l, q)
+	if res.OK || res.Class != bus.TrackerRateLimited || res.RateLimit == nil || !res.RateLimit.Limited || res.RateLimit.RetryAfterMS < 50*60*1000 {
+		t.Fatalf("rate limited: %+v %+v", res, res.RateLimit)
+	}
+	// The agent and the poller share one quota: the poll waits too, and
+	// so does the next call, without a request.
+	n := len(f.ops())
+	if _, _, err := l.Candidates(t.Context(), []string{"Todo"}); err == nil || !strings.Contains(err.Error(), bus.TrackerRateLimited) {
+		t.Errorf("poll during the limit: %v", err)
+	}
+	if res := callLinear(t, l, q); res.Class != bus.TrackerRateLimited || len(f.ops()) != n {
+		t.Errorf("call during the limit: %+v, %d requests", res, len(f.ops())-n)
+	}
+	f.srv.Close()
+	l.limitedTill = time.Time{}
+	if res := callLinear(t, l, q); res.OK || res.Class != bus.TrackerRequestError {
+		t.Errorf("transport failure: %+v", res)
+	}
+}
+
+func TestLinearGraphQLScope(t *testing.T) {
+	f := newFakeLinear(t)
+	f.inject = func(w http.ResponseWriter, _ int, _ string) bool {
+		fmt.Fprint(w, `{"data":{"issueUpdate":{"success":true}}}`)
+		return true
+	}
+	l := newTestLinear(t, f, "", nil)
+	mutation := `mutation M($id: String!) { issueUpdate(id: $id, input: {title: "t"}) { success } }`
+	args := map[string]any{"query": mutation, "variables": map[string]any{"id": ownIssue.ID}}
+	// Until the scope policy is plugged in, no mutation is sent.
+	if res := callLinear(t, l, args); res.OK || res.Class != bus.ToolRefused || res.Rule != "mutations_off" || len(f.ops()) != 0 {
+		t.Fatalf("mutation by default: %+v, %d requests", res, len(f.ops()))
+	}
+	// The policy sees the document, the variables and the run's issue.
+	var seen bus.IssueRef
+	l.scope = func(doc string, vars map[string]any, own bus.IssueRef) error {
+		seen = own
+		if vars["id"] != own.ID {
+			return &scopeRefusal{rule: "own_issue_only", msg: "issueUpdate targets another issue"}
+		}
+		return nil
+	}
+	if res := callLinear(t, l, args); !res.OK || seen != ownIssue || len(f.ops()) != 1 {
+		t.Errorf("mutation allowed by the policy: %+v", res)
+	}
+	args["variables"] = map[string]any{"id": "uuid-999"}
+	if res := callLinear(t, l, args); res.OK || res.Rule != "own_issue_only" || len(f.ops()) != 1 {
+		t.Errorf("mutation refused by the policy: %+v", res)
+	}
+	l.scope = func(string, map[string]any, bus.IssueRef) error { return errors.New("no") }
+	if res := callLinear(t, l, args); res.Rule != "scope" {
+		t.Errorf("a refusal without a rule: %+v", res)
+	}
+}
+
+func TestLinearGraphQLBadArguments(t *testing.T) {
+	f := newFakeLinear(t)
+	l := newTestLinear(t, f, "", nil)
+	for _, c := range []struct {
+		args any
+		want string
+	}{
+		{map[string]any{}, `missing required field "query"`},
+		{map[string]any{"query": ""}, `field "query" is empty`},
+		{map[string]any{"query": "{ viewer { id } "}, "not a GraphQL document"},
+		{map[string]any{"query": "query A { viewer { id } } query B { viewer { id } }"}, "exactly one operation, it has 2"},
+		{map[string]any{"query": "fragment F on User { id }"}, "exactly one operation, it has 0"},
+		{map[string]any{"query": "{ viewer { id } }", "variables": []any{1}}, `field "variables": want an object, got a JSON array`},
+		{map[string]any{"query": "{ viewer { id } }", "variables": "x"}, `field "variables": want an object, got a JSON string`},
+		{map[string]any{"query": "{ viewer { id } }", "operationName": "x"}, `unknown field "operationName"`},
+		{map[string]any{"query": 1}, `field "query": want a string`},
+	} {
+		res := callLinear(t, l, c.args)
+		if res.OK || res.Class != bus.ToolBadArguments || !strings.Contains(res.Error, c.want) {
+			t.Errorf("%v: %+v, want %q", c.args, res, c.want)
+		}
+	}
+	if n := len(f.ops()); n != 0 {
+		t.Errorf("%d requests sent for bad arguments", n)
+	}
+}
