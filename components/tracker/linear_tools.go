@@ -14,6 +14,7 @@ import (
 	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components/tracker/linearscope"
 )
 
 // linear_graphql is the reference's Linear tool (openai/symphony SPEC.md
@@ -33,10 +34,10 @@ const maxGraphQLTokens = 20000
 
 // scopeCheck decides whether linear_graphql may send doc with vars for a
 // run whose own issue is own. nil allows; an error refuses, says why, and
-// names the rule when it has a Rule() string method. The scope policy of
-// issue #21 (item 2: components/tracker/linearscope's
-// Check(policy, doc, vars, own), against Linear's schema) plugs in here;
-// until then refuseMutations applies.
+// names the rule (a *linearscope.Refusal, or an error with a Rule() string
+// method). The adapter's default is scoped: linearscope's policy against
+// Linear's schema (queries; an allowed list of mutations, only on the run's
+// own issue).
 type scopeCheck func(doc string, vars map[string]any, own bus.IssueRef) error
 
 // scopeRefusal is a refusal with the rule that made it.
@@ -47,20 +48,22 @@ func (e *scopeRefusal) Error() string { return e.msg }
 // Rule names the rule.
 func (e *scopeRefusal) Rule() string { return e.rule }
 
-// refuseMutations is the scope in force until the policy ships: queries
-// are allowed, mutations (and subscriptions) refused, so no unscoped
-// mutation can be sent with the operator's key.
-func refuseMutations(doc string, _ map[string]any, _ bus.IssueRef) error {
-	q, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: doc}, maxGraphQLTokens)
-	if err != nil {
-		return &scopeRefusal{rule: "parse", msg: "query: " + err.Error()}
+// scoped is the default scope: linearscope.PolicyScoped.
+func scoped(doc string, vars map[string]any, own bus.IssueRef) error {
+	return linearscope.Check(linearscope.PolicyScoped, doc, vars, linearscope.Issue{ID: own.ID, Identifier: own.Identifier})
+}
+
+// ruleOf names the rule a scope refusal broke ("scope" when it names none).
+func ruleOf(err error) string {
+	var ref *linearscope.Refusal
+	if errors.As(err, &ref) && ref.Rule != "" {
+		return ref.Rule
 	}
-	for _, op := range q.Operations {
-		if op.Operation != ast.Query {
-			return &scopeRefusal{rule: "mutations_off", msg: fmt.Sprintf("%s operations are refused: only queries are allowed until the scope policy is configured", op.Operation)}
-		}
+	var r interface{ Rule() string }
+	if errors.As(err, &r) {
+		return r.Rule()
 	}
-	return nil
+	return "scope"
 }
 
 // tools implements adapter.
@@ -104,20 +107,17 @@ func (l *linear) graphqlTool(ctx context.Context, run toolRun, args json.RawMess
 	}
 	scope := l.scope
 	if scope == nil {
-		scope = refuseMutations
+		scope = scoped
 	}
 	if err := scope(query, vars, run.issue); err != nil {
-		rule := "scope"
-		var r interface{ Rule() string }
-		if errors.As(err, &r) {
-			rule = r.Rule()
-		}
-		return refused(rule, scrub(err.Error(), l.apiKey))
+		return refused(ruleOf(err), scrub(err.Error(), l.apiKey))
 	}
+	// The variables sent are the ones the scope checked, re-encoded from
+	// the same decoded values: what Linear reads cannot differ from them.
 	body, err := json.Marshal(struct {
-		Query     string          `json:"query"`
-		Variables json.RawMessage `json:"variables"`
-	}{query, varsRaw})
+		Query     string         `json:"query"`
+		Variables map[string]any `json:"variables"`
+	}{query, vars})
 	if err != nil {
 		return failed(bus.ToolBadArguments, "encode the request: "+err.Error())
 	}

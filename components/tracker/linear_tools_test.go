@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components/tracker/linearscope"
 )
 
 var ownIssue = bus.IssueRef{ID: "uuid-001", Identifier: "SYM-1"}
@@ -111,11 +112,21 @@ func TestLinearGraphQLScope(t *testing.T) {
 	l := newTestLinear(t, f, "", nil)
 	mutation := `mutation M($id: String!) { issueUpdate(id: $id, input: {title: "t"}) { success } }`
 	args := map[string]any{"query": mutation, "variables": map[string]any{"id": ownIssue.ID}}
-	// Until the scope policy is plugged in, no mutation is sent.
-	if res := callLinear(t, l, args); res.OK || res.Class != bus.ToolRefused || res.Rule != "mutations_off" || len(f.ops()) != 0 {
-		t.Fatalf("mutation by default: %+v, %d requests", res, len(f.ops()))
+	// The default policy is scoped (linearscope): an allowed mutation of the
+	// run's own issue is sent; one on another issue, or a mutation off the
+	// list, is refused with the rule that refused it and never sent.
+	if res := callLinear(t, l, args); !res.OK || len(f.ops()) != 1 {
+		t.Fatalf("own-issue mutation by default: %+v, %d requests", res, len(f.ops()))
 	}
-	// The policy sees the document, the variables and the run's issue.
+	other := map[string]any{"query": mutation, "variables": map[string]any{"id": "uuid-999"}}
+	if res := callLinear(t, l, other); res.OK || res.Class != bus.ToolRefused || res.Rule != linearscope.RuleTargetNotOwnIssue || len(f.ops()) != 1 {
+		t.Errorf("another issue by default: %+v, %d requests", res, len(f.ops()))
+	}
+	del := map[string]any{"query": `mutation { issueDelete(id: "uuid-001") { success } }`}
+	if res := callLinear(t, l, del); res.OK || res.Rule != linearscope.RuleMutationNotAllowed || len(f.ops()) != 1 {
+		t.Errorf("a mutation off the list by default: %+v, %d requests", res, len(f.ops()))
+	}
+	// A custom policy sees the document, the variables and the run's issue.
 	var seen bus.IssueRef
 	l.scope = func(doc string, vars map[string]any, own bus.IssueRef) error {
 		seen = own
@@ -124,11 +135,11 @@ func TestLinearGraphQLScope(t *testing.T) {
 		}
 		return nil
 	}
-	if res := callLinear(t, l, args); !res.OK || seen != ownIssue || len(f.ops()) != 1 {
+	if res := callLinear(t, l, args); !res.OK || seen != ownIssue || len(f.ops()) != 2 {
 		t.Errorf("mutation allowed by the policy: %+v", res)
 	}
 	args["variables"] = map[string]any{"id": "uuid-999"}
-	if res := callLinear(t, l, args); res.OK || res.Rule != "own_issue_only" || len(f.ops()) != 1 {
+	if res := callLinear(t, l, args); res.OK || res.Rule != "own_issue_only" || len(f.ops()) != 2 {
 		t.Errorf("mutation refused by the policy: %+v", res)
 	}
 	l.scope = func(string, map[string]any, bus.IssueRef) error { return errors.New("no") }
