@@ -32,6 +32,32 @@ type TrackerConfig struct {
 	RequiredLabels []string        `json:"required_labels"`
 	ActiveStates   []string        `json:"active_states"`
 	TerminalStates []string        `json:"terminal_states"`
+	// Tools are the settings of the tools the tracker runs for agents.
+	// Being tracker settings, a change rebuilds the adapter, so a reload
+	// applies to later tool calls, the ones of a running session included;
+	// pinning them per run at dispatch (issue #21, item 4) is a later step.
+	Tools TrackerToolSettings `json:"tools,omitzero"`
+}
+
+// The policies of the linear_graphql tool, as WORKFLOW.md spells them
+// (tracker.tools.linear_graphql); components/tracker/linearscope defines
+// what each allows.
+const (
+	// LinearGraphQLScoped (the default): queries, and an allowed list of
+	// mutations only on the run's own issue.
+	LinearGraphQLScoped = "scoped"
+	// LinearGraphQLAny is the reference's behaviour: any operation.
+	LinearGraphQLAny = "any"
+	// LinearGraphQLOff refuses every call.
+	LinearGraphQLOff = "off"
+)
+
+// TrackerToolSettings holds the tool settings; which apply depends on Kind.
+type TrackerToolSettings struct {
+	// LinearGraphQL is the policy of Linear's linear_graphql tool, one of
+	// the LinearGraphQL* constants; empty (the files tracker) when the
+	// tool does not exist for the kind.
+	LinearGraphQL string `json:"linear_graphql,omitempty"`
 }
 
 // TrackerProvider holds the adapter keys; which apply depends on Kind.

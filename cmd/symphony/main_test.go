@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -374,6 +375,42 @@ func TestValidate(t *testing.T) {
 	}
 	if code, out := runCLI(t, "validate", filepath.Join(t.TempDir(), "nope.md")); code != 1 || !strings.Contains(out, "missing_workflow_file") {
 		t.Errorf("missing: exit %d\n%s", code, out)
+	}
+}
+
+// TestValidateShowsLinearGraphQLPolicy: validate prints the effective
+// policy of linear_graphql (tracker.tools.linear_graphql), marked when it
+// is the default, and names the key when the value is not one it knows.
+func TestValidateShowsLinearGraphQLPolicy(t *testing.T) {
+	dir := t.TempDir()
+	write := func(policy string) string {
+		p := filepath.Join(dir, policy+".md")
+		tools := ""
+		if policy != "" {
+			tools = "  tools: {linear_graphql: " + policy + "}\n"
+		}
+		src := "---\ntracker:\n  kind: linear\n  provider: {project_slug: p, api_key: literal-test-key}\n" + tools + "---\nbody\n"
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	policyLine := regexp.MustCompile(`(?m)^  tracker\.tools\.linear_graphql +(\S+) *(\(default\))? *$`)
+	for _, c := range []struct{ policy, want, mark string }{{"", "scoped", "(default)"}, {"scoped", "scoped", ""}, {"any", "any", ""}, {"off", "off", ""}} {
+		code, out := runCLI(t, "validate", write(c.policy))
+		m := policyLine.FindStringSubmatch(out)
+		if code != 0 || m == nil || m[1] != c.want || m[2] != c.mark {
+			t.Errorf("policy %q: exit %d, line %q\n%s", c.policy, code, m, out)
+		}
+	}
+	code, out := runCLI(t, "validate", write("everything"))
+	if code != 1 || !strings.Contains(out, `tracker.tools.linear_graphql: unknown policy "everything" (want scoped, any or off)`) {
+		t.Errorf("unknown policy: exit %d\n%s", code, out)
+	}
+	// The files tracker has no linear_graphql: no line claims a policy.
+	code, out = runCLI(t, "validate", "../../testdata/workflows/files.WORKFLOW.md")
+	if code != 0 || strings.Contains(out, "linear_graphql") {
+		t.Errorf("files: exit %d\n%s", code, out)
 	}
 }
 

@@ -64,8 +64,8 @@ type linear struct {
 	log         *slog.Logger
 	now         func() time.Time
 	// scope decides whether linear_graphql may send a document (see
-	// linear_tools.go): nil means the default, which allows queries and
-	// refuses every mutation, so nothing unscoped ships.
+	// linear_tools.go): built from tracker.tools.linear_graphql; nil means
+	// the default, linearscope.PolicyScoped, so nothing unscoped ships.
 	scope scopeCheck
 
 	mu          sync.Mutex
@@ -90,6 +90,10 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 	noRedirects := *httpc
 	noRedirects.CheckRedirect = refuseRedirect
 	httpc = &noRedirects
+	scope, err := scopeFor(cfg.Tools.LinearGraphQL)
+	if err != nil {
+		return nil, errorf(bus.TrackerConfigError, "tracker.tools.linear_graphql: %v", err)
+	}
 	return &linear{
 		endpoint:    cfg.Provider.Endpoint,
 		apiKey:      apiKey,
@@ -99,6 +103,7 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 		httpc:       httpc,
 		log:         log,
 		now:         time.Now,
+		scope:       scope,
 	}, nil
 }
 

@@ -53,6 +53,23 @@ func scoped(doc string, vars map[string]any, own bus.IssueRef) error {
 	return linearscope.Check(linearscope.PolicyScoped, doc, vars, linearscope.Issue{ID: own.ID, Identifier: own.Identifier})
 }
 
+// scopeFor is the scope of the policy WORKFLOW.md names
+// (tracker.tools.linear_graphql; empty is the default, scoped). The
+// workflow loader has refused any other value already; one that gets here
+// anyway is a configuration error, not a quiet fallback.
+func scopeFor(policy string) (scopeCheck, error) {
+	p, err := linearscope.ParsePolicy(policy)
+	if err != nil {
+		return nil, err
+	}
+	if p == linearscope.PolicyScoped {
+		return scoped, nil
+	}
+	return func(doc string, vars map[string]any, own bus.IssueRef) error {
+		return linearscope.Check(p, doc, vars, linearscope.Issue{ID: own.ID, Identifier: own.Identifier})
+	}, nil
+}
+
 // ruleOf names the rule a scope refusal broke ("scope" when it names none).
 func ruleOf(err error) string {
 	var ref *linearscope.Refusal

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -145,6 +146,72 @@ func TestLinearGraphQLScope(t *testing.T) {
 	l.scope = func(string, map[string]any, bus.IssueRef) error { return errors.New("no") }
 	if res := callLinear(t, l, args); res.Rule != "scope" {
 		t.Errorf("a refusal without a rule: %+v", res)
+	}
+}
+
+// newPolicyLinear is newTestLinear with tracker.tools.linear_graphql set.
+func newPolicyLinear(t *testing.T, f *fakeLinear, policy string) *linear {
+	t.Helper()
+	cfg := bus.TrackerConfig{Kind: bus.TrackerLinear, Provider: bus.TrackerProvider{ProjectSlug: "proj-1", Endpoint: f.url()},
+		Tools: bus.TrackerToolSettings{LinearGraphQL: policy}}
+	l, err := newLinear(cfg, testAPIKey, &http.Client{Timeout: testHTTPTimeout}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestLinearGraphQLPolicyFromWorkflow(t *testing.T) {
+	f := newFakeLinear(t)
+	f.inject = func(w http.ResponseWriter, _ int, _ string) bool {
+		fmt.Fprint(w, `{"data":{"ok":true}}`)
+		return true
+	}
+	query := map[string]any{"query": "{ viewer { id } }"}
+	other := map[string]any{"query": `mutation M($id: String!) { issueUpdate(id: $id, input: {title: "t"}) { success } }`,
+		"variables": map[string]any{"id": "uuid-999"}}
+	del := map[string]any{"query": `mutation { issueDelete(id: "uuid-999") { success } }`}
+
+	// off: every call is refused, a query too, and nothing is sent.
+	l := newPolicyLinear(t, f, bus.LinearGraphQLOff)
+	for _, args := range []any{query, other} {
+		if res := callLinear(t, l, args); res.OK || res.Class != bus.ToolRefused || res.Rule != linearscope.RuleToolDisabled || len(f.ops()) != 0 {
+			t.Errorf("off: %+v, %d requests", res, len(f.ops()))
+		}
+	}
+	// any: the reference's behaviour, a mutation on another issue and one
+	// off the scoped list go out.
+	l = newPolicyLinear(t, f, bus.LinearGraphQLAny)
+	if res := callLinear(t, l, other); !res.OK || len(f.ops()) != 1 || f.ops()[0].Vars["id"] != "uuid-999" {
+		t.Errorf("any, another issue: %+v, %d requests", res, len(f.ops()))
+	}
+	if res := callLinear(t, l, del); !res.OK || len(f.ops()) != 2 {
+		t.Errorf("any, issueDelete: %+v, %d requests", res, len(f.ops()))
+	}
+	// scoped, spelt out or left empty, is the default: the query goes out,
+	// the mutation on another issue does not.
+	for _, p := range []string{bus.LinearGraphQLScoped, ""} {
+		l = newPolicyLinear(t, f, p)
+		n := len(f.ops())
+		if res := callLinear(t, l, query); !res.OK || len(f.ops()) != n+1 {
+			t.Errorf("scoped %q, query: %+v", p, res)
+		}
+		if res := callLinear(t, l, other); res.OK || res.Rule != linearscope.RuleTargetNotOwnIssue || len(f.ops()) != n+1 {
+			t.Errorf("scoped %q, another issue: %+v", p, res)
+		}
+	}
+	// A value the loader would have refused is a configuration error here
+	// too, never a quiet fallback.
+	cfg := bus.TrackerConfig{Kind: bus.TrackerLinear, Provider: bus.TrackerProvider{ProjectSlug: "p", Endpoint: f.url()},
+		Tools: bus.TrackerToolSettings{LinearGraphQL: "everything"}}
+	if _, err := newLinear(cfg, testAPIKey, nil, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "tracker.tools.linear_graphql") {
+		t.Errorf("unknown policy: %v", err)
+	}
+	// The loader's spellings are linearscope's.
+	for _, p := range []string{bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff} {
+		if got, err := linearscope.ParsePolicy(p); err != nil || string(got) != p {
+			t.Errorf("ParsePolicy(%q) = %q, %v", p, got, err)
+		}
 	}
 }
 

@@ -243,6 +243,26 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 	if len(t.ActiveStates) == 0 {
 		d.fail("tracker.active_states", "must name at least one state")
 	}
+	t.Tools = d.trackerTools(d.section(m, "tools", "tracker.tools"), t.Kind)
+	return t
+}
+
+// trackerTools decodes tracker.tools. linear_graphql's policy is checked
+// whatever the kind (a misspelt value is an error, not a silent default),
+// but kept only for Linear: the files tracker has no such tool, and the
+// loader ignores the other Linear-only keys there too (README says so).
+func (d *decoder) trackerTools(m map[string]any, kind string) bus.TrackerToolSettings {
+	var t bus.TrackerToolSettings
+	const key = "tracker.tools.linear_graphql"
+	raw := d.str(m, "linear_graphql", key, bus.LinearGraphQLScoped)
+	switch p := strings.ToLower(strings.TrimSpace(raw)); p {
+	case bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff:
+		if kind == bus.TrackerLinear {
+			t.LinearGraphQL = p
+		}
+	default:
+		d.fail(key, "unknown policy %q (want %s, %s or %s)", raw, bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff)
+	}
 	return t
 }
 

@@ -93,6 +93,7 @@ tracker:
   required_labels: "Agent,  Backend ,agent"
   active_states: [Todo, "In Progress"]
   terminal_states: Done, Closed
+  tools: {linear_graphql: Any}
 polling: {interval_ms: "5000"}
 workspace: {root: $WS/ws}
 hooks:
@@ -134,6 +135,7 @@ body`
 		"labels":      {fmt.Sprint(c.Tracker.RequiredLabels), "[agent backend]"},
 		"active":      {fmt.Sprint(c.Tracker.ActiveStates), "[Todo In Progress]"},
 		"terminal":    {fmt.Sprint(c.Tracker.TerminalStates), "[Done Closed]"},
+		"graphql":     {c.Tracker.Tools.LinearGraphQL, "any"},
 		"interval":    {c.Polling.IntervalMS, int64(5000)},
 		"root":        {c.Workspace.Root, "/data/ws"},
 		"hooks":       {c.Hooks.AfterCreate + c.Hooks.BeforeRun + c.Hooks.AfterRun + c.Hooks.BeforeRemove, "echo aecho becho cecho d"},
@@ -192,6 +194,45 @@ func TestFilesTrackerAssignee(t *testing.T) {
 	r = mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}}\n---\n", nil)
 	if got := r.Config.Tracker.Provider.Assignee; got != "" {
 		t.Errorf("files assignee unset = %q, want empty", got)
+	}
+}
+
+// TestLinearGraphQLPolicy: tracker.tools.linear_graphql takes scoped (the
+// default), any or off for Linear; the files tracker has no such tool, so
+// the value is checked but not kept (as for the other Linear-only keys).
+func TestLinearGraphQLPolicy(t *testing.T) {
+	linear := "---\ntracker:\n  kind: linear\n  provider: {project_slug: p}\n"
+	env := map[string]string{"LINEAR_API_KEY": "k"}
+	r := mustParse(t, linear+"---\n", env)
+	if got := r.Config.Tracker.Tools.LinearGraphQL; got != bus.LinearGraphQLScoped || !slices.Contains(r.Defaults, "tracker.tools.linear_graphql") {
+		t.Errorf("default = %q (defaults %v), want scoped", got, r.Defaults)
+	}
+	for _, p := range []string{"scoped", "any", "off", " OFF "} {
+		r := mustParse(t, linear+"  tools:\n    linear_graphql: \""+p+"\"\n---\n", env)
+		if got := r.Config.Tracker.Tools.LinearGraphQL; got != strings.ToLower(strings.TrimSpace(p)) {
+			t.Errorf("%q: got %q", p, got)
+		}
+		if slices.Contains(r.Defaults, "tracker.tools.linear_graphql") {
+			t.Errorf("%q: marked as a default", p)
+		}
+	}
+	_, err := parse(t, linear+"  tools:\n    linear_graphql: open\n---\n", env)
+	var we *Error
+	if !errors.As(err, &we) || we.Class != ClassConfig || we.Key != "tracker.tools.linear_graphql" || we.Line != 6 ||
+		!strings.Contains(we.Message, `"open"`) || !strings.Contains(we.Message, "scoped, any or off") {
+		t.Errorf("bad value: %#v", err)
+	}
+	r = mustParse(t, minimalFiles, nil)
+	if r.Config.Tracker.Tools != (bus.TrackerToolSettings{}) {
+		t.Errorf("files, no key: %+v", r.Config.Tracker.Tools)
+	}
+	r = mustParse(t, "---\ntracker: {kind: files, provider: {path: /i}, tools: {linear_graphql: any}}\n---\n", nil)
+	if r.Config.Tracker.Tools != (bus.TrackerToolSettings{}) {
+		t.Errorf("files, any: %+v", r.Config.Tracker.Tools)
+	}
+	if _, err := parse(t, "---\ntracker: {kind: files, provider: {path: /i}, tools: {linear_graphql: nope}}\n---\n", nil); err == nil ||
+		!strings.Contains(err.Error(), "tracker.tools.linear_graphql") {
+		t.Errorf("files, bad value: %v", err)
 	}
 }
 
@@ -331,6 +372,9 @@ func TestValidationErrors(t *testing.T) {
 		{"claude:\n  command: ''\n", "claude.command: must not be empty", 6},
 		{"claude:\n  allowed_tools: {a: 1}\n", "claude.allowed_tools: must be a list of strings", 6},
 		{"hooks:\n  inherit_secrets: yes please\n", "hooks.inherit_secrets: must be true or false", 6},
+		{"  tools:\n    linear_graphql: everything\n", `tracker.tools.linear_graphql: unknown policy "everything" (want scoped, any or off)`, 6},
+		{"  tools:\n    linear_graphql: [any]\n", "tracker.tools.linear_graphql: must be a string", 6},
+		{"  tools: off\n", "tracker.tools: must be a map", 5},
 	}
 	for _, c := range cases {
 		_, err := parse(t, base+c.extra+"---\n", nil)
@@ -546,7 +590,10 @@ func TestSizeBound(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{minimalFiles, "", "---\n", "---\n---\n", "---\n[\n---\n", "---\na: *b\n---\n", "---\ntracker: {kind: linear}\n---\n{{ x }}",
-		aliasBombFront(), "---\ntracker: " + strings.Repeat("[", 100) + "\n---\n", "---\nagent:\n" + strings.Repeat("- ", 100) + "\n---\n", "---\na: &a {b: *a}\nclaude: *a\n---\n"} {
+		aliasBombFront(), "---\ntracker: " + strings.Repeat("[", 100) + "\n---\n", "---\nagent:\n" + strings.Repeat("- ", 100) + "\n---\n", "---\na: &a {b: *a}\nclaude: *a\n---\n",
+		"---\ntracker: {kind: linear, provider: {project_slug: p}, tools: {linear_graphql: off}}\n---\n",
+		"---\ntracker: {kind: files, provider: {path: /i}, tools: {linear_graphql: any}}\n---\n",
+		"---\ntracker: {kind: linear, provider: {project_slug: p}, tools: {linear_graphql: [scoped]}}\n---\n"} {
 		f.Add([]byte(s))
 	}
 	files, _ := filepath.Glob("../../testdata/workflows/*/*.md")

@@ -7,8 +7,9 @@ import (
 )
 
 // Policy is how far the linear_graphql tool may reach. WORKFLOW.md chooses it
-// (proposed key: tracker.tools.linear_graphql); the tracker fixes it at
-// dispatch.
+// (tracker.tools.linear_graphql, spelt as bus.LinearGraphQL*); the adapter is
+// rebuilt with it on reload, and fixing it per run at dispatch is a later
+// step.
 type Policy string
 
 const (
