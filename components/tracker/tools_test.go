@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components/tracker/linearscope"
 )
 
 // TestToolsOverTheBus: the tracker lists its adapter's tools and runs a
@@ -82,5 +85,41 @@ func TestOutputOverTheBoundSaysTheCallRan(t *testing.T) {
 	got := boundOutput(res, 10)
 	if got.OK || got.Class != bus.ToolOutputTooLarge || got.Output != nil || !strings.Contains(got.Error, "the call ran") || got.RateLimit == nil {
 		t.Errorf("over the bound: %+v", got)
+	}
+}
+
+// TestLinearGraphQLPolicyFollowsReload: tracker.tools.linear_graphql is a
+// tracker setting, so a new config rebuilds the adapter and the next call
+// runs under the new policy (fixing it per run at dispatch is a later
+// step of issue #21).
+func TestLinearGraphQLPolicyFollowsReload(t *testing.T) {
+	f := newFakeLinear(t)
+	f.setIssues([]map[string]any{linearIssue(1, "Todo")})
+	f.inject = func(w http.ResponseWriter, _ int, op string) bool {
+		if op != "?" { // the poller's own documents get the fake's answers
+			return false
+		}
+		fmt.Fprint(w, `{"data":{"issueUpdate":{"success":true}}}`)
+		return true
+	}
+	h := startTracker(t, map[string]string{"LINEAR_API_KEY": testAPIKey})
+	tc := bus.TrackerConfig{Kind: bus.TrackerLinear, Provider: bus.TrackerProvider{ProjectSlug: "p", Endpoint: f.url(), APIKey: bus.NewSecret("LINEAR_API_KEY", "")},
+		ActiveStates: []string{"Todo"}, TerminalStates: []string{"Done"}}
+	other := bus.CallTool{RunID: "r1", Issue: bus.IssueRef{ID: "uuid-001", Identifier: "SYM-1"}, Tool: "linear_graphql",
+		Arguments: json.RawMessage(`{"query":"mutation M($id: String!) { issueUpdate(id: $id, input: {title: \"t\"}) { success } }","variables":{"id":"uuid-999"}}`)}
+	for i, c := range []struct {
+		policy string
+		ok     bool
+		rule   string
+	}{{"", false, linearscope.RuleTargetNotOwnIssue}, {bus.LinearGraphQLAny, true, ""}, {bus.LinearGraphQLOff, false, linearscope.RuleToolDisabled}} {
+		tc.Tools.LinearGraphQL = c.policy
+		h.config(int64(i+1), tc, time.Hour)
+		if s := h.snapshot(); len(s.Issues) != 1 {
+			t.Fatalf("policy %q: snapshot %+v", c.policy, s)
+		}
+		res, err := bus.Ask(t.Context(), h.b, bus.TrackerToolCall, other)
+		if err != nil || res.OK != c.ok || res.Rule != c.rule {
+			t.Errorf("policy %q: %+v %v", c.policy, res, err)
+		}
 	}
 }
