@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/components/tracker/linearscope"
 )
 
 // The GraphQL documents the Linear adapter sends. They are static: every
@@ -67,6 +68,9 @@ type linear struct {
 	// linear_tools.go): built from tracker.tools.linear_graphql; nil means
 	// the default, linearscope.PolicyScoped, so nothing unscoped ships.
 	scope scopeCheck
+	// policy is the scope policy's name, told to the agent in the tool's
+	// description.
+	policy linearscope.Policy
 
 	mu          sync.Mutex
 	viewerID    string    // resolved "me"
@@ -104,6 +108,7 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 		log:         log,
 		now:         time.Now,
 		scope:       scope,
+		policy:      policyOf(cfg.Tools.LinearGraphQL),
 	}, nil
 }
 

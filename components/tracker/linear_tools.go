@@ -86,12 +86,34 @@ func ruleOf(err error) string {
 // tools implements adapter.
 func (l *linear) tools() []tool {
 	return []tool{{
-		spec: bus.ToolSpec{Name: "linear_graphql", Mutates: true, InputSchema: linearGraphQLSchema,
+		spec: bus.ToolSpec{Name: "linear_graphql", Mutates: l.policy != linearscope.PolicyOff, InputSchema: linearGraphQLSchema,
 			Description: "Execute one Linear GraphQL query or mutation with Symphony's Linear credential (you never need the key). " +
 				`Input: {"query": string, "variables"?: object}. The response (data and errors) comes back as JSON; GraphQL errors make the call fail but keep the response. ` +
-				"Symphony's scope policy may refuse a mutation (a refused call names the rule that refused it)."},
+				policyHint(l.policy)},
 		call: l.graphqlTool,
 	}}
+}
+
+// policyOf is the policy a valid setting names (scoped when empty; the
+// adapter is built only from a setting scopeFor accepted).
+func policyOf(setting string) linearscope.Policy {
+	p, err := linearscope.ParsePolicy(setting)
+	if err != nil {
+		return linearscope.PolicyOff
+	}
+	return p
+}
+
+// policyHint tells the agent what the policy in force lets it do.
+func policyHint(p linearscope.Policy) string {
+	switch p {
+	case linearscope.PolicyOff:
+		return "The operator has turned this tool off: every call is refused (rule tool_disabled)."
+	case linearscope.PolicyAny:
+		return "The operator allows any query or mutation."
+	default:
+		return "Queries are allowed; mutations only from an allowed list (issueUpdate, commentCreate, attachment links) and only on your own issue. A refused call names the rule that refused it."
+	}
 }
 
 // graphqlTool is linear_graphql.

@@ -241,3 +241,28 @@ func TestLinearGraphQLBadArguments(t *testing.T) {
 		t.Errorf("%d requests sent for bad arguments", n)
 	}
 }
+
+// TestLinearGraphQLDescriptionTellsThePolicy: the agent reads in the
+// tool's description what the policy in force lets it do.
+func TestLinearGraphQLDescriptionTellsThePolicy(t *testing.T) {
+	for policy, want := range map[string]string{
+		"":                      "only on your own issue",
+		bus.LinearGraphQLScoped: "only on your own issue",
+		bus.LinearGraphQLAny:    "allows any query or mutation",
+		bus.LinearGraphQLOff:    "turned this tool off",
+	} {
+		cfg := bus.TrackerConfig{Kind: bus.TrackerLinear, Provider: bus.TrackerProvider{ProjectSlug: "p", Endpoint: "http://127.0.0.1:1"},
+			Tools: bus.TrackerToolSettings{LinearGraphQL: policy}}
+		l, err := newLinear(cfg, testAPIKey, nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := l.tools()[0].spec
+		if !strings.Contains(spec.Description, want) {
+			t.Errorf("policy %q: description %q lacks %q", policy, spec.Description, want)
+		}
+		if spec.Mutates == (policy == bus.LinearGraphQLOff) {
+			t.Errorf("policy %q: mutates = %v", policy, spec.Mutates)
+		}
+	}
+}
