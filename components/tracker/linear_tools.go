@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/formatter"
 	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -151,12 +152,16 @@ func (l *linear) graphqlTool(ctx context.Context, run toolRun, args json.RawMess
 	if err := scope(query, vars, run.issue); err != nil {
 		return refused(ruleOf(err), scrub(err.Error(), l.apiKey))
 	}
-	// The variables sent are the ones the scope checked, re-encoded from
-	// the same decoded values: what Linear reads cannot differ from them.
+	// What is sent is what was checked: the document printed back from
+	// the tree the parser made of it (so no difference between this parser
+	// and Linear's can make the two read it differently), and the
+	// variables re-encoded from the values the scope checked.
+	var printed bytes.Buffer
+	formatter.NewFormatter(&printed).FormatQueryDocument(doc)
 	body, err := json.Marshal(struct {
 		Query     string         `json:"query"`
 		Variables map[string]any `json:"variables"`
-	}{query, vars})
+	}{printed.String(), vars})
 	if err != nil {
 		return failed(bus.ToolBadArguments, "encode the request: "+err.Error())
 	}

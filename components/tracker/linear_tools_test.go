@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components/tracker/linearscope"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/formatter"
+	"github.com/vektah/gqlparser/v2/parser"
 )
 
 var ownIssue = bus.IssueRef{ID: "uuid-001", Identifier: "SYM-1"}
@@ -42,8 +46,16 @@ func TestLinearGraphQLQueryGoesOutWithTheKey(t *testing.T) {
 	if res.RateLimit == nil || res.RateLimit.Headers["X-Ratelimit-Requests-Remaining"] != "4999" || res.RateLimit.Headers["X-Complexity"] != "3" || res.RateLimit.Limited {
 		t.Errorf("rate limit %+v", res.RateLimit)
 	}
+	// What is sent is the document printed back from the parsed tree (the
+	// tree the scope checked), not the agent's text.
+	parsed, perr := parser.ParseQuery(&ast.Source{Input: doc})
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	var printed bytes.Buffer
+	formatter.NewFormatter(&printed).FormatQueryDocument(parsed)
 	reqs := f.ops()
-	if len(reqs) != 1 || reqs[0].Auth != testAPIKey || reqs[0].Query != doc {
+	if len(reqs) != 1 || reqs[0].Auth != testAPIKey || reqs[0].Query != printed.String() {
 		t.Fatalf("requests %+v", reqs)
 	}
 	if reqs[0].Vars["id"] != "uuid-001" {

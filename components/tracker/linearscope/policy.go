@@ -83,6 +83,7 @@ const (
 	RuleVariablesTooLarge    = "variables_too_large"
 	RuleVariablesInvalid     = "variables_invalid"
 	RuleParseError           = "parse_error"
+	RuleBlockString          = "block_string"
 	RuleSchemaInvalid        = "schema_validation"
 	RuleTooDeep              = "too_deep"
 	RuleTooManySelections    = "too_many_selections"

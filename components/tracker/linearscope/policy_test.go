@@ -51,11 +51,11 @@ func TestCheckScoped(t *testing.T) {
 			doc: `mutation { attachmentLinkGitHubPR(issueId: "` + own.ID + `", url: "https://github.com/o/r/pull/1") { success } }`},
 		{name: "issueUpdate own by escaped identifier",
 			doc: `mutation { issueUpdate(id: "\u0041BC-12", input: {stateId: "s1"}) { success } }`},
-		{name: "issueUpdate own by block string",
-			doc: `mutation { issueUpdate(id: """ABC-12""", input: {stateId: "s1"}) { success } }`},
 		{name: "two allowed mutations on own issue",
 			doc: `mutation { a: issueUpdate(id: "ABC-12", input: {stateId: "s"}) { success } b: commentCreate(input: {issueId: "ABC-12", body: "x"}) { success } }`},
 
+		{name: "issueUpdate own by block string (block strings are refused)", rule: RuleBlockString,
+			doc: `mutation { issueUpdate(id: """ABC-12""", input: {stateId: "s1"}) { success } }`},
 		{name: "issueUpdate other issue", rule: RuleTargetNotOwnIssue, field: "issueUpdate",
 			doc: `mutation { issueUpdate(id: "ABC-13", input: {stateId: "s1"}) { success } }`},
 		{name: "issueUpdate other issue by escaped identifier", rule: RuleTargetNotOwnIssue, field: "issueUpdate",

@@ -23,6 +23,13 @@ func checkScoped(doc string, variables map[string]any, own Issue) error {
 	if err := checkSizes(doc, variables); err != nil {
 		return err
 	}
+	// gqlparser ends a block string at the last of a run of quotes where
+	// the GraphQL specification (and Linear's server) ends it at the first,
+	// so a document with """ can read as one thing here and another there.
+	// Long text belongs in a variable.
+	if strings.Contains(doc, `"""`) {
+		return refuse(RuleBlockString, "", `block strings (""") are not accepted: pass long text in a variable`)
+	}
 	schema, err := loadSchema()
 	if err != nil {
 		return err
