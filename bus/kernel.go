@@ -158,6 +158,20 @@ func (b *Bus) connHandlers() []nats.Option {
 	}
 }
 
+// connectionEnded reports whether the bus's connection is closed or being
+// closed with the bus.
+func (b *Bus) connectionEnded() bool {
+	if b.ending.Load() {
+		return true
+	}
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 // endAll ends every live subscription (at teardown, or when the connection
 // closed under them).
 func (b *Bus) endAll() {

@@ -118,17 +118,3 @@ func (s *Stream[T]) Invalid() int64 { return s.invalid.Load() }
 
 // Subscription is the stream of a topic's messages (Subscribe).
 type Subscription[T any] = Stream[Message[T]]
-
-// connectionEnded reports whether the bus's connection is closed or being
-// closed with the bus.
-func (b *Bus) connectionEnded() bool {
-	if b.ending.Load() {
-		return true
-	}
-	select {
-	case <-b.closed:
-		return true
-	default:
-		return false
-	}
-}

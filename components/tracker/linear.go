@@ -94,7 +94,9 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 	noRedirects := *httpc
 	noRedirects.CheckRedirect = refuseRedirect
 	httpc = &noRedirects
-	scope, err := scopeFor(cfg.Tools.LinearGraphQL)
+	// The workflow loader has refused any other value already; one that
+	// gets here anyway is a configuration error, not a quiet fallback.
+	policy, err := linearscope.ParsePolicy(cfg.Tools.LinearGraphQL)
 	if err != nil {
 		return nil, errorf(bus.TrackerConfigError, "tracker.tools.linear_graphql: %v", err)
 	}
@@ -107,8 +109,8 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 		httpc:       httpc,
 		log:         log,
 		now:         time.Now,
-		scope:       scope,
-		policy:      policyOf(cfg.Tools.LinearGraphQL),
+		scope:       scopeOf(policy),
+		policy:      policy,
 	}, nil
 }
 

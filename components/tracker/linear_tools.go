@@ -29,10 +29,6 @@ var linearGraphQLSchema = json.RawMessage(`{"type":"object","additionalPropertie
 	`"query":{"type":"string","minLength":1,"description":"One GraphQL query or mutation document (exactly one operation)."},` +
 	`"variables":{"type":"object","additionalProperties":true,"description":"GraphQL variables for the operation."}}}`)
 
-// maxGraphQLTokens bounds the parse of an agent's document (what a
-// document within bus.ToolArgumentsMaxBytes can hold, and no more).
-const maxGraphQLTokens = 20000
-
 // scopeCheck decides whether linear_graphql may send doc with vars for a
 // run whose own issue is own. nil allows; an error refuses, says why, and
 // names the rule (a *linearscope.Refusal, or an error with a Rule() string
@@ -41,34 +37,12 @@ const maxGraphQLTokens = 20000
 // own issue).
 type scopeCheck func(doc string, vars map[string]any, own bus.IssueRef) error
 
-// scopeRefusal is a refusal with the rule that made it.
-type scopeRefusal struct{ rule, msg string }
-
-func (e *scopeRefusal) Error() string { return e.msg }
-
-// Rule names the rule.
-func (e *scopeRefusal) Rule() string { return e.rule }
-
-// scoped is the default scope: linearscope.PolicyScoped.
-func scoped(doc string, vars map[string]any, own bus.IssueRef) error {
-	return linearscope.Check(linearscope.PolicyScoped, doc, vars, linearscope.Issue{ID: own.ID, Identifier: own.Identifier})
-}
-
-// scopeFor is the scope of the policy WORKFLOW.md names
-// (tracker.tools.linear_graphql; empty is the default, scoped). The
-// workflow loader has refused any other value already; one that gets here
-// anyway is a configuration error, not a quiet fallback.
-func scopeFor(policy string) (scopeCheck, error) {
-	p, err := linearscope.ParsePolicy(policy)
-	if err != nil {
-		return nil, err
-	}
-	if p == linearscope.PolicyScoped {
-		return scoped, nil
-	}
+// scopeOf is the scope of policy p: linearscope's check of the document,
+// the variables and the run's own issue.
+func scopeOf(p linearscope.Policy) scopeCheck {
 	return func(doc string, vars map[string]any, own bus.IssueRef) error {
 		return linearscope.Check(p, doc, vars, linearscope.Issue{ID: own.ID, Identifier: own.Identifier})
-	}, nil
+	}
 }
 
 // ruleOf names the rule a scope refusal broke ("scope" when it names none).
@@ -93,16 +67,6 @@ func (l *linear) tools() []tool {
 				policyHint(l.policy)},
 		call: l.graphqlTool,
 	}}
-}
-
-// policyOf is the policy a valid setting names (scoped when empty; the
-// adapter is built only from a setting scopeFor accepted).
-func policyOf(setting string) linearscope.Policy {
-	p, err := linearscope.ParsePolicy(setting)
-	if err != nil {
-		return linearscope.PolicyOff
-	}
-	return p
 }
 
 // policyHint tells the agent what the policy in force lets it do.
@@ -138,7 +102,7 @@ func (l *linear) graphqlTool(ctx context.Context, run toolRun, args json.RawMess
 	if strings.TrimSpace(query) == "" {
 		return failed(bus.ToolBadArguments, `field "query" is empty`)
 	}
-	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: query}, maxGraphQLTokens)
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: query}, linearscope.MaxTokens)
 	if err != nil {
 		return failed(bus.ToolBadArguments, "query is not a GraphQL document: "+err.Error())
 	}
@@ -147,7 +111,7 @@ func (l *linear) graphqlTool(ctx context.Context, run toolRun, args json.RawMess
 	}
 	scope := l.scope
 	if scope == nil {
-		scope = scoped
+		scope = scopeOf(linearscope.PolicyScoped)
 	}
 	if err := scope(query, vars, run.issue); err != nil {
 		return refused(ruleOf(err), scrub(err.Error(), l.apiKey))

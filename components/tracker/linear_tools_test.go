@@ -278,3 +278,11 @@ func TestLinearGraphQLDescriptionTellsThePolicy(t *testing.T) {
 		}
 	}
 }
+
+// scopeRefusal is a custom scope's refusal with the rule that made it.
+type scopeRefusal struct{ rule, msg string }
+
+func (e *scopeRefusal) Error() string { return e.msg }
+
+// Rule names the rule.
+func (e *scopeRefusal) Rule() string { return e.rule }
