@@ -52,6 +52,9 @@ const (
 	TurnOther      TurnEventKind = "other"  // a well-formed event of a type this build does not know
 	TurnParseError TurnEventKind = "parse_error"
 	TurnStderr     TurnEventKind = "stderr" // the tail of the agent's stderr, at the end of a turn
+	// TurnTrackerTool is a tracker tool the agent called through the run's
+	// MCP server, run host-side by Symphony (TrackerTool says what).
+	TurnTrackerTool TurnEventKind = "tracker_tool"
 )
 
 // TurnEvent is one agent event of one turn, published on TurnEvents and
@@ -72,6 +75,9 @@ type TurnEvent struct {
 	Tool *ToolCall `json:"tool,omitempty"`
 	// Result is set for result.
 	Result *TurnResult `json:"result,omitempty"`
+	// TrackerTool is set for tracker_tool (Text then holds the start of
+	// the tool's output).
+	TrackerTool *ToolCallRecord `json:"tracker_tool,omitempty"`
 	// Raw keeps an unknown event (bounded).
 	Raw json.RawMessage `json:"raw,omitempty"`
 }
@@ -234,4 +240,21 @@ type ListRuns struct{}
 // LiveRuns lists the runs in flight.
 type LiveRuns struct {
 	Runs []Dispatch `json:"runs"`
+}
+
+// ToolCallRecord is the record of one tracker tool call of a run: what the
+// agent asked (secrets masked) and how it ended.
+type ToolCallRecord struct {
+	Tool string `json:"tool"`
+	// Arguments are masked and cut to ToolRecordMaxBytes.
+	Arguments json.RawMessage `json:"arguments,omitempty"`
+	OK        bool            `json:"ok"`
+	// Class, Rule and Error say why a call failed (see ToolResult).
+	Class      string         `json:"class,omitempty"`
+	Rule       string         `json:"rule,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	DurationMS int64          `json:"duration_ms"`
+	RateLimit  *ToolRateLimit `json:"rate_limit,omitempty"`
+	// OutputBytes is the size of the whole output the agent received.
+	OutputBytes int `json:"output_bytes,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -41,6 +42,16 @@ const (
 // per-connection cache, and the internal role has none to check.
 type listenerAuth struct {
 	internal, reader, control string
+	// readers is set for the operator's listener (reader and control
+	// roles); the tool listener alone admits only internal and tool
+	// credentials.
+	readers bool
+	// tools is the account of run tool credentials (toolAccount), set once
+	// the server has started; grants are the credentials GrantTools made,
+	// keyed by the token's hash (toolgrant.go).
+	tools    atomic.Pointer[server.Account]
+	grantsMu sync.RWMutex
+	grants   map[[32]byte]toolGrant
 	// account is the listener clients' own NATS account, set once the
 	// server has started (see listenerAccount); until then only the
 	// internal token is admitted.
@@ -60,6 +71,7 @@ func (a *listenerAuth) Check(c server.ClientAuthentication) bool {
 		return false
 	case same(tok, a.internal) && inProcess(c):
 		c.RegisterUser(&server.User{Username: roleInternal})
+	case a.tools.Load() != nil && a.admitTool(c, tok):
 	case a.account.Load() == nil:
 		return false
 	case same(tok, a.reader):

@@ -71,6 +71,11 @@ type Options struct {
 	// start or clean stop (a damaged block file truncated by the server):
 	// the loss is logged as an error instead of failing the open.
 	AcceptStoreDamage bool
+	// ToolListener lets runs' MCP servers reach the tools of their run
+	// (GrantTools). Without Listen it opens a loopback port of its own
+	// (any free port) that admits nothing but the credentials GrantTools
+	// makes; with Listen those credentials use that listener.
+	ToolListener bool
 }
 
 // Bus is a running kernel: the embedded server, an in-process client and its
@@ -89,7 +94,12 @@ type Bus struct {
 	controlFile string
 	// token authenticates in-process connections when the listener is on
 	// (see Connection). It is never written anywhere.
-	token     string
+	token string
+	// auth admits the listener's clients (nil without a listener); it
+	// holds the tool credentials GrantTools makes. toolURL is where those
+	// credentials connect ("" without ToolListener).
+	auth      *listenerAuth
+	toolURL   string
 	closed    chan struct{}
 	closeOnce sync.Once
 	// ending is set when the bus's subscriptions are ended with it (its
@@ -231,9 +241,11 @@ func Open(ctx context.Context, opts Options) (b *Bus, err error) {
 		return b, err
 	}
 	if auth != nil {
-		if err := b.openListener(sopts.Host, auth); err != nil {
+		if err := b.openListener(sopts.Host, auth, opts.ToolListener); err != nil {
 			return b, err
 		}
+	}
+	if auth != nil && auth.readers {
 		if err := b.advertiseListener(auth); err != nil {
 			return b, err
 		}
@@ -297,14 +309,20 @@ func serverOptions(dataDir string, opts Options) (*server.Options, *listenerAuth
 	if opts.AllowControls && opts.Listen == "" {
 		return nil, nil, errors.New("bus: operator controls over NATS need a listener (--nats-listen)")
 	}
-	if opts.Listen == "" {
+	if opts.Listen == "" && !opts.ToolListener {
 		return sopts, nil, nil
 	}
-	host, port, err := splitListen(opts.Listen, opts.ListenUnsafe)
-	if err != nil {
-		return nil, nil, err
+	// The tool listener alone: a loopback port that admits only the
+	// internal token and run tool credentials.
+	host, port, readers := "127.0.0.1", 0, false
+	if opts.Listen != "" {
+		var err error
+		if host, port, err = splitListen(opts.Listen, opts.ListenUnsafe); err != nil {
+			return nil, nil, err
+		}
+		readers = true
 	}
-	auth, err := newListenerAuth(opts.AllowControls)
+	auth, err := newListenerAuth(readers, opts.AllowControls)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -321,13 +339,17 @@ func serverOptions(dataDir string, opts Options) (*server.Options, *listenerAuth
 
 // newListenerAuth makes the listener's tokens, new at every start so a
 // token from an earlier run opens nothing: the internal one (Symphony's own
-// in-process connections), the reader's, and the control token when
-// controls is set.
-func newListenerAuth(controls bool) (*listenerAuth, error) {
-	auth := &listenerAuth{}
+// in-process connections), the reader's when readers is set (the
+// operator's listener; the tool listener alone admits no reader), and the
+// control token when controls is set.
+func newListenerAuth(readers, controls bool) (*listenerAuth, error) {
+	auth := &listenerAuth{readers: readers, grants: map[[32]byte]toolGrant{}}
 	var err error
-	for _, t := range []*string{&auth.internal, &auth.reader} {
-		if *t, err = newToken(); err != nil {
+	if auth.internal, err = newToken(); err != nil {
+		return nil, err
+	}
+	if readers {
+		if auth.reader, err = newToken(); err != nil {
 			return nil, err
 		}
 	}
@@ -356,21 +378,39 @@ func (b *Bus) startServer(sopts *server.Options) error {
 	return nil
 }
 
-// openListener admits the listener's clients: their account can only be
-// made on a running server, and until auth holds it only the internal
+// openListener admits the listener's clients: their accounts can only be
+// made on a running server, and until auth holds them only the internal
 // token is accepted. It records the listener's URL, on host as the
-// operator gave it and the port the server took.
-func (b *Bus) openListener(host string, auth *listenerAuth) error {
-	lis, err := listenerAccount(b.ns, auth.control != "")
-	if err != nil {
-		return err
-	}
-	auth.account.Store(lis)
+// operator gave it and the port the server took, and with tools the URL
+// run tool credentials connect to (loopback when the listener is on every
+// address).
+func (b *Bus) openListener(host string, auth *listenerAuth, tools bool) error {
+	b.auth = auth
 	addr, ok := b.ns.Addr().(*net.TCPAddr)
 	if !ok {
 		return errors.New("bus: listener has no TCP address")
 	}
-	b.listenURL = "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	url := "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	if auth.readers {
+		lis, err := listenerAccount(b.ns, auth.control != "")
+		if err != nil {
+			return err
+		}
+		auth.account.Store(lis)
+		b.listenURL = url
+	}
+	if !tools {
+		return nil
+	}
+	acc, err := toolAccount(b.ns)
+	if err != nil {
+		return err
+	}
+	auth.tools.Store(acc)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		url = "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(addr.Port))
+	}
+	b.toolURL = url
 	return nil
 }
 
@@ -411,7 +451,7 @@ func (b *Bus) connectInProcess(name string, auth *listenerAuth) error {
 	if err := b.dial("", "in-process", b.internalOptions(name)...); err != nil {
 		return err
 	}
-	if auth != nil {
+	if auth != nil && auth.readers {
 		return b.serveListenerConsumers()
 	}
 	return nil

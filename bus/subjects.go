@@ -20,6 +20,9 @@ const (
 	CompPruner      = "pruner"
 	CompUI          = "ui"
 	CompCLI         = "cli"
+	// CompMCP is a run's MCP server (`symphony mcp`), a child of the
+	// agent that asks for the run's tools with the run's credential.
+	CompMCP = "mcp"
 )
 
 // The subject catalogue. Each variable is one subject family; Catalogue lists
@@ -87,24 +90,47 @@ var (
 		Doc:       "A poll failed (class, message, retry-after); running agents keep running.",
 	})
 
-	// TrackerTools lists the tools the tracker offers a run's agent. No
-	// component asks yet: the asker is the run's MCP server, the next step
-	// of issue #21, and the catalogue names no component that does not
-	// ask (the drift test holds it to that).
+	// TrackerTools opens a run's tool session: the tracker pins its
+	// adapter as it is now (a reload applies to later runs, never to this
+	// one) and answers with the tools that session offers.
 	TrackerTools = request[ListTools, ToolSpecs](Spec{
 		Pattern:   "symphony.tracker.tools",
-		Producer:  "nobody yet: the MCP server of a run (issue #21, next step)",
+		Producer:  CompAgentRunner,
 		Consumers: []string{CompTracker},
-		Doc:       "The tools the tracker's adapter offers a run's agent (name, description, JSON Schema of the input, whether it mutates), with the config version they come from.",
+		Doc:       "Open a run's tool session (idempotent): the tracker pins the adapter in force for the run and answers with its tools (name, description, JSON Schema of the input, whether it mutates) and the config version they come from.",
 	})
 
 	// TrackerToolCall runs one tool host-side, with the adapter's
 	// credential, on the run's own issue.
 	TrackerToolCall = request[CallTool, ToolResult](Spec{
 		Pattern:   "symphony.tracker.tool",
-		Producer:  "nobody yet: the MCP server of a run (issue #21, next step)",
+		Producer:  CompAgentRunner,
 		Consumers: []string{CompTracker},
-		Doc:       "Run one tracker tool for a run, acting only on the run's issue; always answered with a result (ok, output, or error with class and the refusing rule, duration, rate-limit headers), never a request error, so the agent's session goes on.",
+		Doc:       "Run one tracker tool in a run's session, acting only on the run's issue; always answered with a result (ok, output, or error with class and the refusing rule, duration, rate-limit headers, the arguments with secrets masked), never a request error, so the agent's session goes on.",
+	})
+
+	// TrackerToolsRelease ends a run's tool session.
+	TrackerToolsRelease = request[ReleaseTools, ToolsReleased](Spec{
+		Pattern:   "symphony.tracker.tools.release",
+		Producer:  CompAgentRunner,
+		Consumers: []string{CompTracker},
+		Doc:       "End a run's tool session (at the run's end): later calls for the run are refused.",
+	})
+
+	// AgentTools lists a run's tools for its MCP server.
+	AgentTools = request[ListRunTools, ToolSpecs](Spec{
+		Pattern:   "symphony.agent.tools.{run_id}",
+		Producer:  CompMCP,
+		Consumers: []string{CompAgentRunner},
+		Doc:       "The tools of run {run_id}, as fixed when the run started; asked by the run's MCP server with the run's credential (the only subjects it may ask are these two of its run).",
+	})
+
+	// AgentToolCall runs one of a run's tools for its MCP server.
+	AgentToolCall = request[RunTool, ToolResult](Spec{
+		Pattern:   "symphony.agent.tool.{run_id}",
+		Producer:  CompMCP,
+		Consumers: []string{CompAgentRunner},
+		Doc:       "Run one tool of run {run_id} while the run is live: the runner adds the run's own issue, asks the tracker on symphony.tracker.tool and records the call as a tracker_tool agent event.",
 	})
 
 	// WorkspacePrepare creates or reuses an issue's workspace.
@@ -225,6 +251,7 @@ func Catalogue() []Spec {
 		TrackerPollFailures.Spec(),
 		TrackerTools.Spec(),
 		TrackerToolCall.Spec(),
+		TrackerToolsRelease.Spec(),
 		WorkspacePrepare.Spec(),
 		WorkspaceHook.Spec(),
 		WorkspaceRemove.Spec(),
@@ -234,6 +261,8 @@ func Catalogue() []Spec {
 		AgentDispatch.Spec(),
 		AgentCancel.Spec(),
 		AgentRuns.Spec(),
+		AgentTools.Spec(),
+		AgentToolCall.Spec(),
 		RunEvents.Spec(),
 		TurnEvents.Spec(),
 		AgentProgress.Spec(),

@@ -31,7 +31,8 @@ const (
 	ToolOutputTooLarge = "output_too_large"
 )
 
-// ListTools asks the tracker which tools it offers the agent of a run.
+// ListTools opens the tool session of a run (or finds it open) and asks
+// which tools it offers.
 type ListTools struct {
 	RunID string   `json:"run_id"`
 	Issue IssueRef `json:"issue"`
@@ -86,6 +87,36 @@ type ToolResult struct {
 	// RateLimit is the provider's rate-limit signal on this call, when it
 	// sent one.
 	RateLimit *ToolRateLimit `json:"rate_limit,omitempty"`
+	// Arguments are the call's arguments as the run's record keeps them:
+	// values that look like secrets masked, cut to ToolRecordMaxBytes.
+	// The MCP server does not pass them back to the agent.
+	Arguments json.RawMessage `json:"arguments,omitempty"`
+}
+
+// ToolRecordMaxBytes bounds what a run's record keeps of a tool call's
+// arguments and output.
+const ToolRecordMaxBytes = 8 << 10
+
+// ReleaseTools ends the tool session of a run.
+type ReleaseTools struct {
+	RunID string `json:"run_id"`
+}
+
+// ToolsReleased says whether the run had a session.
+type ToolsReleased struct {
+	Found bool `json:"found"`
+}
+
+// ListRunTools is the MCP server's request for its run's tools (the run is
+// the subject's {run_id}).
+type ListRunTools struct{}
+
+// RunTool is the MCP server's request to run one of its run's tools: the
+// agent's choice of tool and its arguments, nothing else (the runner adds
+// the run's issue).
+type RunTool struct {
+	Tool      string          `json:"tool"`
+	Arguments json.RawMessage `json:"arguments,omitempty"`
 }
 
 // ToolRateLimit is a provider's rate-limit signal on a tool call. The agent

@@ -1,0 +1,215 @@
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/symphony-oss/symphony/bus/safeid"
+)
+
+// Run tool credentials (issue #21). A run's MCP server is a child of the
+// agent, so it runs with whatever the agent can read; what it holds must
+// open nothing but that run's tools. GrantTools makes such a credential: a
+// token that admits one connection user whose only rights are to ask
+// AgentTools and AgentToolCall for its own run and to receive the answers
+// on an inbox of its own. The user lives in an account of its own
+// (ToolAccountName), which imports just those two services, so the answers
+// to whatever reply subject it names stay there, and it sees no other
+// run's traffic. Revoke ends the credential and closes its connections.
+// The tracker key never leaves the tracker component: the credential only
+// asks Symphony, which runs the tool host-side.
+
+// ToolAccountName is the NATS account of run tool credentials.
+const ToolAccountName = "TOOLS"
+
+// The environment of a run's MCP server (`symphony mcp`): where to connect
+// and with what. They are written into the run's MCP config, which only
+// the agent's own user can read.
+const (
+	ToolEnvURL   = "SYMPHONY_TOOLS_URL"
+	ToolEnvToken = "SYMPHONY_TOOLS_TOKEN"
+	ToolEnvRun   = "SYMPHONY_TOOLS_RUN"
+	ToolEnvInbox = "SYMPHONY_TOOLS_INBOX"
+)
+
+// ErrNoToolListener is returned by GrantTools on a bus opened without
+// Options.ToolListener.
+var ErrNoToolListener = errors.New("bus: no tool listener (open the bus with ToolListener)")
+
+// ToolGrant is a run's tool credential, as its MCP server receives it.
+type ToolGrant struct {
+	URL   string
+	Token string
+	RunID string
+	// Inbox is the credential's reply-subject prefix: the only subjects it
+	// may subscribe to are below it.
+	Inbox string
+}
+
+// Env is the grant as the MCP server's environment.
+func (g ToolGrant) Env() map[string]string {
+	return map[string]string{ToolEnvURL: g.URL, ToolEnvToken: g.Token, ToolEnvRun: g.RunID, ToolEnvInbox: g.Inbox}
+}
+
+// ToolGrantFromEnv reads a grant from the MCP server's environment.
+func ToolGrantFromEnv(getenv func(string) string) (ToolGrant, error) {
+	g := ToolGrant{URL: getenv(ToolEnvURL), Token: getenv(ToolEnvToken), RunID: getenv(ToolEnvRun), Inbox: getenv(ToolEnvInbox)}
+	var missing []string
+	for name, v := range map[string]string{ToolEnvURL: g.URL, ToolEnvToken: g.Token, ToolEnvRun: g.RunID, ToolEnvInbox: g.Inbox} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return g, fmt.Errorf("the run's tool credential is incomplete: %v not set (symphony mcp is started by the agent from the MCP config Symphony writes for each run)", missing)
+	}
+	if !safeid.Valid(g.RunID) {
+		return g, fmt.Errorf("%s %s must match %s", ToolEnvRun, safeid.Quote(g.RunID), safeid.Rule)
+	}
+	return g, nil
+}
+
+// toolGrant is what the listener's authentication keeps of a grant.
+type toolGrant struct {
+	runID, inbox string
+}
+
+// toolUser names a run's credential user: connz shows it, and Revoke finds
+// the connections to close by it.
+func toolUser(runID string) string { return "tools-" + runID }
+
+// GrantTools makes the tool credential of run runID. The caller revokes it
+// when the run ends (Revoke); a second grant for the same run is another
+// credential, revoked with the first.
+func (b *Bus) GrantTools(runID string) (ToolGrant, error) {
+	if b.auth == nil || b.auth.tools.Load() == nil || b.toolURL == "" {
+		return ToolGrant{}, ErrNoToolListener
+	}
+	if !safeid.Valid(runID) {
+		return ToolGrant{}, fmt.Errorf("bus: tool grant: run id %s must match %s", safeid.Quote(runID), safeid.Rule)
+	}
+	tok, err := newToken()
+	if err != nil {
+		return ToolGrant{}, err
+	}
+	var raw [12]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return ToolGrant{}, fmt.Errorf("bus: tool grant inbox: %w", err)
+	}
+	g := ToolGrant{URL: b.toolURL, Token: tok, RunID: runID, Inbox: "_INBOX." + hex.EncodeToString(raw[:])}
+	b.auth.grantsMu.Lock()
+	b.auth.grants[sha256.Sum256([]byte(tok))] = toolGrant{runID: runID, inbox: g.Inbox}
+	b.auth.grantsMu.Unlock()
+	return g, nil
+}
+
+// RevokeTools ends every tool credential of run runID: no new connection
+// is admitted with them, and the connections made with them are closed.
+// It reports how many connections it closed.
+func (b *Bus) RevokeTools(runID string) int {
+	if b.auth == nil {
+		return 0
+	}
+	b.auth.grantsMu.Lock()
+	for k, g := range b.auth.grants {
+		if g.runID == runID {
+			delete(b.auth.grants, k)
+		}
+	}
+	b.auth.grantsMu.Unlock()
+	cz, err := b.ns.Connz(&server.ConnzOptions{User: toolUser(runID), Account: ToolAccountName, Username: true, Limit: 1 << 16})
+	if err != nil {
+		b.log.Warn("revoke tool credential: list its connections", "run_id", runID, "err", err)
+		return 0
+	}
+	closed := 0
+	for _, c := range cz.Conns {
+		if err := b.ns.DisconnectClientByID(c.Cid); err == nil {
+			closed++
+		}
+	}
+	return closed
+}
+
+// ToolGrants is how many tool credentials are in force (for tests and the
+// leak check of a run's end).
+func (b *Bus) ToolGrants() int {
+	if b.auth == nil {
+		return 0
+	}
+	b.auth.grantsMu.RLock()
+	defer b.auth.grantsMu.RUnlock()
+	return len(b.auth.grants)
+}
+
+// admitTool admits a connection presenting a run tool credential, with the
+// rights of that run alone.
+func (a *listenerAuth) admitTool(c server.ClientAuthentication, tok string) bool {
+	a.grantsMu.RLock()
+	g, ok := a.grants[sha256.Sum256([]byte(tok))]
+	a.grantsMu.RUnlock()
+	if !ok {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: toolUser(g.runID), Account: a.tools.Load(), Permissions: toolPermissions(g)})
+	return true
+}
+
+// toolPermissions are a run tool credential's: ask the run's two tool
+// subjects, and receive on its own inbox. Nothing else: no other run's
+// subjects, no JetStream API (the account has none), no Symphony event.
+func toolPermissions(g toolGrant) *server.Permissions {
+	list, _ := AgentTools.Subject(g.runID) // a valid run id: cannot fail
+	call, _ := AgentToolCall.Subject(g.runID)
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{list, call}},
+		Subscribe: &server.SubjectPermission{Allow: []string{g.inbox + ".>"}},
+	}
+}
+
+// toolAccount registers the account of run tool credentials on a started
+// server: it imports the two tool services from Symphony's account and
+// nothing else.
+func toolAccount(ns *server.Server) (*server.Account, error) {
+	sym := ns.GlobalAccount()
+	acc, err := ns.RegisterAccount(ToolAccountName)
+	if err != nil {
+		return nil, fmt.Errorf("bus: register the tool account: %w", err)
+	}
+	for _, spec := range []Spec{AgentTools.spec, AgentToolCall.spec} {
+		subj, _ := spec.build(nil, true) // no tokens given: cannot fail
+		if err := sym.AddServiceExportWithResponse(subj, server.Singleton, []*server.Account{acc}); err != nil {
+			return nil, fmt.Errorf("bus: export %s to the tool account: %w", subj, err)
+		}
+		if err := acc.AddServiceImport(sym, subj, ""); err != nil {
+			return nil, fmt.Errorf("bus: import %s into the tool account: %w", subj, err)
+		}
+	}
+	return acc, nil
+}
+
+// ConnectTools connects a run's MCP server with its grant. The connection
+// can ask AgentTools and AgentToolCall for g.RunID and nothing else.
+func ConnectTools(ctx context.Context, g ToolGrant, log *slog.Logger) (*Bus, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Bus{log: log, drops: newDropLog(log), closed: make(chan struct{})}
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if err := b.dial(g.URL, "to "+g.URL, nats.Token(g.Token), nats.Name("symphony mcp "+g.RunID),
+		nats.CustomInboxPrefix(g.Inbox), nats.Timeout(timeout), nats.NoReconnect()); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
