@@ -222,7 +222,7 @@ func FuzzToolArguments(f *testing.F) {
 		}
 		// The Linear tool's whole argument path: decode, parse, scope; a
 		// rate limit in effect stops it before any request is sent.
-		l := &linear{apiKey: "k", now: time.Now, limitedTill: time.Now().Add(time.Hour)}
+		l := &linear{apiKey: "k", now: time.Now, gate: &rateGate{till: time.Now().Add(time.Hour)}}
 		res := l.graphqlTool(t.Context(), toolRun{id: "r", issue: bus.IssueRef{ID: "i", Identifier: "I-1"}}, raw)
 		if res.OK || res.Error == "" || res.Class == "" {
 			t.Fatalf("result %+v", res)

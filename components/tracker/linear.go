@@ -72,9 +72,36 @@ type linear struct {
 	// description.
 	policy linearscope.Policy
 
-	mu          sync.Mutex
-	viewerID    string    // resolved "me"
-	limitedTill time.Time // no requests before this (rate limited)
+	// gate is the Linear rate limit in effect. The component shares one
+	// among the adapters it builds (withGate): the poller and every run's
+	// tool session, pinned to the adapter of its dispatch, spend one quota.
+	gate *rateGate
+
+	mu       sync.Mutex
+	viewerID string // resolved "me"
+}
+
+// rateGate is a provider's rate limit: no request before till.
+type rateGate struct {
+	mu   sync.Mutex
+	till time.Time
+}
+
+// wait is how long requests must still wait at now.
+func (g *rateGate) wait(now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.till.Sub(now)
+}
+
+// limit makes requests wait until till (a later limit already in effect
+// stands).
+func (g *rateGate) limit(till time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if till.After(g.till) {
+		g.till = till
+	}
 }
 
 func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *slog.Logger) (*linear, error) {
@@ -109,6 +136,7 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 		httpc:       httpc,
 		log:         log,
 		now:         time.Now,
+		gate:        &rateGate{},
 		scope:       scopeOf(policy),
 		policy:      policy,
 	}, nil
@@ -165,10 +193,7 @@ func (l *linear) request(ctx context.Context, query string, vars map[string]any,
 // RATELIMITED in a 2xx body is the caller's to read. Its errors are not
 // redacted (do and the tools do that).
 func (l *linear) post(ctx context.Context, body []byte) ([]byte, http.Header, error) {
-	l.mu.Lock()
-	wait := l.limitedTill.Sub(l.now())
-	l.mu.Unlock()
-	if wait > 0 {
+	if wait := l.gate.wait(l.now()); wait > 0 {
 		return nil, nil, &Error{Class: bus.TrackerRateLimited, Message: "Linear rate limit in effect", RetryAfter: wait}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.endpoint, bytes.NewReader(body))
@@ -272,11 +297,7 @@ func decodeGraphQL(raw []byte, out any) (limited bool, err error) {
 // classed error.
 func (l *linear) rateLimited(h http.Header, why string) error {
 	wait := retryAfter(h, l.now())
-	l.mu.Lock()
-	if till := l.now().Add(wait); till.After(l.limitedTill) {
-		l.limitedTill = till
-	}
-	l.mu.Unlock()
+	l.gate.limit(l.now().Add(wait))
 	return &Error{Class: bus.TrackerRateLimited, Message: "Linear rate limit (" + why + ")", RetryAfter: wait}
 }
 

@@ -110,7 +110,7 @@ func TestLinearGraphQLFailuresAreResults(t *testing.T) {
 		t.Errorf("call during the limit: %+v, %d requests", res, len(f.ops())-n)
 	}
 	f.srv.Close()
-	l.limitedTill = time.Time{}
+	l.gate = &rateGate{}
 	if res := callLinear(t, l, q); res.OK || res.Class != bus.TrackerRequestError {
 		t.Errorf("transport failure: %+v", res)
 	}

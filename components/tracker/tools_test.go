@@ -14,8 +14,10 @@ import (
 	"github.com/symphony-oss/symphony/components/tracker/linearscope"
 )
 
-// TestToolsOverTheBus: the tracker lists its adapter's tools and runs a
-// call asked on symphony.tracker.tool; the next poll sees its effect.
+// TestToolsOverTheBus: the tracker opens a run's tool session, lists its
+// adapter's tools and runs a call asked on symphony.tracker.tool; the next
+// poll sees its effect. Without a session (before it opens, after its
+// release) a call is refused.
 func TestToolsOverTheBus(t *testing.T) {
 	dir := t.TempDir()
 	writeIssue(t, dir, "A-1.md", "---\ntitle: one\nstate: Todo\n---\n")
@@ -23,8 +25,8 @@ func TestToolsOverTheBus(t *testing.T) {
 	h := startTracker(t, nil)
 	own := bus.IssueRef{ID: "A-1", Identifier: "A-1"}
 
-	// Before any config: the listing is a classed error, a call a
-	// failure result. (Ask until the component serves.)
+	// Before any config: the listing is a classed error, a call (which
+	// has no session) a failure result. (Ask until the component serves.)
 	var res bus.ToolResult
 	deadline := time.Now().Add(testTimeout)
 	for {
@@ -36,7 +38,7 @@ func TestToolsOverTheBus(t *testing.T) {
 			break
 		}
 	}
-	if res.OK || res.Class != bus.TrackerConfigError {
+	if res.OK || res.Class != bus.ToolRefused || res.Rule != "session" {
 		t.Errorf("call before config: %+v", res)
 	}
 	var re *bus.RemoteError
@@ -73,6 +75,17 @@ func TestToolsOverTheBus(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "tool call") {
 		t.Error("tool calls are not logged")
 	}
+	if _, err := bus.Ask(t.Context(), h.b, bus.TrackerTools, bus.ListTools{RunID: "r1", Issue: bus.IssueRef{ID: "A-2"}}); err == nil {
+		t.Error("a run's session reopened for another issue")
+	}
+	rel, err := bus.Ask(t.Context(), h.b, bus.TrackerToolsRelease, bus.ReleaseTools{RunID: "r1"})
+	if err != nil || !rel.Found {
+		t.Fatalf("release: %+v %v", rel, err)
+	}
+	res, err = bus.Ask(t.Context(), h.b, bus.TrackerToolCall, bus.CallTool{RunID: "r1", Issue: own, Tool: "files_set_state", Arguments: json.RawMessage(`{"state":"Todo"}`)})
+	if err != nil || res.OK || res.Rule != "session" {
+		t.Errorf("call after the release: %+v %v", res, err)
+	}
 }
 
 // TestOutputOverTheBoundSaysTheCallRan: an answer too large to return is
@@ -88,11 +101,10 @@ func TestOutputOverTheBoundSaysTheCallRan(t *testing.T) {
 	}
 }
 
-// TestLinearGraphQLPolicyFollowsReload: tracker.tools.linear_graphql is a
-// tracker setting, so a new config rebuilds the adapter and the next call
-// runs under the new policy (fixing it per run at dispatch is a later
-// step of issue #21).
-func TestLinearGraphQLPolicyFollowsReload(t *testing.T) {
+// TestToolSessionPinsItsPolicy: tracker.tools.linear_graphql is fixed per
+// run when its session opens. A reload applies to runs that open a
+// session after it, never to a live session (the reference's §10.5).
+func TestToolSessionPinsItsPolicy(t *testing.T) {
 	f := newFakeLinear(t)
 	f.setIssues([]map[string]any{linearIssue(1, "Todo")})
 	f.inject = func(w http.ResponseWriter, _ int, op string) bool {
@@ -105,21 +117,72 @@ func TestLinearGraphQLPolicyFollowsReload(t *testing.T) {
 	h := startTracker(t, map[string]string{"LINEAR_API_KEY": testAPIKey})
 	tc := bus.TrackerConfig{Kind: bus.TrackerLinear, Provider: bus.TrackerProvider{ProjectSlug: "p", Endpoint: f.url(), APIKey: bus.NewSecret("LINEAR_API_KEY", "")},
 		ActiveStates: []string{"Todo"}, TerminalStates: []string{"Done"}}
-	other := bus.CallTool{RunID: "r1", Issue: bus.IssueRef{ID: "uuid-001", Identifier: "SYM-1"}, Tool: "linear_graphql",
-		Arguments: json.RawMessage(`{"query":"mutation M($id: String!) { issueUpdate(id: $id, input: {title: \"t\"}) { success } }","variables":{"id":"uuid-999"}}`)}
-	for i, c := range []struct {
+	own := bus.IssueRef{ID: "uuid-001", Identifier: "SYM-1"}
+	other := func(run string) bus.CallTool {
+		return bus.CallTool{RunID: run, Issue: own, Tool: "linear_graphql",
+			Arguments: json.RawMessage(`{"query":"mutation M($id: String!) { issueUpdate(id: $id, input: {title: \"t\"}) { success } }","variables":{"id":"uuid-999"}}`)}
+	}
+	policies := []struct {
 		policy string
 		ok     bool
 		rule   string
-	}{{"", false, linearscope.RuleTargetNotOwnIssue}, {bus.LinearGraphQLAny, true, ""}, {bus.LinearGraphQLOff, false, linearscope.RuleToolDisabled}} {
+	}{{"", false, linearscope.RuleTargetNotOwnIssue}, {bus.LinearGraphQLAny, true, ""}, {bus.LinearGraphQLOff, false, linearscope.RuleToolDisabled}}
+	for i, c := range policies {
 		tc.Tools.LinearGraphQL = c.policy
 		h.config(int64(i+1), tc, time.Hour)
 		if s := h.snapshot(); len(s.Issues) != 1 {
 			t.Fatalf("policy %q: snapshot %+v", c.policy, s)
 		}
-		res, err := bus.Ask(t.Context(), h.b, bus.TrackerToolCall, other)
-		if err != nil || res.OK != c.ok || res.Rule != c.rule {
-			t.Errorf("policy %q: %+v %v", c.policy, res, err)
+		run := fmt.Sprintf("r%d", i)
+		specs, err := bus.Ask(t.Context(), h.b, bus.TrackerTools, bus.ListTools{RunID: run, Issue: own})
+		if err != nil || specs.ConfigVersion != int64(i+1) {
+			t.Fatalf("policy %q: session %+v %v", c.policy, specs, err)
 		}
+		// Every run opened so far keeps the policy of its own start.
+		for j := 0; j <= i; j++ {
+			res, err := bus.Ask(t.Context(), h.b, bus.TrackerToolCall, other(fmt.Sprintf("r%d", j)))
+			if want := policies[j]; err != nil || res.OK != want.ok || res.Rule != want.rule {
+				t.Errorf("config %d, run r%d (opened under %q): %+v %v", i+1, j, want.policy, res, err)
+			}
+		}
+	}
+}
+
+// TestToolCallsAndPollsShareOneRateLimit: a rate limit a pinned session's
+// call runs into stops the poller too, though the poller's adapter was
+// rebuilt by a reload since (one quota for both).
+func TestToolCallsAndPollsShareOneRateLimit(t *testing.T) {
+	f := newFakeLinear(t)
+	f.setIssues([]map[string]any{linearIssue(1, "Todo")})
+	f.inject = func(w http.ResponseWriter, _ int, op string) bool {
+		if op != "?" {
+			return false
+		}
+		w.Header().Set("Retry-After", "3600")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return true
+	}
+	h := startTracker(t, map[string]string{"LINEAR_API_KEY": testAPIKey})
+	tc := bus.TrackerConfig{Kind: bus.TrackerLinear, Provider: bus.TrackerProvider{ProjectSlug: "p", Endpoint: f.url(), APIKey: bus.NewSecret("LINEAR_API_KEY", "")},
+		ActiveStates: []string{"Todo"}, TerminalStates: []string{"Done"}}
+	h.config(1, tc, time.Hour)
+	h.snapshot()
+	own := bus.IssueRef{ID: "uuid-001", Identifier: "SYM-1"}
+	if _, err := bus.Ask(t.Context(), h.b, bus.TrackerTools, bus.ListTools{RunID: "r1", Issue: own}); err != nil {
+		t.Fatal(err)
+	}
+	tc.ActiveStates = []string{"Todo", "In Progress"}
+	h.config(2, tc, time.Hour)
+	h.snapshot()
+	res, err := bus.Ask(t.Context(), h.b, bus.TrackerToolCall, bus.CallTool{RunID: "r1", Issue: own, Tool: "linear_graphql", Arguments: json.RawMessage(`{"query":"query { viewer { id } }"}`)})
+	if err != nil || res.OK || res.Class != bus.TrackerRateLimited || res.RateLimit == nil || !res.RateLimit.Limited {
+		t.Fatalf("limited call: %+v %v", res, err)
+	}
+	n := len(f.ops())
+	if _, err := bus.Ask(t.Context(), h.b, bus.TrackerCandidates, bus.IssuesByStates{States: []string{"Todo"}}); err == nil || !strings.Contains(err.Error(), bus.TrackerRateLimited) {
+		t.Errorf("a listing during the tool call's limit: %v", err)
+	}
+	if len(f.ops()) != n {
+		t.Errorf("the rebuilt adapter sent %d requests during the limit", len(f.ops())-n)
 	}
 }

@@ -62,6 +62,11 @@ type Component struct {
 	// current is the adapter for the config in force (nil before the
 	// first config, or with the error that prevents building one).
 	current atomic.Pointer[active]
+	// gate is the Linear rate limit in effect, shared by every adapter
+	// this component builds.
+	gate *rateGate
+	// sessions are the runs' tool sessions (sessions.go).
+	sessions *toolSessions
 }
 
 type active struct {
@@ -81,7 +86,7 @@ func New(opts Options) (*Component, error) {
 	if opts.Env.LookupEnv == nil {
 		opts.Env = workflowfile.OSEnv()
 	}
-	return &Component{opts: opts, log: opts.Log.With("component", bus.CompTracker)}, nil
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompTracker), gate: &rateGate{}, sessions: newToolSessions()}, nil
 }
 
 // Name is "tracker".
@@ -98,7 +103,7 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
-	for _, serve := range []func(context.Context, *bus.Client) error{c.serveCandidates, c.serveTerminal, c.serveRefresh, c.serveTools, c.serveToolCalls} {
+	for _, serve := range []func(context.Context, *bus.Client) error{c.serveCandidates, c.serveTerminal, c.serveRefresh, c.serveTools, c.serveToolCalls, c.serveToolsRelease} {
 		if err := serve(ctx, cl); err != nil {
 			return components.Stopped(ctx, err)
 		}
@@ -154,7 +159,14 @@ func (c *Component) build(snap bus.ConfigSnapshot) (adapter, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newLinear(tc, key, c.opts.HTTPClient, log)
+		l, err := newLinear(tc, key, c.opts.HTTPClient, log)
+		if err != nil {
+			return nil, err
+		}
+		// One quota for the poller and every pinned tool session, across
+		// reloads (usually the same workspace's key).
+		l.gate = c.gate
+		return l, nil
 	}
 	return nil, errorf(bus.TrackerConfigError, "unsupported tracker kind %q", tc.Kind)
 }
@@ -317,43 +329,6 @@ func (c *Component) bound(cur *active, list []bus.Issue, outline bool) ([]bus.Is
 		out = append(out, b)
 	}
 	return out, left
-}
-
-// serveTools answers which tools the adapter in force offers.
-func (c *Component) serveTools(ctx context.Context, cl *bus.Client) error {
-	_, err := bus.Serve(ctx, cl, bus.TrackerTools, func(ctx context.Context, _ string, _ bus.ListTools) (bus.ToolSpecs, error) {
-		cur, err := c.use()
-		if err != nil {
-			return bus.ToolSpecs{}, err
-		}
-		return bus.ToolSpecs{Tracker: cur.snap.Config.Tracker.Kind, ConfigVersion: cur.snap.Version, Tools: specsOf(cur.adapter.tools())}, nil
-	})
-	return err
-}
-
-// serveToolCalls runs tool calls, several at once. Every outcome, a
-// tracker not configured included, is a result: the agent reads why and
-// its session goes on.
-func (c *Component) serveToolCalls(ctx context.Context, cl *bus.Client) error {
-	_, err := bus.ServeN(ctx, cl, bus.TrackerToolCall, toolConcurrency, func(ctx context.Context, _ string, req bus.CallTool) (bus.ToolResult, error) {
-		start := time.Now()
-		var res bus.ToolResult
-		if cur, err := c.use(); err != nil {
-			class, _ := classOf(err)
-			res = failed(class, err.Error())
-		} else {
-			res = boundOutput(runTool(ctx, cur.adapter.tools(), req), c.outputLimit())
-		}
-		res.DurationMS = time.Since(start).Milliseconds()
-		level := slog.LevelInfo
-		if !res.OK {
-			level = slog.LevelWarn
-		}
-		c.log.Log(ctx, level, "tool call", "run_id", safeid.Quote(req.RunID), "issue_identifier", safeid.Quote(req.Issue.Identifier),
-			"tool", safeid.Quote(req.Tool), "ok", res.OK, "class", res.Class, "rule", res.Rule, "duration_ms", res.DurationMS)
-		return res, nil
-	})
-	return err
 }
 
 // outputLimit is the most a tool result's output may take: the bound, or
