@@ -3,6 +3,7 @@ package tracker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -79,6 +80,34 @@ type linear struct {
 
 	mu       sync.Mutex
 	viewerID string // resolved "me"
+}
+
+// rateGates are the rate limits of the Linear credentials the component
+// has used: one per endpoint and key, since a limit is the key's quota. A
+// reload that keeps them keeps the limit in effect; a new key starts free.
+type rateGates struct {
+	mu sync.Mutex
+	m  map[[32]byte]*rateGate
+}
+
+// maxRateGates bounds the credentials remembered (a new key per reload,
+// forever, must not grow memory); past it the oldest limits are forgotten.
+const maxRateGates = 64
+
+// of returns the gate of endpoint and key.
+func (gs *rateGates) of(endpoint, key string) *rateGate {
+	id := sha256.Sum256([]byte(endpoint + "\x00" + key))
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if g, ok := gs.m[id]; ok {
+		return g
+	}
+	if gs.m == nil || len(gs.m) >= maxRateGates {
+		gs.m = map[[32]byte]*rateGate{}
+	}
+	g := &rateGate{}
+	gs.m[id] = g
+	return g
 }
 
 // rateGate is a provider's rate limit: no request before till.

@@ -62,9 +62,9 @@ type Component struct {
 	// current is the adapter for the config in force (nil before the
 	// first config, or with the error that prevents building one).
 	current atomic.Pointer[active]
-	// gate is the Linear rate limit in effect, shared by every adapter
-	// this component builds.
-	gate *rateGate
+	// gates are the Linear rate limits in effect, shared by every adapter
+	// this component builds with the same credential.
+	gates *rateGates
 	// sessions are the runs' tool sessions (sessions.go).
 	sessions *toolSessions
 }
@@ -86,7 +86,7 @@ func New(opts Options) (*Component, error) {
 	if opts.Env.LookupEnv == nil {
 		opts.Env = workflowfile.OSEnv()
 	}
-	return &Component{opts: opts, log: opts.Log.With("component", bus.CompTracker), gate: &rateGate{}, sessions: newToolSessions()}, nil
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompTracker), gates: &rateGates{}, sessions: newToolSessions()}, nil
 }
 
 // Name is "tracker".
@@ -165,7 +165,7 @@ func (c *Component) build(snap bus.ConfigSnapshot) (adapter, error) {
 		}
 		// One quota for the poller and every pinned tool session, across
 		// reloads (usually the same workspace's key).
-		l.gate = c.gate
+		l.gate = c.gates.of(l.endpoint, key)
 		return l, nil
 	}
 	return nil, errorf(bus.TrackerConfigError, "unsupported tracker kind %q", tc.Kind)
