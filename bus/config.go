@@ -32,10 +32,9 @@ type TrackerConfig struct {
 	RequiredLabels []string        `json:"required_labels"`
 	ActiveStates   []string        `json:"active_states"`
 	TerminalStates []string        `json:"terminal_states"`
-	// Tools are the settings of the tools the tracker runs for agents.
-	// Being tracker settings, a change rebuilds the adapter, so a reload
-	// applies to later tool calls, the ones of a running session included;
-	// pinning them per run at dispatch (issue #21, item 4) is a later step.
+	// Tools are the settings of the tools the tracker runs for agents. A
+	// run's tool session pins the adapter built from them when the run
+	// starts: a reload applies to later runs.
 	Tools TrackerToolSettings `json:"tools,omitzero"`
 }
 
@@ -128,6 +127,9 @@ type ClaudeConfig struct {
 	ExtraArgs      []string `json:"extra_args"`
 	TurnTimeoutMS  int64    `json:"turn_timeout_ms"`
 	StallTimeoutMS int64    `json:"stall_timeout_ms"`
+	// StrictMCPConfig passes --strict-mcp-config: the agent gets
+	// Symphony's MCP server alone, none of the operator's own.
+	StrictMCPConfig bool `json:"strict_mcp_config,omitempty"`
 }
 
 // CodexConfig is the codex section.

@@ -41,6 +41,8 @@ const (
 	CodeAlreadyRunning = "already_running"
 	// CodeDuplicateRun: a run with this id exists.
 	CodeDuplicateRun = "duplicate_run"
+	// CodeNotFound: what the request names does not exist (here).
+	CodeNotFound = "not_found"
 )
 
 // CodedError is a failure with a wire code: a handler returns one (Errorf,

@@ -33,6 +33,8 @@ func TestTurnEventJSONMatchesEncodingJSON(t *testing.T) {
 		{RunID: "r", At: at, Kind: TurnToolResult, Tool: &ToolCall{ID: "t1", IsError: true}, Text: "out"},
 		{RunID: "r", At: at, Kind: TurnOutcome, Result: &TurnResult{IsError: true, Subtype: "success", Usage: Usage{InputTokens: 5}, CostUSD: &cost, PermissionDenials: []string{"Write"}}},
 		{RunID: "r", At: at, Kind: TurnOther, Raw: json.RawMessage(`{"type":"x","a":[true,false,null]}`)},
+		{RunID: "r", At: at, Kind: TurnTrackerTool, Text: `{"data":"<x>"}`, TrackerTool: &ToolCallRecord{Tool: "linear_graphql", Arguments: json.RawMessage(`{"query":"q <b>"}`),
+			Class: "refused", Rule: "own-issue", Error: "no & <no>", DurationMS: 12, RateLimit: &ToolRateLimit{Headers: map[string]string{"Retry-After": "5"}, Limited: true, RetryAfterMS: 5000}, OutputBytes: 14}},
 		{RunID: "r", At: at, Kind: TurnOther, Raw: json.RawMessage(`not json`)},
 		{RunID: "r", At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{RunID: "r", At: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},

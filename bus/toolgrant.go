@@ -63,9 +63,9 @@ func (g ToolGrant) Env() map[string]string {
 func ToolGrantFromEnv(getenv func(string) string) (ToolGrant, error) {
 	g := ToolGrant{URL: getenv(ToolEnvURL), Token: getenv(ToolEnvToken), RunID: getenv(ToolEnvRun), Inbox: getenv(ToolEnvInbox)}
 	var missing []string
-	for name, v := range map[string]string{ToolEnvURL: g.URL, ToolEnvToken: g.Token, ToolEnvRun: g.RunID, ToolEnvInbox: g.Inbox} {
-		if v == "" {
-			missing = append(missing, name)
+	for _, f := range [][2]string{{ToolEnvURL, g.URL}, {ToolEnvToken, g.Token}, {ToolEnvRun, g.RunID}, {ToolEnvInbox, g.Inbox}} {
+		if f[1] == "" {
+			missing = append(missing, f[0])
 		}
 	}
 	if len(missing) > 0 {

@@ -78,6 +78,7 @@ type RunCmd struct {
 	NatsAllowControls bool   `help:"With --nats-listen: also write <data-dir>/nats-control-token, whose holder may in addition send operator commands (pause, resume, refresh, cancel, clear) and run symphony prune against this instance."`
 	SyncAlways        bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
 	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
+	AgentTools        bool   `default:"true" negatable:"" help:"Offer each claude run its tracker's tools (linear_graphql, files_set_state…) through Symphony's MCP server, run host-side with the tracker's key, on the run's own issue. It opens a loopback port that admits only the runs' own credentials (or uses --nats-listen). --no-agent-tools: no tools, no port."`
 	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
 	MaxProcs          *int   `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
 	Dashboard
@@ -270,6 +271,7 @@ func (c *RunCmd) openBus(ctx context.Context, set runSettings, log *slog.Logger)
 		AllowControls:     c.NatsAllowControls,
 		SyncAlways:        c.SyncAlways,
 		AcceptStoreDamage: c.AcceptStoreDamage,
+		ToolListener:      c.AgentTools,
 		StreamMaxAge:      bus.StreamMaxAgeFor(time.Duration(set.wf.Config.RetentionMS) * time.Millisecond),
 		Logger:            log,
 		ClientName:        "symphony run",
@@ -317,7 +319,7 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash
 	if err != nil {
 		return nil, nil, err
 	}
-	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log})
+	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log, MCPCommand: c.mcpCommand(log)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -368,4 +370,19 @@ func supervise(ctx context.Context, log *slog.Logger, b *bus.Bus, comps []compon
 	}
 	log.Info("symphony stopped")
 	return nil
+}
+
+// mcpCommand starts this binary's MCP server for a run, or is nil (no
+// tracker tools) with --no-agent-tools or when the binary's path is not
+// known.
+func (c *RunCmd) mcpCommand(log *slog.Logger) []string {
+	if !c.AgentTools {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Warn("runs get no tracker tools: the path of this binary is not known", "err", err)
+		return nil
+	}
+	return []string{exe, "mcp"}
 }

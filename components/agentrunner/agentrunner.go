@@ -19,6 +19,10 @@ type Options struct {
 	// Environ is the parent environment of agent children (default
 	// os.Environ); tracker secrets are always removed from it.
 	Environ func() []string
+	// MCPCommand starts Symphony's MCP server for a run (`symphony mcp`:
+	// the binary's path and "mcp"). Empty: runs get no tracker tools. The
+	// bus must be opened with ToolListener for runs to get them.
+	MCPCommand []string
 }
 
 // Component is the agent runner. Its state (the configuration and the
@@ -80,6 +84,9 @@ func (c *Component) Run(ctx context.Context) error {
 	}); err != nil {
 		return components.Stopped(ctx, err)
 	}
+	if err := c.serveTools(ctx, cl, o); err != nil {
+		return components.Stopped(ctx, err)
+	}
 	configs, err := bus.Watch(ctx, cl, bus.ConfigCurrent)
 	if err != nil {
 		return components.Stopped(ctx, err)
@@ -93,7 +100,10 @@ var errNoConfig = errors.New("no workflow configuration loaded yet")
 // secret (LINEAR_API_KEY and the variable the config resolved) and the
 // run markers, which the run sets itself.
 func (c *Component) childEnv(cfg bus.Config) []string {
-	drop := map[string]bool{"LINEAR_API_KEY": true, markerEnv: true, "SYMPHONY_ISSUE_ID": true, "SYMPHONY_ISSUE_IDENTIFIER": true}
+	drop := map[string]bool{"LINEAR_API_KEY": true, markerEnv: true, "SYMPHONY_ISSUE_ID": true, "SYMPHONY_ISSUE_IDENTIFIER": true,
+		// A run's credential reaches its MCP server through the MCP
+		// config only, never through the agent's environment.
+		bus.ToolEnvURL: true, bus.ToolEnvToken: true, bus.ToolEnvRun: true, bus.ToolEnvInbox: true}
 	if v := cfg.Tracker.Provider.APIKey.Env(); v != "" {
 		drop[v] = true
 	}

@@ -54,7 +54,15 @@ func newHarness(t *testing.T, mode string, mutate func(*bus.Config), environ ...
 // newHarnessTemplate is newHarness with the config's prompt template.
 func newHarnessTemplate(t *testing.T, mode, template string, mutate func(*bus.Config), environ ...string) *harness {
 	t.Helper()
-	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	return startHarness(t, mode, template, mutate, nil, environ...)
+}
+
+// startHarness is newHarnessTemplate; with mcp set, the bus has its tool
+// listener and the runner offers runs their tracker tools, starting mcp as
+// their MCP server.
+func startHarness(t *testing.T, mode, template string, mutate func(*bus.Config), mcp []string, environ ...string) *harness {
+	t.Helper()
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir(), ToolListener: mcp != nil})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +118,7 @@ func newHarnessTemplate(t *testing.T, mode, template string, mutate func(*bus.Co
 	}
 	env := append(os.Environ(), fakeEnv+"="+mode)
 	env = append(env, environ...)
-	comp, err := New(Options{Bus: b, Environ: func() []string { return env }})
+	comp, err := New(Options{Bus: b, Environ: func() []string { return env }, MCPCommand: mcp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package agentrunner
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ type claudeSession struct {
 	id string
 }
 
-func (s *claudeSession) command() []string { return s.b.argv(s.spec.cfg, s.id) }
+func (s *claudeSession) command() []string { return s.b.argv(s.spec.cfg, s.id, s.spec.tools) }
 
 func (s *claudeSession) turn(ctx context.Context, in turnInput) turnOutcome {
 	spec := turnSpec{argv: s.command(), dir: s.spec.dir, env: s.spec.env(), stdin: in.prompt,
@@ -45,8 +46,12 @@ func (s *claudeSession) turn(ctx context.Context, in turnInput) turnOutcome {
 // close has nothing to stop: each turn's process ended with the turn.
 func (s *claudeSession) close() {}
 
-// argv is the claude command line for a turn; session resumes it.
-func (b claudeBackend) argv(cfg bus.Config, session string) []string {
+// argv is the claude command line for a turn; session resumes it. With
+// tools, claude starts the run's MCP server from its config and may call
+// every tool of it without a permission prompt (a headless turn has no one
+// to answer one); the operator's own MCP servers stay unless the workflow
+// asks for claude.strict_mcp_config.
+func (b claudeBackend) argv(cfg bus.Config, session string, tools *runTools) []string {
 	bin := cfg.Claude.Command
 	if v := strings.TrimSpace(getenv(b.environ(), "CLAUDE_CLI")); v != "" {
 		bin = v
@@ -58,8 +63,16 @@ func (b claudeBackend) argv(cfg bus.Config, session string) []string {
 	if cfg.Claude.PermissionMode != "" {
 		argv = append(argv, "--permission-mode", cfg.Claude.PermissionMode)
 	}
-	if len(cfg.Claude.AllowedTools) > 0 {
-		argv = append(argv, "--allowedTools", strings.Join(cfg.Claude.AllowedTools, ","))
+	allowed := cfg.Claude.AllowedTools
+	if tools != nil {
+		allowed = append(slices.Clip(allowed), tools.names()...)
+		argv = append(argv, "--mcp-config", tools.config)
+		if cfg.Claude.StrictMCPConfig {
+			argv = append(argv, "--strict-mcp-config")
+		}
+	}
+	if len(allowed) > 0 {
+		argv = append(argv, "--allowedTools", strings.Join(allowed, ","))
 	}
 	argv = append(argv, cfg.Claude.ExtraArgs...)
 	if session != "" {

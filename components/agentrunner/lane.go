@@ -20,7 +20,7 @@ import (
 func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	// A lifecycle event follows the agent events before it in the store:
 	// run_finished means every event of the run is stored.
-	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
+	if err := w.flush(ctx); err != nil {
 		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
 	w.lane <- laneItem{ev: ev}
@@ -29,7 +29,7 @@ func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 // lifecycleStored is lifecycle, and stored is closed once the event is on
 // record (or failed to be).
 func (w *run) lifecycleStored(ctx context.Context, ev bus.RunEvent, stored chan struct{}) {
-	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil {
+	if err := w.flush(ctx); err != nil {
 		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	}
 	w.lane <- laneItem{ev: ev, stored: stored}
@@ -117,11 +117,29 @@ func (w *run) record(ctx context.Context, ev bus.TurnEvent) error {
 	if ev.SessionID == "" {
 		ev.SessionID = w.session
 	}
-	if err := w.out.AppendTurn(context.WithoutCancel(ctx), ev); err != nil {
+	w.outMu.Lock()
+	err := w.out.AppendTurn(context.WithoutCancel(ctx), ev)
+	w.outMu.Unlock()
+	if err != nil {
 		return err
 	}
 	// The monotonic clock: ev.At is wall time only (UTC), and a clock
 	// stepping back must not stop progress.
 	w.prog.note(ev, time.Now())
 	return nil
+}
+
+// flush sends the agent events appended and waits until every one is
+// stored.
+func (w *run) flush(ctx context.Context) error {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	return w.out.Flush(context.WithoutCancel(ctx))
+}
+
+// sendTurns sends the agent events appended since the last send.
+func (w *run) sendTurns(ctx context.Context) error {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	return w.out.SendTurns(context.WithoutCancel(ctx))
 }

@@ -42,8 +42,14 @@ type run struct {
 	exitCode *int
 	signal   string
 	// out stores the run's agent events with pipelined acknowledgements;
-	// every lifecycle event waits until they are all stored.
-	out *runlog.Writer
+	// every lifecycle event waits until they are all stored. outMu guards
+	// it: the run's goroutine and its tool calls (tools.go) both write.
+	out   *runlog.Writer
+	outMu sync.Mutex
+	// tools are the run's tracker tools while its agent may call them
+	// (tools.go); liveTurn is the turn in progress, for their records.
+	tools    atomic.Pointer[runTools]
+	liveTurn atomic.Int32
 	// prog tells live readers what the run did last, coalesced.
 	prog *progress
 	// lane carries lifecycle events to the goroutine that records them in
@@ -79,7 +85,7 @@ func (w *run) execute(ctx context.Context) {
 	status, errText := w.work(ctx)
 	// run_finished says succeeded only when every agent event of the run
 	// is stored (the writer's error sticks once a message could not be).
-	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil && status == bus.RunSucceeded {
+	if err := w.flush(ctx); err != nil && status == bus.RunSucceeded {
 		status, errText = bus.RunFailed, storeFailed(err)
 	}
 	w.releaseFirst()
@@ -177,6 +183,9 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	}
 	// after_run runs whatever happened, even when the run was canceled.
 	defer w.afterRun(ctx, iss)
+	// The agent's tools end with its session, before after_run.
+	tools := w.openTools(ctx)
+	defer w.closeTools(ctx, tools)
 	tpl, err := prompt.Parse(w.snap.PromptTemplate, 1)
 	if err != nil {
 		return bus.RunFailed, err.Error()
@@ -185,7 +194,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	if err != nil {
 		return bus.RunFailed, err.Error()
 	}
-	return w.turns(ctx, be, iss, first, firstSince)
+	return w.turns(ctx, be, iss, first, firstSince, tools)
 }
 
 // hookTimeout bounds a workspace request: the hook's own timeout and

@@ -13,9 +13,9 @@ import (
 // turns runs the agent's turns on one session of the backend: the first
 // with the rendered prompt, the next ones with ContinuationPrompt while
 // the issue stays active, up to agent.max_turns.
-func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string, firstSince <-chan procscan.Window) (bus.RunStatus, string) {
+func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string, firstSince <-chan procscan.Window, tools *runTools) (bus.RunStatus, string) {
 	cfg := w.snap.Config
-	sess, err := be.open(ctx, sessionSpec{cfg: cfg, dir: w.path, runID: w.d.RunID, env: func() []string {
+	sess, err := be.open(ctx, sessionSpec{cfg: cfg, dir: w.path, runID: w.d.RunID, tools: tools, env: func() []string {
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
 		return append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
@@ -27,6 +27,7 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 	maxTurns := max(cfg.Agent.MaxTurns, 1)
 	issue := iss
 	for w.turn = 1; w.turn <= maxTurns; w.turn++ {
+		w.liveTurn.Store(int32(w.turn))
 		if st, why, ok := w.interrupted(ctx); ok {
 			return st, why
 		}
@@ -114,7 +115,7 @@ func (w *run) runOneTurn(ctx context.Context, sess agentSession, text string, si
 			}
 			return w.record(ctx, ev)
 		},
-		commit: func() error { return w.out.SendTurns(context.WithoutCancel(ctx)) }})
+		commit: func() error { return w.sendTurns(ctx) }})
 	// A turn that failed before its start was tried still opens.
 	started(0)
 	if err := sendPrompt(); err != nil {
@@ -152,7 +153,7 @@ func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 	if out.stderr != "" && out.status != bus.RunSucceeded {
 		_ = w.record(ctx, bus.TurnEvent{Kind: bus.TurnStderr, Text: bound(out.stderr)})
 	}
-	if err := w.out.Flush(context.WithoutCancel(ctx)); err != nil && out.status == bus.RunSucceeded {
+	if err := w.flush(ctx); err != nil && out.status == bus.RunSucceeded {
 		out.status, out.err = bus.RunFailed, storeFailed(err)
 		fin.Status, fin.Error = out.status, out.err
 	}

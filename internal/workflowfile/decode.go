@@ -340,6 +340,7 @@ func (d *decoder) claude(m map[string]any) bus.ClaudeConfig {
 		TurnTimeoutMS:  d.positive(m, "turn_timeout_ms", "claude.turn_timeout_ms", DefaultTurnTimeoutMS),
 	}
 	c.StallTimeoutMS, _ = d.integer(m, "stall_timeout_ms", "claude.stall_timeout_ms", DefaultStallTimeoutMS)
+	c.StrictMCPConfig = d.boolean(m, "strict_mcp_config", "claude.strict_mcp_config", false)
 	// CLAUDE_CLI overrides the binary (e.g. a pinned install).
 	if v, ok := d.env.LookupEnv("CLAUDE_CLI"); ok && strings.TrimSpace(v) != "" {
 		c.Command = strings.TrimSpace(v)

@@ -117,6 +117,7 @@ claude:
   extra_args: ["--verbose"]
   turn_timeout_ms: 10
   stall_timeout_ms: 0
+  strict_mcp_config: true
 codex: {command: codex app-server --x, turn_timeout_ms: 11, read_timeout_ms: 12, stall_timeout_ms: -1}
 server: {port: 0, bind: "::1"}
 retention: 7d
@@ -153,6 +154,7 @@ body`
 		"extra":       {fmt.Sprint(c.Claude.ExtraArgs), "[--verbose]"},
 		"turn to":     {c.Claude.TurnTimeoutMS, int64(10)},
 		"stall":       {c.Claude.StallTimeoutMS, int64(0)},
+		"strict mcp":  {c.Claude.StrictMCPConfig, true},
 		"codex":       {fmt.Sprint(c.Codex), "{codex app-server --x 11 12 -1}"},
 		"server":      {fmt.Sprint(c.Server), "{0 ::1}"},
 		"no defaults": {len(r.Defaults), 0},

@@ -1,0 +1,247 @@
+package agentrunner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/bus/safeid"
+)
+
+// A run's tracker tools (issue #21). When a claude run starts, the runner
+// opens the run's tool session with the tracker (which pins the adapter in
+// force, so a reload never changes a live session's tools), asks the bus
+// for a credential bound to the run, and writes an MCP config (0600, in the
+// data directory) that makes claude start `symphony mcp` with it. The
+// agent then sees the tools as mcp__symphony__<tool>; each call reaches
+// this runner, which adds the run's own issue, has the tracker run it
+// host-side and records it with the run. When the run's session ends, the
+// credential is revoked (its connection closed), the config removed and
+// the tracker's session released: a late call is refused.
+
+// MCPServerName is the name the agent knows Symphony's MCP server by.
+const MCPServerName = "symphony"
+
+// MCPToolName is a tool's name as claude shows it to the model (and as
+// --allowedTools names it).
+func MCPToolName(tool string) string { return "mcp__" + MCPServerName + "__" + tool }
+
+// toolCallTimeout bounds one call through the runner: the tracker's own
+// bound (one minute) and some slack.
+const toolCallTimeout = 75 * time.Second
+
+// toolsOpenTimeout bounds opening a run's tool session.
+const toolsOpenTimeout = 30 * time.Second
+
+// toolPreviewBytes bounds the output a tool call's record keeps; the agent
+// got the whole output (its own stream records it too).
+const toolPreviewBytes = 2 << 10
+
+// runTools are a run's tools, fixed when the run started.
+type runTools struct {
+	specs bus.ToolSpecs
+	// config is the MCP config file that starts the run's MCP server.
+	config string
+}
+
+// names are the tools as claude names them.
+func (t *runTools) names() []string {
+	out := make([]string, 0, len(t.specs.Tools))
+	for _, s := range t.specs.Tools {
+		out = append(out, MCPToolName(s.Name))
+	}
+	return out
+}
+
+// openTools opens the run's tools, or returns nil when it has none: an
+// agent kind without the MCP wiring, no MCP command configured, a tracker
+// that offers none or could not be asked. Without tools the run goes on
+// (the reason is logged): the agent then cannot act on its ticket, which
+// the operator sees as an issue that stays active.
+func (w *run) openTools(ctx context.Context) *runTools {
+	if len(w.r.opts.MCPCommand) == 0 || w.snap.Config.Agent.Kind != bus.AgentClaude {
+		return nil
+	}
+	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	octx, cancel := context.WithTimeout(ctx, toolsOpenTimeout)
+	specs, err := bus.Ask(octx, w.r.opts.Bus, bus.TrackerTools, bus.ListTools{RunID: w.d.RunID, Issue: w.d.Issue.Ref()})
+	cancel()
+	if err != nil {
+		log.Warn("the run has no tracker tools: the tracker could not open its tool session", "err", err)
+		return nil
+	}
+	if len(specs.Tools) == 0 {
+		w.releaseTools(ctx)
+		return nil
+	}
+	grant, err := w.r.opts.Bus.GrantTools(w.d.RunID)
+	if err != nil {
+		log.Warn("the run has no tracker tools: no credential for its MCP server", "err", err)
+		w.releaseTools(ctx)
+		return nil
+	}
+	path, err := writeMCPConfig(filepath.Join(w.r.opts.Bus.DataDir(), "mcp"), w.d.RunID, w.r.opts.MCPCommand, grant)
+	if err != nil {
+		log.Warn("the run has no tracker tools: write its MCP config", "err", err)
+		w.r.opts.Bus.RevokeTools(w.d.RunID)
+		w.releaseTools(ctx)
+		return nil
+	}
+	t := &runTools{specs: specs, config: path}
+	w.tools.Store(t)
+	log.Info("tracker tools open", "tracker", specs.Tracker, "tools", len(specs.Tools), "config_version", specs.ConfigVersion)
+	return t
+}
+
+// closeTools ends the run's tools: no call is taken after it returns.
+func (w *run) closeTools(ctx context.Context, t *runTools) {
+	if t == nil {
+		return
+	}
+	w.tools.Store(nil)
+	w.r.opts.Bus.RevokeTools(w.d.RunID)
+	if err := os.Remove(t.config); err != nil && !errors.Is(err, os.ErrNotExist) {
+		w.r.log.Warn("remove the run's MCP config", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	}
+	w.releaseTools(ctx)
+}
+
+// releaseTools ends the tracker's session of the run (a failure only
+// leaves it to the tracker's bound).
+func (w *run) releaseTools(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), toolsOpenTimeout)
+	defer cancel()
+	if _, err := bus.Ask(rctx, w.r.opts.Bus, bus.TrackerToolsRelease, bus.ReleaseTools{RunID: w.d.RunID}); err != nil {
+		w.r.log.Warn("release the run's tool session", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	}
+}
+
+// mcpConfig is claude's --mcp-config file.
+type mcpConfig struct {
+	MCPServers map[string]mcpServer `json:"mcpServers"`
+}
+
+type mcpServer struct {
+	Type    string            `json:"type"`
+	Command string            `json:"command"`
+	Args    []string          `json:"args"`
+	Env     map[string]string `json:"env"`
+}
+
+// writeMCPConfig writes the run's MCP config into dir (0700), readable by
+// its owner alone (0600): it holds the run's credential, which opens the
+// run's tools and nothing else, never the tracker's key.
+func writeMCPConfig(dir, runID string, command []string, g bus.ToolGrant) (string, error) {
+	if !safeid.Valid(runID) {
+		return "", fmt.Errorf("run id %s must match %s", safeid.Quote(runID), safeid.Rule)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	raw, err := json.MarshalIndent(mcpConfig{MCPServers: map[string]mcpServer{MCPServerName: {
+		Type: "stdio", Command: command[0], Args: command[1:], Env: g.Env(),
+	}}}, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, runID+".json")
+	tmp, err := os.CreateTemp(dir, runID+".*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = tmp.Write(raw)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// runIDOf is the {run_id} of a run's tool subject (its last token; the
+// bus's filter makes it one token).
+func runIDOf(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
+
+// callTool runs one call of the run's agent: the tracker runs it in the
+// run's session on the run's own issue, and the call is recorded with the
+// run. The result goes back to the MCP server without the recorded
+// arguments.
+func (w *run) callTool(ctx context.Context, ep bus.Endpoint, req bus.RunTool) bus.ToolResult {
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, toolCallTimeout)
+	res, err := bus.Ask(cctx, ep, bus.TrackerToolCall, bus.CallTool{RunID: w.d.RunID, Issue: w.d.Issue.Ref(), Tool: req.Tool, Arguments: req.Arguments})
+	cancel()
+	if err != nil {
+		res = bus.ToolResult{Class: bus.TrackerRequestError, Error: "the tracker did not answer the call: " + err.Error(),
+			DurationMS: time.Since(start).Milliseconds()}
+	}
+	w.recordTool(ctx, req.Tool, res)
+	res.Arguments = nil
+	return res
+}
+
+// recordTool stores a tool call as an agent event of the run, in the
+// run's order of events (the agent's stream goes on meanwhile: the
+// writer is shared under outMu).
+func (w *run) recordTool(ctx context.Context, tool string, res bus.ToolResult) {
+	ev := bus.TurnEvent{Kind: bus.TurnTrackerTool, Text: boundTo(string(res.Output), toolPreviewBytes), TrackerTool: &bus.ToolCallRecord{
+		Tool: boundTo(tool, MaxNameBytes), Arguments: res.Arguments, OK: res.OK, Class: res.Class, Rule: res.Rule,
+		Error: bound(res.Error), DurationMS: res.DurationMS, RateLimit: res.RateLimit, OutputBytes: len(res.Output)}}
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	ev.RunID, ev.Turn, ev.Seq, ev.At = w.d.RunID, int(w.liveTurn.Load()), w.seq.Add(1), time.Now().UTC()
+	err := w.out.AppendTurn(context.WithoutCancel(ctx), ev)
+	if err == nil {
+		err = w.out.SendTurns(context.WithoutCancel(ctx))
+	}
+	if err != nil {
+		w.r.log.Error("record a tool call", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier, "tool", safeid.Quote(tool))
+		return
+	}
+	w.prog.note(ev, time.Now())
+}
+
+// serveTools answers the runs' MCP servers: a run's tools while it is
+// live, and its calls. A run that is not live (ended, or never here) gets
+// a failure result for a call and an error for the listing.
+func (c *Component) serveTools(ctx context.Context, cl *bus.Client, o *owner) error {
+	if _, err := bus.ServeN(ctx, cl, bus.AgentTools, 8, func(_ context.Context, subject string, _ bus.ListRunTools) (bus.ToolSpecs, error) {
+		_, t := o.toolsOf(runIDOf(subject))
+		if t == nil {
+			return bus.ToolSpecs{}, bus.WithCode(bus.CodeNotFound, fmt.Errorf("run %s has no tools: it is not running", safeid.Quote(runIDOf(subject))))
+		}
+		return t.specs, nil
+	}); err != nil {
+		return err
+	}
+	_, err := bus.ServeN(ctx, cl, bus.AgentToolCall, 8, func(ctx context.Context, subject string, req bus.RunTool) (bus.ToolResult, error) {
+		w, t := o.toolsOf(runIDOf(subject))
+		if t == nil {
+			return bus.ToolResult{Class: bus.ToolRefused, Rule: "session", Error: "the run's tools are no longer available: the run has ended"}, nil
+		}
+		return w.callTool(ctx, cl, req), nil
+	})
+	return err
+}
+
+// toolsOf is the live run runID and its tools (nil when it has none).
+func (o *owner) toolsOf(runID string) (*run, *runTools) {
+	var w *run
+	if err := o.do(func(s *runSet) { w = s.runs[runID] }); err != nil || w == nil {
+		return nil, nil
+	}
+	return w, w.tools.Load()
+}
