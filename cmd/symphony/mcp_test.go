@@ -109,7 +109,33 @@ func TestMCPInspectorCallsTheRunsTools(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	list := inspect(t, inspector, g, 0, "--method", "tools/list")
+	// claude speaks the initialize handshake (the inspector's "legacy"
+	// era); the SDK also speaks the newer protocol, which the inspector
+	// negotiates as "modern".
+	for _, era := range []string{"legacy", "modern"} {
+		t.Run(era, func(t *testing.T) {
+			before := calls.Load()
+			inspectTools(t, inspector, g, "--protocol-era", era)
+			if n := calls.Load() - before; n != 2 {
+				t.Errorf("the runner got %d calls, want 2", n)
+			}
+		})
+	}
+
+	// Once the run ends, its credential opens nothing: the server cannot
+	// start, and says why on stderr.
+	b.RevokeTools("run-1")
+	code, out, stderr := runInspector(t, inspector, g, "--method", "tools/list")
+	if code == 0 || !strings.Contains(stderr, "connect to the tools of run run-1") {
+		t.Errorf("after the run ended: exit code %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+}
+
+// inspectTools lists the fake run's tools with the inspector and calls
+// each: one answers, one is refused.
+func inspectTools(t *testing.T, inspector string, g bus.ToolGrant, era ...string) {
+	t.Helper()
+	list := inspect(t, inspector, g, 0, append(era, "--method", "tools/list")...)
 	var names []string
 	tools, _ := list["tools"].([]any)
 	for _, tool := range tools {
@@ -128,24 +154,13 @@ func TestMCPInspectorCallsTheRunsTools(t *testing.T) {
 		t.Fatalf("tools/list: %v\n%v", names, list)
 	}
 
-	ok := inspect(t, inspector, g, 0, "--method", "tools/call", "--tool-name", "files_read_issue", "--tool-arg", "field=state")
+	ok := inspect(t, inspector, g, 0, append(era, "--method", "tools/call", "--tool-name", "files_read_issue", "--tool-arg", "field=state")...)
 	if ok["isError"] == true || !strings.Contains(contentText(ok), `"state":"Todo"`) {
 		t.Errorf("a call that succeeds: %v", ok)
 	}
-	failed := inspect(t, inspector, g, inspectorToolError, "--method", "tools/call", "--tool-name", "files_set_state", "--tool-arg", "state=Deleted")
+	failed := inspect(t, inspector, g, inspectorToolError, append(era, "--method", "tools/call", "--tool-name", "files_set_state", "--tool-arg", "state=Deleted")...)
 	if text := contentText(failed); failed["isError"] != true || !strings.Contains(text, "class: refused") || !strings.Contains(text, "rule: allowed_states") {
 		t.Errorf("a refused call: %v", failed)
-	}
-	if n := calls.Load(); n != 2 {
-		t.Errorf("the runner got %d calls, want 2", n)
-	}
-
-	// Once the run ends, its credential opens nothing: the server cannot
-	// start, and says why on stderr.
-	b.RevokeTools("run-1")
-	code, out, stderr := runInspector(t, inspector, g, "--method", "tools/list")
-	if code == 0 || !strings.Contains(stderr, "connect to the tools of run run-1") {
-		t.Errorf("after the run ended: exit code %d\nstdout: %s\nstderr: %s", code, out, stderr)
 	}
 }
 
