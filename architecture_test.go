@@ -222,6 +222,9 @@ func TestLayerBinaryLinksNoTestkitOrDevtools(t *testing.T) {
 // it, importing only bus (with its sub-packages, bus/safeid) and
 // internal/ packages. (Components and ui reach
 // runlog only through its exported API; the compiler sees to that.)
+// A run's MCP server (mcpserver/) is a child of the agent holding nothing
+// but the run's tool credential: it builds on bus and internal/ only, and
+// only the command that starts it (cmd/symphony) imports it.
 // Test files count too: a test that needs a higher package belongs there.
 func TestLayering(t *testing.T) {
 	for path, f := range goFiles(t) {
@@ -241,6 +244,13 @@ func TestLayering(t *testing.T) {
 				if rel != "bus" && !strings.HasPrefix(rel, "bus/") && rel != "runlog" && !strings.HasPrefix(rel, "runlog/") && !strings.HasPrefix(rel, "internal/") {
 					t.Errorf("%s: runlog/ imports %s; run history builds on bus and internal/ only", path, p)
 				}
+			case dir == "mcpserver" || strings.HasPrefix(dir, "mcpserver/"):
+				if rel != "bus" && !strings.HasPrefix(rel, "bus/") && rel != "mcpserver" && !strings.HasPrefix(rel, "mcpserver/") && !strings.HasPrefix(rel, "internal/") {
+					t.Errorf("%s: mcpserver/ imports %s; the run's MCP server builds on bus and internal/ only", path, p)
+				}
+			}
+			if (rel == "mcpserver" || strings.HasPrefix(rel, "mcpserver/")) && dir != "cmd/symphony" && dir != "mcpserver" && !strings.HasPrefix(dir, "mcpserver/") {
+				t.Errorf("%s imports %s; only cmd/symphony starts the run's MCP server", path, p)
 			}
 		}
 	}

@@ -58,6 +58,9 @@ func actorOf(file string) string {
 		return componentOf(dir)
 	case dir == "ui" || strings.HasPrefix(dir, "ui/"):
 		return bus.CompUI
+	case dir == "mcpserver" || strings.HasPrefix(dir, "mcpserver/"):
+		// A run's MCP server (`symphony mcp`), a child of the agent.
+		return bus.CompMCP
 	case file == "cmd/symphony/run.go":
 		// `symphony run` publishes the supervisor's lifecycle events.
 		return bus.CompSupervisor
@@ -423,7 +426,7 @@ var componentName = regexp.MustCompile(`[a-z]+`)
 // declaredNames are the component names a catalogue field lists.
 func declaredNames(fields ...string) []string {
 	known := map[string]bool{}
-	for _, c := range []string{bus.CompSupervisor, bus.CompWorkflow, bus.CompTracker, bus.CompScheduler, bus.CompWorkspace, bus.CompAgentRunner, bus.CompPruner, bus.CompUI, bus.CompCLI} {
+	for _, c := range []string{bus.CompSupervisor, bus.CompWorkflow, bus.CompTracker, bus.CompScheduler, bus.CompWorkspace, bus.CompAgentRunner, bus.CompPruner, bus.CompUI, bus.CompCLI, bus.CompMCP} {
 		known[c] = true
 	}
 	set := map[string]bool{}

@@ -41,6 +41,7 @@ type CLI struct {
 	Replay   ReplayCmd   `cmd:"" help:"Replay a recorded run through the dashboard or to the terminal."`
 	Prune    PruneCmd    `cmd:"" help:"Delete finished runs older than a cutoff."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
+	Mcp      McpCmd      `cmd:"" name:"mcp" help:"Serve a run's tracker tools over stdio MCP. Started by the agent from the MCP config Symphony writes for each run (its tool credential is in the environment), not by hand."`
 }
 
 // Globals are flags every command takes.
