@@ -82,6 +82,16 @@ func (e TurnEvent) AppendJSON(dst []byte) ([]byte, error) {
 		dst = append(dst, `,"result":`...)
 		dst = append(dst, r...)
 	}
+	if e.TrackerTool != nil {
+		// Once per tracker tool call, a few a turn: encoding/json's own
+		// rules apply.
+		r, err := json.Marshal(e.TrackerTool)
+		if err != nil {
+			return nil, err
+		}
+		dst = append(dst, `,"tracker_tool":`...)
+		dst = append(dst, r...)
+	}
 	if len(e.Raw) > 0 {
 		dst = append(dst, `,"raw":`...)
 		if dst, err = appendRawJSON(dst, e.Raw); err != nil {
