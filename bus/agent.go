@@ -122,8 +122,8 @@ func (e TurnEvent) IsRateLimit() bool {
 }
 
 // Brief is the event cut down for a progress message: text to
-// ProgressTextBytes (on a rune boundary), tool input only when it is small,
-// no raw JSON.
+// ProgressTextBytes (on a rune boundary), tool input and tracker tool
+// arguments only when they are small, no raw JSON.
 func (e TurnEvent) Brief() TurnEvent {
 	if len(e.Text) > ProgressTextBytes {
 		n := ProgressTextBytes
@@ -136,6 +136,11 @@ func (e TurnEvent) Brief() TurnEvent {
 		t := *e.Tool
 		t.Input = nil
 		e.Tool = &t
+	}
+	if e.TrackerTool != nil && len(e.TrackerTool.Arguments) > ProgressTextBytes {
+		t := *e.TrackerTool
+		t.Arguments = nil
+		e.TrackerTool = &t
 	}
 	e.Raw = nil
 	return e

@@ -83,7 +83,8 @@ func (e TurnEvent) AppendJSON(dst []byte) ([]byte, error) {
 		dst = append(dst, r...)
 	}
 	if e.TrackerTool != nil {
-		// Once per tool call: encoding/json's own rules apply.
+		// Once per tracker tool call, a few a turn: encoding/json's own
+		// rules apply.
 		r, err := json.Marshal(e.TrackerTool)
 		if err != nil {
 			return nil, err

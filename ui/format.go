@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -258,11 +259,51 @@ func eventClass(ev runlog.Event) string {
 	return "ev"
 }
 
-// prettyJSON indents a tool input for reading; it is shown escaped.
+// prettyJSON indents a tool input for reading; it is shown escaped (by
+// templ, as text). A stored input has < > & written as \u escapes
+// (encoding/json's HTML-safe output); they are put back, so a query reads
+// as the agent wrote it.
 func prettyJSON(raw []byte) string {
 	var b bytes.Buffer
 	if err := json.Indent(&b, raw, "", "  "); err != nil {
 		return string(raw)
+	}
+	return unescapeHTMLSafe(b.Bytes())
+}
+
+// unescapeHTMLSafe turns \u003c, \u003e and \u0026 in JSON back into the
+// characters. In JSON a backslash always starts a two-character escape
+// (or \uXXXX), so pairs are skipped whole: an escaped backslash followed
+// by "u003c" stays as it is.
+func unescapeHTMLSafe(js []byte) string {
+	if !bytes.Contains(js, []byte(`\u00`)) {
+		return string(js)
+	}
+	var b strings.Builder
+	b.Grow(len(js))
+	for i := 0; i < len(js); i++ {
+		if js[i] != '\\' || i+1 >= len(js) {
+			b.WriteByte(js[i])
+			continue
+		}
+		if i+5 < len(js) && js[i+1] == 'u' {
+			switch string(js[i+2 : i+6]) {
+			case "003c", "003C":
+				b.WriteByte('<')
+				i += 5
+				continue
+			case "003e", "003E":
+				b.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				b.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		b.Write(js[i : i+2])
+		i++
 	}
 	return b.String()
 }
@@ -272,4 +313,90 @@ func prettyJSON(raw []byte) string {
 func webURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// toolOutcome is a tracker tool call's outcome for its badge: ok or
+// failed (the class and rule say why, beside it).
+func toolOutcome(r *bus.ToolCallRecord) string {
+	if r.OK {
+		return "ok"
+	}
+	return "failed"
+}
+
+// toolWhy is why a tracker tool call failed, in words: its class and the
+// rule that refused it ("refused, rule own-issue"); empty on success.
+func toolWhy(r *bus.ToolCallRecord) string {
+	var parts []string
+	if r.Class != "" {
+		parts = append(parts, r.Class)
+	}
+	if r.Rule != "" {
+		parts = append(parts, "rule "+r.Rule)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// toolRateLimit says what a tracker tool call's rate-limit signal was:
+// limited and for how long, or that the provider sent its quota headers
+// (listed beside it); empty without one.
+func toolRateLimit(rl *bus.ToolRateLimit) string {
+	switch {
+	case rl == nil:
+		return ""
+	case rl.Limited && rl.RetryAfterMS > 0:
+		return "rate limited, retry after " + short(time.Duration(rl.RetryAfterMS)*time.Millisecond)
+	case rl.Limited:
+		return "rate limited"
+	case len(rl.Headers) > 0:
+		return "rate limit"
+	}
+	return ""
+}
+
+// toolHeaders lists a rate-limit signal's headers, one "name: value" a
+// line, sorted; they are shown escaped.
+func toolHeaders(rl *bus.ToolRateLimit) string {
+	if rl == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(rl.Headers)) {
+		b.WriteString(k + ": " + rl.Headers[k] + "\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// trackerToolMessage is a tracker tool call in one line, for a run's
+// latest activity: "tracker tool linear_graphql: ok (212 ms)" or
+// "tracker tool linear_graphql: failed (refused, rule own-issue): …".
+func trackerToolMessage(r *bus.ToolCallRecord) string {
+	msg := "tracker tool " + r.Tool + ": " + toolOutcome(r)
+	var detail []string
+	if why := toolWhy(r); why != "" {
+		detail = append(detail, why)
+	}
+	if rl := r.RateLimit; rl != nil && rl.Limited {
+		if r.Class != bus.TrackerRateLimited {
+			detail = append(detail, "rate limited")
+		}
+		if rl.RetryAfterMS > 0 {
+			detail = append(detail, "retry after "+short(time.Duration(rl.RetryAfterMS)*time.Millisecond))
+		}
+	}
+	detail = append(detail, strconv.FormatInt(r.DurationMS, 10)+" ms")
+	msg += " (" + strings.Join(detail, ", ") + ")"
+	if !r.OK && r.Error != "" {
+		msg += ": " + r.Error
+	}
+	return oneLine(msg, 160)
+}
+
+// toolOutputSummary heads what the record keeps of a tracker tool call's
+// output: its start, of the whole the agent received.
+func toolOutputSummary(r *bus.ToolCallRecord, output string) string {
+	if r.OutputBytes > len(output) {
+		return fmt.Sprintf("output (first %d of %d bytes)", len(output), r.OutputBytes)
+	}
+	return fmt.Sprintf("output (%d bytes)", len(output))
 }

@@ -199,6 +199,8 @@ func eventMessage(ev bus.TurnEvent) string {
 		return ""
 	case ev.Tool != nil && ev.Kind == bus.TurnToolUse:
 		return oneLine(ev.Tool.Name+" "+string(ev.Tool.Input), 160)
+	case ev.TrackerTool != nil && ev.Kind == bus.TurnTrackerTool:
+		return trackerToolMessage(ev.TrackerTool)
 	default:
 		return oneLine(ev.Text, 160)
 	}

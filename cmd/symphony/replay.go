@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -166,14 +168,10 @@ func transcriptLine(ev runlog.Event, color bool) string {
 		return line
 	}
 	t := ev.Turn
-	text := strings.ReplaceAll(t.Text, "\n", " ⏎ ")
-	if len(text) > 200 {
-		n := 200
-		for n > 0 && !utf8.RuneStart(text[n]) {
-			n--
-		}
-		text = text[:n] + "…"
+	if t.Kind == bus.TurnTrackerTool && t.TrackerTool != nil {
+		return fmt.Sprintf("%s %s %s %s", at, paint("2", fmt.Sprintf("turn %d", t.Turn)), paint("33", "tracker tool"), trackerToolText(t, paint))
 	}
+	text := clipLine(t.Text, 200)
 	switch {
 	case t.Tool != nil && t.Kind == bus.TurnToolUse:
 		text = fmt.Sprintf("%s %s", t.Tool.Name, t.Tool.Input)
@@ -185,6 +183,95 @@ func transcriptLine(ev runlog.Event, color bool) string {
 		text = fmt.Sprintf("error=%v tokens %d/%d cost %s: %s", t.Result.IsError, t.Result.Usage.InputTokens, t.Result.Usage.OutputTokens, cost, text)
 	}
 	return fmt.Sprintf("%s %s %s %s", at, paint("2", fmt.Sprintf("turn %d", t.Turn)), paint("33", q(string(t.Kind))), q(text))
+}
+
+// clipLine is s on one line (a newline shown as ⏎), cut to about n bytes
+// on a rune boundary. It does not escape: the caller passes the result
+// through termsafe.Line.
+func clipLine(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ⏎ ")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// trackerToolText is a tracker tool call as one line: the tool, its
+// outcome (ok, or the failure's class and the rule that refused it), how
+// long it took, why it failed, the masked arguments, the provider's
+// rate-limit signal and the start of what the agent got back. Each
+// outside field is escaped and bounded.
+func trackerToolText(t *bus.TurnEvent, paint func(code, s string) string) string {
+	q, r := termsafe.Line, t.TrackerTool
+	var b strings.Builder
+	b.WriteString(q(clipLine(r.Tool, 80)))
+	switch {
+	case r.OK:
+		b.WriteString(" " + paint("32", "ok"))
+	case r.Class != "":
+		b.WriteString(" " + paint("31", q(clipLine(r.Class, 40))))
+	default:
+		b.WriteString(" " + paint("31", "failed"))
+	}
+	if r.Rule != "" {
+		b.WriteString(" (rule: " + q(clipLine(r.Rule, 80)) + ")")
+	}
+	fmt.Fprintf(&b, " %d ms", r.DurationMS)
+	if !r.OK && r.Error != "" {
+		b.WriteString(": " + q(clipLine(r.Error, 300)))
+	}
+	if len(r.Arguments) > 0 {
+		args := r.Arguments
+		var c bytes.Buffer
+		if json.Compact(&c, args) == nil {
+			args = c.Bytes()
+		}
+		b.WriteString(" args " + q(clipLine(string(args), 300)))
+	}
+	if note := rateLimitNote(r.RateLimit); note != "" {
+		code := "2"
+		if r.RateLimit.Limited {
+			code = "31"
+		}
+		b.WriteString(" " + paint(code, "["+q(note)+"]"))
+	}
+	if r.OutputBytes > 0 || t.Text != "" {
+		b.WriteString(" →")
+		if r.OutputBytes > 0 {
+			fmt.Fprintf(&b, " %d bytes", r.OutputBytes)
+		}
+		if t.Text != "" {
+			b.WriteString(" " + q(clipLine(t.Text, 200)))
+		}
+	}
+	return b.String()
+}
+
+// rateLimitNote says what a tool call's rate-limit signal was: limited
+// and for how long, or the provider's headers (a quota not yet spent).
+// It is not escaped.
+func rateLimitNote(rl *bus.ToolRateLimit) string {
+	if rl == nil {
+		return ""
+	}
+	if rl.Limited {
+		note := "rate limited"
+		if rl.RetryAfterMS > 0 {
+			note += ", retry after " + (time.Duration(rl.RetryAfterMS) * time.Millisecond).String()
+		}
+		return note
+	}
+	if len(rl.Headers) == 0 {
+		return ""
+	}
+	var kv []string
+	for _, k := range slices.Sorted(maps.Keys(rl.Headers)) {
+		kv = append(kv, k+"="+rl.Headers[k])
+	}
+	return clipLine("rate limit "+strings.Join(kv, " "), 200)
 }
 
 func statusColor(s bus.RunStatus) string {

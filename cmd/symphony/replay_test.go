@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -106,4 +108,54 @@ func benchReplay(b *testing.B, perMessage int) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestTranscriptLineOfTrackerTool: replay --print shows a tracker tool
+// call as one readable line: the tool, ok or the failure's class with
+// the rule that refused it, the duration, the error, the masked
+// arguments (compacted, bounded), the rate-limit signal and the start of
+// the output.
+func TestTranscriptLineOfTrackerTool(t *testing.T) {
+	at := time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC)
+	line := func(text string, rec bus.ToolCallRecord) string {
+		return transcriptLine(runlog.Event{At: at, Turn: &bus.TurnEvent{Turn: 2, At: at, Kind: bus.TurnTrackerTool, Text: text, TrackerTool: &rec}}, false)
+	}
+	clock := at.Local().Format("15:04:05.000")
+	for _, c := range []struct {
+		name string
+		got  string
+		want []string
+	}{
+		{"ok", line(`{"data":{"issueUpdate":{"success":true}}}`, bus.ToolCallRecord{Tool: "linear_graphql", OK: true, DurationMS: 212, OutputBytes: 41,
+			Arguments: json.RawMessage("{\n  \"query\": \"mutation { issueUpdate(id: \\\"ABC-1\\\") { success } }\",\n  \"variables\": {\"key\": \"****\"}\n}"),
+			RateLimit: &bus.ToolRateLimit{Headers: map[string]string{"X-RateLimit-Requests-Remaining": "1499", "X-Complexity": "2"}}}),
+			[]string{clock + ` turn 2 tracker tool linear_graphql ok 212 ms args {"query":"mutation { issueUpdate(id: \"ABC-1\") { success } }","variables":{"key":"****"}}` +
+				` [rate limit X-Complexity=2 X-RateLimit-Requests-Remaining=1499] → 41 bytes {"data":{"issueUpdate":{"success":true}}}`}},
+		{"refused", line("", bus.ToolCallRecord{Tool: "linear_graphql", Class: bus.ToolRefused, Rule: "own-issue", Error: "issueUpdate targets ABC-2, not this run's issue ABC-1", DurationMS: 3,
+			Arguments: json.RawMessage(`{"query":"mutation { issueUpdate(id: \"ABC-2\") { success } }"}`)}),
+			[]string{clock + ` turn 2 tracker tool linear_graphql refused (rule: own-issue) 3 ms: issueUpdate targets ABC-2, not this run's issue ABC-1 args {"query":`}},
+		{"rate limited", line("", bus.ToolCallRecord{Tool: "linear_graphql", Class: bus.TrackerRateLimited, Error: "Linear answered 429", DurationMS: 40,
+			RateLimit: &bus.ToolRateLimit{Headers: map[string]string{"Retry-After": "30"}, Limited: true, RetryAfterMS: 30000}}),
+			[]string{"tracker tool linear_graphql rate_limited 40 ms: Linear answered 429 [rate limited, retry after 30s]"}},
+		{"failed without a class", line("", bus.ToolCallRecord{Tool: "set_state", Error: "no such state"}),
+			[]string{"tracker tool set_state failed 0 ms: no such state"}},
+		{"long arguments", line(strings.Repeat("o", 1000), bus.ToolCallRecord{Tool: "linear_graphql", OK: true,
+			Arguments: json.RawMessage(`{"query":"` + strings.Repeat("x", 5000) + `"}`)}),
+			[]string{`args {"query":"xxx`, "x… → ooo", "o…"}},
+	} {
+		for _, w := range c.want {
+			if !strings.Contains(c.got, w) {
+				t.Errorf("%s: line\n%s\nlacks\n%s", c.name, c.got, w)
+			}
+		}
+		if len(c.got) > 1200 || strings.Contains(c.got, "\n") {
+			t.Errorf("%s: the line is %d bytes or spans lines: %q", c.name, len(c.got), c.got)
+		}
+	}
+	// In colour, ok is green and a failure red.
+	ok := transcriptLine(runlog.Event{At: at, Turn: &bus.TurnEvent{Kind: bus.TurnTrackerTool, TrackerTool: &bus.ToolCallRecord{Tool: "t", OK: true}}}, true)
+	bad := transcriptLine(runlog.Event{At: at, Turn: &bus.TurnEvent{Kind: bus.TurnTrackerTool, TrackerTool: &bus.ToolCallRecord{Tool: "t", Class: "refused"}}}, true)
+	if !strings.Contains(ok, "\x1b[32mok\x1b[0m") || !strings.Contains(bad, "\x1b[31mrefused\x1b[0m") {
+		t.Errorf("colours: %q %q", ok, bad)
+	}
 }

@@ -74,6 +74,9 @@ func recordEvilRun(t *testing.T, b *bus.Bus, runID string) {
 		{Kind: bus.TurnText, Text: "agent text " + evil},
 		{Kind: bus.TurnToolUse, Tool: &bus.ToolCall{ID: "t1", Name: "Bash" + evil, Input: input}},
 		{Kind: bus.TurnStderr, Text: "stderr " + evil},
+		{Kind: bus.TurnTrackerTool, Text: "tool output " + evil, TrackerTool: &bus.ToolCallRecord{Tool: "linear" + evil, Arguments: input,
+			Class: "refused" + evil, Rule: "rule " + evil, Error: "tool error " + evil, DurationMS: 3,
+			RateLimit: &bus.ToolRateLimit{Headers: map[string]string{"X-Evil" + evil: "v " + evil}}}},
 		{Kind: bus.TurnOutcome, Text: "result " + evil, Result: &bus.TurnResult{IsError: true}},
 	} {
 		ev.RunID, ev.Turn, ev.Seq, ev.At = runID, 1, int64(i+1), start.Add(time.Duration(3+i)*time.Second)
@@ -84,10 +87,11 @@ func recordEvilRun(t *testing.T, b *bus.Bus, runID string) {
 }
 
 // TestReplayPrintEscapesOutsideText: a run whose title, session, agent
-// text, tool name and input, stderr, hook error and run error hold ESC
-// sequences, BEL, OSC 52, C1 and invalid UTF-8 — replay --print, runs and
-// the JSON exports write no raw control byte other than newline and tab,
-// and the JSON still decodes to what was stored.
+// text, tool name and input, stderr, tracker tool call (name, arguments,
+// class, rule, error, rate-limit headers, output), hook error and run
+// error hold ESC sequences, BEL, OSC 52, C1 and invalid UTF-8 — replay
+// --print, runs and the JSON exports write no raw control byte other than
+// newline and tab, and the JSON still decodes to what was stored.
 func TestReplayPrintEscapesOutsideText(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	b, err := bus.Open(t.Context(), bus.Options{DataDir: dataDir})
@@ -99,7 +103,8 @@ func TestReplayPrintEscapesOutsideText(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out := runCLI(t, "--data-dir", dataDir, "replay", "run-evil", "--print", "--speed", "0")
-	if code != 0 || !strings.Contains(out, "agent text ") || !strings.Contains(out, `\u001b[2J`) || !strings.Contains(out, `\u009b31m`) {
+	if code != 0 || !strings.Contains(out, "agent text ") || !strings.Contains(out, `\u001b[2J`) || !strings.Contains(out, `\u009b31m`) ||
+		!strings.Contains(out, `tracker tool linear\u001b[2J`) || !strings.Contains(out, `tool error \u001b[2J`) {
 		t.Fatalf("replay --print: exit %d\n%s", code, out)
 	}
 	assertNoRawControl(t, "replay --print", out)
@@ -141,7 +146,7 @@ func TestTranscriptLineInColourEscapesFields(t *testing.T) {
 	defer b.Close(t.Context())
 	recordEvilRun(t, b, "run-evil")
 	events, _, err := runlog.Timeline(t.Context(), b, "run-evil")
-	if err != nil || len(events) != 10 {
+	if err != nil || len(events) != 11 {
 		t.Fatalf("%d events, %v", len(events), err)
 	}
 	for _, ev := range events {

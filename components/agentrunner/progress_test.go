@@ -2,6 +2,7 @@ package agentrunner
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,44 @@ func TestProgressPeriodFollowsTheStallTimeout(t *testing.T) {
 		if got := progressPeriod(c.stall); got != c.want {
 			t.Errorf("progressPeriod(%v) = %v, want %v", c.stall, got, c.want)
 		}
+	}
+}
+
+// TestProgressCarriesTrackerToolCalls: a tracker tool call reaches the
+// progress readers (the overview's latest activity) with its record — the
+// arguments dropped when large, as a tool's input is — and a rate-limited
+// call is not the agent's model API rate limit (it is the tracker's quota,
+// which the tracker itself reports).
+func TestProgressCarriesTrackerToolCalls(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	sub, err := bus.Subscribe(t.Context(), b, bus.AgentProgress, "run-tt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := newProgress(b, "run-tt", time.Hour)
+	rec := &bus.ToolCallRecord{Tool: "linear_graphql", Class: bus.TrackerRateLimited, Error: "HTTP 429", DurationMS: 40,
+		Arguments: json.RawMessage(`{"query":"` + strings.Repeat("x", bus.ProgressTextBytes) + `"}`),
+		RateLimit: &bus.ToolRateLimit{Limited: true, RetryAfterMS: 30000}}
+	pr.note(bus.TurnEvent{RunID: "run-tt", Turn: 1, Seq: 1, Kind: bus.TurnTrackerTool, TrackerTool: rec}, time.Now())
+	select {
+	case m := <-sub.C():
+		p := m.Data
+		got := p.Last.TrackerTool
+		if p.Last.Kind != bus.TurnTrackerTool || got == nil || got.Tool != "linear_graphql" || got.OK || got.Class != bus.TrackerRateLimited ||
+			got.DurationMS != 40 || got.RateLimit == nil || got.RateLimit.RetryAfterMS != 30000 {
+			t.Fatalf("progress of a tracker tool call: %+v", got)
+		}
+		if got.Arguments != nil || p.RateLimit != nil {
+			t.Errorf("progress kept %d bytes of arguments, agent rate limit %+v", len(got.Arguments), p.RateLimit)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no progress message")
+	}
+	if len(rec.Arguments) == 0 {
+		t.Error("the stored event's arguments were cut")
 	}
 }
