@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
-
 	"sync"
+	"time"
+	"unicode/utf8"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/bus/safeid"
@@ -148,8 +148,10 @@ func (c *Component) serveToolCalls(ctx context.Context, cl *bus.Client) error {
 		if !res.OK {
 			level = slog.LevelWarn
 		}
-		c.log.Log(ctx, level, "tool call", "run_id", safeid.Quote(req.RunID), "issue_identifier", safeid.Quote(req.Issue.Identifier),
-			"tool", safeid.Quote(req.Tool), "ok", res.OK, "class", res.Class, "rule", res.Rule, "duration_ms", res.DurationMS)
+		// The run and its issue come from the runner; the tool's name
+		// from the agent, cut short (the handler quotes what needs it).
+		c.log.Log(ctx, level, "tool call", "run_id", req.RunID, "issue_id", req.Issue.ID, "issue_identifier", req.Issue.Identifier,
+			"tool", cutName(req.Tool), "ok", res.OK, "class", res.Class, "rule", res.Rule, "duration_ms", res.DurationMS)
 		return res, nil
 	})
 	return err
@@ -177,4 +179,17 @@ func secretsOf(a adapter) []string {
 		return []string{l.apiKey}
 	}
 	return nil
+}
+
+// cutName bounds a name from outside input for a log line.
+func cutName(s string) string {
+	const max = 100
+	if len(s) <= max {
+		return s
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

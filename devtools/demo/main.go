@@ -1,10 +1,13 @@
 // Command demo runs Symphony end to end on a fresh machine with no
 // accounts: the files tracker over the demo issues in testdata/demo, the
 // REAL claude CLI (installed by `go tool task tools`), and a local scripted
-// model server that makes a small real edit in each workspace. An after_run
-// hook hands each issue to review by editing its file, as a team's hook
-// would move a Linear issue. It runs one poll (`symphony run --once`),
-// checks the outcome and exits non-zero if anything is missing.
+// model server that makes a small real edit in each workspace and then
+// hands the issue to review itself: it calls the files tracker's
+// files_set_state tool, which claude reaches through Symphony's MCP server
+// (mcp__symphony__files_set_state) and Symphony runs host-side on the
+// run's own issue, as an agent moves a Linear issue with linear_graphql.
+// It runs one poll (`symphony run --once`), checks the outcome and exits
+// non-zero if anything is missing.
 //
 // Run it with `go tool task demo`. Everything it writes is under
 // .symphony-demo/ (git-ignored).
@@ -16,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,9 +42,6 @@ workspace:
 hooks:
   after_create: |
     git init -q . && git config user.email demo@example.invalid && git config user.name "Symphony demo"
-  after_run: |
-    # Hand the issue to review: move its file out of the active states.
-    sed -i 's/^state: .*/state: Human Review/' "$DEMO_ISSUES/$ISSUE_IDENTIFIER.md"
 agent:
   max_concurrent_agents: 3
   max_turns: 2
@@ -52,7 +53,12 @@ You are working on {{ issue.identifier }}: {{ issue.title }}.
 
 {{ issue.description }}
 {% if attempt %}This is attempt {{ attempt }}.{% endif %}
+When the work is done, move the issue to Human Review with the
+files_set_state tool.
 `
+
+// setState is the files tracker's state tool as claude names it.
+const setState = "mcp__symphony__files_set_state"
 
 func main() {
 	if err := run(); err != nil {
@@ -97,13 +103,19 @@ func run() error {
 	}
 
 	// The scripted model: in each new conversation it writes a file named
-	// after the issue's workspace, then says it is done.
+	// after the issue's workspace, then moves the issue to Human Review
+	// with the tracker's tool, then says it is done.
 	model := mockanthropic.NewResponder(func(r mockanthropic.Request) mockanthropic.Step {
-		if r.ToolResult {
-			return mockanthropic.Text("Done: I wrote SYMPHONY_DEMO.md.")
+		switch {
+		case !r.ToolResult:
+			id := filepath.Base(r.Cwd)
+			return mockanthropic.Write("SYMPHONY_DEMO.md", fmt.Sprintf("# %s\n\nHello from the Symphony demo. This file was written by the real claude CLI,\ndriven by a scripted local model, in the workspace of %s.\n", id, id))
+		case slices.Contains(r.ToolResultTools, "Write"):
+			return mockanthropic.ToolUse(setState, map[string]any{"state": "Human Review"})
+		case r.ToolResultError:
+			return mockanthropic.Text("I could not hand the issue over: " + r.ToolResultText)
 		}
-		id := filepath.Base(r.Cwd)
-		return mockanthropic.Write("SYMPHONY_DEMO.md", fmt.Sprintf("# %s\n\nHello from the Symphony demo. This file was written by the real claude CLI,\ndriven by a scripted local model, in the workspace of %s.\n", id, id))
+		return mockanthropic.Text("Done: I wrote SYMPHONY_DEMO.md and moved the issue to Human Review.")
 	})
 	defer model.Close()
 
@@ -119,7 +131,7 @@ func run() error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "run", wf, "--once", "--port", "0")
 	cmd.Env = append(os.Environ(), mockanthropic.Env(model.URL(), filepath.Join(dir, "claude-config"))...)
-	cmd.Env = append(cmd.Env, "CLAUDE_CLI="+cli, "DEMO_ISSUES="+issues)
+	cmd.Env = append(cmd.Env, "CLAUDE_CLI="+cli)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("symphony run --once: %w", err)
@@ -137,7 +149,8 @@ func run() error {
 		state := ""
 		for _, line := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, "state: "); ok {
-				state = strings.TrimSpace(v)
+				// The files tracker writes the state as a YAML string.
+				state = strings.Trim(strings.TrimSpace(v), `"'`)
 			}
 		}
 		_, werr := os.Stat(filepath.Join(dir, "workspaces", id, "SYMPHONY_DEMO.md"))

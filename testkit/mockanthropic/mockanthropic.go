@@ -135,6 +135,12 @@ type Request struct {
 	// block; ToolResultError whether one of them has is_error true.
 	ToolResult      bool
 	ToolResultError bool
+	// ToolResultText is the text of the last message's tool_result blocks
+	// (what the tools answered), and ToolResultTools the names of the
+	// tools they answer, from the tool_use blocks of the assistant
+	// message before it ("mcp__symphony__linear_graphql").
+	ToolResultText  string
+	ToolResultTools []string
 	// SessionID is the CLI session id the CLI puts in metadata.user_id
 	// (a JSON string holding {"session_id": ...}); "" if absent.
 	SessionID string
@@ -337,6 +343,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Stream = req.Stream
 	rec.Cwd = req.cwd()
 	rec.ToolResult, rec.ToolResultError = req.lastToolResult()
+	rec.ToolResultText, rec.ToolResultTools = req.lastToolResultContent()
 	rec.NumMessages = len(req.Messages)
 	rec.SessionID = req.sessionID()
 	st := s.record(rec)
@@ -482,6 +489,49 @@ func (m *messagesRequest) lastToolResult() (has, isErr bool) {
 		}
 	}
 	return has, isErr
+}
+
+// lastToolResultContent is the text of the last message's tool_result
+// blocks and the names of the tools they answer.
+func (m *messagesRequest) lastToolResultContent() (string, []string) {
+	n := len(m.Messages)
+	if n == 0 {
+		return "", nil
+	}
+	type contentBlock struct {
+		Type      string          `json:"type"`
+		ID        string          `json:"id"`
+		Name      string          `json:"name"`
+		ToolUseID string          `json:"tool_use_id"`
+		Content   json.RawMessage `json:"content"`
+	}
+	var last []contentBlock
+	if json.Unmarshal(m.Messages[n-1].Content, &last) != nil {
+		return "", nil
+	}
+	names := map[string]string{}
+	if n >= 2 {
+		var prev []contentBlock
+		if json.Unmarshal(m.Messages[n-2].Content, &prev) == nil {
+			for _, b := range prev {
+				if b.Type == "tool_use" {
+					names[b.ID] = b.Name
+				}
+			}
+		}
+	}
+	var text []string
+	var tools []string
+	for _, b := range last {
+		if b.Type != "tool_result" {
+			continue
+		}
+		text = collectText(b.Content, text)
+		if name, ok := names[b.ToolUseID]; ok {
+			tools = append(tools, name)
+		}
+	}
+	return strings.Join(text, "\n"), tools
 }
 
 // message is one assistant answer in a wire-neutral form.
