@@ -129,7 +129,7 @@ type ClaudeConfig struct {
 	StallTimeoutMS int64    `json:"stall_timeout_ms"`
 	// StrictMCPConfig passes --strict-mcp-config: the agent gets
 	// Symphony's MCP server alone, none of the operator's own.
-	StrictMCPConfig bool `json:"strict_mcp_config,omitempty"`
+	StrictMCPConfig bool `json:"strict_mcp_config"`
 }
 
 // CodexConfig is the codex section.

@@ -166,7 +166,7 @@ func (c *Component) callInSession(ctx context.Context, req bus.CallTool) (bus.To
 		return refused("session", fmt.Sprintf("run %s has no tool session: a run's tools are offered only while it runs", safeid.Quote(req.RunID))), nil
 	}
 	if req.Issue.ID != "" && req.Issue.ID != ts.issue.ID {
-		return refused("own-issue", "the call names an issue other than its run's"), secretsOf(ts.act.adapter)
+		return refused("own_issue_only", "the call names an issue other than its run's"), secretsOf(ts.act.adapter)
 	}
 	req.Issue = ts.issue
 	return boundOutput(runTool(ctx, ts.act.adapter.tools(), req), c.outputLimit()), secretsOf(ts.act.adapter)
