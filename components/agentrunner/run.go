@@ -169,6 +169,16 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 		st, why, _ := w.failure(ctx, err.Error())
 		return st, why
 	}
+	// The tools are pinned as near the dispatch as can be: before the
+	// workspace and its hooks, which may take minutes, so a reload
+	// meanwhile does not give the run tools of another configuration
+	// than its own. They are opened while the workspace is prepared (off
+	// the way to the agent's start), and end with the agent's session
+	// (below), or here on an early end.
+	opened := make(chan *runTools, 1)
+	go func() { opened <- w.openTools(ctx) }()
+	tools := sync.OnceValue(func() *runTools { return <-opened })
+	defer func() { w.closeTools(ctx, tools()) }()
 	// The first turn's process window (procscan.Window) is opened now,
 	// while the workspace is prepared, not on the way to the agent's start
 	// (it reads three files of /proc). Opened earlier, it only covers
@@ -184,8 +194,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	// after_run runs whatever happened, even when the run was canceled.
 	defer w.afterRun(ctx, iss)
 	// The agent's tools end with its session, before after_run.
-	tools := w.openTools(ctx)
-	defer w.closeTools(ctx, tools)
+	defer func() { w.closeTools(ctx, tools()) }()
 	tpl, err := prompt.Parse(w.snap.PromptTemplate, 1)
 	if err != nil {
 		return bus.RunFailed, err.Error()
@@ -194,7 +203,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	if err != nil {
 		return bus.RunFailed, err.Error()
 	}
-	return w.turns(ctx, be, iss, first, firstSince, tools)
+	return w.turns(ctx, be, iss, first, firstSince, tools())
 }
 
 // hookTimeout bounds a workspace request: the hook's own timeout and

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -48,6 +49,8 @@ type runTools struct {
 	specs bus.ToolSpecs
 	// config is the MCP config file that starts the run's MCP server.
 	config string
+	// closed makes closeTools act once.
+	closed sync.Once
 }
 
 // names are the tools as claude names them.
@@ -99,17 +102,20 @@ func (w *run) openTools(ctx context.Context) *runTools {
 	return t
 }
 
-// closeTools ends the run's tools: no call is taken after it returns.
+// closeTools ends the run's tools: no call is taken after it returns. It
+// acts once; later calls do nothing.
 func (w *run) closeTools(ctx context.Context, t *runTools) {
 	if t == nil {
 		return
 	}
-	w.tools.Store(nil)
-	w.r.opts.Bus.RevokeTools(w.d.RunID)
-	if err := os.Remove(t.config); err != nil && !errors.Is(err, os.ErrNotExist) {
-		w.r.log.Warn("remove the run's MCP config", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
-	}
-	w.releaseTools(ctx)
+	t.closed.Do(func() {
+		w.tools.Store(nil)
+		w.r.opts.Bus.RevokeTools(w.d.RunID)
+		if err := os.Remove(t.config); err != nil && !errors.Is(err, os.ErrNotExist) {
+			w.r.log.Warn("remove the run's MCP config", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		}
+		w.releaseTools(ctx)
+	})
 }
 
 // releaseTools ends the tracker's session of the run (a failure only

@@ -102,21 +102,7 @@ func run() error {
 		return err
 	}
 
-	// The scripted model: in each new conversation it writes a file named
-	// after the issue's workspace, then moves the issue to Human Review
-	// with the tracker's tool, then says it is done.
-	model := mockanthropic.NewResponder(func(r mockanthropic.Request) mockanthropic.Step {
-		switch {
-		case !r.ToolResult:
-			id := filepath.Base(r.Cwd)
-			return mockanthropic.Write("SYMPHONY_DEMO.md", fmt.Sprintf("# %s\n\nHello from the Symphony demo. This file was written by the real claude CLI,\ndriven by a scripted local model, in the workspace of %s.\n", id, id))
-		case slices.Contains(r.ToolResultTools, "Write"):
-			return mockanthropic.ToolUse(setState, map[string]any{"state": "Human Review"})
-		case r.ToolResultError:
-			return mockanthropic.Text("I could not hand the issue over: " + r.ToolResultText)
-		}
-		return mockanthropic.Text("Done: I wrote SYMPHONY_DEMO.md and moved the issue to Human Review.")
-	})
+	model := scriptedModel()
 	defer model.Close()
 
 	bin := filepath.Join(dir, "bin", "symphony")
@@ -171,4 +157,22 @@ func run() error {
 	}
 	fmt.Printf("demo: ok — runs are recorded in %s (see the README for `go tool nats` and `symphony runs`)\n", filepath.Join(dir, ".symphony"))
 	return nil
+}
+
+// scriptedModel is the demo's model server. In each new conversation it
+// writes a file named after the issue's workspace, then moves the issue to
+// Human Review with the tracker's tool, then says it is done.
+func scriptedModel() *mockanthropic.Server {
+	return mockanthropic.NewResponder(func(r mockanthropic.Request) mockanthropic.Step {
+		switch {
+		case !r.ToolResult:
+			id := filepath.Base(r.Cwd)
+			return mockanthropic.Write("SYMPHONY_DEMO.md", fmt.Sprintf("# %s\n\nHello from the Symphony demo. This file was written by the real claude CLI,\ndriven by a scripted local model, in the workspace of %s.\n", id, id))
+		case slices.Contains(r.ToolResultTools, "Write"):
+			return mockanthropic.ToolUse(setState, map[string]any{"state": "Human Review"})
+		case r.ToolResultError:
+			return mockanthropic.Text("I could not hand the issue over: " + r.ToolResultText)
+		}
+		return mockanthropic.Text("Done: I wrote SYMPHONY_DEMO.md and moved the issue to Human Review.")
+	})
 }
