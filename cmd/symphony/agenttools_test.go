@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/procscan"
@@ -50,13 +54,17 @@ const (
 )
 
 // agentLinear is a fake Linear GraphQL endpoint: the poller's queries
-// answered from two issues (uuid-1 active, uuid-2 in Backlog), the tool's
-// documents answered plainly; every request is recorded with its
-// Authorization, and one without the key gets 401.
+// answered from two issues (uuid-1 in Todo until an issueUpdate moves it
+// to state-done, uuid-2 in Backlog), the tool's documents answered
+// plainly; every request is recorded with its Authorization, and one
+// without the key gets 401.
 type agentLinear struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	log []linearRequest
+	// done: uuid-1 was moved to Done (an issueUpdate with stateId
+	// state-done).
+	done bool
 }
 
 type linearRequest struct {
@@ -96,14 +104,22 @@ func (f *agentLinear) serve(w http.ResponseWriter, r *http.Request) {
 		Variables map[string]any `json:"variables"`
 	}
 	_ = json.Unmarshal(raw, &req)
+	authorized := r.Header.Get("Authorization") == agentToolsKey
 	f.mu.Lock()
 	f.log = append(f.log, linearRequest{Auth: r.Header.Get("Authorization"), Query: req.Query, Vars: req.Variables, Body: string(raw)})
+	if authorized && strings.Contains(req.Query, "issueUpdate") && strings.Contains(string(raw), "state-done") && strings.Contains(string(raw), "uuid-1") {
+		f.done = true
+	}
+	state := "Todo"
+	if f.done {
+		state = "Done"
+	}
 	f.mu.Unlock()
-	if r.Header.Get("Authorization") != agentToolsKey {
+	if !authorized {
 		http.Error(w, `{"errors":[{"message":"Authentication required","extensions":{"code":"AUTHENTICATION_ERROR"}}]}`, http.StatusUnauthorized)
 		return
 	}
-	issues := []map[string]any{linearNode("uuid-1", "SYM-1", "Todo"), linearNode("uuid-2", "SYM-2", "Backlog")}
+	issues := []map[string]any{linearNode("uuid-1", "SYM-1", state), linearNode("uuid-2", "SYM-2", "Backlog")}
 	var data any
 	switch q := req.Query; {
 	case strings.Contains(q, "SymphonyIssuesByStates"), strings.Contains(q, "SymphonyIssuesByIDs"):
@@ -145,18 +161,17 @@ func readAllLimited(r *http.Request) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-// toolScript is the scripted model: in its one turn it calls
-// linear_graphql four times (a query, its own issue's update, another
-// issue's update, a forbidden mutation) and then answers. Before the
-// update of its own issue it stops at a gate, with claude and its MCP
-// server alive, until the test has looked at them.
+// toolScript is the scripted model: in its one turn it makes claude
+// call linear_graphql with each of calls in order, then answers. The call
+// at gateAt is held at a gate, with claude and its MCP server alive, until
+// the test has looked at them (paused is closed when it is).
 type toolScript struct {
-	// gate holds the answer that makes the own-issue update; paused is
-	// closed when that answer is chosen.
+	calls        []map[string]any
+	gateAt       int
 	gate, paused chan struct{}
 
 	mu      sync.Mutex
-	step    int
+	next    int
 	results []scriptResult
 	errs    []string
 }
@@ -166,8 +181,8 @@ type scriptResult struct {
 	isErr bool
 }
 
-func newToolScript() *toolScript {
-	return &toolScript{gate: make(chan struct{}), paused: make(chan struct{})}
+func newToolScript(gateAt int, calls ...map[string]any) *toolScript {
+	return &toolScript{calls: calls, gateAt: gateAt, gate: make(chan struct{}), paused: make(chan struct{})}
 }
 
 func call(query string, vars map[string]any) map[string]any {
@@ -181,33 +196,27 @@ func call(query string, vars map[string]any) map[string]any {
 func (s *toolScript) respond(r mockanthropic.Request) mockanthropic.Step {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !r.ToolResult {
-		if s.step > 0 || !bytes.Contains(r.Body, []byte(`"`+linearGraphQL+`"`)) {
-			// Not the conversation (or claude was not offered the tool:
-			// the run then fails on the missing results below).
-			return mockanthropic.Text("Nothing to add.")
-		}
-		s.step = 1
-		return mockanthropic.ToolUse(linearGraphQL, call(queryOwn, nil))
-	}
-	if !slices.Contains(r.ToolResultTools, linearGraphQL) {
-		s.errs = append(s.errs, fmt.Sprintf("step %d: a tool result for %v, not %s: %s", s.step, r.ToolResultTools, linearGraphQL, r.ToolResultText))
+	switch {
+	case !r.ToolResult && (s.next > 0 || !bytes.Contains(r.Body, []byte(`"`+linearGraphQL+`"`))):
+		// Not the conversation (or claude was not offered the tool: the
+		// test then fails on the missing results).
+		return mockanthropic.Text("Nothing to add.")
+	case r.ToolResult && !slices.Contains(r.ToolResultTools, linearGraphQL):
+		s.errs = append(s.errs, fmt.Sprintf("call %d: a tool result for %v, not %s: %s", s.next, r.ToolResultTools, linearGraphQL, r.ToolResultText))
 		return mockanthropic.Text("Something went wrong.")
+	case r.ToolResult:
+		s.results = append(s.results, scriptResult{text: r.ToolResultText, isErr: r.ToolResultError})
 	}
-	s.results = append(s.results, scriptResult{text: r.ToolResultText, isErr: r.ToolResultError})
-	s.step++
-	switch s.step {
-	case 2:
+	if s.next >= len(s.calls) {
+		return mockanthropic.Text("Done with my issue; the changes I may not make were refused.")
+	}
+	st := mockanthropic.ToolUse(linearGraphQL, s.calls[s.next])
+	if s.next == s.gateAt {
 		close(s.paused)
-		st := mockanthropic.ToolUse(linearGraphQL, call(updateOwn, map[string]any{"id": "uuid-1", "title": renamedTitle}))
 		st.Gate = s.gate
-		return st
-	case 3:
-		return mockanthropic.ToolUse(linearGraphQL, call(updateOther, nil))
-	case 4:
-		return mockanthropic.ToolUse(linearGraphQL, call(deleteOwn, nil))
 	}
-	return mockanthropic.Text("I renamed SYM-1; the other changes were refused, as they should be.")
+	s.next++
+	return st
 }
 
 func (s *toolScript) outcome() ([]scriptResult, []string) {
@@ -258,11 +267,103 @@ polling: {interval_ms: 600000}
 workspace: {root: ws}
 hooks:
   after_create: env > hook-environment.txt
-agent: {max_turns: 1}
+agent: {max_turns: %d}
 claude: {permission_mode: acceptEdits, turn_timeout_ms: 120000}
 ---
-Work on {{ issue.identifier }}: rename it.
+Work on {{ issue.identifier }}.
 `
+
+// agentRun is a `symphony run` process with a Linear tracker on the fake,
+// the real claude CLI on the scripted model, the key in its environment.
+type agentRun struct {
+	dir, dataDir, claudeDir, wf string
+	linear                      *agentLinear
+	script                      *toolScript
+	cmd                         *exec.Cmd
+	out                         *lockedBuffer
+	done                        chan error
+	exited                      bool
+}
+
+// startAgentRun writes the workflow (linear_graphql scoped, maxTurns) and
+// starts `symphony run` on it with the extra arguments.
+func startAgentRun(t *testing.T, script *toolScript, maxTurns int, args ...string) *agentRun {
+	t.Helper()
+	cli, err := mockanthropic.CLIPath()
+	if err != nil {
+		t.Fatalf("the real claude CLI is required: %v", err)
+	}
+	model := mockanthropic.NewResponder(script.respond)
+	t.Cleanup(model.Close)
+	dir := t.TempDir()
+	r := &agentRun{dir: dir, dataDir: filepath.Join(dir, "data"), claudeDir: filepath.Join(dir, "claude-config"),
+		wf: filepath.Join(dir, "WORKFLOW.md"), linear: newAgentLinear(t), script: script, out: &lockedBuffer{}, done: make(chan error, 1)}
+	writeFile(t, r.wf, r.workflow("scoped", maxTurns))
+	r.cmd = exec.Command(binary, append([]string{"--data-dir", r.dataDir, "run", r.wf, "--port", "0"}, args...)...)
+	r.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "LINEAR_API_KEY=") || strings.HasPrefix(kv, "SYMPHONY_")
+	}), mockanthropic.Env(model.URL(), r.claudeDir)...)
+	r.cmd.Env = append(r.cmd.Env, "CLAUDE_CLI="+cli, "LINEAR_API_KEY="+agentToolsKey)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	t.Cleanup(func() {
+		if !r.exited {
+			_ = r.cmd.Process.Kill()
+			<-r.done
+		}
+	})
+	return r
+}
+
+func (r *agentRun) workflow(policy string, maxTurns int) string {
+	return fmt.Sprintf(agentToolsWorkflow, r.linear.srv.URL+"/graphql", policy, maxTurns)
+}
+
+// waitPaused waits until claude waits at the script's gate.
+func (r *agentRun) waitPaused(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.script.paused:
+	case err := <-r.done:
+		r.exited = true
+		t.Fatalf("symphony ended (%v) before the agent's call at the gate; output:\n%s", err, r.out)
+	case <-time.After(2 * testTimeout):
+		t.Fatalf("the agent never reached its call at the gate; output:\n%s", r.out)
+	}
+}
+
+// waitOutput waits until the output has more than n lines holding all of
+// subs.
+func (r *agentRun) waitOutput(t *testing.T, n int, subs ...string) {
+	t.Helper()
+	for deadline := time.After(testTimeout); r.out.count(subs...) <= n; {
+		select {
+		case err := <-r.done:
+			r.exited = true
+			t.Fatalf("symphony ended (%v) before printing %q; output:\n%s", err, subs, r.out)
+		case <-deadline:
+			t.Fatalf("no %q within %v; output:\n%s", subs, testTimeout, r.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// wait waits for the process to exit 0.
+func (r *agentRun) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.exited = true
+		if err != nil {
+			t.Fatalf("symphony run: %v; output:\n%s", err, r.out)
+		}
+	case <-time.After(2 * testTimeout):
+		t.Fatalf("symphony run did not end; output:\n%s", r.out)
+	}
+}
 
 // TestAgentActsOnItsIssueWithoutTheKey is the issue's real-client test:
 // claude, in one turn, reads its issue through linear_graphql (the data
@@ -277,88 +378,37 @@ Work on {{ issue.identifier }}: rename it.
 // The test also reloads the workflow with linear_graphql off while claude
 // waits, before the update of its own issue: the update still goes
 // through, and the later refusals name the scoped policy's rules, because
-// a run's tools are those of its dispatch.
+// a run's tools are those of its dispatch. (The issue stays Todo: moving
+// it mid-run would let the reload's poll stop the run; max_turns 1 and
+// --once end it.)
 func TestAgentActsOnItsIssueWithoutTheKey(t *testing.T) {
-	cli, err := mockanthropic.CLIPath()
-	if err != nil {
-		t.Fatalf("the real claude CLI is required: %v", err)
-	}
-	linear := newAgentLinear(t)
-	script := newToolScript()
-	model := mockanthropic.NewResponder(script.respond)
-	defer model.Close()
-
-	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "data")
-	claudeDir := filepath.Join(dir, "claude-config")
-	wf := filepath.Join(dir, "WORKFLOW.md")
-	writeFile(t, wf, fmt.Sprintf(agentToolsWorkflow, linear.srv.URL+"/graphql", "scoped"))
-
-	cmd := exec.Command(binary, "--data-dir", dataDir, "run", wf, "--once", "--port", "0")
-	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "LINEAR_API_KEY=") || strings.HasPrefix(kv, "SYMPHONY_")
-	}), mockanthropic.Env(model.URL(), claudeDir)...)
-	cmd.Env = append(cmd.Env, "CLAUDE_CLI="+cli, "LINEAR_API_KEY="+agentToolsKey)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	script := newToolScript(1,
+		call(queryOwn, nil),
+		call(updateOwn, map[string]any{"id": "uuid-1", "title": renamedTitle}),
+		call(updateOther, nil),
+		call(deleteOwn, nil))
+	r := startAgentRun(t, script, 1, "--once")
 
 	// claude waits for the answer that updates its own issue.
-	select {
-	case <-script.paused:
-	case err := <-done:
-		exited = true
-		t.Fatalf("symphony ended (%v) before the agent's second call; output:\n%s", err, out)
-	case <-time.After(2 * testTimeout):
-		t.Fatalf("the agent never got its query's result; output:\n%s", out)
-	}
-	config, run := mcpConfigOf(t, dataDir)
-	checkAgentTree(t, run, cmd.Process.Pid)
+	r.waitPaused(t)
+	config, run := mcpConfigOf(t, r.dataDir)
+	checkAgentTree(t, run, r.cmd.Process.Pid)
 	checkMCPConfig(t, config)
 
 	// Reload with the tool off; the run keeps the tools of its dispatch.
-	before := out.count("tracker configured")
-	writeFileAtomic(t, wf, fmt.Sprintf(agentToolsWorkflow, linear.srv.URL+"/graphql", "off"))
-	for deadline := time.After(testTimeout); out.count("tracker configured") <= before; {
-		select {
-		case err := <-done:
-			exited = true
-			t.Fatalf("symphony ended (%v) before the reload; output:\n%s", err, out)
-		case <-deadline:
-			t.Fatalf("the reload was not applied within %v; output:\n%s", testTimeout, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	before := r.out.count("tracker configured")
+	writeFileAtomic(t, r.wf, r.workflow("off", 1))
+	r.waitOutput(t, before, "tracker configured")
 	close(script.gate)
-
-	select {
-	case err := <-done:
-		exited = true
-		if err != nil {
-			t.Fatalf("symphony run --once: %v; output:\n%s", err, out)
-		}
-	case <-time.After(2 * testTimeout):
-		t.Fatalf("symphony run --once did not end; output:\n%s", out)
-	}
+	r.wait(t)
 
 	results, errs := script.outcome()
 	for _, e := range errs {
 		t.Error(e)
 	}
 	checkModelSaw(t, results)
-	checkLinearSaw(t, linear.requests())
-	checkTranscript(t, dataDir, run)
+	checkLinearSaw(t, r.linear.requests())
+	checkTranscript(t, r.dataDir, run)
 	if _, err := os.Stat(config); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the run's MCP config outlived the run: %v", err)
 	}
@@ -367,13 +417,97 @@ func TestAgentActsOnItsIssueWithoutTheKey(t *testing.T) {
 	// passing: the hook's environment dump in the workspace, the tool
 	// result in claude's own session files, the recorded arguments in
 	// the store.
-	noKeyUnder(t, filepath.Join(dir, "ws"), "ISSUE_IDENTIFIER=SYM-1")
-	noKeyUnder(t, claudeDir, fakeLinearTitle)
-	noKeyUnder(t, filepath.Join(dataDir, "jetstream"), renamedTitle)
-	noKeyUnder(t, dataDir, "")
-	if strings.Contains(out.String(), agentToolsKey) {
-		t.Errorf("the key is in symphony's output:\n%s", out)
+	noKeyUnder(t, filepath.Join(r.dir, "ws"), "ISSUE_IDENTIFIER=SYM-1")
+	noKeyUnder(t, r.claudeDir, fakeLinearTitle)
+	noKeyUnder(t, filepath.Join(r.dataDir, "jetstream"), renamedTitle)
+	noKeyUnder(t, r.dataDir, "")
+	if strings.Contains(r.out.String(), agentToolsKey) {
+		t.Errorf("the key is in symphony's output:\n%s", r.out)
 	}
+}
+
+// TestRunCredentialEndsWithTheRun: the run's credential, taken from its
+// MCP config while claude runs, starts a working `symphony mcp` (it lists
+// the run's tools) then; once the run has ended (the agent moved its issue
+// to Done, so the run stops after its turn), the same credential is
+// refused while Symphony goes on running.
+func TestRunCredentialEndsWithTheRun(t *testing.T) {
+	script := newToolScript(0, call(`mutation { issueUpdate(id: "uuid-1", input: {stateId: "state-done"}) { success } }`, nil))
+	r := startAgentRun(t, script, 3)
+	r.waitPaused(t)
+	config, run := mcpConfigOf(t, r.dataDir)
+	env := mcpEnvOf(t, config)
+	if tools, err := listRunTools(t, env); err != nil || !slices.Contains(tools, "linear_graphql") {
+		t.Errorf("with the live run's credential: tools %v, %v", tools, err)
+	}
+	close(script.gate)
+	r.waitOutput(t, 0, "msg=\"run finished\"", "component=agentrunner", "run_id="+run, "status=succeeded")
+	if _, err := os.Stat(config); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the run's MCP config outlived the run: %v", err)
+	}
+	tools, err := listRunTools(t, env)
+	if err == nil || !strings.Contains(err.Error(), "connect to the tools of run "+run) || !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Errorf("with the ended run's credential: tools %v, err %v", tools, err)
+	} else {
+		t.Logf("the ended run's credential: %v", err)
+	}
+	if results, _ := script.outcome(); len(results) != 1 || results[0].isErr {
+		t.Errorf("the agent's call: %+v", results)
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	r.wait(t)
+	if n := r.out.count("msg=dispatched"); n != 1 {
+		t.Errorf("%d dispatches, want 1 (the issue was Done after the run):\n%s", n, r.out)
+	}
+}
+
+// mcpEnvOf is the environment the run's MCP config gives `symphony mcp`.
+func mcpEnvOf(t *testing.T, path string) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		MCPServers map[string]struct {
+			Env map[string]string `json:"env"`
+		} `json:"mcpServers"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil || len(cfg.MCPServers["symphony"].Env) == 0 {
+		t.Fatalf("the MCP config has no symphony server with an environment (%v):\n%s", err, raw)
+	}
+	return cfg.MCPServers["symphony"].Env
+}
+
+// listRunTools starts `symphony mcp` with env as an MCP client would and
+// lists its tools; the error says why it could not (the server's stderr
+// included).
+func listRunTools(t *testing.T, env map[string]string) ([]string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	cmd := exec.Command(binary, "mcp")
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "SYMPHONY_") })
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "0"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("%w; stderr: %s", err, stderr)
+	}
+	defer cs.Close()
+	list, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w; stderr: %s", err, stderr)
+	}
+	var names []string
+	for _, tool := range list.Tools {
+		names = append(names, tool.Name)
+	}
+	return names, nil
 }
 
 // mcpConfigOf is the one run's MCP config and the run's id (its name).
