@@ -1,5 +1,7 @@
 package bus
 
+import "encoding/json"
+
 import "time"
 
 // Config is the typed configuration read from WORKFLOW.md front matter, with
@@ -132,12 +134,24 @@ type ClaudeConfig struct {
 	StrictMCPConfig bool `json:"strict_mcp_config"`
 }
 
-// CodexConfig is the codex section.
+// CodexConfig is the codex section (spec §5.3.6). The approval and
+// sandbox values are Codex's own (AskForApproval, SandboxMode,
+// SandboxPolicy of the targeted app-server version): Symphony passes them
+// through to thread/start and turn/start as JSON.
 type CodexConfig struct {
 	Command        string `json:"command"`
 	TurnTimeoutMS  int64  `json:"turn_timeout_ms"`
 	ReadTimeoutMS  int64  `json:"read_timeout_ms"`
 	StallTimeoutMS int64  `json:"stall_timeout_ms"`
+	// ApprovalPolicy is thread/start's approvalPolicy: a string
+	// ("never", "on-request"…) or an object; nil means the loader's
+	// default.
+	ApprovalPolicy json.RawMessage `json:"approval_policy,omitempty"`
+	// ThreadSandbox is thread/start's sandbox ("workspace-write"…).
+	ThreadSandbox string `json:"thread_sandbox,omitempty"`
+	// TurnSandboxPolicy is turn/start's sandboxPolicy (an object); nil
+	// means a workspace-write policy rooted at the run's workspace.
+	TurnSandboxPolicy json.RawMessage `json:"turn_sandbox_policy,omitempty"`
 }
 
 // ServerConfig is the dashboard's address.
