@@ -1,8 +1,9 @@
 package bus
 
-import "encoding/json"
-
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Config is the typed configuration read from WORKFLOW.md front matter, with
 // every default applied and every path resolved. It is what the workflow
