@@ -30,7 +30,7 @@ import (
 // verbRole is what calling a bus verb on a subject or key makes the caller.
 var verbRole = map[string]string{
 	"Publish": "producer", "PublishDurable": "producer", "Ask": "producer",
-	"Subscribe": "consumer", "Serve": "consumer", "ServeN": "consumer", "History": "consumer",
+	"Subscribe": "consumer", "Serve": "consumer", "ServeN": "consumer", "ServeBounded": "consumer", "History": "consumer",
 	"Put": "producer", "Create": "producer", "Delete": "producer",
 	"Update": "producer", "Purge": "producer",
 	"Get": "consumer", "Watch": "consumer", "WatchSet": "consumer", "All": "consumer", "Values": "consumer",

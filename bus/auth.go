@@ -3,6 +3,7 @@ package bus
 import (
 	"crypto/subtle"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,8 +51,10 @@ type listenerAuth struct {
 	// the server has started; grants are the credentials GrantTools made,
 	// keyed by the token's hash (toolgrant.go).
 	tools    atomic.Pointer[server.Account]
-	grantsMu sync.RWMutex
-	grants   map[[32]byte]toolGrant
+	grantsMu sync.Mutex
+	grants   map[[32]byte]*toolGrant
+	// log receives the refusals of a used tool credential presented again.
+	log *slog.Logger
 	// account is the listener clients' own NATS account, set once the
 	// server has started (see listenerAccount); until then only the
 	// internal token is admitted.

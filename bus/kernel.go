@@ -343,7 +343,7 @@ func serverOptions(dataDir string, opts Options) (*server.Options, *listenerAuth
 // operator's listener; the tool listener alone admits no reader), and the
 // control token when controls is set.
 func newListenerAuth(readers, controls bool) (*listenerAuth, error) {
-	auth := &listenerAuth{readers: readers, grants: map[[32]byte]toolGrant{}}
+	auth := &listenerAuth{readers: readers, grants: map[[32]byte]*toolGrant{}, log: slog.New(slog.DiscardHandler)}
 	var err error
 	if auth.internal, err = newToken(); err != nil {
 		return nil, err
@@ -386,6 +386,7 @@ func (b *Bus) startServer(sopts *server.Options) error {
 // address).
 func (b *Bus) openListener(host string, auth *listenerAuth, tools bool) error {
 	b.auth = auth
+	auth.log = b.log
 	addr, ok := b.ns.Addr().(*net.TCPAddr)
 	if !ok {
 		return errors.New("bus: listener has no TCP address")

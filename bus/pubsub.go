@@ -377,6 +377,15 @@ func Serve[Req, Resp any](ctx context.Context, ep Endpoint, r Request[Req, Resp]
 // for one issue must not hold up another's). The returned channel is closed
 // once serving has stopped and every handler in flight has returned.
 func ServeN[Req, Resp any](ctx context.Context, ep Endpoint, r Request[Req, Resp], n int, h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
+	return ServeBounded(ctx, ep, r, n, subPendingMsgs, servePendingBytes, h, filter...)
+}
+
+// ServeBounded is ServeN with the responder's pending limits: at most
+// pendingMsgs requests and pendingBytes bytes wait for a handler; beyond
+// them requests are dropped (their askers time out) and the overflow is
+// logged. A responder for outside askers (a run's MCP server) gets a
+// subscription of its own with small limits, so a flood fills only it.
+func ServeBounded[Req, Resp any](ctx context.Context, ep Endpoint, r Request[Req, Resp], n, pendingMsgs, pendingBytes int, h Handler[Req, Resp], filter ...string) (<-chan struct{}, error) {
 	b := ep.bus()
 	if n < 1 {
 		n = 1
@@ -427,7 +436,7 @@ func ServeN[Req, Resp any](ctx context.Context, ep Endpoint, r Request[Req, Resp
 	overflow := func() {
 		b.log.Error("responder overflowed; some requests were dropped (their askers time out)", "subject", subject)
 	}
-	if _, err := b.register(ctx, ns, d, subPendingMsgs, servePendingBytes, overflow); err != nil {
+	if _, err := b.register(ctx, ns, d, pendingMsgs, pendingBytes, overflow); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", subject, err)
 	}
 	return done, nil

@@ -18,14 +18,21 @@ import (
 // Run tool credentials (issue #21). A run's MCP server is a child of the
 // agent, so it runs with whatever the agent can read; what it holds must
 // open nothing but that run's tools. GrantTools makes such a credential: a
-// token that admits one connection user whose only rights are to ask
-// AgentTools and AgentToolCall for its own run and to receive the answers
-// on an inbox of its own. The user lives in an account of its own
+// token that admits ONE connection, once, as a user whose only rights are
+// to ask AgentTools and AgentToolCall for its own run and to receive the
+// answers on an inbox of its own. The user lives in an account of its own
 // (ToolAccountName), which imports just those two services, so the answers
 // to whatever reply subject it names stay there, and it sees no other
-// run's traffic. Revoke ends the credential and closes its connections.
-// The tracker key never leaves the tracker component: the credential only
-// asks Symphony, which runs the tool host-side.
+// run's traffic. RevokeTools ends the run's credentials and closes their
+// connections. The tracker key never leaves the tracker component: the
+// credential only asks Symphony, which runs the tool host-side.
+//
+// Single use matters because agents run as the operator's user: another
+// run's agent can read a run's MCP config. A credential is made for one
+// agent start and is spent by the first connection (the run's own MCP
+// server, started a moment after the config is written); a copy read
+// later opens nothing, and a copy presented first leaves the run's own
+// server refused — which the runner's record and this package's log show.
 
 // ToolAccountName is the NATS account of run tool credentials.
 const ToolAccountName = "TOOLS"
@@ -80,6 +87,8 @@ func ToolGrantFromEnv(getenv func(string) string) (ToolGrant, error) {
 // toolGrant is what the listener's authentication keeps of a grant.
 type toolGrant struct {
 	runID, inbox string
+	// used is set by the connection that spent the credential.
+	used bool
 }
 
 // toolUser names a run's credential user: connz shows it, and Revoke finds
@@ -106,9 +115,27 @@ func (b *Bus) GrantTools(runID string) (ToolGrant, error) {
 	}
 	g := ToolGrant{URL: b.toolURL, Token: tok, RunID: runID, Inbox: "_INBOX." + hex.EncodeToString(raw[:])}
 	b.auth.grantsMu.Lock()
-	b.auth.grants[sha256.Sum256([]byte(tok))] = toolGrant{runID: runID, inbox: g.Inbox}
-	b.auth.grantsMu.Unlock()
+	defer b.auth.grantsMu.Unlock()
+	if n := b.auth.grantsOf(runID); n >= maxGrantsPerRun {
+		return ToolGrant{}, fmt.Errorf("bus: run %s holds %d tool credentials already (revoke them first)", runID, n)
+	}
+	b.auth.grants[sha256.Sum256([]byte(tok))] = &toolGrant{runID: runID, inbox: g.Inbox}
 	return g, nil
+}
+
+// maxGrantsPerRun bounds the credentials of one run in force at once (a
+// run holds one per agent start, revoked before the next).
+const maxGrantsPerRun = 16
+
+// grantsOf counts run's credentials; grantsMu is held.
+func (a *listenerAuth) grantsOf(runID string) int {
+	n := 0
+	for _, g := range a.grants {
+		if g.runID == runID {
+			n++
+		}
+	}
+	return n
 }
 
 // RevokeTools ends every tool credential of run runID: no new connection
@@ -118,6 +145,8 @@ func (b *Bus) RevokeTools(runID string) int {
 	if b.auth == nil {
 		return 0
 	}
+	// An admission holds the lock until its user is registered, so once
+	// the grants are gone every connection made with them is listed.
 	b.auth.grantsMu.Lock()
 	for k, g := range b.auth.grants {
 		if g.runID == runID {
@@ -125,19 +154,25 @@ func (b *Bus) RevokeTools(runID string) int {
 		}
 	}
 	b.auth.grantsMu.Unlock()
-	cz, err := b.ns.Connz(&server.ConnzOptions{User: toolUser(runID), Account: ToolAccountName, Username: true, Limit: 1 << 16})
-	if err != nil {
-		b.log.Warn("revoke tool credential: list its connections", "run_id", runID, "err", err)
-		return 0
-	}
 	closed := 0
-	for _, c := range cz.Conns {
-		if err := b.ns.DisconnectClientByID(c.Cid); err == nil {
-			closed++
+	for range 2 { // a second sweep for a connection listed late
+		cz, err := b.ns.Connz(&server.ConnzOptions{User: toolUser(runID), Account: ToolAccountName, Username: true, Limit: 1 << 16})
+		if err != nil {
+			b.log.Warn("revoke tool credential: list its connections", "run_id", runID, "err", err)
+			return closed
+		}
+		for _, c := range cz.Conns {
+			if err := b.ns.DisconnectClientByID(c.Cid); err == nil {
+				closed++
+			}
 		}
 	}
 	return closed
 }
+
+// ToolURL is where run tool credentials connect, "" without a tool
+// listener.
+func (b *Bus) ToolURL() string { return b.toolURL }
 
 // ToolGrants is how many tool credentials are in force (for tests and the
 // leak check of a run's end).
@@ -145,21 +180,29 @@ func (b *Bus) ToolGrants() int {
 	if b.auth == nil {
 		return 0
 	}
-	b.auth.grantsMu.RLock()
-	defer b.auth.grantsMu.RUnlock()
+	b.auth.grantsMu.Lock()
+	defer b.auth.grantsMu.Unlock()
 	return len(b.auth.grants)
 }
 
-// admitTool admits a connection presenting a run tool credential, with the
-// rights of that run alone.
+// admitTool admits the first connection presenting a run tool credential,
+// with the rights of that run alone, and spends the credential: a second
+// presentation is refused and logged (someone else read the run's MCP
+// config). The lock is held until the user is registered (see
+// RevokeTools).
 func (a *listenerAuth) admitTool(c server.ClientAuthentication, tok string) bool {
-	a.grantsMu.RLock()
+	a.grantsMu.Lock()
+	defer a.grantsMu.Unlock()
 	g, ok := a.grants[sha256.Sum256([]byte(tok))]
-	a.grantsMu.RUnlock()
 	if !ok {
 		return false
 	}
-	c.RegisterUser(&server.User{Username: toolUser(g.runID), Account: a.tools.Load(), Permissions: toolPermissions(g)})
+	if g.used {
+		a.log.Warn("a run's tool credential was presented again and refused: it is spent by the run's own MCP server, so another process has read it", "run_id", g.runID, "remote", c.RemoteAddress())
+		return false
+	}
+	g.used = true
+	c.RegisterUser(&server.User{Username: toolUser(g.runID), Account: a.tools.Load(), Permissions: toolPermissions(*g)})
 	return true
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -68,7 +69,15 @@ func TestToolGrantIsBoundToItsRun(t *testing.T) {
 		t.Fatalf("own run's tools: %+v, %v", specs, err)
 	}
 
-	c, err := toolClient(t, g)
+	// A credential is spent by its first connection: a copy is refused.
+	if _, err := toolClient(t, g); err == nil {
+		t.Fatal("a spent credential connects again")
+	}
+	g2, err := b.GrantTools("run-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := toolClient(t, g2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,5 +182,37 @@ func TestToolGrantFromEnv(t *testing.T) {
 	delete(env, ToolEnvToken)
 	if _, err := ToolGrantFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), ToolEnvToken) {
 		t.Fatalf("missing token: %v", err)
+	}
+}
+
+// A connection admitted while its run's credentials are revoked is closed
+// too: no connection of the run outlives RevokeTools.
+func TestRevokeLeavesNoConnection(t *testing.T) {
+	b := openTest(t, Options{ToolListener: true})
+	for round := range 100 {
+		g, err := b.GrantTools("run-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		connected := make(chan *nats.Conn, 1)
+		go func() {
+			nc, err := nats.Connect(g.URL, nats.Token(g.Token), nats.CustomInboxPrefix(g.Inbox), nats.NoReconnect())
+			if err != nil {
+				nc = nil
+			}
+			connected <- nc
+		}()
+		b.RevokeTools("run-a")
+		nc := <-connected
+		cz, err := b.ns.Connz(&server.ConnzOptions{User: toolUser("run-a"), Account: ToolAccountName, Username: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cz.Conns) != 0 {
+			t.Fatalf("round %d: %d connections of the run outlived its revocation", round, len(cz.Conns))
+		}
+		if nc != nil {
+			nc.Close()
+		}
 	}
 }

@@ -104,9 +104,15 @@ func TestMCPInspectorCallsTheRunsTools(t *testing.T) {
 	defer b.Close(context.Background())
 	var calls atomic.Int64
 	serveFakeRunTools(t, b, "run-1", &calls)
-	g, err := b.GrantTools("run-1")
-	if err != nil {
-		t.Fatal(err)
+	// A credential is spent by the first connection made with it, as
+	// Symphony makes one for each agent start: each inspector start gets
+	// its own.
+	grant := func() bus.ToolGrant {
+		g, err := b.GrantTools("run-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
 	}
 
 	// claude speaks the initialize handshake (the inspector's "legacy"
@@ -115,17 +121,25 @@ func TestMCPInspectorCallsTheRunsTools(t *testing.T) {
 	for _, era := range []string{"legacy", "modern"} {
 		t.Run(era, func(t *testing.T) {
 			before := calls.Load()
-			inspectTools(t, inspector, g, "--protocol-era", era)
+			inspectTools(t, inspector, grant, "--protocol-era", era)
 			if n := calls.Load() - before; n != 2 {
 				t.Errorf("the runner got %d calls, want 2", n)
 			}
 		})
 	}
 
-	// Once the run ends, its credential opens nothing: the server cannot
-	// start, and says why on stderr.
-	b.RevokeTools("run-1")
+	// A spent credential opens nothing: a second server started with it
+	// cannot connect, and says why on stderr.
+	g := grant()
+	inspect(t, inspector, g, 0, "--method", "tools/list")
 	code, out, stderr := runInspector(t, inspector, g, "--method", "tools/list")
+	if code == 0 || !strings.Contains(stderr, "connect to the tools of run run-1") {
+		t.Errorf("with a spent credential: exit code %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	// Once the run ends, its credential opens nothing either.
+	g = grant()
+	b.RevokeTools("run-1")
+	code, out, stderr = runInspector(t, inspector, g, "--method", "tools/list")
 	if code == 0 || !strings.Contains(stderr, "connect to the tools of run run-1") {
 		t.Errorf("after the run ended: exit code %d\nstdout: %s\nstderr: %s", code, out, stderr)
 	}
@@ -133,9 +147,9 @@ func TestMCPInspectorCallsTheRunsTools(t *testing.T) {
 
 // inspectTools lists the fake run's tools with the inspector and calls
 // each: one answers, one is refused.
-func inspectTools(t *testing.T, inspector string, g bus.ToolGrant, era ...string) {
+func inspectTools(t *testing.T, inspector string, grant func() bus.ToolGrant, era ...string) {
 	t.Helper()
-	list := inspect(t, inspector, g, 0, append(era, "--method", "tools/list")...)
+	list := inspect(t, inspector, grant(), 0, append(era, "--method", "tools/list")...)
 	var names []string
 	tools, _ := list["tools"].([]any)
 	for _, tool := range tools {
@@ -154,11 +168,11 @@ func inspectTools(t *testing.T, inspector string, g bus.ToolGrant, era ...string
 		t.Fatalf("tools/list: %v\n%v", names, list)
 	}
 
-	ok := inspect(t, inspector, g, 0, append(era, "--method", "tools/call", "--tool-name", "files_read_issue", "--tool-arg", "field=state")...)
+	ok := inspect(t, inspector, grant(), 0, append(era, "--method", "tools/call", "--tool-name", "files_read_issue", "--tool-arg", "field=state")...)
 	if ok["isError"] == true || !strings.Contains(contentText(ok), `"state":"Todo"`) {
 		t.Errorf("a call that succeeds: %v", ok)
 	}
-	failed := inspect(t, inspector, g, inspectorToolError, append(era, "--method", "tools/call", "--tool-name", "files_set_state", "--tool-arg", "state=Deleted")...)
+	failed := inspect(t, inspector, grant(), inspectorToolError, append(era, "--method", "tools/call", "--tool-name", "files_set_state", "--tool-arg", "state=Deleted")...)
 	if text := contentText(failed); failed["isError"] != true || !strings.Contains(text, "class: refused") || !strings.Contains(text, "rule: allowed_states") {
 		t.Errorf("a refused call: %v", failed)
 	}

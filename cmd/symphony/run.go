@@ -167,6 +167,9 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	e, closeStdout := withStdoutSink(e)
 	defer closeStdout()
 	log := g.logger(e.stderr)
+	if err := hideFromSameUser(); err != nil {
+		log.Warn("the tracker key in this process's environment stays readable by the agents (same user)", "err", err)
+	}
 	if err := c.setMaxProcs(); err != nil {
 		return err
 	}

@@ -84,9 +84,6 @@ func (c *Component) Run(ctx context.Context) error {
 	}); err != nil {
 		return components.Stopped(ctx, err)
 	}
-	if err := c.serveTools(ctx, cl, o); err != nil {
-		return components.Stopped(ctx, err)
-	}
 	configs, err := bus.Watch(ctx, cl, bus.ConfigCurrent)
 	if err != nil {
 		return components.Stopped(ctx, err)

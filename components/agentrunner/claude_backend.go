@@ -33,6 +33,13 @@ type claudeSession struct {
 func (s *claudeSession) command() []string { return s.b.argv(s.spec.cfg, s.id, s.spec.tools) }
 
 func (s *claudeSession) turn(ctx context.Context, in turnInput) turnOutcome {
+	// Each claude process starts the run's MCP server anew: it gets a
+	// credential of its own, spent by that server's connection and
+	// revoked when the turn ends.
+	if t := s.spec.tools; t != nil {
+		t.arm()
+		defer t.disarm()
+	}
 	spec := turnSpec{argv: s.command(), dir: s.spec.dir, env: s.spec.env(), stdin: in.prompt,
 		silence: time.Duration(s.spec.cfg.Claude.TurnTimeoutMS) * time.Millisecond, runID: s.spec.runID,
 		since: in.since, started: in.started, commit: in.commit}

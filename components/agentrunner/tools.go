@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -17,14 +18,21 @@ import (
 
 // A run's tracker tools (issue #21). When a claude run starts, the runner
 // opens the run's tool session with the tracker (which pins the adapter in
-// force, so a reload never changes a live session's tools), asks the bus
-// for a credential bound to the run, and writes an MCP config (0600, in the
-// data directory) that makes claude start `symphony mcp` with it. The
-// agent then sees the tools as mcp__symphony__<tool>; each call reaches
-// this runner, which adds the run's own issue, has the tracker run it
-// host-side and records it with the run. When the run's session ends, the
-// credential is revoked (its connection closed), the config removed and
-// the tracker's session released: a late call is refused.
+// force, so a reload never changes a live session's tools) and answers the
+// run's own tool subjects. Before each agent start it asks the bus for a
+// fresh single-use credential bound to the run and writes an MCP config
+// (0600, in the data directory) that makes claude start `symphony mcp`
+// with it; when the agent's turn ends the credential is revoked (its
+// connection closed) and the config removed. The agent sees the tools as
+// mcp__symphony__<tool>; each call reaches this runner, which adds the
+// run's own issue, has the tracker run it host-side and records it with
+// the run. When the run's session ends its responders stop and the
+// tracker's session is released: a late call is refused.
+//
+// A run's calls are bounded by the run itself: its own responders (two
+// calls at once, 16 waiting; a flood fills only them) and a budget of
+// maxToolCallsPerRun calls, so one hijacked agent cannot starve another
+// run's tools or fill the store with records.
 
 // MCPServerName is the name the agent knows Symphony's MCP server by.
 const MCPServerName = "symphony"
@@ -44,13 +52,64 @@ const toolsOpenTimeout = 30 * time.Second
 // got the whole output (its own stream records it too).
 const toolPreviewBytes = 2 << 10
 
+// The bounds of one run's tool calls.
+const (
+	// maxToolCallsPerRun is a run's budget of tool calls; later calls are
+	// refused (rule call_budget) and not recorded.
+	maxToolCallsPerRun = 1000
+	// toolCallSlots is how many of a run's calls run at once;
+	// toolCallsPending how many wait (more are dropped, their askers
+	// time out); toolPendingBytes bounds what waits.
+	toolCallSlots    = 2
+	toolCallsPending = 16
+	toolPendingBytes = 16 << 20
+)
+
 // runTools are a run's tools, fixed when the run started.
 type runTools struct {
 	specs bus.ToolSpecs
-	// config is the MCP config file that starts the run's MCP server.
+	// config is the MCP config file that starts the run's MCP server,
+	// written by arm before each agent start.
 	config string
+	b      *bus.Bus
+	runID  string
+	// command starts the MCP server (`symphony mcp`).
+	command []string
+	log     *slog.Logger
+	// calls counts the calls the run's agent made (its budget).
+	calls atomic.Int64
+	// stopServing ends the run's responders; served are their done
+	// channels.
+	stopServing context.CancelFunc
+	served      []<-chan struct{}
 	// closed makes closeTools act once.
 	closed sync.Once
+}
+
+// arm makes a fresh single-use credential for the next agent start and
+// writes it into the run's MCP config; the run's earlier credentials are
+// revoked first.
+func (t *runTools) arm() {
+	t.b.RevokeTools(t.runID)
+	g, err := t.b.GrantTools(t.runID)
+	if err == nil {
+		_, err = writeMCPConfig(filepath.Dir(t.config), t.runID, t.command, g)
+	}
+	if err != nil {
+		// The config left in place names a revoked credential: the
+		// agent's MCP server fails to connect and the turn goes on
+		// without the tools.
+		t.log.Error("the agent's turn gets no tracker tools: arm the run's MCP config", "err", err)
+	}
+}
+
+// disarm ends the credential of the agent start that ended, and its
+// config.
+func (t *runTools) disarm() {
+	t.b.RevokeTools(t.runID)
+	if err := os.Remove(t.config); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.log.Warn("remove the run's MCP config", "err", err)
+	}
 }
 
 // names are the tools as claude names them.
@@ -83,20 +142,18 @@ func (w *run) openTools(ctx context.Context) *runTools {
 		w.releaseTools(ctx)
 		return nil
 	}
-	grant, err := w.r.opts.Bus.GrantTools(w.d.RunID)
-	if err != nil {
-		log.Warn("the run has no tracker tools: no credential for its MCP server", "err", err)
+	if w.r.opts.Bus.ToolURL() == "" {
+		log.Warn("the run has no tracker tools: the bus has no tool listener")
 		w.releaseTools(ctx)
 		return nil
 	}
-	path, err := writeMCPConfig(filepath.Join(w.r.opts.Bus.DataDir(), "mcp"), w.d.RunID, w.r.opts.MCPCommand, grant)
-	if err != nil {
-		log.Warn("the run has no tracker tools: write its MCP config", "err", err)
-		w.r.opts.Bus.RevokeTools(w.d.RunID)
+	t := &runTools{specs: specs, config: filepath.Join(w.r.opts.Bus.DataDir(), "mcp", w.d.RunID+".json"),
+		b: w.r.opts.Bus, runID: w.d.RunID, command: w.r.opts.MCPCommand, log: log}
+	if err := w.serveTools(ctx, t); err != nil {
+		log.Warn("the run has no tracker tools: serve its tool subjects", "err", err)
 		w.releaseTools(ctx)
 		return nil
 	}
-	t := &runTools{specs: specs, config: path}
 	w.tools.Store(t)
 	log.Info("tracker tools open", "tracker", specs.Tracker, "tools", len(specs.Tools), "config_version", specs.ConfigVersion)
 	return t
@@ -110,9 +167,10 @@ func (w *run) closeTools(ctx context.Context, t *runTools) {
 	}
 	t.closed.Do(func() {
 		w.tools.Store(nil)
-		w.r.opts.Bus.RevokeTools(w.d.RunID)
-		if err := os.Remove(t.config); err != nil && !errors.Is(err, os.ErrNotExist) {
-			w.r.log.Warn("remove the run's MCP config", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		t.disarm()
+		t.stopServing()
+		for _, done := range t.served {
+			<-done
 		}
 		w.releaseTools(ctx)
 	})
@@ -177,10 +235,6 @@ func writeMCPConfig(dir, runID string, command []string, g bus.ToolGrant) (strin
 	return path, nil
 }
 
-// runIDOf is the {run_id} of a run's tool subject (its last token; the
-// bus's filter makes it one token).
-func runIDOf(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
-
 // callTool runs one call of the run's agent: the tracker runs it in the
 // run's session on the run's own issue, and the call is recorded with the
 // run. The result goes back to the MCP server without the recorded
@@ -220,34 +274,43 @@ func (w *run) recordTool(ctx context.Context, tool string, res bus.ToolResult) {
 	w.prog.note(ev, time.Now())
 }
 
-// serveTools answers the runs' MCP servers: a run's tools while it is
-// live, and its calls. A run that is not live (ended, or never here) gets
-// a failure result for a call and an error for the listing.
-func (c *Component) serveTools(ctx context.Context, cl *bus.Client, o *owner) error {
-	if _, err := bus.ServeN(ctx, cl, bus.AgentTools, 8, func(_ context.Context, subject string, _ bus.ListRunTools) (bus.ToolSpecs, error) {
-		_, t := o.toolsOf(runIDOf(subject))
-		if t == nil {
-			return bus.ToolSpecs{}, bus.WithCode(bus.CodeNotFound, fmt.Errorf("run %s has no tools: it is not running", safeid.Quote(runIDOf(subject))))
-		}
-		return t.specs, nil
-	}); err != nil {
+// serveTools answers the run's MCP server on the run's own subjects, with
+// the run's own bounds, until closeTools: the run's tools, and its calls.
+func (w *run) serveTools(ctx context.Context, t *runTools) error {
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	t.stopServing = stop
+	list, err := bus.ServeBounded(sctx, w.r.opts.Bus, bus.AgentTools, 1, toolCallsPending, toolPendingBytes,
+		func(context.Context, string, bus.ListRunTools) (bus.ToolSpecs, error) { return t.specs, nil }, w.d.RunID)
+	if err != nil {
+		stop()
 		return err
 	}
-	_, err := bus.ServeN(ctx, cl, bus.AgentToolCall, 8, func(ctx context.Context, subject string, req bus.RunTool) (bus.ToolResult, error) {
-		w, t := o.toolsOf(runIDOf(subject))
-		if t == nil {
-			return bus.ToolResult{Class: bus.ToolRefused, Rule: "session", Error: "the run's tools are no longer available: the run has ended"}, nil
-		}
-		return w.callTool(ctx, cl, req), nil
-	})
-	return err
+	call, err := bus.ServeBounded(sctx, w.r.opts.Bus, bus.AgentToolCall, toolCallSlots, toolCallsPending, toolPendingBytes,
+		func(ctx context.Context, _ string, req bus.RunTool) (bus.ToolResult, error) {
+			return w.takeCall(ctx, t, req), nil
+		}, w.d.RunID)
+	if err != nil {
+		stop()
+		<-list
+		return err
+	}
+	t.served = []<-chan struct{}{list, call}
+	return nil
 }
 
-// toolsOf is the live run runID and its tools (nil when it has none).
-func (o *owner) toolsOf(runID string) (*run, *runTools) {
-	var w *run
-	if err := o.do(func(s *runSet) { w = s.runs[runID] }); err != nil || w == nil {
-		return nil, nil
+// takeCall runs one call of the run's agent while its tools are open and
+// within its budget.
+func (w *run) takeCall(ctx context.Context, t *runTools, req bus.RunTool) bus.ToolResult {
+	if w.tools.Load() != t {
+		return bus.ToolResult{Class: bus.ToolRefused, Rule: "session", Error: "the run's tools are no longer available: the run has ended"}
 	}
-	return w, w.tools.Load()
+	if n := t.calls.Add(1); n > maxToolCallsPerRun {
+		res := bus.ToolResult{Class: bus.ToolRefused, Rule: "call_budget",
+			Error: fmt.Sprintf("the run has made its %d tool calls: no more are taken", maxToolCallsPerRun)}
+		if n == maxToolCallsPerRun+1 {
+			w.recordTool(ctx, req.Tool, res)
+		}
+		return res
+	}
+	return w.callTool(ctx, w.r.opts.Bus, req)
 }

@@ -128,6 +128,11 @@ func TestRunOffersItsTrackerTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	// The credential is spent: another process that read the config
+	// (another run's agent, say) is refused.
+	if _, err := bus.ConnectTools(t.Context(), g, nil); err == nil {
+		t.Error("a copy of the run's spent credential connects")
+	}
 	specs, err := bus.Ask(t.Context(), conn, bus.AgentTools, bus.ListRunTools{}, "run-1")
 	if err != nil || len(specs.Tools) != 2 {
 		t.Fatalf("the run's tools: %+v %v", specs, err)
@@ -201,5 +206,42 @@ func TestRunWithoutToolsGoesOn(t *testing.T) {
 	end, _ = h2.finished()
 	if end.Status != bus.RunSucceeded || !slices.Contains(end.Command, "--strict-mcp-config") || !slices.Contains(end.Command, "--mcp-config") {
 		t.Errorf("strict run: %s %q", end.Status, end.Command)
+	}
+}
+
+// A run's agent has a budget of tool calls: past it calls are refused
+// without reaching the tracker, and only the first refusal is recorded.
+func TestRunToolCallBudget(t *testing.T) {
+	h := startHarness(t, "hang", defaultTemplate, nil, []string{"/usr/bin/symphony-test", "mcp"})
+	tt := &toolTracker{}
+	tt.serve(t, h.b)
+	h.dispatch("run-1")
+	h.waitAgentRunning("run-1")
+	_, g := readMCPConfig(t, filepath.Join(h.b.DataDir(), "mcp", "run-1.json"))
+	conn, err := bus.ConnectTools(t.Context(), g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var last bus.ToolResult
+	for range maxToolCallsPerRun + 3 {
+		if last, err = bus.Ask(t.Context(), conn, bus.AgentToolCall, bus.RunTool{Tool: "files_set_state", Arguments: json.RawMessage(`{"state":"Done"}`)}, "run-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last.OK || last.Rule != "call_budget" {
+		t.Errorf("a call past the budget: %+v", last)
+	}
+	tt.mu.Lock()
+	calls := len(tt.calls)
+	tt.mu.Unlock()
+	refusals := 0
+	for _, ev := range h.turns("run-1") {
+		if ev.Kind == bus.TurnTrackerTool && ev.TrackerTool.Rule == "call_budget" {
+			refusals++
+		}
+	}
+	if calls != maxToolCallsPerRun || refusals != 1 {
+		t.Errorf("the tracker ran %d calls (want %d), %d budget refusals recorded (want 1)", calls, maxToolCallsPerRun, refusals)
 	}
 }
