@@ -166,9 +166,13 @@ type Request struct {
 	Tools []string
 	// UserText is the text of the last user message in input.
 	UserText string
-	// ToolOutputs are the function_call_output items that end input (the
-	// answers to the previous step's calls); empty on a fresh user turn.
+	// ToolOutputs are the function_call_output items answering the calls
+	// of the latest step that made calls (history resends every earlier
+	// output; those are in AllToolOutputs). When the latest output answers
+	// a call this server did not issue, it alone.
 	ToolOutputs []ToolOutput
+	// AllToolOutputs are every function_call_output item of input.
+	AllToolOutputs []ToolOutput
 	// NumInput is len(input) (the whole history codex resends).
 	NumInput int
 	// Step is the index of the script step that answered, or -1 when the
@@ -181,7 +185,7 @@ func (r Request) IsResponses() bool {
 	return r.Method == http.MethodPost && r.Path == "/v1/responses"
 }
 
-// ToolResultText is the text of the trailing tool outputs, joined by
+// ToolResultText is the text of ToolOutputs, joined by
 // newlines (like mockanthropic's field of that name).
 func (r Request) ToolResultText() string {
 	out := make([]string, 0, len(r.ToolOutputs))
@@ -216,6 +220,8 @@ type Server struct {
 	steps    []Step
 	next     int
 	requests []Request
+	issued   map[string]int // call_id -> serial of the answer that made the call
+	serial   int
 	changed  chan struct{} // closed and replaced on every recorded request
 }
 
@@ -231,6 +237,7 @@ func New(steps ...Step) *Server {
 		done:    make(chan struct{}),
 		steps:   append([]Step(nil), steps...),
 		changed: make(chan struct{}),
+		issued:  map[string]int{},
 	}
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(1)
@@ -321,10 +328,12 @@ func (s *Server) WaitResponses(ctx context.Context, n int) error {
 }
 
 // record appends r, assigning the next script step (or the "done"
-// fallback) to a responses request, and returns that step.
+// fallback) to a responses request, and returns that step with its call
+// ids filled in.
 func (s *Server) record(r Request) Step {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r.ToolOutputs = s.latestOutputs(r.AllToolOutputs)
 	idx := -1
 	var st Step
 	if r.IsResponses() && s.respond != nil {
@@ -342,7 +351,37 @@ func (s *Server) record(r Request) Step {
 	s.requests = append(s.requests, r)
 	close(s.changed)
 	s.changed = make(chan struct{})
+	if len(st.Calls) > 0 {
+		s.serial++
+		st.Calls = append([]Call(nil), st.Calls...)
+		for i := range st.Calls {
+			if st.Calls[i].ID == "" {
+				st.Calls[i].ID = "call_mock_" + randomHex(16)
+			}
+			s.issued[st.Calls[i].ID] = s.serial
+		}
+	}
 	return st
+}
+
+// latestOutputs keeps the outputs answering the same answer's calls as
+// the last output does.
+func (s *Server) latestOutputs(all []ToolOutput) []ToolOutput {
+	if len(all) == 0 {
+		return nil
+	}
+	last := all[len(all)-1]
+	serial, ok := s.issued[last.CallID]
+	if !ok {
+		return []ToolOutput{last}
+	}
+	var out []ToolOutput
+	for _, o := range all {
+		if s.issued[o.CallID] == serial {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -69,15 +69,9 @@ func (q *responsesRequest) fill(rec *Request) {
 			}
 		}
 	}
-	// The trailing run of function calls and their outputs answers the
-	// previous step.
-	start := len(items)
-	for start > 0 && (items[start-1].Type == "function_call_output" || items[start-1].Type == "function_call" || items[start-1].Type == "reasoning") {
-		start--
-	}
-	for _, it := range items[start:] {
+	for _, it := range items {
 		if it.Type == "function_call_output" {
-			rec.ToolOutputs = append(rec.ToolOutputs, ToolOutput{CallID: it.CallID, Name: names[it.CallID], Output: outputText(it.Output)})
+			rec.AllToolOutputs = append(rec.AllToolOutputs, ToolOutput{CallID: it.CallID, Name: names[it.CallID], Output: outputText(it.Output)})
 		}
 	}
 }
