@@ -119,7 +119,7 @@ func startAppServer(t *testing.T, srv *mockopenai.Server, experimental bool) *ap
 			<-done
 		}
 		if dir := os.Getenv("MOCKOPENAI_TRANSCRIPT_DIR"); dir != "" {
-			a.writeTranscript(filepath.Join(dir, t.Name()+".jsonl"))
+			a.writeTranscript(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "-")+".jsonl"))
 		}
 		if t.Failed() {
 			t.Logf("app-server stderr:\n%s", a.stderr.String())

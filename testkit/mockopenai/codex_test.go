@@ -169,3 +169,46 @@ func TestCodexDynamicTool(t *testing.T) {
 		t.Logf("%s items: %s", typ, raw)
 	}
 }
+
+// TestCodexDynamicToolFailures: a {success:false} answer and an answer
+// codex cannot read both reach the model as a failed call (the turn goes
+// on); a call of a tool that was never declared is answered by codex
+// itself without asking the client.
+func TestCodexDynamicToolFailures(t *testing.T) {
+	srv := mockopenai.New(
+		mockopenai.FunctionCall("linear_graphql", map[string]any{"query": "q"}), mockopenai.Text("ok"),
+		mockopenai.FunctionCall("linear_graphql", map[string]any{"query": "q"}), mockopenai.Text("ok"),
+		mockopenai.FunctionCall("no_such_tool", map[string]any{}), mockopenai.Text("ok"),
+	)
+	defer srv.Close()
+	a := startAppServer(t, srv, true)
+	answers := []any{
+		rpcMsg{"success": false, "contentItems": []any{rpcMsg{"type": "inputText", "text": "tool broke"}}},
+		rpcMsg{"unexpected": 1},
+	}
+	a.onRequest = func(method string, p rpcMsg) any {
+		if method != "item/tool/call" || len(answers) == 0 {
+			t.Fatalf("unexpected server request %s %v", method, p)
+		}
+		ans := answers[0]
+		answers = answers[1:]
+		return ans
+	}
+	params := threadParams(t.TempDir(), "never")
+	params["dynamicTools"] = []any{rpcMsg{"name": "linear_graphql", "description": "d", "inputSchema": rpcMsg{"type": "object"}}}
+	thread := a.startThread(params)
+	for i, want := range []string{"tool broke", "dynamic tool response was invalid", "unsupported call: no_such_tool"} {
+		msgs := a.turn(thread, "go")
+		if turn := completedTurn(t, msgs); turn["status"] != "completed" {
+			t.Fatalf("turn %d: %v", i, turn)
+		}
+		reqs := srv.Responses()
+		if got := reqs[len(reqs)-1].ToolResultText(); got != want {
+			t.Errorf("turn %d: model saw %q, want %q", i, got, want)
+		}
+		items := completedItems(msgs, "dynamicToolCall")
+		if i < 2 && (len(items) != 1 || items[0]["status"] != "failed" || items[0]["success"] != false) {
+			t.Errorf("turn %d: dynamicToolCall items %v, want one failed", i, items)
+		}
+	}
+}
