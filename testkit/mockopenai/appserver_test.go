@@ -119,7 +119,7 @@ func startAppServer(t *testing.T, srv *mockopenai.Server, experimental bool) *ap
 			<-done
 		}
 		if dir := os.Getenv("MOCKOPENAI_TRANSCRIPT_DIR"); dir != "" {
-			a.writeTranscript(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "-")+".jsonl"))
+			a.writeTranscript(transcriptPath(dir, t.Name()))
 		}
 		if t.Failed() {
 			t.Logf("app-server stderr:\n%s", a.stderr.String())
@@ -137,6 +137,19 @@ func (a *appServer) record(dir string, raw []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.log = append(a.log, fmt.Sprintf(`{"dir":%q,"msg":%s}`, dir, raw))
+}
+
+// transcriptPath names a test's transcript file, numbered when the test
+// runs more than one app-server.
+func transcriptPath(dir, name string) string {
+	base := filepath.Join(dir, strings.ReplaceAll(name, "/", "-"))
+	path := base + ".jsonl"
+	for i := 2; ; i++ {
+		if _, err := os.Stat(path); err != nil {
+			return path
+		}
+		path = fmt.Sprintf("%s-%d.jsonl", base, i)
+	}
 }
 
 func (a *appServer) writeTranscript(path string) {
