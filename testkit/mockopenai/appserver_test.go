@@ -24,6 +24,10 @@ const msgTimeout = 60 * time.Second
 // rpcMsg is one JSON-RPC message, as read from or written to the server.
 type rpcMsg = map[string]any
 
+// rpcError, returned by an onRequest handler, answers with a JSON-RPC
+// error object instead of a result.
+type rpcError map[string]any
+
 // appServer is a minimal client of the real `codex app-server`, enough to
 // observe the protocol.
 type appServer struct {
@@ -38,9 +42,15 @@ type appServer struct {
 	// nil fails the test on any.
 	onRequest func(method string, params rpcMsg) any
 
+	stopOnce func()
+
 	mu  sync.Mutex
 	log []string // transcript lines {"dir":">"|"<","msg":...}
 }
+
+// stop closes the server's stdin and waits for it to exit (killing it
+// after 10 s).
+func (a *appServer) stop() { a.stopOnce() }
 
 type lockedBuffer struct {
 	mu  sync.Mutex
@@ -73,8 +83,15 @@ func codexCLI(t *testing.T) string {
 // CODEX_HOME and sends initialize + initialized.
 func startAppServer(t *testing.T, srv *mockopenai.Server, experimental bool) *appServer {
 	t.Helper()
+	return startAppServerIn(t, srv, experimental, filepath.Join(t.TempDir(), "codex-home"))
+}
+
+// startAppServerIn is startAppServer with CODEX_HOME at home (a second
+// process on the same home can resume the first one's threads).
+func startAppServerIn(t *testing.T, srv *mockopenai.Server, experimental bool, home string) *appServer {
+	t.Helper()
 	bin := codexCLI(t)
-	env, err := mockopenai.CodexHome(filepath.Join(t.TempDir(), "codex-home"), srv.URL())
+	env, err := mockopenai.CodexHome(home, srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +125,7 @@ func startAppServer(t *testing.T, srv *mockopenai.Server, experimental bool) *ap
 			a.lines <- m
 		}
 	}()
-	t.Cleanup(func() {
+	a.stopOnce = sync.OnceFunc(func() {
 		_ = a.stdin.Close()
 		done := make(chan error, 1)
 		go func() { <-readerDone; done <- cmd.Wait() }()
@@ -118,6 +135,9 @@ func startAppServer(t *testing.T, srv *mockopenai.Server, experimental bool) *ap
 			_ = cmd.Process.Kill()
 			<-done
 		}
+	})
+	t.Cleanup(func() {
+		a.stop()
 		if dir := os.Getenv("MOCKOPENAI_TRANSCRIPT_DIR"); dir != "" {
 			a.writeTranscript(transcriptPath(dir, t.Name()))
 		}
@@ -186,7 +206,12 @@ func (a *appServer) next() rpcMsg {
 				a.t.Fatalf("unexpected server request %v", m)
 			}
 			params, _ := m["params"].(rpcMsg)
-			a.send(rpcMsg{"id": m["id"], "result": a.onRequest(method, params)})
+			switch ans := a.onRequest(method, params).(type) {
+			case rpcError:
+				a.send(rpcMsg{"id": m["id"], "error": rpcMsg(ans)})
+			default:
+				a.send(rpcMsg{"id": m["id"], "result": ans})
+			}
 		}
 		return m
 	case <-time.After(msgTimeout):

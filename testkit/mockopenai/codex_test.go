@@ -1,6 +1,7 @@
 package mockopenai_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -170,12 +171,13 @@ func TestCodexDynamicTool(t *testing.T) {
 	}
 }
 
-// TestCodexDynamicToolFailures: a {success:false} answer and an answer
-// codex cannot read both reach the model as a failed call (the turn goes
-// on); a call of a tool that was never declared is answered by codex
+// TestCodexDynamicToolFailures: a {success:false} answer, an answer codex
+// cannot read and a JSON-RPC error all reach the model as a failed call
+// (the turn goes on); a call of a tool that was never declared is answered by codex
 // itself without asking the client.
 func TestCodexDynamicToolFailures(t *testing.T) {
 	srv := mockopenai.New(
+		mockopenai.FunctionCall("linear_graphql", map[string]any{"query": "q"}), mockopenai.Text("ok"),
 		mockopenai.FunctionCall("linear_graphql", map[string]any{"query": "q"}), mockopenai.Text("ok"),
 		mockopenai.FunctionCall("linear_graphql", map[string]any{"query": "q"}), mockopenai.Text("ok"),
 		mockopenai.FunctionCall("no_such_tool", map[string]any{}), mockopenai.Text("ok"),
@@ -185,6 +187,7 @@ func TestCodexDynamicToolFailures(t *testing.T) {
 	answers := []any{
 		rpcMsg{"success": false, "contentItems": []any{rpcMsg{"type": "inputText", "text": "tool broke"}}},
 		rpcMsg{"unexpected": 1},
+		rpcError{"code": -32000, "message": "no executor"},
 	}
 	a.onRequest = func(method string, p rpcMsg) any {
 		if method != "item/tool/call" || len(answers) == 0 {
@@ -197,7 +200,7 @@ func TestCodexDynamicToolFailures(t *testing.T) {
 	params := threadParams(t.TempDir(), "never")
 	params["dynamicTools"] = []any{rpcMsg{"name": "linear_graphql", "description": "d", "inputSchema": rpcMsg{"type": "object"}}}
 	thread := a.startThread(params)
-	for i, want := range []string{"tool broke", "dynamic tool response was invalid", "unsupported call: no_such_tool"} {
+	for i, want := range []string{"tool broke", "dynamic tool response was invalid", "dynamic tool request failed", "unsupported call: no_such_tool"} {
 		msgs := a.turn(thread, "go")
 		if turn := completedTurn(t, msgs); turn["status"] != "completed" {
 			t.Fatalf("turn %d: %v", i, turn)
@@ -207,8 +210,77 @@ func TestCodexDynamicToolFailures(t *testing.T) {
 			t.Errorf("turn %d: model saw %q, want %q", i, got, want)
 		}
 		items := completedItems(msgs, "dynamicToolCall")
-		if i < 2 && (len(items) != 1 || items[0]["status"] != "failed" || items[0]["success"] != false) {
+		if i < 3 && (len(items) != 1 || items[0]["status"] != "failed" || items[0]["success"] != false) {
 			t.Errorf("turn %d: dynamicToolCall items %v, want one failed", i, items)
 		}
+	}
+}
+
+// TestCodexResumeKeepsDynamicTools: a second app-server process on the
+// same CODEX_HOME resumes the thread with thread/resume; the dynamic tools
+// given to thread/start are still offered and still routed to the client,
+// and the token totals go on from the first process's.
+func TestCodexResumeKeepsDynamicTools(t *testing.T) {
+	srv := mockopenai.New(mockopenai.Text("first"), mockopenai.FunctionCall("linear_graphql", map[string]any{"query": "q"}), mockopenai.Text("ok"))
+	defer srv.Close()
+	home := filepath.Join(t.TempDir(), "codex-home")
+	cwd := t.TempDir()
+	a := startAppServerIn(t, srv, true, home)
+	params := threadParams(cwd, "never")
+	params["dynamicTools"] = []any{rpcMsg{"name": "linear_graphql", "description": "d", "inputSchema": rpcMsg{"type": "object"}}}
+	thread := a.startThread(params)
+	a.turn(thread, "go")
+	a.stop()
+
+	b := startAppServerIn(t, srv, true, home)
+	var calls int
+	b.onRequest = func(method string, p rpcMsg) any {
+		if method != "item/tool/call" || p["threadId"] != thread {
+			t.Errorf("unexpected server request %s %v", method, p)
+		}
+		calls++
+		return rpcMsg{"success": true, "contentItems": []any{rpcMsg{"type": "inputText", "text": "after resume"}}}
+	}
+	res, _ := b.call("thread/resume", rpcMsg{"threadId": thread, "cwd": cwd, "approvalPolicy": "never", "sandbox": "danger-full-access"})
+	if dig(res, "thread", "id") != thread {
+		t.Fatalf("thread/resume result %v", res)
+	}
+	msgs := b.turn(thread, "again")
+	if turn := completedTurn(t, msgs); turn["status"] != "completed" || calls != 1 {
+		t.Fatalf("turn %v, %d tool calls", turn["status"], calls)
+	}
+	reqs := srv.Responses()
+	if !reqs[1].HasTool("linear_graphql") || reqs[2].ToolResultText() != "after resume" {
+		t.Fatalf("after resume: tools %v, model saw %q", reqs[1].Tools, reqs[2].ToolResultText())
+	}
+	assertTotal(t, msgs, srv.Steps()...)
+}
+
+// TestCodexTurnInterrupt stops a turn whose model answer is pending with
+// turn/interrupt {threadId, turnId}: the reply is {} and turn/completed
+// says interrupted.
+func TestCodexTurnInterrupt(t *testing.T) {
+	gate := make(chan struct{})
+	defer close(gate)
+	srv := mockopenai.New(mockopenai.Step{Text: "late", Gate: gate})
+	defer srv.Close()
+	a := startAppServer(t, srv, false)
+	thread := a.startThread(threadParams(t.TempDir(), "never"))
+	res, _ := a.call("turn/start", rpcMsg{"threadId": thread, "input": []any{rpcMsg{"type": "text", "text": "x"}}})
+	turnID, _ := dig(res, "turn", "id").(string)
+	ctx, cancel := context.WithTimeout(context.Background(), msgTimeout)
+	defer cancel()
+	if err := srv.WaitResponses(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	got, seen := a.call("turn/interrupt", rpcMsg{"threadId": thread, "turnId": turnID})
+	if len(got) != 0 {
+		t.Errorf("turn/interrupt result %v, want {}", got)
+	}
+	for len(seen) == 0 || seen[len(seen)-1]["method"] != "turn/completed" {
+		seen = append(seen, a.next())
+	}
+	if turn := completedTurn(t, seen); turn["status"] != "interrupted" || turn["id"] != turnID {
+		t.Fatalf("turn %v, want %s interrupted", turn, turnID)
 	}
 }

@@ -283,6 +283,14 @@ func (s *Server) Append(steps ...Step) {
 	s.steps = append(s.steps, steps...)
 }
 
+// Steps returns the script steps answered so far, in order (for summing
+// the usage codex was told about).
+func (s *Server) Steps() []Step {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Step(nil), s.steps[:s.next]...)
+}
+
 // Requests returns every request received so far, in arrival order.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
