@@ -5,7 +5,9 @@
 //     stderr or leave a daemon behind on demand (its main is
 //     testkit/cmd/fakeagent, built by fakeagent.Build);
 //   - mockanthropic: a scripted Anthropic Messages API server that drives
-//     the real claude CLI offline (the demo uses it too).
+//     the real claude CLI offline (the demo uses it too);
+//   - mockopenai: a scripted OpenAI Responses API server that drives the
+//     real `codex app-server` offline (CodexHome writes its config).
 //
 // They are kept out of internal/, which holds the helpers Symphony is made
 // of, and out of the symphony binary: only tests, testkit itself and the
