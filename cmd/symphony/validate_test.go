@@ -27,7 +27,7 @@ func validateWith(t *testing.T, env []string, args ...string) (int, string) {
 
 // settingLine matches one line of validate's effective configuration.
 func settingLine(key string) *regexp.Regexp {
-	return regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(key) + ` +(.*?) *(\(default\))? *$`)
+	return regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(key) + ` +(.*?) *(\((?:default|inferred)\))? *$`)
 }
 
 // TestValidateReferenceWorkflow: the reference implementation's own
@@ -44,7 +44,7 @@ func TestValidateReferenceWorkflow(t *testing.T) {
 		t.Error("validate printed the secret")
 	}
 	for key, want := range map[string][2]string{
-		"agent.kind":                {"codex", ""},
+		"agent.kind":                {"codex", "(inferred)"},
 		"codex.approval_policy":     {`"never"`, ""},
 		"codex.thread_sandbox":      {"workspace-write", ""},
 		"codex.turn_sandbox_policy": {`{"networkAccess":true,"type":"workspaceWrite"}`, ""},
@@ -74,12 +74,17 @@ func TestValidateReferenceWorkflow(t *testing.T) {
 	}
 	found := 0
 	for _, s := range res.Settings {
-		if s.Key == "codex.turn_sandbox_policy" && s.Value == `{"networkAccess":true,"type":"workspaceWrite"}` && !s.Default {
+		switch {
+		case s.Key == "codex.turn_sandbox_policy" && s.Value == `{"networkAccess":true,"type":"workspaceWrite"}` && !s.Default:
 			found++
+		case s.Key == "agent.kind" && s.Value == "codex" && s.Inferred && !s.Default:
+			found++
+		case s.Inferred:
+			t.Errorf("--json: %s marked inferred", s.Key)
 		}
 	}
-	if found != 1 {
-		t.Errorf("--json: turn_sandbox_policy shown %d times as written: %+v", found, res.Settings)
+	if found != 2 {
+		t.Errorf("--json: turn_sandbox_policy and the inferred agent.kind: %d of 2 found: %+v", found, res.Settings)
 	}
 }
 
@@ -124,7 +129,7 @@ func TestValidateShowsCodexKeys(t *testing.T) {
 	if code != 0 || m == nil || m[1] != `{"granular":{"mcp_elicitations":false,"rules":true,"sandbox_approval":true}}` || m[2] != "" {
 		t.Errorf("granular: exit %d, line %q\n%s", code, m, out)
 	}
-	if m := settingLine("agent.kind").FindStringSubmatch(out); m == nil || m[1] != "codex" || !strings.Contains(out, "agent.kind: codex (inferred") {
+	if m := settingLine("agent.kind").FindStringSubmatch(out); m == nil || m[1] != "codex" || m[2] != "(inferred)" || !strings.Contains(out, "agent.kind: codex (inferred") {
 		t.Errorf("granular: agent.kind line %q\n%s", m, out)
 	}
 

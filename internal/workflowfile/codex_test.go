@@ -140,6 +140,14 @@ func TestAgentKindInference(t *testing.T) {
 		if got := slices.Contains(r.Defaults, "agent.kind"); got != wantDefault {
 			t.Errorf("%q: agent.kind default %v, want %v", c.extra, got, wantDefault)
 		}
+		if got := slices.Contains(r.Inferred, "agent.kind"); got != c.inferred || len(r.Inferred) > 1 {
+			t.Errorf("%q: inferred keys %q", c.extra, r.Inferred)
+		}
+		for _, s := range Effective(r) {
+			if s.Key == "agent.kind" && (s.Inferred != c.inferred || s.Default != wantDefault || s.Value != c.kind) {
+				t.Errorf("%q: effective %+v", c.extra, s)
+			}
+		}
 	}
 }
 

@@ -97,6 +97,7 @@ type decoder struct {
 	file     *ast.File
 	err      *Error
 	defaults []string
+	inferred []string
 	warnings []string
 }
 
@@ -314,6 +315,7 @@ func (d *decoder) agent(m map[string]any, codexOnly bool) bus.AgentConfig {
 	if m["kind"] == nil && codexOnly {
 		a.Kind = bus.AgentCodex
 		d.defaults = slices.DeleteFunc(d.defaults, func(k string) bool { return k == "agent.kind" })
+		d.inferred = append(d.inferred, "agent.kind")
 		d.warn("agent.kind", "codex (inferred: the workflow configures codex and not claude)")
 	}
 	a.MaxConcurrentAgentsByState = map[string]int{}

@@ -18,6 +18,8 @@ type Setting struct {
 	Key     string `json:"key"`
 	Value   string `json:"value"`
 	Default bool   `json:"default"`
+	// Inferred marks a value the loader inferred from the rest of the file.
+	Inferred bool `json:"inferred,omitempty"`
 }
 
 // Effective flattens the configuration into sorted key = value settings,
@@ -80,6 +82,7 @@ func Effective(r *Result) []Setting {
 	}
 	for i := range out {
 		out[i].Default = slices.Contains(r.Defaults, out[i].Key)
+		out[i].Inferred = slices.Contains(r.Inferred, out[i].Key)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
