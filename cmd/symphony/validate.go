@@ -70,8 +70,11 @@ func (c *ValidateCmd) Run(e *env) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, s := range workflowfile.Effective(res) {
 		mark := ""
-		if s.Default {
+		switch {
+		case s.Default:
 			mark = "(default)"
+		case s.Inferred:
+			mark = "(inferred)"
 		}
 		// One line per setting: a value's own tab or newline is escaped.
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", termsafe.Line(s.Key), termsafe.Line(s.Value), mark)

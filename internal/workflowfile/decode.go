@@ -97,6 +97,7 @@ type decoder struct {
 	file     *ast.File
 	err      *Error
 	defaults []string
+	inferred []string
 	warnings []string
 }
 
@@ -171,7 +172,7 @@ func (d *decoder) config(root map[string]any) bus.Config {
 	c.Polling.IntervalMS = d.positive(polling, "interval_ms", "polling.interval_ms", DefaultPollIntervalMS)
 	c.Workspace.Root = d.workspaceRoot(d.section(root, "workspace", "workspace"))
 	c.Hooks = d.hooks(d.section(root, "hooks", "hooks"))
-	c.Agent = d.agent(d.section(root, "agent", "agent"))
+	c.Agent = d.agent(d.section(root, "agent", "agent"), configures(root, bus.AgentCodex) && !configures(root, bus.AgentClaude))
 	c.Claude = d.claude(d.section(root, "claude", "claude"))
 	c.Codex = d.codex(d.section(root, "codex", "codex"))
 	c.Server = d.server(d.section(root, "server", "server"))
@@ -297,7 +298,11 @@ func (d *decoder) hooks(m map[string]any) bus.HooksConfig {
 	return h
 }
 
-func (d *decoder) agent(m map[string]any) bus.AgentConfig {
+// agent decodes the agent section. codexOnly says the workflow configures
+// a codex section and no claude section: then an absent agent.kind means
+// codex (a reference workflow, written for codex, runs codex unchanged),
+// and the warning says the kind was inferred.
+func (d *decoder) agent(m map[string]any, codexOnly bool) bus.AgentConfig {
 	a := bus.AgentConfig{
 		Kind:                strings.ToLower(d.str(m, "kind", "agent.kind", bus.AgentClaude)),
 		MaxConcurrentAgents: int(d.positive(m, "max_concurrent_agents", "agent.max_concurrent_agents", DefaultMaxConcurrentAgents)),
@@ -307,8 +312,11 @@ func (d *decoder) agent(m map[string]any) bus.AgentConfig {
 	if a.Kind != bus.AgentClaude && a.Kind != bus.AgentCodex {
 		d.fail("agent.kind", "unsupported agent %q (supported: claude, codex)", a.Kind)
 	}
-	if a.Kind == bus.AgentCodex {
-		d.warn("agent.kind", "codex: this build has no codex runner yet; runs end blocked until agent.kind is claude")
+	if m["kind"] == nil && codexOnly {
+		a.Kind = bus.AgentCodex
+		d.defaults = slices.DeleteFunc(d.defaults, func(k string) bool { return k == "agent.kind" })
+		d.inferred = append(d.inferred, "agent.kind")
+		d.warn("agent.kind", "codex (inferred: the workflow configures codex and not claude)")
 	}
 	a.MaxConcurrentAgentsByState = map[string]int{}
 	by := d.section(m, "max_concurrent_agents_by_state", "agent.max_concurrent_agents_by_state")
@@ -349,19 +357,6 @@ func (d *decoder) claude(m map[string]any) bus.ClaudeConfig {
 	}
 	if strings.TrimSpace(c.Command) == "" {
 		d.fail("claude.command", "must not be empty")
-	}
-	return c
-}
-
-func (d *decoder) codex(m map[string]any) bus.CodexConfig {
-	c := bus.CodexConfig{
-		Command:       d.str(m, "command", "codex.command", DefaultCodexCommand),
-		TurnTimeoutMS: d.positive(m, "turn_timeout_ms", "codex.turn_timeout_ms", DefaultTurnTimeoutMS),
-		ReadTimeoutMS: d.positive(m, "read_timeout_ms", "codex.read_timeout_ms", DefaultCodexReadTimeoutMS),
-	}
-	c.StallTimeoutMS, _ = d.integer(m, "stall_timeout_ms", "codex.stall_timeout_ms", DefaultStallTimeoutMS)
-	if strings.TrimSpace(c.Command) == "" {
-		d.fail("codex.command", "must not be empty")
 	}
 	return c
 }

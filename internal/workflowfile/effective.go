@@ -9,11 +9,17 @@ import (
 	"strings"
 )
 
+// TurnSandboxPolicyUnset is how the effective configuration shows an
+// absent codex.turn_sandbox_policy: the backend builds the policy per run.
+const TurnSandboxPolicyUnset = "null (a workspaceWrite policy rooted at each run's workspace)"
+
 // Setting is one line of the effective configuration.
 type Setting struct {
 	Key     string `json:"key"`
 	Value   string `json:"value"`
 	Default bool   `json:"default"`
+	// Inferred marks a value the loader inferred from the rest of the file.
+	Inferred bool `json:"inferred,omitempty"`
 }
 
 // Effective flattens the configuration into sorted key = value settings,
@@ -30,8 +36,16 @@ func Effective(r *Result) []Setting {
 	var out []Setting
 	var walk func(prefix string, v any)
 	walk = func(prefix string, v any) {
-		if prefix == "tracker.provider.api_key" {
+		switch prefix {
+		case "tracker.provider.api_key":
 			out = append(out, Setting{Key: prefix, Value: r.Config.Tracker.Provider.APIKey.String()})
+			return
+		case "codex.approval_policy":
+			// Codex's own values, shown whole as the JSON sent to it.
+			out = append(out, Setting{Key: prefix, Value: string(r.Config.Codex.ApprovalPolicy)})
+			return
+		case "codex.turn_sandbox_policy":
+			out = append(out, Setting{Key: prefix, Value: string(r.Config.Codex.TurnSandboxPolicy)})
 			return
 		}
 		switch x := v.(type) {
@@ -63,8 +77,12 @@ func Effective(r *Result) []Setting {
 	for k, v := range tree {
 		walk(k, v)
 	}
+	if r.Config.Codex.TurnSandboxPolicy == nil {
+		out = append(out, Setting{Key: "codex.turn_sandbox_policy", Value: TurnSandboxPolicyUnset})
+	}
 	for i := range out {
 		out[i].Default = slices.Contains(r.Defaults, out[i].Key)
+		out[i].Inferred = slices.Contains(r.Inferred, out[i].Key)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out

@@ -97,6 +97,9 @@ type Result struct {
 	Template *prompt.Template
 	// Defaults lists the keys that took their default value.
 	Defaults []string
+	// Inferred lists the keys whose value the loader inferred from the
+	// rest of the file (agent.kind from the sections present).
+	Inferred []string
 	// Warnings are non-fatal problems (ignored invalid entries).
 	Warnings []string
 }
@@ -203,6 +206,7 @@ func Parse(path string, data []byte, env Env) (*Result, error) {
 		PromptTemplate: trimmed,
 		Template:       tpl,
 		Defaults:       d.defaults,
+		Inferred:       d.inferred,
 		Warnings:       d.warnings,
 	}, nil
 }

@@ -59,13 +59,14 @@ func TestDefaults(t *testing.T) {
 			MaxConcurrentAgentsByState: map[string]int{}},
 		Claude: bus.ClaudeConfig{Command: "claude", AllowedTools: []string{}, ExtraArgs: []string{},
 			TurnTimeoutMS: 3600000, StallTimeoutMS: 300000},
-		Codex:  bus.CodexConfig{Command: "codex app-server", TurnTimeoutMS: 3600000, ReadTimeoutMS: 5000, StallTimeoutMS: 300000},
+		Codex: bus.CodexConfig{Command: "codex app-server", TurnTimeoutMS: 3600000, ReadTimeoutMS: 5000, StallTimeoutMS: 300000,
+			ApprovalPolicy: json.RawMessage(`"never"`), ThreadSandbox: "workspace-write"},
 		Server: bus.ServerConfig{Port: 4000, Bind: "127.0.0.1"},
 	}
 	if !reflect.DeepEqual(r.Config, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", r.Config, want)
 	}
-	for _, key := range []string{"polling.interval_ms", "workspace.root", "hooks.timeout_ms", "agent.kind", "agent.max_turns", "claude.command", "codex.command", "server.port", "server.bind", "tracker.active_states"} {
+	for _, key := range []string{"polling.interval_ms", "workspace.root", "hooks.timeout_ms", "agent.kind", "agent.max_turns", "claude.command", "codex.command", "codex.approval_policy", "codex.thread_sandbox", "codex.turn_sandbox_policy", "server.port", "server.bind", "tracker.active_states"} {
 		if !slices.Contains(r.Defaults, key) {
 			t.Errorf("%s not marked as a default (%v)", key, r.Defaults)
 		}
@@ -118,7 +119,14 @@ claude:
   turn_timeout_ms: 10
   stall_timeout_ms: 0
   strict_mcp_config: true
-codex: {command: codex app-server --x, turn_timeout_ms: 11, read_timeout_ms: 12, stall_timeout_ms: -1}
+codex:
+  command: codex app-server --x
+  turn_timeout_ms: 11
+  read_timeout_ms: 12
+  stall_timeout_ms: -1
+  approval_policy: {granular: {sandbox_approval: true, rules: false, mcp_elicitations: true}}
+  thread_sandbox: read-only
+  turn_sandbox_policy: {type: workspaceWrite, writableRoots: [/data/ws], networkAccess: true}
 server: {port: 0, bind: "::1"}
 retention: 7d
 unknown_key: {ignored: true}
@@ -155,7 +163,10 @@ body`
 		"turn to":     {c.Claude.TurnTimeoutMS, int64(10)},
 		"stall":       {c.Claude.StallTimeoutMS, int64(0)},
 		"strict mcp":  {c.Claude.StrictMCPConfig, true},
-		"codex":       {fmt.Sprint(c.Codex), "{codex app-server --x 11 12 -1}"},
+		"codex":       {fmt.Sprintln(c.Codex.Command, c.Codex.TurnTimeoutMS, c.Codex.ReadTimeoutMS, c.Codex.StallTimeoutMS), "codex app-server --x 11 12 -1\n"},
+		"approval":    {string(c.Codex.ApprovalPolicy), `{"granular":{"mcp_elicitations":true,"rules":false,"sandbox_approval":true}}`},
+		"sandbox":     {c.Codex.ThreadSandbox, "read-only"},
+		"turn policy": {string(c.Codex.TurnSandboxPolicy), `{"networkAccess":true,"type":"workspaceWrite","writableRoots":["/data/ws"]}`},
 		"server":      {fmt.Sprint(c.Server), "{0 ::1}"},
 		"no defaults": {len(r.Defaults), 0},
 		"retention":   {c.RetentionMS, int64(7 * 24 * 3600 * 1000)},
@@ -165,7 +176,7 @@ body`
 			t.Errorf("%s = %#v, want %#v", name, c[0], c[1])
 		}
 	}
-	want := []string{"hooks.inherit_secrets: true: hooks run with the tracker secret", "agent.kind: codex: this build has no codex runner",
+	want := []string{"hooks.inherit_secrets: true: hooks run with the tracker secret",
 		"max_concurrent_agents_by_state.Bad", "Review"}
 	if len(r.Warnings) != len(want) {
 		t.Errorf("warnings = %q, want %d", r.Warnings, len(want))
@@ -595,7 +606,9 @@ func FuzzParse(f *testing.F) {
 		aliasBombFront(), "---\ntracker: " + strings.Repeat("[", 100) + "\n---\n", "---\nagent:\n" + strings.Repeat("- ", 100) + "\n---\n", "---\na: &a {b: *a}\nclaude: *a\n---\n",
 		"---\ntracker: {kind: linear, provider: {project_slug: p}, tools: {linear_graphql: off}}\n---\n",
 		"---\ntracker: {kind: files, provider: {path: /i}, tools: {linear_graphql: any}}\n---\n",
-		"---\ntracker: {kind: linear, provider: {project_slug: p}, tools: {linear_graphql: [scoped]}}\n---\n"} {
+		"---\ntracker: {kind: linear, provider: {project_slug: p}, tools: {linear_graphql: [scoped]}}\n---\n",
+		"---\ntracker: {kind: files, provider: {path: /i}}\ncodex: {approval_policy: {granular: {sandbox_approval: true, rules: true, mcp_elicitations: true}}, thread_sandbox: read-only}\n---\n",
+		"---\ntracker: {kind: files, provider: {path: /i}}\ncodex: {approval_policy: on-request, turn_sandbox_policy: {type: workspaceWrite, writableRoots: [/w], networkAccess: true}}\n---\n"} {
 		f.Add([]byte(s))
 	}
 	files, _ := filepath.Glob("../../testdata/workflows/*/*.md")
@@ -620,6 +633,13 @@ func FuzzParse(f *testing.F) {
 		}
 		if r.Template == nil || r.Checksum == "" {
 			t.Fatal("incomplete result")
+		}
+		// The Codex values are valid JSON within their bound.
+		if _, err := json.Marshal(r.Config); err != nil {
+			t.Fatalf("config does not marshal: %v", err)
+		}
+		if x := r.Config.Codex; len(x.ApprovalPolicy) == 0 || len(x.ApprovalPolicy) > MaxCodexJSON || len(x.TurnSandboxPolicy) > MaxCodexJSON {
+			t.Fatalf("codex values %q %q", x.ApprovalPolicy, x.TurnSandboxPolicy)
 		}
 	})
 }
