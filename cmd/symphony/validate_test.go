@@ -30,12 +30,12 @@ func settingLine(key string) *regexp.Regexp {
 	return regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(key) + ` +(.*?) *(\((?:default|inferred)\))? *$`)
 }
 
-// TestValidateReferenceWorkflow: the reference implementation's own
-// WORKFLOW.md is valid, runs codex (inferred: it configures codex and not
+// TestValidateReferenceWorkflow: a workflow of the reference
+// implementation's shape (testdata/workflows/reference-shape.WORKFLOW.md) is valid, runs codex (inferred: it configures codex and not
 // claude, and validate says so) and shows its codex values as written.
 func TestValidateReferenceWorkflow(t *testing.T) {
 	const secret = "lin_api_reference_secret_value"
-	wf := "../../testdata/workflows/reference.WORKFLOW.md"
+	wf := "../../testdata/workflows/reference-shape.WORKFLOW.md"
 	code, out := validateWith(t, []string{"LINEAR_API_KEY=" + secret}, wf)
 	if code != 0 || !strings.Contains(out, "is valid") {
 		t.Fatalf("validate: exit %d\n%s", code, out)

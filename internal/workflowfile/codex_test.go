@@ -199,12 +199,12 @@ func TestEffectiveShowsCodex(t *testing.T) {
 	}
 }
 
-// TestReferenceWorkflow: the reference implementation's own WORKFLOW.md
-// (testdata/workflows/reference.WORKFLOW.md, verbatim) loads with no error
+// TestReferenceWorkflow: a workflow of the reference implementation's
+// shape (testdata/workflows/reference-shape.WORKFLOW.md) loads with no error
 // and runs codex, with its codex values passed through; pointed at a test
 // endpoint it loads the same.
 func TestReferenceWorkflow(t *testing.T) {
-	const path = "../../testdata/workflows/reference.WORKFLOW.md"
+	const path = "../../testdata/workflows/reference-shape.WORKFLOW.md"
 	env := testEnv(map[string]string{"LINEAR_API_KEY": secretValue})
 	check := func(name string, r *Result, endpoint string) {
 		c := r.Config
@@ -244,7 +244,7 @@ func TestReferenceWorkflow(t *testing.T) {
 	check("as shipped", r, DefaultLinearEndpoint)
 
 	// The same file with its tracker pointed at a local test endpoint
-	// (the copy gains one line; the testdata stays verbatim).
+	// (the copy gains one line; the testdata stays as it is).
 	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
