@@ -47,7 +47,8 @@ const toolPreviewBytes = 2 << 10
 // runTools are a run's tools, fixed when the run started.
 type runTools struct {
 	specs bus.ToolSpecs
-	// config is the MCP config file that starts the run's MCP server.
+	// config is the MCP config file that starts the run's MCP server
+	// (claude); empty for codex, which calls the tools over its stdio.
 	config string
 	// closed makes closeTools act once.
 	closed sync.Once
@@ -68,7 +69,8 @@ func (t *runTools) names() []string {
 // (the reason is logged): the agent then cannot act on its ticket, which
 // the operator sees as an issue that stays active.
 func (w *run) openTools(ctx context.Context) *runTools {
-	if len(w.r.opts.MCPCommand) == 0 || w.snap.Config.Agent.Kind != bus.AgentClaude {
+	kind := w.snap.Config.Agent.Kind
+	if len(w.r.opts.MCPCommand) == 0 || (kind != bus.AgentClaude && kind != bus.AgentCodex) {
 		return nil
 	}
 	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
@@ -82,6 +84,15 @@ func (w *run) openTools(ctx context.Context) *runTools {
 	if len(specs.Tools) == 0 {
 		w.releaseTools(ctx)
 		return nil
+	}
+	if kind == bus.AgentCodex {
+		// Codex gets them as dynamic tools of its thread and calls them
+		// over its own stdio (sessionSpec.callTool): no credential, no
+		// MCP server.
+		t := &runTools{specs: specs}
+		w.tools.Store(t)
+		log.Info("tracker tools open", "tracker", specs.Tracker, "tools", len(specs.Tools), "config_version", specs.ConfigVersion, "as", "codex dynamic tools")
+		return t
 	}
 	grant, err := w.r.opts.Bus.GrantTools(w.d.RunID)
 	if err != nil {
@@ -111,11 +122,23 @@ func (w *run) closeTools(ctx context.Context, t *runTools) {
 	t.closed.Do(func() {
 		w.tools.Store(nil)
 		w.r.opts.Bus.RevokeTools(w.d.RunID)
-		if err := os.Remove(t.config); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// Codex's dynamic tools have no config (t.config is empty).
+		if err := removeConfig(t.config); err != nil {
 			w.r.log.Warn("remove the run's MCP config", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 		}
 		w.releaseTools(ctx)
 	})
+}
+
+// removeConfig removes a run's MCP config, if it has one.
+func removeConfig(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // releaseTools ends the tracker's session of the run (a failure only
