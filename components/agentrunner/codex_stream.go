@@ -88,9 +88,10 @@ type codexItem struct {
 	ID   string `json:"id"`
 	// agentMessage, plan
 	Text string `json:"text"`
-	// reasoning
-	Summary []string `json:"summary"`
-	Content []string `json:"content"`
+	// reasoning: lists of strings (a userMessage's content is a list of
+	// objects, so both are decoded by type)
+	Summary json.RawMessage `json:"summary"`
+	Content json.RawMessage `json:"content"`
 	// commandExecution
 	Command          string  `json:"command"`
 	Cwd              string  `json:"cwd"`
@@ -381,7 +382,10 @@ func (s *codexStream) itemCompleted(it *codexItem) []bus.TurnEvent {
 	case "agentMessage", "reasoning", "plan":
 		kind, text := bus.TurnText, it.Text
 		if it.Type == "reasoning" {
-			kind, text = bus.TurnThinking, strings.Join(append(slicesClip(it.Summary), it.Content...), "\n")
+			var summary, content []string
+			_ = jsonv1.Unmarshal(it.Summary, &summary)
+			_ = jsonv1.Unmarshal(it.Content, &content)
+			kind, text = bus.TurnThinking, strings.Join(append(summary, content...), "\n")
 		}
 		if text == "" {
 			text = streamed
@@ -404,8 +408,6 @@ func (s *codexStream) itemCompleted(it *codexItem) []bus.TurnEvent {
 	e.Raw = boundRaw(raw)
 	return []bus.TurnEvent{e}
 }
-
-func slicesClip(s []string) []string { return s[:len(s):len(s)] }
 
 // toolResult is the tool_result of a completed tool item: its status,
 // exit code and output (bounded).
