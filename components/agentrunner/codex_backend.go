@@ -170,19 +170,15 @@ func (s *codexSession) start(ctx context.Context) error {
 	s.stdin = w
 	s.batches, s.handled = make(chan [][]byte), make(chan error)
 	s.closing, s.stopped, s.done = make(chan struct{}), make(chan canceled, 1), make(chan struct{})
-	startErr := make(chan error, 1)
+	// The supervisor's goroutine reports the start; the run hears of it
+	// from this one (turnInput.started belongs to the run's goroutine).
+	startedPID := make(chan int, 1)
 	spec := proc.Spec{Argv: s.argv, Dir: s.spec.dir, Env: s.spec.env(), Stdin: r, MaxLine: MaxLineBytes,
 		MarkerName: markerEnv, MarkerValue: s.spec.runID, Since: s.in.since,
 		Started: func(pid int) {
 			// The child has its copy of the read end.
 			r.Close()
-			s.pid = pid
-			s.in.started(pid)
-			if pid == 0 {
-				startErr <- errors.New("not started")
-			} else {
-				startErr <- nil
-			}
+			startedPID <- pid
 		}}
 	s.live = true
 	go func() {
@@ -190,23 +186,20 @@ func (s *codexSession) start(ctx context.Context) error {
 		s.res = proc.Run(ctx, spec, s.stopped, s.hand)
 	}()
 	select {
-	case err := <-startErr:
-		if err == nil {
-			return nil
-		}
-		<-s.done
+	case s.pid = <-startedPID:
 	case <-s.done:
+		// Started and ended already (the handshake says how), or a pipe
+		// could not be made and Started was never called.
 		select {
-		case err := <-startErr:
-			if err == nil {
-				// It started and ended already: the handshake says how.
-				return nil
-			}
+		case s.pid = <-startedPID:
 		default:
-			// A pipe could not be made: Started was never called.
-			s.in.started(0)
 		}
 	}
+	s.in.started(s.pid)
+	if s.pid > 0 {
+		return nil
+	}
+	<-s.done
 	r.Close()
 	return fmt.Errorf("start %s: %w", strings.Join(s.argv, " "), s.res.StartErr)
 }
@@ -268,6 +261,11 @@ func (s *codexSession) request(ctx context.Context, method string, params any) (
 	s.nextID++
 	s.waitID, s.resp = s.nextID, nil
 	if err := s.send(map[string]any{"method": method, "id": s.waitID, "params": params}); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The server stopped reading its stdin.
+			s.stop()
+			return nil, &codexFail{status: bus.RunFailed, err: fmt.Sprintf("%s: codex did not read %s within %s (codex.read_timeout_ms)", codexResponseTimeout, method, s.readTimeout())}
+		}
 		return nil, s.exitFail(fmt.Sprintf("sending %s: %v", method, err))
 	}
 	if f := s.await(ctx, func() bool { return s.resp != nil }, s.readTimeout(), false, method); f != nil {
