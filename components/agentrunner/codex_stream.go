@@ -154,8 +154,9 @@ type codexParams struct {
 	// error
 	Error     *codexTurnError `json:"error"`
 	WillRetry bool            `json:"willRetry"`
-	// warning
+	// warning, configWarning
 	Message string `json:"message"`
+	Summary string `json:"summary"`
 }
 
 // codexTurnError is a turn's error (turn/completed, error).
@@ -275,11 +276,16 @@ func (s *codexStream) notification(method string, params json.RawMessage, line [
 			s.end.err = p.Turn.Error.String()
 		}
 		return s.flush(), nil
-	case "turn/started", "thread/status/changed", "thread/started", "warning", "configWarning", "deprecationNotice":
+	case "item/commandExecution/outputDelta", "item/fileChange/outputDelta":
+		// The completed item carries the aggregated output.
+		return nil, nil
+	case "turn/started", "thread/status/changed", "thread/started", "thread/readState/changed", "thread/name/updated",
+		"turn/diff/updated", "turn/plan/updated", "serverRequest/resolved", "remoteControl/status/changed",
+		"mcpServer/startupStatus/updated", "warning", "configWarning", "deprecationNotice":
 		e := s.ev(bus.TurnSystem)
 		e.Text = boundName(method)
-		if p.Message != "" {
-			e.Text += ": " + boundTo(p.Message, MaxTextBytes-len(e.Text))
+		if m := orElse(p.Message, p.Summary); m != "" {
+			e.Text += ": " + boundTo(m, MaxTextBytes-len(e.Text))
 		}
 		e.Raw = boundRaw(params)
 		return []bus.TurnEvent{e}, nil
