@@ -36,8 +36,9 @@ type sessionSpec struct {
 	cfg   bus.Config
 	dir   string // the workspace: the agent's working directory
 	runID string // the value of markerEnv in env
-	// tools are the run's tracker tools (nil without): the backend makes
-	// the agent start the run's MCP server and lets it call them.
+	// tools are the run's tracker tools (nil without): claude starts the
+	// run's MCP server to call them, codex gets them as dynamic tools of
+	// its thread and calls them through callTool.
 	tools *runTools
 	// env is the agent's environment: the parent's without the tracker
 	// secrets, with the run's markers. It is read at each start.

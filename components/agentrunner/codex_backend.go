@@ -112,6 +112,8 @@ type codexSession struct {
 	// does).
 	declined []string
 	lastText string
+	// canceled is a cancel of the run that arrived during a tool call.
+	canceled *canceled
 }
 
 func (s *codexSession) command() []string { return s.argv }

@@ -1,6 +1,7 @@
 package agentrunner
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -259,4 +260,52 @@ func TestCodexCancelLeavesNothing(t *testing.T) {
 		t.Errorf("end %s %q signal %q", end.Status, end.Error, end.Signal)
 	}
 	sleeperGone(t, pidFile)
+}
+
+// TestCodexCancelDuringToolCall: a cancel that arrives while a dynamic
+// tool call waits for the tracker ends the run at once, not when the
+// tracker answers.
+func TestCodexCancelDuringToolCall(t *testing.T) {
+	bin := fakeagent.Build(t)
+	h := startHarness(t, "", defaultTemplate, codexConfig(bin, nil), []string{"/unused/mcp"}, fakeagent.EnvCodex+"=tool")
+	called, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	ctx := t.Context()
+	if _, err := bus.Serve(ctx, h.b, bus.TrackerTools, func(context.Context, string, bus.ListTools) (bus.ToolSpecs, error) {
+		return bus.ToolSpecs{Tracker: "files", Tools: []bus.ToolSpec{{Name: "files_set_state", InputSchema: json.RawMessage(`{"type":"object"}`)}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Serve(ctx, h.b, bus.TrackerToolCall, func(cctx context.Context, _ string, _ bus.CallTool) (bus.ToolResult, error) {
+		called <- struct{}{}
+		select {
+		case <-release:
+		case <-cctx.Done():
+		}
+		return bus.ToolResult{OK: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Serve(ctx, h.b, bus.TrackerToolsRelease, func(context.Context, string, bus.ReleaseTools) (bus.ToolsReleased, error) {
+		return bus.ToolsReleased{Found: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.dispatch("run-cxtc")
+	select {
+	case <-called:
+	case <-time.After(testTimeout):
+		t.Fatal("the tool call never reached the tracker")
+	}
+	start := time.Now()
+	if _, err := bus.Ask(ctx, h.b, bus.AgentCancel, bus.CancelRun{RunID: "run-cxtc", Reason: "operator cancel", Status: bus.RunCanceled}); err != nil {
+		t.Fatal(err)
+	}
+	end, _ := h.finished()
+	if end.Status != bus.RunCanceled || end.Error != "operator cancel" {
+		t.Errorf("end %s %q", end.Status, end.Error)
+	}
+	if d := time.Since(start); d > toolCallTimeout/2 {
+		t.Errorf("the cancel took %s: it waited for the tool call", d)
+	}
 }

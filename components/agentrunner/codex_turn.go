@@ -18,7 +18,7 @@ import (
 // turn/completed. A turn that fails in any other way than turn/completed
 // saying so stops the process before it returns.
 func (s *codexSession) turn(ctx context.Context, in turnInput) turnOutcome {
-	s.in, s.emitErr, s.parseErrs, s.input, s.declined, s.lastText = in, nil, 0, "", nil, ""
+	s.in, s.emitErr, s.parseErrs, s.input, s.declined, s.lastText, s.canceled = in, nil, 0, "", nil, "", nil
 	s.stream.end = nil
 	switch {
 	case s.dead:
@@ -128,6 +128,9 @@ func (s *codexSession) await(ctx context.Context, done func() bool, wait time.Du
 			s.handled <- s.emitErr
 			if s.emitErr != nil {
 				return &codexFail{status: bus.RunFailed, err: "recording agent events failed: " + s.emitErr.Error()}
+			}
+			if c := s.canceled; c != nil {
+				return &codexFail{status: c.status, err: c.reason}
 			}
 			if s.input != "" {
 				return &codexFail{status: bus.RunBlocked, err: codexTurnInputRequired + ": codex asked for input, and a Symphony run has no one to answer: " + s.input}
@@ -398,7 +401,7 @@ func (s *codexSession) toolCall(ctx context.Context, m *rpcMessage) {
 		s.emit(e)
 		return
 	}
-	res := s.spec.callTool(ctx, bus.RunTool{Tool: p.Tool, Arguments: p.Arguments})
+	res := s.callTool(ctx, bus.RunTool{Tool: p.Tool, Arguments: p.Arguments})
 	text := string(res.Output)
 	if !res.OK {
 		out, _ := json.Marshal(map[string]any{"error": map[string]any{"message": res.Error, "class": res.Class, "rule": res.Rule}, "output": res.Output})
@@ -409,4 +412,26 @@ func (s *codexSession) toolCall(ctx context.Context, m *rpcMessage) {
 
 func dynamicToolResult(ok bool, text string) map[string]any {
 	return map[string]any{"success": ok, "contentItems": []map[string]string{{"type": "inputText", "text": text}}}
+}
+
+// callTool runs one tool call; a cancel of the run that arrives meanwhile
+// ends the call at once (the tracker's answer can take up to
+// toolCallTimeout) and is kept for await, which ends the turn with it.
+func (s *codexSession) callTool(ctx context.Context, req bus.RunTool) bus.ToolResult {
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case c := <-s.in.cancel:
+			s.canceled = &c
+			stop()
+		case <-quit:
+		}
+	}()
+	res := s.spec.callTool(cctx, req)
+	close(quit)
+	<-done
+	return res
 }
