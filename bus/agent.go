@@ -40,10 +40,13 @@ type CancelResult struct {
 type TurnEventKind string
 
 const (
-	TurnPrompt     TurnEventKind = "prompt"      // the rendered prompt sent for the turn
-	TurnInit       TurnEventKind = "system_init" // session started (model, tools, cwd)
-	TurnSystem     TurnEventKind = "system"      // other system events (status)
-	TurnAPIRetry   TurnEventKind = "api_retry"   // the agent is retrying its model API
+	TurnPrompt   TurnEventKind = "prompt"      // the rendered prompt sent for the turn
+	TurnInit     TurnEventKind = "system_init" // session started (model, tools, cwd)
+	TurnSystem   TurnEventKind = "system"      // other system events (status)
+	TurnAPIRetry TurnEventKind = "api_retry"   // the agent is retrying its model API
+	// TurnRateLimit is the agent's latest rate-limit snapshot (codex's
+	// account/rateLimits/updated, its payload in Raw).
+	TurnRateLimit  TurnEventKind = "rate_limit"
 	TurnText       TurnEventKind = "assistant_text"
 	TurnThinking   TurnEventKind = "thinking"
 	TurnToolUse    TurnEventKind = "tool_use"
@@ -116,9 +119,11 @@ const RunMarkerEnv = "SYMPHONY_RUN_ID"
 const ProgressTextBytes = 1 << 10
 
 // IsRateLimit reports whether the event says the agent's model API is
-// rate limiting it (an API retry, or a result with HTTP 429).
+// rate limiting it (an API retry, or a result with HTTP 429) or carries
+// the agent's rate-limit snapshot (rate_limit): the latest one is what the
+// rate-limit view shows.
 func (e TurnEvent) IsRateLimit() bool {
-	return e.Kind == TurnAPIRetry || (e.Result != nil && e.Result.APIStatus == 429)
+	return e.Kind == TurnAPIRetry || e.Kind == TurnRateLimit || (e.Result != nil && e.Result.APIStatus == 429)
 }
 
 // Brief is the event cut down for a progress message: text to

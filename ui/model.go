@@ -159,7 +159,7 @@ func (m *Model) ApplyProgress(p bus.RunProgress) {
 // ApplyTurnEvent notes an agent event as its run's latest.
 func (m *Model) ApplyTurnEvent(ev bus.TurnEvent) {
 	m.update(func() {
-		if ev.Kind == bus.TurnAPIRetry || (ev.Result != nil && ev.Result.APIStatus == 429) {
+		if ev.IsRateLimit() {
 			e := ev
 			m.agentLimit = &e
 		}

@@ -583,28 +583,6 @@ func TestAgentThatCannotStartEndsTheRun(t *testing.T) {
 	}
 }
 
-// TestCodexKindEndsBlocked: with agent.kind codex this build runs no
-// agent at all (not claude.command in its place): the run ends blocked,
-// saying why, before any workspace or process.
-func TestCodexKindEndsBlocked(t *testing.T) {
-	h := newHarness(t, "ok", func(c *bus.Config) { c.Agent.Kind = bus.AgentCodex })
-	h.dispatch("run-codex")
-	end, all := h.finished()
-	if end.Status != bus.RunBlocked || end.Error != ErrCodexUnsupported {
-		t.Errorf("end %s %q, want blocked: %s", end.Status, end.Error, ErrCodexUnsupported)
-	}
-	var got []string
-	for _, e := range all {
-		got = append(got, string(e.Event))
-	}
-	if want := "dispatched run_finished"; strings.Join(got, " ") != want {
-		t.Errorf("lifecycle %s, want %s", strings.Join(got, " "), want)
-	}
-	if n := len(h.turns("run-codex")); n != 0 {
-		t.Errorf("%d agent events stored for a run that started no agent", n)
-	}
-}
-
 // TestRefusedAgentEventsFailTheRun: when the store refuses the run's agent
 // events (a full TURNS stream that takes no new message), the run does not end
 // succeeded, although the agent's result line said it did: run_finished

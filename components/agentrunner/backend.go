@@ -2,7 +2,6 @@ package agentrunner
 
 import (
 	"context"
-	"errors"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/procscan"
@@ -18,12 +17,12 @@ import (
 //
 // The claude driver (claude_*.go) starts one `claude -p --output-format
 // stream-json` process per turn and continues the conversation with
-// --resume <session id>. A codex driver (`codex app-server`, JSON-RPC over
-// stdio) would start one long-lived process in open (initialize,
-// thread/start in the workspace), send turn/start in turn and map its
-// item/* and turn/completed notifications to the same events and outcome,
-// and stop the process in close; its thread id is the session id. Both run
-// their processes through the proc package.
+// --resume <session id>. The codex driver (codex_*.go: `codex app-server`,
+// JSON-RPC over stdio) starts one long-lived process on the first turn
+// (initialize, thread/start in the workspace), sends turn/start in each
+// turn and maps its item/* and turn/completed notifications to the same
+// events and outcome, and stops the process in close; its thread id is the
+// session id. Both run their processes through the proc package.
 
 // backend is one kind of coding agent (agent.kind).
 type backend interface {
@@ -37,12 +36,19 @@ type sessionSpec struct {
 	cfg   bus.Config
 	dir   string // the issue's workspace: the agent's working directory
 	runID string // the value of markerEnv in env
-	// tools are the run's tracker tools (nil without): the backend makes
-	// the agent start the run's MCP server and lets it call them.
+	// tools are the run's tracker tools (nil without): claude starts the
+	// run's MCP server to call them, codex gets them as dynamic tools of
+	// its thread and calls them through callTool.
 	tools *runTools
 	// env is the agent's environment: the parent's without the tracker
 	// secrets, with the run's markers. It is read at each start.
 	env func() []string
+	// callTool runs one of tools host-side for the agent and records it
+	// with the run (codex's dynamic tool calls; claude's reach the run
+	// through its MCP server instead).
+	callTool func(context.Context, bus.RunTool) bus.ToolResult
+	// title names the issue for the agent ("<identifier>: <title>").
+	title string
 }
 
 // agentSession is one run's conversation with its agent.
@@ -102,20 +108,12 @@ type canceled struct {
 	reason string
 }
 
-// ErrCodexUnsupported is the error of a run dispatched while agent.kind is
-// codex: this build has no codex runner.
-const ErrCodexUnsupported = "agent.kind is codex, and this build has no codex runner yet: set agent.kind: claude (the issue is held until cleared or its state changes)"
-
-// errUnsupported is a backend this build does not have.
-var errUnsupported = errors.New(ErrCodexUnsupported)
-
-// backendFor is the backend of agent.kind. The loader accepts codex (the
-// contract's schema), but this build speaks only the claude stream:
-// running claude.command for a workflow that asked for codex would be a
-// different agent than the one configured.
+// backendFor is the backend of agent.kind: codex speaks `codex
+// app-server` (codex_*.go), anything else the claude stream (the loader
+// accepts only the two).
 func (c *Component) backendFor(kind string) (backend, error) {
 	if kind == bus.AgentCodex {
-		return nil, errUnsupported
+		return codexBackend{}, nil
 	}
 	return claudeBackend{environ: c.opts.Environ}, nil
 }

@@ -1,10 +1,11 @@
 // Package agentrunner is the component that runs coding agents. It takes a
 // dispatch, asks the workspace component for the issue's workspace, runs
 // before_run, renders the prompt, runs the agent (the claude CLI in
-// stream-json mode) with the workspace as its working directory, turns its
-// output into turn events (durable, in the TURNS stream), continues on the
-// same session with --resume while the issue stays active, up to
-// agent.max_turns, runs after_run, and publishes the run's end.
+// stream-json mode, or `codex app-server`) with the workspace as its
+// working directory, turns its output into turn events (durable, in the
+// TURNS stream), continues on the same session (claude's --resume, codex's
+// live thread) while the issue stays active, up to agent.max_turns, runs
+// after_run, and publishes the run's end.
 //
 // # Shape
 //
@@ -22,9 +23,10 @@
 //   - The backend seam (backend.go): a run talks to its agent through a
 //     backend (one per agent.kind) and the session it opens; a turn hands
 //     the agent a prompt, emits its events and returns its outcome. The
-//     claude driver (claude_*.go) is the one backend today: argv and
-//     --resume, the stream-json parser, one process per turn. A codex
-//     app-server driver plugs in beside it without touching the run.
+//     claude driver (claude_*.go): argv and --resume, the stream-json
+//     parser, one process per turn. The codex driver (codex_*.go): one
+//     app-server process per run, JSON-RPC over its stdio, its requests
+//     (dynamic tool calls, approvals, user input) always answered.
 //   - The turn's outcome (outcome.go): how the process's end, the stream's
 //     result and a stop combine into the turn's status, a pure function.
 //   - Process supervision (package proc): the child in its own process

@@ -66,6 +66,12 @@ func TestProgressCoalesces(t *testing.T) {
 		t.Fatalf("flush without news sent %+v", m.Data)
 	case <-time.After(100 * time.Millisecond):
 	}
+	// Codex's rate-limit snapshot is the run's latest rate-limit signal.
+	pr.note(ev(501, bus.TurnRateLimit, "account/rateLimits/updated"), t0.Add(3*time.Second))
+	pr.flush(t0.Add(4 * time.Second))
+	if p := next(); p.RateLimit == nil || p.RateLimit.Kind != bus.TurnRateLimit {
+		t.Fatalf("codex rate limits: progress rate limit %+v", p.RateLimit)
+	}
 }
 
 // TestProgressTicks: with a short period, the trailing edge reaches a

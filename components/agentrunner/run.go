@@ -157,7 +157,7 @@ func (w *run) work(ctx context.Context) (bus.RunStatus, string) {
 	if st, why, ok := w.interrupted(ctx); ok {
 		return st, why
 	}
-	// A kind this build cannot run (codex) ends blocked before any
+	// A kind this build could not run would end blocked before any
 	// workspace or process, so the issue is held (no retry loop) with the
 	// reason on the dashboard.
 	be, err := w.r.backendFor(w.snap.Config.Agent.Kind)

@@ -69,7 +69,8 @@ const (
 type runTools struct {
 	specs bus.ToolSpecs
 	// config is the MCP config file that starts the run's MCP server,
-	// written by arm before each agent start.
+	// written by arm before each agent start (claude); empty for codex,
+	// which calls the tools over its own stdio.
 	config string
 	b      *bus.Bus
 	runID  string
@@ -127,7 +128,8 @@ func (t *runTools) names() []string {
 // (the reason is logged): the agent then cannot act on its ticket, which
 // the operator sees as an issue that stays active.
 func (w *run) openTools(ctx context.Context) *runTools {
-	if len(w.r.opts.MCPCommand) == 0 || w.snap.Config.Agent.Kind != bus.AgentClaude {
+	kind := w.snap.Config.Agent.Kind
+	if len(w.r.opts.MCPCommand) == 0 || (kind != bus.AgentClaude && kind != bus.AgentCodex) {
 		return nil
 	}
 	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
@@ -141,6 +143,15 @@ func (w *run) openTools(ctx context.Context) *runTools {
 	if len(specs.Tools) == 0 {
 		w.releaseTools(ctx)
 		return nil
+	}
+	if kind == bus.AgentCodex {
+		// Codex gets them as dynamic tools of its thread and calls them
+		// over its own stdio (sessionSpec.callTool): no credential, no
+		// MCP server, no responders.
+		t := &runTools{specs: specs, runID: w.d.RunID, log: log}
+		w.tools.Store(t)
+		log.Info("tracker tools open", "tracker", specs.Tracker, "tools", len(specs.Tools), "config_version", specs.ConfigVersion, "as", "codex dynamic tools")
+		return t
 	}
 	if w.r.opts.Bus.ToolURL() == "" {
 		log.Warn("the run has no tracker tools: the bus has no tool listener")
@@ -167,10 +178,14 @@ func (w *run) closeTools(ctx context.Context, t *runTools) {
 	}
 	t.closed.Do(func() {
 		w.tools.Store(nil)
-		t.disarm()
-		t.stopServing()
-		for _, done := range t.served {
-			<-done
+		// Codex's dynamic tools have no config, credential or
+		// responders (t.config is empty).
+		if t.config != "" {
+			t.disarm()
+			t.stopServing()
+			for _, done := range t.served {
+				<-done
+			}
 		}
 		w.releaseTools(ctx)
 	})

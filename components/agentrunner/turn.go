@@ -19,7 +19,10 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
 		return append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
-	}})
+	}, callTool: func(ctx context.Context, req bus.RunTool) bus.ToolResult {
+		// The run's budget and liveness apply as to an MCP server's call.
+		return w.takeCall(ctx, tools, req)
+	}, title: iss.Identifier + ": " + iss.Title})
 	if err != nil {
 		return bus.RunFailed, "start the agent's session: " + err.Error()
 	}

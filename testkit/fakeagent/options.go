@@ -14,6 +14,9 @@
 // usage and total_cost_usd — unless its mode says otherwise. The line shapes
 // follow the transcripts of the real CLI (claude-code 2.1.197).
 //
+// With app-server as its first argument it is `codex app-server` instead:
+// JSON-RPC on stdio, its scenario from FAKEAGENT_CODEX (see codex.go).
+//
 // Options come from environment variables, so the binary can be set as
 // claude.command in a WORKFLOW.md, and from --fake-* flags, which win:
 //

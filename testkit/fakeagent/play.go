@@ -39,6 +39,9 @@ func Main(args []string, getenv func(string) string, stdin io.Reader, stdout, st
 			return 1
 		}
 	}
+	if len(args) > 0 && args[0] == "app-server" {
+		return playCodex(getenv, stdin, stdout, stderr)
+	}
 	if len(args) == 1 && args[0] == daemonFlag {
 		// The daemon fork_daemon leaves behind: it does nothing, forever,
 		// until something kills it.

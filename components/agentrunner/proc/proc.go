@@ -35,12 +35,15 @@ const (
 
 // Spec is one child process to run.
 type Spec struct {
-	Argv  []string // Argv[0] is the binary
-	Dir   string   // the child's working directory
-	Env   []string
+	Argv []string // Argv[0] is the binary
+	Dir  string   // the child's working directory
+	Env  []string
+	// Stdin is the child's stdin. A long-lived child that is written to
+	// while it runs gets the read end of an *os.File pipe: exec then
+	// starts no copying goroutine that Wait would wait for.
 	Stdin io.Reader
 	// Silence stops the child when its stdout stays quiet this long
-	// (before Lines reported its last word).
+	// (before Lines reported its last word); zero or less: never.
 	Silence time.Duration
 	// MaxLine bounds one line of stdout; a longer one reaches Lines as
 	// nil, without being held in memory.

@@ -68,6 +68,11 @@ type supervisor[C any] struct {
 // be selected again (a closed one would spin the loop) are set to nil.
 func (sv *supervisor[C]) loop(ctx context.Context, batches <-chan [][]byte, errDone <-chan struct{}, exited <-chan error, cancel <-chan C) {
 	sv.silence = time.NewTimer(sv.spec.Silence)
+	if sv.spec.Silence <= 0 {
+		// No silence limit: the caller times its own exchanges (a
+		// long-lived child between requests is quiet on purpose).
+		sv.silence.Stop()
+	}
 	defer sv.silence.Stop()
 	defer func() {
 		if sv.drainTimer != nil {
@@ -113,7 +118,9 @@ func (sv *supervisor[C]) loop(ctx context.Context, batches <-chan [][]byte, errD
 
 // batch hands a batch to the handler; its error stops the child.
 func (sv *supervisor[C]) batch(b [][]byte) {
-	sv.silence.Reset(sv.spec.Silence)
+	if sv.spec.Silence > 0 {
+		sv.silence.Reset(sv.spec.Silence)
+	}
 	final, err := sv.lines(b)
 	sv.final = sv.final || final
 	if err != nil {

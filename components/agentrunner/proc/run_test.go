@@ -38,6 +38,11 @@ func TestRun(t *testing.T) {
 				t.Errorf("stop %v, signal %q: a silence after the last word only kills", r.Stop, r.Signal)
 			}
 		}},
+		{name: "no silence limit", script: "sleep 0.3; echo late", check: func(t *testing.T, r Result[string], got []string) {
+			if r.Stop != NotStopped || strings.Join(got, ",") != "late" || r.ExitCode == nil || *r.ExitCode != 0 {
+				t.Errorf("stop %v, lines %q, exit %v: a zero Silence never stops the child", r.Stop, got, r.ExitCode)
+			}
+		}},
 		{name: "handler error", script: "echo a; exec sleep 60", err: refused, check: func(t *testing.T, r Result[string], got []string) {
 			if r.Stop != StoppedByLines || !errors.Is(r.LinesErr, refused) || r.Signal != "terminated" {
 				t.Errorf("stop %v, err %v, signal %q", r.Stop, r.LinesErr, r.Signal)
@@ -62,8 +67,11 @@ func TestRun(t *testing.T) {
 				argv = []string{t.TempDir() + "/missing"}
 			}
 			silence := time.Minute
-			if c.name == "silence" || c.name == "last word, then silence" {
+			switch c.name {
+			case "silence", "last word, then silence":
 				silence = 200 * time.Millisecond
+			case "no silence limit":
+				silence = 0
 			}
 			cancel := make(chan string, 1)
 			var got []string

@@ -1,5 +1,6 @@
-// Command fakeagent is a stand-in for the claude CLI, for tests and
-// benchmarks only; see package testkit/fakeagent for its modes and options.
+// Command fakeagent is a stand-in for the claude CLI (and, as
+// `fakeagent app-server`, for codex app-server), for tests and benchmarks
+// only; see package testkit/fakeagent for its modes and options.
 package main
 
 import (
