@@ -316,7 +316,7 @@ func (w *run) serveTools(ctx context.Context, t *runTools) error {
 // takeCall runs one call of the run's agent while its tools are open and
 // within its budget.
 func (w *run) takeCall(ctx context.Context, t *runTools, req bus.RunTool) bus.ToolResult {
-	if w.tools.Load() != t {
+	if t == nil || w.tools.Load() != t {
 		return bus.ToolResult{Class: bus.ToolRefused, Rule: "session", Error: "the run's tools are no longer available: the run has ended"}
 	}
 	if n := t.calls.Add(1); n > maxToolCallsPerRun {
