@@ -2,7 +2,18 @@ package bus
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"time"
+
+	// The IANA time zone database, embedded: budget.per_day.time_zone
+	// names a zone (Europe/Berlin), and a host without /usr/share/zoneinfo
+	// (a distroless image) must resolve it the same as one with it. Go
+	// uses the system's database first and this copy only as a fallback;
+	// it costs the binary about 450 KB. It sits here, beside
+	// DayBudget.Location, so every component that reads the budget can
+	// resolve the zone the loader accepted.
+	_ "time/tzdata"
 )
 
 // Config is the typed configuration read from WORKFLOW.md front matter, with
@@ -17,6 +28,14 @@ type Config struct {
 	Claude    ClaudeConfig    `json:"claude"`
 	Codex     CodexConfig     `json:"codex"`
 	Server    ServerConfig    `json:"server"`
+	// Budget holds the spending caps (WORKFLOW.md budget:); a zero value
+	// caps nothing.
+	Budget BudgetConfig `json:"budget"`
+	// Pricing gives a USD price to the tokens of an agent that does not
+	// report its cost (codex), keyed by model name as written (trimmed).
+	Pricing map[string]ModelPrice `json:"pricing"`
+	// Notify is the operator's notification command.
+	Notify NotifyConfig `json:"notify"`
 	// RetentionMS, when positive, makes the pruner delete finished runs
 	// older than this on a schedule (WORKFLOW.md `retention: 30d`).
 	RetentionMS int64 `json:"retention_ms"`
@@ -116,6 +135,11 @@ type AgentConfig struct {
 	MaxConcurrentAgents int    `json:"max_concurrent_agents"`
 	MaxTurns            int    `json:"max_turns"`
 	MaxRetryBackoffMS   int64  `json:"max_retry_backoff_ms"`
+	// MaxRunsPerIssue bounds the runs (first run, continuations and
+	// retries) one issue gets while it stays in an active state; reaching
+	// it parks the issue for an operator instead of starting run after
+	// run. Always positive (the loader's default when absent).
+	MaxRunsPerIssue int `json:"max_runs_per_issue"`
 	// MaxConcurrentAgentsByState is keyed by normalized (trimmed,
 	// lowercased) state name.
 	MaxConcurrentAgentsByState map[string]int `json:"max_concurrent_agents_by_state"`
@@ -154,6 +178,116 @@ type CodexConfig struct {
 	// means a workspace-write policy rooted at the run's workspace.
 	TurnSandboxPolicy json.RawMessage `json:"turn_sandbox_policy,omitempty"`
 }
+
+// BudgetConfig is the budget section: hard ceilings on what agents spend,
+// per run, per issue (over every run of the issue, ever) and per calendar
+// day across the fleet.
+//
+// Every cap is a plain number where zero means "no cap": the loader
+// refuses zero, negative and non-finite values, so a zero can only mean
+// the key was absent. That keeps the checks a plain `cap > 0 && spent >=
+// cap` and the JSON free of nulls (an absent cap is an absent key).
+type BudgetConfig struct {
+	PerRun   BudgetCaps  `json:"per_run"`
+	PerIssue IssueBudget `json:"per_issue"`
+	PerDay   DayBudget   `json:"per_day"`
+}
+
+// BudgetCaps are the two caps every scope has.
+type BudgetCaps struct {
+	// USD caps the cost in US dollars: the agent's own figure (claude), or
+	// its tokens priced by the pricing table (codex). 0: no cap.
+	USD float64 `json:"usd,omitempty"`
+	// Tokens caps the tokens the agent reports (input, cached and output
+	// together). Token caps apply to every agent, priced or not. 0: no cap.
+	Tokens int64 `json:"tokens,omitempty"`
+}
+
+// Capped says whether either cap is set.
+func (c BudgetCaps) Capped() bool { return c.USD > 0 || c.Tokens > 0 }
+
+// IssueBudget caps one issue over all its runs, ever: the count survives
+// restarts and outlives the pruning of the runs themselves.
+type IssueBudget struct {
+	BudgetCaps
+	// Runs caps the runs the issue may ever have (unlike
+	// agent.max_runs_per_issue, which bounds them while it stays active).
+	// 0: no cap.
+	Runs int `json:"runs,omitempty"`
+	// Turns caps the agent turns over all its runs. 0: no cap.
+	Turns int `json:"turns,omitempty"`
+}
+
+// Capped says whether any cap is set.
+func (b IssueBudget) Capped() bool { return b.BudgetCaps.Capped() || b.Runs > 0 || b.Turns > 0 }
+
+// DefaultBudgetTimeZone is the zone of the daily caps' calendar day when
+// budget.per_day.time_zone is absent.
+const DefaultBudgetTimeZone = "UTC"
+
+// DayBudget caps the whole fleet for one calendar day in TimeZone.
+type DayBudget struct {
+	BudgetCaps
+	// TimeZone is an IANA zone name ("Europe/Berlin"), UTC by default:
+	// the day, and so the daily caps, roll over at its midnight.
+	TimeZone string `json:"time_zone"`
+}
+
+// Location loads TimeZone ("" is UTC). The loader has checked the name
+// against the same database (embedded in the binary), so an error here
+// means a configuration that did not come from the loader.
+func (b DayBudget) Location() (*time.Location, error) {
+	if b.TimeZone == "" {
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(b.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("budget.per_day.time_zone %q: %w", b.TimeZone, err)
+	}
+	return loc, nil
+}
+
+// USDCapped says whether any scope has a USD cap: then an agent whose
+// runs cannot be priced escapes those caps (validate warns).
+func (b BudgetConfig) USDCapped() bool {
+	return b.PerRun.USD > 0 || b.PerIssue.USD > 0 || b.PerDay.USD > 0
+}
+
+// ModelPrice is one model's price in US dollars per million tokens.
+type ModelPrice struct {
+	Input float64 `json:"input"`
+	// CachedInput prices input tokens read from the provider's cache; the
+	// loader sets it to Input when absent, so a missing figure never makes
+	// a run look cheaper than it was.
+	CachedInput float64 `json:"cached_input"`
+	Output      float64 `json:"output"`
+}
+
+// CostUSD prices a usage counted the way codex (and OpenAI) counts it:
+// InputTokens include the cached ones, CacheReadInputTokens says how many
+// of them were cached. A cache-read count above the input count is taken
+// as all-cached, never as a negative cost.
+func (p ModelPrice) CostUSD(u Usage) float64 {
+	cached := min(max(u.CacheReadInputTokens, 0), max(u.InputTokens, 0))
+	fresh := max(u.InputTokens, 0) - cached
+	cost := (float64(fresh)*p.Input + float64(cached)*p.CachedInput + float64(max(u.OutputTokens, 0))*p.Output) / 1e6
+	if math.IsNaN(cost) || math.IsInf(cost, 0) {
+		return math.MaxFloat64
+	}
+	return cost
+}
+
+// NotifyConfig is the notify section: a command the operator owns, run
+// like a hook (bash -lc) with the event in its environment and as JSON on
+// its standard input. Symphony itself opens no connection for it.
+type NotifyConfig struct {
+	// Command is the shell command; empty means no notifications.
+	Command   string `json:"command"`
+	TimeoutMS int64  `json:"timeout_ms"`
+}
+
+// Timeout is the notify command's timeout as a duration.
+func (n NotifyConfig) Timeout() time.Duration { return ms(n.TimeoutMS) }
 
 // ServerConfig is the dashboard's address.
 type ServerConfig struct {

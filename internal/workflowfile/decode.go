@@ -102,10 +102,29 @@ type decoder struct {
 }
 
 func (d *decoder) fail(key, format string, args ...any) {
+	d.failPath(strings.Split(key, "."), format, args...)
+}
+
+// failPath fails at a key given as its segments, for keys whose names may
+// hold a dot (a pricing model, "gpt-5.5"): the error names the key with
+// such segments quoted (pricing."gpt-5.5".output) and finds its line.
+func (d *decoder) failPath(segs []string, format string, args ...any) {
 	if d.err != nil {
 		return
 	}
-	d.err = &Error{Class: ClassConfig, Key: key, Line: d.line(key), Message: fmt.Sprintf(format, args...)}
+	d.err = &Error{Class: ClassConfig, Key: joinKey(segs), Line: d.pathLine(segs), Message: fmt.Sprintf(format, args...)}
+}
+
+// joinKey spells a key path, quoting the segments that are not plain.
+func joinKey(segs []string) string {
+	parts := make([]string, len(segs))
+	for i, s := range segs {
+		parts[i] = s
+		if !simpleKey.MatchString(s) {
+			parts[i] = strconv.Quote(s)
+		}
+	}
+	return strings.Join(parts, ".")
 }
 
 func (d *decoder) warn(key, format string, args ...any) {
@@ -114,33 +133,37 @@ func (d *decoder) warn(key, format string, args ...any) {
 
 var simpleKey = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 
-// line finds the file line of a dotted key; for a key that is absent, the
-// line of the closest section that is present; 0 when it cannot.
-func (d *decoder) line(key string) int {
-	for k := key; k != ""; {
-		if n := d.keyLine(k); n > 0 {
-			return n
+// pathLine finds the file line of a key path; for a key that is absent,
+// the line of the closest section that is present; 0 when it cannot.
+func (d *decoder) pathLine(segs []string) int {
+	for n := len(segs); n > 0; n-- {
+		if line := d.keyLine(segs[:n]); line > 0 {
+			return line
 		}
-		i := strings.LastIndexByte(k, '.')
-		if i < 0 {
-			break
-		}
-		k = k[:i]
 	}
 	return 0
 }
 
-func (d *decoder) keyLine(key string) int {
-	if d.file == nil || key == "" {
+// keyLine finds the line of one key path; a segment that is not plain is
+// single-quoted for the YAML path (a quote inside escaped), and one with a
+// backslash, which the path syntax cannot spell for certain, gives 0.
+func (d *decoder) keyLine(segs []string) int {
+	if d.file == nil || len(segs) == 0 {
 		return 0
 	}
-	parts := strings.Split(key, ".")
-	for _, p := range parts {
-		if !simpleKey.MatchString(p) {
+	var path strings.Builder
+	path.WriteString("$")
+	for _, s := range segs {
+		switch {
+		case simpleKey.MatchString(s):
+			path.WriteString("." + s)
+		case s == "" || strings.ContainsAny(s, "\\\n"):
 			return 0
+		default:
+			path.WriteString(".'" + strings.ReplaceAll(s, "'", "\\'") + "'")
 		}
 	}
-	p, err := yaml.PathString("$." + key)
+	p, err := yaml.PathString(path.String())
 	if err != nil {
 		return 0
 	}
@@ -176,6 +199,13 @@ func (d *decoder) config(root map[string]any) bus.Config {
 	c.Claude = d.claude(d.section(root, "claude", "claude"))
 	c.Codex = d.codex(d.section(root, "codex", "codex"))
 	c.Server = d.server(d.section(root, "server", "server"))
+	c.Budget = d.budget(d.section(root, "budget", "budget"))
+	if _, ok := root["pricing"]; !ok || root["pricing"] == nil {
+		d.defaults = append(d.defaults, "pricing")
+	}
+	c.Pricing = d.pricing(d.section(root, "pricing", "pricing"))
+	c.Notify = d.notify(d.section(root, "notify", "notify"))
+	d.warnUnpriced(c)
 	if v := d.str(root, "retention", "retention", ""); v != "" {
 		r, err := duration.Parse(strings.TrimSpace(v))
 		if err != nil || r <= 0 {
@@ -308,6 +338,7 @@ func (d *decoder) agent(m map[string]any, codexOnly bool) bus.AgentConfig {
 		MaxConcurrentAgents: int(d.positive(m, "max_concurrent_agents", "agent.max_concurrent_agents", DefaultMaxConcurrentAgents)),
 		MaxTurns:            int(d.positive(m, "max_turns", "agent.max_turns", DefaultMaxTurns)),
 		MaxRetryBackoffMS:   d.positive(m, "max_retry_backoff_ms", "agent.max_retry_backoff_ms", DefaultMaxRetryBackoffMS),
+		MaxRunsPerIssue:     int(d.positive(m, "max_runs_per_issue", "agent.max_runs_per_issue", DefaultMaxRunsPerIssue)),
 	}
 	if a.Kind != bus.AgentClaude && a.Kind != bus.AgentCodex {
 		d.fail("agent.kind", "unsupported agent %q (supported: claude, codex)", a.Kind)

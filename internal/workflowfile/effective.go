@@ -7,11 +7,20 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/symphony-oss/symphony/bus"
 )
 
 // TurnSandboxPolicyUnset is how the effective configuration shows an
 // absent codex.turn_sandbox_policy: the backend builds the policy per run.
 const TurnSandboxPolicyUnset = "null (a workspaceWrite policy rooted at each run's workspace)"
+
+// NoCap is how the effective configuration shows an absent budget cap.
+const NoCap = "none"
+
+// NotifyUnset is how the effective configuration shows an absent
+// notify.command.
+const NotifyUnset = "none (no notifications)"
 
 // Setting is one line of the effective configuration.
 type Setting struct {
@@ -47,6 +56,17 @@ func Effective(r *Result) []Setting {
 		case "codex.turn_sandbox_policy":
 			out = append(out, Setting{Key: prefix, Value: string(r.Config.Codex.TurnSandboxPolicy)})
 			return
+		case "budget":
+			out = append(out, budgetSettings(r.Config.Budget)...)
+			return
+		case "pricing":
+			out = append(out, pricingSettings(r.Config.Pricing)...)
+			return
+		case "notify.command":
+			if r.Config.Notify.Command == "" {
+				out = append(out, Setting{Key: prefix, Value: NotifyUnset})
+				return
+			}
 		}
 		switch x := v.(type) {
 		case map[string]any:
@@ -85,5 +105,50 @@ func Effective(r *Result) []Setting {
 		out[i].Inferred = slices.Contains(r.Inferred, out[i].Key)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// budgetSettings lists every budget key, an absent cap as NoCap, so an
+// operator sees which ceilings hold and which do not.
+func budgetSettings(b bus.BudgetConfig) []Setting {
+	usd := func(v float64) string {
+		if v <= 0 {
+			return NoCap
+		}
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	count := func(v int64) string {
+		if v <= 0 {
+			return NoCap
+		}
+		return strconv.FormatInt(v, 10)
+	}
+	return []Setting{
+		{Key: "budget.per_run.usd", Value: usd(b.PerRun.USD)},
+		{Key: "budget.per_run.tokens", Value: count(b.PerRun.Tokens)},
+		{Key: "budget.per_issue.usd", Value: usd(b.PerIssue.USD)},
+		{Key: "budget.per_issue.tokens", Value: count(b.PerIssue.Tokens)},
+		{Key: "budget.per_issue.runs", Value: count(int64(b.PerIssue.Runs))},
+		{Key: "budget.per_issue.turns", Value: count(int64(b.PerIssue.Turns))},
+		{Key: "budget.per_day.usd", Value: usd(b.PerDay.USD)},
+		{Key: "budget.per_day.tokens", Value: count(b.PerDay.Tokens)},
+		{Key: "budget.per_day.time_zone", Value: b.PerDay.TimeZone},
+	}
+}
+
+// pricingSettings lists each model's three prices under the key its
+// errors use (pricing."gpt-5.5".input); an empty table is one line.
+func pricingSettings(p map[string]bus.ModelPrice) []Setting {
+	if len(p) == 0 {
+		return []Setting{{Key: "pricing", Value: "{}"}}
+	}
+	price := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	var out []Setting
+	for model, mp := range p {
+		out = append(out,
+			Setting{Key: joinKey([]string{"pricing", model, "input"}), Value: price(mp.Input)},
+			Setting{Key: joinKey([]string{"pricing", model, "cached_input"}), Value: price(mp.CachedInput)},
+			Setting{Key: joinKey([]string{"pricing", model, "output"}), Value: price(mp.Output)})
+	}
 	return out
 }

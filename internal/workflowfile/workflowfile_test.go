@@ -56,17 +56,23 @@ func TestDefaults(t *testing.T) {
 		Workspace: bus.WorkspaceConfig{Root: "/tmp/t/symphony_workspaces"},
 		Hooks:     bus.HooksConfig{TimeoutMS: 60000},
 		Agent: bus.AgentConfig{Kind: "claude", MaxConcurrentAgents: 10, MaxTurns: 20, MaxRetryBackoffMS: 300000,
-			MaxConcurrentAgentsByState: map[string]int{}},
+			MaxRunsPerIssue: 10, MaxConcurrentAgentsByState: map[string]int{}},
 		Claude: bus.ClaudeConfig{Command: "claude", AllowedTools: []string{}, ExtraArgs: []string{},
 			TurnTimeoutMS: 3600000, StallTimeoutMS: 300000},
 		Codex: bus.CodexConfig{Command: "codex app-server", TurnTimeoutMS: 3600000, ReadTimeoutMS: 5000, StallTimeoutMS: 300000,
 			ApprovalPolicy: json.RawMessage(`"never"`), ThreadSandbox: "workspace-write"},
-		Server: bus.ServerConfig{Port: 4000, Bind: "127.0.0.1"},
+		Server:  bus.ServerConfig{Port: 4000, Bind: "127.0.0.1"},
+		Budget:  bus.BudgetConfig{PerDay: bus.DayBudget{TimeZone: "UTC"}},
+		Pricing: map[string]bus.ModelPrice{},
+		Notify:  bus.NotifyConfig{TimeoutMS: 60000},
 	}
 	if !reflect.DeepEqual(r.Config, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", r.Config, want)
 	}
-	for _, key := range []string{"polling.interval_ms", "workspace.root", "hooks.timeout_ms", "agent.kind", "agent.max_turns", "claude.command", "codex.command", "codex.approval_policy", "codex.thread_sandbox", "codex.turn_sandbox_policy", "server.port", "server.bind", "tracker.active_states"} {
+	for _, key := range []string{"polling.interval_ms", "workspace.root", "hooks.timeout_ms", "agent.kind", "agent.max_turns", "claude.command", "codex.command", "codex.approval_policy", "codex.thread_sandbox", "codex.turn_sandbox_policy", "server.port", "server.bind", "tracker.active_states",
+		"agent.max_runs_per_issue", "budget.per_run.usd", "budget.per_run.tokens", "budget.per_issue.usd", "budget.per_issue.tokens",
+		"budget.per_issue.runs", "budget.per_issue.turns", "budget.per_day.usd", "budget.per_day.tokens", "budget.per_day.time_zone",
+		"pricing", "notify.command", "notify.timeout_ms"} {
 		if !slices.Contains(r.Defaults, key) {
 			t.Errorf("%s not marked as a default (%v)", key, r.Defaults)
 		}
@@ -109,6 +115,7 @@ agent:
   max_concurrent_agents: 3
   max_turns: 7
   max_retry_backoff_ms: 1000
+  max_runs_per_issue: 4
   max_concurrent_agents_by_state: {" In Progress ": 2, Todo: "1", Review: 0, Bad: x}
 claude:
   command: /opt/claude
@@ -120,7 +127,7 @@ claude:
   stall_timeout_ms: 0
   strict_mcp_config: true
 codex:
-  command: codex app-server --x
+  command: codex app-server --x -c 'model="gpt-5.5"'
   turn_timeout_ms: 11
   read_timeout_ms: 12
   stall_timeout_ms: -1
@@ -129,6 +136,14 @@ codex:
   turn_sandbox_policy: {type: workspaceWrite, writableRoots: [/data/ws], networkAccess: true}
 server: {port: 0, bind: "::1"}
 retention: 7d
+budget:
+  per_run: {usd: 2.5, tokens: 1000000}
+  per_issue: {usd: "10", tokens: 5000000, runs: 6, turns: "80"}
+  per_day: {usd: 100, tokens: 90000000, time_zone: Europe/Berlin}
+pricing:
+  gpt-5.5: {input: 1.25, cached_input: 0.125, output: 10}
+  " o3 ": {input: 2, cached_input: 0.5, output: "8"}
+notify: {command: ./notify.sh, timeout_ms: 2000}
 unknown_key: {ignored: true}
 ---
 body`
@@ -163,13 +178,19 @@ body`
 		"turn to":     {c.Claude.TurnTimeoutMS, int64(10)},
 		"stall":       {c.Claude.StallTimeoutMS, int64(0)},
 		"strict mcp":  {c.Claude.StrictMCPConfig, true},
-		"codex":       {fmt.Sprintln(c.Codex.Command, c.Codex.TurnTimeoutMS, c.Codex.ReadTimeoutMS, c.Codex.StallTimeoutMS), "codex app-server --x 11 12 -1\n"},
+		"codex":       {fmt.Sprintln(c.Codex.Command, c.Codex.TurnTimeoutMS, c.Codex.ReadTimeoutMS, c.Codex.StallTimeoutMS), "codex app-server --x -c 'model=\"gpt-5.5\"' 11 12 -1\n"},
 		"approval":    {string(c.Codex.ApprovalPolicy), `{"granular":{"mcp_elicitations":true,"rules":false,"sandbox_approval":true}}`},
 		"sandbox":     {c.Codex.ThreadSandbox, "read-only"},
 		"turn policy": {string(c.Codex.TurnSandboxPolicy), `{"networkAccess":true,"type":"workspaceWrite","writableRoots":["/data/ws"]}`},
 		"server":      {fmt.Sprint(c.Server), "{0 ::1}"},
 		"no defaults": {len(r.Defaults), 0},
 		"retention":   {c.RetentionMS, int64(7 * 24 * 3600 * 1000)},
+		"max runs":    {c.Agent.MaxRunsPerIssue, 4},
+		"per run":     {fmt.Sprint(c.Budget.PerRun), "{2.5 1000000}"},
+		"per issue":   {fmt.Sprint(c.Budget.PerIssue), "{{10 5000000} 6 80}"},
+		"per day":     {fmt.Sprint(c.Budget.PerDay), "{{100 90000000} Europe/Berlin}"},
+		"pricing":     {fmt.Sprint(c.Pricing), "map[gpt-5.5:{1.25 0.125 10} o3:{2 0.5 8}]"},
+		"notify":      {fmt.Sprint(c.Notify), "{./notify.sh 2000}"},
 	}
 	for name, c := range checks {
 		if c[0] != c[1] {
