@@ -265,6 +265,9 @@ func shellWords(s string) ([]string, bool) {
 			}
 		case c == '\\' && i+1 < len(s):
 			i++
+			if s[i] == '\n' { // a line continuation
+				continue
+			}
 			cur.WriteByte(s[i])
 			inWord = true
 		case c == '\'':

@@ -145,8 +145,9 @@ func (d *decoder) pathLine(segs []string) int {
 }
 
 // keyLine finds the line of one key path; a segment that is not plain is
-// single-quoted for the YAML path (a quote inside escaped), and one with a
-// backslash, which the path syntax cannot spell for certain, gives 0.
+// single-quoted for the YAML path, and one holding a quote or a backslash,
+// which go-yaml's path syntax does not spell reliably, gives 0 (the
+// caller then falls back to the enclosing section's line).
 func (d *decoder) keyLine(segs []string) int {
 	if d.file == nil || len(segs) == 0 {
 		return 0
@@ -157,10 +158,10 @@ func (d *decoder) keyLine(segs []string) int {
 		switch {
 		case simpleKey.MatchString(s):
 			path.WriteString("." + s)
-		case s == "" || strings.ContainsAny(s, "\\\n"):
+		case s == "" || strings.ContainsAny(s, "'\\\n"):
 			return 0
 		default:
-			path.WriteString(".'" + strings.ReplaceAll(s, "'", "\\'") + "'")
+			path.WriteString(".'" + s + "'")
 		}
 	}
 	p, err := yaml.PathString(path.String())
