@@ -5,6 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -59,10 +64,12 @@ func (c *ValidateCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	home, _ := os.UserHomeDir()
+	warnings := codexPricingWarnings(res, os.LookupEnv, home)
 	if c.JSON {
 		return writeJSON(e.stdout, validateJSON{
 			Valid: true, Path: res.Path, Checksum: res.Checksum, Settings: workflowfile.Effective(res),
-			Warnings: res.Warnings, PromptFirstRun: first, PromptAttempt2: retry,
+			Warnings: warnings, PromptFirstRun: first, PromptAttempt2: retry,
 		})
 	}
 	w := e.stdout
@@ -82,9 +89,9 @@ func (c *ValidateCmd) Run(e *env) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(res.Warnings) > 0 {
+	if len(warnings) > 0 {
 		fmt.Fprintln(w, "\nWarnings:")
-		for _, warn := range res.Warnings {
+		for _, warn := range warnings {
 			fmt.Fprintln(w, "  "+warn)
 		}
 	}
@@ -98,6 +105,90 @@ func (c *ValidateCmd) Run(e *env) error {
 	section(fmt.Sprintf("Prompt for sample issue %s, first run (attempt: null)", sample.Identifier), first)
 	section(fmt.Sprintf("Prompt for sample issue %s, attempt 2", sample.Identifier), retry)
 	return nil
+}
+
+// maxCodexConfig bounds the bytes of codex's config.toml validate reads.
+const maxCodexConfig = 1 << 20
+
+// codexPricingWarnings refines the loader's warning that a codex run's
+// model, and so whether USD caps can price it, is unknown: the loader
+// reads only WORKFLOW.md, but validate runs on the operator's machine and
+// can read the model from codex's own config.toml (in the CODEX_HOME the
+// command sets, else $CODEX_HOME, else ~/.codex). A model found there
+// turns the warning into a precise one, or removes it when the model has
+// a price. Anything unclear leaves the loader's warning as it was.
+func codexPricingWarnings(res *workflowfile.Result, lookup func(string) (string, bool), home string) []string {
+	cfg := res.Config
+	generic := workflowfile.UnpricedUSDWarning(cfg, "", "")
+	i := slices.Index(res.Warnings, generic)
+	if generic == "" || i < 0 || len(cfg.Pricing) == 0 || workflowfile.CodexModel(cfg.Codex.Command) != "" {
+		return res.Warnings
+	}
+	dir := workflowfile.CodexHome(cfg.Codex.Command)
+	if dir == "" {
+		dir, _ = lookup("CODEX_HOME")
+	}
+	if dir == "" && home != "" {
+		dir = filepath.Join(home, ".codex")
+	}
+	if strings.HasPrefix(dir, "~/") && home != "" {
+		dir = filepath.Join(home, dir[2:])
+	}
+	if dir == "" {
+		return res.Warnings
+	}
+	path := filepath.Join(dir, "config.toml")
+	model := codexConfigModel(path)
+	if model == "" {
+		return res.Warnings
+	}
+	out := slices.Clone(res.Warnings)
+	if w := workflowfile.UnpricedUSDWarning(cfg, model, path); w != "" {
+		out[i] = w
+	} else {
+		out = slices.Delete(out, i, i+1)
+	}
+	return out
+}
+
+// codexTopModel matches a top-level `model = "…"` line of a config.toml.
+var codexTopModel = regexp.MustCompile(`^model\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')\s*(?:#.*)?$`)
+
+// codexTopProfile matches a top-level `profile = …` line.
+var codexTopProfile = regexp.MustCompile(`^profile\s*=`)
+
+// codexConfigModel reads the top-level model of codex's config.toml, ""
+// when the file is absent or unreadable, sets none, or selects a profile
+// (whose model would apply instead).
+func codexConfigModel(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCodexConfig))
+	if err != nil {
+		return ""
+	}
+	model := ""
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			break // the first table ends the top level
+		}
+		if codexTopProfile.MatchString(line) {
+			return ""
+		}
+		if m := codexTopModel.FindStringSubmatch(line); m != nil {
+			model = m[1] + m[2]
+			if m[1] != "" {
+				if u, err := strconv.Unquote(`"` + m[1] + `"`); err == nil {
+					model = u
+				}
+			}
+		}
+	}
+	return strings.TrimSpace(model)
 }
 
 func writeJSON(w io.Writer, v any) error {

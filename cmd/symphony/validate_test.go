@@ -144,3 +144,134 @@ func TestValidateShowsCodexKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateShowsSpendKeys: validate shows every spend-control key of
+// #23 with its effective value — an absent cap as "none", marked as a
+// default — refuses a bad value naming key and line, and warns when a USD
+// cap is set that codex runs cannot be priced against.
+func TestValidateShowsSpendKeys(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, extra string) string {
+		p := filepath.Join(dir, name+".md")
+		src := "---\ntracker: {kind: files, provider: {path: issues}}\n" + extra + "---\nbody\n"
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	codexHome := filepath.Join(dir, "codex-home")
+	if err := os.MkdirAll(codexHome, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	noCodexConfig := []string{"CODEX_HOME=" + filepath.Join(dir, "absent")}
+
+	code, out := validateWith(t, noCodexConfig, write("defaults", ""))
+	if code != 0 {
+		t.Fatalf("defaults: exit %d\n%s", code, out)
+	}
+	for key, value := range map[string]string{
+		"agent.max_runs_per_issue": "10",
+		"budget.per_run.usd":       "none", "budget.per_run.tokens": "none",
+		"budget.per_issue.usd": "none", "budget.per_issue.tokens": "none",
+		"budget.per_issue.runs": "none", "budget.per_issue.turns": "none",
+		"budget.per_day.usd": "none", "budget.per_day.tokens": "none", "budget.per_day.time_zone": "UTC",
+		"pricing": "{}", "notify.command": "none (no notifications)", "notify.timeout_ms": "60000",
+	} {
+		m := settingLine(key).FindStringSubmatch(out)
+		if m == nil || m[1] != value || m[2] != "(default)" {
+			t.Errorf("default %s: line %q, want %q (default)", key, m, value)
+		}
+	}
+	if strings.Contains(out, "budget:") {
+		t.Errorf("defaults: a budget warning without a cap:\n%s", out)
+	}
+
+	set := write("set", `agent: {max_runs_per_issue: 4}
+budget:
+  per_run: {usd: 2.5, tokens: 3000000}
+  per_issue: {usd: 20, runs: 8, turns: 120}
+  per_day: {usd: 100, time_zone: Europe/Berlin}
+pricing:
+  gpt-5.5: {input: 1.25, cached_input: 0.125, output: 10}
+notify: {command: ./notify.sh, timeout_ms: 5000}
+`)
+	code, out = validateWith(t, noCodexConfig, set)
+	if code != 0 {
+		t.Fatalf("set: exit %d\n%s", code, out)
+	}
+	for key, want := range map[string][2]string{
+		"agent.max_runs_per_issue":       {"4", ""},
+		"budget.per_run.usd":             {"2.5", ""},
+		"budget.per_run.tokens":          {"3000000", ""},
+		"budget.per_issue.usd":           {"20", ""},
+		"budget.per_issue.tokens":        {"none", "(default)"},
+		"budget.per_issue.runs":          {"8", ""},
+		"budget.per_issue.turns":         {"120", ""},
+		"budget.per_day.usd":             {"100", ""},
+		"budget.per_day.tokens":          {"none", "(default)"},
+		"budget.per_day.time_zone":       {"Europe/Berlin", ""},
+		`pricing."gpt-5.5".input`:        {"1.25", ""},
+		`pricing."gpt-5.5".cached_input`: {"0.125", ""},
+		`pricing."gpt-5.5".output`:       {"10", ""},
+		"notify.command":                 {"./notify.sh", ""},
+		"notify.timeout_ms":              {"5000", ""},
+	} {
+		m := settingLine(key).FindStringSubmatch(out)
+		if m == nil || m[1] != want[0] || m[2] != want[1] {
+			t.Errorf("set %s: line %q, want %q %q", key, m, want[0], want[1])
+		}
+	}
+	// Claude reports its own cost: a USD cap needs no price.
+	if strings.Contains(out, "budget:") {
+		t.Errorf("claude with a USD cap: a budget warning:\n%s", out)
+	}
+
+	const (
+		emptyTable = "  budget: USD caps do not apply to codex runs: codex reports no cost and the pricing table is empty (token caps still apply)\n"
+		unknown    = "  budget: USD caps apply to a codex run only if the model it reports at thread/start has a pricing entry"
+	)
+	codex := func(name, extra string) string {
+		return write(name, "agent: {kind: codex}\nbudget: {per_day: {usd: 40}}\n"+extra)
+	}
+	for _, c := range []struct {
+		name, extra, config, want string
+	}{
+		{"no pricing", "", "", emptyTable},
+		{"model unknown", "pricing: {gpt-5.5: {input: 1, output: 8}}\n", "", unknown},
+		{"command model unpriced", "codex: {command: \"codex app-server -c model=o3\"}\npricing: {gpt-5.5: {input: 1, output: 8}}\n", "",
+			`  budget: USD caps do not apply to codex runs: codex.command sets model "o3" and the pricing table has no entry for it (token caps still apply)` + "\n"},
+		{"command model priced", "codex: {command: \"codex app-server -c model=gpt-5.5\"}\npricing: {gpt-5.5: {input: 1, output: 8}}\n", "", ""},
+		{"config model priced", "pricing: {gpt-5.5: {input: 1, output: 8}}\n", "model = \"gpt-5.5\"\nmodel_provider = \"openai\"\n[x]\nmodel = \"o3\"\n", ""},
+		{"config model unpriced", "pricing: {gpt-5.5: {input: 1, output: 8}}\n", "# mine\nmodel = 'o3'  # fast\n", `sets model "o3" and the pricing table has no entry for it`},
+		{"config profile", "pricing: {gpt-5.5: {input: 1, output: 8}}\n", "model = \"gpt-5.5\"\nprofile = \"deep\"\n", unknown},
+	} {
+		env := noCodexConfig
+		if c.config != "" {
+			if err := os.WriteFile(filepath.Join(codexHome, "config.toml"), []byte(c.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env = []string{"CODEX_HOME=" + codexHome}
+		}
+		code, out := validateWith(t, env, codex(strings.ReplaceAll(c.name, " ", "-"), c.extra))
+		switch {
+		case code != 0:
+			t.Errorf("%s: exit %d\n%s", c.name, code, out)
+		case c.want == "" && strings.Contains(out, "  budget:"):
+			t.Errorf("%s: unexpected budget warning\n%s", c.name, out)
+		case c.want != "" && (!strings.Contains(out, "Warnings:\n") || !strings.Contains(out, c.want)):
+			t.Errorf("%s: want warning %q\n%s", c.name, c.want, out)
+		}
+		if strings.HasPrefix(c.name, "config model unpriced") && !strings.Contains(out, filepath.Join(codexHome, "config.toml")+` sets model "o3"`) {
+			t.Errorf("%s: the warning does not name codex's config file\n%s", c.name, out)
+		}
+	}
+
+	code, out = validateWith(t, noCodexConfig, write("bad", "pricing:\n  gpt-5.5: {input: 1, output: -2}\n"))
+	if code != 1 || !strings.Contains(out, `config_validation_error: `+filepath.Join(dir, "bad.md")+`:4: pricing."gpt-5.5".output: must be a non-negative price in US dollars per million tokens, got -2`) {
+		t.Errorf("bad price: exit %d\n%s", code, out)
+	}
+	code, out = validateWith(t, noCodexConfig, write("badusd", "budget:\n  per_run:\n    usd: .nan\n"))
+	if code != 1 || !strings.Contains(out, filepath.Join(dir, "badusd.md")+`:5: budget.per_run.usd: must be a positive amount of US dollars (like 2.5), got NaN`) {
+		t.Errorf("bad usd: exit %d\n%s", code, out)
+	}
+}

@@ -1,7 +1,9 @@
 package workflowfile
 
 import (
+	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,23 +185,34 @@ func (d *decoder) notify(m map[string]any) bus.NotifyConfig {
 	}
 }
 
-// warnUnpriced warns when a USD cap is set but the configured agent's
-// runs cannot be priced: claude reports its own cost, codex does not, so a
-// codex run has a USD figure only when the pricing table holds its model.
-// Token caps apply whatever the agent; the warning says so.
+// warnUnpriced warns when a USD cap is set but the configured agent's runs
+// may not be priced (see UnpricedUSDWarning).
 func (d *decoder) warnUnpriced(c bus.Config) {
-	if !c.Budget.USDCapped() || c.Agent.Kind != bus.AgentCodex {
-		return
+	if w := UnpricedUSDWarning(c, CodexModel(c.Codex.Command), "codex.command"); w != "" {
+		d.warnings = append(d.warnings, w)
 	}
-	model := CodexModel(c.Codex.Command)
+}
+
+// UnpricedUSDWarning is the warning for a USD cap the configured agent's
+// runs may escape, or "" when there is none. Claude reports its own cost;
+// codex does not, so a codex run has a USD figure only when the pricing
+// table holds its model. model is the model codex is set to run ("" when
+// unknown) and source says where that was read (codex.command, or the
+// path of codex's config.toml). Token caps apply whatever the agent; the
+// warning says so.
+func UnpricedUSDWarning(c bus.Config, model, source string) string {
+	if !c.Budget.USDCapped() || c.Agent.Kind != bus.AgentCodex {
+		return ""
+	}
 	switch {
 	case len(c.Pricing) == 0:
-		d.warn("budget", "USD caps do not apply to codex runs: codex reports no cost and the pricing table is empty (token caps still apply)")
+		return "budget: USD caps do not apply to codex runs: codex reports no cost and the pricing table is empty (token caps still apply)"
 	case model == "":
-		d.warn("budget", "USD caps apply to a codex run only if the model it reports at thread/start has a pricing entry; codex.command does not set one (--config model=…), so it comes from codex's own config (token caps always apply)")
+		return "budget: USD caps apply to a codex run only if the model it reports at thread/start has a pricing entry; codex.command does not set one (--config model=…), so it comes from codex's own config (token caps always apply)"
 	case !hasPrice(c.Pricing, model):
-		d.warn("budget", "USD caps do not apply to codex runs: codex.command sets model %q and the pricing table has no entry for it (token caps still apply)", model)
+		return fmt.Sprintf("budget: USD caps do not apply to codex runs: %s sets model %q and the pricing table has no entry for it (token caps still apply)", source, model)
 	}
+	return ""
 }
 
 func hasPrice(p map[string]bus.ModelPrice, model string) bool {
@@ -319,3 +332,27 @@ func toFloat(v any) (float64, bool) {
 	}
 	return 0, false
 }
+
+// CodexHome returns the CODEX_HOME a codex command line sets for codex
+// itself (CODEX_HOME=/x codex app-server, or through env), or "" when it
+// sets none: codex then reads $CODEX_HOME, else ~/.codex.
+func CodexHome(command string) string {
+	words, ok := shellWords(command)
+	if !ok {
+		return ""
+	}
+	for _, w := range words {
+		name, value, isAssign := strings.Cut(w, "=")
+		switch {
+		case w == "env":
+			continue
+		case !isAssign || !envName.MatchString(name):
+			return ""
+		case name == "CODEX_HOME":
+			return value
+		}
+	}
+	return ""
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -224,3 +224,18 @@ func TestCodexModel(t *testing.T) {
 		}
 	}
 }
+
+func TestCodexHome(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"codex app-server":                              "",
+		"CODEX_HOME=/srv/codex codex app-server":        "/srv/codex",
+		"env A=1 CODEX_HOME='/a b' codex app-server":    "/a b",
+		"codex app-server CODEX_HOME=/x":                "",
+		"RUST_LOG=info CODEX_HOME=~/c codex app-server": "~/c",
+		"CODEX_HOME='/unterminated codex":               "",
+	} {
+		if got := CodexHome(cmd); got != want {
+			t.Errorf("CodexHome(%q) = %q, want %q", cmd, got, want)
+		}
+	}
+}

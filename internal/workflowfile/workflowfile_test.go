@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -629,7 +630,8 @@ func FuzzParse(f *testing.F) {
 		"---\ntracker: {kind: files, provider: {path: /i}, tools: {linear_graphql: any}}\n---\n",
 		"---\ntracker: {kind: linear, provider: {project_slug: p}, tools: {linear_graphql: [scoped]}}\n---\n",
 		"---\ntracker: {kind: files, provider: {path: /i}}\ncodex: {approval_policy: {granular: {sandbox_approval: true, rules: true, mcp_elicitations: true}}, thread_sandbox: read-only}\n---\n",
-		"---\ntracker: {kind: files, provider: {path: /i}}\ncodex: {approval_policy: on-request, turn_sandbox_policy: {type: workspaceWrite, writableRoots: [/w], networkAccess: true}}\n---\n"} {
+		"---\ntracker: {kind: files, provider: {path: /i}}\ncodex: {approval_policy: on-request, turn_sandbox_policy: {type: workspaceWrite, writableRoots: [/w], networkAccess: true}}\n---\n",
+		"---\ntracker: {kind: files, provider: {path: /i}}\nagent: {kind: codex, max_runs_per_issue: 3}\ncodex: {command: \"codex app-server -c 'model=\\\"gpt-5.5\\\"'\"}\nbudget: {per_run: {usd: 2.5, tokens: 100}, per_issue: {usd: 9, tokens: 7, runs: 2, turns: 5}, per_day: {usd: .5, tokens: 1000, time_zone: Europe/Berlin}}\npricing: {gpt-5.5: {input: 1.25, cached_input: 0.125, output: 10}, \" o3 \": {input: 0, output: 1}}\nnotify: {command: ./n.sh, timeout_ms: 10}\n---\n"} {
 		f.Add([]byte(s))
 	}
 	files, _ := filepath.Glob("../../testdata/workflows/*/*.md")
@@ -658,6 +660,22 @@ func FuzzParse(f *testing.F) {
 		// The Codex values are valid JSON within their bound.
 		if _, err := json.Marshal(r.Config); err != nil {
 			t.Fatalf("config does not marshal: %v", err)
+		}
+		// Every cap and price the loader accepts is finite and not
+		// negative, every priced model within its bound.
+		b := r.Config.Budget
+		for _, v := range []float64{b.PerRun.USD, b.PerIssue.USD, b.PerDay.USD, float64(b.PerRun.Tokens), float64(b.PerIssue.Tokens), float64(b.PerDay.Tokens), float64(b.PerIssue.Runs), float64(b.PerIssue.Turns)} {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				t.Fatalf("budget %+v", b)
+			}
+		}
+		if _, err := b.PerDay.Location(); err != nil || len(r.Config.Pricing) > MaxPricingModels || r.Config.Agent.MaxRunsPerIssue <= 0 {
+			t.Fatalf("time zone %v, %d prices, max runs %d", err, len(r.Config.Pricing), r.Config.Agent.MaxRunsPerIssue)
+		}
+		for name, p := range r.Config.Pricing {
+			if name == "" || len(name) > MaxModelNameLen || name != strings.TrimSpace(name) || !(p.Input >= 0 && p.CachedInput >= 0 && p.Output >= 0) || math.IsInf(p.Input+p.CachedInput+p.Output, 0) {
+				t.Fatalf("price %q %+v", name, p)
+			}
 		}
 		if x := r.Config.Codex; len(x.ApprovalPolicy) == 0 || len(x.ApprovalPolicy) > MaxCodexJSON || len(x.TurnSandboxPolicy) > MaxCodexJSON {
 			t.Fatalf("codex values %q %q", x.ApprovalPolicy, x.TurnSandboxPolicy)
