@@ -239,3 +239,17 @@ func TestCodexHome(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCodexModel: any command line splits without panic, and the model
+// and home it yields are never longer than the line (nothing invented).
+func FuzzCodexModel(f *testing.F) {
+	for _, s := range []string{"codex app-server -c model=o3", `CODEX_HOME="/a b" codex --config 'model="x"'`, `-c "model=\"`, "\\", "'", `"\\"`, "-cmodel= ' '"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, cmd string) {
+		model, home := CodexModel(cmd), CodexHome(cmd)
+		if len(model) > len(cmd) || len(home) > len(cmd) {
+			t.Fatalf("CodexModel %q, CodexHome %q longer than %q", model, home, cmd)
+		}
+	})
+}
