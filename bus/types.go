@@ -40,7 +40,9 @@ const (
 // RunStatus is how a run ended. The values follow the reference
 // specification's run attempt outcomes, plus interrupted (the process died
 // while the run was in flight) and blocked (the agent asked for input or
-// was denied a permission it needed).
+// was denied a permission it needed) and budget_exceeded (the run reached
+// a spending cap of budget:, and its issue is parked until an operator
+// clears it or its state changes).
 type RunStatus string
 
 const (
@@ -54,6 +56,9 @@ const (
 	RunCanceled    RunStatus = "canceled"
 	RunInterrupted RunStatus = "interrupted"
 	RunBlocked     RunStatus = "blocked"
+	// RunBudgetExceeded: the run's usage or cost reached a cap; its error
+	// names the cap and the amounts.
+	RunBudgetExceeded RunStatus = "budget_exceeded"
 )
 
 // IssueRef is the part of an issue a run record keeps: enough to show and

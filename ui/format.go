@@ -129,7 +129,7 @@ func statusClass(status bus.RunStatus) string {
 		return "st st-running"
 	case bus.RunSucceeded:
 		return "st st-ok"
-	case bus.RunBlocked, bus.RunCanceled, bus.RunInterrupted:
+	case bus.RunBlocked, bus.RunBudgetExceeded, bus.RunCanceled, bus.RunInterrupted:
 		return "st st-warn"
 	default:
 		return "st st-bad"
@@ -188,7 +188,7 @@ func joinPlain(s []string) string { return strings.Join(s, ", ") }
 // statusOptions are the statuses the runs page filters on.
 func statusOptions() []string {
 	return []string{string(bus.RunRunning), string(bus.RunSucceeded), string(bus.RunFailed), string(bus.RunTimedOut), string(bus.RunStalled),
-		string(bus.RunCanceled), string(bus.RunInterrupted), string(bus.RunBlocked)}
+		string(bus.RunCanceled), string(bus.RunInterrupted), string(bus.RunBlocked), string(bus.RunBudgetExceeded)}
 }
 
 // checkStatusFilter accepts an empty status (no filter) or one of

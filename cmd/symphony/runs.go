@@ -17,7 +17,7 @@ import (
 // RunsCmd is `symphony runs`.
 type RunsCmd struct {
 	Issue  string   `help:"Only runs of this issue identifier."`
-	Status string   `help:"Only runs that ended with this status (succeeded, failed, timed_out, stalled, canceled, interrupted, blocked), or running."`
+	Status string   `help:"Only runs that ended with this status (succeeded, failed, timed_out, stalled, canceled, interrupted, blocked, budget_exceeded), or running."`
 	Since  Duration `help:"Only runs started within this long (e.g. 12h, 7d)."`
 	Limit  int      `help:"At most this many runs." default:"50"`
 	JSON   bool     `help:"Print JSON lines instead of a table."`
