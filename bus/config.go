@@ -198,8 +198,13 @@ type BudgetCaps struct {
 	// USD caps the cost in US dollars: the agent's own figure (claude), or
 	// its tokens priced by the pricing table (codex). 0: no cap.
 	USD float64 `json:"usd,omitempty"`
-	// Tokens caps the tokens the agent reports (input, cached and output
-	// together). Token caps apply to every agent, priced or not. 0: no cap.
+	// Tokens caps the tokens the model processed, each counted once: what
+	// Usage.BudgetTokens sums — input (cached or not, cache writes
+	// included) plus output. For claude that is input_tokens +
+	// cache_creation_input_tokens + cache_read_input_tokens +
+	// output_tokens of its results; for codex inputTokens (which already
+	// include cachedInputTokens) + outputTokens of the thread's totals.
+	// Token caps apply to every agent, priced or not. 0: no cap.
 	Tokens int64 `json:"tokens,omitempty"`
 }
 

@@ -88,6 +88,18 @@ type Usage struct {
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
 }
 
+// BudgetTokens is what a token cap counts of u (bus.BudgetCaps.Tokens):
+// every token the model processed, once. The agents count differently:
+// claude reports its cache reads and writes beside input_tokens, codex
+// counts its cached tokens (CacheReadInputTokens here) inside its input
+// tokens, so adding them again would charge them twice.
+func (u Usage) BudgetTokens(agent string) int64 {
+	if agent == AgentCodex {
+		return max(u.InputTokens, 0) + max(u.OutputTokens, 0)
+	}
+	return max(u.InputTokens, 0) + max(u.OutputTokens, 0) + max(u.CacheCreationInputTokens, 0) + max(u.CacheReadInputTokens, 0)
+}
+
 // Add sums two usages.
 func (u Usage) Add(o Usage) Usage {
 	return Usage{u.InputTokens + o.InputTokens, u.OutputTokens + o.OutputTokens,

@@ -49,6 +49,9 @@ type sessionSpec struct {
 	callTool func(context.Context, bus.RunTool) bus.ToolResult
 	// title names the issue for the agent ("<identifier>: <title>").
 	title string
+	// maxBudgetUSD is what remains of the run's USD cap for the next turn
+	// ("" without a cap): claude gets it as --max-budget-usd.
+	maxBudgetUSD func() string
 }
 
 // agentSession is one run's conversation with its agent.
@@ -100,6 +103,9 @@ type turnOutcome struct {
 	// abandoned: the output pipes were still held open by an escaped
 	// process DrainGrace after the agent exited, and reading stopped.
 	abandoned bool
+	// runUSD is the run's cost so far as the backend priced it (codex:
+	// the thread's totals at the model's price); nil when it cannot.
+	runUSD *float64
 }
 
 // canceled carries the status and reason of a cancel into a turn.

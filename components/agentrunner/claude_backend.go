@@ -30,7 +30,13 @@ type claudeSession struct {
 	id string
 }
 
-func (s *claudeSession) command() []string { return s.b.argv(s.spec.cfg, s.id, s.spec.tools) }
+func (s *claudeSession) command() []string {
+	budget := ""
+	if s.spec.maxBudgetUSD != nil {
+		budget = s.spec.maxBudgetUSD()
+	}
+	return s.b.argv(s.spec.cfg, s.id, s.spec.tools, budget)
+}
 
 func (s *claudeSession) turn(ctx context.Context, in turnInput) turnOutcome {
 	// Each claude process starts the run's MCP server anew: it gets a
@@ -57,8 +63,10 @@ func (s *claudeSession) close() {}
 // tools, claude starts the run's MCP server from its config and may call
 // every tool of it without a permission prompt (a headless turn has no one
 // to answer one); the operator's own MCP servers stay unless the workflow
-// asks for claude.strict_mcp_config.
-func (b claudeBackend) argv(cfg bus.Config, session string, tools *runTools) []string {
+// asks for claude.strict_mcp_config. budgetUSD, when set, is what remains
+// of the run's USD cap: --max-budget-usd comes after claude.extra_args, so
+// an operator's own flag cannot raise it.
+func (b claudeBackend) argv(cfg bus.Config, session string, tools *runTools, budgetUSD string) []string {
 	bin := cfg.Claude.Command
 	if v := strings.TrimSpace(getenv(b.environ(), "CLAUDE_CLI")); v != "" {
 		bin = v
@@ -82,6 +90,9 @@ func (b claudeBackend) argv(cfg bus.Config, session string, tools *runTools) []s
 		argv = append(argv, "--allowedTools", strings.Join(allowed, ","))
 	}
 	argv = append(argv, cfg.Claude.ExtraArgs...)
+	if budgetUSD != "" {
+		argv = append(argv, "--max-budget-usd", budgetUSD)
+	}
 	if session != "" {
 		argv = append(argv, "--resume", session)
 	}

@@ -92,6 +92,9 @@ type codexSession struct {
 
 	nextID   int64
 	threadID string
+	// model is the model thread/start answered: its pricing entry prices
+	// the run for the USD cap.
+	model string
 	// prevTotals are the thread's token totals at the end of the previous
 	// turn: a turn's usage is what the totals grew by since.
 	prevTotals bus.Usage

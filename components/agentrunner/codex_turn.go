@@ -43,6 +43,11 @@ func (s *codexSession) turn(ctx context.Context, in turnInput) turnOutcome {
 	if _, f := s.request(ctx, "turn/start", params); f != nil {
 		return s.failed(f)
 	}
+	// Totals that came with turn/start's response were handled while it
+	// was awaited.
+	if f := s.budgetFail(); f != nil && s.stream.end == nil {
+		return s.failed(f)
+	}
 	if f := s.await(ctx, func() bool { return s.stream.end != nil }, s.turnTimeout(), true, "the turn"); f != nil {
 		return s.failed(f)
 	}
@@ -92,6 +97,7 @@ func (s *codexSession) handshake(ctx context.Context) *codexFail {
 	if model == "" {
 		model = r.Thread.Model
 	}
+	s.model = strings.TrimSpace(model)
 	e := s.stream.ev(bus.TurnInit)
 	e.Text = bound("model " + model + ", cwd " + s.spec.dir + ", thread " + s.threadID)
 	s.emit(e)
@@ -132,6 +138,9 @@ func (s *codexSession) await(ctx context.Context, done func() bool, wait time.Du
 			if c := s.canceled; c != nil {
 				return &codexFail{status: c.status, err: c.reason}
 			}
+			if f := s.budgetFail(); f != nil && !done() {
+				return f
+			}
 			if s.input != "" {
 				return &codexFail{status: bus.RunBlocked, err: codexTurnInputRequired + ": codex asked for input, and a Symphony run has no one to answer: " + s.input}
 			}
@@ -159,7 +168,7 @@ func (s *codexSession) await(ctx context.Context, done func() bool, wait time.Du
 func (s *codexSession) failed(f *codexFail) turnOutcome {
 	s.stop()
 	out := turnOutcome{status: f.status, err: f.err, sessionID: s.threadID, parseErrs: s.parseErrs,
-		exitCode: s.res.ExitCode, signal: s.res.Signal, stderr: s.res.Stderr, abandoned: s.res.Abandoned}
+		exitCode: s.res.ExitCode, signal: s.res.Signal, stderr: s.res.Stderr, abandoned: s.res.Abandoned, runUSD: s.runUSD()}
 	if s.threadID != "" {
 		out.result = &bus.TurnResult{IsError: true, Subtype: "error", Usage: s.usageDelta()}
 	}
@@ -181,7 +190,7 @@ func (s *codexSession) ended() turnOutcome {
 	if s.emitErr == nil && s.in.commit != nil {
 		s.emitErr = s.in.commit()
 	}
-	out := turnOutcome{status: bus.RunSucceeded, sessionID: s.threadID, result: res, resultText: text, parseErrs: s.parseErrs}
+	out := turnOutcome{status: bus.RunSucceeded, sessionID: s.threadID, result: res, resultText: text, parseErrs: s.parseErrs, runUSD: s.runUSD()}
 	switch {
 	case s.emitErr != nil:
 		out.status, out.err = bus.RunFailed, "recording agent events failed: "+s.emitErr.Error()
@@ -434,4 +443,43 @@ func (s *codexSession) callTool(ctx context.Context, req bus.RunTool) bus.ToolRe
 	close(quit)
 	<-done
 	return res
+}
+
+// runUSD is the run's cost as the thread's totals at the model's price
+// say (the thread is the run's: one app-server per run); nil without
+// totals or without a pricing entry for the model.
+func (s *codexSession) runUSD() *float64 {
+	if s.stream.totals == nil {
+		return nil
+	}
+	p, ok := s.spec.cfg.Pricing[s.model]
+	if !ok || s.model == "" {
+		return nil
+	}
+	c := p.CostUSD(*s.stream.totals)
+	return &c
+}
+
+// overBudget checks the thread's latest totals against the per-run caps:
+// codex reports them during the turn, so a turn is stopped as soon as
+// they reach one, not only at its end.
+func (s *codexSession) overBudget() (string, bool) {
+	caps := s.spec.cfg.Budget.PerRun
+	if s.stream.totals == nil || !caps.Capped() {
+		return "", false
+	}
+	var usd float64
+	c := s.runUSD()
+	if c != nil {
+		usd = *c
+	}
+	return overRunCaps(caps, s.stream.totals.BudgetTokens(bus.AgentCodex), usd, c != nil)
+}
+
+// budgetFail is the end of a turn whose totals reached a per-run cap.
+func (s *codexSession) budgetFail() *codexFail {
+	if why, over := s.overBudget(); over {
+		return &codexFail{status: bus.RunBudgetExceeded, err: why + "; codex was stopped mid-turn"}
+	}
+	return nil
 }

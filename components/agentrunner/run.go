@@ -27,16 +27,20 @@ const requestSlack = 30 * time.Second
 
 // run is one worker run: everything from dispatch to run_finished.
 type run struct {
-	r        *Component
-	o        *owner
-	d        bus.Dispatch
-	snap     bus.ConfigSnapshot
-	cancel   chan canceled
-	seq      atomic.Int64
-	turn     int
-	session  string
-	usage    bus.Usage
-	cost     *float64
+	r       *Component
+	o       *owner
+	d       bus.Dispatch
+	snap    bus.ConfigSnapshot
+	cancel  chan canceled
+	seq     atomic.Int64
+	turn    int
+	session string
+	usage   bus.Usage
+	cost    *float64
+	// priced is the run's cost as its backend priced it (codex's thread
+	// totals with a pricing entry for its model), for the USD cap; nil
+	// when not priced. It is not recorded as the run's cost.
+	priced   *float64
 	command  []string
 	path     string
 	exitCode *int

@@ -22,7 +22,7 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 	}, callTool: func(ctx context.Context, req bus.RunTool) bus.ToolResult {
 		// The run's budget and liveness apply as to an MCP server's call.
 		return w.takeCall(ctx, tools, req)
-	}, title: iss.Identifier + ": " + iss.Title})
+	}, title: iss.Identifier + ": " + iss.Title, maxBudgetUSD: w.remainingUSD})
 	if err != nil {
 		return bus.RunFailed, "start the agent's session: " + err.Error()
 	}
@@ -149,6 +149,10 @@ func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 		fin.Usage, fin.CostUSD = &u, out.result.CostUSD
 		w.addUsage(u, out.result.CostUSD)
 	}
+	if out.runUSD != nil {
+		w.priced = out.runUSD
+	}
+	out = w.budgetEnd(out)
 	fin.ExitCode, fin.Signal = out.exitCode, out.signal
 	if out.status != bus.RunSucceeded {
 		fin.Status, fin.Error = out.status, out.err

@@ -41,6 +41,9 @@ import (
 //	            real server reports an HTTP 500 of the model).
 //	garbage     ok, after a line that is not JSON and one of an unknown
 //	            method.
+//	spend       turn/started, token totals of 4000 input (1000 cached) and
+//	            1000 output tokens, then nothing (a turn that spends on
+//	            and on); its own pid goes to FAKEAGENT_PIDFILE.
 
 // EnvCodex selects the app-server scenario.
 const EnvCodex = "FAKEAGENT_CODEX"
@@ -175,6 +178,15 @@ func (f *codexFake) turn(m codexMsg) (int, bool) {
 	f.notify("turn/started", map[string]any{"threadId": f.thread, "turn": map[string]any{"id": turnID, "status": "inProgress"}})
 	switch f.scenario {
 	case "silent", "hang":
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "spend":
+		if pf := f.getenv(EnvPIDFile); pf != "" {
+			_ = os.WriteFile(pf, []byte(strconv.Itoa(os.Getpid())), 0o644)
+		}
+		total := map[string]int64{"totalTokens": 5000, "inputTokens": 4000, "cachedInputTokens": 1000, "cacheWriteInputTokens": 0, "outputTokens": 1000}
+		f.notify("thread/tokenUsage/updated", map[string]any{"threadId": f.thread, "turnId": turnID, "tokenUsage": map[string]any{"total": total, "last": total}})
 		for {
 			time.Sleep(time.Hour)
 		}

@@ -1,0 +1,158 @@
+package agentrunner
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
+)
+
+// flagValue is the value after flag in argv, "" without it.
+func flagValue(argv []string, flag string) string {
+	i := slices.Index(argv, flag)
+	if i < 0 || i+1 >= len(argv) {
+		return ""
+	}
+	return argv[i+1]
+}
+
+// TestClaudeGetsTheRemainingBudget: each claude turn gets --max-budget-usd
+// with the per-run USD cap minus what the run's earlier turns cost (the
+// fake reports $0.25 a turn); under the cap the run goes on to max_turns.
+func TestClaudeGetsTheRemainingBudget(t *testing.T) {
+	h := newHarness(t, "ok", func(c *bus.Config) { c.Budget.PerRun.USD = 1 })
+	h.dispatch("run-budget")
+	end, all := h.finished()
+	if end.Status != bus.RunSucceeded || end.Turn != 3 {
+		t.Fatalf("end %s %q turn %d", end.Status, end.Error, end.Turn)
+	}
+	var got []string
+	for _, e := range all {
+		if e.Event == bus.RunTurnStarted {
+			got = append(got, flagValue(e.Command, "--max-budget-usd"))
+		}
+	}
+	if want := []string{"1", "0.75", "0.5"}; !slices.Equal(got, want) {
+		t.Errorf("--max-budget-usd per turn %q, want %q (the cap minus the cost so far)", got, want)
+	}
+}
+
+// TestNoBudgetNoFlag: without a USD cap claude gets no --max-budget-usd.
+func TestNoBudgetNoFlag(t *testing.T) {
+	argv := claudeBackend{environ: func() []string { return nil }}.argv(bus.Config{}, "", nil, "")
+	if slices.Contains(argv, "--max-budget-usd") {
+		t.Errorf("argv %q", argv)
+	}
+	argv = claudeBackend{environ: func() []string { return nil }}.argv(bus.Config{Claude: bus.ClaudeConfig{ExtraArgs: []string{"--max-budget-usd", "99"}}}, "s", nil, "0.5")
+	if i := slices.Index(argv, "--max-budget-usd"); slices.Index(argv[i+1:], "--max-budget-usd") < 0 || argv[len(argv)-3] != "0.5" {
+		t.Errorf("the cap's flag must come after extra_args: %q", argv)
+	}
+}
+
+// TestRunEndsAtAPerRunCap: a run whose usage or cost reached a per-run cap
+// after a turn ends budget_exceeded without a continuation (the fake
+// claude reports 18 tokens, cache reads included, and $0.25 a turn).
+func TestRunEndsAtAPerRunCap(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		caps bus.BudgetCaps
+		turn int
+		want string
+	}{
+		{"tokens", bus.BudgetCaps{Tokens: 20}, 2, "budget.per_run.tokens reached: the run used 36 tokens, the cap is 20"},
+		{"usd", bus.BudgetCaps{USD: 0.3}, 2, "budget.per_run.usd reached: the run cost $0.5, the cap is $0.3"},
+		{"usd exactly", bus.BudgetCaps{USD: 0.25}, 1, "budget.per_run.usd reached: the run cost $0.25, the cap is $0.25"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "ok", func(c *bus.Config) { c.Budget.PerRun = tc.caps })
+			h.dispatch("run-cap")
+			end, all := h.finished()
+			if end.Status != bus.RunBudgetExceeded || end.Error != tc.want || end.Turn != tc.turn {
+				t.Fatalf("end %s %q turn %d, want budget_exceeded %q after turn %d", end.Status, end.Error, end.Turn, tc.want, tc.turn)
+			}
+			started := 0
+			for _, e := range all {
+				if e.Event == bus.RunTurnStarted {
+					started++
+				}
+				if e.Event == bus.RunTurnFinished && e.Turn == tc.turn && e.Status != bus.RunBudgetExceeded {
+					t.Errorf("the last turn's end %s", e.Status)
+				}
+			}
+			if started != tc.turn {
+				t.Errorf("%d turns started: a continuation after the cap", started)
+			}
+		})
+	}
+}
+
+// TestCodexStoppedMidTurnAtACap: codex's token totals reach a per-run cap
+// during a turn that would go on forever; the turn is stopped (the
+// app-server is gone) and the run ends budget_exceeded. The USD cap
+// prices the totals for the model thread/start named.
+func TestCodexStoppedMidTurnAtACap(t *testing.T) {
+	bin := fakeagent.Build(t)
+	for _, tc := range []struct {
+		name   string
+		mutate func(*bus.Config)
+		want   string
+	}{
+		{"tokens", func(c *bus.Config) { c.Budget.PerRun.Tokens = 3000 },
+			"budget.per_run.tokens reached: the run used 5000 tokens, the cap is 3000; codex was stopped mid-turn"},
+		// 3000 fresh input at $1/M, 1000 cached at $0.5/M, 1000 output at $2/M.
+		{"usd", func(c *bus.Config) {
+			c.Budget.PerRun.USD = 0.001
+			c.Pricing = map[string]bus.ModelPrice{"fake-codex-model": {Input: 1, CachedInput: 0.5, Output: 2}}
+		}, "budget.per_run.usd reached: the run cost $0.0055, the cap is $0.001; codex was stopped mid-turn"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			h := newHarness(t, "", codexConfig(bin, tc.mutate), fakeagent.EnvCodex+"=spend", fakeagent.EnvPIDFile+"="+pidFile)
+			h.dispatch("run-cxb")
+			end, _ := h.finished()
+			if end.Status != bus.RunBudgetExceeded || end.Error != tc.want || end.Turn != 1 {
+				t.Errorf("end %s %q turn %d, want budget_exceeded %q", end.Status, end.Error, end.Turn, tc.want)
+			}
+			if u := end.Usage; u == nil || u.InputTokens != 4000 || u.OutputTokens != 1000 {
+				t.Errorf("run usage %+v, want the totals seen", end.Usage)
+			}
+			sleeperGone(t, pidFile)
+		})
+	}
+}
+
+// TestCodexUnpricedModelEscapesTheUSDCap: without a pricing entry for the
+// model codex names, a USD cap does not apply (validate warns); the token
+// cap still would.
+func TestCodexUnpricedModelEscapesTheUSDCap(t *testing.T) {
+	bin := fakeagent.Build(t)
+	h := newHarness(t, "", codexConfig(bin, func(c *bus.Config) {
+		c.Budget.PerRun.USD = 0.000001
+		c.Pricing = map[string]bus.ModelPrice{"another-model": {Input: 1, CachedInput: 1, Output: 1}}
+	}), fakeagent.EnvCodex+"=ok")
+	h.dispatch("run-cxu")
+	end, _ := h.finished()
+	if end.Status != bus.RunSucceeded || end.Turn != 3 {
+		t.Errorf("end %s %q turn %d", end.Status, end.Error, end.Turn)
+	}
+}
+
+// TestBudgetTokens: what a token cap counts, per agent.
+func TestBudgetTokens(t *testing.T) {
+	u := bus.Usage{InputTokens: 100, OutputTokens: 10, CacheCreationInputTokens: 5, CacheReadInputTokens: 30}
+	if got := u.BudgetTokens(bus.AgentClaude); got != 145 {
+		t.Errorf("claude %d, want 145 (cache reads and writes are beside input_tokens)", got)
+	}
+	if got := u.BudgetTokens(bus.AgentCodex); got != 110 {
+		t.Errorf("codex %d, want 110 (cached tokens are inside inputTokens)", got)
+	}
+	if why, over := overRunCaps(bus.BudgetCaps{USD: 1}, 0, 5, false); over {
+		t.Errorf("an unpriced run is over a USD cap: %s", why)
+	}
+	if !strings.Contains(usdText(0.1+0.2), "0.3") || usdText(0.1+0.2) != "0.3" {
+		t.Errorf("usdText %q", usdText(0.1+0.2))
+	}
+}
