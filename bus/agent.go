@@ -202,6 +202,21 @@ type BlockedEntry struct {
 	At         time.Time `json:"at"`
 }
 
+// RunCount is how many runs an issue has had since the scheduler took it
+// up (KV symphony_state, runs.<issue_id>): agent.max_runs_per_issue
+// bounds it. It counts every dispatch (first runs, continuations,
+// retries, a re-dispatch after a restart) and is deleted when the
+// scheduler lets go of the issue (it left the active states, became
+// ineligible or vanished) or its park is cleared.
+type RunCount struct {
+	IssueID    string `json:"issue_id"`
+	Identifier string `json:"identifier"`
+	Runs       int    `json:"runs"`
+	// LastRunID is the run the count last grew by.
+	LastRunID string    `json:"last_run_id"`
+	Since     time.Time `json:"since"`
+}
+
 // ControlAction is an operator command to the scheduler.
 type ControlAction string
 

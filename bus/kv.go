@@ -264,6 +264,9 @@ var (
 	Claims  = keySet[Claim](BucketState, "claim")
 	Retries = keySet[RetryEntry](BucketState, "retry")
 	Blocks  = keySet[BlockedEntry](BucketState, "blocked")
+	// RunCounts holds each issue's runs while it stays active
+	// (agent.max_runs_per_issue).
+	RunCounts = keySet[RunCount](BucketState, "runs")
 	// RunSummaries holds one compact summary per run (symphony runs).
 	RunSummaries = keySet[RunSummary](BucketRuns, "run")
 )

@@ -7,8 +7,9 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 )
 
-// Blocked issues. A run that ended blocked (it asked for a human), or an
-// operator's cancel, parks its issue here and in KV symphony_state: no poll
+// Blocked issues. A run that ended blocked (it asked for a human) or
+// budget_exceeded, an operator's cancel, or agent.max_runs_per_issue
+// (runcap.go) parks its issue here and in KV symphony_state: no poll
 // starts it again until an operator clears it or its tracker state
 // changes (reconciled, dispatchFrom).
 
@@ -41,9 +42,12 @@ func (a *actor) blockedStateChanged(ctx context.Context, bl bus.BlockedEntry, st
 	return normState(bl.State) != normState(state)
 }
 
-// clearBlocked forgets a block, here and in KV.
+// clearBlocked forgets a block, here and in KV, and the issue's run
+// count with it: an issue parked by agent.max_runs_per_issue gets its
+// runs anew.
 func (a *actor) clearBlocked(ctx context.Context, id string) {
 	delete(a.blocked, id)
+	a.resetRuns(ctx, id)
 	if k, err := bus.Blocks.Key(id); err == nil {
 		_ = bus.Delete(ctx, a.b, k)
 	}

@@ -190,6 +190,7 @@ func TestStartupFollowsUpStoredEnds(t *testing.T) {
 			{status: bus.RunStalled, retryAttempt: 3, retryIn: RetryDelay(3, 300000), claimKept: true},
 			{status: bus.RunInterrupted, retryAttempt: 3, retryIn: 0, claimKept: true},
 			{status: bus.RunBlocked, blocked: true},
+			{status: bus.RunBudgetExceeded, blocked: true},
 			{status: bus.RunCanceled},
 		} {
 			id := "E-" + string(c.status)
@@ -211,7 +212,11 @@ func TestStartupFollowsUpStoredEnds(t *testing.T) {
 			case c.retryAttempt != 0 && (!queued || rt.Attempt != c.retryAttempt || !rt.DueAt.Equal(time.Now().Add(c.retryIn))):
 				t.Errorf("%s: retry %+v (%v), want attempt %d due in %v", c.status, rt, queued, c.retryAttempt, c.retryIn)
 			}
-			if bl, ok := a.blocked[id]; ok != c.blocked || ok && (bl.State != "" || bl.Reason != "why blocked") {
+			wantWhy := "why blocked"
+			if c.status == bus.RunBudgetExceeded {
+				wantWhy = "budget exceeded: why budget_exceeded"
+			}
+			if bl, ok := a.blocked[id]; ok != c.blocked || ok && (bl.State != "" || bl.Reason != wantWhy) {
 				t.Errorf("%s: blocked %+v (%v), want %v with no state yet and the run's error", c.status, bl, ok, c.blocked)
 			}
 			if got := claimed(id); got != c.claimKept {

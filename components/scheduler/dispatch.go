@@ -152,10 +152,17 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 	// earlier delete failed must not come back after a restart and take
 	// the claim over (dropRetry knows when no retry can be stored).
 	a.dropRetry(ctx, iss.ID)
+	// Counted before the runner is asked (runcap.go): a crash after the
+	// ask cannot lose a run that may have started.
+	uncount, ok := a.countRun(ctx, iss, runID)
+	if !ok {
+		return
+	}
 	dctx, cancel := a.ask(ctx)
 	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt})
 	cancel()
 	if err != nil {
+		uncount()
 		log.Error("dispatch failed; retrying later", "err", err, "run_id", runID)
 		next := 1
 		if attempt != nil {
@@ -177,9 +184,11 @@ func (a *actor) newRunID(iss bus.Issue) string {
 	return iss.Identifier + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36) + "-" + strconv.Itoa(a.runSeq)
 }
 
-// release forgets the issue: no claim, no retry.
+// release forgets the issue: no claim, no retry, no run count (the
+// scheduler lets go of it: runcap.go).
 func (a *actor) release(ctx context.Context, id string) {
 	a.dropRetry(ctx, id)
+	a.resetRuns(ctx, id)
 	if k, err := bus.Claims.Key(id); err == nil {
 		if err := bus.Delete(ctx, a.b, k); err != nil {
 			a.log.Error("release claim", "err", err, "issue_id", id)

@@ -47,7 +47,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 			break
 		}
 		log.Info("run stopped by reconciliation; issue released")
-	case a.c.opts.Once && ev.Status != bus.RunBlocked:
+	case a.c.opts.Once && ev.Status != bus.RunBlocked && ev.Status != bus.RunBudgetExceeded:
 		a.release(ctx, r.issue.ID)
 		log.Info("run finished (once mode: no retry)", "err", ev.Error)
 	case ev.Status == bus.RunSucceeded:
@@ -57,6 +57,13 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 		a.release(ctx, r.issue.ID)
 		a.block(ctx, r.issue, ev.RunID, ev.Error)
 		log.Warn("run blocked; waiting for an operator or a state change", "err", ev.Error)
+	case ev.Status == bus.RunBudgetExceeded:
+		// A cap was reached: a retry would spend again. Parked with the
+		// cap and the amounts (the run's error) until an operator clears
+		// it or the issue's state changes.
+		a.release(ctx, r.issue.ID)
+		a.block(ctx, r.issue, ev.RunID, "budget exceeded: "+ev.Error)
+		log.Warn("run exceeded its budget; issue parked until an operator clears it or its state changes", "err", ev.Error)
 	default:
 		next := 1
 		if r.attempt != nil {
