@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,5 +99,63 @@ func TestRealClaudeCLIAPIError(t *testing.T) {
 	end, _ := h.finished()
 	if end.Status != bus.RunFailed || !strings.Contains(end.Error, "API Error: 500") || !strings.Contains(end.Error, "mock injected 500") {
 		t.Errorf("end %s %q", end.Status, end.Error)
+	}
+}
+
+// TestRealClaudeCLIBudget: the real CLI takes --max-budget-usd with what
+// remains of budget.per_run.usd — on turn 2 the cap minus turn 1's cost —
+// and stops itself once its cost passes it (result subtype
+// error_max_budget_usd, after one model call); the run ends
+// budget_exceeded after that turn.
+func TestRealClaudeCLIBudget(t *testing.T) {
+	bin := realCLI(t)
+	srv := mockanthropic.New(
+		mockanthropic.Write("hello.txt", "hello from the mock model\n"),
+		mockanthropic.Text("I created hello.txt."),
+		mockanthropic.Text("Nothing left to do."),
+		mockanthropic.Text("Still nothing."),
+	)
+	defer srv.Close()
+	env := append([]string{"CLAUDE_CLI=" + bin}, mockanthropic.Env(srv.URL(), t.TempDir())...)
+	const capUSD = 0.0025
+	h := newHarness(t, "unused", func(c *bus.Config) {
+		c.Agent.MaxTurns = 3
+		c.Claude.Model = ""
+		c.Claude.AllowedTools = nil
+		c.Claude.TurnTimeoutMS = 120000
+		c.Budget.PerRun.USD = capUSD
+	}, env...)
+	h.dispatch("run-real-budget")
+	end, all := h.finished()
+	var flags []string
+	var cost1 float64
+	for _, e := range all {
+		if e.Event == bus.RunTurnStarted {
+			flags = append(flags, flagValue(e.Command, "--max-budget-usd"))
+		}
+		if e.Event == bus.RunTurnFinished && e.Turn == 1 && e.CostUSD != nil {
+			cost1 = *e.CostUSD
+		}
+	}
+	if cost1 <= 0 || cost1 >= capUSD {
+		t.Fatalf("turn 1 cost $%v: the test needs a first turn under the cap ($%v)", cost1, capUSD)
+	}
+	if want := []string{usdText(capUSD), usdText(capUSD - cost1)}; !slices.Equal(flags, want) {
+		t.Errorf("--max-budget-usd per turn %q, want %q (the cap, then the cap minus turn 1's $%v)", flags, want, cost1)
+	}
+	var subtypes []string
+	for _, e := range h.turns("run-real-budget") {
+		if e.Kind == bus.TurnOutcome {
+			subtypes = append(subtypes, e.Result.Subtype)
+		}
+	}
+	if len(subtypes) != 2 || subtypes[1] != claudeBudgetSubtype {
+		t.Errorf("result subtypes %q: want claude to stop turn 2 itself (%s)", subtypes, claudeBudgetSubtype)
+	}
+	if n := len(srv.Messages()); n != 3 {
+		t.Errorf("%d model calls, want 3 (two in turn 1, one in turn 2)", n)
+	}
+	if end.Status != bus.RunBudgetExceeded || end.Turn != 2 || !strings.HasPrefix(end.Error, "budget.per_run.usd reached") {
+		t.Errorf("end %s %q after turn %d, want budget_exceeded after turn 2", end.Status, end.Error, end.Turn)
 	}
 }
