@@ -16,8 +16,9 @@
 // runs.go what follows a run (progress, end, cancel); reconcile.go stall
 // detection and the tracker's word on held issues; retry.go the retry
 // queue; blocks.go blocked issues; removal.go workspace removals;
-// controls.go operator commands; recovery.go start-up from KV and the
-// sweep; async.go the requests answered off the loop; policy.go the rules.
+// controls.go operator commands; runcap.go agent.max_runs_per_issue;
+// recovery.go start-up from KV and the sweep; async.go the requests
+// answered off the loop; policy.go the rules.
 //
 // Time is read from the time package (time.Now, time.NewTimer); nothing
 // stands in for it. Tests that step through backoffs, stalls and cancels
