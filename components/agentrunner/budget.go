@@ -85,7 +85,9 @@ func (w *run) remainingUSD() string {
 		return ""
 	}
 	spent, _ := w.spentUSD()
-	left := math.Floor((limit-spent)*1e6) / 1e6
+	// Rounded down, but not for the float error of the subtraction
+	// (0.0025-0.002 is 0.00049999…): a thousandth of a micro-dollar.
+	left := math.Floor((limit-spent)*1e6+1e-3) / 1e6
 	return strconv.FormatFloat(max(left, minUSD), 'f', -1, 64)
 }
 

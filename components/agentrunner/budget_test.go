@@ -3,7 +3,6 @@ package agentrunner
 import (
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -152,7 +151,18 @@ func TestBudgetTokens(t *testing.T) {
 	if why, over := overRunCaps(bus.BudgetCaps{USD: 1}, 0, 5, false); over {
 		t.Errorf("an unpriced run is over a USD cap: %s", why)
 	}
-	if !strings.Contains(usdText(0.1+0.2), "0.3") || usdText(0.1+0.2) != "0.3" {
+	w := &run{snap: bus.ConfigSnapshot{Config: bus.Config{Budget: bus.BudgetConfig{PerRun: bus.BudgetCaps{USD: 0.0025}}}}}
+	for _, tc := range []struct {
+		spent float64
+		want  string
+	}{{0, "0.0025"}, {0.002, "0.0005"}, {0.0000015, "0.002498"}, {0.0025, "0.000001"}} {
+		c := tc.spent
+		w.cost = &c
+		if got := w.remainingUSD(); got != tc.want {
+			t.Errorf("remaining after $%v: %q, want %q (rounded down to the micro-dollar)", tc.spent, got, tc.want)
+		}
+	}
+	if usdText(0.1+0.2) != "0.3" {
 		t.Errorf("usdText %q", usdText(0.1+0.2))
 	}
 }
