@@ -62,3 +62,69 @@ func TestCodexAppServer(t *testing.T) {
 		t.Errorf("crash: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestCodexAppServerStream: the stream scenario plays FAKEAGENT_EVENTS
+// events of FAKEAGENT_SIZE bytes, one line each (message, command start,
+// command output, in turn), between turn/started and the token totals
+// and turn/completed; a bad variable ends the fake with its name.
+func TestCodexAppServerStream(t *testing.T) {
+	bin := Build(t)
+	in := strings.Join([]string{
+		`{"method":"initialize","id":1,"params":{"clientInfo":{"name":"t","version":"1"}}}`,
+		`{"method":"thread/start","id":2,"params":{"cwd":"/w"}}`,
+		`{"method":"turn/start","id":3,"params":{"threadId":"t","input":[{"type":"text","text":"hi"}]}}`,
+	}, "\n") + "\n"
+	cmd := exec.Command(bin, "app-server")
+	cmd.Env = append(os.Environ(), EnvCodex+"=stream", EnvEvents+"=6", EnvSize+"=50", EnvInterval+"=1ms")
+	cmd.Stdin = strings.NewReader(in)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	var methods []string
+	var usage string
+	for l := range bytes.SplitSeq(bytes.TrimSpace(out), []byte("\n")) {
+		var m struct {
+			Method string `json:"method"`
+			Params struct {
+				Item struct {
+					Type             string `json:"type"`
+					Text             string `json:"text"`
+					AggregatedOutput string `json:"aggregatedOutput"`
+				} `json:"item"`
+				TokenUsage json.RawMessage `json:"tokenUsage"`
+			} `json:"params"`
+		}
+		if json.Unmarshal(l, &m) != nil {
+			t.Fatalf("not JSON: %q", l)
+		}
+		if m.Method == "" {
+			continue
+		}
+		it := m.Params.Item
+		if n := len(it.Text) + len(it.AggregatedOutput); n != 0 && n != 50 {
+			t.Errorf("%s %s: payload of %d bytes, want 50", m.Method, it.Type, n)
+		}
+		if m.Params.TokenUsage != nil {
+			usage = string(m.Params.TokenUsage)
+		}
+		methods = append(methods, m.Method+":"+it.Type)
+	}
+	want := "turn/started: item/completed:agentMessage item/started:commandExecution item/completed:commandExecution" +
+		" item/completed:agentMessage item/started:commandExecution item/completed:commandExecution thread/tokenUsage/updated: turn/completed:"
+	if got := strings.Join(methods, " "); got != want {
+		t.Errorf("notifications\n got %s\nwant %s", got, want)
+	}
+	if !strings.Contains(usage, `"total":{"cacheWriteInputTokens":0,"cachedInputTokens":0,"inputTokens":100,"outputTokens":60,"totalTokens":160}`) {
+		t.Errorf("token usage %s", usage)
+	}
+
+	bad := exec.Command(bin, "app-server")
+	bad.Env = append(os.Environ(), EnvCodex+"=stream", EnvEvents+"=-1")
+	bad.Stdin = strings.NewReader(in)
+	var e bytes.Buffer
+	bad.Stderr = &e
+	if err := bad.Run(); exitCode(err) != 1 || !strings.Contains(e.String(), EnvEvents) {
+		t.Errorf("bad FAKEAGENT_EVENTS: %v, stderr %q", err, e.String())
+	}
+}
