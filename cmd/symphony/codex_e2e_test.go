@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -384,4 +385,170 @@ func runOf(t *testing.T, identifier string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestCodexModelErrorIsRetried: the model answers HTTP 500 (codex's own
+// retries are off in the mock's CODEX_HOME), codex fails the turn, the run
+// fails with turn_failed in its error, and the scheduler retries the issue
+// after its backoff (max_retry_backoff_ms 1000): the second attempt, on a
+// new app-server, succeeds.
+func TestCodexModelErrorIsRetried(t *testing.T) {
+	model := mockopenai.New(mockopenai.Error(500, "the mock is down"), mockopenai.Text("Recovered."))
+	t.Cleanup(model.Close)
+	r := startCodexRun(t, model, codexOpts{})
+	r.waitOutput(t, 0, "run failed; retry queued", "attempt=1", "turn_failed")
+	r.waitOutput(t, 0, `msg="run finished"`, "component=agentrunner", "status=succeeded")
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t)
+
+	sums := summaries(t, r.dataDir)
+	slices.Reverse(sums) // oldest first
+	if len(sums) < 2 {
+		t.Fatalf("%d runs, want the failed one and its retry: %+v", len(sums), sums)
+	}
+	failed, retry := sums[0], sums[1]
+	if failed.Status != bus.RunFailed || !strings.HasPrefix(failed.Error, "turn_failed") || failed.Attempt != nil {
+		t.Errorf("first run: %s %q (attempt %v); want failed with turn_failed, a first attempt", failed.Status, failed.Error, failed.Attempt)
+	}
+	if retry.Status != bus.RunSucceeded || retry.Attempt == nil || *retry.Attempt != 1 {
+		t.Errorf("second run: %s %q (attempt %v); want the succeeded retry, attempt 1", retry.Status, retry.Error, retry.Attempt)
+	}
+	if failed.Ended == nil || retry.Started.Sub(*failed.Ended) < 900*time.Millisecond {
+		t.Errorf("the retry started %v after the failure; want the 1 s backoff", retry.Started.Sub(*failed.Ended))
+	}
+	rp := replayRun(t, r.dataDir, failed.RunID)
+	res := rp.kinds(bus.TurnOutcome)
+	if len(res) != 1 || res[0].Result == nil || !res[0].Result.IsError || res[0].Result.Subtype != "failed" {
+		t.Errorf("the failed run's result events %+v; want one, an error with subtype failed", res)
+	}
+	if !strings.Contains(rp.raw, "internalServerError") {
+		t.Errorf("the failed run's transcript does not record codex's error notification:\n%s", rp.raw)
+	}
+	if n := len(model.Responses()); n < 2 {
+		t.Errorf("the model was asked %d times, want the failure and the retry's", n)
+	}
+}
+
+// TestCodexDynamicToolWithoutTheKey: with a Linear tracker (on the fake of
+// agenttools_test.go) the model calls linear_graphql, a dynamic tool of the
+// codex thread: a query of its issue (the answer reaches the model), then
+// an update of its own issue, which the fake Linear receives with the key.
+// Symphony runs both host-side (two tracker_tool events); the key is in no
+// environment or command line of the run's processes while codex waits for
+// the model, nor in the store or codex's own files after.
+func TestCodexDynamicToolWithoutTheKey(t *testing.T) {
+	gate := make(chan struct{})
+	update := mockopenai.FunctionCall("linear_graphql", call(updateOwn, map[string]any{"id": "uuid-1", "title": renamedTitle}))
+	update.Gate = gate
+	model := mockopenai.New(mockopenai.FunctionCall("linear_graphql", call(queryOwn, nil)), update, mockopenai.Text("Renamed my issue."))
+	t.Cleanup(model.Close)
+	linear := newAgentLinear(t)
+	tracker := fmt.Sprintf(`tracker:
+  kind: linear
+  provider: {project_slug: proj, endpoint: %q, api_key: $LINEAR_API_KEY}
+  active_states: [Todo]
+  terminal_states: [Done]
+  tools: {linear_graphql: scoped}`, linear.srv.URL+"/graphql")
+	r := startCodexRun(t, model, codexOpts{tracker: tracker, args: []string{"--once"}, env: []string{"LINEAR_API_KEY=" + agentToolsKey}})
+	r.linear = linear
+
+	// codex has the query's answer and waits for the model's next step.
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	if err := model.WaitResponses(ctx, 2); err != nil {
+		t.Fatalf("%v; output:\n%s", err, r.out)
+	}
+	run := runOf(t, "SYM-1")
+	checkCodexTree(t, run, r.cmd.Process.Pid)
+	close(gate)
+	r.wait(t)
+
+	reqs := model.Responses()
+	if len(reqs) != 3 || !reqs[0].HasTool("linear_graphql") || !strings.Contains(reqs[1].ToolResultText(), fakeLinearTitle) ||
+		!strings.Contains(reqs[2].ToolResultText(), `"success":true`) {
+		t.Fatalf("the model's requests: %d; tool offered %v; results %q", len(reqs), len(reqs) > 0 && reqs[0].HasTool("linear_graphql"), toolTexts(reqs))
+	}
+	var updates []linearRequest
+	for _, lr := range linear.requests() {
+		if lr.Auth != agentToolsKey {
+			t.Errorf("a request to Linear without the key: %s", lr.Body)
+		}
+		if strings.Contains(lr.Query, "issueUpdate") {
+			updates = append(updates, lr)
+		}
+	}
+	if len(updates) != 1 || updates[0].Vars["id"] != "uuid-1" || updates[0].Vars["title"] != renamedTitle {
+		t.Errorf("the updates Linear received: %+v", updates)
+	}
+	sums := summaries(t, r.dataDir)
+	if len(sums) != 1 || sums[0].RunID != run || sums[0].Status != bus.RunSucceeded {
+		t.Fatalf("runs: %+v; want run %s succeeded", sums, run)
+	}
+	rp := replayRun(t, r.dataDir, run)
+	var calls []string
+	for _, ev := range rp.kinds(bus.TurnTrackerTool) {
+		if c := ev.TrackerTool; c != nil {
+			calls = append(calls, fmt.Sprintf("%s ok=%v %s", c.Tool, c.OK, c.Arguments))
+		}
+	}
+	if len(calls) != 2 || !strings.HasPrefix(calls[0], "linear_graphql ok=true") || !strings.Contains(calls[0], "issue(id") ||
+		!strings.HasPrefix(calls[1], "linear_graphql ok=true") || !strings.Contains(calls[1], renamedTitle) {
+		t.Errorf("tracker_tool events %q; want the query and the update, both ok", calls)
+	}
+	if strings.Contains(rp.raw, agentToolsKey) {
+		t.Error("the key is in the run's export")
+	}
+	noKeyUnder(t, filepath.Join(r.dataDir, "jetstream"), renamedTitle)
+	noKeyUnder(t, r.home, fakeLinearTitle)
+	if strings.Contains(r.out.String(), agentToolsKey) {
+		t.Errorf("the key is in symphony's output:\n%s", r.out)
+	}
+}
+
+// toolTexts is what each request's tool outputs told the model.
+func toolTexts(reqs []mockopenai.Request) []string {
+	var out []string
+	for _, r := range reqs {
+		out = append(out, r.ToolResultText())
+	}
+	return out
+}
+
+// checkCodexTree reads the environment and command line of every process
+// of the run: neither holds the key or its variable; codex is among them,
+// and no `symphony mcp` (codex's tools come back over its own stdio).
+func checkCodexTree(t *testing.T, run string, symphonyPID int) {
+	t.Helper()
+	tree := codexProcesses(t, run)
+	var sawCodex bool
+	for _, pid := range tree {
+		if pid == symphonyPID {
+			t.Errorf("symphony itself (pid %d) is marked as the run's", pid)
+			continue
+		}
+		env, errEnv := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		argv, errArgv := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if errEnv != nil || errArgv != nil {
+			continue // ended meanwhile
+		}
+		args := strings.Split(strings.TrimRight(string(argv), "\x00"), "\x00")
+		if strings.Contains(string(env), agentToolsKey) || strings.Contains(string(argv), agentToolsKey) {
+			t.Errorf("the key is in the environment or command line of pid %d (%q)", pid, args)
+		}
+		for kv := range strings.SplitSeq(string(env), "\x00") {
+			if strings.HasPrefix(kv, "LINEAR_API_KEY=") {
+				t.Errorf("pid %d (%q) has LINEAR_API_KEY in its environment", pid, args)
+			}
+		}
+		sawCodex = sawCodex || slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "codex") })
+		if len(args) >= 2 && args[0] == binary && args[1] == "mcp" {
+			t.Errorf("a codex run started `symphony mcp` (pid %d)", pid)
+		}
+	}
+	if !sawCodex {
+		t.Errorf("no codex among the run's processes %v", tree)
+	}
+	t.Logf("looked for the key in the environment and command line of %d processes of run %s", len(tree), run)
 }
