@@ -47,9 +47,12 @@ type codexRun struct {
 	home  string
 }
 
+// codexWorkflow polls every 2 s: a start-up poll whose snapshot the
+// scheduler missed (published before it subscribed) is then followed soon
+// by another, instead of the test waiting out its bound.
 const codexWorkflow = `---
 %s
-polling: {interval_ms: 600000}
+polling: {interval_ms: 2000}
 workspace: {root: ws}
 agent: {kind: codex, max_turns: %d, max_retry_backoff_ms: 1000}
 codex:
