@@ -229,7 +229,15 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "run", wf, "--once", "--port", "0")
+	// A HOME of the demo's own: hooks and codex run under `bash -lc`,
+	// and the operator's login profile (slow, or holding a lock) must not
+	// decide whether the demo works.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
 	cmd.Env = append(os.Environ(), agent.env...)
+	cmd.Env = append(cmd.Env, "HOME="+home)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("symphony run --once: %w", err)
