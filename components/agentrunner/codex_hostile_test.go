@@ -36,20 +36,21 @@ func otherEvents(evs []bus.TurnEvent) []string {
 }
 
 // TestCodexStdinFloodCancel: a server that stops reading its stdin and
-// floods requests (5000 of 1000-byte methods): the replies Symphony cannot
-// write end the turn within read_timeout_ms (response_timeout), or a
-// cancel does; before the fix each reply waited its own timeout, and a
-// cancel took 100 s.
+// floods requests (5000 of 1000-byte methods): the first reply Symphony
+// cannot write within read_timeout_ms ends the turn (response_timeout),
+// or the cancel sent meanwhile does; before the fix each reply waited its
+// own timeout, and a cancel took 100 s.
 func TestCodexStdinFloodCancel(t *testing.T) {
 	bin := fakeagent.Build(t)
-	h := newHarness(t, "", codexConfig(bin, func(c *bus.Config) { c.Agent.MaxTurns = 1; c.Codex.ReadTimeoutMS = 500 }), fakeagent.EnvCodex+"=stdin_flood")
+	// read_timeout_ms 2 s: short beside the bound, long enough for the
+	// handshake of a loaded machine.
+	h := newHarness(t, "", codexConfig(bin, func(c *bus.Config) { c.Agent.MaxTurns = 1; c.Codex.ReadTimeoutMS = 2000 }), fakeagent.EnvCodex+"=stdin_flood")
 	h.dispatch("run-sf")
-	h.waitAgentRunning("run-sf")
 	// The flood is being handled once its first requests are recorded.
 	deadline := time.Now().Add(testTimeout)
 	for !anyPrefixed(otherEvents(h.turns("run-sf")), "request x/mmm") {
 		if time.Now().After(deadline) {
-			t.Fatal("the flood's requests were never recorded")
+			t.Fatalf("the flood's requests were never recorded; events %+v", h.turns("run-sf"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -210,14 +211,15 @@ func TestCodexStaleCompleted(t *testing.T) {
 }
 
 // TestCodexHugeToolName: an unknown dynamic tool with a 200 KB name, while
-// the server does not read its stdin for longer than read_timeout_ms: the
+// the server does not read its stdin for longer (3 s) than read_timeout_ms
+// (2 s, long enough for the handshake of a loaded machine): the
 // reply (with the name bounded) fits the pipe, so the server reads two
 // whole JSON lines and the turn goes on — or, if a write did time out,
 // the run ends at once with response_timeout; never a corrupted stream
 // the turn then waits turn_timeout_ms on.
 func TestCodexHugeToolName(t *testing.T) {
 	bin := fakeagent.Build(t)
-	h := newHarness(t, "", codexConfig(bin, func(c *bus.Config) { c.Agent.MaxTurns = 1; c.Codex.ReadTimeoutMS = 500 }), fakeagent.EnvCodex+"=huge_tool_name")
+	h := newHarness(t, "", codexConfig(bin, func(c *bus.Config) { c.Agent.MaxTurns = 1; c.Codex.ReadTimeoutMS = 2000 }), fakeagent.EnvCodex+"=huge_tool_name")
 	start := time.Now()
 	h.dispatch("run-hn")
 	end, _ := h.finished()

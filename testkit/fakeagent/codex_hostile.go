@@ -27,8 +27,9 @@ import (
 //	                 turn/completed of turn 1 in a write of its own, and a
 //	                 300 ms pause before the next request is read.
 //	huge_tool_name   an item/tool/call of an unknown tool with a 200 KB name
-//	                 and an unknown request in one write, then 800 ms without
-//	                 reading stdin; then it reads the two replies and says in
+//	                 and an unknown request in one write, then 3 s without
+//	                 reading stdin (longer than the read_timeout_ms of the
+//	                 test that uses it); then it reads the two replies and says in
 //	                 its message whether each was a whole JSON line: "reply 1:
 //	                 valid id 3000, N bytes; reply 2: ..." (INVALID otherwise).
 //	totals_backwards absolute totals that go back: 100/10 on turn 1, 50/5 on
@@ -115,7 +116,7 @@ func (f *codexFake) hugeToolName(turnID string) {
 		"callId": "c", "tool": strings.Repeat("x", 200_000), "arguments": map[string]any{}}})
 	other, _ := json.Marshal(map[string]any{"id": 3001, "method": "some/other", "params": map[string]any{}})
 	_, _ = f.out.Write([]byte(string(call) + "\n" + string(other) + "\n"))
-	time.Sleep(800 * time.Millisecond)
+	time.Sleep(3 * time.Second)
 	var seen []string
 	for i := 1; i <= 2; i++ {
 		if !f.in.Scan() {
