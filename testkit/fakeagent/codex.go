@@ -48,6 +48,8 @@ import (
 //	            start (item/started), its output (item/completed), in turn —
 //	            one line each, each one turn event of Symphony's — then token
 //	            totals and turn/completed.
+//
+// and the hostile scenarios of codex_hostile.go.
 
 // EnvCodex selects the app-server scenario.
 const EnvCodex = "FAKEAGENT_CODEX"
@@ -215,6 +217,9 @@ func (f *codexFake) turn(m codexMsg) (int, bool) {
 		f.notify("fake/unknownThing", map[string]any{"x": 1})
 	case "stream":
 		f.streamTurn(turnID)
+		return 0, false
+	}
+	if f.hostileTurn(turnID) {
 		return 0, false
 	}
 	var notes []string
