@@ -48,6 +48,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build symphony:", err)
 		os.Exit(1)
 	}
+	if err := hermeticHome(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -568,4 +572,29 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return b.String()
+}
+
+// hermeticHome gives the tests and every process they start a HOME of
+// their own, under dir, with no login profile: hooks and codex run under
+// `bash -lc`, and the developer's profile can be slow or take a lock
+// (pyenv's rehash) that a test killing a process group early leaves
+// behind, stalling every later login shell on the machine. The go
+// command's directories, which default to places under HOME, are pinned
+// first so `go tool nats` keeps its module cache.
+func hermeticHome(dir string) error {
+	for _, name := range []string{"GOPATH", "GOMODCACHE", "GOCACHE", "GOENV"} {
+		if os.Getenv(name) != "" {
+			continue
+		}
+		out, err := exec.Command("go", "env", name).Output()
+		if err != nil {
+			return fmt.Errorf("go env %s: %w", name, err)
+		}
+		os.Setenv(name, strings.TrimSpace(string(out)))
+	}
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	return os.Setenv("HOME", home)
 }

@@ -117,6 +117,9 @@ type codexSession struct {
 	lastText string
 	// canceled is a cancel of the run that arrived during a tool call.
 	canceled *canceled
+	sendErr  error
+	// turnStart: the request awaited is turn/start.
+	turnStart bool
 }
 
 func (s *codexSession) command() []string { return s.argv }

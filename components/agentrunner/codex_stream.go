@@ -186,6 +186,7 @@ const maxOpenItems = 64
 // thread's latest absolute token totals, and how the turn ended.
 type codexStream struct {
 	thread string
+	turnID string
 	// deltas are the texts of agent messages and reasoning items streamed
 	// so far, by item id: a completed item's own text wins, and what is
 	// still open when the turn ends is flushed.
@@ -206,6 +207,7 @@ type openItem struct {
 type turnEnding struct {
 	status string // completed, failed, interrupted
 	err    string
+	turnID string
 }
 
 func newCodexStream() *codexStream { return &codexStream{deltas: map[string]*openItem{}} }
@@ -246,6 +248,11 @@ func (s *codexStream) notification(method string, params json.RawMessage, line [
 			return nil, errors.New("thread/tokenUsage/updated without tokenUsage.total")
 		}
 		u := p.TokenUsage.Total.usage()
+		if p.ThreadID != "" && s.thread != "" && p.ThreadID != s.thread {
+			e := s.ev(bus.TurnOther)
+			e.Text, e.Raw = "token totals of another thread", boundRaw(params)
+			return []bus.TurnEvent{e}, nil
+		}
 		s.totals = &u
 		e := s.ev(bus.TurnSystem)
 		e.Text = fmt.Sprintf("token totals: input %d (cached %d), output %d", u.InputTokens, u.CacheReadInputTokens, u.OutputTokens)
@@ -271,7 +278,12 @@ func (s *codexStream) notification(method string, params json.RawMessage, line [
 		if p.Turn == nil {
 			return nil, errors.New("turn/completed without a turn")
 		}
-		s.end = &turnEnding{status: boundName(p.Turn.Status)}
+		if (p.ThreadID != "" && s.thread != "" && p.ThreadID != s.thread) || (s.turnID != "" && p.Turn.ID != s.turnID) {
+			e := s.ev(bus.TurnOther)
+			e.Text, e.Raw = "turn/completed of another turn or thread", boundRaw(line)
+			return []bus.TurnEvent{e}, nil
+		}
+		s.end = &turnEnding{status: boundName(p.Turn.Status), turnID: p.Turn.ID}
 		if p.Turn.Error != nil {
 			s.end.err = p.Turn.Error.String()
 		}

@@ -18,7 +18,7 @@ import (
 // turn/completed. A turn that fails in any other way than turn/completed
 // saying so stops the process before it returns.
 func (s *codexSession) turn(ctx context.Context, in turnInput) turnOutcome {
-	s.in, s.emitErr, s.parseErrs, s.input, s.declined, s.lastText, s.canceled = in, nil, 0, "", nil, "", nil
+	s.in, s.emitErr, s.parseErrs, s.input, s.declined, s.lastText, s.canceled, s.sendErr = in, nil, 0, "", nil, "", nil, nil
 	s.stream.end = nil
 	switch {
 	case s.dead:
@@ -40,7 +40,10 @@ func (s *codexSession) turn(ctx context.Context, in turnInput) turnOutcome {
 	if s.spec.title != "" {
 		params["title"] = s.spec.title
 	}
-	if _, f := s.request(ctx, "turn/start", params); f != nil {
+	s.turnStart = true
+	_, f := s.request(ctx, "turn/start", params)
+	s.turnStart = false
+	if f != nil {
 		return s.failed(f)
 	}
 	// Totals that came with turn/start's response were handled while it
@@ -135,6 +138,9 @@ func (s *codexSession) await(ctx context.Context, done func() bool, wait time.Du
 			if s.emitErr != nil {
 				return &codexFail{status: bus.RunFailed, err: "recording agent events failed: " + s.emitErr.Error()}
 			}
+			if s.sendErr != nil {
+				return &codexFail{status: bus.RunFailed, err: fmt.Sprintf("%s: codex did not read a reply within %s (codex.read_timeout_ms): %v", codexResponseTimeout, s.readTimeout(), s.sendErr)}
+			}
 			if c := s.canceled; c != nil {
 				return &codexFail{status: c.status, err: c.reason}
 			}
@@ -222,7 +228,7 @@ func (s *codexSession) usageDelta() bus.Usage {
 	}
 	t, p := *s.stream.totals, s.prevTotals
 	s.prevTotals = t
-	sub := func(a, b int64) int64 { return max(a-b, 0) }
+	sub := func(a, b int64) int64 { return a - b }
 	return bus.Usage{InputTokens: sub(t.InputTokens, p.InputTokens), OutputTokens: sub(t.OutputTokens, p.OutputTokens),
 		CacheCreationInputTokens: sub(t.CacheCreationInputTokens, p.CacheCreationInputTokens),
 		CacheReadInputTokens:     sub(t.CacheReadInputTokens, p.CacheReadInputTokens)}
@@ -243,6 +249,15 @@ func (s *codexSession) emit(ev bus.TurnEvent) {
 // their events as one message.
 func (s *codexSession) handleBatch(ctx context.Context, batch [][]byte) {
 	for _, line := range batch {
+		if s.canceled != nil || s.input != "" || s.emitErr != nil || s.sendErr != nil {
+			break
+		}
+		select {
+		case c := <-s.in.cancel:
+			s.canceled = &c
+			continue
+		default:
+		}
 		s.handleLine(ctx, line)
 	}
 	if s.emitErr == nil && s.in.commit != nil {
@@ -268,6 +283,22 @@ func (s *codexSession) handleLine(ctx context.Context, line []byte) {
 		var id int64
 		if jsonv1.Unmarshal(m.ID, &id) == nil && id == s.waitID && s.waitID != 0 {
 			s.resp = m
+			if s.turnStart {
+				// The turn's id, before anything that follows the
+				// response in this batch is read: a turn/completed of
+				// another turn (a stale one included) does not end it.
+				var tr struct {
+					Turn *struct {
+						ID string `json:"id"`
+					} `json:"turn"`
+				}
+				if jsonv1.Unmarshal(m.Result, &tr) == nil && tr.Turn != nil {
+					s.stream.turnID = tr.Turn.ID
+				}
+				if e := s.stream.end; e != nil && e.turnID != s.stream.turnID {
+					s.stream.end = nil
+				}
+			}
 			return
 		}
 		e := s.stream.ev(bus.TurnOther)
@@ -296,12 +327,16 @@ func (s *codexSession) parseErr(why string) {
 // reply answers a server request. A failed write is not the request's
 // failure: the process is then gone or going, which await sees.
 func (s *codexSession) reply(id json.RawMessage, result any) {
-	_ = s.send(map[string]any{"id": id, "result": result})
+	if err := s.send(map[string]any{"id": id, "result": result}); err != nil && s.sendErr == nil {
+		s.sendErr = err
+	}
 }
 
 // replyError answers a server request with a JSON-RPC error.
 func (s *codexSession) replyError(id json.RawMessage, code int, msg string) {
-	_ = s.send(map[string]any{"id": id, "error": map[string]any{"code": code, "message": msg}})
+	if err := s.send(map[string]any{"id": id, "error": map[string]any{"code": code, "message": msg}}); err != nil && s.sendErr == nil {
+		s.sendErr = err
+	}
 }
 
 // serverRequest answers a request of the server; none is left waiting.
@@ -403,7 +438,7 @@ func (s *codexSession) toolCall(ctx context.Context, m *rpcMessage) {
 				names = append(names, t.Name)
 			}
 		}
-		out, _ := json.Marshal(map[string]any{"error": map[string]any{"message": fmt.Sprintf("Unsupported dynamic tool: %q.", p.Tool), "supportedTools": names}})
+		out, _ := json.Marshal(map[string]any{"error": map[string]any{"message": fmt.Sprintf("Unsupported dynamic tool: %q.", boundName(p.Tool)), "supportedTools": names}})
 		s.reply(m.ID, dynamicToolResult(false, string(out)))
 		e := s.stream.ev(bus.TurnSystem)
 		e.Text = bound(fmt.Sprintf("dynamic tool call refused: %q is not one of the run's tools", boundName(p.Tool)))

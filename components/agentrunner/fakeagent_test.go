@@ -20,7 +20,20 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeEnv); mode != "" {
 		os.Exit(fakeClaude(mode))
 	}
-	os.Exit(m.Run())
+	// Agents run under `bash -lc` (codex) and hooks too: with the
+	// developer's HOME a login shell runs their profile, which can be slow
+	// or take a lock (pyenv's rehash) that a test killing the group early
+	// leaves behind, stalling every later login shell on the machine. The
+	// tests' children get a HOME of their own, with no profile.
+	home, err := os.MkdirTemp("", "symphony-test-home-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("HOME", home)
+	code := m.Run()
+	os.RemoveAll(home)
+	os.Exit(code)
 }
 
 // spawnSleeper starts a background "sleep 600" sharing stdout and records

@@ -131,6 +131,10 @@ type actor struct {
 	// a dispatch skip deleting a retry it does not know of.
 	retriesListed bool
 	retryUnsure   map[string]bool
+	// early is the latest snapshot that came before the first config (the
+	// two arrive on different channels, in either order), ticked when the
+	// config comes: dropped, dispatch would wait a whole polling interval.
+	early *bus.CandidateSnapshot
 }
 
 // checkOnce closes Done when a Once scheduler has nothing left running
@@ -292,12 +296,18 @@ func (a *actor) onConfig(ctx context.Context, snap bus.ConfigSnapshot) {
 		if a.refreshQ {
 			a.refreshT.Reset(0)
 		}
+		if early := a.early; early != nil {
+			a.early = nil
+			a.onSnapshot(ctx, *early)
+		}
 	}
 }
 
-// onSnapshot runs a tick on the tracker's poll (once a config is known).
+// onSnapshot runs a tick on the tracker's poll; one that comes before the
+// first config is kept for it (early).
 func (a *actor) onSnapshot(ctx context.Context, snap bus.CandidateSnapshot) {
 	if a.cfg == nil {
+		a.early = &snap
 		return
 	}
 	a.tick(ctx, snap)

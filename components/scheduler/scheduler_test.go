@@ -1140,3 +1140,24 @@ func TestStartupFollowsUpAnEndingLiveRun(t *testing.T) {
 		t.Errorf("%d ends stored for L-1-old, want its own only", n)
 	}
 }
+
+// TestSnapshotBeforeConfigIsTicked: at start-up the tracker's first
+// snapshot may reach the scheduler before its config watch delivers the
+// config (they come on different channels, in either order). The snapshot
+// is kept and ticked once the config is known, instead of dispatch waiting
+// a whole polling interval (an hour here) for the next poll.
+func TestSnapshotBeforeConfigIsTicked(t *testing.T) {
+	w := newWorld(t, t.TempDir(), iss("E-1", 1, "", "Todo"))
+	w.cfg = bus.Config{Tracker: bus.TrackerConfig{ActiveStates: []string{"Todo"}}}
+	w.barrier()
+	w.mu.Lock()
+	before := w.turns
+	w.mu.Unlock()
+	w.poll()
+	w.eventually("the snapshot taken", func() bool { return w.turns > before })
+	if n := w.dispatchCount(); n != 0 {
+		t.Fatalf("%d dispatches without a config", n)
+	}
+	w.configure(nil)
+	w.eventually("the early snapshot's issue dispatched", func() bool { return len(w.dispatches) == 1 })
+}

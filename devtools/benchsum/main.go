@@ -31,7 +31,8 @@ type target struct {
 }
 
 // targets are the figures issues #10 and #19 set goals for, in the units of the
-// goals, and beside some of them a related figure without a goal.
+// goals, and beside some of them a related figure without a goal (issue
+// #22's codex workload beside claude's).
 func targets() []target {
 	return []target{
 		{"start → /healthz 200", "BenchmarkStartToReady", "start-ms", 0, "ms", true, 15, "≤ 15 ms"},
@@ -40,6 +41,12 @@ func targets() []target {
 		{"50×200 workload: daemon CPU", "BenchmarkWorkload50x200", "cpu-s", 0, "s", true, 2.0, "≤ 2.0 s"},
 		{"50×200 workload: events lost", "BenchmarkWorkload50x200", "events-lost", 0, "", true, 0, "0"},
 		{"50×200 workload: issues dispatched twice", "BenchmarkWorkload50x200", "double-dispatch", 0, "", true, 0, "0"},
+		// Issue #22: the same workload with codex app-server as the agent,
+		// beside claude's figures (no target of its own for the costs).
+		{"50×200 workload, codex app-server: peak RSS (no target: beside claude's)", "BenchmarkWorkload50x200Codex", "peak-rss-MB", 0, "MB", true, 0, ""},
+		{"50×200 workload, codex app-server: daemon CPU (no target: beside claude's)", "BenchmarkWorkload50x200Codex", "cpu-s", 0, "s", true, 0, ""},
+		{"50×200 workload, codex app-server: events lost", "BenchmarkWorkload50x200Codex", "events-lost", 0, "", true, 0, "0"},
+		{"50×200 workload, codex app-server: issues dispatched twice", "BenchmarkWorkload50x200Codex", "double-dispatch", 0, "", true, 0, "0"},
 		{"dispatch after refresh → agent process started, p50", "BenchmarkDispatchLatency", "dispatch-p50-ms", 0, "ms", true, 5, "≤ 5 ms"},
 		{"dispatch after refresh → agent's main, p50 (no target: adds the agent's own start)", "BenchmarkDispatchLatency", "main-p50-ms", 0, "ms", true, 0, ""},
 		{"pipeline, 100 flooding agents", "BenchmarkPipeline/agents=100", "events/s", 0, "events/s", false, 50000, "≥ 50,000 events/s"},

@@ -9,8 +9,16 @@
 // It runs one poll (`symphony run --once`), checks the outcome and exits
 // non-zero if anything is missing.
 //
-// Run it with `go tool task demo`. Everything it writes is under
-// .symphony-demo/ (git-ignored).
+// DEMO_AGENT=codex runs the same demo with the REAL codex CLI instead
+// (`agent.kind: codex`, `codex app-server`, also installed by
+// `go tool task tools`) against testkit/mockopenai's scripted Responses
+// model: it writes the file with a shell command and calls files_set_state
+// as a dynamic tool of its thread, which codex sends back to Symphony over
+// its own stdio (no MCP server, no credential). The same issues and the
+// same checks; DEMO_AGENT=claude (or unset) is the claude demo.
+//
+// Run it with `go tool task demo` (or `DEMO_AGENT=codex go tool task demo`).
+// Everything it writes is under .symphony-demo/ (git-ignored).
 package main
 
 import (
@@ -24,6 +32,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/testkit/mockanthropic"
+	"github.com/symphony-oss/symphony/testkit/mockopenai"
 )
 
 const workflow = `---
@@ -57,14 +66,120 @@ When the work is done, move the issue to Human Review with the
 files_set_state tool.
 `
 
+// codexWorkflow is the demo workflow for DEMO_AGENT=codex: the same
+// tracker, workspace and prompt, the codex section instead of claude's.
+// The %q is codex.command, the real CLI's app-server.
+const codexWorkflow = `---
+# The demo workflow: a folder of Markdown issues, the real codex CLI, a
+# scripted local model. Written by devtools/demo; edit freely.
+tracker:
+  kind: files
+  provider:
+    path: issues
+  active_states: [Todo, In Progress]
+  terminal_states: [Done, Cancelled]
+polling:
+  interval_ms: 2000
+workspace:
+  root: workspaces
+hooks:
+  after_create: |
+    git init -q . && git config user.email demo@example.invalid && git config user.name "Symphony demo"
+agent:
+  kind: codex
+  max_concurrent_agents: 3
+  max_turns: 2
+codex:
+  command: %q
+  turn_timeout_ms: 120000
+---
+You are working on {{ issue.identifier }}: {{ issue.title }}.
+
+{{ issue.description }}
+{%% if attempt %%}This is attempt {{ attempt }}.{%% endif %%}
+When the work is done, move the issue to Human Review with the
+files_set_state tool.
+`
+
 // setState is the files tracker's state tool as claude names it.
 const setState = "mcp__symphony__files_set_state"
+
+// codexSetState is the same tool as codex names it: a dynamic tool of the
+// thread, called by its own name.
+const codexSetState = "files_set_state"
+
+// agentSetup is what differs between the claude and the codex demo.
+type agentSetup struct {
+	// workflow is the WORKFLOW.md text.
+	workflow string
+	// env is added to Symphony's environment (the agent inherits it).
+	env []string
+	// banner is printed before Symphony starts.
+	banner string
+	// close stops the model server.
+	close func()
+}
 
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+}
+
+// setupAgent starts the scripted model for the agent DEMO_AGENT names.
+func setupAgent(dir string) (agentSetup, error) {
+	switch kind := os.Getenv("DEMO_AGENT"); kind {
+	case "", "claude":
+		return setupClaude(dir)
+	case "codex":
+		return setupCodex(dir)
+	default:
+		return agentSetup{}, fmt.Errorf("DEMO_AGENT=%q: want claude (the default) or codex", kind)
+	}
+}
+
+func setupClaude(dir string) (agentSetup, error) {
+	cli, err := mockanthropic.CLIPath()
+	if err != nil {
+		return agentSetup{}, err
+	}
+	model := scriptedModel()
+	env := append(mockanthropic.Env(model.URL(), filepath.Join(dir, "claude-config")), "CLAUDE_CLI="+cli)
+	return agentSetup{
+		workflow: workflow,
+		env:      env,
+		banner:   fmt.Sprintf("demo: model server %s, claude %s", model.URL(), cli),
+		close:    model.Close,
+	}, nil
+}
+
+// setupCodex points the real codex at a scripted Responses model through
+// a CODEX_HOME of its own under dir; Symphony's environment carries it to
+// every app-server it starts.
+func setupCodex(dir string) (agentSetup, error) {
+	cli, err := mockopenai.CLIPath()
+	if err != nil {
+		return agentSetup{}, err
+	}
+	model := scriptedCodexModel()
+	env, err := mockopenai.CodexHome(filepath.Join(dir, "codex-home"), model.URL())
+	if err != nil {
+		model.Close()
+		return agentSetup{}, err
+	}
+	command := shellQuote(cli) + " app-server"
+	return agentSetup{
+		workflow: fmt.Sprintf(codexWorkflow, command),
+		env:      env,
+		banner:   fmt.Sprintf("demo: model server %s, codex %s", model.URL(), cli),
+		close:    model.Close,
+	}, nil
+}
+
+// shellQuote quotes s for codex.command, which Symphony runs with bash -lc.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func run() error {
@@ -93,17 +208,15 @@ func run() error {
 			return err
 		}
 	}
-	wf := filepath.Join(dir, "WORKFLOW.md")
-	if err := os.WriteFile(wf, []byte(workflow), 0o644); err != nil {
-		return err
-	}
-	cli, err := mockanthropic.CLIPath()
+	agent, err := setupAgent(dir)
 	if err != nil {
 		return err
 	}
-
-	model := scriptedModel()
-	defer model.Close()
+	defer agent.close()
+	wf := filepath.Join(dir, "WORKFLOW.md")
+	if err := os.WriteFile(wf, []byte(agent.workflow), 0o644); err != nil {
+		return err
+	}
 
 	bin := filepath.Join(dir, "bin", "symphony")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/symphony")
@@ -112,18 +225,30 @@ func run() error {
 		return fmt.Errorf("build symphony: %w", err)
 	}
 
-	fmt.Printf("demo: model server %s, claude %s\n", model.URL(), cli)
+	fmt.Println(agent.banner)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "run", wf, "--once", "--port", "0")
-	cmd.Env = append(os.Environ(), mockanthropic.Env(model.URL(), filepath.Join(dir, "claude-config"))...)
-	cmd.Env = append(cmd.Env, "CLAUDE_CLI="+cli)
+	// A HOME of the demo's own: hooks and codex run under `bash -lc`,
+	// and the operator's login profile (slow, or holding a lock) must not
+	// decide whether the demo works.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	cmd.Env = append(os.Environ(), agent.env...)
+	cmd.Env = append(cmd.Env, "HOME="+home)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("symphony run --once: %w", err)
 	}
+	return check(dir, issues, srcs)
+}
 
-	// Check what happened.
+// check reports each demo issue's state and edit and fails unless the two
+// open issues were worked on and handed to review and the blocked one was
+// left alone.
+func check(dir, issues string, srcs []string) error {
 	var problems []string
 	fmt.Println("\ndemo: results")
 	for _, src := range srcs {
@@ -174,5 +299,35 @@ func scriptedModel() *mockanthropic.Server {
 			return mockanthropic.Text("I could not hand the issue over: " + r.ToolResultText)
 		}
 		return mockanthropic.Text("Done: I wrote SYMPHONY_DEMO.md and moved the issue to Human Review.")
+	})
+}
+
+// writeDemoFile is the shell command the codex demo's model runs (codex
+// has no file-writing tool for an unknown model): it names the file after
+// the workspace, the issue's identifier, as the claude demo does.
+const writeDemoFile = `id=$(basename "$PWD") && printf '# %s\n\nHello from the Symphony demo. This file was written by the real codex CLI,\ndriven by a scripted local model, in the workspace of %s.\n' "$id" "$id" > SYMPHONY_DEMO.md`
+
+// scriptedCodexModel is the codex demo's model server, the same script
+// as scriptedModel's: in each new thread it writes the file with a shell
+// command, then moves the issue to Human Review with the dynamic tool
+// files_set_state, then says it is done. Codex resends the whole history
+// with every request, so the step follows from the latest tool outputs.
+func scriptedCodexModel() *mockopenai.Server {
+	return mockopenai.NewResponder(func(r mockopenai.Request) mockopenai.Step {
+		last := ""
+		if n := len(r.ToolOutputs); n > 0 {
+			last = r.ToolOutputs[n-1].Name
+		}
+		switch {
+		case len(r.AllToolOutputs) == 0:
+			return mockopenai.Exec(writeDemoFile)
+		case last == "exec_command" && !strings.Contains(r.ToolResultText(), "exited with code 0"):
+			return mockopenai.Text("I could not write SYMPHONY_DEMO.md: " + r.ToolResultText())
+		case last == "exec_command":
+			return mockopenai.FunctionCall(codexSetState, map[string]any{"state": "Human Review"})
+		case last == codexSetState && strings.Contains(r.ToolResultText(), `"error"`):
+			return mockopenai.Text("I could not hand the issue over: " + r.ToolResultText())
+		}
+		return mockopenai.Text("Done: I wrote SYMPHONY_DEMO.md and moved the issue to Human Review.")
 	})
 }

@@ -50,7 +50,24 @@ func (d *decoder) budget(m map[string]any) bus.BudgetConfig {
 	day := d.section(m, "per_day", "budget.per_day")
 	b.PerDay.BudgetCaps = d.caps(day, "budget.per_day")
 	b.PerDay.TimeZone = d.timeZone(day, "budget.per_day.time_zone")
+	d.warnNotEnforced(b)
 	return b
+}
+
+// NotEnforced is the warning of a spend-control key this build reads and
+// shows but does not yet act on (issue #23 lands in slices): an operator
+// must not believe a cap holds that does not.
+const NotEnforced = "read and shown, but NOT enforced by this build yet: only budget.per_run and agent.max_runs_per_issue stop runs"
+
+// warnNotEnforced warns for each cap set in a scope this build does not
+// enforce yet.
+func (d *decoder) warnNotEnforced(b bus.BudgetConfig) {
+	if b.PerIssue.Capped() {
+		d.warn("budget.per_issue", NotEnforced)
+	}
+	if b.PerDay.Capped() {
+		d.warn("budget.per_day", NotEnforced)
+	}
 }
 
 func (d *decoder) caps(m map[string]any, prefix string) bus.BudgetCaps {
@@ -179,10 +196,14 @@ func (d *decoder) price(m map[string]any, segs []string, key string, required bo
 }
 
 func (d *decoder) notify(m map[string]any) bus.NotifyConfig {
-	return bus.NotifyConfig{
+	n := bus.NotifyConfig{
 		Command:   strings.TrimSpace(d.str(m, "command", "notify.command", "")),
 		TimeoutMS: d.positive(m, "timeout_ms", "notify.timeout_ms", DefaultNotifyTimeoutMS),
 	}
+	if n.Command != "" {
+		d.warn("notify.command", "read and shown, but NOT run by this build yet: no notification is sent")
+	}
+	return n
 }
 
 // warnUnpriced warns when a USD cap is set but the configured agent's runs

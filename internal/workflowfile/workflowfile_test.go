@@ -199,7 +199,10 @@ body`
 		}
 	}
 	want := []string{"hooks.inherit_secrets: true: hooks run with the tracker secret",
-		"max_concurrent_agents_by_state.Bad", "Review"}
+		"max_concurrent_agents_by_state.Bad", "Review",
+		// The scopes this build reads but does not enforce yet say so.
+		"budget.per_issue: read and shown, but NOT enforced", "budget.per_day: read and shown, but NOT enforced",
+		"notify.command: read and shown, but NOT run"}
 	if len(r.Warnings) != len(want) {
 		t.Errorf("warnings = %q, want %d", r.Warnings, len(want))
 	}

@@ -44,6 +44,15 @@ import (
 //	spend       turn/started, token totals of 4000 input (1000 cached) and
 //	            1000 output tokens, then nothing (a turn that spends on
 //	            and on); its own pid goes to FAKEAGENT_PIDFILE.
+//	stream      the benchmarks' turn: turn/started, then FAKEAGENT_EVENTS
+//	            events (default 9) of FAKEAGENT_SIZE payload bytes (default
+//	            64), FAKEAGENT_INTERVAL before each, as the claude fake
+//	            streams them: an agent message (item/completed), a command's
+//	            start (item/started), its output (item/completed), in turn —
+//	            one line each, each one turn event of Symphony's — then token
+//	            totals and turn/completed.
+//
+// and the hostile scenarios of codex_hostile.go.
 
 // EnvCodex selects the app-server scenario.
 const EnvCodex = "FAKEAGENT_CODEX"
@@ -56,11 +65,14 @@ type codexFake struct {
 	errw     io.Writer
 	getenv   func(string) string
 	thread   string
-	turns    int
-	nextID   int
-	started  string // what thread/start asked for
-	input    int64
-	output   int64
+	// stream plays the stream scenario's events (its options from the
+	// same FAKEAGENT_* variables as the claude fake's).
+	stream  *player
+	turns   int
+	nextID  int
+	started string // what thread/start asked for
+	input   int64
+	output  int64
 }
 
 // playCodex serves one app-server session until stdin ends.
@@ -70,6 +82,14 @@ func playCodex(getenv func(string) string, stdin io.Reader, stdout, stderr io.Wr
 	f.in.Buffer(make([]byte, 64<<10), 16<<20)
 	if f.scenario == "" {
 		f.scenario = "ok"
+	}
+	if f.scenario == "stream" {
+		o, err := Parse(nil, getenv)
+		if err != nil {
+			fmt.Fprintln(stderr, "fakeagent:", err)
+			return 1
+		}
+		f.stream = newPlayer(o, io.Discard, stderr)
 	}
 	if f.scenario == "hang" {
 		signal.Ignore(syscall.SIGTERM)
@@ -207,6 +227,12 @@ func (f *codexFake) turn(m codexMsg) (int, bool) {
 	case "garbage":
 		_, _ = io.WriteString(f.out, "this is not JSON\n")
 		f.notify("fake/unknownThing", map[string]any{"x": 1})
+	case "stream":
+		f.streamTurn(turnID)
+		return 0, false
+	}
+	if f.hostileTurn(turnID) {
+		return 0, false
 	}
 	var notes []string
 	switch f.scenario {
@@ -257,6 +283,40 @@ func (f *codexFake) okTurn(turnID string, ids map[string]string, title, thread s
 	}
 	f.notify("thread/tokenUsage/updated", map[string]any{"threadId": f.thread, "turnId": turnID, "tokenUsage": map[string]any{"total": tok(f.input, f.output), "last": tok(120, 20)}})
 	f.notify("account/rateLimits/updated", map[string]any{"rateLimits": map[string]any{"limitId": "codex", "primary": map[string]any{"usedPercent": 42}}})
+	f.notify("turn/completed", map[string]any{"threadId": f.thread, "turn": map[string]any{"id": turnID, "status": "completed", "error": nil}})
+}
+
+// streamTurn is the stream scenario's turn after turn/started: the
+// events, the token totals (100 input and 10 output tokens an event, as
+// the claude fake counts), turn/completed.
+func (f *codexFake) streamTurn(turnID string) {
+	p := f.stream
+	for i := range p.o.Events {
+		if p.o.Interval > 0 {
+			sleepThread(p.o.Interval)
+		}
+		var item map[string]any
+		method := "item/completed"
+		switch i % 3 {
+		case 0:
+			item = map[string]any{"type": "agentMessage", "id": fmt.Sprintf("msg-%s-%d", turnID, i), "text": p.payload()}
+		case 1:
+			method = "item/started"
+			item = map[string]any{"type": "commandExecution", "id": fmt.Sprintf("cmd-%s-%d", turnID, i), "command": "/bin/bash -lc " + strconv.Quote(p.payload()),
+				"cwd": p.cwd, "status": "inProgress", "exitCode": nil, "aggregatedOutput": nil}
+		case 2:
+			item = map[string]any{"type": "commandExecution", "id": fmt.Sprintf("cmd-%s-%d", turnID, i-1), "command": "/bin/bash -lc true",
+				"cwd": p.cwd, "status": "completed", "exitCode": 0, "aggregatedOutput": p.payload()}
+		}
+		f.notify(method, map[string]any{"item": item, "threadId": f.thread, "turnId": turnID})
+	}
+	f.input += 100
+	f.output += int64(10 * p.o.Events)
+	tok := func(in, out int64) map[string]int64 {
+		return map[string]int64{"totalTokens": in + out, "inputTokens": in, "cachedInputTokens": 0, "cacheWriteInputTokens": 0, "outputTokens": out}
+	}
+	last := tok(100, int64(10*p.o.Events))
+	f.notify("thread/tokenUsage/updated", map[string]any{"threadId": f.thread, "turnId": turnID, "tokenUsage": map[string]any{"total": tok(f.input, f.output), "last": last}})
 	f.notify("turn/completed", map[string]any{"threadId": f.thread, "turn": map[string]any{"id": turnID, "status": "completed", "error": nil}})
 }
 
