@@ -12,6 +12,17 @@ type Dispatch struct {
 	Issue Issue  `json:"issue"`
 	// Attempt is nil on a first run, the retry or continuation number after.
 	Attempt *int `json:"attempt"`
+	// IssueBudget is the issue's lifetime caps (budget.per_issue) and what
+	// its earlier runs spent, when any cap is set: the runner enforces
+	// what remains beside the per-run caps, so a run cannot carry the
+	// issue past its lifetime cap. nil: no per-issue cap.
+	IssueBudget *IssueBudgetLeft `json:"issue_budget,omitempty"`
+}
+
+// IssueBudgetLeft is an issue's lifetime caps and its spend before a run.
+type IssueBudgetLeft struct {
+	Caps  IssueBudget `json:"caps"`
+	Spent IssueSpend  `json:"spent"`
 }
 
 // DispatchAccepted is the runner's answer: the run has started (its
@@ -216,6 +227,36 @@ type RunCount struct {
 	LastRunID string    `json:"last_run_id"`
 	Since     time.Time `json:"since"`
 }
+
+// IssueSpend is what an issue spent over all its runs, ever (KV
+// symphony_state, spend.<issue_id>): budget.per_issue caps it. The
+// scheduler never deletes it (a run's pruning, a release, a cleared park
+// leave it), so the count does not depend on the run history. Runs grows
+// at each dispatch, before the runner is asked; USD, Tokens and Turns
+// grow at each run's end, once: Counted keeps the ids of the last runs
+// whose end was added, so an end handled again (after a restart) is not
+// added twice.
+type IssueSpend struct {
+	IssueID    string `json:"issue_id"`
+	Identifier string `json:"identifier,omitempty"`
+	// USD is the cost of the runs that had a figure (claude's own, or
+	// codex priced with the pricing table); Unpriced counts the runs
+	// that had none, whose cost is not in USD.
+	USD      float64 `json:"usd"`
+	Unpriced int     `json:"unpriced,omitempty"`
+	// Tokens sums Usage.BudgetTokens of every run.
+	Tokens int64 `json:"tokens"`
+	Runs   int   `json:"runs"`
+	Turns  int   `json:"turns"`
+	// Counted is the ids of the last runs whose end is in the sums,
+	// newest last (at most MaxCountedRuns).
+	Counted []string  `json:"counted,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// MaxCountedRuns bounds IssueSpend.Counted: a run's end is handled again
+// only soon after it (a restart's recovery), never after many later runs.
+const MaxCountedRuns = 16
 
 // ControlAction is an operator command to the scheduler.
 type ControlAction string

@@ -267,6 +267,9 @@ var (
 	// RunCounts holds each issue's runs while it stays active
 	// (agent.max_runs_per_issue).
 	RunCounts = keySet[RunCount](BucketState, "runs")
+	// IssueSpends holds each issue's lifetime spend (budget.per_issue),
+	// never reset by the scheduler.
+	IssueSpends = keySet[IssueSpend](BucketState, "spend")
 	// RunSummaries holds one compact summary per run (symphony runs).
 	RunSummaries = keySet[RunSummary](BucketRuns, "run")
 )

@@ -129,6 +129,10 @@ type RunEvent struct {
 	// run on run_finished. CostUSD is nil when the agent reports none.
 	Usage   *Usage   `json:"usage,omitempty"`
 	CostUSD *float64 `json:"cost_usd,omitempty"`
+	// BudgetUSD is, on run_finished, the cost the budget caps counted:
+	// CostUSD when the agent reported one, else the run priced by the
+	// pricing table (codex); nil when neither (an unpriced run).
+	BudgetUSD *float64 `json:"budget_usd,omitempty"`
 	// AgentPID and AgentStartedAt are set on turn_started when the agent's
 	// process was started: its process id, and the moment its start (the
 	// fork and exec) returned inside Symphony. At is when the turn began,

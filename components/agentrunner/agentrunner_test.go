@@ -28,6 +28,9 @@ type harness struct {
 	root   string
 	runEvs *bus.Subscription[bus.RunEvent]
 	mu     sync.Mutex
+	// issueBudget is what the next dispatches carry of the issue's
+	// lifetime caps (nil: none).
+	issueBudget *bus.IssueBudgetLeft
 	// state is what the stand-in tracker answers for refreshes.
 	state    string
 	hooks    []string
@@ -155,7 +158,7 @@ func (h *harness) dispatchIssue(runID string, iss bus.Issue) {
 	deadline := time.Now().Add(testTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(h.t.Context(), 2*time.Second)
-		_, err := bus.Ask(ctx, h.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss})
+		_, err := bus.Ask(ctx, h.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, IssueBudget: h.issueBudget})
 		cancel()
 		if err == nil {
 			return

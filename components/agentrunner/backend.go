@@ -52,6 +52,9 @@ type sessionSpec struct {
 	// maxBudgetUSD is what remains of the run's USD cap for the next turn
 	// ("" without a cap): claude gets it as --max-budget-usd.
 	maxBudgetUSD func() string
+	// issue is the issue's lifetime caps and its earlier spend (nil
+	// without per-issue caps): codex's mid-turn check counts them.
+	issue *bus.IssueBudgetLeft
 }
 
 // agentSession is one run's conversation with its agent.

@@ -23,6 +23,14 @@ import (
 //   - after every turn the run's spend is checked: at a cap the run ends,
 //     without a continuation.
 //
+// The issue's lifetime caps (budget.per_issue) are enforced the same
+// way: the scheduler puts the caps and what the issue's earlier runs spent
+// into the dispatch (bus.Dispatch.IssueBudget), and every check above
+// takes the tighter of what remains of the per-run and of the issue's
+// caps (overIssueCaps; --max-budget-usd gets the smaller remainder; the
+// turn loop stops at the issue's remaining turns, and the scheduler parks
+// the issue before its next dispatch).
+//
 // Either way the run ends budget_exceeded with the cap and the amounts in
 // its error. What the agent spent after its last report is not seen: the
 // spend can exceed a cap by what one report interval (codex) or one turn
@@ -51,6 +59,53 @@ func overRunCaps(caps bus.BudgetCaps, tokens int64, usd float64, priced bool) (s
 	return "", false
 }
 
+// overIssueCaps says whether a run that used tokens and cost usd carries
+// the issue past a lifetime cap (budget.per_issue), given what its earlier
+// runs spent; nil left: no per-issue cap.
+func overIssueCaps(left *bus.IssueBudgetLeft, tokens int64, usd float64, priced bool) (string, bool) {
+	if left == nil {
+		return "", false
+	}
+	caps, spent := left.Caps, left.Spent
+	if caps.Tokens > 0 && spent.Tokens+tokens >= caps.Tokens {
+		return fmt.Sprintf("budget.per_issue.tokens reached: the issue's runs used %d tokens (this run %d), the cap is %d",
+			spent.Tokens+tokens, tokens, caps.Tokens), true
+	}
+	if caps.USD > 0 && priced && caps.USD-(spent.USD+usd) < minUSD {
+		return fmt.Sprintf("budget.per_issue.usd reached: the issue's runs cost $%s (this run $%s), the cap is $%s",
+			usdText(spent.USD+usd), usdText(usd), usdText(caps.USD)), true
+	}
+	return "", false
+}
+
+// overCaps checks a run's spend against its per-run caps, then against
+// what remains of its issue's lifetime caps.
+func overCaps(caps bus.BudgetCaps, left *bus.IssueBudgetLeft, tokens int64, usd float64, priced bool) (string, bool) {
+	if why, over := overRunCaps(caps, tokens, usd, priced); over {
+		return why, true
+	}
+	return overIssueCaps(left, tokens, usd, priced)
+}
+
+// issueUSDLeft is what remains of the issue's lifetime USD cap before the
+// run (ok false without one).
+func issueUSDLeft(left *bus.IssueBudgetLeft) (float64, bool) {
+	if left == nil || left.Caps.USD <= 0 {
+		return 0, false
+	}
+	return left.Caps.USD - left.Spent.USD, true
+}
+
+// issueTurnsLeft bounds a run's turns by what remains of the issue's
+// lifetime turns cap (at least one: the scheduler does not dispatch an
+// issue that has none left).
+func issueTurnsLeft(left *bus.IssueBudgetLeft, maxTurns int) int {
+	if left == nil || left.Caps.Turns <= 0 {
+		return maxTurns
+	}
+	return max(min(maxTurns, left.Caps.Turns-left.Spent.Turns), 1)
+}
+
 // usdText is an amount in dollars, to the micro-dollar.
 func usdText(v float64) string {
 	return strconv.FormatFloat(math.Round(v*1e6)/1e6, 'f', -1, 64)
@@ -73,15 +128,16 @@ func (w *run) spentUSD() (usd float64, priced bool) {
 func (w *run) overBudget() (string, bool) {
 	cfg := w.snap.Config
 	usd, priced := w.spentUSD()
-	return overRunCaps(cfg.Budget.PerRun, w.usage.BudgetTokens(cfg.Agent.Kind), usd, priced)
+	return overCaps(cfg.Budget.PerRun, w.d.IssueBudget, w.usage.BudgetTokens(cfg.Agent.Kind), usd, priced)
 }
 
 // remainingUSD is what --max-budget-usd gets for the next claude turn: the
-// per-run USD cap minus the run's cost so far, rounded down to the
-// micro-dollar; "" without a USD cap.
+// tighter of the per-run USD cap and what remained of the issue's, minus
+// the run's cost so far, rounded down to the micro-dollar; "" without a
+// USD cap.
 func (w *run) remainingUSD() string {
-	limit := w.snap.Config.Budget.PerRun.USD
-	if limit <= 0 {
+	limit, ok := w.usdLimit()
+	if !ok {
 		return ""
 	}
 	spent, _ := w.spentUSD()
@@ -89,6 +145,20 @@ func (w *run) remainingUSD() string {
 	// (0.0025-0.002 is 0.00049999…): a thousandth of a micro-dollar.
 	left := math.Floor((limit-spent)*1e6+1e-3) / 1e6
 	return strconv.FormatFloat(max(left, minUSD), 'f', -1, 64)
+}
+
+// usdLimit is the most the run may cost: the per-run USD cap or what
+// remained of the issue's, whichever is smaller; ok false without either.
+func (w *run) usdLimit() (limit float64, ok bool) {
+	run := w.snap.Config.Budget.PerRun.USD
+	issue, capped := issueUSDLeft(w.d.IssueBudget)
+	switch {
+	case capped && (run <= 0 || issue < run):
+		return issue, true
+	case run > 0:
+		return run, true
+	}
+	return 0, false
 }
 
 // budgetEnd turns a turn's end into budget_exceeded when the run's spend
@@ -108,6 +178,12 @@ func (w *run) budgetEnd(out turnOutcome) turnOutcome {
 		out.status = bus.RunBudgetExceeded
 		out.err = fmt.Sprintf("budget.per_run.usd reached: claude stopped at --max-budget-usd; the run cost $%s, the cap is $%s",
 			usdText(usd), usdText(w.snap.Config.Budget.PerRun.USD))
+		if left := w.d.IssueBudget; left != nil {
+			if issue, capped := issueUSDLeft(left); capped && (w.snap.Config.Budget.PerRun.USD <= 0 || issue < w.snap.Config.Budget.PerRun.USD) {
+				out.err = fmt.Sprintf("budget.per_issue.usd reached: claude stopped at --max-budget-usd; the issue's runs cost $%s (this run $%s), the cap is $%s",
+					usdText(left.Spent.USD+usd), usdText(usd), usdText(left.Caps.USD))
+			}
+		}
 	}
 	return out
 }

@@ -139,6 +139,54 @@ func TestCodexUnpricedModelEscapesTheUSDCap(t *testing.T) {
 	}
 }
 
+// TestRunStoppedAtTheIssueRemainder: a run whose issue's earlier runs
+// spent part of its lifetime caps (budget.per_issue, carried by the
+// dispatch) is bounded by what remains: claude's --max-budget-usd gets the
+// issue's remainder when it is under the per-run cap, the run ends
+// budget_exceeded naming budget.per_issue when its spend carries the
+// issue past a cap, and the turns cap cuts the turn loop (the fake claude
+// reports 18 tokens and $0.25 a turn, max_turns 3). The run's end carries
+// the cost the caps counted.
+func TestRunStoppedAtTheIssueRemainder(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		left   bus.IssueBudgetLeft
+		status bus.RunStatus
+		turn   int
+		want   string
+		flags  []string
+	}{
+		{"usd", bus.IssueBudgetLeft{Caps: bus.IssueBudget{BudgetCaps: bus.BudgetCaps{USD: 1}}, Spent: bus.IssueSpend{USD: 0.6}},
+			bus.RunBudgetExceeded, 2, "budget.per_issue.usd reached: the issue's runs cost $1.1 (this run $0.5), the cap is $1", []string{"0.4", "0.15"}},
+		{"tokens", bus.IssueBudgetLeft{Caps: bus.IssueBudget{BudgetCaps: bus.BudgetCaps{Tokens: 50}}, Spent: bus.IssueSpend{Tokens: 20}},
+			bus.RunBudgetExceeded, 2, "budget.per_issue.tokens reached: the issue's runs used 56 tokens (this run 36), the cap is 50", []string{"2", "1.75"}},
+		{"turns", bus.IssueBudgetLeft{Caps: bus.IssueBudget{Turns: 10}, Spent: bus.IssueSpend{Turns: 8}},
+			bus.RunSucceeded, 2, "", []string{"2", "1.75"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "ok", func(c *bus.Config) { c.Budget.PerRun.USD = 2; c.Budget.PerIssue = tc.left.Caps })
+			h.issueBudget = &tc.left
+			h.dispatch("run-issue-cap")
+			end, all := h.finished()
+			if end.Status != tc.status || end.Error != tc.want || end.Turn != tc.turn {
+				t.Fatalf("end %s %q turn %d, want %s %q after turn %d", end.Status, end.Error, end.Turn, tc.status, tc.want, tc.turn)
+			}
+			var got []string
+			for _, e := range all {
+				if e.Event == bus.RunTurnStarted {
+					got = append(got, flagValue(e.Command, "--max-budget-usd"))
+				}
+			}
+			if !slices.Equal(got, tc.flags) {
+				t.Errorf("--max-budget-usd per turn %q, want %q (the tighter remainder)", got, tc.flags)
+			}
+			if end.BudgetUSD == nil || *end.BudgetUSD != 0.5 {
+				t.Errorf("run_finished budget_usd %v, want the $0.5 the caps counted", end.BudgetUSD)
+			}
+		})
+	}
+}
+
 // TestBudgetTokens: what a token cap counts, per agent.
 func TestBudgetTokens(t *testing.T) {
 	u := bus.Usage{InputTokens: 100, OutputTokens: 10, CacheCreationInputTokens: 5, CacheReadInputTokens: 30}

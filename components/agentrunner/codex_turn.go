@@ -495,12 +495,13 @@ func (s *codexSession) runUSD() *float64 {
 	return &c
 }
 
-// overBudget checks the thread's latest totals against the per-run caps:
+// overBudget checks the thread's latest totals against the per-run caps
+// and what remains of the issue's:
 // codex reports them during the turn, so a turn is stopped as soon as
 // they reach one, not only at its end.
 func (s *codexSession) overBudget() (string, bool) {
 	caps := s.spec.cfg.Budget.PerRun
-	if s.stream.totals == nil || !caps.Capped() {
+	if s.stream.totals == nil || (!caps.Capped() && s.spec.issue == nil) {
 		return "", false
 	}
 	var usd float64
@@ -508,7 +509,7 @@ func (s *codexSession) overBudget() (string, bool) {
 	if c != nil {
 		usd = *c
 	}
-	return overRunCaps(caps, s.stream.totals.BudgetTokens(bus.AgentCodex), usd, c != nil)
+	return overCaps(caps, s.spec.issue, s.stream.totals.BudgetTokens(bus.AgentCodex), usd, c != nil)
 }
 
 // budgetFail is the end of a turn whose totals reached a per-run cap.

@@ -101,6 +101,9 @@ func (w *run) execute(ctx context.Context) {
 	end.Status, end.Error = status, errText
 	u := w.usage
 	end.Usage, end.CostUSD, end.ExitCode, end.Signal = &u, w.cost, w.exitCode, w.signal
+	if usd, priced := w.spentUSD(); priced {
+		end.BudgetUSD = &usd
+	}
 	w.lifecycle(ctx, end)
 	// The end, and every event before it, is on record before the run
 	// leaves the runner (its goroutine then tells the owner: ended).

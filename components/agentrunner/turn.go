@@ -22,12 +22,14 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 	}, callTool: func(ctx context.Context, req bus.RunTool) bus.ToolResult {
 		// The run's budget and liveness apply as to an MCP server's call.
 		return w.takeCall(ctx, tools, req)
-	}, title: iss.Identifier + ": " + iss.Title, maxBudgetUSD: w.remainingUSD})
+	}, title: iss.Identifier + ": " + iss.Title, maxBudgetUSD: w.remainingUSD, issue: w.d.IssueBudget})
 	if err != nil {
 		return bus.RunFailed, "start the agent's session: " + err.Error()
 	}
 	defer sess.close()
-	maxTurns := max(cfg.Agent.MaxTurns, 1)
+	// The issue's lifetime turns cap bounds the run too; the scheduler
+	// parks the issue before a next run finds none left.
+	maxTurns := issueTurnsLeft(w.d.IssueBudget, max(cfg.Agent.MaxTurns, 1))
 	issue := iss
 	for w.turn = 1; w.turn <= maxTurns; w.turn++ {
 		w.liveTurn.Store(int32(w.turn))

@@ -154,15 +154,23 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 	a.dropRetry(ctx, iss.ID)
 	// Counted before the runner is asked (runcap.go): a crash after the
 	// ask cannot lose a run that may have started.
-	uncount, ok := a.countRun(ctx, iss, runID)
+	// The issue's lifetime caps first (spend.go): they park for good,
+	// where max_runs_per_issue's count resets.
+	left, unspend, ok := a.countIssueRun(ctx, iss, runID)
 	if !ok {
 		return
 	}
+	uncount, ok := a.countRun(ctx, iss, runID)
+	if !ok {
+		unspend()
+		return
+	}
 	dctx, cancel := a.ask(ctx)
-	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt})
+	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt, IssueBudget: left})
 	cancel()
 	if err != nil {
 		uncount()
+		unspend()
 		log.Error("dispatch failed; retrying later", "err", err, "run_id", runID)
 		next := 1
 		if attempt != nil {

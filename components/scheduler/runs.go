@@ -33,6 +33,9 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	}
 	delete(a.running, ev.Issue.ID)
 	a.lastEnd[ev.Issue.ID] = time.Now()
+	// Into the issue's lifetime spend before anything else (spend.go):
+	// the next dispatch checks it.
+	a.countSpend(ctx, r.issue.Ref(), ev)
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
 	defer a.checkOnce()
 	switch {

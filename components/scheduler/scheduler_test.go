@@ -24,7 +24,9 @@ type world struct {
 	mu  sync.Mutex
 	iss map[string]bus.Issue
 	// outcome decides how each dispatched run ends ("" = keeps running).
-	outcome    func(d bus.Dispatch) bus.RunStatus
+	outcome func(d bus.Dispatch) bus.RunStatus
+	// spend, when set, is what each run's end reports it spent.
+	spend      func(d bus.Dispatch) runSpend
 	dispatches []bus.Dispatch
 	cancels    []bus.CancelRun
 	removed    []string
@@ -287,6 +289,16 @@ func (w *world) finish(d bus.Dispatch, status bus.RunStatus) {
 	delete(w.live, d.RunID)
 	w.mu.Unlock()
 	ev := bus.RunEvent{RunID: d.RunID, Event: bus.RunFinished, At: time.Now(), Issue: d.Issue.Ref(), Attempt: d.Attempt, Status: status}
+	w.mu.Lock()
+	spend := w.spend
+	w.mu.Unlock()
+	if spend != nil {
+		sp := spend(d)
+		ev.Usage, ev.Turn = &bus.Usage{InputTokens: sp.tokens}, sp.turns
+		if sp.usd >= 0 {
+			ev.BudgetUSD = &sp.usd
+		}
+	}
 	if _, err := bus.PublishDurable(context.Background(), w.b, bus.RunEvents, ev, "", d.RunID, string(bus.RunFinished)); err != nil && !w.b.Conn().IsClosed() {
 		w.t.Error(err)
 	}
