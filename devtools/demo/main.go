@@ -35,8 +35,13 @@ import (
 	"github.com/symphony-oss/symphony/testkit/mockopenai"
 )
 
-const workflow = `---
-# The demo workflow: a folder of Markdown issues, the real claude CLI, a
+// demoWorkflow is the demo's WORKFLOW.md for one agent: the same tracker,
+// workspace, hooks and prompt, with the agent's name in the header
+// comment, agentKind (a line under agent:, or "") and the agent's own
+// section.
+func demoWorkflow(cli, agentKind, section string) string {
+	return `---
+# The demo workflow: a folder of Markdown issues, the real ` + cli + ` CLI, a
 # scripted local model. Written by devtools/demo; edit freely.
 tracker:
   kind: files
@@ -52,12 +57,9 @@ hooks:
   after_create: |
     git init -q . && git config user.email demo@example.invalid && git config user.name "Symphony demo"
 agent:
-  max_concurrent_agents: 3
+` + agentKind + `  max_concurrent_agents: 3
   max_turns: 2
-claude:
-  permission_mode: acceptEdits
-  turn_timeout_ms: 120000
----
+` + section + `---
 You are working on {{ issue.identifier }}: {{ issue.title }}.
 
 {{ issue.description }}
@@ -65,41 +67,16 @@ You are working on {{ issue.identifier }}: {{ issue.title }}.
 When the work is done, move the issue to Human Review with the
 files_set_state tool.
 `
+}
 
-// codexWorkflow is the demo workflow for DEMO_AGENT=codex: the same
-// tracker, workspace and prompt, the codex section instead of claude's.
-// The %q is codex.command, the real CLI's app-server.
-const codexWorkflow = `---
-# The demo workflow: a folder of Markdown issues, the real codex CLI, a
-# scripted local model. Written by devtools/demo; edit freely.
-tracker:
-  kind: files
-  provider:
-    path: issues
-  active_states: [Todo, In Progress]
-  terminal_states: [Done, Cancelled]
-polling:
-  interval_ms: 2000
-workspace:
-  root: workspaces
-hooks:
-  after_create: |
-    git init -q . && git config user.email demo@example.invalid && git config user.name "Symphony demo"
-agent:
-  kind: codex
-  max_concurrent_agents: 3
-  max_turns: 2
-codex:
-  command: %q
-  turn_timeout_ms: 120000
----
-You are working on {{ issue.identifier }}: {{ issue.title }}.
+// claudeSection is the demo's claude section.
+const claudeSection = "claude:\n  permission_mode: acceptEdits\n  turn_timeout_ms: 120000\n"
 
-{{ issue.description }}
-{%% if attempt %%}This is attempt {{ attempt }}.{%% endif %%}
-When the work is done, move the issue to Human Review with the
-files_set_state tool.
-`
+// codexSection is the demo's codex section for DEMO_AGENT=codex; command
+// is the real CLI's app-server.
+func codexSection(command string) string {
+	return fmt.Sprintf("codex:\n  command: %q\n  turn_timeout_ms: 120000\n", command)
+}
 
 // setState is the files tracker's state tool as claude names it.
 const setState = "mcp__symphony__files_set_state"
@@ -147,7 +124,7 @@ func setupClaude(dir string) (agentSetup, error) {
 	model := scriptedModel()
 	env := append(mockanthropic.Env(model.URL(), filepath.Join(dir, "claude-config")), "CLAUDE_CLI="+cli)
 	return agentSetup{
-		workflow: workflow,
+		workflow: demoWorkflow("claude", "", claudeSection),
 		env:      env,
 		banner:   fmt.Sprintf("demo: model server %s, claude %s", model.URL(), cli),
 		close:    model.Close,
@@ -170,7 +147,7 @@ func setupCodex(dir string) (agentSetup, error) {
 	}
 	command := shellQuote(cli) + " app-server"
 	return agentSetup{
-		workflow: fmt.Sprintf(codexWorkflow, command),
+		workflow: demoWorkflow("codex", "  kind: codex\n", codexSection(command)),
 		env:      env,
 		banner:   fmt.Sprintf("demo: model server %s, codex %s", model.URL(), cli),
 		close:    model.Close,
