@@ -17,6 +17,10 @@ type Dispatch struct {
 	// what remains beside the per-run caps, so a run cannot carry the
 	// issue past its lifetime cap. nil: no per-issue cap.
 	IssueBudget *IssueBudgetLeft `json:"issue_budget,omitempty"`
+	// DayBudget is the fleet's daily caps and today's spend before the
+	// run, when a daily cap is set: the runner bounds the run by what
+	// remains. nil: no daily cap.
+	DayBudget *DayBudgetLeft `json:"day_budget,omitempty"`
 }
 
 // IssueBudgetLeft is an issue's lifetime caps and its spend before a run.
@@ -211,6 +215,15 @@ type BlockedEntry struct {
 	RunID      string    `json:"run_id"`
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"`
+	// Cap names the setting that parked the issue (a Cap* constant:
+	// budget.per_issue.usd, agent.max_runs_per_issue, …) and Limit its
+	// value then; empty for a run that asked for a human or an operator's
+	// cancel. A reload that raises or removes that cap releases the issue.
+	Cap   string  `json:"cap,omitempty"`
+	Limit float64 `json:"limit,omitempty"`
+	// Day is set on a park by a daily cap: the calendar day (YYYY-MM-DD)
+	// whose end releases it.
+	Day string `json:"day,omitempty"`
 }
 
 // RunCount is how many runs an issue has had since the scheduler took it
@@ -274,6 +287,10 @@ const (
 	ControlPause ControlAction = "pause"
 	// ControlResume undoes pause and polls now.
 	ControlResume ControlAction = "resume"
+	// ControlResetSpend sets an issue's lifetime spend (budget.per_issue)
+	// back to zero and clears its park: the operator's way to give an
+	// issue a fresh budget without raising the cap for every issue.
+	ControlResetSpend ControlAction = "reset_spend"
 )
 
 // Control is an operator command (from the dashboard, the API or the CLI).

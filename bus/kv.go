@@ -270,6 +270,9 @@ var (
 	// IssueSpends holds each issue's lifetime spend (budget.per_issue),
 	// never reset by the scheduler.
 	IssueSpends = keySet[IssueSpend](BucketState, "spend")
+	// DaySpends holds the fleet's spend per calendar day (budget.per_day,
+	// the overview's chart), keyed by the day (YYYY-MM-DD).
+	DaySpends = keySet[DaySpend](BucketState, "day")
 	// RunSummaries holds one compact summary per run (symphony runs).
 	RunSummaries = keySet[RunSummary](BucketRuns, "run")
 )

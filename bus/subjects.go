@@ -23,6 +23,9 @@ const (
 	// CompMCP is a run's MCP server (`symphony mcp`), a child of the
 	// agent that asks for the run's tools with the run's credential.
 	CompMCP = "mcp"
+	// CompNotifier runs the operator's notify.command for each
+	// notification event.
+	CompNotifier = "notifier"
 )
 
 // The subject catalogue. Each variable is one subject family; Catalogue lists
@@ -236,6 +239,17 @@ var (
 		Stream:    StreamRuns,
 		Doc:       "A run was dispatched, got its workspace and session, started or finished a turn, or finished (terminal status, usage, cost); {event} is the RunEventKind. turn_started carries the agent process's pid and the moment its start returned (`agent_pid`, `agent_started_at`).",
 	})
+
+	// Notifications are the events an operator wants to hear about,
+	// persisted in the NOTIFY stream so that the notifier delivers each
+	// occurrence once, across restarts.
+	Notifications = event[Notification](Spec{
+		Pattern:   "symphony.notify.{event}",
+		Producer:  CompScheduler + ", " + CompWorkflow,
+		Consumers: []string{CompNotifier, CompUI},
+		Stream:    StreamNotify,
+		Doc:       "Something needs an operator: a run blocked, a budget exceeded, the daily cap reached, max runs reached, retries exhausted, a workflow reload rejected; {event} is the NotifyEvent. The id names the occurrence: published again (after a restart) it is dropped, and notify.command runs once for it.",
+	})
 )
 
 // Catalogue returns every subject family declared in this package, in the
@@ -266,6 +280,7 @@ func Catalogue() []Spec {
 		RunEvents.Spec(),
 		TurnEvents.Spec(),
 		AgentProgress.Spec(),
+		Notifications.Spec(),
 	}
 }
 
@@ -274,6 +289,9 @@ const (
 	StreamRuns  = "RUNS"
 	StreamTurns = "TURNS"
 	StreamHooks = "HOOKS"
+	// StreamNotify keeps notifications until the notifier has handled
+	// them.
+	StreamNotify = "NOTIFY"
 )
 
 // NoRun is the {run_id} token of events that belong to no run (a workspace
@@ -325,6 +343,11 @@ func Streams() []StreamSpec {
 			Subjects: []string{Root + ".hook.>"},
 			Doc:      "Workspace hook events, one subject per run and hook; part of a run's replay.",
 		},
+		{
+			Name:     StreamNotify,
+			Subjects: []string{Root + ".notify.>"},
+			Doc:      "Notifications for the operator, one subject per event kind; the notifier's durable consumer delivers each once, and the dashboard lists the recent ones.",
+		},
 	}
 }
 
@@ -360,10 +383,10 @@ func Buckets() []BucketSpec {
 		{
 			Name:    BucketState,
 			History: 1,
-			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `runs.<issue_id>` (`bus.RunCount`), `spend.<issue_id>` (`bus.IssueSpend`), `paused` (`bus.PauseState`)",
+			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `runs.<issue_id>` (`bus.RunCount`), `spend.<issue_id>` (`bus.IssueSpend`), `day.<YYYY-MM-DD>` (`bus.DaySpend`), `paused` (`bus.PauseState`)",
 			Writer:  CompScheduler,
 			Readers: []string{CompUI},
-			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked (parked) issues, each issue's runs while it stays active (agent.max_runs_per_issue), each issue's lifetime spend (budget.per_issue), whether dispatch is paused.",
+			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked (parked) issues, each issue's runs while it stays active (agent.max_runs_per_issue), each issue's lifetime spend (budget.per_issue), the fleet's spend per day (budget.per_day), whether dispatch is paused.",
 		},
 		{
 			Name:    BucketRuns,
