@@ -31,17 +31,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/symphony-oss/symphony/testkit/mockserver"
 )
 
 // Usage is the token accounting reported for one answer. A zero Usage is
@@ -156,45 +155,22 @@ func (r Request) IsMessages() bool {
 	return r.Method == http.MethodPost && r.Path == "/v1/messages"
 }
 
-// Server is a running mock. It is safe for concurrent use.
+// Server is a running mock. It is safe for concurrent use; its script,
+// recording and waits are mockserver's.
 type Server struct {
-	srv   *http.Server
-	ln    net.Listener
-	url   string
-	done  chan struct{}
-	close sync.Once
-	wg    sync.WaitGroup
-
-	// respond, when set, chooses every answer instead of the script.
-	respond func(Request) Step
-
-	mu       sync.Mutex
-	steps    []Step
-	next     int
-	requests []Request
-	changed  chan struct{} // closed and replaced on every recorded request
+	*mockserver.Script[Request, Step]
 }
 
 // New starts a server on a random 127.0.0.1 port answering steps in order.
 // It panics if it cannot listen (as httptest.NewServer does).
 func New(steps ...Step) *Server {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(fmt.Sprintf("mockanthropic: listen: %v", err))
-	}
-	s := &Server{
-		ln:      ln,
-		url:     "http://" + ln.Addr().String(),
-		done:    make(chan struct{}),
-		steps:   append([]Step(nil), steps...),
-		changed: make(chan struct{}),
-	}
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = s.srv.Serve(ln)
-	}()
+	s := &Server{}
+	s.Script = mockserver.Start(mockserver.Options[Request, Step]{
+		Name:     "mockanthropic",
+		IsCall:   Request.IsMessages,
+		Fallback: func() Step { return Text("done") },
+		SetStep:  func(r *Request, idx int) { r.Step = idx },
+	}, s.serveHTTP, steps...)
 	return s
 }
 
@@ -204,104 +180,16 @@ func New(steps ...Step) *Server {
 // from one request at a time (calls are serialized).
 func NewResponder(respond func(Request) Step) *Server {
 	s := New()
-	s.mu.Lock()
-	s.respond = respond
-	s.mu.Unlock()
+	s.Respond(respond)
 	return s
 }
 
-// URL is the base URL, e.g. "http://127.0.0.1:41234" (for ANTHROPIC_BASE_URL).
-func (s *Server) URL() string { return s.url }
-
-// Close stops the server: pending delays and gates are abandoned and open
-// connections are closed. It is safe to call more than once.
-func (s *Server) Close() {
-	s.close.Do(func() {
-		close(s.done)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := s.srv.Shutdown(ctx); err != nil {
-			_ = s.srv.Close()
-		}
-		s.wg.Wait()
-	})
-}
-
-// Append adds steps to the end of the script (e.g. before a --resume run).
-func (s *Server) Append(steps ...Step) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.steps = append(s.steps, steps...)
-}
-
-// Requests returns every request received so far, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
 // Messages returns the POST /v1/messages requests received so far.
-func (s *Server) Messages() []Request {
-	var out []Request
-	for _, r := range s.Requests() {
-		if r.IsMessages() {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (s *Server) Messages() []Request { return s.Calls() }
 
 // WaitMessages blocks until at least n POST /v1/messages requests have
 // arrived (answered or not), ctx ends, or the server closes.
-func (s *Server) WaitMessages(ctx context.Context, n int) error {
-	for {
-		s.mu.Lock()
-		count := 0
-		for _, r := range s.requests {
-			if r.IsMessages() {
-				count++
-			}
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		if count >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("mockanthropic: %d of %d messages requests: %w", count, n, ctx.Err())
-		case <-s.done:
-			return errors.New("mockanthropic: server closed")
-		}
-	}
-}
-
-// record appends r, assigning the next script step (or the "done"
-// fallback) to a messages request, and returns that step.
-func (s *Server) record(r Request) Step {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	idx := -1
-	var st Step
-	if r.IsMessages() && s.respond != nil {
-		st = s.respond(r)
-	} else if r.IsMessages() {
-		if s.next < len(s.steps) {
-			idx = s.next
-			st = s.steps[idx]
-			s.next++
-		} else {
-			st = Text("done")
-		}
-	}
-	r.Step = idx
-	s.requests = append(s.requests, r)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return st
-}
+func (s *Server) WaitMessages(ctx context.Context, n int) error { return s.WaitCalls(ctx, n) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
@@ -316,7 +204,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	switch {
 	case r.Method == http.MethodHead || r.Method == http.MethodGet:
-		s.record(rec)
+		s.Record(rec)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodGet {
@@ -324,18 +212,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/messages/count_tokens":
-		s.record(rec)
+		s.Record(rec)
 		writeJSON(w, http.StatusOK, map[string]any{"input_tokens": 100})
 		return
 	case r.Method != http.MethodPost || r.URL.Path != "/v1/messages":
-		s.record(rec)
+		s.Record(rec)
 		writeError(w, http.StatusNotFound, "not_found_error", "mockanthropic: no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
 
 	var req messagesRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		s.record(rec)
+		s.Record(rec)
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "mockanthropic: bad JSON: "+err.Error())
 		return
 	}
@@ -346,9 +234,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.ToolResultText, rec.ToolResultTools = req.lastToolResultContent()
 	rec.NumMessages = len(req.Messages)
 	rec.SessionID = req.sessionID()
-	st := s.record(rec)
+	st := s.Record(rec)
 
-	if !s.wait(r.Context(), st) {
+	if !s.Wait(r.Context(), st.Delay, st.Gate) {
 		return
 	}
 	if st.Status != 0 {
@@ -369,32 +257,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		writeJSON(w, http.StatusOK, m.json())
 	}
-}
-
-// wait applies the step's Delay and Gate; false means give up (client gone
-// or server closed).
-func (s *Server) wait(ctx context.Context, st Step) bool {
-	if st.Delay > 0 {
-		t := time.NewTimer(st.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-s.done:
-			return false
-		}
-	}
-	if st.Gate != nil {
-		select {
-		case <-st.Gate:
-		case <-ctx.Done():
-			return false
-		case <-s.done:
-			return false
-		}
-	}
-	return true
 }
 
 // messagesRequest is the part of a Messages API request the mock reads.
@@ -657,11 +519,11 @@ func writeStream(w http.ResponseWriter, m message) {
 	for i, b := range m.blocks {
 		send("content_block_start", map[string]any{"index": i, "content_block": b.json(true)})
 		if b.typ == "text" {
-			for _, chunk := range split(b.text, 2) {
+			for _, chunk := range mockserver.Split(b.text, 2) {
 				send("content_block_delta", map[string]any{"index": i, "delta": map[string]any{"type": "text_delta", "text": chunk}})
 			}
 		} else {
-			for _, chunk := range split(string(b.toolInput), 2) {
+			for _, chunk := range mockserver.Split(string(b.toolInput), 2) {
 				send("content_block_delta", map[string]any{"index": i, "delta": map[string]any{"type": "input_json_delta", "partial_json": chunk}})
 			}
 		}
@@ -672,23 +534,6 @@ func writeStream(w http.ResponseWriter, m message) {
 		"usage": map[string]any{"output_tokens": m.usage.OutputTokens},
 	})
 	send("message_stop", map[string]any{})
-}
-
-// split cuts s into at most n non-empty pieces on rune boundaries (so the
-// client has to reassemble deltas as with the real API).
-func split(s string, n int) []string {
-	if s == "" {
-		return nil
-	}
-	r := []rune(s)
-	size := (len(r) + n - 1) / n
-	var out []string
-	for len(r) > 0 {
-		k := min(size, len(r))
-		out = append(out, string(r[:k]))
-		r = r[k:]
-	}
-	return out
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -35,16 +35,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/symphony-oss/symphony/testkit/mockserver"
 )
 
 // maxBody bounds a request body read by the mock (codex sends ~30 KB).
@@ -205,46 +205,26 @@ func (r Request) HasTool(name string) bool {
 	return false
 }
 
-// Server is a running mock. It is safe for concurrent use.
+// Server is a running mock. It is safe for concurrent use; its script,
+// recording and waits are mockserver's.
 type Server struct {
-	srv   *http.Server
-	url   string
-	done  chan struct{}
-	close sync.Once
-	wg    sync.WaitGroup
+	*mockserver.Script[Request, Step]
 
-	// respond, when set, chooses every answer instead of the script.
-	respond func(Request) Step
-
-	mu       sync.Mutex
-	steps    []Step
-	next     int
-	requests []Request
-	issued   map[string]int // call_id -> serial of the answer that made the call
-	serial   int
-	changed  chan struct{} // closed and replaced on every recorded request
+	calls  sync.Mutex     // guards issued and serial
+	issued map[string]int // call_id -> serial of the answer that made the call
+	serial int
 }
 
 // New starts a server on a random 127.0.0.1 port answering steps in order.
 // It panics if it cannot listen (as httptest.NewServer does).
 func New(steps ...Step) *Server {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(fmt.Sprintf("mockopenai: listen: %v", err))
-	}
-	s := &Server{
-		url:     "http://" + ln.Addr().String(),
-		done:    make(chan struct{}),
-		steps:   append([]Step(nil), steps...),
-		changed: make(chan struct{}),
-		issued:  map[string]int{},
-	}
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = s.srv.Serve(ln)
-	}()
+	s := &Server{issued: map[string]int{}}
+	s.Script = mockserver.Start(mockserver.Options[Request, Step]{
+		Name:     "mockopenai",
+		IsCall:   Request.IsResponses,
+		Fallback: func() Step { return Text("done") },
+		SetStep:  func(r *Request, idx int) { r.Step = idx },
+	}, s.serveHTTP, steps...)
 	return s
 }
 
@@ -253,112 +233,25 @@ func New(steps ...Step) *Server {
 // serialized.
 func NewResponder(respond func(Request) Step) *Server {
 	s := New()
-	s.mu.Lock()
-	s.respond = respond
-	s.mu.Unlock()
+	s.Respond(respond)
 	return s
 }
 
-// URL is the base URL without the /v1 suffix, e.g. "http://127.0.0.1:41234".
-func (s *Server) URL() string { return s.url }
-
-// Close stops the server: pending delays and gates are abandoned and open
-// connections are closed. It is safe to call more than once.
-func (s *Server) Close() {
-	s.close.Do(func() {
-		close(s.done)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := s.srv.Shutdown(ctx); err != nil {
-			_ = s.srv.Close()
-		}
-		s.wg.Wait()
-	})
-}
-
-// Append adds steps to the end of the script (e.g. before the next turn).
-func (s *Server) Append(steps ...Step) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.steps = append(s.steps, steps...)
-}
-
-// Steps returns the script steps answered so far, in order (for summing
-// the usage codex was told about).
-func (s *Server) Steps() []Step {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Step(nil), s.steps[:s.next]...)
-}
-
-// Requests returns every request received so far, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
 // Responses returns the POST /v1/responses requests received so far.
-func (s *Server) Responses() []Request {
-	var out []Request
-	for _, r := range s.Requests() {
-		if r.IsResponses() {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (s *Server) Responses() []Request { return s.Calls() }
 
 // WaitResponses blocks until at least n POST /v1/responses requests have
 // arrived (answered or not), ctx ends, or the server closes.
-func (s *Server) WaitResponses(ctx context.Context, n int) error {
-	for {
-		s.mu.Lock()
-		count := 0
-		for _, r := range s.requests {
-			if r.IsResponses() {
-				count++
-			}
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		if count >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("mockopenai: %d of %d responses requests: %w", count, n, ctx.Err())
-		case <-s.done:
-			return errors.New("mockopenai: server closed")
-		}
-	}
-}
+func (s *Server) WaitResponses(ctx context.Context, n int) error { return s.WaitCalls(ctx, n) }
 
-// record appends r, assigning the next script step (or the "done"
-// fallback) to a responses request, and returns that step with its call
-// ids filled in.
+// record keeps, of the request's tool outputs, those answering the latest
+// answer's calls, records it, and returns its step with its call ids
+// filled in.
 func (s *Server) record(r Request) Step {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.calls.Lock()
+	defer s.calls.Unlock()
 	r.ToolOutputs = s.latestOutputs(r.AllToolOutputs)
-	idx := -1
-	var st Step
-	if r.IsResponses() && s.respond != nil {
-		st = s.respond(r)
-	} else if r.IsResponses() {
-		if s.next < len(s.steps) {
-			idx = s.next
-			st = s.steps[idx]
-			s.next++
-		} else {
-			st = Text("done")
-		}
-	}
-	r.Step = idx
-	s.requests = append(s.requests, r)
-	close(s.changed)
-	s.changed = make(chan struct{})
+	st := s.Record(r)
 	if len(st.Calls) > 0 {
 		s.serial++
 		st.Calls = append([]Call(nil), st.Calls...)
@@ -414,7 +307,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.fill(&rec)
 	st := s.record(rec)
-	if !s.wait(r.Context(), st) {
+	if !s.Wait(r.Context(), st.Delay, st.Gate) {
 		return
 	}
 	if st.Status != 0 {
@@ -430,32 +323,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		model = "mock-model"
 	}
 	writeStream(w, st, model)
-}
-
-// wait applies the step's Delay and Gate; false means give up (client gone
-// or server closed).
-func (s *Server) wait(ctx context.Context, st Step) bool {
-	if st.Delay > 0 {
-		t := time.NewTimer(st.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-s.done:
-			return false
-		}
-	}
-	if st.Gate != nil {
-		select {
-		case <-st.Gate:
-		case <-ctx.Done():
-			return false
-		case <-s.done:
-			return false
-		}
-	}
-	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/symphony-oss/symphony/testkit/mockserver"
 )
 
 // responsesRequest is the part of a Responses API request the mock reads.
@@ -164,7 +166,7 @@ func streamMessage(send func(string, map[string]any), index int, text string) ma
 	}
 	send("response.output_item.added", map[string]any{"output_index": index, "item": item("in_progress", []any{})})
 	send("response.content_part.added", map[string]any{"item_id": id, "output_index": index, "content_index": 0, "part": part("")})
-	for _, chunk := range split(text, 2) {
+	for _, chunk := range mockserver.Split(text, 2) {
 		send("response.output_text.delta", map[string]any{"item_id": id, "output_index": index, "content_index": 0, "delta": chunk})
 	}
 	send("response.output_text.done", map[string]any{"item_id": id, "output_index": index, "content_index": 0, "text": text})
@@ -193,28 +195,11 @@ func streamCall(send func(string, map[string]any), index int, c Call) map[string
 		return map[string]any{"id": id, "type": "function_call", "status": status, "call_id": callID, "name": c.Name, "arguments": arguments}
 	}
 	send("response.output_item.added", map[string]any{"output_index": index, "item": item("in_progress", "")})
-	for _, chunk := range split(string(raw), 2) {
+	for _, chunk := range mockserver.Split(string(raw), 2) {
 		send("response.function_call_arguments.delta", map[string]any{"item_id": id, "output_index": index, "delta": chunk})
 	}
 	send("response.function_call_arguments.done", map[string]any{"item_id": id, "output_index": index, "arguments": string(raw)})
 	done := item("completed", string(raw))
 	send("response.output_item.done", map[string]any{"output_index": index, "item": done})
 	return done
-}
-
-// split cuts s into at most n non-empty pieces on rune boundaries (so the
-// client has to reassemble deltas as with the real API).
-func split(s string, n int) []string {
-	if s == "" {
-		return nil
-	}
-	r := []rune(s)
-	size := (len(r) + n - 1) / n
-	var out []string
-	for len(r) > 0 {
-		k := min(size, len(r))
-		out = append(out, string(r[:k]))
-		r = r[k:]
-	}
-	return out
 }
