@@ -165,12 +165,13 @@ type Server struct {
 // It panics if it cannot listen (as httptest.NewServer does).
 func New(steps ...Step) *Server {
 	s := &Server{}
-	s.Script = mockserver.Start(mockserver.Options[Request, Step]{
+	s.Script = mockserver.Listen(mockserver.Options[Request, Step]{
 		Name:     "mockanthropic",
 		IsCall:   Request.IsMessages,
 		Fallback: func() Step { return Text("done") },
 		SetStep:  func(r *Request, idx int) { r.Step = idx },
-	}, s.serveHTTP, steps...)
+	}, steps...)
+	s.Serve(s.serveHTTP)
 	return s
 }
 

@@ -219,12 +219,13 @@ type Server struct {
 // It panics if it cannot listen (as httptest.NewServer does).
 func New(steps ...Step) *Server {
 	s := &Server{issued: map[string]int{}}
-	s.Script = mockserver.Start(mockserver.Options[Request, Step]{
+	s.Script = mockserver.Listen(mockserver.Options[Request, Step]{
 		Name:     "mockopenai",
 		IsCall:   Request.IsResponses,
 		Fallback: func() Step { return Text("done") },
 		SetStep:  func(r *Request, idx int) { r.Step = idx },
-	}, s.serveHTTP, steps...)
+	}, steps...)
+	s.Serve(s.serveHTTP)
 	return s
 }
 

@@ -33,6 +33,7 @@ type Options[R, S any] struct {
 type Script[R, S any] struct {
 	opt   Options[R, S]
 	srv   *http.Server
+	ln    net.Listener
 	url   string
 	done  chan struct{}
 	close sync.Once
@@ -47,27 +48,34 @@ type Script[R, S any] struct {
 	changed  chan struct{} // closed and replaced on every recorded request
 }
 
-// Start serves h on a random 127.0.0.1 port with steps as the script. It
-// panics if it cannot listen (as httptest.NewServer does).
-func Start[R, S any](opt Options[R, S], h http.HandlerFunc, steps ...S) *Script[R, S] {
+// Listen takes a random 127.0.0.1 port for a mock with steps as its
+// script; Serve starts answering. The two are apart so that the mock can
+// finish building itself (its handler reads it) before the first request.
+// It panics if it cannot listen (as httptest.NewServer does).
+func Listen[R, S any](opt Options[R, S], steps ...S) *Script[R, S] {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(fmt.Sprintf("%s: listen: %v", opt.Name, err))
 	}
-	s := &Script[R, S]{
+	return &Script[R, S]{
 		opt:     opt,
+		ln:      ln,
 		url:     "http://" + ln.Addr().String(),
 		done:    make(chan struct{}),
 		steps:   append([]S(nil), steps...),
 		changed: make(chan struct{}),
+		srv:     &http.Server{ReadHeaderTimeout: 10 * time.Second},
 	}
-	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// Serve answers with h until Close. Call it once.
+func (s *Script[R, S]) Serve(h http.HandlerFunc) {
+	s.srv.Handler = h
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_ = s.srv.Serve(ln)
+		_ = s.srv.Serve(s.ln)
 	}()
-	return s
 }
 
 // Respond makes respond choose every model answer from then on, instead
@@ -95,6 +103,7 @@ func (s *Script[R, S]) Close() {
 		if err := s.srv.Shutdown(ctx); err != nil {
 			_ = s.srv.Close()
 		}
+		_ = s.ln.Close() // not served yet: Shutdown does not know it
 		s.wg.Wait()
 	})
 }

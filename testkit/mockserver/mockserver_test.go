@@ -16,12 +16,13 @@ type req struct {
 
 func start(t *testing.T, steps ...string) *Script[req, string] {
 	t.Helper()
-	s := Start(Options[req, string]{
+	s := Listen(Options[req, string]{
 		Name:     "mocktest",
 		IsCall:   func(r req) bool { return r.call },
 		Fallback: func() string { return "done" },
 		SetStep:  func(r *req, idx int) { r.step = idx },
-	}, func(w http.ResponseWriter, _ *http.Request) {}, steps...)
+	}, steps...)
+	s.Serve(func(w http.ResponseWriter, _ *http.Request) {})
 	t.Cleanup(s.Close)
 	return s
 }
