@@ -7,7 +7,11 @@
 //   - mockanthropic: a scripted Anthropic Messages API server that drives
 //     the real claude CLI offline (the demo uses it too);
 //   - mockopenai: a scripted OpenAI Responses API server that drives the
-//     real `codex app-server` offline (CodexHome writes its config).
+//     real `codex app-server` offline (CodexHome writes its config);
+//   - mockserver: what the two model mocks share (the loopback server,
+//     the scripted, recorded conversation and its waits).
+//
+// ToolPath finds the real clients the tests run.
 //
 // They are kept out of internal/, which holds the helpers Symphony is made
 // of, and out of the symphony binary: only tests, testkit itself and the

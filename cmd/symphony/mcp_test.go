@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/testkit"
 )
 
 // inspectorHint says how to install the MCP Inspector the tests drive.
@@ -25,22 +26,9 @@ const inspectorHint = "install it with `go tool task tools` (runs `npm install @
 // issue asks for, never skipped silently.
 func inspectorPath(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("MCP_INSPECTOR"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("MCP Inspector: $MCP_INSPECTOR=%s: %v; %s", p, err, inspectorHint)
-		}
-		return p
-	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	p, err := testkit.ToolPath("MCP Inspector", "MCP_INSPECTOR", "inspector", "mcp-inspector", inspectorHint)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("MCP Inspector: no module root at %s: %v", root, err)
-	}
-	p := filepath.Join(root, ".tools", "inspector", "node_modules", ".bin", "mcp-inspector")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("MCP Inspector not found at %s; %s", p, inspectorHint)
 	}
 	return p
 }

@@ -34,12 +34,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/symphony-oss/symphony/testkit"
 	"github.com/symphony-oss/symphony/testkit/mockserver"
 )
 
@@ -603,30 +603,5 @@ const InstallHint = "install it with `go tool task tools` (runs `npm install @an
 // <module root>/.tools/claude/node_modules/.bin/claude, the module root being
 // the nearest directory above the working directory holding go.mod.
 func CLIPath() (string, error) {
-	if p := os.Getenv("CLAUDE_CLI"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("claude CLI: $CLAUDE_CLI=%s: %w; %s", p, err, InstallHint)
-		}
-		return p, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("claude CLI: %w; %s", err, InstallHint)
-	}
-	root := wd
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			return "", fmt.Errorf("claude CLI: no go.mod above %s; %s", wd, InstallHint)
-		}
-		root = parent
-	}
-	p := filepath.Join(root, ".tools", "claude", "node_modules", ".bin", "claude")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("claude CLI not found at %s; %s", p, InstallHint)
-	}
-	return p, nil
+	return testkit.ToolPath("claude CLI", "CLAUDE_CLI", "claude", "claude", InstallHint)
 }

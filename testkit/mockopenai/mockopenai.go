@@ -44,6 +44,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/symphony-oss/symphony/testkit"
 	"github.com/symphony-oss/symphony/testkit/mockserver"
 )
 
@@ -405,30 +406,5 @@ const InstallHint = "install it with `go tool task tools` (runs `npm install @op
 // <module root>/.tools/codex/node_modules/.bin/codex, the module root being
 // the nearest directory above the working directory holding go.mod.
 func CLIPath() (string, error) {
-	if p := os.Getenv("CODEX_CLI"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("codex CLI: $CODEX_CLI=%s: %w; %s", p, err, InstallHint)
-		}
-		return p, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("codex CLI: %w; %s", err, InstallHint)
-	}
-	root := wd
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			return "", fmt.Errorf("codex CLI: no go.mod above %s; %s", wd, InstallHint)
-		}
-		root = parent
-	}
-	p := filepath.Join(root, ".tools", "codex", "node_modules", ".bin", "codex")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("codex CLI not found at %s; %s", p, InstallHint)
-	}
-	return p, nil
+	return testkit.ToolPath("codex CLI", "CODEX_CLI", "codex", "codex", InstallHint)
 }
