@@ -299,11 +299,21 @@ func startAgentRun(t *testing.T, script *toolScript, maxTurns int, args ...strin
 	r := &agentRun{dir: dir, dataDir: filepath.Join(dir, "data"), claudeDir: filepath.Join(dir, "claude-config"),
 		wf: filepath.Join(dir, "WORKFLOW.md"), linear: newAgentLinear(t), script: script, out: &lockedBuffer{}, done: make(chan error, 1)}
 	writeFile(t, r.wf, r.workflow("scoped", maxTurns))
+	env := append(mockanthropic.Env(model.URL(), r.claudeDir), "CLAUDE_CLI="+cli, "LINEAR_API_KEY="+agentToolsKey)
+	r.start(t, args, []string{"LINEAR_API_KEY=", "SYMPHONY_"}, env)
+	return r
+}
+
+// start runs `symphony run` on the workflow with the extra arguments, in
+// this process's environment less the variables with the drop prefixes,
+// plus env; the process is killed when the test ends if it has not
+// exited.
+func (r *agentRun) start(t *testing.T, args, drop, env []string) {
+	t.Helper()
 	r.cmd = exec.Command(binary, append([]string{"--data-dir", r.dataDir, "run", r.wf, "--port", "0"}, args...)...)
 	r.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "LINEAR_API_KEY=") || strings.HasPrefix(kv, "SYMPHONY_")
-	}), mockanthropic.Env(model.URL(), r.claudeDir)...)
-	r.cmd.Env = append(r.cmd.Env, "CLAUDE_CLI="+cli, "LINEAR_API_KEY="+agentToolsKey)
+		return slices.ContainsFunc(drop, func(p string) bool { return strings.HasPrefix(kv, p) })
+	}), env...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -315,7 +325,6 @@ func startAgentRun(t *testing.T, script *toolScript, maxTurns int, args ...strin
 			<-r.done
 		}
 	})
-	return r
 }
 
 func (r *agentRun) workflow(policy string, maxTurns int) string {

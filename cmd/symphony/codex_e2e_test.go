@@ -96,28 +96,13 @@ func startCodexRun(t *testing.T, model *mockopenai.Server, o codexOpts) *codexRu
 	}
 	o.maxTurns = max(o.maxTurns, 1)
 	writeFile(t, r.wf, fmt.Sprintf(codexWorkflow, o.tracker, o.maxTurns, cli+" app-server", o.approval))
-	r.cmd = exec.Command(binary, append([]string{"--data-dir", r.dataDir, "run", r.wf, "--port", "0"}, o.args...)...)
-	r.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "LINEAR_API_KEY=") || strings.HasPrefix(kv, "SYMPHONY_") || strings.HasPrefix(kv, "CODEX_") || strings.HasPrefix(kv, "HOME=")
-	}), codexEnv...)
 	// A HOME of the test's own: the agent's `bash -lc` and codex's own
 	// login-shell snapshot then read no profile of the developer's (one
 	// that is slow or takes a lock, as pyenv's rehash does, would delay
 	// or block every start, and a run ended mid-profile could leave the
 	// lock behind).
-	r.cmd.Env = append(r.cmd.Env, "HOME="+filepath.Join(dir, "home"))
-	r.cmd.Env = append(r.cmd.Env, o.env...)
-	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.done <- r.cmd.Wait() }()
-	t.Cleanup(func() {
-		if !r.exited {
-			_ = r.cmd.Process.Kill()
-			<-r.done
-		}
-	})
+	env := append(append(slices.Clone(codexEnv), "HOME="+filepath.Join(dir, "home")), o.env...)
+	r.start(t, o.args, []string{"LINEAR_API_KEY=", "SYMPHONY_", "CODEX_", "HOME="}, env)
 	return r
 }
 
