@@ -38,6 +38,8 @@ type Model struct {
 	ready bool
 	// replay describes the run being replayed (nil when live).
 	replay *ReplayInfo
+	// spend is spend control's state (spend.go).
+	spend spendState
 
 	// changed is closed (and replaced) on every change: the overview's
 	// SSE streams wait on it.
@@ -85,7 +87,7 @@ func NewModel() *Model {
 	return &Model{
 		runs: map[string]*RunView{}, claims: map[string]bus.Claim{}, retries: map[string]bus.RetryEntry{},
 		blocked: map[string]bus.BlockedEntry{}, issues: map[string]bus.Issue{}, components: map[string]bus.ComponentEvent{},
-		changed: make(chan struct{}),
+		changed: make(chan struct{}), spend: newSpendState(),
 	}
 }
 
@@ -285,6 +287,9 @@ type View struct {
 	Unsafe     []string
 	Replay     *ReplayInfo
 	Totals     Totals
+	// Spend is spend control: today against the daily caps, the last
+	// days, parked issues with their spend, recent notifications.
+	Spend SpendView
 }
 
 // Totals are the aggregates of the overview.
@@ -375,6 +380,8 @@ func (m *Model) Snapshot(now time.Time, recent int) View {
 	slices.SortFunc(v.Components, func(a, b bus.ComponentEvent) int { return cmp.Compare(a.Component, b.Component) })
 	t.Running, t.Retrying, t.Blocked = len(v.Running), len(v.Retries), len(v.Blocked)
 	v.Totals = t
+	v.Spend = m.spendView(now)
+	v.Spend.Parked = m.parked(v.Blocked)
 	return v
 }
 
@@ -409,6 +416,8 @@ type IssueView struct {
 	Retry     *bus.RetryEntry
 	Blocked   *bus.BlockedEntry
 	Workspace string
+	// Spend is the issue's lifetime spend against its caps.
+	Spend IssueSpendView
 }
 
 // Issue returns what is known of an issue by identifier; false when nothing.
@@ -450,6 +459,9 @@ func (m *Model) Issue(identifier string) (IssueView, bool) {
 				id = k
 			}
 		}
+		if id == "" {
+			id = m.issueIDBySpend(identifier)
+		}
 		v.Ref.ID, v.Ref.Identifier = id, identifier
 	}
 	if c, ok := m.claims[id]; ok {
@@ -461,6 +473,7 @@ func (m *Model) Issue(identifier string) (IssueView, bool) {
 	if b, ok := m.blocked[id]; ok {
 		v.Blocked = &b
 	}
-	known := v.Issue != nil || len(v.Runs) > 0 || v.Claim != nil || v.Retry != nil || v.Blocked != nil
+	v.Spend = m.issueSpend(id)
+	known := v.Issue != nil || len(v.Runs) > 0 || v.Claim != nil || v.Retry != nil || v.Blocked != nil || v.Spend.Known
 	return v, known && id != ""
 }
