@@ -87,8 +87,8 @@ func spendCharts(days []DayPoint, caps bus.BudgetCaps) []chartPanel {
 		usd[i], tok[i] = d.USD, float64(d.Tokens)
 	}
 	return []chartPanel{
-		valuePanel("chart-usd", "Spend per day (USD)", days, usd, caps.USD, "bar-usd", func(x float64) string { return fmt.Sprintf("$%.2f", x) }),
-		valuePanel("chart-tokens", "Tokens per day", days, tok, float64(caps.Tokens), "bar-tokens", func(x float64) string { return tokens(int64(x)) }),
+		valuePanel("chart-usd", "Spend per day (USD)", days, usd, caps.USD, bus.CapDayUSD, "bar-usd", func(x float64) string { return fmt.Sprintf("$%.2f", x) }),
+		valuePanel("chart-tokens", "Tokens per day", days, tok, float64(caps.Tokens), bus.CapDayTokens, "bar-tokens", func(x float64) string { return tokens(int64(x)) }),
 		outcomePanel(days),
 	}
 }
@@ -109,8 +109,10 @@ func newPanel(id, title string, days []DayPoint) chartPanel {
 func barX(i int) float64 { return chartLeft + float64(i)*chartSlot + (chartSlot-chartBarW)/2 }
 
 // valuePanel draws one bar per day, its height proportional to the value
-// on a scale from 0 to the largest value or the cap, whichever is more.
-func valuePanel(id, title string, days []DayPoint, vals []float64, limit float64, class string, text func(float64) string) chartPanel {
+// on a scale from 0 to the largest value or the cap, whichever is more. A
+// day on which capKey (this panel's daily cap) was reached is marked
+// "cap" above its bar.
+func valuePanel(id, title string, days []DayPoint, vals []float64, limit float64, capKey, class string, text func(float64) string) chartPanel {
 	p := newPanel(id, title, days)
 	top := max(slices.Max(append([]float64{0}, vals...)), limit)
 	scale := top
@@ -128,6 +130,8 @@ func valuePanel(id, title string, days []DayPoint, vals []float64, limit float64
 		}
 		if d.Capped != "" {
 			what += ", daily cap reached (" + d.Capped + ")"
+		}
+		if d.Capped == capKey {
 			p.Marks = append(p.Marks, chartLabel{X: round2(barX(i) + chartBarW/2), Y: round2(p.Baseline() - h - 3), Text: "cap", Anchor: "middle"})
 		}
 		p.Bars = append(p.Bars, chartBar{X: round2(barX(i)), Y: round2(p.Baseline() - h), W: chartBarW, H: h, Class: class, Title: d.Day + ": " + what})
