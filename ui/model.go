@@ -302,6 +302,10 @@ type Totals struct {
 	// CostUSD sums the runs that reported a cost; CostRuns counts them.
 	CostUSD  float64
 	CostRuns int
+	// PricedUSD sums the runs that reported no cost but were priced from
+	// the pricing table (codex); PricedRuns counts them.
+	PricedUSD  float64
+	PricedRuns int
 	// AgentSeconds is the agent runtime summed over runs (running ones up
 	// to now).
 	AgentSeconds float64
@@ -331,6 +335,9 @@ func (m *Model) Snapshot(now time.Time, recent int) View {
 		if r.CostUSD != nil {
 			t.CostUSD += *r.CostUSD
 			t.CostRuns++
+		} else if r.BudgetUSD != nil {
+			t.PricedUSD += *r.BudgetUSD
+			t.PricedRuns++
 		}
 		end := now
 		if r.Ended != nil {

@@ -617,4 +617,14 @@ func TestPricedCostShown(t *testing.T) {
 	if r := toRunning(codex); r.CostUSD != nil || r.BudgetUSD == nil || *r.BudgetUSD != priced {
 		t.Errorf("API running entry: %+v", r)
 	}
+	m := NewModel()
+	m.PutRun(codex.RunSummary)
+	m.PutRun(claude.RunSummary)
+	buf.Reset()
+	if err := countsSection(m.Snapshot(spendNow, 0)).Render(t.Context(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "$0.50</span> cost (1 runs reported)") || !strings.Contains(buf.String(), "+ $0.01 priced (1 runs)") {
+		t.Errorf("overview totals:\n%s", buf.String())
+	}
 }
