@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 )
 
 // A codex run has no cost of its own: the table shows the figure the
@@ -37,5 +38,16 @@ func TestRunsTableShowsPricedCostAndBudgetExceeded(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "Budget exceeded") || !strings.Contains(out.String(), "run-b BBB-2: budget.per_issue.usd reached: the issue's runs cost $1.1") {
 		t.Errorf("no account of the cap under the table:\n%s", out.String())
+	}
+}
+
+// `symphony replay --print` shows a run's end with its cost, the priced
+// figure marked when the agent reported none.
+func TestReplayLineShowsThePricedCost(t *testing.T) {
+	priced := 0.0123
+	line := transcriptLine(runlog.Event{Stream: bus.StreamRuns, At: time.Now(), Run: &bus.RunEvent{RunID: "r", Event: bus.RunFinished,
+		Status: bus.RunBudgetExceeded, BudgetUSD: &priced, Error: "budget.per_run.tokens reached"}}, false)
+	if !strings.Contains(line, "run run_finished budget_exceeded cost $0.0123 (priced): budget.per_run.tokens reached") {
+		t.Errorf("replay line: %q", line)
 	}
 }
