@@ -232,7 +232,9 @@ func setEntry[T any](m *Model, into map[string]T, id string, v *T) {
 func (m *Model) SetPaused(p bus.PauseState) { m.update(func() { m.paused = p }) }
 
 // SetConfig mirrors the config in force.
-func (m *Model) SetConfig(c bus.ConfigSnapshot) { m.update(func() { m.config = &c }) }
+func (m *Model) SetConfig(c bus.ConfigSnapshot) {
+	m.update(func() { m.config = &c; m.spend.setZone(&c) })
+}
 
 // SetWorkflowStatus mirrors the outcome of the latest load.
 func (m *Model) SetWorkflowStatus(s bus.WorkflowStatus) { m.update(func() { m.status = &s }) }

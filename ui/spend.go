@@ -43,10 +43,31 @@ type spendState struct {
 	// notes are the latest notifications, oldest first, at most maxNotes,
 	// each id once.
 	notes []bus.Notification
+	// loc is the daily caps' zone of the config in force, loaded once per
+	// config (zone its name, zoneErr why it could not be loaded: UTC then).
+	loc     *time.Location
+	zone    string
+	zoneErr string
+}
+
+// setZone loads the daily caps' zone of c (nil: no config, UTC).
+func (s *spendState) setZone(c *bus.ConfigSnapshot) {
+	s.loc, s.zone, s.zoneErr = time.UTC, bus.DefaultBudgetTimeZone, ""
+	if c == nil {
+		return
+	}
+	d := c.Config.Budget.PerDay
+	l, err := d.Location()
+	if err != nil {
+		s.zoneErr = err.Error()
+		return
+	}
+	s.loc, s.zone = l, cmp.Or(d.TimeZone, bus.DefaultBudgetTimeZone)
 }
 
 func newSpendState() spendState {
-	return spendState{issues: map[string]bus.IssueSpend{}, counts: map[string]bus.RunCount{}, days: map[string]bus.DaySpend{}}
+	return spendState{issues: map[string]bus.IssueSpend{}, counts: map[string]bus.RunCount{}, days: map[string]bus.DaySpend{},
+		loc: time.UTC, zone: bus.DefaultBudgetTimeZone}
 }
 
 // SetIssueSpend mirrors an issue's lifetime spend (nil deletes).
@@ -126,16 +147,11 @@ type SpendView struct {
 // spendView builds the SpendView at now from the state and the config in
 // force. Called under the model's lock.
 func (m *Model) spendView(now time.Time) SpendView {
-	sv := SpendView{Zone: bus.DefaultBudgetTimeZone}
-	loc := time.UTC
+	sv := SpendView{Zone: m.spend.zone, ZoneErr: m.spend.zoneErr}
+	loc := m.spend.loc
 	if c := m.config; c != nil {
 		b := c.Config.Budget
 		sv.DayCaps, sv.IssueCaps, sv.RunCaps, sv.MaxRuns = b.PerDay.BudgetCaps, b.PerIssue, b.PerRun, c.Config.Agent.MaxRunsPerIssue
-		if l, err := b.PerDay.Location(); err != nil {
-			sv.ZoneErr = err.Error()
-		} else {
-			loc, sv.Zone = l, cmp.Or(b.PerDay.TimeZone, bus.DefaultBudgetTimeZone)
-		}
 	}
 	sv.Days = m.daySeries(now, loc, chartDays)
 	sv.Today = sv.Days[len(sv.Days)-1]
@@ -204,12 +220,7 @@ func finite(x float64) float64 {
 func (m *Model) DaySeries(now time.Time, n int) (zone string, days []DayPoint) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	sv := m.spendView(now)
-	loc, err := time.LoadLocation(sv.Zone)
-	if err != nil {
-		loc = time.UTC
-	}
-	return sv.Zone, m.daySeries(now, loc, max(1, min(n, maxSeriesDays)))
+	return m.spend.zone, m.daySeries(now, m.spend.loc, max(1, min(n, maxSeriesDays)))
 }
 
 // IssueSpendView is one issue's lifetime spend against budget.per_issue

@@ -628,3 +628,25 @@ func TestPricedCostShown(t *testing.T) {
 		t.Errorf("overview totals:\n%s", buf.String())
 	}
 }
+
+// TestUnknownZoneFallsBackToUTC: a zone the loader would have refused
+// (a config not from the loader) is said on the page, and days are taken
+// in UTC rather than not shown.
+func TestUnknownZoneFallsBackToUTC(t *testing.T) {
+	m := NewModel()
+	cfg := bus.Config{}
+	cfg.Budget.PerDay = bus.DayBudget{BudgetCaps: bus.BudgetCaps{USD: 5}, TimeZone: "Mars/Olympus_Mons"}
+	m.SetConfig(bus.ConfigSnapshot{Config: cfg})
+	m.SetDaySpend("2026-12-08", &bus.DaySpend{Day: "2026-12-08", USD: 2})
+	v := m.Snapshot(spendNow, 0)
+	if v.Spend.Zone != "UTC" || !strings.Contains(v.Spend.ZoneErr, "Mars/Olympus_Mons") || v.Spend.Today.USD != 2 || *v.Spend.RemainingUSD != 3 {
+		t.Fatalf("spend view: %+v", v.Spend)
+	}
+	var buf strings.Builder
+	if err := spendSection(v).Render(t.Context(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "could not be loaded") || !strings.Contains(buf.String(), "$3.00</span> left") {
+		t.Errorf("spend section:\n%s", clip(buf.String(), 2000))
+	}
+}
