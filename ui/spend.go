@@ -312,13 +312,6 @@ func (m *Model) parked(blocked []bus.BlockedEntry) []ParkedView {
 	return out
 }
 
-// IssueSpend is the spend view of the issue with this id.
-func (m *Model) IssueSpend(id string) IssueSpendView {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.issueSpend(id)
-}
-
 // heldSpends are the lifetime spends of the issues running or parked now
 // (the metrics' bounded set: at most limit, the most recently updated
 // first), by identifier.
