@@ -21,6 +21,12 @@ type RunSummary struct {
 	Usage         Usage      `json:"usage"`
 	CostUSD       *float64   `json:"cost_usd"`
 	ConfigVersion int64      `json:"config_version,omitempty"`
+
+	// BudgetUSD is the cost the budget caps counted (RunEvent.BudgetUSD):
+	// for an agent that reports no cost (codex), its tokens priced by the
+	// pricing table. The dashboard and `symphony runs` show it, marked as
+	// priced, when CostUSD is nil; nil when neither is known.
+	BudgetUSD *float64 `json:"budget_usd,omitempty"`
 }
 
 // PruneRequest asks the running pruner to delete the runs that ended

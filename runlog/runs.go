@@ -83,6 +83,9 @@ func Apply(s *bus.RunSummary, ev bus.RunEvent) {
 		if ev.CostUSD != nil {
 			s.CostUSD = ptr(deref(s.CostUSD) + *ev.CostUSD)
 		}
+		if ev.BudgetUSD != nil {
+			s.BudgetUSD = ptr(deref(s.BudgetUSD) + *ev.BudgetUSD)
+		}
 	}
 	if ev.Event == bus.RunFinished {
 		at := ev.At
@@ -91,6 +94,11 @@ func Apply(s *bus.RunSummary, ev bus.RunEvent) {
 			s.Usage = *ev.Usage
 		}
 		s.CostUSD = ev.CostUSD
+		if ev.BudgetUSD != nil {
+			// The run's total replaces the turns' running sum; an end
+			// without one (a runner before budgets) keeps that sum.
+			s.BudgetUSD = ev.BudgetUSD
+		}
 	}
 }
 

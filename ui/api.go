@@ -91,12 +91,15 @@ type apiRunning struct {
 	Attempt         *int      `json:"attempt"`
 	CostUSD         *float64  `json:"cost_usd"`
 	Workspace       string    `json:"workspace,omitempty"`
+	// BudgetUSD is the cost the budget caps count, priced from the
+	// pricing table when the agent reports none (codex).
+	BudgetUSD *float64 `json:"budget_usd,omitempty"`
 }
 
 func toRunning(r RunView) apiRunning {
 	out := apiRunning{IssueID: r.Issue.ID, IssueIdentifier: r.Issue.Identifier, State: r.Issue.State, SessionID: r.Session(),
 		TurnCount: r.Turns, LastEvent: r.LastEvent, LastMessage: r.LastMessage, StartedAt: r.Started, Tokens: toTokens(r.Usage),
-		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace}
+		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace, BudgetUSD: r.BudgetUSD}
 	if !r.LastEventAt.IsZero() {
 		s := r.LastEventAt.UTC().Format(time.RFC3339Nano)
 		out.LastEventAt = &s
@@ -159,6 +162,8 @@ type apiState struct {
 	LastPoll    *apiPoll           `json:"last_poll"`
 	PollError   *apiTrackerErr     `json:"poll_error"`
 	Replay      *ReplayInfo        `json:"replay,omitempty"`
+	// Budget is spend control (spendapi.go).
+	Budget *apiBudget `json:"budget"`
 }
 
 type apiWorkflow struct {
@@ -201,6 +206,7 @@ func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 	if p := v.PollFail; p != nil {
 		out.PollError = &apiTrackerErr{p.Class, p.Message, p.At, p.RetryAfterMS}
 	}
+	out.Budget = budgetOf(v)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -249,6 +255,8 @@ type apiIssue struct {
 	LastError       *string           `json:"last_error"`
 	Logs            apiLogs           `json:"logs"`
 	Tracked         map[string]any    `json:"tracked"`
+	// Spend is the issue's lifetime spend against its caps (spendapi.go).
+	Spend *apiIssueSpend `json:"spend"`
 }
 
 // apiLogs keeps the reference's logs key; Symphony keeps agent output in the
@@ -336,6 +344,7 @@ func (s *Server) apiIssue(w http.ResponseWriter, r *http.Request) {
 	if len(iv.Runs) > 0 {
 		out.RecentEvents = s.recentEvents(r.Context(), iv.Runs[0].RunID)
 	}
+	out.Spend = issueSpendOf(iv.Spend)
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -4,8 +4,8 @@
 // (/metrics).
 //
 // It only reads, with two exceptions that it asks for rather than does: the
-// scheduler's controls (pause, resume, refresh, retry now) are requests to
-// the scheduler, and an issue page asks the tracker for the issue's current
+// scheduler's controls (pause, resume, refresh, cancel, clear a block,
+// reset an issue's lifetime spend) are requests to the scheduler, and an issue page asks the tracker for the issue's current
 // state. Everything else comes from the bus through the dashboard's own
 // client:
 //
@@ -19,6 +19,13 @@
 //   - pages.go and views.templ render the model; sse.go streams the
 //     changes; api.go answers the JSON API (the state, one issue, a
 //     refresh).
+//   - spend.go mirrors spend control's state (the fleet's spend per day,
+//     each issue's lifetime spend and runs while active, the recent
+//     notifications of the NOTIFY stream) and takes each value as it may
+//     be (a garbled amount counts as zero); chart.go draws the 30-day
+//     chart as SVG geometry that spend.templ writes out, so it needs no
+//     script; spendapi.go and spendmetrics.go give the same numbers to
+//     the JSON API and /metrics.
 //
 // What keeps it safe to leave running (guard.go, limit.go): loopback only
 // unless told otherwise, Host and Origin checks against DNS rebinding and

@@ -24,6 +24,9 @@ func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/api/v1/%00", "127.0.0.1", "", "", "")
 	f.Add("POST", "/control/pause", "127.0.0.1", "null", "", "")
 	f.Add("GET", "/issues/ABC-1", "127.0.0.1.", "", "", "")
+	f.Add("GET", "/api/v1/spend?days=62", "127.0.0.1", "", "", "")
+	f.Add("POST", "/api/v1/spend/ABC-1/reset", "127.0.0.1", "", "", "{}")
+	f.Add("POST", "/issues/ABC-1/reset-spend", "localhost", "http://evil.example", "", "")
 	events := []runlog.Event{{Stream: bus.StreamRuns, Seq: 1, At: time.Now(), Run: &bus.RunEvent{RunID: "r1", Event: bus.RunFinished, Status: bus.RunSucceeded}}}
 	s, err := New(Options{Replay: &Replay{RunID: "r1", Events: events}})
 	if err != nil {

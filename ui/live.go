@@ -19,7 +19,7 @@ func (s *Server) follow(ctx context.Context) error {
 	// when follow returns.
 	b := s.opts.Bus.Client(bus.CompUI)
 	defer b.Close()
-	f := &follower{s: s, pending: 4}
+	f := &follower{s: s, pending: 7}
 	if err := f.open(ctx, b); err != nil {
 		return err
 	}
@@ -30,8 +30,9 @@ func (s *Server) follow(ctx context.Context) error {
 // state has loaded. Only follow's goroutine touches it once open returns.
 type follower struct {
 	s *Server
-	// pending counts the four key families (summaries, claims, retries,
-	// blocks) that have not yet delivered their current values.
+	// pending counts the key families (summaries, claims, retries,
+	// blocks, and spend control's lifetime spends, run counts and days)
+	// that have not yet delivered their current values.
 	pending int
 
 	// The durable state, watched in KV.
@@ -42,6 +43,9 @@ type follower struct {
 	pause     *bus.Stream[bus.Entry[bus.PauseState]]
 	configs   *bus.Stream[bus.Entry[bus.ConfigSnapshot]]
 	statuses  *bus.Stream[bus.Entry[bus.WorkflowStatus]]
+	spends    *bus.Stream[bus.SetEvent[bus.IssueSpend]]
+	runCounts *bus.Stream[bus.SetEvent[bus.RunCount]]
+	days      *bus.Stream[bus.SetEvent[bus.DaySpend]]
 
 	// What is only published.
 	snaps      *bus.Subscription[bus.CandidateSnapshot]
@@ -50,6 +54,7 @@ type follower struct {
 	runEvents  *bus.Subscription[bus.RunEvent]
 	progress   *bus.Subscription[bus.RunProgress]
 	hookEvents *bus.Subscription[bus.HookEvent]
+	notes      *bus.Subscription[bus.Notification]
 }
 
 // open sets up every watch and subscription on b. Each is a round trip to
@@ -74,6 +79,10 @@ func (f *follower) open(ctx context.Context, b *bus.Client) error {
 		// the TURNS stream itself.
 		func() (err error) { f.progress, err = bus.Subscribe(ctx, b, bus.AgentProgress); return err },
 		func() (err error) { f.hookEvents, err = bus.Subscribe(ctx, b, bus.WorkspaceHookEvents); return err },
+		func() (err error) { f.spends, err = bus.WatchSet(ctx, b, bus.IssueSpends); return err },
+		func() (err error) { f.runCounts, err = bus.WatchSet(ctx, b, bus.RunCounts); return err },
+		func() (err error) { f.days, err = bus.WatchSet(ctx, b, bus.DaySpends); return err },
+		func() (err error) { f.notes, err = f.openNotifications(ctx, b); return err },
 	)
 }
 
@@ -111,6 +120,14 @@ func (f *follower) loop(ctx context.Context) error {
 			err = fold(m, ok, "agent progress subscription", f.onProgress)
 		case m, ok := <-f.hookEvents.C():
 			err = fold(m, ok, "hook event subscription", f.onHookEvent)
+		case e, ok := <-f.spends.C():
+			err = fold(e, ok, "issue spend watch", f.onIssueSpend)
+		case e, ok := <-f.runCounts.C():
+			err = fold(e, ok, "run count watch", f.onRunCount)
+		case e, ok := <-f.days.C():
+			err = fold(e, ok, "day spend watch", f.onDaySpend)
+		case m, ok := <-f.notes.C():
+			err = fold(m, ok, "notification subscription", f.onNotification)
 		}
 		if err != nil {
 			// A stream closed because ctx ended is the end of the
@@ -134,7 +151,7 @@ func fold[T any](v T, ok bool, what string, apply func(T)) error {
 }
 
 // ready counts one key family's initial values in: the initial state is
-// loaded when each of the four has delivered its current values.
+// loaded when each has delivered its current values.
 func (f *follower) ready() {
 	if f.pending--; f.pending == 0 {
 		f.s.model.SetReady()

@@ -38,6 +38,8 @@ type Model struct {
 	ready bool
 	// replay describes the run being replayed (nil when live).
 	replay *ReplayInfo
+	// spend is spend control's state (spend.go).
+	spend spendState
 
 	// changed is closed (and replaced) on every change: the overview's
 	// SSE streams wait on it.
@@ -85,7 +87,7 @@ func NewModel() *Model {
 	return &Model{
 		runs: map[string]*RunView{}, claims: map[string]bus.Claim{}, retries: map[string]bus.RetryEntry{},
 		blocked: map[string]bus.BlockedEntry{}, issues: map[string]bus.Issue{}, components: map[string]bus.ComponentEvent{},
-		changed: make(chan struct{}),
+		changed: make(chan struct{}), spend: newSpendState(),
 	}
 }
 
@@ -230,7 +232,9 @@ func setEntry[T any](m *Model, into map[string]T, id string, v *T) {
 func (m *Model) SetPaused(p bus.PauseState) { m.update(func() { m.paused = p }) }
 
 // SetConfig mirrors the config in force.
-func (m *Model) SetConfig(c bus.ConfigSnapshot) { m.update(func() { m.config = &c }) }
+func (m *Model) SetConfig(c bus.ConfigSnapshot) {
+	m.update(func() { m.config = &c; m.spend.setZone(&c) })
+}
 
 // SetWorkflowStatus mirrors the outcome of the latest load.
 func (m *Model) SetWorkflowStatus(s bus.WorkflowStatus) { m.update(func() { m.status = &s }) }
@@ -285,6 +289,9 @@ type View struct {
 	Unsafe     []string
 	Replay     *ReplayInfo
 	Totals     Totals
+	// Spend is spend control: today against the daily caps, the last
+	// days, parked issues with their spend, recent notifications.
+	Spend SpendView
 }
 
 // Totals are the aggregates of the overview.
@@ -297,6 +304,10 @@ type Totals struct {
 	// CostUSD sums the runs that reported a cost; CostRuns counts them.
 	CostUSD  float64
 	CostRuns int
+	// PricedUSD sums the runs that reported no cost but were priced from
+	// the pricing table (codex); PricedRuns counts them.
+	PricedUSD  float64
+	PricedRuns int
 	// AgentSeconds is the agent runtime summed over runs (running ones up
 	// to now).
 	AgentSeconds float64
@@ -326,6 +337,9 @@ func (m *Model) Snapshot(now time.Time, recent int) View {
 		if r.CostUSD != nil {
 			t.CostUSD += *r.CostUSD
 			t.CostRuns++
+		} else if r.BudgetUSD != nil {
+			t.PricedUSD += *r.BudgetUSD
+			t.PricedRuns++
 		}
 		end := now
 		if r.Ended != nil {
@@ -375,6 +389,8 @@ func (m *Model) Snapshot(now time.Time, recent int) View {
 	slices.SortFunc(v.Components, func(a, b bus.ComponentEvent) int { return cmp.Compare(a.Component, b.Component) })
 	t.Running, t.Retrying, t.Blocked = len(v.Running), len(v.Retries), len(v.Blocked)
 	v.Totals = t
+	v.Spend = m.spendView(now)
+	v.Spend.Parked = m.parked(v.Blocked)
 	return v
 }
 
@@ -409,6 +425,8 @@ type IssueView struct {
 	Retry     *bus.RetryEntry
 	Blocked   *bus.BlockedEntry
 	Workspace string
+	// Spend is the issue's lifetime spend against its caps.
+	Spend IssueSpendView
 }
 
 // Issue returns what is known of an issue by identifier; false when nothing.
@@ -450,6 +468,9 @@ func (m *Model) Issue(identifier string) (IssueView, bool) {
 				id = k
 			}
 		}
+		if id == "" {
+			id = m.issueIDBySpend(identifier)
+		}
 		v.Ref.ID, v.Ref.Identifier = id, identifier
 	}
 	if c, ok := m.claims[id]; ok {
@@ -461,6 +482,7 @@ func (m *Model) Issue(identifier string) (IssueView, bool) {
 	if b, ok := m.blocked[id]; ok {
 		v.Blocked = &b
 	}
-	known := v.Issue != nil || len(v.Runs) > 0 || v.Claim != nil || v.Retry != nil || v.Blocked != nil
+	v.Spend = m.issueSpend(id)
+	known := v.Issue != nil || len(v.Runs) > 0 || v.Claim != nil || v.Retry != nil || v.Blocked != nil || v.Spend.Known
 	return v, known && id != ""
 }

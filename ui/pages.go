@@ -51,6 +51,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /runs/{id}/cancel", s.postCancel)
 	mux.HandleFunc("GET /issues/{identifier}", s.pageIssue)
 	mux.HandleFunc("POST /issues/{identifier}/clear-blocked", s.postClearBlocked)
+	mux.HandleFunc("POST /issues/{identifier}/reset-spend", s.postResetSpend)
 	mux.HandleFunc("POST /control/{action}", s.postControl)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.metrics.handler())
@@ -60,6 +61,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/v1/runs", only(http.MethodGet, s.apiRuns))
 	mux.HandleFunc("/api/v1/runs/{id}", only(http.MethodGet, s.apiRun))
 	mux.HandleFunc("/api/v1/runs/{id}/events", only(http.MethodGet, s.streaming(s.apiRunEvents)))
+	mux.HandleFunc("/api/v1/spend", only(http.MethodGet, s.apiSpend))
+	mux.HandleFunc("/api/v1/spend/{identifier}/reset", only(http.MethodPost, s.apiResetSpend))
 	mux.HandleFunc("/api/v1/{identifier}", only(http.MethodGet, s.apiIssue))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no API endpoint "+strconvQuote(clip(r.URL.Path, 200)))
@@ -91,6 +94,7 @@ var flashes = map[string]string{
 	"resume":  "Dispatch resumed.",
 	"cancel":  "Cancel sent: the agent is being stopped.",
 	"cleared": "Blocked issue cleared: it can be dispatched again.",
+	"spent":   "Lifetime spend reset: the issue's budget.per_issue counts start from zero and its park is cleared.",
 }
 
 func flashOf(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
@@ -309,7 +313,7 @@ func overviewSections(ctx context.Context, v View) (map[string]string, error) {
 	out := map[string]string{}
 	for name, c := range map[string]templ.Component{
 		"counts": countsSection(v), "controls": controlsSection(v), "running": runningSection(v), "retrying": retrySection(v),
-		"blocked": blockedSection(v), "recent": recentSection(v),
+		"blocked": blockedSection(v), "recent": recentSection(v), "spend": spendSection(v), "notes": notesSection(v),
 	} {
 		var buf bytes.Buffer
 		if err := c.Render(ctx, &buf); err != nil {
@@ -348,7 +352,7 @@ func (s *Server) streamOverview(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("render overview", "err", err)
 			return
 		}
-		for _, name := range []string{"counts", "controls", "running", "retrying", "blocked", "recent"} {
+		for _, name := range []string{"counts", "controls", "spend", "running", "retrying", "blocked", "notes", "recent"} {
 			if sections[name] == sent[name] {
 				continue
 			}

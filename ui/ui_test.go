@@ -911,12 +911,12 @@ func TestOverviewStreamSendsEverySectionOnConnect(t *testing.T) {
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() && len(seen) < 6 {
+	for sc.Scan() && len(seen) < 8 {
 		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
 			seen[name] = true
 		}
 	}
-	for _, name := range []string{"counts", "controls", "running", "retrying", "blocked", "recent"} {
+	for _, name := range []string{"counts", "controls", "spend", "running", "retrying", "blocked", "notes", "recent"} {
 		if !seen[name] {
 			t.Errorf("section %s not sent on connect", name)
 		}

@@ -241,6 +241,21 @@ Work on {{ issue.identifier }}: {{ issue.title }}.
 	if got := text("overview without JS", "#recent"); !strings.Contains(got, "UI-1") || !strings.Contains(got, "canceled") {
 		t.Errorf("overview without JavaScript: %q", clip(got, 300))
 	}
+	// The spend chart is SVG drawn by the server: with scripts off it is
+	// there and laid out, a bar for each of the 30 days in each panel.
+	run("spend chart without JS", chromedp.WaitVisible(chromedp.CSS("#chart-usd")), chromedp.WaitVisible(chromedp.CSS("#chart-outcomes")))
+	box, err := chromedp.Run(ctx, chromedp.Dimensions(chromedp.CSS("#chart-usd")))
+	if err != nil || box.Width < 100 || box.Height < 20 {
+		fail("spend chart laid out", fmt.Errorf("box %+v: %v", box, err))
+	}
+	bars, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll("#chart-usd rect")))
+	if err != nil || len(bars) != 30 {
+		fail("spend chart bars", fmt.Errorf("%d bars: %v", len(bars), err))
+	}
+	if got := text("spend without JS", "#spend-today-usd"); !strings.Contains(got, "spent today") {
+		t.Errorf("today's spend without JavaScript: %q", clip(got, 300))
+	}
+	spendPNG := screenshot("spend.png")
 	run("run page without JS", chromedp.Click(chromedp.CSS(`#recent a[href^="/runs/"]`)), chromedp.WaitVisible(chromedp.CSS("#transcript")))
 	if got := text("transcript without JS", "#transcript"); !strings.Contains(got, "Step 1") || !strings.Contains(got, "run finished") {
 		t.Errorf("run page without JavaScript: %q", clip(got, 300))
@@ -250,7 +265,7 @@ Work on {{ issue.identifier }}: {{ issue.title }}.
 		t.Errorf("a script from outside data ran: dialog %q", k)
 		return true
 	})
-	t.Logf("screenshots: %s, %s", overviewPNG, runPNG)
+	t.Logf("screenshots: %s, %s, %s", overviewPNG, runPNG, spendPNG)
 }
 
 func clip(s string, n int) string {

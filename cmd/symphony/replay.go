@@ -151,6 +151,9 @@ func transcriptLine(ev runlog.Event, color bool) string {
 			line += fmt.Sprintf(" turn %d", r.Turn)
 		case bus.RunFinished:
 			line += " " + paint(statusColor(r.Status), q(string(r.Status)))
+			if r.CostUSD != nil || r.BudgetUSD != nil {
+				line += " cost " + runCost(&bus.RunSummary{CostUSD: r.CostUSD, BudgetUSD: r.BudgetUSD})
+			}
 			if r.Error != "" {
 				line += ": " + q(r.Error)
 			}

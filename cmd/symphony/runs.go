@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -73,8 +74,21 @@ func (c *RunsCmd) Run(g *Globals, e *env) error {
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	return writeRunsTable(e.stdout, list)
+}
+
+// writeRunsTable prints the runs as a table. A run that reached a budget
+// cap says so twice: its status (budget_exceeded, the name --status
+// takes), and a line under the table with the cap and the amounts (its
+// error), so an operator scanning the list sees why an issue stopped. A cost priced from the pricing table (codex reports
+// none) is marked as such.
+func writeRunsTable(w io.Writer, list []*bus.RunSummary) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tISSUE\tSTATUS\tATTEMPT\tTURNS\tSTARTED\tDURATION\tTOKENS IN/OUT\tCOST")
+	// A cell holds no tab or newline of its own (termsafe.Line): they
+	// would break the table.
+	q := termsafe.Line
+	var capped []*bus.RunSummary
 	for _, s := range list {
 		attempt := "-"
 		if s.Attempt != nil {
@@ -84,18 +98,49 @@ func (c *RunsCmd) Run(g *Globals, e *env) error {
 		if s.Ended != nil {
 			dur = s.Ended.Sub(s.Started).Round(time.Second).String()
 		}
-		cost := "unknown"
-		if s.CostUSD != nil {
-			cost = fmt.Sprintf("$%.4f", *s.CostUSD)
+		if s.Status == bus.RunBudgetExceeded {
+			capped = append(capped, s)
 		}
-		// A cell holds no tab or newline of its own (termsafe.Line): they
-		// would break the table.
-		q := termsafe.Line
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", q(s.RunID), q(s.Issue.Identifier), q(string(s.Status)), attempt, s.Turns,
-			s.Started.Local().Format("2006-01-02 15:04:05"), dur, s.Usage.InputTokens, s.Usage.OutputTokens, cost)
+			s.Started.Local().Format("2006-01-02 15:04:05"), dur, s.Usage.InputTokens, s.Usage.OutputTokens, runCost(s))
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(tw, "(no runs)")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(capped) > 0 {
+		fmt.Fprintln(w, "\nBudget exceeded (the issue is parked until an operator clears it or resets its spend):")
+		for _, s := range capped {
+			why := s.Error
+			if why == "" {
+				why = "a budget cap was reached"
+			}
+			fmt.Fprintf(w, "  %s %s: %s\n", q(s.RunID), q(s.Issue.Identifier), q(clipRunes(why, 300)))
+		}
+	}
+	return nil
+}
+
+// runCost is a run's cost for the table: the agent's own figure, else the
+// figure the budget counted from the pricing table (marked "priced"),
+// else unknown.
+func runCost(s *bus.RunSummary) string {
+	switch {
+	case s.CostUSD != nil:
+		return fmt.Sprintf("$%.4f", *s.CostUSD)
+	case s.BudgetUSD != nil:
+		return fmt.Sprintf("$%.4f (priced)", *s.BudgetUSD)
+	}
+	return "unknown"
+}
+
+// clipRunes cuts s to at most n runes, marking the cut.
+func clipRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
 }
