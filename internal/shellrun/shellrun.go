@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -94,6 +95,12 @@ func Run(ctx context.Context, spec Spec) (out string, dur time.Duration, err err
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, syscall.E2BIG) {
 			err = TooBig(spec.Script, spec.Env, err)
+		}
+		if spec.Dir != "" {
+			// exec names the shell when the directory is what is missing.
+			if _, serr := os.Stat(spec.Dir); serr != nil {
+				err = fmt.Errorf("working directory: %w", serr)
+			}
 		}
 		return "", 0, &Error{ExitCode: -1, Err: err}
 	}
