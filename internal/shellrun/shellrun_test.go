@@ -1,9 +1,13 @@
 package shellrun
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCappedKeepsHeadAndTail: however the output arrives, what is kept is
@@ -32,5 +36,21 @@ func TestCappedKeepsHeadAndTail(t *testing.T) {
 	_, _ = short.Write([]byte("small\n"))
 	if got := short.String(); got != "small\n" {
 		t.Errorf("short output = %q", got)
+	}
+}
+
+// TestStdinAndEnv: the script reads its standard input and gets exactly
+// the environment given, the dropped variables gone.
+func TestStdinAndEnv(t *testing.T) {
+	env := Env([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "SECRET=s", "KEEP=k", "FIXED=old"},
+		func(name string) bool { return name == "SECRET" }, map[string]string{"FIXED": "new\x00"})
+	out, _, err := Run(t.Context(), Spec{Script: `cat; echo "|$SECRET|$KEEP|$FIXED|"`, Dir: t.TempDir(), Env: env, Stdin: []byte(`{"id":"x"}`), Timeout: 30 * time.Second})
+	if err != nil || out != "{\"id\":\"x\"}||k|new|\n" {
+		t.Errorf("out = %q, err = %v", out, err)
+	}
+	_, _, err = Run(t.Context(), Spec{Script: "true", Dir: filepath.Join(t.TempDir(), "gone"), Env: env, Timeout: 30 * time.Second})
+	var se *Error
+	if !errors.As(err, &se) || se.ExitCode != -1 || !strings.Contains(err.Error(), "working directory") {
+		t.Errorf("a missing directory: %v", err)
 	}
 }
