@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -31,10 +32,21 @@ type deliverer struct {
 	// (failed) and the supervisor restarts it from what KV holds.
 	broken bool
 	failed chan error
+	// busy is held while a notification is handled, so that Run can wait
+	// for the one in flight.
+	busy sync.Mutex
+}
+
+// wait returns once no notification is being handled.
+func (d *deliverer) wait() {
+	d.busy.Lock()
+	defer d.busy.Unlock()
 }
 
 // handle is the follow's callback.
 func (d *deliverer) handle(ctx context.Context, m bus.Message[bus.Notification], derr error) {
+	d.busy.Lock()
+	defer d.busy.Unlock()
 	if d.broken || ctx.Err() != nil || m.Seq <= d.st.Seq {
 		return // broken, stopping, or read again after a consumer hiccup
 	}

@@ -118,7 +118,13 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return components.Stopped(ctx, fmt.Errorf("follow notifications: %w", err))
 	}
-	defer stop()
+	defer func() {
+		// The command in flight is killed, and its handling has returned,
+		// before Run does.
+		cancel()
+		stop()
+		d.wait()
+	}()
 	for {
 		select {
 		case <-ctx.Done():

@@ -57,6 +57,7 @@ type harness struct {
 	logs    *syncBuffer
 	log     *slog.Logger
 	b       *bus.Bus
+	comp    *Component
 	stopC   func()
 }
 
@@ -116,6 +117,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	h.comp = c
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -369,6 +371,14 @@ func TestNoCommandSkips(t *testing.T) {
 	h.publish(n)
 	h.status("skipped", func(s bus.NotifyStatus) bool { return s.Skipped == 1 && s.Seq == 1 })
 	h.configure(record, 30*time.Second)
+	// The new configuration is seen through a watch, a moment later.
+	deadline := time.Now().Add(testTimeout)
+	for snap := h.comp.cfg.Load(); snap == nil || snap.Config.Notify.Command != record; snap = h.comp.cfg.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the notifier never saw the new notify.command")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	h.publishAs(n, "again")
 	h.publish(notification(bus.NotifyRunBlocked, "after"))
 	h.status("the next delivered", func(s bus.NotifyStatus) bool { return s.Delivered == 1 && s.Duplicates == 1 })
