@@ -30,7 +30,7 @@ import (
 // verbRole is what calling a bus verb on a subject or key makes the caller.
 var verbRole = map[string]string{
 	"Publish": "producer", "PublishDurable": "producer", "Ask": "producer",
-	"Subscribe": "consumer", "Serve": "consumer", "ServeN": "consumer", "ServeBounded": "consumer", "History": "consumer",
+	"Subscribe": "consumer", "Follow": "consumer", "Serve": "consumer", "ServeN": "consumer", "ServeBounded": "consumer", "History": "consumer",
 	"Put": "producer", "Create": "producer", "Delete": "producer",
 	"Update": "producer", "Purge": "producer",
 	"Get": "consumer", "Watch": "consumer", "WatchSet": "consumer", "All": "consumer", "Values": "consumer",
@@ -426,7 +426,7 @@ var componentName = regexp.MustCompile(`[a-z]+`)
 // declaredNames are the component names a catalogue field lists.
 func declaredNames(fields ...string) []string {
 	known := map[string]bool{}
-	for _, c := range []string{bus.CompSupervisor, bus.CompWorkflow, bus.CompTracker, bus.CompScheduler, bus.CompWorkspace, bus.CompAgentRunner, bus.CompPruner, bus.CompUI, bus.CompCLI, bus.CompMCP} {
+	for _, c := range []string{bus.CompSupervisor, bus.CompWorkflow, bus.CompTracker, bus.CompScheduler, bus.CompWorkspace, bus.CompAgentRunner, bus.CompPruner, bus.CompUI, bus.CompCLI, bus.CompMCP, bus.CompNotifier} {
 		known[c] = true
 	}
 	set := map[string]bool{}

@@ -45,6 +45,9 @@ var (
 	// DispatchPause holds whether the operator paused dispatch, so a pause
 	// survives a restart and every dashboard shows it.
 	DispatchPause = kvKey[PauseState](BucketState, "paused")
+	// NotifyState holds where the notifier is in the NOTIFY stream, the
+	// ids it handled lately and its counts.
+	NotifyState = kvKey[NotifyStatus](BucketNotify, "status")
 )
 
 // kvEnvelope is how a typed value is stored: KV entries carry no headers, so

@@ -540,6 +540,38 @@ func History[T any](ctx context.Context, ep Endpoint, t Topic[T], filter ...stri
 	}
 }
 
+// Follow hands fn every stored message of a durable topic matching filter
+// tokens from stream sequence from on (0: the first), decoded, then each
+// new one as it is stored, until ctx ends or stop is called: History that
+// does not end. fn runs on one goroutine, one message at a time, in stream
+// order, and may block (back-pressure, see FollowStored). A message that
+// cannot be decoded is handed on with its error and its sequence, so a
+// reader keeping a cursor moves past it.
+func Follow[T any](ctx context.Context, ep Endpoint, t Topic[T], from uint64, fn func(Message[T], error), filter ...string) (stop func(), err error) {
+	if t.spec.Stream == "" {
+		return nil, fmt.Errorf("follow: %s is not stored in a stream", t.spec.Pattern)
+	}
+	subject, err := t.Filter(filter...)
+	if err != nil {
+		return nil, err
+	}
+	return FollowStored(ctx, ep, t.spec.Stream, subject, from, func(m *nats.Msg, at StoredMeta) {
+		bad := Message[T]{Subject: m.Subject, Raw: m.Data, Seq: at.Seq, Time: at.Time}
+		if err := checkHeaders(m, t.spec, t.spec.typeName); err != nil {
+			fn(bad, err)
+			return
+		}
+		err := eachPayload(t.spec, m.Data, func(data []byte, _ int) {
+			var v T
+			derr := unmarshalPayload(m.Subject, t.spec.typeName, data, &v)
+			fn(Message[T]{Subject: m.Subject, Data: v, Raw: data, Seq: at.Seq, Time: at.Time}, derr)
+		})
+		if err != nil {
+			fn(bad, fmt.Errorf("%w on %s: %v", ErrDecode, m.Subject, err))
+		}
+	})
+}
+
 // historyStall fails a stored read that receives nothing for that long:
 // the server answers every pull request at once, with messages or a
 // status, so silence means it is gone or stuck.

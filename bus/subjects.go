@@ -356,6 +356,8 @@ const (
 	BucketConfig = "symphony_config"
 	BucketState  = "symphony_state"
 	BucketRuns   = "symphony_runs"
+	// BucketNotify is the notifier's own state.
+	BucketNotify = "symphony_notify"
 )
 
 // BucketSpec declares a JetStream key-value bucket.
@@ -377,7 +379,7 @@ func Buckets() []BucketSpec {
 			History: 10,
 			Keys:    "`current` (`bus.ConfigSnapshot`), `status` (`bus.WorkflowStatus`)",
 			Writer:  CompWorkflow,
-			Readers: []string{CompTracker, CompScheduler, CompWorkspace, CompAgentRunner, CompPruner, CompUI},
+			Readers: []string{CompTracker, CompScheduler, CompWorkspace, CompAgentRunner, CompPruner, CompNotifier, CompUI},
 			Doc:     "The last good typed configuration loaded from WORKFLOW.md, with its version and checksum; every component watches it (live reload).",
 		},
 		{
@@ -395,6 +397,16 @@ func Buckets() []BucketSpec {
 			Writer:  CompAgentRunner + ", " + CompScheduler + " (" + CompPruner + " deletes expired runs)",
 			Readers: []string{CompCLI, CompUI},
 			Doc:     "One compact summary per run, folded from its lifecycle events as they are recorded (compare-and-set), so listing runs reads one value per run.",
+		},
+		{
+			Name:    BucketNotify,
+			History: 1,
+			Keys:    "`status` (`bus.NotifyStatus`)",
+			Writer:  CompNotifier,
+			// The dashboard's /metrics is to read status (#23); until it
+			// does, operators read it with the nats CLI.
+			Readers: []string{"operators (`nats kv get symphony_notify status`)"},
+			Doc:     "The notifier's state, one value written after each notification: the last NOTIFY sequence handled, the digests of the ids handled in the last 30 days (at most 4096), the command in flight, and the counts (delivered, failed, skipped, duplicates, invalid), so each occurrence runs notify.command once across restarts and re-publications.",
 		},
 	}
 }

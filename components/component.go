@@ -1,7 +1,8 @@
 // Package components holds the lifecycle contract every Symphony component
 // implements and the supervisor that runs them. The components themselves
 // live in sub-packages (workflow, tracker, scheduler, workspace, agentrunner,
-// pruner); they import bus and plain libraries, never each other.
+// pruner, notifier); they import bus, internal/ and plain libraries, never
+// each other.
 //
 // # Lifecycle
 //

@@ -18,6 +18,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/components/agentrunner"
+	"github.com/symphony-oss/symphony/components/notifier"
 	"github.com/symphony-oss/symphony/components/pruner"
 	"github.com/symphony-oss/symphony/components/scheduler"
 	"github.com/symphony-oss/symphony/components/tracker"
@@ -330,6 +331,10 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash
 	if err != nil {
 		return nil, nil, err
 	}
+	ntf, err := notifier.New(notifier.Options{Bus: b, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
 	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once})
 	if err != nil {
 		return nil, nil, err
@@ -338,7 +343,7 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash
 	if err != nil {
 		return nil, nil, &exitError{code: exitUsage, err: err}
 	}
-	return []components.Component{wfc, trc, wsc, arc, prn, dsh, sch}, sch, nil
+	return []components.Component{wfc, trc, wsc, arc, prn, ntf, dsh, sch}, sch, nil
 }
 
 // untilOnceDone returns ctx, and with --once a context that also ends when

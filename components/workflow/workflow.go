@@ -4,7 +4,10 @@
 // events that never arrive), and publishes every valid version to KV
 // symphony_config/current. An invalid edit never replaces the last good
 // configuration: it is published as a symphony.workflow.error event, kept in
-// symphony_config/status and logged, and the previous config stays in force.
+// symphony_config/status and logged, and the previous config stays in force;
+// the operator hears of it through a workflow_rejected notification
+// (symphony.notify.workflow_rejected, run by the notifier's notify.command),
+// once per occurrence.
 package workflow
 
 import (
@@ -14,7 +17,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -207,6 +212,9 @@ func (c *Component) reload(ctx context.Context, st *state) error {
 		if err := bus.Publish(c.opts.Bus, bus.WorkflowErrors, payload); err != nil {
 			return fmt.Errorf("publish workflow error: %w", err)
 		}
+		if err := c.notifyRejected(ctx, st, we, now); err != nil {
+			return err
+		}
 		st.statusSet = true
 		if _, err := bus.Put(ctx, c.opts.Bus, bus.ConfigStatus, bus.WorkflowStatus{Valid: false, Version: st.version, Checksum: st.checksum, At: now, Error: &payload}); err != nil {
 			return fmt.Errorf("store workflow status: %w", err)
@@ -241,6 +249,30 @@ func (c *Component) putStatus(ctx context.Context, st *state, now time.Time) err
 	st.statusSet = true
 	if _, err := bus.Put(ctx, c.opts.Bus, bus.ConfigStatus, bus.WorkflowStatus{Valid: true, Version: st.version, Checksum: st.checksum, At: now}); err != nil {
 		return fmt.Errorf("store workflow status: %w", err)
+	}
+	return nil
+}
+
+// notifyRejected tells the operator (notify.command) that an edit was
+// rejected. The notification's id names the occurrence: the version in
+// force and a digest of the rejected file with its error. The same bad
+// file read again (the re-check, a restart) is the same occurrence and is
+// delivered once; a new bad edit, or the same one after a good version
+// came in between, is a new one.
+func (c *Component) notifyRejected(ctx context.Context, st *state, we *workflowfile.Error, now time.Time) error {
+	h := sha256.New()
+	if f, err := os.Open(c.path); err == nil {
+		// As much as the loader reads: a larger file is refused unread.
+		_, _ = io.Copy(h, io.LimitReader(f, workflowfile.MaxSize+1))
+		_ = f.Close()
+	}
+	h.Write([]byte{0})
+	h.Write([]byte(we.Error()))
+	id := fmt.Sprintf("%s/v%d/%s", bus.NotifyWorkflowRejected, st.version, hex.EncodeToString(h.Sum(nil))[:32])
+	n := bus.Notification{ID: id, Event: bus.NotifyWorkflowRejected, At: now,
+		Reason: fmt.Sprintf("WORKFLOW.md rejected, version %d stays in force: %s", st.version, we.Error())}
+	if _, err := bus.PublishDurable(ctx, c.opts.Bus, bus.Notifications, n, id, string(bus.NotifyWorkflowRejected)); err != nil {
+		return fmt.Errorf("publish the workflow_rejected notification: %w", err)
 	}
 	return nil
 }

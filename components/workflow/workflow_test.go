@@ -393,3 +393,70 @@ func TestSecretNeverStored(t *testing.T) {
 		t.Error("the rejected edit was not logged")
 	}
 }
+
+// TestRejectedEditNotifiesOncePerOccurrence: a rejected edit publishes a
+// workflow_rejected notification whose id names the occurrence (the
+// version in force and the rejected content): the same bad file read
+// again by a restarted component gives the same id (delivered once by
+// the notifier), a new bad edit a new one, and the same bad edit after a
+// good version came in between a new one too.
+func TestRejectedEditNotifiesOncePerOccurrence(t *testing.T) {
+	h := start(t, workflowText(5, ""), time.Hour)
+	notes, err := bus.Subscribe(t.Context(), h.b, bus.Notifications)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() bus.Notification {
+		t.Helper()
+		select {
+		case m := <-notes.C():
+			return m.Data
+		case <-time.After(testTimeout):
+			t.Fatal("no notification published")
+		}
+		return bus.Notification{}
+	}
+	h.nextConfig()
+	bad := workflowText(-3, "")
+	h.write(bad)
+	h.nextError()
+	first := next()
+	if first.Event != bus.NotifyWorkflowRejected || !strings.HasPrefix(first.ID, "workflow_rejected/v1/") ||
+		!strings.Contains(first.Reason, "version 1 stays in force") || !strings.Contains(first.Reason, "agent.max_turns") {
+		t.Errorf("notification: %+v", first)
+	}
+	h.stopComponent()
+	again := h.runComponent()
+	h.nextError()
+	if n := next(); n.ID != first.ID {
+		t.Errorf("the same bad file after a restart: id %q, want %q", n.ID, first.ID)
+	}
+	again()
+	third := h.runComponent()
+	defer third()
+	h.nextError()
+	next()
+	h.write(workflowText(-4, ""))
+	h.nextError()
+	if n := next(); n.ID == first.ID || !strings.HasPrefix(n.ID, "workflow_rejected/v1/") {
+		t.Errorf("a new bad edit: id %q", n.ID)
+	}
+	h.write(workflowText(6, ""))
+	h.nextConfig()
+	h.write(bad)
+	h.nextError()
+	if n := next(); !strings.HasPrefix(n.ID, "workflow_rejected/v2/") {
+		t.Errorf("the first bad edit after a good version: id %q", n.ID)
+	}
+	// Stored once per id: the restart's copy was dropped as a duplicate.
+	var stored []string
+	for m, err := range bus.History(t.Context(), h.b, bus.Notifications) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, m.Data.ID)
+	}
+	if len(stored) != 3 || stored[0] != first.ID {
+		t.Errorf("stored notifications: %q", stored)
+	}
+}
