@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -366,6 +368,21 @@ func codexProcesses(t *testing.T, run string) []int {
 	return live
 }
 
+// parentPID is a process's parent, or 0 once it has gone.
+func parentPID(pid int) int {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid …; comm may hold spaces and parentheses.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
 // cmdline is a process's argv, or nil once it has gone.
 func cmdline(pid int) []string {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -697,8 +714,11 @@ func appServerPID(t *testing.T, run string) int {
 			found = append(found, pid)
 		}
 	}
+	// Codex may run helpers of its own binary (its sandbox re-executes
+	// itself): the app-server is the native codex whose parent is not one.
+	found = slices.DeleteFunc(found, func(pid int) bool { return slices.Contains(found, parentPID(pid)) })
 	if len(found) != 1 {
-		t.Fatalf("want one native codex process among the run's: %s", all)
+		t.Fatalf("want one native codex process, not a child of another, among the run's: %s", all)
 	}
 	t.Logf("the run's processes: %s", all)
 	return found[0]
