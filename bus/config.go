@@ -45,6 +45,7 @@ type Config struct {
 const (
 	TrackerLinear = "linear"
 	TrackerFiles  = "files"
+	TrackerGitHub = "github"
 )
 
 // TrackerConfig is the tracker section.
@@ -85,10 +86,18 @@ type TrackerToolSettings struct {
 type TrackerProvider struct {
 	// Linear.
 	ProjectSlug string `json:"project_slug,omitempty"`
-	APIKey      Secret `json:"api_key"`
-	Endpoint    string `json:"endpoint,omitempty"`
-	// Assignee is a Linear user id or "me"; empty means no filter.
+	// APIKey and Endpoint: Linear's key and GraphQL URL, or GitHub's token
+	// and REST API root.
+	APIKey   Secret `json:"api_key"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Assignee is a Linear user id, a GitHub login, or "me"; empty means
+	// no filter.
 	Assignee string `json:"assignee,omitempty"`
+	// GitHub: Repo is "owner/name" as the loader validated it.
+	Repo string `json:"repo,omitempty"`
+	// StateLabels is GitHub's label prefix ("status:") whose labels give an
+	// open issue its state; empty means the states are open and closed.
+	StateLabels string `json:"state_labels,omitempty"`
 	// Files: the directory of <IDENTIFIER>.md issues (absolute).
 	Path string `json:"path,omitempty"`
 }

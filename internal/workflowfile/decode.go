@@ -226,10 +226,10 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 	t.Kind = strings.ToLower(d.str(m, "kind", "tracker.kind", ""))
 	switch t.Kind {
 	case "":
-		d.fail("tracker.kind", "required (linear or files)")
-	case bus.TrackerLinear, bus.TrackerFiles:
+		d.fail("tracker.kind", "required (linear, github or files)")
+	case bus.TrackerLinear, bus.TrackerFiles, bus.TrackerGitHub:
 	default:
-		d.fail("tracker.kind", "unsupported tracker %q (supported: linear, files)", t.Kind)
+		d.fail("tracker.kind", "unsupported tracker %q (supported: linear, github, files)", t.Kind)
 	}
 	prov := d.section(m, "provider", "tracker.provider")
 	// The reference specification puts the Linear keys directly under
@@ -257,6 +257,8 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		if u, err := url.Parse(t.Provider.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			d.fail(key, "must be an http(s) URL, got %q", t.Provider.Endpoint)
 		}
+	case bus.TrackerGitHub:
+		d.github(&t, get)
 	case bus.TrackerFiles:
 		t.Provider.Path = d.path(prov, "path", "tracker.provider.path", "")
 		if t.Provider.Path == "" && d.err == nil {
@@ -270,10 +272,17 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		t.Provider.Assignee = d.indirect(src, "assignee", key, "")
 	}
 	t.RequiredLabels = lower(d.strList(m, "required_labels", "tracker.required_labels", []string{}))
-	t.ActiveStates = d.strList(m, "active_states", "tracker.active_states", DefaultActiveStates())
-	t.TerminalStates = d.strList(m, "terminal_states", "tracker.terminal_states", DefaultTerminalStates())
+	active, terminal := DefaultActiveStates(), DefaultTerminalStates()
+	if t.Kind == bus.TrackerGitHub && t.Provider.StateLabels == "" {
+		active, terminal = []string{GitHubOpen}, []string{GitHubClosed}
+	}
+	t.ActiveStates = d.strList(m, "active_states", "tracker.active_states", active)
+	t.TerminalStates = d.strList(m, "terminal_states", "tracker.terminal_states", terminal)
 	if len(t.ActiveStates) == 0 {
 		d.fail("tracker.active_states", "must name at least one state")
+	}
+	if t.Kind == bus.TrackerGitHub {
+		d.githubStates(t)
 	}
 	t.Tools = d.trackerTools(d.section(m, "tools", "tracker.tools"), t.Kind)
 	return t
