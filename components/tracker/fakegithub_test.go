@@ -1,0 +1,237 @@
+package tracker
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// fakeGitHub is a loopback GitHub REST server for one repository,
+// acme/app (numeric id 99): the issues listing with per_page/page, Link
+// headers in GitHub's /repositories/{id} form and ETags, single issues,
+// blockers, the repository and GET /user. It checks GitHub's required
+// headers and the token on every request, records each, and lets a test
+// inject faults.
+type fakeGitHub struct {
+	srv   *httptest.Server
+	token string
+
+	mu sync.Mutex
+	// issues are the repository's issues and pull requests, by number.
+	issues []map[string]any
+	deps   map[int][]map[string]any
+	reqs   []ghReq
+	// remaining is sent as x-ratelimit-remaining (-1: no header).
+	remaining int
+	// fault, when set, may answer a request itself (true).
+	fault func(w http.ResponseWriter, r *http.Request, n int) bool
+	// repoMissing makes GET /repos/acme/app answer 404.
+	repoMissing bool
+}
+
+type ghReq struct {
+	path, query string
+	inm         string // If-None-Match sent
+	status      int
+}
+
+const testGitHubToken = "ghp_testTokenValue0123456789abcdefXYZ"
+
+func newFakeGitHub(t testing.TB) *fakeGitHub {
+	f := &fakeGitHub{token: testGitHubToken, deps: map[int][]map[string]any{}, remaining: 4999}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeGitHub) url() string { return f.srv.URL }
+
+func (f *fakeGitHub) set(issues ...map[string]any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.issues = issues
+}
+
+func (f *fakeGitHub) requests() []ghReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reqs)
+}
+
+// ghIssueJSON is a REST issue of acme/app.
+func ghIssueJSON(n int, state string, labels ...string) map[string]any {
+	ls := []any{}
+	for _, l := range labels {
+		ls = append(ls, map[string]any{"id": 1, "name": l, "color": "fff"})
+	}
+	return map[string]any{
+		"id": 1000 + n, "node_id": fmt.Sprintf("I_kwDOAAAB%d", n), "number": n,
+		"title": fmt.Sprintf("Issue %d", n), "body": fmt.Sprintf("Body of %d", n), "state": state,
+		"html_url":       fmt.Sprintf("https://github.com/acme/app/issues/%d", n),
+		"repository_url": "https://api.github.com/repos/acme/app",
+		"labels":         ls, "assignee": nil, "assignees": []any{},
+		"created_at": fmt.Sprintf("2026-01-%02dT10:00:00Z", n%28+1), "updated_at": "2026-02-01T10:00:00Z",
+		"issue_dependencies_summary": map[string]any{"blocked_by": 0, "total_blocked_by": 0, "blocking": 0, "total_blocking": 0},
+	}
+}
+
+// ghPull is a pull request as the issues endpoint lists it.
+func ghPull(n int, state string) map[string]any {
+	p := ghIssueJSON(n, state)
+	p["title"] = fmt.Sprintf("PR %d", n)
+	p["pull_request"] = map[string]any{"url": fmt.Sprintf("https://api.github.com/repos/acme/app/pulls/%d", n)}
+	return p
+}
+
+func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	n := len(f.reqs)
+	f.reqs = append(f.reqs, ghReq{path: r.URL.Path, query: r.URL.RawQuery, inm: r.Header.Get("If-None-Match")})
+	fault, remaining := f.fault, f.remaining
+	f.mu.Unlock()
+	status := f.answer(w, r, n, fault, remaining)
+	f.mu.Lock()
+	f.reqs[n].status = status
+	f.mu.Unlock()
+}
+
+func (f *fakeGitHub) answer(w http.ResponseWriter, r *http.Request, n int, fault func(http.ResponseWriter, *http.Request, int) bool, remaining int) int {
+	if r.Method != http.MethodGet || r.Header.Get("Accept") != "application/vnd.github+json" ||
+		r.Header.Get("X-GitHub-Api-Version") != githubAPIVersion || r.Header.Get("User-Agent") == "" {
+		http.Error(w, `{"message":"missing GitHub headers"}`, http.StatusBadRequest)
+		return 400
+	}
+	if r.Header.Get("Authorization") != "Bearer "+f.token {
+		http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
+		return 401
+	}
+	if remaining >= 0 {
+		w.Header().Set("X-Ratelimit-Remaining", strconv.Itoa(remaining))
+		w.Header().Set("X-Ratelimit-Limit", "5000")
+	}
+	if fault != nil && fault(w, r, n) {
+		return -1
+	}
+	path := r.URL.Path
+	switch {
+	case path == "/user":
+		return f.json(w, r, map[string]any{"login": "Octo"})
+	case path == "/repos/acme/app":
+		if f.repoMissing {
+			http.Error(w, `{"message":"Not Found"}`, 404)
+			return 404
+		}
+		return f.json(w, r, map[string]any{"id": 99, "full_name": "acme/app"})
+	case path == "/repos/acme/app/issues" || path == "/repositories/99/issues":
+		return f.list(w, r)
+	}
+	rest, ok := strings.CutPrefix(path, "/repos/acme/app/issues/")
+	if !ok {
+		http.Error(w, `{"message":"Not Found"}`, 404)
+		return 404
+	}
+	num, sub, _ := strings.Cut(rest, "/")
+	nn, _ := strconv.Atoi(num)
+	f.mu.Lock()
+	i := slices.IndexFunc(f.issues, func(m map[string]any) bool { return m["number"] == nn })
+	var iss map[string]any
+	if i >= 0 {
+		iss = f.issues[i]
+	}
+	deps := f.deps[nn]
+	f.mu.Unlock()
+	switch {
+	case iss == nil:
+		http.Error(w, `{"message":"Not Found"}`, 404)
+		return 404
+	case sub == "dependencies/blocked_by":
+		if deps == nil {
+			deps = []map[string]any{}
+		}
+		return f.json(w, r, deps)
+	case sub == "":
+		return f.json(w, r, iss)
+	}
+	http.Error(w, `{"message":"Not Found"}`, 404)
+	return 404
+}
+
+// list serves a page of the issues listing, sorted by number (creation).
+func (f *fakeGitHub) list(w http.ResponseWriter, r *http.Request) int {
+	q := r.URL.Query()
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	if per <= 0 {
+		per = 30
+	}
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = max(page, 1)
+	state := q.Get("state")
+	f.mu.Lock()
+	var all []map[string]any
+	for _, iss := range f.issues {
+		if state == "all" || iss["state"] == state {
+			all = append(all, iss)
+		}
+	}
+	f.mu.Unlock()
+	slices.SortFunc(all, func(a, b map[string]any) int { return a["number"].(int) - b["number"].(int) })
+	lo, hi := min((page-1)*per, len(all)), min(page*per, len(all))
+	if hi < len(all) {
+		q.Set("page", strconv.Itoa(page+1))
+		w.Header().Set("Link", fmt.Sprintf(`<%s/repositories/99/issues?%s>; rel="next", <%s/repositories/99/issues?page=%d>; rel="last"`,
+			f.srv.URL, q.Encode(), f.srv.URL, (len(all)+per-1)/per))
+	}
+	return f.json(w, r, all[lo:hi])
+}
+
+// json writes v with an ETag of its bytes, or 304 when the request
+// already has them.
+func (f *fakeGitHub) json(w http.ResponseWriter, r *http.Request, v any) int {
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(body)
+	etag := `W/"` + hex.EncodeToString(sum[:8]) + `"`
+	w.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return 304
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
+	return 200
+}
+
+// newTestGitHub is an adapter on f for acme/app.
+func newTestGitHub(t testing.TB, f *fakeGitHub, mod func(*bus.TrackerConfig), logs *logBuf) *github {
+	t.Helper()
+	if logs == nil {
+		logs = &logBuf{}
+	}
+	cfg := bus.TrackerConfig{
+		Kind:           bus.TrackerGitHub,
+		Provider:       bus.TrackerProvider{Repo: "acme/app", Endpoint: f.url()},
+		ActiveStates:   []string{"open"},
+		TerminalStates: []string{"closed"},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	g, err := newGitHub(cfg, f.token, &http.Client{Timeout: testHTTPTimeout}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
