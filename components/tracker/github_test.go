@@ -502,3 +502,38 @@ func TestGitHubFaults(t *testing.T) {
 		t.Fatalf("class: %v", err)
 	}
 }
+
+// TestGitHubRateLimitIsShared: a poll that hits a secondary limit fails
+// with rate_limited and the wait, and a refresh asked over the bus right
+// after, like a reload's new adapter on the same token, sends nothing
+// before the wait is over.
+func TestGitHubRateLimitIsShared(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(1, "open"))
+	f.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		w.Header().Set("Retry-After", "600")
+		http.Error(w, `{"message":"You have exceeded a secondary rate limit"}`, 403)
+		return true
+	}
+	h := startTracker(t, map[string]string{"GITHUB_TOKEN": testGitHubToken})
+	tc := bus.TrackerConfig{Kind: bus.TrackerGitHub, ActiveStates: []string{"open"}, TerminalStates: []string{"closed"},
+		Provider: bus.TrackerProvider{Repo: "acme/app", Endpoint: f.url(), APIKey: bus.NewSecret("GITHUB_TOKEN", "")}}
+	h.config(1, tc, time.Hour)
+	fail := h.failure()
+	if fail.Class != bus.TrackerRateLimited || fail.RetryAfterMS < 590_000 || strings.Contains(fail.Message, testGitHubToken) {
+		t.Fatalf("poll failure = %+v", fail)
+	}
+	tc.RequiredLabels = []string{"x"} // a reload: a new adapter, the same token
+	h.config(2, tc, time.Hour)
+	sent := len(f.requests())
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	_, err := bus.Ask(ctx, h.b, bus.TrackerRefresh, bus.IssuesByIDs{IDs: []string{"1"}})
+	var re *bus.RemoteError
+	if !errors.As(err, &re) || re.Code != bus.TrackerRateLimited {
+		t.Fatalf("refresh during the limit: %v", err)
+	}
+	if got := len(f.requests()); got != sent {
+		t.Fatalf("%d requests sent during the limit", got-sent)
+	}
+}
