@@ -275,3 +275,50 @@ notify: {command: ./notify.sh, timeout_ms: 5000}
 		t.Errorf("bad usd: exit %d\n%s", code, out)
 	}
 }
+
+// TestValidateShowsGitHubProfile: validate prints the GitHub tracker's
+// effective profile (repository, endpoint default, the token masked as
+// where it comes from, state labels) and never the token; a Projects key
+// fails naming the key; an unset token fails naming the variable.
+func TestValidateShowsGitHubProfile(t *testing.T) {
+	const token = "ghp_validateTestTokenNeverPrinted000000"
+	code, out := validateWith(t, []string{"GITHUB_TOKEN=" + token}, "../../testdata/workflows/github.WORKFLOW.md")
+	if code != 0 || strings.Contains(out, token) {
+		t.Fatalf("exit %d (the token printed: %v)\n%s", code, strings.Contains(out, token), out)
+	}
+	for key, want := range map[string]string{
+		"tracker.kind":                  "github",
+		"tracker.provider.repo":         "acme/socket.io",
+		"tracker.provider.endpoint":     "https://api.github.com",
+		"tracker.provider.api_key":      "****** (from $GITHUB_TOKEN)",
+		"tracker.provider.assignee":     "me",
+		"tracker.provider.state_labels": "status:",
+		"tracker.terminal_states":       "[Done, closed]",
+	} {
+		if m := settingLine(key).FindStringSubmatch(out); m == nil || m[1] != want {
+			t.Errorf("%s = %q, want %q", key, m, want)
+		}
+	}
+	if m := settingLine("tracker.provider.endpoint").FindStringSubmatch(out); m == nil || m[2] != "(default)" {
+		t.Errorf("the endpoint is not marked default: %q", m)
+	}
+	// The prompt renders with an issue of the GitHub shape.
+	if !strings.Contains(out, "You are working on GitHub issue") {
+		t.Errorf("no rendered prompt:\n%s", out)
+	}
+
+	dir := t.TempDir()
+	p := filepath.Join(dir, "WORKFLOW.md")
+	src := "---\ntracker:\n  kind: github\n  provider:\n    repo: acme/app\n    project: acme/7\n---\nbody\n"
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = validateWith(t, []string{"GITHUB_TOKEN=" + token}, p)
+	if code != 1 || !strings.Contains(out, "tracker.provider.project: GitHub Projects (v2) states are not supported by this build yet") {
+		t.Errorf("project key: exit %d\n%s", code, out)
+	}
+	code, out = validateWith(t, []string{"GITHUB_TOKEN="}, "../../testdata/workflows/github.WORKFLOW.md")
+	if code != 1 || !strings.Contains(out, "tracker.provider.api_key: $GITHUB_TOKEN is not set or empty") {
+		t.Errorf("unset token: exit %d\n%s", code, out)
+	}
+}
