@@ -175,6 +175,8 @@ func (g *github) get(ctx context.Context, u string) (ghAnswer, error) {
 	switch s := resp.StatusCode; {
 	case s == http.StatusNotModified && haveCached:
 		return ghAnswer{status: http.StatusOK, body: cached.body, header: resp.Header, link: cached.link}, nil
+	case s == http.StatusNotModified:
+		return ghAnswer{}, errorf(bus.TrackerMalformed, "GitHub answered 304 Not Modified to a request without If-None-Match")
 	case s == http.StatusMovedPermanently || s == http.StatusNotFound || s == http.StatusGone:
 		return ghAnswer{status: s, header: resp.Header}, nil
 	case s >= 300 && s <= 399:

@@ -537,3 +537,33 @@ func TestGitHubRateLimitIsShared(t *testing.T) {
 		t.Fatalf("%d requests sent during the limit", got-sent)
 	}
 }
+
+// TestETagCacheIsBounded: entries and bytes stay within the bounds, the
+// least recently used go first, a body too large is not kept.
+func TestETagCacheIsBounded(t *testing.T) {
+	c := newETagCache(3, 4000)
+	for i := range 5 {
+		c.put(etagEntry{url: fmt.Sprint("u", i), etag: "e", body: make([]byte, 100)})
+		if i == 2 {
+			c.get("u0") // u0 is used: u1 goes first
+		}
+	}
+	if _, ok := c.get("u0"); !ok {
+		t.Error("the recently used entry was evicted")
+	}
+	for _, u := range []string{"u1", "u2"} {
+		if _, ok := c.get(u); ok {
+			t.Errorf("%s kept past the bound of 3 entries", u)
+		}
+	}
+	c.put(etagEntry{url: "big", etag: "e", body: make([]byte, 1001)})
+	if _, ok := c.get("big"); ok {
+		t.Error("a body over a quarter of the bytes was kept")
+	}
+	for i := range 10 {
+		c.put(etagEntry{url: fmt.Sprint("m", i), etag: "e", body: make([]byte, 900)})
+	}
+	if c.bytes > 4000 || c.lru.Len() > 3 || len(c.entries) != c.lru.Len() {
+		t.Fatalf("cache holds %d bytes in %d entries (%d indexed)", c.bytes, c.lru.Len(), len(c.entries))
+	}
+}
