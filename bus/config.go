@@ -80,6 +80,10 @@ type TrackerToolSettings struct {
 	// the LinearGraphQL* constants; empty (the files tracker) when the
 	// tool does not exist for the kind.
 	LinearGraphQL string `json:"linear_graphql,omitempty"`
+	// GitHubAPI is the policy of GitHub's github_api tool, one of the
+	// same three values (scoped, any, off; components/tracker says what
+	// each allows on GitHub); empty when the kind is not github.
+	GitHubAPI string `json:"github_api,omitempty"`
 }
 
 // TrackerProvider holds the adapter keys; which apply depends on Kind.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -41,9 +42,12 @@ type fakeGitHub struct {
 }
 
 type ghReq struct {
+	method      string
 	path, query string
-	inm         string // If-None-Match sent
-	status      int
+	// body is a write's body as sent.
+	body   string
+	inm    string // If-None-Match sent
+	status int
 }
 
 const testGitHubToken = "ghp_testTokenValue0123456789abcdefXYZ"
@@ -97,7 +101,8 @@ func ghPull(n int, state string) map[string]any {
 func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	n := len(f.reqs)
-	f.reqs = append(f.reqs, ghReq{path: r.URL.Path, query: r.URL.RawQuery, inm: r.Header.Get("If-None-Match")})
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	f.reqs = append(f.reqs, ghReq{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, inm: r.Header.Get("If-None-Match"), body: string(body)})
 	fault, remaining := f.fault, f.remaining
 	f.mu.Unlock()
 	status := f.answer(w, r, n, fault, remaining)
@@ -107,7 +112,7 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeGitHub) answer(w http.ResponseWriter, r *http.Request, n int, fault func(http.ResponseWriter, *http.Request, int) bool, remaining int) int {
-	if r.Method != http.MethodGet || r.Header.Get("Accept") != "application/vnd.github+json" ||
+	if r.Header.Get("Accept") != "application/vnd.github+json" ||
 		r.Header.Get("X-GitHub-Api-Version") != githubAPIVersion || r.Header.Get("User-Agent") == "" {
 		http.Error(w, `{"message":"missing GitHub headers"}`, http.StatusBadRequest)
 		return 400
@@ -122,6 +127,9 @@ func (f *fakeGitHub) answer(w http.ResponseWriter, r *http.Request, n int, fault
 	}
 	if fault != nil && fault(w, r, n) {
 		return -1
+	}
+	if r.Method != http.MethodGet {
+		return f.write(w, r, n)
 	}
 	path := r.URL.Path
 	switch {
@@ -165,6 +173,24 @@ func (f *fakeGitHub) answer(w http.ResponseWriter, r *http.Request, n int, fault
 	}
 	http.Error(w, `{"message":"Not Found"}`, 404)
 	return 404
+}
+
+// write answers a write the way GitHub answers a created comment or an
+// updated issue, echoing what it was asked.
+func (f *fakeGitHub) write(w http.ResponseWriter, r *http.Request, n int) int {
+	f.mu.Lock()
+	sent := f.reqs[n].body
+	f.mu.Unlock()
+	var body any
+	json.Unmarshal([]byte(sent), &body)
+	status := http.StatusOK
+	if r.Method == http.MethodPost {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "sent": body})
+	return status
 }
 
 // list serves a page of the issues listing, sorted by number (creation).

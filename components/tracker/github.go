@@ -68,6 +68,9 @@ type github struct {
 	// with the same endpoint and token.
 	gate  *rateGate
 	cache *etagCache
+	// toolPolicy is github_api's policy (tracker.tools.github_api):
+	// scoped, any or off (github_scope.go).
+	toolPolicy string
 
 	mu     sync.Mutex
 	viewer string // resolved "me"
@@ -92,7 +95,17 @@ func newGitHub(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 	// wherever the server points.
 	noRedirects := *httpc
 	noRedirects.CheckRedirect = refuseRedirect
-	return &github{
+	policy := cfg.Tools.GitHubAPI
+	switch policy {
+	case "":
+		policy = bus.LinearGraphQLScoped
+	case bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff:
+	default:
+		// The loader refuses any other value; one that gets here is a
+		// configuration error, not a quiet fallback.
+		return nil, errorf(bus.TrackerConfigError, "tracker.tools.github_api: unknown policy %q", policy)
+	}
+	return &github{toolPolicy: policy,
 		endpoint: base.String(), base: base, owner: owner, repo: repo,
 		apiKey: apiKey, assignee: cfg.Provider.Assignee, stateLabels: cfg.Provider.StateLabels,
 		terminal: cfg.TerminalStates, prefix: githubIdentifierPrefix(repo),
@@ -108,9 +121,6 @@ func newGitHub(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 func githubIdentifierPrefix(repo string) string {
 	return strings.ReplaceAll(strings.ToLower(repo), ".", "_")
 }
-
-// tools implements adapter; the github_api tool is the next slice.
-func (g *github) tools() []tool { return nil }
 
 // url is the endpoint's URL for the path segments after /repos/{owner}/{repo}.
 func (g *github) url(query url.Values, segs ...string) string {

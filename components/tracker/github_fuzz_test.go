@@ -124,3 +124,49 @@ func FuzzGitHubRateLimit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGitHubAPICall: any github_api arguments are refused, found bad, or
+// make a call whose path stays relative to the endpoint and which, under
+// the scoped policy, is a read of the repository or a listed write on the
+// run's own issue.
+func FuzzGitHubAPICall(f *testing.F) {
+	for _, s := range []string{
+		`{"method":"GET","path":"/repos/acme/socket.io/issues","params":{"state":"open","labels":["a","b"]}}`,
+		`{"method":"PATCH","path":"/repos/acme/socket.io/issues/7","body":{"state":"closed"}}`,
+		`{"method":"POST","path":"/repos/acme/socket.io/issues/7/comments","body":{"body":"x"}}`,
+		`{"method":"DELETE","path":"/repos/acme/socket.io/issues/7/labels/a%2Fb"}`,
+		`{"method":"get","path":"/repos/acme/socket.io/../x"}`, `{"method":"POST","path":"/repos/ACME/Socket.IO/issues/7/labels","body":[1]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	g := fuzzGitHub(f, "")
+	own := bus.IssueRef{ID: "7", Identifier: "socket_io-7"}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > bus.ToolArgumentsMaxBytes {
+			return
+		}
+		c, bad := parseGitHubCall(raw)
+		if bad != nil {
+			if bad.OK || bad.Class != bus.ToolBadArguments || bad.Error == "" {
+				t.Fatalf("bad arguments as %+v", bad)
+			}
+			return
+		}
+		u := g.base.JoinPath(c.segs...)
+		if s := u.String(); !strings.HasPrefix(s, "https://api.github.com/") || strings.Contains(s[len("https://api.github.com/"):], "//") {
+			t.Fatalf("call left the endpoint: %s", u)
+		}
+		if err := g.checkScope(c, own); err != nil {
+			if ruleOf(err) == "scope" {
+				t.Fatalf("a refusal without a rule: %v", err)
+			}
+			return
+		}
+		if len(c.segs) < 3 || c.segs[0] != "repos" || !strings.EqualFold(c.segs[1], "acme") || !strings.EqualFold(c.segs[2], "socket.io") {
+			t.Fatalf("scoped let %v through", c.segs)
+		}
+		if c.method != "GET" && (len(c.segs) < 5 || c.segs[3] != "issues" || c.segs[4] != "7") {
+			t.Fatalf("scoped let a write on %v through", c.segs)
+		}
+	})
+}

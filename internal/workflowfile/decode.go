@@ -288,23 +288,34 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 	return t
 }
 
-// trackerTools decodes tracker.tools. linear_graphql's policy is checked
+// trackerTools decodes tracker.tools. Each tool's policy is checked
 // whatever the kind (a misspelt value is an error, not a silent default),
-// but kept only for Linear: the files tracker has no such tool, and the
-// loader ignores the other Linear-only keys there too (README says so).
+// but kept only for its tracker: linear_graphql for Linear, github_api for
+// GitHub; the files tracker has neither (README says so).
 func (d *decoder) trackerTools(m map[string]any, kind string) bus.TrackerToolSettings {
 	var t bus.TrackerToolSettings
-	const key = "tracker.tools.linear_graphql"
-	raw := d.str(m, "linear_graphql", key, bus.LinearGraphQLScoped)
+	if p := d.toolPolicy(m, "linear_graphql"); kind == bus.TrackerLinear {
+		t.LinearGraphQL = p
+	}
+	if kind == bus.TrackerGitHub || m["github_api"] != nil {
+		if p := d.toolPolicy(m, "github_api"); kind == bus.TrackerGitHub {
+			t.GitHubAPI = p
+		}
+	}
+	return t
+}
+
+// toolPolicy reads tracker.tools.<name>: scoped (the default), any or off.
+func (d *decoder) toolPolicy(m map[string]any, name string) string {
+	key := "tracker.tools." + name
+	raw := d.str(m, name, key, bus.LinearGraphQLScoped)
 	switch p := strings.ToLower(strings.TrimSpace(raw)); p {
 	case bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff:
-		if kind == bus.TrackerLinear {
-			t.LinearGraphQL = p
-		}
+		return p
 	default:
 		d.fail(key, "unknown policy %q (want %s, %s or %s)", raw, bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff)
 	}
-	return t
+	return ""
 }
 
 func (d *decoder) workspaceRoot(m map[string]any) string {

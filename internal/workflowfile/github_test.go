@@ -110,3 +110,42 @@ func TestGitHubValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestGitHubAPIPolicy(t *testing.T) {
+	env := map[string]string{"GITHUB_TOKEN": ghToken}
+	r := mustParse(t, githubFront("    repo: acme/app\n", ""), env)
+	if p := r.Config.Tracker.Tools.GitHubAPI; p != bus.LinearGraphQLScoped {
+		t.Fatalf("default policy %q", p)
+	}
+	found := false
+	for _, s := range Effective(r) {
+		if s.Key == "tracker.tools.github_api" {
+			found = s.Value == "scoped" && s.Default
+		}
+		if s.Key == "tracker.tools.linear_graphql" {
+			t.Errorf("a github tracker shows linear_graphql: %+v", s)
+		}
+	}
+	if !found {
+		t.Error("validate does not show tracker.tools.github_api scoped (default)")
+	}
+	for _, p := range []string{"any", "Off"} {
+		r := mustParse(t, githubFront("    repo: acme/app\n", "  tools: {github_api: "+p+"}\n"), env)
+		if got := r.Config.Tracker.Tools.GitHubAPI; got != strings.ToLower(p) {
+			t.Errorf("policy %q read as %q", p, got)
+		}
+	}
+	_, err := parse(t, githubFront("    repo: acme/app\n", "  tools: {github_api: everything}\n"), env)
+	var we *Error
+	if !errors.As(err, &we) || we.Key != "tracker.tools.github_api" {
+		t.Fatalf("unknown policy: %v", err)
+	}
+	// Kept only for github; checked for every kind.
+	r = mustParse(t, minimalFiles, nil)
+	if r.Config.Tracker.Tools.GitHubAPI != "" {
+		t.Error("the files tracker keeps a github_api policy")
+	}
+	if _, err := parse(t, "---\ntracker:\n  kind: files\n  provider: {path: x}\n  tools: {github_api: nope}\n---\n", nil); err == nil {
+		t.Error("a misspelt github_api policy on another tracker passed")
+	}
+}
