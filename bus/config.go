@@ -102,6 +102,12 @@ type TrackerProvider struct {
 	// StateLabels is GitHub's label prefix ("status:") whose labels give an
 	// open issue its state; empty means the states are open and closed.
 	StateLabels string `json:"state_labels,omitempty"`
+	// Project is a GitHub Projects (v2) board, "owner/number", whose
+	// single-select StatusField gives an open issue its state;
+	// PriorityField, when set, its priority.
+	Project       string `json:"project,omitempty"`
+	StatusField   string `json:"status_field,omitempty"`
+	PriorityField string `json:"priority_field,omitempty"`
 	// Files: the directory of <IDENTIFIER>.md issues (absolute).
 	Path string `json:"path,omitempty"`
 }

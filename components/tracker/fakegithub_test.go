@@ -39,6 +39,17 @@ type fakeGitHub struct {
 	fault func(w http.ResponseWriter, r *http.Request, n int) bool
 	// repoMissing makes GET /repos/acme/app answer 404.
 	repoMissing bool
+	// project is the board acme/3's items (POST /graphql), two a page.
+	project []ghBoardItem
+}
+
+// ghBoardItem is one item of the fake's project board.
+type ghBoardItem struct {
+	repo     string // owner/name of the issue's repository
+	number   int
+	status   string // "" for no value
+	priority any    // a single-select name (string), a number, or nil
+	archived bool
 }
 
 type ghReq struct {
@@ -128,6 +139,9 @@ func (f *fakeGitHub) answer(w http.ResponseWriter, r *http.Request, n int, fault
 	if fault != nil && fault(w, r, n) {
 		return -1
 	}
+	if r.Method == http.MethodPost && r.URL.Path == "/graphql" {
+		return f.graphql(w, n)
+	}
 	if r.Method != http.MethodGet {
 		return f.write(w, r, n)
 	}
@@ -191,6 +205,63 @@ func (f *fakeGitHub) write(w http.ResponseWriter, r *http.Request, n int) int {
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "sent": body})
 	return status
+}
+
+// graphql answers the project document, after checking it against
+// GitHub's schema with its variables.
+func (f *fakeGitHub) graphql(w http.ResponseWriter, n int) int {
+	f.mu.Lock()
+	sent := f.reqs[n].body
+	items := slices.Clone(f.project)
+	f.mu.Unlock()
+	var req struct {
+		Query     string         `json:"query"`
+		Variables map[string]any `json:"variables"`
+	}
+	if err := json.Unmarshal([]byte(sent), &req); err != nil {
+		http.Error(w, `{"message":"not JSON"}`, 400)
+		return 400
+	}
+	if err := githubDocumentErrors(req.Query, req.Variables); err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{"message": err.Error()}}})
+		return 200
+	}
+	if req.Variables["owner"] != "acme" || req.Variables["number"] != float64(3) {
+		json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"repositoryOwner": map[string]any{"projectV2": nil}},
+			"errors": []any{map[string]any{"type": "NOT_FOUND", "message": "Could not resolve to a ProjectV2 with the number."}}})
+		return 200
+	}
+	start := 0
+	if after, ok := req.Variables["after"].(string); ok {
+		start, _ = strconv.Atoi(strings.TrimPrefix(after, "c"))
+	}
+	end := min(start+2, len(items))
+	nodes := []any{}
+	for _, it := range items[start:end] {
+		owner, name, _ := strings.Cut(it.repo, "/")
+		node := map[string]any{"isArchived": it.archived,
+			"content": map[string]any{"number": it.number, "repository": map[string]any{"nameWithOwner": owner + "/" + name}},
+			"status":  nil, "priority": nil}
+		if it.status != "" {
+			node["status"] = map[string]any{"name": it.status}
+		}
+		switch p := it.priority.(type) {
+		case string:
+			node["priority"] = map[string]any{"name": p}
+		case int:
+			node["priority"] = map[string]any{"number": p}
+		}
+		nodes = append(nodes, node)
+	}
+	var cursor any
+	if end > 0 {
+		cursor = "c" + strconv.Itoa(end)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"repositoryOwner": map[string]any{"projectV2": map[string]any{
+		"items": map[string]any{"nodes": nodes, "pageInfo": map[string]any{"hasNextPage": end < len(items), "endCursor": cursor}}}}}})
+	return 200
 }
 
 // list serves a page of the issues listing, sorted by number (creation).

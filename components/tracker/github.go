@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,12 @@ type github struct {
 	// with the same endpoint and token.
 	gate  *rateGate
 	cache *etagCache
+	// projectOwner and projectNumber name the Projects (v2) board states
+	// come from ("" without one); statusField and priorityField its
+	// fields (github_project.go).
+	projectOwner               string
+	projectNumber              int
+	statusField, priorityField string
 	// toolPolicy is github_api's policy (tracker.tools.github_api):
 	// scoped, any or off (github_scope.go).
 	toolPolicy string
@@ -105,14 +112,28 @@ func newGitHub(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 		// configuration error, not a quiet fallback.
 		return nil, errorf(bus.TrackerConfigError, "tracker.tools.github_api: unknown policy %q", policy)
 	}
-	return &github{toolPolicy: policy,
+	g := &github{toolPolicy: policy,
 		endpoint: base.String(), base: base, owner: owner, repo: repo,
 		apiKey: apiKey, assignee: cfg.Provider.Assignee, stateLabels: cfg.Provider.StateLabels,
 		terminal: cfg.TerminalStates, prefix: githubIdentifierPrefix(repo),
 		httpc: &noRedirects, log: log, now: time.Now,
 		gate: &rateGate{}, cache: newETagCache(etagCacheItems, etagCacheBytes),
-	}, nil
+		statusField: cfg.Provider.StatusField, priorityField: cfg.Provider.PriorityField,
+	}
+	if cfg.Provider.Project != "" {
+		if g.projectOwner, g.projectNumber, err = parseProject(cfg.Provider.Project); err != nil {
+			return nil, errorf(bus.TrackerConfigError, "%v", err)
+		}
+		if g.statusField == "" {
+			g.statusField = "Status"
+		}
+	}
+	return g, nil
 }
+
+// namedStates reports whether open issues take named states (state
+// labels or a project) rather than being just open.
+func (g *github) namedStates() bool { return g.stateLabels != "" || g.projectOwner != "" }
 
 // githubIdentifierPrefix is the identifier's repository part: the name
 // lowercased (GitHub's names are case-insensitive, so the config's
@@ -160,7 +181,7 @@ func (g *github) Refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
 func (g *github) ghQueryState(want map[string]bool) string {
 	open := false
 	for s := range want {
-		if s != "closed" && (g.stateLabels != "" || s == "open") {
+		if s != "closed" && (g.namedStates() || s == "open") {
 			open = true
 		}
 	}
@@ -188,12 +209,16 @@ func (g *github) byStates(ctx context.Context, states []string) ([]bus.Issue, in
 	if err != nil {
 		return nil, 0, err
 	}
+	pm, err := g.readProject(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	first := g.url(url.Values{"state": {q}, "per_page": {strconv.Itoa(githubPageSize)}, "sort": {"created"}, "direction": {"asc"}}, "issues")
 	var items []*ghItem
 	dropped, repeats := 0, 0
 	listed := map[string]bool{}
 	err = g.pages(ctx, first, func(page int, raw json.RawMessage) {
-		it, err := g.normalize(raw)
+		it, err := g.normalize(raw, pm)
 		switch {
 		case err != nil:
 			dropped++
@@ -212,7 +237,7 @@ func (g *github) byStates(ctx context.Context, states []string) ([]bus.Issue, in
 	if repeats > 0 {
 		g.log.Warn("GitHub listed issues more than once (they moved between pages); kept the first of each", "repeats", repeats)
 	}
-	if err := g.blockers(ctx, items); err != nil {
+	if err := g.blockers(ctx, items, pm); err != nil {
 		return nil, 0, err
 	}
 	out := make([]bus.Issue, 0, len(items))
@@ -289,13 +314,17 @@ func (g *github) refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
 	if err != nil {
 		return nil, err
 	}
+	pm, err := g.readProject(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var items []*ghItem
 	var repoChecked bool
 	for batch := range slices.Chunk(nums, githubRefreshBatch) {
 		got := make([]*ghItem, len(batch))
 		gone := make([]bool, len(batch))
 		err := runBounded(ctx, len(batch), githubConcurrency, func(ctx context.Context, i int) error {
-			it, isGone, err := g.one(ctx, batch[i])
+			it, isGone, err := g.one(ctx, batch[i], pm)
 			got[i], gone[i] = it, isGone
 			return err
 		})
@@ -316,7 +345,7 @@ func (g *github) refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
 			}
 		}
 	}
-	if err := g.blockers(ctx, items); err != nil {
+	if err := g.blockers(ctx, items, pm); err != nil {
 		return nil, err
 	}
 	out := make([]bus.Issue, 0, len(items))
@@ -328,7 +357,7 @@ func (g *github) refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
 
 // one reads one issue by number: nil and gone for an issue that is not
 // (or no longer) this repository's.
-func (g *github) one(ctx context.Context, num string) (*ghItem, bool, error) {
+func (g *github) one(ctx context.Context, num string, pm projectMap) (*ghItem, bool, error) {
 	ans, err := g.get(ctx, g.url(nil, "issues", num))
 	if err != nil {
 		return nil, false, fmt.Errorf("issue %s: %w", num, err)
@@ -337,7 +366,7 @@ func (g *github) one(ctx context.Context, num string) (*ghItem, bool, error) {
 		g.log.Info("refresh: GitHub says the issue is gone or moved; left out", "issue_id", num, "status", ans.status)
 		return nil, true, nil
 	}
-	it, err := g.normalize(ans.body)
+	it, err := g.normalize(ans.body, pm)
 	if err != nil {
 		return nil, false, errorf(bus.TrackerMalformed, "refresh: %v", err)
 	}
@@ -434,3 +463,8 @@ func runBounded(ctx context.Context, n, limit int, f func(context.Context, int) 
 	}
 	return context.Cause(ctx)
 }
+
+// queryGitHubProjectItems reads one page of a Projects (v2) board.
+//
+//go:embed queries/github_project_items.graphql
+var queryGitHubProjectItems string

@@ -44,7 +44,7 @@ func FuzzGitHubIssue(f *testing.F) {
 		g := fuzzGitHub(t, prefix)
 		r := newRules(g.terminal, "")
 		start := time.Now()
-		it, err := g.normalize(raw)
+		it, err := g.normalize(raw, projectMap{1: {status: "In Progress"}})
 		if err == nil && it != nil {
 			iss := g.finish(it, r)
 			if iss.ID == "" || iss.State == "" || iss.Labels == nil || iss.BlockedBy == nil || !safeid.Valid(iss.Identifier) {
@@ -60,7 +60,7 @@ func FuzzGitHubIssue(f *testing.F) {
 				t.Fatalf("an issue of %d bytes normalized to %d", len(raw), len(b))
 			}
 		}
-		if _, err := g.parseBlockers(raw); err != nil && err.Error() == "" {
+		if _, err := g.parseBlockers(raw, nil); err != nil && err.Error() == "" {
 			t.Fatal("an error without a message")
 		}
 		if d := time.Since(start); d > 2*time.Second {

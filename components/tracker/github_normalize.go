@@ -60,7 +60,7 @@ type ghItem struct {
 // normalize turns one REST issue into an item; nil, nil for a pull
 // request. A record without a number, title or state is an error that
 // says what is missing.
-func (g *github) normalize(raw json.RawMessage) (*ghItem, error) {
+func (g *github) normalize(raw json.RawMessage, pm projectMap) (*ghItem, error) {
 	var n ghIssue
 	if err := json.Unmarshal(raw, &n); err != nil {
 		return nil, fmt.Errorf("issue: %v", err)
@@ -81,14 +81,18 @@ func (g *github) normalize(raw json.RawMessage) (*ghItem, error) {
 		return nil, fmt.Errorf("%s: state is not open or closed", who)
 	}
 	labels := labelNames(n.Labels)
-	state, ambiguous := g.stateOf(*n.State, labels)
+	state, ambiguous := g.stateOf(*n.State, labels, *n.Number, pm)
 	num := strconv.FormatInt(*n.Number, 10)
+	priority := priorityOf(labels)
+	if p := pm[*n.Number].priority; p != nil {
+		priority = p
+	}
 	it := &ghItem{ambiguous: ambiguous, iss: bus.Issue{
 		ID:          num,
 		Identifier:  g.prefix + "-" + num,
 		Title:       *n.Title,
 		Description: n.Body,
-		Priority:    priorityOf(labels),
+		Priority:    priority,
 		State:       state,
 		URL:         nonEmpty(n.HTMLURL),
 		CreatedAt:   parseTime(n.CreatedAt),
@@ -132,13 +136,24 @@ func labelNames(raw []json.RawMessage) []string {
 }
 
 // stateOf is an issue's state: closed for a closed issue, whatever its
-// labels; open for an open one without state_labels. With state_labels,
+// labels or board; open for an open one without state_labels or project.
+// With a project, an open issue's state is its status on the board (open
+// when it is not on it, or the field is empty). With state_labels,
 // an open issue's state is the text after the prefix (compared
 // case-insensitively) of its one state label, as written; with none it is
 // open; with several naming different states it is open and ambiguous
 // lists them (finish makes it not dispatchable).
-func (g *github) stateOf(ghState string, labels []string) (string, []string) {
-	if ghState == "closed" || g.stateLabels == "" {
+func (g *github) stateOf(ghState string, labels []string, number int64, pm projectMap) (string, []string) {
+	if ghState == "closed" {
+		return ghState, nil
+	}
+	if g.projectOwner != "" {
+		if s := pm[number].status; s != "" {
+			return s, nil
+		}
+		return ghState, nil
+	}
+	if g.stateLabels == "" {
 		return ghState, nil
 	}
 	var states, seen []string
@@ -167,25 +182,28 @@ func (g *github) stateOf(ghState string, labels []string) (string, []string) {
 // priority:4 (low), or priority:urgent, high, medium, low; with several,
 // the most urgent; none (or anything else) is no priority.
 func priorityOf(labels []string) *int {
-	best := 0
+	var best *int
 	for _, l := range labels {
-		l = strings.ToLower(strings.TrimSpace(l))
-		v, ok := strings.CutPrefix(l, priorityLabelPrefix)
-		if !ok {
-			continue
-		}
-		p := slices.Index([]string{"urgent", "high", "medium", "low"}, strings.TrimSpace(v)) + 1
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 1 && n <= 4 {
-			p = n
-		}
-		if p > 0 && (best == 0 || p < best) {
+		v, ok := strings.CutPrefix(strings.ToLower(strings.TrimSpace(l)), priorityLabelPrefix)
+		if p := priorityValue(v); ok && p != nil && (best == nil || *p < *best) {
 			best = p
 		}
 	}
-	if best == 0 {
+	return best
+}
+
+// priorityValue reads one priority: 1..4, or urgent, high, medium, low
+// (case-insensitive); anything else is none.
+func priorityValue(v string) *int {
+	v = strings.ToLower(strings.TrimSpace(v))
+	p := slices.Index([]string{"urgent", "high", "medium", "low"}, v) + 1
+	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= 4 {
+		p = n
+	}
+	if p == 0 {
 		return nil
 	}
-	return &best
+	return &p
 }
 
 // finish sets what depends on the config and the blockers: the assignee
@@ -211,7 +229,7 @@ func (g *github) finish(it *ghItem, r rules) bus.Issue {
 		return iss
 	}
 	st := normState(iss.State)
-	if (st == "todo" || (g.stateLabels == "" && st == "open")) && r.held(&iss, it.unseen) {
+	if (st == "todo" || (!g.namedStates() && st == "open")) && r.held(&iss, it.unseen) {
 		if it.unseen {
 			g.log.Warn("not dispatchable: GitHub has more blockers than were read, and one may be open", "issue_id", iss.ID, "issue_identifier", iss.Identifier)
 		}
@@ -228,7 +246,7 @@ const githubMaxBlockers = 100
 // A blocker's state follows the same rules as an issue's. More blockers
 // than that page, or an endpoint this GitHub does not have (404), leave
 // them unseen: the issue is held back where blockers count.
-func (g *github) blockers(ctx context.Context, items []*ghItem) error {
+func (g *github) blockers(ctx context.Context, items []*ghItem, pm projectMap) error {
 	var need []*ghItem
 	for _, it := range items {
 		if it.blockedBy > 0 {
@@ -246,7 +264,7 @@ func (g *github) blockers(ctx context.Context, items []*ghItem) error {
 			it.unseen = true
 			return nil
 		}
-		list, err := g.parseBlockers(ans.body)
+		list, err := g.parseBlockers(ans.body, pm)
 		if err != nil {
 			return errorf(bus.TrackerMalformed, "blockers of issue %s: %v", it.iss.ID, err)
 		}
@@ -259,7 +277,7 @@ func (g *github) blockers(ctx context.Context, items []*ghItem) error {
 // parseBlockers reads a page of blocking issues. A blocker in another
 // repository is named by its own repository's identifier form and its
 // node id.
-func (g *github) parseBlockers(body []byte) ([]bus.Blocker, error) {
+func (g *github) parseBlockers(body []byte, pm projectMap) ([]bus.Blocker, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(body, &raws); err != nil {
 		return nil, errors.New("not a JSON array of issues")
@@ -273,9 +291,15 @@ func (g *github) parseBlockers(body []byte) ([]bus.Blocker, error) {
 			continue
 		}
 		num := strconv.FormatInt(*n.Number, 10)
-		state, _ := g.stateOf(*n.State, labelNames(n.Labels))
+		owner, repo, ok := repoOfURL(n.RepoURL)
+		other := ok && !(strings.EqualFold(owner, g.owner) && strings.EqualFold(repo, g.repo))
+		bpm := pm
+		if other {
+			bpm = nil // the board's map holds this repository's issues only
+		}
+		state, _ := g.stateOf(*n.State, labelNames(n.Labels), *n.Number, bpm)
 		b := bus.Blocker{State: &state}
-		if owner, repo, ok := repoOfURL(n.RepoURL); ok && !(strings.EqualFold(owner, g.owner) && strings.EqualFold(repo, g.repo)) {
+		if other {
 			ident := githubIdentifierPrefix(repo) + "-" + num
 			b.ID, b.Identifier = nonEmpty(n.NodeID), &ident
 		} else {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -566,4 +567,96 @@ func TestETagCacheIsBounded(t *testing.T) {
 	if c.bytes > 4000 || c.lru.Len() > 3 || len(c.entries) != c.lru.Len() {
 		t.Fatalf("cache holds %d bytes in %d entries (%d indexed)", c.bytes, c.lru.Len(), len(c.entries))
 	}
+}
+
+// TestGitHubProjectStates: with a Projects (v2) board, an open issue's
+// state is its Status on the board (every page of the board read, items
+// of other repositories and archived ones ignored), open off the board or
+// with no status, closed when closed; the board's Priority field wins
+// over priority: labels. The document sent validates against GitHub's
+// schema (the fake checks it).
+func TestGitHubProjectStates(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(1, "open", "priority:4"), ghIssueJSON(2, "open"), ghIssueJSON(3, "open"), ghIssueJSON(4, "closed"),
+		ghIssueJSON(5, "open"), ghIssueJSON(6, "open"), ghPull(7, "open"))
+	f.project = []ghBoardItem{
+		{repo: "acme/app", number: 1, status: "In Progress", priority: "High"},
+		{repo: "other/app", number: 2, status: "Todo"},
+		{repo: "acme/app", number: 3, status: "Todo", priority: 1},
+		{repo: "ACME/App", number: 4, status: "Todo"},
+		{repo: "acme/app", number: 5, status: "Todo", archived: true},
+		{repo: "acme/app", number: 6},
+		{repo: "acme/app", number: 7, status: "Todo"},
+	}
+	board := func(c *bus.TrackerConfig) {
+		c.Provider.Project, c.Provider.StatusField, c.Provider.PriorityField = "acme/3", "Status", "Priority"
+		c.ActiveStates, c.TerminalStates = []string{"Todo", "In Progress"}, []string{"Done", "closed"}
+	}
+	g := newTestGitHub(t, f, board, nil)
+	list, _, err := g.Candidates(t.Context(), []string{"Todo", "In Progress"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(list); !slices.Equal(got, []string{"1", "3"}) {
+		t.Fatalf("Todo/In Progress = %v, want [1 3]", got)
+	}
+	if list[0].State != "In Progress" || *list[0].Priority != 2 || list[1].State != "Todo" || *list[1].Priority != 1 {
+		t.Fatalf("issues = %+v", list)
+	}
+	got, err := g.Refresh(t.Context(), []string{"2", "4", "5", "6"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"open", "closed", "open", "open"} {
+		if got[i].State != want {
+			t.Errorf("issue %s: state %q, want %q", got[i].ID, got[i].State, want)
+		}
+	}
+	graphql := 0
+	for _, r := range f.requests() {
+		if r.path == "/graphql" {
+			graphql++
+		}
+	}
+	if graphql != 8 {
+		t.Errorf("%d GraphQL requests, want 4 pages of the board for each of the two calls", graphql)
+	}
+
+	// A board the token cannot see is a classed error, never "every issue
+	// open".
+	missing := newTestGitHub(t, f, func(c *bus.TrackerConfig) { board(c); c.Provider.Project = "acme/4" }, nil)
+	if _, _, err := missing.Candidates(t.Context(), []string{"Todo"}); !classIs(err, bus.TrackerGraphQLError) || !strings.Contains(err.Error(), "Could not resolve") {
+		t.Fatalf("missing board: %v", err)
+	}
+	// A GraphQL rate limit holds the REST requests too.
+	f.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.URL.Path != "/graphql" {
+			return false
+		}
+		w.Header().Set("X-Ratelimit-Remaining", "0")
+		w.Header().Set("X-Ratelimit-Reset", fmt.Sprint(time.Now().Add(time.Hour).Unix()))
+		fmt.Fprint(w, `{"errors":[{"type":"RATE_LIMITED","message":"API rate limit exceeded"}]}`)
+		return true
+	}
+	if _, _, err := g.Candidates(t.Context(), []string{"Todo"}); !classIs(err, bus.TrackerRateLimited) {
+		t.Fatalf("GraphQL rate limit: %v", err)
+	}
+	n := len(f.requests())
+	if _, err := g.Refresh(t.Context(), []string{"1"}); !classIs(err, bus.TrackerRateLimited) || len(f.requests()) != n {
+		t.Fatalf("refresh during the limit: %v, %d requests", err, len(f.requests())-n)
+	}
+	if u := (&github{base: mustURL(t, "https://ghe.example/api/v3")}).graphqlURL(); u != "https://ghe.example/api/graphql" {
+		t.Errorf("GHES GraphQL URL = %s", u)
+	}
+	if u := (&github{base: mustURL(t, "https://api.github.com")}).graphqlURL(); u != "https://api.github.com/graphql" {
+		t.Errorf("GraphQL URL = %s", u)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

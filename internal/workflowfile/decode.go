@@ -273,7 +273,7 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 	}
 	t.RequiredLabels = lower(d.strList(m, "required_labels", "tracker.required_labels", []string{}))
 	active, terminal := DefaultActiveStates(), DefaultTerminalStates()
-	if t.Kind == bus.TrackerGitHub && t.Provider.StateLabels == "" {
+	if t.Kind == bus.TrackerGitHub && !githubNamedStates(t.Provider) {
 		active, terminal = []string{GitHubOpen}, []string{GitHubClosed}
 	}
 	t.ActiveStates = d.strList(m, "active_states", "tracker.active_states", active)

@@ -101,7 +101,7 @@ func Effective(r *Result) []Setting {
 	for k, v := range tree {
 		walk(k, v)
 	}
-	if t := r.Config.Tracker; t.Kind == bus.TrackerGitHub && t.Provider.StateLabels == "" {
+	if t := r.Config.Tracker; t.Kind == bus.TrackerGitHub && !githubNamedStates(t.Provider) {
 		out = append(out, Setting{Key: "tracker.provider.state_labels", Value: StateLabelsUnset})
 	}
 	if r.Config.Codex.TurnSandboxPolicy == nil {

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -31,11 +32,11 @@ var (
 	githubRepo  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
 )
 
-// githubProjectKeys are the keys of GitHub Projects (v2) states, which
-// this build reads but does not support yet: a workflow that sets one
-// fails validation rather than running with states from somewhere else
-// than it says.
-var githubProjectKeys = []string{"project", "status_field", "priority_field"}
+// DefaultGitHubStatusField is the project field states come from.
+const DefaultGitHubStatusField = "Status"
+
+// MaxProjectFieldName bounds a project field's name.
+const MaxProjectFieldName = 100
 
 // ValidGitHubRepo checks an "owner/name" repository as GitHub names them.
 func ValidGitHubRepo(s string) error {
@@ -87,9 +88,41 @@ func (d *decoder) github(t *bus.TrackerConfig, get func(string) (map[string]any,
 	if p := t.Provider.StateLabels; len(p) > MaxStateLabelPrefix || strings.ContainsAny(p, ",\n\r") {
 		d.fail(key, "must be a label prefix such as \"status:\" (one line, no comma, at most %d bytes), got %q", MaxStateLabelPrefix, cutQuote(p))
 	}
-	for _, k := range githubProjectKeys {
-		if src, key := get(k); src[k] != nil {
-			d.fail(key, "GitHub Projects (v2) states are not supported by this build yet; remove the key (states come from open/closed, or from state_labels)")
+	d.githubProject(t, get)
+}
+
+// githubProject decodes the Projects (v2) keys: project (owner/number),
+// status_field (default Status) and priority_field (none). A project and
+// state_labels are two sources of states: one or the other.
+func (d *decoder) githubProject(t *bus.TrackerConfig, get func(string) (map[string]any, string)) {
+	src, key := get("project")
+	t.Provider.Project = strings.TrimSpace(d.indirect(src, "project", key, ""))
+	fields := []struct {
+		name string
+		dst  *string
+		def  string
+	}{{"status_field", &t.Provider.StatusField, DefaultGitHubStatusField}, {"priority_field", &t.Provider.PriorityField, ""}}
+	if t.Provider.Project == "" {
+		for _, f := range fields {
+			if src, key := get(f.name); src[f.name] != nil {
+				d.fail(key, "applies only with tracker.provider.project (a GitHub Projects board)")
+			}
+		}
+		return
+	}
+	owner, num, ok := strings.Cut(t.Provider.Project, "/")
+	n, err := strconv.Atoi(num)
+	if !ok || !githubLogin.MatchString(owner) || err != nil || n <= 0 || strconv.Itoa(n) != num {
+		d.fail(key, "want owner/number of a GitHub Projects board (the number from its URL, e.g. acme/3), got %q", cutQuote(t.Provider.Project))
+	}
+	if t.Provider.StateLabels != "" {
+		d.fail(key, "give tracker.provider.project or tracker.provider.state_labels, not both: they are two sources of states")
+	}
+	for _, f := range fields {
+		src, key := get(f.name)
+		*f.dst = strings.TrimSpace(d.str(src, f.name, key, f.def))
+		if len(*f.dst) > MaxProjectFieldName || strings.ContainsAny(*f.dst, "\n\r") || (f.def != "" && *f.dst == "") {
+			d.fail(key, "must be the name of a field of the project (one line, at most %d bytes), got %q", MaxProjectFieldName, cutQuote(*f.dst))
 		}
 	}
 }
@@ -114,14 +147,14 @@ func (d *decoder) githubStates(t bus.TrackerConfig) {
 	has := func(states []string, s string) bool {
 		return slices.ContainsFunc(states, func(x string) bool { return strings.EqualFold(strings.TrimSpace(x), s) })
 	}
-	if t.Provider.StateLabels == "" {
+	if !githubNamedStates(t.Provider) {
 		for _, l := range []struct {
 			key    string
 			states []string
 		}{{"tracker.active_states", t.ActiveStates}, {"tracker.terminal_states", t.TerminalStates}} {
 			for _, s := range l.states {
 				if !strings.EqualFold(s, GitHubOpen) && !strings.EqualFold(s, GitHubClosed) {
-					d.fail(l.key, "the github tracker without tracker.provider.state_labels has only the states open and closed, got %q (set state_labels to take states from labels)", s)
+					d.fail(l.key, "the github tracker without tracker.provider.state_labels or project has only the states open and closed, got %q (set state_labels or project to take states from labels or a board)", s)
 				}
 			}
 		}
@@ -136,6 +169,10 @@ func (d *decoder) githubStates(t bus.TrackerConfig) {
 		d.fail("tracker.terminal_states", "must include closed for the github tracker (a closed issue is in state closed, whatever its labels)")
 	}
 }
+
+// githubNamedStates reports whether open issues take named states (from
+// state labels or a project) rather than being just open.
+func githubNamedStates(p bus.TrackerProvider) bool { return p.StateLabels != "" || p.Project != "" }
 
 // cutQuote bounds a value quoted in a message.
 func cutQuote(s string) string {

@@ -87,8 +87,11 @@ func TestGitHubValidation(t *testing.T) {
 		{"endpoint query", "    repo: acme/app\n    endpoint: https://x/api?a=b\n", "", "tracker.provider.endpoint", "without query"},
 		{"bad assignee", "    repo: acme/app\n    assignee: a b\n", "", "tracker.provider.assignee", "login"},
 		{"state label comma", "    repo: acme/app\n    state_labels: \"a,b\"\n", "", "tracker.provider.state_labels", "prefix"},
-		{"project", "    repo: acme/app\n    project: acme/3\n", "", "tracker.provider.project", "not supported"},
-		{"status field", "    repo: acme/app\n    status_field: Status\n", "", "tracker.provider.status_field", "not supported"},
+		{"project", "    repo: acme/app\n    project: acme/x\n", "", "tracker.provider.project", "owner/number"},
+		{"project zero", "    repo: acme/app\n    project: acme/0\n", "", "tracker.provider.project", "owner/number"},
+		{"project and labels", "    repo: acme/app\n    project: acme/3\n    state_labels: \"s:\"\n", "", "tracker.provider.project", "not both"},
+		{"status field alone", "    repo: acme/app\n    status_field: Status\n", "", "tracker.provider.status_field", "only with"},
+		{"empty status field", "    repo: acme/app\n    project: acme/3\n    status_field: \"\"\n", "", "tracker.provider.status_field", "name of a field"},
 		{"label states without labels", "    repo: acme/app\n", "  active_states: [Todo]\n", "tracker.active_states", "only the states open and closed"},
 		{"closed not terminal", "    repo: acme/app\n", "  terminal_states: [open]\n", "tracker.terminal_states", ""},
 		{"closed active", "    repo: acme/app\n    state_labels: \"status:\"\n", "  active_states: [Todo, closed]\n", "tracker.active_states", "closed cannot be active"},
@@ -147,5 +150,30 @@ func TestGitHubAPIPolicy(t *testing.T) {
 	}
 	if _, err := parse(t, "---\ntracker:\n  kind: files\n  provider: {path: x}\n  tools: {github_api: nope}\n---\n", nil); err == nil {
 		t.Error("a misspelt github_api policy on another tracker passed")
+	}
+}
+
+func TestGitHubProjectKeys(t *testing.T) {
+	r := mustParse(t, githubFront("    repo: acme/app\n    project: Acme-Org/12\n", ""), map[string]string{"GITHUB_TOKEN": ghToken})
+	p := r.Config.Tracker.Provider
+	if p.Project != "Acme-Org/12" || p.StatusField != "Status" || p.PriorityField != "" {
+		t.Fatalf("provider = %+v", p)
+	}
+	if tc := r.Config.Tracker; !slices.Equal(tc.ActiveStates, DefaultActiveStates()) || !slices.Equal(tc.TerminalStates, DefaultTerminalStates()) {
+		t.Fatalf("states with a project = %v / %v", tc.ActiveStates, tc.TerminalStates)
+	}
+	eff := map[string]Setting{}
+	for _, s := range Effective(r) {
+		eff[s.Key] = s
+	}
+	if s := eff["tracker.provider.status_field"]; s.Value != "Status" || !s.Default {
+		t.Errorf("status_field shown as %+v", s)
+	}
+	if _, ok := eff["tracker.provider.state_labels"]; ok {
+		t.Error("a project board shows state_labels as the source of states")
+	}
+	r = mustParse(t, githubFront("    repo: acme/app\n    project: acme/3\n    status_field: Stage\n    priority_field: Priority\n", ""), map[string]string{"GITHUB_TOKEN": ghToken})
+	if p := r.Config.Tracker.Provider; p.StatusField != "Stage" || p.PriorityField != "Priority" {
+		t.Fatalf("fields = %+v", p)
 	}
 }
