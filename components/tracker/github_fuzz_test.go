@@ -170,3 +170,40 @@ func FuzzGitHubAPICall(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGitHubProjectPage: any GraphQL answer decodes to a board page or a
+// classed error, and the items taken from it are this repository's, with
+// priorities 1..4 or none.
+func FuzzGitHubProjectPage(f *testing.F) {
+	for _, s := range []string{
+		`{"data":{"repositoryOwner":{"projectV2":{"items":{"nodes":[{"isArchived":false,"content":{"number":1,"repository":{"nameWithOwner":"acme/socket.io"}},"status":{"name":"Todo"},"priority":{"number":2}}],"pageInfo":{"hasNextPage":false,"endCursor":null}}}}}}`,
+		`{"data":{"repositoryOwner":{"projectV2":{"items":{"nodes":[{"content":{"number":2,"repository":{"nameWithOwner":"ACME/Socket.IO"}},"priority":{"name":"urgent"}},{"content":{}}]}}}}}`,
+		`{"errors":[{"type":"RATE_LIMITED","message":"x"}]}`, `{"data":null,"errors":[{"message":"nope"}]}`, `{"data":{"repositoryOwner":null}}`, `[1]`,
+	} {
+		f.Add([]byte(s))
+	}
+	g := fuzzGitHub(f, "")
+	g.projectOwner, g.projectNumber = "acme", 3
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > 1<<20 {
+			return
+		}
+		var p ghProjectPage
+		if err := g.decodeGraphQL(raw, http.Header{}, &p); err != nil {
+			if c, _ := classOf(err); c == "" {
+				t.Fatalf("unclassed %v", err)
+			}
+			return
+		}
+		out := projectMap{}
+		g.collectItems(p, "acme/socket.io", out)
+		for n, it := range out {
+			if pr := it.priority; pr != nil && (*pr < 1 || *pr > 4) {
+				t.Fatalf("issue %d: priority %d", n, *pr)
+			}
+			if it.status != strings.TrimSpace(it.status) {
+				t.Fatalf("status %q not trimmed", it.status)
+			}
+		}
+	})
+}

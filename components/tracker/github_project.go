@@ -107,27 +107,7 @@ func (g *github) readProject(ctx context.Context) (projectMap, error) {
 			return nil, errorf(bus.TrackerStatusError, "project %s/%d not found, or the token cannot read it (a token needs read access to projects)", g.projectOwner, g.projectNumber)
 		}
 		items := p.RepositoryOwner.ProjectV2.Items
-		for _, n := range items.Nodes {
-			if n.IsArchived || n.Content == nil || n.Content.Number == nil || n.Content.Repository == nil || strings.ToLower(n.Content.Repository.NameWithOwner) != full {
-				continue
-			}
-			var it ghProjectItem
-			if n.Status != nil && n.Status.Name != nil {
-				it.status = strings.TrimSpace(*n.Status.Name)
-			}
-			if pr := n.Priority; pr != nil {
-				switch {
-				case pr.Name != nil:
-					it.priority = priorityValue(*pr.Name)
-				case pr.Text != nil:
-					it.priority = priorityValue(*pr.Text)
-				case pr.Number != nil && !math.IsNaN(*pr.Number) && *pr.Number >= 1 && *pr.Number <= 4 && *pr.Number == math.Trunc(*pr.Number):
-					v := int(*pr.Number)
-					it.priority = &v
-				}
-			}
-			out[*n.Content.Number] = it
-		}
+		g.collectItems(p, full, out)
 		if !items.PageInfo.HasNextPage {
 			return out, nil
 		}
@@ -137,6 +117,35 @@ func (g *github) readProject(ctx context.Context) (projectMap, error) {
 		}
 		seen[*cur] = true
 		after = cur
+	}
+}
+
+// collectItems adds a page's items of the repository full (owner/name,
+// lowercased) to out; archived items and other content are skipped.
+func (g *github) collectItems(p ghProjectPage, full string, out projectMap) {
+	if p.RepositoryOwner == nil || p.RepositoryOwner.ProjectV2 == nil || p.RepositoryOwner.ProjectV2.Items == nil {
+		return
+	}
+	for _, n := range p.RepositoryOwner.ProjectV2.Items.Nodes {
+		if n.IsArchived || n.Content == nil || n.Content.Number == nil || n.Content.Repository == nil || strings.ToLower(n.Content.Repository.NameWithOwner) != full {
+			continue
+		}
+		var it ghProjectItem
+		if n.Status != nil && n.Status.Name != nil {
+			it.status = strings.TrimSpace(*n.Status.Name)
+		}
+		if pr := n.Priority; pr != nil {
+			switch {
+			case pr.Name != nil:
+				it.priority = priorityValue(*pr.Name)
+			case pr.Text != nil:
+				it.priority = priorityValue(*pr.Text)
+			case pr.Number != nil && !math.IsNaN(*pr.Number) && *pr.Number >= 1 && *pr.Number <= 4 && *pr.Number == math.Trunc(*pr.Number):
+				v := int(*pr.Number)
+				it.priority = &v
+			}
+		}
+		out[*n.Content.Number] = it
 	}
 }
 
@@ -155,6 +164,11 @@ func (g *github) graphql(ctx context.Context, doc string, vars map[string]any, o
 	if status < 200 || status > 299 {
 		return g.statusError(status, h, raw)
 	}
+	return g.decodeGraphQL(raw, h, out)
+}
+
+// decodeGraphQL reads a GraphQL answer's body into out (see graphql).
+func (g *github) decodeGraphQL(raw []byte, h http.Header, out any) error {
 	var env struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []struct {
