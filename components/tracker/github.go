@@ -22,6 +22,12 @@ import (
 // /repos/{owner}/{repo}/issues/{number} to refresh, and, for an open issue
 // GitHub says is blocked, GET …/issues/{number}/dependencies/blocked_by.
 // Pull requests, which the issues endpoint returns too, are never issues.
+// States are open and closed, or, for open issues, the text of a state
+// label (state_labels) or the status on a Projects (v2) board read over
+// GraphQL (github_project.go). The transport — headers, conditional
+// requests, rate limits, Link pages — is github_http.go; normalization
+// github_normalize.go; the github_api tool github_tools.go and its scope
+// github_scope.go.
 //
 // An issue's id is its number ("42"): what the refresh asks GitHub for,
 // stable for the issue's life in the repository (a transferred issue is
