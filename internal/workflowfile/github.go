@@ -63,6 +63,12 @@ func ValidGitHubRepo(s string) error {
 func (d *decoder) github(t *bus.TrackerConfig, get func(string) (map[string]any, string)) {
 	src, key := get("repo")
 	t.Provider.Repo = strings.TrimSpace(d.indirect(src, "repo", key, ""))
+	if v, ok := d.env.LookupEnv("GITHUB_REPO"); ok && t.Provider.Repo == "" && src["repo"] == nil {
+		// The reference reads $GITHUB_REPO when the workflow names no
+		// repository; so does this loader, saying so.
+		t.Provider.Repo = strings.TrimSpace(v)
+		d.warn(key, "%s (from $GITHUB_REPO: the workflow names no repository)", t.Provider.Repo)
+	}
 	if t.Provider.Repo == "" {
 		d.fail(key, "required for the github tracker (owner/name)")
 	} else if err := ValidGitHubRepo(t.Provider.Repo); err != nil {

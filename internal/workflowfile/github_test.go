@@ -177,3 +177,22 @@ func TestGitHubProjectKeys(t *testing.T) {
 		t.Fatalf("fields = %+v", p)
 	}
 }
+
+// TestGitHubRepoFromEnvironment: as in the reference, $GITHUB_REPO names
+// the repository when the workflow does not, with a warning; the
+// workflow's own repo wins.
+func TestGitHubRepoFromEnvironment(t *testing.T) {
+	env := map[string]string{"GITHUB_TOKEN": ghToken, "GITHUB_REPO": "acme/from-env"}
+	r := mustParse(t, githubFront("    assignee: me\n", ""), env)
+	if r.Config.Tracker.Provider.Repo != "acme/from-env" || !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.Contains(w, "from $GITHUB_REPO") }) {
+		t.Fatalf("repo %q, warnings %q", r.Config.Tracker.Provider.Repo, r.Warnings)
+	}
+	r = mustParse(t, githubFront("    repo: acme/app\n", ""), env)
+	if r.Config.Tracker.Provider.Repo != "acme/app" || len(r.Warnings) != 0 {
+		t.Fatalf("repo %q, warnings %q", r.Config.Tracker.Provider.Repo, r.Warnings)
+	}
+	env["GITHUB_REPO"] = "not a repo"
+	if _, err := parse(t, githubFront("    assignee: me\n", ""), env); err == nil || !strings.Contains(err.Error(), "tracker.provider.repo") {
+		t.Fatalf("a bad $GITHUB_REPO: %v", err)
+	}
+}
