@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -75,6 +76,10 @@ type github struct {
 	// with the same endpoint and token.
 	gate  *rateGate
 	cache *etagCache
+	// secondary counts the secondary limits without a retry-after met in
+	// a row (reset by any answer that gets through): each waits twice
+	// as long as the last.
+	secondary atomic.Int32
 	// projectOwner and projectNumber name the Projects (v2) board states
 	// come from ("" without one); statusField and priorityField its
 	// fields (github_project.go).

@@ -174,6 +174,7 @@ func (g *github) get(ctx context.Context, u string) (ghAnswer, error) {
 	g.observe(resp.Header)
 	switch s := resp.StatusCode; {
 	case s == http.StatusNotModified && haveCached:
+		g.secondary.Store(0)
 		return ghAnswer{status: http.StatusOK, body: cached.body, header: resp.Header, link: cached.link}, nil
 	case s == http.StatusNotModified:
 		return ghAnswer{}, errorf(bus.TrackerMalformed, "GitHub answered 304 Not Modified to a request without If-None-Match")
@@ -192,6 +193,7 @@ func (g *github) get(ctx context.Context, u string) (ghAnswer, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return ghAnswer{}, g.statusError(resp.StatusCode, resp.Header, raw)
 	}
+	g.secondary.Store(0)
 	link := resp.Header.Get("Link")
 	if etag := resp.Header.Get("ETag"); etag != "" && len(etag) <= maxHeaderValue && len(link) <= maxHeaderValue {
 		g.cache.put(etagEntry{url: u, etag: etag, body: raw, link: link})
@@ -219,11 +221,18 @@ func (g *github) statusError(status int, h http.Header, body []byte) error {
 		(status == http.StatusForbidden && ((rl.hasRemaining && rl.remaining == 0) || rl.hasRetryAfter || strings.Contains(strings.ToLower(snippet(body, g.apiKey)), "rate limit")))
 	if limited {
 		wait := rl.wait()
-		g.gate.limit(g.now().Add(wait))
 		kind := "secondary"
-		if rl.hasRemaining && rl.remaining == 0 && !rl.hasRetryAfter {
+		switch {
+		case rl.hasRemaining && rl.remaining == 0 && !rl.hasRetryAfter:
 			kind = "primary"
+		case !rl.hasRetryAfter:
+			// A secondary limit that names no wait, met again after the
+			// last wait: GitHub asks for exponentially longer waits (1, 2,
+			// 4… minutes), until an answer gets through.
+			n := min(g.secondary.Add(1), 7)
+			wait = min(githubDefaultSecondaryWait<<(n-1), githubMaxWait)
 		}
+		g.gate.limit(g.now().Add(wait))
 		return &Error{Class: bus.TrackerRateLimited, Message: fmt.Sprintf("GitHub %s rate limit (HTTP %d)", kind, status), RetryAfter: wait}
 	}
 	hint := ""

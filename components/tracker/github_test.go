@@ -660,3 +660,36 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// TestGitHubSecondaryLimitBacksOff: a secondary limit that names no wait,
+// met again after each wait, waits 1, 2, 4 minutes; an answer that gets
+// through starts again at one.
+func TestGitHubSecondaryLimitBacksOff(t *testing.T) {
+	now := time.Date(2026, 12, 8, 2, 0, 0, 0, time.UTC)
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(1, "open"))
+	limited := func(w http.ResponseWriter, r *http.Request, n int) bool {
+		http.Error(w, `{"message":"You have exceeded a secondary rate limit."}`, 403)
+		return true
+	}
+	f.fault = limited
+	g := newTestGitHub(t, f, nil, nil)
+	g.now = func() time.Time { return now }
+	expect := func(want time.Duration) {
+		t.Helper()
+		_, _, err := g.Candidates(t.Context(), []string{"open"})
+		if _, wait := classOf(err); wait != want {
+			t.Fatalf("wait %s, want %s (%v)", wait, want, err)
+		}
+		now = now.Add(want)
+	}
+	expect(time.Minute)
+	expect(2 * time.Minute)
+	expect(4 * time.Minute)
+	f.fault = nil // one answer gets through
+	if _, _, err := g.Candidates(t.Context(), []string{"open"}); err != nil {
+		t.Fatal(err)
+	}
+	f.fault = limited
+	expect(time.Minute)
+}

@@ -187,6 +187,9 @@ func (g *github) send(ctx context.Context, method, u string, body []byte) (int, 
 			return 0, resp.Header, nil, err
 		}
 	}
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		g.secondary.Store(0)
+	}
 	return resp.StatusCode, resp.Header, raw, nil
 }
 
