@@ -434,6 +434,16 @@ func TestGitHubFaults(t *testing.T) {
 			http.Redirect(w, r, "https://elsewhere.example/x", http.StatusFound)
 			return true
 		}, bus.TrackerStatusError, "redirects are not followed"},
+		{"a page over 16 MiB", func(w http.ResponseWriter, r *http.Request, n int) bool {
+			w.Write([]byte("["))
+			chunk := []byte(strings.Repeat(`{"number":1,"title":"x","state":"open"},`, 1000))
+			for written := 0; written <= MaxResponseBytes; written += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					break
+				}
+			}
+			return true
+		}, bus.TrackerMalformed, "larger than"},
 		{"timeout", func(w http.ResponseWriter, r *http.Request, n int) bool {
 			<-r.Context().Done()
 			return true
