@@ -45,6 +45,7 @@ type Config struct {
 const (
 	TrackerLinear = "linear"
 	TrackerFiles  = "files"
+	TrackerGitHub = "github"
 )
 
 // TrackerConfig is the tracker section.
@@ -79,16 +80,34 @@ type TrackerToolSettings struct {
 	// the LinearGraphQL* constants; empty (the files tracker) when the
 	// tool does not exist for the kind.
 	LinearGraphQL string `json:"linear_graphql,omitempty"`
+	// GitHubAPI is the policy of GitHub's github_api tool, one of the
+	// same three values (scoped, any, off; components/tracker says what
+	// each allows on GitHub); empty when the kind is not github.
+	GitHubAPI string `json:"github_api,omitempty"`
 }
 
 // TrackerProvider holds the adapter keys; which apply depends on Kind.
 type TrackerProvider struct {
 	// Linear.
 	ProjectSlug string `json:"project_slug,omitempty"`
-	APIKey      Secret `json:"api_key"`
-	Endpoint    string `json:"endpoint,omitempty"`
-	// Assignee is a Linear user id or "me"; empty means no filter.
+	// APIKey and Endpoint: Linear's key and GraphQL URL, or GitHub's token
+	// and REST API root.
+	APIKey   Secret `json:"api_key"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Assignee is a Linear user id, a GitHub login, or "me"; empty means
+	// no filter.
 	Assignee string `json:"assignee,omitempty"`
+	// GitHub: Repo is "owner/name" as the loader validated it.
+	Repo string `json:"repo,omitempty"`
+	// StateLabels is GitHub's label prefix ("status:") whose labels give an
+	// open issue its state; empty means the states are open and closed.
+	StateLabels string `json:"state_labels,omitempty"`
+	// Project is a GitHub Projects (v2) board, "owner/number", whose
+	// single-select StatusField gives an open issue its state;
+	// PriorityField, when set, its priority.
+	Project       string `json:"project,omitempty"`
+	StatusField   string `json:"status_field,omitempty"`
+	PriorityField string `json:"priority_field,omitempty"`
 	// Files: the directory of <IDENTIFIER>.md issues (absolute).
 	Path string `json:"path,omitempty"`
 }

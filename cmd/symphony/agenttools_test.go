@@ -166,6 +166,8 @@ func readAllLimited(r *http.Request) ([]byte, error) {
 // at gateAt is held at a gate, with claude and its MCP server alive, until
 // the test has looked at them (paused is closed when it is).
 type toolScript struct {
+	// tool is the tool as claude names it (linear_graphql unless set).
+	tool         string
 	calls        []map[string]any
 	gateAt       int
 	gate, paused chan struct{}
@@ -182,7 +184,7 @@ type scriptResult struct {
 }
 
 func newToolScript(gateAt int, calls ...map[string]any) *toolScript {
-	return &toolScript{calls: calls, gateAt: gateAt, gate: make(chan struct{}), paused: make(chan struct{})}
+	return &toolScript{tool: linearGraphQL, calls: calls, gateAt: gateAt, gate: make(chan struct{}), paused: make(chan struct{})}
 }
 
 func call(query string, vars map[string]any) map[string]any {
@@ -197,12 +199,12 @@ func (s *toolScript) respond(r mockanthropic.Request) mockanthropic.Step {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case !r.ToolResult && (s.next > 0 || !bytes.Contains(r.Body, []byte(`"`+linearGraphQL+`"`))):
+	case !r.ToolResult && (s.next > 0 || !bytes.Contains(r.Body, []byte(`"`+s.tool+`"`))):
 		// Not the conversation (or claude was not offered the tool: the
 		// test then fails on the missing results).
 		return mockanthropic.Text("Nothing to add.")
-	case r.ToolResult && !slices.Contains(r.ToolResultTools, linearGraphQL):
-		s.errs = append(s.errs, fmt.Sprintf("call %d: a tool result for %v, not %s: %s", s.next, r.ToolResultTools, linearGraphQL, r.ToolResultText))
+	case r.ToolResult && !slices.Contains(r.ToolResultTools, s.tool):
+		s.errs = append(s.errs, fmt.Sprintf("call %d: a tool result for %v, not %s: %s", s.next, r.ToolResultTools, s.tool, r.ToolResultText))
 		return mockanthropic.Text("Something went wrong.")
 	case r.ToolResult:
 		s.results = append(s.results, scriptResult{text: r.ToolResultText, isErr: r.ToolResultError})
@@ -210,7 +212,7 @@ func (s *toolScript) respond(r mockanthropic.Request) mockanthropic.Step {
 	if s.next >= len(s.calls) {
 		return mockanthropic.Text("Done with my issue; the changes I may not make were refused.")
 	}
-	st := mockanthropic.ToolUse(linearGraphQL, s.calls[s.next])
+	st := mockanthropic.ToolUse(s.tool, s.calls[s.next])
 	if s.next == s.gateAt {
 		close(s.paused)
 		st.Gate = s.gate
@@ -401,7 +403,7 @@ func TestAgentActsOnItsIssueWithoutTheKey(t *testing.T) {
 	// claude waits for the answer that updates its own issue.
 	r.waitPaused(t)
 	config, run := mcpConfigOf(t, r.dataDir)
-	checkAgentTree(t, run, r.cmd.Process.Pid)
+	checkAgentTree(t, run, r.cmd.Process.Pid, "LINEAR_API_KEY")
 	checkMCPConfig(t, config)
 
 	// Reload with the tool off; the run keeps the tools of its dispatch.
@@ -559,7 +561,7 @@ func checkMCPConfig(t *testing.T, path string) {
 // of the run (marked SYMPHONY_RUN_ID=run, and their descendants): neither
 // the key nor its variable is there; claude and `symphony mcp` are among
 // them.
-func checkAgentTree(t *testing.T, run string, symphonyPID int) {
+func checkAgentTree(t *testing.T, run string, symphonyPID int, secretVar string) {
 	t.Helper()
 	roots, err := procscan.Find("SYMPHONY_RUN_ID", run)
 	if err != nil {
@@ -587,8 +589,8 @@ func checkAgentTree(t *testing.T, run string, symphonyPID int) {
 			}
 		}
 		for kv := range strings.SplitSeq(string(env), "\x00") {
-			if strings.HasPrefix(kv, "LINEAR_API_KEY=") {
-				t.Errorf("pid %d (%q) has LINEAR_API_KEY in its environment", pid, args)
+			if strings.HasPrefix(kv, secretVar+"=") {
+				t.Errorf("pid %d (%q) has %s in its environment", pid, args, secretVar)
 			}
 		}
 		sawClaude = sawClaude || slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "claude") })

@@ -275,3 +275,62 @@ notify: {command: ./notify.sh, timeout_ms: 5000}
 		t.Errorf("bad usd: exit %d\n%s", code, out)
 	}
 }
+
+// TestValidateShowsGitHubProfile: validate prints the GitHub tracker's
+// effective profile (repository, endpoint default, the token masked as
+// where it comes from, state labels) and never the token; a project
+// board shows its fields; a board with state_labels fails naming the key;
+// an unset token fails naming the variable.
+func TestValidateShowsGitHubProfile(t *testing.T) {
+	const token = "ghp_validateTestTokenNeverPrinted000000"
+	code, out := validateWith(t, []string{"GITHUB_TOKEN=" + token}, "../../testdata/workflows/github.WORKFLOW.md")
+	if code != 0 || strings.Contains(out, token) {
+		t.Fatalf("exit %d (the token printed: %v)\n%s", code, strings.Contains(out, token), out)
+	}
+	for key, want := range map[string]string{
+		"tracker.kind":                  "github",
+		"tracker.provider.repo":         "acme/socket.io",
+		"tracker.provider.endpoint":     "https://api.github.com",
+		"tracker.provider.api_key":      "****** (from $GITHUB_TOKEN)",
+		"tracker.provider.assignee":     "me",
+		"tracker.provider.state_labels": "status:",
+		"tracker.terminal_states":       "[Done, closed]",
+	} {
+		if m := settingLine(key).FindStringSubmatch(out); m == nil || m[1] != want {
+			t.Errorf("%s = %q, want %q", key, m, want)
+		}
+	}
+	if m := settingLine("tracker.provider.endpoint").FindStringSubmatch(out); m == nil || m[2] != "(default)" {
+		t.Errorf("the endpoint is not marked default: %q", m)
+	}
+	// The prompt renders with an issue of the GitHub shape.
+	if !strings.Contains(out, "You are working on GitHub issue") {
+		t.Errorf("no rendered prompt:\n%s", out)
+	}
+
+	dir := t.TempDir()
+	p := filepath.Join(dir, "WORKFLOW.md")
+	src := "---\ntracker:\n  kind: github\n  provider:\n    repo: acme/app\n    project: acme/7\n    priority_field: Priority\n---\nbody\n"
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = validateWith(t, []string{"GITHUB_TOKEN=" + token}, p)
+	if m := settingLine("tracker.provider.status_field").FindStringSubmatch(out); code != 0 || m == nil || m[1] != "Status" || m[2] != "(default)" {
+		t.Errorf("a project board: exit %d, status_field %q\n%s", code, m, out)
+	}
+	if m := settingLine("tracker.active_states").FindStringSubmatch(out); m == nil || m[1] != "[Todo, In Progress]" {
+		t.Errorf("a project board's states: %q", m)
+	}
+	src = strings.Replace(src, "    priority_field: Priority\n", "    state_labels: \"status:\"\n", 1)
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = validateWith(t, []string{"GITHUB_TOKEN=" + token}, p)
+	if code != 1 || !strings.Contains(out, "tracker.provider.project: give tracker.provider.project or tracker.provider.state_labels, not both") {
+		t.Errorf("project and state_labels: exit %d\n%s", code, out)
+	}
+	code, out = validateWith(t, []string{"GITHUB_TOKEN="}, "../../testdata/workflows/github.WORKFLOW.md")
+	if code != 1 || !strings.Contains(out, "tracker.provider.api_key: $GITHUB_TOKEN is not set or empty") {
+		t.Errorf("unset token: exit %d\n%s", code, out)
+	}
+}

@@ -273,8 +273,12 @@ func redirectError(resp *http.Response) error {
 
 // redact removes the key from err's text, keeping its class and
 // retry-after. An error without the key is returned as it is.
-func (l *linear) redact(err error) error {
-	if err == nil || l.apiKey == "" || !strings.Contains(err.Error(), l.apiKey) {
+func (l *linear) redact(err error) error { return redactSecret(err, l.apiKey) }
+
+// redactSecret removes secret from err's text, keeping its class and
+// retry-after; an error without it is returned as it is.
+func redactSecret(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
 		return err
 	}
 	class, retry := classOf(err)
@@ -284,10 +288,10 @@ func (l *linear) redact(err error) error {
 		// The new Error() adds the class again: drop the inner one.
 		msg = strings.Replace(msg, te.Error(), te.Message, 1)
 	}
-	out := &Error{Class: class, Message: scrub(msg, l.apiKey), RetryAfter: retry}
+	out := &Error{Class: class, Message: scrub(msg, secret), RetryAfter: retry}
 	// The cause stays reachable (errors.Is on a timeout) unless its own
-	// text has the key.
-	if te != nil && te.Err != nil && !strings.Contains(te.Err.Error(), l.apiKey) {
+	// text has the secret.
+	if te != nil && te.Err != nil && !strings.Contains(te.Err.Error(), secret) {
 		out.Err = te.Err
 	}
 	return out

@@ -50,19 +50,24 @@ func (r rules) dispatchable(iss *bus.Issue, unseenBlockers bool) {
 		iss.Dispatchable = false
 		return
 	}
-	if normState(iss.State) != "todo" {
-		return
-	}
-	if unseenBlockers {
+	if normState(iss.State) == "todo" && r.held(iss, unseenBlockers) {
 		iss.Dispatchable = false
-		return
+	}
+}
+
+// held reports whether iss's blockers hold it back: one not seen (the
+// provider returned part of them), or any whose state is not terminal (a
+// blocker whose state is unknown counts as open).
+func (r rules) held(iss *bus.Issue, unseenBlockers bool) bool {
+	if unseenBlockers {
+		return true
 	}
 	for _, b := range iss.BlockedBy {
 		if b.State == nil || !slices.Contains(r.terminal, normState(*b.State)) {
-			iss.Dispatchable = false
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // stateSet is a normalized set of state names.

@@ -175,8 +175,15 @@ func (c *Component) callInSession(ctx context.Context, req bus.CallTool) (bus.To
 // secretsOf lists the credential values an adapter holds, to mask in
 // records.
 func secretsOf(a adapter) []string {
-	if l, ok := a.(*linear); ok && l.apiKey != "" {
-		return []string{l.apiKey}
+	switch x := a.(type) {
+	case *linear:
+		if x.apiKey != "" {
+			return []string{x.apiKey}
+		}
+	case *github:
+		if x.apiKey != "" {
+			return []string{x.apiKey}
+		}
 	}
 	return nil
 }

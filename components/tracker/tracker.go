@@ -10,8 +10,9 @@
 // every outcome a result (never a request error), so an agent acts on its
 // ticket without ever holding the key.
 //
-// Adapters: linear (GraphQL over HTTP) and files (a directory of Markdown
-// issues). Both normalize into bus.Issue with the same rules.
+// Adapters: linear (GraphQL over HTTP), github (GitHub Issues over REST;
+// github*.go) and files (a directory of Markdown issues). All normalize
+// into bus.Issue with the same rules.
 package tracker
 
 import (
@@ -65,6 +66,8 @@ type Component struct {
 	// gates are the Linear rate limits in effect, shared by every adapter
 	// this component builds with the same credential.
 	gates *rateGates
+	// etags are the GitHub ETag caches, one per credential like gates.
+	etags *etagCaches
 	// sessions are the runs' tool sessions (sessions.go).
 	sessions *toolSessions
 }
@@ -86,7 +89,7 @@ func New(opts Options) (*Component, error) {
 	if opts.Env.LookupEnv == nil {
 		opts.Env = workflowfile.OSEnv()
 	}
-	return &Component{opts: opts, log: opts.Log.With("component", bus.CompTracker), gates: &rateGates{}, sessions: newToolSessions()}, nil
+	return &Component{opts: opts, log: opts.Log.With("component", bus.CompTracker), gates: &rateGates{}, etags: &etagCaches{}, sessions: newToolSessions()}, nil
 }
 
 // Name is "tracker".
@@ -167,6 +170,19 @@ func (c *Component) build(snap bus.ConfigSnapshot) (adapter, error) {
 		// reloads (usually the same workspace's key).
 		l.gate = c.gates.of(l.endpoint, key)
 		return l, nil
+	case bus.TrackerGitHub:
+		key, err := c.secret(snap)
+		if err != nil {
+			return nil, err
+		}
+		g, err := newGitHub(tc, key, c.opts.HTTPClient, log)
+		if err != nil {
+			return nil, err
+		}
+		// The token's quota and its conditional requests' cache outlive
+		// a reload, as for Linear.
+		g.gate, g.cache = c.gates.of(g.endpoint, key), c.etags.of(g.endpoint, key)
+		return g, nil
 	}
 	return nil, errorf(bus.TrackerConfigError, "unsupported tracker kind %q", tc.Kind)
 }

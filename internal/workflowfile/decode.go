@@ -226,10 +226,10 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 	t.Kind = strings.ToLower(d.str(m, "kind", "tracker.kind", ""))
 	switch t.Kind {
 	case "":
-		d.fail("tracker.kind", "required (linear or files)")
-	case bus.TrackerLinear, bus.TrackerFiles:
+		d.fail("tracker.kind", "required (linear, github or files)")
+	case bus.TrackerLinear, bus.TrackerFiles, bus.TrackerGitHub:
 	default:
-		d.fail("tracker.kind", "unsupported tracker %q (supported: linear, files)", t.Kind)
+		d.fail("tracker.kind", "unsupported tracker %q (supported: linear, github, files)", t.Kind)
 	}
 	prov := d.section(m, "provider", "tracker.provider")
 	// The reference specification puts the Linear keys directly under
@@ -257,6 +257,8 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		if u, err := url.Parse(t.Provider.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			d.fail(key, "must be an http(s) URL, got %q", t.Provider.Endpoint)
 		}
+	case bus.TrackerGitHub:
+		d.github(&t, get)
 	case bus.TrackerFiles:
 		t.Provider.Path = d.path(prov, "path", "tracker.provider.path", "")
 		if t.Provider.Path == "" && d.err == nil {
@@ -270,32 +272,50 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		t.Provider.Assignee = d.indirect(src, "assignee", key, "")
 	}
 	t.RequiredLabels = lower(d.strList(m, "required_labels", "tracker.required_labels", []string{}))
-	t.ActiveStates = d.strList(m, "active_states", "tracker.active_states", DefaultActiveStates())
-	t.TerminalStates = d.strList(m, "terminal_states", "tracker.terminal_states", DefaultTerminalStates())
+	active, terminal := DefaultActiveStates(), DefaultTerminalStates()
+	if t.Kind == bus.TrackerGitHub && !githubNamedStates(t.Provider) {
+		active, terminal = []string{GitHubOpen}, []string{GitHubClosed}
+	}
+	t.ActiveStates = d.strList(m, "active_states", "tracker.active_states", active)
+	t.TerminalStates = d.strList(m, "terminal_states", "tracker.terminal_states", terminal)
 	if len(t.ActiveStates) == 0 {
 		d.fail("tracker.active_states", "must name at least one state")
+	}
+	if t.Kind == bus.TrackerGitHub {
+		d.githubStates(t)
 	}
 	t.Tools = d.trackerTools(d.section(m, "tools", "tracker.tools"), t.Kind)
 	return t
 }
 
-// trackerTools decodes tracker.tools. linear_graphql's policy is checked
+// trackerTools decodes tracker.tools. Each tool's policy is checked
 // whatever the kind (a misspelt value is an error, not a silent default),
-// but kept only for Linear: the files tracker has no such tool, and the
-// loader ignores the other Linear-only keys there too (README says so).
+// but kept only for its tracker: linear_graphql for Linear, github_api for
+// GitHub; the files tracker has neither (README says so).
 func (d *decoder) trackerTools(m map[string]any, kind string) bus.TrackerToolSettings {
 	var t bus.TrackerToolSettings
-	const key = "tracker.tools.linear_graphql"
-	raw := d.str(m, "linear_graphql", key, bus.LinearGraphQLScoped)
+	if p := d.toolPolicy(m, "linear_graphql"); kind == bus.TrackerLinear {
+		t.LinearGraphQL = p
+	}
+	if kind == bus.TrackerGitHub || m["github_api"] != nil {
+		if p := d.toolPolicy(m, "github_api"); kind == bus.TrackerGitHub {
+			t.GitHubAPI = p
+		}
+	}
+	return t
+}
+
+// toolPolicy reads tracker.tools.<name>: scoped (the default), any or off.
+func (d *decoder) toolPolicy(m map[string]any, name string) string {
+	key := "tracker.tools." + name
+	raw := d.str(m, name, key, bus.LinearGraphQLScoped)
 	switch p := strings.ToLower(strings.TrimSpace(raw)); p {
 	case bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff:
-		if kind == bus.TrackerLinear {
-			t.LinearGraphQL = p
-		}
+		return p
 	default:
 		d.fail(key, "unknown policy %q (want %s, %s or %s)", raw, bus.LinearGraphQLScoped, bus.LinearGraphQLAny, bus.LinearGraphQLOff)
 	}
-	return t
+	return ""
 }
 
 func (d *decoder) workspaceRoot(m map[string]any) string {

@@ -15,6 +15,10 @@ import (
 // absent codex.turn_sandbox_policy: the backend builds the policy per run.
 const TurnSandboxPolicyUnset = "null (a workspaceWrite policy rooted at each run's workspace)"
 
+// StateLabelsUnset is how the effective configuration shows a github
+// tracker without tracker.provider.state_labels.
+const StateLabelsUnset = "none (an issue's state is open or closed)"
+
 // NoCap is how the effective configuration shows an absent budget cap.
 const NoCap = "none"
 
@@ -96,6 +100,9 @@ func Effective(r *Result) []Setting {
 	}
 	for k, v := range tree {
 		walk(k, v)
+	}
+	if t := r.Config.Tracker; t.Kind == bus.TrackerGitHub && !githubNamedStates(t.Provider) {
+		out = append(out, Setting{Key: "tracker.provider.state_labels", Value: StateLabelsUnset})
 	}
 	if r.Config.Codex.TurnSandboxPolicy == nil {
 		out = append(out, Setting{Key: "codex.turn_sandbox_policy", Value: TurnSandboxPolicyUnset})

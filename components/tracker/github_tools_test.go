@@ -1,0 +1,242 @@
+package tracker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+var ghOwn = bus.IssueRef{ID: "7", Identifier: "app-7"}
+
+func callGitHub(t *testing.T, g *github, args any) bus.ToolResult {
+	t.Helper()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runTool(t.Context(), g.tools(), bus.CallTool{RunID: "r1", Issue: ghOwn, Tool: "github_api", Arguments: raw})
+}
+
+// writes lists the non-GET requests the fake received.
+func (f *fakeGitHub) writes() []ghReq {
+	var out []ghReq
+	for _, r := range f.requests() {
+		if r.method != http.MethodGet {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestGitHubAPIScoped: by default reads of the repository go out, writes
+// only on the run's own issue and only the allowed ones; every refusal
+// names its rule and sends nothing.
+func TestGitHubAPIScoped(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(7, "open"), ghIssueJSON(8, "open"))
+	g := newTestGitHub(t, f, nil, nil)
+
+	res := callGitHub(t, g, map[string]any{"method": "get", "path": "/repos/acme/app/issues/8", "params": map[string]any{"per_page": 5, "labels": []any{"a", "b"}}})
+	var out struct {
+		Status int            `json:"status"`
+		Body   map[string]any `json:"body"`
+	}
+	if !res.OK || json.Unmarshal(res.Output, &out) != nil || out.Status != 200 || out.Body["title"] != "Issue 8" {
+		t.Fatalf("read of another issue: %+v %s", res, res.Output)
+	}
+	if r := f.requests()[len(f.requests())-1]; r.query != "labels=a%2Cb&per_page=5" {
+		t.Errorf("query sent = %q", r.query)
+	}
+	if res.RateLimit == nil || res.RateLimit.Headers["X-Ratelimit-Remaining"] != "4999" {
+		t.Errorf("rate limit = %+v", res.RateLimit)
+	}
+
+	allowed := []map[string]any{
+		{"method": "POST", "path": "/repos/acme/app/issues/7/comments", "body": map[string]any{"body": "Done: see the PR."}},
+		{"method": "PATCH", "path": "/repos/ACME/App/issues/7", "body": map[string]any{"state": "closed", "state_reason": "completed", "labels": []any{"status:Human Review"}}},
+		{"method": "POST", "path": "/repos/acme/app/issues/7/labels", "body": map[string]any{"labels": []any{"x"}}},
+		{"method": "DELETE", "path": "/repos/acme/app/issues/7/labels/status%3ATodo"},
+		{"method": "POST", "path": "/repos/acme/app/issues/7/assignees", "body": map[string]any{"assignees": []any{"octo"}}},
+	}
+	for _, a := range allowed {
+		if res := callGitHub(t, g, a); !res.OK {
+			t.Errorf("%v %v refused: %+v", a["method"], a["path"], res)
+		}
+	}
+	w := f.writes()
+	if len(w) != len(allowed) || w[0].body != `{"body":"Done: see the PR."}` || w[3].path != "/repos/acme/app/issues/7/labels/status:Todo" || w[1].path != "/repos/ACME/App/issues/7" {
+		t.Fatalf("writes sent: %+v", w)
+	}
+
+	refusedCalls := []struct {
+		args map[string]any
+		rule string
+	}{
+		{map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/8", "body": map[string]any{"state": "closed"}}, "target_not_own_issue"},
+		{map[string]any{"method": "POST", "path": "/repos/acme/app/issues/70/comments", "body": map[string]any{"body": "x"}}, "target_not_own_issue"},
+		{map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/7", "body": map[string]any{"milestone": 3}}, "body_field_not_allowed"},
+		{map[string]any{"method": "POST", "path": "/repos/acme/app/issues/7/comments", "body": map[string]any{"body": "x", "extra": 1}}, "body_field_not_allowed"},
+		{map[string]any{"method": "DELETE", "path": "/repos/acme/app"}, "write_not_allowed"},
+		{map[string]any{"method": "POST", "path": "/repos/acme/app/issues", "body": map[string]any{"title": "new"}}, "write_not_allowed"},
+		{map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/comments/1", "body": map[string]any{"body": "x"}}, "write_not_allowed"},
+		{map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/07", "body": map[string]any{"state": "closed"}}, "target_not_own_issue"},
+		{map[string]any{"method": "PUT", "path": "/repos/acme/app/issues/7/lock"}, "write_not_allowed"},
+		{map[string]any{"method": "GET", "path": "/user"}, "outside_repository"},
+		{map[string]any{"method": "GET", "path": "/repos/other/app/issues"}, "outside_repository"},
+		{map[string]any{"method": "POST", "path": "/repos/acme/app-other/issues/7/comments", "body": map[string]any{"body": "x"}}, "outside_repository"},
+	}
+	before := len(f.requests())
+	for _, c := range refusedCalls {
+		res := callGitHub(t, g, c.args)
+		if res.OK || res.Class != bus.ToolRefused || res.Rule != c.rule {
+			t.Errorf("%v %v: %+v, want refused by %s", c.args["method"], c.args["path"], res, c.rule)
+		}
+	}
+	if n := len(f.requests()) - before; n != 0 {
+		t.Fatalf("%d refused calls were sent", n)
+	}
+
+	badCalls := []map[string]any{
+		{"method": "HEAD", "path": "/repos/acme/app"},
+		{"path": "/repos/acme/app"},
+		{"method": "GET", "path": "repos/acme/app"},
+		{"method": "GET", "path": "https://evil.example/repos/acme/app"},
+		{"method": "GET", "path": "//evil.example/repos/acme/app"},
+		{"method": "GET", "path": "/repos/acme/app/../../user"},
+		{"method": "GET", "path": "/repos/acme/app/issues?state=all"},
+		{"method": "GET", "path": "/repos/acme%2Fapp/issues"},
+		{"method": "GET", "path": "/repos/acme/app", "body": map[string]any{"a": 1}},
+		{"method": "GET", "path": "/repos/acme/app", "params": map[string]any{"a": map[string]any{}}},
+		{"method": "GET", "path": "/repos/acme/app", "token": "x"},
+	}
+	for _, a := range badCalls {
+		if res := callGitHub(t, g, a); res.OK || res.Class != bus.ToolBadArguments {
+			t.Errorf("%v: %+v, want bad_arguments", a, res)
+		}
+	}
+	if n := len(f.requests()) - before; n != 0 {
+		t.Fatalf("%d bad calls were sent", n)
+	}
+}
+
+// TestGitHubAPIPolicies: any is the reference's behaviour (another issue's
+// write goes out), off refuses reads too.
+func TestGitHubAPIPolicies(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(7, "open"), ghIssueJSON(8, "open"))
+	anyPolicy := newTestGitHub(t, f, func(c *bus.TrackerConfig) { c.Tools.GitHubAPI = bus.LinearGraphQLAny }, nil)
+	if res := callGitHub(t, anyPolicy, map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/8", "body": map[string]any{"milestone": 1}}); !res.OK {
+		t.Fatalf("any: %+v", res)
+	}
+	if res := callGitHub(t, anyPolicy, map[string]any{"method": "GET", "path": "/user"}); !res.OK || !strings.Contains(string(res.Output), "Octo") {
+		t.Fatalf("any, GET /user: %+v", res)
+	}
+	off := newTestGitHub(t, f, func(c *bus.TrackerConfig) { c.Tools.GitHubAPI = bus.LinearGraphQLOff }, nil)
+	if res := callGitHub(t, off, map[string]any{"method": "GET", "path": "/repos/acme/app"}); res.Class != bus.ToolRefused || res.Rule != "tool_disabled" {
+		t.Fatalf("off: %+v", res)
+	}
+	if off.tools()[0].spec.Mutates || !strings.Contains(off.tools()[0].spec.Description, "turned this tool off") {
+		t.Errorf("off spec: %+v", off.tools()[0].spec)
+	}
+	if _, err := newGitHub(bus.TrackerConfig{Provider: bus.TrackerProvider{Repo: "a/b", Endpoint: f.url()}, Tools: bus.TrackerToolSettings{GitHubAPI: "everything"}}, "k", nil, nil); err == nil {
+		t.Error("an unknown policy built an adapter")
+	}
+}
+
+// TestGitHubAPIFailuresAreResults: a non-2xx answer is a failure that
+// keeps it, the token scrubbed; a rate limit a call meets holds the
+// poller too, and the next call, without a request.
+func TestGitHubAPIFailuresAreResults(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(7, "open"))
+	status := http.StatusUnprocessableEntity
+	f.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "120")
+		}
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"message":"Validation Failed","documentation_url":"x","echo":"%s"}`, testGitHubToken)
+		return true
+	}
+	g := newTestGitHub(t, f, nil, nil)
+	args := map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/7", "body": map[string]any{"state": "nope"}}
+	res := callGitHub(t, g, args)
+	if res.OK || res.Class != bus.TrackerStatusError || !strings.Contains(res.Error, "HTTP 422") || !strings.Contains(string(res.Output), `"status":422`) {
+		t.Fatalf("422: %+v %s", res, res.Output)
+	}
+	if strings.Contains(string(res.Output)+res.Error, testGitHubToken) {
+		t.Fatal("the token is in the result")
+	}
+	status = http.StatusTooManyRequests
+	res = callGitHub(t, g, args)
+	if res.OK || res.Class != bus.TrackerRateLimited || res.RateLimit == nil || !res.RateLimit.Limited || res.RateLimit.RetryAfterMS != 120_000 {
+		t.Fatalf("429: %+v %+v", res, res.RateLimit)
+	}
+	n := len(f.requests())
+	if _, _, err := g.Candidates(t.Context(), []string{"open"}); !classIs(err, bus.TrackerRateLimited) {
+		t.Errorf("poll during the limit: %v", err)
+	}
+	if res := callGitHub(t, g, args); res.Class != bus.TrackerRateLimited || len(f.requests()) != n {
+		t.Errorf("call during the limit: %+v, %d requests", res, len(f.requests())-n)
+	}
+	f.srv.Close()
+	g.gate = &rateGate{}
+	if res := callGitHub(t, g, args); res.OK || res.Class != bus.TrackerRequestError {
+		t.Errorf("transport failure: %+v", res)
+	}
+}
+
+// TestGitHubAPIOverTheBus: a run's session lists github_api and runs it
+// on the run's own issue with the token the tracker holds; the record's
+// arguments are masked; the policy is the one in force when the session
+// opened.
+func TestGitHubAPIOverTheBus(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(7, "open"))
+	h := startTracker(t, map[string]string{"GITHUB_TOKEN": testGitHubToken})
+	tc := bus.TrackerConfig{Kind: bus.TrackerGitHub, ActiveStates: []string{"open"}, TerminalStates: []string{"closed"},
+		Provider: bus.TrackerProvider{Repo: "acme/app", Endpoint: f.url(), APIKey: bus.NewSecret("GITHUB_TOKEN", "")}}
+	h.config(1, tc, time.Hour)
+	h.snapshot()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	specs, err := bus.Ask(ctx, h.b, bus.TrackerTools, bus.ListTools{RunID: "r1", Issue: ghOwn})
+	if err != nil || specs.Tracker != bus.TrackerGitHub || len(specs.Tools) != 1 || specs.Tools[0].Name != "github_api" || !specs.Tools[0].Mutates {
+		t.Fatalf("tools: %+v %v", specs, err)
+	}
+	tc.Tools.GitHubAPI = bus.LinearGraphQLOff
+	h.config(2, tc, time.Hour)
+	h.snapshot()
+	args := json.RawMessage(`{"method":"POST","path":"/repos/acme/app/issues/7/comments","body":{"body":"hello ` + testGitHubToken + `"}}`)
+	res, err := bus.Ask(ctx, h.b, bus.TrackerToolCall, bus.CallTool{RunID: "r1", Issue: ghOwn, Tool: "github_api", Arguments: args})
+	if err != nil || !res.OK {
+		t.Fatalf("call in the session pinned before the reload: %+v %v", res, err)
+	}
+	if w := f.writes(); len(w) != 1 || !strings.Contains(w[0].body, "hello") {
+		t.Fatalf("writes: %+v", w)
+	}
+	if strings.Contains(string(res.Arguments), testGitHubToken) || !strings.Contains(string(res.Arguments), "hello ******") {
+		t.Errorf("recorded arguments: %s", res.Arguments)
+	}
+	res, err = bus.Ask(ctx, h.b, bus.TrackerToolCall, bus.CallTool{RunID: "r1", Issue: bus.IssueRef{ID: "8"}, Tool: "github_api", Arguments: args})
+	if err != nil || res.Rule != "own_issue_only" {
+		t.Errorf("a call naming another issue: %+v %v", res, err)
+	}
+	// A run that starts after the reload gets the policy in force.
+	if _, err := bus.Ask(ctx, h.b, bus.TrackerTools, bus.ListTools{RunID: "r2", Issue: ghOwn}); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = bus.Ask(ctx, h.b, bus.TrackerToolCall, bus.CallTool{RunID: "r2", Issue: ghOwn, Tool: "github_api", Arguments: args})
+	if res.Rule != "tool_disabled" {
+		t.Errorf("a run after the reload to off: %+v", res)
+	}
+	if strings.Contains(h.logs.String(), testGitHubToken) {
+		t.Fatal("the token is in the logs")
+	}
+}
