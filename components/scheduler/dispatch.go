@@ -71,6 +71,11 @@ func (a *actor) dispatchFrom(ctx context.Context, snap bus.CandidateSnapshot) {
 			a.clearBlocked(ctx, iss.ID)
 		}
 	}
+	if a.dayHeld(ctx) {
+		// The fleet reached a daily cap: nothing new starts until the
+		// day rolls over or the cap is raised (day.go).
+		return
+	}
 	dispatch, skipped := Plan(cfg, candidates, a.occupancy())
 	for _, iss := range candidates {
 		switch skipped[iss.ID] {
@@ -166,7 +171,7 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 		return
 	}
 	dctx, cancel := a.ask(ctx)
-	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt, IssueBudget: left})
+	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt, IssueBudget: left, DayBudget: a.dayBudget(ctx)})
 	cancel()
 	if err != nil {
 		uncount()
