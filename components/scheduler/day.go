@@ -36,13 +36,19 @@ import (
 // ended days are released and dispatch resumes.
 
 // loc is the zone of the daily caps' calendar day (UTC when the
-// configuration's cannot be loaded, which the loader has ruled out).
+// configuration's cannot be loaded, which the loader has ruled out),
+// loaded once per configuration: a load reads the zone database.
 func (a *actor) loc() *time.Location {
+	name := a.cfg.Config.Budget.PerDay.TimeZone
+	if a.zone != nil && a.zoneName == name {
+		return a.zone
+	}
 	loc, err := a.cfg.Config.Budget.PerDay.Location()
 	if err != nil {
 		a.log.Error("budget.per_day.time_zone cannot be loaded; days are taken in UTC", "err", err)
-		return time.UTC
+		loc = time.UTC
 	}
+	a.zone, a.zoneName = loc, name
 	return loc
 }
 

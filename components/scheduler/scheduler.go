@@ -148,6 +148,9 @@ type actor struct {
 	heldDay   string
 	dayLogged string
 	dayT      *time.Timer
+	// zone is the loaded budget.per_day.time_zone, zoneName its name.
+	zone     *time.Location
+	zoneName string
 	// lastStatus is how each issue's last run ended, while this process
 	// saw it (notify.go tells max_runs_reached from retries_exhausted).
 	lastStatus map[string]bus.RunStatus

@@ -211,7 +211,7 @@ func (w *world) serveRunner(ctx context.Context) {
 		lost := w.lostEnds
 		w.mu.Unlock()
 		if ok && !lost {
-			go w.finish(d, req.Status)
+			go w.finishErr(d, req.Status, req.Reason)
 		}
 		return bus.CancelResult{Found: ok}
 	})
@@ -284,11 +284,15 @@ func serve[Req, Resp any](t *testing.T, ctx context.Context, b *bus.Bus, r bus.R
 }
 
 // finish publishes the run's end as the runner would.
-func (w *world) finish(d bus.Dispatch, status bus.RunStatus) {
+func (w *world) finish(d bus.Dispatch, status bus.RunStatus) { w.finishErr(d, status, "") }
+
+// finishErr publishes the run's end with its error (a cancel's reason, as
+// the runner records it).
+func (w *world) finishErr(d bus.Dispatch, status bus.RunStatus, errText string) {
 	w.mu.Lock()
 	delete(w.live, d.RunID)
 	w.mu.Unlock()
-	ev := bus.RunEvent{RunID: d.RunID, Event: bus.RunFinished, At: time.Now(), Issue: d.Issue.Ref(), Attempt: d.Attempt, Status: status}
+	ev := bus.RunEvent{RunID: d.RunID, Event: bus.RunFinished, At: time.Now(), Issue: d.Issue.Ref(), Attempt: d.Attempt, Status: status, Error: errText}
 	w.mu.Lock()
 	spend := w.spend
 	w.mu.Unlock()
