@@ -138,10 +138,7 @@ func TestDailyCapStopsTheFleetUntilTheRollover(t *testing.T) {
 			sp.Capped == nil || sp.Capped.Cap != bus.CapDayUSD || sp.TimeZone != newYork {
 			t.Errorf("day's spend %+v (capped %+v)", sp, sp.Capped)
 		}
-		// A new issue and the retry's due time: nothing starts. (A
-		// second first: a snapshot fetched at the very instant the runs
-		// ended is stale for them, and asked again at that instant.)
-		time.Sleep(time.Second)
+		// A new issue and the retry's due time: nothing starts.
 		w.mu.Lock()
 		w.iss["D-1"] = iss("D-1", 4, "", "Todo")
 		w.mu.Unlock()
