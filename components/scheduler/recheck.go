@@ -29,10 +29,12 @@ func (a *actor) recheckParks(ctx context.Context) {
 		a.log.Info("park released: the reloaded configuration raised or removed its cap", "issue_id", id,
 			"issue_identifier", bl.Identifier, "cap", bl.Cap, "limit", bl.Limit)
 	}
-	if !a.dayHeld(ctx) {
+	wasHeld := a.heldToday()
+	held := a.dayHeld(ctx)
+	if !held {
 		a.armRetryTimer()
 	}
-	if released > 0 {
+	if released > 0 || wasHeld && !held {
 		a.queueRefresh()
 	}
 }
