@@ -156,8 +156,9 @@ func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 		w.priced = out.runUSD
 	}
 	// The turn's own share of the cost, for the fleet's day: what the
-	// run's figure grew by in this turn.
-	if after, priced := w.spentUSD(); priced {
+	// run's figure grew by in this turn (none for a turn that reported
+	// nothing: killed before its result).
+	if after, priced := w.spentUSD(); priced && out.result != nil {
 		if !pricedBefore {
 			before = 0
 		}
