@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -26,10 +25,15 @@ import (
 // queue (notifyQueue) that a goroutine of the scheduler's own publishes
 // from; a full queue drops it, logged and counted
 // (Component.NotificationsDropped). What is still queued when the
-// scheduler stops is lost (logged with the count).
+// scheduler stops is published within drainTimeout (a --once run ends
+// right after its last run's end), and only then dropped, logged.
 
 // notifyQueue bounds the notifications waiting to be published.
 const notifyQueue = 256
+
+// drainTimeout bounds the publishing of what is queued when the
+// scheduler stops.
+const drainTimeout = 5 * time.Second
 
 // notifier publishes notifications off the actor's goroutine.
 type notifier struct {
@@ -52,10 +56,7 @@ func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
 		for {
 			select {
 			case <-ctx.Done():
-				if left := len(n.q); left > 0 {
-					n.c.dropped.Add(int64(left))
-					n.c.log.Warn("scheduler stopped with notifications not yet published; they are lost", "count", left)
-				}
+				n.drain(ctx, b)
 				return
 			case note := <-n.q:
 				n.publish(ctx, b, note)
@@ -65,15 +66,32 @@ func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
 	return wg.Wait
 }
 
+// drain publishes what is queued when the scheduler stops, within
+// drainTimeout; what is left then is dropped, logged and counted.
+func (n *notifier) drain(ctx context.Context, b *bus.Bus) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	defer cancel()
+	for {
+		select {
+		case note := <-n.q:
+			if dctx.Err() != nil {
+				n.c.dropped.Add(1)
+				n.c.log.Warn("scheduler stopped before a notification was published; it is lost", "id", note.ID, "event", note.Event)
+				continue
+			}
+			n.publish(dctx, b, note)
+		default:
+			return
+		}
+	}
+}
+
 // publish stores one notification in the NOTIFY stream, its id as the
 // message id.
 func (n *notifier) publish(ctx context.Context, b *bus.Bus, note bus.Notification) {
 	pctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	if _, err := bus.PublishDurable(pctx, b, bus.Notifications, note, note.ID, string(note.Event)); err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			return
-		}
 		n.c.dropped.Add(1)
 		n.c.log.Error("notification not published", "err", err, "id", note.ID, "event", note.Event, "issue_id", note.IssueID, "run_id", note.RunID)
 	}

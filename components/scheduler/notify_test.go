@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -117,6 +118,26 @@ func TestNotifyNeverWaits(t *testing.T) {
 		}
 		if got := a.c.NotificationsDropped(); got != 3 {
 			t.Errorf("dropped %d, want 3", got)
+		}
+	})
+}
+
+// TestNotificationsQueuedAtTheStopArePublished: what is still queued when
+// the scheduler stops (a --once run ends right after its last run's end)
+// is published before the publisher ends.
+func TestNotificationsQueuedAtTheStopArePublished(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir())
+		a := newTestActor(w)
+		a.notify(bus.Notification{ID: "run_blocked/late-run", Event: bus.NotifyRunBlocked, RunID: "late-run"})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		a.notes.start(ctx, w.b)()
+		if notes := storedNotes(t, w.b, bus.NotifyRunBlocked); len(notes) != 1 || notes[0].ID != "run_blocked/late-run" {
+			t.Errorf("stored %+v, want the queued notification", notes)
+		}
+		if got := a.c.NotificationsDropped(); got != 0 {
+			t.Errorf("%d dropped", got)
 		}
 	})
 }
