@@ -56,9 +56,14 @@ func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
 		for {
 			select {
 			case <-ctx.Done():
-				n.drain(ctx, b)
+				n.drain(ctx, b, nil)
 				return
 			case note := <-n.q:
+				if ctx.Err() != nil {
+					// Stopping already: the note is drained with the rest.
+					n.drain(ctx, b, &note)
+					return
+				}
 				n.publish(ctx, b, note)
 			}
 		}
@@ -68,9 +73,13 @@ func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
 
 // drain publishes what is queued when the scheduler stops, within
 // drainTimeout; what is left then is dropped, logged and counted.
-func (n *notifier) drain(ctx context.Context, b *bus.Bus) {
+// first, if set, was taken from the queue already.
+func (n *notifier) drain(ctx context.Context, b *bus.Bus, first *bus.Notification) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 	defer cancel()
+	if first != nil {
+		n.publish(dctx, b, *first)
+	}
 	for {
 		select {
 		case note := <-n.q:
