@@ -44,6 +44,14 @@ type CancelRun struct {
 	// Status is the terminal status to record (canceled, stalled,
 	// timed_out); canceled when empty.
 	Status RunStatus `json:"status,omitempty"`
+	// BudgetCap, BudgetLimit and BudgetDay name the cap a budget_exceeded
+	// cancel enforces (the fleet's daily cap, crossed by another run's
+	// turn): the run's end carries them (RunEvent.BudgetCap), so its park
+	// says which cap made it, also when the end is followed up after a
+	// restart.
+	BudgetCap   string  `json:"budget_cap,omitempty"`
+	BudgetLimit float64 `json:"budget_limit,omitempty"`
+	BudgetDay   string  `json:"budget_day,omitempty"`
 }
 
 // CancelResult says whether the run was found running.

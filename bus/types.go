@@ -132,7 +132,19 @@ type RunEvent struct {
 	// BudgetUSD is, on run_finished, the cost the budget caps counted:
 	// CostUSD when the agent reported one, else the run priced by the
 	// pricing table (codex); nil when neither (an unpriced run).
+	// On turn_finished it is the turn's own share: the turn's CostUSD, or
+	// what the run's priced cost grew by in the turn (codex); nil when
+	// the turn had no figure. The scheduler adds it to the day's spend.
 	BudgetUSD *float64 `json:"budget_usd,omitempty"`
+	// BudgetCap names the cap that ended a budget_exceeded run (a Cap*
+	// key: budget.per_run.usd, budget.per_day.tokens, …) and BudgetLimit
+	// its value, on run_finished (and on the turn_finished of the turn it
+	// ended); BudgetDay is the calendar day of a daily cap. The scheduler
+	// parks the issue with them, so a reload can tell whether a new
+	// configuration releases it.
+	BudgetCap   string  `json:"budget_cap,omitempty"`
+	BudgetLimit float64 `json:"budget_limit,omitempty"`
+	BudgetDay   string  `json:"budget_day,omitempty"`
 	// AgentPID and AgentStartedAt are set on turn_started when the agent's
 	// process was started: its process id, and the moment its start (the
 	// fork and exec) returned inside Symphony. At is when the turn began,

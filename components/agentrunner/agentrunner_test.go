@@ -31,6 +31,8 @@ type harness struct {
 	// issueBudget is what the next dispatches carry of the issue's
 	// lifetime caps (nil: none).
 	issueBudget *bus.IssueBudgetLeft
+	// dayBudget is what they carry of the fleet's daily caps.
+	dayBudget *bus.DayBudgetLeft
 	// state is what the stand-in tracker answers for refreshes.
 	state    string
 	hooks    []string
@@ -158,7 +160,7 @@ func (h *harness) dispatchIssue(runID string, iss bus.Issue) {
 	deadline := time.Now().Add(testTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(h.t.Context(), 2*time.Second)
-		_, err := bus.Ask(ctx, h.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, IssueBudget: h.issueBudget})
+		_, err := bus.Ask(ctx, h.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, IssueBudget: h.issueBudget, DayBudget: h.dayBudget})
 		cancel()
 		if err == nil {
 			return

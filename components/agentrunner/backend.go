@@ -55,6 +55,9 @@ type sessionSpec struct {
 	// issue is the issue's lifetime caps and its earlier spend (nil
 	// without per-issue caps): codex's mid-turn check counts them.
 	issue *bus.IssueBudgetLeft
+	// day is the fleet's daily caps and today's spend at the dispatch
+	// (nil without daily caps): codex's mid-turn check counts them too.
+	day *bus.DayBudgetLeft
 }
 
 // agentSession is one run's conversation with its agent.
@@ -109,6 +112,9 @@ type turnOutcome struct {
 	// runUSD is the run's cost so far as the backend priced it (codex:
 	// the thread's totals at the model's price); nil when it cannot.
 	runUSD *float64
+	// hit is the cap that ended the turn budget_exceeded (codex stopped
+	// mid-turn; budgetEnd after a turn); nil otherwise.
+	hit *capHit
 }
 
 // canceled carries the status and reason of a cancel into a turn.

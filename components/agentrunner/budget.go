@@ -23,16 +23,19 @@ import (
 //   - after every turn the run's spend is checked: at a cap the run ends,
 //     without a continuation.
 //
-// The issue's lifetime caps (budget.per_issue) are enforced the same
-// way: the scheduler puts the caps and what the issue's earlier runs spent
-// into the dispatch (bus.Dispatch.IssueBudget), and every check above
-// takes the tighter of what remains of the per-run and of the issue's
-// caps (overIssueCaps; --max-budget-usd gets the smaller remainder; the
+// The issue's lifetime caps (budget.per_issue) and the fleet's daily caps
+// (budget.per_day) are enforced the same way: the scheduler puts the caps
+// and what the issue's earlier runs, and today's turns, had spent into the
+// dispatch (bus.Dispatch.IssueBudget, DayBudget), and every check above
+// takes the tightest of what remains of the per-run, the issue's and the
+// day's caps (overCaps; --max-budget-usd gets the smallest remainder; the
 // turn loop stops at the issue's remaining turns, and the scheduler parks
-// the issue before its next dispatch).
+// the issue before its next dispatch). The day's remainder is the one at
+// the dispatch: runs in flight together each see it whole, and the
+// scheduler stops them all when a turn's end takes the day over its cap.
 //
 // Either way the run ends budget_exceeded with the cap and the amounts in
-// its error. What the agent spent after its last report is not seen: the
+// its error, and the cap's key on its end (bus.RunEvent.BudgetCap). What the agent spent after its last report is not seen: the
 // spend can exceed a cap by what one report interval (codex) or one turn
 // beyond --max-budget-usd's own overshoot (claude) costs.
 
@@ -46,45 +49,92 @@ const claudeBudgetSubtype = "error_max_budget_usd"
 // remains).
 const minUSD = 1e-6
 
-// overRunCaps says whether a run that used tokens (bus.Usage.BudgetTokens)
-// and cost usd (priced: whether it has a figure at all) reached a per-run
-// cap, and which, with the amounts: the run's error.
-func overRunCaps(caps bus.BudgetCaps, tokens int64, usd float64, priced bool) (string, bool) {
-	if caps.Tokens > 0 && tokens >= caps.Tokens {
-		return fmt.Sprintf("budget.per_run.tokens reached: the run used %d tokens, the cap is %d", tokens, caps.Tokens), true
-	}
-	if caps.USD > 0 && priced && caps.USD-usd < minUSD {
-		return fmt.Sprintf("budget.per_run.usd reached: the run cost $%s, the cap is $%s", usdText(usd), usdText(caps.USD)), true
-	}
-	return "", false
+// capHit is a cap a run's spend reached: its key (bus.Cap*), its value,
+// the calendar day of a daily cap, and the account with the amounts (the
+// run's error). The run's end carries the key, the value and the day
+// (bus.RunEvent.BudgetCap), so its park says which cap made it.
+type capHit struct {
+	cap   string
+	limit float64
+	day   string
+	why   string
 }
 
-// overIssueCaps says whether a run that used tokens and cost usd carries
-// the issue past a lifetime cap (budget.per_issue), given what its earlier
-// runs spent; nil left: no per-issue cap.
-func overIssueCaps(left *bus.IssueBudgetLeft, tokens int64, usd float64, priced bool) (string, bool) {
+// spend is what a run used so far: tokens (bus.Usage.BudgetTokens) and
+// usd, priced when it has a figure at all.
+type spend struct {
+	tokens int64
+	usd    float64
+	priced bool
+}
+
+// overRunCaps says whether a run's spend reached a per-run cap.
+func overRunCaps(caps bus.BudgetCaps, sp spend) (capHit, bool) {
+	if caps.Tokens > 0 && sp.tokens >= caps.Tokens {
+		return capHit{cap: bus.CapRunTokens, limit: float64(caps.Tokens),
+			why: fmt.Sprintf("budget.per_run.tokens reached: the run used %d tokens, the cap is %d", sp.tokens, caps.Tokens)}, true
+	}
+	if caps.USD > 0 && sp.priced && caps.USD-sp.usd < minUSD {
+		return capHit{cap: bus.CapRunUSD, limit: caps.USD,
+			why: fmt.Sprintf("budget.per_run.usd reached: the run cost $%s, the cap is $%s", usdText(sp.usd), usdText(caps.USD))}, true
+	}
+	return capHit{}, false
+}
+
+// overIssueCaps says whether a run's spend carries the issue past a
+// lifetime cap (budget.per_issue), given what its earlier runs spent; nil
+// left: no per-issue cap.
+func overIssueCaps(left *bus.IssueBudgetLeft, sp spend) (capHit, bool) {
 	if left == nil {
-		return "", false
+		return capHit{}, false
 	}
 	caps, spent := left.Caps, left.Spent
-	if caps.Tokens > 0 && spent.Tokens+tokens >= caps.Tokens {
-		return fmt.Sprintf("budget.per_issue.tokens reached: the issue's runs used %d tokens (this run %d), the cap is %d",
-			spent.Tokens+tokens, tokens, caps.Tokens), true
+	if caps.Tokens > 0 && spent.Tokens+sp.tokens >= caps.Tokens {
+		return capHit{cap: bus.CapIssueTokens, limit: float64(caps.Tokens),
+			why: fmt.Sprintf("budget.per_issue.tokens reached: the issue's runs used %d tokens (this run %d), the cap is %d",
+				spent.Tokens+sp.tokens, sp.tokens, caps.Tokens)}, true
 	}
-	if caps.USD > 0 && priced && caps.USD-(spent.USD+usd) < minUSD {
-		return fmt.Sprintf("budget.per_issue.usd reached: the issue's runs cost $%s (this run $%s), the cap is $%s",
-			usdText(spent.USD+usd), usdText(usd), usdText(caps.USD)), true
+	if caps.USD > 0 && sp.priced && caps.USD-(spent.USD+sp.usd) < minUSD {
+		return capHit{cap: bus.CapIssueUSD, limit: caps.USD,
+			why: fmt.Sprintf("budget.per_issue.usd reached: the issue's runs cost $%s (this run $%s), the cap is $%s",
+				usdText(spent.USD+sp.usd), usdText(sp.usd), usdText(caps.USD))}, true
 	}
-	return "", false
+	return capHit{}, false
+}
+
+// overDayCaps says whether a run's spend carries the fleet past a daily
+// cap (budget.per_day), given what today's turns had spent when the run
+// was dispatched; nil left: no daily cap. Other runs' spend since the
+// dispatch is not seen here: the scheduler stops the runs in flight when
+// a turn's end takes the day over its cap.
+func overDayCaps(left *bus.DayBudgetLeft, sp spend) (capHit, bool) {
+	if left == nil {
+		return capHit{}, false
+	}
+	caps := left.Caps
+	if caps.Tokens > 0 && left.Tokens+sp.tokens >= caps.Tokens {
+		return capHit{cap: bus.CapDayTokens, limit: float64(caps.Tokens), day: left.Day,
+			why: fmt.Sprintf("budget.per_day.tokens reached: the fleet's turns on %s used %d tokens (this run %d), the cap is %d",
+				left.Day, left.Tokens+sp.tokens, sp.tokens, caps.Tokens)}, true
+	}
+	if caps.USD > 0 && sp.priced && caps.USD-(left.USD+sp.usd) < minUSD {
+		return capHit{cap: bus.CapDayUSD, limit: caps.USD, day: left.Day,
+			why: fmt.Sprintf("budget.per_day.usd reached: the fleet's turns on %s cost $%s (this run $%s), the cap is $%s",
+				left.Day, usdText(left.USD+sp.usd), usdText(sp.usd), usdText(caps.USD))}, true
+	}
+	return capHit{}, false
 }
 
 // overCaps checks a run's spend against its per-run caps, then against
-// what remains of its issue's lifetime caps.
-func overCaps(caps bus.BudgetCaps, left *bus.IssueBudgetLeft, tokens int64, usd float64, priced bool) (string, bool) {
-	if why, over := overRunCaps(caps, tokens, usd, priced); over {
-		return why, true
+// what remains of its issue's lifetime caps, then of the fleet's day.
+func overCaps(caps bus.BudgetCaps, issue *bus.IssueBudgetLeft, day *bus.DayBudgetLeft, sp spend) (capHit, bool) {
+	if hit, over := overRunCaps(caps, sp); over {
+		return hit, true
 	}
-	return overIssueCaps(left, tokens, usd, priced)
+	if hit, over := overIssueCaps(issue, sp); over {
+		return hit, true
+	}
+	return overDayCaps(day, sp)
 }
 
 // issueUSDLeft is what remains of the issue's lifetime USD cap before the
@@ -94,6 +144,15 @@ func issueUSDLeft(left *bus.IssueBudgetLeft) (float64, bool) {
 		return 0, false
 	}
 	return left.Caps.USD - left.Spent.USD, true
+}
+
+// dayUSDLeft is what remained of the fleet's daily USD cap when the run
+// was dispatched (ok false without one).
+func dayUSDLeft(left *bus.DayBudgetLeft) (float64, bool) {
+	if left == nil || left.Caps.USD <= 0 {
+		return 0, false
+	}
+	return left.Caps.USD - left.USD, true
 }
 
 // issueTurnsLeft bounds a run's turns by what remains of the issue's
@@ -124,17 +183,21 @@ func (w *run) spentUSD() (usd float64, priced bool) {
 	return 0, false
 }
 
-// overBudget checks the run's spend so far against the per-run caps.
-func (w *run) overBudget() (string, bool) {
-	cfg := w.snap.Config
+// spend is the run's spend so far.
+func (w *run) spend() spend {
 	usd, priced := w.spentUSD()
-	return overCaps(cfg.Budget.PerRun, w.d.IssueBudget, w.usage.BudgetTokens(cfg.Agent.Kind), usd, priced)
+	return spend{tokens: w.usage.BudgetTokens(w.snap.Config.Agent.Kind), usd: usd, priced: priced}
+}
+
+// overBudget checks the run's spend so far against every cap it has.
+func (w *run) overBudget() (capHit, bool) {
+	return overCaps(w.snap.Config.Budget.PerRun, w.d.IssueBudget, w.d.DayBudget, w.spend())
 }
 
 // remainingUSD is what --max-budget-usd gets for the next claude turn: the
-// tighter of the per-run USD cap and what remained of the issue's, minus
-// the run's cost so far, rounded down to the micro-dollar; "" without a
-// USD cap.
+// tightest of the per-run USD cap, what remained of the issue's and what
+// remained of the day's, minus the run's cost so far, rounded down to the
+// micro-dollar; "" without a USD cap.
 func (w *run) remainingUSD() string {
 	limit, ok := w.usdLimit()
 	if !ok {
@@ -143,47 +206,90 @@ func (w *run) remainingUSD() string {
 	spent, _ := w.spentUSD()
 	// Rounded down, but not for the float error of the subtraction
 	// (0.0025-0.002 is 0.00049999…): a thousandth of a micro-dollar.
-	left := math.Floor((limit-spent)*1e6+1e-3) / 1e6
+	left := math.Floor((limit.amount-spent)*1e6+1e-3) / 1e6
 	return strconv.FormatFloat(max(left, minUSD), 'f', -1, 64)
 }
 
-// usdLimit is the most the run may cost: the per-run USD cap or what
-// remained of the issue's, whichever is smaller; ok false without either.
-func (w *run) usdLimit() (limit float64, ok bool) {
-	run := w.snap.Config.Budget.PerRun.USD
-	issue, capped := issueUSDLeft(w.d.IssueBudget)
-	switch {
-	case capped && (run <= 0 || issue < run):
-		return issue, true
-	case run > 0:
-		return run, true
+// usdBound is the most a run may cost and the cap that says so.
+type usdBound struct {
+	amount float64
+	cap    string
+}
+
+// usdLimit is the most the run may cost: the per-run USD cap, what
+// remained of the issue's or of the day's, whichever is smallest; ok
+// false without any.
+func (w *run) usdLimit() (usdBound, bool) {
+	var b usdBound
+	ok := false
+	take := func(amount float64, cap string, set bool) {
+		if set && (!ok || amount < b.amount) {
+			b, ok = usdBound{amount: amount, cap: cap}, true
+		}
 	}
-	return 0, false
+	run := w.snap.Config.Budget.PerRun.USD
+	take(run, bus.CapRunUSD, run > 0)
+	issue, capped := issueUSDLeft(w.d.IssueBudget)
+	take(issue, bus.CapIssueUSD, capped)
+	day, capped := dayUSDLeft(w.d.DayBudget)
+	take(day, bus.CapDayUSD, capped)
+	return b, ok
 }
 
 // budgetEnd turns a turn's end into budget_exceeded when the run's spend
-// reached a per-run cap: after a turn that succeeded or failed (a claude
-// turn stopped by --max-budget-usd fails with claudeBudgetSubtype), not
-// after a cancel, a stall or a shutdown, whose reason stands.
+// reached a cap: after a turn that succeeded or failed (a claude turn
+// stopped by --max-budget-usd fails with claudeBudgetSubtype), not after
+// a cancel, a stall or a shutdown, whose reason stands. A turn codex
+// stopped mid-turn comes with its hit already.
 func (w *run) budgetEnd(out turnOutcome) turnOutcome {
+	if out.status == bus.RunBudgetExceeded && out.hit != nil {
+		w.hit = out.hit
+		return out
+	}
 	if out.status != bus.RunSucceeded && out.status != bus.RunFailed {
 		return out
 	}
-	if why, over := w.overBudget(); over {
-		out.status, out.err = bus.RunBudgetExceeded, why
+	if hit, over := w.overBudget(); over {
+		out.status, out.err, out.hit, w.hit = bus.RunBudgetExceeded, hit.why, &hit, &hit
 		return out
 	}
 	if out.status == bus.RunFailed && out.result != nil && out.result.Subtype == claudeBudgetSubtype {
-		usd, _ := w.spentUSD()
-		out.status = bus.RunBudgetExceeded
-		out.err = fmt.Sprintf("budget.per_run.usd reached: claude stopped at --max-budget-usd; the run cost $%s, the cap is $%s",
-			usdText(usd), usdText(w.snap.Config.Budget.PerRun.USD))
-		if left := w.d.IssueBudget; left != nil {
-			if issue, capped := issueUSDLeft(left); capped && (w.snap.Config.Budget.PerRun.USD <= 0 || issue < w.snap.Config.Budget.PerRun.USD) {
-				out.err = fmt.Sprintf("budget.per_issue.usd reached: claude stopped at --max-budget-usd; the issue's runs cost $%s (this run $%s), the cap is $%s",
-					usdText(left.Spent.USD+usd), usdText(usd), usdText(left.Caps.USD))
-			}
-		}
+		hit := w.claudeBudgetHit()
+		out.status, out.err, out.hit, w.hit = bus.RunBudgetExceeded, hit.why, &hit, &hit
 	}
 	return out
+}
+
+// claudeBudgetHit names the cap of a claude turn --max-budget-usd
+// stopped: the one whose remainder the flag was given.
+func (w *run) claudeBudgetHit() capHit {
+	usd, _ := w.spentUSD()
+	bound, _ := w.usdLimit()
+	switch bound.cap {
+	case bus.CapIssueUSD:
+		left := w.d.IssueBudget
+		return capHit{cap: bus.CapIssueUSD, limit: left.Caps.USD,
+			why: fmt.Sprintf("budget.per_issue.usd reached: claude stopped at --max-budget-usd; the issue's runs cost $%s (this run $%s), the cap is $%s",
+				usdText(left.Spent.USD+usd), usdText(usd), usdText(left.Caps.USD))}
+	case bus.CapDayUSD:
+		left := w.d.DayBudget
+		return capHit{cap: bus.CapDayUSD, limit: left.Caps.USD, day: left.Day,
+			why: fmt.Sprintf("budget.per_day.usd reached: claude stopped at --max-budget-usd; the fleet's turns on %s cost $%s (this run $%s), the cap is $%s",
+				left.Day, usdText(left.USD+usd), usdText(usd), usdText(left.Caps.USD))}
+	}
+	return capHit{cap: bus.CapRunUSD, limit: w.snap.Config.Budget.PerRun.USD,
+		why: fmt.Sprintf("budget.per_run.usd reached: claude stopped at --max-budget-usd; the run cost $%s, the cap is $%s",
+			usdText(usd), usdText(w.snap.Config.Budget.PerRun.USD))}
+}
+
+// endHit is the cap a run that ends with status was ended by: its own
+// check's, else a budget_exceeded cancel's; nil for any other end.
+func (w *run) endHit(status bus.RunStatus) *capHit {
+	if status != bus.RunBudgetExceeded {
+		return nil
+	}
+	if w.hit != nil {
+		return w.hit
+	}
+	return w.cancelHit.Load()
 }

@@ -294,6 +294,8 @@ func (s *codexSession) request(ctx context.Context, method string, params any) (
 type codexFail struct {
 	status bus.RunStatus
 	err    string
+	// hit is the cap of a turn stopped at a budget (budgetFail).
+	hit *capHit
 }
 
 // exitFail is the failure of a process that ended (or whose stdin broke)

@@ -174,7 +174,7 @@ func (s *codexSession) await(ctx context.Context, done func() bool, wait time.Du
 func (s *codexSession) failed(f *codexFail) turnOutcome {
 	s.stop()
 	out := turnOutcome{status: f.status, err: f.err, sessionID: s.threadID, parseErrs: s.parseErrs,
-		exitCode: s.res.ExitCode, signal: s.res.Signal, stderr: s.res.Stderr, abandoned: s.res.Abandoned, runUSD: s.runUSD()}
+		exitCode: s.res.ExitCode, signal: s.res.Signal, stderr: s.res.Stderr, abandoned: s.res.Abandoned, runUSD: s.runUSD(), hit: f.hit}
 	if s.threadID != "" {
 		out.result = &bus.TurnResult{IsError: true, Subtype: "error", Usage: s.usageDelta()}
 	}
@@ -496,26 +496,26 @@ func (s *codexSession) runUSD() *float64 {
 }
 
 // overBudget checks the thread's latest totals against the per-run caps
-// and what remains of the issue's:
-// codex reports them during the turn, so a turn is stopped as soon as
-// they reach one, not only at its end.
-func (s *codexSession) overBudget() (string, bool) {
+// and what remains of the issue's and of the day's: codex reports them
+// during the turn, so a turn is stopped as soon as they reach one, not
+// only at its end.
+func (s *codexSession) overBudget() (capHit, bool) {
 	caps := s.spec.cfg.Budget.PerRun
-	if s.stream.totals == nil || (!caps.Capped() && s.spec.issue == nil) {
-		return "", false
+	if s.stream.totals == nil || (!caps.Capped() && s.spec.issue == nil && s.spec.day == nil) {
+		return capHit{}, false
 	}
-	var usd float64
-	c := s.runUSD()
-	if c != nil {
-		usd = *c
+	sp := spend{tokens: s.stream.totals.BudgetTokens(bus.AgentCodex)}
+	if c := s.runUSD(); c != nil {
+		sp.usd, sp.priced = *c, true
 	}
-	return overCaps(caps, s.spec.issue, s.stream.totals.BudgetTokens(bus.AgentCodex), usd, c != nil)
+	return overCaps(caps, s.spec.issue, s.spec.day, sp)
 }
 
-// budgetFail is the end of a turn whose totals reached a per-run cap.
+// budgetFail is the end of a turn whose totals reached a cap.
 func (s *codexSession) budgetFail() *codexFail {
-	if why, over := s.overBudget(); over {
-		return &codexFail{status: bus.RunBudgetExceeded, err: why + "; codex was stopped mid-turn"}
+	if hit, over := s.overBudget(); over {
+		hit.why += "; codex was stopped mid-turn"
+		return &codexFail{status: bus.RunBudgetExceeded, err: hit.why, hit: &hit}
 	}
 	return nil
 }

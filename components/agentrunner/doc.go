@@ -29,11 +29,13 @@
 //     (dynamic tool calls, approvals, user input) always answered.
 //   - The turn's outcome (outcome.go): how the process's end, the stream's
 //     result and a stop combine into the turn's status, a pure function.
-//   - Per-run caps (budget.go): claude's --max-budget-usd with what remains
-//     of budget.per_run.usd, codex stopped mid-turn when its thread totals
-//     reach a cap, and the check after each turn; a run at a cap ends
-//     budget_exceeded. A run keeps the caps of the configuration it was
-//     dispatched with, as it keeps the rest of it.
+//   - Caps (budget.go): per run, and what remains of the lifetime
+//     caps and of the fleet's day as the dispatch says — claude's
+//     --max-budget-usd with the tightest remainder, codex stopped mid-turn
+//     when its thread totals reach a cap, and the check after each turn; a
+//     run at a cap ends budget_exceeded, naming the cap on its end. A run
+//     keeps the caps of the configuration it was dispatched with, as it
+//     keeps the rest of it.
 //   - Process supervision (package proc): the child in its own process
 //     group, bounded line reading, the stderr tail, the kill on cancel,
 //     silence or shutdown, the search for what escaped the group. It

@@ -203,6 +203,9 @@ func (s *runSet) cancel(req bus.CancelRun) bool {
 	if status == "" {
 		status = bus.RunCanceled
 	}
+	if status == bus.RunBudgetExceeded && req.BudgetCap != "" {
+		w.cancelHit.CompareAndSwap(nil, &capHit{cap: req.BudgetCap, limit: req.BudgetLimit, day: req.BudgetDay, why: req.Reason})
+	}
 	select {
 	case w.cancel <- canceled{status: status, reason: req.Reason}:
 	default: // already being canceled

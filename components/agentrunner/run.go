@@ -40,11 +40,16 @@ type run struct {
 	// priced is the run's cost as its backend priced it (codex's thread
 	// totals with a pricing entry for its model), for the USD cap; nil
 	// when not priced. It is not recorded as the run's cost.
-	priced   *float64
-	command  []string
-	path     string
-	exitCode *int
-	signal   string
+	priced *float64
+	// hit is the cap that ended the run budget_exceeded (budgetEnd), and
+	// cancelHit the one a budget_exceeded cancel named (the scheduler's
+	// stop at the daily cap): the run's end carries it.
+	hit       *capHit
+	cancelHit atomic.Pointer[capHit]
+	command   []string
+	path      string
+	exitCode  *int
+	signal    string
 	// out stores the run's agent events with pipelined acknowledgements;
 	// every lifecycle event waits until they are all stored. outMu guards
 	// it: the run's goroutine and its tool calls (tools.go) both write.
@@ -103,6 +108,9 @@ func (w *run) execute(ctx context.Context) {
 	end.Usage, end.CostUSD, end.ExitCode, end.Signal = &u, w.cost, w.exitCode, w.signal
 	if usd, priced := w.spentUSD(); priced {
 		end.BudgetUSD = &usd
+	}
+	if hit := w.endHit(status); hit != nil {
+		end.BudgetCap, end.BudgetLimit, end.BudgetDay = hit.cap, hit.limit, hit.day
 	}
 	w.lifecycle(ctx, end)
 	// The end, and every event before it, is on record before the run

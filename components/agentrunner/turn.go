@@ -22,7 +22,7 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 	}, callTool: func(ctx context.Context, req bus.RunTool) bus.ToolResult {
 		// The run's budget and liveness apply as to an MCP server's call.
 		return w.takeCall(ctx, tools, req)
-	}, title: iss.Identifier + ": " + iss.Title, maxBudgetUSD: w.remainingUSD, issue: w.d.IssueBudget})
+	}, title: iss.Identifier + ": " + iss.Title, maxBudgetUSD: w.remainingUSD, issue: w.d.IssueBudget, day: w.d.DayBudget})
 	if err != nil {
 		return bus.RunFailed, "start the agent's session: " + err.Error()
 	}
@@ -145,6 +145,7 @@ func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 	}
 	w.exitCode, w.signal = out.exitCode, out.signal
 	fin := w.base(bus.RunTurnFinished)
+	before, pricedBefore := w.spentUSD()
 	if out.result != nil {
 		// Usage and cost are per invocation: sum them over the run.
 		u := out.result.Usage
@@ -154,7 +155,20 @@ func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 	if out.runUSD != nil {
 		w.priced = out.runUSD
 	}
+	// The turn's own share of the cost, for the fleet's day: what the
+	// run's figure grew by in this turn (none for a turn that reported
+	// nothing: killed before its result).
+	if after, priced := w.spentUSD(); priced && out.result != nil {
+		if !pricedBefore {
+			before = 0
+		}
+		turnUSD := max(after-before, 0)
+		fin.BudgetUSD = &turnUSD
+	}
 	out = w.budgetEnd(out)
+	if out.hit != nil {
+		fin.BudgetCap, fin.BudgetLimit, fin.BudgetDay = out.hit.cap, out.hit.limit, out.hit.day
+	}
 	fin.ExitCode, fin.Signal = out.exitCode, out.signal
 	if out.status != bus.RunSucceeded {
 		fin.Status, fin.Error = out.status, out.err

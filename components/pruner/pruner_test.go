@@ -113,3 +113,47 @@ func TestServeRefusesAgesOutOfRange(t *testing.T) {
 		t.Errorf("prune of a day: %+v %v", res, err)
 	}
 }
+
+// TestPruneLeavesTheSpendIntact: the budgets' counts are the scheduler's
+// KV keys, not derived from the runs: pruning every run of an issue
+// leaves its lifetime spend (budget.per_issue, agent.max_runs_per_issue's
+// count) and the fleet's spend of the day (budget.per_day) as they were,
+// so a pruned run still counts.
+func TestPruneLeavesTheSpendIntact(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	old := now.Add(-40 * 24 * time.Hour)
+	publishRun(t, b, "old", old.Add(-time.Hour), &old) // issue i-old
+	spend := bus.IssueSpend{IssueID: "i-old", Identifier: "P-old", USD: 1.5, Tokens: 900, Runs: 1, Turns: 3, Counted: []string{"old"}}
+	day := bus.DaySpend{Day: "2026-09-22", TimeZone: "UTC", USD: 1.5, Tokens: 900, Runs: 1, Outcomes: map[bus.RunStatus]int{bus.RunSucceeded: 1}}
+	runs := bus.RunCount{IssueID: "i-old", Runs: 1, LastRunID: "old"}
+	sk, _ := bus.IssueSpends.Key("i-old")
+	dk, _ := bus.DaySpends.Key(day.Day)
+	rk, _ := bus.RunCounts.Key("i-old")
+	for _, put := range []func() error{
+		func() error { _, err := bus.Put(t.Context(), b, sk, spend); return err },
+		func() error { _, err := bus.Put(t.Context(), b, dk, day); return err },
+		func() error { _, err := bus.Put(t.Context(), b, rk, runs); return err },
+	} {
+		if err := put(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Prune(t.Context(), b, 30*24*time.Hour, false, now)
+	if err != nil || len(res.Deleted) != 1 || count(t, b, bus.RunEvents, "old") != 0 {
+		t.Fatalf("prune: %+v %v", res, err)
+	}
+	if e, err := bus.Get(t.Context(), b, sk); err != nil || e.Value.USD != 1.5 || e.Value.Tokens != 900 || e.Value.Runs != 1 || e.Value.Turns != 3 {
+		t.Errorf("the issue's lifetime spend after the prune: %+v %v", e.Value, err)
+	}
+	if e, err := bus.Get(t.Context(), b, dk); err != nil || e.Value.USD != 1.5 || e.Value.Runs != 1 || e.Value.Outcomes[bus.RunSucceeded] != 1 {
+		t.Errorf("the day's spend after the prune: %+v %v", e.Value, err)
+	}
+	if e, err := bus.Get(t.Context(), b, rk); err != nil || e.Value.Runs != 1 {
+		t.Errorf("the issue's run count after the prune: %+v %v", e.Value, err)
+	}
+}

@@ -15,7 +15,30 @@ import (
 
 // block parks the issue, blocked by its run for reason.
 func (a *actor) block(ctx context.Context, iss bus.Issue, runID, reason string) {
-	a.putBlocked(ctx, bus.BlockedEntry{IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: runID, Reason: reason, At: time.Now().UTC()})
+	a.park(ctx, iss, runID, reason, bus.BlockedEntry{})
+}
+
+// park parks the issue for reason, by the cap c names (c.Cap, c.Limit,
+// c.Day; none for a run that asked for a human or an operator's cancel):
+// a reload that raises or removes that cap releases it (recheckParks), and
+// a daily cap's park ends with its day (day.go).
+func (a *actor) park(ctx context.Context, iss bus.Issue, runID, reason string, c bus.BlockedEntry) {
+	a.putBlocked(ctx, bus.BlockedEntry{IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: runID, Reason: reason,
+		At: time.Now().UTC(), Cap: c.Cap, Limit: c.Limit, Day: c.Day})
+}
+
+// releasePark forgets a park whose cap no longer holds (a reload raised
+// it, its day ended), here and in KV; the next tick may dispatch the
+// issue. The issue's run count was reset when it was parked (release),
+// so a park by agent.max_runs_per_issue released by a raised cap gives
+// the issue the new cap's runs, as clearing it would.
+func (a *actor) releasePark(ctx context.Context, id string) {
+	delete(a.blocked, id)
+	if k, err := bus.Blocks.Key(id); err == nil {
+		if err := bus.Delete(ctx, a.b, k); err != nil {
+			a.log.Error("delete a released park", "err", err, "issue_id", id)
+		}
+	}
 }
 
 // putBlocked stores a block, here and in KV.

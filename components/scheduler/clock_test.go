@@ -249,11 +249,14 @@ func TestStartupFollowsUpStoredEnds(t *testing.T) {
 // newTestActor is a scheduler actor on w's bus, driven directly by a test
 // (no Run loop), with a 5-minute retry backoff cap.
 func newTestActor(w *world) *actor {
-	a := &actor{c: &Component{}, b: w.b, log: slog.New(slog.DiscardHandler), running: map[string]*running{},
+	a := &actor{c: &Component{log: slog.New(slog.DiscardHandler)}, b: w.b, log: slog.New(slog.DiscardHandler), running: map[string]*running{},
 		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
-		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{},
+		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}, lastStatus: map[string]bus.RunStatus{},
 		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
+	a.notes = newNotifier(a.c)
 	a.retryT = time.NewTimer(time.Hour)
+	a.dayT = time.NewTimer(time.Hour)
+	a.dayT.Stop()
 	return a
 }
 

@@ -48,6 +48,8 @@ func (a *actor) control(ctx context.Context, req bus.Control) bus.ControlResult 
 		a.clearBlocked(ctx, req.IssueID)
 		a.queueRefresh()
 		return res("issue %s unblocked", req.IssueID)
+	case bus.ControlResetSpend:
+		return res("%s", a.resetSpend(ctx, req.IssueID))
 	case bus.ControlCancel:
 		for _, r := range a.running {
 			if r.issue.ID == req.IssueID || (req.RunID != "" && r.runID == req.RunID) {
@@ -129,4 +131,38 @@ func (a *actor) serveControls(ctx context.Context, cl *bus.Client) (controls cha
 		}
 	})
 	return controls, err
+}
+
+// resetSpend sets the issue's lifetime spend (budget.per_issue) back to
+// zero and clears its park: the operator's way to give one issue a fresh
+// budget. The ids of the runs already counted stay (Counted), so a run's
+// end handled again after the reset is not added again. The answer, and
+// the log, give the amounts before.
+func (a *actor) resetSpend(ctx context.Context, id string) string {
+	if id == "" {
+		return "reset_spend needs an issue id"
+	}
+	var prev bus.IssueSpend
+	_, err := a.updateSpend(ctx, bus.IssueRef{ID: id}, func(sp *bus.IssueSpend) bool {
+		prev = *sp
+		sp.USD, sp.Unpriced, sp.Tokens, sp.Runs, sp.Turns = 0, 0, 0, 0, 0
+		return true
+	})
+	if err != nil {
+		a.log.Error("reset the issue's lifetime spend", "err", err, "issue_id", id)
+		return fmt.Sprintf("issue %s: the lifetime spend could not be reset: %v", id, err)
+	}
+	was := fmt.Sprintf("$%s, %d tokens, %d runs, %d turns", usdText(prev.USD), prev.Tokens, prev.Runs, prev.Turns)
+	if prev.Unpriced > 0 {
+		was += fmt.Sprintf(", %d runs without a USD figure", prev.Unpriced)
+	}
+	a.log.Info("issue's lifetime spend reset by the operator", "issue_id", id, "issue_identifier", prev.Identifier,
+		"usd", prev.USD, "tokens", prev.Tokens, "runs", prev.Runs, "turns", prev.Turns, "unpriced", prev.Unpriced)
+	msg := fmt.Sprintf("issue %s: lifetime spend reset to zero (it was %s)", id, was)
+	if _, parked := a.blocked[id]; parked {
+		a.clearBlocked(ctx, id)
+		a.queueRefresh()
+		msg += "; its park is cleared"
+	}
+	return msg
 }

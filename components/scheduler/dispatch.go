@@ -24,6 +24,17 @@ func (a *actor) tick(ctx context.Context, snap bus.CandidateSnapshot) {
 
 // dispatchFrom dispatches eligible candidates of the snapshot.
 func (a *actor) dispatchFrom(ctx context.Context, snap bus.CandidateSnapshot) {
+	a.dispatchSnapshot(ctx, snap, false)
+}
+
+// dispatchSnapshot dispatches eligible candidates of the snapshot. asked
+// says its FetchedAt is when refreshStale asked, after the ends it was
+// asked about: it is stale for an issue only if a run of it ended later
+// still. (A snapshot fetched at the very instant a run ended is stale for
+// it, but the refresh asked at that instant is not: on a clock that does
+// not move between the two — a synctest bubble — it would be asked again
+// and again.)
+func (a *actor) dispatchSnapshot(ctx context.Context, snap bus.CandidateSnapshot, asked bool) {
 	st := a.status
 	if st == nil {
 		if e, err := bus.Get(ctx, a.b, bus.ConfigStatus); err == nil {
@@ -58,7 +69,7 @@ func (a *actor) dispatchFrom(ctx context.Context, snap bus.CandidateSnapshot) {
 		// A snapshot taken before this issue's last run ended is stale for
 		// it: ask for the issue now rather than trust it (refreshStale:
 		// dispatched from the answer when it comes).
-		if ended, ok := a.lastEnd[iss.ID]; ok && !snap.FetchedAt.After(ended) {
+		if ended, ok := a.lastEnd[iss.ID]; ok && (ended.After(snap.FetchedAt) || !asked && ended.Equal(snap.FetchedAt)) {
 			stale = append(stale, iss.ID)
 			continue
 		}
@@ -70,6 +81,11 @@ func (a *actor) dispatchFrom(ctx context.Context, snap bus.CandidateSnapshot) {
 		if bl, ok := a.blocked[iss.ID]; ok && a.blockedStateChanged(ctx, bl, iss.State) {
 			a.clearBlocked(ctx, iss.ID)
 		}
+	}
+	if a.dayHeld(ctx) {
+		// The fleet reached a daily cap: nothing new starts until the
+		// day rolls over or the cap is raised (day.go).
+		return
 	}
 	dispatch, skipped := Plan(cfg, candidates, a.occupancy())
 	for _, iss := range candidates {
@@ -104,7 +120,7 @@ func (a *actor) refreshStale(ctx context.Context, snap bus.CandidateSnapshot, id
 				a.log.Warn("refresh of candidates whose run just ended failed; the next poll tells", "issues", len(ids), "err", err)
 				return
 			}
-			a.dispatchFrom(ctx, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list.Issues, FetchedAt: at}, States: snap.States, ConfigVersion: snap.ConfigVersion})
+			a.dispatchSnapshot(ctx, bus.CandidateSnapshot{IssueList: bus.IssueList{Issues: list.Issues, FetchedAt: at}, States: snap.States, ConfigVersion: snap.ConfigVersion}, true)
 		})
 }
 
@@ -166,7 +182,7 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 		return
 	}
 	dctx, cancel := a.ask(ctx)
-	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt, IssueBudget: left})
+	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt, IssueBudget: left, DayBudget: a.dayBudget(ctx)})
 	cancel()
 	if err != nil {
 		uncount()

@@ -16,7 +16,11 @@
 // runs.go what follows a run (progress, end, cancel); reconcile.go stall
 // detection and the tracker's word on held issues; retry.go the retry
 // queue; blocks.go blocked issues; removal.go workspace removals;
-// controls.go operator commands; runcap.go agent.max_runs_per_issue;
+// controls.go operator commands (reset_spend among them); runcap.go
+// agent.max_runs_per_issue; spend.go the issues' lifetime caps
+// (budget.per_issue); day.go the fleet's daily spend, its caps and the
+// rollover (budget.per_day); recheck.go what a reload releases of the
+// parks made by a cap; notify.go the notifications it publishes;
 // recovery.go start-up from KV and the sweep; async.go the requests
 // answered off the loop; policy.go the rules.
 //

@@ -32,6 +32,9 @@ func (a *actor) startup(ctx context.Context) {
 	} else {
 		a.log.Error("restore blocked issues", "err", err)
 	}
+	// Days that ended while the scheduler was down release their parks.
+	a.releaseEndedDays(ctx)
+	a.pruneDays(ctx)
 	retries, err := bus.All(ctx, a.b, bus.Retries)
 	if err != nil {
 		a.log.Error("restore retries", "err", err)

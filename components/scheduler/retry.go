@@ -20,6 +20,11 @@ func (a *actor) fireRetries(ctx context.Context) {
 		// Paused: retries keep their place and fire on resume.
 		return
 	}
+	if a.dayHeld(ctx) {
+		// At a daily cap: retries keep their place and fire after the
+		// rollover (or a reload that raises the cap), which re-arms.
+		return
+	}
 	var due []string
 	for id, r := range a.retries {
 		if r.DueAt.After(now) || a.firing[id] {
@@ -68,7 +73,7 @@ func (a *actor) dropRetry(ctx context.Context, id string) {
 // armRetryTimer sets the timer to the earliest due retry.
 func (a *actor) armRetryTimer() {
 	a.retryT.Stop()
-	if len(a.retries) == 0 {
+	if len(a.retries) == 0 || a.heldToday() {
 		return
 	}
 	next, found := time.Time{}, false
@@ -116,11 +121,12 @@ func (a *actor) retriesRefreshed(ctx context.Context, ids []string, list bus.Iss
 	}
 	now := time.Now()
 	cfg := a.cfg.Config
+	held := a.dayHeld(ctx)
 	for _, id := range ids {
 		delete(a.firing, id)
 		r, ok := a.retries[id]
 		switch {
-		case !ok || a.paused:
+		case !ok || a.paused || held:
 			continue
 		case a.removing(id):
 			a.holdForRemoval(id)

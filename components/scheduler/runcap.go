@@ -72,7 +72,8 @@ func (a *actor) countRun(ctx context.Context, iss bus.Issue, runID string) (undo
 		reason := fmt.Sprintf("agent.max_runs_per_issue reached: the issue had %d runs while it stayed active (the cap is %d); "+
 			"clear it to allow %d more, or change its state", c.Runs, limit, limit)
 		a.release(ctx, iss.ID)
-		a.block(ctx, iss, c.LastRunID, reason)
+		a.park(ctx, iss, c.LastRunID, reason, bus.BlockedEntry{Cap: bus.CapMaxRuns, Limit: float64(limit)})
+		a.notifyMaxRuns(ctx, iss, c, limit, reason)
 		a.issueLog(iss).Warn("issue parked: it reached agent.max_runs_per_issue; waiting for an operator or a state change", "runs", c.Runs, "cap", limit)
 		return nil, false
 	}

@@ -29,13 +29,22 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	}
 	if ev.Event != bus.RunFinished {
 		r.lastEvent = time.Now()
+		if ev.Event == bus.RunTurnFinished {
+			// Into the day's spend (day.go); a turn that took the day over
+			// a daily cap stops every run in flight.
+			r.turnsSeen = max(r.turnsSeen, ev.Turn)
+			a.countDayTurn(ctx, ev)
+			a.stopAtDayCap(ctx)
+		}
 		return
 	}
 	delete(a.running, ev.Issue.ID)
 	a.lastEnd[ev.Issue.ID] = time.Now()
-	// Into the issue's lifetime spend before anything else (spend.go):
-	// the next dispatch checks it.
+	a.lastStatus[ev.Issue.ID] = ev.Status
+	// Into the issue's lifetime spend and the day's before anything else
+	// (spend.go, day.go): the next dispatch checks them.
 	a.countSpend(ctx, r.issue.Ref(), ev)
+	a.countDayRun(ctx, ev, r.turnsSeen)
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
 	defer a.checkOnce()
 	switch {
@@ -59,14 +68,18 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	case ev.Status == bus.RunBlocked:
 		a.release(ctx, r.issue.ID)
 		a.block(ctx, r.issue, ev.RunID, ev.Error)
+		a.notifyRun(bus.NotifyRunBlocked, r.issue, ev, ev.Error, bus.BlockedEntry{})
 		log.Warn("run blocked; waiting for an operator or a state change", "err", ev.Error)
 	case ev.Status == bus.RunBudgetExceeded:
 		// A cap was reached: a retry would spend again. Parked with the
 		// cap and the amounts (the run's error) until an operator clears
-		// it or the issue's state changes.
+		// it, raises the cap, the day rolls over (a daily cap), or the
+		// issue's state changes.
 		a.release(ctx, r.issue.ID)
-		a.block(ctx, r.issue, ev.RunID, "budget exceeded: "+ev.Error)
-		log.Warn("run exceeded its budget; issue parked until an operator clears it or its state changes", "err", ev.Error)
+		c := budgetCap(r, ev)
+		a.park(ctx, r.issue, ev.RunID, "budget exceeded: "+ev.Error, c)
+		a.notifyRun(bus.NotifyBudgetExceeded, r.issue, ev, "budget exceeded: "+ev.Error, c)
+		log.Warn("run exceeded its budget; issue parked until an operator clears it or its state changes", "err", ev.Error, "cap", c.Cap)
 	default:
 		next := 1
 		if r.attempt != nil {
@@ -86,7 +99,11 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 func (a *actor) cancel(ctx context.Context, r *running, status bus.RunStatus, reason string) {
 	again := r.cancelSent
 	cctx, cancel := a.ask(ctx)
-	res, err := bus.Ask(cctx, a.b, bus.AgentCancel, bus.CancelRun{RunID: r.runID, Reason: reason, Status: status})
+	req := bus.CancelRun{RunID: r.runID, Reason: reason, Status: status}
+	if status == bus.RunBudgetExceeded && r.budget != nil {
+		req.BudgetCap, req.BudgetLimit, req.BudgetDay = r.budget.Cap, r.budget.Limit, r.budget.Day
+	}
+	res, err := bus.Ask(cctx, a.b, bus.AgentCancel, req)
 	cancel()
 	log := a.issueLog(r.issue).With("run_id", r.runID)
 	if err != nil {
@@ -161,4 +178,19 @@ func (a *actor) onProgress(p bus.RunProgress) {
 			r.lastEvent = time.Now()
 		}
 	}
+}
+
+// budgetCap is the cap that ended a budget_exceeded run: the one its end
+// names (the agent runner's own check, or the cancel that carried it),
+// else the one the scheduler's cancel named (r.budget). Unknown (a run
+// recorded before the runner named caps) leaves the park without a cap:
+// only an operator or a state change clears it.
+func budgetCap(r *running, ev bus.RunEvent) bus.BlockedEntry {
+	if ev.BudgetCap != "" {
+		return bus.BlockedEntry{Cap: ev.BudgetCap, Limit: ev.BudgetLimit, Day: ev.BudgetDay}
+	}
+	if r.budget != nil {
+		return *r.budget
+	}
+	return bus.BlockedEntry{}
 }

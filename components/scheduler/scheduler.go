@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -39,6 +40,8 @@ type Component struct {
 	log      *slog.Logger
 	done     chan struct{}
 	doneOnce sync.Once
+	// dropped counts the notifications not published (notify.go).
+	dropped atomic.Int64
 }
 
 // Done is closed when a Once scheduler has finished its tick and its runs.
@@ -82,6 +85,13 @@ type running struct {
 	// holdReason, set by an operator cancel, parks the issue as blocked
 	// when the run ends, so the next poll does not start it again.
 	holdReason string
+	// turnsSeen is the last turn whose turn_finished was handled live
+	// (day.go: the run's end reads back the turns after it).
+	turnsSeen int
+	// budget names the cap of a budget_exceeded cancel (the daily cap,
+	// day.go): the cancel carries it, and the park uses it when the
+	// run's end does not.
+	budget *bus.BlockedEntry
 }
 
 // actor is the scheduler's state, owned by one Run call.
@@ -131,6 +141,21 @@ type actor struct {
 	// a dispatch skip deleting a retry it does not know of.
 	retriesListed bool
 	retryUnsure   map[string]bool
+	// day is today's spend as last read or written (day.go); heldDay the
+	// day the last check found at a daily cap ("" when none), dayLogged
+	// the day and cap last logged; dayT fires at the zone's midnight.
+	day       bus.DaySpend
+	heldDay   string
+	dayLogged string
+	dayT      *time.Timer
+	// zone is the loaded budget.per_day.time_zone, zoneName its name.
+	zone     *time.Location
+	zoneName string
+	// lastStatus is how each issue's last run ended, while this process
+	// saw it (notify.go tells max_runs_reached from retries_exhausted).
+	lastStatus map[string]bus.RunStatus
+	// notes publishes notifications off this goroutine (notify.go).
+	notes *notifier
 	// early is the latest snapshot that came before the first config (the
 	// two arrive on different channels, in either order), ticked when the
 	// config comes: dropped, dispatch would wait a whole polling interval.
@@ -156,11 +181,13 @@ func (c *Component) Run(ctx context.Context) error {
 	// the actor's goroutine, like every other change to the state.
 	ctx, cancel := context.WithCancel(ctx)
 	cl := c.opts.Bus.Client(bus.CompScheduler)
+	stopNotes := a.notes.start(ctx, c.opts.Bus)
 	defer func() {
 		cancel()
 		cl.Close()
 		// The requests in flight end with ctx; their answers are dropped.
 		a.async.wg.Wait()
+		stopNotes()
 	}()
 	controls, err := a.serveControls(ctx, cl)
 	if err != nil {
@@ -179,12 +206,15 @@ func (c *Component) Run(ctx context.Context) error {
 func (c *Component) newActor() *actor {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
 		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
-		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}}
+		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}, lastStatus: map[string]bus.RunStatus{},
+		notes: newNotifier(c)}
 	a.retryT = time.NewTimer(time.Hour)
 	a.retryT.Stop()
 	a.refreshT = time.NewTimer(time.Hour)
 	a.refreshT.Stop()
 	a.reconcileT = time.NewTimer(time.Hour)
+	a.dayT = time.NewTimer(time.Hour)
+	a.dayT.Stop()
 	return a
 }
 
@@ -193,6 +223,7 @@ func (a *actor) stopTimers() {
 	a.reconcileT.Stop()
 	a.refreshT.Stop()
 	a.retryT.Stop()
+	a.dayT.Stop()
 }
 
 // inputs are what the actor's loop waits on besides its own timers and
@@ -267,6 +298,10 @@ func (a *actor) loop(ctx context.Context, in inputs) error {
 			}
 		case <-a.retryT.C:
 			a.fireRetries(ctx)
+		case <-a.dayT.C:
+			if a.cfg != nil {
+				a.rollover(ctx)
+			}
 		case c := <-in.controls:
 			c.reply <- a.control(ctx, c.req)
 		case f := <-a.async.done:
@@ -289,8 +324,16 @@ func (a *actor) loop(ctx context.Context, in inputs) error {
 // (startup) and runs an operator refresh asked for before it.
 func (a *actor) onConfig(ctx context.Context, snap bus.ConfigSnapshot) {
 	first := a.cfg == nil
+	changed := !first && a.cfg.Version != snap.Version
 	a.cfg = &snap
 	a.resetReconcile()
+	// The zone of the daily caps may have changed: the rollover is timed
+	// again, and today's copy read afresh.
+	a.day = bus.DaySpend{}
+	a.armDayTimer()
+	if changed {
+		a.recheckParks(ctx)
+	}
 	if first {
 		a.startup(ctx)
 		if a.refreshQ {

@@ -26,7 +26,10 @@ type world struct {
 	// outcome decides how each dispatched run ends ("" = keeps running).
 	outcome func(d bus.Dispatch) bus.RunStatus
 	// spend, when set, is what each run's end reports it spent.
-	spend      func(d bus.Dispatch) runSpend
+	spend func(d bus.Dispatch) runSpend
+	// capOf, when set, names the cap a budget_exceeded end carries, as
+	// the runner's own check does (RunEvent.BudgetCap, BudgetLimit).
+	capOf      func(d bus.Dispatch) (string, float64)
 	dispatches []bus.Dispatch
 	cancels    []bus.CancelRun
 	removed    []string
@@ -211,7 +214,7 @@ func (w *world) serveRunner(ctx context.Context) {
 		lost := w.lostEnds
 		w.mu.Unlock()
 		if ok && !lost {
-			go w.finish(d, req.Status)
+			go w.finishErr(d, req.Status, req.Reason)
 		}
 		return bus.CancelResult{Found: ok}
 	})
@@ -284,14 +287,22 @@ func serve[Req, Resp any](t *testing.T, ctx context.Context, b *bus.Bus, r bus.R
 }
 
 // finish publishes the run's end as the runner would.
-func (w *world) finish(d bus.Dispatch, status bus.RunStatus) {
+func (w *world) finish(d bus.Dispatch, status bus.RunStatus) { w.finishErr(d, status, "") }
+
+// finishErr publishes the run's end with its error (a cancel's reason, as
+// the runner records it).
+func (w *world) finishErr(d bus.Dispatch, status bus.RunStatus, errText string) {
 	w.mu.Lock()
 	delete(w.live, d.RunID)
 	w.mu.Unlock()
-	ev := bus.RunEvent{RunID: d.RunID, Event: bus.RunFinished, At: time.Now(), Issue: d.Issue.Ref(), Attempt: d.Attempt, Status: status}
+	ev := bus.RunEvent{RunID: d.RunID, Event: bus.RunFinished, At: time.Now(), Issue: d.Issue.Ref(), Attempt: d.Attempt, Status: status, Error: errText}
 	w.mu.Lock()
-	spend := w.spend
+	spend, capOf := w.spend, w.capOf
 	w.mu.Unlock()
+	if capOf != nil && status == bus.RunBudgetExceeded && errText == "" {
+		ev.BudgetCap, ev.BudgetLimit = capOf(d)
+		ev.Error = ev.BudgetCap + " reached"
+	}
 	if spend != nil {
 		sp := spend(d)
 		ev.Usage, ev.Turn = &bus.Usage{InputTokens: sp.tokens}, sp.turns

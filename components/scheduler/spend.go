@@ -122,20 +122,32 @@ func (a *actor) countSpend(ctx context.Context, iss bus.IssueRef, ev bus.RunEven
 	}
 }
 
+// issueCap is a lifetime cap an issue's spend reached: its key, its value,
+// the spend, and the reason of the park with the amounts.
+type issueCap struct {
+	cap          string
+	limit, spent float64
+	why          string
+}
+
 // overIssueBudget says which lifetime cap the issue's spend reached, with
 // the amounts: the reason of its park.
-func overIssueBudget(caps bus.IssueBudget, sp bus.IssueSpend) (string, bool) {
+func overIssueBudget(caps bus.IssueBudget, sp bus.IssueSpend) (issueCap, bool) {
 	switch {
 	case caps.Runs > 0 && sp.Runs >= caps.Runs:
-		return fmt.Sprintf("budget.per_issue.runs reached: the issue had %d runs, the cap is %d", sp.Runs, caps.Runs), true
+		return issueCap{bus.CapIssueRuns, float64(caps.Runs), float64(sp.Runs),
+			fmt.Sprintf("budget.per_issue.runs reached: the issue had %d runs, the cap is %d", sp.Runs, caps.Runs)}, true
 	case caps.Turns > 0 && sp.Turns >= caps.Turns:
-		return fmt.Sprintf("budget.per_issue.turns reached: the issue's runs had %d turns, the cap is %d", sp.Turns, caps.Turns), true
+		return issueCap{bus.CapIssueTurns, float64(caps.Turns), float64(sp.Turns),
+			fmt.Sprintf("budget.per_issue.turns reached: the issue's runs had %d turns, the cap is %d", sp.Turns, caps.Turns)}, true
 	case caps.Tokens > 0 && sp.Tokens >= caps.Tokens:
-		return fmt.Sprintf("budget.per_issue.tokens reached: the issue's runs used %d tokens, the cap is %d", sp.Tokens, caps.Tokens), true
+		return issueCap{bus.CapIssueTokens, float64(caps.Tokens), float64(sp.Tokens),
+			fmt.Sprintf("budget.per_issue.tokens reached: the issue's runs used %d tokens, the cap is %d", sp.Tokens, caps.Tokens)}, true
 	case caps.USD > 0 && caps.USD-sp.USD < 1e-6:
-		return fmt.Sprintf("budget.per_issue.usd reached: the issue's runs cost $%s, the cap is $%s", usdText(sp.USD), usdText(caps.USD)), true
+		return issueCap{bus.CapIssueUSD, caps.USD, sp.USD,
+			fmt.Sprintf("budget.per_issue.usd reached: the issue's runs cost $%s, the cap is $%s", usdText(sp.USD), usdText(caps.USD))}, true
 	}
-	return "", false
+	return issueCap{}, false
 }
 
 // usdText is an amount in dollars, to the micro-dollar.
@@ -149,10 +161,10 @@ func usdText(v float64) string {
 // caps); undo takes the run back, for a dispatch the runner never took.
 func (a *actor) countIssueRun(ctx context.Context, iss bus.Issue, runID string) (left *bus.IssueBudgetLeft, undo func(), ok bool) {
 	caps := a.cfg.Config.Budget.PerIssue
-	var reason string
+	var hit issueCap
 	sp, err := a.updateSpend(ctx, iss.Ref(), func(sp *bus.IssueSpend) bool {
-		if why, over := overIssueBudget(caps, *sp); over {
-			reason = why
+		if c, over := overIssueBudget(caps, *sp); over {
+			hit = c
 			return false
 		}
 		sp.Runs++
@@ -163,14 +175,20 @@ func (a *actor) countIssueRun(ctx context.Context, iss bus.Issue, runID string) 
 		a.issueLog(iss).Error("run not counted towards budget.per_issue", "err", err, "run_id", runID)
 		return nil, func() {}, true
 	}
-	if reason != "" {
+	if hit.cap != "" {
 		last := ""
 		if n := len(sp.Counted); n > 0 {
 			last = sp.Counted[n-1]
 		}
+		reason := "budget exceeded: " + hit.why
 		a.release(ctx, iss.ID)
-		a.block(ctx, iss, last, "budget exceeded: "+reason)
-		a.issueLog(iss).Warn("issue parked: it reached a budget.per_issue cap; waiting for an operator (raise the cap) or a state change", "reason", reason)
+		a.park(ctx, iss, last, reason, bus.BlockedEntry{Cap: hit.cap, Limit: hit.limit})
+		// The occurrence is the issue at this cap after its last counted
+		// run: parked again with nothing spent since, it is the same one.
+		a.notify(bus.Notification{ID: string(bus.NotifyBudgetExceeded) + "/" + iss.ID + "/" + hit.cap + "/" + last, Event: bus.NotifyBudgetExceeded,
+			At: time.Now().UTC(), IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: last, Reason: reason,
+			Cap: hit.cap, Limit: hit.limit, Spent: hit.spent})
+		a.issueLog(iss).Warn("issue parked: it reached a budget.per_issue cap; waiting for an operator (raise the cap) or a state change", "reason", hit.why)
 		return nil, nil, false
 	}
 	undo = func() {

@@ -50,21 +50,7 @@ func (d *decoder) budget(m map[string]any) bus.BudgetConfig {
 	day := d.section(m, "per_day", "budget.per_day")
 	b.PerDay.BudgetCaps = d.caps(day, "budget.per_day")
 	b.PerDay.TimeZone = d.timeZone(day, "budget.per_day.time_zone")
-	d.warnNotEnforced(b)
 	return b
-}
-
-// NotEnforced is the warning of a spend-control key this build reads and
-// shows but does not yet act on (issue #23 lands in slices): an operator
-// must not believe a cap holds that does not.
-const NotEnforced = "read and shown, but NOT enforced by this build yet: only budget.per_run, budget.per_issue and agent.max_runs_per_issue stop runs"
-
-// warnNotEnforced warns for each cap set in a scope this build does not
-// enforce yet.
-func (d *decoder) warnNotEnforced(b bus.BudgetConfig) {
-	if b.PerDay.Capped() {
-		d.warn("budget.per_day", NotEnforced)
-	}
 }
 
 func (d *decoder) caps(m map[string]any, prefix string) bus.BudgetCaps {

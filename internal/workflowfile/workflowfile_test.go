@@ -201,8 +201,7 @@ body`
 	want := []string{"hooks.inherit_secrets: true: hooks run with the tracker secret",
 		"max_concurrent_agents_by_state.Bad", "Review",
 		// The scopes this build reads but does not enforce yet say so
-		// (budget.per_issue is enforced: no warning).
-		"budget.per_day: read and shown, but NOT enforced",
+		// (budget.per_issue and budget.per_day are enforced: no warning).
 		"notify.command: read and shown, but NOT run"}
 	if len(r.Warnings) != len(want) {
 		t.Errorf("warnings = %q, want %d", r.Warnings, len(want))
@@ -213,8 +212,8 @@ body`
 		}
 	}
 	for _, w := range r.Warnings {
-		if strings.HasPrefix(w, "budget.per_issue") {
-			t.Errorf("budget.per_issue is enforced, yet warned: %q", w)
+		if strings.HasPrefix(w, "budget.per_issue") || strings.HasPrefix(w, "budget.per_day") {
+			t.Errorf("budget.per_issue and budget.per_day are enforced, yet warned: %q", w)
 		}
 		if strings.Contains(w, secretValue) {
 			t.Errorf("a warning shows the secret: %q", w)

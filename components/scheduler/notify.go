@@ -1,0 +1,159 @@
+package scheduler
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+)
+
+// Notifications (bus.Notifications) the scheduler publishes: run_blocked
+// (a run ended blocked), budget_exceeded (a park by a per-run or per-issue
+// cap, and each run stopped by the daily cap), daily_cap_reached (once per
+// day and cap), max_runs_reached and retries_exhausted (a park by
+// agent.max_runs_per_issue: retries_exhausted when the issue's last run
+// did not end succeeded — failed, timed out, stalled, interrupted — so the
+// run refused would have been a retry; max_runs_reached when it ended
+// succeeded, a continuation loop). Each id is built only from what
+// happened — the event, the issue, the run, the day, the cap — never from
+// when it was noticed, so the same occurrence handled again after a
+// restart has the same id: the stream's duplicate window drops a copy
+// published soon after, and the notifier drops any later one by its id.
+//
+// Publishing never delays the actor: a notification goes into a bounded
+// queue (notifyQueue) that a goroutine of the scheduler's own publishes
+// from; a full queue drops it, logged and counted
+// (Component.NotificationsDropped). What is still queued when the
+// scheduler stops is published within drainTimeout (a --once run ends
+// right after its last run's end), and only then dropped, logged.
+
+// notifyQueue bounds the notifications waiting to be published.
+const notifyQueue = 256
+
+// drainTimeout bounds the publishing of what is queued when the
+// scheduler stops.
+const drainTimeout = 5 * time.Second
+
+// notifier publishes notifications off the actor's goroutine.
+type notifier struct {
+	c *Component
+	q chan bus.Notification
+}
+
+func newNotifier(c *Component) *notifier {
+	return &notifier{c: c, q: make(chan bus.Notification, notifyQueue)}
+}
+
+// NotificationsDropped counts the notifications the scheduler dropped
+// because its queue was full or their publish failed.
+func (c *Component) NotificationsDropped() int64 { return c.dropped.Load() }
+
+// start runs the publishing goroutine until ctx ends; stop waits for it.
+func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				n.drain(ctx, b, nil)
+				return
+			case note := <-n.q:
+				if ctx.Err() != nil {
+					// Stopping already: the note is drained with the rest.
+					n.drain(ctx, b, &note)
+					return
+				}
+				n.publish(ctx, b, note)
+			}
+		}
+	})
+	return wg.Wait
+}
+
+// drain publishes what is queued when the scheduler stops, within
+// drainTimeout; what is left then is dropped, logged and counted.
+// first, if set, was taken from the queue already.
+func (n *notifier) drain(ctx context.Context, b *bus.Bus, first *bus.Notification) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	defer cancel()
+	if first != nil {
+		n.publish(dctx, b, *first)
+	}
+	for {
+		select {
+		case note := <-n.q:
+			if dctx.Err() != nil {
+				n.c.dropped.Add(1)
+				n.c.log.Warn("scheduler stopped before a notification was published; it is lost", "id", note.ID, "event", note.Event)
+				continue
+			}
+			n.publish(dctx, b, note)
+		default:
+			return
+		}
+	}
+}
+
+// publish stores one notification in the NOTIFY stream, its id as the
+// message id.
+func (n *notifier) publish(ctx context.Context, b *bus.Bus, note bus.Notification) {
+	pctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if _, err := bus.PublishDurable(pctx, b, bus.Notifications, note, note.ID, string(note.Event)); err != nil {
+		n.c.dropped.Add(1)
+		n.c.log.Error("notification not published", "err", err, "id", note.ID, "event", note.Event, "issue_id", note.IssueID, "run_id", note.RunID)
+	}
+}
+
+// notify queues a notification, never waiting: a full queue drops it.
+func (a *actor) notify(note bus.Notification) {
+	select {
+	case a.notes.q <- note:
+	default:
+		a.c.dropped.Add(1)
+		a.log.Error("notification dropped: the queue is full", "id", note.ID, "event", note.Event, "issue_id", note.IssueID, "run_id", note.RunID)
+	}
+}
+
+// notifyRun notifies about a run's end that parked its issue: id
+// "<event>/<run_id>".
+func (a *actor) notifyRun(ev bus.NotifyEvent, iss bus.Issue, end bus.RunEvent, reason string, c bus.BlockedEntry) {
+	at := end.At
+	if at.IsZero() {
+		at = time.Now().UTC()
+	}
+	a.notify(bus.Notification{ID: string(ev) + "/" + end.RunID, Event: ev, At: at, IssueID: iss.ID, Identifier: iss.Identifier,
+		State: iss.State, RunID: end.RunID, Reason: reason, Cap: c.Cap, Limit: c.Limit, Day: c.Day})
+}
+
+// notifyMaxRuns notifies about a park by agent.max_runs_per_issue: id
+// "<event>/<issue_id>/<last run id>". retries_exhausted when the last run
+// did not end succeeded, max_runs_reached when it did (see above).
+func (a *actor) notifyMaxRuns(ctx context.Context, iss bus.Issue, c bus.RunCount, limit int, reason string) {
+	ev := bus.NotifyMaxRuns
+	if st := a.lastRunStatus(ctx, iss.ID, c.LastRunID); st != "" && st != bus.RunSucceeded {
+		ev = bus.NotifyRetriesExhausted
+	}
+	a.notify(bus.Notification{ID: string(ev) + "/" + iss.ID + "/" + c.LastRunID, Event: ev, At: time.Now().UTC(), IssueID: iss.ID,
+		Identifier: iss.Identifier, State: iss.State, RunID: c.LastRunID, Reason: reason, Cap: bus.CapMaxRuns, Limit: float64(limit), Spent: float64(c.Runs)})
+}
+
+// lastRunStatus is how the issue's last run ended: as this process saw
+// it, else as its summary says ("" when neither can tell).
+func (a *actor) lastRunStatus(ctx context.Context, issueID, runID string) bus.RunStatus {
+	if st, ok := a.lastStatus[issueID]; ok {
+		return st
+	}
+	if runID == "" {
+		return ""
+	}
+	k, err := bus.RunSummaries.Key(runID)
+	if err != nil {
+		return ""
+	}
+	if e, err := bus.Get(ctx, a.b, k); err == nil {
+		return e.Value.Status
+	}
+	return ""
+}
