@@ -91,6 +91,10 @@ type TrackerProvider struct {
 	Assignee string `json:"assignee,omitempty"`
 	// Files: the directory of <IDENTIFIER>.md issues (absolute).
 	Path string `json:"path,omitempty"`
+	// Extra holds the keys of tracker.provider that this build's adapter
+	// does not read, verbatim: the provider section belongs to the adapter
+	// (the reference specification, §5.3.1), and validate reports each.
+	Extra map[string]any `json:"extra,omitempty"`
 }
 
 // PollingConfig is the polling section.

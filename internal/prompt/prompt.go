@@ -189,9 +189,22 @@ func Bindings(issue bus.Issue, attempt *int) map[string]any {
 			"dispatchable": issue.Dispatchable,
 			"created_at":   timeOrNil(issue.CreatedAt),
 			"updated_at":   timeOrNil(issue.UpdatedAt),
+			"native_ref":   nativeRef(issue.NativeRef),
 		},
 		"attempt": att,
 	}
+}
+
+// nativeRef is the issue's native_ref for the template: a map, or nil.
+func nativeRef(ref map[string]string) any {
+	if ref == nil {
+		return nil
+	}
+	m := make(map[string]any, len(ref))
+	for k, v := range ref {
+		m[k] = v
+	}
+	return m
 }
 
 func strOrNil(s *string) any {
