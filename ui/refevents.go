@@ -57,8 +57,10 @@ func refRunEvent(ev bus.RunEvent) string {
 	switch {
 	case ev.Event == bus.RunSessionStarted:
 		return refSessionStarted
-	case ev.Event == bus.RunTurnFinished:
+	case ev.Event == bus.RunTurnFinished && (ev.Status == "" || ev.Status == bus.RunSucceeded):
 		return refTurnCompleted
+	case ev.Event == bus.RunTurnFinished:
+		return refTurnFailed
 	case ev.Event != bus.RunFinished || ev.Status == "" || ev.Status == bus.RunSucceeded:
 		return refNotification
 	case ev.Status == bus.RunCanceled:

@@ -80,7 +80,7 @@ func TestReferenceCommandLine(t *testing.T) {
 				t.Errorf("no clean stop logged:\n%s", p.all)
 			}
 			if strings.Contains(strings.Join(cmd.Args, " "), "--logs-root") {
-				logged, err := os.ReadFile(filepath.Join(filepath.Dir(wf), "logs", "log", "symphony.log"))
+				logged, err := os.ReadFile(filepath.Join(filepath.Dir(wf), "logs", filepath.FromSlash("log/symphony.log")))
 				if err != nil || !strings.Contains(string(logged), "symphony stopped") {
 					t.Errorf("--logs-root: log file %v:\n%s", err, logged)
 				}

@@ -245,7 +245,8 @@ func (c *RunCmd) logOutput(e *env) (w io.Writer, closeLogs func(), err error) {
 	if c.LogsRoot == "" {
 		return e.stderr, func() {}, nil
 	}
-	path := filepath.Join(c.LogsRoot, "log", "symphony.log")
+	// The reference's place for its log, under the logs root.
+	path := filepath.Join(c.LogsRoot, filepath.FromSlash("log/symphony.log"))
 	f, err := logsink.OpenRotating(path, 0, 0)
 	if err != nil {
 		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("--logs-root: %w", err)}

@@ -8,7 +8,7 @@ import (
 )
 
 func TestRotatingFileKeepsItsBound(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "log", "symphony.log")
+	path := filepath.Join(t.TempDir(), "log", "service.log")
 	r, err := OpenRotating(path, 100, 2)
 	if err != nil {
 		t.Fatal(err)

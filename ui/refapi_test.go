@@ -1,0 +1,78 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/testkit/apischema"
+)
+
+// TestNotReadyIsTheReferenceCode: a scheduler that does not answer is 503
+// orchestrator_unavailable, the reference's code, in the error envelope.
+func TestNotReadyIsTheReferenceCode(t *testing.T) {
+	schemas, err := apischema.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Server
+	for _, cause := range []error{bus.ErrNoResponder, fmt.Errorf("ask: %w", context.DeadlineExceeded)} {
+		w := httptest.NewRecorder()
+		s.controlError(w, httptest.NewRequest(http.MethodPost, "/api/v1/refresh", nil), cause)
+		body := w.Body.Bytes()
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"code": "orchestrator_unavailable"`) {
+			t.Errorf("%v: %d %s", cause, w.Code, body)
+		}
+		if err := schemas.Check(apischema.Error, body); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestReferenceEventNames: Symphony's events are named in the reference's
+// vocabulary for last_event.
+func TestReferenceEventNames(t *testing.T) {
+	at := time.Now()
+	cases := []struct {
+		got, want string
+	}{
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnInit}), "session_started"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnText}), "notification"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnOutcome, Result: &bus.TurnResult{}}), "turn_completed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnOutcome, Result: &bus.TurnResult{IsError: true}}), "turn_failed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnParseError}), "malformed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnOther}), "other_message"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnTrackerTool, TrackerTool: &bus.ToolCallRecord{OK: true}}), "tool_call_completed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnTrackerTool, TrackerTool: &bus.ToolCallRecord{}}), "tool_call_failed"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunDispatched, At: at}), "notification"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunSessionStarted}), "session_started"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunTurnFinished, Status: bus.RunSucceeded}), "turn_completed"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunTurnFinished, Status: bus.RunFailed}), "turn_failed"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunFinished, Status: bus.RunCanceled}), "turn_cancelled"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunFinished, Status: bus.RunBlocked}), "turn_ended_with_error"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunFinished, Status: bus.RunSucceeded}), "notification"},
+	}
+	for i, c := range cases {
+		if c.got != c.want {
+			t.Errorf("case %d: %q, want %q", i, c.got, c.want)
+		}
+	}
+}
+
+// TestReferenceTokens: input_tokens count every input token the model
+// read, whatever the agent, and the parts add up.
+func TestReferenceTokens(t *testing.T) {
+	claude := toTokens(bus.Usage{InputTokens: 10, OutputTokens: 5, CacheReadInputTokens: 100, CacheCreationInputTokens: 20}, bus.AgentClaude)
+	if claude.InputTokens != 130 || claude.TotalTokens != 135 || claude.UncachedInput != 10 || claude.CacheRead != 100 {
+		t.Errorf("claude: %+v", claude)
+	}
+	codex := toTokens(bus.Usage{InputTokens: 130, OutputTokens: 5, CacheReadInputTokens: 100}, bus.AgentCodex)
+	if codex.InputTokens != 130 || codex.TotalTokens != 135 || codex.UncachedInput != 30 {
+		t.Errorf("codex: %+v", codex)
+	}
+}
