@@ -116,6 +116,16 @@ type apiRunning struct {
 	Agent           string    `json:"agent,omitempty"`
 }
 
+// liveUsage is the run's usage as of now: the mid-turn totals its agent
+// reported (codex), when they are ahead of the summary, which moves only
+// when a turn ends.
+func (r RunView) liveUsage() bus.Usage {
+	if t := r.LiveTotals; t != nil && t.BudgetTokens(r.Agent) > r.Usage.BudgetTokens(r.Agent) {
+		return *t
+	}
+	return r.Usage
+}
+
 // polledIssues are the latest poll's issues by identifier.
 type polledIssues map[string]bus.Issue
 
@@ -140,7 +150,7 @@ func nonEmpty(s string) *string {
 func toRunning(r RunView, polled polledIssues) apiRunning {
 	out := apiRunning{IssueID: r.Issue.ID, IssueIdentifier: r.Issue.Identifier, IssueURL: nonEmpty(r.Issue.URL), State: r.Issue.State,
 		SessionID: nonEmpty(r.Session()), TurnCount: r.Turns, LastEvent: nonEmpty(r.LastEventRef), LastMessage: nonEmpty(r.LastMessage),
-		StartedAt: r.Started, Tokens: toTokens(r.Usage, r.Agent), StateAtDispatch: r.Issue.State, LastEventKind: nonEmpty(r.LastEvent),
+		StartedAt: r.Started, Tokens: toTokens(r.liveUsage(), r.Agent), StateAtDispatch: r.Issue.State, LastEventKind: nonEmpty(r.LastEvent),
 		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace, Agent: r.Agent}
 	if iss, ok := polled[r.Issue.Identifier]; ok && iss.ID == r.Issue.ID {
 		out.State = iss.State

@@ -66,6 +66,9 @@ type RunView struct {
 	// LastEventRef is LastEvent in the reference implementation's
 	// vocabulary (refevents.go), for the JSON API's last_event.
 	LastEventRef string
+	// LiveTotals are the run's token totals mid-turn, as its progress
+	// reported them (codex); the summary's usage moves only at a turn's end.
+	LiveTotals *bus.Usage
 	// LiveSessionID is the agent's session as its own events report it
 	// (system_init and later). The summary learns the session only from
 	// session_started, which the runner records when the first turn ends,
@@ -156,6 +159,14 @@ func (m *Model) ApplyRunEvent(ev bus.RunEvent, fold bool) {
 func (m *Model) ApplyProgress(p bus.RunProgress) {
 	if p.RateLimit != nil {
 		m.ApplyTurnEvent(*p.RateLimit)
+	}
+	if p.Totals != nil {
+		t := *p.Totals
+		m.update(func() {
+			if v := m.runs[p.RunID]; v != nil {
+				v.LiveTotals = &t
+			}
+		})
 	}
 	m.ApplyTurnEvent(p.Last)
 }

@@ -76,3 +76,23 @@ func TestReferenceTokens(t *testing.T) {
 		t.Errorf("codex: %+v", codex)
 	}
 }
+
+// TestRunningTokensMoveMidTurn: a running row's tokens follow the live
+// totals a codex run's progress reports, not only the summary's, which
+// moves when a turn ends; totals behind the summary are ignored.
+func TestRunningTokensMoveMidTurn(t *testing.T) {
+	m := NewModel()
+	m.PutRun(bus.RunSummary{RunID: "r1", Issue: bus.IssueRef{ID: "i1", Identifier: "ABC-1", State: "Todo"}, Status: bus.RunRunning,
+		Agent: bus.AgentCodex, Usage: bus.Usage{InputTokens: 100, OutputTokens: 10}})
+	m.ApplyProgress(bus.RunProgress{RunID: "r1", Last: bus.TurnEvent{RunID: "r1", Kind: bus.TurnSystem}, Totals: &bus.Usage{InputTokens: 300, OutputTokens: 40, CacheReadInputTokens: 200}})
+	r, _ := m.Run("r1")
+	if tok := toRunning(r, nil).Tokens; tok.InputTokens != 300 || tok.TotalTokens != 340 || tok.UncachedInput != 100 {
+		t.Errorf("live tokens: %+v", tok)
+	}
+	m.PutRun(bus.RunSummary{RunID: "r1", Issue: bus.IssueRef{ID: "i1", Identifier: "ABC-1"}, Status: bus.RunRunning,
+		Agent: bus.AgentCodex, Usage: bus.Usage{InputTokens: 500, OutputTokens: 50}})
+	r, _ = m.Run("r1")
+	if tok := toRunning(r, nil).Tokens; tok.TotalTokens != 550 {
+		t.Errorf("the summary, ahead of the live totals, should win: %+v", tok)
+	}
+}

@@ -52,6 +52,10 @@ func (pr *progress) note(ev bus.TurnEvent, now time.Time) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	pr.p.Turn, pr.p.Events, pr.p.Last = ev.Turn, max(pr.p.Events, ev.Seq), ev.Brief()
+	if ev.Totals != nil {
+		t := *ev.Totals
+		pr.p.Totals = &t
+	}
 	if ev.IsRateLimit() {
 		rl := ev.Brief()
 		if ev.Kind == bus.TurnRateLimit && len(ev.Raw) <= rateLimitRawBytes {
