@@ -331,7 +331,9 @@ func rateLimitsOf(v View) map[string]any {
 		}
 		if json.Unmarshal(a.Raw, &params) == nil {
 			for k, val := range params.RateLimits {
-				out[k] = val
+				if k != "agent" && k != "tracker" { // Symphony's own keys
+					out[k] = val
+				}
 			}
 		}
 	}

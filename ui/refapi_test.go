@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -95,4 +96,30 @@ func TestRunningTokensMoveMidTurn(t *testing.T) {
 	if tok := toRunning(r, nil).Tokens; tok.TotalTokens != 550 {
 		t.Errorf("the summary, ahead of the live totals, should win: %+v", tok)
 	}
+}
+
+// FuzzRateLimits: whatever codex put in its rate-limit snapshot (bounded
+// by the runner), rate_limits is null or an object that encodes, and
+// Symphony's own keys are never taken over by codex's.
+func FuzzRateLimits(f *testing.F) {
+	f.Add([]byte(`{"rateLimits":{"limitId":"codex","primary":{"usedPercent":12.5,"windowDurationMins":300},"secondary":null,"credits":null}}`))
+	f.Add([]byte(`{"rateLimits":{"agent":"spoof","tracker":1}}`))
+	f.Add([]byte(`{"rateLimits":null}`))
+	f.Add([]byte(`[1,2`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ev := bus.TurnEvent{RunID: "r", Kind: bus.TurnRateLimit, At: time.Unix(0, 0), Raw: raw}
+		out := rateLimitsOf(View{AgentLimit: &ev})
+		if out == nil {
+			t.Fatal("a rate-limit signal gave null rate_limits")
+		}
+		if _, ok := out["agent"].(*apiAgentLimit); !ok {
+			t.Fatalf("agent key is %T, not Symphony's", out["agent"])
+		}
+		if v, ok := out["tracker"]; ok {
+			t.Fatalf("codex's snapshot set the tracker key: %v", v)
+		}
+		if _, err := json.Marshal(out); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
