@@ -18,6 +18,14 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/osteele/liquid v1.9.2
 	github.com/prometheus/client_golang v1.25.0
+	// JSON Schema (draft 2020-12) validation for the API contract test
+	// (cmd/symphony/contract_test.go, testdata/api-schema/): the
+	// reference's response shapes are held by schemas, checked against a
+	// live `symphony run` (testkit/apischema). Tests only: no product
+	// package imports it (TestLayer…). Pinned to v6.0.3, its latest release:
+	// maintained, full draft 2020-12 with format assertion, and errors
+	// that name the failing place in the answer.
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/vektah/gqlparser/v2 v2.5.64
 )
 

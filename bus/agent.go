@@ -106,6 +106,10 @@ type TurnEvent struct {
 	TrackerTool *ToolCallRecord `json:"tracker_tool,omitempty"`
 	// Raw keeps an unknown event (bounded).
 	Raw json.RawMessage `json:"raw,omitempty"`
+	// Totals are the session's token totals so far, on an event that
+	// reports them mid-turn (codex's thread/tokenUsage/updated): what the
+	// run's usage will be if the turn ended now. Nil on other events.
+	Totals *Usage `json:"totals,omitempty"`
 }
 
 // RunProgress is a running agent's latest activity, published at most once
@@ -126,6 +130,11 @@ type RunProgress struct {
 	// RateLimit is the latest API retry or HTTP 429 result since the
 	// previous progress message, when there was one.
 	RateLimit *TurnEvent `json:"rate_limit,omitempty"`
+	// Totals are the run's latest mid-turn token totals (TurnEvent.Totals),
+	// kept from message to message, so the dashboard's tokens move while a
+	// turn runs instead of only when it ends; nil until the agent reports
+	// any (claude reports its tokens only at a turn's end).
+	Totals *Usage `json:"totals,omitempty"`
 }
 
 // ProgressPeriod is the longest a run's progress lags its latest event.

@@ -110,6 +110,10 @@ type TrackerProvider struct {
 	PriorityField string `json:"priority_field,omitempty"`
 	// Files: the directory of <IDENTIFIER>.md issues (absolute).
 	Path string `json:"path,omitempty"`
+	// Extra holds the keys of tracker.provider that this build's adapter
+	// does not read, verbatim: the provider section belongs to the adapter
+	// (the reference specification, §5.3.1), and validate reports each.
+	Extra map[string]any `json:"extra,omitempty"`
 }
 
 // PollingConfig is the polling section.

@@ -31,6 +31,12 @@ type Issue struct {
 	Dispatchable bool       `json:"dispatchable"`
 	CreatedAt    *time.Time `json:"created_at"`
 	UpdatedAt    *time.Time `json:"updated_at"`
+	// NativeRef holds the provider's own non-secret names for the issue,
+	// for prompts and provider-native tools (the reference specification,
+	// §4.1.1 and §11.3); nil (null) when the adapter has none to add. Its
+	// keys and values are each at most FieldMaxBytes and there are at most
+	// MaxNativeRefKeys of them (Bound drops it otherwise).
+	NativeRef map[string]string `json:"native_ref"`
 	// IsOutline is set on an outline (Outline): the description and the
 	// blockers were left out, and the full issue is read from the tracker
 	// by id (TrackerRefresh) where it is needed (the agent's prompt).
@@ -64,6 +70,8 @@ const (
 	// (labels the workflow requires are kept first).
 	MaxLabels   = 100
 	MaxBlockers = 50
+	// MaxNativeRefKeys bounds native_ref.
+	MaxNativeRefKeys = 8
 )
 
 // OutlineWholeBytes is the size up to which an issue is its own outline.
@@ -125,6 +133,10 @@ func (i Issue) Bound(limit int, required []string) (out Issue, cut []string, ok 
 			*f.p = nil
 			cut = append(cut, f.name)
 		}
+	}
+	if !nativeRefFits(i.NativeRef) {
+		i.NativeRef = nil
+		cut = append(cut, "native_ref")
 	}
 	if labels, dropped := boundLabels(i.Labels, required); dropped > 0 {
 		i.Labels = labels
@@ -207,7 +219,23 @@ func issueJSONBound(i Issue) int {
 	for _, b := range i.BlockedBy {
 		n += 48 + strLen(b.ID) + strLen(b.Identifier) + strLen(b.State)
 	}
+	for k, v := range i.NativeRef {
+		n += 2 + jsonStringLen(k) + jsonStringLen(v)
+	}
 	return n
+}
+
+// nativeRefFits says whether native_ref keeps within its bounds.
+func nativeRefFits(ref map[string]string) bool {
+	if len(ref) > MaxNativeRefKeys {
+		return false
+	}
+	for k, v := range ref {
+		if jsonStringLen(k) > FieldMaxBytes || jsonStringLen(v) > FieldMaxBytes {
+			return false
+		}
+	}
+	return true
 }
 
 // issueJSONLen is the size of the issue's JSON.

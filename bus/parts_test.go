@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,10 +237,37 @@ func TestIssueJSONBoundIsAtLeastTheSize(t *testing.T) {
 	s, p := "<&>\x01\"", 1
 	now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))
 	full := Issue{ID: s, Identifier: s, Title: s, Description: &s, Priority: &p, State: s, BranchName: &s, URL: &s, AssigneeID: &s,
-		Labels: []string{s, s}, BlockedBy: []Blocker{{ID: &s, Identifier: &s, State: &s}, {}}, Dispatchable: true, CreatedAt: &now, UpdatedAt: &now, IsOutline: true}
+		Labels: []string{s, s}, BlockedBy: []Blocker{{ID: &s, Identifier: &s, State: &s}, {}}, Dispatchable: true, CreatedAt: &now, UpdatedAt: &now, IsOutline: true,
+		NativeRef: map[string]string{s: s, "file": s}}
 	for _, iss := range []Issue{{}, full} {
 		if data, _ := json.Marshal(iss); issueJSONBound(iss) < len(data) {
 			t.Errorf("bound %d < size %d", issueJSONBound(iss), len(data))
+		}
+	}
+}
+
+// TestIssueBoundDropsAnOversizedNativeRef: native_ref keeps within its
+// bounds (keys, and each key's and value's length) or is dropped, named.
+func TestIssueBoundDropsAnOversizedNativeRef(t *testing.T) {
+	base := Issue{ID: "1", Identifier: "A-1", Title: "t", State: "Todo"}
+	ok := base
+	ok.NativeRef = map[string]string{"file": "A-1.md"}
+	if out, cut, _ := ok.Bound(IssueMaxBytes, nil); len(cut) != 0 || out.NativeRef["file"] != "A-1.md" {
+		t.Errorf("a small native_ref was touched: %v %v", out.NativeRef, cut)
+	}
+	many := map[string]string{}
+	for i := range MaxNativeRefKeys + 1 {
+		many[string(rune('a'+i))] = "v"
+	}
+	for name, ref := range map[string]map[string]string{
+		"too many keys": many,
+		"long value":    {"file": strings.Repeat("x", FieldMaxBytes+1)},
+	} {
+		iss := base
+		iss.NativeRef = ref
+		out, cut, _ := iss.Bound(IssueMaxBytes, nil)
+		if out.NativeRef != nil || !slices.Contains(cut, "native_ref") {
+			t.Errorf("%s: native_ref %v kept, cut %v", name, out.NativeRef, cut)
 		}
 	}
 }

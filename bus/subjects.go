@@ -210,7 +210,7 @@ var (
 		Pattern:   "symphony.progress.{run_id}",
 		Producer:  CompAgentRunner,
 		Consumers: []string{CompScheduler, CompUI},
-		Doc:       "A running agent's latest event (cut short), its event count and latest rate-limit signal, at most every 250 ms per run while events flow and at each turn's end: stall detection and the overview read this, not every agent event.",
+		Doc:       "A running agent's latest event (cut short), its event count, latest rate-limit signal (codex's snapshot with its payload) and mid-turn token totals when the agent reports them (codex), at most every 250 ms per run while events flow and at each turn's end: stall detection and the overview read this, not every agent event.",
 	})
 
 	// SchedulerControl carries operator commands to the scheduler.

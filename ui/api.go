@@ -64,42 +64,103 @@ func only(method string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// apiTokens are a run's tokens. input_tokens, output_tokens and
+// total_tokens mean what they mean in the reference implementation, whose
+// input_tokens are codex's, cached ones included: every input token the
+// model read, so claude's cache reads and writes are in it too and the
+// figures of the two agents compare. The parts follow.
 type apiTokens struct {
 	InputTokens  int64 `json:"input_tokens"`
 	OutputTokens int64 `json:"output_tokens"`
 	TotalTokens  int64 `json:"total_tokens"`
-	CacheRead    int64 `json:"cache_read_input_tokens"`
-	CacheCreate  int64 `json:"cache_creation_input_tokens"`
+	// UncachedInput is input_tokens less the cache reads and writes.
+	UncachedInput int64 `json:"uncached_input_tokens"`
+	CacheRead     int64 `json:"cache_read_input_tokens"`
+	CacheCreate   int64 `json:"cache_creation_input_tokens"`
 }
 
-func toTokens(u bus.Usage) apiTokens {
-	return apiTokens{u.InputTokens, u.OutputTokens, u.InputTokens + u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens}
+// toTokens reads u as agent counts it (bus.Usage.BudgetTokens: claude
+// reports cache tokens beside its input tokens, codex inside them).
+func toTokens(u bus.Usage, agent string) apiTokens {
+	total := u.BudgetTokens(agent)
+	out := max(u.OutputTokens, 0)
+	in := total - out
+	return apiTokens{InputTokens: in, OutputTokens: out, TotalTokens: total,
+		UncachedInput: max(in-max(u.CacheReadInputTokens, 0)-max(u.CacheCreationInputTokens, 0), 0),
+		CacheRead:     u.CacheReadInputTokens, CacheCreate: u.CacheCreationInputTokens}
 }
 
+// apiRunning is a running issue. The reference's fields come first; the
+// rest are Symphony's. state is the issue's state as the latest poll saw
+// it (the reference refreshes it as it reconciles), state_at_dispatch the
+// one the run started with. last_event names the latest event in the
+// reference's vocabulary (refevents.go), last_event_kind in Symphony's.
 type apiRunning struct {
 	IssueID         string    `json:"issue_id"`
 	IssueIdentifier string    `json:"issue_identifier"`
+	IssueURL        *string   `json:"issue_url"`
 	State           string    `json:"state"`
-	SessionID       string    `json:"session_id"`
+	SessionID       *string   `json:"session_id"`
 	TurnCount       int       `json:"turn_count"`
-	LastEvent       string    `json:"last_event"`
-	LastMessage     string    `json:"last_message"`
+	LastEvent       *string   `json:"last_event"`
+	LastMessage     *string   `json:"last_message"`
 	StartedAt       time.Time `json:"started_at"`
 	LastEventAt     *string   `json:"last_event_at"`
 	Tokens          apiTokens `json:"tokens"`
+	StateAtDispatch string    `json:"state_at_dispatch"`
+	LastEventKind   *string   `json:"last_event_kind"`
 	RunID           string    `json:"run_id"`
 	Attempt         *int      `json:"attempt"`
 	CostUSD         *float64  `json:"cost_usd"`
 	Workspace       string    `json:"workspace,omitempty"`
+	Agent           string    `json:"agent,omitempty"`
 	// BudgetUSD is the cost the budget caps count, priced from the
 	// pricing table when the agent reports none (codex).
 	BudgetUSD *float64 `json:"budget_usd,omitempty"`
 }
 
-func toRunning(r RunView) apiRunning {
-	out := apiRunning{IssueID: r.Issue.ID, IssueIdentifier: r.Issue.Identifier, State: r.Issue.State, SessionID: r.Session(),
-		TurnCount: r.Turns, LastEvent: r.LastEvent, LastMessage: r.LastMessage, StartedAt: r.Started, Tokens: toTokens(r.Usage),
-		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace, BudgetUSD: r.BudgetUSD}
+// liveUsage is the run's usage as of now: the mid-turn totals its agent
+// reported (codex), when they are ahead of the summary, which moves only
+// when a turn ends.
+func (r RunView) liveUsage() bus.Usage {
+	if t := r.LiveTotals; t != nil && t.BudgetTokens(r.Agent) > r.Usage.BudgetTokens(r.Agent) {
+		return *t
+	}
+	return r.Usage
+}
+
+// polledIssues are the latest poll's issues by identifier.
+type polledIssues map[string]bus.Issue
+
+func polledOf(v View) polledIssues {
+	out := polledIssues{}
+	if v.LastPoll != nil {
+		for _, iss := range v.LastPoll.Issues {
+			out[iss.Identifier] = iss
+		}
+	}
+	return out
+}
+
+// nonEmpty is s, or nil (null) when empty.
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func toRunning(r RunView, polled polledIssues) apiRunning {
+	out := apiRunning{IssueID: r.Issue.ID, IssueIdentifier: r.Issue.Identifier, IssueURL: nonEmpty(r.Issue.URL), State: r.Issue.State,
+		SessionID: nonEmpty(r.Session()), TurnCount: r.Turns, LastEvent: nonEmpty(r.LastEventRef), LastMessage: nonEmpty(r.LastMessage),
+		StartedAt: r.Started, Tokens: toTokens(r.liveUsage(), r.Agent), StateAtDispatch: r.Issue.State, LastEventKind: nonEmpty(r.LastEvent),
+		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace, Agent: r.Agent, BudgetUSD: r.BudgetUSD}
+	if iss, ok := polled[r.Issue.Identifier]; ok && iss.ID == r.Issue.ID {
+		out.State = iss.State
+		if iss.URL != nil {
+			out.IssueURL = iss.URL
+		}
+	}
 	if !r.LastEventAt.IsZero() {
 		s := r.LastEventAt.UTC().Format(time.RFC3339Nano)
 		out.LastEventAt = &s
@@ -110,19 +171,72 @@ func toRunning(r RunView) apiRunning {
 type apiRetry struct {
 	IssueID         string    `json:"issue_id"`
 	IssueIdentifier string    `json:"issue_identifier"`
+	IssueURL        *string   `json:"issue_url"`
 	Attempt         int       `json:"attempt"`
 	DueAt           time.Time `json:"due_at"`
 	Error           *string   `json:"error"`
 }
 
-func toRetry(r bus.RetryEntry) apiRetry {
-	out := apiRetry{IssueID: r.IssueID, IssueIdentifier: r.Identifier, Attempt: r.Attempt, DueAt: r.DueAt}
-	if r.Error != "" {
-		out.Error = &r.Error
+func toRetry(r bus.RetryEntry, url *string) apiRetry {
+	return apiRetry{IssueID: r.IssueID, IssueIdentifier: r.Identifier, IssueURL: url, Attempt: r.Attempt, DueAt: r.DueAt, Error: nonEmpty(r.Error)}
+}
+
+// apiBlocked is a parked issue: Symphony's entry (identifier, reason, at,
+// cap…) with the reference's names for the same facts (issue_identifier,
+// error, blocked_at) and what the run that parked it last did.
+type apiBlocked struct {
+	bus.BlockedEntry
+	IssueIdentifier string  `json:"issue_identifier"`
+	IssueURL        *string `json:"issue_url"`
+	Error           string  `json:"error"`
+	BlockedAt       string  `json:"blocked_at"`
+	SessionID       *string `json:"session_id"`
+	LastEvent       *string `json:"last_event"`
+	LastMessage     *string `json:"last_message"`
+	LastEventAt     *string `json:"last_event_at"`
+	LastEventKind   *string `json:"last_event_kind"`
+}
+
+// toBlocked adds the reference's fields to a block; run is the run that
+// parked it, when the dashboard knows it.
+func toBlocked(b bus.BlockedEntry, url *string, run *RunView) apiBlocked {
+	out := apiBlocked{BlockedEntry: b, IssueIdentifier: b.Identifier, IssueURL: url, Error: b.Reason,
+		BlockedAt: b.At.UTC().Format(time.RFC3339Nano)}
+	if run != nil {
+		out.SessionID, out.LastEvent, out.LastMessage, out.LastEventKind =
+			nonEmpty(run.Session()), nonEmpty(run.LastEventRef), nonEmpty(run.LastMessage), nonEmpty(run.LastEvent)
+		if !run.LastEventAt.IsZero() {
+			s := run.LastEventAt.UTC().Format(time.RFC3339Nano)
+			out.LastEventAt = &s
+		}
 	}
 	return out
 }
 
+// issueURL is an issue's URL: as the latest poll saw it, else as its runs
+// recorded it; nil when neither knows one.
+func (s *Server) issueURL(ident string, polled polledIssues) *string {
+	if iss, ok := polled[ident]; ok && iss.URL != nil {
+		return iss.URL
+	}
+	if iv, ok := s.model.Issue(ident); ok {
+		return nonEmpty(iv.Ref.URL)
+	}
+	return nil
+}
+
+// blockedRow is toBlocked with the URL and the run looked up.
+func (s *Server) blockedRow(b bus.BlockedEntry, polled polledIssues) apiBlocked {
+	var run *RunView
+	if r, ok := s.model.Run(b.RunID); ok && b.RunID != "" {
+		run = &r
+	}
+	return toBlocked(b, s.issueURL(b.Identifier, polled), run)
+}
+
+// apiTotals are every run's tokens, runtime and cost, whatever the agent
+// (the reference's name, codex_totals, is kept for its readers); tokens
+// count as in apiTokens.
 type apiTotals struct {
 	InputTokens    int64   `json:"input_tokens"`
 	OutputTokens   int64   `json:"output_tokens"`
@@ -150,18 +264,18 @@ type apiTrackerErr struct {
 }
 
 type apiState struct {
-	GeneratedAt time.Time          `json:"generated_at"`
-	Counts      map[string]int     `json:"counts"`
-	Running     []apiRunning       `json:"running"`
-	Retrying    []apiRetry         `json:"retrying"`
-	Blocked     []bus.BlockedEntry `json:"blocked"`
-	CodexTotals apiTotals          `json:"codex_totals"`
-	RateLimits  *apiRateLimits     `json:"rate_limits"`
-	Paused      bool               `json:"paused"`
-	Workflow    *apiWorkflow       `json:"workflow"`
-	LastPoll    *apiPoll           `json:"last_poll"`
-	PollError   *apiTrackerErr     `json:"poll_error"`
-	Replay      *ReplayInfo        `json:"replay,omitempty"`
+	GeneratedAt time.Time      `json:"generated_at"`
+	Counts      map[string]int `json:"counts"`
+	Running     []apiRunning   `json:"running"`
+	Retrying    []apiRetry     `json:"retrying"`
+	Blocked     []apiBlocked   `json:"blocked"`
+	CodexTotals apiTotals      `json:"codex_totals"`
+	RateLimits  map[string]any `json:"rate_limits"`
+	Paused      bool           `json:"paused"`
+	Workflow    *apiWorkflow   `json:"workflow"`
+	LastPoll    *apiPoll       `json:"last_poll"`
+	PollError   *apiTrackerErr `json:"poll_error"`
+	Replay      *ReplayInfo    `json:"replay,omitempty"`
 	// Budget is spend control (spendapi.go).
 	Budget *apiBudget `json:"budget"`
 }
@@ -182,23 +296,22 @@ type apiPoll struct {
 
 func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 	v := s.model.Snapshot(s.opts.Now(), 0)
-	out := apiState{GeneratedAt: v.Now.UTC(), Running: []apiRunning{}, Retrying: []apiRetry{}, Blocked: v.Blocked, Paused: v.Paused.Paused, Replay: v.Replay}
-	if out.Blocked == nil {
-		out.Blocked = []bus.BlockedEntry{}
+	out := apiState{GeneratedAt: v.Now.UTC(), Running: []apiRunning{}, Retrying: []apiRetry{}, Blocked: []apiBlocked{}, Paused: v.Paused.Paused, Replay: v.Replay}
+	polled := polledOf(v)
+	for _, b := range v.Blocked {
+		out.Blocked = append(out.Blocked, s.blockedRow(b, polled))
 	}
 	t := v.Totals
 	out.Counts = map[string]int{"running": t.Running, "retrying": t.Retrying, "blocked": t.Blocked,
 		"succeeded_today": t.SucceededToday, "failed_today": t.FailedToday, "runs": t.Runs}
 	for _, r := range v.Running {
-		out.Running = append(out.Running, toRunning(r))
+		out.Running = append(out.Running, toRunning(r, polled))
 	}
 	for _, r := range v.Retries {
-		out.Retrying = append(out.Retrying, toRetry(r))
+		out.Retrying = append(out.Retrying, toRetry(r, s.issueURL(r.Identifier, polled)))
 	}
-	out.CodexTotals = apiTotals{t.Usage.InputTokens, t.Usage.OutputTokens, t.TotalTokens(), t.AgentSeconds, t.CostUSD}
-	if rl := rateLimits(v); rl.Agent != nil || rl.Tracker != nil {
-		out.RateLimits = &rl
-	}
+	out.CodexTotals = apiTotals{t.AllTokens - max(t.Usage.OutputTokens, 0), max(t.Usage.OutputTokens, 0), t.AllTokens, t.AgentSeconds, t.CostUSD}
+	out.RateLimits = rateLimitsOf(v)
 	out.Workflow = workflowOf(v)
 	if v.LastPoll != nil {
 		out.LastPoll = &apiPoll{At: v.LastPoll.FetchedAt, Issues: len(v.LastPoll.Issues), DurationMS: v.LastPoll.DurationMS}
@@ -208,6 +321,38 @@ func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 	}
 	out.Budget = budgetOf(v)
 	writeJSON(w, http.StatusOK, out)
+}
+
+// rateLimitsOf is rate_limits: null, or an object holding codex's latest
+// rate-limit snapshot as codex sent it (limitId, primary, secondary,
+// credits…, the reference's shape) when a codex run reported one, and
+// Symphony's latest signals under agent (an agent's API retry, 429 or
+// snapshot) and tracker (the tracker's rate_limited poll failure).
+func rateLimitsOf(v View) map[string]any {
+	rl := rateLimits(v)
+	out := map[string]any{}
+	if a := v.AgentLimit; a != nil && a.Kind == bus.TurnRateLimit && len(a.Raw) > 0 {
+		var params struct {
+			RateLimits map[string]any `json:"rateLimits"`
+		}
+		if json.Unmarshal(a.Raw, &params) == nil {
+			for k, val := range params.RateLimits {
+				if k != "agent" && k != "tracker" { // Symphony's own keys
+					out[k] = val
+				}
+			}
+		}
+	}
+	if rl.Agent != nil {
+		out["agent"] = rl.Agent
+	}
+	if rl.Tracker != nil {
+		out["tracker"] = rl.Tracker
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func rateLimits(v View) apiRateLimits {
@@ -240,21 +385,23 @@ func workflowOf(v View) *apiWorkflow {
 	return out
 }
 
+// apiIssue is GET /api/v1/<identifier>: the reference's fields, then
+// Symphony's (blocked, issue, runs).
 type apiIssue struct {
-	IssueIdentifier string            `json:"issue_identifier"`
-	IssueID         string            `json:"issue_id"`
-	Status          string            `json:"status"`
-	Workspace       *apiWorkspace     `json:"workspace"`
-	Attempts        apiAttempts       `json:"attempts"`
-	Running         *apiRunning       `json:"running"`
-	Retry           *apiRetry         `json:"retry"`
-	Blocked         *bus.BlockedEntry `json:"blocked"`
-	Issue           *bus.Issue        `json:"issue"`
-	Runs            []apiRun          `json:"runs"`
-	RecentEvents    []apiEvent        `json:"recent_events"`
-	LastError       *string           `json:"last_error"`
-	Logs            apiLogs           `json:"logs"`
-	Tracked         map[string]any    `json:"tracked"`
+	IssueIdentifier string         `json:"issue_identifier"`
+	IssueID         string         `json:"issue_id"`
+	Status          string         `json:"status"`
+	Workspace       *apiWorkspace  `json:"workspace"`
+	Attempts        apiAttempts    `json:"attempts"`
+	Running         *apiRunning    `json:"running"`
+	Retry           *apiRetry      `json:"retry"`
+	Blocked         *apiBlocked    `json:"blocked"`
+	Logs            apiLogs        `json:"logs"`
+	RecentEvents    []apiEvent     `json:"recent_events"`
+	LastError       *string        `json:"last_error"`
+	Tracked         map[string]any `json:"tracked"`
+	Issue           *bus.Issue     `json:"issue"`
+	Runs            []apiRun       `json:"runs"`
 	// Spend is the issue's lifetime spend against its caps (spendapi.go).
 	Spend *apiIssueSpend `json:"spend"`
 }
@@ -269,15 +416,22 @@ type apiWorkspace struct {
 	Path string `json:"path"`
 }
 
+// apiAttempts counts as the reference does: current_retry_attempt is the
+// queued retry's attempt (0 when none), restart_count one less (never
+// below 0). runs counts every run of the issue the store holds.
 type apiAttempts struct {
-	RestartCount        int  `json:"restart_count"`
-	CurrentRetryAttempt *int `json:"current_retry_attempt"`
+	RestartCount        int `json:"restart_count"`
+	CurrentRetryAttempt int `json:"current_retry_attempt"`
+	Runs                int `json:"runs"`
 }
 
+// apiEvent is one of recent_events: event in the reference's vocabulary,
+// kind Symphony's own name for it.
 type apiEvent struct {
 	At      time.Time `json:"at"`
 	Event   string    `json:"event"`
 	Message string    `json:"message"`
+	Kind    string    `json:"kind"`
 }
 
 type apiRun struct {
@@ -299,37 +453,62 @@ func toRun(r RunView) apiRun {
 // recentEventCount bounds recent_events of the issue endpoint.
 const recentEventCount = 20
 
-func (s *Server) apiIssue(w http.ResponseWriter, r *http.Request) {
+// apiIssue is GET /api/v1/<identifier>: the issue if this instance holds
+// it — running, waiting for a retry or parked (blocked). Any other issue
+// is 404 issue_not_found, as in the reference, whose scripts read a 404 as
+// "not in flight".
+func (s *Server) apiIssue(w http.ResponseWriter, r *http.Request) { s.answerIssue(w, r, true) }
+
+// apiIssueAny is GET /api/v1/issues/<identifier>: the same answer for any
+// issue this instance knows (polled, run, retried or blocked), status
+// idle when it holds it no longer: a finished issue's runs and recent
+// events, which the reference's endpoint does not give.
+func (s *Server) apiIssueAny(w http.ResponseWriter, r *http.Request) { s.answerIssue(w, r, false) }
+
+// answerIssue answers for an issue; held limits it to the issues held.
+func (s *Server) answerIssue(w http.ResponseWriter, r *http.Request, held bool) {
 	ident := r.PathValue("identifier")
 	if !safeid.Valid(ident) {
 		writeError(w, r, http.StatusNotFound, "issue_not_found", "no issue "+strconvQuote(clip(ident, 80))+": identifiers match "+safeid.Rule)
 		return
 	}
 	iv, ok := s.model.Issue(ident)
-	if !ok {
+	running := ok && len(iv.Runs) > 0 && iv.Runs[0].Status == bus.RunRunning
+	switch {
+	case held && !running && (!ok || (iv.Retry == nil && iv.Blocked == nil)):
+		writeError(w, r, http.StatusNotFound, "issue_not_found", "issue "+ident+" is not running, retrying or blocked here (what is known of it: /api/v1/issues/"+ident+")")
+		return
+	case !ok:
 		writeError(w, r, http.StatusNotFound, "issue_not_found", "no issue "+ident+" is known to this instance (not polled, run, retried or blocked)")
 		return
 	}
 	s.fullIssue(r.Context(), &iv)
-	out := apiIssue{IssueIdentifier: ident, IssueID: iv.Ref.ID, Issue: iv.Issue, Blocked: iv.Blocked, Runs: []apiRun{}, RecentEvents: []apiEvent{}, Tracked: map[string]any{}, Logs: apiLogs{CodexSessionLogs: []any{}}}
-	out.Status = "idle"
+	polled := polledOf(s.model.Snapshot(s.opts.Now(), 0))
+	out := apiIssue{IssueIdentifier: ident, IssueID: iv.Ref.ID, Issue: iv.Issue, Runs: []apiRun{}, RecentEvents: []apiEvent{}, Tracked: map[string]any{}, Logs: apiLogs{CodexSessionLogs: []any{}}}
+	out.Attempts.Runs = len(iv.Runs)
 	switch {
-	case len(iv.Runs) > 0 && iv.Runs[0].Status == bus.RunRunning:
+	case running:
 		out.Status = "running"
-		run := toRunning(iv.Runs[0])
+		run := toRunning(iv.Runs[0], polled)
 		out.Running = &run
 	case iv.Retry != nil:
 		out.Status = "retrying"
 	case iv.Blocked != nil:
 		out.Status = "blocked"
+	default:
+		out.Status = "idle"
 	}
 	if iv.Retry != nil {
-		rt := toRetry(*iv.Retry)
+		rt := toRetry(*iv.Retry, s.issueURL(ident, polled))
 		out.Retry = &rt
-		out.Attempts.CurrentRetryAttempt = &iv.Retry.Attempt
+		out.Attempts.CurrentRetryAttempt = iv.Retry.Attempt
+		out.Attempts.RestartCount = max(iv.Retry.Attempt-1, 0)
+		out.LastError = out.Retry.Error
 	}
-	if len(iv.Runs) > 1 {
-		out.Attempts.RestartCount = len(iv.Runs) - 1
+	if iv.Blocked != nil {
+		bl := s.blockedRow(*iv.Blocked, polled)
+		out.Blocked = &bl
+		out.LastError = &bl.Error
 	}
 	if ws := s.workspaceOf(iv); ws != "" {
 		out.Workspace = &apiWorkspace{Path: ws}
@@ -391,7 +570,7 @@ func (s *Server) recentEvents(ctx context.Context, runID string) []apiEvent {
 	out := []apiEvent{}
 	for _, ev := range last {
 		name, msg := eventSummary(ev)
-		out = append(out, apiEvent{At: ev.At, Event: name, Message: msg})
+		out = append(out, apiEvent{At: ev.At, Event: refStoredEvent(ev), Message: msg, Kind: name})
 	}
 	return out
 }
@@ -480,7 +659,8 @@ func (s *Server) controlError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, errReadOnly):
 		writeError(w, r, http.StatusConflict, "read_only", err.Error())
 	case errors.Is(err, bus.ErrNoResponder), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, r, http.StatusServiceUnavailable, "scheduler_unavailable", "the scheduler did not answer: "+err.Error())
+		// The reference's code: its scripts retry on it.
+		writeError(w, r, http.StatusServiceUnavailable, "orchestrator_unavailable", "the scheduler did not answer: "+err.Error())
 	default:
 		writeError(w, r, http.StatusBadGateway, "control_failed", err.Error())
 	}

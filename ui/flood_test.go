@@ -267,7 +267,7 @@ func TestReadsAndTrackerAsksAreBounded(t *testing.T) {
 	if resp, _ := getBounded(t, h.url+"/runs/run-b"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("run page with every read slot taken: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	if resp, body := getBounded(t, h.url+"/api/v1/ENG-8"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"recent_events": []`) {
+	if resp, body := getBounded(t, h.url+"/api/v1/issues/ENG-8"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"recent_events": []`) {
 		t.Errorf("issue API with every read slot taken: %d %s", resp.StatusCode, clip(body, 300))
 	}
 	if resp, _ := getBounded(t, h.url+"/api/v1/runs/not-a-stored-run"); resp.StatusCode != http.StatusNotFound {

@@ -65,6 +65,12 @@ type RunView struct {
 	LastEvent   string
 	LastEventAt time.Time
 	LastMessage string
+	// LastEventRef is LastEvent in the reference implementation's
+	// vocabulary (refevents.go), for the JSON API's last_event.
+	LastEventRef string
+	// LiveTotals are the run's token totals mid-turn, as its progress
+	// reported them (codex); the summary's usage moves only at a turn's end.
+	LiveTotals *bus.Usage
 	// LiveSessionID is the agent's session as its own events report it
 	// (system_init and later). The summary learns the session only from
 	// session_started, which the runner records when the first turn ends,
@@ -143,6 +149,7 @@ func (m *Model) ApplyRunEvent(ev bus.RunEvent, fold bool) {
 			runlog.Apply(&v.RunSummary, ev)
 		}
 		v.LastEvent, v.LastEventAt = "run "+string(ev.Event), ev.At
+		v.LastEventRef = refRunEvent(ev)
 		if ev.Error != "" {
 			v.LastMessage = ev.Error
 		}
@@ -155,6 +162,14 @@ func (m *Model) ApplyProgress(p bus.RunProgress) {
 	if p.RateLimit != nil {
 		m.ApplyTurnEvent(*p.RateLimit)
 	}
+	if p.Totals != nil {
+		t := *p.Totals
+		m.update(func() {
+			if v := m.runs[p.RunID]; v != nil {
+				v.LiveTotals = &t
+			}
+		})
+	}
 	m.ApplyTurnEvent(p.Last)
 }
 
@@ -163,6 +178,9 @@ func (m *Model) ApplyTurnEvent(ev bus.TurnEvent) {
 	m.update(func() {
 		if ev.IsRateLimit() {
 			e := ev
+			if prev := m.agentLimit; e.Raw == nil && prev != nil && prev.RunID == e.RunID && prev.Seq == e.Seq {
+				e.Raw = prev.Raw // the progress message's brief copy of the same event
+			}
 			m.agentLimit = &e
 		}
 		v := m.runs[ev.RunID]
@@ -170,6 +188,7 @@ func (m *Model) ApplyTurnEvent(ev bus.TurnEvent) {
 			return
 		}
 		v.LastEvent, v.LastEventAt = string(ev.Kind), ev.At
+		v.LastEventRef = refTurnEvent(ev)
 		if msg := eventMessage(ev); msg != "" {
 			v.LastMessage = msg
 		}
@@ -188,6 +207,7 @@ func (m *Model) ApplyHookEvent(ev bus.HookEvent) {
 			return
 		}
 		v.LastEvent, v.LastEventAt = "hook "+ev.Hook+" "+string(ev.Phase), ev.At
+		v.LastEventRef = refNotification
 		if ev.Error != "" {
 			v.LastMessage = ev.Error
 		}
@@ -301,6 +321,10 @@ type Totals struct {
 	Runs                        int
 	ByStatus                    map[string]int
 	Usage                       bus.Usage
+	// AllTokens sums every run's tokens counted once whatever the agent
+	// (bus.Usage.BudgetTokens: claude's cache reads and writes included,
+	// codex's cached tokens not counted twice).
+	AllTokens int64
 	// CostUSD sums the runs that reported a cost; CostRuns counts them.
 	CostUSD  float64
 	CostRuns int
@@ -334,6 +358,7 @@ func (m *Model) Snapshot(now time.Time, recent int) View {
 		t.Runs++
 		t.ByStatus[string(r.Status)]++
 		t.Usage = t.Usage.Add(r.Usage)
+		t.AllTokens += r.Usage.BudgetTokens(r.Agent)
 		if r.CostUSD != nil {
 			t.CostUSD += *r.CostUSD
 			t.CostRuns++

@@ -63,6 +63,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/v1/runs/{id}/events", only(http.MethodGet, s.streaming(s.apiRunEvents)))
 	mux.HandleFunc("/api/v1/spend", only(http.MethodGet, s.apiSpend))
 	mux.HandleFunc("/api/v1/spend/{identifier}/reset", only(http.MethodPost, s.apiResetSpend))
+	mux.HandleFunc("/api/v1/issues/{identifier}", only(http.MethodGet, s.apiIssueAny))
 	mux.HandleFunc("/api/v1/{identifier}", only(http.MethodGet, s.apiIssue))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no API endpoint "+strconvQuote(clip(r.URL.Path, 200)))

@@ -614,7 +614,7 @@ func TestPricedCostShown(t *testing.T) {
 	if strings.Contains(html, "$0.5000 (priced)") || !strings.Contains(html, "$0.5000") {
 		t.Error("an agent's own cost is marked as priced")
 	}
-	if r := toRunning(codex); r.CostUSD != nil || r.BudgetUSD == nil || *r.BudgetUSD != priced {
+	if r := toRunning(codex, nil); r.CostUSD != nil || r.BudgetUSD == nil || *r.BudgetUSD != priced {
 		t.Errorf("API running entry: %+v", r)
 	}
 	m := NewModel()

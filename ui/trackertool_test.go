@@ -112,7 +112,8 @@ func TestTrackerToolCallsShownEverywhere(t *testing.T) {
 	}
 	latest := "tracker tool linear_graphql: failed (rate_limited, retry after 30s, 40 ms): Linear answered HTTP 429"
 	h.eventually(t, "the latest activity", func() bool { r, _ := h.srv.model.Run("run-t"); return r.LastMessage == latest })
-	if _, body := get(t, h.url+"/api/v1/state"); !strings.Contains(body, `"last_message": "`+latest+`"`) || !strings.Contains(body, `"last_event": "tracker_tool"`) {
+	if _, body := get(t, h.url+"/api/v1/state"); !strings.Contains(body, `"last_message": "`+latest+`"`) || !strings.Contains(body, `"last_event": "tool_call_failed"`) ||
+		!strings.Contains(body, `"last_event_kind": "tracker_tool"`) {
 		t.Errorf("state's running entry lacks the call:\n%s", body)
 	}
 	if err := runlog.Record(t.Context(), h.b, bus.RunEvent{RunID: "run-t", Event: bus.RunFinished, At: time.Now().UTC(), Status: bus.RunSucceeded}, "run-t-end"); err != nil {
@@ -163,8 +164,8 @@ func TestTrackerToolCallsShownEverywhere(t *testing.T) {
 		t.Errorf("API event stream tracker tool records: %+v", got)
 	}
 	// The issue's recent events summarise them.
-	_, issue := get(t, h.url+"/api/v1/TT-1")
-	if !strings.Contains(issue, `"event": "tracker_tool"`) || !strings.Contains(issue, "tracker tool linear_graphql: ok (212 ms)") {
+	_, issue := get(t, h.url+"/api/v1/issues/TT-1")
+	if !strings.Contains(issue, `"event": "tool_call_completed"`) || !strings.Contains(issue, `"kind": "tracker_tool"`) || !strings.Contains(issue, "tracker tool linear_graphql: ok (212 ms)") {
 		t.Errorf("recent events lack the calls:\n%s", issue)
 	}
 

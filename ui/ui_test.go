@@ -322,7 +322,16 @@ func TestAPIIssueAndRuns(t *testing.T) {
 	// arrive on separate watches).
 	h.eventually(t, "run summary", func() bool { r, ok := h.srv.model.Run("run-a"); return ok && r.Status != "running" })
 
+	// The reference's endpoint answers only for an issue held (running,
+	// retrying, blocked): ABC-1's run is over.
 	resp, body := get(t, h.url+"/api/v1/ABC-1")
+	wantStatus(t, resp, body, 404)
+	wantAPIError(t, body, "issue_not_found")
+	if !strings.Contains(body, "/api/v1/issues/ABC-1") {
+		t.Errorf("the 404 does not point at /api/v1/issues/ABC-1: %s", body)
+	}
+	// Symphony's answers for any issue it knows.
+	resp, body = get(t, h.url+"/api/v1/issues/ABC-1")
 	wantStatus(t, resp, body, 200)
 	var iss struct {
 		IssueIdentifier string `json:"issue_identifier"`
@@ -339,9 +348,11 @@ func TestAPIIssueAndRuns(t *testing.T) {
 		t.Fatalf("issue = %+v", iss)
 	}
 
-	resp, body = get(t, h.url+"/api/v1/NOPE-9")
-	wantStatus(t, resp, body, 404)
-	wantAPIError(t, body, "issue_not_found")
+	for _, path := range []string{"/api/v1/NOPE-9", "/api/v1/issues/NOPE-9"} {
+		resp, body = get(t, h.url+path)
+		wantStatus(t, resp, body, 404)
+		wantAPIError(t, body, "issue_not_found")
+	}
 	resp, body = get(t, h.url+"/api/v1/bad%20id")
 	wantStatus(t, resp, body, 404)
 	wantAPIError(t, body, "issue_not_found")
@@ -1146,7 +1157,7 @@ func TestIssuePageReadsTheFullIssue(t *testing.T) {
 	if _, body := get(t, h.url+"/issues/OUT-1"); !strings.Contains(body, desc) || !strings.Contains(body, blocker) {
 		t.Errorf("issue page lacks the description or the blocker:\n%s", body)
 	}
-	if _, body := get(t, h.url+"/api/v1/OUT-1"); !strings.Contains(body, desc) {
+	if _, body := get(t, h.url+"/api/v1/issues/OUT-1"); !strings.Contains(body, desc) {
 		t.Errorf("issue endpoint lacks the description:\n%s", body)
 	}
 }

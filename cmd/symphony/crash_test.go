@@ -22,8 +22,11 @@ const fakeAgentEnv = "SYMPHONY_TEST_FAKE_AGENT"
 // the run marker and outlives it), prints its init line and waits. The
 // issue CRASH-5 fails at once instead, to leave a retry queued.
 func fakeAgent() int {
-	if os.Getenv(fakeAgentEnv) == "chatty" {
+	switch os.Getenv(fakeAgentEnv) {
+	case "chatty":
 		return chattyAgent()
+	case "contract":
+		return contractAgent()
 	}
 	if os.Getenv("SYMPHONY_ISSUE_IDENTIFIER") == "CRASH-5" {
 		fmt.Fprintln(os.Stderr, "failing on purpose")

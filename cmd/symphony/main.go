@@ -35,7 +35,11 @@ const (
 type CLI struct {
 	Globals
 
-	Run      RunCmd      `cmd:"" help:"Run Symphony: poll the tracker, dispatch agents, serve the dashboard."`
+	// Run is also the command when none is named, so the reference
+	// implementation's command line (`symphony [--logs-root <path>]
+	// [--port <port>] [path-to-WORKFLOW.md]`) starts the service unchanged:
+	// an operator moving from it keeps the service unit that starts it.
+	Run      RunCmd      `cmd:"" default:"withargs" help:"Run Symphony: poll the tracker, dispatch agents, serve the dashboard. The default command: 'symphony [flags] [WORKFLOW.md]' is 'symphony run [flags] [WORKFLOW.md]'."`
 	Validate ValidateCmd `cmd:"" help:"Check a WORKFLOW.md and print the effective config and a sample prompt."`
 	Runs     RunsCmd     `cmd:"" help:"List recorded runs, newest first."`
 	Replay   ReplayCmd   `cmd:"" help:"Replay a recorded run through the dashboard or to the terminal."`

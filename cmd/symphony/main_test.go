@@ -78,7 +78,13 @@ type proc struct {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, freePort(args)...)
+	return startCmd(t, exec.Command(binary, freePort(args)...))
+}
+
+// startCmd starts cmd (the binary, its arguments as given) and collects
+// its output lines.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &proc{cmd: cmd, lines: make(chan string, 1024), all: &bytes.Buffer{}, done: make(chan error, 1)}

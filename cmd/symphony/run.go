@@ -81,7 +81,13 @@ type RunCmd struct {
 	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
 	AgentTools        bool   `default:"true" negatable:"" help:"Offer each claude run its tracker's tools (linear_graphql, files_set_state…) through Symphony's MCP server, run host-side with the tracker's key, on the run's own issue. It opens a loopback port that admits only the runs' own credentials (or uses --nats-listen). --no-agent-tools: no tools, no port."`
 	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
-	MaxProcs          *int   `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
+	LogsRoot          string `name:"logs-root" placeholder:"DIR" type:"path" help:"Also write the logs to DIR/log/symphony.log (rotated at 10 MiB, 5 files kept), as the reference implementation does; stderr keeps them too."`
+	// Guardrails is the reference implementation's acknowledgement flag,
+	// which it requires before it starts. It is accepted so that its
+	// service unit starts this one unchanged, and changes nothing: the
+	// agents' sandbox and approval settings come from WORKFLOW.md.
+	Guardrails bool `name:"i-understand-that-this-will-be-running-without-the-usual-guardrails" help:"Accepted for compatibility with the reference implementation's command line; changes nothing (the agents' sandbox and approvals come from WORKFLOW.md)."`
+	MaxProcs   *int `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
 	Dashboard
 }
 
@@ -167,7 +173,12 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	keepRunningOnClosedOutput()
 	e, closeStdout := withStdoutSink(e)
 	defer closeStdout()
-	log := g.logger(e.stderr)
+	logOut, closeLogs, err := c.logOutput(e)
+	if err != nil {
+		return err
+	}
+	defer closeLogs()
+	log := g.logger(logOut)
 	if err := hideFromSameUser(); err != nil {
 		log.Warn("the tracker key in this process's environment stays readable by the agents (same user)", "err", err)
 	}
@@ -223,6 +234,32 @@ func withStdoutSink(e *env) (*env, func()) {
 		_ = stdout.Flush()
 		_ = sink.Close(time.Second)
 	}
+}
+
+// logOutput is where run's logs go: stderr, and with --logs-root also
+// <logs-root>/log/symphony.log, where the reference implementation writes
+// its log (rotated as it rotates it), so an operator's log shipping keeps
+// its path. The file goes through a sink of its own, escaped as stderr is,
+// so a slow or full disk costs log lines, not the service; the sink joins
+// e's log sinks for /metrics. close flushes and closes it.
+func (c *RunCmd) logOutput(e *env) (w io.Writer, closeLogs func(), err error) {
+	if c.LogsRoot == "" {
+		return e.stderr, func() {}, nil
+	}
+	// The reference's place for its log, under the logs root.
+	path := filepath.Join(c.LogsRoot, filepath.FromSlash("log/symphony.log"))
+	f, err := logsink.OpenRotating(path, 0, 0)
+	if err != nil {
+		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("--logs-root: %w", err)}
+	}
+	sink := logsink.New(f, 0)
+	file := termsafe.NewWriter(sink)
+	e.logSinks = append(e.logSinks, sink)
+	return io.MultiWriter(e.stderr, file), func() {
+		_ = file.Flush()
+		_ = sink.Close(time.Second)
+		_ = f.Close()
+	}, nil
 }
 
 // logWriteErrors sums the failed and dropped writes of e's log sinks.

@@ -54,7 +54,7 @@ func (c *ValidateCmd) Run(e *env) error {
 		}
 		return &exitError{code: exitFailure, err: err}
 	}
-	sample := prompt.SampleIssue()
+	sample := prompt.SampleIssueFor(res.Config.Tracker.Kind)
 	first, err := res.Template.Render(sample, nil)
 	if err != nil {
 		return err

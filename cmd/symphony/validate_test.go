@@ -334,3 +334,48 @@ func TestValidateShowsGitHubProfile(t *testing.T) {
 		t.Errorf("unset token: exit %d\n%s", code, out)
 	}
 }
+
+// TestValidateNamesWhatItDoesNotRead: validate names every key of the file
+// it does not read — one of the reference's own sections, a misspelt key,
+// a provider key the adapter does not use — and says why, so nothing in a
+// migrated WORKFLOW.md is silently ignored; the file stays valid.
+func TestValidateNamesWhatItDoesNotRead(t *testing.T) {
+	dir := t.TempDir()
+	wf := filepath.Join(dir, "WORKFLOW.md")
+	writeFile(t, wf, `---
+tracker:
+  kind: files
+  provider: {path: issues, board: main}
+worker: {ssh_hosts: [build-1]}
+agent: {max_turn: 4}
+server: {host: 127.0.0.1, port: 0}
+---
+Work on {{ issue.identifier }} ({{ issue.native_ref.file }}).
+`)
+	code, out := validateWith(t, nil, wf)
+	if code != 0 || !strings.Contains(out, "is valid") {
+		t.Fatalf("validate: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"agent.max_turn: not a key Symphony reads; ignored",
+		"worker: not applicable (the reference's SSH worker hosts; Symphony runs every agent on this host); ignored",
+		"tracker.provider.board: kept for the tracker adapter; the files tracker of this build does not read it",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate does not say %q:\n%s", want, out)
+		}
+	}
+	if m := settingLine("server.bind").FindStringSubmatch(out); m == nil || m[1] != "127.0.0.1" {
+		t.Errorf("server.host not read as server.bind: %q\n%s", m, out)
+	}
+	// Blank required labels and a zero hook timeout are errors.
+	for src, want := range map[string]string{
+		"---\ntracker: {kind: files, provider: {path: issues}, required_labels: [agent, ' ']}\n---\n": "tracker.required_labels: entry 2 is blank",
+		"---\ntracker: {kind: files, provider: {path: issues}}\nhooks: {timeout_ms: 0}\n---\n":        "hooks.timeout_ms: must be a positive integer, got 0",
+	} {
+		writeFile(t, wf, src)
+		if code, out := validateWith(t, nil, wf); code == 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, want an error naming %q:\n%s", code, want, out)
+		}
+	}
+}

@@ -257,6 +257,8 @@ func (s *codexStream) notification(method string, params json.RawMessage, line [
 		e := s.ev(bus.TurnSystem)
 		e.Text = fmt.Sprintf("token totals: input %d (cached %d), output %d", u.InputTokens, u.CacheReadInputTokens, u.OutputTokens)
 		e.Raw = boundRaw(params)
+		totals := u
+		e.Totals = &totals
 		return []bus.TurnEvent{e}, nil
 	case "account/rateLimits/updated":
 		e := s.ev(bus.TurnRateLimit)

@@ -156,6 +156,11 @@ func TestParseRPCLine(t *testing.T) {
 	if _, err := s.notification("thread/tokenUsage/updated", []byte(`{"tokenUsage":{"last":{"inputTokens":5}}}`), nil); err == nil || s.totals != nil {
 		t.Errorf("token usage without a total: err %v, totals %+v (last must never count)", err, s.totals)
 	}
+	// A total rides on its event, for the dashboard's live tokens.
+	evs, err := s.notification("thread/tokenUsage/updated", []byte(`{"tokenUsage":{"total":{"inputTokens":50,"cachedInputTokens":40,"outputTokens":7}}}`), nil)
+	if err != nil || len(evs) != 1 || evs[0].Totals == nil || *evs[0].Totals != (bus.Usage{InputTokens: 50, CacheReadInputTokens: 40, OutputTokens: 7}) {
+		t.Errorf("token totals event: %+v, %v", evs, err)
+	}
 }
 
 // FuzzCodexStream: whatever the server writes, the decoder neither panics

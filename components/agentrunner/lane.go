@@ -21,7 +21,7 @@ func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 	// A lifecycle event follows the agent events before it in the store:
 	// run_finished means every event of the run is stored.
 	if err := w.flush(ctx); err != nil {
-		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		w.log().Error("store agent events", "err", err)
 	}
 	w.lane <- laneItem{ev: ev}
 }
@@ -30,7 +30,7 @@ func (w *run) lifecycle(ctx context.Context, ev bus.RunEvent) {
 // record (or failed to be).
 func (w *run) lifecycleStored(ctx context.Context, ev bus.RunEvent, stored chan struct{}) {
 	if err := w.flush(ctx); err != nil {
-		w.r.log.Error("store agent events", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		w.log().Error("store agent events", "err", err)
 	}
 	w.lane <- laneItem{ev: ev, stored: stored}
 }
@@ -65,7 +65,7 @@ func (w *run) holdLane(until <-chan struct{}) {
 func (w *run) recordLifecycle(ctx context.Context, ev bus.RunEvent) {
 	id := fmt.Sprintf("%s-%s-%d", w.d.RunID, ev.Event, ev.Turn)
 	if err := w.rec.Record(context.WithoutCancel(ctx), ev, id); err != nil {
-		w.r.log.Error("publish run event", "err", err, "run_id", w.d.RunID, "event", ev.Event, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		w.log().Error("publish run event", "err", err, "event", ev.Event)
 	}
 }
 

@@ -39,6 +39,10 @@ func newProgress(b *bus.Bus, runID string, period time.Duration) *progress {
 	return &progress{b: b, period: period, p: bus.RunProgress{RunID: runID}}
 }
 
+// rateLimitRawBytes bounds the codex rate-limit snapshot a progress
+// message carries (a few hundred bytes in practice).
+const rateLimitRawBytes = 4 << 10
+
 // note records an event; it publishes at once when the last message is a
 // period old.
 func (pr *progress) note(ev bus.TurnEvent, now time.Time) {
@@ -48,8 +52,18 @@ func (pr *progress) note(ev bus.TurnEvent, now time.Time) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	pr.p.Turn, pr.p.Events, pr.p.Last = ev.Turn, max(pr.p.Events, ev.Seq), ev.Brief()
+	if ev.Totals != nil {
+		t := *ev.Totals
+		pr.p.Totals = &t
+	}
 	if ev.IsRateLimit() {
 		rl := ev.Brief()
+		if ev.Kind == bus.TurnRateLimit && len(ev.Raw) <= rateLimitRawBytes {
+			// codex's own rate-limit snapshot, which the dashboard's API
+			// gives as the reference gives it (rate_limits): small, and
+			// at most one a progress message.
+			rl.Raw = ev.Raw
+		}
 		pr.p.RateLimit = &rl
 	}
 	pr.dirty = true

@@ -155,3 +155,50 @@ func TestProgressCarriesTrackerToolCalls(t *testing.T) {
 		t.Error("the stored event's arguments were cut")
 	}
 }
+
+// TestProgressKeepsTheLiveTotals: a mid-turn token total (codex's) rides
+// on every later progress message, though later events are the latest,
+// and codex's rate-limit snapshot keeps its payload.
+func TestProgressKeepsTheLiveTotals(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	sub, err := bus.Subscribe(t.Context(), b, bus.AgentProgress, "run-t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() bus.RunProgress {
+		t.Helper()
+		select {
+		case m := <-sub.C():
+			return m.Data
+		case <-time.After(10 * time.Second):
+			t.Fatal("no progress message")
+			return bus.RunProgress{}
+		}
+	}
+	pr := newProgress(b, "run-t", time.Hour)
+	t0 := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	pr.note(bus.TurnEvent{RunID: "run-t", Seq: 1, Kind: bus.TurnText, Text: "a"}, t0)
+	if p := next(); p.Totals != nil {
+		t.Fatalf("totals before any were reported: %+v", p.Totals)
+	}
+	raw := json.RawMessage(`{"rateLimits":{"limitId":"codex","primary":null}}`)
+	pr.note(bus.TurnEvent{RunID: "run-t", Seq: 2, Kind: bus.TurnSystem, Totals: &bus.Usage{InputTokens: 120, OutputTokens: 30, CacheReadInputTokens: 100}}, t0)
+	pr.note(bus.TurnEvent{RunID: "run-t", Seq: 3, Kind: bus.TurnRateLimit, Raw: raw}, t0)
+	pr.note(bus.TurnEvent{RunID: "run-t", Seq: 4, Kind: bus.TurnText, Text: "b"}, t0)
+	pr.flush(t0.Add(time.Second))
+	p := next()
+	if p.Totals == nil || p.Totals.InputTokens != 120 || p.Totals.OutputTokens != 30 || p.Last.Seq != 4 {
+		t.Fatalf("live totals not carried: %+v (last %d)", p.Totals, p.Last.Seq)
+	}
+	if p.RateLimit == nil || string(p.RateLimit.Raw) != string(raw) {
+		t.Fatalf("codex's rate-limit snapshot lost its payload: %+v", p.RateLimit)
+	}
+	pr.note(bus.TurnEvent{RunID: "run-t", Seq: 5, Kind: bus.TurnText, Text: "c"}, t0.Add(2*time.Hour))
+	if p := next(); p.Totals == nil || p.Totals.InputTokens != 120 {
+		t.Fatalf("live totals dropped by a later message: %+v", p.Totals)
+	}
+}

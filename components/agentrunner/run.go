@@ -3,6 +3,7 @@ package agentrunner
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,9 @@ const requestSlack = 30 * time.Second
 
 // run is one worker run: everything from dispatch to run_finished.
 type run struct {
+	// logger is the run's logger (see log); set once the agent's session
+	// is known (setSession), built lazily before.
+	logger  atomic.Pointer[slog.Logger]
 	r       *Component
 	o       *owner
 	d       bus.Dispatch
@@ -71,6 +75,25 @@ type run struct {
 	releaseFirst func()
 }
 
+// log is the run's logger: every line carries run_id, issue_id and
+// issue_identifier, and session_id from the moment the agent reports its
+// session (the reference specification, §13.1), not only the last line.
+// The run's goroutines (its lane, its tool responders) log through it, so
+// the logger is swapped atomically.
+func (w *run) log() *slog.Logger {
+	if l := w.logger.Load(); l != nil {
+		return l
+	}
+	w.logger.CompareAndSwap(nil, w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier))
+	return w.logger.Load()
+}
+
+// setSession notes the agent's session: the run's later log lines carry it.
+func (w *run) setSession(id string) {
+	w.session = id
+	w.logger.Store(w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier, "session_id", id))
+}
+
 func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
 	return bus.RunEvent{RunID: w.d.RunID, Event: kind, At: time.Now().UTC(), Issue: w.d.Issue.Ref(), Attempt: w.d.Attempt,
 		Workspace: w.path, Agent: w.snap.Config.Agent.Kind, SessionID: w.session, Turn: w.turn, ConfigVersion: w.snap.Version, Command: w.command}
@@ -78,7 +101,6 @@ func (w *run) base(kind bus.RunEventKind) bus.RunEvent {
 
 // execute runs the whole worker run and publishes its end.
 func (w *run) execute(ctx context.Context) {
-	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
 	closeLane := w.startLane(ctx)
 	// With no hook on the way to the agent, the lane records nothing until
 	// the agent's start was tried (see holdLane): the run's events then
@@ -117,9 +139,9 @@ func (w *run) execute(ctx context.Context) {
 	// leaves the runner (its goroutine then tells the owner: ended).
 	closeLane()
 	if status == bus.RunSucceeded {
-		log.Info("run finished", "status", status, "turns", w.turn, "session_id", w.session)
+		w.log().Info("run finished", "status", status, "turns", w.turn)
 	} else {
-		log.Warn("run finished", "status", status, "err", errText, "turns", w.turn, "session_id", w.session)
+		w.log().Warn("run finished", "status", status, "err", errText, "turns", w.turn)
 	}
 }
 
@@ -270,7 +292,7 @@ func (w *run) afterRun(ctx context.Context, iss bus.Issue) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.hookTimeout())
 	defer cancel()
 	if _, err := bus.Ask(actx, w.r.opts.Bus, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookAfterRun, Issue: iss, RunID: w.d.RunID}); err != nil {
-		w.r.log.Warn("after_run failed (ignored)", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		w.log().Warn("after_run failed (ignored)", "err", err)
 	}
 }
 
@@ -291,8 +313,7 @@ func (w *run) fullIssue(ctx context.Context) (bus.Issue, error) {
 	var err error
 	for try, wait := range [...]time.Duration{0, time.Second, 3 * time.Second} {
 		if try > 0 {
-			w.r.log.Warn("read the issue from the tracker failed; trying again", "err", err, "in", wait,
-				"run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+			w.log().Warn("read the issue from the tracker failed; trying again", "err", err, "in", wait)
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():

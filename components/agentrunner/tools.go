@@ -76,7 +76,8 @@ type runTools struct {
 	runID  string
 	// command starts the MCP server (`symphony mcp`).
 	command []string
-	log     *slog.Logger
+	// log is the run's logger (run.log): it gains session_id once known.
+	log func() *slog.Logger
 	// calls counts the calls the run's agent made (its budget).
 	calls atomic.Int64
 	// stopServing ends the run's responders; served are their done
@@ -100,7 +101,7 @@ func (t *runTools) arm() {
 		// The config left in place names a revoked credential: the
 		// agent's MCP server fails to connect and the turn goes on
 		// without the tools.
-		t.log.Error("the agent's turn gets no tracker tools: arm the run's MCP config", "err", err)
+		t.log().Error("the agent's turn gets no tracker tools: arm the run's MCP config", "err", err)
 	}
 }
 
@@ -109,7 +110,7 @@ func (t *runTools) arm() {
 func (t *runTools) disarm() {
 	t.b.RevokeTools(t.runID)
 	if err := os.Remove(t.config); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.log.Warn("remove the run's MCP config", "err", err)
+		t.log().Warn("remove the run's MCP config", "err", err)
 	}
 }
 
@@ -132,7 +133,7 @@ func (w *run) openTools(ctx context.Context) *runTools {
 	if len(w.r.opts.MCPCommand) == 0 || (kind != bus.AgentClaude && kind != bus.AgentCodex) {
 		return nil
 	}
-	log := w.r.log.With("run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+	log := w.log()
 	octx, cancel := context.WithTimeout(ctx, toolsOpenTimeout)
 	specs, err := bus.Ask(octx, w.r.opts.Bus, bus.TrackerTools, bus.ListTools{RunID: w.d.RunID, Issue: w.d.Issue.Ref()})
 	cancel()
@@ -148,7 +149,7 @@ func (w *run) openTools(ctx context.Context) *runTools {
 		// Codex gets them as dynamic tools of its thread and calls them
 		// over its own stdio (sessionSpec.callTool): no credential, no
 		// MCP server, no responders.
-		t := &runTools{specs: specs, runID: w.d.RunID, log: log}
+		t := &runTools{specs: specs, runID: w.d.RunID, log: w.log}
 		w.tools.Store(t)
 		log.Info("tracker tools open", "tracker", specs.Tracker, "tools", len(specs.Tools), "config_version", specs.ConfigVersion, "as", "codex dynamic tools")
 		return t
@@ -159,7 +160,7 @@ func (w *run) openTools(ctx context.Context) *runTools {
 		return nil
 	}
 	t := &runTools{specs: specs, config: filepath.Join(w.r.opts.Bus.DataDir(), "mcp", w.d.RunID+".json"),
-		b: w.r.opts.Bus, runID: w.d.RunID, command: w.r.opts.MCPCommand, log: log}
+		b: w.r.opts.Bus, runID: w.d.RunID, command: w.r.opts.MCPCommand, log: w.log}
 	if err := w.serveTools(ctx, t); err != nil {
 		log.Warn("the run has no tracker tools: serve its tool subjects", "err", err)
 		w.releaseTools(ctx)
@@ -197,7 +198,7 @@ func (w *run) releaseTools(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), toolsOpenTimeout)
 	defer cancel()
 	if _, err := bus.Ask(rctx, w.r.opts.Bus, bus.TrackerToolsRelease, bus.ReleaseTools{RunID: w.d.RunID}); err != nil {
-		w.r.log.Warn("release the run's tool session", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+		w.log().Warn("release the run's tool session", "err", err)
 	}
 }
 
@@ -283,7 +284,7 @@ func (w *run) recordTool(ctx context.Context, tool string, res bus.ToolResult) {
 		err = w.out.SendTurns(context.WithoutCancel(ctx))
 	}
 	if err != nil {
-		w.r.log.Error("record a tool call", "err", err, "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier, "tool", safeid.Quote(tool))
+		w.log().Error("record a tool call", "err", err, "tool", safeid.Quote(tool))
 		return
 	}
 	w.prog.note(ev, time.Now())

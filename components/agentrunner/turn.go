@@ -50,7 +50,7 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 		if w.session == "" {
 			// Without a session a continuation would reach an agent that
 			// never saw the task: stop here; the scheduler checks back.
-			w.r.log.Warn("no session id from the agent; not continuing", "run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier)
+			w.log().Warn("no session id from the agent; not continuing")
 			break
 		}
 		next, ok := w.stillActive(ctx, issue)
@@ -136,11 +136,11 @@ func (w *run) runOneTurn(ctx context.Context, sess agentSession, text string, si
 func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 	w.prog.flush(time.Now())
 	if out.abandoned {
-		w.r.log.Warn("a process that left the agent's process group held its output open after it exited; it was killed and reading stopped",
-			"run_id", w.d.RunID, "issue_id", w.d.Issue.ID, "issue_identifier", w.d.Issue.Identifier, "grace", DrainGrace)
+		w.log().Warn("a process that left the agent's process group held its output open after it exited; it was killed and reading stopped",
+			"grace", DrainGrace)
 	}
 	if out.sessionID != "" && w.session == "" {
-		w.session = out.sessionID
+		w.setSession(out.sessionID)
 		w.lifecycle(ctx, w.base(bus.RunSessionStarted))
 	}
 	w.exitCode, w.signal = out.exitCode, out.signal

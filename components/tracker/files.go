@@ -361,6 +361,9 @@ func parseIssue(stem string, data []byte) (fileIssue, error) {
 	if d := strings.TrimSpace(string(body)); d != "" {
 		fi.issue.Description = &d
 	}
+	// The file's name within the tracker's directory: what a tool or a
+	// prompt needs to find the issue on disk, and nothing secret.
+	fi.issue.NativeRef = map[string]string{"file": stem + ".md"}
 	return fi, nil
 }
 

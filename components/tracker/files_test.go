@@ -88,6 +88,9 @@ With two paragraphs.
 		*d1.Description != "The description.\n\nWith two paragraphs." || d1.CreatedAt.Format("2006-01-02T15:04:05Z07:00") != "2026-01-02T03:04:05Z" || d1.UpdatedAt == nil {
 		t.Errorf("DEMO-1: %+v", d1)
 	}
+	if d1.NativeRef["file"] != "DEMO-1.md" || len(d1.NativeRef) != 1 {
+		t.Errorf("DEMO-1 native_ref %v, want its file name", d1.NativeRef)
+	}
 	if len(d1.BlockedBy) != 1 || *d1.BlockedBy[0].ID != "DEMO-3" || *d1.BlockedBy[0].State != "Done" || !d1.Dispatchable {
 		t.Errorf("DEMO-1 blocker resolved from DEMO-3.md: %+v dispatchable=%v", d1.BlockedBy, d1.Dispatchable)
 	}

@@ -189,9 +189,22 @@ func Bindings(issue bus.Issue, attempt *int) map[string]any {
 			"dispatchable": issue.Dispatchable,
 			"created_at":   timeOrNil(issue.CreatedAt),
 			"updated_at":   timeOrNil(issue.UpdatedAt),
+			"native_ref":   nativeRef(issue.NativeRef),
 		},
 		"attempt": att,
 	}
+}
+
+// nativeRef is the issue's native_ref for the template: a map, or nil.
+func nativeRef(ref map[string]string) any {
+	if ref == nil {
+		return nil
+	}
+	m := make(map[string]any, len(ref))
+	for k, v := range ref {
+		m[k] = v
+	}
+	return m
 }
 
 func strOrNil(s *string) any {
@@ -208,9 +221,22 @@ func timeOrNil(t *time.Time) any {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// SampleIssueFor is SampleIssue with the native_ref the given tracker
+// kind's adapter gives (the files tracker: the issue's file name; Linear:
+// none, null), so a trial render catches a template that reads a
+// native_ref field its tracker never sets.
+func SampleIssueFor(trackerKind string) bus.Issue {
+	iss := SampleIssue()
+	if trackerKind == bus.TrackerFiles {
+		iss.NativeRef = map[string]string{"file": iss.Identifier + ".md"}
+	}
+	return iss
+}
+
 // SampleIssue is the issue templates are trial-rendered with at load time
 // and shown by `symphony validate`. Every optional field is set, and it has
 // a label and a blocker, so loops and conditionals are exercised.
+// native_ref is left null: see SampleIssueFor.
 func SampleIssue() bus.Issue {
 	str := func(s string) *string { return &s }
 	prio := 2

@@ -36,6 +36,8 @@ func TestStrictTemplates(t *testing.T) {
 		{name: "include disabled", src: "a\n\n{% include '/etc/passwd' %}", issue: minimal, class: ClassParse, want: `undefined tag "include"`, line: 7},
 		{name: "render disabled", src: "{% render 'secrets.env' %}", issue: minimal, class: ClassParse, want: `undefined tag "render"`},
 		{name: "unterminated block", src: "x\n{% if issue.url %}", issue: minimal, class: ClassParse, want: `unterminated "if"`, line: 6},
+		{name: "native_ref", src: "{{ issue.native_ref.file }}", issue: bus.Issue{ID: "1", Identifier: "A-1", Title: "t", State: "Todo", NativeRef: map[string]string{"file": "A-1.md"}}, want: "A-1.md"},
+		{name: "native_ref null", src: "{% if issue.native_ref %}set{% else %}null{% endif %}", issue: minimal, want: "null"},
 		{name: "labels loop", src: "{% for l in issue.labels %}[{{ l }}]{% endfor %}", issue: SampleIssue(), want: "[backend][good first issue]"},
 		{name: "nested blocker loop", src: "{% for b in issue.blocked_by %}{{ b.identifier }}={{ b.state }}{% for l in issue.labels %}/{{ l }}{% endfor %};{% endfor %}", issue: SampleIssue(), want: "SYM-100=Done/backend/good first issue;"},
 		{name: "null optional keys exist", src: "{{ issue.url }}|{{ issue.description }}|{{ issue.priority }}|{{ issue.branch_name }}|{{ issue.created_at }}|{% if issue.url %}u{% else %}no-url{% endif %}", issue: minimal, want: "|||||no-url"},

@@ -191,6 +191,7 @@ func (d *decoder) section(m map[string]any, key, full string) map[string]any {
 
 func (d *decoder) config(root map[string]any) bus.Config {
 	var c bus.Config
+	d.warnUnknown(root)
 	c.Tracker = d.tracker(d.section(root, "tracker", "tracker"))
 	polling := d.section(root, "polling", "polling")
 	c.Polling.IntervalMS = d.positive(polling, "interval_ms", "polling.interval_ms", DefaultPollIntervalMS)
@@ -271,6 +272,7 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		src, key := get("assignee")
 		t.Provider.Assignee = d.indirect(src, "assignee", key, "")
 	}
+	d.blankLabels(m["required_labels"])
 	t.RequiredLabels = lower(d.strList(m, "required_labels", "tracker.required_labels", []string{}))
 	active, terminal := DefaultActiveStates(), DefaultTerminalStates()
 	if t.Kind == bus.TrackerGitHub && !githubNamedStates(t.Provider) {
@@ -284,6 +286,7 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 	if t.Kind == bus.TrackerGitHub {
 		d.githubStates(t)
 	}
+	t.Provider.Extra = d.providerKeys(prov, t.Kind)
 	t.Tools = d.trackerTools(d.section(m, "tools", "tracker.tools"), t.Kind)
 	return t
 }
@@ -296,10 +299,14 @@ func (d *decoder) trackerTools(m map[string]any, kind string) bus.TrackerToolSet
 	var t bus.TrackerToolSettings
 	if p := d.toolPolicy(m, "linear_graphql"); kind == bus.TrackerLinear {
 		t.LinearGraphQL = p
+	} else if _, set := m["linear_graphql"]; set && kind != "" {
+		d.warn("tracker.tools.linear_graphql", "not applicable to the %s tracker (it has no such tool); ignored", kind)
 	}
 	if kind == bus.TrackerGitHub || m["github_api"] != nil {
 		if p := d.toolPolicy(m, "github_api"); kind == bus.TrackerGitHub {
 			t.GitHubAPI = p
+		} else if kind != "" {
+			d.warn("tracker.tools.github_api", "not applicable to the %s tracker (it has no such tool); ignored", kind)
 		}
 	}
 	return t
@@ -339,13 +346,10 @@ func (d *decoder) hooks(m map[string]any) bus.HooksConfig {
 		// the configuration is checked or loaded.
 		d.warn("hooks.inherit_secrets", "true: hooks run with the tracker secret's variable in their environment")
 	}
-	// Non-positive timeouts fall back to the default (reference spec §5.3.4).
-	v, ok := d.integer(m, "timeout_ms", "hooks.timeout_ms", DefaultHookTimeoutMS)
-	if ok && v <= 0 {
-		d.warn("hooks.timeout_ms", "must be positive, got %d; using the default %d", v, DefaultHookTimeoutMS)
-		v = DefaultHookTimeoutMS
-	}
-	h.TimeoutMS = v
+	// A non-positive timeout is an error (the reference specification,
+	// §5.3.4: invalid values fail validation), not a silent default: the
+	// operator who wrote 0 meant something, and it was not 60 s.
+	h.TimeoutMS = d.positive(m, "timeout_ms", "hooks.timeout_ms", DefaultHookTimeoutMS)
 	return h
 }
 
@@ -414,14 +418,20 @@ func (d *decoder) claude(m map[string]any) bus.ClaudeConfig {
 }
 
 func (d *decoder) server(m map[string]any) bus.ServerConfig {
-	s := bus.ServerConfig{Bind: d.str(m, "bind", "server.bind", DefaultServerBind)}
+	// server.host is the reference implementation's name for the bind
+	// address; server.bind wins when both are set.
+	bindKey := "server.bind"
+	if _, hasBind := m["bind"]; !hasBind && m["host"] != nil {
+		bindKey = "server.host"
+	}
+	s := bus.ServerConfig{Bind: d.str(m, bindKey[len("server."):], bindKey, DefaultServerBind)}
 	port, ok := d.integer(m, "port", "server.port", DefaultServerPort)
 	if ok && (port < 0 || port > 65535) {
 		d.fail("server.port", "must be 0..65535, got %d", port)
 	}
 	s.Port = int(port)
 	if s.Bind != "localhost" && net.ParseIP(s.Bind) == nil {
-		d.fail("server.bind", "must be an IP address or localhost, got %q", s.Bind)
+		d.fail(bindKey, "must be an IP address or localhost, got %q", s.Bind)
 	}
 	return s
 }
@@ -618,6 +628,35 @@ func lower(l []string) []string {
 		}
 	}
 	return out
+}
+
+// blankLabels fails on a blank entry of tracker.required_labels (a list
+// entry, or a gap between commas). The specification says a blank label
+// matches no issue: kept, it would stop every dispatch; dropped, it would
+// quietly widen the filter the operator wrote. Either way the file does
+// not mean what it says, so it is an error naming the entry. An empty
+// string as the whole value is no labels, like [].
+func (d *decoder) blankLabels(v any) {
+	const key = "tracker.required_labels"
+	switch l := v.(type) {
+	case string:
+		if strings.TrimSpace(l) == "" {
+			return
+		}
+		for i, s := range strings.Split(l, ",") {
+			if strings.TrimSpace(s) == "" {
+				d.fail(key, "entry %d is blank (a blank label would match no issue); remove it", i+1)
+				return
+			}
+		}
+	case []any:
+		for i, e := range l {
+			if s, ok := e.(string); ok && strings.TrimSpace(s) == "" {
+				d.fail(key, "entry %d is blank (a blank label would match no issue); remove it", i+1)
+				return
+			}
+		}
+	}
 }
 
 // describe names a YAML value for an error message, briefly.

@@ -66,6 +66,17 @@ func Effective(r *Result) []Setting {
 		case "pricing":
 			out = append(out, pricingSettings(r.Config.Pricing)...)
 			return
+		case "tracker.provider.extra":
+			// Adapter-owned keys, shown as written under their own names;
+			// one whose name suggests a credential is masked.
+			for k, val := range r.Config.Tracker.Provider.Extra {
+				b, _ := json.Marshal(val)
+				if secretLooking(k) {
+					b = []byte("******")
+				}
+				out = append(out, Setting{Key: joinKey([]string{"tracker", "provider", k}), Value: string(b)})
+			}
+			return
 		case "notify.command":
 			if r.Config.Notify.Command == "" {
 				out = append(out, Setting{Key: prefix, Value: NotifyUnset})

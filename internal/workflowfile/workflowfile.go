@@ -184,8 +184,9 @@ func Parse(path string, data []byte, env Env) (*Result, error) {
 		// Trial-render with a sample issue, first run and a retry, so an
 		// unknown variable or filter blocks the load instead of every run.
 		two := 2
-		if _, terr = tpl.Render(prompt.SampleIssue(), nil); terr == nil {
-			_, terr = tpl.Render(prompt.SampleIssue(), &two)
+		sample := prompt.SampleIssueFor(cfg.Tracker.Kind)
+		if _, terr = tpl.Render(sample, nil); terr == nil {
+			_, terr = tpl.Render(sample, &two)
 		}
 	}
 	if terr != nil {

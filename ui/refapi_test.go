@@ -1,0 +1,125 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/testkit/apischema"
+)
+
+// TestNotReadyIsTheReferenceCode: a scheduler that does not answer is 503
+// orchestrator_unavailable, the reference's code, in the error envelope.
+func TestNotReadyIsTheReferenceCode(t *testing.T) {
+	schemas, err := apischema.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Server
+	for _, cause := range []error{bus.ErrNoResponder, fmt.Errorf("ask: %w", context.DeadlineExceeded)} {
+		w := httptest.NewRecorder()
+		s.controlError(w, httptest.NewRequest(http.MethodPost, "/api/v1/refresh", nil), cause)
+		body := w.Body.Bytes()
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"code": "orchestrator_unavailable"`) {
+			t.Errorf("%v: %d %s", cause, w.Code, body)
+		}
+		if err := schemas.Check(apischema.Error, body); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestReferenceEventNames: Symphony's events are named in the reference's
+// vocabulary for last_event.
+func TestReferenceEventNames(t *testing.T) {
+	at := time.Now()
+	cases := []struct {
+		got, want string
+	}{
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnInit}), "session_started"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnText}), "notification"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnOutcome, Result: &bus.TurnResult{}}), "turn_completed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnOutcome, Result: &bus.TurnResult{IsError: true}}), "turn_failed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnParseError}), "malformed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnOther}), "other_message"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnTrackerTool, TrackerTool: &bus.ToolCallRecord{OK: true}}), "tool_call_completed"},
+		{refTurnEvent(bus.TurnEvent{Kind: bus.TurnTrackerTool, TrackerTool: &bus.ToolCallRecord{}}), "tool_call_failed"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunDispatched, At: at}), "notification"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunSessionStarted}), "session_started"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunTurnFinished, Status: bus.RunSucceeded}), "turn_completed"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunTurnFinished, Status: bus.RunFailed}), "turn_failed"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunFinished, Status: bus.RunCanceled}), "turn_cancelled"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunFinished, Status: bus.RunBlocked}), "turn_ended_with_error"},
+		{refRunEvent(bus.RunEvent{Event: bus.RunFinished, Status: bus.RunSucceeded}), "notification"},
+	}
+	for i, c := range cases {
+		if c.got != c.want {
+			t.Errorf("case %d: %q, want %q", i, c.got, c.want)
+		}
+	}
+}
+
+// TestReferenceTokens: input_tokens count every input token the model
+// read, whatever the agent, and the parts add up.
+func TestReferenceTokens(t *testing.T) {
+	claude := toTokens(bus.Usage{InputTokens: 10, OutputTokens: 5, CacheReadInputTokens: 100, CacheCreationInputTokens: 20}, bus.AgentClaude)
+	if claude.InputTokens != 130 || claude.TotalTokens != 135 || claude.UncachedInput != 10 || claude.CacheRead != 100 {
+		t.Errorf("claude: %+v", claude)
+	}
+	codex := toTokens(bus.Usage{InputTokens: 130, OutputTokens: 5, CacheReadInputTokens: 100}, bus.AgentCodex)
+	if codex.InputTokens != 130 || codex.TotalTokens != 135 || codex.UncachedInput != 30 {
+		t.Errorf("codex: %+v", codex)
+	}
+}
+
+// TestRunningTokensMoveMidTurn: a running row's tokens follow the live
+// totals a codex run's progress reports, not only the summary's, which
+// moves when a turn ends; totals behind the summary are ignored.
+func TestRunningTokensMoveMidTurn(t *testing.T) {
+	m := NewModel()
+	m.PutRun(bus.RunSummary{RunID: "r1", Issue: bus.IssueRef{ID: "i1", Identifier: "ABC-1", State: "Todo"}, Status: bus.RunRunning,
+		Agent: bus.AgentCodex, Usage: bus.Usage{InputTokens: 100, OutputTokens: 10}})
+	m.ApplyProgress(bus.RunProgress{RunID: "r1", Last: bus.TurnEvent{RunID: "r1", Kind: bus.TurnSystem}, Totals: &bus.Usage{InputTokens: 300, OutputTokens: 40, CacheReadInputTokens: 200}})
+	r, _ := m.Run("r1")
+	if tok := toRunning(r, nil).Tokens; tok.InputTokens != 300 || tok.TotalTokens != 340 || tok.UncachedInput != 100 {
+		t.Errorf("live tokens: %+v", tok)
+	}
+	m.PutRun(bus.RunSummary{RunID: "r1", Issue: bus.IssueRef{ID: "i1", Identifier: "ABC-1"}, Status: bus.RunRunning,
+		Agent: bus.AgentCodex, Usage: bus.Usage{InputTokens: 500, OutputTokens: 50}})
+	r, _ = m.Run("r1")
+	if tok := toRunning(r, nil).Tokens; tok.TotalTokens != 550 {
+		t.Errorf("the summary, ahead of the live totals, should win: %+v", tok)
+	}
+}
+
+// FuzzRateLimits: whatever codex put in its rate-limit snapshot (bounded
+// by the runner), rate_limits is null or an object that encodes, and
+// Symphony's own keys are never taken over by codex's.
+func FuzzRateLimits(f *testing.F) {
+	f.Add([]byte(`{"rateLimits":{"limitId":"codex","primary":{"usedPercent":12.5,"windowDurationMins":300},"secondary":null,"credits":null}}`))
+	f.Add([]byte(`{"rateLimits":{"agent":"spoof","tracker":1}}`))
+	f.Add([]byte(`{"rateLimits":null}`))
+	f.Add([]byte(`[1,2`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ev := bus.TurnEvent{RunID: "r", Kind: bus.TurnRateLimit, At: time.Unix(0, 0), Raw: raw}
+		out := rateLimitsOf(View{AgentLimit: &ev})
+		if out == nil {
+			t.Fatal("a rate-limit signal gave null rate_limits")
+		}
+		if _, ok := out["agent"].(*apiAgentLimit); !ok {
+			t.Fatalf("agent key is %T, not Symphony's", out["agent"])
+		}
+		if v, ok := out["tracker"]; ok {
+			t.Fatalf("codex's snapshot set the tracker key: %v", v)
+		}
+		if _, err := json.Marshal(out); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
