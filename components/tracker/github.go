@@ -37,10 +37,8 @@ import (
 // (socket.io#7 → socket_io-7), which passes the identifier rule for any
 // repository name GitHub allows.
 //
-// TODO(#24): native_ref — when bus.Issue has it (branch i24), fill it here
-// with {owner, repo, number, node_id} from ghIssue (owner and repo from the
-// config, node_id from the payload), so github_api and prompts can name the
-// issue natively without parsing id or identifier.
+// native_ref carries {owner, repo, number, node_id}: the repository as
+// configured, node_id from the payload.
 
 // GitHub adapter limits.
 const (

@@ -99,6 +99,7 @@ func (g *github) normalize(raw json.RawMessage, pm projectMap) (*ghItem, error) 
 		UpdatedAt:   parseTime(n.UpdatedAt),
 		Labels:      normLabels(labels),
 		BlockedBy:   []bus.Blocker{},
+		NativeRef:   g.nativeRef(num, n.NodeID),
 	}}
 	if n.Assignee != nil && n.Assignee.Login != nil && *n.Assignee.Login != "" {
 		it.logins = append(it.logins, *n.Assignee.Login)
@@ -115,6 +116,17 @@ func (g *github) normalize(raw json.RawMessage, pm projectMap) (*ghItem, error) 
 		it.blockedBy = max(*n.Dependencies.TotalBlockedBy, 0)
 	}
 	return it, nil
+}
+
+// nativeRef is the native_ref: GitHub's own names for it, so a
+// prompt or a github_api call can address it without taking the id or
+// the identifier apart. Bound (bus) drops it whole if a value is too long.
+func (g *github) nativeRef(number string, nodeID *string) map[string]string {
+	ref := map[string]string{"owner": g.owner, "repo": g.repo, "number": number}
+	if nodeID != nil && *nodeID != "" {
+		ref["node_id"] = *nodeID
+	}
+	return ref
 }
 
 // labelNames reads the labels, which GitHub sends as objects with a name

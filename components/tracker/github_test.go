@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -218,6 +219,9 @@ func TestGitHubNormalization(t *testing.T) {
 	if one.State != "In Progress" || one.Priority == nil || *one.Priority != 2 || !slices.Equal(one.Labels, []string{"status: in progress", "bug", "priority:2"}) ||
 		one.Identifier != "app-1" || one.CreatedAt == nil || one.BranchName != nil || !one.Dispatchable {
 		t.Fatalf("issue 1 = %+v", one)
+	}
+	if want := map[string]string{"owner": "acme", "repo": "app", "number": "1", "node_id": "I_kwDOAAAB1"}; !maps.Equal(one.NativeRef, want) {
+		t.Fatalf("issue 1's native_ref = %v, want %v", one.NativeRef, want)
 	}
 	if p := byID["8"].Priority; p == nil || *p != 1 {
 		t.Fatalf("issue 8's priority = %v, want 1 (the most urgent label)", p)

@@ -222,13 +222,16 @@ func timeOrNil(t *time.Time) any {
 }
 
 // SampleIssueFor is SampleIssue with the native_ref the given tracker
-// kind's adapter gives (the files tracker: the issue's file name; Linear:
-// none, null), so a trial render catches a template that reads a
+// kind's adapter gives (the files tracker: the issue's file name; GitHub:
+// owner, repo, number and node_id; Linear: none, null), so a trial render catches a template that reads a
 // native_ref field its tracker never sets.
 func SampleIssueFor(trackerKind string) bus.Issue {
 	iss := SampleIssue()
-	if trackerKind == bus.TrackerFiles {
+	switch trackerKind {
+	case bus.TrackerFiles:
 		iss.NativeRef = map[string]string{"file": iss.Identifier + ".md"}
+	case bus.TrackerGitHub:
+		iss.NativeRef = map[string]string{"owner": "acme", "repo": "app", "number": "123", "node_id": "I_kwDOsample123"}
 	}
 	return iss
 }
