@@ -403,9 +403,10 @@ func Buckets() []BucketSpec {
 			History: 1,
 			Keys:    "`status` (`bus.NotifyStatus`)",
 			Writer:  CompNotifier,
-			// The dashboard's /metrics is to read status (#23); until it
-			// does, operators read it with the nats CLI.
-			Readers: []string{"operators (`nats kv get symphony_notify status`)"},
+			// The dashboard shows the counts and the last failure on the
+			// overview and exports them on /metrics; operators can read
+			// the whole value with the nats CLI.
+			Readers: []string{CompUI, "operators (`nats kv get symphony_notify status`)"},
 			Doc:     "The notifier's state, one value written after each notification: the last NOTIFY sequence handled, the digests of the ids handled in the last 30 days (at most 4096), the command in flight, and the counts (delivered, failed, skipped, duplicates, invalid), so each occurrence runs notify.command once across restarts and re-publications.",
 		},
 	}
