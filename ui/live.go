@@ -47,6 +47,7 @@ type follower struct {
 	runCounts *bus.Stream[bus.SetEvent[bus.RunCount]]
 	days      *bus.Stream[bus.SetEvent[bus.DaySpend]]
 	notify    *bus.Stream[bus.Entry[bus.NotifyStatus]]
+	dropped   *bus.Stream[bus.Entry[bus.NotifyDrops]]
 
 	// What is only published.
 	snaps      *bus.Subscription[bus.CandidateSnapshot]
@@ -85,6 +86,7 @@ func (f *follower) open(ctx context.Context, b *bus.Client) error {
 		func() (err error) { f.days, err = bus.WatchSet(ctx, b, bus.DaySpends); return err },
 		func() (err error) { f.notes, err = f.openNotifications(ctx, b); return err },
 		func() (err error) { f.notify, err = f.openNotifyStatus(ctx, b); return err },
+		func() (err error) { f.dropped, err = bus.Watch(ctx, b, bus.NotifyDropped); return err },
 	)
 }
 
@@ -132,6 +134,8 @@ func (f *follower) loop(ctx context.Context) error {
 			err = fold(m, ok, "notification subscription", f.onNotification)
 		case e, ok := <-f.notify.C():
 			err = fold(e, ok, "notifier status watch", f.onNotifyStatus)
+		case e, ok := <-f.dropped.C():
+			err = fold(e, ok, "dropped notifications watch", f.onNotifyDropped)
 		}
 		if err != nil {
 			// A stream closed because ctx ended is the end of the

@@ -14,7 +14,9 @@ import (
 // counts and the last failure; /metrics exports them. The value is
 // another component's, so it is taken as it may be: a negative count is
 // zero, the failure's text is clipped. The model keeps only what it shows
-// (not the record of handled ids, up to 4096 of them).
+// (not the record of handled ids, up to 4096 of them). Beside it, the
+// count of notifications the scheduler dropped before storing them (KV
+// symphony_state/notify_dropped): those no notifier ever saw.
 
 // NotifyView is what the dashboard shows of the notifier's status.
 type NotifyView struct {
@@ -58,6 +60,16 @@ func (f *follower) onNotifyStatus(e bus.Entry[bus.NotifyStatus]) {
 	f.s.model.SetNotifyStatus(e.Value)
 }
 
+// SetNotifyDropped mirrors the count of notifications the scheduler
+// dropped.
+func (m *Model) SetNotifyDropped(d bus.NotifyDrops) {
+	m.update(func() { m.spend.dropped = max(0, d.Dropped) })
+}
+
+func (f *follower) onNotifyDropped(e bus.Entry[bus.NotifyDrops]) {
+	f.s.model.SetNotifyDropped(e.Value)
+}
+
 var (
 	descNotifications = prometheus.NewDesc("symphony_notifications_total",
 		"Notifications the notifier handled, by outcome: delivered (notify.command exited 0), failed (non-zero, timed out or could not start), skipped (no notify.command configured), duplicate (an id handled before), invalid (a stored message without an id or unreadable). Counted since the symphony_notify bucket was created; absent until the notifier has written its status.",
@@ -66,6 +78,8 @@ var (
 		"When notify.command last failed (Unix seconds); absent when it never has.", nil, nil)
 	descNotifyRunning = prometheus.NewDesc("symphony_notify_command_running",
 		"1 while notify.command runs for a notification.", nil, nil)
+	descNotifyDropped = prometheus.NewDesc("symphony_scheduler_notifications_dropped_total",
+		"Notifications the scheduler made but never stored (its queue was full, the publish failed, or it stopped first): no notifier saw them. Counted across restarts.", nil, nil)
 )
 
 // notifyCollector reports the notifier's status from the model at
@@ -76,12 +90,15 @@ func (c *notifyCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descNotifications
 	ch <- descNotifyLastFailure
 	ch <- descNotifyRunning
+	ch <- descNotifyDropped
 }
 
 func (c *notifyCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.RLock()
-	v := c.m.spend.notify
+	v, dropped := c.m.spend.notify, c.m.spend.dropped
 	c.m.mu.RUnlock()
+	// The scheduler writes its count only when it drops one: none is 0.
+	ch <- prometheus.MustNewConstMetric(descNotifyDropped, prometheus.CounterValue, float64(dropped))
 	if v == nil {
 		return
 	}

@@ -40,14 +40,17 @@ func waitFor(t *testing.T, url, want string) string {
 
 // TestNotifyStatusOnTheOverview: the notifications panel shows the
 // notifier's counts and its last failure (when, which event, the error,
-// escaped), and follows a new status live.
+// escaped) and the notifications the scheduler dropped, and follows a new
+// status live.
 func TestNotifyStatusOnTheOverview(t *testing.T) {
 	f := newSpendFixture(t)
+	waitFor(t, f.url+"/", `id="notify-dropped"`)
 	page := waitFor(t, f.url+"/", `id="notify-status"`)
 	norm := strings.Join(strings.Fields(page), " ")
 	for _, want := range []string{
 		"notify.command: 5 delivered · 2 failed · 1 skipped (no command) · 3 duplicates </p>",
 		`<span class="st st-bad">last failure</span> <span title="2026-12-08 09:00:00Z">1h00m ago</span>: run blocked (PARK-2) — exit status 22: curl: (22) &lt;script&gt;alert(1)&lt;/script&gt; returned error: 500`,
+		`<p id="notify-dropped"><span class="st st-bad">4 notifications dropped</span> by the scheduler before they were stored`,
 	} {
 		if !strings.Contains(norm, want) {
 			t.Errorf("overview lacks %q", want)
@@ -71,9 +74,11 @@ func TestNotifyStatusOnTheOverview(t *testing.T) {
 }
 
 // TestNotifyStatusMetrics: /metrics exports the notifier's counts by
-// outcome, when it last failed and whether a command runs.
+// outcome, when it last failed, whether a command runs, and the
+// notifications the scheduler dropped.
 func TestNotifyStatusMetrics(t *testing.T) {
 	f := newSpendFixture(t)
+	waitFor(t, f.url+"/metrics", "symphony_scheduler_notifications_dropped_total 4")
 	body := waitFor(t, f.url+"/metrics", "symphony_notifications_total")
 	at := strconv.FormatFloat(float64(spendNow.Add(-time.Hour).Unix()), 'g', -1, 64)
 	for _, want := range []string{
@@ -83,6 +88,7 @@ func TestNotifyStatusMetrics(t *testing.T) {
 		`symphony_notifications_total{outcome="invalid"} 0`,
 		"# TYPE symphony_notify_last_failure_timestamp_seconds gauge", "symphony_notify_last_failure_timestamp_seconds " + at + "\n",
 		"symphony_notify_command_running 0",
+		"# TYPE symphony_scheduler_notifications_dropped_total counter", "symphony_scheduler_notifications_dropped_total 4\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
@@ -91,7 +97,8 @@ func TestNotifyStatusMetrics(t *testing.T) {
 }
 
 // TestNotifyStatusTakenAsItMayBe: without a status the panel has no
-// status line and /metrics no notifier series; a status with negative
+// status line and /metrics no notifier series but the scheduler's drops
+// (0: it records only drops); a status with negative
 // counts and an overlong error shows zeros and a clipped line.
 func TestNotifyStatusTakenAsItMayBe(t *testing.T) {
 	m := NewModel()
@@ -102,11 +109,11 @@ func TestNotifyStatusTakenAsItMayBe(t *testing.T) {
 		}
 		return b.String()
 	}
-	if page := render(); strings.Contains(page, "notify-status") || strings.Contains(page, "last failure") {
+	if page := render(); strings.Contains(page, "notify-status") || strings.Contains(page, "last failure") || strings.Contains(page, "dropped") {
 		t.Errorf("a status line without a status:\n%s", page)
 	}
-	if n := collected(&notifyCollector{m: m}); n != 0 {
-		t.Errorf("%d notifier series without a status", n)
+	if n := collected(&notifyCollector{m: m}); n != 1 {
+		t.Errorf("%d notifier series without a status, want the drops alone", n)
 	}
 	m.SetNotifyStatus(bus.NotifyStatus{Delivered: -4, Failed: -1, LastFailure: &bus.NotifyFailure{Event: bus.NotifyRunBlocked,
 		Error: "line one\nline two " + strings.Repeat("x", 2*bus.MaxNotifyError), At: spendNow.Add(-time.Minute)}})
@@ -119,8 +126,12 @@ func TestNotifyStatusTakenAsItMayBe(t *testing.T) {
 		!strings.Contains(page, "1m00s ago</span>: run blocked — line one line two xxx") || strings.Count(page, "x") > 400 {
 		t.Errorf("the panel of a garbled status:\n%s", clip(page, 2000))
 	}
-	if n := collected(&notifyCollector{m: m}); n != 7 {
-		t.Errorf("%d notifier series, want 5 counts, the failure's time and running", n)
+	if n := collected(&notifyCollector{m: m}); n != 8 {
+		t.Errorf("%d notifier series, want 5 counts, the failure's time, running and the drops", n)
+	}
+	m.SetNotifyDropped(bus.NotifyDrops{Dropped: -2})
+	if d := m.Snapshot(spendNow, 0).Spend.NotesDropped; d != 0 {
+		t.Errorf("a negative drop count shows as %d", d)
 	}
 }
 

@@ -166,6 +166,8 @@ func (f *spendFixture) store(t *testing.T) {
 	f.notify(t, bus.Notification{ID: "n2", Event: bus.NotifyDailyCap, At: spendNow.Add(-time.Hour), Reason: "the fleet spent $100.50 today", Cap: bus.CapDayUSD, Limit: 100, Spent: 100.5, Day: "2026-12-08"})
 	_, err = bus.Put(ctx, f.b, bus.NotifyState, notifyFixture)
 	f.put(t, err)
+	_, err = bus.Put(ctx, f.b, bus.NotifyDropped, bus.NotifyDrops{Dropped: 4, At: spendNow.Add(-3 * time.Hour)})
+	f.put(t, err)
 }
 
 func (f *spendFixture) notify(t *testing.T, n bus.Notification) {
