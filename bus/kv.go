@@ -48,6 +48,10 @@ var (
 	// NotifyState holds where the notifier is in the NOTIFY stream, the
 	// ids it handled lately and its counts.
 	NotifyState = kvKey[NotifyStatus](BucketNotify, "status")
+	// NotifyDropped counts the notifications the scheduler dropped before
+	// they were stored (the dashboard shows it; the key is written only
+	// when there is a drop, so none means none).
+	NotifyDropped = kvKey[NotifyDrops](BucketState, "notify_dropped")
 )
 
 // kvEnvelope is how a typed value is stored: KV entries carry no headers, so

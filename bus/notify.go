@@ -67,6 +67,18 @@ type NotifyFailure struct {
 	At    time.Time `json:"at"`
 }
 
+// NotifyDrops is the value of KV symphony_state/notify_dropped: the
+// notifications the scheduler made but never stored in the NOTIFY stream
+// (its bounded queue was full, the publish failed, or it stopped before
+// publishing them), so no notifier could deliver them. The scheduler
+// writes it when it drops one, adding to the stored count: it counts
+// across restarts.
+type NotifyDrops struct {
+	Dropped int64 `json:"dropped"`
+	// At is when the latest drop was recorded.
+	At time.Time `json:"at"`
+}
+
 // MaxNotifyError bounds NotifyFailure.Error.
 const MaxNotifyError = 1024
 

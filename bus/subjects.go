@@ -385,10 +385,10 @@ func Buckets() []BucketSpec {
 		{
 			Name:    BucketState,
 			History: 1,
-			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `runs.<issue_id>` (`bus.RunCount`), `spend.<issue_id>` (`bus.IssueSpend`), `day.<YYYY-MM-DD>` (`bus.DaySpend`), `paused` (`bus.PauseState`)",
+			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `runs.<issue_id>` (`bus.RunCount`), `spend.<issue_id>` (`bus.IssueSpend`), `day.<YYYY-MM-DD>` (`bus.DaySpend`), `paused` (`bus.PauseState`), `notify_dropped` (`bus.NotifyDrops`)",
 			Writer:  CompScheduler,
 			Readers: []string{CompUI},
-			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked (parked) issues, each issue's runs while it stays active (agent.max_runs_per_issue), each issue's lifetime spend (budget.per_issue), the fleet's spend per day (budget.per_day), whether dispatch is paused.",
+			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked (parked) issues, each issue's runs while it stays active (agent.max_runs_per_issue), each issue's lifetime spend (budget.per_issue), the fleet's spend per day (budget.per_day), whether dispatch is paused, how many notifications it dropped before storing them.",
 		},
 		{
 			Name:    BucketRuns,
@@ -403,9 +403,10 @@ func Buckets() []BucketSpec {
 			History: 1,
 			Keys:    "`status` (`bus.NotifyStatus`)",
 			Writer:  CompNotifier,
-			// The dashboard's /metrics is to read status (#23); until it
-			// does, operators read it with the nats CLI.
-			Readers: []string{"operators (`nats kv get symphony_notify status`)"},
+			// The dashboard shows the counts and the last failure on the
+			// overview and exports them on /metrics; operators can read
+			// the whole value with the nats CLI.
+			Readers: []string{CompUI, "operators (`nats kv get symphony_notify status`)"},
 			Doc:     "The notifier's state, one value written after each notification: the last NOTIFY sequence handled, the digests of the ids handled in the last 30 days (at most 4096), the command in flight, and the counts (delivered, failed, skipped, duplicates, invalid), so each occurrence runs notify.command once across restarts and re-publications.",
 		},
 	}

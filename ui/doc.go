@@ -25,7 +25,9 @@
 //     be (a garbled amount counts as zero); chart.go draws the 30-day
 //     chart as SVG geometry that spend.templ writes out, so it needs no
 //     script; spendapi.go and spendmetrics.go give the same numbers to
-//     the JSON API and /metrics.
+//     the JSON API and /metrics. notify.go mirrors the notifier's status
+//     (KV symphony_notify/status: its counts, the command in flight, the
+//     last failure) for the notifications panel and /metrics.
 //
 // What keeps it safe to leave running (guard.go, limit.go): loopback only
 // unless told otherwise, Host and Origin checks against DNS rebinding and

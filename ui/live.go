@@ -12,7 +12,7 @@ import (
 
 // follow keeps the model current from the bus until ctx ends: KV watches
 // for the durable state (run summaries, claims, retries, blocks, pause,
-// config) and subscriptions for what is only published (polls, component
+// config, spend, the notifier's status) and subscriptions for what is only published (polls, component
 // changes, live agent events).
 func (s *Server) follow(ctx context.Context) error {
 	// Everything followed belongs to the dashboard's client and has ended
@@ -46,6 +46,8 @@ type follower struct {
 	spends    *bus.Stream[bus.SetEvent[bus.IssueSpend]]
 	runCounts *bus.Stream[bus.SetEvent[bus.RunCount]]
 	days      *bus.Stream[bus.SetEvent[bus.DaySpend]]
+	notify    *bus.Stream[bus.Entry[bus.NotifyStatus]]
+	dropped   *bus.Stream[bus.Entry[bus.NotifyDrops]]
 
 	// What is only published.
 	snaps      *bus.Subscription[bus.CandidateSnapshot]
@@ -83,6 +85,8 @@ func (f *follower) open(ctx context.Context, b *bus.Client) error {
 		func() (err error) { f.runCounts, err = bus.WatchSet(ctx, b, bus.RunCounts); return err },
 		func() (err error) { f.days, err = bus.WatchSet(ctx, b, bus.DaySpends); return err },
 		func() (err error) { f.notes, err = f.openNotifications(ctx, b); return err },
+		func() (err error) { f.notify, err = f.openNotifyStatus(ctx, b); return err },
+		func() (err error) { f.dropped, err = bus.Watch(ctx, b, bus.NotifyDropped); return err },
 	)
 }
 
@@ -128,6 +132,10 @@ func (f *follower) loop(ctx context.Context) error {
 			err = fold(e, ok, "day spend watch", f.onDaySpend)
 		case m, ok := <-f.notes.C():
 			err = fold(m, ok, "notification subscription", f.onNotification)
+		case e, ok := <-f.notify.C():
+			err = fold(e, ok, "notifier status watch", f.onNotifyStatus)
+		case e, ok := <-f.dropped.C():
+			err = fold(e, ok, "dropped notifications watch", f.onNotifyDropped)
 		}
 		if err != nil {
 			// A stream closed because ctx ended is the end of the

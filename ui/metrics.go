@@ -41,7 +41,7 @@ func newMetrics(m *Model) *metrics {
 			Name: "symphony_dashboard_sse_refused_total", Help: "Live-update (SSE) connections refused with 503 because the dashboard already served its limit of streams (--max-streams).",
 		}),
 	}
-	x.reg.MustRegister(x.pollDuration, x.pollErrors, x.busEvents, x.sseClients, x.sseRefused, &modelCollector{m: m}, &spendCollector{m: m})
+	x.reg.MustRegister(x.pollDuration, x.pollErrors, x.busEvents, x.sseClients, x.sseRefused, &modelCollector{m: m}, &spendCollector{m: m}, &notifyCollector{m: m})
 	// Every series carries the symphony_ prefix, the runtime's too.
 	prometheus.WrapRegistererWithPrefix("symphony_", x.reg).MustRegister(collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

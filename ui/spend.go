@@ -43,6 +43,10 @@ type spendState struct {
 	// notes are the latest notifications, oldest first, at most maxNotes,
 	// each id once.
 	notes []bus.Notification
+	// notify is the notifier's status (nil: it has written none).
+	notify *NotifyView
+	// dropped counts the notifications the scheduler dropped.
+	dropped int64
 	// loc is the daily caps' zone of the config in force, loaded once per
 	// config (zone its name, zoneErr why it could not be loaded: UTC then).
 	loc     *time.Location
@@ -139,6 +143,12 @@ type SpendView struct {
 	Days []DayPoint
 	// Notes are the latest notifications, newest first.
 	Notes []bus.Notification
+	// Notify is the notifier's status (nil: it has written none). Shared,
+	// never changed: a new status replaces it.
+	Notify *NotifyView
+	// NotesDropped counts the notifications the scheduler dropped before
+	// storing them (none were delivered or listed).
+	NotesDropped int64
 	// Parked are the blocked issues (View.Blocked's order) with their
 	// spend.
 	Parked []ParkedView
@@ -147,7 +157,7 @@ type SpendView struct {
 // spendView builds the SpendView at now from the state and the config in
 // force. Called under the model's lock.
 func (m *Model) spendView(now time.Time) SpendView {
-	sv := SpendView{Zone: m.spend.zone, ZoneErr: m.spend.zoneErr}
+	sv := SpendView{Zone: m.spend.zone, ZoneErr: m.spend.zoneErr, Notify: m.spend.notify, NotesDropped: m.spend.dropped}
 	loc := m.spend.loc
 	if c := m.config; c != nil {
 		b := c.Config.Budget

@@ -164,6 +164,10 @@ func (f *spendFixture) store(t *testing.T) {
 	f.notify(t, bus.Notification{ID: "n1", Event: bus.NotifyBudgetExceeded, At: spendNow.Add(-2 * time.Hour), IssueID: "id-PARK-1", Identifier: "PARK-1",
 		RunID: "run-p1", Reason: "budget.per_issue.usd reached", Cap: bus.CapIssueUSD, Limit: 20, Spent: 21.5})
 	f.notify(t, bus.Notification{ID: "n2", Event: bus.NotifyDailyCap, At: spendNow.Add(-time.Hour), Reason: "the fleet spent $100.50 today", Cap: bus.CapDayUSD, Limit: 100, Spent: 100.5, Day: "2026-12-08"})
+	_, err = bus.Put(ctx, f.b, bus.NotifyState, notifyFixture)
+	f.put(t, err)
+	_, err = bus.Put(ctx, f.b, bus.NotifyDropped, bus.NotifyDrops{Dropped: 4, At: spendNow.Add(-3 * time.Hour)})
+	f.put(t, err)
 }
 
 func (f *spendFixture) notify(t *testing.T, n bus.Notification) {

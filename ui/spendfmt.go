@@ -106,6 +106,27 @@ func noteEventText(e bus.NotifyEvent) string {
 	return clip(string(e), 40)
 }
 
+// notifyCounts is the notifier's counts in words; the rare ones
+// (duplicates, invalid) only when there are some.
+func notifyCounts(n *NotifyView) string {
+	parts := []string{plural(n.Delivered, "delivered", "delivered"), plural(n.Failed, "failed", "failed"), plural(n.Skipped, "skipped (no command)", "skipped (no command)")}
+	if n.Duplicates > 0 {
+		parts = append(parts, plural(n.Duplicates, "duplicate", "duplicates"))
+	}
+	if n.Invalid > 0 {
+		parts = append(parts, plural(n.Invalid, "unreadable", "unreadable"))
+	}
+	return strings.Join(parts, " · ")
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatInt(n, 10) + " " + many
+}
+
 func noteClass(e bus.NotifyEvent) string {
 	switch e {
 	case bus.NotifyWorkflowRejected, bus.NotifyRetriesExhausted:

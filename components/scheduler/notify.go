@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -24,9 +25,10 @@ import (
 // Publishing never delays the actor: a notification goes into a bounded
 // queue (notifyQueue) that a goroutine of the scheduler's own publishes
 // from; a full queue drops it, logged and counted
-// (Component.NotificationsDropped). What is still queued when the
-// scheduler stops is published within drainTimeout (a --once run ends
-// right after its last run's end), and only then dropped, logged.
+// (Component.NotificationsDropped, and KV symphony_state/notify_dropped
+// for the dashboard, written by that goroutine). What is still queued
+// when the scheduler stops is published within drainTimeout (a --once run
+// ends right after its last run's end), and only then dropped, logged.
 
 // notifyQueue bounds the notifications waiting to be published.
 const notifyQueue = 256
@@ -39,10 +41,17 @@ const drainTimeout = 5 * time.Second
 type notifier struct {
 	c *Component
 	q chan bus.Notification
+	// dropped is poked (never waiting) when the actor drops a
+	// notification: the goroutine records the count.
+	dropped chan struct{}
+	// The publishing goroutine's own: the count last recorded, and the
+	// stored count of earlier processes it adds to (read once, base).
+	recorded, base int64
+	based          bool
 }
 
 func newNotifier(c *Component) *notifier {
-	return &notifier{c: c, q: make(chan bus.Notification, notifyQueue)}
+	return &notifier{c: c, q: make(chan bus.Notification, notifyQueue), dropped: make(chan struct{}, 1)}
 }
 
 // NotificationsDropped counts the notifications the scheduler dropped
@@ -65,6 +74,8 @@ func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
 					return
 				}
 				n.publish(ctx, b, note)
+			case <-n.dropped:
+				n.recordDrops(ctx, b)
 			}
 		}
 	})
@@ -77,6 +88,13 @@ func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
 func (n *notifier) drain(ctx context.Context, b *bus.Bus, first *bus.Notification) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 	defer cancel()
+	// Whatever was dropped is recorded, in the time left (or a moment
+	// more: the count is worth the wait).
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		n.recordDrops(rctx, b)
+	}()
 	if first != nil {
 		n.publish(dctx, b, *first)
 	}
@@ -103,7 +121,32 @@ func (n *notifier) publish(ctx context.Context, b *bus.Bus, note bus.Notificatio
 	if _, err := bus.PublishDurable(pctx, b, bus.Notifications, note, note.ID, string(note.Event)); err != nil {
 		n.c.dropped.Add(1)
 		n.c.log.Error("notification not published", "err", err, "id", note.ID, "event", note.Event, "issue_id", note.IssueID, "run_id", note.RunID)
+		n.recordDrops(ctx, b)
 	}
+}
+
+// recordDrops writes the count of dropped notifications to KV
+// (bus.NotifyDropped) when it changed since last written, added to what
+// earlier processes stored. A failed write is logged and tried again at
+// the next drop or at the stop.
+func (n *notifier) recordDrops(ctx context.Context, b *bus.Bus) {
+	cur := n.c.dropped.Load()
+	if cur == n.recorded {
+		return
+	}
+	if !n.based {
+		e, err := bus.Get(ctx, b, bus.NotifyDropped)
+		if err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
+			n.c.log.Warn("dropped notifications not recorded", "err", err, "dropped", cur)
+			return
+		}
+		n.base, n.based = max(0, e.Value.Dropped), true
+	}
+	if _, err := bus.Put(ctx, b, bus.NotifyDropped, bus.NotifyDrops{Dropped: n.base + cur, At: time.Now().UTC()}); err != nil {
+		n.c.log.Warn("dropped notifications not recorded", "err", err, "dropped", cur)
+		return
+	}
+	n.recorded = cur
 }
 
 // notify queues a notification, never waiting: a full queue drops it.
@@ -113,6 +156,10 @@ func (a *actor) notify(note bus.Notification) {
 	default:
 		a.c.dropped.Add(1)
 		a.log.Error("notification dropped: the queue is full", "id", note.ID, "event", note.Event, "issue_id", note.IssueID, "run_id", note.RunID)
+		select {
+		case a.notes.dropped <- struct{}{}:
+		default: // a poke is pending already
+		}
 	}
 }
 

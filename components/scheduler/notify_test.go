@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -138,6 +140,34 @@ func TestNotificationsQueuedAtTheStopArePublished(t *testing.T) {
 		}
 		if got := a.c.NotificationsDropped(); got != 0 {
 			t.Errorf("%d dropped", got)
+		}
+	})
+}
+
+// TestDroppedNotificationsRecorded: the publishing goroutine records the
+// drops in KV (symphony_state/notify_dropped) for the dashboard, added to
+// the count an earlier process stored.
+func TestDroppedNotificationsRecorded(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir())
+		a := newTestActor(w)
+		if _, err := bus.Put(t.Context(), w.b, bus.NotifyDropped, bus.NotifyDrops{Dropped: 5}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range notifyQueue + 3 {
+			a.notify(bus.Notification{ID: fmt.Sprint("run_blocked/r", i), Event: bus.NotifyRunBlocked})
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		stop := a.notes.start(ctx, w.b)
+		synctest.Wait() // the queue published, the drops recorded
+		e, err := bus.Get(t.Context(), w.b, bus.NotifyDropped)
+		if err != nil || e.Value.Dropped != 8 || e.Value.At.IsZero() {
+			t.Errorf("recorded %+v (%v), want 5 earlier + 3 now", e.Value, err)
+		}
+		cancel()
+		stop()
+		if notes := storedNotes(t, w.b, bus.NotifyRunBlocked); len(notes) != notifyQueue {
+			t.Errorf("%d stored, want the %d queued", len(notes), notifyQueue)
 		}
 	})
 }

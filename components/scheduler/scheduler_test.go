@@ -53,7 +53,10 @@ type world struct {
 	terminalAsks  int
 	live          map[string]bus.Dispatch // run id -> dispatch, still running
 	candidateAsks int
-	refreshFails  bool
+	// refreshFails makes every refresh fail; refreshFailures counts the
+	// failures answered.
+	refreshFails    bool
+	refreshFailures int
 	// lostEnds makes the runner stand-in acknowledge a cancel without
 	// ending the run: it stays live until the test drops it from live,
 	// and its end never comes (a lost run_finished).
@@ -124,6 +127,7 @@ func (w *world) serveTracker(ctx context.Context) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if w.refreshFails {
+			w.refreshFailures++
 			return bus.IssueList{}, errors.New("tracker down")
 		}
 		var out []bus.Issue
@@ -703,29 +707,48 @@ func TestOperatorControls(t *testing.T) {
 }
 
 // TestReconcileMissingAndRefreshFailure: a refresh that fails keeps every
-// worker running; an issue that disappeared is canceled and released.
+// worker running; an issue that disappeared is canceled and released at
+// the next reconcile whose refresh succeeds.
+//
+// It runs in a synctest bubble: each poll's reconcile, its refresh and the
+// answer are complete before the test goes on. Outside one, the failing
+// refresh could be answered after the second poll's tick, which (a
+// refresh in flight serves the ticks that come meanwhile) asked nothing:
+// with an hour's polling interval no reconcile came again, and the test
+// waited 30 s for a cancel (about 2 runs in 10 under load).
 func TestReconcileMissingAndRefreshFailure(t *testing.T) {
-	w := newWorld(t, t.TempDir(), iss("F-1", 1, "", "Todo"), iss("F-2", 2, "", "Todo"))
-	w.configure(nil)
-	w.pollUntil("both dispatched", func() bool { return len(w.dispatches) == 2 })
-	w.mu.Lock()
-	w.refreshFails = true
-	delete(w.iss, "F-1")
-	w.mu.Unlock()
-	w.poll() // reconcile with a failing refresh: nothing is canceled
-	w.control(bus.Control{Action: bus.ControlPause})
-	w.mu.Lock()
-	if len(w.cancels) != 0 {
-		t.Errorf("a failed refresh canceled workers: %v", w.cancels)
-	}
-	if len(w.removed) != 0 {
-		t.Errorf("a failed refresh removed workspaces: %v", w.removed)
-	}
-	w.refreshFails = false
-	w.mu.Unlock()
-	w.poll()
-	w.eventually("the missing issue's run canceled", func() bool {
-		return len(w.cancels) == 1 && w.cancels[0].Reason == "the issue no longer exists in the tracker"
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir(), iss("F-1", 1, "", "Todo"), iss("F-2", 2, "", "Todo"))
+		w.configure(nil)
+		w.pollUntil("both dispatched", func() bool { return len(w.dispatches) == 2 })
+		w.barrier()
+		w.mu.Lock()
+		w.refreshFails = true
+		delete(w.iss, "F-1")
+		failed := w.refreshFailures
+		w.mu.Unlock()
+		w.poll() // reconcile with a failing refresh: nothing is canceled
+		w.barrier()
+		w.mu.Lock()
+		if w.refreshFailures != failed+1 {
+			t.Errorf("%d failing refreshes answered for one poll, want 1", w.refreshFailures-failed)
+		}
+		if len(w.cancels) != 0 {
+			t.Errorf("a failed refresh canceled workers: %v", w.cancels)
+		}
+		if len(w.removed) != 0 {
+			t.Errorf("a failed refresh removed workspaces: %v", w.removed)
+		}
+		w.refreshFails = false
+		w.mu.Unlock()
+		w.poll()
+		w.barrier()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		d, _ := w.dispatchOf("F-1")
+		if len(w.cancels) != 1 || w.cancels[0].Reason != "the issue no longer exists in the tracker" || w.cancels[0].RunID != d.RunID {
+			t.Errorf("cancels after a successful refresh: %+v (F-1's run is %s)", w.cancels, d.RunID)
+		}
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
 // The GitHub Issues adapter (issue #25) reads one repository's issues over
@@ -103,6 +104,11 @@ func newGitHub(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 	base, err := url.Parse(strings.TrimRight(cfg.Provider.Endpoint, "/"))
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
 		return nil, errorf(bus.TrackerConfigError, "tracker.provider.endpoint must be an http(s) URL, got %q", cfg.Provider.Endpoint)
+	}
+	// The loader refused it already; a config that gets here anyway does
+	// not send the token in clear.
+	if err := workflowfile.CheckTransport(base); err != nil {
+		return nil, errorf(bus.TrackerConfigError, "tracker.provider.endpoint %v", err)
 	}
 	if httpc == nil {
 		httpc = &http.Client{Timeout: DefaultRequestTimeout}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components/tracker/linearscope"
+	"github.com/symphony-oss/symphony/internal/workflowfile"
 )
 
 // The GraphQL documents the Linear adapter sends. They are static: every
@@ -139,6 +141,14 @@ func newLinear(cfg bus.TrackerConfig, apiKey string, httpc *http.Client, log *sl
 	}
 	if apiKey == "" {
 		return nil, errorf(bus.TrackerMissingSecret, "the Linear API key is not set (tracker.provider.api_key)")
+	}
+	// The loader refused it already; a config that gets here anyway does
+	// not send the key in clear. (An endpoint that is no URL at all fails
+	// at the first request, as it did.)
+	if u, err := url.Parse(cfg.Provider.Endpoint); err == nil {
+		if err := workflowfile.CheckTransport(u); err != nil {
+			return nil, errorf(bus.TrackerConfigError, "tracker.provider.endpoint %v", err)
+		}
 	}
 	if httpc == nil {
 		httpc = &http.Client{Timeout: DefaultRequestTimeout}

@@ -257,6 +257,8 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		t.Provider.Endpoint = d.indirect(src, "endpoint", key, DefaultLinearEndpoint)
 		if u, err := url.Parse(t.Provider.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			d.fail(key, "must be an http(s) URL, got %q", t.Provider.Endpoint)
+		} else if err := CheckTransport(u); err != nil {
+			d.fail(key, "%v", err)
 		}
 	case bus.TrackerGitHub:
 		d.github(&t, get)

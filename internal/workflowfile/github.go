@@ -81,6 +81,8 @@ func (d *decoder) github(t *bus.TrackerConfig, get func(string) (map[string]any,
 	t.Provider.Endpoint = strings.TrimRight(d.indirect(src, key[strings.LastIndex(key, ".")+1:], key, DefaultGitHubEndpoint), "/")
 	if u, err := url.Parse(t.Provider.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		d.fail(key, "must be an http(s) URL without query or fragment (GitHub's REST API root), got %q", t.Provider.Endpoint)
+	} else if err := CheckTransport(u); err != nil {
+		d.fail(key, "%v", err)
 	}
 
 	src, key = get("assignee")
