@@ -91,11 +91,14 @@ const (
 type NotifyEvent string
 
 const (
-	// NotifyRunBlocked: a run ended blocked (the agent asked for a human,
-	// or an operator's cancel holds the issue).
+	// NotifyRunBlocked: a run ended blocked (the agent asked for a
+	// human). An operator's own cancel, which also holds the issue, sends
+	// nothing: the operator did it.
 	NotifyRunBlocked NotifyEvent = "run_blocked"
-	// NotifyBudgetExceeded: a run reached a per-run or per-issue cap and
-	// its issue is parked.
+	// NotifyBudgetExceeded: an issue was parked by a cap — its run
+	// reached a per-run or per-issue cap, the daily cap stopped its run
+	// (one for each run stopped), or a per-issue cap refused its next
+	// dispatch.
 	NotifyBudgetExceeded NotifyEvent = "budget_exceeded"
 	// NotifyDailyCap: the fleet reached a daily cap; nothing new starts
 	// until the day rolls over or the cap is raised.
