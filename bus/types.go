@@ -1,6 +1,9 @@
 package bus
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // ComponentState is a step in a component's life as the supervisor sees it.
 type ComponentState string
@@ -92,18 +95,40 @@ type Usage struct {
 // every token the model processed, once. The agents count differently:
 // claude reports its cache reads and writes beside input_tokens, codex
 // counts its cached tokens (CacheReadInputTokens here) inside its input
-// tokens, so adding them again would charge them twice.
+// tokens, so adding them again would charge them twice. Negative counts
+// count as none and the sum saturates at math.MaxInt64: an agent's
+// figures can neither lower nor wrap what a cap sees.
 func (u Usage) BudgetTokens(agent string) int64 {
+	n := SatAdd(max(u.InputTokens, 0), max(u.OutputTokens, 0))
 	if agent == AgentCodex {
-		return max(u.InputTokens, 0) + max(u.OutputTokens, 0)
+		return n
 	}
-	return max(u.InputTokens, 0) + max(u.OutputTokens, 0) + max(u.CacheCreationInputTokens, 0) + max(u.CacheReadInputTokens, 0)
+	return SatAdd(n, SatAdd(max(u.CacheCreationInputTokens, 0), max(u.CacheReadInputTokens, 0)))
 }
 
-// Add sums two usages.
+// Add sums two usages, each count clamped to zero and saturating at
+// math.MaxInt64, so a hostile or broken report (a negative count, one
+// near the int64 limit) can never take a sum below what was already
+// counted.
 func (u Usage) Add(o Usage) Usage {
-	return Usage{u.InputTokens + o.InputTokens, u.OutputTokens + o.OutputTokens,
-		u.CacheCreationInputTokens + o.CacheCreationInputTokens, u.CacheReadInputTokens + o.CacheReadInputTokens}
+	u, o = u.Clamped(), o.Clamped()
+	return Usage{SatAdd(u.InputTokens, o.InputTokens), SatAdd(u.OutputTokens, o.OutputTokens),
+		SatAdd(u.CacheCreationInputTokens, o.CacheCreationInputTokens), SatAdd(u.CacheReadInputTokens, o.CacheReadInputTokens)}
+}
+
+// Clamped is u with every negative count read as zero: what an agent
+// reports is taken as a count of tokens, never as a credit.
+func (u Usage) Clamped() Usage {
+	return Usage{max(u.InputTokens, 0), max(u.OutputTokens, 0), max(u.CacheCreationInputTokens, 0), max(u.CacheReadInputTokens, 0)}
+}
+
+// SatAdd adds two non-negative counts, saturating at math.MaxInt64
+// instead of wrapping negative.
+func SatAdd(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // RunEvent is one step of a run's lifecycle, published on RunEvents and

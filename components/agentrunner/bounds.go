@@ -3,6 +3,7 @@ package agentrunner
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 )
 
 // Stream limits (CONTRACT §5).
@@ -53,4 +54,27 @@ func boundRaw(raw []byte) json.RawMessage {
 		return b
 	}
 	return append(json.RawMessage(nil), raw...)
+}
+
+// MaxTurnUSD bounds the cost one turn's report may claim: a larger figure
+// (or an infinite one) is read as this much, a negative one as none. The
+// agent's figures feed the budget caps, so a report can neither widen the
+// next turn's --max-budget-usd (a negative cost) nor poison the sums (an
+// overflowing one); a million dollars is far above any real turn and far
+// below where float sums lose their cents.
+const MaxTurnUSD = 1e6
+
+// clampUSD is an agent's cost figure within [0, MaxTurnUSD]; nil stays nil.
+func clampUSD(v *float64) *float64 {
+	if v == nil {
+		return nil
+	}
+	c := *v
+	switch {
+	case math.IsNaN(c) || c < 0:
+		c = 0
+	case c > MaxTurnUSD:
+		c = MaxTurnUSD
+	}
+	return &c
 }

@@ -210,9 +210,10 @@ func (l *claudeLine) messageEvents(unmarshal unmarshalFunc) []bus.TurnEvent {
 // result is the result line's outcome, bounded.
 func (l *claudeLine) result(unmarshal unmarshalFunc) *bus.TurnResult {
 	r := &bus.TurnResult{IsError: *l.IsError, Subtype: boundName(l.Subtype), NumTurns: l.NumTurns, Duration: l.DurationMS,
-		CostUSD: l.TotalCostUSD, StopReason: boundName(l.StopReason)}
+		CostUSD: clampUSD(l.TotalCostUSD), StopReason: boundName(l.StopReason)}
 	if l.Usage != nil {
-		r.Usage = *l.Usage
+		// Counts are taken as counts: a negative one is none.
+		r.Usage = l.Usage.Clamped()
 	}
 	if l.APIErrorStatus != nil {
 		r.APIStatus = *l.APIErrorStatus

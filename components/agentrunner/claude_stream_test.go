@@ -179,6 +179,9 @@ func FuzzClaudeStream(f *testing.F) {
 				if r := e.Result; r != nil && (len(r.Subtype) > MaxNameBytes+64 || len(r.StopReason) > MaxNameBytes+64 || len(r.PermissionDenials) > maxDenials) {
 					t.Fatal("result not bounded")
 				}
+				if r := e.Result; r != nil && (r.Usage != r.Usage.Clamped() || (r.CostUSD != nil && !(*r.CostUSD >= 0 && *r.CostUSD <= MaxTurnUSD))) {
+					t.Fatalf("result figures out of bounds: usage %+v cost %v", r.Usage, r.CostUSD)
+				}
 			}
 		}
 	})

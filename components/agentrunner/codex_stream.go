@@ -127,10 +127,11 @@ type codexTokens struct {
 
 // usage maps codex's counts onto Symphony's: inputTokens (which include
 // the cached ones, as OpenAI counts them) as input, cachedInputTokens as
-// cache reads, cacheWriteInputTokens as cache creation.
+// cache reads, cacheWriteInputTokens as cache creation. A negative count
+// is read as none.
 func (t codexTokens) usage() bus.Usage {
 	return bus.Usage{InputTokens: t.InputTokens, OutputTokens: t.OutputTokens,
-		CacheCreationInputTokens: t.CacheWriteInputTokens, CacheReadInputTokens: t.CachedInputTokens}
+		CacheCreationInputTokens: t.CacheWriteInputTokens, CacheReadInputTokens: t.CachedInputTokens}.Clamped()
 }
 
 // codexParams are the fields of the notifications Symphony reads.

@@ -208,6 +208,9 @@ func FuzzCodexStream(f *testing.F) {
 					t.Fatal("tool not bounded")
 				}
 			}
+			if s.totals != nil && *s.totals != s.totals.Clamped() {
+				t.Fatalf("negative totals kept: %+v", *s.totals)
+			}
 			if len(s.deltas) > maxOpenItems || len(s.order) != len(s.deltas) {
 				t.Fatalf("%d open items (order %d)", len(s.deltas), len(s.order))
 			}

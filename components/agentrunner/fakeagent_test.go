@@ -79,6 +79,15 @@ func fakeClaude(mode string) int {
 		line(`{"type":"assistant","message":{"content":[{"type":"text","text":"working (resumed=%v)"}]},"session_id":%q}`, resumed, session)
 		line(`not json at all`)
 		okResult(0.25)
+	case "cost-env":
+		// Each turn reports the cost and input tokens the environment
+		// says: COST1/TOK1 on the first, COST2/TOK2 on resumed ones.
+		initLine()
+		cost, tok := os.Getenv("COST1"), os.Getenv("TOK1")
+		if resumed {
+			cost, tok = os.Getenv("COST2"), os.Getenv("TOK2")
+		}
+		line(`{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"done","session_id":%q,"total_cost_usd":%s,"usage":{"input_tokens":%s,"output_tokens":5}}`, session, cost, tok)
 	case "env":
 		initLine()
 		for _, kv := range os.Environ() {
