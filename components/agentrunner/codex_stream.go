@@ -193,7 +193,9 @@ type codexStream struct {
 	// still open when the turn ends is flushed.
 	deltas map[string]*openItem
 	order  []string
-	// totals are the thread's latest absolute token totals.
+	// totals are the thread's absolute token totals: per count, the
+	// highest codex reported (a total that goes down is ignored, see
+	// highWater).
 	totals *bus.Usage
 	// end is turn/completed's turn, once it arrived.
 	end *turnEnding
@@ -254,13 +256,17 @@ func (s *codexStream) notification(method string, params json.RawMessage, line [
 			e.Text, e.Raw = "token totals of another thread", boundRaw(params)
 			return []bus.TurnEvent{e}, nil
 		}
+		var decreased error
+		if s.totals != nil {
+			u, decreased = highWater(*s.totals, u)
+		}
 		s.totals = &u
 		e := s.ev(bus.TurnSystem)
 		e.Text = fmt.Sprintf("token totals: input %d (cached %d), output %d", u.InputTokens, u.CacheReadInputTokens, u.OutputTokens)
 		e.Raw = boundRaw(params)
 		totals := u
 		e.Totals = &totals
-		return []bus.TurnEvent{e}, nil
+		return []bus.TurnEvent{e}, decreased
 	case "account/rateLimits/updated":
 		e := s.ev(bus.TurnRateLimit)
 		e.Text = method
@@ -465,4 +471,20 @@ func (s *codexStream) toolResult(it *codexItem) bus.TurnEvent {
 	}
 	e.Text = bound(b.String())
 	return e
+}
+
+// highWater keeps, per count, the larger of the thread's totals so far and
+// a new report: absolute totals only grow, and one that went down would
+// let the mid-turn check pass a cap it had seen crossed and make the
+// turn's usage (what the totals grew by) negative. A decrease is named in
+// the error (recorded as a parse error); the higher figure stays.
+func highWater(prev, next bus.Usage) (bus.Usage, error) {
+	hw := bus.Usage{InputTokens: max(prev.InputTokens, next.InputTokens), OutputTokens: max(prev.OutputTokens, next.OutputTokens),
+		CacheCreationInputTokens: max(prev.CacheCreationInputTokens, next.CacheCreationInputTokens),
+		CacheReadInputTokens:     max(prev.CacheReadInputTokens, next.CacheReadInputTokens)}
+	if hw == next {
+		return hw, nil
+	}
+	return hw, fmt.Errorf("thread/tokenUsage/updated: the thread's totals went down (input %d, cached %d, output %d after input %d, cached %d, output %d); the decrease is ignored and the highest totals kept",
+		next.InputTokens, next.CacheReadInputTokens, next.OutputTokens, prev.InputTokens, prev.CacheReadInputTokens, prev.OutputTokens)
 }

@@ -3,6 +3,7 @@ package agentrunner
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -221,4 +222,44 @@ func FuzzCodexStream(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCodexTotalsThatGoDownAreIgnored: codex's totals are absolute, so a
+// report lower than an earlier one is ignored (and recorded as a parse
+// error): the mid-turn check still sees the cap crossed, and the turn's
+// usage is what the highest totals grew by, never a negative delta.
+func TestCodexTotalsThatGoDownAreIgnored(t *testing.T) {
+	cfg := bus.Config{Budget: bus.BudgetConfig{PerRun: bus.BudgetCaps{Tokens: 500000}}}
+	s := &codexSession{spec: sessionSpec{cfg: cfg}, stream: newCodexStream()}
+	report := func(input int64) error {
+		_, err := s.stream.notification("thread/tokenUsage/updated", fmt.Appendf(nil, `{"tokenUsage":{"total":{"inputTokens":%d}}}`, input), nil)
+		return err
+	}
+	if err := report(400000); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.usageDelta(); d.InputTokens != 400000 {
+		t.Fatalf("first delta %+v", d)
+	}
+	if err := report(10); err == nil || !strings.Contains(err.Error(), "went down") {
+		t.Errorf("a decrease must be reported: %v", err)
+	}
+	if d := s.usageDelta(); d.InputTokens != 0 {
+		t.Errorf("delta after a decrease %+v, want 0", d)
+	}
+	if err := report(500010); err != nil {
+		t.Fatal(err)
+	}
+	if _, over := s.overBudget(); !over {
+		t.Error("500010 tokens must be over the 500000 cap")
+	}
+	if err := report(20); err == nil {
+		t.Error("a second decrease must be reported")
+	}
+	if _, over := s.overBudget(); !over {
+		t.Error("a lower report must not bring the totals back under the cap")
+	}
+	if d := s.usageDelta(); d.InputTokens != 100010 {
+		t.Errorf("delta %+v, want 100010 (the highest totals minus the previous turn's)", d)
+	}
 }

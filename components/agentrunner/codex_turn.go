@@ -228,7 +228,8 @@ func (s *codexSession) usageDelta() bus.Usage {
 	}
 	t, p := *s.stream.totals, s.prevTotals
 	s.prevTotals = t
-	sub := func(a, b int64) int64 { return a - b }
+	// The totals only grow (highWater); a delta is never negative.
+	sub := func(a, b int64) int64 { return max(a-b, 0) }
 	return bus.Usage{InputTokens: sub(t.InputTokens, p.InputTokens), OutputTokens: sub(t.OutputTokens, p.OutputTokens),
 		CacheCreationInputTokens: sub(t.CacheCreationInputTokens, p.CacheCreationInputTokens),
 		CacheReadInputTokens:     sub(t.CacheReadInputTokens, p.CacheReadInputTokens)}
