@@ -161,6 +161,14 @@ type RunEvent struct {
 	// what the run's priced cost grew by in the turn (codex); nil when
 	// the turn had no figure. The scheduler adds it to the day's spend.
 	BudgetUSD *float64 `json:"budget_usd,omitempty"`
+	// BudgetEstimated says Usage and BudgetUSD include a charge Symphony
+	// made because the agent reported none: a claude turn stopped before
+	// its result line (timeout, stall, cancel, a cap) is charged the tokens
+	// its streamed messages reported, and in USD those tokens at the
+	// pricing table's price for its model, else the whole --max-budget-usd
+	// it was given (a lower bound of tokens, a ceiling of dollars). On
+	// run_finished it says any turn of the run was charged so.
+	BudgetEstimated bool `json:"budget_estimated,omitempty"`
 	// BudgetCap names the cap that ended a budget_exceeded run (a Cap*
 	// key: budget.per_run.usd, budget.per_day.tokens, …) and BudgetLimit
 	// its value, on run_finished (and on the turn_finished of the turn it

@@ -58,6 +58,9 @@ type sessionSpec struct {
 	// day is the fleet's daily caps and today's spend at the dispatch
 	// (nil without daily caps): codex's mid-turn check counts them too.
 	day *bus.DayBudgetLeft
+	// overStreamed checks the run's spend with a claude turn's streamed
+	// tokens added against every cap (nil: no check).
+	overStreamed func(bus.Usage) (capHit, bool)
 }
 
 // agentSession is one run's conversation with its agent.
@@ -115,6 +118,24 @@ type turnOutcome struct {
 	// hit is the cap that ended the turn budget_exceeded (codex stopped
 	// mid-turn; budgetEnd after a turn); nil otherwise.
 	hit *capHit
+	// streamed is the usage a claude turn's assistant messages reported
+	// before its result (a lower bound), model the model its init line
+	// named, and spoke says that init line came: a turn that ends without
+	// a result is charged from them (estimate).
+	streamed bus.Usage
+	model    string
+	spoke    bool
+	// estimate is the charge for a turn that ended without reporting its
+	// usage (claude stopped before its result line); nil otherwise.
+	estimate *turnEstimate
+}
+
+// turnEstimate is what a turn that reported nothing is charged: usage,
+// usd (nil: none), and how, for the run's error and log.
+type turnEstimate struct {
+	usage bus.Usage
+	usd   *float64
+	why   string
 }
 
 // canceled carries the status and reason of a cancel into a turn.

@@ -14,9 +14,17 @@ import (
 // named. The caps are enforced at three points:
 //
 //   - claude gets --max-budget-usd with what remains of the USD cap on
-//     every turn: claude reports no usage until its result, so mid-turn
-//     the CLI's own limit is the only one (its result is then the error
-//     subtype claudeBudgetSubtype);
+//     every turn: claude reports its cost only in its result, so mid-turn
+//     the CLI's own limit is the USD one (its result is then the error
+//     subtype claudeBudgetSubtype); its assistant messages carry their
+//     token usage as they stream, so the turn is stopped, as a cancel
+//     stops it, once those tokens reach a token cap (run.overStreamed);
+//   - a claude turn that ends without its result line (timed out,
+//     stalled, canceled, stopped at a cap, crashed) is charged an
+//     estimate (claudeEstimate): the tokens its messages streamed, and
+//     those tokens at the pricing table's price for its model, else the
+//     whole --max-budget-usd it was given; the turn's and the run's ends
+//     say so (bus.RunEvent.BudgetEstimated);
 //   - codex reports the thread's absolute totals during the turn
 //     (thread/tokenUsage/updated): the turn is stopped, by the cancel
 //     path, as soon as they reach a cap (codexSession.await);
@@ -36,8 +44,12 @@ import (
 //
 // Either way the run ends budget_exceeded with the cap and the amounts in
 // its error, and the cap's key on its end (bus.RunEvent.BudgetCap). What the agent spent after its last report is not seen: the
-// spend can exceed a cap by what one report interval (codex) or one turn
-// beyond --max-budget-usd's own overshoot (claude) costs.
+// spend can exceed a cap by what one report interval costs (codex's
+// totals; claude's streamed messages, whose output counts lag), plus
+// --max-budget-usd's own overshoot (claude finishes the model call that
+// passes it). The agent's figures are read clamped (bounds.go: no
+// negative count or cost, a turn's cost at most MaxTurnUSD) and codex's
+// totals only grow (highWater).
 
 // claudeBudgetSubtype is the result subtype of a claude turn that
 // --max-budget-usd stopped.
@@ -175,12 +187,29 @@ func usdText(v float64) string {
 // is false when there is neither.
 func (w *run) spentUSD() (usd float64, priced bool) {
 	switch {
-	case w.cost != nil:
-		return *w.cost, true
+	case w.cost != nil || w.estUSDSet:
+		// claude's reported costs, and the dollars charged for its turns
+		// that reported none (chargeEstimate).
+		if w.cost != nil {
+			usd = *w.cost
+		}
+		return usd + w.estUSD, true
 	case w.priced != nil:
 		return *w.priced, true
 	}
 	return 0, false
+}
+
+// overStreamed checks the run's spend, with a claude turn's streamed
+// tokens so far added, against every token cap: claude reports its
+// result's usage only at the turn's end, but its assistant messages carry
+// their usage as they stream, so a turn is stopped once they reach a cap
+// (dollars mid-turn are --max-budget-usd's to stop).
+func (w *run) overStreamed(streamed bus.Usage) (capHit, bool) {
+	sp := w.spend()
+	sp.tokens = bus.SatAdd(sp.tokens, streamed.BudgetTokens(w.snap.Config.Agent.Kind))
+	sp.priced = false
+	return overCaps(w.snap.Config.Budget.PerRun, w.d.IssueBudget, w.d.DayBudget, sp)
 }
 
 // spend is the run's spend so far.

@@ -2,7 +2,9 @@ package agentrunner
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,11 +33,15 @@ type claudeSession struct {
 }
 
 func (s *claudeSession) command() []string {
-	budget := ""
-	if s.spec.maxBudgetUSD != nil {
-		budget = s.spec.maxBudgetUSD()
+	return s.b.argv(s.spec.cfg, s.id, s.spec.tools, s.budget())
+}
+
+// budget is the next turn's --max-budget-usd ("" without a USD cap).
+func (s *claudeSession) budget() string {
+	if s.spec.maxBudgetUSD == nil {
+		return ""
 	}
-	return s.b.argv(s.spec.cfg, s.id, s.spec.tools, budget)
+	return s.spec.maxBudgetUSD()
 }
 
 func (s *claudeSession) turn(ctx context.Context, in turnInput) turnOutcome {
@@ -46,14 +52,59 @@ func (s *claudeSession) turn(ctx context.Context, in turnInput) turnOutcome {
 		t.arm()
 		defer t.disarm()
 	}
-	spec := turnSpec{argv: s.command(), dir: s.spec.dir, env: s.spec.env(), stdin: in.prompt,
+	budget := s.budget()
+	spec := turnSpec{argv: s.b.argv(s.spec.cfg, s.id, s.spec.tools, budget), dir: s.spec.dir, env: s.spec.env(), stdin: in.prompt,
 		silence: time.Duration(s.spec.cfg.Claude.TurnTimeoutMS) * time.Millisecond, runID: s.spec.runID,
-		since: in.since, started: in.started, commit: in.commit}
+		since: in.since, started: in.started, commit: in.commit, overStreamed: s.spec.overStreamed}
 	out := runTurn(ctx, spec, in.cancel, in.emit)
 	if out.sessionID != "" && s.id == "" {
 		s.id = out.sessionID
 	}
+	if out.result == nil && out.spoke {
+		out.estimate = claudeEstimate(s.spec.cfg, out.model, out.streamed, budget)
+	}
 	return out
+}
+
+// claudeEstimate is the charge for a claude turn that ended without its
+// result line (timed out, stalled, canceled, stopped at a cap, crashed):
+// claude reports its cost only there, so without it the turn would count
+// nothing, and a run retried after it would spend up to its remainder
+// again, uncounted. The tokens are the ones its streamed assistant
+// messages reported (a lower bound); the dollars are those tokens at the
+// pricing table's price for the model claude's init line named, or,
+// without a price, the whole --max-budget-usd the turn was given (claude
+// stops itself there, so it is a ceiling of what the turn could cost);
+// without either, no dollars. budget is that flag's value ("" without).
+func claudeEstimate(cfg bus.Config, model string, streamed bus.Usage, budget string) *turnEstimate {
+	est := &turnEstimate{usage: streamed}
+	tokens := streamed.BudgetTokens(bus.AgentClaude)
+	if p, ok := cfg.Pricing[model]; ok && model != "" {
+		usd := *clampUSD(new(claudePrice(p, streamed)))
+		est.usd = &usd
+		est.why = fmt.Sprintf("claude reported no usage (no result line): charged the %d tokens its messages streamed, $%s at pricing.%s", tokens, usdText(usd), model)
+		return est
+	}
+	if v, err := strconv.ParseFloat(budget, 64); budget != "" && err == nil {
+		usd := *clampUSD(&v)
+		est.usd = &usd
+		est.why = fmt.Sprintf("claude reported no usage (no result line): charged the %d tokens its messages streamed and the whole $%s of --max-budget-usd it was given (no pricing entry for model %q)", tokens, usdText(usd), model)
+		return est
+	}
+	if tokens == 0 {
+		return nil
+	}
+	est.why = fmt.Sprintf("claude reported no usage (no result line): charged the %d tokens its messages streamed", tokens)
+	return est
+}
+
+// claudePrice prices a claude usage: claude counts cache reads and writes
+// beside input_tokens, ModelPrice.CostUSD counts them inside (as codex
+// does). Cache writes are priced as input.
+func claudePrice(p bus.ModelPrice, u bus.Usage) float64 {
+	u = u.Clamped()
+	in := bus.SatAdd(bus.SatAdd(u.InputTokens, u.CacheCreationInputTokens), u.CacheReadInputTokens)
+	return p.CostUSD(bus.Usage{InputTokens: in, OutputTokens: u.OutputTokens, CacheReadInputTokens: u.CacheReadInputTokens})
 }
 
 // close has nothing to stop: each turn's process ended with the turn.

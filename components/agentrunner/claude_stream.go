@@ -30,6 +30,11 @@ type claudeLine struct {
 	// assistant, user
 	Message *struct {
 		Content []contentBlock `json:"content"`
+		// ID and Usage are the API message's: claude prints one line per
+		// content block, each with the message's id and its usage so far
+		// (read leniently: a malformed one is no usage, not a bad line).
+		ID    json.RawMessage `json:"id"`
+		Usage json.RawMessage `json:"usage"`
 	} `json:"message"`
 	// result
 	IsError           *bool             `json:"is_error"`
@@ -78,33 +83,50 @@ func parseClaudeLine(line []byte) ([]bus.TurnEvent, error) {
 func validSessionID(id string) bool { return safeid.Valid(id) && id[0] != '-' }
 
 func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent, error) {
+	evs, _, err := parseClaudeLineMeta(line, unmarshal)
+	return evs, err
+}
+
+// lineMeta is what a line says about the turn's spend before its result:
+// the model (system/init) and an assistant message's id and usage.
+type lineMeta struct {
+	init  bool
+	model string
+	msgID string
+	usage *bus.Usage
+}
+
+// parseClaudeLineMeta is parseClaudeLineWith with the line's lineMeta.
+func parseClaudeLineMeta(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent, lineMeta, error) {
+	var meta lineMeta
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
-		return nil, nil
+		return nil, meta, nil
 	}
 	if line[0] != '{' {
-		return nil, errors.New("not a JSON object")
+		return nil, meta, errors.New("not a JSON object")
 	}
 	var l claudeLine
 	if err := unmarshal(line, &l); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %v", err)
+		return nil, meta, fmt.Errorf("invalid JSON: %v", err)
 	}
 	if len(l.SessionID) > MaxNameBytes {
-		return nil, fmt.Errorf("session_id of %d bytes (at most %d)", len(l.SessionID), MaxNameBytes)
+		return nil, meta, fmt.Errorf("session_id of %d bytes (at most %d)", len(l.SessionID), MaxNameBytes)
 	}
 	if l.SessionID != "" && !validSessionID(l.SessionID) {
-		return nil, fmt.Errorf("session_id %s refused: it becomes the argument of --resume on the next turn, so it must match %s and not start with -", safeid.Quote(l.SessionID), safeid.Rule)
+		return nil, meta, fmt.Errorf("session_id %s refused: it becomes the argument of --resume on the next turn, so it must match %s and not start with -", safeid.Quote(l.SessionID), safeid.Rule)
 	}
 	ev := func(kind bus.TurnEventKind) bus.TurnEvent { return bus.TurnEvent{Kind: kind, SessionID: l.SessionID} }
 	switch l.Type {
 	case "":
-		return nil, errors.New(`no "type" field`)
+		return nil, meta, errors.New(`no "type" field`)
 	case "system":
 		switch l.Subtype {
 		case "init":
+			meta.init, meta.model = true, boundName(strings.TrimSpace(l.Model))
 			e := ev(bus.TurnInit)
 			e.Text = bound("model " + l.Model + ", cwd " + l.Cwd)
-			return []bus.TurnEvent{e}, nil
+			return []bus.TurnEvent{e}, meta, nil
 		case "api_retry":
 			e := ev(bus.TurnAPIRetry)
 			status := ""
@@ -112,32 +134,35 @@ func parseClaudeLineWith(line []byte, unmarshal unmarshalFunc) ([]bus.TurnEvent,
 				status = fmt.Sprintf(" (HTTP %d)", *l.ErrorStatus)
 			}
 			e.Text = bound(fmt.Sprintf("attempt %d/%d%s: %s", l.Attempt, l.MaxRetries, status, rawText(l.Error, unmarshal)))
-			return []bus.TurnEvent{e}, nil
+			return []bus.TurnEvent{e}, meta, nil
 		}
 		e := ev(bus.TurnSystem)
 		e.Text = boundName(l.Subtype)
 		e.Raw = boundRaw(line)
-		return []bus.TurnEvent{e}, nil
+		return []bus.TurnEvent{e}, meta, nil
 	case "assistant", "user":
 		if l.Message == nil {
-			return nil, fmt.Errorf("%s event without a message", l.Type)
+			return nil, meta, fmt.Errorf("%s event without a message", l.Type)
 		}
-		return l.messageEvents(unmarshal), nil
+		if l.Type == "assistant" {
+			meta.msgID, meta.usage = l.messageUsage(unmarshal)
+		}
+		return l.messageEvents(unmarshal), meta, nil
 	case "result":
 		if l.IsError == nil {
-			return nil, errors.New(`result event without "is_error"`)
+			return nil, meta, errors.New(`result event without "is_error"`)
 		}
 		e := ev(bus.TurnOutcome)
 		e.Result = l.result(unmarshal)
 		e.Text = bound(l.Result)
-		return []bus.TurnEvent{e}, nil
+		return []bus.TurnEvent{e}, meta, nil
 	}
 	// A well-formed event of a type this build does not know (stream_event
 	// with --include-partial-messages, or a newer CLI): kept, bounded.
 	e := ev(bus.TurnOther)
 	e.Text = boundName(l.Type)
 	e.Raw = boundRaw(line)
-	return []bus.TurnEvent{e}, nil
+	return []bus.TurnEvent{e}, meta, nil
 }
 
 // rawText renders a JSON value as text: a string as itself, a list of
@@ -205,6 +230,24 @@ func (l *claudeLine) messageEvents(unmarshal unmarshalFunc) []bus.TurnEvent {
 		}
 	}
 	return out
+}
+
+// messageUsage is an assistant message's id (bounded) and usage (counts
+// clamped to zero); nil usage when the line has none or a malformed one.
+func (l *claudeLine) messageUsage(unmarshal unmarshalFunc) (string, *bus.Usage) {
+	var id string
+	if len(l.Message.ID) > 0 && unmarshal(l.Message.ID, &id) != nil {
+		id = ""
+	}
+	if len(l.Message.Usage) == 0 || string(l.Message.Usage) == "null" {
+		return boundName(id), nil
+	}
+	var u bus.Usage
+	if unmarshal(l.Message.Usage, &u) != nil {
+		return boundName(id), nil
+	}
+	u = u.Clamped()
+	return boundName(id), &u
 }
 
 // result is the result line's outcome, bounded.

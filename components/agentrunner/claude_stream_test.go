@@ -157,10 +157,15 @@ func FuzzClaudeStream(f *testing.F) {
 	f.Add([]byte(`{"type":"assistant","message":{"content":[{"type":"tool_use","input":` + strings.Repeat(`{"a":`, 300) + `1` + strings.Repeat(`}`, 300) + `}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lr := proc.NewLineReader(bytes.NewReader(data), 4096)
+		cl := &claudeLines{emit: func(bus.TurnEvent) error { return nil }}
 		for {
 			line, tooLong, err := lr.Next()
 			if err != nil {
 				return
+			}
+			cl.line(line)
+			if u := cl.streamed(); u != u.Clamped() || len(cl.model) > MaxNameBytes+64 {
+				t.Fatalf("streamed usage %+v or model not bounded", u)
 			}
 			if tooLong {
 				continue

@@ -2,9 +2,12 @@ package agentrunner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components/agentrunner/proc"
@@ -48,7 +51,16 @@ type turnSpec struct {
 	// message (see runlog.Writer.AppendTurn). An error stops the turn as a
 	// failed emit does.
 	commit func() error
+	// overStreamed, when set, checks the run's spend with the tokens the
+	// turn's streamed messages reported so far: when it says a cap is
+	// reached, the turn is stopped (budget_exceeded) without waiting for
+	// its result.
+	overStreamed func(bus.Usage) (capHit, bool)
 }
+
+// errStreamedBudget stops a claude turn whose streamed usage reached a
+// cap (claudeLines.hit says which).
+var errStreamedBudget = errors.New("the turn's streamed usage reached a budget cap")
 
 // runTurn runs one claude invocation under proc.Run: its stdout parsed
 // line by line and every event handed to emit (synchronously: a slow bus
@@ -57,7 +69,7 @@ type turnSpec struct {
 // order the exit and the last line come in. cancel, when it fires, stops
 // the group (SIGTERM, SIGKILL after KillGrace).
 func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit func(bus.TurnEvent) error) turnOutcome {
-	cl := &claudeLines{emit: emit, commit: spec.commit}
+	cl := &claudeLines{emit: emit, commit: spec.commit, over: spec.overStreamed}
 	res := proc.Run(ctx, proc.Spec{
 		Argv: spec.argv, Dir: spec.dir, Env: spec.env, Stdin: strings.NewReader(spec.stdin),
 		Silence: spec.silence, MaxLine: MaxLineBytes, MarkerName: markerEnv, MarkerValue: spec.runID,
@@ -74,6 +86,12 @@ func runTurn(ctx context.Context, spec turnSpec, cancel <-chan canceled, emit fu
 		// An agent that never started said nothing.
 		return turnOutcome{status: out.status, err: out.err}
 	}
+	out.streamed, out.model, out.spoke = cl.streamed(), cl.model, cl.init
+	if res.Stop == proc.StoppedByLines && errors.Is(res.LinesErr, errStreamedBudget) {
+		// Stopped by the group stop every cancel takes (SIGTERM, SIGKILL
+		// after KillGrace), for a cap its streamed usage reached.
+		out.status, out.err, out.hit = bus.RunBudgetExceeded, cl.hit.why+"; claude was stopped mid-turn", cl.hit
+	}
 	return out
 }
 
@@ -89,6 +107,42 @@ type claudeLines struct {
 	result     *bus.TurnResult
 	resultText string
 	parseErrs  int
+
+	// init: claude's system/init line came (its model in model). closed
+	// is the usage of the turn's finished API messages, cur (message
+	// curID) the latest one's so far: claude repeats a message's usage on
+	// each of its content-block lines, so a message counts once, with
+	// the highest figures its lines gave.
+	init   bool
+	model  string
+	closed bus.Usage
+	cur    bus.Usage
+	curID  string
+	over   func(bus.Usage) (capHit, bool)
+	hit    *capHit
+}
+
+// streamed is the usage the turn's assistant messages reported so far: a
+// lower bound of the turn's (the result's usage, when it comes, is the
+// whole; a message's output count grows after its first line).
+func (l *claudeLines) streamed() bus.Usage { return l.closed.Add(l.cur) }
+
+// addUsage counts one assistant line's usage, and stops the turn when
+// the run's spend with it reaches a cap.
+func (l *claudeLines) addUsage(meta lineMeta) {
+	u := *meta.usage
+	if meta.msgID != "" && meta.msgID == l.curID {
+		u, _ = highWater(l.cur, u)
+	} else {
+		l.closed, l.curID = l.closed.Add(l.cur), meta.msgID
+	}
+	l.cur = u
+	if l.over == nil || l.hit != nil {
+		return
+	}
+	if hit, over := l.over(l.streamed()); over {
+		l.hit = &hit
+	}
 }
 
 // batch is the proc.Lines of a claude turn: the result line is its last
@@ -100,6 +154,9 @@ func (l *claudeLines) batch(lines [][]byte) (bool, error) {
 	if l.err == nil && l.commit != nil {
 		l.err = l.commit()
 	}
+	if l.err == nil && l.hit != nil && l.result == nil {
+		return false, errStreamedBudget
+	}
 	return l.result != nil, l.err
 }
 
@@ -110,7 +167,13 @@ func (l *claudeLines) line(line []byte) {
 		l.send(bus.TurnEvent{Kind: bus.TurnParseError, Text: fmt.Sprintf("line longer than %d bytes dropped", MaxLineBytes)})
 		return
 	}
-	evs, perr := parseClaudeLine(line)
+	evs, meta, perr := parseClaudeLineMeta(line, jsonv1.Unmarshal)
+	if meta.init {
+		l.init, l.model = true, meta.model
+	}
+	if meta.usage != nil {
+		l.addUsage(meta)
+	}
 	if perr != nil {
 		l.parseErrs++
 		l.send(bus.TurnEvent{Kind: bus.TurnParseError, Text: bound(perr.Error())})

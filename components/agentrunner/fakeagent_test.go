@@ -88,6 +88,14 @@ func fakeClaude(mode string) int {
 			cost, tok = os.Getenv("COST2"), os.Getenv("TOK2")
 		}
 		line(`{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"done","session_id":%q,"total_cost_usd":%s,"usage":{"input_tokens":%s,"output_tokens":5}}`, session, cost, tok)
+	case "stream-hang":
+		// One API message streamed as two content-block lines (the same
+		// id, its usage repeated, the output count grown), then nothing:
+		// the turn ends only by a timeout, a cancel or a cap.
+		initLine()
+		line(`{"type":"assistant","message":{"id":"msg_1","model":"fake","usage":{"input_tokens":400000,"output_tokens":10,"cache_read_input_tokens":100},"content":[{"type":"text","text":"thinking hard"}]},"session_id":%q}`, session)
+		line(`{"type":"assistant","message":{"id":"msg_1","model":"fake","usage":{"input_tokens":400000,"output_tokens":30000,"cache_read_input_tokens":100},"content":[{"type":"tool_use","id":"t1","name":"Bash","input":{}}]},"session_id":%q}`, session)
+		time.Sleep(time.Hour)
 	case "env":
 		initLine()
 		for _, kv := range os.Environ() {

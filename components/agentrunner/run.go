@@ -45,6 +45,12 @@ type run struct {
 	// totals with a pricing entry for its model), for the USD cap; nil
 	// when not priced. It is not recorded as the run's cost.
 	priced *float64
+	// estUSD is what the run's turns that reported no cost were charged
+	// in dollars (chargeEstimate; estUSDSet once any was), and estimated
+	// says any turn was charged an estimate (bus.RunEvent.BudgetEstimated).
+	estUSD    float64
+	estUSDSet bool
+	estimated bool
 	// hit is the cap that ended the run budget_exceeded (budgetEnd), and
 	// cancelHit the one a budget_exceeded cancel named (the scheduler's
 	// stop at the daily cap): the run's end carries it.
@@ -131,6 +137,7 @@ func (w *run) execute(ctx context.Context) {
 	if usd, priced := w.spentUSD(); priced {
 		end.BudgetUSD = &usd
 	}
+	end.BudgetEstimated = w.estimated
 	if hit := w.endHit(status); hit != nil {
 		end.BudgetCap, end.BudgetLimit, end.BudgetDay = hit.cap, hit.limit, hit.day
 	}

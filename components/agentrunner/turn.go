@@ -22,7 +22,8 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 	}, callTool: func(ctx context.Context, req bus.RunTool) bus.ToolResult {
 		// The run's budget and liveness apply as to an MCP server's call.
 		return w.takeCall(ctx, tools, req)
-	}, title: iss.Identifier + ": " + iss.Title, maxBudgetUSD: w.remainingUSD, issue: w.d.IssueBudget, day: w.d.DayBudget})
+	}, title: iss.Identifier + ": " + iss.Title, maxBudgetUSD: w.remainingUSD, issue: w.d.IssueBudget, day: w.d.DayBudget,
+		overStreamed: w.overStreamed})
 	if err != nil {
 		return bus.RunFailed, "start the agent's session: " + err.Error()
 	}
@@ -155,10 +156,11 @@ func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 	if out.runUSD != nil {
 		w.priced = out.runUSD
 	}
+	estimated := w.chargeEstimate(&out, &fin)
 	// The turn's own share of the cost, for the fleet's day: what the
-	// run's figure grew by in this turn (none for a turn that reported
-	// nothing: killed before its result).
-	if after, priced := w.spentUSD(); priced && out.result != nil {
+	// run's figure grew by in this turn (a turn that reported nothing is
+	// charged its estimate, see claudeEstimate).
+	if after, priced := w.spentUSD(); priced && (out.result != nil || estimated) {
 		if !pricedBefore {
 			before = 0
 		}
@@ -182,6 +184,31 @@ func (w *run) finishTurn(ctx context.Context, out turnOutcome) turnOutcome {
 	}
 	w.lifecycle(ctx, fin)
 	return out
+}
+
+// chargeEstimate charges a turn that ended without reporting its usage
+// what its backend estimated (claudeEstimate): its tokens and dollars
+// count on its turn_finished and in the run's sums like reported ones, so
+// the caps, the issue's lifetime spend and the fleet's day see them, and
+// the turn's error and the log say so. It reports whether dollars were
+// charged.
+func (w *run) chargeEstimate(out *turnOutcome, fin *bus.RunEvent) bool {
+	est := out.estimate
+	if out.result != nil || est == nil {
+		return false
+	}
+	u := est.usage
+	fin.Usage, fin.BudgetEstimated = &u, true
+	w.usage, w.estimated = w.usage.Add(u), true
+	if est.usd != nil {
+		w.estUSD += *est.usd
+		w.estUSDSet = true
+	}
+	if out.err != "" {
+		out.err += "; " + est.why
+	}
+	w.log().Warn("turn ended without the agent's usage; charged an estimate", "turn", w.turn, "status", out.status, "charge", est.why)
+	return est.usd != nil
 }
 
 // addUsage adds one invocation's usage and cost to the run's.
