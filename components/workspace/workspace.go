@@ -67,11 +67,11 @@ func (c *Component) Run(ctx context.Context) error {
 	cl := c.opts.Bus.Client(bus.CompWorkspace)
 	defer cl.Close()
 	_, err := bus.ServeN(ctx, cl, bus.WorkspacePrepare, Concurrency, func(ctx context.Context, _ string, req bus.PrepareWorkspace) (bus.WorkspaceReady, error) {
-		cfg, err := c.config()
+		snap, err := c.config()
 		if err != nil {
 			return bus.WorkspaceReady{}, err
 		}
-		res, err := c.mgr.Prepare(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		res, err := c.mgr.Prepare(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID))
 		c.logResult("prepare", req.Issue, err, "path", res.Path, "created_now", res.CreatedNow)
 		return res, err
 	})
@@ -79,21 +79,21 @@ func (c *Component) Run(ctx context.Context) error {
 		return components.Stopped(ctx, err)
 	}
 	_, err = bus.ServeN(ctx, cl, bus.WorkspaceHook, Concurrency, func(ctx context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
-		cfg, err := c.config()
+		snap, err := c.config()
 		if err != nil {
 			return bus.HookResult{}, err
 		}
-		return c.mgr.Hook(ctx, cfg, req.Hook, req.Issue, c.runner(cfg, req.RunID))
+		return c.mgr.Hook(ctx, snap.Config, req.Hook, req.Issue, c.runner(snap, req.RunID))
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
 	_, err = bus.ServeN(ctx, cl, bus.WorkspaceRemove, Concurrency, func(ctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
-		cfg, err := c.config()
+		snap, err := c.config()
 		if err != nil {
 			return bus.WorkspaceRemoved{}, err
 		}
-		res, err := c.mgr.Remove(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		res, err := c.mgr.Remove(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID))
 		c.logResult("remove", req.Issue, err, "path", res.Path, "existed", res.Existed)
 		return res, err
 	})
@@ -110,12 +110,12 @@ func (c *Component) Run(ctx context.Context) error {
 	return components.Stopped(ctx, fmt.Errorf("config watch ended: %w", configs.Err()))
 }
 
-func (c *Component) config() (bus.Config, error) {
+func (c *Component) config() (bus.ConfigSnapshot, error) {
 	snap := c.cfg.Load()
 	if snap == nil {
-		return bus.Config{}, bus.WithCode(bus.CodeNoConfig, errors.New("no workflow configuration loaded yet"))
+		return bus.ConfigSnapshot{}, bus.WithCode(bus.CodeNoConfig, errors.New("no workflow configuration loaded yet"))
 	}
-	return snap.Config, nil
+	return *snap, nil
 }
 
 func (c *Component) logResult(op string, issue bus.Issue, err error, attrs ...any) {
@@ -130,13 +130,15 @@ func (c *Component) logResult(op string, issue bus.Issue, err error, attrs ...an
 // runner returns the hook runner for one request: it reads the timeout and
 // the secret's variable from cfg (live config), publishes start and end
 // events and logs the outcome.
-func (c *Component) runner(cfg bus.Config, runID string) hookRunner {
+func (c *Component) runner(snap bus.ConfigSnapshot, runID string) hookRunner {
+	cfg := snap.Config
 	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
 		ref := bus.IssueRef{ID: issue.ID, Identifier: issue.Identifier, Title: issue.Title, URL: deref(issue.URL), State: issue.State}
 		log := c.log.With("issue_id", issue.ID, "issue_identifier", issue.Identifier, "hook", name, "workspace", dir)
 		c.publish(name, bus.HookEvent{Hook: name, Phase: bus.HookStarted, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC()})
 		log.Info("hook started")
-		out, dur, err := runHook(ctx, name, script, dir, c.opts.Environ(), cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, cfg.Hooks.Timeout())
+		parent := c.opts.Environ()
+		out, dur, err := runHook(ctx, name, script, dir, parent, secretDrop(snap, parent), issue, cfg.Hooks.Timeout())
 		ev := bus.HookEvent{Hook: name, Phase: bus.HookFinished, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC(),
 			DurationMS: dur.Milliseconds(), Output: truncate(out, LogHookOutput)}
 		var he *HookError
