@@ -62,7 +62,10 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 	if err := g.checkScope(c, run.issue); err != nil {
 		return refused(ruleOf(err), scrub(err.Error(), g.apiKey))
 	}
-	u := g.base.JoinPath(c.segs...)
+	u, err := endpointURL(g.base, c.segs...)
+	if err != nil {
+		return failed(bus.ToolBadArguments, err.Error())
+	}
 	u.RawQuery = c.params.Encode()
 	status, h, raw, err := g.send(ctx, c.method, u.String(), c.body)
 	if err != nil {

@@ -125,6 +125,38 @@ func TestGitHubAPIScoped(t *testing.T) {
 	}
 }
 
+// TestGitHubAPIWirePathIsTheCheckedPath: the path GitHub receives
+// decodes, segment by segment, to exactly the segments the scope checked:
+// a double-encoded slash, dot segment or control character stays a
+// literal character of one segment (a label's name), never a path
+// separator, and a label named "100%" works.
+func TestGitHubAPIWirePathIsTheCheckedPath(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(7, "open"))
+	g := newTestGitHub(t, f, nil, nil)
+	for _, c := range []struct{ method, path, raw string }{
+		{"DELETE", "/repos/acme/app/issues/7/labels/..%252F..%252F8%252Flabels", "/repos/acme/app/issues/7/labels/..%252F..%252F8%252Flabels"},
+		{"GET", "/repos/acme/app/%252E%252E/%252E%252E/other/secret/issues", "/repos/acme/app/%252E%252E/%252E%252E/other/secret/issues"},
+		{"GET", "/repos/acme/app/..%252F..%252Fother%252Fsecret", "/repos/acme/app/..%252F..%252Fother%252Fsecret"},
+		{"DELETE", "/repos/acme/app/issues/7/labels/100%25", "/repos/acme/app/issues/7/labels/100%25"},
+		{"DELETE", "/repos/acme/app/issues/7/labels/a%3Fb", "/repos/acme/app/issues/7/labels/a%3Fb"},
+		{"DELETE", "/repos/acme/app/issues/7/labels/a%23b", "/repos/acme/app/issues/7/labels/a%23b"},
+		{"DELETE", "/repos/acme/app/issues/7/labels/x%2500y", "/repos/acme/app/issues/7/labels/x%2500y"},
+		{"DELETE", "/repos/acme/app/issues/7/labels/status:In%20Progress", "/repos/acme/app/issues/7/labels/status:In%20Progress"},
+	} {
+		before := len(f.requests())
+		res := callGitHub(t, g, map[string]any{"method": c.method, "path": c.path})
+		reqs := f.requests()
+		if len(reqs) != before+1 {
+			t.Errorf("%s %s: not sent: %+v", c.method, c.path, res)
+			continue
+		}
+		if got := reqs[len(reqs)-1].raw; got != c.raw {
+			t.Errorf("%s %s: sent %s, want %s", c.method, c.path, got, c.raw)
+		}
+	}
+}
+
 // TestGitHubAPIPolicies: any is the reference's behaviour (another issue's
 // write goes out), off refuses reads too.
 func TestGitHubAPIPolicies(t *testing.T) {
