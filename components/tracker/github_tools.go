@@ -55,6 +55,9 @@ func (g *github) policyHint() string {
 
 // apiTool is github_api.
 func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage) bus.ToolResult {
+	if err := g.ownsIssue(run.issue); err != nil {
+		return refused(ruleOf(err), err.Error())
+	}
 	c, bad := parseGitHubCall(args)
 	if bad != nil {
 		return *bad
@@ -99,6 +102,20 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 	}
 	res.RateLimit = rateLimitOf(h, nil)
 	return res
+}
+
+// ownsIssue refuses a session whose run's issue is not this adapter's
+// repository's: its identifier must be the repository's prefix, "-" and
+// the issue number (its id). A session pins the adapter in force when the
+// run's tools opened, which, after a reload to another repository, is
+// not the repository the issue was dispatched from; the scope compares
+// bare numbers, so that issue's number here names another issue.
+func (g *github) ownsIssue(own bus.IssueRef) error {
+	if isNumber(own.ID) && own.Identifier == g.prefix+"-"+own.ID {
+		return nil
+	}
+	return &ghRefusal{"issue_not_in_repository", fmt.Sprintf("this run's issue %.100q is not an issue of %s/%s (the tracker now reads another repository); github_api is off for this run",
+		own.Identifier, g.owner, g.repo)}
 }
 
 // parseGitHubCall decodes and checks the arguments; a non-nil result is

@@ -157,6 +157,51 @@ func TestGitHubAPIWirePathIsTheCheckedPath(t *testing.T) {
 	}
 }
 
+// TestGitHubAPISessionIsTheRunsRepository: a run whose issue is not this
+// repository's (dispatched from acme/other before a reload to acme/app,
+// its tools opened after) gets every call refused, reads too, under every
+// policy: its issue number would name another issue here.
+func TestGitHubAPISessionIsTheRunsRepository(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(5, "open"), ghIssueJSON(7, "open"))
+	h := startTracker(t, map[string]string{"GITHUB_TOKEN": testGitHubToken})
+	tc := bus.TrackerConfig{Kind: bus.TrackerGitHub, ActiveStates: []string{"open"}, TerminalStates: []string{"closed"},
+		Provider: bus.TrackerProvider{Repo: "acme/other", Endpoint: f.url(), APIKey: bus.NewSecret("GITHUB_TOKEN", "")}}
+	h.config(1, tc, time.Hour)
+	// The run's issue, dispatched from acme/other; then the reload.
+	theirs := bus.IssueRef{ID: "5", Identifier: "other-5"}
+	tc.Provider.Repo = "acme/app"
+	tc.Tools.GitHubAPI = bus.LinearGraphQLAny
+	h.config(2, tc, time.Hour)
+	h.snapshot()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	if _, err := bus.Ask(ctx, h.b, bus.TrackerTools, bus.ListTools{RunID: "r1", Issue: theirs}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.requests())
+	for _, args := range []string{
+		`{"method":"PATCH","path":"/repos/acme/app/issues/5","body":{"state":"closed"}}`,
+		`{"method":"GET","path":"/repos/acme/app/issues/5"}`,
+	} {
+		res, err := bus.Ask(ctx, h.b, bus.TrackerToolCall, bus.CallTool{RunID: "r1", Issue: theirs, Tool: "github_api", Arguments: json.RawMessage(args)})
+		if err != nil || res.OK || res.Rule != "issue_not_in_repository" || !strings.Contains(res.Error, "acme/app") {
+			t.Errorf("%s: %+v %v", args, res, err)
+		}
+	}
+	if n := len(f.requests()) - before; n != 0 {
+		t.Fatalf("%d calls of a run from another repository were sent", n)
+	}
+	// The adapter alone refuses too, whatever the identifier's form.
+	g := newTestGitHub(t, f, nil, nil)
+	for _, own := range []bus.IssueRef{{ID: "7", Identifier: "other-7"}, {ID: "7"}, {ID: "7", Identifier: "app-07"}, {ID: "x", Identifier: "app-x"}} {
+		res := runTool(t.Context(), g.tools(), bus.CallTool{RunID: "r1", Issue: own, Tool: "github_api", Arguments: json.RawMessage(`{"method":"GET","path":"/repos/acme/app"}`)})
+		if res.Rule != "issue_not_in_repository" {
+			t.Errorf("own %+v: %+v", own, res)
+		}
+	}
+}
+
 // TestGitHubAPIPolicies: any is the reference's behaviour (another issue's
 // write goes out), off refuses reads too.
 func TestGitHubAPIPolicies(t *testing.T) {
