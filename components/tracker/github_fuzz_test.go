@@ -188,6 +188,9 @@ func FuzzGitHubAPICall(f *testing.F) {
 		if c.method != "GET" && (len(c.segs) < 5 || c.segs[3] != "issues" || c.segs[4] != "7") {
 			t.Fatalf("scoped let a write on %v through", c.segs)
 		}
+		if c.method != "GET" && len(c.params) > 0 {
+			t.Fatalf("scoped let a write with query parameters %v through", c.params)
+		}
 	})
 }
 

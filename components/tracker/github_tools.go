@@ -50,7 +50,7 @@ func (g *github) policyHint() string {
 		return "The operator allows any request the token allows."
 	}
 	return "Reads (GET) of this repository are allowed; writes only on your own issue: comments (POST …/issues/N/comments), " +
-		"PATCH …/issues/N (title, body, state, state_reason, labels, assignees), its labels and assignees. A refused call names the rule that refused it."
+		"PATCH …/issues/N (title, body, state, state_reason, labels, assignees), its labels and assignees; a write takes no params. A refused call names the rule that refused it."
 }
 
 // apiTool is github_api.

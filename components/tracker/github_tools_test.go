@@ -90,6 +90,11 @@ func TestGitHubAPIScoped(t *testing.T) {
 		{map[string]any{"method": "GET", "path": "/user"}, "outside_repository"},
 		{map[string]any{"method": "GET", "path": "/repos/other/app/issues"}, "outside_repository"},
 		{map[string]any{"method": "POST", "path": "/repos/acme/app-other/issues/7/comments", "body": map[string]any{"body": "x"}}, "outside_repository"},
+		// No allowed write takes query parameters; GitHub may read them
+		// as fields the body check never saw.
+		{map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/7", "params": map[string]any{"milestone": "3", "assignee": "mallory"}, "body": map[string]any{"title": "x"}}, "params_not_allowed"},
+		{map[string]any{"method": "POST", "path": "/repos/acme/app/issues/7/comments", "params": map[string]any{"body": "q"}, "body": map[string]any{"body": "x"}}, "params_not_allowed"},
+		{map[string]any{"method": "DELETE", "path": "/repos/acme/app/issues/7/labels/x", "params": map[string]any{"a": 1}}, "params_not_allowed"},
 	}
 	before := len(f.requests())
 	for _, c := range refusedCalls {
