@@ -77,12 +77,10 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 		if class == bus.TrackerRateLimited {
 			res.RateLimit = &bus.ToolRateLimit{Limited: true, RetryAfterMS: retry.Milliseconds()}
 		}
-		res.RateLimit = rateLimitOf(h, res.RateLimit)
+		res.RateLimit = rateLimitOf(h, res.RateLimit, g.apiKey)
 		return res
 	}
-	if g.apiKey != "" && bytes.Contains(raw, []byte(g.apiKey)) {
-		raw = bytes.ReplaceAll(raw, []byte(g.apiKey), []byte("[redacted]"))
-	}
+	raw = scrubJSON(raw, g.apiKey)
 	body := json.RawMessage("null")
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if json.Valid(raw) {
@@ -100,7 +98,7 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 		res = bus.ToolResult{Class: bus.TrackerStatusError, Output: out,
 			Error: scrub(fmt.Sprintf("GitHub answered HTTP %d: %s", status, snippet(raw, g.apiKey)), g.apiKey)}
 	}
-	res.RateLimit = rateLimitOf(h, nil)
+	res.RateLimit = rateLimitOf(h, nil, g.apiKey)
 	return res
 }
 

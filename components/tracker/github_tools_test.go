@@ -207,6 +207,57 @@ func TestGitHubAPISessionIsTheRunsRepository(t *testing.T) {
 	}
 }
 
+// TestGitHubAPIScrubsEscapedToken: a server that echoes the token back,
+// in a rate-limit header or JSON-escaped in its body (\u escapes, whole
+// or split), returns nothing that decodes to it.
+func TestGitHubAPIScrubsEscapedToken(t *testing.T) {
+	tok := testGitHubToken
+	var esc strings.Builder
+	for _, c := range tok {
+		fmt.Fprintf(&esc, "\\u%04x", c)
+	}
+	split := tok[:10] + fmt.Sprintf("\\u%04x", tok[10]) + tok[11:]
+	f := newFakeGitHub(t)
+	f.fault = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		w.Header().Set("X-Ratelimit-Echo", r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/repos/acme/app/issues/7/comments" {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
+		fmt.Fprintf(w, `{"escaped":"%s","split":"%s","list":["a %s b"],"<&>":1}`, esc.String(), split, esc.String())
+		return true
+	}
+	g := newTestGitHub(t, f, nil, nil)
+	for _, args := range []map[string]any{
+		{"method": "GET", "path": "/repos/acme/app"},
+		{"method": "POST", "path": "/repos/acme/app/issues/7/comments", "body": map[string]any{"body": "x"}},
+	} {
+		res := callGitHub(t, g, args)
+		rec, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Body map[string]any `json:"body"`
+		}
+		if err := json.Unmarshal(res.Output, &out); err != nil || out.Body["escaped"] != "[redacted]" || out.Body["<&>"] == nil {
+			t.Errorf("%v: output %s (%v)", args["path"], res.Output, err)
+		}
+		for _, where := range []string{string(rec), string(res.Output), fmt.Sprint(res.RateLimit.Headers), res.Error} {
+			if strings.Contains(where, tok) || strings.Contains(where, esc.String()) || strings.Contains(where, split) {
+				t.Errorf("%v: the token came back: %s", args["path"], where)
+			}
+		}
+		if !strings.Contains(res.RateLimit.Headers["X-Ratelimit-Echo"], "[redacted]") {
+			t.Errorf("%v: the echoed header: %v", args["path"], res.RateLimit.Headers)
+		}
+		var decoded any
+		if json.Unmarshal(res.Output, &decoded) != nil || strings.Contains(fmt.Sprint(decoded), tok) {
+			t.Errorf("%v: the decoded output holds the token", args["path"])
+		}
+	}
+}
+
 // TestGitHubAPIPolicies: any is the reference's behaviour (another issue's
 // write goes out), off refuses reads too.
 func TestGitHubAPIPolicies(t *testing.T) {
