@@ -33,6 +33,12 @@ type Options struct {
 	Log *slog.Logger
 	// Environ is the parent environment hooks inherit (default os.Environ).
 	Environ func() []string
+	// Roots holds the workspace roots for the process (default: the
+	// component's own). The command takes the configured root before it
+	// starts anything, to fail fast while another instance holds it, and
+	// hands the same locks here; the component takes a root a reload
+	// names before it touches it.
+	Roots *RootLocks
 }
 
 // Component is the workspace component.
@@ -53,6 +59,9 @@ func New(opts Options) (*Component, error) {
 	}
 	if opts.Environ == nil {
 		opts.Environ = os.Environ
+	}
+	if opts.Roots == nil {
+		opts.Roots = &RootLocks{}
 	}
 	return &Component{opts: opts, log: opts.Log.With("component", bus.CompWorkspace)}, nil
 }
@@ -106,14 +115,24 @@ func (c *Component) Run(ctx context.Context) error {
 	}
 	for e := range configs.C() {
 		c.cfg.Store(&e.Value)
+		// A reload's root is taken at once, so a clash shows in the log
+		// before the first request for it.
+		if err := c.holdRoot(e.Value.Config); err != nil {
+			c.log.Error("workspace root unavailable; requests for it are refused", "root", e.Value.Config.Workspace.Root, "err", err)
+		}
 	}
 	return components.Stopped(ctx, fmt.Errorf("config watch ended: %w", configs.Err()))
 }
 
+// config is the configuration in force for a request, its workspace root
+// held for this process (see RootLocks).
 func (c *Component) config() (bus.ConfigSnapshot, error) {
 	snap := c.cfg.Load()
 	if snap == nil {
 		return bus.ConfigSnapshot{}, bus.WithCode(bus.CodeNoConfig, errors.New("no workflow configuration loaded yet"))
+	}
+	if err := c.holdRoot(snap.Config); err != nil {
+		return bus.ConfigSnapshot{}, err
 	}
 	return *snap, nil
 }
