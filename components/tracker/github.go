@@ -88,6 +88,9 @@ type github struct {
 	// scoped, any or off (github_scope.go).
 	toolPolicy string
 
+	// writes counts each run's recent github_api writes (github_quota.go).
+	writes runWrites
+
 	mu     sync.Mutex
 	viewer string // resolved "me"
 }

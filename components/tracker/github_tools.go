@@ -36,6 +36,7 @@ func (g *github) tools() []tool {
 				`Input: {"method": "GET"|"POST"|"PATCH"|"PUT"|"DELETE", "path": "/repos/OWNER/REPO/…", "params"?: object, "body"?: any}. ` +
 				fmt.Sprintf("The repository is %s/%s. ", g.owner, g.repo) +
 				`The answer comes back as {"status": number, "body": JSON}; a non-2xx status makes the call fail but keeps the answer. ` +
+				fmt.Sprintf("Calls are held back (rate_limited) while the token's quota is under the reserve kept for polling, and a run makes at most %d writes a minute. ", githubRunWritesPerMinute) +
 				g.policyHint()},
 		call: g.apiTool,
 	}}
@@ -64,6 +65,9 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 	}
 	if err := g.checkScope(c, run.issue); err != nil {
 		return refused(ruleOf(err), scrub(err.Error(), g.apiKey))
+	}
+	if res := g.toolQuota(run.id, c.method); res != nil {
+		return *res
 	}
 	u, err := endpointURL(g.base, c.segs...)
 	if err != nil {

@@ -258,6 +258,97 @@ func TestGitHubAPIScrubsEscapedToken(t *testing.T) {
 	}
 }
 
+// TestGitHubAPIKeepsAReserveForThePoller: once the token's quota is
+// under the reserve (a tenth of the limit, at least 100), github_api is
+// refused without a request, and the poll still goes out.
+func TestGitHubAPIKeepsAReserveForThePoller(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(7, "open"))
+	g := newTestGitHub(t, f, nil, nil)
+	read := map[string]any{"method": "GET", "path": "/repos/acme/app/issues/7"}
+	f.mu.Lock()
+	f.remaining = 501
+	f.mu.Unlock()
+	if res := callGitHub(t, g, read); !res.OK {
+		t.Fatalf("a read with 501 of 5000 left: %+v", res)
+	}
+	// The answer said 501: over the reserve of 500.
+	f.mu.Lock()
+	f.remaining = 499
+	f.mu.Unlock()
+	if res := callGitHub(t, g, read); !res.OK {
+		t.Fatalf("a read after 501 left: %+v", res)
+	}
+	before := len(f.requests())
+	res := callGitHub(t, g, read)
+	if res.OK || res.Class != bus.TrackerRateLimited || res.Rule != "quota_reserve" || !strings.Contains(res.Error, "reserve of 500") ||
+		res.RateLimit == nil || !res.RateLimit.Limited || res.RateLimit.RetryAfterMS <= 0 {
+		t.Fatalf("a read under the reserve: %+v %+v", res, res.RateLimit)
+	}
+	if n := len(f.requests()) - before; n != 0 {
+		t.Fatalf("%d requests sent under the reserve", n)
+	}
+	if _, _, err := g.Candidates(t.Context(), []string{"open"}); err != nil || len(f.requests()) == before {
+		t.Fatalf("the poll under the reserve: %v", err)
+	}
+	// The poll saw the quota back (a new window): the tool works again.
+	f.mu.Lock()
+	f.remaining = 4999
+	f.mu.Unlock()
+	if _, _, err := g.Candidates(t.Context(), []string{"open"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := callGitHub(t, g, read); !res.OK {
+		t.Fatalf("a read once the quota is back: %+v", res)
+	}
+	if r := githubQuotaReserve(0); r != 100 {
+		t.Errorf("reserve without a known limit = %d, want 100", r)
+	}
+	if r := githubQuotaReserve(60); r != 100 {
+		t.Errorf("reserve of a 60 limit = %d, want 100", r)
+	}
+}
+
+// TestGitHubAPIBoundsARunsWrites: a run writes at most 30 times a
+// minute; the next write is refused without a request, reads and other
+// runs go on, and the window moves on.
+func TestGitHubAPIBoundsARunsWrites(t *testing.T) {
+	f := newFakeGitHub(t)
+	f.set(ghIssueJSON(7, "open"))
+	g := newTestGitHub(t, f, nil, nil)
+	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	g.now = func() time.Time { return now }
+	call := func(run string, args string) bus.ToolResult {
+		return runTool(t.Context(), g.tools(), bus.CallTool{RunID: run, Issue: ghOwn, Tool: "github_api", Arguments: json.RawMessage(args)})
+	}
+	comment := `{"method":"POST","path":"/repos/acme/app/issues/7/comments","body":{"body":"x"}}`
+	for i := range githubRunWritesPerMinute {
+		if res := call("r1", comment); !res.OK {
+			t.Fatalf("write %d: %+v", i+1, res)
+		}
+		now = now.Add(time.Second)
+	}
+	before := len(f.requests())
+	res := call("r1", comment)
+	if res.OK || res.Class != bus.TrackerRateLimited || res.Rule != "run_write_rate" || !strings.Contains(res.Error, "30 writes a minute") ||
+		res.RateLimit == nil || res.RateLimit.RetryAfterMS != 30000 {
+		t.Fatalf("write 31: %+v %+v", res, res.RateLimit)
+	}
+	if len(f.requests()) != before {
+		t.Fatal("a write over the bound was sent")
+	}
+	if res := call("r1", `{"method":"GET","path":"/repos/acme/app/issues/7"}`); !res.OK {
+		t.Errorf("a read of the run: %+v", res)
+	}
+	if res := call("r2", comment); !res.OK {
+		t.Errorf("another run's write: %+v", res)
+	}
+	now = now.Add(31 * time.Second)
+	if res := call("r1", comment); !res.OK {
+		t.Errorf("a write once the window moved on: %+v", res)
+	}
+}
+
 // TestGitHubAPIPolicies: any is the reference's behaviour (another issue's
 // write goes out), off refuses reads too.
 func TestGitHubAPIPolicies(t *testing.T) {
