@@ -28,6 +28,8 @@ const (
 	CodeUnsafeIdentifier = safeid.Code
 	// CodeOutsideRoot: a workspace path would leave the workspace root.
 	CodeOutsideRoot = "outside_root"
+	// CodeRootInUse: another process holds the workspace root.
+	CodeRootInUse = "workspace_root_in_use"
 	// CodeNotADirectory: something other than a directory is at a
 	// workspace path.
 	CodeNotADirectory = "not_a_directory"

@@ -81,7 +81,10 @@ type ToolResult struct {
 	// (a Tool* or Tracker* class).
 	Error string `json:"error,omitempty"`
 	Class string `json:"class,omitempty"`
-	// Rule names the rule that refused the call (Class ToolRefused).
+	// Rule names the rule that refused the call (Class ToolRefused, or
+	// TrackerRateLimited when one of Symphony's own bounds on the
+	// provider's quota held it back: github_api's quota_reserve and
+	// run_write_rate).
 	Rule       string `json:"rule,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	// RateLimit is the provider's rate-limit signal on this call, when it

@@ -52,6 +52,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The default workspace root is under $TMPDIR, and one instance at a
+	// time holds a root: test binaries running side by side (other
+	// packages, other checkouts) get temporary directories of their own.
+	tmp := filepath.Join(dir, "t")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -98,12 +107,23 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 		}
 		close(p.lines)
 	}()
+	exited := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
+		close(exited)
 		pw.Close()
 		p.done <- err
 	}()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// The next test may start an instance on the same workspace root
+	// (the default one): it must find this one gone, its lock released.
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(testTimeout):
+			t.Errorf("process %d did not exit after SIGKILL", cmd.Process.Pid)
+		}
+	})
 	return p
 }
 
@@ -227,6 +247,51 @@ func TestRunTwiceOnOneDataDirFailsFast(t *testing.T) {
 	}
 	// Once the first is gone the data dir is free again.
 	again := start(t, "run", wf)
+	again.waitFor(t, "symphony running")
+	_ = again.cmd.Process.Signal(syscall.SIGINT)
+	if code := again.wait(t); code != 0 {
+		t.Errorf("exit %d after SIGINT:\n%s", code, again.all)
+	}
+}
+
+// TestRunTwiceOnOneWorkspaceRootFailsFast: two instances (two workflows,
+// two data directories) on one workspace root would remove and read each
+// other's workspaces when identifiers coincide; the second stops at once,
+// naming the root and the holder, and the root is free once the first
+// has gone.
+func TestRunTwiceOnOneWorkspaceRootFailsFast(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "shared-ws")
+	wf := func() string {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "WORKFLOW.md")
+		text := "---\ntracker:\n  kind: files\n  provider: {path: issues}\nworkspace: {root: " + root + "}\n---\nWork on {{ issue.identifier }}.\n"
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	first := start(t, "run", wf())
+	first.waitFor(t, "symphony running")
+	second := wf()
+	began := time.Now()
+	code, out := runCLI(t, "run", second)
+	want := fmt.Sprintf("workspace root %s is in use by process %d", root, first.cmd.Process.Pid)
+	if code == 0 || !strings.Contains(out, want) {
+		t.Fatalf("second run on the same workspace root: exit %d, want %q:\n%s", code, want, out)
+	}
+	if strings.Contains(out, "symphony running") {
+		t.Errorf("the second run started its components:\n%s", out)
+	}
+	if d := time.Since(began); d > 10*time.Second {
+		t.Errorf("second run took %v to fail", d)
+	}
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := first.wait(t); code != 0 {
+		t.Errorf("first run exited %d after SIGTERM:\n%s", code, first.all)
+	}
+	again := start(t, "run", second)
 	again.waitFor(t, "symphony running")
 	_ = again.cmd.Process.Signal(syscall.SIGINT)
 	if code := again.wait(t); code != 0 {

@@ -199,6 +199,13 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		return err
 	}
 	defer closeBus(log, "bus shutdown", b)
+	// A second instance on the same workspace root would remove and read
+	// this one's workspaces; it stops here, before any component starts
+	// (after the data directory's lock, whose clash is the likelier one).
+	roots := &workspace.RootLocks{}
+	if err := roots.Hold(set.wf.Config.Workspace.Root); err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
 	// The dashboard reads over a connection of its own: its followers go
 	// as slowly as the browsers reading them, and the server closes a
 	// connection that falls too far behind. Closed before the kernel.
@@ -209,7 +216,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	defer closeBus(log, "dashboard bus shutdown", dashBus)
 	printStart(e.stdout, set.wf, b)
 
-	comps, sch, err := c.newComponents(set.wf.Path, b, log, c.dashboardOptions(e, set, b, dashBus, log, started))
+	comps, sch, err := c.newComponents(set.wf.Path, b, log, roots, c.dashboardOptions(e, set, b, dashBus, log, started))
 	if err != nil {
 		return err
 	}
@@ -347,7 +354,7 @@ func (c *RunCmd) dashboardOptions(e *env, set runSettings, b, dashBus *bus.Bus, 
 // wfPath, the dashboard takes dash) and returns them in start order:
 // config first, the scheduler last. The supervisor stops them in reverse,
 // so the scheduler stops deciding before the parts it drives go away.
-func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash ui.Options) ([]components.Component, *scheduler.Component, error) {
+func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, roots *workspace.RootLocks, dash ui.Options) ([]components.Component, *scheduler.Component, error) {
 	wfc, err := workflow.New(workflow.Options{Path: wfPath, Bus: b, Log: log, Env: workflowfile.OSEnv()})
 	if err != nil {
 		return nil, nil, err
@@ -356,7 +363,7 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash
 	if err != nil {
 		return nil, nil, err
 	}
-	wsc, err := workspace.New(workspace.Options{Bus: b, Log: log})
+	wsc, err := workspace.New(workspace.Options{Bus: b, Log: log, Roots: roots})
 	if err != nil {
 		return nil, nil, err
 	}

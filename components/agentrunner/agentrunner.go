@@ -10,6 +10,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/bus/safeid"
 	"github.com/symphony-oss/symphony/components"
+	"github.com/symphony-oss/symphony/internal/secretenv"
 )
 
 // Options configures the component.
@@ -93,21 +94,21 @@ func (c *Component) Run(ctx context.Context) error {
 
 var errNoConfig = errors.New("no workflow configuration loaded yet")
 
-// childEnv is the agent's environment: the parent's minus every tracker
-// secret (LINEAR_API_KEY and the variable the config resolved) and the
-// run markers, which the run sets itself.
-func (c *Component) childEnv(cfg bus.Config) []string {
+// childEnv is the agent's environment: the parent's minus every variable
+// holding the tracker's credential (internal/secretenv: the configured
+// variable, the tracker's well-known names, any copy of the key's value)
+// and the run markers, which the run sets itself.
+func (c *Component) childEnv(snap bus.ConfigSnapshot) []string {
 	drop := map[string]bool{"LINEAR_API_KEY": true, markerEnv: true, "SYMPHONY_ISSUE_ID": true, "SYMPHONY_ISSUE_IDENTIFIER": true,
 		// A run's credential reaches its MCP server through the MCP
 		// config only, never through the agent's environment.
 		bus.ToolEnvURL: true, bus.ToolEnvToken: true, bus.ToolEnvRun: true, bus.ToolEnvInbox: true}
-	if v := cfg.Tracker.Provider.APIKey.Env(); v != "" {
-		drop[v] = true
-	}
+	parent := c.opts.Environ()
+	secret := secretenv.Drop(snap, parent)
 	var env []string
-	for _, kv := range c.opts.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if !drop[name] {
+	for _, kv := range parent {
+		name, value, _ := strings.Cut(kv, "=")
+		if !drop[name] && !secret(name, value) {
 			env = append(env, kv)
 		}
 	}

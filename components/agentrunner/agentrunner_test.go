@@ -386,8 +386,25 @@ func TestCancelKillsTheGroup(t *testing.T) {
 	sleeperGone(t, pidFile)
 }
 
+// TestChildEnvironmentHasNoTrackerSecret: the agent never inherits the
+// tracker's key: not under its configured name, not under the names its
+// tracker's tools read (for GitHub GH_TOKEN and the rest), not copied
+// under any other name.
 func TestChildEnvironmentHasNoTrackerSecret(t *testing.T) {
-	h := newHarness(t, "env", func(c *bus.Config) { c.Agent.MaxTurns = 1 }, "LINEAR_API_KEY=lin_secret", "MY_TRACKER_KEY=other_secret", "KEEP_ME=yes")
+	for _, kind := range []string{bus.TrackerLinear, bus.TrackerGitHub} {
+		t.Run(kind, func(t *testing.T) { childEnvHasNoSecret(t, kind) })
+	}
+}
+
+func childEnvHasNoSecret(t *testing.T, kind string) {
+	env := []string{"LINEAR_API_KEY=lin_secret", "MY_TRACKER_KEY=other_secret", "KEEP_ME=yes", "COPY_OF_KEY=other_secret"}
+	if kind == bus.TrackerGitHub {
+		env = append(env, "GH_TOKEN=gh1_secret", "GITHUB_TOKEN=gh2_secret", "GH_ENTERPRISE_TOKEN=gh3_secret", "GITHUB_ENTERPRISE_TOKEN=gh4_secret")
+	}
+	h := newHarness(t, "env", func(c *bus.Config) {
+		c.Agent.MaxTurns = 1
+		c.Tracker.Kind = kind
+	}, env...)
 	h.dispatch("run-e")
 	if end, _ := h.finished(); end.Status != bus.RunSucceeded {
 		t.Fatalf("end %+v", end)

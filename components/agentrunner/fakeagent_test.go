@@ -99,7 +99,10 @@ func fakeClaude(mode string) int {
 	case "env":
 		initLine()
 		for _, kv := range os.Environ() {
-			if strings.HasPrefix(kv, "LINEAR_API_KEY=") || strings.HasPrefix(kv, "MY_TRACKER_KEY=") || strings.HasPrefix(kv, "KEEP_ME=") {
+			// Every tracker credential name, and any variable holding a
+			// test secret under another name.
+			if strings.HasPrefix(kv, "LINEAR_API_KEY=") || strings.HasPrefix(kv, "MY_TRACKER_KEY=") || strings.HasPrefix(kv, "KEEP_ME=") ||
+				strings.HasPrefix(kv, "GH_") || strings.HasPrefix(kv, "GITHUB_") || strings.HasSuffix(kv, "_secret") {
 				line(`{"type":"assistant","message":{"content":[{"type":"text","text":%q}]},"session_id":%q}`, kv, session)
 			}
 		}

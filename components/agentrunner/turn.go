@@ -18,7 +18,7 @@ func (w *run) turns(ctx context.Context, be backend, iss bus.Issue, first string
 	sess, err := be.open(ctx, sessionSpec{cfg: cfg, dir: w.path, runID: w.d.RunID, tools: tools, env: func() []string {
 		// The markers let a restarted scheduler find this run's processes,
 		// descendants included, if Symphony dies while they run.
-		return append(w.r.childEnv(cfg), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
+		return append(w.r.childEnv(w.snap), markerEnv+"="+w.d.RunID, "SYMPHONY_ISSUE_ID="+w.d.Issue.ID, "SYMPHONY_ISSUE_IDENTIFIER="+w.d.Issue.Identifier)
 	}, callTool: func(ctx context.Context, req bus.RunTool) bus.ToolResult {
 		// The run's budget and liveness apply as to an MCP server's call.
 		return w.takeCall(ctx, tools, req)

@@ -129,7 +129,7 @@ func (d *deliverer) run(ctx context.Context, snap *bus.ConfigSnapshot, n bus.Not
 	if snap.Path != "" {
 		dir = filepath.Dir(snap.Path)
 	}
-	env := Env(d.c.opts.Environ(), snap.Config.Tracker.Provider.APIKey.Env(), n, attempt)
+	env := Env(d.c.opts.Environ(), *snap, n, attempt)
 	return shellrun.Run(ctx, shellrun.Spec{Script: snap.Config.Notify.Command, Dir: dir, Env: env, Stdin: stdin, Timeout: timeout})
 }
 

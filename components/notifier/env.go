@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/secretenv"
 	"github.com/symphony-oss/symphony/internal/shellrun"
 )
 
@@ -26,11 +27,12 @@ func Variables() []string {
 		"SYMPHONY_DAY", "SYMPHONY_ATTEMPT"}
 }
 
-// Env is the command's environment: the parent's minus the tracker
-// secret's variable (secretVar) and LINEAR_API_KEY — always, whatever
-// hooks.inherit_secrets says: a notification needs no tracker access —
-// plus the notification's variables, each at most MaxVar bytes.
-func Env(parent []string, secretVar string, n bus.Notification, attempt int) []string {
+// Env is the command's environment: the parent's minus every variable
+// holding snap's tracker credential (internal/secretenv: its variable,
+// the tracker's well-known names, any copy of its value) — always,
+// whatever hooks.inherit_secrets says: a notification needs no tracker
+// access — plus the notification's variables, each at most MaxVar bytes.
+func Env(parent []string, snap bus.ConfigSnapshot, n bus.Notification, attempt int) []string {
 	v := func(s string) string {
 		return shellrun.Cut(s, MaxVar, func(k int) string {
 			return fmt.Sprintf("…[cut: %d more bytes; the whole notification is on standard input]", k)
@@ -61,7 +63,5 @@ func Env(parent []string, secretVar string, n bus.Notification, attempt int) []s
 		"SYMPHONY_DAY":              v(n.Day),
 		"SYMPHONY_ATTEMPT":          strconv.Itoa(attempt),
 	}
-	return shellrun.Env(parent, func(name string) bool {
-		return (secretVar != "" && name == secretVar) || name == "LINEAR_API_KEY"
-	}, fixed)
+	return shellrun.Env(parent, secretenv.Drop(snap, parent), fixed)
 }

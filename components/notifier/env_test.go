@@ -19,7 +19,7 @@ func FuzzEnv(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id, identifier, reason, capKey string, limit float64) {
 		n := bus.Notification{ID: id, Event: bus.NotifyRunBlocked, Identifier: identifier, Reason: reason, Cap: capKey, Limit: limit}
 		parent := []string{"PATH=/bin", "LINEAR_API_KEY=s", "TRACKER_KEY=s", "SYMPHONY_REASON=stale"}
-		env := Env(parent, "TRACKER_KEY", n, 1)
+		env := Env(parent, ghSnap(), n, 1)
 		got := map[string]string{}
 		for _, kv := range env {
 			name, v, _ := strings.Cut(kv, "=")
@@ -53,4 +53,26 @@ func FuzzEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+func ghSnap() bus.ConfigSnapshot {
+	return bus.ConfigSnapshot{Config: bus.Config{Tracker: bus.TrackerConfig{Kind: bus.TrackerGitHub,
+		Provider: bus.TrackerProvider{Repo: "acme/app", APIKey: bus.NewSecret("TRACKER_KEY", "")}}}}
+}
+
+// TestEnvHasNoTrackerSecret: notify.command never gets the tracker's key:
+// not under its variable, not under GitHub's token names, not copied
+// under another name.
+func TestEnvHasNoTrackerSecret(t *testing.T) {
+	parent := []string{"PATH=/bin", "TRACKER_KEY=tok_secret", "COPY=tok_secret", "GH_TOKEN=a", "GITHUB_TOKEN=b",
+		"GH_ENTERPRISE_TOKEN=c", "GITHUB_ENTERPRISE_TOKEN=d", "LINEAR_API_KEY=e", "KEEP=yes"}
+	var kept []string
+	for _, kv := range Env(parent, ghSnap(), bus.Notification{Event: bus.NotifyRunBlocked}, 1) {
+		if !strings.HasPrefix(kv, "SYMPHONY_") {
+			kept = append(kept, kv)
+		}
+	}
+	if strings.Join(kept, " ") != "PATH=/bin KEEP=yes" {
+		t.Errorf("the command gets %v", kept)
+	}
 }

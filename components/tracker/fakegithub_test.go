@@ -55,6 +55,8 @@ type ghBoardItem struct {
 type ghReq struct {
 	method      string
 	path, query string
+	// raw is the path as sent, escaped (the request line's).
+	raw string
 	// body is a write's body as sent.
 	body   string
 	inm    string // If-None-Match sent
@@ -113,7 +115,7 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	n := len(f.reqs)
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	f.reqs = append(f.reqs, ghReq{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, inm: r.Header.Get("If-None-Match"), body: string(body)})
+	f.reqs = append(f.reqs, ghReq{method: r.Method, path: r.URL.Path, raw: r.URL.EscapedPath(), query: r.URL.RawQuery, inm: r.Header.Get("If-None-Match"), body: string(body)})
 	fault, remaining := f.fault, f.remaining
 	f.mu.Unlock()
 	status := f.answer(w, r, n, fault, remaining)

@@ -89,6 +89,9 @@ type github struct {
 	// scoped, any or off (github_scope.go).
 	toolPolicy string
 
+	// writes counts each run's recent github_api writes (github_quota.go).
+	writes runWrites
+
 	mu     sync.Mutex
 	viewer string // resolved "me"
 }
@@ -159,12 +162,54 @@ func githubIdentifierPrefix(repo string) string {
 }
 
 // url is the endpoint's URL for the path segments after /repos/{owner}/{repo}.
-func (g *github) url(query url.Values, segs ...string) string {
-	u := g.base.JoinPath(append([]string{"repos", g.owner, g.repo}, segs...)...)
+func (g *github) url(query url.Values, segs ...string) (string, error) {
+	u, err := endpointURL(g.base, append([]string{"repos", g.owner, g.repo}, segs...)...)
+	if err != nil {
+		return "", err
+	}
 	if query != nil {
 		u.RawQuery = query.Encode()
 	}
-	return u.String()
+	return u.String(), nil
+}
+
+// endpointURL is base with segs appended, each one exactly one path
+// segment on the wire: escaped once with url.PathEscape ('/', '%', '?',
+// '#' and the rest included), Path and RawPath set together so nothing
+// decodes or re-encodes them again (url.JoinPath unescapes what it
+// joins, so a segment "..%2F8" would have become two). The result is
+// checked: its escaped path, split and unescaped, must give base's
+// segments and then exactly segs.
+func endpointURL(base *url.URL, segs ...string) (*url.URL, error) {
+	u := *base
+	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
+	path, raw := strings.TrimSuffix(base.Path, "/"), strings.TrimSuffix(base.EscapedPath(), "/")
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\") {
+			return nil, errorf(bus.ToolBadArguments, "path segment %.100q is not allowed (empty, dot or a slash)", s)
+		}
+		path += "/" + s
+		raw += "/" + url.PathEscape(s)
+	}
+	u.Path, u.RawPath = path, raw
+	if got, err := wireSegments(u.EscapedPath()); err != nil || !slices.Equal(got[len(got)-len(segs):], segs) || u.EscapedPath() != raw {
+		return nil, errorf(bus.ToolBadArguments, "the path %.200q does not encode to its own segments", path)
+	}
+	return &u, nil
+}
+
+// wireSegments splits an escaped path as a server does: at each '/', then
+// each segment unescaped once.
+func wireSegments(escaped string) ([]string, error) {
+	parts := strings.Split(strings.TrimPrefix(escaped, "/"), "/")
+	for i, p := range parts {
+		s, err := url.PathUnescape(p)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = s
+	}
+	return parts, nil
 }
 
 // redact removes the token from err's text (see linear.redact).
@@ -228,7 +273,10 @@ func (g *github) byStates(ctx context.Context, states []string) ([]bus.Issue, in
 	if err != nil {
 		return nil, 0, err
 	}
-	first := g.url(url.Values{"state": {q}, "per_page": {strconv.Itoa(githubPageSize)}, "sort": {"created"}, "direction": {"asc"}}, "issues")
+	first, err := g.url(url.Values{"state": {q}, "per_page": {strconv.Itoa(githubPageSize)}, "sort": {"created"}, "direction": {"asc"}}, "issues")
+	if err != nil {
+		return nil, 0, err
+	}
 	var items []*ghItem
 	dropped, repeats := 0, 0
 	listed := map[string]bool{}
@@ -373,7 +421,11 @@ func (g *github) refresh(ctx context.Context, ids []string) ([]bus.Issue, error)
 // one reads one issue by number: nil and gone for an issue that is not
 // (or no longer) this repository's.
 func (g *github) one(ctx context.Context, num string, pm projectMap) (*ghItem, bool, error) {
-	ans, err := g.get(ctx, g.url(nil, "issues", num))
+	u, err := g.url(nil, "issues", num)
+	if err != nil {
+		return nil, false, fmt.Errorf("issue %s: %w", num, err)
+	}
+	ans, err := g.get(ctx, u)
 	if err != nil {
 		return nil, false, fmt.Errorf("issue %s: %w", num, err)
 	}
@@ -396,7 +448,11 @@ func (g *github) one(ctx context.Context, num string, pm projectMap) (*ghItem, b
 
 // checkRepo makes sure the repository itself is readable.
 func (g *github) checkRepo(ctx context.Context) error {
-	ans, err := g.get(ctx, g.base.JoinPath("repos", g.owner, g.repo).String())
+	u, err := g.url(nil)
+	if err != nil {
+		return fmt.Errorf("repository %s/%s: %w", g.owner, g.repo, err)
+	}
+	ans, err := g.get(ctx, u)
 	if err != nil {
 		return fmt.Errorf("repository %s/%s: %w", g.owner, g.repo, err)
 	}
@@ -420,7 +476,11 @@ func (g *github) rules(ctx context.Context) (rules, error) {
 	if login != "" {
 		return r, nil
 	}
-	ans, err := g.get(ctx, g.base.JoinPath("user").String())
+	me, err := endpointURL(g.base, "user")
+	if err != nil {
+		return rules{}, fmt.Errorf("resolve assignee me (GET /user): %w", err)
+	}
+	ans, err := g.get(ctx, me.String())
 	if err != nil {
 		return rules{}, fmt.Errorf("resolve assignee me (GET /user): %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +83,10 @@ func FuzzLinkHeader(f *testing.F) {
 		f.Add(s)
 	}
 	g := fuzzGitHub(f, "")
-	first := g.url(nil, "issues")
+	first, err := g.url(nil, "issues")
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, v string) {
 		next, err := parseLinkNext(v)
 		if err != nil {
@@ -136,6 +141,8 @@ func FuzzGitHubAPICall(f *testing.F) {
 		`{"method":"POST","path":"/repos/acme/socket.io/issues/7/comments","body":{"body":"x"}}`,
 		`{"method":"DELETE","path":"/repos/acme/socket.io/issues/7/labels/a%2Fb"}`,
 		`{"method":"get","path":"/repos/acme/socket.io/../x"}`, `{"method":"POST","path":"/repos/ACME/Socket.IO/issues/7/labels","body":[1]}`,
+		`{"method":"DELETE","path":"/repos/acme/socket.io/issues/7/labels/..%252F..%252F8%252Flabels"}`,
+		`{"method":"GET","path":"/repos/acme/socket.io/%252E%252E/x"}`, `{"method":"DELETE","path":"/repos/acme/socket.io/issues/7/labels/100%25"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -152,9 +159,22 @@ func FuzzGitHubAPICall(f *testing.F) {
 			}
 			return
 		}
-		u := g.base.JoinPath(c.segs...)
-		if s := u.String(); !strings.HasPrefix(s, "https://api.github.com/") || strings.Contains(s[len("https://api.github.com/"):], "//") {
+		u, err := endpointURL(g.base, c.segs...)
+		if err != nil {
+			t.Fatalf("checked segments %q give no URL: %v", c.segs, err)
+		}
+		s := u.String()
+		if !strings.HasPrefix(s, "https://api.github.com/") || strings.Contains(s[len("https://api.github.com/"):], "//") {
 			t.Fatalf("call left the endpoint: %s", u)
+		}
+		// What the server sees, split at '/' and unescaped once, is
+		// exactly what was checked.
+		back, err := url.Parse(s)
+		if err != nil {
+			t.Fatalf("built URL %q does not parse: %v", s, err)
+		}
+		if wire, err := wireSegments(back.EscapedPath()); err != nil || !slices.Equal(wire, c.segs) {
+			t.Fatalf("wire path %q decodes to %q, checked %q (%v)", back.EscapedPath(), wire, c.segs, err)
 		}
 		if err := g.checkScope(c, own); err != nil {
 			if ruleOf(err) == "scope" {
@@ -167,6 +187,9 @@ func FuzzGitHubAPICall(f *testing.F) {
 		}
 		if c.method != "GET" && (len(c.segs) < 5 || c.segs[3] != "issues" || c.segs[4] != "7") {
 			t.Fatalf("scoped let a write on %v through", c.segs)
+		}
+		if c.method != "GET" && len(c.params) > 0 {
+			t.Fatalf("scoped let a write with query parameters %v through", c.params)
 		}
 	})
 }

@@ -209,6 +209,9 @@ func (g *github) observe(h http.Header) {
 	if rl.hasRemaining && rl.remaining == 0 {
 		g.gate.limit(g.now().Add(rl.resetWait(githubDefaultSecondaryWait)))
 	}
+	if rl.hasRemaining {
+		g.gate.noteQuota(rl.remaining, rl.limit, rl.reset)
+	}
 }
 
 // statusError classes a non-2xx answer: 429, or 403 with the marks of a
@@ -257,8 +260,10 @@ func redirectErrorOf(who string, resp *http.Response, fix string) error {
 
 // ghRateLimit is what an answer's headers say about GitHub's limits.
 type ghRateLimit struct {
-	remaining     int64
-	hasRemaining  bool
+	remaining    int64
+	hasRemaining bool
+	// limit is the primary window's size (x-ratelimit-limit), 0 unknown.
+	limit         int64
 	reset         time.Time // the primary window's reset, on our clock
 	hasReset      bool
 	retryAfter    time.Duration
@@ -282,6 +287,9 @@ func parseGitHubRateLimit(h http.Header, now time.Time) ghRateLimit {
 	}
 	if n, err := strconv.ParseInt(get("X-Ratelimit-Remaining"), 10, 64); err == nil && n >= 0 {
 		rl.remaining, rl.hasRemaining = n, true
+	}
+	if n, err := strconv.ParseInt(get("X-Ratelimit-Limit"), 10, 64); err == nil && n > 0 {
+		rl.limit = n
 	}
 	if secs, err := strconv.ParseInt(get("X-Ratelimit-Reset"), 10, 64); err == nil && secs > 0 && secs < 1<<40 {
 		reset := time.Unix(secs, 0)

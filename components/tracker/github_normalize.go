@@ -267,7 +267,10 @@ func (g *github) blockers(ctx context.Context, items []*ghItem, pm projectMap) e
 	}
 	return runBounded(ctx, len(need), githubConcurrency, func(ctx context.Context, i int) error {
 		it := need[i]
-		u := g.url(url.Values{"per_page": {strconv.Itoa(githubMaxBlockers)}}, "issues", it.iss.ID, "dependencies", "blocked_by")
+		u, err := g.url(url.Values{"per_page": {strconv.Itoa(githubMaxBlockers)}}, "issues", it.iss.ID, "dependencies", "blocked_by")
+		if err != nil {
+			return fmt.Errorf("blockers of issue %s: %w", it.iss.ID, err)
+		}
 		ans, err := g.get(ctx, u)
 		if err != nil {
 			return fmt.Errorf("blockers of issue %s: %w", it.iss.ID, err)

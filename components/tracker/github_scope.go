@@ -20,7 +20,7 @@ import (
 //     its title, body, state, state_reason, labels or assignees (PATCH
 //     …/issues/{n}), its labels (POST, PUT, DELETE …/issues/{n}/labels,
 //     DELETE …/labels/{name}) and its assignees (POST, DELETE
-//     …/issues/{n}/assignees).
+//     …/issues/{n}/assignees); a write takes no query parameters.
 //   - any: the reference's behaviour, any method on any path of the
 //     endpoint (only the syntax and size checked).
 //   - off: every call refused, reads too (rule tool_disabled).
@@ -178,6 +178,11 @@ func (g *github) checkScope(c ghToolCall, own bus.IssueRef) error {
 	}
 	if c.method == "GET" {
 		return nil
+	}
+	if len(c.params) > 0 {
+		// GitHub may take a query parameter as a field of the write,
+		// one the body check never saw; no allowed write needs one.
+		return &ghRefusal{"params_not_allowed", "a write takes no query parameters (params); give its fields in body"}
 	}
 	rest := s[3:]
 	if len(rest) < 2 || rest[0] != "issues" {

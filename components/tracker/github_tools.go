@@ -36,6 +36,7 @@ func (g *github) tools() []tool {
 				`Input: {"method": "GET"|"POST"|"PATCH"|"PUT"|"DELETE", "path": "/repos/OWNER/REPO/…", "params"?: object, "body"?: any}. ` +
 				fmt.Sprintf("The repository is %s/%s. ", g.owner, g.repo) +
 				`The answer comes back as {"status": number, "body": JSON}; a non-2xx status makes the call fail but keeps the answer. ` +
+				fmt.Sprintf("Calls are held back (rate_limited) while the token's quota is under the reserve kept for polling, and a run makes at most %d writes a minute. ", githubRunWritesPerMinute) +
 				g.policyHint()},
 		call: g.apiTool,
 	}}
@@ -50,11 +51,14 @@ func (g *github) policyHint() string {
 		return "The operator allows any request the token allows."
 	}
 	return "Reads (GET) of this repository are allowed; writes only on your own issue: comments (POST …/issues/N/comments), " +
-		"PATCH …/issues/N (title, body, state, state_reason, labels, assignees), its labels and assignees. A refused call names the rule that refused it."
+		"PATCH …/issues/N (title, body, state, state_reason, labels, assignees), its labels and assignees; a write takes no params. A refused call names the rule that refused it."
 }
 
 // apiTool is github_api.
 func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage) bus.ToolResult {
+	if err := g.ownsIssue(run.issue); err != nil {
+		return refused(ruleOf(err), err.Error())
+	}
 	c, bad := parseGitHubCall(args)
 	if bad != nil {
 		return *bad
@@ -62,7 +66,13 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 	if err := g.checkScope(c, run.issue); err != nil {
 		return refused(ruleOf(err), scrub(err.Error(), g.apiKey))
 	}
-	u := g.base.JoinPath(c.segs...)
+	if res := g.toolQuota(run.id, c.method); res != nil {
+		return *res
+	}
+	u, err := endpointURL(g.base, c.segs...)
+	if err != nil {
+		return failed(bus.ToolBadArguments, err.Error())
+	}
 	u.RawQuery = c.params.Encode()
 	status, h, raw, err := g.send(ctx, c.method, u.String(), c.body)
 	if err != nil {
@@ -71,12 +81,10 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 		if class == bus.TrackerRateLimited {
 			res.RateLimit = &bus.ToolRateLimit{Limited: true, RetryAfterMS: retry.Milliseconds()}
 		}
-		res.RateLimit = rateLimitOf(h, res.RateLimit)
+		res.RateLimit = rateLimitOf(h, res.RateLimit, g.apiKey)
 		return res
 	}
-	if g.apiKey != "" && bytes.Contains(raw, []byte(g.apiKey)) {
-		raw = bytes.ReplaceAll(raw, []byte(g.apiKey), []byte("[redacted]"))
-	}
+	raw = scrubJSON(raw, g.apiKey)
 	body := json.RawMessage("null")
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if json.Valid(raw) {
@@ -94,8 +102,22 @@ func (g *github) apiTool(ctx context.Context, run toolRun, args json.RawMessage)
 		res = bus.ToolResult{Class: bus.TrackerStatusError, Output: out,
 			Error: scrub(fmt.Sprintf("GitHub answered HTTP %d: %s", status, snippet(raw, g.apiKey)), g.apiKey)}
 	}
-	res.RateLimit = rateLimitOf(h, nil)
+	res.RateLimit = rateLimitOf(h, nil, g.apiKey)
 	return res
+}
+
+// ownsIssue refuses a session whose run's issue is not this adapter's
+// repository's: its identifier must be the repository's prefix, "-" and
+// the issue number (its id). A session pins the adapter in force when the
+// run's tools opened, which, after a reload to another repository, is
+// not the repository the issue was dispatched from; the scope compares
+// bare numbers, so that issue's number here names another issue.
+func (g *github) ownsIssue(own bus.IssueRef) error {
+	if isNumber(own.ID) && own.Identifier == g.prefix+"-"+own.ID {
+		return nil
+	}
+	return &ghRefusal{"issue_not_in_repository", fmt.Sprintf("this run's issue %.100q is not an issue of %s/%s (the tracker now reads another repository); github_api is off for this run",
+		own.Identifier, g.owner, g.repo)}
 }
 
 // parseGitHubCall decodes and checks the arguments; a non-nil result is

@@ -112,10 +112,19 @@ func (gs *rateGates) of(endpoint, key string) *rateGate {
 	return g
 }
 
-// rateGate is a provider's rate limit: no request before till.
+// rateGate is a provider's rate limit: no request before till. It also
+// keeps the primary quota the provider last reported (GitHub's
+// x-ratelimit-*), shared like the limit by every adapter on the token, so
+// the tools can leave the poller a reserve (github_quota.go).
 type rateGate struct {
 	mu   sync.Mutex
 	till time.Time
+	// quota is the last report; known once one came.
+	quota struct {
+		remaining, limit int64
+		reset            time.Time // zero when not reported
+		known            bool
+	}
 }
 
 // wait is how long requests must still wait at now.

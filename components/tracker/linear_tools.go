@@ -131,7 +131,7 @@ func (l *linear) graphqlTool(ctx context.Context, run toolRun, args json.RawMess
 	}
 	raw, h, err := l.post(ctx, body)
 	res := l.graphqlResult(raw, h, err)
-	res.RateLimit = rateLimitOf(h, res.RateLimit)
+	res.RateLimit = rateLimitOf(h, res.RateLimit, l.apiKey)
 	return res
 }
 
@@ -146,9 +146,7 @@ func (l *linear) graphqlResult(raw []byte, h http.Header, err error) bus.ToolRes
 		}
 		return res
 	}
-	if l.apiKey != "" && bytes.Contains(raw, []byte(l.apiKey)) {
-		raw = bytes.ReplaceAll(raw, []byte(l.apiKey), []byte("[redacted]"))
-	}
+	raw = scrubJSON(raw, l.apiKey)
 	var env gqlResponse
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return failed(bus.TrackerMalformed, "Linear's response is not JSON: "+snippet(raw, l.apiKey))
@@ -177,8 +175,9 @@ func snippetText(s string, n int) string {
 }
 
 // rateLimitOf adds the provider's rate-limit headers to rl (nil when there
-// are none and rl is nil).
-func rateLimitOf(h http.Header, rl *bus.ToolRateLimit) *bus.ToolRateLimit {
+// are none and rl is nil), secret scrubbed from each value (a hostile or
+// broken server may echo the request's Authorization).
+func rateLimitOf(h http.Header, rl *bus.ToolRateLimit, secret string) *bus.ToolRateLimit {
 	keys := make([]string, 0, 8)
 	for k := range h {
 		if strings.HasPrefix(k, "X-Ratelimit-") || k == "X-Complexity" || k == "Retry-After" {
@@ -194,7 +193,7 @@ func rateLimitOf(h http.Header, rl *bus.ToolRateLimit) *bus.ToolRateLimit {
 	slices.Sort(keys)
 	rl.Headers = map[string]string{}
 	for _, k := range keys[:min(len(keys), 16)] {
-		rl.Headers[k] = snippetText(h.Get(k), 100)
+		rl.Headers[k] = snippetText(scrub(h.Get(k), secret), 100)
 	}
 	return rl
 }

@@ -78,6 +78,32 @@ func TestLinearGraphQLErrorsAreAFailureResult(t *testing.T) {
 	}
 }
 
+// TestLinearGraphQLScrubsEscapedKey: a key echoed in a rate-limit header
+// or JSON-escaped in the answer comes back as [redacted].
+func TestLinearGraphQLScrubsEscapedKey(t *testing.T) {
+	var esc strings.Builder
+	for _, c := range testAPIKey {
+		fmt.Fprintf(&esc, "\\u%04x", c)
+	}
+	f := newFakeLinear(t)
+	f.inject = func(w http.ResponseWriter, _ int, _ string) bool {
+		w.Header().Set("X-RateLimit-Echo", "key "+testAPIKey)
+		fmt.Fprintf(w, `{"data":{"viewer":{"id":"%s","name":"Me"}}}`, esc.String())
+		return true
+	}
+	l := newTestLinear(t, f, "", nil)
+	res := callLinear(t, l, map[string]any{"query": "{ viewer { id name } }"})
+	var out struct {
+		Data struct{ Viewer struct{ ID string } }
+	}
+	if !res.OK || json.Unmarshal(res.Output, &out) != nil || out.Data.Viewer.ID != "[redacted]" {
+		t.Errorf("output %s", res.Output)
+	}
+	if res.RateLimit == nil || res.RateLimit.Headers["X-Ratelimit-Echo"] != "key [redacted]" {
+		t.Errorf("rate limit %+v", res.RateLimit)
+	}
+}
+
 func TestLinearGraphQLFailuresAreResults(t *testing.T) {
 	f := newFakeLinear(t)
 	status := http.StatusInternalServerError

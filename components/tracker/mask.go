@@ -94,3 +94,68 @@ func maskString(s string, secrets []string) string {
 	}
 	return s
 }
+
+// scrubJSON removes secret from an answer returned to the agent. A
+// literal occurrence is replaced in the bytes; JSON may also spell it
+// with escapes (\u0067…, whole or in part), so when the answer is JSON
+// and holds an escape, it is decoded and each string (keys included)
+// scrubbed, and re-encoded only when one held the secret. The work is
+// linear in the answer, which is bounded (MaxResponseBytes).
+func scrubJSON(raw []byte, secret string) []byte {
+	if secret == "" {
+		return raw
+	}
+	raw = bytes.ReplaceAll(raw, []byte(secret), []byte("[redacted]"))
+	if !bytes.Contains(raw, []byte(`\`)) {
+		return raw
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return raw
+	}
+	found := false
+	v = scrubValue(v, secret, &found)
+	if !found {
+		return raw
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Every decoded value encodes; if one did not, keep nothing
+		// rather than the secret.
+		return []byte(`"[redacted: the answer held the credential]"`)
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
+}
+
+// scrubValue replaces secret in every string of v, keys included, and
+// sets found when it did.
+func scrubValue(v any, secret string, found *bool) any {
+	switch x := v.(type) {
+	case string:
+		if strings.Contains(x, secret) {
+			*found = true
+			return strings.ReplaceAll(x, secret, "[redacted]")
+		}
+		return x
+	case []any:
+		for i := range x {
+			x[i] = scrubValue(x[i], secret, found)
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			if strings.Contains(k, secret) {
+				*found = true
+				k = strings.ReplaceAll(k, secret, "[redacted]")
+			}
+			out[k] = scrubValue(e, secret, found)
+		}
+		return out
+	}
+	return v
+}

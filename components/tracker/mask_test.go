@@ -55,3 +55,33 @@ func FuzzMaskArguments(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScrubJSON: whatever a server answers, the scrubbed answer holds the
+// secret neither literally nor once decoded, stays valid JSON when it was,
+// and is unchanged when it never held the secret.
+func FuzzScrubJSON(f *testing.F) {
+	for _, s := range []string{`{"a":"lin_api_0123456789abcdef"}`, `{"a":"lin_api_0123456789abcde\u0066","<":[1,"x"]}`,
+		`["\u006cin_api_0123456789abcdef"]`, `{"lin_api_0123456789abcde\u0066":1}`, `not json \u0066`, `{"a":"\u00e9"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out := scrubJSON(raw, maskKey)
+		if strings.Contains(string(out), maskKey) {
+			t.Fatalf("literal secret left in %q", out)
+		}
+		var in, back any
+		if json.Unmarshal(raw, &in) != nil {
+			return
+		}
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("valid JSON %q scrubbed to invalid %q: %v", raw, out, err)
+		}
+		b, _ := json.Marshal(back)
+		if strings.Contains(string(b), maskKey) {
+			t.Fatalf("decoded secret left in %q", out)
+		}
+		if a, _ := json.Marshal(in); !strings.Contains(string(a), maskKey) && string(a) != string(b) {
+			t.Fatalf("an answer without the secret changed: %q -> %q", raw, out)
+		}
+	})
+}

@@ -91,7 +91,7 @@ printf '%s' "$SYMPHONY_ISSUE_JSON" > path`})
 func TestHookTooBigToStartSaysWhy(t *testing.T) {
 	dir := t.TempDir()
 	parent := testEnviron(t, "HUGE_OPERATOR_VAR="+strings.Repeat("x", 200<<10))
-	_, _, err := runHook(t.Context(), "before_run", "true", dir, parent, "LINEAR_API_KEY", false, issue("E2B-1"), testTimeout)
+	_, _, err := runHook(t.Context(), "before_run", "true", dir, parent, secretDrop(bus.ConfigSnapshot{}, parent), issue("E2B-1"), testTimeout)
 	var he *HookError
 	if !errors.As(err, &he) {
 		t.Fatalf("want a HookError, got %v", err)
@@ -137,7 +137,7 @@ func FuzzHookVariables(f *testing.F) {
 		iss := issue("FZ-1")
 		iss.Title = strings.Repeat(title, repeat)
 		iss.Labels = strings.Split(strings.Repeat(labels, repeat), ",")
-		env := hookEnv(nil, "", false, iss, "/ws/FZ-1", "/tmp/issue.json")
+		env := hookEnv(nil, nil, iss, "/ws/FZ-1", "/tmp/issue.json")
 		size := 0
 		for _, kv := range env {
 			name, v, _ := strings.Cut(kv, "=")

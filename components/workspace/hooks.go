@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/secretenv"
 	"github.com/symphony-oss/symphony/internal/shellrun"
 )
 
@@ -114,11 +115,12 @@ func cutMarker(n int, what string) string {
 	return fmt.Sprintf("…[cut: %d more %s; the full issue is in $%s]", n, what, IssueJSONVar)
 }
 
-// hookEnv is the hook's environment: the parent's, minus the tracker
-// secret's variable and LINEAR_API_KEY unless inherit, plus the fixed issue
-// variables (bounded, see MaxHookVar) and issueFile as SYMPHONY_ISSUE_JSON.
-// Issue data reaches a hook only here, never in the script text.
-func hookEnv(parent []string, secretVar string, inherit bool, issue bus.Issue, dir, issueFile string) []string {
+// hookEnv is the hook's environment: the parent's, minus what drop
+// refuses (the tracker's credential, see secretDrop; nil keeps all), plus
+// the fixed issue variables (bounded, see MaxHookVar) and issueFile as
+// SYMPHONY_ISSUE_JSON. Issue data reaches a hook only here, never in the
+// script text.
+func hookEnv(parent []string, drop func(name, value string) bool, issue bus.Issue, dir, issueFile string) []string {
 	// Environment values cannot hold NUL; drop it rather than fail.
 	v := func(s string) string { return cutValue(strings.ReplaceAll(s, "\x00", ""), MaxHookVar) }
 	fixed := map[string]string{
@@ -131,9 +133,17 @@ func hookEnv(parent []string, secretVar string, inherit bool, issue bus.Issue, d
 		"SYMPHONY_WORKSPACE": strings.ReplaceAll(dir, "\x00", ""),
 		IssueJSONVar:         issueFile,
 	}
-	return shellrun.Env(parent, func(name string) bool {
-		return !inherit && (name == secretVar || name == "LINEAR_API_KEY")
-	}, fixed)
+	return shellrun.Env(parent, drop, fixed)
+}
+
+// secretDrop is what a hook run under snap must not inherit from parent:
+// every variable holding the tracker's credential (internal/secretenv),
+// unless hooks.inherit_secrets keeps them all.
+func secretDrop(snap bus.ConfigSnapshot, parent []string) func(name, value string) bool {
+	if snap.Config.Hooks.InheritSecrets {
+		return nil
+	}
+	return secretenv.Drop(snap, parent)
 }
 
 // writeIssueFile writes the whole issue as JSON to a new file of mode
@@ -162,13 +172,13 @@ func writeIssueFile(issue bus.Issue) (string, error) {
 // runHook runs one hook for issue in dir: the issue file, the bounded
 // environment, the script, and the file removed when the hook has ended
 // (timed out included). Both the component and the tests run hooks here.
-func runHook(ctx context.Context, name, script, dir string, parent []string, secretVar string, inherit bool, issue bus.Issue, timeout time.Duration) (string, time.Duration, error) {
+func runHook(ctx context.Context, name, script, dir string, parent []string, drop func(name, value string) bool, issue bus.Issue, timeout time.Duration) (string, time.Duration, error) {
 	path, err := writeIssueFile(issue)
 	if err != nil {
 		return "", 0, &HookError{Hook: name, ExitCode: -1, Err: fmt.Errorf("write the issue file for $%s: %w", IssueJSONVar, err)}
 	}
 	defer os.Remove(path)
-	env := hookEnv(parent, secretVar, inherit, issue, dir, path)
+	env := hookEnv(parent, drop, issue, dir, path)
 	return runScript(ctx, name, script, dir, env, timeout)
 }
 

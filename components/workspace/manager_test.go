@@ -44,7 +44,7 @@ func cfgWith(root string, hooks bus.HooksConfig) bus.Config {
 // plainRunner runs hooks without a bus.
 func plainRunner(cfg bus.Config, environ []string) hookRunner {
 	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
-		out, dur, err := runHook(ctx, name, script, dir, environ, cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, cfg.Hooks.Timeout())
+		out, dur, err := runHook(ctx, name, script, dir, environ, secretDrop(bus.ConfigSnapshot{Config: cfg}, environ), issue, cfg.Hooks.Timeout())
 		if err != nil {
 			return bus.HookResult{}, err
 		}
@@ -361,24 +361,38 @@ func TestHookInputsAreOnlyEnvironment(t *testing.T) {
 	}
 }
 
+// TestSecretRemovedFromHookEnv: unless hooks.inherit_secrets, a hook gets
+// no tracker credential: not LINEAR_API_KEY, not the configured variable,
+// not GitHub's token names under the github tracker, not a copy of the
+// key under another name.
 func TestSecretRemovedFromHookEnv(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "ws")
-	parent := testEnviron(t, "LINEAR_API_KEY=lin_api_hook_secret", "OTHER=kept")
+	parent := testEnviron(t, "LINEAR_API_KEY=lin_api_hook_secret", "OTHER=kept", "MY_KEY=my_hook_secret", "COPY=my_hook_secret",
+		"GH_TOKEN=gh_hook_secret", "GITHUB_TOKEN=gh_hook_secret", "GH_ENTERPRISE_TOKEN=gh_hook_secret", "GITHUB_ENTERPRISE_TOKEN=gh_hook_secret")
 	// The config resolves the key from another variable; LINEAR_API_KEY is
 	// still removed.
-	for _, inherit := range []bool{false, true} {
-		cfg := cfgWith(root, bus.HooksConfig{AfterCreate: `env > env.txt`, InheritSecrets: inherit})
-		cfg.Tracker.Provider.APIKey = bus.NewSecret("MY_KEY", "")
-		id := "ABC-8" + strconv.FormatBool(inherit)
-		var m Manager
-		r, err := m.Prepare(t.Context(), cfg, issue(id), plainRunner(cfg, parent))
-		if err != nil {
-			t.Fatal(err)
-		}
-		env, _ := os.ReadFile(filepath.Join(r.Path, "env.txt"))
-		if strings.Contains(string(env), "lin_api_hook_secret") != inherit || !strings.Contains(string(env), "OTHER=kept") ||
-			!strings.Contains(string(env), "SYMPHONY_WORKSPACE="+r.Path) {
-			t.Errorf("inherit=%v: env:\n%s", inherit, env)
+	for _, kind := range []string{bus.TrackerLinear, bus.TrackerGitHub} {
+		for _, inherit := range []bool{false, true} {
+			cfg := cfgWith(root, bus.HooksConfig{AfterCreate: `env > env.txt`, InheritSecrets: inherit})
+			cfg.Tracker.Kind = kind
+			cfg.Tracker.Provider.APIKey = bus.NewSecret("MY_KEY", "")
+			id := "ABC-8" + strconv.FormatBool(inherit) + kind
+			var m Manager
+			r, err := m.Prepare(t.Context(), cfg, issue(id), plainRunner(cfg, parent))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := os.ReadFile(filepath.Join(r.Path, "env.txt"))
+			env := string(raw)
+			leaked := strings.Contains(env, "lin_api_hook_secret") || strings.Contains(env, "my_hook_secret")
+			if kind == bus.TrackerGitHub {
+				leaked = leaked || strings.Contains(env, "gh_hook_secret")
+			} else if !strings.Contains(env, "GH_TOKEN=gh_hook_secret") {
+				t.Errorf("%s: GH_TOKEN is not the Linear tracker's and stays:\n%s", kind, env)
+			}
+			if leaked != inherit || !strings.Contains(env, "OTHER=kept") || !strings.Contains(env, "SYMPHONY_WORKSPACE="+r.Path) {
+				t.Errorf("%s inherit=%v: env:\n%s", kind, inherit, env)
+			}
 		}
 	}
 }

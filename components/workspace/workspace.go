@@ -33,6 +33,12 @@ type Options struct {
 	Log *slog.Logger
 	// Environ is the parent environment hooks inherit (default os.Environ).
 	Environ func() []string
+	// Roots holds the workspace roots for the process (default: the
+	// component's own). The command takes the configured root before it
+	// starts anything, to fail fast while another instance holds it, and
+	// hands the same locks here; the component takes a root a reload
+	// names before it touches it.
+	Roots *RootLocks
 }
 
 // Component is the workspace component.
@@ -54,6 +60,9 @@ func New(opts Options) (*Component, error) {
 	if opts.Environ == nil {
 		opts.Environ = os.Environ
 	}
+	if opts.Roots == nil {
+		opts.Roots = &RootLocks{}
+	}
 	return &Component{opts: opts, log: opts.Log.With("component", bus.CompWorkspace)}, nil
 }
 
@@ -67,11 +76,11 @@ func (c *Component) Run(ctx context.Context) error {
 	cl := c.opts.Bus.Client(bus.CompWorkspace)
 	defer cl.Close()
 	_, err := bus.ServeN(ctx, cl, bus.WorkspacePrepare, Concurrency, func(ctx context.Context, _ string, req bus.PrepareWorkspace) (bus.WorkspaceReady, error) {
-		cfg, err := c.config()
+		snap, err := c.config()
 		if err != nil {
 			return bus.WorkspaceReady{}, err
 		}
-		res, err := c.mgr.Prepare(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		res, err := c.mgr.Prepare(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID))
 		c.logResult("prepare", req.Issue, err, "path", res.Path, "created_now", res.CreatedNow)
 		return res, err
 	})
@@ -79,21 +88,21 @@ func (c *Component) Run(ctx context.Context) error {
 		return components.Stopped(ctx, err)
 	}
 	_, err = bus.ServeN(ctx, cl, bus.WorkspaceHook, Concurrency, func(ctx context.Context, _ string, req bus.RunHook) (bus.HookResult, error) {
-		cfg, err := c.config()
+		snap, err := c.config()
 		if err != nil {
 			return bus.HookResult{}, err
 		}
-		return c.mgr.Hook(ctx, cfg, req.Hook, req.Issue, c.runner(cfg, req.RunID))
+		return c.mgr.Hook(ctx, snap.Config, req.Hook, req.Issue, c.runner(snap, req.RunID))
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)
 	}
 	_, err = bus.ServeN(ctx, cl, bus.WorkspaceRemove, Concurrency, func(ctx context.Context, _ string, req bus.RemoveWorkspace) (bus.WorkspaceRemoved, error) {
-		cfg, err := c.config()
+		snap, err := c.config()
 		if err != nil {
 			return bus.WorkspaceRemoved{}, err
 		}
-		res, err := c.mgr.Remove(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		res, err := c.mgr.Remove(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID))
 		c.logResult("remove", req.Issue, err, "path", res.Path, "existed", res.Existed)
 		return res, err
 	})
@@ -106,16 +115,26 @@ func (c *Component) Run(ctx context.Context) error {
 	}
 	for e := range configs.C() {
 		c.cfg.Store(&e.Value)
+		// A reload's root is taken at once, so a clash shows in the log
+		// before the first request for it.
+		if err := c.holdRoot(e.Value.Config); err != nil {
+			c.log.Error("workspace root unavailable; requests for it are refused", "root", e.Value.Config.Workspace.Root, "err", err)
+		}
 	}
 	return components.Stopped(ctx, fmt.Errorf("config watch ended: %w", configs.Err()))
 }
 
-func (c *Component) config() (bus.Config, error) {
+// config is the configuration in force for a request, its workspace root
+// held for this process (see RootLocks).
+func (c *Component) config() (bus.ConfigSnapshot, error) {
 	snap := c.cfg.Load()
 	if snap == nil {
-		return bus.Config{}, bus.WithCode(bus.CodeNoConfig, errors.New("no workflow configuration loaded yet"))
+		return bus.ConfigSnapshot{}, bus.WithCode(bus.CodeNoConfig, errors.New("no workflow configuration loaded yet"))
 	}
-	return snap.Config, nil
+	if err := c.holdRoot(snap.Config); err != nil {
+		return bus.ConfigSnapshot{}, err
+	}
+	return *snap, nil
 }
 
 func (c *Component) logResult(op string, issue bus.Issue, err error, attrs ...any) {
@@ -130,13 +149,15 @@ func (c *Component) logResult(op string, issue bus.Issue, err error, attrs ...an
 // runner returns the hook runner for one request: it reads the timeout and
 // the secret's variable from cfg (live config), publishes start and end
 // events and logs the outcome.
-func (c *Component) runner(cfg bus.Config, runID string) hookRunner {
+func (c *Component) runner(snap bus.ConfigSnapshot, runID string) hookRunner {
+	cfg := snap.Config
 	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
 		ref := bus.IssueRef{ID: issue.ID, Identifier: issue.Identifier, Title: issue.Title, URL: deref(issue.URL), State: issue.State}
 		log := c.log.With("issue_id", issue.ID, "issue_identifier", issue.Identifier, "hook", name, "workspace", dir)
 		c.publish(name, bus.HookEvent{Hook: name, Phase: bus.HookStarted, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC()})
 		log.Info("hook started")
-		out, dur, err := runHook(ctx, name, script, dir, c.opts.Environ(), cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, cfg.Hooks.Timeout())
+		parent := c.opts.Environ()
+		out, dur, err := runHook(ctx, name, script, dir, parent, secretDrop(snap, parent), issue, cfg.Hooks.Timeout())
 		ev := bus.HookEvent{Hook: name, Phase: bus.HookFinished, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC(),
 			DurationMS: dur.Milliseconds(), Output: truncate(out, LogHookOutput)}
 		var he *HookError

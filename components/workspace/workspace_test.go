@@ -103,7 +103,7 @@ func TestLongHookOutputKeepsTheError(t *testing.T) {
 	}
 	cfg := cfgWith(t.TempDir(), bus.HooksConfig{TimeoutMS: 10000})
 	script := `head -c 100000 /dev/zero | tr '\0' x; echo; echo "fatal: the real reason" >&2; exit 3`
-	_, err = comp.runner(cfg, "run-2")(t.Context(), bus.HookBeforeRun, script, issue("ABC-12"), t.TempDir())
+	_, err = comp.runner(bus.ConfigSnapshot{Config: cfg}, "run-2")(t.Context(), bus.HookBeforeRun, script, issue("ABC-12"), t.TempDir())
 	var he *HookError
 	if !errors.As(err, &he) || he.ExitCode != 3 || !strings.HasSuffix(err.Error(), "fatal: the real reason") {
 		t.Fatalf("err = %v", err)

@@ -131,17 +131,18 @@ func Run(ctx context.Context, spec Spec) (out string, dur time.Duration, err err
 	return out, dur, nil
 }
 
-// Env is a script's environment: parent minus the variables drop names
-// and minus those fixed sets, plus fixed. Values cannot hold NUL: it is
-// removed from fixed values rather than failing the exec.
-func Env(parent []string, drop func(name string) bool, fixed map[string]string) []string {
+// Env is a script's environment: parent minus the variables drop
+// refuses (by name or by value: see internal/secretenv) and minus those
+// fixed sets, plus fixed. Values cannot hold NUL: it is removed from
+// fixed values rather than failing the exec.
+func Env(parent []string, drop func(name, value string) bool, fixed map[string]string) []string {
 	env := make([]string, 0, len(parent)+len(fixed))
 	for _, kv := range parent {
-		name, _, _ := strings.Cut(kv, "=")
+		name, value, _ := strings.Cut(kv, "=")
 		if _, ok := fixed[name]; ok {
 			continue
 		}
-		if drop != nil && drop(name) {
+		if drop != nil && drop(name, value) {
 			continue
 		}
 		env = append(env, kv)

@@ -43,7 +43,7 @@ func TestCappedKeepsHeadAndTail(t *testing.T) {
 // the environment given, the dropped variables gone.
 func TestStdinAndEnv(t *testing.T) {
 	env := Env([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "SECRET=s", "KEEP=k", "FIXED=old"},
-		func(name string) bool { return name == "SECRET" }, map[string]string{"FIXED": "new\x00"})
+		func(name, _ string) bool { return name == "SECRET" }, map[string]string{"FIXED": "new\x00"})
 	out, _, err := Run(t.Context(), Spec{Script: `cat; echo "|$SECRET|$KEEP|$FIXED|"`, Dir: t.TempDir(), Env: env, Stdin: []byte(`{"id":"x"}`), Timeout: 30 * time.Second})
 	if err != nil || out != "{\"id\":\"x\"}||k|new|\n" {
 		t.Errorf("out = %q, err = %v", out, err)
