@@ -43,8 +43,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	a.lastStatus[ev.Issue.ID] = ev.Status
 	// Into the issue's lifetime spend and the day's before anything else
 	// (spend.go, day.go): the next dispatch checks them.
-	a.countSpend(ctx, r.issue.Ref(), ev)
-	a.countDayRun(ctx, ev, r.turnsSeen)
+	a.countEnd(ctx, r.issue.Ref(), ev, r.turnsSeen)
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
 	defer a.checkOnce()
 	switch {
@@ -144,6 +143,8 @@ func (a *actor) runGone(ctx context.Context, r *running, reason string) {
 	}
 	end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
 		Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
+	// What it spent is in its stored turns (counted by onRunEvent).
+	end = a.withStoredTurns(ctx, end)
 	if err := runlog.Record(ctx, a.b, end, r.runID+"-lost"); err != nil {
 		log.Error("record lost run; asking again later", "err", err)
 		return
