@@ -155,7 +155,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		case bus.RunInterrupted:
 			// The runner's end carries what the run spent: counted as a
 			// live end is (Counted keeps it once).
-			a.countEnd(ctx, issueRef(*finished, id, cl.Identifier), *finished, 0)
+			a.countEnd(ctx, issueRef(*finished, id, cl.Identifier), *finished)
 			// Cut short by the shutdown (the runner records it so):
 			// dispatched again once, now, as after a crash.
 			a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
@@ -163,7 +163,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		case bus.RunCanceled:
 			// Canceled by reconciliation or an operator, whose reasons died
 			// with the process: the next poll decides afresh.
-			a.countEnd(ctx, issueRef(*finished, id, cl.Identifier), *finished, 0)
+			a.countEnd(ctx, issueRef(*finished, id, cl.Identifier), *finished)
 			a.release(ctx, id)
 			log.Info("claim of a canceled run released at start-up")
 		default:
@@ -186,7 +186,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	if err := runlog.Record(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
-	a.countEnd(ctx, end.Issue, end, 0)
+	a.countEnd(ctx, end.Issue, end)
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
 	log.Warn("run interrupted by a restart; dispatching again")
 }
@@ -196,22 +196,22 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 // turns, if it had any.
 func (a *actor) countGone(ctx context.Context, id string, cl bus.Claim) {
 	if end := a.storedEnd(ctx, cl.RunID); end != nil {
-		a.countEnd(ctx, issueRef(*end, id, cl.Identifier), *end, 0)
+		a.countEnd(ctx, issueRef(*end, id, cl.Identifier), *end)
 		return
 	}
 	end := a.withStoredTurns(ctx, bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(),
 		Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier}, Attempt: cl.Attempt, Status: bus.RunInterrupted})
 	if end.Turn > 0 {
-		a.countEnd(ctx, end.Issue, end, 0)
+		a.countEnd(ctx, end.Issue, end)
 	}
 }
 
 // countEnd adds a run's end to its issue's lifetime spend and to the day:
 // every end the scheduler handles, live or at recovery, goes through it
 // (once each: IssueSpend.Counted and DaySpend.Counted keep repeats out).
-func (a *actor) countEnd(ctx context.Context, iss bus.IssueRef, ev bus.RunEvent, seen int) {
+func (a *actor) countEnd(ctx context.Context, iss bus.IssueRef, ev bus.RunEvent) {
 	a.countSpend(ctx, iss, ev)
-	a.countDayRun(ctx, ev, seen)
+	a.countDayRun(ctx, ev)
 }
 
 // issueRef is the issue a stored end names, its id and identifier from

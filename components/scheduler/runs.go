@@ -32,7 +32,6 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 		if ev.Event == bus.RunTurnFinished {
 			// Into the day's spend (day.go); a turn that took the day over
 			// a daily cap stops every run in flight.
-			r.turnsSeen = max(r.turnsSeen, ev.Turn)
 			a.countDayTurn(ctx, ev)
 			a.stopAtDayCap(ctx)
 		}
@@ -43,7 +42,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	a.lastStatus[ev.Issue.ID] = ev.Status
 	// Into the issue's lifetime spend and the day's before anything else
 	// (spend.go, day.go): the next dispatch checks them.
-	a.countEnd(ctx, r.issue.Ref(), ev, r.turnsSeen)
+	a.countEnd(ctx, r.issue.Ref(), ev)
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
 	defer a.checkOnce()
 	switch {

@@ -85,9 +85,6 @@ type running struct {
 	// holdReason, set by an operator cancel, parks the issue as blocked
 	// when the run ends, so the next poll does not start it again.
 	holdReason string
-	// turnsSeen is the last turn whose turn_finished was handled live
-	// (day.go: the run's end reads back the turns after it).
-	turnsSeen int
 	// budget names the cap of a budget_exceeded cancel (the daily cap,
 	// day.go): the cancel carries it, and the park uses it when the
 	// run's end does not.
