@@ -24,6 +24,11 @@ const cancelGrace = time.Minute
 // onRunEvent follows runs; run_finished decides what comes next.
 func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	r, ok := a.running[ev.Issue.ID]
+	if !ok {
+		// The run of a dispatch whose answer never came (unanswered.go).
+		r = a.adoptByEvent(ctx, ev)
+		ok = r != nil
+	}
 	if !ok || r.runID != ev.RunID {
 		return
 	}

@@ -138,6 +138,9 @@ type actor struct {
 	// a dispatch skip deleting a retry it does not know of.
 	retriesListed bool
 	retryUnsure   map[string]bool
+	// unanswered is, by issue, the run of a dispatch whose answer never
+	// came: the runner may run it (unanswered.go).
+	unanswered map[string]string
 	// day is today's spend as last read or written (day.go); heldDay the
 	// day the last check found at a daily cap ("" when none), dayLogged
 	// the day and cap last logged; dayT fires at the zone's midnight.
@@ -204,7 +207,7 @@ func (c *Component) newActor() *actor {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
 		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
 		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}, lastStatus: map[string]bus.RunStatus{},
-		notes: newNotifier(c)}
+		notes: newNotifier(c), unanswered: map[string]string{}}
 	a.retryT = time.NewTimer(time.Hour)
 	a.retryT.Stop()
 	a.refreshT = time.NewTimer(time.Hour)
