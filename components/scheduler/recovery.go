@@ -34,8 +34,6 @@ func (a *actor) startup(ctx context.Context) {
 	} else {
 		a.log.Error("restore blocked issues", "err", err)
 	}
-	// Days that ended while the scheduler was down release their parks.
-	a.releaseEndedDays(ctx)
 	a.pruneDays(ctx)
 	retries, err := bus.All(ctx, a.b, bus.Retries)
 	if err != nil {
@@ -53,6 +51,9 @@ func (a *actor) startup(ctx context.Context) {
 	for id, cl := range claims {
 		a.recoverClaim(ctx, id, cl, live)
 	}
+	// Days that ended while the scheduler was down release their parks,
+	// those recovery made too.
+	a.releaseEndedDays(ctx)
 	a.armRetryTimer()
 }
 
