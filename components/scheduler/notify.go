@@ -164,14 +164,36 @@ func (a *actor) notify(note bus.Notification) {
 }
 
 // notifyRun notifies about a run's end that parked its issue: id
-// "<event>/<run_id>".
+// "<event>/<run_id>", or issueCapNoteID's for a per-issue cap.
 func (a *actor) notifyRun(ev bus.NotifyEvent, iss bus.Issue, end bus.RunEvent, reason string, c bus.BlockedEntry) {
 	at := end.At
 	if at.IsZero() {
 		at = time.Now().UTC()
 	}
-	a.notify(bus.Notification{ID: string(ev) + "/" + end.RunID, Event: ev, At: at, IssueID: iss.ID, Identifier: iss.Identifier,
+	id := string(ev) + "/" + end.RunID
+	if ev == bus.NotifyBudgetExceeded && isIssueCap(c.Cap) {
+		id = issueCapNoteID(iss.ID, c.Cap, end.RunID)
+	}
+	a.notify(bus.Notification{ID: id, Event: ev, At: at, IssueID: iss.ID, Identifier: iss.Identifier,
 		State: iss.State, RunID: end.RunID, Reason: reason, Cap: c.Cap, Limit: c.Limit, Day: c.Day})
+}
+
+// issueCapNoteID is the id of a budget_exceeded by a per-issue cap:
+// "budget_exceeded/<issue_id>/<cap>/<last run id>". The occurrence is the
+// issue at that cap after its last counted run, whether the run's end
+// parked it or a dispatch found it there (an operator cleared the park
+// without raising the cap): the same id, so it is delivered once.
+func issueCapNoteID(issueID, capKey, runID string) string {
+	return string(bus.NotifyBudgetExceeded) + "/" + issueID + "/" + capKey + "/" + runID
+}
+
+// isIssueCap reports whether the cap key is a per-issue cap.
+func isIssueCap(capKey string) bool {
+	switch capKey {
+	case bus.CapIssueUSD, bus.CapIssueTokens, bus.CapIssueRuns, bus.CapIssueTurns:
+		return true
+	}
+	return false
 }
 
 // notifyMaxRuns notifies about a park by agent.max_runs_per_issue: id
