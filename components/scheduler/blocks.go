@@ -21,8 +21,16 @@ func (a *actor) block(ctx context.Context, iss bus.Issue, runID, reason string) 
 // park parks the issue for reason, by the cap c names (c.Cap, c.Limit,
 // c.Day; none for a run that asked for a human or an operator's cancel):
 // a reload that raises or removes that cap releases it (recheckParks), and
-// a daily cap's park ends with its day (day.go).
+// a daily cap's park ends with its day (day.go); one naming a day that
+// has already ended is not made.
 func (a *actor) park(ctx context.Context, iss bus.Issue, runID, reason string, c bus.BlockedEntry) {
+	if c.Day != "" && c.Day < a.today() {
+		// A daily cap of a day that has ended holds nothing: a park would
+		// wait for the next midnight (a run that crossed midnight, an end
+		// followed up after a restart). The issue is left to the next poll.
+		a.issueLog(iss).Info("not parked: the daily cap that stopped the run was of a day that has ended", "run_id", runID, "day", c.Day, "cap", c.Cap)
+		return
+	}
 	a.putBlocked(ctx, bus.BlockedEntry{IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: runID, Reason: reason,
 		At: time.Now().UTC(), Cap: c.Cap, Limit: c.Limit, Day: c.Day})
 }

@@ -251,7 +251,7 @@ func TestStartupFollowsUpStoredEnds(t *testing.T) {
 func newTestActor(w *world) *actor {
 	a := &actor{c: &Component{log: slog.New(slog.DiscardHandler)}, b: w.b, log: slog.New(slog.DiscardHandler), running: map[string]*running{},
 		retries: map[string]bus.RetryEntry{}, blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
-		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}, lastStatus: map[string]bus.RunStatus{},
+		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}, lastStatus: map[string]bus.RunStatus{}, unanswered: map[string]string{},
 		cfg: &bus.ConfigSnapshot{Config: bus.Config{Agent: bus.AgentConfig{MaxRetryBackoffMS: 300000}}}}
 	a.notes = newNotifier(a.c)
 	a.retryT = time.NewTimer(time.Hour)

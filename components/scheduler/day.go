@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
@@ -19,8 +20,8 @@ import (
 // Outcomes at each run_finished, each on the day of the event's own time,
 // so an event handled again after a restart lands on the same day, where
 // DaySpend.Counted (bounded) keeps it from being added twice. A run's end
-// whose turns were not all seen live (a restart) has the missing turns
-// read back from the RUNS stream. Days older than bus.DaySpendKeepDays are
+// reads back every stored turn of the run from the RUNS stream, so a turn
+// not seen live (a restart, a lost message) still counts. Days older than bus.DaySpendKeepDays are
 // deleted at start-up and at each rollover. Every change is a
 // compare-and-set.
 //
@@ -136,17 +137,48 @@ func (a *actor) todaySpend(ctx context.Context) bus.DaySpend {
 	return sp
 }
 
-// countOnce adds id to the day's counted events, bounded: false when it
-// was counted already.
-func countOnce(sp *bus.DaySpend, id string) bool {
+// countOnce adds id to the day's counted events, bounded (trimCounted):
+// false when it was counted already.
+func (a *actor) countOnce(sp *bus.DaySpend, id string) bool {
 	if slices.Contains(sp.Counted, id) {
 		return false
 	}
-	sp.Counted = append(sp.Counted, id)
-	if n := len(sp.Counted); n > bus.MaxDayCounted {
-		sp.Counted = slices.Clone(sp.Counted[n-bus.MaxDayCounted:])
-	}
+	sp.Counted = a.trimCounted(append(sp.Counted, id))
 	return true
+}
+
+// trimCounted bounds the day's counted ids to bus.MaxDayCounted, dropping
+// the oldest ids of runs not in flight first: a run's end reads back every
+// stored turn of the run (countDayRun), so an id of a run in flight that
+// fell out would have its turn counted twice; an ended run's id matters
+// only if its end is handled again (a restart right after it). Only when
+// the runs in flight alone have more turn ids than the bound do their
+// oldest go too.
+func (a *actor) trimCounted(ids []string) []string {
+	over := len(ids) - bus.MaxDayCounted
+	if over <= 0 {
+		return ids
+	}
+	live := make(map[string]bool, len(a.running))
+	for _, r := range a.running {
+		live[r.runID] = true
+	}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		run := id
+		if i := strings.LastIndexByte(id, '/'); i >= 0 {
+			run = id[:i]
+		}
+		if over > 0 && !live[run] {
+			over--
+			continue
+		}
+		out = append(out, id)
+	}
+	if n := len(out); n > bus.MaxDayCounted {
+		out = out[n-bus.MaxDayCounted:]
+	}
+	return slices.Clone(out)
 }
 
 // countDayTurn adds a turn's usage and cost to the day of its end, once.
@@ -169,7 +201,7 @@ func (a *actor) countDayTurn(ctx context.Context, ev bus.RunEvent) {
 	}
 	id := ev.RunID + "/" + strconv.Itoa(ev.Turn)
 	_, err := a.updateDay(ctx, a.dayOf(ev.At), func(sp *bus.DaySpend) bool {
-		if !countOnce(sp, id) {
+		if !a.countOnce(sp, id) {
 			return false
 		}
 		sp.Tokens += tokens
@@ -186,21 +218,28 @@ func (a *actor) countDayTurn(ctx context.Context, ev bus.RunEvent) {
 	}
 }
 
-// countDayRun adds a run's end to the day it ended, once; turns of the run
-// not seen live (seen: the last turn counted from a live turn_finished)
-// are read back from the run's stored events first.
-func (a *actor) countDayRun(ctx context.Context, ev bus.RunEvent, seen int) {
-	if ev.Turn > seen {
+// countDayRun adds a run's end to the day it ended, once. Every stored
+// turn of the run is read back first (countDayTurn keeps each once): a
+// turn not seen live (a restart, an adopted run, a message the
+// subscription lost) counts as well, whichever turn it was. Once the end
+// is counted, the run's turn ids on that day are dropped from Counted
+// (the run's id stands for them: an end already counted reads nothing
+// back), which keeps room for the runs in flight.
+func (a *actor) countDayRun(ctx context.Context, ev bus.RunEvent) {
+	day := a.dayOf(ev.At)
+	if sp, _, err := a.readDay(ctx, day); err != nil || !slices.Contains(sp.Counted, ev.RunID) {
 		for m, err := range bus.History(ctx, a.b, bus.RunEvents, ev.RunID, string(bus.RunTurnFinished)) {
-			if err == nil && m.Data.RunID == ev.RunID && m.Data.Turn > seen {
+			if err == nil && m.Data.RunID == ev.RunID {
 				a.countDayTurn(ctx, m.Data)
 			}
 		}
 	}
-	_, err := a.updateDay(ctx, a.dayOf(ev.At), func(sp *bus.DaySpend) bool {
-		if !countOnce(sp, ev.RunID) {
+	prefix := ev.RunID + "/"
+	_, err := a.updateDay(ctx, day, func(sp *bus.DaySpend) bool {
+		if !a.countOnce(sp, ev.RunID) {
 			return false
 		}
+		sp.Counted = slices.DeleteFunc(sp.Counted, func(id string) bool { return strings.HasPrefix(id, prefix) })
 		sp.Runs++
 		if sp.Outcomes == nil {
 			sp.Outcomes = map[bus.RunStatus]int{}

@@ -185,18 +185,10 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 	_, err = bus.Ask(dctx, a.b, bus.AgentDispatch, bus.Dispatch{RunID: runID, Issue: iss, Attempt: attempt, IssueBudget: left, DayBudget: a.dayBudget(ctx)})
 	cancel()
 	if err != nil {
-		uncount()
-		unspend()
-		log.Error("dispatch failed; retrying later", "err", err, "run_id", runID)
-		next := 1
-		if attempt != nil {
-			next = *attempt + 1
-		}
-		a.queueRetry(ctx, bus.RetryEntry{IssueID: iss.ID, Identifier: iss.Identifier, Attempt: next,
-			DueAt: time.Now().Add(RetryDelay(next, a.cfg.Config.Agent.MaxRetryBackoffMS)), Error: err.Error()})
-		a.armRetryTimer()
+		a.dispatchFailed(ctx, iss, attempt, runID, err, func() { uncount(); unspend() })
 		return
 	}
+	a.answeredSince(ctx, iss)
 	now := time.Now()
 	a.running[iss.ID] = &running{runID: runID, issue: iss, attempt: attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
 	log.Info("dispatched", "run_id", runID, "attempt", attemptText(attempt))

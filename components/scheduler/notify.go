@@ -24,7 +24,8 @@ import (
 //
 // Publishing never delays the actor: a notification goes into a bounded
 // queue (notifyQueue) that a goroutine of the scheduler's own publishes
-// from; a full queue drops it, logged and counted
+// from, trying each a few times with backoff (publishTries); a full
+// queue, or a publish that keeps failing, drops it, logged and counted
 // (Component.NotificationsDropped, and KV symphony_state/notify_dropped
 // for the dashboard, written by that goroutine). What is still queued
 // when the scheduler stops is published within drainTimeout (a --once run
@@ -37,10 +38,20 @@ const notifyQueue = 256
 // scheduler stops.
 const drainTimeout = 5 * time.Second
 
+// publishTries bounds the attempts at publishing one notification;
+// publishBackoff is the first wait between two, doubled at each (the
+// message id makes a repeat harmless: the stream drops a copy).
+const (
+	publishTries   = 4
+	publishBackoff = 250 * time.Millisecond
+)
+
 // notifier publishes notifications off the actor's goroutine.
 type notifier struct {
 	c *Component
 	q chan bus.Notification
+	// pub stores one notification (bus.PublishDurable; a test's stand-in).
+	pub func(ctx context.Context, b *bus.Bus, note bus.Notification) error
 	// dropped is poked (never waiting) when the actor drops a
 	// notification: the goroutine records the count.
 	dropped chan struct{}
@@ -51,7 +62,14 @@ type notifier struct {
 }
 
 func newNotifier(c *Component) *notifier {
-	return &notifier{c: c, q: make(chan bus.Notification, notifyQueue), dropped: make(chan struct{}, 1)}
+	return &notifier{c: c, q: make(chan bus.Notification, notifyQueue), dropped: make(chan struct{}, 1), pub: publishNote}
+}
+
+// publishNote stores one notification in the NOTIFY stream, its id as the
+// message id.
+func publishNote(ctx context.Context, b *bus.Bus, note bus.Notification) error {
+	_, err := bus.PublishDurable(ctx, b, bus.Notifications, note, note.ID, string(note.Event))
+	return err
 }
 
 // NotificationsDropped counts the notifications the scheduler dropped
@@ -73,7 +91,14 @@ func (n *notifier) start(ctx context.Context, b *bus.Bus) (stop func()) {
 					n.drain(ctx, b, &note)
 					return
 				}
-				n.publish(ctx, b, note)
+				if err := n.try(ctx, b, note); err != nil {
+					if ctx.Err() != nil {
+						// Stopped while trying: the drain tries again.
+						n.drain(ctx, b, &note)
+						return
+					}
+					n.failed(ctx, b, note, err)
+				}
 			case <-n.dropped:
 				n.recordDrops(ctx, b)
 			}
@@ -113,16 +138,46 @@ func (n *notifier) drain(ctx context.Context, b *bus.Bus, first *bus.Notificatio
 	}
 }
 
-// publish stores one notification in the NOTIFY stream, its id as the
-// message id.
+// publish stores one notification (try), a failure dropped, logged and
+// counted.
 func (n *notifier) publish(ctx context.Context, b *bus.Bus, note bus.Notification) {
-	pctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	if _, err := bus.PublishDurable(pctx, b, bus.Notifications, note, note.ID, string(note.Event)); err != nil {
-		n.c.dropped.Add(1)
-		n.c.log.Error("notification not published", "err", err, "id", note.ID, "event", note.Event, "issue_id", note.IssueID, "run_id", note.RunID)
-		n.recordDrops(ctx, b)
+	if err := n.try(ctx, b, note); err != nil {
+		n.failed(ctx, b, note, err)
 	}
+}
+
+// try stores one notification in the NOTIFY stream, its id as the
+// message id, up to publishTries times with a doubling backoff (a
+// NATS hiccup, a stream briefly unavailable), while ctx lasts. Each
+// attempt is bounded by requestTimeout; the queue meanwhile fills and,
+// full, drops (counted), so a publish that keeps failing delays only the
+// notifications, never the scheduler.
+func (n *notifier) try(ctx context.Context, b *bus.Bus, note bus.Notification) error {
+	wait := publishBackoff
+	for try := 1; ; try++ {
+		pctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := n.pub(pctx, b, note)
+		cancel()
+		if err == nil || try == publishTries || ctx.Err() != nil {
+			return err
+		}
+		n.c.log.Warn("notification not published; trying again", "err", err, "id", note.ID, "event", note.Event, "try", try, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		wait *= 2
+	}
+}
+
+// failed drops a notification that could not be published: logged and
+// counted.
+func (n *notifier) failed(ctx context.Context, b *bus.Bus, note bus.Notification, err error) {
+	n.c.dropped.Add(1)
+	n.c.log.Error("notification not published", "err", err, "id", note.ID, "event", note.Event, "issue_id", note.IssueID, "run_id", note.RunID)
+	n.recordDrops(ctx, b)
 }
 
 // recordDrops writes the count of dropped notifications to KV
@@ -164,14 +219,36 @@ func (a *actor) notify(note bus.Notification) {
 }
 
 // notifyRun notifies about a run's end that parked its issue: id
-// "<event>/<run_id>".
+// "<event>/<run_id>", or issueCapNoteID's for a per-issue cap.
 func (a *actor) notifyRun(ev bus.NotifyEvent, iss bus.Issue, end bus.RunEvent, reason string, c bus.BlockedEntry) {
 	at := end.At
 	if at.IsZero() {
 		at = time.Now().UTC()
 	}
-	a.notify(bus.Notification{ID: string(ev) + "/" + end.RunID, Event: ev, At: at, IssueID: iss.ID, Identifier: iss.Identifier,
+	id := string(ev) + "/" + end.RunID
+	if ev == bus.NotifyBudgetExceeded && isIssueCap(c.Cap) {
+		id = issueCapNoteID(iss.ID, c.Cap, end.RunID)
+	}
+	a.notify(bus.Notification{ID: id, Event: ev, At: at, IssueID: iss.ID, Identifier: iss.Identifier,
 		State: iss.State, RunID: end.RunID, Reason: reason, Cap: c.Cap, Limit: c.Limit, Day: c.Day})
+}
+
+// issueCapNoteID is the id of a budget_exceeded by a per-issue cap:
+// "budget_exceeded/<issue_id>/<cap>/<last run id>". The occurrence is the
+// issue at that cap after its last counted run, whether the run's end
+// parked it or a dispatch found it there (an operator cleared the park
+// without raising the cap): the same id, so it is delivered once.
+func issueCapNoteID(issueID, capKey, runID string) string {
+	return string(bus.NotifyBudgetExceeded) + "/" + issueID + "/" + capKey + "/" + runID
+}
+
+// isIssueCap reports whether the cap key is a per-issue cap.
+func isIssueCap(capKey string) bool {
+	switch capKey {
+	case bus.CapIssueUSD, bus.CapIssueTokens, bus.CapIssueRuns, bus.CapIssueTurns:
+		return true
+	}
+	return false
 }
 
 // notifyMaxRuns notifies about a park by agent.max_runs_per_issue: id

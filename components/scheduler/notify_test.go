@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"testing/synctest"
@@ -168,6 +169,41 @@ func TestDroppedNotificationsRecorded(t *testing.T) {
 		stop()
 		if notes := storedNotes(t, w.b, bus.NotifyRunBlocked); len(notes) != notifyQueue {
 			t.Errorf("%d stored, want the %d queued", len(notes), notifyQueue)
+		}
+	})
+}
+
+// TestNotificationPublishRetried: a publish that fails (a NATS hiccup) is
+// tried again with backoff: the notification is stored once, not dropped;
+// one that keeps failing is dropped after publishTries, counted.
+func TestNotificationPublishRetried(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir())
+		a := newTestActor(w)
+		tries := map[string]int{}
+		a.notes.pub = func(ctx context.Context, b *bus.Bus, note bus.Notification) error {
+			tries[note.ID]++
+			if note.ID == "run_blocked/never" || tries[note.ID] < 3 {
+				return errors.New("nats: timeout")
+			}
+			return publishNote(ctx, b, note)
+		}
+		a.notify(bus.Notification{ID: "run_blocked/flaky", Event: bus.NotifyRunBlocked, RunID: "flaky"})
+		a.notify(bus.Notification{ID: "run_blocked/never", Event: bus.NotifyRunBlocked, RunID: "never"})
+		ctx, cancel := context.WithCancel(t.Context())
+		stop := a.notes.start(ctx, w.b)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		cancel()
+		stop()
+		if notes := storedNotes(t, w.b, bus.NotifyRunBlocked); len(notes) != 1 || notes[0].ID != "run_blocked/flaky" {
+			t.Errorf("stored %+v, want the flaky one, once", notes)
+		}
+		if tries["run_blocked/flaky"] != 3 || tries["run_blocked/never"] != publishTries {
+			t.Errorf("tries %v: want 3 for the flaky one, %d for the failing one", tries, publishTries)
+		}
+		if got := a.c.NotificationsDropped(); got != 1 {
+			t.Errorf("%d dropped, want the one that kept failing", got)
 		}
 	})
 }

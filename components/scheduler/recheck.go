@@ -14,10 +14,12 @@ import (
 // day is released anyway), for a per-run cap and agent.max_runs_per_issue
 // above the value that parked it. Released issues are dispatched at the
 // next tick. A park without a cap (a run that asked for a human, an
-// operator's cancel) is left alone.
+// operator's cancel) is left alone. A daily cap lowered to or below
+// today's spend stops every run in flight (stopAtDayCap).
 
 // recheckParks releases the parks the current configuration no longer
-// holds, and re-checks the daily caps (a raised one resumes dispatch).
+// holds, and re-checks the daily caps (a raised one resumes dispatch, a
+// lowered one already reached stops the runs in flight).
 func (a *actor) recheckParks(ctx context.Context) {
 	released := 0
 	for id, bl := range a.blocked {
@@ -31,7 +33,11 @@ func (a *actor) recheckParks(ctx context.Context) {
 	}
 	wasHeld := a.heldToday()
 	held := a.dayHeld(ctx)
-	if !held {
+	if held {
+		// A lowered cap today's spend has already reached stops the runs
+		// in flight now, as a turn taking the day over it would.
+		a.stopAtDayCap(ctx)
+	} else {
 		a.armRetryTimer()
 	}
 	if released > 0 || wasHeld && !held {

@@ -139,3 +139,31 @@ func TestResetSpend(t *testing.T) {
 		}
 	})
 }
+
+// TestReloadLoweringDayCapStopsRunsInFlight: a reload that lowers the
+// daily cap below today's spend stops every run in flight at once (the
+// cancel path, budget_exceeded, parked with the day), as a turn that took
+// the day over the cap would: none runs on until its next turn's end.
+func TestReloadLoweringDayCapStopsRunsInFlight(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		w := newBubbleWorld(t, t.TempDir(), iss("A-1", 1, "", "Todo"), iss("B-1", 2, "", "Todo"))
+		w.configure(func(c *bus.Config) {
+			c.Budget.PerDay = bus.DayBudget{BudgetCaps: bus.BudgetCaps{USD: 10}}
+		})
+		w.pollUntil("two runs", func() bool { return len(w.dispatches) == 2 })
+		w.mu.Lock()
+		a, _ := w.dispatchOf("A-1")
+		w.mu.Unlock()
+		w.turnFinished(a, 1, 100, 5)
+		w.eventually("turn counted", func() bool { return storedDay(t, w.b, "2000-01-01").USD == 5 })
+		w.reconfigure(func(c *bus.Config) { c.Budget.PerDay.USD = 1 })
+		w.eventually("both runs stopped", func() bool { return len(w.cancels) >= 2 })
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, c := range w.cancels {
+			if c.Status != bus.RunBudgetExceeded || c.BudgetCap != bus.CapDayUSD || c.BudgetDay != "2000-01-01" {
+				t.Errorf("cancel %+v: want budget_exceeded naming budget.per_day.usd and the day", c)
+			}
+		}
+	})
+}

@@ -23,7 +23,9 @@ import (
 // processes of every other claim's run are killed, then its stored retry
 // (if any) takes its course; else a stored end of the run gets the
 // follow-up a live end would have had (see interrupted), and a run with
-// none is recorded as interrupted and dispatched again once.
+// none is recorded as interrupted and dispatched again once. Every run
+// followed up so is counted into its issue's lifetime spend and the day
+// (countEnd): its stored end, else the sum of its stored turns.
 func (a *actor) startup(ctx context.Context) {
 	a.sweep(ctx)
 	a.restorePause(ctx)
@@ -32,8 +34,6 @@ func (a *actor) startup(ctx context.Context) {
 	} else {
 		a.log.Error("restore blocked issues", "err", err)
 	}
-	// Days that ended while the scheduler was down release their parks.
-	a.releaseEndedDays(ctx)
 	a.pruneDays(ctx)
 	retries, err := bus.All(ctx, a.b, bus.Retries)
 	if err != nil {
@@ -51,6 +51,9 @@ func (a *actor) startup(ctx context.Context) {
 	for id, cl := range claims {
 		a.recoverClaim(ctx, id, cl, live)
 	}
+	// Days that ended while the scheduler was down release their parks,
+	// those recovery made too.
+	a.releaseEndedDays(ctx)
 	a.armRetryTimer()
 }
 
@@ -125,7 +128,11 @@ func (a *actor) recoverClaim(ctx context.Context, id string, cl bus.Claim, live 
 		return
 	}
 	if queued {
-		return // the stored retry dispatches it again
+		// The stored retry dispatches it again; what the run spent (a
+		// dispatch that timed out after the runner had taken it) still
+		// counts.
+		a.countGone(ctx, id, cl)
+		return
 	}
 	a.interrupted(ctx, id, cl)
 }
@@ -147,6 +154,9 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		}
 		switch finished.Status {
 		case bus.RunInterrupted:
+			// The runner's end carries what the run spent: counted as a
+			// live end is (Counted keeps it once).
+			a.countEnd(ctx, issueRef(*finished, id, cl.Identifier), *finished)
 			// Cut short by the shutdown (the runner records it so):
 			// dispatched again once, now, as after a crash.
 			a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
@@ -154,6 +164,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 		case bus.RunCanceled:
 			// Canceled by reconciliation or an operator, whose reasons died
 			// with the process: the next poll decides afresh.
+			a.countEnd(ctx, issueRef(*finished, id, cl.Identifier), *finished)
 			a.release(ctx, id)
 			log.Info("claim of a canceled run released at start-up")
 		default:
@@ -170,11 +181,97 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	}
 	end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
 		Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
+	// What the run spent is in its stored turns: the invented end carries
+	// their sum, into the summary and the counts.
+	end = a.withStoredTurns(ctx, end)
 	if err := runlog.Record(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
+	a.countEnd(ctx, end.Issue, end)
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
 	log.Warn("run interrupted by a restart; dispatching again")
+}
+
+// countGone counts what the claim's gone run spent without following it
+// up (its stored retry does): its stored end, else the sum of its stored
+// turns, if it had any.
+func (a *actor) countGone(ctx context.Context, id string, cl bus.Claim) {
+	if end := a.storedEnd(ctx, cl.RunID); end != nil {
+		a.countEnd(ctx, issueRef(*end, id, cl.Identifier), *end)
+		return
+	}
+	end := a.withStoredTurns(ctx, bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(),
+		Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier}, Attempt: cl.Attempt, Status: bus.RunInterrupted})
+	if end.Turn > 0 {
+		a.countEnd(ctx, end.Issue, end)
+	}
+}
+
+// countEnd adds a run's end to its issue's lifetime spend and to the day:
+// every end the scheduler handles, live or at recovery, goes through it
+// (once each: IssueSpend.Counted and DaySpend.Counted keep repeats out).
+func (a *actor) countEnd(ctx context.Context, iss bus.IssueRef, ev bus.RunEvent) {
+	a.countSpend(ctx, iss, ev)
+	a.countDayRun(ctx, ev)
+}
+
+// issueRef is the issue a stored end names, its id and identifier from
+// the claim when the end lacks them.
+func issueRef(ev bus.RunEvent, id, identifier string) bus.IssueRef {
+	ref := ev.Issue
+	ref.ID = id
+	if ref.Identifier == "" {
+		ref.Identifier = identifier
+	}
+	return ref
+}
+
+// withStoredTurns is end carrying the sum of the run's stored
+// turn_finished events (usage, cost, the last turn): what a run whose own
+// end was never stored (kill -9, lost by the agent runner) spent as far
+// as it was reported. A turn stored twice is summed once.
+func (a *actor) withStoredTurns(ctx context.Context, end bus.RunEvent) bus.RunEvent {
+	var usage bus.Usage
+	var usd, cost float64
+	priced, costed, n := false, true, 0
+	seen := map[int]bool{}
+	for m, err := range bus.History(ctx, a.b, bus.RunEvents, end.RunID, string(bus.RunTurnFinished)) {
+		if err != nil || m.Data.RunID != end.RunID || seen[m.Data.Turn] {
+			continue
+		}
+		t := m.Data
+		seen[t.Turn] = true
+		n++
+		end.Turn = max(end.Turn, t.Turn)
+		if end.Agent == "" {
+			end.Agent = t.Agent
+		}
+		if t.Usage != nil {
+			usage = usage.Add(*t.Usage)
+		}
+		switch {
+		case t.BudgetUSD != nil:
+			usd, priced = usd+*t.BudgetUSD, true
+		case t.CostUSD != nil:
+			usd, priced = usd+*t.CostUSD, true
+		}
+		if t.CostUSD != nil {
+			cost += *t.CostUSD
+		} else {
+			costed = false
+		}
+	}
+	if n == 0 {
+		return end
+	}
+	end.Usage = &usage
+	if priced {
+		end.BudgetUSD = &usd
+	}
+	if costed {
+		end.CostUSD = &cost
+	}
+	return end
 }
 
 // issueOf is the issue a stored run event names, as far as it says. Its

@@ -24,6 +24,11 @@ const cancelGrace = time.Minute
 // onRunEvent follows runs; run_finished decides what comes next.
 func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	r, ok := a.running[ev.Issue.ID]
+	if !ok {
+		// The run of a dispatch whose answer never came (unanswered.go).
+		r = a.adoptByEvent(ctx, ev)
+		ok = r != nil
+	}
 	if !ok || r.runID != ev.RunID {
 		return
 	}
@@ -32,7 +37,6 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 		if ev.Event == bus.RunTurnFinished {
 			// Into the day's spend (day.go); a turn that took the day over
 			// a daily cap stops every run in flight.
-			r.turnsSeen = max(r.turnsSeen, ev.Turn)
 			a.countDayTurn(ctx, ev)
 			a.stopAtDayCap(ctx)
 		}
@@ -43,8 +47,7 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	a.lastStatus[ev.Issue.ID] = ev.Status
 	// Into the issue's lifetime spend and the day's before anything else
 	// (spend.go, day.go): the next dispatch checks them.
-	a.countSpend(ctx, r.issue.Ref(), ev)
-	a.countDayRun(ctx, ev, r.turnsSeen)
+	a.countEnd(ctx, r.issue.Ref(), ev)
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
 	defer a.checkOnce()
 	switch {
@@ -144,6 +147,8 @@ func (a *actor) runGone(ctx context.Context, r *running, reason string) {
 	}
 	end := bus.RunEvent{RunID: r.runID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: r.issue.Ref(), Attempt: r.attempt,
 		Status: bus.RunInterrupted, Error: "the agent runner no longer has this run (" + reason + ")"}
+	// What it spent is in its stored turns (counted by onRunEvent).
+	end = a.withStoredTurns(ctx, end)
 	if err := runlog.Record(ctx, a.b, end, r.runID+"-lost"); err != nil {
 		log.Error("record lost run; asking again later", "err", err)
 		return

@@ -85,9 +85,6 @@ type running struct {
 	// holdReason, set by an operator cancel, parks the issue as blocked
 	// when the run ends, so the next poll does not start it again.
 	holdReason string
-	// turnsSeen is the last turn whose turn_finished was handled live
-	// (day.go: the run's end reads back the turns after it).
-	turnsSeen int
 	// budget names the cap of a budget_exceeded cancel (the daily cap,
 	// day.go): the cancel carries it, and the park uses it when the
 	// run's end does not.
@@ -141,6 +138,9 @@ type actor struct {
 	// a dispatch skip deleting a retry it does not know of.
 	retriesListed bool
 	retryUnsure   map[string]bool
+	// unanswered is, by issue, the run of a dispatch whose answer never
+	// came: the runner may run it (unanswered.go).
+	unanswered map[string]string
 	// day is today's spend as last read or written (day.go); heldDay the
 	// day the last check found at a daily cap ("" when none), dayLogged
 	// the day and cap last logged; dayT fires at the zone's midnight.
@@ -207,7 +207,7 @@ func (c *Component) newActor() *actor {
 	a := &actor{c: c, b: c.opts.Bus, log: c.log, running: map[string]*running{}, retries: map[string]bus.RetryEntry{},
 		blocked: map[string]bus.BlockedEntry{}, lastEnd: map[string]time.Time{}, retryUnsure: map[string]bool{},
 		async: newAsyncs(), removes: newRemovals(), firing: map[string]bool{}, lastStatus: map[string]bus.RunStatus{},
-		notes: newNotifier(c)}
+		notes: newNotifier(c), unanswered: map[string]string{}}
 	a.retryT = time.NewTimer(time.Hour)
 	a.retryT.Stop()
 	a.refreshT = time.NewTimer(time.Hour)

@@ -65,6 +65,13 @@ type world struct {
 	// makes a run's kill fail.
 	kills    []killCall
 	killErrs map[string]error
+	// slowDispatch, when set, is how long the runner stand-in takes to
+	// answer a dispatch it has taken (a runner that answers after the
+	// scheduler's ask timed out, and runs the run anyway);
+	// oneRunPerIssue makes it refuse a dispatch of an issue with a live
+	// run (CodeAlreadyRunning), as the real runner does.
+	slowDispatch   func(d bus.Dispatch) time.Duration
+	oneRunPerIssue bool
 	// once is the scheduler's Done channel (closed in Once mode when done).
 	once <-chan struct{}
 	stop func()
@@ -199,18 +206,32 @@ func (w *world) serveWorkspace(ctx context.Context) {
 // serveRunner stands in for the agent runner until ctx ends: dispatches
 // end as outcome says, a cancel ends its run unless lostEnds.
 func (w *world) serveRunner(ctx context.Context) {
-	serve(w.t, ctx, w.b, bus.AgentDispatch, func(d bus.Dispatch) bus.DispatchAccepted {
+	if _, err := bus.ServeN(ctx, w.b, bus.AgentDispatch, 8, func(_ context.Context, _ string, d bus.Dispatch) (bus.DispatchAccepted, error) {
 		w.mu.Lock()
+		if w.oneRunPerIssue {
+			for _, l := range w.live {
+				if l.Issue.ID == d.Issue.ID {
+					w.mu.Unlock()
+					return bus.DispatchAccepted{}, bus.WithCode(bus.CodeAlreadyRunning, errors.New("issue "+d.Issue.Identifier+" already has run "+l.RunID))
+				}
+			}
+		}
 		w.dispatches = append(w.dispatches, d)
 		w.trace = append(w.trace, "dispatch "+d.Issue.Identifier)
 		w.live[d.RunID] = d
 		status := w.outcome(d)
+		slow := w.slowDispatch
 		w.mu.Unlock()
 		if status != "" {
 			go w.finish(d, status)
 		}
-		return bus.DispatchAccepted{RunID: d.RunID}
-	})
+		if slow != nil {
+			time.Sleep(slow(d))
+		}
+		return bus.DispatchAccepted{RunID: d.RunID}, nil
+	}); err != nil {
+		w.t.Fatal(err)
+	}
 	serve(w.t, ctx, w.b, bus.AgentCancel, func(req bus.CancelRun) bus.CancelResult {
 		w.mu.Lock()
 		d, ok := w.live[req.RunID]

@@ -185,7 +185,7 @@ func (a *actor) countIssueRun(ctx context.Context, iss bus.Issue, runID string) 
 		a.park(ctx, iss, last, reason, bus.BlockedEntry{Cap: hit.cap, Limit: hit.limit})
 		// The occurrence is the issue at this cap after its last counted
 		// run: parked again with nothing spent since, it is the same one.
-		a.notify(bus.Notification{ID: string(bus.NotifyBudgetExceeded) + "/" + iss.ID + "/" + hit.cap + "/" + last, Event: bus.NotifyBudgetExceeded,
+		a.notify(bus.Notification{ID: issueCapNoteID(iss.ID, hit.cap, last), Event: bus.NotifyBudgetExceeded,
 			At: time.Now().UTC(), IssueID: iss.ID, Identifier: iss.Identifier, State: iss.State, RunID: last, Reason: reason,
 			Cap: hit.cap, Limit: hit.limit, Spent: hit.spent})
 		a.issueLog(iss).Warn("issue parked: it reached a budget.per_issue cap; waiting for an operator (raise the cap) or a state change", "reason", hit.why)
