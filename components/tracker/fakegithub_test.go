@@ -334,3 +334,11 @@ func newTestGitHub(t testing.TB, f *fakeGitHub, mod func(*bus.TrackerConfig), lo
 	}
 	return g
 }
+
+// setFault sets (nil: clears) the fault under the lock: a request still
+// being served from an earlier step reads it.
+func (f *fakeGitHub) setFault(fault func(w http.ResponseWriter, r *http.Request, n int) bool) {
+	f.mu.Lock()
+	f.fault = fault
+	f.mu.Unlock()
+}

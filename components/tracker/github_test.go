@@ -348,14 +348,14 @@ func TestGitHubRateLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeGitHub(t)
 			f.set(ghIssueJSON(1, "open"))
-			f.fault = tc.fault
+			f.setFault(tc.fault)
 			g := newTestGitHub(t, f, nil, nil)
 			g.now = func() time.Time { return now }
 			_, _, err := g.Candidates(t.Context(), []string{"open"})
 			if tc.ok != (err == nil) {
 				t.Fatalf("first listing: %v", err)
 			}
-			f.fault = nil
+			f.setFault(nil)
 			sent := len(f.requests())
 			_, _, err = g.Candidates(t.Context(), []string{"open"})
 			class, wait := classOf(err)
@@ -461,7 +461,7 @@ func TestGitHubFaults(t *testing.T) {
 				all = append(all, ghIssueJSON(n, "open"))
 			}
 			f.set(all...)
-			f.fault = tc.fault
+			f.setFault(tc.fault)
 			logs := &logBuf{}
 			g := newTestGitHub(t, f, nil, logs)
 			if tc.name == "timeout" {
@@ -495,13 +495,13 @@ func TestGitHubFaults(t *testing.T) {
 	// A transferred issue (301) is gone; a repository the token cannot
 	// read (every issue 404 and the repository too) is an error, not
 	// every issue gone.
-	f.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+	f.setFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
 		if strings.HasSuffix(r.URL.Path, "/issues/1") {
 			http.Redirect(w, r, "/repos/acme/elsewhere/issues/4", http.StatusMovedPermanently)
 			return true
 		}
 		return false
-	}
+	})
 	if got, err := g.Refresh(t.Context(), []string{"1", "404"}); err != nil || len(got) != 0 {
 		t.Fatalf("refresh of a moved and a missing issue: %v %v", got, err)
 	}
@@ -525,11 +525,11 @@ func TestGitHubFaults(t *testing.T) {
 func TestGitHubRateLimitIsShared(t *testing.T) {
 	f := newFakeGitHub(t)
 	f.set(ghIssueJSON(1, "open"))
-	f.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+	f.setFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
 		w.Header().Set("Retry-After", "600")
 		http.Error(w, `{"message":"You have exceeded a secondary rate limit"}`, 403)
 		return true
-	}
+	})
 	h := startTracker(t, map[string]string{"GITHUB_TOKEN": testGitHubToken})
 	tc := bus.TrackerConfig{Kind: bus.TrackerGitHub, ActiveStates: []string{"open"}, TerminalStates: []string{"closed"},
 		Provider: bus.TrackerProvider{Repo: "acme/app", Endpoint: f.url(), APIKey: bus.NewSecret("GITHUB_TOKEN", "")}}
@@ -643,7 +643,7 @@ func TestGitHubProjectStates(t *testing.T) {
 		t.Fatalf("missing board: %v", err)
 	}
 	// A GraphQL rate limit holds the REST requests too.
-	f.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+	f.setFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
 		if r.URL.Path != "/graphql" {
 			return false
 		}
@@ -651,7 +651,7 @@ func TestGitHubProjectStates(t *testing.T) {
 		w.Header().Set("X-Ratelimit-Reset", fmt.Sprint(time.Now().Add(time.Hour).Unix()))
 		fmt.Fprint(w, `{"errors":[{"type":"RATE_LIMITED","message":"API rate limit exceeded"}]}`)
 		return true
-	}
+	})
 	if _, _, err := g.Candidates(t.Context(), []string{"Todo"}); !classIs(err, bus.TrackerRateLimited) {
 		t.Fatalf("GraphQL rate limit: %v", err)
 	}
@@ -686,7 +686,7 @@ func TestGitHubSecondaryLimitBacksOff(t *testing.T) {
 		http.Error(w, `{"message":"You have exceeded a secondary rate limit."}`, 403)
 		return true
 	}
-	f.fault = limited
+	f.setFault(limited)
 	g := newTestGitHub(t, f, nil, nil)
 	g.now = func() time.Time { return now }
 	expect := func(want time.Duration) {
@@ -700,10 +700,10 @@ func TestGitHubSecondaryLimitBacksOff(t *testing.T) {
 	expect(time.Minute)
 	expect(2 * time.Minute)
 	expect(4 * time.Minute)
-	f.fault = nil // one answer gets through
+	f.setFault(nil) // one answer gets through
 	if _, _, err := g.Candidates(t.Context(), []string{"open"}); err != nil {
 		t.Fatal(err)
 	}
-	f.fault = limited
+	f.setFault(limited)
 	expect(time.Minute)
 }

@@ -218,7 +218,7 @@ func TestGitHubAPIScrubsEscapedToken(t *testing.T) {
 	}
 	split := tok[:10] + fmt.Sprintf("\\u%04x", tok[10]) + tok[11:]
 	f := newFakeGitHub(t)
-	f.fault = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+	f.setFault(func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		w.Header().Set("X-Ratelimit-Echo", r.Header.Get("Authorization"))
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Path == "/repos/acme/app/issues/7/comments" {
@@ -226,7 +226,7 @@ func TestGitHubAPIScrubsEscapedToken(t *testing.T) {
 		}
 		fmt.Fprintf(w, `{"escaped":"%s","split":"%s","list":["a %s b"],"<&>":1}`, esc.String(), split, esc.String())
 		return true
-	}
+	})
 	g := newTestGitHub(t, f, nil, nil)
 	for _, args := range []map[string]any{
 		{"method": "GET", "path": "/repos/acme/app"},
@@ -380,14 +380,14 @@ func TestGitHubAPIFailuresAreResults(t *testing.T) {
 	f := newFakeGitHub(t)
 	f.set(ghIssueJSON(7, "open"))
 	status := http.StatusUnprocessableEntity
-	f.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+	f.setFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
 		if status == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "120")
 		}
 		w.WriteHeader(status)
 		fmt.Fprintf(w, `{"message":"Validation Failed","documentation_url":"x","echo":"%s"}`, testGitHubToken)
 		return true
-	}
+	})
 	g := newTestGitHub(t, f, nil, nil)
 	args := map[string]any{"method": "PATCH", "path": "/repos/acme/app/issues/7", "body": map[string]any{"state": "nope"}}
 	res := callGitHub(t, g, args)
