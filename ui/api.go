@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,46 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// refTimeRe matches a JSON string value that is an RFC 3339 time as
+// time.Time marshals it: the opening quote is not escaped (so never text
+// inside another string), the fraction and a numeric offset optional.
+var refTimeRe = regexp.MustCompile(`([^\\])"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2}))"`)
+
+// refTimes rewrites every time in an encoded reference-shaped answer to
+// whole seconds in UTC with a Z, as the reference writes its times (it
+// truncates; jq's fromdateiso8601 refuses fractions). It works on the
+// encoding rather than on each field so the times inside embedded bus
+// types (a run summary's started, an issue's created_at, a block's at) are
+// covered as well as the named ones. A time is truncated, never rounded.
+func refTimes(b []byte) []byte {
+	return refTimeRe.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := refTimeRe.FindSubmatch(m)
+		t, err := time.Parse(time.RFC3339Nano, string(sub[2]))
+		if err != nil {
+			return m
+		}
+		out := append([]byte{}, sub[1]...)
+		return append(append(append(out, '"'), t.UTC().Truncate(time.Second).Format(time.RFC3339)...), '"')
+	})
+}
+
+// writeRefJSON is writeJSON for the reference-shaped answers (state, an
+// issue, refresh): their times in whole seconds (refTimes). Symphony's own
+// endpoints (/api/v1/runs…) keep full precision.
+func writeRefJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		writeJSON(w, http.StatusInternalServerError, apiError{apiErrorBody{Code: "internal_error", Message: "encode: " + err.Error()}})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(refTimes(buf.Bytes()))
 }
 
 // only wraps an API handler so other methods get a JSON 405.
@@ -320,7 +361,7 @@ func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 		out.PollError = &apiTrackerErr{p.Class, p.Message, p.At, p.RetryAfterMS}
 	}
 	out.Budget = budgetOf(v)
-	writeJSON(w, http.StatusOK, out)
+	writeRefJSON(w, http.StatusOK, out)
 }
 
 // rateLimitsOf is rate_limits: null, or an object holding codex's latest
@@ -524,7 +565,7 @@ func (s *Server) answerIssue(w http.ResponseWriter, r *http.Request, held bool) 
 		out.RecentEvents = s.recentEvents(r.Context(), iv.Runs[0].RunID)
 	}
 	out.Spend = issueSpendOf(iv.Spend)
-	writeJSON(w, http.StatusOK, out)
+	writeRefJSON(w, http.StatusOK, out)
 }
 
 // workspaceOf is the issue's workspace path: as its latest run recorded it,
@@ -614,7 +655,7 @@ func (s *Server) apiRefresh(w http.ResponseWriter, r *http.Request) {
 		s.controlError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, apiRefresh{Queued: true, Coalesced: res.Coalesced, RequestedAt: at, Operations: []string{"poll", "reconcile"}})
+	writeRefJSON(w, http.StatusAccepted, apiRefresh{Queued: true, Coalesced: res.Coalesced, RequestedAt: at, Operations: []string{"poll", "reconcile"}})
 }
 
 // checkControlBody reads a control request's body, at most maxControlBody

@@ -123,3 +123,43 @@ func FuzzRateLimits(f *testing.F) {
 		}
 	})
 }
+
+// TestReferenceTimesWholeSeconds: the reference-shaped answers carry every
+// time in whole UTC seconds with a Z, truncated — the named fields and the
+// embedded ones alike — while text that merely contains a time is left
+// alone, and /api/v1/runs (writeJSON) keeps its precision.
+func TestReferenceTimesWholeSeconds(t *testing.T) {
+	at := time.Date(2026, 12, 8, 3, 4, 5, 999_999_999, time.FixedZone("X", 3600))
+	type inner struct {
+		At *time.Time `json:"at"`
+	}
+	v := struct {
+		GeneratedAt time.Time `json:"generated_at"`
+		Started     string    `json:"started"`
+		Message     string    `json:"message"`
+		Nested      []inner   `json:"nested"`
+	}{at, at.UTC().Format(time.RFC3339Nano), `said "2026-12-08T02:04:05.5Z" then`, []inner{{&at}}}
+	w := httptest.NewRecorder()
+	writeRefJSON(w, http.StatusOK, v)
+	var got map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err, w.Body.String())
+	}
+	if got["generated_at"] != "2026-12-08T02:04:05Z" || got["started"] != "2026-12-08T02:04:05Z" {
+		t.Errorf("times not whole UTC seconds: %s", w.Body.String())
+	}
+	if n := got["nested"].([]any)[0].(map[string]any)["at"]; n != "2026-12-08T02:04:05Z" {
+		t.Errorf("nested at = %v", n)
+	}
+	if got["message"] != `said "2026-12-08T02:04:05.5Z" then` {
+		t.Errorf("text inside a string was rewritten: %v", got["message"])
+	}
+	if _, err := time.Parse(time.RFC3339, got["generated_at"].(string)); err != nil {
+		t.Error(err)
+	}
+	w = httptest.NewRecorder()
+	writeJSON(w, http.StatusOK, v)
+	if !strings.Contains(w.Body.String(), ".999999999") {
+		t.Errorf("writeJSON lost precision: %s", w.Body.String())
+	}
+}

@@ -299,7 +299,7 @@ func TestAPIState(t *testing.T) {
 	if st.GeneratedAt.IsZero() || len(st.Running) != 1 || st.Running[0].IssueIdentifier != "ABC-2" || st.Running[0].State != "In Progress" || st.Running[0].TurnCount != 1 {
 		t.Fatalf("running = %+v", st.Running)
 	}
-	if len(st.Retrying) != 1 || st.Retrying[0].Attempt != 2 || !st.Retrying[0].DueAt.Equal(due) || st.Retrying[0].Error == nil {
+	if len(st.Retrying) != 1 || st.Retrying[0].Attempt != 2 || !st.Retrying[0].DueAt.Equal(due.Truncate(time.Second)) || st.Retrying[0].Error == nil {
 		t.Fatalf("retrying = %+v", st.Retrying)
 	}
 	if st.CodexTotals.InputTokens != 100 || st.CodexTotals.TotalTokens != 150 || st.CodexTotals.SecondsRunning <= 0 {
