@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -87,7 +88,11 @@ type RunCmd struct {
 	// service unit starts this one unchanged, and changes nothing: the
 	// agents' sandbox and approval settings come from WORKFLOW.md.
 	Guardrails bool `name:"i-understand-that-this-will-be-running-without-the-usual-guardrails" help:"Accepted for compatibility with the reference implementation's command line; changes nothing (the agents' sandbox and approvals come from WORKFLOW.md)."`
-	MaxProcs   *int `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
+	// reference is set (by run, not kong) when no subcommand was named:
+	// the reference's command line, whose dashboard starts only when a
+	// port is given (--port or server.port).
+	reference bool
+	MaxProcs  *int `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
 	Dashboard
 }
 
@@ -209,7 +214,14 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	defer closeBus(log, "dashboard bus shutdown", dashBus)
 	printStart(e.stdout, set.wf, b)
 
-	comps, sch, err := c.newComponents(set.wf.Path, b, log, c.dashboardOptions(e, set, b, dashBus, log, started))
+	var dash *ui.Options
+	if set.serve {
+		opts := c.dashboardOptions(e, set, b, dashBus, log, started)
+		dash = &opts
+	} else {
+		log.Info("dashboard off: no --port and no server.port (the reference's command line serves HTTP only when a port is given)")
+	}
+	comps, sch, err := c.newComponents(set.wf.Path, b, log, dash)
 	if err != nil {
 		return err
 	}
@@ -278,6 +290,10 @@ type runSettings struct {
 	dataDir string
 	bind    string
 	port    int
+	// serve is whether the dashboard (the HTTP server) starts: always for
+	// `symphony run`; on the reference's command line only when a port is
+	// given, as the reference's server is "default: disabled".
+	serve bool
 }
 
 // settings loads the workflow and checks the flags against it, in this
@@ -294,13 +310,14 @@ func (c *RunCmd) settings(g *Globals) (runSettings, error) {
 		return runSettings{}, err
 	}
 	bind, port := c.address(wf.Config.Server)
-	if err := ui.CheckBind(bind, c.BindUnsafe); err != nil {
+	serve := !c.reference || c.Port != nil || !slices.Contains(wf.Defaults, "server.port")
+	if err := ui.CheckBind(bind, c.BindUnsafe); serve && err != nil {
 		return runSettings{}, &exitError{code: exitUsage, err: err}
 	}
 	if c.NatsAllowControls && c.NatsListen == "" {
 		return runSettings{}, &exitError{code: exitUsage, err: errors.New("--nats-allow-controls needs --nats-listen")}
 	}
-	return runSettings{wf: wf, dataDir: dataDir, bind: bind, port: port}, nil
+	return runSettings{wf: wf, dataDir: dataDir, bind: bind, port: port, serve: serve}, nil
 }
 
 // openBus starts the kernel: the embedded NATS server and its store.
@@ -344,10 +361,10 @@ func (c *RunCmd) dashboardOptions(e *env, set runSettings, b, dashBus *bus.Bus, 
 }
 
 // newComponents builds every component (the workflow component reads
-// wfPath, the dashboard takes dash) and returns them in start order:
+// wfPath, the dashboard takes dash; no dashboard when it is nil) and returns them in start order:
 // config first, the scheduler last. The supervisor stops them in reverse,
 // so the scheduler stops deciding before the parts it drives go away.
-func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash ui.Options) ([]components.Component, *scheduler.Component, error) {
+func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash *ui.Options) ([]components.Component, *scheduler.Component, error) {
 	wfc, err := workflow.New(workflow.Options{Path: wfPath, Bus: b, Log: log, Env: workflowfile.OSEnv()})
 	if err != nil {
 		return nil, nil, err
@@ -376,11 +393,15 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash
 	if err != nil {
 		return nil, nil, err
 	}
-	dsh, err := ui.New(dash)
-	if err != nil {
-		return nil, nil, &exitError{code: exitUsage, err: err}
+	comps := []components.Component{wfc, trc, wsc, arc, prn, ntf}
+	if dash != nil {
+		dsh, err := ui.New(*dash)
+		if err != nil {
+			return nil, nil, &exitError{code: exitUsage, err: err}
+		}
+		comps = append(comps, dsh)
 	}
-	return []components.Component{wfc, trc, wsc, arc, prn, ntf, dsh, sch}, sch, nil
+	return append(comps, sch), sch, nil
 }
 
 // untilOnceDone returns ctx, and with --once a context that also ends when
