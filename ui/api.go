@@ -554,12 +554,11 @@ func (s *Server) answerIssue(w http.ResponseWriter, r *http.Request, held bool) 
 	if ws := s.workspaceOf(iv); ws != "" {
 		out.Workspace = &apiWorkspace{Path: ws}
 	}
+	// last_error is the block's or the queued retry's error, as in the
+	// reference: an older run's failure is not the state of a running
+	// issue (runs[].error keeps each run's).
 	for _, run := range iv.Runs {
 		out.Runs = append(out.Runs, toRun(run))
-		if out.LastError == nil && run.Error != "" {
-			e := run.Error
-			out.LastError = &e
-		}
 	}
 	if len(iv.Runs) > 0 {
 		out.RecentEvents = s.recentEvents(r.Context(), iv.Runs[0].RunID)

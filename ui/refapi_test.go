@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/runlog"
 	"github.com/symphony-oss/symphony/testkit/apischema"
 )
 
@@ -161,5 +162,48 @@ func TestReferenceTimesWholeSeconds(t *testing.T) {
 	writeJSON(w, http.StatusOK, v)
 	if !strings.Contains(w.Body.String(), ".999999999") {
 		t.Errorf("writeJSON lost precision: %s", w.Body.String())
+	}
+}
+
+// TestLastErrorIsTheBlockOrRetry: last_error of GET /api/v1/<identifier>
+// is the block's or the queued retry's error, as in the reference: an
+// issue running again after a failed run has none (its runs[] keep the
+// old failure).
+func TestLastErrorIsTheBlockOrRetry(t *testing.T) {
+	h := newHarness(t)
+	ref := bus.IssueRef{ID: "id-ABC-5", Identifier: "ABC-5", Title: "again", State: "In Progress"}
+	at := time.Now().UTC().Add(-10 * time.Minute)
+	for i, e := range []bus.RunEvent{
+		{RunID: "run-old", Event: bus.RunDispatched, At: at, Issue: ref},
+		{RunID: "run-old", Event: bus.RunFinished, At: at.Add(time.Second), Issue: ref, Status: bus.RunFailed, Error: "old boom"},
+	} {
+		if err := runlog.Record(t.Context(), h.b, e, fmt.Sprint("old-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.record(t, "run-new", "ABC-5", "again", false)
+	var got struct {
+		Status    string
+		LastError *string `json:"last_error"`
+		Runs      []struct {
+			RunID string `json:"run_id"`
+			Error string `json:"error"`
+		}
+	}
+	h.eventually(t, "ABC-5 running with both runs", func() bool {
+		resp, body := get(t, h.url+"/api/v1/ABC-5")
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Status == "running" && len(got.Runs) == 2
+	})
+	if got.LastError != nil {
+		t.Errorf("last_error = %q for a running issue; want null (the old run's failure is in runs[])", *got.LastError)
+	}
+	if got.Runs[1].RunID != "run-old" || got.Runs[1].Error != "old boom" {
+		t.Errorf("runs = %+v", got.Runs)
 	}
 }
