@@ -71,7 +71,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if err != nil {
 			return bus.WorkspaceReady{}, err
 		}
-		res, err := c.mgr.Prepare(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		res, err := c.mgr.Prepare(ctx, cfg, req.Issue, c.runner(cfg, req.RunID, ""))
 		c.logResult("prepare", req.Issue, err, "path", res.Path, "created_now", res.CreatedNow)
 		return res, err
 	})
@@ -83,7 +83,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if err != nil {
 			return bus.HookResult{}, err
 		}
-		return c.mgr.Hook(ctx, cfg, req.Hook, req.Issue, c.runner(cfg, req.RunID))
+		return c.mgr.Hook(ctx, cfg, req.Hook, req.Issue, c.runner(cfg, req.RunID, req.SessionID))
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)
@@ -93,7 +93,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if err != nil {
 			return bus.WorkspaceRemoved{}, err
 		}
-		res, err := c.mgr.Remove(ctx, cfg, req.Issue, c.runner(cfg, req.RunID))
+		res, err := c.mgr.Remove(ctx, cfg, req.Issue, c.runner(cfg, req.RunID, ""))
 		c.logResult("remove", req.Issue, err, "path", res.Path, "existed", res.Existed)
 		return res, err
 	})
@@ -129,11 +129,18 @@ func (c *Component) logResult(op string, issue bus.Issue, err error, attrs ...an
 
 // runner returns the hook runner for one request: it reads the timeout and
 // the secret's variable from cfg (live config), publishes start and end
-// events and logs the outcome.
-func (c *Component) runner(cfg bus.Config, runID string) hookRunner {
+// events and logs the outcome. Its log lines carry the run and, once the
+// agent has one, the session (SPEC §13.1).
+func (c *Component) runner(cfg bus.Config, runID, sessionID string) hookRunner {
 	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
 		ref := bus.IssueRef{ID: issue.ID, Identifier: issue.Identifier, Title: issue.Title, URL: deref(issue.URL), State: issue.State}
 		log := c.log.With("issue_id", issue.ID, "issue_identifier", issue.Identifier, "hook", name, "workspace", dir)
+		if runID != "" {
+			log = log.With("run_id", runID)
+		}
+		if sessionID != "" {
+			log = log.With("session_id", sessionID)
+		}
 		c.publish(name, bus.HookEvent{Hook: name, Phase: bus.HookStarted, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC()})
 		log.Info("hook started")
 		out, dur, err := runHook(ctx, name, script, dir, c.opts.Environ(), cfg.Tracker.Provider.APIKey.Env(), cfg.Hooks.InheritSecrets, issue, cfg.Hooks.Timeout())
