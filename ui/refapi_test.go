@@ -207,3 +207,40 @@ func TestLastErrorIsTheBlockOrRetry(t *testing.T) {
 		t.Errorf("runs = %+v", got.Runs)
 	}
 }
+
+// TestRowsCarryWorkspacePathAndWorkerHost: running rows and the issue
+// endpoint give workspace_path and worker_host as the reference's do;
+// worker_host is null (agents run on this host), and so is the issue's
+// workspace.host.
+func TestRowsCarryWorkspacePathAndWorkerHost(t *testing.T) {
+	h := newHarness(t)
+	h.record(t, "run-w", "ABC-8", "where", false)
+	var st struct {
+		Running []map[string]any `json:"running"`
+	}
+	h.eventually(t, "ABC-8 running with its workspace", func() bool {
+		_, body := get(t, h.url+"/api/v1/state")
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		return len(st.Running) == 1 && st.Running[0]["workspace_path"] != nil
+	})
+	row := st.Running[0]
+	if host, ok := row["worker_host"]; !ok || host != nil || row["workspace_path"] != "/tmp/ws/ABC-8" {
+		t.Errorf("running row: workspace_path %v, worker_host %v (present %v)", row["workspace_path"], host, ok)
+	}
+	_, body := get(t, h.url+"/api/v1/ABC-8")
+	var iss struct {
+		Workspace map[string]any `json:"workspace"`
+		Running   map[string]any `json:"running"`
+	}
+	if err := json.Unmarshal([]byte(body), &iss); err != nil {
+		t.Fatal(err)
+	}
+	if host, ok := iss.Workspace["host"]; !ok || host != nil || iss.Workspace["path"] != "/tmp/ws/ABC-8" || iss.Running["workspace_path"] != "/tmp/ws/ABC-8" {
+		t.Errorf("issue: workspace %v, running.workspace_path %v", iss.Workspace, iss.Running["workspace_path"])
+	}
+	if host, ok := iss.Running["worker_host"]; !ok || host != nil {
+		t.Errorf("issue running.worker_host = %v (present %v), want null", host, ok)
+	}
+}
