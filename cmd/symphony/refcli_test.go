@@ -49,7 +49,8 @@ func TestReferenceCommandLine(t *testing.T) {
 		{"path", func(wf string, port int) []string { return []string{"--port", strconv.Itoa(port), wf} }, false},
 		{"default ./WORKFLOW.md", func(_ string, port int) []string { return []string{"--port", strconv.Itoa(port)} }, true},
 		{"acknowledgement and logs root", func(wf string, port int) []string {
-			return []string{guardrailsFlag, "--logs-root", filepath.Join(filepath.Dir(wf), "logs"), "--port", strconv.Itoa(port), wf}
+			// Padded: the reference trims the value, and so do we.
+			return []string{guardrailsFlag, "--logs-root", " " + filepath.Join(filepath.Dir(wf), "logs") + "\t", "--port", strconv.Itoa(port), wf}
 		}, false},
 	}
 	for _, tc := range cases {
@@ -214,5 +215,18 @@ func TestValidateWarnsAboutNonLoopbackHost(t *testing.T) {
 	code, out := validateWith(t, nil, wf)
 	if code != 0 || !strings.Contains(out, `"0.0.0.0" is not loopback`) || !strings.Contains(out, "--bind-unsafe") {
 		t.Errorf("exit %d, want 0 and a warning naming --bind-unsafe:\n%s", code, out)
+	}
+}
+
+// TestBlankLogsRootIsAUsageError: a blank --logs-root (empty or white
+// space) is refused before anything starts, as the reference refuses it,
+// with our usage exit code (2) and the flag named.
+func TestBlankLogsRootIsAUsageError(t *testing.T) {
+	wf := writeWorkflow(t)
+	for _, v := range []string{"", "  \t"} {
+		code, out := runCLI(t, "--logs-root", v, "--port", strconv.Itoa(refPort(t)), wf)
+		if code != exitUsage || !strings.Contains(out, "--logs-root") || !strings.Contains(out, "blank") {
+			t.Errorf("--logs-root %q: exit %d, want %d naming the flag:\n%s", v, code, exitUsage, out)
+		}
 	}
 }

@@ -12,9 +12,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
@@ -82,7 +85,10 @@ type RunCmd struct {
 	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
 	AgentTools        bool   `default:"true" negatable:"" help:"Offer each claude run its tracker's tools (linear_graphql, files_set_state…) through Symphony's MCP server, run host-side with the tracker's key, on the run's own issue. It opens a loopback port that admits only the runs' own credentials (or uses --nats-listen). --no-agent-tools: no tools, no port."`
 	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
-	LogsRoot          string `name:"logs-root" placeholder:"DIR" type:"path" help:"Also write the logs to DIR/log/symphony.log (rotated at 10 MiB, 5 files kept), as the reference implementation does; stderr keeps them too."`
+	// LogsRoot is taken as written (not kong's path type, which makes a
+	// blank value the working directory) and trimmed, as the reference
+	// trims it; blank is a usage error there and here.
+	LogsRoot *string `name:"logs-root" placeholder:"DIR" help:"Also write the logs to DIR/log/symphony.log (rotated at 10 MiB, 5 files kept), as the reference implementation does; stderr keeps them too."`
 	// Guardrails is the reference implementation's acknowledgement flag,
 	// which it requires before it starts. It is accepted so that its
 	// service unit starts this one unchanged, and changes nothing: the
@@ -255,11 +261,15 @@ func withStdoutSink(e *env) (*env, func()) {
 // so a slow or full disk costs log lines, not the service; the sink joins
 // e's log sinks for /metrics. close flushes and closes it.
 func (c *RunCmd) logOutput(e *env) (w io.Writer, closeLogs func(), err error) {
-	if c.LogsRoot == "" {
+	if c.LogsRoot == nil {
 		return e.stderr, func() {}, nil
 	}
+	root := strings.TrimSpace(*c.LogsRoot)
+	if root == "" {
+		return nil, nil, &exitError{code: exitUsage, err: errors.New("--logs-root: the directory must not be blank")}
+	}
 	// The reference's place for its log, under the logs root.
-	path := filepath.Join(c.LogsRoot, filepath.FromSlash("log/symphony.log"))
+	path := filepath.Join(kong.ExpandPath(root), filepath.FromSlash("log/symphony.log"))
 	f, err := logsink.OpenRotating(path, 0, 0)
 	if err != nil {
 		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("--logs-root: %w", err)}
