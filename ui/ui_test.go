@@ -491,16 +491,22 @@ func TestAPIRefreshAndMethods(t *testing.T) {
 		t.Fatalf("controls = %+v", h.controls)
 	}
 	h.mu.Unlock()
-	// Only an empty body or one JSON object is taken; the size stays bound.
-	for _, bad := range []string{"[1,2", "null", "[]", "42", `"x"`, `{"a":1} junk`, `{"a":1}{}`, `{"a":"` + strings.Repeat("x", maxControlBody) + `"}`} {
-		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", bad)
-		wantStatus(t, resp, body, http.StatusBadRequest)
-		wantAPIError(t, body, "bad_request")
+	// Any body is taken and ignored, as the reference takes it: form,
+	// text, JSON, malformed, large.
+	for _, c := range []struct{ body, ctype string }{
+		{"[1,2", "application/json"}, {"null", ""}, {`{"a":1} junk`, "application/json"}, {" \n", ""},
+		{` {"reason": "test"} `, "application/json"}, {"reason=test&x=1", "application/x-www-form-urlencoded"},
+		{"please refresh", "text/plain"}, {strings.Repeat("x", 3*maxRefreshBody), "text/plain"},
+	} {
+		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", c.body, "Content-Type", c.ctype)
+		if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"queued": true`) {
+			t.Errorf("body %.30q (%s): %d %s", c.body, c.ctype, resp.StatusCode, body)
+		}
 	}
-	for _, good := range []string{" \n", ` {"reason": "test"} `} {
-		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", good)
-		wantStatus(t, resp, body, http.StatusAccepted)
-	}
+	// A cross-site form is still refused by the origin guard.
+	resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", "x=1", "Content-Type", "application/x-www-form-urlencoded", "Origin", "http://evil.example")
+	wantStatus(t, resp, body, http.StatusForbidden)
+	wantAPIError(t, body, "cross_origin_refused")
 
 	for _, c := range []struct{ method, path, allow string }{
 		{http.MethodGet, "/api/v1/refresh", "POST"},
