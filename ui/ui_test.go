@@ -523,9 +523,32 @@ func TestAPIRefreshAndMethods(t *testing.T) {
 			t.Errorf("%s %s: Allow %q", c.method, c.path, resp.Header.Get("Allow"))
 		}
 	}
-	// Pages answer wrong methods with 405 too.
-	resp, body = do(t, http.MethodPost, h.url+"/", "")
-	wantStatus(t, resp, body, http.StatusMethodNotAllowed)
+	// Outside /api/ too, as the reference answers every route: a wrong
+	// method is a JSON 405 with Allow, an unknown path a JSON 404; the
+	// pages themselves stay HTML.
+	for _, c := range []struct{ method, path, allow string }{
+		{http.MethodPost, "/", "GET, HEAD"},
+		{http.MethodDelete, "/healthz", "GET, HEAD"},
+		{http.MethodGet, "/control/pause", "POST"},
+		{http.MethodPut, "/runs", "GET, HEAD"},
+	} {
+		resp, body = do(t, c.method, h.url+c.path, "")
+		wantStatus(t, resp, body, http.StatusMethodNotAllowed)
+		wantAPIError(t, body, "method_not_allowed")
+		if resp.Header.Get("Allow") != c.allow || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: Allow %q, Content-Type %q", c.method, c.path, resp.Header.Get("Allow"), resp.Header.Get("Content-Type"))
+		}
+	}
+	for _, path := range []string{"/nope", "/runs/x/y/z", "/static-not"} {
+		resp, body = get(t, h.url+path)
+		wantStatus(t, resp, body, http.StatusNotFound)
+		wantAPIError(t, body, "not_found")
+	}
+	resp, body = get(t, h.url+"/runs")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("the runs page is %s", resp.Header.Get("Content-Type"))
+	}
 }
 
 func TestHostAndOriginGuards(t *testing.T) {
