@@ -33,6 +33,9 @@ type RunHook struct {
 	Hook  string `json:"hook"`
 	Issue Issue  `json:"issue"`
 	RunID string `json:"run_id,omitempty"`
+	// SessionID is the agent's session when the run has one (after_run),
+	// so the hook's log lines carry it like the run's own (SPEC §13.1).
+	SessionID string `json:"session_id,omitempty"`
 }
 
 // HookResult is the outcome of a hook that ran (or was not configured).

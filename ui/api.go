@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,46 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// refTimeRe matches a JSON string value that is an RFC 3339 time as
+// time.Time marshals it: the opening quote is not escaped (so never text
+// inside another string), the fraction and a numeric offset optional.
+var refTimeRe = regexp.MustCompile(`([^\\])"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2}))"`)
+
+// refTimes rewrites every time in an encoded reference-shaped answer to
+// whole seconds in UTC with a Z, as the reference writes its times (it
+// truncates; jq's fromdateiso8601 refuses fractions). It works on the
+// encoding rather than on each field so the times inside embedded bus
+// types (a run summary's started, an issue's created_at, a block's at) are
+// covered as well as the named ones. A time is truncated, never rounded.
+func refTimes(b []byte) []byte {
+	return refTimeRe.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := refTimeRe.FindSubmatch(m)
+		t, err := time.Parse(time.RFC3339Nano, string(sub[2]))
+		if err != nil {
+			return m
+		}
+		out := append([]byte{}, sub[1]...)
+		return append(append(append(out, '"'), t.UTC().Truncate(time.Second).Format(time.RFC3339)...), '"')
+	})
+}
+
+// writeRefJSON is writeJSON for the reference-shaped answers (state, an
+// issue, refresh): their times in whole seconds (refTimes). Symphony's own
+// endpoints (/api/v1/runs…) keep full precision.
+func writeRefJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		writeJSON(w, http.StatusInternalServerError, apiError{apiErrorBody{Code: "internal_error", Message: "encode: " + err.Error()}})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(refTimes(buf.Bytes()))
 }
 
 // only wraps an API handler so other methods get a JSON 405.
@@ -107,6 +148,8 @@ type apiRunning struct {
 	StartedAt       time.Time `json:"started_at"`
 	LastEventAt     *string   `json:"last_event_at"`
 	Tokens          apiTokens `json:"tokens"`
+	WorkspacePath   *string   `json:"workspace_path"`
+	WorkerHost      *string   `json:"worker_host"`
 	StateAtDispatch string    `json:"state_at_dispatch"`
 	LastEventKind   *string   `json:"last_event_kind"`
 	RunID           string    `json:"run_id"`
@@ -154,7 +197,8 @@ func toRunning(r RunView, polled polledIssues) apiRunning {
 	out := apiRunning{IssueID: r.Issue.ID, IssueIdentifier: r.Issue.Identifier, IssueURL: nonEmpty(r.Issue.URL), State: r.Issue.State,
 		SessionID: nonEmpty(r.Session()), TurnCount: r.Turns, LastEvent: nonEmpty(r.LastEventRef), LastMessage: nonEmpty(r.LastMessage),
 		StartedAt: r.Started, Tokens: toTokens(r.liveUsage(), r.Agent), StateAtDispatch: r.Issue.State, LastEventKind: nonEmpty(r.LastEvent),
-		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace, Agent: r.Agent, BudgetUSD: r.BudgetUSD}
+		RunID: r.RunID, Attempt: r.Attempt, CostUSD: r.CostUSD, Workspace: r.Workspace, Agent: r.Agent, BudgetUSD: r.BudgetUSD,
+		WorkspacePath: nonEmpty(r.Workspace)}
 	if iss, ok := polled[r.Issue.Identifier]; ok && iss.ID == r.Issue.ID {
 		out.State = iss.State
 		if iss.URL != nil {
@@ -168,6 +212,10 @@ func toRunning(r RunView, polled polledIssues) apiRunning {
 	return out
 }
 
+// apiRetry is a queued retry. workspace_path is where the issue's
+// workspace is (its latest run's, else where the root puts it);
+// worker_host, the reference's SSH worker, is always null: Symphony runs
+// its agents on this host.
 type apiRetry struct {
 	IssueID         string    `json:"issue_id"`
 	IssueIdentifier string    `json:"issue_identifier"`
@@ -175,10 +223,13 @@ type apiRetry struct {
 	Attempt         int       `json:"attempt"`
 	DueAt           time.Time `json:"due_at"`
 	Error           *string   `json:"error"`
+	WorkspacePath   *string   `json:"workspace_path"`
+	WorkerHost      *string   `json:"worker_host"`
 }
 
-func toRetry(r bus.RetryEntry, url *string) apiRetry {
-	return apiRetry{IssueID: r.IssueID, IssueIdentifier: r.Identifier, IssueURL: url, Attempt: r.Attempt, DueAt: r.DueAt, Error: nonEmpty(r.Error)}
+func toRetry(r bus.RetryEntry, url *string, workspace string) apiRetry {
+	return apiRetry{IssueID: r.IssueID, IssueIdentifier: r.Identifier, IssueURL: url, Attempt: r.Attempt, DueAt: r.DueAt, Error: nonEmpty(r.Error),
+		WorkspacePath: nonEmpty(workspace)}
 }
 
 // apiBlocked is a parked issue: Symphony's entry (identifier, reason, at,
@@ -195,13 +246,15 @@ type apiBlocked struct {
 	LastMessage     *string `json:"last_message"`
 	LastEventAt     *string `json:"last_event_at"`
 	LastEventKind   *string `json:"last_event_kind"`
+	WorkspacePath   *string `json:"workspace_path"`
+	WorkerHost      *string `json:"worker_host"`
 }
 
 // toBlocked adds the reference's fields to a block; run is the run that
 // parked it, when the dashboard knows it.
-func toBlocked(b bus.BlockedEntry, url *string, run *RunView) apiBlocked {
+func toBlocked(b bus.BlockedEntry, url *string, run *RunView, workspace string) apiBlocked {
 	out := apiBlocked{BlockedEntry: b, IssueIdentifier: b.Identifier, IssueURL: url, Error: b.Reason,
-		BlockedAt: b.At.UTC().Format(time.RFC3339Nano)}
+		BlockedAt: b.At.UTC().Format(time.RFC3339Nano), WorkspacePath: nonEmpty(workspace)}
 	if run != nil {
 		out.SessionID, out.LastEvent, out.LastMessage, out.LastEventKind =
 			nonEmpty(run.Session()), nonEmpty(run.LastEventRef), nonEmpty(run.LastMessage), nonEmpty(run.LastEvent)
@@ -226,12 +279,31 @@ func (s *Server) issueURL(ident string, polled polledIssues) *string {
 }
 
 // blockedRow is toBlocked with the URL and the run looked up.
-func (s *Server) blockedRow(b bus.BlockedEntry, polled polledIssues) apiBlocked {
+func (s *Server) blockedRow(b bus.BlockedEntry, polled polledIssues, workspace string) apiBlocked {
 	var run *RunView
 	if r, ok := s.model.Run(b.RunID); ok && b.RunID != "" {
 		run = &r
 	}
-	return toBlocked(b, s.issueURL(b.Identifier, polled), run)
+	return toBlocked(b, s.issueURL(b.Identifier, polled), run, workspace)
+}
+
+// workspaceIn is where the configured root (workspaceRoot) puts the
+// issue's workspace, "" when no root is known. A state row takes it from
+// here rather than from the issue's runs: one lookup per row, not a scan.
+func workspaceIn(root, ident string) string {
+	if root == "" {
+		return ""
+	}
+	return root + "/" + ident
+}
+
+// workspaceRoot is the configured workspace root without its trailing
+// slash, "" when no configuration is loaded.
+func workspaceRoot(v View) string {
+	if v.Config == nil {
+		return ""
+	}
+	return strings.TrimSuffix(v.Config.Config.Workspace.Root, "/")
 }
 
 // apiTotals are every run's tokens, runtime and cost, whatever the agent
@@ -297,9 +369,9 @@ type apiPoll struct {
 func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 	v := s.model.Snapshot(s.opts.Now(), 0)
 	out := apiState{GeneratedAt: v.Now.UTC(), Running: []apiRunning{}, Retrying: []apiRetry{}, Blocked: []apiBlocked{}, Paused: v.Paused.Paused, Replay: v.Replay}
-	polled := polledOf(v)
+	polled, root := polledOf(v), workspaceRoot(v)
 	for _, b := range v.Blocked {
-		out.Blocked = append(out.Blocked, s.blockedRow(b, polled))
+		out.Blocked = append(out.Blocked, s.blockedRow(b, polled, workspaceIn(root, b.Identifier)))
 	}
 	t := v.Totals
 	out.Counts = map[string]int{"running": t.Running, "retrying": t.Retrying, "blocked": t.Blocked,
@@ -308,7 +380,7 @@ func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 		out.Running = append(out.Running, toRunning(r, polled))
 	}
 	for _, r := range v.Retries {
-		out.Retrying = append(out.Retrying, toRetry(r, s.issueURL(r.Identifier, polled)))
+		out.Retrying = append(out.Retrying, toRetry(r, s.issueURL(r.Identifier, polled), workspaceIn(root, r.Identifier)))
 	}
 	out.CodexTotals = apiTotals{t.AllTokens - max(t.Usage.OutputTokens, 0), max(t.Usage.OutputTokens, 0), t.AllTokens, t.AgentSeconds, t.CostUSD}
 	out.RateLimits = rateLimitsOf(v)
@@ -320,7 +392,7 @@ func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 		out.PollError = &apiTrackerErr{p.Class, p.Message, p.At, p.RetryAfterMS}
 	}
 	out.Budget = budgetOf(v)
-	writeJSON(w, http.StatusOK, out)
+	writeRefJSON(w, http.StatusOK, out)
 }
 
 // rateLimitsOf is rate_limits: null, or an object holding codex's latest
@@ -412,8 +484,11 @@ type apiLogs struct {
 	CodexSessionLogs []any `json:"codex_session_logs"`
 }
 
+// apiWorkspace is the issue's workspace; host (the reference's SSH worker
+// host) is always null: Symphony runs its agents on this host.
 type apiWorkspace struct {
-	Path string `json:"path"`
+	Path string  `json:"path"`
+	Host *string `json:"host"`
 }
 
 // apiAttempts counts as the reference does: current_retry_attempt is the
@@ -486,6 +561,7 @@ func (s *Server) answerIssue(w http.ResponseWriter, r *http.Request, held bool) 
 	polled := polledOf(s.model.Snapshot(s.opts.Now(), 0))
 	out := apiIssue{IssueIdentifier: ident, IssueID: iv.Ref.ID, Issue: iv.Issue, Runs: []apiRun{}, RecentEvents: []apiEvent{}, Tracked: map[string]any{}, Logs: apiLogs{CodexSessionLogs: []any{}}}
 	out.Attempts.Runs = len(iv.Runs)
+	ws := s.workspaceOf(iv)
 	switch {
 	case running:
 		out.Status = "running"
@@ -499,32 +575,31 @@ func (s *Server) answerIssue(w http.ResponseWriter, r *http.Request, held bool) 
 		out.Status = "idle"
 	}
 	if iv.Retry != nil {
-		rt := toRetry(*iv.Retry, s.issueURL(ident, polled))
+		rt := toRetry(*iv.Retry, s.issueURL(ident, polled), ws)
 		out.Retry = &rt
 		out.Attempts.CurrentRetryAttempt = iv.Retry.Attempt
 		out.Attempts.RestartCount = max(iv.Retry.Attempt-1, 0)
 		out.LastError = out.Retry.Error
 	}
 	if iv.Blocked != nil {
-		bl := s.blockedRow(*iv.Blocked, polled)
+		bl := s.blockedRow(*iv.Blocked, polled, ws)
 		out.Blocked = &bl
 		out.LastError = &bl.Error
 	}
-	if ws := s.workspaceOf(iv); ws != "" {
+	if ws != "" {
 		out.Workspace = &apiWorkspace{Path: ws}
 	}
+	// last_error is the block's or the queued retry's error, as in the
+	// reference: an older run's failure is not the state of a running
+	// issue (runs[].error keeps each run's).
 	for _, run := range iv.Runs {
 		out.Runs = append(out.Runs, toRun(run))
-		if out.LastError == nil && run.Error != "" {
-			e := run.Error
-			out.LastError = &e
-		}
 	}
 	if len(iv.Runs) > 0 {
 		out.RecentEvents = s.recentEvents(r.Context(), iv.Runs[0].RunID)
 	}
 	out.Spend = issueSpendOf(iv.Spend)
-	writeJSON(w, http.StatusOK, out)
+	writeRefJSON(w, http.StatusOK, out)
 }
 
 // workspaceOf is the issue's workspace path: as its latest run recorded it,
@@ -533,11 +608,7 @@ func (s *Server) workspaceOf(iv IssueView) string {
 	if iv.Workspace != "" {
 		return iv.Workspace
 	}
-	v := s.model.Snapshot(s.opts.Now(), 0)
-	if v.Config != nil && v.Config.Config.Workspace.Root != "" {
-		return strings.TrimSuffix(v.Config.Config.Workspace.Root, "/") + "/" + iv.Identifier
-	}
-	return ""
+	return workspaceIn(workspaceRoot(s.model.Snapshot(s.opts.Now(), 0)), iv.Identifier)
 }
 
 // recentEvents summarizes the last events of a run. The run is read
@@ -599,22 +670,26 @@ type apiRefresh struct {
 	Operations  []string  `json:"operations"`
 }
 
+// maxRefreshBody bounds what POST /api/v1/refresh reads of its (ignored)
+// body; the server drops a connection with more unread.
+const maxRefreshBody = 64 << 10
+
 // maxControlBody bounds a control request's body (it carries nothing we
 // need, but it is read).
 const maxControlBody = 4 << 10
 
 func (s *Server) apiRefresh(w http.ResponseWriter, r *http.Request) {
-	if err := checkControlBody(w, r); err != nil {
-		writeError(w, r, http.StatusBadRequest, "bad_request", "the body must be empty or a JSON object: "+clip(err.Error(), 200))
-		return
-	}
+	// Any body is taken and ignored, as the reference takes it (form,
+	// text, JSON or none): a refresh carries nothing. Read, bounded, so
+	// the connection can be reused; the origin guard still applies.
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxRefreshBody))
 	at := s.opts.Now().UTC()
 	res, err := s.control(r.Context(), bus.Control{Action: bus.ControlRefresh, Reason: "POST /api/v1/refresh"})
 	if err != nil {
 		s.controlError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, apiRefresh{Queued: true, Coalesced: res.Coalesced, RequestedAt: at, Operations: []string{"poll", "reconcile"}})
+	writeRefJSON(w, http.StatusAccepted, apiRefresh{Queued: true, Coalesced: res.Coalesced, RequestedAt: at, Operations: []string{"poll", "reconcile"}})
 }
 
 // checkControlBody reads a control request's body, at most maxControlBody

@@ -68,7 +68,63 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no API endpoint "+strconvQuote(clip(r.URL.Path, 200)))
 	})
-	return s.guard(mux)
+	return s.guard(jsonFallbacks(mux))
+}
+
+// jsonFallbacks answers what mux has no route for in the JSON error
+// envelope, as the reference does for every route: an unknown path is 404
+// not_found, a known one with the wrong method 405 method_not_allowed
+// (with mux's Allow header). The dashboard's pages stay HTML; only these
+// fallbacks, plain text from ServeMux, change.
+func jsonFallbacks(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// No pattern: mux would answer 404 or 405; ask it which.
+		probe := &statusProbe{header: http.Header{}}
+		mux.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			if allow := probe.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			writeJSON(w, http.StatusMethodNotAllowed, apiError{apiErrorBody{Code: "method_not_allowed",
+				Message: r.Method + " is not allowed on " + strconvQuote(clip(r.URL.Path, 200)) + "; allowed: " + probe.header.Get("Allow")}})
+			return
+		}
+		if probe.status >= 300 && probe.status < 400 {
+			// mux's own redirects (a cleaned path, a missing slash).
+			for k, v := range probe.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(probe.status)
+			return
+		}
+		writeJSON(w, http.StatusNotFound, apiError{apiErrorBody{Code: "not_found", Message: "no route " + strconvQuote(clip(r.URL.Path, 200))}})
+	})
+}
+
+// statusProbe records the status and headers ServeMux's fallback would
+// send, and drops its body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+
+func (p *statusProbe) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		p.status = http.StatusOK
+	}
+	return len(b), nil
+}
+
+func (p *statusProbe) WriteHeader(status int) {
+	if p.status == 0 {
+		p.status = status
+	}
 }
 
 // render writes a page; a render error (a bug) is logged and answered 500.

@@ -299,7 +299,7 @@ func TestAPIState(t *testing.T) {
 	if st.GeneratedAt.IsZero() || len(st.Running) != 1 || st.Running[0].IssueIdentifier != "ABC-2" || st.Running[0].State != "In Progress" || st.Running[0].TurnCount != 1 {
 		t.Fatalf("running = %+v", st.Running)
 	}
-	if len(st.Retrying) != 1 || st.Retrying[0].Attempt != 2 || !st.Retrying[0].DueAt.Equal(due) || st.Retrying[0].Error == nil {
+	if len(st.Retrying) != 1 || st.Retrying[0].Attempt != 2 || !st.Retrying[0].DueAt.Equal(due.Truncate(time.Second)) || st.Retrying[0].Error == nil {
 		t.Fatalf("retrying = %+v", st.Retrying)
 	}
 	if st.CodexTotals.InputTokens != 100 || st.CodexTotals.TotalTokens != 150 || st.CodexTotals.SecondsRunning <= 0 {
@@ -491,16 +491,22 @@ func TestAPIRefreshAndMethods(t *testing.T) {
 		t.Fatalf("controls = %+v", h.controls)
 	}
 	h.mu.Unlock()
-	// Only an empty body or one JSON object is taken; the size stays bound.
-	for _, bad := range []string{"[1,2", "null", "[]", "42", `"x"`, `{"a":1} junk`, `{"a":1}{}`, `{"a":"` + strings.Repeat("x", maxControlBody) + `"}`} {
-		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", bad)
-		wantStatus(t, resp, body, http.StatusBadRequest)
-		wantAPIError(t, body, "bad_request")
+	// Any body is taken and ignored, as the reference takes it: form,
+	// text, JSON, malformed, large.
+	for _, c := range []struct{ body, ctype string }{
+		{"[1,2", "application/json"}, {"null", ""}, {`{"a":1} junk`, "application/json"}, {" \n", ""},
+		{` {"reason": "test"} `, "application/json"}, {"reason=test&x=1", "application/x-www-form-urlencoded"},
+		{"please refresh", "text/plain"}, {strings.Repeat("x", 3*maxRefreshBody), "text/plain"},
+	} {
+		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", c.body, "Content-Type", c.ctype)
+		if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"queued": true`) {
+			t.Errorf("body %.30q (%s): %d %s", c.body, c.ctype, resp.StatusCode, body)
+		}
 	}
-	for _, good := range []string{" \n", ` {"reason": "test"} `} {
-		resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", good)
-		wantStatus(t, resp, body, http.StatusAccepted)
-	}
+	// A cross-site form is still refused by the origin guard.
+	resp, body = do(t, http.MethodPost, h.url+"/api/v1/refresh", "x=1", "Content-Type", "application/x-www-form-urlencoded", "Origin", "http://evil.example")
+	wantStatus(t, resp, body, http.StatusForbidden)
+	wantAPIError(t, body, "cross_origin_refused")
 
 	for _, c := range []struct{ method, path, allow string }{
 		{http.MethodGet, "/api/v1/refresh", "POST"},
@@ -517,9 +523,32 @@ func TestAPIRefreshAndMethods(t *testing.T) {
 			t.Errorf("%s %s: Allow %q", c.method, c.path, resp.Header.Get("Allow"))
 		}
 	}
-	// Pages answer wrong methods with 405 too.
-	resp, body = do(t, http.MethodPost, h.url+"/", "")
-	wantStatus(t, resp, body, http.StatusMethodNotAllowed)
+	// Outside /api/ too, as the reference answers every route: a wrong
+	// method is a JSON 405 with Allow, an unknown path a JSON 404; the
+	// pages themselves stay HTML.
+	for _, c := range []struct{ method, path, allow string }{
+		{http.MethodPost, "/", "GET, HEAD"},
+		{http.MethodDelete, "/healthz", "GET, HEAD"},
+		{http.MethodGet, "/control/pause", "POST"},
+		{http.MethodPut, "/runs", "GET, HEAD"},
+	} {
+		resp, body = do(t, c.method, h.url+c.path, "")
+		wantStatus(t, resp, body, http.StatusMethodNotAllowed)
+		wantAPIError(t, body, "method_not_allowed")
+		if resp.Header.Get("Allow") != c.allow || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: Allow %q, Content-Type %q", c.method, c.path, resp.Header.Get("Allow"), resp.Header.Get("Content-Type"))
+		}
+	}
+	for _, path := range []string{"/nope", "/runs/x/y/z", "/static-not"} {
+		resp, body = get(t, h.url+path)
+		wantStatus(t, resp, body, http.StatusNotFound)
+		wantAPIError(t, body, "not_found")
+	}
+	resp, body = get(t, h.url+"/runs")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("the runs page is %s", resp.Header.Get("Content-Type"))
+	}
 }
 
 func TestHostAndOriginGuards(t *testing.T) {

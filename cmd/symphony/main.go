@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -126,6 +127,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, sinks ..
 		fmt.Fprintln(stderr, "symphony:", err)
 		return exitUsage
 	}
+	cli.Run.reference = !namesCommand(kctx, args)
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, rawStdout: rawStdout, logSinks: sinks}
 	if err := kctx.Run(&cli.Globals, e); err != nil {
 		fmt.Fprintln(stderr, "symphony:", err)
@@ -136,6 +138,36 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, sinks ..
 		return exitFailure
 	}
 	return exitOK
+}
+
+// namesCommand reports whether args name the command kong chose, rather
+// than kong defaulting to run (the reference's command line): the first
+// argument that is neither a flag nor a flag's value is the command's name.
+func namesCommand(kctx *kong.Context, args []string) bool {
+	takesValue := map[string]bool{}
+	for _, f := range kctx.Flags() {
+		if !f.IsBool() && !f.IsCounter() {
+			takesValue["--"+f.Name] = true
+			if f.Short != 0 {
+				takesValue["-"+string(f.Short)] = true
+			}
+		}
+	}
+	name := kctx.Selected().Name
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return false
+		case strings.HasPrefix(a, "-"):
+			if !strings.Contains(a, "=") && takesValue[a] {
+				i++
+			}
+		default:
+			return a == name
+		}
+	}
+	return false
 }
 
 // safeWriter wraps w in a termsafe.Writer unless it is one.

@@ -11,9 +11,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
@@ -81,13 +85,20 @@ type RunCmd struct {
 	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
 	AgentTools        bool   `default:"true" negatable:"" help:"Offer each claude run its tracker's tools (linear_graphql, files_set_state…) through Symphony's MCP server, run host-side with the tracker's key, on the run's own issue. It opens a loopback port that admits only the runs' own credentials (or uses --nats-listen). --no-agent-tools: no tools, no port."`
 	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
-	LogsRoot          string `name:"logs-root" placeholder:"DIR" type:"path" help:"Also write the logs to DIR/log/symphony.log (rotated at 10 MiB, 5 files kept), as the reference implementation does; stderr keeps them too."`
+	// LogsRoot is taken as written (not kong's path type, which makes a
+	// blank value the working directory) and trimmed, as the reference
+	// trims it; blank is a usage error there and here.
+	LogsRoot *string `name:"logs-root" placeholder:"DIR" help:"Also write the logs to DIR/log/symphony.log (rotated at 10 MiB, 5 files kept), as the reference implementation does; stderr keeps them too."`
 	// Guardrails is the reference implementation's acknowledgement flag,
 	// which it requires before it starts. It is accepted so that its
 	// service unit starts this one unchanged, and changes nothing: the
 	// agents' sandbox and approval settings come from WORKFLOW.md.
 	Guardrails bool `name:"i-understand-that-this-will-be-running-without-the-usual-guardrails" help:"Accepted for compatibility with the reference implementation's command line; changes nothing (the agents' sandbox and approvals come from WORKFLOW.md)."`
-	MaxProcs   *int `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
+	// reference is set (by run, not kong) when no subcommand was named:
+	// the reference's command line, whose dashboard starts only when a
+	// port is given (--port or server.port).
+	reference bool
+	MaxProcs  *int `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
 	Dashboard
 }
 
@@ -216,7 +227,14 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	defer closeBus(log, "dashboard bus shutdown", dashBus)
 	printStart(e.stdout, set.wf, b)
 
-	comps, sch, err := c.newComponents(set.wf.Path, b, log, roots, c.dashboardOptions(e, set, b, dashBus, log, started))
+	var dash *ui.Options
+	if set.serve {
+		opts := c.dashboardOptions(e, set, b, dashBus, log, started)
+		dash = &opts
+	} else {
+		log.Info("dashboard off: no --port and no server.port (the reference's command line serves HTTP only when a port is given)")
+	}
+	comps, sch, err := c.newComponents(set.wf.Path, b, log, roots, dash)
 	if err != nil {
 		return err
 	}
@@ -250,11 +268,15 @@ func withStdoutSink(e *env) (*env, func()) {
 // so a slow or full disk costs log lines, not the service; the sink joins
 // e's log sinks for /metrics. close flushes and closes it.
 func (c *RunCmd) logOutput(e *env) (w io.Writer, closeLogs func(), err error) {
-	if c.LogsRoot == "" {
+	if c.LogsRoot == nil {
 		return e.stderr, func() {}, nil
 	}
+	root := strings.TrimSpace(*c.LogsRoot)
+	if root == "" {
+		return nil, nil, &exitError{code: exitUsage, err: errors.New("--logs-root: the directory must not be blank")}
+	}
 	// The reference's place for its log, under the logs root.
-	path := filepath.Join(c.LogsRoot, filepath.FromSlash("log/symphony.log"))
+	path := filepath.Join(kong.ExpandPath(root), filepath.FromSlash("log/symphony.log"))
 	f, err := logsink.OpenRotating(path, 0, 0)
 	if err != nil {
 		return nil, nil, &exitError{code: exitFailure, err: fmt.Errorf("--logs-root: %w", err)}
@@ -285,6 +307,10 @@ type runSettings struct {
 	dataDir string
 	bind    string
 	port    int
+	// serve is whether the dashboard (the HTTP server) starts: always for
+	// `symphony run`; on the reference's command line only when a port is
+	// given, as the reference's server is "default: disabled".
+	serve bool
 }
 
 // settings loads the workflow and checks the flags against it, in this
@@ -301,13 +327,14 @@ func (c *RunCmd) settings(g *Globals) (runSettings, error) {
 		return runSettings{}, err
 	}
 	bind, port := c.address(wf.Config.Server)
-	if err := ui.CheckBind(bind, c.BindUnsafe); err != nil {
+	serve := !c.reference || c.Port != nil || !slices.Contains(wf.Defaults, "server.port")
+	if err := ui.CheckBind(bind, c.BindUnsafe); serve && err != nil {
 		return runSettings{}, &exitError{code: exitUsage, err: err}
 	}
 	if c.NatsAllowControls && c.NatsListen == "" {
 		return runSettings{}, &exitError{code: exitUsage, err: errors.New("--nats-allow-controls needs --nats-listen")}
 	}
-	return runSettings{wf: wf, dataDir: dataDir, bind: bind, port: port}, nil
+	return runSettings{wf: wf, dataDir: dataDir, bind: bind, port: port, serve: serve}, nil
 }
 
 // openBus starts the kernel: the embedded NATS server and its store.
@@ -351,10 +378,10 @@ func (c *RunCmd) dashboardOptions(e *env, set runSettings, b, dashBus *bus.Bus, 
 }
 
 // newComponents builds every component (the workflow component reads
-// wfPath, the dashboard takes dash) and returns them in start order:
+// wfPath, the dashboard takes dash; no dashboard when it is nil) and returns them in start order:
 // config first, the scheduler last. The supervisor stops them in reverse,
 // so the scheduler stops deciding before the parts it drives go away.
-func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, roots *workspace.RootLocks, dash ui.Options) ([]components.Component, *scheduler.Component, error) {
+func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, roots *workspace.RootLocks, dash *ui.Options) ([]components.Component, *scheduler.Component, error) {
 	wfc, err := workflow.New(workflow.Options{Path: wfPath, Bus: b, Log: log, Env: workflowfile.OSEnv()})
 	if err != nil {
 		return nil, nil, err
@@ -383,11 +410,15 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, root
 	if err != nil {
 		return nil, nil, err
 	}
-	dsh, err := ui.New(dash)
-	if err != nil {
-		return nil, nil, &exitError{code: exitUsage, err: err}
+	comps := []components.Component{wfc, trc, wsc, arc, prn, ntf}
+	if dash != nil {
+		dsh, err := ui.New(*dash)
+		if err != nil {
+			return nil, nil, &exitError{code: exitUsage, err: err}
+		}
+		comps = append(comps, dsh)
 	}
-	return []components.Component{wfc, trc, wsc, arc, prn, ntf, dsh, sch}, sch, nil
+	return append(comps, sch), sch, nil
 }
 
 // untilOnceDone returns ctx, and with --once a context that also ends when

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/prompt"
 	"github.com/symphony-oss/symphony/internal/termsafe"
 	"github.com/symphony-oss/symphony/internal/workflowfile"
+	"github.com/symphony-oss/symphony/ui"
 )
 
 // ValidateCmd is `symphony validate`.
@@ -66,6 +68,9 @@ func (c *ValidateCmd) Run(e *env) error {
 	}
 	home, _ := os.UserHomeDir()
 	warnings := codexPricingWarnings(res, os.LookupEnv, home)
+	if w := bindWarning(res.Config.Server); w != "" {
+		warnings = append(warnings, w)
+	}
 	if c.JSON {
 		return writeJSON(e.stdout, validateJSON{
 			Valid: true, Path: res.Path, Checksum: res.Checksum, Settings: workflowfile.Effective(res),
@@ -195,4 +200,14 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// bindWarning warns about a server address `symphony run` refuses without
+// --bind-unsafe (server.host 0.0.0.0, which the reference accepts): the
+// file is valid, the start is not, and the operator learns it here.
+func bindWarning(srv bus.ServerConfig) string {
+	if ui.CheckBind(srv.Bind, false) == nil {
+		return ""
+	}
+	return fmt.Sprintf("server.bind/server.host %q is not loopback: `symphony run` refuses it unless given --bind-unsafe (the dashboard has no authentication; anyone who reaches it controls the scheduler)", srv.Bind)
 }

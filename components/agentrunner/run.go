@@ -298,7 +298,7 @@ func (w *run) beforeRun(ctx context.Context, iss bus.Issue) (st bus.RunStatus, w
 func (w *run) afterRun(ctx context.Context, iss bus.Issue) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.hookTimeout())
 	defer cancel()
-	if _, err := bus.Ask(actx, w.r.opts.Bus, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookAfterRun, Issue: iss, RunID: w.d.RunID}); err != nil {
+	if _, err := bus.Ask(actx, w.r.opts.Bus, bus.WorkspaceHook, bus.RunHook{Hook: bus.HookAfterRun, Issue: iss, RunID: w.d.RunID, SessionID: w.session}); err != nil {
 		w.log().Warn("after_run failed (ignored)", "err", err)
 	}
 }

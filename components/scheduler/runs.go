@@ -49,6 +49,9 @@ func (a *actor) onRunEvent(ctx context.Context, ev bus.RunEvent) {
 	// (spend.go, day.go): the next dispatch checks them.
 	a.countEnd(ctx, r.issue.Ref(), ev)
 	log := a.issueLog(r.issue).With("run_id", ev.RunID, "status", ev.Status)
+	if ev.SessionID != "" {
+		log = log.With("session_id", ev.SessionID) // SPEC §13.1: every line of a run once known
+	}
 	defer a.checkOnce()
 	switch {
 	case r.release || r.removeWorkspace:

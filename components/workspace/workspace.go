@@ -80,7 +80,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if err != nil {
 			return bus.WorkspaceReady{}, err
 		}
-		res, err := c.mgr.Prepare(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID))
+		res, err := c.mgr.Prepare(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID, ""))
 		c.logResult("prepare", req.Issue, err, "path", res.Path, "created_now", res.CreatedNow)
 		return res, err
 	})
@@ -92,7 +92,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if err != nil {
 			return bus.HookResult{}, err
 		}
-		return c.mgr.Hook(ctx, snap.Config, req.Hook, req.Issue, c.runner(snap, req.RunID))
+		return c.mgr.Hook(ctx, snap.Config, req.Hook, req.Issue, c.runner(snap, req.RunID, req.SessionID))
 	})
 	if err != nil {
 		return components.Stopped(ctx, err)
@@ -102,7 +102,7 @@ func (c *Component) Run(ctx context.Context) error {
 		if err != nil {
 			return bus.WorkspaceRemoved{}, err
 		}
-		res, err := c.mgr.Remove(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID))
+		res, err := c.mgr.Remove(ctx, snap.Config, req.Issue, c.runner(snap, req.RunID, ""))
 		c.logResult("remove", req.Issue, err, "path", res.Path, "existed", res.Existed)
 		return res, err
 	})
@@ -148,12 +148,19 @@ func (c *Component) logResult(op string, issue bus.Issue, err error, attrs ...an
 
 // runner returns the hook runner for one request: it reads the timeout and
 // the secret's variable from cfg (live config), publishes start and end
-// events and logs the outcome.
-func (c *Component) runner(snap bus.ConfigSnapshot, runID string) hookRunner {
+// events and logs the outcome. Its log lines carry the run and, once the
+// agent has one, the session (SPEC §13.1).
+func (c *Component) runner(snap bus.ConfigSnapshot, runID, sessionID string) hookRunner {
 	cfg := snap.Config
 	return func(ctx context.Context, name, script string, issue bus.Issue, dir string) (bus.HookResult, error) {
 		ref := bus.IssueRef{ID: issue.ID, Identifier: issue.Identifier, Title: issue.Title, URL: deref(issue.URL), State: issue.State}
 		log := c.log.With("issue_id", issue.ID, "issue_identifier", issue.Identifier, "hook", name, "workspace", dir)
+		if runID != "" {
+			log = log.With("run_id", runID)
+		}
+		if sessionID != "" {
+			log = log.With("session_id", sessionID)
+		}
 		c.publish(name, bus.HookEvent{Hook: name, Phase: bus.HookStarted, Issue: ref, RunID: runID, Workspace: dir, At: time.Now().UTC()})
 		log.Info("hook started")
 		parent := c.opts.Environ()

@@ -1,10 +1,13 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,7 +106,7 @@ func TestLongHookOutputKeepsTheError(t *testing.T) {
 	}
 	cfg := cfgWith(t.TempDir(), bus.HooksConfig{TimeoutMS: 10000})
 	script := `head -c 100000 /dev/zero | tr '\0' x; echo; echo "fatal: the real reason" >&2; exit 3`
-	_, err = comp.runner(bus.ConfigSnapshot{Config: cfg}, "run-2")(t.Context(), bus.HookBeforeRun, script, issue("ABC-12"), t.TempDir())
+	_, err = comp.runner(bus.ConfigSnapshot{Config: cfg}, "run-2", "")(t.Context(), bus.HookBeforeRun, script, issue("ABC-12"), t.TempDir())
 	var he *HookError
 	if !errors.As(err, &he) || he.ExitCode != 3 || !strings.HasSuffix(err.Error(), "fatal: the real reason") {
 		t.Fatalf("err = %v", err)
@@ -127,4 +130,56 @@ func TestLongHookOutputKeepsTheError(t *testing.T) {
 			t.Fatal("no hook event")
 		}
 	}
+}
+
+// TestHookLogLinesCarryRunAndSession: every log line of a run's hook
+// carries its run_id and, once the agent has one, its session_id, as
+// every other line of the run does (SPEC §13.1).
+func TestHookLogLinesCarryRunAndSession(t *testing.T) {
+	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	var logged syncBuffer
+	comp, err := New(Options{Bus: b, Log: slog.New(slog.NewTextHandler(&logged, nil)), Environ: func() []string { return testEnviron(t) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cfgWith(t.TempDir(), bus.HooksConfig{TimeoutMS: 10000})
+	for _, script := range []string{"true", "exit 4"} {
+		_, _ = comp.runner(bus.ConfigSnapshot{Config: cfg}, "run-7", "sess-9")(t.Context(), bus.HookAfterRun, script, issue("ABC-7"), t.TempDir())
+	}
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	hookLines := 0
+	for _, l := range lines {
+		if !strings.Contains(l, "hook=") {
+			continue
+		}
+		hookLines++
+		if !strings.Contains(l, "run_id=run-7") || !strings.Contains(l, "session_id=sess-9") {
+			t.Errorf("hook line without run_id or session_id: %s", l)
+		}
+	}
+	if hookLines < 4 {
+		t.Errorf("%d hook lines, want started and ended for both hooks:\n%s", hookLines, logged.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
