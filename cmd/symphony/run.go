@@ -73,15 +73,18 @@ const shutdownTimeout = 30 * time.Second
 
 // RunCmd is `symphony run`.
 type RunCmd struct {
-	Workflow          string `arg:"" optional:"" default:"WORKFLOW.md" help:"Path to the WORKFLOW.md that configures this instance (default ./WORKFLOW.md)." type:"path"`
-	NatsListen        string `help:"Also listen for NATS clients (the nats CLI, symphony runs and replay) on HOST:PORT. The token written to <data-dir>/nats-token lets its holder watch the bus and read streams and buckets, nothing more: writes, purges and publishes are refused by the server. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
-	NatsListenUnsafe  bool   `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
-	NatsAllowControls bool   `help:"With --nats-listen: also write <data-dir>/nats-control-token, whose holder may in addition send operator commands (pause, resume, refresh, cancel, clear) and run symphony prune against this instance."`
-	SyncAlways        bool   `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
-	Once              bool   `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
-	AgentTools        bool   `default:"true" negatable:"" help:"Offer each claude run its tracker's tools (linear_graphql, files_set_state…) through Symphony's MCP server, run host-side with the tracker's key, on the run's own issue. It opens a loopback port that admits only the runs' own credentials (or uses --nats-listen). --no-agent-tools: no tools, no port."`
-	AcceptStoreDamage bool   `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
-	MaxProcs          *int   `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
+	Workflow          string        `arg:"" optional:"" default:"WORKFLOW.md" help:"Path to the WORKFLOW.md that configures this instance (default ./WORKFLOW.md)." type:"path"`
+	NatsListen        string        `help:"Also listen for NATS clients (the nats CLI, symphony runs and replay) on HOST:PORT. The token written to <data-dir>/nats-token lets its holder watch the bus and read streams and buckets, nothing more: writes, purges and publishes are refused by the server. Loopback only unless --nats-listen-unsafe." placeholder:"HOST:PORT"`
+	NatsListenUnsafe  bool          `help:"Allow --nats-listen on an address that is not loopback. The token is then the only protection; the traffic is not encrypted."`
+	NatsAllowControls bool          `help:"With --nats-listen: also write <data-dir>/nats-control-token, whose holder may in addition send operator commands (pause, resume, refresh, cancel, clear) and run symphony prune against this instance."`
+	SyncAlways        bool          `help:"fsync every JetStream write. About 12x slower; without it an acknowledged message survives a crash of the process but not of the machine."`
+	Once              bool          `help:"Run a single poll: dispatch what is eligible, wait for those runs to finish (no retries), then exit. For scripts, tests and the demo."`
+	AgentTools        bool          `default:"true" negatable:"" help:"Offer each claude run its tracker's tools (linear_graphql, files_set_state…) through Symphony's MCP server, run host-side with the tracker's key, on the run's own issue. It opens a loopback port that admits only the runs' own credentials (or uses --nats-listen). --no-agent-tools: no tools, no port."`
+	AcceptStoreDamage bool          `help:"Start even though the store lost acknowledged messages since the last start (a damaged file); the loss is logged. Without it such a start fails and says what was lost."`
+	Name              string        `help:"With --nats: this process's name in the scheduler lease (default host name and pid)." placeholder:"NAME"`
+	LeaseTTL          time.Duration `name:"lease-ttl" default:"10s" help:"With --nats: how long the active scheduler's lease lasts without renewal; a standby takes over within about this long after the active one dies. The active one stops dispatching after two thirds of it without a renewal."`
+	Replicas          int           `help:"With --nats: how many servers hold each stream and bucket. 0 = 3 when the server is clustered, else 1." placeholder:"N"`
+	MaxProcs          *int          `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
 	Dashboard
 }
 
@@ -183,7 +186,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	b, err := c.openBus(e.ctx, set, log)
+	b, err := c.openBus(e.ctx, g, set, log, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -198,7 +201,13 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	defer closeBus(log, "dashboard bus shutdown", dashBus)
 	printStart(e.stdout, set.wf, b)
 
-	comps, sch, err := c.newComponents(set.wf.Path, b, log, c.dashboardOptions(e, set, b, dashBus, log, started))
+	dash := c.dashboardOptions(e, set, b, dashBus, log, started)
+	if b.Remote() {
+		return c.runClustered(e.ctx, log, b, func(fence fenceFunc) ([]components.Component, *scheduler.Component, error) {
+			return c.newComponents(set.wf.Path, b, log, dash, fence)
+		})
+	}
+	comps, sch, err := c.newComponents(set.wf.Path, b, log, dash, nil)
 	if err != nil {
 		return err
 	}
@@ -260,14 +269,23 @@ func (c *RunCmd) settings(g *Globals) (runSettings, error) {
 	if err := ui.CheckBind(bind, c.BindUnsafe); err != nil {
 		return runSettings{}, &exitError{code: exitUsage, err: err}
 	}
+	if g.remote() {
+		if err := c.embeddedOnly(); err != nil {
+			return runSettings{}, &exitError{code: exitUsage, err: err}
+		}
+	}
 	if c.NatsAllowControls && c.NatsListen == "" {
 		return runSettings{}, &exitError{code: exitUsage, err: errors.New("--nats-allow-controls needs --nats-listen")}
 	}
 	return runSettings{wf: wf, dataDir: dataDir, bind: bind, port: port}, nil
 }
 
-// openBus starts the kernel: the embedded NATS server and its store.
-func (c *RunCmd) openBus(ctx context.Context, set runSettings, log *slog.Logger) (*bus.Bus, error) {
+// openBus starts the kernel: the embedded NATS server and its store, or
+// with --nats a connection to the deployment.
+func (c *RunCmd) openBus(ctx context.Context, g *Globals, set runSettings, log *slog.Logger, stderr io.Writer) (*bus.Bus, error) {
+	if g.remote() {
+		return c.dialRun(ctx, g, set, stderr)
+	}
 	return bus.Open(ctx, bus.Options{
 		DataDir:           set.dataDir,
 		Listen:            c.NatsListen,
@@ -307,10 +325,11 @@ func (c *RunCmd) dashboardOptions(e *env, set runSettings, b, dashBus *bus.Bus, 
 }
 
 // newComponents builds every component (the workflow component reads
-// wfPath, the dashboard takes dash) and returns them in start order:
+// wfPath, the dashboard takes dash, the scheduler checks fence before every
+// dispatch when not nil) and returns them in start order:
 // config first, the scheduler last. The supervisor stops them in reverse,
 // so the scheduler stops deciding before the parts it drives go away.
-func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash ui.Options) ([]components.Component, *scheduler.Component, error) {
+func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash ui.Options, fence fenceFunc) ([]components.Component, *scheduler.Component, error) {
 	wfc, err := workflow.New(workflow.Options{Path: wfPath, Bus: b, Log: log, Env: workflowfile.OSEnv()})
 	if err != nil {
 		return nil, nil, err
@@ -323,7 +342,7 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash
 	if err != nil {
 		return nil, nil, err
 	}
-	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log, MCPCommand: c.mcpCommand(log)})
+	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log, MCPCommand: c.mcpCommand(log, b.Remote())})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -335,7 +354,7 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, dash
 	if err != nil {
 		return nil, nil, err
 	}
-	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once})
+	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once, Fence: fence})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -381,10 +400,15 @@ func supervise(ctx context.Context, log *slog.Logger, b *bus.Bus, comps []compon
 }
 
 // mcpCommand starts this binary's MCP server for a run, or is nil (no
-// tracker tools) with --no-agent-tools or when the binary's path is not
+// tracker tools) with --no-agent-tools, with --nats (the tool credentials
+// are the embedded server's), or when the binary's path is not
 // known.
-func (c *RunCmd) mcpCommand(log *slog.Logger) []string {
+func (c *RunCmd) mcpCommand(log *slog.Logger, remote bool) []string {
 	if !c.AgentTools {
+		return nil
+	}
+	if remote {
+		log.Warn("runs get no tracker tools with --nats: the tool credentials need the embedded server's listener")
 		return nil
 	}
 	exe, err := os.Executable()

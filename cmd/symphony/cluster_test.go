@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/symphony-oss/symphony/bus"
+	"github.com/symphony-oss/symphony/internal/procscan"
+	"github.com/symphony-oss/symphony/testkit/fakeagent"
+	"github.com/symphony-oss/symphony/testkit/natscluster"
+)
+
+// clusterWorkflow writes n issues (prefix-1…) and a WORKFLOW.md whose
+// agent is the fake one with events at interval, and whose after_run hook
+// moves the issue to Done.
+func clusterWorkflow(t *testing.T, prefix string, n int, interval string) (wf string, ids []string) {
+	t.Helper()
+	agent := fakeagent.Build(t)
+	dir := t.TempDir()
+	issues := filepath.Join(dir, "issues")
+	if err := os.MkdirAll(issues, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		ids = append(ids, id)
+		writeFile(t, filepath.Join(issues, id+".md"), fmt.Sprintf("---\ntitle: %s\nstate: Todo\npriority: %d\n---\n", id, i%4+1))
+	}
+	wrapper := filepath.Join(dir, "agent.sh")
+	writeFile(t, wrapper, "#!/bin/sh\nexport FAKEAGENT_EVENTS=20 FAKEAGENT_INTERVAL="+interval+"\nexec "+agent+" \"$@\"\n")
+	if err := os.Chmod(wrapper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wf = filepath.Join(dir, "WORKFLOW.md")
+	writeFile(t, wf, fmt.Sprintf(`---
+tracker: {kind: files, provider: {path: issues}, active_states: [Todo], terminal_states: [Done]}
+polling: {interval_ms: 300}
+workspace: {root: ws}
+hooks:
+  after_run: |
+    sed -i 's/^state: .*/state: Done/' %q/"$ISSUE_IDENTIFIER.md"
+agent: {max_concurrent_agents: 10, max_turns: 1, max_retry_backoff_ms: 1000}
+claude: {command: %q, turn_timeout_ms: 60000, stall_timeout_ms: 60000}
+---
+Work on {{ issue.identifier }}.
+`, issues, wrapper))
+	t.Setenv("HOME", t.TempDir()) // a light login shell for the hooks
+	return wf, ids
+}
+
+// TestRunOnCluster: `symphony run --nats` on a real three-server cluster
+// runs every issue once and exits (--once); `symphony runs --nats` then
+// lists every run as succeeded from the cluster; the embedded server's
+// flags are refused with --nats.
+func TestRunOnCluster(t *testing.T) {
+	c := natscluster.Start(t, 3)
+	wf, ids := clusterWorkflow(t, "CL", 3, "1ms")
+	r := start(t, "run", wf, "--nats", c.URLs(), "--once")
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("run --nats --once exited %d\n%s", code, r.all)
+	}
+	code, out := runCLI(t, "runs", "--nats", c.URLs(), "--json")
+	if code != 0 {
+		t.Fatalf("runs --nats exited %d: %s", code, out)
+	}
+	for _, id := range ids {
+		if !strings.Contains(out, `"identifier":"`+id+`"`) {
+			t.Errorf("runs --nats does not list %s:\n%s", id, out)
+		}
+	}
+	if n := strings.Count(out, `"status":"succeeded"`); n != len(ids) {
+		t.Errorf("%d succeeded runs listed, want %d:\n%s", n, len(ids), out)
+	}
+	code, out = runCLI(t, "run", wf, "--nats", c.URLs(), "--nats-listen", "127.0.0.1:0")
+	if code != exitUsage || !strings.Contains(out, "--nats-listen is for the embedded server") {
+		t.Fatalf("run --nats --nats-listen: exit %d, %s", code, out)
+	}
+}
+
+// issuesDone reports whether every issue file under the workflow's
+// issues/ directory says state Done.
+func issuesDone(t *testing.T, wf string, ids []string) int {
+	t.Helper()
+	done := 0
+	for _, id := range ids {
+		raw, err := os.ReadFile(filepath.Join(filepath.Dir(wf), "issues", id+".md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), "state: Done") {
+			done++
+		}
+	}
+	return done
+}
+
+// noTwoRuns fails the test when the process table shows processes of two
+// runs alive for one issue.
+func noTwoRuns(t *testing.T, ids []string) {
+	t.Helper()
+	for id, runs := range liveRuns(t, ids) {
+		if len(runs) > 1 {
+			t.Fatalf("issue %s has processes of two runs alive: %v", id, runs)
+		}
+	}
+}
+
+// TestSchedulerFailover: two `symphony run --nats` on a three-server
+// cluster; one takes the scheduler lease, the other stands by. The active
+// one is killed with kill -9 while its agents run; the standby takes the
+// lease over (fencing token 2) within a bound, records the dead process's
+// runs interrupted, kills their leftovers and runs every issue to Done.
+// Then one NATS server is stopped and the work goes on. Throughout, the
+// process table never shows two runs alive for one issue; at the end every
+// dispatched run has an end on record, every claim the standby made
+// carries its token, and no agent process is left behind.
+func TestSchedulerFailover(t *testing.T) {
+	c := natscluster.Start(t, 3)
+	wf, ids := clusterWorkflow(t, "FO", 8, "150ms")
+	t.Cleanup(func() {
+		for _, id := range ids {
+			_, _ = procscan.Kill("SYMPHONY_ISSUE_IDENTIFIER", id)
+		}
+	})
+	base := []string{"run", wf, "--nats", c.URLs(), "--lease-ttl", "3s"}
+	a := start(t, append(base, "--name", "alpha", "--data-dir", t.TempDir())...)
+	a.waitFor(t, "scheduler lease acquired")
+	b := start(t, append(base, "--name", "beta", "--data-dir", t.TempDir())...)
+	b.waitFor(t, "standing by")
+
+	deadline := time.Now().Add(testTimeout)
+	for len(liveRuns(t, ids)) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the active scheduler's agents never started\n%s", a.all)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	noTwoRuns(t, ids)
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	a.wait(t)
+	b.waitFor(t, "scheduler lease acquired")
+	if took := time.Since(killed); took > 3*time.Second+5*time.Second {
+		t.Errorf("the standby took %s to take over with a 3s lease", took)
+	}
+	stopped := false
+	for issuesDone(t, wf, ids) < len(ids) {
+		noTwoRuns(t, ids)
+		if !stopped && issuesDone(t, wf, ids) >= 2 {
+			c.Stop(0) // R3 keeps going with two servers of three
+			stopped = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every issue reached Done: %d of %d\n%s", issuesDone(t, wf, ids), len(ids), b.all)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	if code := b.wait(t); code != 0 {
+		t.Fatalf("the standby exited %d\n%s", code, b.all)
+	}
+	checkClusterRecord(t, c.URLs(), ids)
+	if live := liveRuns(t, ids); len(live) > 0 {
+		t.Errorf("agent processes left behind: %v", live)
+	}
+}
+
+// checkClusterRecord reads the cluster's record: every dispatched run has
+// an end; the lease's last token is at least 2 (a takeover happened).
+func checkClusterRecord(t *testing.T, urls string, ids []string) {
+	t.Helper()
+	rb, err := bus.Dial(t.Context(), bus.RemoteOptions{URLs: strings.Split(urls, ",")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close(context.Background())
+	dispatched, finished := map[string]bool{}, map[string]bus.RunStatus{}
+	for m, err := range bus.History(t.Context(), rb, bus.RunEvents) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m.Data.Event {
+		case bus.RunDispatched:
+			dispatched[m.Data.RunID] = true
+		case bus.RunFinished:
+			finished[m.Data.RunID] = m.Data.Status
+		}
+	}
+	interrupted := 0
+	for run := range dispatched {
+		st, ok := finished[run]
+		if !ok {
+			t.Errorf("run %s was dispatched and never ended on record", run)
+		}
+		if st == bus.RunInterrupted {
+			interrupted++
+		}
+	}
+	if interrupted == 0 {
+		t.Error("no run recorded interrupted: the killed scheduler's runs were not followed up")
+	}
+	if len(dispatched) < len(ids) {
+		t.Errorf("%d runs dispatched for %d issues", len(dispatched), len(ids))
+	}
+	l, err := bus.Get(t.Context(), rb, bus.SchedulerLease)
+	if err != nil || l.Value.Token < 2 || !l.Value.Released {
+		t.Errorf("lease after the takeover and a clean stop: %+v, %v; want token ≥ 2, released", l.Value, err)
+	}
+}
