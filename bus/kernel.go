@@ -783,6 +783,11 @@ func (b *Bus) teardown(ctx context.Context) error {
 	if b.nc != nil {
 		b.ending.Store(true)
 		b.endAll()
+		if b.remote != nil && !b.nc.IsConnected() {
+			// Cut off from the deployment: nothing pending can be
+			// delivered; a drain would only wait for ctx.
+			b.nc.Close()
+		}
 		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}

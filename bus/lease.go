@@ -35,7 +35,7 @@ var ErrLeaseLost = errors.New("the scheduler lease is lost")
 // compare-and-set on the key's revision; no two processes' clocks are
 // ever compared. A standby takes the lease over when the key's revision
 // has not changed for a whole TTL by its own clock; the holder treats the
-// lease as lost once HoldFraction of a TTL has passed since it sent its
+// lease as lost once half a TTL has passed since it sent its
 // last successful renewal, well before any standby may take over (the
 // standby's wait starts only when it sees that renewal). Renewals come
 // every TTL/RenewEvery, and with every Check.
@@ -56,10 +56,13 @@ type Lease struct {
 // Lease timing, as fractions of the TTL.
 const (
 	// RenewEvery: the holder renews RenewEvery times per TTL.
-	RenewEvery = 4
-	// holdNum/holdDen: the holder stops trusting its hold 2/3 of a TTL
-	// after sending its last successful renewal.
-	holdNum, holdDen = 2, 3
+	RenewEvery = 6
+	// holdNum/holdDen: the holder stops trusting its hold half a TTL
+	// after sending its last successful renewal. Keep notices within two
+	// renewal periods more (a renewal that hangs until its timeout, then
+	// the next), 5/6 of a TTL at worst: a sixth of a TTL before any
+	// standby may take over, for the holder to kill its agents.
+	holdNum, holdDen = 1, 2
 )
 
 // NewSchedulerLease returns holder's (not yet acquired) hold on

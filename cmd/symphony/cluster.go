@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/components"
 	"github.com/symphony-oss/symphony/components/scheduler"
+	"github.com/symphony-oss/symphony/internal/procscan"
 )
 
 // Environment variables holding a NATS user and password for --nats. They
@@ -119,6 +122,10 @@ func (c *RunCmd) runClustered(ctx context.Context, log *slog.Logger, b *bus.Bus,
 		return &exitError{code: exitUsage, err: fmt.Errorf("--lease-ttl must be at least 100ms, not %s", c.LeaseTTL)}
 	}
 	holder := c.holderName()
+	instance, err := markChildren()
+	if err != nil {
+		return err
+	}
 	for {
 		lease := bus.NewSchedulerLease(b, holder, c.LeaseTTL)
 		token, err := lease.Acquire(ctx, func(active string) {
@@ -131,7 +138,7 @@ func (c *RunCmd) runClustered(ctx context.Context, log *slog.Logger, b *bus.Bus,
 			return fmt.Errorf("scheduler lease: %w", err)
 		}
 		log.Info("scheduler lease acquired: this process schedules", "name", holder, "fence", token)
-		lost, err := c.hold(ctx, log, b, lease, build)
+		lost, err := c.hold(ctx, log, b, lease, instance, build)
 		if err != nil || ctx.Err() != nil || c.Once {
 			return err
 		}
@@ -143,7 +150,7 @@ func (c *RunCmd) runClustered(ctx context.Context, log *slog.Logger, b *bus.Bus,
 // the lease is lost (lost says why), renewing it meanwhile; a holding
 // that ends with ctx (or --once done) releases the lease, so a standby
 // takes over at once.
-func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *bus.Lease, build func(fenceFunc) ([]components.Component, *scheduler.Component, error)) (lost, err error) {
+func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *bus.Lease, instance string, build func(fenceFunc) ([]components.Component, *scheduler.Component, error)) (lost, err error) {
 	comps, sch, err := build(lease.Check)
 	if err != nil {
 		return nil, err
@@ -152,7 +159,13 @@ func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *
 	defer cancel()
 	kept := make(chan error, 1)
 	go func() {
-		kept <- lease.Keep(hctx)
+		err := lease.Keep(hctx)
+		if errors.Is(err, bus.ErrLeaseLost) {
+			// Before the components stop (which may wait on a cluster
+			// that is gone): a standby may take over soon.
+			killChildren(log, instance)
+		}
+		kept <- err
 		cancel()
 	}()
 	octx, stop := c.untilOnceDone(hctx, log, sch)
@@ -161,6 +174,7 @@ func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *
 	cancel()
 	lost = <-kept
 	if errors.Is(lost, bus.ErrLeaseLost) {
+		killChildren(log, instance) // anything started while stopping
 		return lost, err
 	}
 	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -169,4 +183,43 @@ func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *
 		log.Warn("release the scheduler lease; a standby takes over after --lease-ttl", "err", rerr)
 	}
 	return nil, err
+}
+
+// instanceEnv marks every process a clustered `symphony run` starts
+// (hooks, agents and their children) with the process's instance id, so
+// that on losing the lease it can kill them all at once without asking
+// its components, which may be waiting on a cluster that is gone.
+const instanceEnv = "SYMPHONY_INSTANCE"
+
+// markChildren puts a fresh instance id in the environment every child
+// inherits, and returns it.
+func markChildren() (string, error) {
+	var raw [12]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("instance id: %w", err)
+	}
+	id := hex.EncodeToString(raw[:])
+	if err := os.Setenv(instanceEnv, id); err != nil {
+		return "", fmt.Errorf("mark children: %w", err)
+	}
+	return id, nil
+}
+
+// killChildren kills every process marked with instance, again until none
+// is left or 5 s have passed (a process forking as it is killed).
+func killChildren(log *slog.Logger, instance string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := procscan.Kill(instanceEnv, instance)
+		if err != nil {
+			log.Error("kill this process's agents after losing the lease", "err", err)
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return
+		}
+		if n > 0 {
+			log.Warn("lease lost: killed this process's agents and hooks", "processes", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

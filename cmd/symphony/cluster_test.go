@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/symphony-oss/symphony/bus"
 	"github.com/symphony-oss/symphony/internal/procscan"
 	"github.com/symphony-oss/symphony/testkit/fakeagent"
@@ -214,4 +216,90 @@ func checkClusterRecord(t *testing.T, urls string, ids []string) {
 	if err != nil || l.Value.Token < 2 || !l.Value.Released {
 		t.Errorf("lease after the takeover and a clean stop: %+v, %v; want token ≥ 2, released", l.Value, err)
 	}
+}
+
+// TestClusterConfigFiles: the three server configurations in
+// testdata/cluster start a cluster (on free ports and temporary stores),
+// and `symphony run --nats` runs on it with the user and password from the
+// environment, which no hook sees; without the password it is refused.
+func TestClusterConfigFiles(t *testing.T) {
+	t.Setenv("SYMPHONY_NATS_PASSWORD", "cluster-test-password")
+	files := []string{"../../testdata/cluster/n1.conf", "../../testdata/cluster/n2.conf", "../../testdata/cluster/n3.conf"}
+	c := natscluster.StartFiles(t, files...)
+	wf, ids := clusterWorkflow(t, "CF", 2, "1ms")
+	// The before_run hook records whether it saw the NATS secrets.
+	seen := filepath.Join(t.TempDir(), "seen")
+	raw, err := os.ReadFile(wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, wf, strings.Replace(string(raw), "hooks:\n", "hooks:\n  before_run: |\n    echo \"[$SYMPHONY_NATS_USER$SYMPHONY_NATS_PASSWORD]\" >> "+seen+"\n", 1))
+	t.Setenv("SYMPHONY_NATS_USER", "symphony")
+	r := start(t, "run", wf, "--nats", c.URLs(), "--once")
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("run on the testdata cluster exited %d\n%s", code, r.all)
+	}
+	if n := issuesDone(t, wf, ids); n != len(ids) {
+		t.Fatalf("%d of %d issues done\n%s", n, len(ids), r.all)
+	}
+	got, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(got), "[]") != len(ids) {
+		t.Fatalf("hooks saw the NATS user or password: %q", got)
+	}
+	t.Setenv("SYMPHONY_NATS_PASSWORD", "wrong")
+	code, out := runCLI(t, "runs", "--nats", c.URLs())
+	if code == 0 || !strings.Contains(strings.ToLower(out), "authorization") {
+		t.Fatalf("runs with a wrong password: exit %d, %s", code, out)
+	}
+}
+
+// TestCutOffKillsAgents: the active scheduler cut off from NATS (its one
+// server gone) cannot renew its lease; it kills its agents before the
+// lease's TTL has passed since its last renewal, the moment from which a
+// standby could take over, and says so.
+func TestCutOffKillsAgents(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	wf, ids := clusterWorkflow(t, "CUT", 3, "500ms")
+	t.Cleanup(func() {
+		for _, id := range ids {
+			_, _ = procscan.Kill("SYMPHONY_ISSUE_IDENTIFIER", id)
+		}
+	})
+	const ttl = 5 * time.Second
+	r := start(t, "run", wf, "--nats", s.ClientURL(), "--lease-ttl", ttl.String())
+	r.waitFor(t, "scheduler lease acquired")
+	deadline := time.Now().Add(testTimeout)
+	for len(liveRuns(t, ids)) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("agents never started\n%s", r.all)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Shutdown()
+	// The last renewal was sent at most a renewal period before the cut.
+	cut := time.Now().Add(-ttl / bus.RenewEvery)
+	for len(liveRuns(t, ids)) > 0 {
+		if time.Since(cut) > ttl {
+			t.Fatalf("agents still alive %s after the last possible renewal (lease TTL %s): %v", time.Since(cut), ttl, liveRuns(t, ids))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("agents gone %s after the last possible renewal (TTL %s)", time.Since(cut), ttl)
+	r.waitFor(t, "lease lost: killed this process's agents")
+	// Its components then stop slowly against a cluster that is gone
+	// (each request waits for its timeout); that is not this test's
+	// business.
+	_ = r.cmd.Process.Signal(syscall.SIGKILL)
+	r.wait(t)
 }
