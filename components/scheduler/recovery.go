@@ -170,11 +170,34 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	}
 	end := bus.RunEvent{RunID: cl.RunID, Event: bus.RunFinished, At: time.Now().UTC(), Issue: bus.IssueRef{ID: id, Identifier: cl.Identifier},
 		Attempt: cl.Attempt, Status: bus.RunInterrupted, Error: "symphony stopped while the run was in flight"}
-	if err := runlog.Record(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
+	if err := recordRetrying(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
 	a.queueRetry(ctx, bus.RetryEntry{IssueID: id, Identifier: cl.Identifier, Attempt: attempt, DueAt: time.Now(), Error: "interrupted"})
 	log.Warn("run interrupted by a restart; dispatching again")
+}
+
+// recordWindow bounds how long recovery tries to record a run's end.
+const recordWindow = 30 * time.Second
+
+// recordRetrying records ev (runlog.Record, deduplicated by msgID, so a
+// try that was stored but not acknowledged is not stored twice), trying
+// again for up to recordWindow: on a NATS cluster a takeover can coincide
+// with a server's loss, and the streams answer nothing while they elect
+// leaders; a run whose end is not recorded then would have none at all.
+func recordRetrying(ctx context.Context, b *bus.Bus, ev bus.RunEvent, msgID string) error {
+	deadline := time.Now().Add(recordWindow)
+	for {
+		err := runlog.Record(ctx, b, ev, msgID)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // issueOf is the issue a stored run event names, as far as it says. Its
