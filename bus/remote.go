@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -72,6 +73,11 @@ func Dial(ctx context.Context, o RemoteOptions) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	for _, u := range o.URLs {
+		if pu, err := url.Parse(u); err != nil || pu.User != nil {
+			return nil, fmt.Errorf("bus: NATS server URL %q: want nats://host:port or tls://host:port, credentials not in the URL (a command line is readable by every local user): use a creds or nkey file, or SYMPHONY_NATS_USER and SYMPHONY_NATS_PASSWORD", redactURL(u))
+		}
+	}
 	opts, err := remoteOptions(o)
 	if err != nil {
 		return nil, err
@@ -93,6 +99,19 @@ func Dial(ctx context.Context, o RemoteOptions) (*Bus, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// redactURL is u without what may be a secret: its user information.
+func redactURL(u string) string {
+	if scheme, rest, ok := strings.Cut(u, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			return scheme + "://…@" + rest[at+1:]
+		}
+	}
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		return "…@" + u[at+1:]
+	}
+	return u
 }
 
 // declareRemote declares the catalogue on the deployment with o's

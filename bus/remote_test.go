@@ -178,4 +178,8 @@ func TestDialSingleServerAuth(t *testing.T) {
 	if _, err := Dial(t.Context(), RemoteOptions{}); err == nil {
 		t.Fatal("no URL: no error")
 	}
+	_, err = Dial(t.Context(), RemoteOptions{URLs: []string{"nats://sym:s3cret@" + strings.TrimPrefix(url, "nats://")}})
+	if err == nil || !strings.Contains(err.Error(), "credentials not in the URL") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("credentials in the URL: %v; want a refusal that does not repeat them", err)
+	}
 }

@@ -80,10 +80,22 @@ func TestRunOnCluster(t *testing.T) {
 	if n := strings.Count(out, `"status":"succeeded"`); n != len(ids) {
 		t.Errorf("%d succeeded runs listed, want %d:\n%s", n, len(ids), out)
 	}
+	runID := between(out, `"run_id":"`, `"`)
+	code, out = runCLI(t, "replay", "--nats", c.URLs(), "--jsonl", runID)
+	if code != 0 || !strings.Contains(out, runID) || !strings.Contains(out, "Work on") {
+		t.Errorf("replay --nats --jsonl %s: exit %d\n%s", runID, code, out)
+	}
 	code, out = runCLI(t, "run", wf, "--nats", c.URLs(), "--nats-listen", "127.0.0.1:0")
 	if code != exitUsage || !strings.Contains(out, "--nats-listen is for the embedded server") {
 		t.Fatalf("run --nats --nats-listen: exit %d, %s", code, out)
 	}
+}
+
+// between is the text of s after the first from, up to the next to.
+func between(s, from, to string) string {
+	_, rest, _ := strings.Cut(s, from)
+	v, _, _ := strings.Cut(rest, to)
+	return v
 }
 
 // issuesDone reports whether every issue file under the workflow's
@@ -216,6 +228,10 @@ func TestSchedulerFailover(t *testing.T) {
 			t.Fatalf("not every issue reached Done: %d of %d\n%s", issuesDone(t, wf, ids), len(ids), active.all)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// prune reaches the active process's pruner through the cluster.
+	if code, out := runCLI(t, "prune", "--nats", c.URLs(), "--older-than", "1h", "--dry-run"); code != 0 || !strings.Contains(out, "dry run") {
+		t.Errorf("prune --nats --dry-run: exit %d, %s", code, out)
 	}
 	for _, p := range []*proc{standby, active} {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
