@@ -27,6 +27,35 @@ type LeaseState struct {
 // when several share a cluster (--nats).
 var SchedulerLease = kvKey[LeaseState](BucketState, "lease.scheduler")
 
+// StandbyState is a standby's entry (KV symphony_state, standby.<name>):
+// who waits to take the lease over, renewed while it waits, so the
+// dashboard can list the standbys and when each was last heard of.
+type StandbyState struct {
+	Name   string    `json:"name"`
+	Since  time.Time `json:"since"`
+	SeenAt time.Time `json:"seen_at"`
+	TTLMS  int64     `json:"ttl_ms"`
+}
+
+// Standbys are the entries of the processes standing by for the scheduler
+// lease.
+var Standbys = keySet[StandbyState](BucketState, "standby")
+
+// standbyKey is the key of holder's standby entry: its name with every
+// character a key may not hold replaced by '_' ("host:pid" → "host_pid").
+func standbyKey(holder string) (Key[StandbyState], error) {
+	id := []byte(holder)
+	for i, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			id[i] = '_'
+		}
+	}
+	if len(id) == 0 {
+		id = []byte("_")
+	}
+	return Standbys.Key(string(id))
+}
+
 // ErrLeaseLost is returned by Lease.Check once the lease has passed to
 // another holder or could not be renewed in time.
 var ErrLeaseLost = errors.New("the scheduler lease is lost")
@@ -85,6 +114,8 @@ func (l *Lease) Acquire(ctx context.Context, onStandby func(holder string)) (uin
 	var seenAt time.Time
 	told := false
 	poll := max(l.ttl/(2*RenewEvery), 10*time.Millisecond)
+	sb := l.standby()
+	defer sb.leave()
 	for {
 		sent := time.Now()
 		e, err := Get(ctx, l.ep, l.key)
@@ -107,12 +138,53 @@ func (l *Lease) Acquire(ctx context.Context, onStandby func(holder string)) (uin
 			}
 			told = true
 		}
+		if told {
+			sb.beat(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-time.After(poll):
 		}
 	}
+}
+
+// standbyEntry writes a waiting holder's StandbyState every half TTL and
+// removes it when the wait ends.
+type standbyEntry struct {
+	l      *Lease
+	key    Key[StandbyState]
+	ok     bool
+	since  time.Time
+	last   time.Time
+	joined bool
+}
+
+func (l *Lease) standby() *standbyEntry {
+	k, err := standbyKey(l.holder)
+	return &standbyEntry{l: l, key: k, ok: err == nil, since: time.Now().UTC()}
+}
+
+// beat renews the entry when half a TTL has passed since the last write;
+// a failed write is left to the next beat (the entry is for people).
+func (s *standbyEntry) beat(ctx context.Context) {
+	if !s.ok || time.Since(s.last) < s.l.ttl/2 {
+		return
+	}
+	st := StandbyState{Name: s.l.holder, Since: s.since, SeenAt: time.Now().UTC(), TTLMS: s.l.ttl.Milliseconds()}
+	if _, err := Put(ctx, s.l.ep, s.key, st); err == nil {
+		s.last, s.joined = time.Now(), true
+	}
+}
+
+// leave removes the entry (best effort, bounded by a TTL).
+func (s *standbyEntry) leave() {
+	if !s.joined {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.l.ttl, time.Second))
+	defer cancel()
+	_ = Delete(ctx, s.l.ep, s.key)
 }
 
 func (l *Lease) state(token uint64) LeaseState {

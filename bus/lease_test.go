@@ -30,6 +30,15 @@ func TestLease(t *testing.T) {
 	if h := <-standby; h != "one" {
 		t.Fatalf("the standby was told %q holds the lease, want one", h)
 	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		sbs, err := All(t.Context(), b, Standbys)
+		if err == nil && sbs["two"].Name == "two" && !sbs["two"].SeenAt.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby's entry never appeared: %v, %v", sbs, err)
+		}
+	}
 	// Renewed for three TTLs: the standby never takes over.
 	for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(ttl / RenewEvery) {
 		if _, err := one.Check(t.Context()); err != nil {
@@ -50,6 +59,9 @@ func TestLease(t *testing.T) {
 	}
 	if tok != 2 {
 		t.Fatalf("takeover token %d, want 2", tok)
+	}
+	if sbs, err := All(t.Context(), b, Standbys); err != nil || len(sbs) != 0 {
+		t.Fatalf("standby entries after the takeover: %v, %v; want none", sbs, err)
 	}
 	if took := time.Since(stoppedAt); took < ttl*holdNum/holdDen {
 		t.Fatalf("taken over %s after the last renewal, before the holder's hold ran out", took)

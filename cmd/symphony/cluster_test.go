@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,9 +172,12 @@ func TestSchedulerFailover(t *testing.T) {
 	})
 	base := []string{"run", wf, "--nats", c.URLs(), "--lease-ttl", "3s"}
 	var members []*proc
+	dataDirs := map[*proc]string{}
 	member := func(name string) *proc {
-		p := start(t, append(base, "--name", name, "--data-dir", t.TempDir())...)
+		dir := t.TempDir()
+		p := start(t, append(base, "--name", name, "--data-dir", dir)...)
 		members = append(members, p)
+		dataDirs[p] = dir
 		return p
 	}
 	t.Cleanup(func() {
@@ -186,6 +191,7 @@ func TestSchedulerFailover(t *testing.T) {
 	active.waitFor(t, "scheduler lease acquired")
 	standby := member("m1")
 	standby.waitFor(t, "standing by")
+	checkSchedulerShown(t, dataDirs[active], "m0", "m1")
 	rb := dialRecord(t, c.URLs())
 	deadline := time.Now().Add(testTimeout + time.Duration(len(ids))*time.Second)
 	stopped := -1
@@ -242,6 +248,33 @@ func TestSchedulerFailover(t *testing.T) {
 	checkClusterRecord(t, rb, ids)
 	if live := liveRuns(t, ids); len(live) > 0 {
 		t.Errorf("agent processes left behind: %v", live)
+	}
+}
+
+// checkSchedulerShown waits until the dashboard API of the process whose
+// data directory is dir names active as the scheduler and standby among
+// the standbys.
+func checkSchedulerShown(t *testing.T, dir, active, standby string) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		raw, _ := os.ReadFile(filepath.Join(dir, "dashboard-url"))
+		if u := strings.TrimSpace(string(raw)); u != "" {
+			if resp, err := http.Get(u + "/api/v1/state"); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(body), `"active": "`+active+`"`) && strings.Contains(string(body), `"name": "`+standby+`"`) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the dashboard never showed %s active and %s standing by:\n%s", active, standby, body)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no dashboard in %s", dir)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
