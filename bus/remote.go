@@ -135,7 +135,7 @@ func (b *Bus) declareRemote(ctx context.Context, o RemoteOptions) error {
 	var err error
 	for deadline := time.Now().Add(declareWindow); ; {
 		changed, err = declare(ctx, b.js, maxAge, replicas)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil || !retryable(err) {
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil || !Unavailable(err) {
 			break
 		}
 		b.log.Warn("bus: declaring the streams failed; trying again", "err", err)
@@ -152,12 +152,14 @@ func (b *Bus) declareRemote(ctx context.Context, o RemoteOptions) error {
 // cluster that does not answer yet.
 const declareWindow = 30 * time.Second
 
-// retryable reports whether a declaration failed for want of an answer
-// (a timeout, JetStream unavailable during an election) rather than for a
-// refusal that another try would get again.
-func retryable(err error) bool {
+// Unavailable reports whether a request to the servers failed for want of
+// an answer (a timeout, no responders, JetStream unavailable while a
+// cluster elects its leaders) rather than for a refusal that another try
+// would get again (a full store, a wrong revision).
+func Unavailable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		strings.Contains(err.Error(), "temporarily unavailable")
 }
 

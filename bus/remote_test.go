@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testCluster starts three in-process servers joined by routes, with
@@ -181,5 +184,25 @@ func TestDialSingleServerAuth(t *testing.T) {
 	_, err = Dial(t.Context(), RemoteOptions{URLs: []string{"nats://sym:s3cret@" + strings.TrimPrefix(url, "nats://")}})
 	if err == nil || !strings.Contains(err.Error(), "credentials not in the URL") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("credentials in the URL: %v; want a refusal that does not repeat them", err)
+	}
+}
+
+// TestUnavailable: a want of answer is worth another try; a refusal is not.
+func TestUnavailable(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("publish: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("x: %w", nats.ErrTimeout), true},
+		{nats.ErrNoResponders, true},
+		{fmt.Errorf("publish: %w", jetstream.ErrNoStreamResponse), true},
+		{errors.New("nats: JetStream system temporarily unavailable"), true},
+		{ErrRevisionChanged, false},
+		{errors.New("nats: insufficient resources"), false},
+	} {
+		if got := Unavailable(c.err); got != c.want {
+			t.Errorf("Unavailable(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

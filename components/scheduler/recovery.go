@@ -182,14 +182,15 @@ const recordWindow = 30 * time.Second
 
 // recordRetrying records ev (runlog.Record, deduplicated by msgID, so a
 // try that was stored but not acknowledged is not stored twice), trying
-// again for up to recordWindow: on a NATS cluster a takeover can coincide
-// with a server's loss, and the streams answer nothing while they elect
-// leaders; a run whose end is not recorded then would have none at all.
+// again for up to recordWindow while the servers do not answer; a refusal
+// (a full store) is not tried again. On a NATS cluster a takeover can
+// coincide with a server's loss, and the streams answer nothing while they
+// elect leaders; a run whose end is not recorded then would have none.
 func recordRetrying(ctx context.Context, b *bus.Bus, ev bus.RunEvent, msgID string) error {
 	deadline := time.Now().Add(recordWindow)
 	for {
 		err := runlog.Record(ctx, b, ev, msgID)
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+		if err == nil || !bus.Unavailable(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
 		select {
