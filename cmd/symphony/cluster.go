@@ -153,6 +153,7 @@ func (c *RunCmd) runClustered(ctx context.Context, log *slog.Logger, b *bus.Bus,
 func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *bus.Lease, instance string, build func(fenceFunc) ([]components.Component, *scheduler.Component, error)) (lost, err error) {
 	comps, sch, err := build(lease.Check)
 	if err != nil {
+		release(log, lease)
 		return nil, err
 	}
 	hctx, cancel := context.WithCancel(ctx)
@@ -177,12 +178,18 @@ func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *
 		killChildren(log, instance) // anything started while stopping
 		return lost, err
 	}
-	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer rcancel()
-	if rerr := lease.Release(rctx); rerr != nil {
-		log.Warn("release the scheduler lease; a standby takes over after --lease-ttl", "err", rerr)
-	}
+	release(log, lease)
 	return nil, err
+}
+
+// release gives the lease up within 5 s, so that a standby takes over at
+// once; a failure only means the standby waits for the TTL.
+func release(log *slog.Logger, lease *bus.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := lease.Release(ctx); err != nil {
+		log.Warn("release the scheduler lease; a standby takes over after --lease-ttl", "err", err)
+	}
 }
 
 // instanceEnv marks every process a clustered `symphony run` starts

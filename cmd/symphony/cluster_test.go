@@ -240,10 +240,7 @@ func TestSchedulerFailover(t *testing.T) {
 		t.Errorf("prune --nats --dry-run: exit %d, %s", code, out)
 	}
 	for _, p := range []*proc{standby, active} {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		if code := p.wait(t); code != 0 {
-			t.Fatalf("a member exited %d\n%s", code, p.all)
-		}
+		stopOrDump(t, p)
 	}
 	checkClusterRecord(t, rb, ids)
 	if live := liveRuns(t, ids); len(live) > 0 {
@@ -275,6 +272,22 @@ func checkSchedulerShown(t *testing.T, dir, active, standby string) {
 			t.Fatalf("no dashboard in %s", dir)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stopOrDump stops p with SIGTERM and fails the test unless it exits 0
+// within 45 s; one that does not is sent SIGQUIT, so that its goroutines
+// are in the output the failure shows.
+func stopOrDump(t *testing.T, p *proc) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	timer := time.AfterFunc(45*time.Second, func() { _ = p.cmd.Process.Signal(syscall.SIGQUIT) })
+	code := p.wait(t)
+	if !timer.Stop() {
+		t.Fatalf("a member did not exit within 45 s of SIGTERM; its goroutines:\n%s", p.all)
+	}
+	if code != 0 {
+		t.Fatalf("a member exited %d\n%s", code, p.all)
 	}
 }
 
