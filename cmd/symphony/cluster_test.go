@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -128,26 +131,104 @@ func noTwoRuns(t *testing.T, ids []string) {
 	}
 }
 
-// waitForAny reads p's output until a line contains one of wants, and
-// returns that want.
-func waitForAny(t *testing.T, p *proc, wants ...string) string {
+// member is one `symphony run --nats` of a test cluster, its output read
+// all along (a member that schedules hundreds of runs writes more lines
+// than proc's channel holds, and an unread pipe would keep its exit from
+// being seen).
+type member struct {
+	p    *proc
+	dir  string
+	mu   sync.Mutex
+	out  strings.Builder
+	seen int // how far waitFor has looked
+}
+
+func startMember(t *testing.T, args ...string) *member {
 	t.Helper()
-	deadline := time.After(testTimeout)
+	m := &member{dir: t.TempDir()}
+	m.p = start(t, append(args, "--data-dir", m.dir)...)
+	go func() {
+		for line := range m.p.lines {
+			m.mu.Lock()
+			m.out.WriteString(line + "\n")
+			m.mu.Unlock()
+		}
+	}()
+	return m
+}
+
+// output is everything the member wrote so far.
+func (m *member) output() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.out.String()
+}
+
+// waitFor waits for a line, after what earlier waits matched, containing
+// one of wants, and returns that want.
+func (m *member) waitFor(t *testing.T, wants ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
 	for {
-		select {
-		case line, ok := <-p.lines:
-			if !ok {
-				t.Fatalf("process ended before printing any of %q; output:\n%s", wants, p.all)
+		m.mu.Lock()
+		rest := m.out.String()[m.seen:]
+		for _, line := range strings.SplitAfter(rest, "\n") {
+			if !strings.HasSuffix(line, "\n") {
+				break
 			}
-			p.all.WriteString(line + "\n")
+			m.seen += len(line)
 			for _, w := range wants {
 				if strings.Contains(line, w) {
+					m.mu.Unlock()
 					return w
 				}
 			}
-		case <-deadline:
-			t.Fatalf("none of %q within %v; output:\n%s", wants, testTimeout, p.all)
 		}
+		m.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("none of %q within %v; output:\n%s", wants, testTimeout, m.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// exit waits for the member's end (SIGQUIT after 45 s, so that its
+// goroutines are in the output) and returns its exit code.
+func (m *member) exit(t *testing.T) int {
+	t.Helper()
+	timer := time.AfterFunc(45*time.Second, func() { _ = m.p.cmd.Process.Signal(syscall.SIGQUIT) })
+	var err error
+	select {
+	case err = <-m.p.done:
+	case <-time.After(testTimeout):
+		t.Fatalf("a member did not end, even after SIGQUIT; output:\n%s", m.output())
+	}
+	if !timer.Stop() {
+		time.Sleep(100 * time.Millisecond) // the reader's last lines
+		t.Fatalf("a member did not exit within 45 s; its goroutines:\n%s", m.output())
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// kill ends the member with kill -9.
+func (m *member) kill(t *testing.T) {
+	t.Helper()
+	if err := m.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	m.exit(t)
+}
+
+// stop ends the member with SIGTERM; it must exit 0.
+func (m *member) stop(t *testing.T) {
+	t.Helper()
+	_ = m.p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := m.exit(t); code != 0 {
+		t.Fatalf("a member exited %d\n%s", code, m.output())
 	}
 }
 
@@ -171,44 +252,38 @@ func TestSchedulerFailover(t *testing.T) {
 		}
 	})
 	base := []string{"run", wf, "--nats", c.URLs(), "--lease-ttl", "3s"}
-	var members []*proc
-	dataDirs := map[*proc]string{}
-	member := func(name string) *proc {
-		dir := t.TempDir()
-		p := start(t, append(base, "--name", name, "--data-dir", dir)...)
-		members = append(members, p)
-		dataDirs[p] = dir
-		return p
+	var members []*member
+	join := func(name string) *member {
+		m := startMember(t, append(base, "--name", name)...)
+		members = append(members, m)
+		return m
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for i, p := range members {
-				t.Logf("member m%d's output:\n%s", i, p.all)
+			for i, m := range members {
+				t.Logf("member m%d's output:\n%s", i, m.output())
 			}
 		}
 	})
-	active := member("m0")
+	active := join("m0")
 	active.waitFor(t, "scheduler lease acquired")
-	standby := member("m1")
+	standby := join("m1")
 	standby.waitFor(t, "standing by")
-	checkSchedulerShown(t, dataDirs[active], "m0", "m1")
+	checkSchedulerShown(t, active.dir, "m0", "m1")
 	rb := dialRecord(t, c.URLs())
 	deadline := time.Now().Add(testTimeout + time.Duration(len(ids))*time.Second)
 	stopped := -1
 	for round := range rounds {
 		for len(liveRuns(t, ids)) < min(4, len(ids)-issuesDone(t, wf, ids)) {
 			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the active scheduler's agents never started\n%s", round, active.all)
+				t.Fatalf("round %d: the active scheduler's agents never started", round)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		noTwoRuns(t, ids)
 		before := storedEvents(t, rb)
-		if err := active.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
 		killed := time.Now()
-		active.wait(t)
+		active.kill(t)
 		standby.waitFor(t, "scheduler lease acquired")
 		if took := time.Since(killed); took > 3*time.Second+5*time.Second {
 			t.Errorf("round %d: the standby took %s to take over with a 3s lease", round, took)
@@ -221,8 +296,8 @@ func TestSchedulerFailover(t *testing.T) {
 		if after := storedEvents(t, rb); after < before {
 			t.Fatalf("round %d: %d stored events before the kill, %d after", round, before, after)
 		}
-		active, standby = standby, member(fmt.Sprintf("m%d", round+2))
-		if waitForAny(t, standby, "standing by", "scheduler lease acquired") != "standing by" {
+		active, standby = standby, join(fmt.Sprintf("m%d", round+2))
+		if standby.waitFor(t, "standing by", "scheduler lease acquired") != "standing by" {
 			// The new active lost its lease while a server was stopped;
 			// the newcomer took over. Both are valid: swap the roles.
 			active, standby = standby, active
@@ -231,7 +306,7 @@ func TestSchedulerFailover(t *testing.T) {
 	for issuesDone(t, wf, ids) < len(ids) {
 		noTwoRuns(t, ids)
 		if time.Now().After(deadline) {
-			t.Fatalf("not every issue reached Done: %d of %d\n%s", issuesDone(t, wf, ids), len(ids), active.all)
+			t.Fatalf("not every issue reached Done: %d of %d", issuesDone(t, wf, ids), len(ids))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -239,9 +314,8 @@ func TestSchedulerFailover(t *testing.T) {
 	if code, out := runCLI(t, "prune", "--nats", c.URLs(), "--older-than", "1h", "--dry-run"); code != 0 || !strings.Contains(out, "dry run") {
 		t.Errorf("prune --nats --dry-run: exit %d, %s", code, out)
 	}
-	for _, p := range []*proc{standby, active} {
-		stopOrDump(t, p)
-	}
+	standby.stop(t)
+	active.stop(t)
 	checkClusterRecord(t, rb, ids)
 	if live := liveRuns(t, ids); len(live) > 0 {
 		t.Errorf("agent processes left behind: %v", live)
@@ -272,22 +346,6 @@ func checkSchedulerShown(t *testing.T, dir, active, standby string) {
 			t.Fatalf("no dashboard in %s", dir)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stopOrDump stops p with SIGTERM and fails the test unless it exits 0
-// within 45 s; one that does not is sent SIGQUIT, so that its goroutines
-// are in the output the failure shows.
-func stopOrDump(t *testing.T, p *proc) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.AfterFunc(45*time.Second, func() { _ = p.cmd.Process.Signal(syscall.SIGQUIT) })
-	code := p.wait(t)
-	if !timer.Stop() {
-		t.Fatalf("a member did not exit within 45 s of SIGTERM; its goroutines:\n%s", p.all)
-	}
-	if code != 0 {
-		t.Fatalf("a member exited %d\n%s", code, p.all)
 	}
 }
 
