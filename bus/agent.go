@@ -212,6 +212,10 @@ type Claim struct {
 	Identifier string    `json:"identifier"`
 	Attempt    *int      `json:"attempt"`
 	At         time.Time `json:"at"`
+	// Fence is the fencing token of the scheduler lease under which the
+	// claim was made (bus.SchedulerLease; 0 with the embedded server,
+	// which has no lease).
+	Fence uint64 `json:"fence,omitempty"`
 }
 
 // RetryEntry is a queued retry (KV symphony_state, retry.<issue_id>).

@@ -11,7 +11,7 @@ import (
 // on disk); a stream or bucket changed behind Symphony's back is put back.
 func TestRedeclareChangesNothing(t *testing.T) {
 	b := openTest(t, Options{})
-	changed, err := declare(t.Context(), b.js, DefaultStreamMaxAge)
+	changed, err := declare(t.Context(), b.js, DefaultStreamMaxAge, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestRedeclareChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	changed, err = declare(t.Context(), b.js, DefaultStreamMaxAge)
+	changed, err = declare(t.Context(), b.js, DefaultStreamMaxAge, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRedeclareChangesNothing(t *testing.T) {
 	if info, err := state.Info(t.Context()); err != nil || info.Config.MaxMsgsPerSubject != 1 {
 		t.Errorf("state history after declaring: %v %v", info.Config.MaxMsgsPerSubject, err)
 	}
-	if changed, err := declare(t.Context(), b.js, DefaultStreamMaxAge); err != nil || len(changed) != 0 {
+	if changed, err := declare(t.Context(), b.js, DefaultStreamMaxAge, 1); err != nil || len(changed) != 0 {
 		t.Fatalf("a third declaration updated %v (%v)", changed, err)
 	}
 }

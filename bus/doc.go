@@ -27,6 +27,13 @@
 //   - One process owns a data directory at a time (an flock on <data-dir>/lock);
 //     a second one fails at once with a DataDirInUseError naming the holder.
 //
+// The same kernel runs on a NATS deployment Symphony does not run (Dial:
+// `symphony run --nats`, usually a three-server cluster with streams and
+// buckets in three replicas): the components cannot tell the difference.
+// There, several processes may share the state, so the scheduler's
+// authority is a lease in KV (Lease, SchedulerLease) taken and renewed by
+// compare-and-set, with a fencing token that grows with every holding.
+//
 // Run history (summaries, timelines, following a run, the agent event
 // writer, purge) is not here: package runlog builds it on the kernel's
 // general facilities for stored messages (ReadStored, FollowStored, the

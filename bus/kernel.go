@@ -117,6 +117,10 @@ type Bus struct {
 	// bucket's stream info, which is too slow to do on every read.
 	bucketsMu sync.Mutex
 	buckets   map[string]*bucketHandle
+
+	// remote is how a bus on an outside NATS deployment (Dial) connects;
+	// nil for the embedded kernel and its listener's clients.
+	remote *remoteDialer
 }
 
 // trackedSub is what the bus keeps of a live subscription of Subscribe or
@@ -465,7 +469,7 @@ func (b *Bus) declareAll(ctx context.Context, maxAge time.Duration) error {
 	if maxAge == 0 {
 		maxAge = DefaultStreamMaxAge
 	}
-	changed, err := declare(ctx, b.js, maxAge)
+	changed, err := declare(ctx, b.js, maxAge, 1)
 	if err != nil {
 		return err
 	}
@@ -481,7 +485,9 @@ func (b *Bus) declareAll(ctx context.Context, maxAge time.Duration) error {
 // update rewrites the stream's metadata on disk and was most of the cost of
 // a start, for nothing when the configuration is already right (the usual
 // case). It returns the names of the streams it created or updated.
-func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) ([]string, error) {
+// replicas is how many servers of a cluster hold each stream and bucket
+// (1 for the embedded server).
+func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration, replicas int) ([]string, error) {
 	have := map[string]jetstream.StreamConfig{}
 	list := js.ListStreams(ctx)
 	for info := range list.Info() {
@@ -493,6 +499,7 @@ func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) 
 	var changed []string
 	for _, st := range Streams() {
 		cfg := streamConfig(st, maxAge)
+		cfg.Replicas = replicas
 		if cur, ok := have[cfg.Name]; ok && sameStreamConfig(cur, cfg) {
 			continue
 		}
@@ -503,6 +510,7 @@ func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) 
 	}
 	for _, kv := range Buckets() {
 		cfg := bucketStreamConfig(kv)
+		cfg.Replicas = replicas
 		if cur, ok := have[cfg.Name]; ok && sameStreamConfig(cur, cfg) {
 			continue
 		}
@@ -511,6 +519,7 @@ func declare(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) 
 			Description: kv.Doc,
 			History:     kv.History,
 			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("bus: declare bucket %s: %w", kv.Name, err)
@@ -614,6 +623,9 @@ const URLFileName = "nats-url"
 // its own, so a slow reader can never cut the agents' events off from the
 // store.
 func (b *Bus) Connection(name string) (*Bus, error) {
+	if b.remote != nil {
+		return b.remote.connection(b, name)
+	}
 	if b.ns == nil {
 		return nil, errors.New("bus: another connection needs the embedded server")
 	}
@@ -771,6 +783,11 @@ func (b *Bus) teardown(ctx context.Context) error {
 	if b.nc != nil {
 		b.ending.Store(true)
 		b.endAll()
+		if b.remote != nil && !b.nc.IsConnected() {
+			// Cut off from the deployment: nothing pending can be
+			// delivered; a drain would only wait for ctx.
+			b.nc.Close()
+		}
 		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}

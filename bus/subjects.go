@@ -385,10 +385,10 @@ func Buckets() []BucketSpec {
 		{
 			Name:    BucketState,
 			History: 1,
-			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `runs.<issue_id>` (`bus.RunCount`), `spend.<issue_id>` (`bus.IssueSpend`), `day.<YYYY-MM-DD>` (`bus.DaySpend`), `paused` (`bus.PauseState`), `notify_dropped` (`bus.NotifyDrops`)",
+			Keys:    "`claim.<issue_id>`, `retry.<issue_id>`, `blocked.<issue_id>`, `runs.<issue_id>` (`bus.RunCount`), `spend.<issue_id>` (`bus.IssueSpend`), `day.<YYYY-MM-DD>` (`bus.DaySpend`), `paused` (`bus.PauseState`), `notify_dropped` (`bus.NotifyDrops`), `lease.scheduler` (`bus.LeaseState`), `standby.<name>` (`bus.StandbyState`)",
 			Writer:  CompScheduler,
 			Readers: []string{CompUI},
-			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked (parked) issues, each issue's runs while it stays active (agent.max_runs_per_issue), each issue's lifetime spend (budget.per_issue), the fleet's spend per day (budget.per_day), whether dispatch is paused, how many notifications it dropped before storing them.",
+			Doc:     "The scheduler's durable state: claims (created with compare-and-set), the retry queue with due times, blocked (parked) issues, each issue's runs while it stays active (agent.max_runs_per_issue), each issue's lifetime spend (budget.per_issue), the fleet's spend per day (budget.per_day), whether dispatch is paused, how many notifications it dropped before storing them, and on a cluster (--nats) which `symphony run` is the active scheduler (its lease and fencing token) and which stand by.",
 		},
 		{
 			Name:    BucketRuns,

@@ -9,7 +9,10 @@
 //   - mockopenai: a scripted OpenAI Responses API server that drives the
 //     real `codex app-server` offline (CodexHome writes its config);
 //   - mockserver: what the two model mocks share (the loopback server,
-//     the scripted, recorded conversation and its waits).
+//     the scripted, recorded conversation and its waits);
+//   - natscluster: a real NATS cluster with JetStream on 127.0.0.1
+//     (in-process servers joined by routes) for `symphony run --nats`,
+//     whose servers a test stops and restarts.
 //
 // ToolPath finds the real clients the tests run.
 //

@@ -350,6 +350,9 @@ type apiState struct {
 	Replay      *ReplayInfo    `json:"replay,omitempty"`
 	// Budget is spend control (spendapi.go).
 	Budget *apiBudget `json:"budget"`
+	// Scheduler is the cluster's active scheduler and standbys
+	// (clusterapi.go); absent with the embedded server.
+	Scheduler *apiScheduler `json:"scheduler,omitempty"`
 }
 
 type apiWorkflow struct {
@@ -366,7 +369,7 @@ type apiPoll struct {
 	DurationMS int64     `json:"duration_ms"`
 }
 
-func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) apiState(w http.ResponseWriter, r *http.Request) {
 	v := s.model.Snapshot(s.opts.Now(), 0)
 	out := apiState{GeneratedAt: v.Now.UTC(), Running: []apiRunning{}, Retrying: []apiRetry{}, Blocked: []apiBlocked{}, Paused: v.Paused.Paused, Replay: v.Replay}
 	polled, root := polledOf(v), workspaceRoot(v)
@@ -392,6 +395,7 @@ func (s *Server) apiState(w http.ResponseWriter, _ *http.Request) {
 		out.PollError = &apiTrackerErr{p.Class, p.Message, p.At, p.RetryAfterMS}
 	}
 	out.Budget = budgetOf(v)
+	out.Scheduler = s.schedulerOf(r.Context())
 	writeRefJSON(w, http.StatusOK, out)
 }
 

@@ -54,6 +54,7 @@ type Globals struct {
 	DataDir   string `help:"Directory for the JetStream store, the lock and the NATS token. Default: .symphony/ beside the WORKFLOW.md." placeholder:"DIR" type:"path"`
 	LogFormat string `help:"Log format: text (key=value) or json." enum:"text,json" default:"text"`
 	LogLevel  string `help:"Minimum log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	NatsFlags
 }
 
 // env is what a command needs from the process.

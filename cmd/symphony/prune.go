@@ -25,6 +25,14 @@ func (c *PruneCmd) Run(g *Globals, e *env) error {
 	if age <= 0 {
 		return &exitError{code: exitUsage, err: fmt.Errorf("--older-than must be positive, got %s", c.OlderThan)}
 	}
+	if g.remote() {
+		b, err := g.dialRemote(e.ctx, "symphony prune", e.stderr)
+		if err != nil {
+			return err
+		}
+		defer b.Close(context.Background())
+		return c.askPruner(e, b, age)
+	}
 	dataDir, err := g.dataDir("WORKFLOW.md")
 	if err != nil {
 		return err
@@ -61,6 +69,11 @@ func (c *PruneCmd) ask(g *Globals, e *env, dataDir string, age time.Duration, in
 		return fmt.Errorf("%w; %w, or stop it, or set `retention: %s` in its WORKFLOW.md so it prunes on its own", inUse, err, c.OlderThan)
 	}
 	defer b.Close(context.Background())
+	return c.askPruner(e, b, age)
+}
+
+// askPruner has the pruner of the instance on b prune.
+func (c *PruneCmd) askPruner(e *env, b *bus.Bus, age time.Duration) error {
 	ctx, cancel := context.WithTimeout(e.ctx, pruneAskTimeout)
 	defer cancel()
 	res, err := bus.Ask(ctx, b, bus.PruneRuns, bus.PruneRequest{OlderThanMS: age.Milliseconds(), DryRun: c.DryRun})

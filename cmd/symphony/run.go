@@ -98,7 +98,10 @@ type RunCmd struct {
 	// the reference's command line, whose dashboard starts only when a
 	// port is given (--port or server.port).
 	reference bool
-	MaxProcs  *int `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
+	Name      string        `help:"With --nats: this process's name in the scheduler lease (default host name and pid)." placeholder:"NAME"`
+	LeaseTTL  time.Duration `name:"lease-ttl" default:"10s" help:"With --nats: how long the active scheduler's lease lasts without renewal; a standby takes over within about this long after the active one dies. The active one stops dispatching after half of it without a renewal, and kills its agents."`
+	Replicas  int           `help:"With --nats: how many servers hold each stream and bucket. 0 = 3 when the server is clustered, else 1." placeholder:"N"`
+	MaxProcs  *int          `name:"max-procs" placeholder:"N" help:"How many cores Symphony's own code may use at once (Go's GOMAXPROCS). Default 1, or GOMAXPROCS from the environment when it is set: Symphony's work is passing agent events on, and handing each one between goroutines on two cores cost twice the CPU of one. 0 = Go's default (the usable cores). Agents are separate processes and are not limited by it."`
 	Dashboard
 }
 
@@ -205,7 +208,7 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	if err != nil {
 		return err
 	}
-	b, err := c.openBus(e.ctx, set, log)
+	b, err := c.openBus(e.ctx, g, set, log, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -234,7 +237,12 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	} else {
 		log.Info("dashboard off: no --port and no server.port (the reference's command line serves HTTP only when a port is given)")
 	}
-	comps, sch, err := c.newComponents(set.wf.Path, b, log, roots, dash)
+	if b.Remote() {
+		return c.runClustered(e.ctx, log, b, func(fence fenceFunc) ([]components.Component, *scheduler.Component, error) {
+			return c.newComponents(set.wf.Path, b, log, roots, dash, fence)
+		})
+	}
+	comps, sch, err := c.newComponents(set.wf.Path, b, log, roots, dash, nil)
 	if err != nil {
 		return err
 	}
@@ -331,14 +339,23 @@ func (c *RunCmd) settings(g *Globals) (runSettings, error) {
 	if err := ui.CheckBind(bind, c.BindUnsafe); serve && err != nil {
 		return runSettings{}, &exitError{code: exitUsage, err: err}
 	}
+	if g.remote() {
+		if err := c.embeddedOnly(); err != nil {
+			return runSettings{}, &exitError{code: exitUsage, err: err}
+		}
+	}
 	if c.NatsAllowControls && c.NatsListen == "" {
 		return runSettings{}, &exitError{code: exitUsage, err: errors.New("--nats-allow-controls needs --nats-listen")}
 	}
 	return runSettings{wf: wf, dataDir: dataDir, bind: bind, port: port, serve: serve}, nil
 }
 
-// openBus starts the kernel: the embedded NATS server and its store.
-func (c *RunCmd) openBus(ctx context.Context, set runSettings, log *slog.Logger) (*bus.Bus, error) {
+// openBus starts the kernel: the embedded NATS server and its store, or
+// with --nats a connection to the deployment.
+func (c *RunCmd) openBus(ctx context.Context, g *Globals, set runSettings, log *slog.Logger, stderr io.Writer) (*bus.Bus, error) {
+	if g.remote() {
+		return c.dialRun(ctx, g, set, stderr)
+	}
 	return bus.Open(ctx, bus.Options{
 		DataDir:           set.dataDir,
 		Listen:            c.NatsListen,
@@ -378,10 +395,12 @@ func (c *RunCmd) dashboardOptions(e *env, set runSettings, b, dashBus *bus.Bus, 
 }
 
 // newComponents builds every component (the workflow component reads
-// wfPath, the dashboard takes dash; no dashboard when it is nil) and returns them in start order:
-// config first, the scheduler last. The supervisor stops them in reverse,
-// so the scheduler stops deciding before the parts it drives go away.
-func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, roots *workspace.RootLocks, dash *ui.Options) ([]components.Component, *scheduler.Component, error) {
+// wfPath, the dashboard takes dash (no dashboard when it is nil), the
+// scheduler checks fence before every dispatch when not nil) and returns
+// them in start order: config first, the scheduler last. The supervisor
+// stops them in reverse, so the scheduler stops deciding before the parts
+// it drives go away.
+func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, roots *workspace.RootLocks, dash *ui.Options, fence fenceFunc) ([]components.Component, *scheduler.Component, error) {
 	wfc, err := workflow.New(workflow.Options{Path: wfPath, Bus: b, Log: log, Env: workflowfile.OSEnv()})
 	if err != nil {
 		return nil, nil, err
@@ -394,7 +413,7 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, root
 	if err != nil {
 		return nil, nil, err
 	}
-	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log, MCPCommand: c.mcpCommand(log)})
+	arc, err := agentrunner.New(agentrunner.Options{Bus: b, Log: log, MCPCommand: c.mcpCommand(log, b.Remote())})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -406,7 +425,7 @@ func (c *RunCmd) newComponents(wfPath string, b *bus.Bus, log *slog.Logger, root
 	if err != nil {
 		return nil, nil, err
 	}
-	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once})
+	sch, err := scheduler.New(scheduler.Options{Bus: b, Log: log, Once: c.Once, Fence: fence})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -456,10 +475,15 @@ func supervise(ctx context.Context, log *slog.Logger, b *bus.Bus, comps []compon
 }
 
 // mcpCommand starts this binary's MCP server for a run, or is nil (no
-// tracker tools) with --no-agent-tools or when the binary's path is not
+// tracker tools) with --no-agent-tools, with --nats (the tool credentials
+// are the embedded server's), or when the binary's path is not
 // known.
-func (c *RunCmd) mcpCommand(log *slog.Logger) []string {
+func (c *RunCmd) mcpCommand(log *slog.Logger, remote bool) []string {
 	if !c.AgentTools {
+		return nil
+	}
+	if remote {
+		log.Warn("runs get no tracker tools with --nats: the tool credentials need the embedded server's listener")
 		return nil
 	}
 	exe, err := os.Executable()

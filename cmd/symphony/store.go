@@ -11,8 +11,12 @@ import (
 )
 
 // openStore reaches the run store of the data directory: directly when no
-// instance holds it, through the instance's NATS listener when one does.
+// instance holds it, through the instance's NATS listener when one does;
+// with --nats, on the deployment.
 func openStore(ctx context.Context, g *Globals, stderr io.Writer) (*bus.Bus, error) {
+	if g.remote() {
+		return g.dialRemote(ctx, "symphony cli", stderr)
+	}
 	dataDir, err := g.dataDir("WORKFLOW.md")
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -149,7 +150,11 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 		log.Error("cannot claim issue", "err", err)
 		return
 	}
-	claim := bus.Claim{RunID: runID, IssueID: iss.ID, Identifier: iss.Identifier, Attempt: attempt, At: time.Now().UTC()}
+	fence, ok := a.fence(ctx, log)
+	if !ok {
+		return
+	}
+	claim := bus.Claim{RunID: runID, IssueID: iss.ID, Identifier: iss.Identifier, Attempt: attempt, At: time.Now().UTC(), Fence: fence}
 	if _, queued := a.retries[iss.ID]; queued {
 		// A retry owns the claim already: take it over.
 		_, err = bus.Put(ctx, a.b, key, claim)
@@ -192,6 +197,22 @@ func (a *actor) dispatch(ctx context.Context, iss bus.Issue, attempt *int) {
 	now := time.Now()
 	a.running[iss.ID] = &running{runID: runID, issue: iss, attempt: attempt, state: normState(iss.State), startedAt: now, lastEvent: now}
 	log.Info("dispatched", "run_id", runID, "attempt", attemptText(attempt))
+}
+
+// fence checks, when the scheduler shares a cluster with standbys, that
+// it still holds the lease, and returns the holding's fencing token (0
+// without a lease); false: the lease is lost and nothing may be
+// dispatched.
+func (a *actor) fence(ctx context.Context, log *slog.Logger) (uint64, bool) {
+	if a.c.opts.Fence == nil {
+		return 0, true
+	}
+	token, err := a.c.opts.Fence(ctx)
+	if err != nil {
+		log.Error("not dispatched: this scheduler does not hold the lease", "err", err)
+		return 0, false
+	}
+	return token, true
 }
 
 // newRunID is unique per process and readable: <identifier>-<time>-<n>.

@@ -184,7 +184,7 @@ func (a *actor) interrupted(ctx context.Context, id string, cl bus.Claim) {
 	// What the run spent is in its stored turns: the invented end carries
 	// their sum, into the summary and the counts.
 	end = a.withStoredTurns(ctx, end)
-	if err := runlog.Record(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
+	if err := recordRetrying(ctx, a.b, end, cl.RunID+"-interrupted"); err != nil {
 		log.Error("record interrupted run", "err", err)
 	}
 	a.countEnd(ctx, end.Issue, end)
@@ -272,6 +272,30 @@ func (a *actor) withStoredTurns(ctx context.Context, end bus.RunEvent) bus.RunEv
 		end.CostUSD = &cost
 	}
 	return end
+}
+
+// recordWindow bounds how long recovery tries to record a run's end.
+const recordWindow = 30 * time.Second
+
+// recordRetrying records ev (runlog.Record, deduplicated by msgID, so a
+// try that was stored but not acknowledged is not stored twice), trying
+// again for up to recordWindow while the servers do not answer; a refusal
+// (a full store) is not tried again. On a NATS cluster a takeover can
+// coincide with a server's loss, and the streams answer nothing while they
+// elect leaders; a run whose end is not recorded then would have none.
+func recordRetrying(ctx context.Context, b *bus.Bus, ev bus.RunEvent, msgID string) error {
+	deadline := time.Now().Add(recordWindow)
+	for {
+		err := runlog.Record(ctx, b, ev, msgID)
+		if err == nil || !bus.Unavailable(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // issueOf is the issue a stored run event names, as far as it says. Its

@@ -23,6 +23,13 @@ type Options struct {
 	// first snapshot, queues no retries, and closes Done when those runs
 	// have finished (symphony run --once).
 	Once bool
+	// Fence, when set, is asked before every dispatch whether this
+	// scheduler still holds the cluster's scheduler lease (bus.Lease's
+	// Check: a compare-and-set on the lease's revision); it returns the
+	// holding's fencing token, which the claim records. An error means the
+	// lease is lost: nothing is dispatched. Nil: the only scheduler (the
+	// embedded server).
+	Fence func(ctx context.Context) (uint64, error)
 	// killRun stands in for killRun in tests (nil: killRun).
 	killRun func(runID string) error
 	// looped, if set, is told after each turn of Run's loop how many
