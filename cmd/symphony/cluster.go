@@ -117,7 +117,7 @@ func (c *RunCmd) holderName() string {
 // stops every component — the scheduler has already stopped dispatching,
 // its Fence fails — and the process stands by again. build makes a fresh
 // set of components for each holding.
-func (c *RunCmd) runClustered(ctx context.Context, log *slog.Logger, b *bus.Bus, build func(fenceFunc) ([]components.Component, *scheduler.Component, error)) error {
+func (c *RunCmd) runClustered(ctx context.Context, log *slog.Logger, b *bus.Bus, build buildFunc) error {
 	if c.LeaseTTL < 100*time.Millisecond {
 		return &exitError{code: exitUsage, err: fmt.Errorf("--lease-ttl must be at least 100ms, not %s", c.LeaseTTL)}
 	}
@@ -146,12 +146,21 @@ func (c *RunCmd) runClustered(ctx context.Context, log *slog.Logger, b *bus.Bus,
 	}
 }
 
+// buildFunc makes the components of one holding of the lease, with the
+// fence the scheduler checks before every dispatch, and what lets go of
+// what the holding took (called when it ends, also after an error).
+type buildFunc func(fenceFunc) ([]components.Component, *scheduler.Component, func(), error)
+
 // hold runs one holding of the lease: the components until ctx ends or
 // the lease is lost (lost says why), renewing it meanwhile; a holding
 // that ends with ctx (or --once done) releases the lease, so a standby
 // takes over at once.
-func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *bus.Lease, instance string, build func(fenceFunc) ([]components.Component, *scheduler.Component, error)) (lost, err error) {
-	comps, sch, err := build(lease.Check)
+func (c *RunCmd) hold(ctx context.Context, log *slog.Logger, b *bus.Bus, lease *bus.Lease, instance string, build buildFunc) (lost, err error) {
+	comps, sch, letGo, err := build(lease.Check)
+	// What the holding took (the workspace root) is let go of when it
+	// ends, after its children are killed: a standby on this host may
+	// take over next.
+	defer letGo()
 	if err != nil {
 		release(log, lease)
 		return nil, err

@@ -216,9 +216,14 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 	// A second instance on the same workspace root would remove and read
 	// this one's workspaces; it stops here, before any component starts
 	// (after the data directory's lock, whose clash is the likelier one).
+	// On a cluster only the process holding the scheduler lease works in
+	// the root, so it takes the root with the lease (a standby on the same
+	// host waits instead of failing) and lets go of it with the lease.
 	roots := &workspace.RootLocks{}
-	if err := roots.Hold(set.wf.Config.Workspace.Root); err != nil {
-		return &exitError{code: exitFailure, err: err}
+	if !b.Remote() {
+		if err := roots.Hold(set.wf.Config.Workspace.Root); err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
 	}
 	// The dashboard reads over a connection of its own: its followers go
 	// as slowly as the browsers reading them, and the server closes a
@@ -238,8 +243,18 @@ func (c *RunCmd) Run(g *Globals, e *env) error {
 		log.Info("dashboard off: no --port and no server.port (the reference's command line serves HTTP only when a port is given)")
 	}
 	if b.Remote() {
-		return c.runClustered(e.ctx, log, b, func(fence fenceFunc) ([]components.Component, *scheduler.Component, error) {
-			return c.newComponents(set.wf.Path, b, log, roots, dash, fence)
+		return c.runClustered(e.ctx, log, b, func(fence fenceFunc) ([]components.Component, *scheduler.Component, func(), error) {
+			held := &workspace.RootLocks{}
+			letGo := func() {
+				if err := held.Release(); err != nil {
+					log.Warn("let go of the workspace root", "err", err)
+				}
+			}
+			if err := held.Hold(set.wf.Config.Workspace.Root); err != nil {
+				return nil, nil, letGo, err
+			}
+			comps, sch, err := c.newComponents(set.wf.Path, b, log, held, dash, fence)
+			return comps, sch, letGo, err
 		})
 	}
 	comps, sch, err := c.newComponents(set.wf.Path, b, log, roots, dash, nil)
