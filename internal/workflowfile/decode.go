@@ -289,6 +289,7 @@ func (d *decoder) tracker(m map[string]any) bus.TrackerConfig {
 		d.githubStates(t)
 	}
 	t.Provider.Extra = d.providerKeys(prov, t.Kind)
+	d.trackerLevelKeys(m, t.Kind)
 	t.Tools = d.trackerTools(d.section(m, "tools", "tracker.tools"), t.Kind)
 	return t
 }

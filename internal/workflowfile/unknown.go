@@ -123,6 +123,27 @@ func (d *decoder) providerKeys(prov map[string]any, kind string) map[string]any 
 	return extra
 }
 
+// trackerLevelKeys names the adapter keys written directly under tracker
+// (the reference's spelling) that kind's adapter does not read: knownKeys
+// accepts every adapter's there, so without this a GitHub key under a
+// Linear tracker would be silently ignored.
+func (d *decoder) trackerLevelKeys(m map[string]any, kind string) {
+	reads := map[string][]string{
+		bus.TrackerLinear: {"project_slug", "api_key", "endpoint", "assignee"},
+		bus.TrackerFiles:  {"assignee"},
+		bus.TrackerGitHub: {"repo", "api_key", "token", "endpoint", "api_url", "assignee", "state_labels", "project", "status_field", "priority_field"},
+	}
+	if _, known := reads[kind]; !known {
+		return
+	}
+	all := slices.Concat(reads[bus.TrackerLinear], reads[bus.TrackerGitHub])
+	for _, k := range sortedKeys(m) {
+		if slices.Contains(all, k) && !slices.Contains(reads[kind], k) {
+			d.warn(joinKey([]string{"tracker", k}), "not applicable to the %s tracker; ignored", kind)
+		}
+	}
+}
+
 // secretLooking says whether an adapter-owned key's name suggests a
 // credential, whose value the effective configuration then masks.
 func secretLooking(key string) bool {

@@ -115,3 +115,43 @@ func TestKnownKeysCoverEffective(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerLevelKeysOfAnotherAdapter: the adapters' keys may be written
+// directly under tracker (the reference's spelling), and the loader
+// accepts each adapter's there; one that the configured adapter does not
+// read is named, not silently ignored, and a key it reads is not.
+func TestTrackerLevelKeysOfAnotherAdapter(t *testing.T) {
+	src := `---
+tracker:
+  kind: linear
+  project_slug: abc
+  api_key: literal-key
+  repo: acme/app
+  state_labels: "status:"
+---
+`
+	r := mustParse(t, src, nil)
+	for _, w := range []string{
+		"tracker.repo: not applicable to the linear tracker; ignored",
+		"tracker.state_labels: not applicable to the linear tracker; ignored",
+	} {
+		if !slices.ContainsFunc(r.Warnings, func(s string) bool { return strings.HasPrefix(s, w) }) {
+			t.Errorf("no warning %q in %q", w, r.Warnings)
+		}
+	}
+	for _, w := range r.Warnings {
+		if strings.HasPrefix(w, "tracker.project_slug") || strings.HasPrefix(w, "tracker.api_key") {
+			t.Errorf("a key the linear tracker reads was reported: %q", w)
+		}
+	}
+	src = "---\ntracker:\n  kind: github\n  repo: acme/app\n  token: literal-key\n  project_slug: abc\n---\n"
+	r = mustParse(t, src, nil)
+	if !slices.ContainsFunc(r.Warnings, func(s string) bool {
+		return strings.HasPrefix(s, "tracker.project_slug: not applicable to the github tracker")
+	}) {
+		t.Errorf("project_slug under a github tracker not named: %q", r.Warnings)
+	}
+	if slices.ContainsFunc(r.Warnings, func(s string) bool { return strings.HasPrefix(s, "tracker.repo") || strings.HasPrefix(s, "tracker.token") }) {
+		t.Errorf("a key the github tracker reads was reported: %q", r.Warnings)
+	}
+}
