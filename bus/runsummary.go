@@ -27,6 +27,10 @@ type RunSummary struct {
 	// pricing table. The dashboard and `symphony runs` show it, marked as
 	// priced, when CostUSD is nil; nil when neither is known.
 	BudgetUSD *float64 `json:"budget_usd,omitempty"`
+	// BudgetEstimated says BudgetUSD (and Usage) include a charge for a
+	// turn stopped before the agent reported its usage
+	// (RunEvent.BudgetEstimated); shown marked "estimated".
+	BudgetEstimated bool `json:"budget_estimated,omitempty"`
 }
 
 // PruneRequest asks the running pruner to delete the runs that ended

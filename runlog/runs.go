@@ -76,6 +76,9 @@ func Apply(s *bus.RunSummary, ev bus.RunEvent) {
 		s.ConfigVersion = ev.ConfigVersion
 	}
 	s.Turns = max(s.Turns, ev.Turn)
+	if ev.BudgetEstimated && (ev.Event == bus.RunTurnFinished || ev.Event == bus.RunFinished) {
+		s.BudgetEstimated = true
+	}
 	if ev.Event == bus.RunTurnFinished && ev.Usage != nil {
 		// Per turn while the run is live; run_finished replaces these
 		// running sums with the run's totals.

@@ -654,3 +654,31 @@ func TestUnknownZoneFallsBackToUTC(t *testing.T) {
 		t.Errorf("spend section:\n%s", clip(buf.String(), 2000))
 	}
 }
+
+// TestEstimatedCostShown: a claude run one of whose turns was stopped
+// before it reported is charged an estimate; the runs table, the run
+// page's header and its turn line show the figure the budget counted,
+// marked estimated, not the agent's own (smaller) figure.
+func TestEstimatedCostShown(t *testing.T) {
+	own, counted := 0.25, 2.25
+	end := spendNow
+	run := RunView{RunSummary: bus.RunSummary{RunID: "run-e", Issue: bus.IssueRef{ID: "id-E-1", Identifier: "E-1"}, Status: bus.RunTimedOut,
+		Started: spendNow.Add(-time.Minute), Ended: &end, CostUSD: &own, BudgetUSD: &counted, BudgetEstimated: true}}
+	v := NewModel().Snapshot(spendNow, 0)
+	var buf strings.Builder
+	for _, c := range []interface {
+		Render(context.Context, io.Writer) error
+	}{runsTable(v, []RunView{run}), runHeader(v, run),
+		runEventBody(&bus.RunEvent{RunID: "run-e", Event: bus.RunTurnFinished, Turn: 2, Usage: &bus.Usage{InputTokens: 10}, BudgetUSD: &counted, BudgetEstimated: true})} {
+		if err := c.Render(t.Context(), &buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	html := buf.String()
+	if n := strings.Count(html, "$2.2500 (estimated)"); n != 3 {
+		t.Errorf("estimated cost shown %d times, want 3:\n%s", n, html)
+	}
+	if strings.Contains(html, "$0.2500") {
+		t.Error("the agent's own figure is shown for a run charged an estimate")
+	}
+}

@@ -1092,7 +1092,7 @@ func runningSection(v View) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD, r.BudgetEstimated).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -1749,7 +1749,7 @@ func runsTable(v View, runs []RunView) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD, r.BudgetEstimated).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -2663,7 +2663,7 @@ func runHeader(v View, run RunView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = costText(run.CostUSD, run.BudgetUSD).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = costText(run.CostUSD, run.BudgetUSD, run.BudgetEstimated).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -3203,7 +3203,7 @@ func runEventBody(r *bus.RunEvent) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD, r.BudgetEstimated).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -3339,7 +3339,7 @@ func runEventBody(r *bus.RunEvent) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if r.CostUSD != nil || r.BudgetUSD != nil {
-				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = costText(r.CostUSD, r.BudgetUSD, r.BudgetEstimated).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

@@ -123,11 +123,14 @@ func writeRunsTable(w io.Writer, list []*bus.RunSummary) error {
 	return nil
 }
 
-// runCost is a run's cost for the table: the agent's own figure, else the
-// figure the budget counted from the pricing table (marked "priced"),
-// else unknown.
+// runCost is a run's cost for the table: the figure the budget counted
+// when it includes a charge for a turn stopped before the agent reported
+// (marked "estimated"), else the agent's own figure, else the figure the
+// budget counted from the pricing table (marked "priced"), else unknown.
 func runCost(s *bus.RunSummary) string {
 	switch {
+	case s.BudgetEstimated && s.BudgetUSD != nil:
+		return fmt.Sprintf("$%.4f (estimated)", *s.BudgetUSD)
 	case s.CostUSD != nil:
 		return fmt.Sprintf("$%.4f", *s.CostUSD)
 	case s.BudgetUSD != nil:

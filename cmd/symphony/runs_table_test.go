@@ -33,6 +33,15 @@ func TestRunsTableShowsPricedCostAndBudgetExceeded(t *testing.T) {
 	if !strings.Contains(lines[2], "$0.2500") || strings.Contains(lines[2], "priced") {
 		t.Errorf("claude run with its own cost: %q", lines[2])
 	}
+	counted := 2.25
+	var est strings.Builder
+	if err := writeRunsTable(&est, []*bus.RunSummary{{RunID: "run-e", Issue: bus.IssueRef{Identifier: "EEE-5"}, Status: bus.RunTimedOut,
+		Started: start, Ended: &end, CostUSD: &own, BudgetUSD: &counted, BudgetEstimated: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if l := strings.Split(est.String(), "\n")[1]; !strings.Contains(l, "$2.2500 (estimated)") {
+		t.Errorf("a run charged an estimate: %q", l)
+	}
 	if !strings.Contains(lines[3], "unknown") {
 		t.Errorf("run without a cost: %q", lines[3])
 	}
