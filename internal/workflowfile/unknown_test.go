@@ -151,7 +151,9 @@ tracker:
 	}) {
 		t.Errorf("project_slug under a github tracker not named: %q", r.Warnings)
 	}
-	if slices.ContainsFunc(r.Warnings, func(s string) bool { return strings.HasPrefix(s, "tracker.repo") || strings.HasPrefix(s, "tracker.token") }) {
+	if slices.ContainsFunc(r.Warnings, func(s string) bool {
+		return strings.HasPrefix(s, "tracker.repo") || strings.HasPrefix(s, "tracker.token")
+	}) {
 		t.Errorf("a key the github tracker reads was reported: %q", r.Warnings)
 	}
 }
