@@ -83,34 +83,21 @@ func (a *actor) updateDay(ctx context.Context, day string, change func(*bus.DayS
 	if err != nil {
 		return bus.DaySpend{}, err
 	}
-	for range spendTries {
-		sp, rev, err := a.readDay(ctx, day)
-		if err != nil {
-			return bus.DaySpend{}, err
-		}
-		if !change(&sp) {
-			a.keepDay(sp)
-			return sp, nil
+	sp, err := foldKey(ctx, a.b, k, "the spend of "+day, bus.DaySpend{Day: day}, func(sp *bus.DaySpend) bool {
+		if !change(sp) {
+			return false
 		}
 		sp.Day, sp.Updated = day, time.Now().UTC()
 		if sp.TimeZone == "" {
 			sp.TimeZone = a.loc().String()
 		}
-		if rev == 0 {
-			_, err = bus.Create(ctx, a.b, k, sp)
-		} else {
-			_, err = bus.Update(ctx, a.b, k, sp, rev)
-		}
-		if errors.Is(err, bus.ErrKeyExists) || errors.Is(err, bus.ErrRevisionChanged) {
-			continue
-		}
-		if err != nil {
-			return bus.DaySpend{}, fmt.Errorf("store the spend of %s: %w", day, err)
-		}
-		a.keepDay(sp)
-		return sp, nil
+		return true
+	})
+	if err != nil {
+		return bus.DaySpend{}, err
 	}
-	return bus.DaySpend{}, fmt.Errorf("store the spend of %s: it kept changing", day)
+	a.keepDay(sp)
+	return sp, nil
 }
 
 // keepDay keeps the copy of today's spend the checks read.

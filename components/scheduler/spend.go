@@ -60,32 +60,16 @@ func (a *actor) updateSpend(ctx context.Context, iss bus.IssueRef, change func(*
 	if err != nil {
 		return bus.IssueSpend{}, err
 	}
-	for range spendTries {
-		sp, rev, err := a.issueSpend(ctx, iss.ID)
-		if err != nil {
-			return bus.IssueSpend{}, err
-		}
-		if !change(&sp) {
-			return sp, nil
+	return foldKey(ctx, a.b, k, "the lifetime spend of "+iss.ID, bus.IssueSpend{IssueID: iss.ID}, func(sp *bus.IssueSpend) bool {
+		if !change(sp) {
+			return false
 		}
 		sp.IssueID, sp.Updated = iss.ID, time.Now().UTC()
 		if iss.Identifier != "" {
 			sp.Identifier = iss.Identifier
 		}
-		if rev == 0 {
-			_, err = bus.Create(ctx, a.b, k, sp)
-		} else {
-			_, err = bus.Update(ctx, a.b, k, sp, rev)
-		}
-		if errors.Is(err, bus.ErrKeyExists) || errors.Is(err, bus.ErrRevisionChanged) {
-			continue
-		}
-		if err != nil {
-			return bus.IssueSpend{}, fmt.Errorf("store the lifetime spend of %s: %w", iss.ID, err)
-		}
-		return sp, nil
-	}
-	return bus.IssueSpend{}, fmt.Errorf("store the lifetime spend of %s: it kept changing", iss.ID)
+		return true
+	})
 }
 
 // countSpend adds a run's end to its issue's lifetime spend, once.
