@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/symphony-oss/symphony/bus"
 )
@@ -253,7 +254,12 @@ func CodexModel(command string) string {
 			continue
 		}
 		// codex parses the value as TOML, falling back to a bare string.
+		// Not UTF-8 is no model name (and unquoting would replace the bad
+		// bytes, inventing text).
 		v = strings.TrimSpace(v)
+		if !utf8.ValidString(v) {
+			continue
+		}
 		if u, err := strconv.Unquote(v); err == nil && strings.HasPrefix(v, `"`) {
 			v = u
 		} else if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
